@@ -1,0 +1,193 @@
+package event
+
+import (
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Kind is the JSON type a flattened value had in the source record.
+type Kind uint8
+
+// Kinds of flattened values.
+const (
+	String Kind = iota
+	Number
+	Bool
+	Null
+)
+
+// Field is one flattened value of the source record. An array yields one
+// Field per element under the same name, in source order.
+type Field struct {
+	Sym   Sym
+	Name  string // dotted path as spelled in the source, without array markers
+	Value string // strings unescaped; numbers and booleans as written
+	Kind  Kind
+}
+
+// Origin says where a record came from, for provenance and quarantine.
+type Origin struct {
+	File   string // path, "-" for stdin
+	Line   int    // 1-based line of the record's first byte, 0 if unknown
+	Offset int64  // byte offset of the record in the (decompressed) input
+	Index  int    // 0-based record number within the file
+}
+
+// Event is one normalized audit event.
+type Event struct {
+	Time      time.Time
+	Tenant    string
+	Source    string // "m365.ual", "entra.signin", "entra.audit", "entra.risk", "gws.login", ...
+	Operation string
+	Result    string // as the source says it ("Succeeded", "0", "success", ...)
+	Failed    bool   // the source says the operation failed
+
+	User             string // UPN or e-mail of the acting user, lower-cased
+	AppID            string // application (resource or client) id the source names
+	ClientAppID      string // client application id, when the source separates it
+	ServicePrincipal string
+
+	IP        string // client IP without port
+	ASN       uint32
+	Country   string
+	UserAgent string // user agent or ClientInfoString
+
+	SessionID string
+	TokenID   string
+
+	Mailbox    string   // mailbox owner UPN for mail access
+	Folders    []string // folder paths touched
+	MessageIDs []string // InternetMessageIds read
+	ItemCount  int
+
+	RecordID string // the source's own record id (M365 Id, Entra id, Workspace uniqueQualifier)
+	Raw      []byte // the record's bytes verbatim
+	Origin   Origin
+
+	fields []Field // sorted by Sym, stable
+	norm   [numNorm]Field
+}
+
+// Normalized field names rules can use in addition to the source's own.
+var (
+	SymTime             = Intern("time")
+	SymTenant           = Intern("tenant")
+	SymSource           = Intern("source")
+	SymOperation        = Intern("operation")
+	SymResult           = Intern("result")
+	SymUser             = Intern("user")
+	SymAppID            = Intern("app_id")
+	SymClientAppID      = Intern("client_app_id")
+	SymServicePrincipal = Intern("service_principal")
+	SymSrcIP            = Intern("src_ip")
+	SymCountry          = Intern("country")
+	SymUserAgent        = Intern("user_agent")
+	SymSessionID        = Intern("session_id")
+	SymTokenID          = Intern("token_id")
+	SymMailbox          = Intern("mailbox")
+	SymRecordID         = Intern("record_id")
+)
+
+const numNorm = 16
+
+// Fields returns every flattened source field, sorted by Sym.
+func (e *Event) Fields() []Field { return e.fields }
+
+// Values returns the values of the field named by s: the source's own
+// field when the record has it, else the normalized field of that name.
+// The result aliases the event; callers must not modify it.
+func (e *Event) Values(s Sym) []Field {
+	f := e.fields
+	i := sort.Search(len(f), func(i int) bool { return f[i].Sym >= s })
+	j := i
+	for j < len(f) && f[j].Sym == s {
+		j++
+	}
+	if j > i {
+		return f[i:j]
+	}
+	if s >= SymTime && s < SymTime+numNorm {
+		n := &e.norm[s-SymTime]
+		if n.Sym == s {
+			return e.norm[s-SymTime : s-SymTime+1]
+		}
+	}
+	return nil
+}
+
+// Get returns the first value of the field called name, or "".
+func (e *Event) Get(name string) string {
+	if v := e.Values(Intern(name)); len(v) > 0 {
+		return v[0].Value
+	}
+	return ""
+}
+
+// Normalize fills the normalized-name lookups from the struct fields. The
+// Builder calls it; code that builds an Event by hand calls it after
+// setting the fields.
+func (e *Event) Normalize() {
+	set := func(s Sym, v string) {
+		if v == "" {
+			e.norm[s-SymTime] = Field{}
+			return
+		}
+		e.norm[s-SymTime] = Field{Sym: s, Name: s.String(), Value: v}
+	}
+	if !e.Time.IsZero() {
+		set(SymTime, e.Time.UTC().Format(time.RFC3339Nano))
+	}
+	set(SymTenant, e.Tenant)
+	set(SymSource, e.Source)
+	set(SymOperation, e.Operation)
+	set(SymResult, e.Result)
+	set(SymUser, e.User)
+	set(SymAppID, e.AppID)
+	set(SymClientAppID, e.ClientAppID)
+	set(SymServicePrincipal, e.ServicePrincipal)
+	set(SymSrcIP, e.IP)
+	set(SymCountry, e.Country)
+	set(SymUserAgent, e.UserAgent)
+	set(SymSessionID, e.SessionID)
+	set(SymTokenID, e.TokenID)
+	set(SymMailbox, e.Mailbox)
+	set(SymRecordID, e.RecordID)
+}
+
+// SetFields replaces the flattened fields; they are sorted by Sym (stable,
+// so array elements keep their order). For tests and hand-built events.
+func (e *Event) SetFields(fs []Field) {
+	for i := range fs {
+		if fs[i].Sym == 0 {
+			fs[i].Sym = Intern(fs[i].Name)
+		}
+	}
+	sortFields(fs)
+	e.fields = fs
+}
+
+// sortFields is a stable insertion sort: records have a few dozen fields,
+// often already nearly in order, and this avoids sort.SliceStable's
+// reflection and allocation.
+func sortFields(fs []Field) {
+	for i := 1; i < len(fs); i++ {
+		x := fs[i]
+		j := i
+		for j > 0 && fs[j-1].Sym > x.Sym {
+			fs[j] = fs[j-1]
+			j--
+		}
+		fs[j] = x
+	}
+}
+
+// Number returns the first value of s as a float, if it parses.
+func (e *Event) Number(s Sym) (float64, bool) {
+	v := e.Values(s)
+	if len(v) == 0 {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(v[0].Value, 64)
+	return f, err == nil
+}
