@@ -61,6 +61,8 @@ type Key struct {
 	// RetiredAt is set when a refresh no longer lists the key; the key stays
 	// usable for the source's overlap window after that.
 	RetiredAt time.Time
+	// RetiredUntil ends the overlap window of a retired key.
+	RetiredUntil time.Time
 }
 
 // Weak reports why the key must not be used, or "" when it is acceptable.

@@ -196,14 +196,14 @@ func (s *Source) withOverlap(prev, next *KeySet, now time.Time) *KeySet {
 		}
 		if _, ok := s.retired[id]; !ok {
 			c := *k
-			c.RetiredAt = now
+			c.RetiredAt, c.RetiredUntil = now, now.Add(max(s.opts.Overlap, 0))
 			s.retired[id] = &c
 		}
 	}
 	keys := append([]*Key(nil), next.Keys...)
 	var gone []*Key
 	for id, k := range s.retired {
-		if s.opts.Overlap > 0 && now.Sub(k.RetiredAt) < s.opts.Overlap {
+		if now.Before(k.RetiredUntil) {
 			keys = append(keys, k)
 		} else {
 			gone = append(gone, k)

@@ -212,9 +212,7 @@ func (d *Decision) fail(name string, r Reason, format string, a ...any) *Decisio
 // Validate checks raw and returns its claims, writing an audit event.
 func (v *Validator) Validate(ctx context.Context, raw string) (*Claims, error) {
 	d := v.Check(ctx, raw)
-	if v.cfg.Audit != nil {
-		v.cfg.Audit.Record(ctx, d)
-	}
+	v.record(ctx, d)
 	if !d.Valid {
 		return nil, d.Err()
 	}
@@ -583,6 +581,10 @@ func (v *Validator) findKey(ctx context.Context, ic *IssuerConfig, c *Claims, h 
 		return nil, ReasonKeyAmbiguous, fmt.Sprintf("kid %q names %d different keys in key set %s", h.Kid, len(cands), ic.Name)
 	}
 	k := cands[0]
+	if !k.RetiredAt.IsZero() && !v.cfg.Now().Before(k.RetiredUntil) {
+		return k, ReasonKeyRetired, fmt.Sprintf("kid %s was removed from %s at %s; overlap ended %s", k.ID,
+			k.Scope.Source, k.RetiredAt.UTC().Format(time.RFC3339), k.RetiredUntil.UTC().Format(time.RFC3339))
+	}
 	if v.denied[k.ID] || v.denied[k.X5t] || v.denied[h.Kid] || v.denied[h.X5t] {
 		return k, ReasonKeyRevoked, fmt.Sprintf("key %s is on the deny list", k.ID)
 	}
