@@ -36,11 +36,10 @@ type nameSym struct {
 }
 
 type pendingField struct {
-	ns         nameSym
-	off, n     int // into arena; off < 0 means a constant in lit
-	lit        string
-	kind       Kind
-	fromString bool
+	ns     nameSym
+	off, n int // into arena; off < 0 means a constant in lit
+	lit    string
+	kind   Kind
 }
 
 // NewBuilder returns an empty Builder.
@@ -63,12 +62,21 @@ func (b *Builder) intern(path []byte) nameSym {
 	return ns
 }
 
-// AddString adds one string field.
+// AddString adds one string field called name (a dotted path). Like
+// Flatten, a value holding a JSON object or array is also flattened under
+// name, since CSV exports nest JSON that way.
 func (b *Builder) AddString(name string, value []byte) {
+	b.path = append(b.path[:0], name...)
 	off := len(b.arena)
 	b.arena = append(b.arena, value...)
-	b.pending = append(b.pending, pendingField{ns: b.intern([]byte(name)), off: off, n: len(value), kind: String})
+	b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: off, n: len(value), kind: String})
+	if len(value) > 1 && (value[0] == '{' || value[0] == '[') {
+		b.nested(value)
+	}
 }
+
+// Len reports how many fields are pending for the current event.
+func (b *Builder) Len() int { return len(b.pending) }
 
 // Flatten adds every leaf of v under prefix (may be empty). Objects add
 // ".key" to the path; arrays add nothing, so all elements share one name.

@@ -1,0 +1,29 @@
+package gws
+
+import (
+	"testing"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/vigil-audit/vigil/internal/event"
+)
+
+// FuzzDecode checks the decoder never panics on any JSON value.
+func FuzzDecode(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p fastjson.Parser
+		v, err := p.ParseBytes(data)
+		if err != nil {
+			return
+		}
+		b := event.NewBuilder()
+		var e event.Event
+		if Detect(v) {
+			_ = Decode(v, b, func(x *event.Event) { b.Finish(x) })
+		}
+		b.Finish(&e)
+	})
+}

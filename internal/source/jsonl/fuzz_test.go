@@ -1,0 +1,29 @@
+package jsonl
+
+import (
+	"testing"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/vigil-audit/vigil/internal/event"
+)
+
+// FuzzDecode checks the decoder never panics on any JSON value.
+func FuzzDecode(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p fastjson.Parser
+		v, err := p.ParseBytes(data)
+		if err != nil {
+			return
+		}
+		b := event.NewBuilder()
+		var e event.Event
+		_ = Decode(v, nil, b, &e)
+		b.Reset()
+		_ = Decode(v, &Mapping{Time: "t", User: "u.e", MessageIDs: "m.id"}, b, &e)
+		b.Finish(&e)
+	})
+}

@@ -1,0 +1,156 @@
+// Package record holds the small helpers every format decoder uses to read
+// a parsed JSON record: string lookups by path, timestamp layouts seen in
+// Microsoft and Google exports, and client address normalization.
+package record
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// Str returns the string at keys (a path of object keys) or "". Numbers
+// and booleans are returned as written, so ids typed either way read alike.
+func Str(v *fastjson.Value, keys ...string) string {
+	x := v.Get(keys...)
+	if x == nil {
+		return ""
+	}
+	switch x.Type() {
+	case fastjson.TypeString:
+		b, _ := x.StringBytes()
+		return string(b)
+	case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+		return string(x.MarshalTo(nil))
+	}
+	return ""
+}
+
+// First returns the first non-empty Str among several single-key paths.
+func First(v *fastjson.Value, keys ...string) string {
+	for _, k := range keys {
+		if s := Str(v, k); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// Has reports whether every key is present in object v.
+func Has(v *fastjson.Value, keys ...string) bool {
+	for _, k := range keys {
+		if v.Get(k) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// timeLayouts are tried in order. Layouts without a zone are UTC: the
+// Management Activity API writes CreationTime that way, in UTC.
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.9999999",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05.9999999Z07:00",
+	"2006-01-02 15:04:05.9999999",
+	"2006-01-02 15:04:05",
+	"2006-01-02T15:04:05.9999999Z0700",
+	"1/2/2006 3:04:05 PM",
+	"1/2/2006 15:04:05",
+	"2006-01-02T15:04Z07:00",
+}
+
+// ParseTime parses the timestamp formats seen in the supported exports,
+// including Unix seconds or milliseconds as numbers.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, fmt.Errorf("empty timestamp")
+	}
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 {
+		switch {
+		case n > 1e14: // microseconds
+			return time.UnixMicro(int64(n)).UTC(), nil
+		case n > 1e11: // milliseconds
+			return time.UnixMilli(int64(n)).UTC(), nil
+		default:
+			sec := int64(n)
+			return time.Unix(sec, int64((n-float64(sec))*1e9)).UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("unrecognized timestamp %q", s)
+}
+
+// TimeOf returns the parsed time of the first present key.
+func TimeOf(v *fastjson.Value, keys ...string) (time.Time, string, error) {
+	for _, k := range keys {
+		if s := Str(v, strings.Split(k, ".")...); s != "" {
+			t, err := ParseTime(s)
+			if err != nil {
+				return time.Time{}, k, fmt.Errorf("field %s: %w", k, err)
+			}
+			return t, k, nil
+		}
+	}
+	return time.Time{}, "", fmt.Errorf("no timestamp field (looked for %s)", strings.Join(keys, ", "))
+}
+
+// IP normalizes a client address: strips a port ("1.2.3.4:5678",
+// "[2001:db8::1]:443"), brackets and IPv4-mapped prefixes. Values that are
+// not addresses are returned trimmed, unchanged.
+func IP(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String()
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	t := strings.Trim(s, "[]")
+	if a, err := netip.ParseAddr(t); err == nil {
+		return a.Unmap().String()
+	}
+	return s
+}
+
+// Strings returns the string values of every element of the arrays along
+// path (arrays at any level are walked), in order.
+func Strings(v *fastjson.Value, path ...string) []string {
+	var out []string
+	var walk func(x *fastjson.Value, p []string)
+	walk = func(x *fastjson.Value, p []string) {
+		if x == nil {
+			return
+		}
+		if x.Type() == fastjson.TypeArray {
+			a, _ := x.Array()
+			for _, el := range a {
+				walk(el, p)
+			}
+			return
+		}
+		if len(p) == 0 {
+			if x.Type() == fastjson.TypeString {
+				b, _ := x.StringBytes()
+				out = append(out, string(b))
+			}
+			return
+		}
+		walk(x.Get(p[0]), p[1:])
+	}
+	walk(v, path)
+	return out
+}

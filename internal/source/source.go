@@ -1,0 +1,519 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/source/entra"
+	"github.com/vigil-audit/vigil/internal/source/gws"
+	"github.com/vigil-audit/vigil/internal/source/jsonl"
+	"github.com/vigil-audit/vigil/internal/source/m365"
+)
+
+// Options tune ReadPaths.
+type Options struct {
+	// Mapping decodes records of no known vendor format (or all records,
+	// with Force). Without it such records are decoded as source "json"
+	// when a common time field is found, and quarantined otherwise.
+	Mapping *jsonl.Mapping
+	// Quarantine receives one JSON object per rejected record (Reject).
+	// When nil, rejects are still counted in Stats.
+	Quarantine io.Writer
+	// Workers is the number of decoding goroutines (default GOMAXPROCS).
+	Workers int
+	// Progress, if set, is called from time to time with bytes read so far
+	// and the total size of the inputs (0 when unknown, e.g. stdin).
+	Progress func(done, total int64)
+	// Stdin is read for the path "-" (default os.Stdin).
+	Stdin io.Reader
+}
+
+// Stats counts what ReadPaths read.
+type Stats struct {
+	Files       int
+	Bytes       int64            // input bytes (decompressed size is not counted)
+	Records     int64            // framed records
+	Events      int64            // events emitted (a Workspace activity may hold several)
+	Quarantined int64            // records rejected
+	Reasons     map[string]int64 // rejected records by reason category
+	Sources     map[string]int64 // events by source
+}
+
+// Reject is one quarantined record, as written to Options.Quarantine.
+type Reject struct {
+	File   string `json:"file"`
+	Line   int    `json:"line,omitempty"`
+	Offset int64  `json:"offset"`
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
+	Record string `json:"record"`
+}
+
+// rejectErr carries a reason category (for counting) and the detail.
+type rejectErr struct {
+	category string
+	err      error
+}
+
+func (r *rejectErr) Error() string { return r.category + ": " + r.err.Error() }
+
+func reject(category string, err error) error { return &rejectErr{category: category, err: err} }
+
+// ErrNoInput is returned when the paths name no readable log file.
+var ErrNoInput = errors.New("no input files")
+
+// logExts are the file name endings read when walking a directory; files
+// named explicitly are always read.
+var logExts = []string{".json", ".jsonl", ".ndjson", ".csv", ".log", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".csv.gz", ".log.gz", ".gz"}
+
+// Expand resolves paths (files, directories walked recursively, "-") into
+// the list of inputs ReadPaths would read, in order.
+func Expand(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if p == "-" {
+			out = append(out, p)
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", p, err)
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			name := d.Name()
+			if d.IsDir() {
+				if path != p && strings.HasPrefix(name, ".") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if strings.HasPrefix(name, ".") || !d.Type().IsRegular() {
+				return nil
+			}
+			lower := strings.ToLower(name)
+			for _, ext := range logExts {
+				if strings.HasSuffix(lower, ext) {
+					found = append(found, path)
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("walking %s: %w", p, err)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	if len(out) == 0 {
+		return nil, ErrNoInput
+	}
+	return out, nil
+}
+
+// batch is a run of framed records decoded together.
+type batch struct {
+	seq     int
+	recs    []rawRecord
+	events  []*event.Event
+	rejects []Reject
+	reasons []string
+}
+
+const batchRecords = 512
+
+// ReadPaths decodes every record of every input and calls emit with each
+// event, in input order, from the calling goroutine. emit may keep the
+// event. Quarantined records are written to opts.Quarantine. An error from
+// emit, a cancelled ctx or an unreadable input stops the read; the Stats
+// so far are returned with the error.
+func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*event.Event) error) (Stats, error) {
+	st := Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
+	files, err := Expand(paths)
+	if err != nil {
+		return st, err
+	}
+	var total int64
+	for _, f := range files {
+		if f == "-" {
+			continue
+		}
+		if fi, err := os.Stat(f); err == nil {
+			total += fi.Size()
+		}
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	work := make(chan *batch, workers*2)
+	done := make(chan *batch, workers*2)
+	var prodErr error
+	var pst Stats // the producer's counters, merged once it has finished
+	prodDone := make(chan struct{})
+	go func() {
+		defer close(prodDone)
+		defer close(work)
+		prodErr = produce(ctx, files, opts, work, &pst, total)
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := newDecoder(opts.Mapping)
+			for b := range work {
+				d.decodeBatch(b)
+				select {
+				case done <- b:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+
+	var qenc *json.Encoder
+	if opts.Quarantine != nil {
+		qenc = json.NewEncoder(opts.Quarantine)
+	}
+	pending := map[int]*batch{}
+	next := 0
+	var emitErr error
+	for b := range done {
+		pending[b.seq] = b
+		for {
+			nb, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			if emitErr != nil {
+				continue
+			}
+			st.Records += int64(len(nb.recs))
+			for i, r := range nb.rejects {
+				st.Quarantined++
+				st.Reasons[nb.reasons[i]]++
+				if qenc != nil {
+					if err := qenc.Encode(r); err != nil {
+						emitErr = fmt.Errorf("writing quarantine: %w", err)
+						cancel()
+						break
+					}
+				}
+			}
+			for _, e := range nb.events {
+				if emitErr != nil {
+					break
+				}
+				st.Events++
+				st.Sources[e.Source]++
+				if err := emit(e); err != nil {
+					emitErr = err
+					cancel()
+				}
+			}
+		}
+	}
+	<-prodDone
+	st.Files, st.Bytes = pst.Files, pst.Bytes
+	if emitErr != nil {
+		return st, emitErr
+	}
+	if prodErr != nil {
+		return st, prodErr
+	}
+	return st, ctx.Err()
+}
+
+// produce frames every file into batches.
+func produce(ctx context.Context, files []string, opts Options, work chan<- *batch, st *Stats, total int64) error {
+	var bytesRead int64
+	seq := 0
+	cur := &batch{}
+	size := 0
+	flush := func() error {
+		if len(cur.recs) == 0 {
+			return nil
+		}
+		cur.seq = seq
+		seq++
+		select {
+		case work <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur = &batch{}
+		size = 0
+		if opts.Progress != nil {
+			opts.Progress(bytesRead, total)
+		}
+		return nil
+	}
+	for _, f := range files {
+		var r io.Reader
+		if f == "-" {
+			r = opts.Stdin
+			if r == nil {
+				r = os.Stdin
+			}
+		} else {
+			fh, err := os.Open(f)
+			if err != nil {
+				return fmt.Errorf("input %s: %w", f, err)
+			}
+			r = fh
+		}
+		cr := &countingReader{r: r}
+		br, closeZ, err := openInput(cr)
+		if err != nil {
+			return fmt.Errorf("input %s: %w", f, err)
+		}
+		st.Files++
+		err = frame(f, br, func(rec rawRecord) error {
+			cur.recs = append(cur.recs, rec)
+			size += len(rec.raw)
+			bytesRead = st.Bytes + cr.n
+			if len(cur.recs) >= batchRecords || size >= chunkSize {
+				return flush()
+			}
+			return nil
+		})
+		st.Bytes += cr.n
+		bytesRead = st.Bytes
+		_ = closeZ()
+		if c, ok := r.(io.Closer); ok && f != "-" {
+			_ = c.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("input %s: %w", f, err)
+		}
+	}
+	return flush()
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decoder turns framed records into events; one per worker goroutine.
+type decoder struct {
+	p       fastjson.Parser
+	arena   fastjson.Arena
+	b       *event.Builder
+	mapping *jsonl.Mapping
+}
+
+func newDecoder(m *jsonl.Mapping) *decoder { return &decoder{b: event.NewBuilder(), mapping: m} }
+
+func (d *decoder) decodeBatch(b *batch) {
+	for i := range b.recs {
+		r := &b.recs[i]
+		if err := d.decodeRecord(r, &b.events); err != nil {
+			cat := "decode error"
+			var re *rejectErr
+			if errors.As(err, &re) {
+				cat = re.category
+			}
+			b.rejects = append(b.rejects, Reject{File: r.file, Line: r.line, Offset: r.offset, Index: r.index,
+				Reason: err.Error(), Record: string(r.raw)})
+			b.reasons = append(b.reasons, cat)
+			d.b.Reset()
+		}
+	}
+	b.recs = b.recs[:len(b.recs):len(b.recs)]
+}
+
+func (d *decoder) origin(r *rawRecord) event.Origin {
+	return event.Origin{File: r.file, Line: r.line, Offset: r.offset, Index: r.index}
+}
+
+func (d *decoder) decodeRecord(r *rawRecord, out *[]*event.Event) error {
+	if r.err != nil {
+		return reject("framing", r.err)
+	}
+	if r.csv != nil {
+		return d.decodeCSV(r, out)
+	}
+	v, err := d.p.ParseBytes(r.raw)
+	if err != nil {
+		return reject("invalid JSON", err)
+	}
+	switch v.Type() {
+	case fastjson.TypeObject:
+	case fastjson.TypeArray:
+		// A JSON-lines line holding an array of records.
+		return d.decodeList(r, v.GetArray(), out)
+	default:
+		return reject("not an object", fmt.Errorf("record is a JSON %s", v.Type()))
+	}
+	if list := envelope(v); list != nil {
+		return d.decodeList(r, list, out)
+	}
+	return d.decodeValue(r, v, r.raw, out)
+}
+
+// envelope returns the records of an API page ({"value":[...]}, Event Hub
+// {"records":[...]}), or nil when v is a record itself.
+func envelope(v *fastjson.Value) []*fastjson.Value {
+	o, _ := v.Object()
+	if o.Len() > 4 {
+		return nil
+	}
+	for _, k := range []string{"records", "value", "items"} {
+		x := v.Get(k)
+		if x == nil || x.Type() != fastjson.TypeArray {
+			continue
+		}
+		list, _ := x.Array()
+		if len(list) > 0 && list[0].Type() != fastjson.TypeObject {
+			return nil
+		}
+		// Other keys must be paging metadata, not record fields.
+		ok := true
+		o.Visit(func(key []byte, _ *fastjson.Value) {
+			ks := string(key)
+			if ks != k && !strings.HasPrefix(ks, "@odata") && ks != "nextPageToken" && ks != "kind" && ks != "etag" {
+				ok = false
+			}
+		})
+		if ok {
+			return list
+		}
+	}
+	return nil
+}
+
+// decodeList decodes the elements of an envelope or array line. Each
+// element's raw bytes are its compact JSON encoding, since the element is
+// not separately addressable in the input.
+func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event.Event) error {
+	if len(list) == 0 {
+		return reject("empty envelope", errors.New("no records in the list"))
+	}
+	var errs []string
+	for i, el := range list {
+		if el.Type() != fastjson.TypeObject {
+			errs = append(errs, fmt.Sprintf("element %d is a JSON %s", i, el.Type()))
+			continue
+		}
+		raw := el.MarshalTo(nil)
+		if err := d.decodeValue(r, el, raw, out); err != nil {
+			d.b.Reset()
+			errs = append(errs, fmt.Sprintf("element %d: %v", i, err))
+		}
+	}
+	if len(errs) > 0 {
+		return reject("bad element in list", errors.New(strings.Join(errs, "; ")))
+	}
+	return nil
+}
+
+// decodeValue detects the format of one record and decodes it.
+func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
+	finish := func(e *event.Event) {
+		e.Raw = raw
+		e.Origin = d.origin(r)
+		d.b.Finish(e)
+		*out = append(*out, e)
+	}
+	if d.mapping != nil && d.mapping.Force {
+		return d.generic(v, finish)
+	}
+	if gws.Detect(v) {
+		if err := gws.Decode(v, d.b, finish); err != nil {
+			return reject("google workspace", err)
+		}
+		return nil
+	}
+	if shape := m365.Detect(v); shape != m365.None {
+		e := &event.Event{}
+		if err := m365.Decode(v, shape, d.b, e); err != nil {
+			return reject("m365 unified audit log", err)
+		}
+		finish(e)
+		return nil
+	}
+	if k := entra.Detect(v); k != entra.None {
+		e := &event.Event{}
+		if err := entra.Decode(v, k, d.b, e); err != nil {
+			return reject("entra/azure", err)
+		}
+		finish(e)
+		return nil
+	}
+	return d.generic(v, finish)
+}
+
+func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
+	e := &event.Event{}
+	if err := jsonl.Decode(v, d.mapping, d.b, e); err != nil {
+		return reject("generic JSON", err)
+	}
+	finish(e)
+	return nil
+}
+
+func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
+	finish := func(e *event.Event) {
+		e.Raw = r.raw
+		e.Origin = d.origin(r)
+		d.b.Finish(e)
+		*out = append(*out, e)
+	}
+	switch r.csv.kind {
+	case csvPurview:
+		e := &event.Event{}
+		if err := m365.DecodeCSV(r.csv.cols, r.row, &d.p, d.b, e); err != nil {
+			return reject("purview CSV", err)
+		}
+		finish(e)
+		return nil
+	case csvRisk:
+		d.arena.Reset()
+		v := csvObject(&d.arena, r.csv, r.row)
+		e := &event.Event{}
+		if err := entra.Decode(v, entra.Risk, d.b, e); err != nil {
+			return reject("risk detection CSV", err)
+		}
+		finish(e)
+		return nil
+	}
+	d.arena.Reset()
+	v := csvObject(&d.arena, r.csv, r.row)
+	return d.decodeValue(r, v, r.raw, out)
+}
