@@ -1,0 +1,110 @@
+package timeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func sample() []Detection {
+	t0 := time.Date(2023, 6, 16, 3, 0, 0, 0, time.UTC)
+	ds := []Detection{
+		{Time: t0.Add(2 * time.Hour), RuleID: "r2", Title: "Inbox rule forwards externally", Tags: []string{"attack.t1114.003"},
+			Source: "m365.ual", User: "eve@contoso.com", Operation: "New-InboxRule", RecordID: "aa11",
+			Fields: []Field{{"Operation", "New-InboxRule"}, {"Parameters.ForwardTo", "drop@attacker.example"}}},
+		{Time: t0, RuleID: "r1", Title: "Password spray", Source: "entra.signin", Group: "ipAddress=192.0.2.50", Count: 25},
+		{Time: t0.Add(2 * time.Hour), RuleID: "r1", Title: "Same time, other rule", Source: "m365.ual", User: "a@b"},
+	}
+	ds[0].SetLevel(High)
+	ds[1].SetLevel(Medium)
+	ds[2].SetLevel(Low)
+	return ds
+}
+
+func TestSortIsByTimeThenRule(t *testing.T) {
+	ds := sample()
+	Sort(ds)
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.RuleID+"/"+d.Title)
+	}
+	want := "r1/Password spray,r1/Same time, other rule,r2/Inbox rule forwards externally"
+	if strings.Join(got, ",") != want {
+		t.Errorf("order %q", got)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+	defer func() { now = time.Now }()
+	for _, format := range Formats {
+		ds := sample()
+		Sort(ds)
+		var buf bytes.Buffer
+		if err := Write(&buf, format, ds); err != nil {
+			t.Fatal(err)
+		}
+		golden := filepath.Join("testdata", "hunt."+format)
+		if *update {
+			os.WriteFile(golden, buf.Bytes(), 0o644)
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create)", err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("%s output differs from %s:\n%s", format, golden, buf.String())
+		}
+	}
+}
+
+func TestJSONLKeys(t *testing.T) {
+	ds := sample()
+	var buf bytes.Buffer
+	if err := Write(&buf, "jsonl", ds); err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"time", "rule_id", "title", "level", "tags", "source", "user", "operation", "record_id"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d lacks key %q: %s", i, k, line)
+			}
+		}
+	}
+}
+
+func TestHTMLEscapes(t *testing.T) {
+	ds := []Detection{{Time: time.Unix(0, 0), Title: `<script>alert(1)</script>`, User: `"><img src=x>`}}
+	var buf bytes.Buffer
+	if err := Write(&buf, "html", ds); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "<script>alert") || strings.Contains(buf.String(), "<img src=x>") {
+		t.Error("HTML output does not escape record content")
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]Level{"high": High, "INFO": Informational, "critical": Critical} {
+		if got, err := ParseLevel(in); err != nil || got != want {
+			t.Errorf("ParseLevel(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseLevel("severe"); err == nil {
+		t.Error("ParseLevel accepted an unknown level")
+	}
+	if err := Write(&bytes.Buffer{}, "xml", nil); err == nil {
+		t.Error("Write accepted an unknown format")
+	}
+}
