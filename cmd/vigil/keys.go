@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigil-audit/vigil/token"
+)
+
+func init() {
+	register(command{name: "keys", summary: "audit published signing keys (keys audit)", run: runKeys})
+}
+
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "audit" {
+		fmt.Fprintln(stderr, "usage: vigil keys audit FILE|URL... [--fail-on info|low|medium|high] [--format table|json] [--max-age DUR] [--previous FILE]")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return usageError("unknown or missing subcommand")
+	}
+	return runKeysAudit(ctx, args[1:], stdout, stderr)
+}
+
+func runKeysAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keys audit", stderr)
+	failOn := fs.String("fail-on", "high", "exit 1 when a finding at or above this severity exists (info, low, medium, high)")
+	format := fs.String("format", "table", "output format: table or json")
+	maxAge := fs.String("max-age", "365d", "key age (from the certificate's notBefore) past which rotation is overdue; 0 disables")
+	warn := fs.String("expiry-warning", "30d", "flag certificates expiring within this `DUR`")
+	previous := fs.String("previous", "", "earlier JWKS snapshot `FILE|URL` to diff kids against")
+	at := fs.String("at", "", "audit as of this RFC 3339 `TIME` instead of now")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageError("keys audit needs at least one JWKS or discovery FILE|URL")
+	}
+	sev, err := token.ParseSeverity(*failOn)
+	if err != nil {
+		return usageError("--fail-on: %v", err)
+	}
+	if *format != "table" && *format != "json" {
+		return usageError("--format must be table or json")
+	}
+	opts := token.KeyAuditOptions{Now: time.Now()}
+	if opts.MaxAge, err = parseDays(*maxAge); err != nil {
+		return usageError("--max-age: %v", err)
+	}
+	if opts.ExpiryWarning, err = parseDays(*warn); err != nil {
+		return usageError("--expiry-warning: %v", err)
+	}
+	if *at != "" {
+		if opts.Now, err = time.Parse(time.RFC3339, *at); err != nil {
+			return usageError("--at: %v", err)
+		}
+	}
+	var sets []*token.KeySet
+	for _, loc := range pos {
+		ks, err := loadKeySet(ctx, loc)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, ks)
+	}
+	if *previous != "" {
+		ks, err := loadKeySet(ctx, *previous)
+		if err != nil {
+			return err
+		}
+		opts.Previous = []*token.KeySet{ks}
+	}
+	r := token.AuditKeys(sets, opts)
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("writing report: %w", err)
+		}
+	} else {
+		printKeyReport(stdout, r)
+	}
+	if m, ok := r.Max(); ok && m >= sev {
+		n := 0
+		for _, f := range r.Findings {
+			if f.Severity >= sev {
+				n++
+			}
+		}
+		return &exitError{code: 1, msg: fmt.Sprintf("%d finding(s) at or above %s", n, sev)}
+	}
+	return nil
+}
+
+// loadKeySet reads one JWKS or discovery document; a key source does the
+// fetching so files, URLs and discovery behave as in validation.
+func loadKeySet(ctx context.Context, loc string) (*token.KeySet, error) {
+	quiet := slog.New(slog.DiscardHandler) // rejected entries become findings instead
+	src, err := token.NewSource(loc, token.SourceOptions{Scope: token.Scope{KeySet: loc}, Logger: quiet})
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	ks, err := src.Keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", loc, err)
+	}
+	return ks, nil
+}
+
+// parseDays accepts Go durations plus a "d" suffix for days.
+func parseDays(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return v, nil
+}
+
+func printKeyReport(w io.Writer, r *token.KeyReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tTYPE\tSCOPE\tNOT BEFORE\tNOT AFTER\tAGE (DAYS)")
+	for _, k := range r.Keys {
+		fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\t%s\t%d\n", k.KeyID, k.Type, k.Bits, k.Scope,
+			dateOr(k.NotBefore), dateOr(k.NotAfter), k.AgeDays)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEVERITY\tCODE\tKID\tSOURCE\tMESSAGE")
+	for _, f := range r.Findings {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Code, f.KeyID, f.Source, f.Message)
+	}
+	tw.Flush()
+}
+
+func dateOr(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.DateOnly)
+}
