@@ -114,6 +114,9 @@ func lexCondition(s string) ([]token, error) {
 					return nil, refuse("condition %q: unexpected character %q", s, r)
 				}
 			}
+			if strings.EqualFold(w, "near") {
+				return nil, refuse("condition %q: the near operator is obsolete; use a temporal correlation rule", s)
+			}
 			toks = append(toks, token{kind: 'i', text: w, pos: i})
 			i = j
 		}
@@ -234,9 +237,6 @@ func (cp *condParser) primary() (*node, error) {
 		return cp.quantifier(t)
 	}
 	lw := strings.ToLower(t.text)
-	if lw == "near" {
-		return nil, cp.errAt(t, "the near operator is obsolete; use a temporal correlation rule")
-	}
 	if reserved[lw] || lw == "all" {
 		return nil, cp.errAt(t, "unexpected %q", t.text)
 	}

@@ -310,6 +310,10 @@ func (rc *ruleCompiler) compileItem(key string, val *yaml.Node) (*fieldItem, err
 			return nil, refuse("%q: keyword search cannot use exists, fieldref or neq", key)
 		}
 		it.keywords = true
+		if !pk.hasWrap {
+			// Keywords are full-text terms: found anywhere in a value.
+			pk.wrapOrTr = append(pk.wrapOrTr, "contains")
+		}
 	} else {
 		it.res = rc.resolver(pk.field)
 	}
