@@ -1,0 +1,294 @@
+package behavior
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// trackSource notes a source's activity for the coverage checks (D9).
+func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
+	k := ev.Source
+	if k == "" {
+		k = "unknown"
+	}
+	s := ten.Sources[k]
+	if s == nil {
+		s = &sourceState{Last: t}
+		ten.Sources[k] = s
+		return
+	}
+	if t.After(s.Last) {
+		// Gaps seen while learning set the source's normal rhythm.
+		if gap := t.Sub(s.Last); !e.learned(ten, t) && gap > s.MaxGap {
+			s.MaxGap = gap
+		}
+		s.Last = t
+		s.Alerted = false
+	}
+}
+
+// coverageChecks looks for silent sources and mailboxes. It runs on hour
+// boundaries of the watermark and at Flush.
+func (e *Engine) coverageChecks(final bool) {
+	c := e.cfg
+	if !c.D9.Enabled {
+		return
+	}
+	w := e.st.Watermark
+	for _, tk := range sortedKeys(e.st.Tenants) {
+		ten := e.st.Tenants[tk]
+		if !e.learned(ten, w) {
+			continue
+		}
+		// Is anything else still arriving for this tenant? A silence only
+		// means something when other sources carry on.
+		latest := time.Time{}
+		for _, s := range ten.Sources {
+			if s.Last.After(latest) {
+				latest = s.Last
+			}
+		}
+		for _, sk := range sortedKeys(ten.Sources) {
+			s := ten.Sources[sk]
+			limit := c.D9.SourceGap.D()
+			if 2*s.MaxGap > limit {
+				limit = 2 * s.MaxGap
+			}
+			if s.Alerted || latest.Sub(s.Last) <= limit {
+				continue
+			}
+			s.Alerted = true
+			e.raise(incident.Alert{
+				Time: s.Last, Signal: "D9", Level: "medium", Tenant: tk, Source: sk, Posture: true,
+				Title:  "No " + sk + " events for " + roundDur(latest.Sub(s.Last)) + " while other sources continued",
+				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "others_until": latest.Format(time.RFC3339)},
+			})
+		}
+		ual := ten.Sources["m365.ual"]
+		if ual == nil {
+			continue
+		}
+		for _, mk := range sortedKeys(ten.Mailboxes) {
+			mb := ten.Mailboxes[mk]
+			if mb.Silent || mb.LastRead.IsZero() || len(mb.Days) < c.D9.MailboxMinActiveDays {
+				continue
+			}
+			// Regular: active on enough of the last 14 days before it went quiet.
+			lastDay := mb.LastRead.Unix() / 86400
+			recent := 0
+			for _, d := range mb.Days {
+				if lastDay-d < 14 {
+					recent++
+				}
+			}
+			if recent < c.D9.MailboxMinActiveDays || ual.Last.Sub(mb.LastRead) <= c.D9.MailboxGap.D() {
+				continue
+			}
+			mb.Silent = true
+			e.raise(incident.Alert{
+				Time: mb.LastRead, Signal: "D9", Level: "low", Tenant: tk, Mailbox: mk, Source: "m365.ual",
+				Operation: "MailItemsAccessed", Posture: true,
+				Title:  "Regularly read mailbox has had no MailItemsAccessed for " + roundDur(ual.Last.Sub(mb.LastRead)),
+				Fields: map[string]string{"last_read": mb.LastRead.Format(time.RFC3339), "active_days": strconv.Itoa(recent)},
+			})
+		}
+	}
+	_ = final
+}
+
+func roundDur(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	}
+	return d.Round(time.Hour).String()
+}
+
+var (
+	symParamAuditEnabled   = event.Intern("Parameters.AuditEnabled")
+	symParamUALIngestion   = event.Intern("Parameters.UnifiedAuditLogIngestionEnabled")
+	symParamAuditBypass    = event.Intern("Parameters.AuditBypassEnabled")
+	symParamAuditDisabled  = event.Intern("Parameters.AuditDisabled")
+	symParamAdminAuditLog  = event.Intern("Parameters.AdminAuditLogEnabled")
+	symParamAuditOwner     = event.Intern("Parameters.AuditOwner")
+	symParamAuditDelegate  = event.Intern("Parameters.AuditDelegate")
+	symParamAuditAdmin     = event.Intern("Parameters.AuditAdmin")
+	symParamRetentionLimit = event.Intern("Parameters.AuditLogAgeLimit")
+)
+
+// auditChange raises D9 for configuration changes that blind auditing.
+func (e *Engine) auditChange(ev *event.Event, t time.Time) {
+	if !e.cfg.D9.Enabled || ev.Failed {
+		return
+	}
+	op := strings.ToLower(ev.Operation)
+	var why string
+	is := func(s event.Sym, want string) bool {
+		for _, f := range ev.Values(s) {
+			v := strings.Trim(strings.ToLower(f.Value), "$ ")
+			if v == want {
+				return true
+			}
+		}
+		return false
+	}
+	switch op {
+	case "set-adminauditlogconfig":
+		if is(symParamUALIngestion, "false") {
+			why = "unified audit log ingestion disabled"
+		} else if is(symParamAdminAuditLog, "false") {
+			why = "admin audit logging disabled"
+		}
+	case "set-mailbox":
+		if is(symParamAuditEnabled, "false") {
+			why = "mailbox auditing disabled"
+		} else if len(ev.Values(symParamAuditOwner)) > 0 || len(ev.Values(symParamAuditDelegate)) > 0 || len(ev.Values(symParamAuditAdmin)) > 0 {
+			why = "mailbox audit actions changed"
+		} else if len(ev.Values(symParamRetentionLimit)) > 0 {
+			why = "mailbox audit retention changed"
+		}
+	case "set-mailboxauditbypassassociation":
+		if is(symParamAuditBypass, "true") {
+			why = "mailbox audit bypass enabled"
+		}
+	case "set-organizationconfig":
+		if is(symParamAuditDisabled, "true") {
+			why = "organisation-wide mailbox auditing disabled"
+		}
+	}
+	if why == "" {
+		return
+	}
+	target := ""
+	if v := ev.Values(symParamID); len(v) > 0 {
+		target = strings.ToLower(v[0].Value)
+	}
+	a := incident.Alert{
+		Time: t, Signal: "D9", Level: "high", Tenant: strings.ToLower(ev.Tenant), Source: ev.Source, Operation: ev.Operation,
+		User: strings.ToLower(ev.User), Posture: true, Title: "Audit logging weakened: " + why,
+		Fields: map[string]string{"change": why},
+	}
+	if strings.Contains(target, "@") {
+		a.Mailbox = target
+	}
+	if target != "" {
+		a.Fields["target"] = target
+	}
+	if ev.RecordID != "" {
+		a.RecordIDs = []string{ev.RecordID}
+	}
+	a.AddActor(incident.ActorIP, ev.IP)
+	e.raise(a)
+}
+
+// ioc matches every event against the indicators (D11).
+func (e *Engine) ioc(ev *event.Event, t time.Time) {
+	s := e.iocs
+	if !e.cfg.D11.Enabled || s.Len() == 0 {
+		return
+	}
+	var hits []*Indicator
+	hits = append(hits, s.matchIP(ev.IP)...)
+	if ev.UserAgent != "" {
+		hits = append(hits, s.uas[strings.TrimSpace(ev.UserAgent)]...)
+	}
+	if len(s.values) > 0 {
+		for _, f := range ev.Fields() {
+			if len(f.Value) < 8 || len(f.Value) > 128 {
+				continue
+			}
+			if l := s.values[strings.ToLower(f.Value)]; l != nil {
+				hits = append(hits, l...)
+			}
+		}
+	}
+	seen := map[*Indicator]bool{}
+	for _, ind := range hits {
+		if seen[ind] {
+			continue
+		}
+		seen[ind] = true
+		level, when := e.cfg.D11.OutWindowLevel, "outside its published window"
+		if ind.InWindow(t) {
+			level, when = e.cfg.D11.InWindowLevel, "inside its published window"
+		}
+		a := incident.Alert{
+			Time: t, Signal: "D11", Level: level, Tenant: strings.ToLower(ev.Tenant), Source: ev.Source, Operation: ev.Operation,
+			User: strings.ToLower(ev.User), Mailbox: strings.ToLower(ev.Mailbox),
+			Title:  "IOC match (" + ind.Type + " " + ind.Value + ", " + when + ")",
+			Fields: map[string]string{"ioc_type": ind.Type, "ioc_value": ind.Value, "ioc_set": ind.Set},
+		}
+		if ind.Description != "" {
+			a.Fields["ioc_description"] = ind.Description
+		}
+		if ev.RecordID != "" {
+			a.RecordIDs = []string{ev.RecordID}
+		}
+		if ind.Type == "ip" || ind.Type == "cidr" {
+			a.AddActor(incident.ActorIP, ev.IP)
+		}
+		a.AddActor(incident.ActorToken, ev.TokenID)
+		for _, sid := range incident.SessionIDs(ev) {
+			a.AddActor(incident.ActorSession, sid)
+		}
+		e.raise(a)
+	}
+}
+
+// consentAppIDs finds the application ids a consent record names: every
+// GUID-shaped value of the record's target and property fields.
+func consentAppIDs(ev *event.Event) []string {
+	var out []string
+	seen := map[string]bool{}
+	if ev.AppID != "" {
+		seen[strings.ToLower(ev.AppID)] = true
+		out = append(out, ev.AppID)
+	}
+	for _, f := range ev.Fields() {
+		n := strings.ToLower(f.Name)
+		if !(strings.HasPrefix(n, "target") || strings.Contains(n, "appid") || strings.Contains(n, "modifiedproperties") || n == "objectid") {
+			continue
+		}
+		for _, v := range guidsIn(f.Value) {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// guidsIn returns the GUIDs inside s, lower-cased.
+func guidsIn(s string) []string {
+	var out []string
+	for i := 0; i+36 <= len(s); i++ {
+		c := s[i : i+36]
+		if isGUID(c) && (i == 0 || !isHex(s[i-1])) && (i+36 == len(s) || !isHex(s[i+36])) {
+			out = append(out, strings.ToLower(c))
+			i += 35
+		}
+	}
+	return out
+}
+
+func isGUID(s string) bool {
+	for i := 0; i < 36; i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+		default:
+			if !isHex(s[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(b byte) bool { return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F' }

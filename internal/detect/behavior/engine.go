@@ -1,0 +1,882 @@
+package behavior
+
+import (
+	"math"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// Options are the engine's external knowledge.
+type Options struct {
+	Networks Networks // IP → ASN/country/kind; nil if none
+	IOCs     *IOCs    // indicators for D11; nil if none
+}
+
+// Engine runs the behaviours over a stream of events.
+type Engine struct {
+	cfg    *Config
+	nets   Networks
+	iocs   *IOCs
+	st     *state
+	alerts []incident.Alert
+}
+
+// New returns an engine with empty state.
+func New(cfg *Config, opt Options) *Engine {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	return &Engine{cfg: cfg, nets: opt.Networks, iocs: opt.IOCs, st: newState()}
+}
+
+// Alerts returns the alerts raised since the last call and forgets them.
+func (e *Engine) Alerts() []incident.Alert {
+	out := e.alerts
+	e.alerts = nil
+	return out
+}
+
+// Watermark is the latest event time seen.
+func (e *Engine) Watermark() time.Time { return e.st.Watermark }
+
+// ATT&CK tags per behaviour.
+var signalTags = map[string][]string{
+	"D1":  {"attack.credential_access", "attack.t1606", "attack.defense_evasion", "attack.t1550.001", "attack.collection", "attack.t1114.002"},
+	"D2":  {"attack.collection", "attack.t1114.002", "attack.t1550.001"},
+	"D3":  {"attack.collection", "attack.t1114.002"},
+	"D4":  {"attack.initial_access", "attack.t1078.004", "attack.command_and_control", "attack.t1090"},
+	"D7":  {"attack.collection", "attack.t1114.002", "attack.execution", "attack.t1059"},
+	"D8":  {"attack.collection", "attack.t1114.002", "attack.discovery"},
+	"D9":  {"attack.defense_evasion", "attack.t1562.008"},
+	"D11": {"attack.command_and_control", "attack.t1090"},
+}
+
+var (
+	symQueryText = []event.Sym{event.Intern("QueryText"), event.Intern("SearchQuery"), event.Intern("QueryString")}
+	symParamID   = event.Intern("Parameters.Identity")
+)
+
+// Process feeds one event. Events should come in time order; late ones
+// are handled as long as they are no later than the grace period.
+func (e *Engine) Process(ev *event.Event) {
+	if ev.Time.IsZero() {
+		return
+	}
+	st := e.st
+	st.Seq++
+	t := ev.Time.UTC()
+	ten := e.tenant(ev.Tenant, t)
+	e.trackSource(ten, ev, t)
+	if isSignIn(ev) {
+		e.indexSignIn(ten, ev, t)
+	}
+	e.advance(t)
+	switch {
+	case incident.IsMailAccess(ev):
+		e.mailAccess(ten, ev, t)
+	case strings.EqualFold(ev.Operation, "SearchQueryInitiatedExchange"):
+		e.search(ten, ev, t)
+	case strings.HasPrefix(strings.ToLower(ev.Operation), "consent to application"):
+		e.consent(ten, ev, t)
+	default:
+		e.auditChange(ev, t)
+	}
+	e.ioc(ev, t)
+}
+
+// Flush ends the input: pending accesses are judged and open hour buckets
+// closed, as if the watermark had moved far ahead. Call it once, at the
+// end of a run; Save without Flush to continue later.
+func (e *Engine) Flush() {
+	st := e.st
+	for len(st.Pending) > 0 {
+		p := st.Pending[0]
+		st.Pending = st.Pending[1:]
+		e.judge(&p)
+	}
+	for _, tk := range sortedKeys(st.Tenants) {
+		ten := st.Tenants[tk]
+		for _, mk := range sortedKeys(ten.Mailboxes) {
+			e.closeHour(ten, tk, mk, ten.Mailboxes[mk])
+		}
+	}
+	e.periodic(true)
+}
+
+func (e *Engine) tenant(id string, t time.Time) *tenantState {
+	id = strings.ToLower(id)
+	ten := e.st.Tenants[id]
+	if ten == nil {
+		ten = newTenant(t)
+		e.st.Tenants[id] = ten
+	}
+	if t.Before(ten.FirstSeen) {
+		ten.FirstSeen = t
+	}
+	return ten
+}
+
+func (e *Engine) learned(ten *tenantState, t time.Time) bool {
+	return !t.Before(ten.FirstSeen.Add(e.cfg.Learning.D()))
+}
+
+func isSignIn(ev *event.Event) bool {
+	return ev.Source == "entra.signin" && !ev.Failed
+}
+
+func (e *Engine) raise(a incident.Alert) {
+	if a.Raised.IsZero() || a.Raised.Before(e.st.Watermark) {
+		a.Raised = e.st.Watermark
+	}
+	if a.Tags == nil {
+		a.Tags = signalTags[a.Signal]
+	}
+	e.alerts = append(e.alerts, a)
+}
+
+// ---- sign-ins ----
+
+func (e *Engine) indexSignIn(ten *tenantState, ev *event.Event, t time.Time) {
+	st := e.st
+	asn := ev.ASN
+	if ev.IP != "" {
+		if asn != 0 {
+			st.IPASN[ev.IP] = asn
+		} else if info, ok := e.lookup(ev.IP); ok {
+			asn = info.ASN
+		}
+	}
+	si := SignIn{Time: t, User: strings.ToLower(ev.User), IP: ev.IP, ASN: asn}
+	if ev.TokenID != "" {
+		if old, ok := st.Tokens[ev.TokenID]; !ok || t.Before(old.Time) {
+			st.Tokens[ev.TokenID] = si
+		}
+	}
+	if ev.SessionID != "" {
+		l := st.Sessions[ev.SessionID]
+		i := sort.Search(len(l), func(i int) bool { return l[i].Time.After(t) })
+		l = append(l, SignIn{})
+		copy(l[i+1:], l[i:])
+		l[i] = si
+		// A session's sign-ins beyond the newest few add nothing the
+		// network check needs.
+		if len(l) > 32 {
+			l = l[len(l)-32:]
+		}
+		st.Sessions[ev.SessionID] = l
+	}
+	if ten.FirstSignin.IsZero() || t.Before(ten.FirstSignin) {
+		ten.FirstSignin = t
+	}
+	if si.User != "" {
+		u := e.user(ten, si.User)
+		if ev.IP != "" && u.IPs[ev.IP].Before(t) {
+			u.IPs[ev.IP] = t
+		}
+		if asn != 0 && u.ASNs[asn].Before(t) {
+			u.ASNs[asn] = t
+		}
+	}
+	if ev.IP != "" && ten.IPSeen[ev.IP].Before(t) {
+		ten.IPSeen[ev.IP] = t
+	}
+}
+
+func (e *Engine) user(ten *tenantState, upn string) *userState {
+	u := ten.Users[upn]
+	if u == nil {
+		u = &userState{IPs: map[string]time.Time{}, ASNs: map[uint32]time.Time{}}
+		ten.Users[upn] = u
+	}
+	return u
+}
+
+func (e *Engine) mailbox(ten *tenantState, mb string) *mailboxState {
+	m := ten.Mailboxes[mb]
+	if m == nil {
+		m = &mailboxState{Pairs: map[string]time.Time{}, Clients: map[string]time.Time{}}
+		ten.Mailboxes[mb] = m
+	}
+	return m
+}
+
+func (e *Engine) lookup(ip string) (NetInfo, bool) {
+	if e.nets != nil {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			if info, ok := e.nets.Lookup(a); ok {
+				return info, true
+			}
+		}
+	}
+	if asn, ok := e.st.IPASN[ip]; ok {
+		return NetInfo{ASN: asn}, true
+	}
+	return NetInfo{}, false
+}
+
+// ---- time ----
+
+// advance moves the watermark and releases what became due.
+func (e *Engine) advance(t time.Time) {
+	st := e.st
+	if !t.After(st.Watermark) {
+		e.release()
+		return
+	}
+	st.Watermark = t
+	e.release()
+	if h := t.Truncate(time.Hour); h.After(st.LastHour) {
+		if !st.LastHour.IsZero() {
+			e.periodic(false)
+		}
+		st.LastHour = h
+	}
+}
+
+func (e *Engine) release() {
+	st := e.st
+	for len(st.Pending) > 0 && !st.Pending[0].Due.After(st.Watermark) {
+		p := st.Pending[0]
+		st.Pending = st.Pending[1:]
+		e.judge(&p)
+	}
+}
+
+func (e *Engine) hold(p pending) {
+	st := e.st
+	i := sort.Search(len(st.Pending), func(i int) bool {
+		q := &st.Pending[i]
+		if !q.Due.Equal(p.Due) {
+			return q.Due.After(p.Due)
+		}
+		return q.Seq > p.Seq
+	})
+	st.Pending = append(st.Pending, pending{})
+	copy(st.Pending[i+1:], st.Pending[i:])
+	st.Pending[i] = p
+}
+
+// periodic runs hourly (in event time): coverage checks and pruning.
+func (e *Engine) periodic(final bool) {
+	e.coverageChecks(final)
+	e.prune()
+}
+
+func (e *Engine) prune() {
+	st := e.st
+	w := st.Watermark
+	keep := e.cfg.D1.TokenLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D()
+	for k, si := range st.Tokens {
+		if si.Time.Before(w.Add(-keep)) {
+			delete(st.Tokens, k)
+		}
+	}
+	skeep := e.cfg.D1.SessionLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D()
+	for k, l := range st.Sessions {
+		if l[len(l)-1].Time.Before(w.Add(-skeep)) {
+			delete(st.Sessions, k)
+		}
+	}
+	hist := e.cfg.D4.History.D()
+	for _, ten := range st.Tenants {
+		for _, u := range ten.Users {
+			for ip, lt := range u.IPs {
+				if lt.Before(w.Add(-hist)) {
+					delete(u.IPs, ip)
+				}
+			}
+			for a, lt := range u.ASNs {
+				if lt.Before(w.Add(-hist)) {
+					delete(u.ASNs, a)
+				}
+			}
+		}
+		for ip, lt := range ten.IPSeen {
+			if lt.Before(w.Add(-hist)) {
+				delete(ten.IPSeen, ip)
+			}
+		}
+		for k, lt := range ten.D4Alerted {
+			if lt.Before(w.Add(-24 * time.Hour)) {
+				delete(ten.D4Alerted, k)
+			}
+		}
+		for k, np := range ten.NewPairs {
+			if np.First.Before(w.Add(-e.cfg.D2.RolloutWindow.D())) && !np.Done {
+				delete(ten.NewPairs, k)
+			}
+		}
+		for k, l := range ten.Multi {
+			if len(l) == 0 || l[len(l)-1].Time.Before(w.Add(-e.cfg.D3.MultiMailboxWindow.D())) {
+				delete(ten.Multi, k)
+			}
+		}
+		ss := ten.Searches[:0]
+		for _, s := range ten.Searches {
+			if !s.Time.Before(w.Add(-e.cfg.D8.Follow.D())) {
+				ss = append(ss, s)
+			}
+		}
+		ten.Searches = ss
+	}
+}
+
+// ---- mail access ----
+
+func pairKey(app, client string) string { return strings.ToLower(app) + "|" + strings.ToLower(client) }
+
+func appKey(app, client string) string {
+	if client != "" {
+		return strings.ToLower(client)
+	}
+	return strings.ToLower(app)
+}
+
+func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, t time.Time) {
+	acc, _ := incident.AccessFromEvent(ev)
+	mbName := acc.Mailbox
+	if mbName == "" {
+		return
+	}
+	p := pending{
+		Seq: e.st.Seq, Due: t.Add(e.cfg.D1.Grace.D()), Time: t, Tenant: strings.ToLower(ev.Tenant),
+		User: strings.ToLower(ev.User), Mailbox: mbName, AppID: ev.AppID, ClientApp: ev.ClientAppID,
+		IP: ev.IP, UserAgent: ev.UserAgent, Sessions: acc.SessionIDs, Token: ev.TokenID,
+		RecordID: ev.RecordID, Items: acc.Items, Source: ev.Source, Operation: ev.Operation,
+	}
+	if p.User == "" {
+		p.User = mbName
+	}
+	mb := e.mailbox(ten, mbName)
+	e.firstSeenApp(ten, mb, &p)
+	e.volume(ten, mb, &p, &acc)
+	e.scriptClient(ten, mb, &p)
+	if !acc.Sync {
+		e.searchFollow(ten, &p)
+	}
+	// D9 activity.
+	day := t.Unix() / 86400
+	if n := len(mb.Days); n == 0 || mb.Days[n-1] < day {
+		mb.Days = append(mb.Days, day)
+		if len(mb.Days) > 14 {
+			mb.Days = mb.Days[len(mb.Days)-14:]
+		}
+	}
+	if t.After(mb.LastRead) {
+		mb.LastRead = t
+		mb.Silent = false
+	}
+	if (e.cfg.D1.Enabled || e.cfg.D4.Enabled) && (ev.Source == "" || ev.Source == "m365.ual" || ev.Source == "json") {
+		e.hold(p)
+		e.release() // a late access may already be due
+	}
+	// D4 baseline: when each app first read mail from each network.
+	if p.IP != "" {
+		if info, ok := e.lookup(p.IP); ok && info.ASN != 0 {
+			k := appKey(p.AppID, p.ClientApp)
+			m := ten.AppASNs[k]
+			if m == nil {
+				m = map[uint32]time.Time{}
+				ten.AppASNs[k] = m
+			}
+			if f, ok := m[info.ASN]; !ok || t.Before(f) {
+				m[info.ASN] = t
+			}
+		}
+	}
+}
+
+func (e *Engine) base(p *pending, signal, title, level string) incident.Alert {
+	a := incident.Alert{
+		Time: p.Time, Signal: signal, Title: title, Level: level, Tenant: p.Tenant,
+		Source: p.Source, Operation: p.Operation, User: p.User, Mailbox: p.Mailbox,
+		Fields: map[string]string{},
+	}
+	if p.RecordID != "" {
+		a.RecordIDs = []string{p.RecordID}
+	}
+	set := func(k, v string) {
+		if v != "" {
+			a.Fields[k] = v
+		}
+	}
+	set("app_id", p.AppID)
+	set("client_app_id", p.ClientApp)
+	set("src_ip", p.IP)
+	set("user_agent", p.UserAgent)
+	set("token_id", p.Token)
+	set("session_id", strings.Join(p.Sessions, ","))
+	return a
+}
+
+func (e *Engine) idActors(a *incident.Alert, p *pending) {
+	a.AddActor(incident.ActorToken, p.Token)
+	for _, s := range p.Sessions {
+		a.AddActor(incident.ActorSession, s)
+	}
+}
+
+// judge runs the checks that wait for late sign-ins: D1 and D4.
+func (e *Engine) judge(p *pending) {
+	ten := e.st.Tenants[p.Tenant]
+	if ten == nil {
+		return
+	}
+	if e.cfg.D1.Enabled {
+		e.orphanToken(ten, p)
+	}
+	if e.cfg.D4.Enabled {
+		e.network(ten, p)
+	}
+}
+
+// D1.
+func (e *Engine) orphanToken(ten *tenantState, p *pending) {
+	c := e.cfg
+	if c.allowD1[strings.ToLower(p.AppID)] || c.allowD1[strings.ToLower(p.ClientApp)] {
+		return
+	}
+	if p.Token == "" && len(p.Sessions) == 0 {
+		return // nothing to join on
+	}
+	// Judge only accesses the sign-in logs cover.
+	if ten.FirstSignin.IsZero() || ten.FirstSignin.After(p.Time.Add(-c.D1.Coverage.D())) {
+		return
+	}
+	hi := p.Time.Add(c.D1.Skew.D())
+	var matched []SignIn
+	how := ""
+	if p.Token != "" {
+		if si, ok := e.st.Tokens[p.Token]; ok && !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.TokenLifetime.D())) {
+			matched = append(matched, si)
+			how = "token"
+		}
+	}
+	for _, s := range p.Sessions {
+		for _, si := range e.st.Sessions[s] {
+			if !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.SessionLifetime.D())) {
+				matched = append(matched, si)
+				if how == "" {
+					how = "session"
+				}
+			}
+		}
+	}
+	if len(matched) == 0 {
+		a := e.base(p, "D1", "Mail read with a token and session no sign-in issued", "high")
+		e.idActors(&a, p)
+		a.AddActor(incident.ActorUser, p.User)
+		e.raise(a)
+		return
+	}
+	// The issuing sign-in came from elsewhere: a replayed token or
+	// session. Only judged when both networks are known.
+	if p.IP == "" {
+		return
+	}
+	info, ok := e.lookup(p.IP)
+	if !ok || info.ASN == 0 {
+		return
+	}
+	for _, si := range matched {
+		if si.IP == p.IP || si.ASN == 0 || si.ASN == info.ASN {
+			return
+		}
+	}
+	a := e.base(p, "D1", "Mail read with a "+how+" issued to another network (AS"+strconv.FormatUint(uint64(matched[0].ASN), 10)+", used from AS"+strconv.FormatUint(uint64(info.ASN), 10)+")", "medium")
+	e.idActors(&a, p)
+	a.AddActor(incident.ActorIP, p.IP)
+	a.Fields["signin_ip"] = matched[0].IP
+	e.raise(a)
+}
+
+// D4.
+func (e *Engine) network(ten *tenantState, p *pending) {
+	c := e.cfg
+	if p.IP == "" || !e.learned(ten, p.Time) {
+		return
+	}
+	addr, err := netip.ParseAddr(p.IP)
+	if err != nil {
+		return
+	}
+	for _, n := range c.allowNets {
+		if n.Contains(addr.Unmap()) {
+			return
+		}
+	}
+	since := p.Time.Add(-c.D4.History.D())
+	u := ten.Users[p.User]
+	if u != nil && !u.IPs[p.IP].Before(since) {
+		return // the user signed in from this address
+	}
+	info, _ := e.lookup(p.IP)
+	suspect := c.suspectK[info.Kind] || (info.ASN != 0 && c.suspectASN[info.ASN])
+	var iocHit *Indicator
+	for _, ind := range e.iocs.matchIP(p.IP) {
+		if ind.InWindow(p.Time) {
+			iocHit = ind
+			break
+		}
+	}
+	known := false
+	if info.ASN != 0 {
+		if u != nil && !u.ASNs[info.ASN].Before(since) {
+			known = true
+		}
+		// An app that has read mail from this network for longer than
+		// the learning period (a SaaS connector, a backup service) is not
+		// new there.
+		if m := ten.AppASNs[appKey(p.AppID, p.ClientApp)]; m != nil {
+			if f, ok := m[info.ASN]; ok && f.Before(p.Time.Add(-e.cfg.Learning.D())) {
+				known = true
+			}
+		}
+	}
+	nearby := !ten.IPSeen[p.IP].Before(p.Time.Add(-c.D4.Nearby.D()))
+	if known && iocHit == nil {
+		return
+	}
+	if !suspect && iocHit == nil && nearby {
+		return
+	}
+	k := p.Mailbox + "|" + p.IP
+	if last, ok := ten.D4Alerted[k]; ok && p.Time.Sub(last) < 24*time.Hour && p.Time.Sub(last) >= 0 {
+		return
+	}
+	ten.D4Alerted[k] = p.Time
+	level := "medium"
+	why := "an address no sign-in used"
+	switch {
+	case iocHit != nil:
+		level, why = "high", "an IOC address ("+iocHit.Set+")"
+	case suspect:
+		level, why = "high", "a "+info.Kind+" network"
+		if info.Org != "" {
+			why += " (" + info.Org + ")"
+		}
+	}
+	a := e.base(p, "D4", "Mail read from "+why, level)
+	a.AddActor(incident.ActorIP, p.IP)
+	e.idActors(&a, p)
+	if info.ASN != 0 {
+		a.Fields["asn"] = strconv.FormatUint(uint64(info.ASN), 10)
+	}
+	if info.Country != "" {
+		a.Fields["country"] = info.Country
+	}
+	if info.Kind != "" {
+		a.Fields["network_kind"] = info.Kind
+	}
+	e.raise(a)
+}
+
+// D2.
+func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
+	c := e.cfg
+	key := pairKey(p.AppID, p.ClientApp)
+	_, inTenant := ten.Pairs[key]
+	_, inMailbox := mb.Pairs[key]
+	if !inTenant {
+		ten.Pairs[key] = p.Time
+	}
+	if !inMailbox {
+		mb.Pairs[key] = p.Time
+	}
+	if !c.D2.Enabled || (inTenant && inMailbox) || !e.learned(ten, p.Time) {
+		return
+	}
+	if c.allowD2[strings.ToLower(p.ClientApp)] || (p.ClientApp == "" && c.allowD2[strings.ToLower(p.AppID)]) {
+		return
+	}
+	own := p.User == p.Mailbox
+	np := ten.NewPairs[key]
+	if !inTenant {
+		np = &newPair{First: p.Time, Users: map[string]bool{}}
+		ten.NewPairs[key] = np
+	}
+	if np != nil {
+		if own && p.Time.Sub(np.First) <= c.D2.RolloutWindow.D() {
+			np.Users[p.User] = true
+			if len(np.Users) >= c.D2.RolloutUsers {
+				np.Done = true
+			}
+		}
+		if np.Done {
+			return // a client roll-out, not an intruder
+		}
+	}
+	level, title := c.D2.MailboxLevel, "App new to this mailbox read mail"
+	if !inTenant {
+		level, title = c.D2.TenantLevel, "App never seen in the tenant read mail"
+	}
+	consentKey := strings.ToLower(p.ClientApp)
+	if consentKey == "" {
+		consentKey = strings.ToLower(p.AppID)
+	}
+	if ct, ok := ten.Consents[consentKey]; ok && !ct.After(p.Time) && p.Time.Sub(ct) <= c.D2.ConsentWindow.D() {
+		level = c.D2.ConsentedLevel
+		title += " (consented " + ct.UTC().Format("2006-01-02") + ")"
+	}
+	a := e.base(p, "D2", title, level)
+	if p.ClientApp != "" {
+		a.AddActor(incident.ActorClientApp, p.ClientApp)
+	} else {
+		a.AddActor(incident.ActorApp, p.AppID)
+	}
+	e.idActors(&a, p)
+	e.raise(a)
+}
+
+// D3.
+func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *incident.Access) {
+	c := e.cfg
+	if !c.D3.Enabled {
+		return
+	}
+	if acc.Throttled {
+		a := e.base(p, "D3", "Mailbox throttled: auditing of its reads stops for 24 h", "high")
+		e.raise(a)
+	}
+	items := acc.Items
+	if items == 0 {
+		for _, f := range acc.Folders {
+			items += len(f.Messages)
+		}
+	}
+	hour := p.Time.Truncate(time.Hour)
+	if !mb.HourStart.IsZero() && hour.After(mb.HourStart) {
+		e.closeHour(ten, p.Tenant, p.Mailbox, mb)
+	}
+	if mb.HourStart.IsZero() || hour.After(mb.HourStart) {
+		mb.HourStart, mb.HourItems, mb.HourOpAlerted = hour, 0, false
+	}
+	mb.HourItems += items
+	if p.Time.After(mb.HourLast) {
+		mb.HourLast = p.Time
+	}
+	if items >= c.D3.OperationCount && !mb.HourOpAlerted {
+		mb.HourOpAlerted = true
+		a := e.base(p, "D3", "One record aggregated "+strconv.Itoa(items)+" mail accesses", "medium")
+		e.raise(a)
+	}
+	// One app and accessor reading many mailboxes.
+	k := appKey(p.AppID, p.ClientApp)
+	if c.allowD3[k] || c.allowD3[strings.ToLower(p.AppID)] {
+		return
+	}
+	mk := k + "|" + p.User
+	win := c.D3.MultiMailboxWindow.D()
+	l := ten.Multi[mk]
+	j := 0
+	for j < len(l) && l[j].Time.Before(p.Time.Add(-win)) {
+		j++
+	}
+	l = append(l[j:], multiRead{Time: p.Time, Mailbox: p.Mailbox})
+	ten.Multi[mk] = l
+	distinct := map[string]bool{}
+	for _, r := range l {
+		distinct[r.Mailbox] = true
+	}
+	if len(distinct) > c.D3.MultiMailbox {
+		if last, ok := ten.MultiAlert[mk]; ok && p.Time.Sub(last) < 24*time.Hour {
+			return
+		}
+		ten.MultiAlert[mk] = p.Time
+		a := e.base(p, "D3", "One app read "+strconv.Itoa(len(distinct))+" mailboxes within "+win.String(), "medium")
+		a.Mailbox = ""
+		if p.ClientApp != "" {
+			a.AddActor(incident.ActorClientApp, p.ClientApp)
+		} else {
+			a.AddActor(incident.ActorApp, p.AppID)
+		}
+		a.AddActor(incident.ActorIP, p.IP)
+		a.Fields["mailboxes"] = strings.Join(sortedKeys(distinct), ",")
+		e.raise(a)
+	}
+}
+
+// closeHour judges a finished hour of a mailbox's reads against its
+// baseline, then adds it to the baseline.
+func (e *Engine) closeHour(ten *tenantState, tenantID, mbName string, mb *mailboxState) {
+	c := e.cfg
+	if mb.HourStart.IsZero() || mb.HourItems == 0 {
+		return
+	}
+	x := float64(mb.HourItems)
+	if c.D3.Enabled && mb.N >= c.D3.BaselineHours && e.learned(ten, mb.HourStart) {
+		sd := math.Sqrt(mb.Var)
+		limit := mb.Mean + c.D3.HourlyK*sd
+		if x > limit && mb.HourItems >= c.D3.HourlyMinItems {
+			a := incident.Alert{
+				Time: mb.HourLast, Signal: "D3", Level: "medium", Tenant: tenantID, Mailbox: mbName,
+				Source: "m365.ual", Operation: "MailItemsAccessed",
+				Title:  "Read volume " + strconv.Itoa(mb.HourItems) + " items in an hour, baseline " + strconv.FormatFloat(mb.Mean, 'f', 0, 64) + " ± " + strconv.FormatFloat(sd, 'f', 0, 64),
+				Fields: map[string]string{"hour": mb.HourStart.UTC().Format(time.RFC3339), "items": strconv.Itoa(mb.HourItems)},
+			}
+			e.raise(a)
+		}
+	}
+	// EWMA over about a week of active hours; the first hours seed it.
+	alpha := 1.0 / 168
+	if mb.N < 24 {
+		alpha = 1.0 / float64(mb.N+1)
+	}
+	d := x - mb.Mean
+	mb.Mean += alpha * d
+	mb.Var = (1 - alpha) * (mb.Var + alpha*d*d)
+	mb.N++
+	mb.HourItems = 0
+}
+
+// D7.
+func (e *Engine) scriptClient(ten *tenantState, mb *mailboxState, p *pending) {
+	c := e.cfg
+	ua := strings.TrimSpace(p.UserAgent)
+	if !c.D7.Enabled || ua == "" {
+		return
+	}
+	matched := ""
+	for _, re := range c.scriptRE {
+		if re.MatchString(ua) {
+			matched = re.String()
+			break
+		}
+	}
+	if matched == "" {
+		return
+	}
+	if _, seen := mb.Clients[ua]; seen {
+		return
+	}
+	mb.Clients[ua] = p.Time
+	if !e.learned(ten, p.Time) {
+		return
+	}
+	a := e.base(p, "D7", "Script-style client new to this mailbox: "+ua, "medium")
+	e.idActors(&a, p)
+	if p.ClientApp != "" {
+		a.AddActor(incident.ActorClientApp, p.ClientApp)
+	}
+	a.Fields["pattern"] = strings.TrimPrefix(matched, "(?i)")
+	e.raise(a)
+}
+
+// D8: remember sensitive searches.
+func (e *Engine) search(ten *tenantState, ev *event.Event, t time.Time) {
+	if !e.cfg.D8.Enabled {
+		return
+	}
+	q := ""
+	for _, s := range symQueryText {
+		if v := ev.Values(s); len(v) > 0 && v[0].Value != "" {
+			q = v[0].Value
+			break
+		}
+	}
+	if q == "" {
+		return
+	}
+	lq := strings.ToLower(q)
+	var hits []string
+	for _, term := range e.cfg.terms {
+		if containsWord(lq, term) {
+			hits = append(hits, term)
+		}
+	}
+	if len(hits) == 0 {
+		return
+	}
+	mb := strings.ToLower(ev.Mailbox)
+	if mb == "" {
+		mb = strings.ToLower(ev.User)
+	}
+	ten.Searches = append(ten.Searches, search{
+		Time: t, User: strings.ToLower(ev.User), Mailbox: mb, Sessions: sessionIDs(ev), IP: ev.IP,
+		Terms: hits, RecordID: ev.RecordID, Query: q,
+	})
+}
+
+func sessionIDs(ev *event.Event) []string { return incident.SessionIDs(ev) }
+
+// containsWord matches a term at word boundaries, so "token" does not
+// match "tokenization" but "wire transfer" matches as a phrase.
+func containsWord(s, term string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], term)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(term)
+		if (j == 0 || !isWordByte(s[j-1])) && (end == len(s) || !isWordByte(s[end])) {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func isWordByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 0x80
+}
+
+// D8: a read after a sensitive search by the same party.
+func (e *Engine) searchFollow(ten *tenantState, p *pending) {
+	if len(ten.Searches) == 0 {
+		return
+	}
+	follow := e.cfg.D8.Follow.D()
+	kept := ten.Searches[:0]
+	for _, s := range ten.Searches {
+		if p.Time.Sub(s.Time) > follow {
+			continue // expired
+		}
+		same := s.Mailbox == p.Mailbox || s.User == p.User
+		party := len(s.Sessions) == 0 && s.IP == "" || s.IP != "" && s.IP == p.IP || overlap(s.Sessions, p.Sessions)
+		if !same || !party || p.Time.Before(s.Time) {
+			kept = append(kept, s)
+			continue
+		}
+		a := e.base(p, "D8", "Mail read after a sensitive search ("+strings.Join(s.Terms, ", ")+")", "medium")
+		a.Fields["query"] = s.Query
+		if s.RecordID != "" {
+			a.RecordIDs = append([]string{s.RecordID}, a.RecordIDs...)
+		}
+		e.idActors(&a, p)
+		e.raise(a)
+	}
+	ten.Searches = kept
+}
+
+func overlap(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// consent remembers when an application was consented to.
+func (e *Engine) consent(ten *tenantState, ev *event.Event, t time.Time) {
+	for _, id := range consentAppIDs(ev) {
+		ten.Consents[strings.ToLower(id)] = t
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

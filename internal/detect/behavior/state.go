@@ -1,0 +1,262 @@
+package behavior
+
+import (
+	"bufio"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// StateVersion is the persisted state format. A different version is
+// refused rather than misread; the state can always be rebuilt by
+// replaying the journal.
+const StateVersion = 1
+
+const stateMagic = "vigil-behavior-state"
+
+// state is everything the Engine learned. It holds no pointers into
+// events and is gob-encoded as is.
+type state struct {
+	Watermark time.Time
+	Seq       uint64
+	LastHour  time.Time // last hour boundary the periodic checks ran at
+	Tokens    map[string]SignIn
+	Sessions  map[string][]SignIn
+	IPASN     map[string]uint32 // learned from sign-ins, for addresses no table knows
+	Tenants   map[string]*tenantState
+	Pending   []pending // sorted by (Due, Seq)
+}
+
+// SignIn is a successful sign-in reduced to what joins need.
+type SignIn struct {
+	Time time.Time
+	User string
+	IP   string
+	ASN  uint32
+}
+
+type tenantState struct {
+	FirstSeen   time.Time
+	FirstSignin time.Time
+	Pairs       map[string]time.Time            // D2: AppId|ClientAppId → first read in the tenant
+	NewPairs    map[string]*newPair             // D2: pairs first seen after learning, for roll-out detection
+	Consents    map[string]time.Time            // app id → consent time
+	Users       map[string]*userState           // by UPN
+	Mailboxes   map[string]*mailboxState        // by owner UPN
+	AppASNs     map[string]map[uint32]time.Time // D4: client/app key → ASN → first mail read
+	IPSeen      map[string]time.Time            // D4: last sign-in from an IP by anyone
+	D4Alerted   map[string]time.Time            // D4: mailbox|ip → last alert
+	Sources     map[string]*sourceState         // D9
+	Multi       map[string][]multiRead          // D3: app|accessor → recent reads
+	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
+	Searches    []search                        // D8: sensitive searches awaiting reads
+}
+
+type newPair struct {
+	First time.Time
+	Users map[string]bool
+	Done  bool // judged a roll-out
+}
+
+type userState struct {
+	IPs  map[string]time.Time // sign-in IP → last seen
+	ASNs map[uint32]time.Time // sign-in ASN → last seen
+}
+
+type mailboxState struct {
+	Pairs         map[string]time.Time // D2
+	Clients       map[string]time.Time // D7: script-style client strings seen
+	HourStart     time.Time            // D3: open hour bucket
+	HourItems     int
+	HourLast      time.Time
+	HourOpAlerted bool
+	N             int     // D3: active hours in the baseline
+	Mean, Var     float64 // D3: EWMA of items per active hour
+	Days          []int64 // D9: distinct active days (Unix day numbers), recent first trimmed
+	LastRead      time.Time
+	Silent        bool // D9: silence already reported
+}
+
+type sourceState struct {
+	Last    time.Time
+	MaxGap  time.Duration
+	Alerted bool
+}
+
+type multiRead struct {
+	Time    time.Time
+	Mailbox string
+}
+
+type search struct {
+	Time     time.Time
+	User     string
+	Mailbox  string
+	Sessions []string
+	IP       string
+	Terms    []string
+	RecordID string
+	Query    string
+}
+
+// pending is a mail access held for late sign-ins (D1, D4).
+type pending struct {
+	Seq       uint64
+	Due       time.Time
+	Time      time.Time
+	Tenant    string
+	User      string
+	Mailbox   string
+	AppID     string
+	ClientApp string
+	IP        string
+	UserAgent string
+	Sessions  []string
+	Token     string
+	RecordID  string
+	Items     int
+	Source    string
+	Operation string
+}
+
+func newState() *state {
+	return &state{
+		Tokens:   map[string]SignIn{},
+		Sessions: map[string][]SignIn{},
+		IPASN:    map[string]uint32{},
+		Tenants:  map[string]*tenantState{},
+	}
+}
+
+func newTenant(t time.Time) *tenantState {
+	return &tenantState{
+		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
+		Consents: map[string]time.Time{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
+		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
+		Sources: map[string]*sourceState{}, Multi: map[string][]multiRead{}, MultiAlert: map[string]time.Time{},
+	}
+}
+
+type stateHeader struct {
+	Magic   string
+	Version int
+}
+
+// Save writes the engine's learned state (not its settings) so a later
+// Load continues exactly where this one stopped.
+func (e *Engine) Save(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	enc := gob.NewEncoder(bw)
+	if err := enc.Encode(stateHeader{Magic: stateMagic, Version: StateVersion}); err != nil {
+		return fmt.Errorf("save behaviour state: %w", err)
+	}
+	if err := enc.Encode(e.st); err != nil {
+		return fmt.Errorf("save behaviour state: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("save behaviour state: %w", err)
+	}
+	return nil
+}
+
+// Load replaces the engine's state with one written by Save.
+func (e *Engine) Load(r io.Reader) error {
+	dec := gob.NewDecoder(bufio.NewReader(r))
+	var h stateHeader
+	if err := dec.Decode(&h); err != nil {
+		return fmt.Errorf("load behaviour state: not a state file: %w", err)
+	}
+	if h.Magic != stateMagic {
+		return errors.New("load behaviour state: not a vigil behaviour state file")
+	}
+	if h.Version != StateVersion {
+		return fmt.Errorf("load behaviour state: version %d, this build reads %d (replay the logs to rebuild it)", h.Version, StateVersion)
+	}
+	st := newState()
+	if err := dec.Decode(st); err != nil {
+		return fmt.Errorf("load behaviour state: %w", err)
+	}
+	// gob leaves empty maps nil.
+	if st.Tokens == nil {
+		st.Tokens = map[string]SignIn{}
+	}
+	if st.Sessions == nil {
+		st.Sessions = map[string][]SignIn{}
+	}
+	if st.IPASN == nil {
+		st.IPASN = map[string]uint32{}
+	}
+	if st.Tenants == nil {
+		st.Tenants = map[string]*tenantState{}
+	}
+	for _, t := range st.Tenants {
+		t.fill()
+	}
+	e.st = st
+	return nil
+}
+
+func (t *tenantState) fill() {
+	n := newTenant(t.FirstSeen)
+	if t.Pairs == nil {
+		t.Pairs = n.Pairs
+	}
+	if t.NewPairs == nil {
+		t.NewPairs = n.NewPairs
+	}
+	for _, p := range t.NewPairs {
+		if p.Users == nil {
+			p.Users = map[string]bool{}
+		}
+	}
+	if t.Consents == nil {
+		t.Consents = n.Consents
+	}
+	if t.Users == nil {
+		t.Users = n.Users
+	}
+	for _, u := range t.Users {
+		if u.IPs == nil {
+			u.IPs = map[string]time.Time{}
+		}
+		if u.ASNs == nil {
+			u.ASNs = map[uint32]time.Time{}
+		}
+	}
+	if t.Mailboxes == nil {
+		t.Mailboxes = n.Mailboxes
+	}
+	for _, m := range t.Mailboxes {
+		if m.Pairs == nil {
+			m.Pairs = map[string]time.Time{}
+		}
+		if m.Clients == nil {
+			m.Clients = map[string]time.Time{}
+		}
+	}
+	if t.AppASNs == nil {
+		t.AppASNs = n.AppASNs
+	}
+	for k, m := range t.AppASNs {
+		if m == nil {
+			t.AppASNs[k] = map[uint32]time.Time{}
+		}
+	}
+	if t.IPSeen == nil {
+		t.IPSeen = n.IPSeen
+	}
+	if t.D4Alerted == nil {
+		t.D4Alerted = n.D4Alerted
+	}
+	if t.Sources == nil {
+		t.Sources = n.Sources
+	}
+	if t.Multi == nil {
+		t.Multi = n.Multi
+	}
+	if t.MultiAlert == nil {
+		t.MultiAlert = n.MultiAlert
+	}
+}

@@ -1,0 +1,201 @@
+package incident
+
+import (
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/vigil-audit/vigil/internal/event"
+)
+
+// Access is one mail-read record reduced to what impact needs.
+type Access struct {
+	Time       time.Time
+	Tenant     string
+	User       string
+	Mailbox    string
+	AppID      string
+	ClientApp  string
+	IP         string
+	SessionIDs []string // every session id the record carries (AADSessionId, SessionId)
+	TokenID    string
+	Sync       bool // MailAccessType=Sync: whole folders were synchronised
+	Throttled  bool // IsThrottled=True: auditing for the mailbox stops for 24 h
+	Items      int  // OperationCount or number of items
+	Folders    []FolderRead
+	RecordID   string
+}
+
+// FolderRead is one folder of an access and the messages read in it.
+type FolderRead struct {
+	Path     string
+	Messages []string
+}
+
+var (
+	symMailAccessType = event.Intern("OperationProperties.MailAccessType")
+	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
+	symAADSession     = event.Intern("AppAccessContext.AADSessionId")
+	symSessionID      = event.Intern("SessionId")
+)
+
+// IsMailAccess reports whether e records mailbox items being read.
+func IsMailAccess(e *event.Event) bool {
+	return strings.EqualFold(e.Operation, "MailItemsAccessed")
+}
+
+// AccessFromEvent reduces a mail-read event; ok is false for other events.
+func AccessFromEvent(e *event.Event) (Access, bool) {
+	if !IsMailAccess(e) {
+		return Access{}, false
+	}
+	a := Access{
+		Time: e.Time, Tenant: e.Tenant, User: e.User, Mailbox: strings.ToLower(e.Mailbox),
+		AppID: e.AppID, ClientApp: e.ClientAppID, IP: e.IP, TokenID: e.TokenID,
+		Items: e.ItemCount, RecordID: e.RecordID,
+	}
+	if a.Mailbox == "" {
+		a.Mailbox = e.User
+	}
+	a.SessionIDs = SessionIDs(e)
+	for _, f := range e.Values(symMailAccessType) {
+		if strings.EqualFold(f.Value, "Sync") {
+			a.Sync = true
+		}
+	}
+	for _, f := range e.Values(symIsThrottled) {
+		if strings.EqualFold(f.Value, "true") {
+			a.Throttled = true
+		}
+	}
+	a.Folders = foldersOf(e)
+	return a, true
+}
+
+// SessionIDs returns the distinct session ids of a mail access: the
+// normalized one and both UAL spellings, which are not always equal.
+func SessionIDs(e *event.Event) []string {
+	var out []string
+	add := func(s string) {
+		if s == "" {
+			return
+		}
+		for _, x := range out {
+			if x == s {
+				return
+			}
+		}
+		out = append(out, s)
+	}
+	add(e.SessionID)
+	for _, f := range e.Values(symAADSession) {
+		add(f.Value)
+	}
+	for _, f := range e.Values(symSessionID) {
+		add(f.Value)
+	}
+	return out
+}
+
+// foldersOf pairs folders with their messages. The flattened fields lose
+// which message sat in which folder, so the verbatim record is parsed
+// again; records without Folders (or not JSON, such as CSV rows whose
+// AuditData holds the JSON) fall back to the flat lists.
+func foldersOf(e *event.Event) []FolderRead {
+	if fs, ok := foldersFromRaw(e.Raw); ok {
+		return fs
+	}
+	switch len(e.Folders) {
+	case 0:
+		if len(e.MessageIDs) == 0 {
+			return nil
+		}
+		return []FolderRead{{Path: "", Messages: append([]string(nil), e.MessageIDs...)}}
+	case 1:
+		return []FolderRead{{Path: e.Folders[0], Messages: append([]string(nil), e.MessageIDs...)}}
+	default:
+		out := make([]FolderRead, 0, len(e.Folders)+1)
+		for _, p := range e.Folders {
+			out = append(out, FolderRead{Path: p})
+		}
+		if len(e.MessageIDs) > 0 {
+			// Which folder each message was in is unknown here.
+			out = append(out, FolderRead{Path: "", Messages: append([]string(nil), e.MessageIDs...)})
+		}
+		return out
+	}
+}
+
+func foldersFromRaw(raw []byte) ([]FolderRead, bool) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, false
+	}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(raw)
+	if err != nil {
+		return nil, false
+	}
+	arr := findFolders(v, 0)
+	if arr == nil {
+		return nil, false
+	}
+	out := make([]FolderRead, 0, len(arr))
+	for _, f := range arr {
+		fr := FolderRead{Path: string(f.GetStringBytes("Path"))}
+		if fr.Path == "" {
+			fr.Path = string(f.GetStringBytes("path"))
+		}
+		items := f.GetArray("FolderItems")
+		if items == nil {
+			items = f.GetArray("folderItems")
+		}
+		for _, it := range items {
+			id := it.GetStringBytes("InternetMessageId")
+			if id == nil {
+				id = it.GetStringBytes("internetMessageId")
+			}
+			if len(id) > 0 {
+				fr.Messages = append(fr.Messages, string(id))
+			}
+		}
+		out = append(out, fr)
+	}
+	return out, true
+}
+
+// findFolders looks for the Folders array at the top level or one level
+// down in the envelopes exports wrap the UAL record in (AuditData,
+// RawEventData, auditData), including JSON held in a string.
+func findFolders(v *fastjson.Value, depth int) []*fastjson.Value {
+	if v == nil || depth > 2 {
+		return nil
+	}
+	for _, k := range []string{"Folders", "folders"} {
+		if a := v.GetArray(k); a != nil {
+			return a
+		}
+	}
+	for _, k := range []string{"AuditData", "auditData", "RawEventData", "rawEventData"} {
+		c := v.Get(k)
+		if c == nil {
+			continue
+		}
+		if c.Type() == fastjson.TypeString {
+			var p fastjson.Parser
+			inner, err := p.ParseBytes(c.GetStringBytes())
+			if err != nil {
+				continue
+			}
+			// Values stay valid: p is never reused.
+			if a := findFolders(inner, depth+1); a != nil {
+				return a
+			}
+			continue
+		}
+		if a := findFolders(c, depth+1); a != nil {
+			return a
+		}
+	}
+	return nil
+}

@@ -1,0 +1,452 @@
+package incident
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"time"
+)
+
+// Config says which alerts make incidents and how they are grouped.
+type Config struct {
+	// Window bounds how far apart two alerts sharing an actor or a
+	// mailbox may be and still be grouped, and the span within which two
+	// different signals on one mailbox make an incident.
+	Window time.Duration `yaml:"window"`
+	// SingleSignals make an incident on their own (high-fidelity).
+	SingleSignals []string `yaml:"single_signals"`
+	// CoreSignals count towards the two-signals rule. Other signals (and
+	// Sigma rules unless SigmaCounts) only enrich an incident.
+	CoreSignals []string `yaml:"core_signals"`
+	// SigmaCounts lets Sigma detections (any signal not named D1..D11)
+	// count as core signals.
+	SigmaCounts bool `yaml:"sigma_counts"`
+	// MinLevel is the lowest alert level that counts towards making an
+	// incident; lower alerts only enrich.
+	MinLevel string `yaml:"min_level"`
+	// BroadActorMailboxes: an actor seen in alerts on more mailboxes than
+	// this (a tenant-wide client roll-out, a backup tool) links nothing
+	// and does not define impact, unless it carries a single signal.
+	BroadActorMailboxes int `yaml:"broad_actor_mailboxes"`
+	// MaxTimeline caps the timeline entries kept per incident.
+	MaxTimeline int `yaml:"max_timeline"`
+}
+
+// DefaultConfig follows the correlation guidance of the detection
+// catalogue: D1 or D5 alone, or two of D1, D2, D4, D5, D7 on one mailbox
+// within 24 h.
+func DefaultConfig() Config {
+	return Config{
+		Window:              24 * time.Hour,
+		SingleSignals:       []string{"D1", "D5"},
+		CoreSignals:         []string{"D1", "D2", "D4", "D5", "D7"},
+		MinLevel:            "medium",
+		BroadActorMailboxes: 10,
+		MaxTimeline:         200,
+	}
+}
+
+// Actors is an incident's identifiers, by kind, each list sorted.
+type Actors struct {
+	Tokens     []string `json:"tokens,omitempty"`
+	Sessions   []string `json:"sessions,omitempty"`
+	IPs        []string `json:"ips,omitempty"`
+	Apps       []string `json:"apps,omitempty"`
+	ClientApps []string `json:"client_apps,omitempty"`
+	Users      []string `json:"users,omitempty"`
+}
+
+// TimelineEntry is a run of alerts with the same signal, title and
+// mailbox.
+type TimelineEntry struct {
+	First   time.Time `json:"first"`
+	Last    time.Time `json:"last"`
+	Count   int       `json:"count"`
+	Signal  string    `json:"signal"`
+	Title   string    `json:"title"`
+	Level   string    `json:"level"`
+	Mailbox string    `json:"mailbox,omitempty"`
+}
+
+// Incident is a group of alerts that together say one intrusion.
+type Incident struct {
+	ID          string          `json:"id"`
+	Tenant      string          `json:"tenant,omitempty"`
+	Severity    string          `json:"severity"`
+	Title       string          `json:"title"`
+	Signals     []string        `json:"signals"`
+	Actors      Actors          `json:"actors"`
+	Mailboxes   []string        `json:"mailboxes"` // mailboxes named by the alerts
+	FirstSeen   time.Time       `json:"first_seen"`
+	LastSeen    time.Time       `json:"last_seen"`
+	Raised      time.Time       `json:"raised"` // event time when the incident criterion was first met
+	Tags        []string        `json:"tags"`
+	AlertCount  int             `json:"alert_count"`
+	Timeline    []TimelineEntry `json:"timeline"`
+	Impact      Impact          `json:"impact"`
+	Alerts      []Alert         `json:"-"`
+	impactActor map[Actor]bool
+}
+
+func (c *Config) isCore(sig string) bool {
+	for _, s := range c.CoreSignals {
+		if s == sig {
+			return true
+		}
+	}
+	return c.SigmaCounts && !isBehaviour(sig)
+}
+
+func (c *Config) isSingle(sig string) bool {
+	for _, s := range c.SingleSignals {
+		if s == sig {
+			return true
+		}
+	}
+	return false
+}
+
+func isBehaviour(sig string) bool {
+	return len(sig) >= 2 && len(sig) <= 3 && sig[0] == 'D' && sig[1] >= '0' && sig[1] <= '9'
+}
+
+func (c *Config) counts(a *Alert) bool {
+	return !a.Posture && LevelRank(a.Level) >= LevelRank(c.MinLevel) && (c.isCore(a.Signal) || c.isSingle(a.Signal))
+}
+
+// Group turns alerts into incidents. Alerts are sorted first, so the
+// result depends only on the set of alerts. Alerts that make no incident
+// are not returned; they remain detections.
+func Group(cfg Config, alerts []Alert) []*Incident {
+	as := append([]Alert(nil), alerts...)
+	SortAlerts(as)
+	n := len(as)
+	parent := make([]int, n)
+	for i := range parent {
+		parent[i] = i
+	}
+	find := func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	union := func(i, j int) {
+		a, b := find(i), find(j)
+		if a == b {
+			return
+		}
+		if a < b {
+			parent[b] = a
+		} else {
+			parent[a] = b
+		}
+	}
+
+	broad := broadActors(cfg, as)
+	// Link consecutive alerts (by time) that share a key within Window;
+	// chaining lets a slow campaign stay one incident.
+	byKey := map[string][]int{}
+	for i := range as {
+		a := &as[i]
+		for _, ac := range a.Actors {
+			if ac.Kind == ActorUser {
+				continue // a user is a victim as often as an actor
+			}
+			if broad[ac] && !cfg.isSingle(a.Signal) {
+				continue
+			}
+			k := a.Tenant + "|" + ac.String()
+			byKey[k] = append(byKey[k], i)
+		}
+		if a.Mailbox != "" && !alertIsBroad(cfg, a, broad) {
+			k := a.Tenant + "|mailbox:" + a.Mailbox
+			byKey[k] = append(byKey[k], i)
+		}
+	}
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		idx := byKey[k]
+		for j := 1; j < len(idx); j++ {
+			if as[idx[j]].Time.Sub(as[idx[j-1]].Time) <= cfg.Window {
+				union(idx[j-1], idx[j])
+			}
+		}
+	}
+	groups := map[int][]int{}
+	var roots []int
+	for i := range as {
+		r := find(i)
+		if _, ok := groups[r]; !ok {
+			roots = append(roots, r)
+		}
+		groups[r] = append(groups[r], i)
+	}
+	var out []*Incident
+	for _, r := range roots {
+		members := groups[r]
+		raised, ok := qualifies(cfg, as, members)
+		if !ok {
+			continue
+		}
+		inc := build(cfg, as, members, broad)
+		inc.Raised = raised
+		out = append(out, inc)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].FirstSeen.Equal(out[j].FirstSeen) {
+			return out[i].FirstSeen.Before(out[j].FirstSeen)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// broadActors finds actors seen in alerts on more than
+// BroadActorMailboxes mailboxes.
+func broadActors(cfg Config, as []Alert) map[Actor]bool {
+	mbs := map[Actor]map[string]bool{}
+	for i := range as {
+		if as[i].Mailbox == "" {
+			continue
+		}
+		for _, ac := range as[i].Actors {
+			m := mbs[ac]
+			if m == nil {
+				m = map[string]bool{}
+				mbs[ac] = m
+			}
+			m[as[i].Mailbox] = true
+		}
+	}
+	out := map[Actor]bool{}
+	if cfg.BroadActorMailboxes <= 0 {
+		return out
+	}
+	for ac, m := range mbs {
+		if len(m) > cfg.BroadActorMailboxes {
+			out[ac] = true
+		}
+	}
+	return out
+}
+
+// alertIsBroad: an alert raised only because of a broad actor (every one
+// of its identifying actors is broad) says nothing about its mailbox in
+// particular, so it does not link by mailbox.
+func alertIsBroad(cfg Config, a *Alert, broad map[Actor]bool) bool {
+	if cfg.isSingle(a.Signal) {
+		return false
+	}
+	any := false
+	for _, ac := range a.Actors {
+		if ac.Kind == ActorUser {
+			continue
+		}
+		if !broad[ac] {
+			return false
+		}
+		any = true
+	}
+	return any
+}
+
+// qualifies applies the incident criterion to a group and returns the
+// event time at which it was first met (the alert latency).
+func qualifies(cfg Config, as []Alert, members []int) (time.Time, bool) {
+	type sigAt struct {
+		sig string
+		t   time.Time
+	}
+	byMailbox := map[string][]sigAt{}
+	var best time.Time
+	found := false
+	note := func(t time.Time) {
+		if !found || t.Before(best) {
+			best, found = t, true
+		}
+	}
+	for _, i := range members {
+		a := &as[i]
+		if !cfg.counts(a) {
+			continue
+		}
+		raised := a.Raised
+		if raised.IsZero() {
+			raised = a.Time
+		}
+		if cfg.isSingle(a.Signal) {
+			note(raised)
+			continue
+		}
+		if a.Mailbox == "" {
+			continue
+		}
+		byMailbox[a.Mailbox] = append(byMailbox[a.Mailbox], sigAt{a.Signal, a.Time})
+		for _, prev := range byMailbox[a.Mailbox] {
+			if prev.sig != a.Signal && absDur(a.Time.Sub(prev.t)) <= cfg.Window {
+				note(raised)
+				break
+			}
+		}
+	}
+	return best, found
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+var severities = []string{"informational", "low", "medium", "high", "critical"}
+
+func build(cfg Config, as []Alert, members []int, broad map[Actor]bool) *Incident {
+	inc := &Incident{impactActor: map[Actor]bool{}}
+	sigs := map[string]bool{}
+	core := map[string]bool{}
+	tags := map[string]bool{}
+	mbs := map[string]bool{}
+	act := map[ActorKind]map[string]bool{}
+	maxLevel := 0
+	for k, i := range members {
+		a := as[i]
+		inc.Alerts = append(inc.Alerts, a)
+		if k == 0 {
+			inc.FirstSeen, inc.LastSeen, inc.Tenant = a.Time, a.Time, a.Tenant
+		}
+		if a.Time.Before(inc.FirstSeen) {
+			inc.FirstSeen = a.Time
+		}
+		if a.Time.After(inc.LastSeen) {
+			inc.LastSeen = a.Time
+		}
+		sigs[a.Signal] = true
+		if cfg.counts(&a) {
+			core[a.Signal] = true
+			if r := LevelRank(a.Level); r > maxLevel {
+				maxLevel = r
+			}
+		}
+		for _, t := range a.Tags {
+			tags[t] = true
+		}
+		if a.Mailbox != "" {
+			mbs[a.Mailbox] = true
+		}
+		for _, ac := range a.Actors {
+			m := act[ac.Kind]
+			if m == nil {
+				m = map[string]bool{}
+				act[ac.Kind] = m
+			}
+			m[ac.Value] = true
+			// Impact follows only actors that counted towards the
+			// incident and single out the intruder.
+			if cfg.counts(&a) && ac.Kind != ActorUser && (!broad[ac] || cfg.isSingle(a.Signal)) {
+				inc.impactActor[ac] = true
+			}
+		}
+	}
+	inc.AlertCount = len(members)
+	inc.Signals = sortedKeys(sigs)
+	inc.Tags = sortedKeys(tags)
+	inc.Mailboxes = sortedKeys(mbs)
+	inc.Actors = Actors{
+		Tokens: sortedKeys(act[ActorToken]), Sessions: sortedKeys(act[ActorSession]),
+		IPs: sortedKeys(act[ActorIP]), Apps: sortedKeys(act[ActorApp]),
+		ClientApps: sortedKeys(act[ActorClientApp]), Users: sortedKeys(act[ActorUser]),
+	}
+	// Two or more corroborating core signals, or a single signal backed
+	// by another, is worse than any one alert says.
+	if len(core) >= 3 || (len(core) >= 2 && hasSingle(cfg, core)) {
+		maxLevel = 4
+	}
+	inc.Severity = severities[maxLevel]
+	inc.Timeline = timeline(inc.Alerts, cfg.MaxTimeline)
+	inc.Title = title(inc)
+	h := sha256.Sum256([]byte(inc.Tenant + "|" + as[members[0]].Key()))
+	inc.ID = "INC-" + hex.EncodeToString(h[:5])
+	return inc
+}
+
+func hasSingle(cfg Config, core map[string]bool) bool {
+	for s := range core {
+		if cfg.isSingle(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func title(inc *Incident) string {
+	mb := "no mailbox"
+	switch len(inc.Mailboxes) {
+	case 0:
+	case 1:
+		mb = inc.Mailboxes[0]
+	default:
+		mb = inc.Mailboxes[0] + " and " + itoa(len(inc.Mailboxes)-1) + " more"
+	}
+	for _, a := range inc.Alerts {
+		if a.Signal == "D1" {
+			return "Mail read with tokens no sign-in issued (" + mb + ")"
+		}
+	}
+	return "Suspicious mail access (" + mb + ")"
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// timeline merges runs of alerts with the same signal, title and mailbox
+// that follow each other within an hour, so a thousand reads by one token
+// read as one line.
+func timeline(as []Alert, max int) []TimelineEntry {
+	var out []TimelineEntry
+	open := map[string]int{}
+	for _, a := range as {
+		k := a.Signal + "|" + a.Title + "|" + a.Mailbox
+		if j, ok := open[k]; ok && a.Time.Sub(out[j].Last) <= time.Hour {
+			out[j].Last = a.Time
+			out[j].Count++
+			continue
+		}
+		open[k] = len(out)
+		out = append(out, TimelineEntry{First: a.Time, Last: a.Time, Count: 1, Signal: a.Signal, Title: a.Title, Level: a.Level, Mailbox: a.Mailbox})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].First.Before(out[j].First) })
+	if max > 0 && len(out) > max {
+		out = out[:max]
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
