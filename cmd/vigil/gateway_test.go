@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listenRE = regexp.MustCompile(`listening on (https?://[0-9.:]+)`)
+
+// startGateway runs "vigil gateway" in-process and returns its base URL and
+// a stop function that returns the exit code.
+func startGateway(t *testing.T, args ...string) (string, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"gateway"}, args...), &out, &errb) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listenRE.FindStringSubmatch(errb.String()); m != nil {
+			return m[1], func() int {
+				cancel()
+				select {
+				case c := <-done:
+					return c
+				case <-time.After(15 * time.Second):
+					t.Fatal("gateway did not stop")
+					return -1
+				}
+			}
+		}
+		select {
+		case c := <-done:
+			cancel()
+			t.Fatalf("gateway exited %d: %s", c, errb.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	t.Fatalf("gateway did not start: %s", errb.String())
+	return "", nil
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestGatewayEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	good := testKey(t, "gw-1", now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0))
+	stray := testKey(t, "gw-stray", now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0))
+	keys := writeJWKS(t, dir, good)
+
+	var reached atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		fmt.Fprintf(w, "%s %s sub=%s tid=%s app=%s auth=%t", r.Method, r.URL.Path,
+			r.Header.Get("X-Vigil-Subject"), r.Header.Get("X-Vigil-Tenant"), r.Header.Get("X-Vigil-App-Id"),
+			r.Header.Get("Authorization") != "")
+	}))
+	defer upstream.Close()
+
+	cfg := writeFile(t, dir, "gateway.yaml", fmt.Sprintf(`
+listen: 127.0.0.1:0
+realm: mail
+skew: 1m
+strip_authorization: true
+issuers:
+  - name: entra
+    issuer: %s
+    tenants: [%s]
+    audiences: [%s]
+    algorithms: [RS256]
+    required_claims: [sub]
+    max_lifetime: 2h
+    keys: [%s]
+    min_refresh: 1m
+`, cliTmpl, cliTenant, cliAud, keys))
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	base, stop := startGateway(t, "--upstream", upstream.URL, "--config", cfg, "--audit", auditPath)
+
+	valid := signClaims(t, good, cliClaims(now))
+	tests := []struct {
+		name   string
+		auth   string
+		spoof  bool
+		status int
+		body   string
+	}{
+		{"valid token proxied with identity headers", "Bearer " + valid, true, 200,
+			"GET /owa/service.svc sub=alice tid=" + cliTenant + " app=app-1 auth=false"},
+		{"no token", "", false, 401, ""},
+		{"key not in the issuer's set", "Bearer " + signClaims(t, stray, cliClaims(now)), false, 401, ""},
+		{"expired", "Bearer " + signClaims(t, good, cliClaims(now, "exp", now.Add(-time.Hour).Unix())), false, 401, ""},
+		{"lifetime too long", "Bearer " + signClaims(t, good, cliClaims(now, "exp", now.Add(5*time.Hour).Unix())), false, 401, ""},
+		{"missing required sub", "Bearer " + signClaims(t, good, cliClaims(now, "sub", nil)), false, 401, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", base+"/owa/service.svc", nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			if tc.spoof {
+				req.Header.Set("X-Vigil-Subject", "admin")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
+			}
+			if tc.status == 200 && string(b) != tc.body {
+				t.Fatalf("upstream saw %q, want %q", b, tc.body)
+			}
+			if tc.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="mail"`) {
+				t.Fatalf("challenge %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("gateway exit %d", code)
+	}
+	if reached.Load() != 1 {
+		t.Fatalf("upstream reached %d times, want 1", reached.Load())
+	}
+	f, err := os.Open(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var reasons []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct{ Source, Operation, Reason, Time, ID, KeySet string }
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Source != "vigil.token" || e.ID == "" || e.Time == "" {
+			t.Fatalf("bad event %s", sc.Text())
+		}
+		reasons = append(reasons, e.Operation+":"+e.Reason)
+	}
+	want := []string{"TokenValidated:ok", "TokenRejected:missing_token", "TokenRejected:unknown_key",
+		"TokenRejected:expired", "TokenRejected:lifetime", "TokenRejected:missing_claim"}
+	if strings.Join(reasons, " ") != strings.Join(want, " ") {
+		t.Fatalf("audit reasons %v, want %v", reasons, want)
+	}
+}
+
+func TestGatewayTLS(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	good := testKey(t, "gw-1", now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0))
+	keys := writeJWKS(t, dir, good)
+	// Server certificate for 127.0.0.1, generated for this test only.
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	kder, _ := x509.MarshalECPrivateKey(priv)
+	certPath := writeFile(t, dir, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyPath := writeFile(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer upstream.Close()
+	cfg := writeFile(t, dir, "gw.yaml", fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [%s]\n    keys: [%s]\n",
+		cliIss, cliAud, keys))
+	base, stop := startGateway(t, "--upstream", upstream.URL, "--config", cfg, "--listen", "127.0.0.1:0",
+		"--tls-cert", certPath, "--tls-key", keyPath, "--audit", filepath.Join(dir, "a.jsonl"))
+	defer stop()
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("base %s", base)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", base+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+signClaims(t, good, cliClaims(now)))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func TestGatewayUsage(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeJWKS(t, dir, testKey(t, "gw-1", time.Now().AddDate(-1, 0, 0), time.Now().AddDate(1, 0, 0)))
+	good := fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [a]\n    keys: [%s]\n", cliIss, keys)
+	tests := []struct {
+		name string
+		cfg  string
+		args []string
+		want string
+	}{
+		{"unknown YAML field", good + "strict_mode: false\n", nil, "not found"},
+		{"misspelt issuer field", fmt.Sprintf("issuers:\n  - issuer: %s\n    audience: [a]\n    keys: [%s]\n", cliIss, keys), nil, "audience"},
+		{"template without tenants", fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [a]\n    keys: [%s]\n", cliTmpl, keys), nil, "tenants"},
+		{"no audiences", fmt.Sprintf("issuers:\n  - issuer: %s\n    keys: [%s]\n", cliIss, keys), nil, "audiences"},
+		{"HMAC algorithm", fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [a]\n    algorithms: [HS256]\n    keys: [%s]\n", cliIss, keys), nil, "HS256"},
+		{"plain http keys", fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [a]\n    keys: [http://127.0.0.1:1/k]\n", cliIss), nil, "https"},
+		{"public listen without TLS", good, []string{"--listen", "0.0.0.0:0"}, "without TLS"},
+		{"missing upstream", good, []string{"--upstream", ""}, "--upstream"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeFile(t, dir, "c.yaml", tc.cfg)
+			args := append([]string{"gateway", "--upstream", "http://127.0.0.1:1", "--config", cfg}, tc.args...)
+			code, _, errs := runCLI(t, args...)
+			if code != 2 || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errs, tc.want)
+			}
+		})
+	}
+}
