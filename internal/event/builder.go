@@ -19,7 +19,8 @@ func init() {
 // allocations (the values' backing string and the field slice). A Builder
 // is not safe for concurrent use: use one per goroutine.
 type Builder struct {
-	names   map[string]nameSym
+	names   map[string]int32 // path -> index in list
+	list    []nameSym
 	path    []byte
 	arena   []byte
 	pending []pendingField
@@ -35,15 +36,16 @@ type nameSym struct {
 	sym  Sym
 }
 
+// pendingField holds no pointers, so appending it costs no GC write
+// barriers; names and values are resolved in Finish.
 type pendingField struct {
-	ns     nameSym
-	off, n int // into arena; off < 0 means a constant in lit
-	lit    string
+	name   int32 // index in Builder.list
+	off, n int32 // value bytes in arena
 	kind   Kind
 }
 
 // NewBuilder returns an empty Builder.
-func NewBuilder() *Builder { return &Builder{names: map[string]nameSym{}} }
+func NewBuilder() *Builder { return &Builder{names: map[string]int32{}} }
 
 // Reset starts a new event.
 func (b *Builder) Reset() {
@@ -52,14 +54,22 @@ func (b *Builder) Reset() {
 	b.path = b.path[:0]
 }
 
-func (b *Builder) intern(path []byte) nameSym {
-	if ns, ok := b.names[string(path)]; ok {
-		return ns
+func (b *Builder) intern(path []byte) int32 {
+	if i, ok := b.names[string(path)]; ok {
+		return i
 	}
 	name := string(path)
-	ns := nameSym{name: name, sym: Intern(name)}
-	b.names[name] = ns
-	return ns
+	i := int32(len(b.list))
+	b.list = append(b.list, nameSym{name: name, sym: Intern(name)})
+	b.names[name] = i
+	return i
+}
+
+// add appends a field whose value is the bytes v.
+func (b *Builder) add(kind Kind, v []byte) {
+	off := len(b.arena)
+	b.arena = append(b.arena, v...)
+	b.pending = append(b.pending, pendingField{name: b.intern(b.path), off: int32(off), n: int32(len(v)), kind: kind})
 }
 
 // AddString adds one string field called name (a dotted path). Like
@@ -67,9 +77,7 @@ func (b *Builder) intern(path []byte) nameSym {
 // name, since CSV exports nest JSON that way.
 func (b *Builder) AddString(name string, value []byte) {
 	b.path = append(b.path[:0], name...)
-	off := len(b.arena)
-	b.arena = append(b.arena, value...)
-	b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: off, n: len(value), kind: String})
+	b.add(String, value)
 	if len(value) > 1 && (value[0] == '{' || value[0] == '[') {
 		b.nested(value)
 	}
@@ -90,6 +98,11 @@ func (b *Builder) Flatten(prefix string, v *fastjson.Value) {
 }
 
 const maxDepth = 32
+
+var (
+	litTrue  = []byte("true")
+	litFalse = []byte("false")
+)
 
 func (b *Builder) flatten(v *fastjson.Value) {
 	if b.depth > maxDepth {
@@ -118,22 +131,20 @@ func (b *Builder) flatten(v *fastjson.Value) {
 		b.nameValueList(a)
 	case fastjson.TypeString:
 		s, _ := v.StringBytes()
-		off := len(b.arena)
-		b.arena = append(b.arena, s...)
-		b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: off, n: len(s), kind: String})
+		b.add(String, s)
 		if len(s) > 1 && (s[0] == '{' || s[0] == '[') && !b.inNested {
 			b.nested(s)
 		}
 	case fastjson.TypeNumber:
 		off := len(b.arena)
 		b.arena = v.MarshalTo(b.arena)
-		b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: off, n: len(b.arena) - off, kind: Number})
+		b.pending = append(b.pending, pendingField{name: b.intern(b.path), off: int32(off), n: int32(len(b.arena) - off), kind: Number})
 	case fastjson.TypeTrue:
-		b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: -1, lit: "true", kind: Bool})
+		b.add(Bool, litTrue)
 	case fastjson.TypeFalse:
-		b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: -1, lit: "false", kind: Bool})
+		b.add(Bool, litFalse)
 	case fastjson.TypeNull:
-		b.pending = append(b.pending, pendingField{ns: b.intern(b.path), off: -1, lit: "", kind: Null})
+		b.add(Null, nil)
 	}
 }
 
@@ -218,13 +229,8 @@ func (b *Builder) Finish(e *Event) {
 	backing := string(b.arena)
 	fs := make([]Field, len(b.pending))
 	for i, p := range b.pending {
-		f := Field{Sym: p.ns.sym, Name: p.ns.name, Kind: p.kind}
-		if p.off >= 0 {
-			f.Value = backing[p.off : p.off+p.n]
-		} else {
-			f.Value = p.lit
-		}
-		fs[i] = f
+		ns := b.list[p.name]
+		fs[i] = Field{Sym: ns.sym, Name: ns.name, Kind: p.kind, Value: backing[p.off : p.off+p.n]}
 	}
 	sortFields(fs)
 	e.fields = fs
