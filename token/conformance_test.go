@@ -44,10 +44,6 @@ type conformanceCase struct {
 
 func conformanceCases() []conformanceCase {
 	ent := func() map[string]any { return claimsFor(entIssuer(entTenant), entTenant) }
-	rs := func(k *testKey, h map[string]any, c any) func(testing.TB, *fixture) string {
-		return func(t testing.TB, f *fixture) string { return sign(t, "RS256", k.priv, h, c) }
-	}
-	_ = rs
 	return []conformanceCase{
 		// ---- valid tokens ----
 		{"valid RS256 enterprise tenant", false, func(t testing.TB, f *fixture) string {
