@@ -1,0 +1,231 @@
+package simulate
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Format is the output encoding.
+type Format string
+
+// Output formats.
+const (
+	FormatJSONL Format = "jsonl" // one JSON record per line (every source)
+	FormatJSON  Format = "json"  // one JSON array per file
+	FormatCSV   Format = "csv"   // UAL as the Purview export CSV; other sources JSON lines
+)
+
+// Campaign names.
+const (
+	CampaignForgedToken   = "forged-token"
+	CampaignTokenReplay   = "token-replay"
+	CampaignConsentPhish  = "consent-phish"
+	CampaignPasswordSpray = "password-spray"
+)
+
+// Confounder names.
+const (
+	ConfOutlookRollout = "outlook-rollout"
+	ConfTravel         = "travel"
+	ConfVPNEgress      = "vpn-egress-change"
+	ConfBackupTool     = "backup-tool"
+	ConfNewSaaSApp     = "new-saas-app"
+)
+
+// Campaigns lists every campaign with its parameters and their defaults.
+var Campaigns = map[string]map[string]string{
+	CampaignForgedToken: {
+		"start-day":      "",    // default: two thirds into the run
+		"days":           "5",   // weekdays active
+		"targets":        "3",   // VIP mailboxes read
+		"reads-per-day":  "6",   // Bind requests per target per active day
+		"sync-per-day":   "0.3", // chance per target-day of one Sync of a folder
+		"items-per-read": "4",
+	},
+	CampaignTokenReplay: {
+		"start-day":    "",
+		"victim":       "", // UPN; default: a non-VIP user
+		"reads":        "25",
+		"forward-to":   "invoices-archive@protonmail.example",
+		"replay-hours": "6",
+	},
+	CampaignConsentPhish: {
+		"start-day":         "",
+		"victim":            "", // UPN of the admin who consents; default: an admin
+		"mailboxes":         "12",
+		"reads-per-mailbox": "30",
+		"items-per-read":    "10",
+		"bulk-mailboxes":    "1", // mailboxes read hard enough to be throttled
+	},
+	CampaignPasswordSpray: {
+		"start-day": "",
+		"targets":   "60", // accounts sprayed
+		"ips":       "3",
+		"rounds":    "3",
+		"reads":     "15",
+	},
+}
+
+// ConfounderNames lists every benign confounder.
+var ConfounderNames = []string{ConfOutlookRollout, ConfTravel, ConfVPNEgress, ConfBackupTool, ConfNewSaaSApp}
+
+// Progress reports a run's progress.
+type Progress struct {
+	Events   int64
+	SimTime  time.Time
+	Fraction float64
+}
+
+// Config is one simulation. Zero fields take the defaults of Defaults.
+type Config struct {
+	Users           int
+	Days            int
+	Seed            uint64
+	Start           time.Time // midnight UTC of the first day
+	Campaigns       []string
+	Params          map[string]map[string]string // campaign → parameter → value
+	Confounders     []string
+	Format          Format
+	SharedMailboxes int  // default max(2, Users/25)
+	ThrottleLimit   int  // MailItemsAccessed records per mailbox per 24 h; default 1000
+	NoWorkspace     bool // skip the Google Workspace tenant
+	Progress        func(Progress)
+}
+
+// DefaultStart is the default first day (a Monday).
+var DefaultStart = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+
+// normalize applies defaults and validates.
+func (c *Config) normalize() error {
+	if c.Users == 0 {
+		c.Users = 200
+	}
+	if c.Users < 10 {
+		return fmt.Errorf("simulate: users %d: need at least 10", c.Users)
+	}
+	if c.Days == 0 {
+		c.Days = 21
+	}
+	if c.Days < 1 || c.Days > 3660 {
+		return fmt.Errorf("simulate: days %d: must be 1..3660", c.Days)
+	}
+	if c.Start.IsZero() {
+		c.Start = DefaultStart
+	}
+	if !c.Start.Equal(c.Start.UTC().Truncate(24 * time.Hour)) {
+		return fmt.Errorf("simulate: start %s must be midnight UTC", c.Start)
+	}
+	c.Start = c.Start.UTC()
+	if c.Format == "" {
+		c.Format = FormatJSONL
+	}
+	switch c.Format {
+	case FormatJSONL, FormatJSON, FormatCSV:
+	default:
+		return fmt.Errorf("simulate: format %q: want jsonl, json or csv", c.Format)
+	}
+	if c.SharedMailboxes == 0 {
+		c.SharedMailboxes = max(2, c.Users/25)
+	}
+	if c.ThrottleLimit == 0 {
+		c.ThrottleLimit = 1000
+	}
+	if c.ThrottleLimit < 1 {
+		return fmt.Errorf("simulate: throttle limit %d must be positive", c.ThrottleLimit)
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Campaigns {
+		if _, ok := Campaigns[n]; !ok {
+			return fmt.Errorf("simulate: unknown campaign %q (have %s)", n, strings.Join(sortedKeys(Campaigns), ", "))
+		}
+		if seen[n] {
+			return fmt.Errorf("simulate: campaign %q given twice", n)
+		}
+		seen[n] = true
+	}
+	for n, ps := range c.Params {
+		def, ok := Campaigns[n]
+		if !ok {
+			return fmt.Errorf("simulate: parameters for unknown campaign %q", n)
+		}
+		if !seen[n] {
+			return fmt.Errorf("simulate: parameters for campaign %q, which is not enabled", n)
+		}
+		for k := range ps {
+			if _, ok := def[k]; !ok {
+				return fmt.Errorf("simulate: campaign %q has no parameter %q (have %s)", n, k, strings.Join(sortedKeys(def), ", "))
+			}
+		}
+	}
+	cs := map[string]bool{}
+	for _, n := range c.Confounders {
+		ok := false
+		for _, k := range ConfounderNames {
+			ok = ok || k == n
+		}
+		if !ok {
+			return fmt.Errorf("simulate: unknown confounder %q (have %s)", n, strings.Join(ConfounderNames, ", "))
+		}
+		if cs[n] {
+			return fmt.Errorf("simulate: confounder %q given twice", n)
+		}
+		cs[n] = true
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// params resolves a campaign's parameters over its defaults.
+type params struct {
+	campaign string
+	m        map[string]string
+}
+
+func (c *Config) params(name string) params {
+	m := map[string]string{}
+	for k, v := range Campaigns[name] {
+		m[k] = v
+	}
+	for k, v := range c.Params[name] {
+		m[k] = v
+	}
+	return params{campaign: name, m: m}
+}
+
+func (p params) int(k string, lo, hi int) (int, error) {
+	v, err := strconv.Atoi(p.m[k])
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("simulate: %s parameter %s=%q: want an integer in %d..%d", p.campaign, k, p.m[k], lo, hi)
+	}
+	return v, nil
+}
+
+func (p params) float(k string, lo, hi float64) (float64, error) {
+	v, err := strconv.ParseFloat(p.m[k], 64)
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("simulate: %s parameter %s=%q: want a number in %g..%g", p.campaign, k, p.m[k], lo, hi)
+	}
+	return v, nil
+}
+
+// startDay resolves start-day: default two thirds into the run so the
+// detectors have a baseline first.
+func (p params) startDay(days int) (int, error) {
+	if p.m["start-day"] == "" {
+		d := days * 2 / 3
+		p.m["start-day"] = strconv.Itoa(d)
+		return d, nil
+	}
+	return p.int("start-day", 0, days-1)
+}
