@@ -97,6 +97,7 @@ func Expand(paths []string) ([]string, error) {
 			continue
 		}
 		var found []string
+		ignores := map[string][]string{} // directory -> its .vigilignore patterns
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -106,9 +107,10 @@ func Expand(paths []string) ([]string, error) {
 				if path != p && strings.HasPrefix(name, ".") {
 					return filepath.SkipDir
 				}
+				ignores[path] = readIgnore(filepath.Join(path, ignoreFile))
 				return nil
 			}
-			if strings.HasPrefix(name, ".") || !d.Type().IsRegular() {
+			if strings.HasPrefix(name, ".") || !d.Type().IsRegular() || ignored(ignores[filepath.Dir(path)], name) {
 				return nil
 			}
 			lower := strings.ToLower(name)
@@ -130,6 +132,34 @@ func Expand(paths []string) ([]string, error) {
 		return nil, ErrNoInput
 	}
 	return out, nil
+}
+
+// ignoreFile lists, one glob per line, files of its directory that are
+// not logs (a simulator's ground truth, lookup tables); '#' starts a
+// comment. Only directory walks honour it.
+const ignoreFile = ".vigilignore"
+
+func readIgnore(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var pats []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			pats = append(pats, l)
+		}
+	}
+	return pats
+}
+
+func ignored(pats []string, name string) bool {
+	for _, p := range pats {
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // batch is a run of framed records decoded together.

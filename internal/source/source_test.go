@@ -227,6 +227,8 @@ func TestFramingVariants(t *testing.T) {
 	}
 	// A directory is walked for log files only, in name order.
 	os.WriteFile(filepath.Join(dir, "README.md"), []byte("# not a log"), 0o644)
+	os.WriteFile(filepath.Join(dir, "truth.json"), []byte(`{"campaigns":[]}`), 0o644)
+	os.WriteFile(filepath.Join(dir, ".vigilignore"), []byte("# ground truth, not a log\ntruth.json\n"), 0o644)
 	evs, st, rej := readAll(t, []string{dir}, Options{Workers: 3})
 	if len(rej) != 0 || len(evs) != 2*len(files) || st.Files != len(files) {
 		t.Errorf("dir: %d events, %d files, rejects %v", len(evs), st.Files, rej)
