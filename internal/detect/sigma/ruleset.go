@@ -17,6 +17,9 @@ type Detection struct {
 	Title  string
 	Level  string
 	Tags   []string
+	// Author is the rule's author; DRL 1.1 asks that messages based on
+	// matches with SigmaHQ rules keep it.
+	Author string
 	Rule   *Rule
 	Time   time.Time
 	// Event is the event that matched (or completed a correlation); nil
@@ -369,7 +372,7 @@ func (rs *Ruleset) Match(e *event.Event, emit func(Detection)) {
 		}
 		r := c.rule
 		if r.standalone {
-			d := Detection{RuleID: r.Key(), Title: r.Title, Level: r.Level, Tags: r.Tags, Rule: r, Time: e.Time, Event: e}
+			d := Detection{RuleID: r.Key(), Title: r.Title, Level: r.Level, Tags: r.Tags, Author: r.Author, Rule: r, Time: e.Time, Event: e}
 			d.Fields = c.det.explain(e)
 			emit(d)
 		}
@@ -449,7 +452,7 @@ func (rs *Ruleset) feed(hits []*hit, e *event.Event, emit func(Detection)) {
 
 func (co *correlation) detection(h *hit, e *event.Event) Detection {
 	r := co.rule
-	d := Detection{RuleID: r.Key(), Title: r.Title, Level: r.Level, Tags: r.Tags, Rule: r, Time: h.t, Event: e,
+	d := Detection{RuleID: r.Key(), Title: r.Title, Level: r.Level, Tags: r.Tags, Author: r.Author, Rule: r, Time: h.t, Event: e,
 		Correlation: &CorrelationResult{Type: co.typ, Group: h.vals, Count: h.count, Events: h.events}}
 	if e != nil && !e.Time.Equal(h.t) {
 		d.Event = nil
