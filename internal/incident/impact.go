@@ -23,6 +23,7 @@ type Impact struct {
 	IncompleteReasons []string        `json:"incomplete_reasons,omitempty"`
 	PerMailbox        []MailboxImpact `json:"per_mailbox"`
 	Reads             []MessageRead   `json:"-"` // one per message, for impact.csv
+	AccessTimes       []time.Time     `json:"-"` // time of each attributed record, for charts
 }
 
 // MailboxImpact is the impact on one mailbox.
@@ -156,6 +157,7 @@ func assess(inc *Incident, accesses []Access, throttles map[string][]time.Time) 
 		}
 		imp.Accesses++
 		t := a.Time
+		imp.AccessTimes = append(imp.AccessTimes, t)
 		if imp.FirstAccess == nil || t.Before(*imp.FirstAccess) {
 			imp.FirstAccess = &t
 		}

@@ -1,0 +1,303 @@
+package report
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// MaxMessagesShown caps the message list per mailbox in the HTML page;
+// impact.csv always has every message.
+const MaxMessagesShown = 100
+
+type signalCount struct {
+	Signal string
+	Title  string
+	Count  int
+}
+
+type htmlIncident struct {
+	*incident.Incident
+	Chart template.HTML
+}
+
+type htmlPage struct {
+	Title       string
+	From, To    string
+	Events      int
+	Sources     []signalCount
+	AlertCount  int
+	BySignal    []signalCount
+	Incidents   []htmlIncident
+	Overview    template.HTML
+	Posture     []incident.Alert
+	Messages    int
+	Mailboxes   int
+	Incomplete  int
+	MaxMessages int
+}
+
+var signalNames = map[string]string{
+	"D1": "Token or session no sign-in issued", "D2": "First-seen app reading mail", "D3": "Read volume / throttling",
+	"D4": "Network with no sign-in / hosting", "D7": "Script-style client", "D8": "Sensitive search then reads",
+	"D9": "Coverage gap / audit disabled", "D11": "IOC match",
+}
+
+// WriteHTML renders the self-contained report page.
+func WriteHTML(w io.Writer, r *Report) error {
+	p := htmlPage{Title: r.Title, Events: r.Events, AlertCount: len(r.Alerts), MaxMessages: MaxMessagesShown}
+	if p.Title == "" {
+		p.Title = "vigil hunt report"
+	}
+	if !r.From.IsZero() {
+		p.From, p.To = fmtTime(r.From), fmtTime(r.To)
+	}
+	for _, k := range sortedKeys(r.Sources) {
+		p.Sources = append(p.Sources, signalCount{Signal: k, Count: r.Sources[k]})
+	}
+	bySig := map[string]int{}
+	for _, a := range r.Alerts {
+		bySig[a.Signal]++
+		if a.Posture {
+			p.Posture = append(p.Posture, a)
+		}
+	}
+	for _, k := range sortedKeys(bySig) {
+		p.BySignal = append(p.BySignal, signalCount{Signal: k, Title: signalNames[k], Count: bySig[k]})
+	}
+	if len(p.Posture) > 50 {
+		p.Posture = p.Posture[:50]
+	}
+	mbs := map[string]bool{}
+	var actorTimes []time.Time
+	for _, inc := range r.Incidents {
+		p.Messages += inc.Impact.MessageCount
+		for _, m := range inc.Impact.Mailboxes {
+			mbs[m] = true
+		}
+		if !inc.Impact.EvidenceComplete {
+			p.Incomplete++
+		}
+		actorTimes = append(actorTimes, inc.Impact.AccessTimes...)
+		p.Incidents = append(p.Incidents, htmlIncident{Incident: inc, Chart: incidentChart(inc)})
+	}
+	p.Mailboxes = len(mbs)
+	all := make([]time.Time, 0, len(r.Accesses))
+	for i := range r.Accesses {
+		all = append(all, r.Accesses[i].Time)
+	}
+	p.Overview = overviewChart(all, actorTimes, r.From, r.To)
+	return pageTmpl.Execute(w, &p)
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// bucketSize picks a bar width giving at most maxBars bars.
+func bucketSize(span time.Duration, maxBars int) time.Duration {
+	for _, b := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour} {
+		if span/b < time.Duration(maxBars) {
+			return b
+		}
+	}
+	return 30 * 24 * time.Hour
+}
+
+func bucketize(ts []time.Time, from time.Time, size time.Duration, n int) []int {
+	out := make([]int, n)
+	for _, t := range ts {
+		i := int(t.Sub(from) / size)
+		if i >= 0 && i < n {
+			out[i]++
+		}
+	}
+	return out
+}
+
+// overviewChart draws two panels sharing a time axis: every mail read,
+// and the reads attributed to incident actors (on their own scale, or
+// they would vanish under ordinary traffic).
+func overviewChart(all, actor []time.Time, from, to time.Time) template.HTML {
+	if len(all) == 0 {
+		return ""
+	}
+	if from.IsZero() || to.IsZero() {
+		from, to = all[0], all[0]
+		for _, t := range all {
+			if t.Before(from) {
+				from = t
+			}
+			if t.After(to) {
+				to = t
+			}
+		}
+	}
+	size := bucketSize(to.Sub(from)+time.Second, 160)
+	from = from.Truncate(size)
+	n := int(to.Sub(from)/size) + 1
+	a := bucketize(all, from, size, n)
+	b := bucketize(actor, from, size, n)
+	return svgChart([]panel{{"All mail reads", a, "#8a99ad"}, {"Reads by incident actors", b, "#c0392b"}}, from, size, n)
+}
+
+func incidentChart(inc *incident.Incident) template.HTML {
+	ts := inc.Impact.AccessTimes
+	if len(ts) == 0 {
+		return ""
+	}
+	from, to := ts[0], ts[0]
+	for _, t := range ts {
+		if t.Before(from) {
+			from = t
+		}
+		if t.After(to) {
+			to = t
+		}
+	}
+	size := bucketSize(to.Sub(from)+time.Second, 120)
+	from = from.Truncate(size)
+	n := int(to.Sub(from)/size) + 1
+	return svgChart([]panel{{"Reads by this incident's actors per " + humanDur(size), bucketize(ts, from, size, n), "#c0392b"}}, from, size, n)
+}
+
+type panel struct {
+	label  string
+	counts []int
+	color  string
+}
+
+func humanDur(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour:
+		return strconv.Itoa(int(d/(24*time.Hour))) + " d"
+	case d >= time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + " h"
+	default:
+		return strconv.Itoa(int(d/time.Minute)) + " min"
+	}
+}
+
+// svgChart renders bar panels as inline SVG. Only numbers and escaped
+// labels go into the markup.
+func svgChart(ps []panel, from time.Time, size time.Duration, n int) template.HTML {
+	const W, left, right, ph, gap, top = 1100, 56, 12, 110, 34, 8
+	H := top + len(ps)*(ph+gap) + 16
+	plotW := float64(W - left - right)
+	bw := plotW / float64(n)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %d %d" width="100%%" role="img" xmlns="http://www.w3.org/2000/svg">`, W, H)
+	for pi, p := range ps {
+		y0 := top + pi*(ph+gap) + 18
+		max := 0
+		for _, c := range p.counts {
+			if c > max {
+				max = c
+			}
+		}
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" class="pl">%s (max %d per %s)</text>`, left, y0-6, template.HTMLEscapeString(p.label), max, humanDur(size))
+		fmt.Fprintf(&sb, `<line x1="%d" y1="%d" x2="%d" y2="%d" class="ax"/>`, left, y0+ph, W-right, y0+ph)
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" class="tk" text-anchor="end">%d</text><text x="%d" y="%d" class="tk" text-anchor="end">0</text>`, left-6, y0+8, max, left-6, y0+ph)
+		if max == 0 {
+			continue
+		}
+		for i, c := range p.counts {
+			if c == 0 {
+				continue
+			}
+			h := float64(ph) * float64(c) / float64(max)
+			if h < 1.5 {
+				h = 1.5
+			}
+			x := float64(left) + float64(i)*bw
+			w := bw - 0.6
+			if w < 0.8 {
+				w = 0.8
+			}
+			t := from.Add(time.Duration(i) * size)
+			fmt.Fprintf(&sb, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %d</title></rect>`,
+				x, float64(y0+ph)-h, w, h, p.color, t.UTC().Format("2006-01-02 15:04Z"), c)
+		}
+	}
+	// Time axis labels: about eight, at bucket starts.
+	step := n / 8
+	if step < 1 {
+		step = 1
+	}
+	yl := H - 4
+	for i := 0; i < n; i += step {
+		t := from.Add(time.Duration(i) * size)
+		lbl := t.UTC().Format("01-02")
+		if size < 24*time.Hour {
+			lbl = t.UTC().Format("01-02 15:04")
+		}
+		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" class="tk">%s</text>`, float64(left)+float64(i)*bw, yl, lbl)
+	}
+	sb.WriteString(`</svg>`)
+	return template.HTML(sb.String())
+}
+
+var funcs = template.FuncMap{
+	"t": fmtTime,
+	"tp": func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return fmtTime(*t)
+	},
+	"join": strings.Join,
+	"sig": func(s string) string {
+		if n, ok := signalNames[s]; ok {
+			return s + " · " + n
+		}
+		return s
+	},
+	"folder": func(p string) string {
+		if p == "" {
+			return "(folder not recorded)"
+		}
+		return strings.TrimPrefix(p, `\`)
+	},
+	"firstN": func(xs []string, n int) []string {
+		if len(xs) > n {
+			return xs[:n]
+		}
+		return xs
+	},
+	"more": func(xs []string, n int) int {
+		if len(xs) > n {
+			return len(xs) - n
+		}
+		return 0
+	},
+	"mbmsgs": func(inc *incident.Incident, mb string) []string {
+		var out []string
+		for _, r := range inc.Impact.Reads {
+			if r.Mailbox == mb {
+				out = append(out, r.MessageID)
+			}
+		}
+		sort.Strings(out)
+		return out
+	},
+}
+
+var pageTmpl = template.Must(template.New("page").Funcs(funcs).Parse(pageHTML))

@@ -1,0 +1,184 @@
+package report
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// Report is everything one hunt found.
+type Report struct {
+	Title     string
+	Alerts    []incident.Alert     // every detection, sorted
+	Incidents []*incident.Incident // with impact assessed
+	Accesses  []incident.Access    // every mail read, for the chart
+	Events    int                  // events examined
+	Sources   map[string]int       // events per source
+	From, To  time.Time            // event-time range of the input
+}
+
+// File names written by Write.
+const (
+	DetectionsFile = "detections.jsonl"
+	IncidentsFile  = "incidents.json"
+	ImpactFile     = "impact.csv"
+	HTMLFile       = "report.html"
+)
+
+// Write writes the four report files into dir, creating it.
+func Write(dir string, r *Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	files := []struct {
+		name string
+		fn   func(io.Writer) error
+	}{
+		{DetectionsFile, func(w io.Writer) error { return WriteDetections(w, r.Alerts, r.Incidents) }},
+		{IncidentsFile, func(w io.Writer) error { return WriteIncidents(w, r.Incidents) }},
+		{ImpactFile, func(w io.Writer) error { return WriteImpactCSV(w, r.Incidents) }},
+		{HTMLFile, func(w io.Writer) error { return WriteHTML(w, r) }},
+	}
+	for _, f := range files {
+		if err := writeFile(filepath.Join(dir, f.name), f.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, fn func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<16)
+	if err := fn(bw); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("report: write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("report: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("report: write %s: %w", path, err)
+	}
+	// Rename so a reader never sees half a file.
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// detectionLine is one line of detections.jsonl. It carries the keys of
+// `vigil hunt --format jsonl` (time, rule_id, title, level, tags, source,
+// user, operation, record_id) so both files read alike.
+type detectionLine struct {
+	Time       time.Time         `json:"time"`
+	RuleID     string            `json:"rule_id"`
+	Title      string            `json:"title"`
+	Level      string            `json:"level"`
+	Tags       []string          `json:"tags"`
+	Source     string            `json:"source"`
+	Tenant     string            `json:"tenant,omitempty"`
+	User       string            `json:"user"`
+	Mailbox    string            `json:"mailbox,omitempty"`
+	Operation  string            `json:"operation"`
+	RecordID   string            `json:"record_id"`
+	RecordIDs  []string          `json:"record_ids,omitempty"`
+	Actors     []incident.Actor  `json:"actors,omitempty"`
+	Fields     map[string]string `json:"fields,omitempty"`
+	Raised     time.Time         `json:"raised"`
+	Posture    bool              `json:"posture,omitempty"`
+	IncidentID string            `json:"incident_id,omitempty"`
+}
+
+// WriteDetections writes one JSON object per alert, in time order, each
+// naming the incident it belongs to, if any.
+func WriteDetections(w io.Writer, alerts []incident.Alert, incs []*incident.Incident) error {
+	owner := map[string]string{}
+	for _, inc := range incs {
+		for i := range inc.Alerts {
+			owner[inc.Alerts[i].Key()] = inc.ID
+		}
+	}
+	as := append([]incident.Alert(nil), alerts...)
+	incident.SortAlerts(as)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for i := range as {
+		a := &as[i]
+		l := detectionLine{
+			Time: a.Time.UTC(), RuleID: a.Signal, Title: a.Title, Level: a.Level, Tags: a.Tags, Source: a.Source,
+			Tenant: a.Tenant, User: a.User, Mailbox: a.Mailbox, Operation: a.Operation, RecordIDs: a.RecordIDs,
+			Actors: a.Actors, Fields: a.Fields, Raised: a.Raised.UTC(), Posture: a.Posture, IncidentID: owner[a.Key()],
+		}
+		if l.Tags == nil {
+			l.Tags = []string{}
+		}
+		if len(a.RecordIDs) > 0 {
+			l.RecordID = a.RecordIDs[len(a.RecordIDs)-1]
+		}
+		if err := enc.Encode(&l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteIncidents writes the incidents as one indented JSON array ("[]"
+// when there are none).
+func WriteIncidents(w io.Writer, incs []*incident.Incident) error {
+	if incs == nil {
+		incs = []*incident.Incident{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(incs)
+}
+
+// ImpactHeader is the header row of impact.csv.
+var ImpactHeader = []string{"incident_id", "severity", "mailbox", "folder", "internet_message_id", "first_access", "last_access", "access_count", "client_app_id", "client_ip", "record_ids"}
+
+// WriteImpactCSV writes one row per message an incident's actor read.
+func WriteImpactCSV(w io.Writer, incs []*incident.Incident) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ImpactHeader); err != nil {
+		return err
+	}
+	for _, inc := range incs {
+		for _, r := range inc.Impact.Reads {
+			row := []string{inc.ID, inc.Severity, r.Mailbox, r.Folder, csvSafe(r.MessageID), r.FirstAccess.UTC().Format(time.RFC3339),
+				r.LastAccess.UTC().Format(time.RFC3339), strconv.Itoa(r.Count), r.ClientApp, r.IP, strings.Join(r.RecordIDs, ";")}
+			if err := cw.Write(row); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// csvSafe defuses values a spreadsheet would run as a formula; message ids
+// come from the attacker's side of the world.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
