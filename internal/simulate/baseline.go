@@ -111,12 +111,11 @@ func (s *sim) inOffice(u *User, t int64) bool {
 // userStream drives one user's days: it plans each day's sessions and
 // starts them as separate streams.
 type userStream struct {
-	u     *User
-	g     rng
-	day   int64 // UTC midnight of the planned local day
-	plan  [12]plannedSession
-	n, i  int
-	first bool
+	u    *User
+	g    rng
+	day  int64 // UTC midnight of the planned local day
+	plan [12]plannedSession
+	n, i int
 }
 
 type plannedSession struct {

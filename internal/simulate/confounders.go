@@ -235,7 +235,6 @@ type backupStream struct {
 	d     int
 	night []backupRead
 	i     int
-	s     *sim
 }
 
 type backupRead struct {

@@ -678,6 +678,7 @@ func (s *sim) gwsActivity(w *jw, t int64, uq uint64, app string, gu *gwsUser, ip
 	w.comma = true
 	w.endArr()
 	w.str("regionCode", net.entry.Country)
+	w.str("subdivisionCode", net.sub)
 	w.close()
 	w.arr("events")
 	w.elemOpen()

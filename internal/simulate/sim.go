@@ -131,8 +131,6 @@ func openSink(dir string, which int, format Format) (*sink, error) {
 	return k, nil
 }
 
-var csvQuote = []byte{'"'}
-
 func (k *sink) write(rec []byte, t int64, userID, op string) error {
 	var err error
 	switch {
