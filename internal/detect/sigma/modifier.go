@@ -431,7 +431,7 @@ func (rc *ruleCompiler) expand(s, key string) ([]string, error) {
 			name := s[i+1 : i+1+end]
 			vals, ok := rc.opts.Placeholders[name]
 			if !ok || len(vals) == 0 {
-				return nil, refuse("%q: placeholder %%%s%% needs values (supply them with a placeholders file)", key, name)
+				return nil, refuse("%q: placeholder %%%s%% needs values (external input the spec leaves to the user: supply them with --placeholders FILE)", key, name)
 			}
 			var next []string
 			for _, o := range outs {

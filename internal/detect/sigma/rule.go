@@ -519,3 +519,35 @@ func itemCost(it *fieldItem) int {
 	}
 	return c
 }
+
+// ReadPlaceholders reads placeholder values for |expand from YAML of the
+// form "name: [value, ...]" (a single string is one value).
+func ReadPlaceholders(r io.Reader) (map[string][]string, error) {
+	var raw map[string]yaml.Node
+	if err := yaml.NewDecoder(r).Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return map[string][]string{}, nil
+		}
+		return nil, fmt.Errorf("placeholders: %w", err)
+	}
+	out := make(map[string][]string, len(raw))
+	for name, n := range raw {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			out[name] = []string{n.Value}
+		case yaml.SequenceNode:
+			for _, v := range n.Content {
+				if v.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("placeholders: %s: values must be strings", name)
+				}
+				out[name] = append(out[name], v.Value)
+			}
+		default:
+			return nil, fmt.Errorf("placeholders: %s: want a value or a list of values", name)
+		}
+		if len(out[name]) == 0 {
+			return nil, fmt.Errorf("placeholders: %s has no values", name)
+		}
+	}
+	return out, nil
+}
