@@ -2,12 +2,14 @@ package journal
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -205,10 +207,18 @@ func splitCheckpointRecords(b []byte) (notes [][]byte, good int, err error) {
 
 // expiry notes record, signed, that entries below an index were expired
 // on purpose, so that their missing segments are not taken for deletion.
+// They also carry the SHA-256 of the expired entries' dedup keys, which
+// can no longer be recomputed from raw bytes.
 const expiryHeader = "vigil journal expiry"
 
-func (k *keys) signExpiry(below uint64) ([]byte, error) {
-	text := expiryHeader + "\n" + k.signer.Name() + "\n" + strconv.FormatUint(below, 10) + "\n"
+type expiry struct {
+	below  uint64
+	idsSum [32]byte
+}
+
+func (k *keys) signExpiry(e expiry) ([]byte, error) {
+	text := expiryHeader + "\n" + k.signer.Name() + "\n" + strconv.FormatUint(e.below, 10) + "\n" +
+		base64.StdEncoding.EncodeToString(e.idsSum[:]) + "\n"
 	msg, err := note.Sign(&note.Note{Text: text}, k.signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign expiry note: %w", err)
@@ -216,20 +226,41 @@ func (k *keys) signExpiry(below uint64) ([]byte, error) {
 	return msg, nil
 }
 
-func parseExpiry(msg []byte, v note.Verifier) (uint64, error) {
+func parseExpiry(msg []byte, v note.Verifier) (expiry, error) {
+	var e expiry
 	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
-		return 0, fmt.Errorf("expiry note: %v", err)
+		return e, fmt.Errorf("expiry note: %v", err)
 	}
 	lines := strings.Split(n.Text, "\n")
-	if len(lines) != 4 || lines[0] != expiryHeader || lines[1] != v.Name() || lines[3] != "" {
-		return 0, fmt.Errorf("expiry note: malformed text %q", n.Text)
+	if len(lines) != 5 || lines[0] != expiryHeader || lines[1] != v.Name() || lines[4] != "" {
+		return e, fmt.Errorf("expiry note: malformed text %q", n.Text)
 	}
-	below, err := strconv.ParseUint(lines[2], 10, 64)
+	if e.below, err = strconv.ParseUint(lines[2], 10, 64); err != nil {
+		return e, fmt.Errorf("expiry note: index %q", lines[2])
+	}
+	sum, err := base64.StdEncoding.Strict().DecodeString(lines[3])
+	if err != nil || len(sum) != 32 {
+		return e, fmt.Errorf("expiry note: ids digest %q", lines[3])
+	}
+	e.idsSum = [32]byte(sum)
+	return e, nil
+}
+
+// idsDigest hashes the first n dedup keys of the ids file.
+func idsDigest(f *os.File, n uint64) ([32]byte, error) {
+	d := sha256.New()
+	if _, err := io.Copy(d, io.NewSectionReader(f, 0, int64(n*idSize))); err != nil {
+		return [32]byte{}, fmt.Errorf("read ids: %w", err)
+	}
+	st, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("expiry note: index %q", lines[2])
+		return [32]byte{}, fmt.Errorf("stat ids: %w", err)
 	}
-	return below, nil
+	if uint64(st.Size()) < n*idSize {
+		return [32]byte{}, fmt.Errorf("ids file holds %d keys, fewer than the %d expired entries", st.Size()/idSize, n)
+	}
+	return [32]byte(d.Sum(nil)), nil
 }
 
 // writeFileSync writes a file durably: temp file, fsync, rename, fsync dir.

@@ -51,7 +51,13 @@ func (j *Journal) Expire(ctx context.Context, now time.Time) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	note, err := j.keys.signExpiry(below)
+	j.mu.RLock()
+	sum, err := idsDigest(j.ids, below)
+	j.mu.RUnlock()
+	if err != nil {
+		return 0, err
+	}
+	note, err := j.keys.signExpiry(expiry{below: below, idsSum: sum})
 	if err != nil {
 		return 0, err
 	}
