@@ -226,6 +226,13 @@ func (b *Builder) nameValueList(a []*fastjson.Value) {
 // Finish moves the flattened fields into e (replacing any it had) and
 // fills the normalized lookups. The Builder may be reused afterwards.
 func (b *Builder) Finish(e *Event) {
+	e.fields = b.fields()
+	e.Normalize()
+	b.Reset()
+}
+
+// fields resolves the pending fields, sorted.
+func (b *Builder) fields() []Field {
 	backing := string(b.arena)
 	fs := make([]Field, len(b.pending))
 	for i, p := range b.pending {
@@ -233,7 +240,5 @@ func (b *Builder) Finish(e *Event) {
 		fs[i] = Field{Sym: ns.sym, Name: ns.name, Kind: p.kind, Value: backing[p.off : p.off+p.n]}
 	}
 	sortFields(fs)
-	e.fields = fs
-	e.Normalize()
-	b.Reset()
+	return fs
 }

@@ -3,7 +3,10 @@ package event
 import (
 	"sort"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/valyala/fastjson"
 )
 
 // Kind is the JSON type a flattened value had in the source record.
@@ -67,6 +70,56 @@ type Event struct {
 
 	fields []Field // sorted by Sym, stable
 	norm   [numNorm]Field
+
+	// Lazily flattened events keep only Raw until a lookup needs a source
+	// field: most events of a hunt are skipped by the rule index on their
+	// operation alone, and never pay for flattening.
+	lazy  Flattener
+	arg   int
+	exact uint16 // normalized syms whose value equals the source field of that name
+	once  sync.Once
+}
+
+// Flattener re-creates an event's source fields from its parsed Raw bytes;
+// arg says which part of the record the event is (a Workspace activity's
+// event index).
+type Flattener func(b *Builder, v *fastjson.Value, arg int)
+
+// SetLazy defers flattening until a lookup needs the source fields. Raw
+// must hold the record's JSON. exact lists normalized Syms whose value is
+// known to equal the source field of the same name, so lookups of those
+// are answered without flattening.
+func (e *Event) SetLazy(f Flattener, arg int, exact ...Sym) {
+	e.lazy, e.arg = f, arg
+	for _, s := range exact {
+		if s >= SymTime && s < SymTime+numNorm {
+			e.exact |= 1 << (s - SymTime)
+		}
+	}
+}
+
+var (
+	parserPool  = sync.Pool{New: func() any { return new(fastjson.Parser) }}
+	builderPool = sync.Pool{New: func() any { return NewBuilder() }}
+)
+
+// materialize flattens a lazy event. A record that no longer parses (it
+// did when decoded) leaves the event with no source fields.
+func (e *Event) materialize() {
+	if e.lazy == nil {
+		return
+	}
+	e.once.Do(func() {
+		p := parserPool.Get().(*fastjson.Parser)
+		b := builderPool.Get().(*Builder)
+		if v, err := p.ParseBytes(e.Raw); err == nil {
+			e.lazy(b, v, e.arg)
+			e.fields = b.fields()
+		}
+		b.Reset()
+		builderPool.Put(b)
+		parserPool.Put(p)
+	})
 }
 
 // Normalized field names rules can use in addition to the source's own.
@@ -92,12 +145,21 @@ var (
 const numNorm = 16
 
 // Fields returns every flattened source field, sorted by Sym.
-func (e *Event) Fields() []Field { return e.fields }
+func (e *Event) Fields() []Field {
+	e.materialize()
+	return e.fields
+}
 
 // Values returns the values of the field named by s: the source's own
 // field when the record has it, else the normalized field of that name.
 // The result aliases the event; callers must not modify it.
 func (e *Event) Values(s Sym) []Field {
+	if e.lazy != nil {
+		if s >= SymTime && s < SymTime+numNorm && e.exact&(1<<(s-SymTime)) != 0 {
+			return e.normValues(s)
+		}
+		e.materialize()
+	}
 	f := e.fields
 	i := sort.Search(len(f), func(i int) bool { return f[i].Sym >= s })
 	j := i
@@ -107,6 +169,10 @@ func (e *Event) Values(s Sym) []Field {
 	if j > i {
 		return f[i:j]
 	}
+	return e.normValues(s)
+}
+
+func (e *Event) normValues(s Sym) []Field {
 	if s >= SymTime && s < SymTime+numNorm {
 		n := &e.norm[s-SymTime]
 		if n.Sym == s {

@@ -131,3 +131,34 @@ func BenchmarkFlatten(b *testing.B) {
 		b.Fatal("lookup failed")
 	}
 }
+
+func TestLazyFlattening(t *testing.T) {
+	raw := []byte(`{"Operation":"MailItemsAccessed","Folders":[{"Path":"\\Inbox"}],"A":{"B":"c"}}`)
+	calls := 0
+	e := &Event{Raw: raw, Operation: "MailItemsAccessed"}
+	e.SetLazy(func(b *Builder, v *fastjson.Value, arg int) {
+		calls++
+		if arg != 7 {
+			t.Errorf("arg = %d", arg)
+		}
+		b.Flatten("", v)
+	}, 7, SymOperation)
+	e.Normalize()
+	// An exact normalized field is answered without flattening.
+	if got := e.Values(SymOperation); len(got) != 1 || got[0].Value != "MailItemsAccessed" || calls != 0 {
+		t.Fatalf("operation lookup: %v, %d flattens", got, calls)
+	}
+	// Any other lookup flattens, once, even from several goroutines.
+	done := make(chan string)
+	for range 4 {
+		go func() { done <- e.Get("A.B") }()
+	}
+	for range 4 {
+		if v := <-done; v != "c" {
+			t.Errorf("A.B = %q", v)
+		}
+	}
+	if e.Get("Folders.Path") != `\Inbox` || calls != 1 || len(e.Fields()) != 3 {
+		t.Errorf("flattened %d times, fields %v", calls, e.Fields())
+	}
+}

@@ -473,45 +473,54 @@ func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event
 	return nil
 }
 
-// decodeValue detects the format of one record and decodes it.
+// decodeValue detects the format of one record and decodes it. When raw
+// is v's own JSON the event is flattened lazily (on its first lookup of a
+// source field); otherwise (CSV rows) at once.
 func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
-	finish := func(e *event.Event) {
+	lazy := r.csv == nil
+	finish := func(e *event.Event, fl event.Flattener, arg int, exact []event.Sym) {
 		e.Raw = raw
 		e.Origin = d.origin(r)
-		d.b.Finish(e)
+		if lazy {
+			e.SetLazy(fl, arg, exact...)
+			e.Normalize()
+		} else {
+			fl(d.b, v, arg)
+			d.b.Finish(e)
+		}
 		*out = append(*out, e)
 	}
 	if d.mapping != nil && d.mapping.Force {
-		return d.generic(v, finish)
+		return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil) })
 	}
 	if gws.Detect(v) {
-		if err := gws.Decode(v, d.b, finish); err != nil {
+		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i, nil) }); err != nil {
 			return reject("google workspace", err)
 		}
 		return nil
 	}
 	if shape := m365.Detect(v); shape != m365.None {
 		e := &event.Event{}
-		if err := m365.Decode(v, shape, d.b, e); err != nil {
+		if err := m365.Decode(v, shape, e); err != nil {
 			return reject("m365 unified audit log", err)
 		}
-		finish(e)
+		finish(e, m365.Flatten, 0, m365.Exact)
 		return nil
 	}
 	if k := entra.Detect(v); k != entra.None {
 		e := &event.Event{}
-		if err := entra.Decode(v, k, d.b, e); err != nil {
+		if err := entra.Decode(v, k, e); err != nil {
 			return reject("entra/azure", err)
 		}
-		finish(e)
+		finish(e, entra.Flatten, 0, nil)
 		return nil
 	}
-	return d.generic(v, finish)
+	return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil) })
 }
 
 func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
 	e := &event.Event{}
-	if err := jsonl.Decode(v, d.mapping, d.b, e); err != nil {
+	if err := jsonl.Decode(v, d.mapping, e); err != nil {
 		return reject("generic JSON", err)
 	}
 	finish(e)
@@ -537,9 +546,10 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 		d.arena.Reset()
 		v := csvObject(&d.arena, r.csv, r.row)
 		e := &event.Event{}
-		if err := entra.Decode(v, entra.Risk, d.b, e); err != nil {
+		if err := entra.Decode(v, entra.Risk, e); err != nil {
 			return reject("risk detection CSV", err)
 		}
+		entra.Flatten(d.b, v, 0)
 		finish(e)
 		return nil
 	}

@@ -101,17 +101,24 @@ func byCategory(c string) Kind {
 	return Diagnostic
 }
 
-// Decode flattens v into b and fills e. For diagnostic envelopes the
+// Flatten adds v's source fields to b. For diagnostic envelopes the
 // properties object is flattened both under "properties." and at the top
 // level, so rules written for the Graph or Sentinel shape also match.
-func Decode(v *fastjson.Value, k Kind, b *event.Builder, e *event.Event) error {
+func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 	b.Flatten("", v)
+	if p := v.Get("properties"); p != nil && p.Type() == fastjson.TypeObject && v.Get("category") != nil {
+		b.Flatten("", p)
+	}
+}
+
+// Decode fills e's normalized fields from v, a record of kind k; the
+// source fields come from Flatten.
+func Decode(v *fastjson.Value, k Kind, e *event.Event) error {
 	body := v
 	diag := false
 	if p := v.Get("properties"); p != nil && p.Type() == fastjson.TypeObject && v.Get("category") != nil {
 		diag = true
 		body = p
-		b.Flatten("", p)
 	}
 	var err error
 	switch k {

@@ -22,7 +22,8 @@ func FuzzDecode(f *testing.F) {
 		b := event.NewBuilder()
 		var e event.Event
 		if k := Detect(v); k != None {
-			_ = Decode(v, k, b, &e)
+			_ = Decode(v, k, &e)
+			Flatten(b, v, 0)
 		}
 		b.Finish(&e)
 	})

@@ -22,7 +22,7 @@ func FuzzDecode(f *testing.F) {
 		b := event.NewBuilder()
 		var e event.Event
 		if Detect(v) {
-			_ = Decode(v, b, func(x *event.Event) { b.Finish(x) })
+			_ = Decode(v, func(x *event.Event, i int) { Flatten(b, v, i); b.Finish(x) })
 		}
 		b.Finish(&e)
 	})

@@ -22,10 +22,9 @@ func Detect(v *fastjson.Value) bool {
 	return v.Get("id", "applicationName") != nil && v.Get("events") != nil
 }
 
-// Decode builds one event per item of v's events[] and hands each to
-// finish, which must complete it from b (b.Finish) before Decode builds
-// the next.
-func Decode(v *fastjson.Value, b *event.Builder, finish func(*event.Event)) error {
+// Decode builds one event per item of v's events[] and hands each, with
+// its index, to emit. Source fields come from Flatten with that index.
+func Decode(v *fastjson.Value, emit func(e *event.Event, index int)) error {
 	t, _, err := record.TimeOf(v, "id.time")
 	if err != nil {
 		return err
@@ -38,8 +37,7 @@ func Decode(v *fastjson.Value, b *event.Builder, finish func(*event.Event)) erro
 	if len(evs) == 0 {
 		return fmt.Errorf("activity has no events")
 	}
-	o, _ := v.Object()
-	for _, ev := range evs {
+	for i, ev := range evs {
 		e := &event.Event{
 			Time:      t,
 			Source:    "gws." + strings.ToLower(app),
@@ -48,29 +46,10 @@ func Decode(v *fastjson.Value, b *event.Builder, finish func(*event.Event)) erro
 			User:      strings.ToLower(record.Str(v, "actor", "email")),
 			IP:        record.IP(record.Str(v, "ipAddress")),
 			RecordID:  record.Str(v, "id", "uniqueQualifier"),
+			UserAgent: record.Str(v, "networkInfo", "userAgent"),
 		}
-		o.Visit(func(k []byte, c *fastjson.Value) {
-			if string(k) != "events" {
-				b.Flatten(string(k), c)
-			}
-		})
-		b.Flatten("events", ev)
-		params := ev.GetArray("parameters")
-		// Parameters also sit at the top level under their own names, and
-		// the event under eventName/eventService, as the Workspace logs
-		// exported through Cloud Logging name them (SigmaHQ's rules use
-		// those names).
-		for _, p := range params {
-			name := record.Str(p, "name")
-			if name == "" {
-				continue
-			}
-			for _, vk := range []string{"value", "intValue", "boolValue", "multiValue", "multiIntValue", "messageValue"} {
-				if pv := p.Get(vk); pv != nil {
-					b.Flatten(name, pv)
-				}
-			}
-			switch name {
+		for _, p := range ev.GetArray("parameters") {
+			switch record.Str(p, "name") {
 			case "client_id", "app_id", "oauth_client_id":
 				e.AppID = record.Str(p, "value")
 			case "app_name":
@@ -85,15 +64,48 @@ func Decode(v *fastjson.Value, b *event.Builder, finish func(*event.Event)) erro
 				}
 			}
 		}
-		b.AddString("eventName", []byte(e.Operation))
-		b.AddString("eventType", []byte(record.Str(ev, "type")))
-		b.AddString("eventService", []byte(strings.ToLower(app)+".googleapis.com"))
 		if e.Operation == "login_failure" {
 			e.Failed = true
 		}
-		e.UserAgent = record.Str(v, "networkInfo", "userAgent")
 		e.ItemCount = len(e.MessageIDs)
-		finish(e)
+		emit(e, i)
 	}
 	return nil
+}
+
+// paramValueKeys are the keys a Reports API parameter keeps its value in.
+var paramValueKeys = []string{"value", "intValue", "boolValue", "multiValue", "multiIntValue", "messageValue"}
+
+// Flatten adds the source fields of event index of activity v: the
+// activity's fields except the other events, the event under "events.",
+// its parameters also at the top level under their own names, and
+// eventName/eventType/eventService as Workspace logs exported through
+// Cloud Logging name them (SigmaHQ's rules use those names).
+func Flatten(b *event.Builder, v *fastjson.Value, index int) {
+	evs := v.GetArray("events")
+	if index < 0 || index >= len(evs) {
+		return
+	}
+	ev := evs[index]
+	o, _ := v.Object()
+	o.Visit(func(k []byte, c *fastjson.Value) {
+		if string(k) != "events" {
+			b.Flatten(string(k), c)
+		}
+	})
+	b.Flatten("events", ev)
+	for _, p := range ev.GetArray("parameters") {
+		name := record.Str(p, "name")
+		if name == "" {
+			continue
+		}
+		for _, vk := range paramValueKeys {
+			if pv := p.Get(vk); pv != nil {
+				b.Flatten(name, pv)
+			}
+		}
+	}
+	b.AddString("eventName", []byte(record.Str(ev, "name")))
+	b.AddString("eventType", []byte(record.Str(ev, "type")))
+	b.AddString("eventService", []byte(strings.ToLower(record.Str(v, "id", "applicationName"))+".googleapis.com"))
 }

@@ -21,9 +21,10 @@ func FuzzDecode(f *testing.F) {
 		}
 		b := event.NewBuilder()
 		var e event.Event
-		_ = Decode(v, nil, b, &e)
+		_ = Decode(v, nil, &e)
+		Flatten(b, v, 0)
 		b.Reset()
-		_ = Decode(v, &Mapping{Time: "t", User: "u.e", MessageIDs: "m.id"}, b, &e)
+		_ = Decode(v, &Mapping{Time: "t", User: "u.e", MessageIDs: "m.id"}, &e)
 		b.Finish(&e)
 	})
 }

@@ -73,12 +73,15 @@ func get(v *fastjson.Value, path string) string {
 	return record.Str(v, strings.Split(path, ".")...)
 }
 
-// Decode flattens v into b and fills e by m (nil: guess the time only).
-func Decode(v *fastjson.Value, m *Mapping, b *event.Builder, e *event.Event) error {
+// Flatten adds v's fields to b.
+func Flatten(b *event.Builder, v *fastjson.Value, _ int) { b.Flatten("", v) }
+
+// Decode fills e's normalized fields from v by m (nil: guess the time
+// only); the source fields come from Flatten.
+func Decode(v *fastjson.Value, m *Mapping, e *event.Event) error {
 	if v.Type() != fastjson.TypeObject {
 		return fmt.Errorf("record is a JSON %s, not an object", v.Type())
 	}
-	b.Flatten("", v)
 	if m == nil {
 		t, _, err := record.TimeOf(v, guessTime...)
 		if err != nil {

@@ -22,7 +22,8 @@ func FuzzDecode(f *testing.F) {
 		b := event.NewBuilder()
 		var e event.Event
 		if s := Detect(v); s != None {
-			_ = Decode(v, s, b, &e)
+			_ = Decode(v, s, &e)
+			Flatten(b, v, 0)
 		}
 		b.Finish(&e)
 	})

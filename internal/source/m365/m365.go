@@ -42,19 +42,30 @@ func Detect(v *fastjson.Value) Shape {
 	return None
 }
 
-// Decode flattens record v (of the given shape) into b and fills e.
-func Decode(v *fastjson.Value, shape Shape, b *event.Builder, e *event.Event) error {
+// Flatten adds the source fields of a record of any UAL shape to b. For
+// Graph query records auditData (the Management API record) is also
+// hoisted to the top level, so rules written for the API shape match.
+func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
+	b.Flatten("", v)
+	if ad := v.Get("auditData"); ad != nil && ad.Type() == fastjson.TypeObject && v.Get("auditLogRecordType") != nil {
+		b.Flatten("", ad)
+	}
+}
+
+// Exact lists the normalized fields whose value is the UAL field of the
+// same name, so lookups of them need no flattening.
+var Exact = []event.Sym{event.SymOperation}
+
+// Decode fills e's normalized fields from record v of the given shape; the
+// source fields come from Flatten.
+func Decode(v *fastjson.Value, shape Shape, e *event.Event) error {
 	e.Source = Source
 	switch shape {
 	case GraphQuery:
-		// The interesting part is auditData, the Management API record;
-		// the envelope's own fields stay reachable under their names.
 		ad := v.Get("auditData")
 		if ad.Type() != fastjson.TypeObject {
 			return fmt.Errorf("auditData is %s, not an object", ad.Type())
 		}
-		b.Flatten("", v)
-		b.Flatten("", ad) // hoisted, so rules written for the API shape match
 		if err := fill(ad, e); err != nil {
 			// Some query records carry the time only on the envelope.
 			t, _, err2 := record.TimeOf(v, "createdDateTime")
@@ -80,10 +91,8 @@ func Decode(v *fastjson.Value, shape Shape, b *event.Builder, e *event.Event) er
 		}
 		return nil
 	case ManagementAPI:
-		b.Flatten("", v)
 		return fill(v, e)
 	case Sentinel:
-		b.Flatten("", v)
 		return fillSentinel(v, e)
 	}
 	return fmt.Errorf("not a unified audit log record")
