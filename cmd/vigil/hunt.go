@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vigil-audit/vigil/internal/detect/sigma"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/progress"
+	"github.com/vigil-audit/vigil/internal/source"
+	"github.com/vigil-audit/vigil/internal/source/jsonl"
+	"github.com/vigil-audit/vigil/internal/timeline"
+	"github.com/vigil-audit/vigil/rules"
+)
+
+func init() {
+	register(command{name: "hunt", summary: "run Sigma rules and behaviours over exported audit logs; print a timeline", run: runHunt})
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+type huntOptions struct {
+	rulesDirs    multiFlag
+	noBuiltin    bool
+	format       string
+	out          string
+	minLevel     string
+	quarantine   string
+	mapping      string
+	placeholders string
+	workers      int
+	quiet        bool
+	cpuProfile   string
+}
+
+func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("hunt", stderr)
+	var o huntOptions
+	fs.Var(&o.rulesDirs, "rules", "directory of extra Sigma rules (repeatable)")
+	fs.BoolVar(&o.noBuiltin, "no-builtin", false, "do not load the built-in rules")
+	fs.StringVar(&o.format, "format", "table", "output format: "+strings.Join(timeline.Formats, ", "))
+	fs.StringVar(&o.out, "out", "", "write the timeline to this file instead of stdout")
+	fs.StringVar(&o.minLevel, "min-level", "informational", "lowest rule level to report")
+	fs.StringVar(&o.quarantine, "quarantine", "vigil-quarantine.jsonl", "file for records that cannot be decoded (created only if there are any)")
+	fs.StringVar(&o.mapping, "mapping", "", "YAML field mapping for generic JSON records")
+	fs.StringVar(&o.placeholders, "placeholders", "", "YAML file of values for Sigma %placeholders% (name: [values])")
+	fs.IntVar(&o.workers, "workers", 0, "decoding goroutines (default: number of CPUs)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or summary")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
+	report := addHuntReportFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil hunt [flags] PATH...   (files, directories, - for stdin)")
+		fs.PrintDefaults()
+	}
+	paths, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		fs.Usage()
+		return usageError("no input paths")
+	}
+	minLevel, err := timeline.ParseLevel(o.minLevel)
+	if err != nil {
+		return usageError("--min-level: %v", err)
+	}
+	if !validFormat(o.format) {
+		return usageError("--format %q: want one of %s", o.format, strings.Join(timeline.Formats, ", "))
+	}
+	srcOpts := source.Options{Workers: o.workers}
+	if o.mapping != "" {
+		m, err := jsonl.LoadMapping(o.mapping)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		srcOpts.Mapping = m
+	}
+	rs, err := loadHuntRules(o, stderr)
+	if err != nil {
+		return err
+	}
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+
+	q := &lazyFile{path: o.quarantine}
+	defer q.Close()
+	srcOpts.Quarantine = q
+
+	bar := progress.New(stderr, "hunt")
+	if o.quiet {
+		bar = nil
+	}
+	var (
+		mu     sync.Mutex
+		hits   []timeline.Detection
+		events []*event.Event
+	)
+	emitHit := func(d sigma.Detection) {
+		td := toTimeline(d)
+		if td.LevelValue() < minLevel {
+			return
+		}
+		mu.Lock()
+		hits = append(hits, td)
+		mu.Unlock()
+	}
+	var nEvents int64
+	srcOpts.Progress = func(done, total int64) {
+		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents, len(hits)))
+	}
+	keep := report.enabled()
+	start := time.Now()
+	st, err := source.ReadPaths(ctx, paths, srcOpts, func(e *event.Event) error {
+		nEvents++
+		rs.Match(e, emitHit)
+		if keep {
+			events = append(events, e)
+		}
+		return nil
+	})
+	rs.Flush(emitHit)
+	bar.Done()
+	elapsed := time.Since(start)
+	if err != nil {
+		if errors.Is(err, source.ErrNoInput) {
+			return usageError("no log files found in %s", strings.Join(paths, " "))
+		}
+		return fmt.Errorf("reading input: %w", err)
+	}
+	timeline.Sort(hits)
+
+	w := stdout
+	if o.out != "" {
+		f, err := os.Create(o.out)
+		if err != nil {
+			return fmt.Errorf("output: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := timeline.Write(w, o.format, hits); err != nil {
+		return fmt.Errorf("writing timeline: %w", err)
+	}
+	if o.out != "" {
+		if err := w.(*os.File).Close(); err != nil {
+			return fmt.Errorf("output: %w", err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	if !o.quiet {
+		printHuntSummary(stderr, st, hits, rs, elapsed, q)
+	}
+	if keep {
+		if err := huntReport(ctx, report.dir, events, alertsFromTimeline(hits), *report, stderr); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+	}
+	return nil
+}
+
+func validFormat(f string) bool {
+	for _, x := range timeline.Formats {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// loadHuntRules compiles the built-in rules and any --rules directories.
+// Refused rules are listed on stderr; they never stop the hunt.
+func loadHuntRules(o huntOptions, stderr io.Writer) (*sigma.Ruleset, error) {
+	opts := sigma.Options{}
+	if o.placeholders != "" {
+		ph, err := loadPlaceholders(o.placeholders)
+		if err != nil {
+			return nil, usageError("--placeholders: %v", err)
+		}
+		opts.Placeholders = ph
+	}
+	c := sigma.NewCompiler(opts)
+	if !o.noBuiltin {
+		if err := c.AddFS(rules.FS, "."); err != nil {
+			return nil, fmt.Errorf("built-in rules: %w", err)
+		}
+	}
+	for _, d := range o.rulesDirs {
+		st, err := os.Stat(d)
+		if err != nil {
+			return nil, usageError("--rules: %v", err)
+		}
+		var fsys fs.FS
+		if st.IsDir() {
+			fsys = os.DirFS(d)
+			err = c.AddFS(fsys, ".")
+		} else {
+			var data []byte
+			data, err = os.ReadFile(d)
+			if err == nil {
+				c.AddFile(d, data)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--rules %s: %w", d, err)
+		}
+	}
+	rs, refused := c.Compile()
+	if len(refused) > 0 && !o.quiet {
+		fmt.Fprintf(stderr, "vigil hunt: %d rules refused (run 'vigil rules check' for reasons)\n", len(refused))
+	}
+	if rs.Len() == 0 {
+		return nil, usageError("no rules loaded")
+	}
+	return rs, nil
+}
+
+// toTimeline converts a Sigma detection into a timeline entry, copying
+// what it needs from the event.
+func toTimeline(d sigma.Detection) timeline.Detection {
+	td := timeline.Detection{Time: d.Time, RuleID: d.RuleID, Title: d.Title, Tags: d.Tags}
+	lv, err := timeline.ParseLevel(d.Level)
+	if err != nil {
+		lv = timeline.Informational
+	}
+	td.SetLevel(lv)
+	if e := d.Event; e != nil {
+		td.Source, td.Tenant, td.User, td.Operation, td.RecordID, td.IP = e.Source, e.Tenant, e.User, e.Operation, e.RecordID, e.IP
+		td.File, td.Line = e.Origin.File, e.Origin.Line
+		if td.Time.IsZero() {
+			td.Time = e.Time
+		}
+	}
+	for _, f := range d.Fields {
+		td.Fields = append(td.Fields, timeline.Field{Name: f.Field, Value: f.Value})
+	}
+	if c := d.Correlation; c != nil {
+		groups := make([]string, len(c.Group))
+		for i, g := range c.Group {
+			groups[i] = g.Field + "=" + g.Value
+		}
+		td.Group = strings.Join(groups, " ")
+		td.Count = int64(c.Count)
+		if td.Source == "" && len(d.Rule.Sources) > 0 {
+			td.Source = d.Rule.Sources[0]
+		}
+	}
+	return td
+}
+
+func printHuntSummary(w io.Writer, st source.Stats, hits []timeline.Detection, rs *sigma.Ruleset, elapsed time.Duration, q *lazyFile) {
+	secs := max(elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(w, "vigil hunt: %d files, %d records, %s in %.2fs (%.0f events/s, %.1f MB/s), %d rules\n",
+		st.Files, st.Records, progress.Bytes(st.Bytes), elapsed.Seconds(), float64(st.Events)/secs, float64(st.Bytes)/1e6/secs, rs.Len())
+	fmt.Fprintf(w, "  decoded:     %d events%s\n", st.Events, countList(st.Sources))
+	if st.Quarantined > 0 {
+		fmt.Fprintf(w, "  quarantined: %d records%s -> %s\n", st.Quarantined, countList(st.Reasons), q.path)
+	} else {
+		fmt.Fprintf(w, "  quarantined: 0\n")
+	}
+	byLevel := map[string]int64{}
+	for _, h := range hits {
+		byLevel[h.Level]++
+	}
+	fmt.Fprintf(w, "  detections:  %d%s\n", len(hits), countList(byLevel))
+	if cs := rs.Stats(); cs.Late+cs.Untimed+cs.NoGroupValue > 0 {
+		fmt.Fprintf(w, "  correlation inputs skipped: %d late, %d without time, %d without group value\n", cs.Late, cs.Untimed, cs.NoGroupValue)
+	}
+}
+
+func countList(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// lazyFile creates its file on the first write, so a clean run leaves no
+// empty quarantine file behind.
+type lazyFile struct {
+	path string
+	f    *os.File
+	err  error
+}
+
+func (l *lazyFile) Write(p []byte) (int, error) {
+	if l.f == nil && l.err == nil {
+		l.f, l.err = os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.f.Write(p)
+}
+
+func (l *lazyFile) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+// loadPlaceholders reads a YAML map of placeholder name to values.
+func loadPlaceholders(path string) (map[string][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string][]string
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runVigil(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const decoderFixtures = "../../internal/source/testdata"
+
+func TestHuntJSONLOnFixtures(t *testing.T) {
+	q := filepath.Join(t.TempDir(), "q.jsonl")
+	code, out, errs := runVigil(t, "hunt", "--format", "jsonl", "--quarantine", q, decoderFixtures)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var rules []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var d map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+		for _, k := range []string{"time", "rule_id", "title", "level", "tags", "source", "user", "operation", "record_id"} {
+			if _, ok := d[k]; !ok {
+				t.Errorf("detection lacks %q: %s", k, sc.Text())
+			}
+		}
+		rules = append(rules, d["title"].(string)+"@"+d["record_id"].(string))
+	}
+	// The Purview fixture holds a forwarding inbox rule and SMTP forwarding.
+	got := strings.Join(rules, "\n")
+	for _, want := range []string{"Inbox Rule Forwards Or Redirects Mail@aa11", "Mailbox Forwarding To SMTP Address Set@aa12"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing detection %q in:\n%s", want, got)
+		}
+	}
+	// Bad fixture records are quarantined, counted, and named in the summary.
+	data, err := os.ReadFile(q)
+	if err != nil {
+		t.Fatalf("quarantine file not written: %v", err)
+	}
+	if n := strings.Count(string(data), "\n"); n != 6 {
+		t.Errorf("quarantine holds %d records, want 6", n)
+	}
+	for _, want := range []string{"quarantined: 6 records", "detections:  2", "m365.ual 11", q} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("summary lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+func TestHuntMinLevelAndFormats(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"table", "csv", "html"} {
+		out := filepath.Join(dir, "out."+f)
+		code, _, errs := runVigil(t, "hunt", "--quiet", "--format", f, "--out", out, "--min-level", "high",
+			"--quarantine", filepath.Join(dir, "q"), decoderFixtures)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", f, code, errs)
+		}
+		b, _ := os.ReadFile(out)
+		if !strings.Contains(string(b), "Mailbox Forwarding To SMTP Address Set") || strings.Contains(string(b), "Inbox Rule Forwards") {
+			t.Errorf("%s output with --min-level high:\n%s", f, b)
+		}
+	}
+}
+
+func TestHuntUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"hunt"},
+		{"hunt", "--format", "xml", decoderFixtures},
+		{"hunt", "--min-level", "severe", decoderFixtures},
+		{"hunt", "/does/not/exist"},
+		{"hunt", "--rules", "/does/not/exist", decoderFixtures},
+	} {
+		if code, _, _ := runVigil(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestHuntStdinAndExtraRules(t *testing.T) {
+	rule := `title: Test Mailbox Login
+id: 11111111-2222-3333-4444-555555555555
+status: test
+logsource: {product: m365, service: exchange}
+detection:
+  sel: {Operation: MailboxLogin, UserId|endswith: '@contoso.com'}
+  condition: sel
+level: low
+`
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "r.yml"), []byte(rule), 0o644)
+	input := `{"CreationTime":"2023-06-16T06:00:00","Id":"m1","Operation":"MailboxLogin","RecordType":2,"UserId":"a@contoso.com","Workload":"Exchange"}` + "\n" +
+		`{"CreationTime":"2023-06-16T06:00:01","Id":"m2","Operation":"MailboxLogin","RecordType":2,"UserId":"a@fabrikam.com","Workload":"Exchange"}` + "\n"
+	old := os.Stdin
+	r, w, _ := os.Pipe()
+	os.Stdin = r
+	defer func() { os.Stdin = old }()
+	go func() { w.WriteString(input); w.Close() }()
+	code, out, errs := runVigil(t, "hunt", "--no-builtin", "--rules", dir, "--format", "csv", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "Test Mailbox Login") || !strings.Contains(lines[1], ",m1,") {
+		t.Errorf("csv output:\n%s", out)
+	}
+}
+
+func TestHuntSharedData(t *testing.T) {
+	shared, err := filepath.Abs("../../../shared/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(shared); err != nil {
+		t.Skipf("shared real-data fixtures not found at %s: %v", shared, err)
+	}
+	q := filepath.Join(t.TempDir(), "q.jsonl")
+	var inputs []string
+	for _, d := range []string{"graph2otel-live-fixtures", "invictus-microsoft-extractor-suite/20250502131826-AuditLogs.json",
+		"invictus-microsoft-extractor-suite/20250502132320-servicePrincipal-SignInLogs.json",
+		"invictus-microsoft-extractor-suite/202504220931-RiskyDetections.csv", "otrf-security-datasets", "plaso-test-data"} {
+		inputs = append(inputs, filepath.Join(shared, d))
+	}
+	args := append([]string{"hunt", "--format", "jsonl", "--quarantine", q}, inputs...)
+	code, out, errs := runVigil(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(q); err == nil {
+		b, _ := os.ReadFile(q)
+		t.Errorf("real data was quarantined:\n%.2000s", b)
+	}
+	// The risky-detections export holds anonymizedIPAddress and
+	// unfamiliarFeatures detections that SigmaHQ's riskdetection rules name.
+	for _, want := range []string{"Anonymous IP Address", "Unfamiliar Sign-In Properties"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q detection on the shared data; summary:\n%s", want, errs)
+		}
+	}
+	t.Logf("summary:\n%s", errs)
+}
