@@ -349,7 +349,8 @@ type group struct {
 	newest time.Time
 	start  time.Time // window start (upper-bound mode)
 	// event_count / value_count: entries in time order
-	entries []entry
+	entries  []entry
+	distinct map[string]int // value_count: live entries per value
 	// temporal: last time each referenced rule fired; ordered: chain start
 	// time of the longest chain ending at each position
 	seen  []time.Time
@@ -416,12 +417,15 @@ func (co *correlation) feed(h *hit, st *Stats) []*hit {
 	}
 	switch co.typ {
 	case "event_count", "value_count":
+		if co.typ == "value_count" && g.distinct == nil {
+			g.distinct = map[string]int{}
+		}
 		g.insert(entry{t: h.t, value: value})
 		g.expire(co.span, co.upper)
 		g.addRefs(refs)
 		if !co.upper && co.count(g) >= co.lo {
 			out = append(out, co.result(g, int(co.count(g))))
-			g.entries, g.refs = nil, nil
+			g.entries, g.refs, g.distinct = nil, nil, nil
 		}
 	case "temporal":
 		idx := co.refIndex(h.rule)
@@ -496,6 +500,9 @@ func (g *group) insert(e entry) {
 	g.entries = append(g.entries, entry{})
 	copy(g.entries[i+1:], g.entries[i:])
 	g.entries[i] = e
+	if g.distinct != nil {
+		g.distinct[e.value]++
+	}
 }
 
 // expire drops entries older than the sliding window (tumbling windows
@@ -507,6 +514,12 @@ func (g *group) expire(span time.Duration, tumbling bool) {
 	cut := g.newest.Add(-span)
 	i := 0
 	for i < len(g.entries) && g.entries[i].t.Before(cut) {
+		if g.distinct != nil {
+			v := g.entries[i].value
+			if g.distinct[v]--; g.distinct[v] == 0 {
+				delete(g.distinct, v)
+			}
+		}
 		i++
 	}
 	g.entries = g.entries[i:]
@@ -532,11 +545,7 @@ func (co *correlation) count(g *group) int64 {
 	if co.typ == "event_count" {
 		return int64(len(g.entries))
 	}
-	distinct := map[string]struct{}{}
-	for _, e := range g.entries {
-		distinct[e.value] = struct{}{}
-	}
-	return int64(len(distinct))
+	return int64(len(g.distinct))
 }
 
 // decide evaluates a closed window of an upper-bounded condition.
