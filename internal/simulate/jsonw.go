@@ -123,6 +123,53 @@ const (
 func (w *jw) time(k string, t int64, layout string) {
 	w.key(k)
 	w.b = append(w.b, '"')
-	w.b = time.Unix(0, t).UTC().AppendFormat(w.b, layout)
+	if t%int64(time.Second) == 0 && (layout == layoutUAL || layout == layoutGraph) {
+		w.b = appendSeconds(w.b, t/int64(time.Second))
+		if layout == layoutGraph {
+			w.b = append(w.b, 'Z')
+		}
+	} else {
+		w.b = time.Unix(0, t).UTC().AppendFormat(w.b, layout)
+	}
 	w.b = append(w.b, '"')
+}
+
+// appendSeconds appends unix time u as 2006-01-02T15:04:05 (UTC); the
+// record writers format millions of times and AppendFormat is general.
+func appendSeconds(b []byte, u int64) []byte {
+	days, secs := u/86400, u%86400
+	if secs < 0 {
+		secs += 86400
+		days--
+	}
+	// civil-from-days (Howard Hinnant)
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	if m <= 2 {
+		y++
+	}
+	two := func(b []byte, v int64) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+	b = append(b, byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = two(b, m)
+	b = append(b, '-')
+	b = two(b, d)
+	b = append(b, 'T')
+	b = two(b, secs/3600)
+	b = append(b, ':')
+	b = two(b, secs/60%60)
+	b = append(b, ':')
+	return two(b, secs%60)
 }

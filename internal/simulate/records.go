@@ -125,7 +125,10 @@ func (s *sim) mailItemsAccessed(w *jw, t int64, id id16, who actor, mb *Mailbox,
 			w.arr("FolderItems")
 			for _, it := range r.items {
 				w.elemOpen()
-				w.str("InternetMessageId", s.t.messageID(mb, r.folder, it))
+				w.key("InternetMessageId")
+				w.b = append(w.b, '"')
+				w.b = s.t.appendMessageID(w.b, mb, r.folder, it)
+				w.b = append(w.b, '"')
 				w.int("SizeInBytes", s.t.messageSize(mb, r.folder, it))
 				w.close()
 			}

@@ -220,7 +220,9 @@ func TestShapesMatchRealRecords(t *testing.T) {
 	}
 
 	interactive := findSim(t, f.si, "interactive sign-in", func(r map[string]any) bool { return r["isInteractive"] == true && str(r, "userPrincipalName") != "" })
-	spSignIn := findSim(t, f.si, "service-principal sign-in", func(r map[string]any) bool { return str(r, "servicePrincipalId") != "" && str(r, "userPrincipalName") == "" })
+	spSignIn := findSim(t, f.si, "service-principal sign-in", func(r map[string]any) bool {
+		return str(r, "servicePrincipalId") != "" && str(r, "userPrincipalName") == ""
+	})
 	for _, r := range readRecords(t, filepath.Join(data, "graph2otel-live-fixtures", "entra_signins_graph_and_diagnostic.jsonl")) {
 		if _, diag := r["category"]; diag {
 			continue // Azure Monitor diagnostic envelope, not the Graph shape vigil simulate writes

@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
@@ -91,17 +90,23 @@ const (
 
 var outNames = [numOut]string{"ual", "signins", "gws"}
 
-// sink writes one output file in the chosen format.
+// sink writes one output file in the chosen format. Records are appended
+// to a buffer that a writer goroutine flushes, so generation and the
+// write system calls overlap.
 type sink struct {
 	path   string
 	f      *os.File
-	bw     *bufio.Writer
 	format Format
 	csv    bool // Purview CSV export (UAL only)
 	n      int64
 	bytes  int64
-	line   []byte
+	buf    []byte
+	full   chan []byte
+	free   chan []byte
+	done   chan error
 }
+
+const sinkBuf = 1 << 20
 
 func openSink(dir string, which int, format Format) (*sink, error) {
 	ext := ".jsonl"
@@ -118,24 +123,37 @@ func openSink(dir string, which int, format Format) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simulate: create %s: %w", p, err)
 	}
-	k := &sink{path: p, f: f, bw: bufio.NewWriterSize(f, 1<<20), format: format, csv: csv}
+	k := &sink{path: p, f: f, format: format, csv: csv, buf: make([]byte, 0, sinkBuf+64<<10),
+		full: make(chan []byte, 2), free: make(chan []byte, 3), done: make(chan error, 1)}
+	for i := 0; i < 2; i++ {
+		k.free <- make([]byte, 0, sinkBuf+64<<10)
+	}
+	go k.writer()
 	switch {
 	case csv:
-		_, err = k.bw.WriteString("CreationDate,UserIds,Operations,AuditData\r\n")
+		k.buf = append(k.buf, "CreationDate,UserIds,Operations,AuditData\r\n"...)
 	case format == FormatJSON:
-		err = k.bw.WriteByte('[')
-	}
-	if err != nil {
-		return nil, fmt.Errorf("simulate: write %s: %w", p, err)
+		k.buf = append(k.buf, '[')
 	}
 	return k, nil
 }
 
-func (k *sink) write(rec []byte, t int64, userID, op string) error {
+func (k *sink) writer() {
 	var err error
+	for b := range k.full {
+		if err == nil {
+			_, err = k.f.Write(b)
+		}
+		k.free <- b[:0]
+	}
+	k.done <- err
+}
+
+func (k *sink) write(rec []byte, t int64, userID, op string) error {
+	l := k.buf
+	start := len(l)
 	switch {
 	case k.csv:
-		l := k.line[:0]
 		l = time.Unix(0, t).UTC().AppendFormat(l, layoutPurview)
 		l = append(l, ',')
 		l = appendCSVField(l, userID)
@@ -149,27 +167,36 @@ func (k *sink) write(rec []byte, t int64, userID, op string) error {
 			l = append(l, c)
 		}
 		l = append(l, '"', '\r', '\n')
-		k.line = l
-		_, err = k.bw.Write(l)
-		k.bytes += int64(len(l))
 	case k.format == FormatJSON:
 		if k.n > 0 {
-			_ = k.bw.WriteByte(',')
+			l = append(l, ',')
 		}
-		_ = k.bw.WriteByte('\n')
-		_, err = k.bw.Write(rec)
-		k.bytes += int64(len(rec)) + 2
+		l = append(l, '\n')
+		l = append(l, rec...)
 	default:
-		_, err = k.bw.Write(rec)
-		if err == nil {
-			err = k.bw.WriteByte('\n')
-		}
-		k.bytes += int64(len(rec)) + 1
+		l = append(l, rec...)
+		l = append(l, '\n')
 	}
-	if err != nil {
-		return fmt.Errorf("simulate: write %s: %w", k.path, err)
-	}
+	k.bytes += int64(len(l) - start)
 	k.n++
+	k.buf = l
+	if len(l) >= sinkBuf {
+		return k.flush()
+	}
+	return nil
+}
+
+// flush hands the buffer to the writer goroutine.
+func (k *sink) flush() error {
+	select {
+	case err := <-k.done:
+		// the writer stopped early: it only does so after an error
+		k.done <- err
+		return fmt.Errorf("simulate: write %s: %w", k.path, err)
+	default:
+	}
+	k.full <- k.buf
+	k.buf = <-k.free
 	return nil
 }
 
@@ -195,13 +222,12 @@ func appendCSVField(l []byte, s string) []byte {
 }
 
 func (k *sink) close() error {
-	var err error
 	if k.format == FormatJSON && !k.csv {
-		_, err = k.bw.WriteString("\n]\n")
+		k.buf = append(k.buf, "\n]\n"...)
 	}
-	if err == nil {
-		err = k.bw.Flush()
-	}
+	k.full <- k.buf
+	close(k.full)
+	err := <-k.done
 	if cerr := k.f.Close(); err == nil {
 		err = cerr
 	}

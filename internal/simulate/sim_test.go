@@ -515,3 +515,20 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("err %v, want cancellation", err)
 	}
 }
+
+func TestAppendSeconds(t *testing.T) {
+	for _, u := range []int64{0, 1, 59, 86399, 86400, 951782400, 1709251199, 1772409600, 4102444799, 253402300799} {
+		want := time.Unix(u, 0).UTC().Format(layoutUAL)
+		if got := string(appendSeconds(nil, u)); got != want {
+			t.Errorf("%d: %s, want %s", u, got, want)
+		}
+	}
+	g := newRNG(1, 1)
+	for i := 0; i < 10000; i++ {
+		u := int64(g.u64() % 253402300800)
+		want := time.Unix(u, 0).UTC().Format(layoutUAL)
+		if got := string(appendSeconds(nil, u)); got != want {
+			t.Fatalf("%d: %s, want %s", u, got, want)
+		}
+	}
+}

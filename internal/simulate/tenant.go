@@ -234,6 +234,7 @@ type Mailbox struct {
 	owner  *User // nil for shared mailboxes
 	// rate[i] is folder i's arrival period in ns (one message per period).
 	rate [len(folderPaths)]int64
+	fids [len(folderPaths)]string
 }
 
 // folderPaths are the mail folders every mailbox has, in UAL path form.
@@ -466,6 +467,13 @@ func (t *Tenant) vips() []*User {
 
 // messageID returns the InternetMessageId of message n in folder f of mb.
 func (t *Tenant) messageID(mb *Mailbox, f, n int) string {
+	return string(t.appendMessageID(nil, mb, f, n))
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// appendMessageID appends messageID(mb, f, n) without allocating.
+func (t *Tenant) appendMessageID(dst []byte, mb *Mailbox, f, n int) []byte {
 	h := hashKey(t.seed, 0x6d7367, uint64(mb.index), uint64(f), uint64(n))
 	var b [16]byte
 	for i := 0; i < 8; i++ {
@@ -478,11 +486,25 @@ func (t *Tenant) messageID(mb *Mailbox, f, n int) string {
 	switch h % 10 {
 	case 0, 1, 2:
 		// from outside the organisation
-		return "<CA+" + base64.RawURLEncoding.EncodeToString(b[:12]) + "@mail.gmail.com>"
+		dst = append(dst, "<CA+"...)
+		var e [16]byte
+		base64.RawURLEncoding.Encode(e[:], b[:12])
+		dst = append(dst, e[:]...)
+		return append(dst, "@mail.gmail.com>"...)
 	case 3:
-		return "<" + hex.EncodeToString(b[:8]) + "." + hex.EncodeToString(b[8:12]) + "@notifications.example.net>"
+		dst = append(dst, '<')
+		dst = hex.AppendEncode(dst, b[:8])
+		dst = append(dst, '.')
+		dst = hex.AppendEncode(dst, b[8:12])
+		return append(dst, "@notifications.example.net>"...)
 	}
-	return "<" + strings.ToUpper(hex.EncodeToString(b[:])) + "@" + mb.server + ".namprd02.prod.outlook.com>"
+	dst = append(dst, '<')
+	for _, c := range b {
+		dst = append(dst, upperHex[c>>4], upperHex[c&0xf])
+	}
+	dst = append(dst, '@')
+	dst = append(dst, mb.server...)
+	return append(dst, ".namprd02.prod.outlook.com>"...)
 }
 
 // messageSize is the stored size of a message, stable per message.
@@ -493,6 +515,13 @@ func (t *Tenant) messageSize(mb *Mailbox, f, n int) int64 {
 
 // folderID returns the store id of folder f in mb, in the LgAAAA… form.
 func (t *Tenant) folderID(mb *Mailbox, f int) string {
+	if mb.fids[f] == "" {
+		mb.fids[f] = t.makeFolderID(mb, f)
+	}
+	return mb.fids[f]
+}
+
+func (t *Tenant) makeFolderID(mb *Mailbox, f int) string {
 	var b [45]byte
 	for i := 0; i < len(b); i += 8 {
 		h := hashKey(t.seed, 0x666c64, uint64(mb.index), uint64(f), uint64(i))
