@@ -103,7 +103,8 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if errors.Is(err, context.Canceled) {
 			return &exitError{code: 2, msg: "interrupted"}
 		}
-		if strings.Contains(err.Error(), "simulate: unknown") || strings.Contains(err.Error(), "parameter") || strings.Contains(err.Error(), "simulate: format") {
+		var ce *simulate.ConfigError
+		if errors.As(err, &ce) {
 			return usageError("%v", err)
 		}
 		return err

@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -59,7 +58,7 @@ func (s *sim) pickUser(g rng, upn string, ok func(*User) bool) (*User, error) {
 				return u, nil
 			}
 		}
-		return nil, fmt.Errorf("simulate: no user %q in the tenant", upn)
+		return nil, configErr("no user %q in the tenant", upn)
 	}
 	for tries := 0; tries < 10000; tries++ {
 		u := s.t.Users[g.intn(len(s.t.Users))]
@@ -209,7 +208,7 @@ func (s *sim) setupTokenReplay(c *campaignState, p params) (*script, error) {
 	}
 	fwd := p.m["forward-to"]
 	if !strings.Contains(fwd, "@") {
-		return nil, fmt.Errorf("simulate: token-replay parameter forward-to=%q is not an address", fwd)
+		return nil, configErr("token-replay parameter forward-to=%q is not an address", fwd)
 	}
 	v, err := s.pickUser(g, p.m["victim"], func(u *User) bool { return !u.VIP && !u.Admin && u.Country == "US" })
 	if err != nil {

@@ -104,19 +104,19 @@ func (c *Config) normalize() error {
 		c.Users = 200
 	}
 	if c.Users < 10 {
-		return fmt.Errorf("simulate: users %d: need at least 10", c.Users)
+		return configErr("users %d: need at least 10", c.Users)
 	}
 	if c.Days == 0 {
 		c.Days = 21
 	}
 	if c.Days < 1 || c.Days > 3660 {
-		return fmt.Errorf("simulate: days %d: must be 1..3660", c.Days)
+		return configErr("days %d: must be 1..3660", c.Days)
 	}
 	if c.Start.IsZero() {
 		c.Start = DefaultStart
 	}
 	if !c.Start.Equal(c.Start.UTC().Truncate(24 * time.Hour)) {
-		return fmt.Errorf("simulate: start %s must be midnight UTC", c.Start)
+		return configErr("start %s must be midnight UTC", c.Start)
 	}
 	c.Start = c.Start.UTC()
 	if c.Format == "" {
@@ -125,7 +125,7 @@ func (c *Config) normalize() error {
 	switch c.Format {
 	case FormatJSONL, FormatJSON, FormatCSV:
 	default:
-		return fmt.Errorf("simulate: format %q: want jsonl, json or csv", c.Format)
+		return configErr("format %q: want jsonl, json or csv", c.Format)
 	}
 	if c.SharedMailboxes == 0 {
 		c.SharedMailboxes = max(2, c.Users/25)
@@ -134,29 +134,29 @@ func (c *Config) normalize() error {
 		c.ThrottleLimit = 1000
 	}
 	if c.ThrottleLimit < 1 {
-		return fmt.Errorf("simulate: throttle limit %d must be positive", c.ThrottleLimit)
+		return configErr("throttle limit %d must be positive", c.ThrottleLimit)
 	}
 	seen := map[string]bool{}
 	for _, n := range c.Campaigns {
 		if _, ok := Campaigns[n]; !ok {
-			return fmt.Errorf("simulate: unknown campaign %q (have %s)", n, strings.Join(sortedKeys(Campaigns), ", "))
+			return configErr("unknown campaign %q (have %s)", n, strings.Join(sortedKeys(Campaigns), ", "))
 		}
 		if seen[n] {
-			return fmt.Errorf("simulate: campaign %q given twice", n)
+			return configErr("campaign %q given twice", n)
 		}
 		seen[n] = true
 	}
 	for n, ps := range c.Params {
 		def, ok := Campaigns[n]
 		if !ok {
-			return fmt.Errorf("simulate: parameters for unknown campaign %q", n)
+			return configErr("parameters for unknown campaign %q", n)
 		}
 		if !seen[n] {
-			return fmt.Errorf("simulate: parameters for campaign %q, which is not enabled", n)
+			return configErr("parameters for campaign %q, which is not enabled", n)
 		}
 		for k := range ps {
 			if _, ok := def[k]; !ok {
-				return fmt.Errorf("simulate: campaign %q has no parameter %q (have %s)", n, k, strings.Join(sortedKeys(def), ", "))
+				return configErr("campaign %q has no parameter %q (have %s)", n, k, strings.Join(sortedKeys(def), ", "))
 			}
 		}
 	}
@@ -167,10 +167,10 @@ func (c *Config) normalize() error {
 			ok = ok || k == n
 		}
 		if !ok {
-			return fmt.Errorf("simulate: unknown confounder %q (have %s)", n, strings.Join(ConfounderNames, ", "))
+			return configErr("unknown confounder %q (have %s)", n, strings.Join(ConfounderNames, ", "))
 		}
 		if cs[n] {
-			return fmt.Errorf("simulate: confounder %q given twice", n)
+			return configErr("confounder %q given twice", n)
 		}
 		cs[n] = true
 	}
@@ -206,7 +206,7 @@ func (c *Config) params(name string) params {
 func (p params) int(k string, lo, hi int) (int, error) {
 	v, err := strconv.Atoi(p.m[k])
 	if err != nil || v < lo || v > hi {
-		return 0, fmt.Errorf("simulate: %s parameter %s=%q: want an integer in %d..%d", p.campaign, k, p.m[k], lo, hi)
+		return 0, configErr("%s parameter %s=%q: want an integer in %d..%d", p.campaign, k, p.m[k], lo, hi)
 	}
 	return v, nil
 }
@@ -214,7 +214,7 @@ func (p params) int(k string, lo, hi int) (int, error) {
 func (p params) float(k string, lo, hi float64) (float64, error) {
 	v, err := strconv.ParseFloat(p.m[k], 64)
 	if err != nil || v < lo || v > hi {
-		return 0, fmt.Errorf("simulate: %s parameter %s=%q: want a number in %g..%g", p.campaign, k, p.m[k], lo, hi)
+		return 0, configErr("%s parameter %s=%q: want a number in %g..%g", p.campaign, k, p.m[k], lo, hi)
 	}
 	return v, nil
 }
@@ -229,3 +229,12 @@ func (p params) startDay(days int) (int, error) {
 	}
 	return p.int("start-day", 0, days-1)
 }
+
+// ConfigError is an invalid Config: an unknown campaign, confounder or
+// parameter, or a value out of range. Callers can report it as a usage
+// error.
+type ConfigError struct{ msg string }
+
+func (e *ConfigError) Error() string { return "simulate: " + e.msg }
+
+func configErr(format string, a ...any) error { return &ConfigError{msg: fmt.Sprintf(format, a...)} }
