@@ -557,3 +557,24 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 	v := csvObject(&d.arena, r.csv, r.row)
 	return d.decodeValue(r, v, r.raw, out)
 }
+
+// Decoder decodes single records held in memory, such as records replayed
+// from the journal. It is not safe for concurrent use; use one per
+// goroutine.
+type Decoder struct{ d *decoder }
+
+// NewDecoder returns a Decoder; m may be nil (see Options.Mapping).
+func NewDecoder(m *jsonl.Mapping) *Decoder { return &Decoder{d: newDecoder(m)} }
+
+// Decode decodes one JSON record (an object, an array of records or an
+// envelope) into events. origin says where it came from. The events keep
+// raw as their Raw bytes, so raw must not be modified afterwards.
+func (x *Decoder) Decode(raw []byte, origin event.Origin) ([]*event.Event, error) {
+	r := rawRecord{raw: raw, file: origin.File, line: origin.Line, offset: origin.Offset, index: origin.Index}
+	var out []*event.Event
+	if err := x.d.decodeRecord(&r, &out); err != nil {
+		x.d.b.Reset()
+		return nil, err
+	}
+	return out, nil
+}

@@ -268,3 +268,14 @@ func TestStdinAndOrderAcrossWorkers(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestDecoderSingleRecord(t *testing.T) {
+	d := NewDecoder(nil)
+	evs, err := d.Decode([]byte(`{"CreationTime":"2023-06-16T06:00:00","Id":"a","Operation":"MailboxLogin","RecordType":2,"UserId":"A@x"}`), event.Origin{File: "journal", Index: 7})
+	if err != nil || len(evs) != 1 || evs[0].User != "a@x" || evs[0].Origin.Index != 7 || evs[0].Get("RecordType") != "2" {
+		t.Fatalf("decode: %v %+v", err, evs)
+	}
+	if _, err := d.Decode([]byte(`{"broken`), event.Origin{}); err == nil || !strings.Contains(err.Error(), "invalid JSON") {
+		t.Errorf("bad record: %v", err)
+	}
+}
