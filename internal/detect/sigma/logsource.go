@@ -91,6 +91,7 @@ func FieldMappings() map[string]map[string][]string {
 	for src, fm := range fieldMaps {
 		out[src] = fm.aliases
 	}
+	out["gws.<app>"] = gwsMap("<app>").aliases
 	return out
 }
 
