@@ -88,9 +88,14 @@ func TestVigilRules(t *testing.T) {
 		{"Consent Granted To An Application",
 			mkEvent(t, "entra.audit", `{"activityDisplayName":"Consent to application","result":"success"}`),
 			mkEvent(t, "entra.audit", `{"activityDisplayName":"Add application","result":"success"}`)},
-		{"Credentials Added To A Service Principal",
+		{"Credentials Added To An Application Or Service Principal",
 			mkEvent(t, "entra.audit", `{"activityDisplayName":"Add service principal credentials"}`),
 			mkEvent(t, "entra.audit", `{"activityDisplayName":"Remove service principal credentials"}`)},
+		// Sentinel AuditLogs row as recorded in the OTRF Golden SAML dataset
+		// (trailing space included).
+		{"Credentials Added To An Application Or Service Principal",
+			mkEvent(t, "entra.audit", `{"OperationName":"Update application – Certificates and secrets management ","Category":"ApplicationManagement"}`),
+			mkEvent(t, "entra.audit", `{"OperationName":"Update application","Category":"ApplicationManagement"}`)},
 	}
 	for _, c := range cases {
 		if got := fired(rs, c.pos); !containsStr(got, c.title) {
