@@ -134,3 +134,7 @@ func uvarintLen(n int) int {
 	}
 	return l
 }
+
+// EncodeEntry appends e's canonical encoding: the Merkle leaf data, so
+// that SHA-256(0x00 || EncodeEntry(e)) is e's leaf hash.
+func EncodeEntry(dst []byte, e *Entry) []byte { return appendEntry(dst, e) }

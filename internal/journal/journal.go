@@ -318,6 +318,15 @@ func (j *Journal) recover(ctx context.Context) error {
 		scan.first, scan.end = last.first, last.first
 	}
 	n := scan.end
+	// A torn-looking last frame that held acknowledged entries is damage.
+	missing := func(detail string) error {
+		d := &Damage{Kind: "missing entries", Segment: last.name, Offset: int64(scan.good), Entry: int64(n), Detail: detail}
+		if scan.torn != nil {
+			d.Kind = damageKind(scan.torn)
+			d.Detail = scan.torn.Error() + "; the bad frame held acknowledged entries (" + detail + ")"
+		}
+		return d
+	}
 
 	// Derived files.
 	if j.store.leaves, err = openHashFile(filepath.Join(dir, "leaves"), os.O_RDWR|os.O_CREATE); err != nil {
@@ -335,12 +344,10 @@ func (j *Journal) recover(ctx context.Context) error {
 	}
 	j.idsN = uint64(st.Size()) / idSize
 	if l := j.store.leaves.n; l > n {
-		return &Damage{Kind: "missing entries", Segment: last.name, Offset: int64(scan.good), Entry: int64(n),
-			Detail: fmt.Sprintf("leaf hashes exist for %d entries but the segments hold %d: acknowledged entries were cut or removed", l, n)}
+		return missing(fmt.Sprintf("leaf hashes exist for %d entries but the segments hold %d: acknowledged entries were cut or removed", l, n))
 	}
 	if j.idsN > n {
-		return &Damage{Kind: "missing entries", Segment: last.name, Offset: int64(scan.good), Entry: int64(n),
-			Detail: fmt.Sprintf("dedup keys exist for %d entries but the segments hold %d", j.idsN, n)}
+		return missing(fmt.Sprintf("dedup keys exist for %d entries but the segments hold %d", j.idsN, n))
 	}
 	from := min(j.store.leaves.n, j.idsN, last.first)
 	if from < j.expire {
@@ -368,8 +375,7 @@ func (j *Journal) recover(ctx context.Context) error {
 	}
 	if j.latest.Note != nil {
 		if j.latest.Size > n {
-			return &Damage{Kind: "missing entries", Segment: last.name, Offset: int64(scan.good), Entry: int64(n),
-				Detail: fmt.Sprintf("the latest checkpoint covers %d entries, the segments hold %d", j.latest.Size, n)}
+			return missing(fmt.Sprintf("the latest checkpoint covers %d entries, the segments hold %d", j.latest.Size, n))
 		}
 		root, err := j.store.rootAt(j.latest.Size)
 		if err != nil {

@@ -171,6 +171,9 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (VerifyResult, 
 	}
 	next := expired
 	hs := &segHasher{workers: opts.Workers}
+	// A bad last frame looks like a torn write; if acknowledged entries
+	// turn out to be missing, it is the damage to report.
+	var torn *Damage
 	for k, s := range segs {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -200,6 +203,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (VerifyResult, 
 			}
 			res.Notes = append(res.Notes, fmt.Sprintf("torn tail of %d bytes in segment %s at offset %d (an unacknowledged write cut by a crash; Open cuts it)",
 				len(data)-scan.good, s.name, scan.good))
+			torn = &Damage{Kind: damageKind(scan.torn), Segment: s.name, Offset: int64(scan.good), Entry: int64(scan.end), Detail: scan.torn.Error()}
 		}
 		if !isLast && !scan.sealed {
 			return res, &Damage{Kind: "truncated segment", Segment: s.name, Offset: int64(len(data)), Entry: int64(scan.end),
@@ -223,24 +227,36 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (VerifyResult, 
 	}
 	res.Segments = len(segs)
 	n := next
+	missing := func(d *Damage) *Damage {
+		if torn == nil {
+			return d
+		}
+		t := *torn
+		t.Detail += "; the bad frame held acknowledged entries (" + d.Detail + ")"
+		return &t
+	}
 	last := segs[len(segs)-1]
 	if leaves.n > n {
-		return res, &Damage{Kind: "missing entries", Segment: last.name, Offset: -1, Entry: int64(n),
-			Detail: fmt.Sprintf("leaf hashes exist for %d entries but the segments hold %d: acknowledged entries were cut or removed", leaves.n, n)}
+		return res, missing(&Damage{Kind: "missing entries", Segment: last.name, Offset: -1, Entry: int64(n),
+			Detail: fmt.Sprintf("leaf hashes exist for %d entries but the segments hold %d: acknowledged entries were cut or removed", leaves.n, n)})
 	}
 	if idsN > n {
-		return res, &Damage{Kind: "missing entries", Segment: last.name, Offset: -1, Entry: int64(n),
-			Detail: fmt.Sprintf("dedup keys exist for %d entries but the segments hold %d", idsN, n)}
+		return res, missing(&Damage{Kind: "missing entries", Segment: last.name, Offset: -1, Entry: int64(n),
+			Detail: fmt.Sprintf("dedup keys exist for %d entries but the segments hold %d", idsN, n)})
 	}
 	if tiles.n > n>>tileLevel {
-		return res, &Damage{Kind: "missing entries", Segment: last.name, Offset: -1, Entry: int64(n),
-			Detail: fmt.Sprintf("tile hashes cover %d entries but the segments hold %d", tiles.n<<tileLevel, n)}
+		return res, missing(&Damage{Kind: "missing entries", Segment: last.name, Offset: -1, Entry: int64(n),
+			Detail: fmt.Sprintf("tile hashes cover %d entries but the segments hold %d", tiles.n<<tileLevel, n)})
 	}
 	if leaves.n < n || idsN < n || tiles.n < n>>tileLevel {
 		res.Notes = append(res.Notes, fmt.Sprintf("derived files lag the segments (leaves %d, ids %d, tiles %d of %d entries); Open rebuilds them",
 			leaves.n, idsN, tiles.n<<tileLevel, n))
 	}
 	if err := sw.finish(n); err != nil {
+		var d *Damage
+		if errors.As(err, &d) && d.Kind == "missing entries" {
+			return res, missing(d)
+		}
 		return res, err
 	}
 	res.Entries, res.Root = n, sw.tree.root()

@@ -1,0 +1,474 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/progress"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+func init() {
+	register(command{name: "ingest", summary: "decode audit logs and append them to the tamper-evident journal", run: runIngest})
+	register(command{name: "verify", summary: "recompute and check every hash, frame and signed checkpoint of a journal", run: runVerify})
+	register(command{name: "checkpoint", summary: "print the journal's latest signed checkpoint (signing one if needed)", run: runCheckpoint})
+	register(command{name: "prove", summary: "print an RFC 6962 inclusion proof for one journal entry", run: runProve})
+	register(command{name: "export", summary: "write journal entries back out as JSON lines, raw bytes verbatim", run: runExport})
+}
+
+func dataFlag(fs *flag.FlagSet) *string {
+	return fs.String("data", "", "journal directory (required)")
+}
+
+func needData(dir string) error {
+	if dir == "" {
+		return usageError("--data DIR is required")
+	}
+	return nil
+}
+
+// journalLogger sends the journal's own log lines (torn tails cut, keys
+// created, segments expired) to stderr.
+func journalLogger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ingest", stderr)
+	data := dataFlag(fs)
+	quarantine := fs.String("quarantine", "vigil-quarantine.jsonl", "file for records that cannot be decoded (created only if there are any)")
+	compress := fs.Bool("compress", false, "store new blocks zstd-compressed")
+	retentionDays := fs.Int("retention-days", 180, "expire raw bytes of segments received more than this many days ago (hashes are kept)")
+	origin := fs.String("origin", "", "log name for checkpoints, used only when the journal is created")
+	quiet := fs.Bool("quiet", false, "no progress line")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil ingest --data DIR [flags] PATH...\n\nDecodes files, directories or - (stdin) and appends every record to the journal.")
+		fs.PrintDefaults()
+	}
+	paths, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		return usageError("no input paths (use - for stdin)")
+	}
+	if *retentionDays <= 0 {
+		return usageError("--retention-days must be positive")
+	}
+	if *retentionDays < 180 {
+		fmt.Fprintf(stderr, "vigil ingest: warning: retention of %d days is below the 180 days vigil recommends\n", *retentionDays)
+	}
+	j, err := journal.Open(ctx, *data, journal.Options{
+		Compress:  *compress,
+		Retention: time.Duration(*retentionDays) * 24 * time.Hour,
+		Origin:    *origin,
+		Logger:    journalLogger(stderr),
+	})
+	if err != nil {
+		return journalErr(err)
+	}
+	defer j.Close()
+
+	q := &lazyFile{path: *quarantine}
+	defer q.Close()
+	srcOpts := source.Options{Quarantine: q}
+	bar := progress.New(stderr, "ingest")
+	if *quiet {
+		bar = nil
+	}
+	if bar != nil {
+		srcOpts.Progress = func(done, total int64) { bar.Update(done, total, "") }
+	}
+
+	// Decoding and appending overlap: batches go to one appender while
+	// the decoders carry on.
+	const batchSize = 1024
+	batches := make(chan []journal.Entry, 4)
+	var appended, dups uint64
+	appendErr := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range batches {
+			if err != nil {
+				continue
+			}
+			var acks []journal.Ack
+			if acks, err = j.AppendBatch(ctx, b); err == nil {
+				for _, a := range acks {
+					if a.Duplicate {
+						dups++
+					} else {
+						appended++
+					}
+				}
+			}
+		}
+		appendErr <- err
+	}()
+	cur := make([]journal.Entry, 0, batchSize)
+	st, rerr := source.ReadPaths(ctx, paths, srcOpts, func(e *event.Event) error {
+		cur = append(cur, entryOf(e))
+		if len(cur) == batchSize {
+			select {
+			case batches <- cur:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			cur = make([]journal.Entry, 0, batchSize)
+		}
+		return nil
+	})
+	if len(cur) > 0 {
+		batches <- cur
+	}
+	close(batches)
+	aerr := <-appendErr
+	if bar != nil {
+		bar.Done()
+	}
+	if aerr != nil {
+		return fmt.Errorf("append: %w", aerr)
+	}
+	if rerr != nil {
+		return fmt.Errorf("read inputs: %w", rerr)
+	}
+	if err := q.Close(); err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	expired, err := j.Expire(ctx, time.Now())
+	if err != nil {
+		return fmt.Errorf("expire: %w", err)
+	}
+	cp, err := j.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "ingested %d files, %d records: appended %d, duplicate %d, quarantined %d", st.Files, st.Records, appended, dups, st.Quarantined)
+	if st.Quarantined > 0 {
+		fmt.Fprintf(stdout, "%s -> %s", countList(st.Reasons), *quarantine)
+	}
+	fmt.Fprintln(stdout)
+	if expired > 0 {
+		fmt.Fprintf(stdout, "expired raw bytes of %d entries older than %d days (their hashes are kept)\n", expired, *retentionDays)
+	}
+	fmt.Fprintf(stdout, "journal: %d entries, root %s\ncheckpoint:\n%s", cp.Size, cp.Root, cp.Note)
+	return j.Close()
+}
+
+// entryOf turns a decoded event into a journal entry. Raw is the record's
+// bytes verbatim; ReadPaths lets emit keep the event, so no copy.
+func entryOf(e *event.Event) journal.Entry {
+	origin := e.Origin.File
+	if e.Origin.Line > 0 {
+		origin += ":" + strconv.Itoa(e.Origin.Line)
+	}
+	return journal.Entry{Source: e.Source, Origin: origin, RecordID: e.RecordID, Raw: e.Raw}
+}
+
+// journalErr turns journal damage into a verdict (exit 1); anything else
+// stays an error (exit 2).
+func journalErr(err error) error {
+	var d *journal.Damage
+	if errors.As(err, &d) {
+		return &exitError{code: 1, msg: "journal damaged: " + d.Error()}
+	}
+	return err
+}
+
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("verify", stderr)
+	data := dataFlag(fs)
+	cpFile := fs.String("checkpoint", "", "a signed checkpoint saved earlier: also prove the journal extends it")
+	keyFile := fs.String("key", "", "verifier key file (default: the journal's own journal.pub; pass a copy kept elsewhere for real assurance)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil verify --data DIR [--checkpoint FILE] [--key FILE]\n\nExit 0 when intact, 1 naming the first damage found.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	var opts journal.VerifyOptions
+	if *keyFile != "" {
+		if opts.VerifierKey, err = journal.ReadVerifierKey(*keyFile); err != nil {
+			return err
+		}
+	}
+	if *cpFile != "" {
+		if opts.Checkpoint, err = os.ReadFile(*cpFile); err != nil {
+			return fmt.Errorf("--checkpoint: %w", err)
+		}
+	}
+	start := time.Now()
+	res, err := journal.Verify(ctx, *data, opts)
+	if err != nil {
+		return journalErr(err)
+	}
+	fmt.Fprintf(stdout, "verified %d entries, root %s\n", res.Entries, res.Root)
+	secs := time.Since(start).Seconds()
+	fmt.Fprintf(stdout, "  %d segments, %d entry bytes in %.2fs (%.0f MB/s), %d signed checkpoints (latest size %d)\n",
+		res.Segments, res.EntryBytes, secs, float64(res.EntryBytes)/1e6/max(secs, 1e-9), res.Checkpoints, res.Latest.Size)
+	if res.Expired > 0 {
+		fmt.Fprintf(stdout, "  raw bytes of entries [0, %d) expired by retention; their hashes were checked against the signed checkpoints\n", res.Expired)
+	}
+	if res.Given != nil {
+		fmt.Fprintf(stdout, "  extends the given checkpoint (size %d, root %s): consistency proof of %d hashes verified\n",
+			res.Given.Size, res.Given.Root, len(res.ConsistencyProof))
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(stdout, "  note: %s\n", n)
+	}
+	return nil
+}
+
+func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("checkpoint", stderr)
+	data := dataFlag(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil checkpoint --data DIR\n\nPrints the latest signed checkpoint (C2SP signed-note format); save it to check the journal later with verify --checkpoint.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	j, err := journal.Open(ctx, *data, journal.Options{Logger: journalLogger(stderr), CheckpointInterval: -1})
+	if err != nil {
+		return journalErr(err)
+	}
+	defer j.Close()
+	cp, err := j.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := stdout.Write(cp.Note); err != nil {
+		return err
+	}
+	return j.Close()
+}
+
+type proofJSON struct {
+	Index       uint64   `json:"index"`
+	TreeSize    uint64   `json:"tree_size"`
+	LeafHash    string   `json:"leaf_hash"`
+	LeafData    string   `json:"leaf_data,omitempty"`
+	Root        string   `json:"root"`
+	Proof       []string `json:"proof"`
+	Checkpoint  string   `json:"checkpoint"`
+	VerifierKey string   `json:"verifier_key"`
+}
+
+func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("prove", stderr)
+	data := dataFlag(fs)
+	index := fs.Int64("index", -1, "entry index (required)")
+	asJSON := fs.Bool("json", false, "print JSON (hashes in base64) instead of text")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil prove --data DIR --index I [--json]\n\nPrints an RFC 6962 inclusion proof of entry I in the tree of the latest signed checkpoint.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	if *index < 0 {
+		return usageError("--index I is required")
+	}
+	j, err := journal.Open(ctx, *data, journal.Options{Logger: journalLogger(stderr), CheckpointInterval: -1})
+	if err != nil {
+		return journalErr(err)
+	}
+	defer j.Close()
+	cp, err := j.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	i := uint64(*index)
+	if i >= cp.Size {
+		return usageError("--index %d: the journal holds %d entries", i, cp.Size)
+	}
+	leaf, err := j.LeafHash(i)
+	if err != nil {
+		return err
+	}
+	p, err := j.InclusionProof(i, cp.Size)
+	if err != nil {
+		return err
+	}
+	var leafData []byte
+	err = j.Read(ctx, i, func(_ uint64, e *journal.Entry) error {
+		leafData = journal.EncodeEntry(nil, e)
+		return errStopRead
+	})
+	expired := errors.Is(err, journal.ErrExpired)
+	if err != nil && !errors.Is(err, errStopRead) && !expired {
+		return err
+	}
+	if *asJSON {
+		out := proofJSON{Index: i, TreeSize: cp.Size, LeafHash: b64(leaf[:]), Root: b64(cp.Root[:]),
+			Checkpoint: string(cp.Note), VerifierKey: j.VerifierKey(), Proof: []string{}}
+		if leafData != nil {
+			out.LeafData = base64.StdEncoding.EncodeToString(leafData)
+		}
+		for _, h := range p {
+			out.Proof = append(out.Proof, b64(h[:]))
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+		return j.Close()
+	}
+	w := bufio.NewWriter(stdout)
+	fmt.Fprintf(w, "entry      %d\ntree size  %d\n", i, cp.Size)
+	fmt.Fprintf(w, "leaf hash  %s  %s\n", leaf, b64(leaf[:]))
+	fmt.Fprintf(w, "root       %s  %s\n", cp.Root, b64(cp.Root[:]))
+	fmt.Fprintf(w, "proof      %d hashes, leaf to root:\n", len(p))
+	for k, h := range p {
+		fmt.Fprintf(w, "  %2d  %s  %s\n", k, h, b64(h[:]))
+	}
+	if leafData != nil {
+		fmt.Fprintf(w, "leaf data  (base64; leaf hash = SHA-256(0x00 || leaf data), layout in docs/journal.md)\n%s\n",
+			base64.StdEncoding.EncodeToString(leafData))
+	} else if expired {
+		fmt.Fprintln(w, "leaf data  expired by retention (the leaf hash is kept)")
+	}
+	fmt.Fprintf(w, "verifier key\n%s\n", j.VerifierKey())
+	fmt.Fprintf(w, "signed checkpoint (the root above is its third line, in base64)\n%s", cp.Note)
+	fmt.Fprintln(w, `
+How to check, with any RFC 6962 / RFC 9162 verifier:
+  1. verify the checkpoint's signature with the verifier key (golang.org/x/mod/sumdb/note.Open);
+  2. leaf hash = SHA-256(0x00 || leaf data); interior nodes are SHA-256(0x01 || left || right);
+  3. run the RFC 9162 section 2.1.3.2 inclusion check with (entry, tree size, leaf hash, proof, root),
+     e.g. in Go: proof.VerifyInclusion(rfc6962.DefaultHasher, entry, size, leaf, hashes, root)
+     from github.com/transparency-dev/merkle.`)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return j.Close()
+}
+
+var errStopRead = errors.New("stop")
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// exportRecord is one exported entry. Raw holds the record verbatim when
+// it is single-line JSON; otherwise RawBase64 holds its exact bytes.
+type exportRecord struct {
+	Index     uint64          `json:"index"`
+	Source    string          `json:"source"`
+	Origin    string          `json:"origin"`
+	Received  time.Time       `json:"received"`
+	RecordID  string          `json:"record_id,omitempty"`
+	Raw       json.RawMessage `json:"raw,omitempty"`
+	RawBase64 string          `json:"raw_base64,omitempty"`
+}
+
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("export", stderr)
+	data := dataFlag(fs)
+	from := fs.Uint64("from", 0, "first entry index")
+	count := fs.Int64("count", -1, "number of entries (default: all)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil export --data DIR [--from I] [--count N]\n\nWrites entries as JSON lines; runs alongside a writer (checks frame checksums, not the Merkle tree: use verify).")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	if _, err := os.Stat(*data); err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	w := bufio.NewWriterSize(stdout, 1<<20)
+	left := *count
+	var line []byte
+	err = journal.Replay(ctx, *data, *from, func(i uint64, e *journal.Entry) error {
+		if left == 0 {
+			return errStopRead
+		}
+		left--
+		r := exportRecord{Index: i, Source: e.Source, Origin: e.Origin, Received: e.Received, RecordID: e.RecordID}
+		if isSingleLineJSON(e.Raw) {
+			r.Raw = e.Raw
+		} else {
+			r.RawBase64 = base64.StdEncoding.EncodeToString(e.Raw)
+		}
+		var err error
+		if line, err = appendJSONLine(line[:0], &r); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		_, err = w.Write(line)
+		return err
+	})
+	if err != nil && !errors.Is(err, errStopRead) {
+		return journalErr(err)
+	}
+	return w.Flush()
+}
+
+// appendJSONLine encodes r without re-indenting Raw: json.Marshal would
+// compact it, so Raw is spliced in as is.
+func appendJSONLine(dst []byte, r *exportRecord) ([]byte, error) {
+	raw := r.Raw
+	r.Raw = nil
+	b, err := json.Marshal(r)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, b[:len(b)-1]...)
+	if raw != nil {
+		dst = append(dst, `,"raw":`...)
+		dst = append(dst, raw...)
+	}
+	return append(dst, "}\n"...), nil
+}
+
+func isSingleLineJSON(b []byte) bool {
+	for _, c := range b {
+		if c == '\n' || c == '\r' {
+			return false
+		}
+	}
+	return json.Valid(b)
+}
