@@ -76,14 +76,14 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			where = strings.Join(r.Sources, ",")
 		}
-		lines = append(lines, line{r.File, r.Doc, fmt.Sprintf("loaded   %s  %s  [%s]", loc(r.File, r.Doc), r.Title, where)})
+		lines = append(lines, line{r.File, r.Doc, fmt.Sprintf("loaded   %s  %s  [%s]", loc(r.File, r.Doc, r.Line), r.Title, where)})
 	}
 	for _, r := range refused {
 		title := r.Title
 		if title == "" {
 			title = "-"
 		}
-		lines = append(lines, line{r.File, r.Doc, fmt.Sprintf("refused  %s  %s: %s", loc(r.File, r.Doc), title, r.Reason)})
+		lines = append(lines, line{r.File, r.Doc, fmt.Sprintf("refused  %s  %s: %s", loc(r.File, r.Doc, r.Line), title, r.Reason)})
 	}
 	sort.SliceStable(lines, func(i, j int) bool {
 		if lines[i].file != lines[j].file {
@@ -101,11 +101,11 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// loc names a rule's file, with its document number when the file holds
-// several (0-based, as "file#2").
-func loc(file string, doc int) string {
-	if doc > 0 {
-		return fmt.Sprintf("%s#%d", file, doc)
+// loc names a rule's file, with the line its YAML document starts on
+// when it is not the file's first document.
+func loc(file string, doc, line int) string {
+	if doc > 0 && line > 0 {
+		return fmt.Sprintf("%s:%d", file, line)
 	}
 	return file
 }

@@ -59,8 +59,8 @@ func TestRulesCheckRefusalsAndPlaceholders(t *testing.T) {
 		t.Errorf("exit %d, want 1", code)
 	}
 	for _, want := range []string{
-		"refused  " + filepath.Join(rulesDir, "admins.yml") + "  Admin activity: selection sel: \"UserId|expand\": placeholder %Administrators% needs values",
-		"refused  " + filepath.Join(rulesDir, "bad.yml") + "  Bad modifier: selection sel: \"UserId|sometimes\": unsupported modifier \"sometimes\"",
+		"refused  " + filepath.Join(rulesDir, "admins.yml") + "  Admin activity: selection sel (line 5): \"UserId|expand\": placeholder %Administrators% needs values",
+		"refused  " + filepath.Join(rulesDir, "bad.yml") + "  Bad modifier: selection sel (line 5): \"UserId|sometimes\": unsupported modifier \"sometimes\"",
 		"loaded   " + filepath.Join(rulesDir, "win.yml") + "  Windows  [no vigil source for logsource product=windows; never runs]",
 		"1 loaded, 2 refused\n",
 	} {

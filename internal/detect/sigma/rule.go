@@ -26,6 +26,7 @@ type Rule struct {
 	Tags        []string
 	File        string // path as given to the Compiler
 	Doc         int    // 0-based YAML document within File
+	Line        int    // line of the document's first key in File
 	Logsource   Logsource
 	// Sources are the event sources the rule runs on (see Route); empty
 	// for correlation rules and for rules whose logsource vigil lacks.
@@ -52,6 +53,7 @@ func (r *Rule) Key() string {
 type Refusal struct {
 	File   string
 	Doc    int // -1 when the whole file was refused
+	Line   int // line of the document (or of the YAML error) in File, 0 if unknown
 	ID     string
 	Title  string
 	Reason string
@@ -122,6 +124,7 @@ func (c *Compiler) AddFS(fsys fs.FS, dirs ...string) error {
 type rawDoc struct {
 	file string
 	doc  int
+	line int
 	node *yaml.Node
 	meta docMeta
 	err  error
@@ -162,7 +165,7 @@ func (c *Compiler) AddFile(name string, data []byte) {
 		if len(n.Content) == 0 || (n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
 			continue // empty document, e.g. a trailing ---
 		}
-		d := &rawDoc{file: name, doc: i, node: &n}
+		d := &rawDoc{file: name, doc: i, node: &n, line: n.Content[0].Line}
 		if n.Content[0].Kind != yaml.MappingNode {
 			d.err = refuse("document is not a map")
 		} else if err := n.Decode(&d.meta); err != nil {
@@ -180,7 +183,7 @@ func (c *Compiler) Compile() (*Ruleset, []Refusal) {
 	rs := newRuleset()
 	refusals := append([]Refusal(nil), c.refusals...)
 	refuseDoc := func(d *rawDoc, reason string) {
-		refusals = append(refusals, Refusal{File: d.file, Doc: d.doc, ID: d.meta.ID, Title: d.meta.Title, Reason: reason})
+		refusals = append(refusals, Refusal{File: d.file, Doc: d.doc, Line: d.line, ID: d.meta.ID, Title: d.meta.Title, Reason: reason})
 	}
 	byKey := map[string]*Rule{}       // id and name → loaded rule
 	refusedKey := map[string]string{} // id and name → reason
@@ -311,7 +314,7 @@ func (c *Compiler) newRule(d *rawDoc) (*Rule, error) {
 		return nil, refuse("unknown level %q", m.Level)
 	}
 	return &Rule{ID: m.ID, Name: m.Name, Title: m.Title, Status: m.Status, Level: lv, Description: m.Description,
-		Author: m.Author, Tags: m.Tags, File: d.file, Doc: d.doc, standalone: true}, nil
+		Author: m.Author, Tags: m.Tags, File: d.file, Doc: d.doc, Line: d.line, standalone: true}, nil
 }
 
 func (c *Compiler) compileDetectionDoc(d *rawDoc) (*Rule, error) {
@@ -407,7 +410,7 @@ func (rc *ruleCompiler) compileDetection(n *yaml.Node) (*detection, error) {
 		}
 		sel, err := rc.compileSelection(k, v)
 		if err != nil {
-			return nil, fmt.Errorf("selection %s: %w", k, err)
+			return nil, fmt.Errorf("selection %s (line %d): %w", k, n.Content[i].Line, err)
 		}
 		det.sels = append(det.sels, sel)
 		names = append(names, k)
