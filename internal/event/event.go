@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -69,7 +70,9 @@ type Event struct {
 	Origin   Origin
 
 	fields []Field // sorted by Sym, stable
-	norm   [numNorm]Field
+	// norm is built from the struct fields on the first lookup of a
+	// normalized name; Normalize clears it.
+	norm atomic.Pointer[[numNorm]Field]
 
 	// Lazily flattened events keep only Raw until a lookup needs a source
 	// field: most events of a hunt are skipped by the rule index on their
@@ -173,11 +176,16 @@ func (e *Event) Values(s Sym) []Field {
 }
 
 func (e *Event) normValues(s Sym) []Field {
-	if s >= SymTime && s < SymTime+numNorm {
-		n := &e.norm[s-SymTime]
-		if n.Sym == s {
-			return e.norm[s-SymTime : s-SymTime+1]
-		}
+	if s < SymTime || s >= SymTime+numNorm {
+		return nil
+	}
+	t := e.norm.Load()
+	if t == nil {
+		t = e.buildNorm()
+		e.norm.Store(t) // concurrent builders store equal tables
+	}
+	if i := s - SymTime; t[i].Sym == s {
+		return t[i : i+1]
 	}
 	return nil
 }
@@ -190,16 +198,24 @@ func (e *Event) Get(name string) string {
 	return ""
 }
 
-// Normalize fills the normalized-name lookups from the struct fields. The
-// Builder calls it; code that builds an Event by hand calls it after
-// setting the fields.
-func (e *Event) Normalize() {
+// Normalize must be called after changing the struct fields of an event
+// whose fields were already looked up by name: it drops the normalized
+// lookups, which are rebuilt from the struct on the next lookup.
+func (e *Event) Normalize() { e.norm.Store(nil) }
+
+var normNames = func() (n [numNorm]string) {
+	for i := range n {
+		n[i] = (SymTime + Sym(i)).String()
+	}
+	return n
+}()
+
+func (e *Event) buildNorm() *[numNorm]Field {
+	t := new([numNorm]Field)
 	set := func(s Sym, v string) {
-		if v == "" {
-			e.norm[s-SymTime] = Field{}
-			return
+		if v != "" {
+			t[s-SymTime] = Field{Sym: s, Name: normNames[s-SymTime], Value: v}
 		}
-		e.norm[s-SymTime] = Field{Sym: s, Name: s.String(), Value: v}
 	}
 	if !e.Time.IsZero() {
 		set(SymTime, e.Time.UTC().Format(time.RFC3339Nano))
@@ -219,6 +235,7 @@ func (e *Event) Normalize() {
 	set(SymTokenID, e.TokenID)
 	set(SymMailbox, e.Mailbox)
 	set(SymRecordID, e.RecordID)
+	return t
 }
 
 // SetFields replaces the flattened fields; they are sorted by Sym (stable,

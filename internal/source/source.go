@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/source/gws"
 	"github.com/vigil-audit/vigil/internal/source/jsonl"
 	"github.com/vigil-audit/vigil/internal/source/m365"
+	"github.com/vigil-audit/vigil/internal/source/record"
 )
 
 // Options tune ReadPaths.
@@ -366,9 +367,12 @@ type decoder struct {
 	arena   fastjson.Arena
 	b       *event.Builder
 	mapping *jsonl.Mapping
+	cache   *record.Cache
 }
 
-func newDecoder(m *jsonl.Mapping) *decoder { return &decoder{b: event.NewBuilder(), mapping: m} }
+func newDecoder(m *jsonl.Mapping) *decoder {
+	return &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache()}
+}
 
 func (d *decoder) decodeBatch(b *batch) {
 	for i := range b.recs {
@@ -501,7 +505,7 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 	}
 	if shape := m365.Detect(v); shape != m365.None {
 		e := &event.Event{}
-		if err := m365.Decode(v, shape, e); err != nil {
+		if err := m365.Decode(v, shape, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
 		}
 		finish(e, m365.Flatten, 0, m365.Exact)

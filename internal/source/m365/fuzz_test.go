@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/source/record"
 )
 
 // FuzzDecode checks the decoder never panics on any JSON value.
@@ -22,7 +23,7 @@ func FuzzDecode(f *testing.F) {
 		b := event.NewBuilder()
 		var e event.Event
 		if s := Detect(v); s != None {
-			_ = Decode(v, s, &e)
+			_ = Decode(v, s, &e, record.NewCache())
 			Flatten(b, v, 0)
 		}
 		b.Finish(&e)

@@ -58,7 +58,7 @@ var Exact = []event.Sym{event.SymOperation}
 
 // Decode fills e's normalized fields from record v of the given shape; the
 // source fields come from Flatten.
-func Decode(v *fastjson.Value, shape Shape, e *event.Event) error {
+func Decode(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) error {
 	e.Source = Source
 	switch shape {
 	case GraphQuery:
@@ -66,7 +66,7 @@ func Decode(v *fastjson.Value, shape Shape, e *event.Event) error {
 		if ad.Type() != fastjson.TypeObject {
 			return fmt.Errorf("auditData is %s, not an object", ad.Type())
 		}
-		if err := fill(ad, e); err != nil {
+		if err := fill(ad, e, c); err != nil {
 			// Some query records carry the time only on the envelope.
 			t, _, err2 := record.TimeOf(v, "createdDateTime")
 			if err2 != nil {
@@ -91,7 +91,7 @@ func Decode(v *fastjson.Value, shape Shape, e *event.Event) error {
 		}
 		return nil
 	case ManagementAPI:
-		return fill(v, e)
+		return fill(v, e, c)
 	case Sentinel:
 		return fillSentinel(v, e)
 	}
@@ -99,21 +99,22 @@ func Decode(v *fastjson.Value, shape Shape, e *event.Event) error {
 }
 
 // fill reads the Management Activity API common and Exchange schemas.
-func fill(v *fastjson.Value, e *event.Event) error {
+// Repeating values go through the cache c; unique ids do not.
+func fill(v *fastjson.Value, e *event.Event, c *record.Cache) error {
 	t, _, err := record.TimeOf(v, "CreationTime")
 	if err != nil {
 		return err
 	}
 	e.Time = t
-	e.Tenant = record.Str(v, "OrganizationId")
-	e.Operation = record.Str(v, "Operation")
-	e.Result = record.Str(v, "ResultStatus")
+	e.Tenant = c.Str(v, "OrganizationId")
+	e.Operation = c.Str(v, "Operation")
+	e.Result = c.Str(v, "ResultStatus")
 	e.Failed = failed(e.Result)
-	e.User = strings.ToLower(record.Str(v, "UserId"))
-	e.AppID = record.First(v, "AppId", "ApplicationId")
-	e.ClientAppID = record.Str(v, "ClientAppId")
-	e.IP = record.IP(record.First(v, "ClientIPAddress", "ClientIP", "ActorIpAddress"))
-	e.UserAgent = record.Str(v, "ClientInfoString")
+	e.User = lowerInterned(c, c.Str(v, "UserId"))
+	e.AppID = c.First(v, "AppId", "ApplicationId")
+	e.ClientAppID = c.Str(v, "ClientAppId")
+	e.IP = ip(c, c.First(v, "ClientIPAddress", "ClientIP", "ActorIpAddress"))
+	e.UserAgent = c.Str(v, "ClientInfoString")
 	if e.UserAgent == "" {
 		e.UserAgent = nameValue(v, "ExtendedProperties", "UserAgent")
 	}
@@ -122,8 +123,8 @@ func fill(v *fastjson.Value, e *event.Event) error {
 		e.SessionID = record.Str(v, "SessionId")
 	}
 	e.TokenID = record.Str(v, "AppAccessContext", "UniqueTokenId")
-	e.Mailbox = strings.ToLower(record.Str(v, "MailboxOwnerUPN"))
-	mailItems(v, e)
+	e.Mailbox = lowerInterned(c, c.Str(v, "MailboxOwnerUPN"))
+	mailItems(v, e, c)
 	e.RecordID = record.Str(v, "Id")
 	return nil
 }
@@ -160,8 +161,8 @@ func fillSentinel(v *fastjson.Value, e *event.Event) error {
 }
 
 // mailItems fills the mail target of MailItemsAccessed, Send and similar.
-func mailItems(v *fastjson.Value, e *event.Event) {
-	e.Folders = record.Strings(v, "Folders", "Path")
+func mailItems(v *fastjson.Value, e *event.Event, c *record.Cache) {
+	e.Folders = c.Strings(v, "Folders", "Path")
 	e.MessageIDs = record.Strings(v, "Folders", "FolderItems", "InternetMessageId")
 	if item := v.Get("Item"); item != nil {
 		if id := record.Str(item, "InternetMessageId"); id != "" {
@@ -224,5 +225,25 @@ func DecodeCSV(cols []string, row []string, p *fastjson.Parser, b *event.Builder
 	}
 	b.Flatten("", ad)
 	e.Source = Source
-	return fill(ad, e)
+	return fill(ad, e, nil)
+}
+
+// lowerInterned lower-cases s, interning the result; s is usually already
+// lower-case, so usually nothing is allocated.
+func lowerInterned(c *record.Cache, s string) string {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b >= 'A' && b <= 'Z' || b >= 0x80 {
+			return c.Bytes([]byte(strings.ToLower(s)))
+		}
+	}
+	return s
+}
+
+// ip normalizes a client address, interning the result.
+func ip(c *record.Cache, s string) string {
+	n := record.IP(s)
+	if n == s {
+		return s
+	}
+	return c.Bytes([]byte(n))
 }

@@ -72,6 +72,9 @@ func ParseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, fmt.Errorf("empty timestamp")
 	}
+	if t, ok := parseISO(s); ok {
+		return t, nil
+	}
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			return t.UTC(), nil
@@ -130,27 +133,95 @@ func IP(s string) string {
 // path (arrays at any level are walked), in order.
 func Strings(v *fastjson.Value, path ...string) []string {
 	var out []string
-	var walk func(x *fastjson.Value, p []string)
-	walk = func(x *fastjson.Value, p []string) {
-		if x == nil {
-			return
-		}
-		if x.Type() == fastjson.TypeArray {
-			a, _ := x.Array()
-			for _, el := range a {
-				walk(el, p)
-			}
-			return
-		}
-		if len(p) == 0 {
-			if x.Type() == fastjson.TypeString {
-				b, _ := x.StringBytes()
-				out = append(out, string(b))
-			}
-			return
-		}
-		walk(x.Get(p[0]), p[1:])
-	}
-	walk(v, path)
+	walkStrings(v, path, func(b []byte) { out = append(out, string(b)) })
 	return out
+}
+
+func walkStrings(x *fastjson.Value, p []string, fn func([]byte)) {
+	if x == nil {
+		return
+	}
+	if x.Type() == fastjson.TypeArray {
+		a, _ := x.Array()
+		for _, el := range a {
+			walkStrings(el, p, fn)
+		}
+		return
+	}
+	if len(p) == 0 {
+		if x.Type() == fastjson.TypeString {
+			b, _ := x.StringBytes()
+			fn(b)
+		}
+		return
+	}
+	walkStrings(x.Get(p[0]), p[1:], fn)
+}
+
+// parseISO parses the common "2006-01-02T15:04:05[.fraction][Z|±hh:mm]"
+// (zone-less is UTC) without allocating; ok is false for anything else,
+// which then goes through the layouts.
+func parseISO(s string) (time.Time, bool) {
+	if len(s) < 19 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(a, b int) (int, bool) {
+		n := 0
+		for i := a; i < b; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+		return time.Time{}, false
+	}
+	i := 19
+	nsec := 0
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		scale := 100000000
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			if i-start < 9 {
+				nsec += int(s[i]-'0') * scale
+				scale /= 10
+			}
+			i++
+		}
+		if i == start {
+			return time.Time{}, false
+		}
+	}
+	offset := 0
+	switch {
+	case i == len(s):
+	case s[i] == 'Z' && i+1 == len(s):
+	case (s[i] == '+' || s[i] == '-') && len(s) == i+6 && s[i+3] == ':':
+		h, okh := num(i+1, i+3)
+		m, okm := num(i+4, i+6)
+		if !okh || !okm {
+			return time.Time{}, false
+		}
+		offset = h*3600 + m*60
+		if s[i] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // February 30th and the like
+		return time.Time{}, false
+	}
+	return t.Add(-time.Duration(offset) * time.Second), true
 }
