@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
@@ -97,57 +96,22 @@ func runHuntReport(ctx context.Context, dir string, events []*event.Event, extra
 		}
 	}
 
-	// Behaviours work in event time: feed them in time order. Ties keep
-	// a stable order so the run is deterministic.
-	sorted := append([]*event.Event(nil), events...)
-	sort.SliceStable(sorted, func(i, j int) bool {
-		a, b := sorted[i], sorted[j]
-		if !a.Time.Equal(b.Time) {
-			return a.Time.Before(b.Time)
-		}
-		if a.Source != b.Source {
-			return a.Source < b.Source
-		}
-		return a.RecordID < b.RecordID
-	})
-	r := &report.Report{Title: cfg.title, Events: len(sorted), Sources: map[string]int{}}
-	for i, e := range sorted {
-		if i%8192 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		eng.Process(e)
-		r.Sources[e.Source]++
-		if a, ok := incident.AccessFromEvent(e); ok {
-			r.Accesses = append(r.Accesses, a)
-		}
-		if !e.Time.IsZero() {
-			if r.From.IsZero() || e.Time.Before(r.From) {
-				r.From = e.Time
-			}
-			if e.Time.After(r.To) {
-				r.To = e.Time
-			}
-		}
-	}
-	// Saved before Flush: accesses still waiting for late sign-ins are
-	// judged again, with more data, by the next run.
+	var save func() error
 	if cfg.state != "" {
-		if err := saveState(eng, cfg.state); err != nil {
-			return nil, err
-		}
+		// Saved before the flush: accesses still waiting for late
+		// sign-ins are judged again, with more data, by the next run.
+		save = func() error { return saveState(eng, cfg.state) }
 	}
-	eng.Flush()
-	alerts := append(eng.Alerts(), extra...)
-	incident.SortAlerts(alerts)
-	incs := incident.Group(bcfg.IncidentConfig(), alerts)
-	incident.Assess(incs, r.Accesses)
-	r.Alerts, r.Incidents = alerts, incs
+	an, err := behavior.Analyze(ctx, eng, events, extra, save)
+	if err != nil {
+		return nil, err
+	}
+	r := &report.Report{Title: cfg.title, Alerts: an.Alerts, Incidents: an.Incidents, Accesses: an.Accesses,
+		Events: an.Events, Sources: an.Sources, From: an.From, To: an.To}
 	if err := report.Write(dir, r); err != nil {
 		return nil, err
 	}
-	return &huntResult{alerts: alerts, incidents: incs, dir: dir}, nil
+	return &huntResult{alerts: an.Alerts, incidents: an.Incidents, dir: dir}, nil
 }
 
 // loadNetworks opens a network table or, by its extension, an MMDB.

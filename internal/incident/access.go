@@ -47,6 +47,17 @@ func IsMailAccess(e *event.Event) bool {
 
 // AccessFromEvent reduces a mail-read event; ok is false for other events.
 func AccessFromEvent(e *event.Event) (Access, bool) {
+	a, ok := AccessHeader(e)
+	if ok {
+		a.Folders = foldersOf(e)
+	}
+	return a, ok
+}
+
+// AccessHeader is AccessFromEvent without the folders and messages, which
+// cost a second parse of the record; detections that only count need no
+// more.
+func AccessHeader(e *event.Event) (Access, bool) {
 	if !IsMailAccess(e) {
 		return Access{}, false
 	}
@@ -69,7 +80,9 @@ func AccessFromEvent(e *event.Event) (Access, bool) {
 			a.Throttled = true
 		}
 	}
-	a.Folders = foldersOf(e)
+	if a.Items == 0 {
+		a.Items = len(e.MessageIDs)
+	}
 	return a, true
 }
 
@@ -127,11 +140,15 @@ func foldersOf(e *event.Event) []FolderRead {
 	}
 }
 
+var parsers fastjson.ParserPool
+
 func foldersFromRaw(raw []byte) ([]FolderRead, bool) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false
 	}
-	var p fastjson.Parser
+	// Every string is copied out before the parser goes back to the pool.
+	p := parsers.Get()
+	defer parsers.Put(p)
 	v, err := p.ParseBytes(raw)
 	if err != nil {
 		return nil, false

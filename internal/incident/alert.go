@@ -37,12 +37,12 @@ func LevelRank(level string) int { return levels[strings.ToLower(level)] }
 
 // Alert is one detection, from a Sigma rule or a behaviour.
 type Alert struct {
-	Time      time.Time         `json:"time"`            // event time of the evidence
-	Raised    time.Time         `json:"raised"`          // event time (watermark) at which the detector could say so
-	Signal    string            `json:"signal"`          // behaviour id (D1..D11) or Sigma rule id
-	Title     string            `json:"title"`           // one line a person can read
-	Level     string            `json:"level"`           // informational, low, medium, high, critical
-	Tags      []string          `json:"tags,omitempty"`  // ATT&CK tags, "attack.t1114.002"
+	Time      time.Time         `json:"time"`           // event time of the evidence
+	Raised    time.Time         `json:"raised"`         // event time (watermark) at which the detector could say so
+	Signal    string            `json:"signal"`         // behaviour id (D1..D11) or Sigma rule id
+	Title     string            `json:"title"`          // one line a person can read
+	Level     string            `json:"level"`          // informational, low, medium, high, critical
+	Tags      []string          `json:"tags,omitempty"` // ATT&CK tags, "attack.t1114.002"
 	Tenant    string            `json:"tenant,omitempty"`
 	Source    string            `json:"source,omitempty"`
 	Operation string            `json:"operation,omitempty"`

@@ -24,10 +24,13 @@ type Config struct {
 	// MinLevel is the lowest alert level that counts towards making an
 	// incident; lower alerts only enrich.
 	MinLevel string `yaml:"min_level"`
-	// BroadActorMailboxes: an actor seen in alerts on more mailboxes than
-	// this (a tenant-wide client roll-out, a backup tool) links nothing
-	// and does not define impact, unless it carries a single signal.
-	BroadActorMailboxes int `yaml:"broad_actor_mailboxes"`
+	// SingleLevel: a counting alert at or above this level makes an
+	// incident on its own ("" for none).
+	SingleLevel string `yaml:"single_level"`
+	// BroadActorUsers: an actor seen in alerts of more accessing users
+	// than this (a tenant-wide client roll-out) links nothing and does
+	// not define impact, unless it carries a single signal.
+	BroadActorUsers int `yaml:"broad_actor_users"`
 	// MaxTimeline caps the timeline entries kept per incident.
 	MaxTimeline int `yaml:"max_timeline"`
 }
@@ -37,12 +40,12 @@ type Config struct {
 // within 24 h.
 func DefaultConfig() Config {
 	return Config{
-		Window:              24 * time.Hour,
-		SingleSignals:       []string{"D1", "D5"},
-		CoreSignals:         []string{"D1", "D2", "D4", "D5", "D7"},
-		MinLevel:            "medium",
-		BroadActorMailboxes: 10,
-		MaxTimeline:         200,
+		Window:          24 * time.Hour,
+		SingleSignals:   []string{"D1", "D5"},
+		CoreSignals:     []string{"D1", "D2", "D4", "D5", "D7"},
+		MinLevel:        "medium",
+		BroadActorUsers: 10,
+		MaxTimeline:     200,
 	}
 }
 
@@ -145,11 +148,13 @@ func Group(cfg Config, alerts []Alert) []*Incident {
 	}
 
 	broad := broadActors(cfg, as)
-	// Link consecutive alerts (by time) that share a key within Window;
-	// chaining lets a slow campaign stay one incident.
+	// Alerts sharing an actor link when close in time; chaining lets a
+	// slow campaign stay one incident.
 	byKey := map[string][]int{}
+	var anonymous []int
 	for i := range as {
 		a := &as[i]
+		named := false
 		for _, ac := range a.Actors {
 			if ac.Kind == ActorUser {
 				continue // a user is a victim as often as an actor
@@ -157,12 +162,12 @@ func Group(cfg Config, alerts []Alert) []*Incident {
 			if broad[ac] && !cfg.isSingle(a.Signal) {
 				continue
 			}
+			named = true
 			k := a.Tenant + "|" + ac.String()
 			byKey[k] = append(byKey[k], i)
 		}
-		if a.Mailbox != "" && !alertIsBroad(cfg, a, broad) {
-			k := a.Tenant + "|mailbox:" + a.Mailbox
-			byKey[k] = append(byKey[k], i)
+		if !named {
+			anonymous = append(anonymous, i)
 		}
 	}
 	keys := make([]string, 0, len(byKey))
@@ -176,6 +181,39 @@ func Group(cfg Config, alerts []Alert) []*Incident {
 			if as[idx[j]].Time.Sub(as[idx[j-1]].Time) <= cfg.Window {
 				union(idx[j-1], idx[j])
 			}
+		}
+	}
+	// An alert naming no actor of its own (a volume anomaly, a coverage
+	// gap, a rule on the user) joins the incident of the nearest alert on
+	// its mailbox. It never bridges two actors: two intruders on one
+	// mailbox stay two incidents, each with its own impact.
+	byMailbox := map[string][]int{}
+	isAnon := map[int]bool{}
+	for _, i := range anonymous {
+		isAnon[i] = true
+	}
+	for i := range as {
+		if as[i].Mailbox != "" {
+			k := as[i].Tenant + "|" + as[i].Mailbox
+			byMailbox[k] = append(byMailbox[k], i)
+		}
+	}
+	for _, i := range anonymous {
+		a := &as[i]
+		if a.Mailbox == "" {
+			continue
+		}
+		best, bestD := -1, cfg.Window+1
+		for _, j := range byMailbox[a.Tenant+"|"+a.Mailbox] {
+			if isAnon[j] {
+				continue
+			}
+			if d := absDur(as[j].Time.Sub(a.Time)); d < bestD {
+				best, bestD = j, d
+			}
+		}
+		if best >= 0 {
+			union(best, i)
 		}
 	}
 	groups := map[int][]int{}
@@ -207,53 +245,38 @@ func Group(cfg Config, alerts []Alert) []*Incident {
 	return out
 }
 
-// broadActors finds actors seen in alerts on more than
-// BroadActorMailboxes mailboxes.
+// broadActors finds actors seen in alerts of more than BroadActorUsers
+// accessing users: a client every user adopts is not an intruder, while
+// one app reading many mailboxes is still one accessor.
 func broadActors(cfg Config, as []Alert) map[Actor]bool {
-	mbs := map[Actor]map[string]bool{}
+	users := map[Actor]map[string]bool{}
 	for i := range as {
-		if as[i].Mailbox == "" {
+		u := as[i].User
+		if u == "" {
+			u = as[i].Mailbox
+		}
+		if u == "" {
 			continue
 		}
 		for _, ac := range as[i].Actors {
-			m := mbs[ac]
+			m := users[ac]
 			if m == nil {
 				m = map[string]bool{}
-				mbs[ac] = m
+				users[ac] = m
 			}
-			m[as[i].Mailbox] = true
+			m[u] = true
 		}
 	}
 	out := map[Actor]bool{}
-	if cfg.BroadActorMailboxes <= 0 {
+	if cfg.BroadActorUsers <= 0 {
 		return out
 	}
-	for ac, m := range mbs {
-		if len(m) > cfg.BroadActorMailboxes {
+	for ac, m := range users {
+		if len(m) > cfg.BroadActorUsers {
 			out[ac] = true
 		}
 	}
 	return out
-}
-
-// alertIsBroad: an alert raised only because of a broad actor (every one
-// of its identifying actors is broad) says nothing about its mailbox in
-// particular, so it does not link by mailbox.
-func alertIsBroad(cfg Config, a *Alert, broad map[Actor]bool) bool {
-	if cfg.isSingle(a.Signal) {
-		return false
-	}
-	any := false
-	for _, ac := range a.Actors {
-		if ac.Kind == ActorUser {
-			continue
-		}
-		if !broad[ac] {
-			return false
-		}
-		any = true
-	}
-	return any
 }
 
 // qualifies applies the incident criterion to a group and returns the
@@ -280,7 +303,7 @@ func qualifies(cfg Config, as []Alert, members []int) (time.Time, bool) {
 		if raised.IsZero() {
 			raised = a.Time
 		}
-		if cfg.isSingle(a.Signal) {
+		if cfg.isSingle(a.Signal) || (cfg.SingleLevel != "" && LevelRank(a.Level) >= LevelRank(cfg.SingleLevel)) {
 			note(raised)
 			continue
 		}

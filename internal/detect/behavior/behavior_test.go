@@ -142,12 +142,14 @@ func TestD2FirstSeenApp(t *testing.T) {
 	if n := len(only(e.Alerts(), "D2")); n != 4 {
 		t.Fatalf("roll-out raised %d D2 alerts, want the 4 before it was recognised", n)
 	}
-	// Consent lowers the level.
+	// A user's consent lowers the level where the app reads that user's
+	// mailbox, not where it reads anyone else's.
 	cons := "99999999-0000-0000-0000-000000000001"
-	e.Process(ualOp(t, at.Add(3*time.Hour), "Consent to application.", "admin@contoso.com", map[string]any{"Target": []any{map[string]any{"ID": cons, "Type": 2}}}))
+	e.Process(ualOp(t, at.Add(3*time.Hour), "Consent to application.", users[2], map[string]any{"Target": []any{map[string]any{"ID": cons, "Type": 2}}}))
 	e.Process(access{at: at.Add(3*time.Hour + time.Minute), user: users[2], client: cons, ip: "198.18.0.12", id: "c1"}.event(t))
+	e.Process(access{at: at.Add(3*time.Hour + 2*time.Minute), user: "app@contoso.com", mailbox: users[3], client: cons, ip: "198.18.0.12", id: "c2"}.event(t))
 	got = only(e.Alerts(), "D2")
-	if len(got) != 1 || got[0].Level != "low" {
+	if len(got) != 2 || got[0].Level != "low" || got[1].Level != "medium" {
 		t.Fatalf("consented app: %+v", got)
 	}
 }

@@ -99,12 +99,14 @@ type Config struct {
 	} `yaml:"read_volume"`
 
 	D4 struct {
-		Enabled      bool     `yaml:"enabled"`
-		History      Duration `yaml:"ip_history"`
-		Nearby       Duration `yaml:"nearby"`
-		SuspectKinds []string `yaml:"suspect_kinds"`
-		SuspectASNs  []uint32 `yaml:"suspect_asns"`
-		AllowCIDRs   []string `yaml:"allow_cidrs"`
+		Enabled        bool     `yaml:"enabled"`
+		History        Duration `yaml:"ip_history"`
+		Nearby         Duration `yaml:"nearby"`
+		PrevalentUsers int      `yaml:"prevalent_users"`
+		SprayAccounts  int      `yaml:"spray_accounts"`
+		SuspectKinds   []string `yaml:"suspect_kinds"`
+		SuspectASNs    []uint32 `yaml:"suspect_asns"`
+		AllowCIDRs     []string `yaml:"allow_cidrs"`
 	} `yaml:"network"`
 
 	D7 struct {
@@ -132,13 +134,14 @@ type Config struct {
 	} `yaml:"ioc"`
 
 	Incident struct {
-		Window              Duration `yaml:"window"`
-		SingleSignals       []string `yaml:"single_signals"`
-		CoreSignals         []string `yaml:"core_signals"`
-		SigmaCounts         bool     `yaml:"sigma_counts"`
-		MinLevel            string   `yaml:"min_level"`
-		BroadActorMailboxes int      `yaml:"broad_actor_mailboxes"`
-		MaxTimeline         int      `yaml:"max_timeline"`
+		Window          Duration `yaml:"window"`
+		SingleSignals   []string `yaml:"single_signals"`
+		CoreSignals     []string `yaml:"core_signals"`
+		SigmaCounts     bool     `yaml:"sigma_counts"`
+		MinLevel        string   `yaml:"min_level"`
+		SingleLevel     string   `yaml:"single_level"`
+		BroadActorUsers int      `yaml:"broad_actor_users"`
+		MaxTimeline     int      `yaml:"max_timeline"`
 	} `yaml:"incident"`
 
 	// compiled
@@ -206,6 +209,7 @@ func (c *Config) compile() error {
 		{"first_seen_app.tenant_level", c.D2.TenantLevel}, {"first_seen_app.mailbox_level", c.D2.MailboxLevel},
 		{"first_seen_app.consented_level", c.D2.ConsentedLevel}, {"ioc.in_window_level", c.D11.InWindowLevel},
 		{"ioc.out_of_window_level", c.D11.OutWindowLevel}, {"incident.min_level", c.Incident.MinLevel},
+		{"incident.single_level", c.Incident.SingleLevel},
 	} {
 		if _, ok := map[string]bool{"informational": true, "low": true, "medium": true, "high": true, "critical": true}[lv.v]; !ok {
 			return fmt.Errorf("%s: %q is not a level (informational, low, medium, high, critical)", lv.name, lv.v)
@@ -225,6 +229,9 @@ func (c *Config) compile() error {
 		if p.v <= 0 {
 			return fmt.Errorf("%s must be a positive duration", p.name)
 		}
+	}
+	if c.D4.PrevalentUsers <= 0 || c.D4.SprayAccounts <= 0 {
+		return errors.New("network.prevalent_users and network.spray_accounts must be positive")
 	}
 	if c.D3.HourlyK <= 0 || c.D3.MultiMailbox <= 0 || c.D3.OperationCount <= 0 || c.D3.BaselineHours <= 0 {
 		return errors.New("read_volume: hourly_sigma, baseline_hours, operation_count and multi_mailbox must be positive")
@@ -265,13 +272,14 @@ func (c *Config) compile() error {
 // IncidentConfig returns the grouping settings for package incident.
 func (c *Config) IncidentConfig() incident.Config {
 	return incident.Config{
-		Window:              c.Incident.Window.D(),
-		SingleSignals:       c.Incident.SingleSignals,
-		CoreSignals:         c.Incident.CoreSignals,
-		SigmaCounts:         c.Incident.SigmaCounts,
-		MinLevel:            c.Incident.MinLevel,
-		BroadActorMailboxes: c.Incident.BroadActorMailboxes,
-		MaxTimeline:         c.Incident.MaxTimeline,
+		Window:          c.Incident.Window.D(),
+		SingleSignals:   c.Incident.SingleSignals,
+		CoreSignals:     c.Incident.CoreSignals,
+		SigmaCounts:     c.Incident.SigmaCounts,
+		MinLevel:        c.Incident.MinLevel,
+		SingleLevel:     c.Incident.SingleLevel,
+		BroadActorUsers: c.Incident.BroadActorUsers,
+		MaxTimeline:     c.Incident.MaxTimeline,
 	}
 }
 

@@ -25,6 +25,9 @@ type Engine struct {
 	iocs   *IOCs
 	st     *state
 	alerts []incident.Alert
+	// scriptOf caches which D7 pattern (if any) a client string matches:
+	// a tenant has few distinct strings and the regexps are the hot spot.
+	scriptOf map[string]string
 }
 
 // New returns an engine with empty state.
@@ -64,7 +67,11 @@ var (
 
 // Process feeds one event. Events should come in time order; late ones
 // are handled as long as they are no later than the grace period.
-func (e *Engine) Process(ev *event.Event) {
+func (e *Engine) Process(ev *event.Event) { e.process(ev, nil) }
+
+// process takes the event's mail access when the caller has already
+// reduced it.
+func (e *Engine) process(ev *event.Event, acc *incident.Access) {
 	if ev.Time.IsZero() {
 		return
 	}
@@ -75,11 +82,17 @@ func (e *Engine) Process(ev *event.Event) {
 	e.trackSource(ten, ev, t)
 	if isSignIn(ev) {
 		e.indexSignIn(ten, ev, t)
+	} else if isFailedSignIn(ev) {
+		e.failedSignIn(ev, t)
 	}
 	e.advance(t)
 	switch {
 	case incident.IsMailAccess(ev):
-		e.mailAccess(ten, ev, t)
+		if acc == nil {
+			a, _ := incident.AccessHeader(ev)
+			acc = &a
+		}
+		e.mailAccess(ten, ev, acc, t)
 	case strings.EqualFold(ev.Operation, "SearchQueryInitiatedExchange"):
 		e.search(ten, ev, t)
 	case strings.HasPrefix(strings.ToLower(ev.Operation), "consent to application"):
@@ -130,6 +143,28 @@ func isSignIn(ev *event.Event) bool {
 	return ev.Source == "entra.signin" && !ev.Failed
 }
 
+func isFailedSignIn(ev *event.Event) bool {
+	return ev.Failed && ev.IP != "" && ev.User != "" && (ev.Source == "entra.signin" || strings.EqualFold(ev.Operation, "UserLoginFailed"))
+}
+
+// failedSignIn counts the accounts each address failed to sign in to.
+// Failures are kept across tenants: a failed sign-in often names no
+// tenant (the account was never resolved).
+func (e *Engine) failedSignIn(ev *event.Event, t time.Time) {
+	f := e.st.Failures[ev.IP]
+	if f == nil || f.Last.Before(t.Add(-e.cfg.D4.Nearby.D())) {
+		f = &failures{}
+		e.st.Failures[ev.IP] = f
+	}
+	if t.After(f.Last) {
+		f.Last = t
+	}
+	u := strings.ToLower(ev.User)
+	if len(f.Users) < 4*e.cfg.D4.SprayAccounts && !contains(f.Users, u) {
+		f.Users = append(f.Users, u)
+	}
+}
+
 func (e *Engine) raise(a incident.Alert) {
 	if a.Raised.IsZero() || a.Raised.Before(e.st.Watermark) {
 		a.Raised = e.st.Watermark
@@ -176,11 +211,15 @@ func (e *Engine) indexSignIn(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 	if si.User != "" {
 		u := e.user(ten, si.User)
-		if ev.IP != "" && u.IPs[ev.IP].Before(t) {
-			u.IPs[ev.IP] = t
+		if ev.IP != "" {
+			u.IPs[ev.IP] = seenAt(u.IPs[ev.IP], t)
 		}
-		if asn != 0 && u.ASNs[asn].Before(t) {
-			u.ASNs[asn] = t
+		if asn != 0 {
+			u.ASNs[asn] = seenAt(u.ASNs[asn], t)
+			l := ten.ASNUsers[asn]
+			if len(l) < e.cfg.D4.PrevalentUsers && !contains(l, si.User) {
+				ten.ASNUsers[asn] = append(l, si.User)
+			}
 		}
 	}
 	if ev.IP != "" && ten.IPSeen[ev.IP].Before(t) {
@@ -188,10 +227,29 @@ func (e *Engine) indexSignIn(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 }
 
+func seenAt(s seen, t time.Time) seen {
+	if s.First.IsZero() || t.Before(s.First) {
+		s.First = t
+	}
+	if t.After(s.Last) {
+		s.Last = t
+	}
+	return s
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Engine) user(ten *tenantState, upn string) *userState {
 	u := ten.Users[upn]
 	if u == nil {
-		u = &userState{IPs: map[string]time.Time{}, ASNs: map[uint32]time.Time{}}
+		u = &userState{IPs: map[string]seen{}, ASNs: map[uint32]seen{}}
 		ten.Users[upn] = u
 	}
 	return u
@@ -283,16 +341,21 @@ func (e *Engine) prune() {
 			delete(st.Sessions, k)
 		}
 	}
+	for ip, f := range st.Failures {
+		if f.Last.Before(w.Add(-e.cfg.D4.Nearby.D())) {
+			delete(st.Failures, ip)
+		}
+	}
 	hist := e.cfg.D4.History.D()
 	for _, ten := range st.Tenants {
 		for _, u := range ten.Users {
-			for ip, lt := range u.IPs {
-				if lt.Before(w.Add(-hist)) {
+			for ip, s := range u.IPs {
+				if s.Last.Before(w.Add(-hist)) {
 					delete(u.IPs, ip)
 				}
 			}
-			for a, lt := range u.ASNs {
-				if lt.Before(w.Add(-hist)) {
+			for a, s := range u.ASNs {
+				if s.Last.Before(w.Add(-hist)) {
 					delete(u.ASNs, a)
 				}
 			}
@@ -338,8 +401,7 @@ func appKey(app, client string) string {
 	return strings.ToLower(app)
 }
 
-func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, t time.Time) {
-	acc, _ := incident.AccessFromEvent(ev)
+func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *incident.Access, t time.Time) {
 	mbName := acc.Mailbox
 	if mbName == "" {
 		return
@@ -355,7 +417,7 @@ func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 	mb := e.mailbox(ten, mbName)
 	e.firstSeenApp(ten, mb, &p)
-	e.volume(ten, mb, &p, &acc)
+	e.volume(ten, mb, &p, acc)
 	e.scriptClient(ten, mb, &p)
 	if !acc.Sync {
 		e.searchFollow(ten, &p)
@@ -471,6 +533,11 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 	if len(matched) == 0 {
 		a := e.base(p, "D1", "Mail read with a token and session no sign-in issued", "high")
 		e.idActors(&a, p)
+		// Forged tokens are minted one by one; an app that is itself new
+		// to the tenant ties them into one incident.
+		if first, ok := ten.Pairs[pairKey(p.AppID, p.ClientApp)]; ok && e.learned(ten, first) {
+			a.AddActor(incident.ActorClientApp, appKey(p.AppID, p.ClientApp))
+		}
 		a.AddActor(incident.ActorUser, p.User)
 		e.raise(a)
 		return
@@ -511,10 +578,20 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 			return
 		}
 	}
+	// A network the user has signed in from for a while (not just now:
+	// an intruder signing in with stolen credentials or a replayed
+	// session also leaves sign-ins) is the user's own.
 	since := p.Time.Add(-c.D4.History.D())
+	settled := p.Time.Add(-c.D4.Nearby.D())
+	established := func(s seen, ok bool) bool {
+		return ok && !s.Last.Before(since) && s.First.Before(settled)
+	}
 	u := ten.Users[p.User]
-	if u != nil && !u.IPs[p.IP].Before(since) {
-		return // the user signed in from this address
+	if u != nil {
+		s, ok := u.IPs[p.IP]
+		if established(s, ok) {
+			return
+		}
 	}
 	info, _ := e.lookup(p.IP)
 	suspect := c.suspectK[info.Kind] || (info.ASN != 0 && c.suspectASN[info.ASN])
@@ -527,9 +604,13 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 	}
 	known := false
 	if info.ASN != 0 {
-		if u != nil && !u.ASNs[info.ASN].Before(since) {
-			known = true
+		if u != nil {
+			s, ok := u.ASNs[info.ASN]
+			known = established(s, ok)
 		}
+		// Many users signing in from the network: the organisation's own
+		// egress (a new VPN or SASE provider), not an intruder's.
+		known = known || len(ten.ASNUsers[info.ASN]) >= c.D4.PrevalentUsers
 		// An app that has read mail from this network for longer than
 		// the learning period (a SaaS connector, a backup service) is not
 		// new there.
@@ -546,6 +627,12 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 	if !suspect && iocHit == nil && nearby {
 		return
 	}
+	// An address that failed to sign in to many accounts is a password
+	// sprayer's; mail read from it is a takeover, not travel.
+	spray := 0
+	if f := e.st.Failures[p.IP]; f != nil && !f.Last.Before(p.Time.Add(-c.D4.Nearby.D())) {
+		spray = len(f.Users)
+	}
 	k := p.Mailbox + "|" + p.IP
 	if last, ok := ten.D4Alerted[k]; ok && p.Time.Sub(last) < 24*time.Hour && p.Time.Sub(last) >= 0 {
 		return
@@ -556,6 +643,8 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 	switch {
 	case iocHit != nil:
 		level, why = "high", "an IOC address ("+iocHit.Set+")"
+	case spray >= c.D4.SprayAccounts:
+		level, why = "critical", "an address that failed to sign in to "+strconv.Itoa(spray)+" accounts (password spray)"
 	case suspect:
 		level, why = "high", "a "+info.Kind+" network"
 		if info.Org != "" {
@@ -620,15 +709,27 @@ func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 	if consentKey == "" {
 		consentKey = strings.ToLower(p.AppID)
 	}
-	if ct, ok := ten.Consents[consentKey]; ok && !ct.After(p.Time) && p.Time.Sub(ct) <= c.D2.ConsentWindow.D() {
-		level = c.D2.ConsentedLevel
-		title += " (consented " + ct.UTC().Format("2006-01-02") + ")"
+	// A recent consent explains a new app only where it reads the
+	// consenting user's own mailbox (delegated access); an app reading
+	// other people's mail right after a consent is the consent-phishing
+	// pattern, not its excuse.
+	if ct, ok := ten.Consents[consentKey]; ok && !ct.Time.After(p.Time) && p.Time.Sub(ct.Time) <= c.D2.ConsentWindow.D() {
+		if ct.User == p.Mailbox {
+			level = c.D2.ConsentedLevel
+			title += " (consented by its user " + ct.Time.UTC().Format("2006-01-02") + ")"
+		} else {
+			title += " (consented by " + ct.User + ", reading another mailbox)"
+		}
 	}
 	a := e.base(p, "D2", title, level)
-	if p.ClientApp != "" {
-		a.AddActor(incident.ActorClientApp, p.ClientApp)
-	} else {
-		a.AddActor(incident.ActorApp, p.AppID)
+	// The app identifies the actor only when it is new to the tenant; an
+	// app every user has (OWA) new to one mailbox says nothing about who.
+	if !inTenant {
+		if p.ClientApp != "" {
+			a.AddActor(incident.ActorClientApp, p.ClientApp)
+		} else {
+			a.AddActor(incident.ActorApp, p.AppID)
+		}
 	}
 	e.idActors(&a, p)
 	e.raise(a)
@@ -642,6 +743,9 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *inc
 	}
 	if acc.Throttled {
 		a := e.base(p, "D3", "Mailbox throttled: auditing of its reads stops for 24 h", "high")
+		// The throttled record is the heavy reader's own.
+		e.idActors(&a, p)
+		a.AddActor(incident.ActorIP, p.IP)
 		e.raise(a)
 	}
 	items := acc.Items
@@ -664,6 +768,7 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *inc
 	if items >= c.D3.OperationCount && !mb.HourOpAlerted {
 		mb.HourOpAlerted = true
 		a := e.base(p, "D3", "One record aggregated "+strconv.Itoa(items)+" mail accesses", "medium")
+		e.idActors(&a, p)
 		e.raise(a)
 	}
 	// One app and accessor reading many mailboxes.
@@ -742,12 +847,18 @@ func (e *Engine) scriptClient(ten *tenantState, mb *mailboxState, p *pending) {
 	if !c.D7.Enabled || ua == "" {
 		return
 	}
-	matched := ""
-	for _, re := range c.scriptRE {
-		if re.MatchString(ua) {
-			matched = re.String()
-			break
+	matched, ok := e.scriptOf[ua]
+	if !ok {
+		for _, re := range c.scriptRE {
+			if re.MatchString(ua) {
+				matched = re.String()
+				break
+			}
 		}
+		if e.scriptOf == nil || len(e.scriptOf) > 1<<14 {
+			e.scriptOf = map[string]string{}
+		}
+		e.scriptOf[ua] = matched
 	}
 	if matched == "" {
 		return
@@ -868,7 +979,7 @@ func overlap(a, b []string) bool {
 // consent remembers when an application was consented to.
 func (e *Engine) consent(ten *tenantState, ev *event.Event, t time.Time) {
 	for _, id := range consentAppIDs(ev) {
-		ten.Consents[strings.ToLower(id)] = t
+		ten.Consents[strings.ToLower(id)] = consent{Time: t, User: strings.ToLower(ev.User)}
 	}
 }
 

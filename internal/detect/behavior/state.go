@@ -24,7 +24,8 @@ type state struct {
 	LastHour  time.Time // last hour boundary the periodic checks ran at
 	Tokens    map[string]SignIn
 	Sessions  map[string][]SignIn
-	IPASN     map[string]uint32 // learned from sign-ins, for addresses no table knows
+	IPASN     map[string]uint32    // learned from sign-ins, for addresses no table knows
+	Failures  map[string]*failures // D4: failed sign-ins per address
 	Tenants   map[string]*tenantState
 	Pending   []pending // sorted by (Due, Seq)
 }
@@ -42,16 +43,22 @@ type tenantState struct {
 	FirstSignin time.Time
 	Pairs       map[string]time.Time            // D2: AppId|ClientAppId → first read in the tenant
 	NewPairs    map[string]*newPair             // D2: pairs first seen after learning, for roll-out detection
-	Consents    map[string]time.Time            // app id → consent time
+	Consents    map[string]consent              // app id → latest consent
 	Users       map[string]*userState           // by UPN
 	Mailboxes   map[string]*mailboxState        // by owner UPN
 	AppASNs     map[string]map[uint32]time.Time // D4: client/app key → ASN → first mail read
 	IPSeen      map[string]time.Time            // D4: last sign-in from an IP by anyone
+	ASNUsers    map[uint32][]string             // D4: users signing in from an ASN (capped)
 	D4Alerted   map[string]time.Time            // D4: mailbox|ip → last alert
 	Sources     map[string]*sourceState         // D9
 	Multi       map[string][]multiRead          // D3: app|accessor → recent reads
 	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
 	Searches    []search                        // D8: sensitive searches awaiting reads
+}
+
+type failures struct {
+	Users []string // distinct accounts (capped)
+	Last  time.Time
 }
 
 type newPair struct {
@@ -61,8 +68,15 @@ type newPair struct {
 }
 
 type userState struct {
-	IPs  map[string]time.Time // sign-in IP → last seen
-	ASNs map[uint32]time.Time // sign-in ASN → last seen
+	IPs  map[string]seen // sign-in IP → first and last seen
+	ASNs map[uint32]seen // sign-in ASN → first and last seen
+}
+
+type seen struct{ First, Last time.Time }
+
+type consent struct {
+	Time time.Time
+	User string // who consented
 }
 
 type mailboxState struct {
@@ -126,6 +140,7 @@ func newState() *state {
 		Tokens:   map[string]SignIn{},
 		Sessions: map[string][]SignIn{},
 		IPASN:    map[string]uint32{},
+		Failures: map[string]*failures{},
 		Tenants:  map[string]*tenantState{},
 	}
 }
@@ -133,7 +148,7 @@ func newState() *state {
 func newTenant(t time.Time) *tenantState {
 	return &tenantState{
 		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
-		Consents: map[string]time.Time{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
+		Consents: map[string]consent{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
 		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
 		Sources: map[string]*sourceState{}, Multi: map[string][]multiRead{}, MultiAlert: map[string]time.Time{},
 	}
@@ -188,6 +203,9 @@ func (e *Engine) Load(r io.Reader) error {
 	if st.IPASN == nil {
 		st.IPASN = map[string]uint32{}
 	}
+	if st.Failures == nil {
+		st.Failures = map[string]*failures{}
+	}
 	if st.Tenants == nil {
 		st.Tenants = map[string]*tenantState{}
 	}
@@ -219,10 +237,10 @@ func (t *tenantState) fill() {
 	}
 	for _, u := range t.Users {
 		if u.IPs == nil {
-			u.IPs = map[string]time.Time{}
+			u.IPs = map[string]seen{}
 		}
 		if u.ASNs == nil {
-			u.ASNs = map[uint32]time.Time{}
+			u.ASNs = map[uint32]seen{}
 		}
 	}
 	if t.Mailboxes == nil {
@@ -243,6 +261,9 @@ func (t *tenantState) fill() {
 		if m == nil {
 			t.AppASNs[k] = map[uint32]time.Time{}
 		}
+	}
+	if t.ASNUsers == nil {
+		t.ASNUsers = n.ASNUsers
 	}
 	if t.IPSeen == nil {
 		t.IPSeen = n.IPSeen

@@ -1,0 +1,332 @@
+// Command detection measures vigil's forged-token detection quality on
+// simulated tenants with known ground truth: per campaign, incident-level
+// recall and precision, alert latency in event time, and impact accuracy
+// (messages found against the messages the intruder really read). It
+// then runs the same detection over the real samples in ../shared/data
+// and reports how many alerts they raise. bench/detection.sh drives it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+func main() {
+	seeds := flag.String("seeds", "1,2,3", "simulation seeds, comma-separated")
+	sizes := flag.String("users", "50,200", "tenant sizes (users), comma-separated")
+	days := flag.Int("days", 21, "days simulated per run")
+	work := flag.String("work", "", "scratch directory (default: a temporary one, removed after)")
+	shared := flag.String("shared", "", "directory of real samples to run over as well (e.g. ../shared/data)")
+	verbose := flag.Bool("v", false, "list every incident and miss")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "detection bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "detection bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, *seeds, *sizes, *days, *work, *shared, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "detection bench:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, x := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(x))
+		if err != nil {
+			return nil, fmt.Errorf("bad number %q", x)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// campaignScore accumulates one campaign's results over all runs.
+type campaignScore struct {
+	runs, detected   int
+	latencies        []time.Duration
+	truthMsgs, found int
+	extraMsgs        int
+	exactRuns        int
+	evidenceAgree    int
+	evidenceRuns     int
+}
+
+func run(ctx context.Context, out io.Writer, seedList, sizeList string, days int, work, shared string, verbose bool) error {
+	seeds, err := ints(seedList)
+	if err != nil {
+		return err
+	}
+	sizes, err := ints(sizeList)
+	if err != nil {
+		return err
+	}
+	if work == "" {
+		work, err = os.MkdirTemp("", "vigil-detection-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	}
+	campaigns := []string{simulate.CampaignForgedToken, simulate.CampaignTokenReplay, simulate.CampaignConsentPhish, simulate.CampaignPasswordSpray}
+	scores := map[string]*campaignScore{}
+	for _, c := range campaigns {
+		scores[c] = &campaignScore{}
+	}
+	totalInc, fpInc, runs := 0, 0, 0
+	var elapsed time.Duration
+	var events int
+	for _, users := range sizes {
+		for _, seed := range seeds {
+			dir := filepath.Join(work, fmt.Sprintf("u%d-s%d", users, seed))
+			truth, err := simulate.Run(ctx, simulate.Config{Users: users, Days: days, Seed: uint64(seed), Campaigns: campaigns, Confounders: simulate.ConfounderNames}, dir)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			an, n, err := detect(ctx, dir)
+			if err != nil {
+				return err
+			}
+			elapsed += time.Since(start)
+			events += n
+			runs++
+			matched := map[string][]*incident.Incident{}
+			for _, inc := range an.Incidents {
+				totalInc++
+				names := matchCampaigns(inc, truth)
+				if len(names) == 0 {
+					fpInc++
+					if verbose {
+						fmt.Fprintf(out, "  u%d s%d FALSE POSITIVE %s %s signals=%v mailboxes=%v actors=%+v\n", users, seed, inc.ID, inc.Title, inc.Signals, inc.Mailboxes, inc.Actors)
+					}
+				}
+				for _, nm := range names {
+					matched[nm] = append(matched[nm], inc)
+				}
+			}
+			for _, ct := range truth.Campaigns {
+				sc := scores[ct.Name]
+				sc.runs++
+				incs := matched[ct.Name]
+				if len(incs) == 0 {
+					if verbose {
+						fmt.Fprintf(out, "  u%d s%d MISSED %s\n", users, seed, ct.Name)
+					}
+				} else {
+					sc.detected++
+					first := incs[0].Raised
+					for _, inc := range incs {
+						if inc.Raised.Before(first) {
+							first = inc.Raised
+						}
+					}
+					sc.latencies = append(sc.latencies, first.Sub(ct.Start))
+				}
+				truthSet := map[string]bool{}
+				complete := true
+				for _, mi := range ct.Impact {
+					for _, m := range mi.MessageIDs {
+						truthSet[mi.Mailbox+"\x00"+m] = true
+					}
+					complete = complete && mi.Complete
+				}
+				got := map[string]bool{}
+				ourComplete := true
+				for _, inc := range incs {
+					for _, r := range inc.Impact.Reads {
+						got[r.Mailbox+"\x00"+r.MessageID] = true
+					}
+					ourComplete = ourComplete && inc.Impact.EvidenceComplete
+				}
+				f, x := 0, 0
+				for k := range got {
+					if truthSet[k] {
+						f++
+					} else {
+						x++
+					}
+				}
+				sc.truthMsgs += len(truthSet)
+				sc.found += f
+				sc.extraMsgs += x
+				if f == len(truthSet) && x == 0 {
+					sc.exactRuns++
+				}
+				if len(incs) > 0 {
+					sc.evidenceRuns++
+					if complete == ourComplete {
+						sc.evidenceAgree++
+					}
+				}
+				if verbose && (f != len(truthSet) || x != 0) {
+					fmt.Fprintf(out, "  u%d s%d %s impact: truth %d, found %d, extra %d\n", users, seed, ct.Name, len(truthSet), f, x)
+				}
+			}
+		}
+	}
+	fmt.Fprintf(out, "Detection quality: %d runs (users %s × seeds %s, %d days, every campaign with every confounder), %d events in %.1fs of detection (%.0f events/s)\n\n",
+		runs, sizeList, seedList, days, events, elapsed.Seconds(), float64(events)/elapsed.Seconds())
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "campaign\trecall\tlatency median\tlatency max\tmessages found/truth\textra messages\timpact exact\tevidence flag agrees\t")
+	for _, c := range campaigns {
+		sc := scores[c]
+		med, mx := "-", "-"
+		if len(sc.latencies) > 0 {
+			sort.Slice(sc.latencies, func(i, j int) bool { return sc.latencies[i] < sc.latencies[j] })
+			med, mx = sc.latencies[len(sc.latencies)/2].Round(time.Minute).String(), sc.latencies[len(sc.latencies)-1].Round(time.Minute).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d (%.0f%%)\t%s\t%s\t%d/%d\t%d\t%d/%d\t%d/%d\t\n", c, sc.detected, sc.runs, pct(sc.detected, sc.runs), med, mx,
+			sc.found, sc.truthMsgs, sc.extraMsgs, sc.exactRuns, sc.runs, sc.evidenceAgree, sc.evidenceRuns)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "\nincidents: %d, matching a campaign: %d, false positives: %d, precision %.1f%%\n", totalInc, totalInc-fpInc, fpInc, pct(totalInc-fpInc, totalInc))
+	if shared != "" {
+		return realData(ctx, out, shared)
+	}
+	return nil
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 100
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+// detect decodes a simulated run's files and runs the behaviours.
+func detect(ctx context.Context, dir string) (*behavior.Analysis, int, error) {
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		return nil, 0, err
+	}
+	var paths []string
+	for _, f := range []string{"ual.jsonl", "signins.jsonl", "gws.jsonl"} {
+		paths = append(paths, filepath.Join(dir, f))
+	}
+	var events []*event.Event
+	st, err := source.ReadPaths(ctx, paths, source.Options{}, func(e *event.Event) error {
+		events = append(events, e)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if st.Quarantined > 0 {
+		return nil, 0, fmt.Errorf("%s: %d simulated records quarantined", dir, st.Quarantined)
+	}
+	eng := behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets})
+	an, err := behavior.Analyze(ctx, eng, events, nil, nil)
+	return an, len(events), err
+}
+
+// matchCampaigns names the campaigns an incident is about: those sharing
+// a malicious record with one of its alerts, or a forged/stolen
+// identifier with its actors.
+func matchCampaigns(inc *incident.Incident, truth *simulate.Truth) []string {
+	var out []string
+	for _, ct := range truth.Campaigns {
+		recs := map[string]bool{}
+		for _, r := range ct.Records {
+			recs[r.ID] = true
+		}
+		ids := map[string]bool{}
+		for _, l := range [][]string{ct.Actor.TokenIDs, ct.Actor.SessionIDs, ct.Actor.IPs, ct.Actor.ClientAppIDs} {
+			for _, v := range l {
+				ids[v] = true
+			}
+		}
+		hit := false
+		for _, a := range inc.Alerts {
+			for _, id := range a.RecordIDs {
+				hit = hit || recs[id]
+			}
+			for _, ac := range a.Actors {
+				hit = hit || (ac.Kind != incident.ActorUser && ids[ac.Value])
+			}
+		}
+		if hit {
+			out = append(out, ct.Name)
+		}
+	}
+	return out
+}
+
+// realData runs the detection over the real samples and counts alerts.
+func realData(ctx context.Context, out io.Writer, dir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		fmt.Fprintf(out, "\nreal samples: %s not found, skipped\n", dir)
+		return nil
+	}
+	var paths []string
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		// Rule and documentation folders hold no logs.
+		if e.IsDir() && e.Name() != "sigmahq-sigma" && e.Name() != "ms-office365-management-api-docs" {
+			paths = append(paths, filepath.Join(dir, e.Name()))
+		}
+	}
+	var events []*event.Event
+	st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: io.Discard}, func(e *event.Event) error {
+		events = append(events, e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	eng := behavior.New(behavior.DefaultConfig(), behavior.Options{})
+	an, err := behavior.Analyze(ctx, eng, events, nil, nil)
+	if err != nil {
+		return err
+	}
+	by := map[string]int{}
+	for _, a := range an.Alerts {
+		by[a.Signal+" "+a.Level]++
+	}
+	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined; %d alerts, %d incidents\n", dir, len(events), st.Quarantined, len(an.Alerts), len(an.Incidents))
+	for _, k := range sortedKeys(by) {
+		fmt.Fprintf(out, "  %-16s %d\n", k, by[k])
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
