@@ -12,15 +12,18 @@ import (
 type dedupKey [2]uint64
 
 func makeDedupKey(source, recordID string) dedupKey {
-	if recordID == "" {
+	var scratch [256]byte
+	return dedupKeyOf(scratch[:0], source, recordID)
+}
+
+// dedupKeyOf computes the key using scratch for the hashed bytes, so it
+// does not allocate for ids of ordinary length.
+func dedupKeyOf[S string | []byte](scratch []byte, source, recordID S) dedupKey {
+	if len(recordID) == 0 {
 		return dedupKey{}
 	}
-	d := sha256.New()
-	d.Write([]byte(source))
-	d.Write([]byte{0})
-	d.Write([]byte(recordID))
-	var sum [32]byte
-	d.Sum(sum[:0])
+	b := append(append(append(scratch[:0], source...), 0), recordID...)
+	sum := sha256.Sum256(b)
 	k := dedupKey{binary.LittleEndian.Uint64(sum[0:]), binary.LittleEndian.Uint64(sum[8:])}
 	// Keep real keys distinct from the "none" key.
 	k[0] |= 1

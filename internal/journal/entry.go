@@ -115,6 +115,35 @@ func decodeEntry(b []byte) (Entry, error) {
 	return e, nil
 }
 
+// entryKeyFields checks that b is a well-formed entry, as decodeEntry
+// would, and returns its source and record id without allocating.
+func entryKeyFields(b []byte) (source, recordID []byte, err error) {
+	if len(b) == 0 || b[0] != entryVersion {
+		_, err = decodeEntry(b)
+		return nil, nil, err
+	}
+	rest := b[1:]
+	if source, rest, err = cutField(rest, "source", maxMetaLen); err != nil {
+		return nil, nil, err
+	}
+	if _, rest, err = cutField(rest, "origin", maxMetaLen); err != nil {
+		return nil, nil, err
+	}
+	if len(rest) < 8 {
+		return nil, nil, fmt.Errorf("%w: received time cut short", ErrBadEntry)
+	}
+	if recordID, rest, err = cutField(rest[8:], "record id", maxMetaLen); err != nil {
+		return nil, nil, err
+	}
+	if _, rest, err = cutField(rest, "raw", MaxEntrySize); err != nil {
+		return nil, nil, err
+	}
+	if len(rest) != 0 {
+		return nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrBadEntry, len(rest))
+	}
+	return source, recordID, nil
+}
+
 func cutField(b []byte, what string, limit int) (field, rest []byte, err error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 {

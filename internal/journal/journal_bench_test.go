@@ -165,4 +165,3 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-

@@ -22,18 +22,21 @@ var emptyRoot = Hash(sha256.Sum256(nil))
 
 // leafHasher computes RFC 6962 leaf hashes, SHA-256(0x00 || data),
 // reusing one digest. Not safe for concurrent use.
-type leafHasher struct{ d hash.Hash }
+type leafHasher struct {
+	d   hash.Hash
+	out [32]byte // Sum target that does not escape per call
+}
 
 func newLeafHasher() *leafHasher { return &leafHasher{d: sha256.New()} }
 
 var leafPrefix = []byte{0}
 
-func (l *leafHasher) sum(data []byte) (h Hash) {
+func (l *leafHasher) sum(data []byte) Hash {
 	l.d.Reset()
 	l.d.Write(leafPrefix)
 	l.d.Write(data)
-	l.d.Sum(h[:0])
-	return h
+	l.d.Sum(l.out[:0])
+	return l.out
 }
 
 // nodeHash is the RFC 6962 interior node hash SHA-256(0x01 || l || r).

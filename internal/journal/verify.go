@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -187,10 +188,11 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (VerifyResult, 
 			return res, &Damage{Kind: kind, Segment: s.name, Offset: -1, Entry: int64(next),
 				Detail: fmt.Sprintf("expected a segment starting at entry %d", next)}
 		}
-		data, err := os.ReadFile(s.path)
+		data, err := readInto(hs.buf[:0], s.path)
 		if err != nil {
-			return res, fmt.Errorf("read segment: %w", err)
+			return res, err
 		}
+		hs.buf = data
 		res.Bytes += int64(len(data))
 		scan, err := hs.scan(s.name, data)
 		if err != nil {
@@ -426,6 +428,7 @@ func (sw *sweeper) finish(n uint64) error {
 // several goroutines.
 type segHasher struct {
 	workers    int
+	buf        []byte // the segment's bytes, reused across segments
 	name       string
 	first      uint64
 	encs       [][]byte
@@ -500,17 +503,18 @@ func (h *segHasher) hash(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			lh := newLeafHasher()
+			var scratch [256]byte
 			for i := lo; i < hi; i++ {
 				if i&1023 == 0 && ctx.Err() != nil {
 					errs[k] = ctx.Err()
 					return
 				}
-				e, err := decodeEntry(h.encs[i])
+				src, id, err := entryKeyFields(h.encs[i])
 				if err != nil {
 					errs[k] = &Damage{Kind: "malformed entry", Segment: h.name, Offset: int64(h.offs[i]), Entry: int64(h.first) + int64(i), Detail: err.Error()}
 					return
 				}
-				h.keys[i] = makeDedupKey(e.Source, e.RecordID)
+				h.keys[i] = dedupKeyOf(scratch[:0], src, id)
 				h.leaves[i] = lh.sum(h.encs[i])
 			}
 		}()
@@ -551,4 +555,25 @@ func (h *segHasher) compare(name string, leaves *hashFile, ids *os.File, idsN ui
 		}
 	}
 	return nil
+}
+
+// readInto reads a whole file into buf, growing it as needed.
+func readInto(buf []byte, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read segment: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat segment: %w", err)
+	}
+	if int64(cap(buf)) < st.Size() {
+		buf = make([]byte, 0, st.Size())
+	}
+	buf = buf[:st.Size()]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, fmt.Errorf("read segment %s: %w", path, err)
+	}
+	return buf, nil
 }
