@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -747,6 +748,10 @@ func (j *Journal) run() {
 		}
 		batch = append(batch[:0], r)
 		size := len(r.buf)
+		// Appenders acknowledged by the last commit are about to send
+		// again; yielding once lets them join this commit instead of
+		// each paying for an fsync of its own.
+		runtime.Gosched()
 	drain:
 		for size < j.opts.MaxBatchBytes {
 			select {
