@@ -1,6 +1,7 @@
 package event
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -80,7 +81,37 @@ type Event struct {
 	lazy  Flattener
 	arg   int
 	exact uint16 // normalized syms whose value equals the source field of that name
+	top   []Sym  // sorted Syms of the record's top-level names; nil: unknown
+	eager [4]Field
 	once  sync.Once
+}
+
+// SetTopKeys records the sorted Syms of every top-level field name the
+// lazy event's flattening would produce (for a key holding a dot, its first
+// segment). A lookup whose first path segment is not among them is
+// answered, as absent, without flattening. The slice is shared, not copied.
+func (e *Event) SetTopKeys(syms []Sym) { e.top = syms }
+
+// TopKeys builds the argument of SetTopKeys from key names.
+func TopKeys(keys []string) []Sym {
+	out := make([]Sym, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, Intern(k).First())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// AddEager supplies the value of a single-valued top-level source field up
+// front, so lookups of it need no flattening. The value must be what
+// flattening would produce. At most four per event; more are ignored.
+func (e *Event) AddEager(s Sym, name, value string, kind Kind) {
+	for i := range e.eager {
+		if e.eager[i].Sym == 0 {
+			e.eager[i] = Field{Sym: s, Name: name, Value: value, Kind: kind}
+			return
+		}
+	}
 }
 
 // Flattener re-creates an event's source fields from its parsed Raw bytes;
@@ -160,6 +191,16 @@ func (e *Event) Values(s Sym) []Field {
 	if e.lazy != nil {
 		if s >= SymTime && s < SymTime+numNorm && e.exact&(1<<(s-SymTime)) != 0 {
 			return e.normValues(s)
+		}
+		for i := range e.eager {
+			if e.eager[i].Sym == s {
+				return e.eager[i : i+1]
+			}
+		}
+		if e.top != nil {
+			if _, found := slices.BinarySearch(e.top, s.First()); !found {
+				return e.normValues(s)
+			}
 		}
 		e.materialize()
 	}

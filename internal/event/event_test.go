@@ -162,3 +162,34 @@ func TestLazyFlattening(t *testing.T) {
 		t.Errorf("flattened %d times, fields %v", calls, e.Fields())
 	}
 }
+
+func TestLazyTopKeysAndEager(t *testing.T) {
+	raw := []byte(`{"Operation":"Send","Workload":"Exchange","AppAccessContext":{"UniqueTokenId":"t"},"Version@odata.type":"#Int64"}`)
+	calls := 0
+	e := &Event{Raw: raw, Operation: "Send", User: "a@b"}
+	e.SetLazy(func(b *Builder, v *fastjson.Value, _ int) { calls++; b.Flatten("", v) }, 0, SymOperation)
+	e.SetTopKeys(TopKeys([]string{"Operation", "Workload", "AppAccessContext", "Version@odata.type"}))
+	e.AddEager(Intern("Workload"), "Workload", "Exchange", String)
+	if e.Get("workload") != "Exchange" || calls != 0 {
+		t.Fatalf("eager field: %q, %d flattens", e.Get("workload"), calls)
+	}
+	// Names whose first segment is not a top-level key are absent without
+	// flattening, and fall back to the normalized field of that name.
+	for _, n := range []string{"eventName", "Name", "eventSource", "ClientIP", "Folders.Path", "MailboxOwnerUPN"} {
+		if e.Get(n) != "" {
+			t.Errorf("%s present", n)
+		}
+	}
+	if calls != 0 {
+		t.Fatalf("absent names flattened the event %d times", calls)
+	}
+	if e.Get("user") != "a@b" {
+		t.Errorf("normalized fallback: %q", e.Get("user"))
+	}
+	if e.Get("AppAccessContext.UniqueTokenId") != "t" || calls != 1 {
+		t.Errorf("nested lookup: %q, %d flattens", e.Get("AppAccessContext.UniqueTokenId"), calls)
+	}
+	if e.Get("Version@odata.type") != "#Int64" {
+		t.Errorf("dotted key: %q", e.Get("Version@odata.type"))
+	}
+}

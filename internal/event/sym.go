@@ -3,6 +3,7 @@ package event
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Sym is an interned field name. Two names that differ only in letter case
@@ -12,11 +13,27 @@ import (
 // (Graph camelCase, Sentinel PascalCase) and by different rule authors.
 type Sym uint32
 
+type symInfo struct {
+	name  string // canonical
+	first Sym    // the Sym of the name's first path segment (itself if none)
+}
+
+// symtab maps names to Syms. Readers use the published snapshot without
+// locking; Intern appends under mu and republishes. Elements below a
+// snapshot's length never change, so old snapshots stay valid.
 var symtab = struct {
-	sync.RWMutex
-	ids   map[string]Sym
-	names []string
-}{ids: map[string]Sym{}, names: []string{""}}
+	mu   sync.RWMutex
+	ids  map[string]Sym
+	list []symInfo
+	snap atomic.Pointer[[]symInfo]
+}{ids: map[string]Sym{}, list: []symInfo{{}}}
+
+func init() { publish() }
+
+func publish() {
+	l := symtab.list
+	symtab.snap.Store(&l)
+}
 
 // CanonicalName returns the key a field name interns under.
 func CanonicalName(name string) string {
@@ -29,29 +46,45 @@ func CanonicalName(name string) string {
 // Intern returns the Sym for name, creating it on first use.
 func Intern(name string) Sym {
 	key := CanonicalName(name)
-	symtab.RLock()
+	symtab.mu.RLock()
 	s, ok := symtab.ids[key]
-	symtab.RUnlock()
+	symtab.mu.RUnlock()
 	if ok {
 		return s
 	}
-	symtab.Lock()
-	defer symtab.Unlock()
+	symtab.mu.Lock()
+	defer symtab.mu.Unlock()
+	if symtab.snap.Load() == nil { // package-level Interns run before init
+		publish()
+	}
+	return internLocked(key)
+}
+
+func internLocked(key string) Sym {
 	if s, ok := symtab.ids[key]; ok {
 		return s
 	}
-	s = Sym(len(symtab.names))
-	symtab.names = append(symtab.names, key)
+	first := Sym(len(symtab.list))
+	if seg, _, dotted := strings.Cut(key, "."); dotted {
+		first = internLocked(seg)
+	}
+	s := Sym(len(symtab.list))
+	symtab.list = append(symtab.list, symInfo{name: key, first: first})
 	symtab.ids[key] = s
+	publish()
 	return s
 }
 
-// String returns the canonical (lower-case) name of s.
-func (s Sym) String() string {
-	symtab.RLock()
-	defer symtab.RUnlock()
-	if int(s) < len(symtab.names) {
-		return symtab.names[s]
+// First returns the Sym of the first path segment of s's name.
+func (s Sym) First() Sym { return s.info().first }
+
+func (s Sym) info() symInfo {
+	l := *symtab.snap.Load()
+	if int(s) < len(l) {
+		return l[s]
 	}
-	return ""
+	return symInfo{}
 }
+
+// String returns the canonical (lower-case) name of s.
+func (s Sym) String() string { return s.info().name }

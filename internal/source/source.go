@@ -482,11 +482,14 @@ func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event
 // source field); otherwise (CSV rows) at once.
 func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
 	lazy := r.csv == nil
-	finish := func(e *event.Event, fl event.Flattener, arg int, exact []event.Sym) {
+	finish := func(e *event.Event, fl event.Flattener, arg int, exact []event.Sym, top []event.Sym) {
 		e.Raw = raw
 		e.Origin = d.origin(r)
 		if lazy {
 			e.SetLazy(fl, arg, exact...)
+			if top != nil {
+				e.SetTopKeys(top)
+			}
 			e.Normalize()
 		} else {
 			fl(d.b, v, arg)
@@ -495,10 +498,10 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		*out = append(*out, e)
 	}
 	if d.mapping != nil && d.mapping.Force {
-		return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil) })
+		return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil, d.cache.TopKeys(v)) })
 	}
 	if gws.Detect(v) {
-		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i, nil) }); err != nil {
+		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i, nil, nil) }); err != nil {
 			return reject("google workspace", err)
 		}
 		return nil
@@ -508,7 +511,11 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := m365.Decode(v, shape, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
 		}
-		finish(e, m365.Flatten, 0, m365.Exact)
+		var exact []event.Sym
+		if lazy {
+			exact = m365.Lazy(v, shape, e, d.cache)
+		}
+		finish(e, m365.Flatten, 0, exact, nil)
 		return nil
 	}
 	if k := entra.Detect(v); k != entra.None {
@@ -516,10 +523,10 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := entra.Decode(v, k, e); err != nil {
 			return reject("entra/azure", err)
 		}
-		finish(e, entra.Flatten, 0, nil)
+		finish(e, entra.Flatten, 0, nil, entra.TopKeys(v, d.cache))
 		return nil
 	}
-	return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil) })
+	return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil, d.cache.TopKeys(v)) })
 }
 
 func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {

@@ -111,6 +111,15 @@ func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 	}
 }
 
+// TopKeys returns the top-level names Flatten produces, for
+// event.SetTopKeys.
+func TopKeys(v *fastjson.Value, c *record.Cache) []event.Sym {
+	if v.Get("category") != nil {
+		return c.TopKeys(v, v.Get("properties"))
+	}
+	return c.TopKeys(v)
+}
+
 // Decode fills e's normalized fields from v, a record of kind k; the
 // source fields come from Flatten.
 func Decode(v *fastjson.Value, k Kind, e *event.Event) error {

@@ -52,9 +52,55 @@ func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 	}
 }
 
-// Exact lists the normalized fields whose value is the UAL field of the
-// same name, so lookups of them need no flattening.
-var Exact = []event.Sym{event.SymOperation}
+// exact lists the normalized fields whose value is the UAL field of the
+// same name (the only one of that name), so lookups of them need no
+// flattening.
+var exact = []event.Sym{event.SymOperation}
+
+var (
+	symWorkload       = event.Intern("Workload")
+	symMailAccessType = event.Intern("OperationProperties.MailAccessType")
+	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
+)
+
+// Lazy prepares e, decoded from v, for lazy flattening: the filter of the
+// names Flatten would put at the top level, and Workload (which rules
+// index on) up front. It returns the normalized fields that equal the
+// source field of the same name.
+func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) []event.Sym {
+	switch shape {
+	case GraphQuery:
+		// The envelope's operation and auditData's Operation both flatten
+		// to "operation": two values, so no exact shortcut.
+		e.SetTopKeys(c.TopKeys(v, v.Get("auditData")))
+		return nil
+	case ManagementAPI, Sentinel:
+		e.SetTopKeys(c.TopKeys(v))
+		if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString {
+			b, _ := w.StringBytes()
+			e.AddEager(symWorkload, "Workload", c.Bytes(b), event.String)
+		}
+		// MailItemsAccessed's access type and throttling flag, which rules
+		// and behaviours read on most mail-access records.
+		for _, p := range v.GetArray("OperationProperties") {
+			var name, val []byte
+			if n := p.Get("Name"); n != nil {
+				name, _ = n.StringBytes()
+			}
+			if x := p.Get("Value"); x != nil && x.Type() == fastjson.TypeString && p.Get("NewValue") == nil {
+				val, _ = x.StringBytes()
+			}
+			switch string(name) {
+			case "MailAccessType":
+				e.AddEager(symMailAccessType, "OperationProperties.MailAccessType", c.Bytes(val), event.String)
+			case "IsThrottled":
+				e.AddEager(symIsThrottled, "OperationProperties.IsThrottled", c.Bytes(val), event.String)
+			}
+		}
+		return exact
+	}
+	return nil
+}
 
 // Decode fills e's normalized fields from record v of the given shape; the
 // source fields come from Flatten.

@@ -1,13 +1,19 @@
 package record
 
-import "github.com/valyala/fastjson"
+import (
+	"github.com/valyala/fastjson"
+
+	"github.com/vigil-audit/vigil/internal/event"
+)
 
 // Cache interns the repeated strings of a stream of records (operations,
 // tenants, users, app ids, client strings), so decoding a record does not
 // allocate a new copy of each. It is bounded: when full it starts over. A
 // nil *Cache interns nothing. Not safe for concurrent use.
 type Cache struct {
-	m map[string]string
+	m      map[string]string
+	shapes map[uint64][]event.Sym
+	keys   []string
 }
 
 const (
@@ -16,7 +22,48 @@ const (
 )
 
 // NewCache returns an empty Cache.
-func NewCache() *Cache { return &Cache{m: make(map[string]string, 1024)} }
+func NewCache() *Cache {
+	return &Cache{m: make(map[string]string, 1024), shapes: map[uint64][]event.Sym{}}
+}
+
+// TopKeys returns, for event.SetTopKeys, the sorted Syms of the top-level
+// keys of the given objects (nil and non-objects are skipped). Records of
+// one format repeat a few key sets, so the result is cached by a hash of
+// the key sequence and shared between events: it must not be modified.
+func (c *Cache) TopKeys(vs ...*fastjson.Value) []event.Sym {
+	h := uint64(14695981039346656037)
+	for _, v := range vs {
+		if v == nil || v.Type() != fastjson.TypeObject {
+			continue
+		}
+		o, _ := v.Object()
+		o.Visit(func(k []byte, _ *fastjson.Value) {
+			for _, b := range k {
+				h ^= uint64(b)
+				h *= 1099511628211
+			}
+			h ^= 0xff // key separator
+			h *= 1099511628211
+		})
+	}
+	if syms, ok := c.shapes[h]; ok {
+		return syms
+	}
+	c.keys = c.keys[:0]
+	for _, v := range vs {
+		if v == nil || v.Type() != fastjson.TypeObject {
+			continue
+		}
+		o, _ := v.Object()
+		o.Visit(func(k []byte, _ *fastjson.Value) { c.keys = append(c.keys, string(k)) })
+	}
+	syms := event.TopKeys(c.keys)
+	if len(c.shapes) >= 4096 {
+		clear(c.shapes)
+	}
+	c.shapes[h] = syms
+	return syms
+}
 
 // Bytes returns b as an interned string.
 func (c *Cache) Bytes(b []byte) string {

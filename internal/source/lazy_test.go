@@ -1,0 +1,92 @@
+package source
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/vigil-audit/vigil/internal/event"
+)
+
+// TestLazyLookupsMatchFlattened checks that the shortcuts a lazy event
+// answers lookups with (exact normalized fields, eager fields, the
+// top-level key filter) give what full flattening gives, for every field
+// name of every fixture record and for names the records lack.
+func TestLazyLookupsMatchFlattened(t *testing.T) {
+	inputs, _ := filepath.Glob("testdata/*.json*")
+	if dir, err := filepath.Abs("../../../shared/data"); err == nil {
+		if files, err := Expand([]string{dir}); err == nil {
+			for _, f := range files {
+				if filepath.Ext(f) != ".csv" && filepath.Base(f) != "logsource.json" {
+					inputs = append(inputs, f)
+				}
+			}
+		}
+	}
+	probe := []string{"eventName", "eventSource", "Name", "status", "user", "operation", "Operation", "Workload",
+		"properties.message", "src_ip", "record_id", "time", "AppAccessContext.UniqueTokenId", "parameters.login_type"}
+	read := func(f string) []*event.Event {
+		var evs []*event.Event
+		_, err := ReadPaths(context.Background(), []string{f}, Options{}, func(e *event.Event) error { evs = append(evs, e); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	for _, f := range inputs {
+		full, lazy := read(f), read(f)
+		if len(full) != len(lazy) {
+			t.Fatalf("%s: %d vs %d events", f, len(full), len(lazy))
+		}
+		for i := range full {
+			names := append([]string(nil), probe...)
+			for _, fl := range full[i].Fields() {
+				names = append(names, fl.Name)
+			}
+			all := full[i].Fields()
+			for _, n := range names {
+				s := event.Intern(n)
+				// Expected: the flattened fields of that name, else the
+				// normalized field of that name.
+				var a []event.Field
+				for _, fl := range all {
+					if fl.Sym == s {
+						a = append(a, fl)
+					}
+				}
+				if len(a) == 0 {
+					if v := normalized(full[i], n); v != "" {
+						a = []event.Field{{Value: v}}
+					}
+				}
+				b := lazy[i].Values(s)
+				if len(a) != len(b) {
+					t.Errorf("%s record %d field %s: flattened %d values, lazy %d", f, i, n, len(a), len(b))
+					continue
+				}
+				for j := range a {
+					if a[j].Value != b[j].Value {
+						t.Errorf("%s record %d field %s[%d]: %q vs %q", f, i, n, j, a[j].Value, b[j].Value)
+					}
+				}
+			}
+		}
+	}
+}
+
+// normalized returns the struct field behind a normalized name.
+func normalized(e *event.Event, name string) string {
+	switch event.CanonicalName(name) {
+	case "user":
+		return e.User
+	case "operation":
+		return e.Operation
+	case "src_ip":
+		return e.IP
+	case "record_id":
+		return e.RecordID
+	case "time":
+		return e.Time.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+	}
+	return ""
+}
