@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/progress"
 	"github.com/vigil-audit/vigil/internal/source"
 	"github.com/vigil-audit/vigil/internal/source/jsonl"
@@ -46,6 +48,7 @@ type huntOptions struct {
 	workers      int
 	quiet        bool
 	cpuProfile   string
+	journalDir   string
 }
 
 func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,16 +65,17 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.workers, "workers", 0, "decoding goroutines (default: number of CPUs)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or summary")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
+	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil hunt [flags] PATH...   (files, directories, - for stdin)")
+		fmt.Fprintln(stderr, "Usage: vigil hunt [flags] PATH...   (files, directories, - for stdin; or --journal DIR)")
 		fs.PrintDefaults()
 	}
 	paths, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(paths) == 0 {
+	if len(paths) == 0 && o.journalDir == "" {
 		fs.Usage()
 		return usageError("no input paths")
 	}
@@ -134,14 +138,21 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	keep := report.enabled()
 	start := time.Now()
-	st, err := source.ReadPaths(ctx, paths, srcOpts, func(e *event.Event) error {
+	emit := func(e *event.Event) error {
 		nEvents++
 		rs.Match(e, emitHit)
 		if keep {
 			events = append(events, e)
 		}
 		return nil
-	})
+	}
+	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
+	if len(paths) > 0 {
+		st, err = source.ReadPaths(ctx, paths, srcOpts, emit)
+	}
+	if err == nil && o.journalDir != "" {
+		err = huntJournal(ctx, o.journalDir, srcOpts, &st, emit)
+	}
 	rs.Flush(emitHit)
 	bar.Done()
 	elapsed := time.Since(start)
@@ -347,4 +358,42 @@ func loadPlaceholders(path string) (map[string][]string, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
+}
+
+// huntJournal decodes every record kept in a journal (read without taking
+// its lock, so an ingest may run meanwhile) and passes the events to emit,
+// counting into st like ReadPaths. Records whose raw bytes are not JSON
+// (rows of a CSV export, which need their file's header) are quarantined.
+func huntJournal(ctx context.Context, dir string, opts source.Options, st *source.Stats, emit func(*event.Event) error) error {
+	if _, err := os.Stat(dir); err != nil {
+		return usageError("--journal: %v", err)
+	}
+	dec := source.NewDecoder(opts.Mapping)
+	var qenc *json.Encoder
+	if opts.Quarantine != nil {
+		qenc = json.NewEncoder(opts.Quarantine)
+	}
+	st.Files++
+	return journal.Replay(ctx, dir, 0, func(index uint64, en *journal.Entry) error {
+		st.Records++
+		st.Bytes += int64(len(en.Raw))
+		origin := event.Origin{File: "journal:" + en.Origin, Index: int(index)}
+		evs, err := dec.Decode(en.Raw, origin)
+		if err != nil {
+			st.Quarantined++
+			st.Reasons["journal record"]++
+			if qenc != nil {
+				return qenc.Encode(source.Reject{File: dir, Index: int(index), Reason: fmt.Sprintf("journal entry %d (%s): %v", index, en.Origin, err), Record: string(en.Raw)})
+			}
+			return nil
+		}
+		for _, e := range evs {
+			st.Events++
+			st.Sources[e.Source]++
+			if err := emit(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -154,3 +154,37 @@ func TestHuntSharedData(t *testing.T) {
 	}
 	t.Logf("summary:\n%s", errs)
 }
+
+func TestHuntFromJournalMatchesFiles(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "journal")
+	inputs := []string{decoderFixtures + "/ual_mailitemsaccessed.jsonl", decoderFixtures + "/purview_export.csv", decoderFixtures + "/gws_activities.json"}
+	q := filepath.Join(dir, "q.jsonl")
+	if code, _, errs := runVigil(t, append([]string{"ingest", "--data", data, "--quarantine", q}, inputs...)...); code != 0 {
+		t.Fatalf("ingest: exit %d: %s", code, errs)
+	}
+	code, fromFiles, errs := runVigil(t, append([]string{"hunt", "--format", "csv", "--quarantine", q}, inputs...)...)
+	if code != 0 {
+		t.Fatalf("hunt files: %s", errs)
+	}
+	code, fromJournal, errs := runVigil(t, "hunt", "--format", "csv", "--quarantine", q, "--journal", data)
+	if code != 0 {
+		t.Fatalf("hunt journal: %s", errs)
+	}
+	// Same detections; only the file/line provenance columns differ.
+	strip := func(csv string) []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(csv), "\n") {
+			f := strings.Split(l, ",")
+			out = append(out, strings.Join(f[:10], ","))
+		}
+		return out
+	}
+	a, b := strip(fromFiles), strip(fromJournal)
+	if len(a) != 3 || strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Errorf("files:\n%s\njournal:\n%s", fromFiles, fromJournal)
+	}
+	if !strings.Contains(errs, "quarantined: 0") {
+		t.Errorf("journal records were quarantined:\n%s", errs)
+	}
+}

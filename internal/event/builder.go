@@ -167,7 +167,7 @@ func (b *Builder) nested(s []byte) {
 }
 
 var (
-	nameKeys  = []string{"Name", "name", "displayName", "key"}
+	nameKeys  = []string{"Name", "name", "displayName", "key", "Key"}
 	valueKeys = []string{"Value", "value", "NewValue", "newValue", "OldValue", "oldValue", "intValue", "boolValue", "multiValue", "multiIntValue"}
 )
 

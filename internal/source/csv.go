@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/valyala/fastjson"
-
-	"github.com/vigil-audit/vigil/internal/source/entra"
 )
 
 // csvKind is what a CSV export holds, decided from its header.
@@ -20,25 +18,25 @@ type csvKind int
 const (
 	csvGeneric csvKind = iota // columns become fields; the row is detected like JSON
 	csvPurview                // Purview / Search-UnifiedAuditLog export
-	csvRisk                   // flattened Graph riskDetection export
 )
 
 type csvHeader struct {
-	cols []string
-	kind csvKind
+	cols      []string
+	kind      csvKind
+	auditData int // column of AuditData in a Purview export
 }
 
 func newCSVHeader(cols []string) *csvHeader {
 	h := &csvHeader{cols: cols}
 	has := map[string]bool{}
-	for _, c := range cols {
+	for i, c := range cols {
 		has[c] = true
+		if c == "AuditData" {
+			h.auditData = i
+		}
 	}
-	switch {
-	case has["AuditData"] && (has["CreationDate"] || has["Operations"] || has["Operation"]):
+	if has["AuditData"] && (has["CreationDate"] || has["Operations"] || has["Operation"]) {
 		h.kind = csvPurview
-	case entra.RiskCSV(cols):
-		h.kind = csvRisk
 	}
 	return h
 }

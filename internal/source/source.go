@@ -477,24 +477,18 @@ func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event
 	return nil
 }
 
-// decodeValue detects the format of one record and decodes it. When raw
-// is v's own JSON the event is flattened lazily (on its first lookup of a
-// source field); otherwise (CSV rows) at once.
+// decodeValue detects the format of one record and decodes it; raw must
+// be v's JSON. The event is flattened lazily, on its first lookup of a
+// source field.
 func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
-	lazy := r.csv == nil
 	finish := func(e *event.Event, fl event.Flattener, arg int, exact []event.Sym, top []event.Sym) {
 		e.Raw = raw
 		e.Origin = d.origin(r)
-		if lazy {
-			e.SetLazy(fl, arg, exact...)
-			if top != nil {
-				e.SetTopKeys(top)
-			}
-			e.Normalize()
-		} else {
-			fl(d.b, v, arg)
-			d.b.Finish(e)
+		e.SetLazy(fl, arg, exact...)
+		if top != nil {
+			e.SetTopKeys(top)
 		}
+		e.Normalize()
 		*out = append(*out, e)
 	}
 	if d.mapping != nil && d.mapping.Force {
@@ -511,11 +505,7 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := m365.Decode(v, shape, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
 		}
-		var exact []event.Sym
-		if lazy {
-			exact = m365.Lazy(v, shape, e, d.cache)
-		}
-		finish(e, m365.Flatten, 0, exact, nil)
+		finish(e, m365.Flatten, 0, m365.Lazy(v, shape, e, d.cache), nil)
 		return nil
 	}
 	if k := entra.Detect(v); k != entra.None {
@@ -538,35 +528,26 @@ func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
 	return nil
 }
 
+// decodeCSV decodes a CSV row. The event's Raw is then JSON, so the
+// record can be decoded again without its file's header (from the
+// journal): for a Purview export the AuditData cell, which is the audit
+// record itself (the other columns are derived from it); for other CSV the
+// row as a JSON object of its columns, in header order.
 func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
-	finish := func(e *event.Event) {
-		e.Raw = r.raw
-		e.Origin = d.origin(r)
-		d.b.Finish(e)
-		*out = append(*out, e)
-	}
-	switch r.csv.kind {
-	case csvPurview:
-		e := &event.Event{}
-		if err := m365.DecodeCSV(r.csv.cols, r.row, &d.p, d.b, e); err != nil {
-			return reject("purview CSV", err)
+	if r.csv.kind == csvPurview {
+		cell := r.row[r.csv.auditData]
+		ad, err := d.p.Parse(cell)
+		if err != nil {
+			return reject("purview CSV", fmt.Errorf("AuditData is not JSON: %w", err))
 		}
-		finish(e)
-		return nil
-	case csvRisk:
-		d.arena.Reset()
-		v := csvObject(&d.arena, r.csv, r.row)
-		e := &event.Event{}
-		if err := entra.Decode(v, entra.Risk, e); err != nil {
-			return reject("risk detection CSV", err)
+		if m365.Detect(ad) != m365.ManagementAPI {
+			return reject("purview CSV", errors.New("AuditData is not a unified audit log record (no CreationTime/Operation/RecordType)"))
 		}
-		entra.Flatten(d.b, v, 0)
-		finish(e)
-		return nil
+		return d.decodeValue(r, ad, []byte(cell), out)
 	}
 	d.arena.Reset()
 	v := csvObject(&d.arena, r.csv, r.row)
-	return d.decodeValue(r, v, r.raw, out)
+	return d.decodeValue(r, v, v.MarshalTo(nil), out)
 }
 
 // Decoder decodes single records held in memory, such as records replayed

@@ -54,7 +54,8 @@ func Detect(v *fastjson.Value) Kind {
 		return byCategory(record.Str(v, "category"))
 	}
 	switch {
-	case v.Get("riskEventType") != nil && (v.Get("detectedDateTime") != nil || v.Get("activityDateTime") != nil):
+	case v.Get("riskEventType") != nil && (v.Get("detectedDateTime") != nil || v.Get("activityDateTime") != nil),
+		v.Get("RiskEventType") != nil && (v.Get("DetectedDateTime") != nil || v.Get("ActivityDateTime") != nil):
 		return Risk
 	case v.Get("activityDisplayName") != nil && v.Get("activityDateTime") != nil,
 		v.Get("ActivityDisplayName") != nil && v.Get("ActivityDateTime") != nil && v.Get("LoggedByService") != nil:
@@ -335,19 +336,4 @@ func defender(env, v *fastjson.Value, e *event.Event) error {
 	e.Country = record.First(v, "CountryCode")
 	e.RecordID = record.First(v, "ReportId")
 	return nil
-}
-
-// RiskCSV reports whether CSV columns are a flattened Graph riskDetection
-// export (as written by Microsoft-Extractor-Suite and similar tools).
-func RiskCSV(cols []string) bool {
-	var ev, when bool
-	for _, c := range cols {
-		switch strings.ToLower(c) {
-		case "riskeventtype":
-			ev = true
-		case "detecteddatetime", "activitydatetime":
-			when = true
-		}
-	}
-	return ev && when
 }

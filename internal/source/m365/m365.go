@@ -241,39 +241,6 @@ func failed(result string) bool {
 	return false
 }
 
-// CSVColumns are the columns of a Purview / Search-UnifiedAuditLog export
-// that identify it; AuditData holds the Management API record.
-var CSVColumns = []string{"CreationDate", "AuditData"}
-
-// DecodeCSV decodes one row of a Purview export: the AuditData JSON is the
-// record, the other columns stay reachable under their names.
-func DecodeCSV(cols []string, row []string, p *fastjson.Parser, b *event.Builder, e *event.Event) error {
-	idx := -1
-	for i, c := range cols {
-		if c == "AuditData" {
-			idx = i
-		}
-	}
-	if idx < 0 || idx >= len(row) {
-		return fmt.Errorf("row has no AuditData column")
-	}
-	ad, err := p.Parse(row[idx])
-	if err != nil {
-		return fmt.Errorf("AuditData is not JSON: %w", err)
-	}
-	if Detect(ad) != ManagementAPI {
-		return fmt.Errorf("AuditData is not a unified audit log record (no CreationTime/Operation/RecordType)")
-	}
-	for i, c := range cols {
-		if i != idx && i < len(row) {
-			b.AddString(c, []byte(row[i]))
-		}
-	}
-	b.Flatten("", ad)
-	e.Source = Source
-	return fill(ad, e, nil)
-}
-
 // lowerInterned lower-cases s, interning the result; s is usually already
 // lower-case, so usually nothing is allocated.
 func lowerInterned(c *record.Cache, s string) string {
