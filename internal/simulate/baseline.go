@@ -420,7 +420,6 @@ func (m *mailSession) action(s *sim) error {
 	x := m.g.intn(100)
 	switch {
 	case x < 12 && m.logon == 0 && m.kind != clientThirdParty:
-		m.u.sentSeq++
 		id := m.g.id()
 		s.reset()
 		s.exchangeItem(&s.w, m.t, id, "Send", m.who, m.mb, m.logon, &m.a, s.t.latest(m.mb, 1, m.t))

@@ -281,7 +281,8 @@ func (s *sim) setupTokenReplay(c *campaignState, p params) (*script, error) {
 	return sc, nil
 }
 
-// consentApp is the malicious multi-tenant app of consent-phish.
+// setupConsentPhish plans an illicit consent grant: an admin consents to a
+// malicious multi-tenant app, which then reads many mailboxes app-only.
 func (s *sim) setupConsentPhish(c *campaignState, p params) (*script, error) {
 	g := newRNG(s.t.seed, strKey(c.name))
 	sd, err := p.startDay(s.cfg.Days)

@@ -220,7 +220,6 @@ type User struct {
 	// established interactively
 	sess      [numClients]id16
 	lastInter [numClients]int64
-	sentSeq   int
 }
 
 // Mailbox is an Exchange mailbox (a user's or a shared one).

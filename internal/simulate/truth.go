@@ -115,8 +115,8 @@ type EvidenceGap struct {
 	Folders []string  `json:"folders,omitempty"`
 	First   time.Time `json:"first"`
 	Last    time.Time `json:"last"`
-	// Accesses counts the intruder's accesses affected (records written
-	// as Sync or IsThrottled, or requests not logged at all).
+	// Accesses counts the intruder's folder accesses affected (folders in
+	// Sync or IsThrottled records, or in requests not logged at all).
 	Accesses int    `json:"accesses"`
 	Detail   string `json:"detail"`
 }
