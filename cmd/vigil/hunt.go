@@ -254,7 +254,7 @@ func loadHuntRules(o huntOptions, stderr io.Writer) (*sigma.Ruleset, error) {
 // toTimeline converts a Sigma detection into a timeline entry, copying
 // what it needs from the event.
 func toTimeline(d sigma.Detection) timeline.Detection {
-	td := timeline.Detection{Time: d.Time, RuleID: d.RuleID, Title: d.Title, Tags: d.Tags}
+	td := timeline.Detection{Time: d.Time, RuleID: d.RuleID, Title: d.Title, Tags: d.Tags, Author: d.Author}
 	lv, err := timeline.ParseLevel(d.Level)
 	if err != nil {
 		lv = timeline.Informational

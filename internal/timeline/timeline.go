@@ -60,6 +60,7 @@ type Detection struct {
 	Title     string    `json:"title"`
 	Level     string    `json:"level"`
 	Tags      []string  `json:"tags"`
+	Author    string    `json:"author,omitempty"` // the rule's author, kept as the rule licence asks
 	Source    string    `json:"source"`
 	Tenant    string    `json:"tenant,omitempty"`
 	User      string    `json:"user"`
@@ -157,7 +158,7 @@ func clip(s string, n int) string {
 
 func writeCSV(w io.Writer, ds []Detection) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"time", "rule_id", "title", "level", "tags", "source", "tenant", "user", "operation", "record_id", "ip", "group", "count", "matched", "file", "line"})
+	_ = cw.Write([]string{"time", "rule_id", "title", "level", "tags", "source", "tenant", "user", "operation", "record_id", "ip", "group", "count", "matched", "file", "line", "author"})
 	for _, d := range ds {
 		count := ""
 		if d.Count > 0 {
@@ -168,7 +169,7 @@ func writeCSV(w io.Writer, ds []Detection) error {
 			line = fmt.Sprint(d.Line)
 		}
 		_ = cw.Write([]string{d.Time.UTC().Format(time.RFC3339Nano), d.RuleID, d.Title, d.Level, strings.Join(d.Tags, " "),
-			d.Source, d.Tenant, d.User, d.Operation, d.RecordID, d.IP, d.Group, count, fieldsString(d.Fields), d.File, line})
+			d.Source, d.Tenant, d.User, d.Operation, d.RecordID, d.IP, d.Group, count, fieldsString(d.Fields), d.File, line, d.Author})
 	}
 	cw.Flush()
 	return cw.Error()

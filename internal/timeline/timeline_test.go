@@ -17,7 +17,7 @@ func sample() []Detection {
 	t0 := time.Date(2023, 6, 16, 3, 0, 0, 0, time.UTC)
 	ds := []Detection{
 		{Time: t0.Add(2 * time.Hour), RuleID: "r2", Title: "Inbox rule forwards externally", Tags: []string{"attack.t1114.003"},
-			Source: "m365.ual", User: "eve@contoso.com", Operation: "New-InboxRule", RecordID: "aa11",
+			Source: "m365.ual", User: "eve@contoso.com", Operation: "New-InboxRule", RecordID: "aa11", Author: "vigil",
 			Fields: []Field{{"Operation", "New-InboxRule"}, {"Parameters.ForwardTo", "drop@attacker.example"}}},
 		{Time: t0, RuleID: "r1", Title: "Password spray", Source: "entra.signin", Group: "ipAddress=192.0.2.50", Count: 25},
 		{Time: t0.Add(2 * time.Hour), RuleID: "r1", Title: "Same time, other rule", Source: "m365.ual", User: "a@b"},
