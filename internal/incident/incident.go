@@ -44,6 +44,7 @@ func DefaultConfig() Config {
 		SingleSignals:   []string{"D1", "D5"},
 		CoreSignals:     []string{"D1", "D2", "D4", "D5", "D7"},
 		MinLevel:        "medium",
+		SingleLevel:     "critical",
 		BroadActorUsers: 10,
 		MaxTimeline:     200,
 	}

@@ -62,14 +62,22 @@ func WriteHTML(w io.Writer, r *Report) error {
 		p.Sources = append(p.Sources, signalCount{Signal: k, Count: r.Sources[k]})
 	}
 	bySig := map[string]int{}
+	titles := map[string]string{}
 	for _, a := range r.Alerts {
 		bySig[a.Signal]++
+		if _, ok := titles[a.Signal]; !ok {
+			titles[a.Signal] = a.Title
+		}
 		if a.Posture {
 			p.Posture = append(p.Posture, a)
 		}
 	}
 	for _, k := range sortedKeys(bySig) {
-		p.BySignal = append(p.BySignal, signalCount{Signal: k, Title: signalNames[k], Count: bySig[k]})
+		t := signalNames[k]
+		if t == "" {
+			t = titles[k] // a Sigma rule: its title
+		}
+		p.BySignal = append(p.BySignal, signalCount{Signal: k, Title: t, Count: bySig[k]})
 	}
 	if len(p.Posture) > 50 {
 		p.Posture = p.Posture[:50]

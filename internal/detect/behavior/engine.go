@@ -143,6 +143,13 @@ func isSignIn(ev *event.Event) bool {
 	return ev.Source == "entra.signin" && !ev.Failed
 }
 
+var symInteractive = event.Intern("isInteractive")
+
+func isInteractive(ev *event.Event) bool {
+	v := ev.Values(symInteractive)
+	return len(v) > 0 && strings.EqualFold(v[0].Value, "true")
+}
+
 func isFailedSignIn(ev *event.Event) bool {
 	return ev.Failed && ev.IP != "" && ev.User != "" && (ev.Source == "entra.signin" || strings.EqualFold(ev.Operation, "UserLoginFailed"))
 }
@@ -214,6 +221,24 @@ func (e *Engine) indexSignIn(ten *tenantState, ev *event.Event, t time.Time) {
 		if ev.IP != "" {
 			u.IPs[ev.IP] = seenAt(u.IPs[ev.IP], t)
 		}
+		// The user's own device on a new network: a user agent they have
+		// used for a while, or an interactive sign-in (the session began
+		// here, not a replay of one begun elsewhere) from a network that
+		// is not a data centre.
+		own := false
+		if ua := ev.UserAgent; ua != "" {
+			if s, ok := u.UAs[ua]; ok && s.First.Before(t.Add(-e.cfg.D4.Nearby.D())) {
+				own = true
+			}
+			u.UAs[ua] = seenAt(u.UAs[ua], t)
+		}
+		if !own && ev.IP != "" && isInteractive(ev) {
+			info, _ := e.lookup(ev.IP)
+			own = info.Kind != "hosting"
+		}
+		if own && ev.IP != "" && u.OwnIPs[ev.IP].Before(t) {
+			u.OwnIPs[ev.IP] = t
+		}
 		if asn != 0 {
 			u.ASNs[asn] = seenAt(u.ASNs[asn], t)
 			l := ten.ASNUsers[asn]
@@ -249,7 +274,7 @@ func contains(l []string, s string) bool {
 func (e *Engine) user(ten *tenantState, upn string) *userState {
 	u := ten.Users[upn]
 	if u == nil {
-		u = &userState{IPs: map[string]seen{}, ASNs: map[uint32]seen{}}
+		u = &userState{IPs: map[string]seen{}, ASNs: map[uint32]seen{}, UAs: map[string]seen{}, OwnIPs: map[string]time.Time{}}
 		ten.Users[upn] = u
 	}
 	return u
@@ -357,6 +382,16 @@ func (e *Engine) prune() {
 			for a, s := range u.ASNs {
 				if s.Last.Before(w.Add(-hist)) {
 					delete(u.ASNs, a)
+				}
+			}
+			for a, s := range u.UAs {
+				if s.Last.Before(w.Add(-hist)) {
+					delete(u.UAs, a)
+				}
+			}
+			for ip, lt := range u.OwnIPs {
+				if lt.Before(w.Add(-hist)) {
+					delete(u.OwnIPs, ip)
 				}
 			}
 		}
@@ -632,6 +667,11 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 	spray := 0
 	if f := e.st.Failures[p.IP]; f != nil && !f.Last.Before(p.Time.Add(-c.D4.Nearby.D())) {
 		spray = len(f.Users)
+	}
+	// The user's own, long-used device signed in from this address: a
+	// new network of theirs (a VPN change, a hotel), not an intruder's.
+	if u != nil && !u.OwnIPs[p.IP].Before(since) && iocHit == nil && spray < c.D4.SprayAccounts {
+		return
 	}
 	k := p.Mailbox + "|" + p.IP
 	if last, ok := ten.D4Alerted[k]; ok && p.Time.Sub(last) < 24*time.Hour && p.Time.Sub(last) >= 0 {

@@ -70,6 +70,10 @@ type newPair struct {
 type userState struct {
 	IPs  map[string]seen // sign-in IP → first and last seen
 	ASNs map[uint32]seen // sign-in ASN → first and last seen
+	UAs  map[string]seen // sign-in user agent → first and last seen
+	// OwnIPs are addresses the user signed in from with a user agent
+	// they had used for a while: their own device on a new network.
+	OwnIPs map[string]time.Time
 }
 
 type seen struct{ First, Last time.Time }
@@ -241,6 +245,12 @@ func (t *tenantState) fill() {
 		}
 		if u.ASNs == nil {
 			u.ASNs = map[uint32]seen{}
+		}
+		if u.UAs == nil {
+			u.UAs = map[string]seen{}
+		}
+		if u.OwnIPs == nil {
+			u.OwnIPs = map[string]time.Time{}
 		}
 	}
 	if t.Mailboxes == nil {

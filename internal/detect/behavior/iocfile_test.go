@@ -1,0 +1,72 @@
+package behavior
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// The shipped Storm-0558 file loads and matches inside its windows only.
+func TestShippedStormIOCs(t *testing.T) {
+	p := filepath.Join("..", "..", "..", "docs", "iocs", "storm0558.yaml")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("shipped IOC file: %v", err)
+	}
+	s, err := LoadIOCFiles(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 47 {
+		t.Fatalf("%d indicators, want the 38 addresses and 9 other indicators of the brief", s.Len())
+	}
+	hits := s.matchIP("195.26.87.219")
+	if len(hits) != 1 || !hits[0].InWindow(time.Date(2023, 6, 25, 23, 0, 0, 0, time.UTC)) || hits[0].InWindow(time.Date(2023, 6, 26, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("window of 195.26.87.219: %+v", hits)
+	}
+	if len(s.values["1ltmzakihirla_8z2bejvxewmqo"]) != 1 {
+		t.Fatal("kid not indexed")
+	}
+}
+
+func TestIOCFileErrors(t *testing.T) {
+	for _, bad := range []string{
+		"name: x\nindicators: []\n",
+		"name: x\nindicators:\n  - {type: ip, value: not-an-ip}\n",
+		"name: x\nindicators:\n  - {type: colour, value: red}\n",
+		"name: x\nindicators:\n  - {type: ip, value: 1.2.3.4, first_seen: 2023-07-01, last_seen: 2023-06-01}\n",
+		"name: x\nindicatorz: []\n",
+	} {
+		if _, err := ParseIOCs([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	good := string(DefaultYAML())
+	if _, err := ParseConfig([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]string{
+		"unknown key":  good + "\nextra: 1\n",
+		"bad duration": replace(good, "grace: 1h", "grace: soon"),
+		"bad level":    replace(good, "tenant_level: high", "tenant_level: severe"),
+		"bad regexp":   replace(good, "'PowerShell'", "'(unclosed'"),
+		"version":      replace(good, "version: 1", "version: 2"),
+	} {
+		if _, err := ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+func replace(s, old, new string) string {
+	out := ""
+	for i := 0; i+len(old) <= len(s); i++ {
+		if s[i:i+len(old)] == old {
+			return s[:i] + new + s[i+len(old):]
+		}
+	}
+	return out
+}
