@@ -87,6 +87,12 @@ func TestDecodesWithoutQuarantine(t *testing.T) {
 					t.Fatalf("%s: no MailItemsAccessed decoded with a token id", name)
 				}
 			}
+			// The whole output directory hunts cleanly: .vigilignore keeps
+			// truth.json and networks.csv out.
+			st, err := source.ReadPaths(context.Background(), []string{dir}, source.Options{}, func(*event.Event) error { return nil })
+			if err != nil || st.Quarantined != 0 || st.Files != 3 {
+				t.Fatalf("reading %s as a directory: %v, %d files, %d quarantined %v", dir, err, st.Files, st.Quarantined, st.Reasons)
+			}
 		})
 	}
 }

@@ -68,6 +68,11 @@ func Run(ctx context.Context, cfg Config, dir string) (*Truth, error) {
 	if err := os.WriteFile(filepath.Join(dir, TruthFile), b, 0o644); err != nil {
 		return nil, fmt.Errorf("simulate: write truth: %w", err)
 	}
+	// Hunting the output directory must read only the logs.
+	ignore := "# not audit logs: the simulation's ground truth and network table\n" + TruthFile + "\n" + NetworksFile + "\n"
+	if err := os.WriteFile(filepath.Join(dir, ".vigilignore"), []byte(ignore), 0o644); err != nil {
+		return nil, fmt.Errorf("simulate: write .vigilignore: %w", err)
+	}
 	return truth, nil
 }
 
