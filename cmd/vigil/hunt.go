@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"regexp"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -16,8 +17,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/progress"
 	"github.com/vigil-audit/vigil/internal/source"
@@ -49,6 +52,7 @@ type huntOptions struct {
 	quiet        bool
 	cpuProfile   string
 	journalDir   string
+	behaviours   bool
 }
 
 func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,6 +69,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.workers, "workers", 0, "decoding goroutines (default: number of CPUs)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or summary")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
+	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; holds all events in memory; implied by --report)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
 	fs.Usage = func() {
@@ -136,7 +141,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	srcOpts.Progress = func(done, total int64) {
 		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents, len(hits)))
 	}
-	keep := report.enabled()
+	keep := report.enabled() || o.behaviours
 	start := time.Now()
 	emit := func(e *event.Event) error {
 		nEvents++
@@ -161,6 +166,17 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return usageError("no log files found in %s", strings.Join(paths, " "))
 		}
 		return fmt.Errorf("reading input: %w", err)
+	}
+	var an *behavior.Analysis
+	if keep {
+		if an, err = analyzeHunt(ctx, events, alertsFromTimeline(hits), *report); err != nil {
+			return fmt.Errorf("behaviours: %w", err)
+		}
+		for _, a := range an.Alerts {
+			if d, ok := behaviourDetection(a); ok && d.LevelValue() >= minLevel {
+				hits = append(hits, d)
+			}
+		}
 	}
 	timeline.Sort(hits)
 
@@ -187,12 +203,55 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !o.quiet {
 		printHuntSummary(stderr, st, hits, rs, elapsed, q)
 	}
-	if keep {
-		if err := huntReport(ctx, report.dir, events, alertsFromTimeline(hits), *report, stderr); err != nil {
+	if report.enabled() {
+		res, err := writeHuntReport(report.dir, an, *report)
+		if err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
+		printReportSummary(stderr, res)
 	}
 	return nil
+}
+
+// behaviourSignal matches the behaviours' signal ids (D1..D11); the other
+// alerts of an analysis are the Sigma detections handed to it.
+var behaviourSignal = regexp.MustCompile(`^D[0-9]+$`)
+
+// behaviourDetection converts a behaviour alert into a timeline entry.
+func behaviourDetection(a incident.Alert) (timeline.Detection, bool) {
+	if !behaviourSignal.MatchString(a.Signal) {
+		return timeline.Detection{}, false
+	}
+	d := timeline.Detection{Time: a.Time, RuleID: a.Signal, Title: a.Title, Tags: a.Tags, Source: a.Source,
+		Tenant: a.Tenant, User: a.User, Operation: a.Operation, Author: "vigil"}
+	if d.User == "" {
+		d.User = a.Mailbox
+	}
+	lv, err := timeline.ParseLevel(a.Level)
+	if err != nil {
+		lv = timeline.Informational
+	}
+	d.SetLevel(lv)
+	if len(a.RecordIDs) > 0 {
+		d.RecordID = a.RecordIDs[0]
+	}
+	for _, ac := range a.Actors {
+		if ac.Kind == incident.ActorIP && d.IP == "" {
+			d.IP = ac.Value
+		}
+	}
+	if a.Mailbox != "" {
+		d.Fields = append(d.Fields, timeline.Field{Name: "mailbox", Value: a.Mailbox})
+	}
+	keys := make([]string, 0, len(a.Fields))
+	for k := range a.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		d.Fields = append(d.Fields, timeline.Field{Name: k, Value: a.Fields[k]})
+	}
+	return d, true
 }
 
 func validFormat(f string) bool {

@@ -68,6 +68,27 @@ func runHuntReport(ctx context.Context, dir string, events []*event.Event, extra
 	if dir == "" {
 		return nil, errors.New("no report directory")
 	}
+	an, err := analyzeHunt(ctx, events, extra, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return writeHuntReport(dir, an, cfg)
+}
+
+// writeHuntReport writes an analysis into dir.
+func writeHuntReport(dir string, an *behavior.Analysis, cfg huntReportConfig) (*huntResult, error) {
+	r := &report.Report{Title: cfg.title, Alerts: an.Alerts, Incidents: an.Incidents, Accesses: an.Accesses,
+		Events: an.Events, Sources: an.Sources, From: an.From, To: an.To}
+	if err := report.Write(dir, r); err != nil {
+		return nil, err
+	}
+	return &huntResult{alerts: an.Alerts, incidents: an.Incidents, dir: dir}, nil
+}
+
+// analyzeHunt runs the behaviours over the events with the settings,
+// networks, IOCs and state of cfg, and groups their alerts and extra into
+// incidents with impact.
+func analyzeHunt(ctx context.Context, events []*event.Event, extra []incident.Alert, cfg huntReportConfig) (*behavior.Analysis, error) {
 	bcfg, err := behavior.LoadConfig(cfg.config)
 	if err != nil {
 		return nil, usageError("--config: %v", err)
@@ -102,16 +123,7 @@ func runHuntReport(ctx context.Context, dir string, events []*event.Event, extra
 		// sign-ins are judged again, with more data, by the next run.
 		save = func() error { return saveState(eng, cfg.state) }
 	}
-	an, err := behavior.Analyze(ctx, eng, events, extra, save)
-	if err != nil {
-		return nil, err
-	}
-	r := &report.Report{Title: cfg.title, Alerts: an.Alerts, Incidents: an.Incidents, Accesses: an.Accesses,
-		Events: an.Events, Sources: an.Sources, From: an.From, To: an.To}
-	if err := report.Write(dir, r); err != nil {
-		return nil, err
-	}
-	return &huntResult{alerts: an.Alerts, incidents: an.Incidents, dir: dir}, nil
+	return behavior.Analyze(ctx, eng, events, extra, save)
 }
 
 // loadNetworks opens a network table or, by its extension, an MMDB.

@@ -188,3 +188,60 @@ func TestHuntFromJournalMatchesFiles(t *testing.T) {
 		t.Errorf("journal records were quarantined:\n%s", errs)
 	}
 }
+
+func TestHuntBehavioursOnSimulatedIntrusion(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	if code, _, errs := runVigil(t, "simulate", "--out", logs, "--users", "30", "--days", "14", "--seed", "3", "--campaign", "forged-token"); code != 0 {
+		t.Fatalf("simulate: exit %d: %s", code, errs)
+	}
+	truth, err := os.ReadFile(filepath.Join(logs, "truth.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		Campaigns []struct {
+			Actor struct {
+				TokensWithoutSignIn []string `json:"tokens_without_sign_in"`
+			} `json:"actor"`
+		} `json:"campaigns"`
+	}
+	if err := json.Unmarshal(truth, &tr); err != nil || len(tr.Campaigns) != 1 || len(tr.Campaigns[0].Actor.TokensWithoutSignIn) == 0 {
+		t.Fatalf("truth: %v", err)
+	}
+	code, out, errs := runVigil(t, "hunt", "--behaviours", "--min-level", "medium", "--format", "jsonl",
+		"--networks", filepath.Join(logs, "networks.csv"), "--quarantine", filepath.Join(dir, "q"), logs)
+	if code != 0 {
+		t.Fatalf("hunt: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "quarantined: 0") {
+		t.Errorf("simulated logs were quarantined:\n%s", errs)
+	}
+	// D1 (mail read with a token no sign-in issued) names the forged tokens.
+	forged := map[string]bool{}
+	for _, tok := range tr.Campaigns[0].Actor.TokensWithoutSignIn {
+		forged[tok] = true
+	}
+	found := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var d struct {
+			RuleID string `json:"rule_id"`
+			Author string `json:"author"`
+			Fields []struct{ Name, Value string }
+		}
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.RuleID != "D1" {
+			continue
+		}
+		for _, f := range d.Fields {
+			if forged[f.Value] {
+				found++
+			}
+		}
+	}
+	if found == 0 {
+		t.Errorf("no D1 detection names a forged token; output:\n%.3000s", out)
+	}
+}
