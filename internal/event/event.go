@@ -73,15 +73,14 @@ type Event struct {
 	fields []Field // sorted by Sym, stable
 	// norm is built from the struct fields on the first lookup of a
 	// normalized name; Normalize clears it.
-	norm atomic.Pointer[[numNorm]Field]
+	norm atomic.Pointer[normTable]
 
 	// Lazily flattened events keep only Raw until a lookup needs a source
 	// field: most events of a hunt are skipped by the rule index on their
 	// operation alone, and never pay for flattening.
 	lazy  Flattener
 	arg   int
-	exact uint16 // normalized syms whose value equals the source field of that name
-	top   []Sym  // sorted Syms of the record's top-level names; nil: unknown
+	top   []Sym // sorted Syms of the record's top-level names; nil: unknown
 	eager [4]Field
 	once  sync.Once
 }
@@ -120,17 +119,9 @@ func (e *Event) AddEager(s Sym, name, value string, kind Kind) {
 type Flattener func(b *Builder, v *fastjson.Value, arg int)
 
 // SetLazy defers flattening until a lookup needs the source fields. Raw
-// must hold the record's JSON. exact lists normalized Syms whose value is
-// known to equal the source field of the same name, so lookups of those
-// are answered without flattening.
-func (e *Event) SetLazy(f Flattener, arg int, exact ...Sym) {
-	e.lazy, e.arg = f, arg
-	for _, s := range exact {
-		if s >= SymTime && s < SymTime+numNorm {
-			e.exact |= 1 << (s - SymTime)
-		}
-	}
-}
+// must hold the record's JSON. SetTopKeys and AddEager let more lookups be
+// answered without flattening.
+func (e *Event) SetLazy(f Flattener, arg int) { e.lazy, e.arg = f, arg }
 
 var (
 	parserPool  = sync.Pool{New: func() any { return new(fastjson.Parser) }}
@@ -189,9 +180,6 @@ func (e *Event) Fields() []Field {
 // The result aliases the event; callers must not modify it.
 func (e *Event) Values(s Sym) []Field {
 	if e.lazy != nil {
-		if s >= SymTime && s < SymTime+numNorm && e.exact&(1<<(s-SymTime)) != 0 {
-			return e.normValues(s)
-		}
 		for i := range e.eager {
 			if e.eager[i].Sym == s {
 				return e.eager[i : i+1]
@@ -221,14 +209,20 @@ func (e *Event) normValues(s Sym) []Field {
 		return nil
 	}
 	t := e.norm.Load()
-	if t == nil {
-		t = e.buildNorm()
-		e.norm.Store(t) // concurrent builders store equal tables
+	if t == nil || (s == SymTime && !t.withTime) {
+		// Formatting the time is the costly part; only done when asked.
+		t = e.buildNorm(s == SymTime || (t != nil && t.withTime))
+		e.norm.Store(t) // concurrent builders store equivalent tables
 	}
-	if i := s - SymTime; t[i].Sym == s {
-		return t[i : i+1]
+	if i := s - SymTime; t.f[i].Sym == s {
+		return t.f[i : i+1]
 	}
 	return nil
+}
+
+type normTable struct {
+	f        [numNorm]Field
+	withTime bool
 }
 
 // Get returns the first value of the field called name, or "".
@@ -251,14 +245,14 @@ var normNames = func() (n [numNorm]string) {
 	return n
 }()
 
-func (e *Event) buildNorm() *[numNorm]Field {
-	t := new([numNorm]Field)
+func (e *Event) buildNorm(withTime bool) *normTable {
+	t := &normTable{withTime: withTime}
 	set := func(s Sym, v string) {
 		if v != "" {
-			t[s-SymTime] = Field{Sym: s, Name: normNames[s-SymTime], Value: v}
+			t.f[s-SymTime] = Field{Sym: s, Name: normNames[s-SymTime], Value: v}
 		}
 	}
-	if !e.Time.IsZero() {
+	if withTime && !e.Time.IsZero() {
 		set(SymTime, e.Time.UTC().Format(time.RFC3339Nano))
 	}
 	set(SymTenant, e.Tenant)

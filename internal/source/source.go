@@ -481,10 +481,10 @@ func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event
 // be v's JSON. The event is flattened lazily, on its first lookup of a
 // source field.
 func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
-	finish := func(e *event.Event, fl event.Flattener, arg int, exact []event.Sym, top []event.Sym) {
+	finish := func(e *event.Event, fl event.Flattener, arg int, top []event.Sym) {
 		e.Raw = raw
 		e.Origin = d.origin(r)
-		e.SetLazy(fl, arg, exact...)
+		e.SetLazy(fl, arg)
 		if top != nil {
 			e.SetTopKeys(top)
 		}
@@ -492,10 +492,10 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		*out = append(*out, e)
 	}
 	if d.mapping != nil && d.mapping.Force {
-		return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil, d.cache.TopKeys(v)) })
+		return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, d.cache.TopKeys(v)) })
 	}
 	if gws.Detect(v) {
-		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i, nil, nil) }); err != nil {
+		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i, nil) }); err != nil {
 			return reject("google workspace", err)
 		}
 		return nil
@@ -505,7 +505,8 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := m365.Decode(v, shape, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
 		}
-		finish(e, m365.Flatten, 0, m365.Lazy(v, shape, e, d.cache), nil)
+		m365.Lazy(v, shape, e, d.cache)
+		finish(e, m365.Flatten, 0, nil)
 		return nil
 	}
 	if k := entra.Detect(v); k != entra.None {
@@ -513,10 +514,10 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := entra.Decode(v, k, e); err != nil {
 			return reject("entra/azure", err)
 		}
-		finish(e, entra.Flatten, 0, nil, entra.TopKeys(v, d.cache))
+		finish(e, entra.Flatten, 0, entra.TopKeys(v, d.cache))
 		return nil
 	}
-	return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, nil, d.cache.TopKeys(v)) })
+	return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, d.cache.TopKeys(v)) })
 }
 
 func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {

@@ -52,30 +52,27 @@ func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 	}
 }
 
-// exact lists the normalized fields whose value is the UAL field of the
-// same name (the only one of that name), so lookups of them need no
-// flattening.
-var exact = []event.Sym{event.SymOperation}
-
 var (
 	symWorkload       = event.Intern("Workload")
 	symMailAccessType = event.Intern("OperationProperties.MailAccessType")
 	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
 )
 
-// Lazy prepares e, decoded from v, for lazy flattening: the filter of the
-// names Flatten would put at the top level, and Workload (which rules
-// index on) up front. It returns the normalized fields that equal the
-// source field of the same name.
-func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) []event.Sym {
+// Lazy prepares e, decoded from v, for lazy flattening: the names Flatten
+// would put at the top level, and up front the fields rules and behaviours
+// read on most records (Operation and Workload, which rules index on, and
+// MailItemsAccessed's access type and throttling flag).
+func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) {
 	switch shape {
 	case GraphQuery:
 		// The envelope's operation and auditData's Operation both flatten
-		// to "operation": two values, so no exact shortcut.
+		// to "operation": two values, so nothing up front.
 		e.SetTopKeys(c.TopKeys(v, v.Get("auditData")))
-		return nil
 	case ManagementAPI, Sentinel:
 		e.SetTopKeys(c.TopKeys(v))
+		if op := v.Get("Operation"); op != nil && op.Type() == fastjson.TypeString {
+			e.AddEager(event.SymOperation, "Operation", e.Operation, event.String)
+		}
 		if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString {
 			b, _ := w.StringBytes()
 			e.AddEager(symWorkload, "Workload", c.Bytes(b), event.String)
@@ -97,9 +94,7 @@ func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) []eve
 				e.AddEager(symIsThrottled, "OperationProperties.IsThrottled", c.Bytes(val), event.String)
 			}
 		}
-		return exact
 	}
-	return nil
 }
 
 // Decode fills e's normalized fields from record v of the given shape; the

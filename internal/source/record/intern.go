@@ -1,6 +1,8 @@
 package record
 
 import (
+	"hash/maphash"
+
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
@@ -15,6 +17,8 @@ type Cache struct {
 	shapes map[uint64][]event.Sym
 	keys   []string
 }
+
+var shapeSeed = maphash.MakeSeed()
 
 const (
 	cacheMax    = 1 << 16
@@ -31,20 +35,16 @@ func NewCache() *Cache {
 // one format repeat a few key sets, so the result is cached by a hash of
 // the key sequence and shared between events: it must not be modified.
 func (c *Cache) TopKeys(vs ...*fastjson.Value) []event.Sym {
-	h := uint64(14695981039346656037)
+	var h uint64
 	for _, v := range vs {
 		if v == nil || v.Type() != fastjson.TypeObject {
 			continue
 		}
 		o, _ := v.Object()
 		o.Visit(func(k []byte, _ *fastjson.Value) {
-			for _, b := range k {
-				h ^= uint64(b)
-				h *= 1099511628211
-			}
-			h ^= 0xff // key separator
-			h *= 1099511628211
+			h = h*0x100000001b3 ^ maphash.Bytes(shapeSeed, k)
 		})
+		h = h*0x100000001b3 ^ 0xff // object separator
 	}
 	if syms, ok := c.shapes[h]; ok {
 		return syms
