@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -127,6 +128,8 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		mu     sync.Mutex
 		hits   []timeline.Detection
 		events []*event.Event
+		// Progress is reported from the reading goroutine: counters only.
+		nEvents, nHits atomic.Int64
 	)
 	emitHit := func(d sigma.Detection) {
 		td := toTimeline(d)
@@ -136,15 +139,15 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		mu.Lock()
 		hits = append(hits, td)
 		mu.Unlock()
+		nHits.Add(1)
 	}
-	var nEvents int64
 	srcOpts.Progress = func(done, total int64) {
-		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents, len(hits)))
+		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), nHits.Load()))
 	}
 	keep := report.enabled() || o.behaviours
 	start := time.Now()
 	emit := func(e *event.Event) error {
-		nEvents++
+		nEvents.Add(1)
 		rs.Match(e, emitHit)
 		if keep {
 			events = append(events, e)
