@@ -6,8 +6,8 @@
 // It owns the tenant model (users, mailboxes, devices, networks, apps),
 // the record writers for the real vendor shapes (Microsoft 365 Unified
 // Audit Log, Entra ID sign-ins, Google Workspace Reports activities), the
-// IP → ASN/country/kind table of the simulated networks, and the Truth
-// types. It does not decode, store or detect anything: tests decode its
+// simulated networks (written as networks.csv in internal/netinfo's
+// format), and the Truth types. It does not decode, store or detect anything: tests decode its
 // output with internal/source like real data.
 //
 // Generation is a time-ordered merge of lazy streams (one per user day,

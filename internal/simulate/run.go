@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vigil-audit/vigil/internal/netinfo"
 )
 
 // File names Run writes (with the extension of the chosen format).
@@ -93,11 +95,11 @@ func (s *sim) closeSinks() error {
 
 func writeNetworks(dir string, t *Tenant) error {
 	var buf bytes.Buffer
-	es := make([]NetEntry, len(t.nets))
+	es := make([]netinfo.Entry, len(t.nets))
 	for i, n := range t.nets {
 		es[i] = n.entry
 	}
-	if err := WriteNetTableCSV(&buf, es); err != nil {
+	if err := netinfo.WriteCSV(&buf, es); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, NetworksFile), buf.Bytes(), 0o644); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-audit/vigil/internal/netinfo"
 )
 
 func TestSameSeedSameBytes(t *testing.T) {
@@ -366,7 +368,7 @@ func TestTruthMatchesRecords(t *testing.T) {
 				t.Errorf("forged-token record %s: ClientInfoString %q", ref.ID, str(r, "ClientInfoString"))
 			}
 			e, ok := nets.Lookup(parseAddr(str(r, "ClientIPAddress")))
-			if !ok || (e.Kind != KindHosting && e.Kind != KindVPN) {
+			if !ok || (e.Kind != netinfo.KindHosting && e.Kind != netinfo.KindVPN) {
 				t.Errorf("forged-token record %s: IP %s is %v, want hosting or vpn", ref.ID, str(r, "ClientIPAddress"), e.Kind)
 			}
 		}
@@ -427,14 +429,14 @@ func equalSet(a []string, b map[string]bool) bool {
 	return true
 }
 
-func loadNets(t *testing.T, dir string) *NetTable {
+func loadNets(t *testing.T, dir string) *netinfo.Table {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dir, NetworksFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	nt, err := LoadNetTable(f)
+	nt, err := netinfo.LoadStrict(f)
 	if err != nil {
 		t.Fatal(err)
 	}

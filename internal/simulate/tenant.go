@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-audit/vigil/internal/netinfo"
 )
 
 // network is a simulated network: its table entry plus how to pick hosts.
 type network struct {
 	key   string
-	entry NetEntry
+	entry netinfo.Entry
 	lat   float64
 	lon   float64
 	state string
@@ -51,7 +53,7 @@ type netSpec struct {
 	key, org, country, city, state string
 	sub                            string // ISO 3166-2 subdivision
 	asn                            uint32
-	kind                           NetKind
+	kind                           netinfo.Kind
 	v6                             bool
 	v4Size                         int // number of /24s (power of two)
 	lat, lon                       float64
@@ -64,44 +66,44 @@ type netSpec struct {
 // and VPN providers behave as on real data.
 var netSpecs = []netSpec{
 	// residential and mobile access
-	{key: "isp-us-comcast", sub: "US-PA", org: "Comcast Cable Communications, LLC", asn: 7922, country: "US", city: "Philadelphia", state: "Pennsylvania", kind: KindISP, v4Size: 32, lat: 39.95, lon: -75.16},
-	{key: "isp-us-verizon", sub: "US-NY", org: "Verizon Business", asn: 701, country: "US", city: "New York", state: "New York", kind: KindISP, v4Size: 32, lat: 40.71, lon: -74.01},
-	{key: "isp-us-charter", sub: "US-NC", org: "Charter Communications Inc", asn: 20115, country: "US", city: "Charlotte", state: "North Carolina", kind: KindISP, v4Size: 16, lat: 35.23, lon: -80.84},
-	{key: "mob-us-tmobile", sub: "US-WA", org: "T-Mobile USA, Inc.", asn: 21928, country: "US", city: "Bellevue", state: "Washington", kind: KindISP, v6: true, lat: 47.61, lon: -122.2},
-	{key: "isp-gb-bt", sub: "GB-LND", org: "British Telecommunications PLC", asn: 2856, country: "GB", city: "London", state: "England", kind: KindISP, v4Size: 16, lat: 51.51, lon: -0.13},
-	{key: "isp-gb-virgin", sub: "GB-MAN", org: "Virgin Media Limited", asn: 5089, country: "GB", city: "Manchester", state: "England", kind: KindISP, v4Size: 16, lat: 53.48, lon: -2.24},
-	{key: "mob-gb-ee", sub: "GB-LND", org: "EE Limited", asn: 12576, country: "GB", city: "London", state: "England", kind: KindISP, v6: true, lat: 51.51, lon: -0.13},
-	{key: "isp-de-telekom", sub: "DE-BE", org: "Deutsche Telekom AG", asn: 3320, country: "DE", city: "Berlin", state: "Berlin", kind: KindISP, v4Size: 16, lat: 52.52, lon: 13.4},
-	{key: "mob-de-vodafone", sub: "DE-NW", org: "Vodafone GmbH", asn: 3209, country: "DE", city: "Dusseldorf", state: "North Rhine-Westphalia", kind: KindISP, v6: true, lat: 51.23, lon: 6.77},
-	{key: "isp-in-airtel", sub: "IN-KA", org: "Bharti Airtel Ltd.", asn: 24560, country: "IN", city: "Bengaluru", state: "Karnataka", kind: KindISP, v4Size: 16, lat: 12.97, lon: 77.59},
-	{key: "mob-in-jio", sub: "IN-MH", org: "Reliance Jio Infocomm Limited", asn: 55836, country: "IN", city: "Mumbai", state: "Maharashtra", kind: KindISP, v6: true, lat: 19.08, lon: 72.88},
+	{key: "isp-us-comcast", sub: "US-PA", org: "Comcast Cable Communications, LLC", asn: 7922, country: "US", city: "Philadelphia", state: "Pennsylvania", kind: netinfo.KindISP, v4Size: 32, lat: 39.95, lon: -75.16},
+	{key: "isp-us-verizon", sub: "US-NY", org: "Verizon Business", asn: 701, country: "US", city: "New York", state: "New York", kind: netinfo.KindISP, v4Size: 32, lat: 40.71, lon: -74.01},
+	{key: "isp-us-charter", sub: "US-NC", org: "Charter Communications Inc", asn: 20115, country: "US", city: "Charlotte", state: "North Carolina", kind: netinfo.KindISP, v4Size: 16, lat: 35.23, lon: -80.84},
+	{key: "mob-us-tmobile", sub: "US-WA", org: "T-Mobile USA, Inc.", asn: 21928, country: "US", city: "Bellevue", state: "Washington", kind: netinfo.KindISP, v6: true, lat: 47.61, lon: -122.2},
+	{key: "isp-gb-bt", sub: "GB-LND", org: "British Telecommunications PLC", asn: 2856, country: "GB", city: "London", state: "England", kind: netinfo.KindISP, v4Size: 16, lat: 51.51, lon: -0.13},
+	{key: "isp-gb-virgin", sub: "GB-MAN", org: "Virgin Media Limited", asn: 5089, country: "GB", city: "Manchester", state: "England", kind: netinfo.KindISP, v4Size: 16, lat: 53.48, lon: -2.24},
+	{key: "mob-gb-ee", sub: "GB-LND", org: "EE Limited", asn: 12576, country: "GB", city: "London", state: "England", kind: netinfo.KindISP, v6: true, lat: 51.51, lon: -0.13},
+	{key: "isp-de-telekom", sub: "DE-BE", org: "Deutsche Telekom AG", asn: 3320, country: "DE", city: "Berlin", state: "Berlin", kind: netinfo.KindISP, v4Size: 16, lat: 52.52, lon: 13.4},
+	{key: "mob-de-vodafone", sub: "DE-NW", org: "Vodafone GmbH", asn: 3209, country: "DE", city: "Dusseldorf", state: "North Rhine-Westphalia", kind: netinfo.KindISP, v6: true, lat: 51.23, lon: 6.77},
+	{key: "isp-in-airtel", sub: "IN-KA", org: "Bharti Airtel Ltd.", asn: 24560, country: "IN", city: "Bengaluru", state: "Karnataka", kind: netinfo.KindISP, v4Size: 16, lat: 12.97, lon: 77.59},
+	{key: "mob-in-jio", sub: "IN-MH", org: "Reliance Jio Infocomm Limited", asn: 55836, country: "IN", city: "Mumbai", state: "Maharashtra", kind: netinfo.KindISP, v6: true, lat: 19.08, lon: 72.88},
 	// travel destinations (hotels, conference Wi-Fi, roaming)
-	{key: "isp-fr-orange", sub: "FR-75", org: "Orange S.A.", asn: 3215, country: "FR", city: "Paris", state: "Ile-de-France", kind: KindISP, v4Size: 4, lat: 48.86, lon: 2.35},
-	{key: "isp-sg-singtel", sub: "SG-01", org: "Singapore Telecommunications Ltd", asn: 7473, country: "SG", city: "Singapore", state: "Singapore", kind: KindISP, v4Size: 4, lat: 1.29, lon: 103.85},
-	{key: "isp-jp-ntt", sub: "JP-13", org: "NTT Communications Corporation", asn: 4713, country: "JP", city: "Tokyo", state: "Tokyo", kind: KindISP, v4Size: 4, lat: 35.68, lon: 139.69},
-	{key: "isp-es-telefonica", sub: "ES-M", org: "Telefonica de Espana S.A.U.", asn: 3352, country: "ES", city: "Madrid", state: "Madrid", kind: KindISP, v4Size: 4, lat: 40.42, lon: -3.7},
-	{key: "isp-ae-etisalat", sub: "AE-DU", org: "Emirates Telecommunications Group Company PJSC", asn: 5384, country: "AE", city: "Dubai", state: "Dubai", kind: KindISP, v4Size: 4, lat: 25.2, lon: 55.27},
+	{key: "isp-fr-orange", sub: "FR-75", org: "Orange S.A.", asn: 3215, country: "FR", city: "Paris", state: "Ile-de-France", kind: netinfo.KindISP, v4Size: 4, lat: 48.86, lon: 2.35},
+	{key: "isp-sg-singtel", sub: "SG-01", org: "Singapore Telecommunications Ltd", asn: 7473, country: "SG", city: "Singapore", state: "Singapore", kind: netinfo.KindISP, v4Size: 4, lat: 1.29, lon: 103.85},
+	{key: "isp-jp-ntt", sub: "JP-13", org: "NTT Communications Corporation", asn: 4713, country: "JP", city: "Tokyo", state: "Tokyo", kind: netinfo.KindISP, v4Size: 4, lat: 35.68, lon: 139.69},
+	{key: "isp-es-telefonica", sub: "ES-M", org: "Telefonica de Espana S.A.U.", asn: 3352, country: "ES", city: "Madrid", state: "Madrid", kind: netinfo.KindISP, v4Size: 4, lat: 40.42, lon: -3.7},
+	{key: "isp-ae-etisalat", sub: "AE-DU", org: "Emirates Telecommunications Group Company PJSC", asn: 5384, country: "AE", city: "Dubai", state: "Dubai", kind: netinfo.KindISP, v4Size: 4, lat: 25.2, lon: 55.27},
 	// the tenant's offices
-	{key: "corp-us", sub: "US-NY", org: "Contoso Ltd (New York office)", asn: 64500, country: "US", city: "New York", state: "New York", kind: KindCorporate, v4Size: 1, lat: 40.75, lon: -73.99},
-	{key: "corp-gb", sub: "GB-LND", org: "Contoso Ltd (London office)", asn: 64501, country: "GB", city: "London", state: "England", kind: KindCorporate, v4Size: 1, lat: 51.52, lon: -0.09},
-	{key: "corp-de", sub: "DE-BE", org: "Contoso Ltd (Berlin office)", asn: 64502, country: "DE", city: "Berlin", state: "Berlin", kind: KindCorporate, v4Size: 1, lat: 52.5, lon: 13.38},
-	{key: "corp-in", sub: "IN-KA", org: "Contoso Ltd (Bengaluru office)", asn: 64503, country: "IN", city: "Bengaluru", state: "Karnataka", kind: KindCorporate, v4Size: 1, lat: 12.93, lon: 77.62},
+	{key: "corp-us", sub: "US-NY", org: "Contoso Ltd (New York office)", asn: 64500, country: "US", city: "New York", state: "New York", kind: netinfo.KindCorporate, v4Size: 1, lat: 40.75, lon: -73.99},
+	{key: "corp-gb", sub: "GB-LND", org: "Contoso Ltd (London office)", asn: 64501, country: "GB", city: "London", state: "England", kind: netinfo.KindCorporate, v4Size: 1, lat: 51.52, lon: -0.09},
+	{key: "corp-de", sub: "DE-BE", org: "Contoso Ltd (Berlin office)", asn: 64502, country: "DE", city: "Berlin", state: "Berlin", kind: netinfo.KindCorporate, v4Size: 1, lat: 52.5, lon: 13.38},
+	{key: "corp-in", sub: "IN-KA", org: "Contoso Ltd (Bengaluru office)", asn: 64503, country: "IN", city: "Bengaluru", state: "Karnataka", kind: netinfo.KindCorporate, v4Size: 1, lat: 12.93, lon: 77.62},
 	// the tenant's secure-access (VPN) egress, before and after the change
-	{key: "vpn-corp-old", sub: "US-CA", org: "ZSCALER, INC.", asn: 53813, country: "US", city: "San Jose", state: "California", kind: KindVPN, v4Size: 1, lat: 37.34, lon: -121.89},
-	{key: "vpn-corp-new", sub: "US-DC", org: "Zscaler Switzerland GmbH", asn: 62044, country: "US", city: "Washington", state: "District of Columbia", kind: KindVPN, v4Size: 1, lat: 38.9, lon: -77.04},
+	{key: "vpn-corp-old", sub: "US-CA", org: "ZSCALER, INC.", asn: 53813, country: "US", city: "San Jose", state: "California", kind: netinfo.KindVPN, v4Size: 1, lat: 37.34, lon: -121.89},
+	{key: "vpn-corp-new", sub: "US-DC", org: "Zscaler Switzerland GmbH", asn: 62044, country: "US", city: "Washington", state: "District of Columbia", kind: netinfo.KindVPN, v4Size: 1, lat: 38.9, lon: -77.04},
 	// hosting
-	{key: "host-aws", sub: "US-VA", org: "Amazon.com, Inc.", asn: 16509, country: "US", city: "Ashburn", state: "Virginia", kind: KindHosting, v4Size: 2, lat: 39.04, lon: -77.49},
-	{key: "host-azure", sub: "US-VA", org: "Microsoft Corporation", asn: 8075, country: "US", city: "Boydton", state: "Virginia", kind: KindHosting, v4Size: 2, lat: 36.67, lon: -78.39},
-	{key: "host-do", sub: "NL-NH", org: "DigitalOcean, LLC", asn: 14061, country: "NL", city: "Amsterdam", state: "North Holland", kind: KindHosting, v4Size: 1, lat: 52.37, lon: 4.9},
-	{key: "host-ovh", sub: "FR-59", org: "OVH SAS", asn: 16276, country: "FR", city: "Roubaix", state: "Hauts-de-France", kind: KindHosting, v4Size: 1, lat: 50.69, lon: 3.17},
-	{key: "host-hetzner", sub: "DE-SN", org: "Hetzner Online GmbH", asn: 24940, country: "DE", city: "Falkenstein", state: "Saxony", kind: KindHosting, v4Size: 1, lat: 50.48, lon: 12.37},
-	{key: "host-vultr", sub: "JP-13", org: "The Constant Company, LLC", asn: 20473, country: "JP", city: "Tokyo", state: "Tokyo", kind: KindHosting, v4Size: 1, lat: 35.68, lon: 139.69},
-	{key: "host-linode", sub: "SG-01", org: "Akamai Connected Cloud", asn: 63949, country: "SG", city: "Singapore", state: "Singapore", kind: KindHosting, v4Size: 1, lat: 1.29, lon: 103.85},
+	{key: "host-aws", sub: "US-VA", org: "Amazon.com, Inc.", asn: 16509, country: "US", city: "Ashburn", state: "Virginia", kind: netinfo.KindHosting, v4Size: 2, lat: 39.04, lon: -77.49},
+	{key: "host-azure", sub: "US-VA", org: "Microsoft Corporation", asn: 8075, country: "US", city: "Boydton", state: "Virginia", kind: netinfo.KindHosting, v4Size: 2, lat: 36.67, lon: -78.39},
+	{key: "host-do", sub: "NL-NH", org: "DigitalOcean, LLC", asn: 14061, country: "NL", city: "Amsterdam", state: "North Holland", kind: netinfo.KindHosting, v4Size: 1, lat: 52.37, lon: 4.9},
+	{key: "host-ovh", sub: "FR-59", org: "OVH SAS", asn: 16276, country: "FR", city: "Roubaix", state: "Hauts-de-France", kind: netinfo.KindHosting, v4Size: 1, lat: 50.69, lon: 3.17},
+	{key: "host-hetzner", sub: "DE-SN", org: "Hetzner Online GmbH", asn: 24940, country: "DE", city: "Falkenstein", state: "Saxony", kind: netinfo.KindHosting, v4Size: 1, lat: 50.48, lon: 12.37},
+	{key: "host-vultr", sub: "JP-13", org: "The Constant Company, LLC", asn: 20473, country: "JP", city: "Tokyo", state: "Tokyo", kind: netinfo.KindHosting, v4Size: 1, lat: 35.68, lon: 139.69},
+	{key: "host-linode", sub: "SG-01", org: "Akamai Connected Cloud", asn: 63949, country: "SG", city: "Singapore", state: "Singapore", kind: netinfo.KindHosting, v4Size: 1, lat: 1.29, lon: 103.85},
 	// commercial VPN exits
-	{key: "vpn-m247", sub: "RO-B", org: "M247 Europe SRL", asn: 9009, country: "RO", city: "Bucharest", state: "Bucuresti", kind: KindVPN, v4Size: 1, lat: 44.43, lon: 26.1},
-	{key: "vpn-datacamp", sub: "GB-LND", org: "Datacamp Limited", asn: 60068, country: "GB", city: "London", state: "England", kind: KindVPN, v4Size: 1, lat: 51.51, lon: -0.13},
-	{key: "vpn-mullvad", sub: "SE-AB", org: "31173 Services AB", asn: 39351, country: "SE", city: "Stockholm", state: "Stockholm", kind: KindVPN, v4Size: 1, lat: 59.33, lon: 18.07},
-	{key: "vpn-privatelayer", sub: "CH-ZH", org: "Private Layer INC", asn: 51852, country: "CH", city: "Zurich", state: "Zurich", kind: KindVPN, v4Size: 1, lat: 47.37, lon: 8.54},
+	{key: "vpn-m247", sub: "RO-B", org: "M247 Europe SRL", asn: 9009, country: "RO", city: "Bucharest", state: "Bucuresti", kind: netinfo.KindVPN, v4Size: 1, lat: 44.43, lon: 26.1},
+	{key: "vpn-datacamp", sub: "GB-LND", org: "Datacamp Limited", asn: 60068, country: "GB", city: "London", state: "England", kind: netinfo.KindVPN, v4Size: 1, lat: 51.51, lon: -0.13},
+	{key: "vpn-mullvad", sub: "SE-AB", org: "31173 Services AB", asn: 39351, country: "SE", city: "Stockholm", state: "Stockholm", kind: netinfo.KindVPN, v4Size: 1, lat: 59.33, lon: 18.07},
+	{key: "vpn-privatelayer", sub: "CH-ZH", org: "Private Layer INC", asn: 51852, country: "CH", city: "Zurich", state: "Zurich", kind: netinfo.KindVPN, v4Size: 1, lat: 47.37, lon: 8.54},
 }
 
 func buildNetworks() ([]*network, map[string]*network, error) {
@@ -136,7 +138,7 @@ func buildNetworks() ([]*network, map[string]*network, error) {
 			p = netip.PrefixFrom(netip.AddrFrom4(a), bits)
 			next24 += size
 		}
-		n := &network{key: s.key, lat: s.lat, lon: s.lon, state: s.state, sub: s.sub, entry: NetEntry{
+		n := &network{key: s.key, lat: s.lat, lon: s.lon, state: s.state, sub: s.sub, entry: netinfo.Entry{
 			Prefix: p, ASN: s.asn, ASOrg: s.org, Country: s.country, City: s.city, Kind: s.kind,
 		}}
 		out = append(out, n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/netinfo"
 )
 
 //go:embed default.yaml
@@ -151,7 +153,7 @@ type Config struct {
 	allowD3    map[string]bool
 	suspectK   map[string]bool
 	suspectASN map[uint32]bool
-	allowNets  []prefix
+	allowNets  []netip.Prefix
 	terms      []string
 }
 
@@ -254,7 +256,7 @@ func (c *Config) compile() error {
 	}
 	c.allowNets = nil
 	for _, s := range c.D4.AllowCIDRs {
-		p, err := parsePrefix(s)
+		p, err := netinfo.ParsePrefix(s)
 		if err != nil {
 			return fmt.Errorf("network.allow_cidrs: %w", err)
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vigil-audit/vigil/internal/netinfo"
 )
 
 // IOC file format (see docs/iocs/storm0558.yaml):
@@ -141,7 +143,7 @@ func (s *IOCs) add(b []byte) error {
 			ind.Value = a.String()
 			s.ips[a.Unmap()] = append(s.ips[a.Unmap()], ind)
 		case "cidr":
-			p, err := parsePrefix(strings.ReplaceAll(ind.Value, "[.]", "."))
+			p, err := netinfo.ParsePrefix(strings.ReplaceAll(ind.Value, "[.]", "."))
 			if err != nil {
 				return fmt.Errorf("indicator %d: %w", i+1, err)
 			}
