@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -578,36 +579,9 @@ func readEntries(ctx context.Context, segs []segFile, from, to uint64, fn func(i
 		if k+1 < len(segs) && segs[k+1].first <= from {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := os.ReadFile(s.path)
-		if err != nil {
-			return fmt.Errorf("read segment: %w", err)
-		}
-		_, err = scanSegment(s.name, data, func(off int, f *frame) error {
-			if f.end() <= from || f.first >= to {
-				return nil
-			}
-			p, err := f.entriesPayload(scratch)
-			if err != nil {
-				return &Damage{Kind: damageKind(err), Segment: s.name, Offset: int64(off), Entry: int64(f.first), Detail: err.Error()}
-			}
-			if f.typ == frameEntriesZstd {
-				scratch = p
-			}
-			return splitEntries(p, f.count, func(i int, enc []byte) error {
-				idx := f.first + uint64(i)
-				if idx < from || idx >= to {
-					return nil
-				}
-				e, err := decodeEntry(enc)
-				if err != nil {
-					return &Damage{Kind: "malformed entry", Segment: s.name, Offset: int64(off), Entry: int64(idx), Detail: err.Error()}
-				}
-				from = idx + 1
-				return fn(idx, enc, &e)
-			})
+		_, err := segmentEntries(ctx, s, from, to, &scratch, func(i uint64, enc []byte, e *Entry) error {
+			from = i + 1
+			return fn(i, enc, e)
 		})
 		if err != nil {
 			return err
@@ -617,6 +591,43 @@ func readEntries(ctx context.Context, segs []segFile, from, to uint64, fn func(i
 		return fmt.Errorf("journal: entries [%d, %d) not found in the segments", from, to)
 	}
 	return nil
+}
+
+// segmentEntries reads segment s and calls fn with each entry in
+// [from, to) of its intact frames, in order; a frame or entry that does
+// not decode is Damage. scratch keeps the decompression buffer from one
+// call to the next; e and enc are valid only during fn.
+func segmentEntries(ctx context.Context, s segFile, from, to uint64, scratch *[]byte, fn func(i uint64, enc []byte, e *Entry) error) (segScan, error) {
+	if err := ctx.Err(); err != nil {
+		return segScan{}, err
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return segScan{}, fmt.Errorf("read segment: %w", err)
+	}
+	return scanSegment(s.name, data, func(off int, f *frame) error {
+		if f.end() <= from || f.first >= to {
+			return nil
+		}
+		p, err := f.entriesPayload(*scratch)
+		if err != nil {
+			return &Damage{Kind: damageKind(err), Segment: s.name, Offset: int64(off), Entry: int64(f.first), Detail: err.Error()}
+		}
+		if f.typ == frameEntriesZstd {
+			*scratch = p
+		}
+		return splitEntries(p, f.count, func(i int, enc []byte) error {
+			idx := f.first + uint64(i)
+			if idx < from || idx >= to {
+				return nil
+			}
+			e, err := decodeEntry(enc)
+			if err != nil {
+				return &Damage{Kind: "malformed entry", Segment: s.name, Offset: int64(off), Entry: int64(idx), Detail: err.Error()}
+			}
+			return fn(idx, enc, &e)
+		})
+	})
 }
 
 func (j *Journal) createSegment(first uint64) error {
@@ -1101,36 +1112,7 @@ func Replay(ctx context.Context, dir string, from uint64, fn func(index uint64, 
 		if k+1 < len(segs) && segs[k+1].first <= from {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := os.ReadFile(s.path)
-		if err != nil {
-			return fmt.Errorf("read segment: %w", err)
-		}
-		scan, err := scanSegment(s.name, data, func(off int, f *frame) error {
-			if f.end() <= from {
-				return nil
-			}
-			p, err := f.entriesPayload(scratch)
-			if err != nil {
-				return &Damage{Kind: damageKind(err), Segment: s.name, Offset: int64(off), Entry: int64(f.first), Detail: err.Error()}
-			}
-			if f.typ == frameEntriesZstd {
-				scratch = p
-			}
-			return splitEntries(p, f.count, func(i int, enc []byte) error {
-				idx := f.first + uint64(i)
-				if idx < from {
-					return nil
-				}
-				e, err := decodeEntry(enc)
-				if err != nil {
-					return &Damage{Kind: "malformed entry", Segment: s.name, Offset: int64(off), Entry: int64(idx), Detail: err.Error()}
-				}
-				return fn(idx, &e)
-			})
-		})
+		scan, err := segmentEntries(ctx, s, from, math.MaxUint64, &scratch, func(i uint64, _ []byte, e *Entry) error { return fn(i, e) })
 		if err != nil {
 			return err
 		}
