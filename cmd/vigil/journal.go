@@ -39,6 +39,38 @@ func needData(dir string) error {
 	return nil
 }
 
+// parseNoArgs parses the flags of a subcommand that works on the journal
+// in --data and takes no positional arguments. data is read after parsing.
+func parseNoArgs(fs *flag.FlagSet, args []string, data *string) error {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	return nil
+}
+
+// openLatest opens the journal in dir for reading its signed state (no
+// checkpoint timer) and returns it with its latest signed checkpoint,
+// signing one if appends came after the last. The caller closes it.
+func openLatest(ctx context.Context, dir string, stderr io.Writer) (*journal.Journal, journal.Checkpoint, error) {
+	j, err := journal.Open(ctx, dir, journal.Options{Logger: journalLogger(stderr), CheckpointInterval: -1})
+	if err != nil {
+		return nil, journal.Checkpoint{}, journalErr(err)
+	}
+	cp, err := j.Checkpoint(ctx)
+	if err != nil {
+		_ = j.Close() // the checkpoint error is the one to report
+		return nil, journal.Checkpoint{}, err
+	}
+	return j, cp, nil
+}
+
 // journalLogger sends the journal's own log lines (torn tails cut, keys
 // created, segments expired) to stderr.
 func journalLogger(stderr io.Writer) *slog.Logger {
@@ -199,15 +231,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "Usage: vigil verify --data DIR [--checkpoint FILE] [--key FILE]\n\nExit 0 when intact, 1 naming the first damage found.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args)
+	err := parseNoArgs(fs, args, data)
 	if err != nil {
 		return err
-	}
-	if err := needData(*data); err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected arguments %q", pos)
 	}
 	var opts journal.VerifyOptions
 	if *keyFile != "" {
@@ -249,25 +275,14 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "Usage: vigil checkpoint --data DIR\n\nPrints the latest signed checkpoint (C2SP signed-note format); save it to check the journal later with verify --checkpoint.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
 	}
-	if err := needData(*data); err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected arguments %q", pos)
-	}
-	j, err := journal.Open(ctx, *data, journal.Options{Logger: journalLogger(stderr), CheckpointInterval: -1})
+	j, cp, err := openLatest(ctx, *data, stderr)
 	if err != nil {
-		return journalErr(err)
+		return err
 	}
 	defer j.Close()
-	cp, err := j.Checkpoint(ctx)
-	if err != nil {
-		return err
-	}
 	if _, err := stdout.Write(cp.Note); err != nil {
 		return err
 	}
@@ -294,28 +309,17 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "Usage: vigil prove --data DIR --index I [--json]\n\nPrints an RFC 6962 inclusion proof of entry I in the tree of the latest signed checkpoint.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
-	}
-	if err := needData(*data); err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected arguments %q", pos)
 	}
 	if *index < 0 {
 		return usageError("--index I is required")
 	}
-	j, err := journal.Open(ctx, *data, journal.Options{Logger: journalLogger(stderr), CheckpointInterval: -1})
-	if err != nil {
-		return journalErr(err)
-	}
-	defer j.Close()
-	cp, err := j.Checkpoint(ctx)
+	j, cp, err := openLatest(ctx, *data, stderr)
 	if err != nil {
 		return err
 	}
+	defer j.Close()
 	i := uint64(*index)
 	if i >= cp.Size {
 		return usageError("--index %d: the journal holds %d entries", i, cp.Size)
@@ -407,15 +411,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "Usage: vigil export --data DIR [--from I] [--count N]\n\nWrites entries as JSON lines; runs alongside a writer (checks frame checksums, not the Merkle tree: use verify).")
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
-	}
-	if err := needData(*data); err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("unexpected arguments %q", pos)
 	}
 	if _, err := os.Stat(*data); err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -423,7 +420,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	w := bufio.NewWriterSize(stdout, 1<<20)
 	left := *count
 	var line []byte
-	err = journal.Replay(ctx, *data, *from, func(i uint64, e *journal.Entry) error {
+	err := journal.Replay(ctx, *data, *from, func(i uint64, e *journal.Entry) error {
 		if left == 0 {
 			return errStopRead
 		}
