@@ -3,8 +3,11 @@ package behavior
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 // The shipped Storm-0558 file loads and matches inside its windows only.
@@ -69,4 +72,15 @@ func replace(s, old, new string) string {
 		}
 	}
 	return out
+}
+
+// TestIncidentDefaultsAgree keeps the incident section of default.yaml and
+// incident.DefaultConfig (used where no settings file is read) in step:
+// they are the same defaults written twice, once as settings and once as
+// the grouping API's.
+func TestIncidentDefaultsAgree(t *testing.T) {
+	got, want := DefaultConfig().IncidentConfig(), incident.DefaultConfig()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("default.yaml incident section gives %+v, incident.DefaultConfig is %+v", got, want)
+	}
 }
