@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -73,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	product := fl.String("product", "m365", "evaluate only rules whose logsource product is this")
 	noMapping := fl.Bool("no-mapping", false, "do not map eventSource/eventName to UAL field names")
 	verbose := fl.Bool("v", false, "list skipped rules and per-rule match counts on stderr")
+	cpuProfile := fl.String("cpuprofile", "", "write a Go CPU profile of the evaluation to this file")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: sigmago [flags] FILE.jsonl RULEDIR...")
 		fl.PrintDefaults()
@@ -106,6 +108,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no %s rules loaded", *product)
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	start := time.Now()
 	st, err := evaluate(ctx, fl.Arg(0), rules, *workers)
 	if err != nil {
