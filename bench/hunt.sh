@@ -26,6 +26,8 @@ SEED=${SEED:-1}
 REPEAT=${REPEAT:-1}
 case $REPEAT in '' | *[!0-9]* | 0) die "REPEAT=$REPEAT: want a positive integer" ;; esac
 
+if [ $# -ge 1 ] && [ ! -f "$1" ]; then die "input $1 does not exist"; fi
+
 # --- tools ----------------------------------------------------------------
 command -v go >/dev/null || die "go is not installed (need Go 1.26+)"
 apt_install() {
