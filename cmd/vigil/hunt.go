@@ -116,6 +116,9 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
+	// Read the fields the rules look up while each record is parsed anyway.
+	srcOpts.Hot = rs.FieldSyms()
+
 	q := &lazyFile{path: o.quarantine}
 	defer q.Close()
 	srcOpts.Quarantine = q
@@ -314,7 +317,8 @@ func loadHuntRules(o huntOptions, stderr io.Writer) (*sigma.Ruleset, error) {
 }
 
 // toTimeline converts a Sigma detection into a timeline entry, copying
-// what it needs from the event.
+// what it needs from the event. Matched values are cloned: they may point
+// into the input buffers, which a detection must not keep alive.
 func toTimeline(d sigma.Detection) timeline.Detection {
 	td := timeline.Detection{Time: d.Time, RuleID: d.RuleID, Title: d.Title, Tags: d.Tags, Author: d.Author}
 	lv, err := timeline.ParseLevel(d.Level)
@@ -323,19 +327,19 @@ func toTimeline(d sigma.Detection) timeline.Detection {
 	}
 	td.SetLevel(lv)
 	if e := d.Event; e != nil {
-		td.Source, td.Tenant, td.User, td.Operation, td.RecordID, td.IP = e.Source, e.Tenant, e.User, e.Operation, e.RecordID, e.IP
+		td.Source, td.Tenant, td.User, td.Operation, td.RecordID, td.IP = e.Source, e.Tenant, e.User, e.Operation, strings.Clone(e.RecordID), e.IP
 		td.File, td.Line = e.Origin.File, e.Origin.Line
 		if td.Time.IsZero() {
 			td.Time = e.Time
 		}
 	}
 	for _, f := range d.Fields {
-		td.Fields = append(td.Fields, timeline.Field{Name: f.Field, Value: f.Value})
+		td.Fields = append(td.Fields, timeline.Field{Name: f.Field, Value: strings.Clone(f.Value)})
 	}
 	if c := d.Correlation; c != nil {
 		groups := make([]string, len(c.Group))
 		for i, g := range c.Group {
-			groups[i] = g.Field + "=" + g.Value
+			groups[i] = g.Field + "=" + g.Value // a new string
 		}
 		td.Group = strings.Join(groups, " ")
 		td.Count = int64(c.Count)
@@ -430,7 +434,7 @@ func huntJournal(ctx context.Context, dir string, opts source.Options, st *sourc
 	if _, err := os.Stat(dir); err != nil {
 		return usageError("--journal: %v", err)
 	}
-	dec := source.NewDecoder(opts.Mapping)
+	dec := source.NewDecoder(opts.Mapping, opts.Hot)
 	var qenc *json.Encoder
 	if opts.Quarantine != nil {
 		qenc = json.NewEncoder(opts.Quarantine)

@@ -81,7 +81,7 @@ type Event struct {
 	lazy  Flattener
 	arg   int
 	top   []Sym // sorted Syms of the record's top-level names; nil: unknown
-	eager [4]Field
+	eager []Field
 	once  sync.Once
 }
 
@@ -101,17 +101,18 @@ func TopKeys(keys []string) []Sym {
 	return slices.Compact(out)
 }
 
-// AddEager supplies the value of a single-valued top-level source field up
-// front, so lookups of it need no flattening. The value must be what
-// flattening would produce. At most four per event; more are ignored.
+// AddEager supplies the value of a single-valued source field up front, so
+// lookups of it need no flattening. The value must be exactly what
+// flattening would produce for that name, and the only one.
 func (e *Event) AddEager(s Sym, name, value string, kind Kind) {
-	for i := range e.eager {
-		if e.eager[i].Sym == 0 {
-			e.eager[i] = Field{Sym: s, Name: name, Value: value, Kind: kind}
-			return
-		}
-	}
+	e.eager = append(e.eager, Field{Sym: s, Name: name, Value: value, Kind: kind})
 }
+
+// Eager returns the fields supplied up front.
+func (e *Event) Eager() []Field { return e.eager }
+
+// SetEager is AddEager for several fields at once; fs is kept, not copied.
+func (e *Event) SetEager(fs []Field) { e.eager = fs }
 
 // Flattener re-creates an event's source fields from its parsed Raw bytes;
 // arg says which part of the record the event is (a Workspace activity's

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vigil-audit/vigil/internal/event"
@@ -25,16 +26,38 @@ func TestLazyLookupsMatchFlattened(t *testing.T) {
 	}
 	probe := []string{"eventName", "eventSource", "Name", "status", "user", "operation", "Operation", "Workload",
 		"properties.message", "src_ip", "record_id", "time", "AppAccessContext.UniqueTokenId", "parameters.login_type"}
-	read := func(f string) []*event.Event {
+	read := func(f string, hot []event.Sym) []*event.Event {
 		var evs []*event.Event
-		_, err := ReadPaths(context.Background(), []string{f}, Options{}, func(e *event.Event) error { evs = append(evs, e); return nil })
+		_, err := ReadPaths(context.Background(), []string{f}, Options{Hot: hot}, func(e *event.Event) error { evs = append(evs, e); return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
 		return evs
 	}
 	for _, f := range inputs {
-		full, lazy := read(f), read(f)
+		// The lazy events read every field name of the file up front
+		// where they can (hot), to check those values too.
+		full := read(f, nil)
+		var hot []event.Sym
+		for _, e := range full {
+			for _, fl := range e.Fields() {
+				hot = append(hot, fl.Sym)
+			}
+		}
+		for _, n := range probe {
+			hot = append(hot, event.Intern(n))
+		}
+		lazy := read(f, hot)
+		eager, workspace := 0, 0
+		for _, e := range lazy {
+			eager += len(e.Eager())
+			if strings.HasPrefix(e.Source, "gws.") {
+				workspace++ // Workspace events read nothing up front
+			}
+		}
+		if eager == 0 && workspace < len(lazy) {
+			t.Errorf("%s: no field was read up front", f)
+		}
 		if len(full) != len(lazy) {
 			t.Fatalf("%s: %d vs %d events", f, len(full), len(lazy))
 		}

@@ -40,6 +40,10 @@ type Options struct {
 	Progress func(done, total int64)
 	// Stdin is read for the path "-" (default os.Stdin).
 	Stdin io.Reader
+	// Hot names fields worth reading while each record is parsed anyway,
+	// typically every field the loaded rules look up
+	// (sigma.Ruleset.FieldSyms): lookups of them then need no flattening.
+	Hot []event.Sym
 }
 
 // Stats counts what ReadPaths read.
@@ -216,7 +220,7 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := newDecoder(opts.Mapping)
+			d := newDecoder(opts.Mapping, opts.Hot)
 			for b := range work {
 				d.decodeBatch(b)
 				select {
@@ -370,8 +374,10 @@ type decoder struct {
 	cache   *record.Cache
 }
 
-func newDecoder(m *jsonl.Mapping) *decoder {
-	return &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache()}
+func newDecoder(m *jsonl.Mapping, hot []event.Sym) *decoder {
+	d := &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache()}
+	d.cache.SetHot(hot)
+	return d
 }
 
 func (d *decoder) decodeBatch(b *batch) {
@@ -481,32 +487,37 @@ func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event
 // be v's JSON. The event is flattened lazily, on its first lookup of a
 // source field.
 func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
-	finish := func(e *event.Event, fl event.Flattener, arg int, top []event.Sym) {
+	finish := func(e *event.Event, fl event.Flattener, arg int) {
 		e.Raw = raw
 		e.Origin = d.origin(r)
 		e.SetLazy(fl, arg)
-		if top != nil {
-			e.SetTopKeys(top)
-		}
 		e.Normalize()
 		*out = append(*out, e)
 	}
+	// shape records what flattening v (plus the objects it hoists to the
+	// top level) would name at the top level, and reads the hot fields.
+	shape := func(e *event.Event, hoisted *fastjson.Value) {
+		sh := d.cache.Shape(v, hoisted)
+		e.SetTopKeys(sh.Top)
+		e.SetEager(d.cache.Eager(sh, v))
+	}
 	if d.mapping != nil && d.mapping.Force {
-		return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, d.cache.TopKeys(v)) })
+		return d.generic(v, func(e *event.Event) { shape(e, nil); finish(e, jsonl.Flatten, 0) })
 	}
 	if gws.Detect(v) {
-		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i, nil) }); err != nil {
+		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i) }); err != nil {
 			return reject("google workspace", err)
 		}
 		return nil
 	}
-	if shape := m365.Detect(v); shape != m365.None {
+	if kind := m365.Detect(v); kind != m365.None {
 		e := &event.Event{}
-		if err := m365.Decode(v, shape, e, d.cache); err != nil {
+		if err := m365.Decode(v, kind, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
 		}
-		m365.Lazy(v, shape, e, d.cache)
-		finish(e, m365.Flatten, 0, nil)
+		shape(e, m365.Hoisted(v))
+		m365.Lazy(v, kind, e, d.cache)
+		finish(e, m365.Flatten, 0)
 		return nil
 	}
 	if k := entra.Detect(v); k != entra.None {
@@ -514,10 +525,11 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := entra.Decode(v, k, e); err != nil {
 			return reject("entra/azure", err)
 		}
-		finish(e, entra.Flatten, 0, entra.TopKeys(v, d.cache))
+		shape(e, entra.Hoisted(v))
+		finish(e, entra.Flatten, 0)
 		return nil
 	}
-	return d.generic(v, func(e *event.Event) { finish(e, jsonl.Flatten, 0, d.cache.TopKeys(v)) })
+	return d.generic(v, func(e *event.Event) { shape(e, nil); finish(e, jsonl.Flatten, 0) })
 }
 
 func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
@@ -556,8 +568,8 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 // goroutine.
 type Decoder struct{ d *decoder }
 
-// NewDecoder returns a Decoder; m may be nil (see Options.Mapping).
-func NewDecoder(m *jsonl.Mapping) *Decoder { return &Decoder{d: newDecoder(m)} }
+// NewDecoder returns a Decoder; m and hot may be nil (see Options).
+func NewDecoder(m *jsonl.Mapping, hot []event.Sym) *Decoder { return &Decoder{d: newDecoder(m, hot)} }
 
 // Decode decodes one JSON record (an object, an array of records or an
 // envelope) into events. origin says where it came from. The events keep

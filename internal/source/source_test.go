@@ -151,7 +151,7 @@ func TestPurviewCSV(t *testing.T) {
 	if !strings.HasPrefix(string(evs[0].Raw), `{"CreationTime":"2023-06-16T05:00:00","Id":"aa11"`) {
 		t.Errorf("raw is not the AuditData record: %q", evs[0].Raw)
 	}
-	again, err := NewDecoder(nil).Decode(evs[0].Raw, event.Origin{})
+	again, err := NewDecoder(nil, nil).Decode(evs[0].Raw, event.Origin{})
 	if err != nil || len(again) != 1 || again[0].Get("Parameters.ForwardTo") != "drop@attacker.example" {
 		t.Errorf("raw does not decode again: %v", err)
 	}
@@ -173,7 +173,7 @@ func TestGenericCSVRowsDecodeAgain(t *testing.T) {
 		!e.Time.Equal(time.Date(2025, 1, 26, 20, 20, 44, 0, time.UTC)) || e.Get("AdditionalInfo.userAgent") != "curl" {
 		t.Errorf("risk row: %s %s %s %s %v %q", e.Source, e.Operation, e.User, e.IP, e.Time, e.Get("AdditionalInfo.userAgent"))
 	}
-	again, err := NewDecoder(nil).Decode(e.Raw, event.Origin{})
+	again, err := NewDecoder(nil, nil).Decode(e.Raw, event.Origin{})
 	if err != nil || len(again) != 1 || again[0].Source != "entra.risk" || again[0].Get("RiskEventType") != "anonymizedIPAddress" {
 		t.Errorf("row JSON %s does not decode again: %v", e.Raw, err)
 	}
@@ -295,7 +295,7 @@ func TestStdinAndOrderAcrossWorkers(t *testing.T) {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func TestDecoderSingleRecord(t *testing.T) {
-	d := NewDecoder(nil)
+	d := NewDecoder(nil, nil)
 	evs, err := d.Decode([]byte(`{"CreationTime":"2023-06-16T06:00:00","Id":"a","Operation":"MailboxLogin","RecordType":2,"UserId":"A@x"}`), event.Origin{File: "journal", Index: 7})
 	if err != nil || len(evs) != 1 || evs[0].User != "a@x" || evs[0].Origin.Index != 7 || evs[0].Get("RecordType") != "2" {
 		t.Fatalf("decode: %v %+v", err, evs)

@@ -515,3 +515,53 @@ func (rs *Ruleset) closeWindows(wm time.Time, all bool, emit func(Detection)) {
 		}
 	}
 }
+
+// FieldSyms returns every field name (as Syms) the rules may look up,
+// over all sources. Decoders use it to read those fields up front, while
+// the record is parsed anyway, so that matching rarely has to flatten an
+// event.
+func (rs *Ruleset) FieldSyms() []event.Sym {
+	seen := map[event.Sym]bool{}
+	addRes := func(r *resolver) {
+		if r == nil {
+			return
+		}
+		for _, s := range r.syms {
+			seen[s] = true
+		}
+		for _, s := range r.unquote {
+			seen[s] = true
+		}
+	}
+	addDet := func(d *detection) {
+		for _, sel := range d.sels {
+			for _, g := range sel.groups {
+				for _, it := range g {
+					addRes(it.res)
+					for _, r := range it.refs {
+						addRes(r)
+					}
+				}
+			}
+		}
+	}
+	for _, b := range rs.buckets {
+		for _, c := range b.always {
+			addDet(c.det)
+		}
+		for _, f := range b.indexed {
+			addRes(f.res)
+			for _, cs := range f.byVal {
+				for _, c := range cs {
+					addDet(c.det)
+				}
+			}
+		}
+	}
+	out := make([]event.Sym, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -107,18 +107,18 @@ func byCategory(c string) Kind {
 // level, so rules written for the Graph or Sentinel shape also match.
 func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 	b.Flatten("", v)
-	if p := v.Get("properties"); p != nil && p.Type() == fastjson.TypeObject && v.Get("category") != nil {
+	if p := Hoisted(v); p != nil {
 		b.Flatten("", p)
 	}
 }
 
-// TopKeys returns the top-level names Flatten produces, for
-// event.SetTopKeys.
-func TopKeys(v *fastjson.Value, c *record.Cache) []event.Sym {
-	if v.Get("category") != nil {
-		return c.TopKeys(v, v.Get("properties"))
+// Hoisted returns the object Flatten hoists to the top level (properties
+// of a diagnostic envelope), or nil.
+func Hoisted(v *fastjson.Value) *fastjson.Value {
+	if p := v.Get("properties"); p != nil && p.Type() == fastjson.TypeObject && v.Get("category") != nil {
+		return p
 	}
-	return c.TopKeys(v)
+	return nil
 }
 
 // Decode fills e's normalized fields from v, a record of kind k; the

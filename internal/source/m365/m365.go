@@ -42,12 +42,21 @@ func Detect(v *fastjson.Value) Shape {
 	return None
 }
 
+// Hoisted returns the object Flatten hoists to the top level (auditData
+// of Graph query records), or nil.
+func Hoisted(v *fastjson.Value) *fastjson.Value {
+	if ad := v.Get("auditData"); ad != nil && ad.Type() == fastjson.TypeObject && v.Get("auditLogRecordType") != nil {
+		return ad
+	}
+	return nil
+}
+
 // Flatten adds the source fields of a record of any UAL shape to b. For
 // Graph query records auditData (the Management API record) is also
 // hoisted to the top level, so rules written for the API shape match.
 func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 	b.Flatten("", v)
-	if ad := v.Get("auditData"); ad != nil && ad.Type() == fastjson.TypeObject && v.Get("auditLogRecordType") != nil {
+	if ad := Hoisted(v); ad != nil {
 		b.Flatten("", ad)
 	}
 }
@@ -58,39 +67,55 @@ var (
 	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
 )
 
-// Lazy prepares e, decoded from v, for lazy flattening: the names Flatten
-// would put at the top level, and up front the fields rules and behaviours
-// read on most records (Operation and Workload, which rules index on, and
-// MailItemsAccessed's access type and throttling flag).
+// Lazy adds, up front, the fields rules and behaviours read on most UAL
+// records when the record's hot keys (see record.Cache.Eager) did not
+// already: Operation and Workload, which rules index on, and
+// MailItemsAccessed's access type and throttling flag. GraphQuery records
+// are left alone: their envelope's operation and auditData's Operation
+// both flatten to "operation", so neither has a single value.
 func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) {
-	switch shape {
-	case GraphQuery:
-		// The envelope's operation and auditData's Operation both flatten
-		// to "operation": two values, so nothing up front.
-		e.SetTopKeys(c.TopKeys(v, v.Get("auditData")))
-	case ManagementAPI, Sentinel:
-		e.SetTopKeys(c.TopKeys(v))
-		if op := v.Get("Operation"); op != nil && op.Type() == fastjson.TypeString {
-			e.AddEager(event.SymOperation, "Operation", e.Operation, event.String)
-		}
-		if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString {
-			b, _ := w.StringBytes()
-			e.AddEager(symWorkload, "Workload", c.Bytes(b), event.String)
-		}
-		// MailItemsAccessed's access type and throttling flag, which rules
-		// and behaviours read on most mail-access records.
-		for _, p := range v.GetArray("OperationProperties") {
-			var name, val []byte
-			if n := p.Get("Name"); n != nil {
-				name, _ = n.StringBytes()
+	if shape != ManagementAPI && shape != Sentinel {
+		return
+	}
+	has := func(s event.Sym) bool {
+		for _, f := range e.Eager() {
+			if f.Sym == s {
+				return true
 			}
-			if x := p.Get("Value"); x != nil && x.Type() == fastjson.TypeString && p.Get("NewValue") == nil {
-				val, _ = x.StringBytes()
-			}
-			switch string(name) {
-			case "MailAccessType":
+		}
+		return false
+	}
+	if op := v.Get("Operation"); op != nil && op.Type() == fastjson.TypeString && !has(event.SymOperation) {
+		e.AddEager(event.SymOperation, "Operation", e.Operation, event.String)
+	}
+	if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString && !has(symWorkload) {
+		b, _ := w.StringBytes()
+		e.AddEager(symWorkload, "Workload", c.Bytes(b), event.String)
+	}
+	var seen [2]int
+	for _, p := range v.GetArray("OperationProperties") {
+		switch record.Str(p, "Name") {
+		case "MailAccessType":
+			seen[0]++
+		case "IsThrottled":
+			seen[1]++
+		}
+	}
+	for _, p := range v.GetArray("OperationProperties") {
+		// Only a plain {Name, Value} element flattens to one value at
+		// OperationProperties.<Name>, and only if the name is not repeated.
+		x := p.Get("Value")
+		if x == nil || x.Type() != fastjson.TypeString || p.Get("NewValue") != nil || p.Get("OldValue") != nil || p.Get("value") != nil {
+			continue
+		}
+		val, _ := x.StringBytes()
+		switch record.Str(p, "Name") {
+		case "MailAccessType":
+			if seen[0] == 1 {
 				e.AddEager(symMailAccessType, "OperationProperties.MailAccessType", c.Bytes(val), event.String)
-			case "IsThrottled":
+			}
+		case "IsThrottled":
+			if seen[1] == 1 {
 				e.AddEager(symIsThrottled, "OperationProperties.IsThrottled", c.Bytes(val), event.String)
 			}
 		}

@@ -14,8 +14,10 @@ import (
 // nil *Cache interns nothing. Not safe for concurrent use.
 type Cache struct {
 	m      map[string]string
-	shapes map[uint64][]event.Sym
+	shapes map[uint64]*Shape
 	keys   []string
+	nfirst int
+	hot    map[event.Sym]bool
 }
 
 var shapeSeed = maphash.MakeSeed()
@@ -27,14 +29,37 @@ const (
 
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
-	return &Cache{m: make(map[string]string, 1024), shapes: map[uint64][]event.Sym{}}
+	return &Cache{m: make(map[string]string, 1024), shapes: map[uint64]*Shape{}}
 }
 
-// TopKeys returns, for event.SetTopKeys, the sorted Syms of the top-level
-// keys of the given objects (nil and non-objects are skipped). Records of
-// one format repeat a few key sets, so the result is cached by a hash of
-// the key sequence and shared between events: it must not be modified.
-func (c *Cache) TopKeys(vs ...*fastjson.Value) []event.Sym {
+// Shape describes the key set of one kind of record: what SetTopKeys
+// wants, and where the hot fields are. Shapes are cached and shared
+// between events: they must not be modified.
+type Shape struct {
+	Top []event.Sym // sorted Syms of the top-level names (first path segments)
+	hot []hotKey    // positions of hot keys in the first object, in order
+}
+
+type hotKey struct {
+	pos  int
+	sym  event.Sym
+	name string
+}
+
+// SetHot names the fields worth reading while a record is parsed anyway
+// (the fields rules look up); Eager reads those that are top-level keys.
+func (c *Cache) SetHot(syms []event.Sym) {
+	c.hot = map[event.Sym]bool{}
+	for _, s := range syms {
+		c.hot[s] = true
+	}
+	clear(c.shapes)
+}
+
+// Shape returns the Shape of the key set of the given objects (nil and
+// non-objects are skipped). Records of one format repeat a few key sets,
+// so shapes are cached by a hash of the key sequence.
+func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	var h uint64
 	for _, v := range vs {
 		if v == nil || v.Type() != fastjson.TypeObject {
@@ -46,24 +71,85 @@ func (c *Cache) TopKeys(vs ...*fastjson.Value) []event.Sym {
 		})
 		h = h*0x100000001b3 ^ 0xff // object separator
 	}
-	if syms, ok := c.shapes[h]; ok {
-		return syms
+	if sh, ok := c.shapes[h]; ok {
+		return sh
 	}
 	c.keys = c.keys[:0]
-	for _, v := range vs {
+	first := -1
+	for i, v := range vs {
 		if v == nil || v.Type() != fastjson.TypeObject {
 			continue
 		}
+		if first < 0 {
+			first = i
+		}
 		o, _ := v.Object()
 		o.Visit(func(k []byte, _ *fastjson.Value) { c.keys = append(c.keys, string(k)) })
+		if i == first {
+			c.nfirst = len(c.keys)
+		}
 	}
-	syms := event.TopKeys(c.keys)
+	sh := &Shape{Top: event.TopKeys(c.keys)}
+	// A key is hot when rules look it up and no other key of the record
+	// has the same (case-insensitive) name: then it has exactly one value.
+	count := map[event.Sym]int{}
+	for _, k := range c.keys {
+		count[event.Intern(k)]++
+	}
+	if first >= 0 {
+		for pos, k := range c.keys[:c.nfirst] {
+			if s := event.Intern(k); c.hot[s] && count[s] == 1 {
+				sh.hot = append(sh.hot, hotKey{pos: pos, sym: s, name: k})
+			}
+		}
+	}
 	if len(c.shapes) >= 4096 {
 		clear(c.shapes)
 	}
-	c.shapes[h] = syms
-	return syms
+	c.shapes[h] = sh
+	return sh
 }
+
+// Eager returns the scalar values of v's hot keys (v being the first
+// object given to Shape) as fields, exactly as flattening v with
+// event.Builder would produce them. Objects and arrays are left to
+// flattening.
+func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
+	if len(sh.hot) == 0 {
+		return nil
+	}
+	o, err := v.Object()
+	if err != nil {
+		return nil
+	}
+	out := make([]event.Field, 0, len(sh.hot))
+	pos, next := 0, 0
+	o.Visit(func(_ []byte, x *fastjson.Value) {
+		if next < len(sh.hot) && sh.hot[next].pos == pos {
+			hk := sh.hot[next]
+			next++
+			switch x.Type() {
+			case fastjson.TypeString:
+				b, _ := x.StringBytes()
+				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: c.Bytes(b), Kind: event.String})
+			case fastjson.TypeNumber:
+				var buf [32]byte
+				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: c.Bytes(x.MarshalTo(buf[:0])), Kind: event.Number})
+			case fastjson.TypeTrue:
+				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: "true", Kind: event.Bool})
+			case fastjson.TypeFalse:
+				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: "false", Kind: event.Bool})
+			case fastjson.TypeNull:
+				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Kind: event.Null})
+			}
+		}
+		pos++
+	})
+	return out
+}
+
+// TopKeys returns Shape(vs...).Top.
+func (c *Cache) TopKeys(vs ...*fastjson.Value) []event.Sym { return c.Shape(vs...).Top }
 
 // Bytes returns b as an interned string.
 func (c *Cache) Bytes(b []byte) string {
