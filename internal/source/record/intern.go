@@ -18,6 +18,8 @@ type Cache struct {
 	keys   []string
 	nfirst int
 	hot    map[event.Sym]bool
+	spans  []eagerSpan // scratch for Eager
+	buf    []byte
 }
 
 var shapeSeed = maphash.MakeSeed()
@@ -113,7 +115,8 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 // Eager returns the scalar values of v's hot keys (v being the first
 // object given to Shape) as fields, exactly as flattening v with
 // event.Builder would produce them. Objects and arrays are left to
-// flattening.
+// flattening. The values share one new string: one allocation per record
+// whatever the number of fields.
 func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
 	if len(sh.hot) == 0 {
 		return nil
@@ -122,30 +125,52 @@ func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
 	if err != nil {
 		return nil
 	}
-	out := make([]event.Field, 0, len(sh.hot))
+	spans := c.spans[:0]
+	buf := c.buf[:0]
 	pos, next := 0, 0
 	o.Visit(func(_ []byte, x *fastjson.Value) {
 		if next < len(sh.hot) && sh.hot[next].pos == pos {
 			hk := sh.hot[next]
 			next++
+			off := len(buf)
+			kind := event.String
 			switch x.Type() {
 			case fastjson.TypeString:
 				b, _ := x.StringBytes()
-				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: c.Bytes(b), Kind: event.String})
+				buf = append(buf, b...)
 			case fastjson.TypeNumber:
-				var buf [32]byte
-				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: c.Bytes(x.MarshalTo(buf[:0])), Kind: event.Number})
+				buf = x.MarshalTo(buf)
+				kind = event.Number
 			case fastjson.TypeTrue:
-				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: "true", Kind: event.Bool})
+				buf = append(buf, "true"...)
+				kind = event.Bool
 			case fastjson.TypeFalse:
-				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Value: "false", Kind: event.Bool})
+				buf = append(buf, "false"...)
+				kind = event.Bool
 			case fastjson.TypeNull:
-				out = append(out, event.Field{Sym: hk.sym, Name: hk.name, Kind: event.Null})
+				kind = event.Null
+			default:
+				pos++
+				return
 			}
+			spans = append(spans, eagerSpan{sym: hk.sym, name: hk.name, off: off, n: len(buf) - off, kind: kind})
 		}
 		pos++
 	})
+	c.spans, c.buf = spans, buf
+	backing := string(buf)
+	out := make([]event.Field, len(spans))
+	for i, sp := range spans {
+		out[i] = event.Field{Sym: sp.sym, Name: sp.name, Value: backing[sp.off : sp.off+sp.n], Kind: sp.kind}
+	}
 	return out
+}
+
+type eagerSpan struct {
+	sym    event.Sym
+	name   string
+	off, n int
+	kind   event.Kind
 }
 
 // TopKeys returns Shape(vs...).Top.
