@@ -167,31 +167,100 @@ func Decode(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) err
 // fill reads the Management Activity API common and Exchange schemas.
 // Repeating values go through the cache c; unique ids do not.
 func fill(v *fastjson.Value, e *event.Event, c *record.Cache) error {
-	t, _, err := record.TimeOf(v, "CreationTime")
+	// One pass over the record's keys instead of a lookup per field:
+	// records have a few dozen keys and this is the hottest decoder.
+	var f struct {
+		creation, tenant, op, result, user, appID, applicationID, clientAppID     *fastjson.Value
+		clientIPAddress, clientIP, actorIP, clientInfo, extProps, appAccess, sess *fastjson.Value
+		mailbox, id, folders, item, opCount                                       *fastjson.Value
+	}
+	o, err := v.Object()
 	if err != nil {
 		return err
 	}
+	o.Visit(func(k []byte, x *fastjson.Value) {
+		switch string(k) {
+		case "CreationTime":
+			f.creation = x
+		case "OrganizationId":
+			f.tenant = x
+		case "Operation":
+			f.op = x
+		case "ResultStatus":
+			f.result = x
+		case "UserId":
+			f.user = x
+		case "AppId":
+			f.appID = x
+		case "ApplicationId":
+			f.applicationID = x
+		case "ClientAppId":
+			f.clientAppID = x
+		case "ClientIPAddress":
+			f.clientIPAddress = x
+		case "ClientIP":
+			f.clientIP = x
+		case "ActorIpAddress":
+			f.actorIP = x
+		case "ClientInfoString":
+			f.clientInfo = x
+		case "ExtendedProperties":
+			f.extProps = x
+		case "AppAccessContext":
+			f.appAccess = x
+		case "SessionId":
+			f.sess = x
+		case "MailboxOwnerUPN":
+			f.mailbox = x
+		case "Id":
+			f.id = x
+		case "Folders":
+			f.folders = x
+		case "Item":
+			f.item = x
+		case "OperationCount":
+			f.opCount = x
+		}
+	})
+	if f.creation == nil {
+		return fmt.Errorf("no timestamp field (looked for CreationTime)")
+	}
+	t, err := record.ParseTime(record.Str(f.creation))
+	if err != nil {
+		return fmt.Errorf("field CreationTime: %w", err)
+	}
 	e.Time = t
-	e.Tenant = c.Str(v, "OrganizationId")
-	e.Operation = c.Str(v, "Operation")
-	e.Result = c.Str(v, "ResultStatus")
+	e.Tenant = c.Str(f.tenant)
+	e.Operation = c.Str(f.op)
+	e.Result = c.Str(f.result)
 	e.Failed = failed(e.Result)
-	e.User = lowerInterned(c, c.Str(v, "UserId"))
-	e.AppID = c.First(v, "AppId", "ApplicationId")
-	e.ClientAppID = c.Str(v, "ClientAppId")
-	e.IP = ip(c, c.First(v, "ClientIPAddress", "ClientIP", "ActorIpAddress"))
-	e.UserAgent = c.Str(v, "ClientInfoString")
-	if e.UserAgent == "" {
-		e.UserAgent = nameValue(v, "ExtendedProperties", "UserAgent")
+	e.User = lowerInterned(c, c.Str(f.user))
+	if e.AppID = c.Str(f.appID); e.AppID == "" {
+		e.AppID = c.Str(f.applicationID)
 	}
-	e.SessionID = record.Str(v, "AppAccessContext", "AADSessionId")
+	e.ClientAppID = c.Str(f.clientAppID)
+	addr := c.Str(f.clientIPAddress)
+	if addr == "" {
+		addr = c.Str(f.clientIP)
+	}
+	if addr == "" {
+		addr = c.Str(f.actorIP)
+	}
+	e.IP = ip(c, addr)
+	e.UserAgent = c.Str(f.clientInfo)
+	if e.UserAgent == "" && f.extProps != nil {
+		e.UserAgent = nameValue(f.extProps, "UserAgent")
+	}
+	if f.appAccess != nil {
+		e.SessionID = record.Str(f.appAccess, "AADSessionId")
+		e.TokenID = record.Str(f.appAccess, "UniqueTokenId")
+	}
 	if e.SessionID == "" {
-		e.SessionID = record.Str(v, "SessionId")
+		e.SessionID = record.Str(f.sess)
 	}
-	e.TokenID = record.Str(v, "AppAccessContext", "UniqueTokenId")
-	e.Mailbox = lowerInterned(c, c.Str(v, "MailboxOwnerUPN"))
-	mailItems(v, e, c)
-	e.RecordID = record.Str(v, "Id")
+	e.Mailbox = lowerInterned(c, c.Str(f.mailbox))
+	mailItems(f.folders, f.item, f.opCount, e, c)
+	e.RecordID = record.Str(f.id)
 	return nil
 }
 
@@ -227,10 +296,10 @@ func fillSentinel(v *fastjson.Value, e *event.Event) error {
 }
 
 // mailItems fills the mail target of MailItemsAccessed, Send and similar.
-func mailItems(v *fastjson.Value, e *event.Event, c *record.Cache) {
-	e.Folders = c.Strings(v, "Folders", "Path")
-	e.MessageIDs = record.Strings(v, "Folders", "FolderItems", "InternetMessageId")
-	if item := v.Get("Item"); item != nil {
+func mailItems(folders, item, opCount *fastjson.Value, e *event.Event, c *record.Cache) {
+	e.Folders = c.Strings(folders, "Path")
+	e.MessageIDs = record.Strings(folders, "FolderItems", "InternetMessageId")
+	if item != nil {
 		if id := record.Str(item, "InternetMessageId"); id != "" {
 			e.MessageIDs = append(e.MessageIDs, id)
 		}
@@ -239,13 +308,16 @@ func mailItems(v *fastjson.Value, e *event.Event, c *record.Cache) {
 		}
 	}
 	e.ItemCount = len(e.MessageIDs)
-	if n := v.GetInt("OperationCount"); n > e.ItemCount {
+	if n := opCount.GetInt(); n > e.ItemCount {
 		e.ItemCount = n
 	}
 }
 
-func nameValue(v *fastjson.Value, list, name string) string {
-	for _, el := range v.GetArray(list) {
+// nameValue returns the Value of the element called name in a list of
+// {"Name":..,"Value":..} objects.
+func nameValue(list *fastjson.Value, name string) string {
+	a, _ := list.Array()
+	for _, el := range a {
 		if record.Str(el, "Name") == name {
 			return record.Str(el, "Value")
 		}
