@@ -112,7 +112,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("gateway", stderr)
 	upstream := fs.String("upstream", "", "upstream base `URL` requests are proxied to")
 	config := fs.String("config", "", "gateway YAML configuration `FILE`")
-	auditPath := fs.String("audit", "", "append audit events (JSON lines) to `FILE`; default stdout")
+	auditPath := fs.String("audit", "", "append audit events (JSON lines) to `FILE`; default stdout unless --journal is given")
+	journalDir := fs.String("journal", "", "also append audit events to the vigil journal in `DIR` (tamper-evident; read it with vigil hunt --journal)")
 	listen := fs.String("listen", "", "listen address; overrides the config (default 127.0.0.1:8443)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate `FILE` (PEM)")
 	tlsKey := fs.String("tls-key", "", "TLS private key `FILE` (PEM)")
@@ -145,7 +146,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	auditW := stdout
+	var auditW io.Writer = stdout
 	if *auditPath != "" {
 		f, err := os.OpenFile(*auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
@@ -153,6 +154,17 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		defer f.Close()
 		auditW = f
+	}
+	var sink *journalSink
+	if *journalDir != "" {
+		if sink, err = newJournalSink(ctx, *journalDir, logger); err != nil {
+			return err
+		}
+		if *auditPath == "" {
+			auditW = sink
+		} else {
+			auditW = io.MultiWriter(auditW, sink)
+		}
 	}
 	audit := token.NewAuditLog(auditW, logger)
 	v, err := cfg.validator(audit, logger)
@@ -182,6 +194,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}()
 	select {
 	case err := <-errc:
+		if sink != nil {
+			sink.Close()
+		}
 		return fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
@@ -189,6 +204,15 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	if sink != nil {
+		lost, err := sink.Close()
+		if err != nil {
+			return fmt.Errorf("gateway: closing the journal: %w", err)
+		}
+		if lost > 0 {
+			return fmt.Errorf("gateway: %d audit events could not be appended to the journal", lost)
+		}
 	}
 	if n := audit.Errors(); n > 0 {
 		return fmt.Errorf("gateway: %d audit events could not be written", n)

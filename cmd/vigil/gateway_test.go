@@ -123,7 +123,8 @@ issuers:
     min_refresh: 1m
 `, cliTmpl, cliTenant, cliAud, keys))
 	auditPath := filepath.Join(dir, "audit.jsonl")
-	base, stop := startGateway(t, "--upstream", upstream.URL, "--config", cfg, "--audit", auditPath)
+	jdir := filepath.Join(dir, "journal")
+	base, stop := startGateway(t, "--upstream", upstream.URL, "--config", cfg, "--audit", auditPath, "--journal", jdir)
 
 	valid := signClaims(t, good, cliClaims(now))
 	tests := []struct {
@@ -194,6 +195,16 @@ issuers:
 		"TokenRejected:expired", "TokenRejected:lifetime", "TokenRejected:missing_claim"}
 	if strings.Join(reasons, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit reasons %v, want %v", reasons, want)
+	}
+
+	// The same events are in the journal, which verifies, and decode as
+	// vigil.token events.
+	if code, out, errs := runVigil(t, "verify", "--data", jdir); code != 0 || !strings.Contains(out, "verified 6 entries") {
+		t.Fatalf("verify: exit %d: %s %s", code, out, errs)
+	}
+	code, out, errs := runVigil(t, "hunt", "--journal", jdir, "--quarantine", filepath.Join(dir, "q"))
+	if code != 0 || !strings.Contains(errs, "decoded:     6 events (vigil.token 6)") {
+		t.Fatalf("hunt over the gateway's journal: exit %d: %s %s", code, out, errs)
 	}
 }
 

@@ -304,3 +304,23 @@ func TestDecoderSingleRecord(t *testing.T) {
 		t.Errorf("bad record: %v", err)
 	}
 }
+
+func TestSelfDescribedRecords(t *testing.T) {
+	// A vigil token audit event, as token.AuditLog writes it.
+	line := `{"id":"7f3c2a","time":"2026-11-24T10:00:00Z","source":"vigil.token","operation":"TokenRejected","result":"failure","reason":"key_scope","kid":"msa-2016","iss":"https://login.microsoftonline.com/t1/v2.0","tid":"t1","appid":"a1","uti":"u1","tenant":"t1","app_id":"a1","token_id":"u1","client_ip":"203.0.113.9:50000","user_agent":"python-requests/2.31"}`
+	d := NewDecoder(nil, nil)
+	evs, err := d.Decode([]byte(line), event.Origin{})
+	if err != nil || len(evs) != 1 {
+		t.Fatal(err)
+	}
+	e := evs[0]
+	if e.Source != "vigil.token" || e.Operation != "TokenRejected" || !e.Failed || e.Tenant != "t1" || e.AppID != "a1" ||
+		e.TokenID != "u1" || e.IP != "203.0.113.9" || e.RecordID != "7f3c2a" || e.Get("kid") != "msa-2016" {
+		t.Errorf("token audit event: %+v", e)
+	}
+	// Without those names a generic record keeps source "json".
+	evs, err = d.Decode([]byte(`{"timestamp":"2026-11-24T10:00:00Z","msg":"x"}`), event.Origin{})
+	if err != nil || evs[0].Source != "json" {
+		t.Errorf("plain record: %v %+v", err, evs)
+	}
+}

@@ -88,7 +88,7 @@ func Decode(v *fastjson.Value, m *Mapping, e *event.Event) error {
 			return fmt.Errorf("unrecognized record format and %w; supply a field mapping (--mapping)", err)
 		}
 		e.Time = t
-		e.Source = Source
+		selfDescribed(v, e)
 		return nil
 	}
 	t, _, err := record.TimeOf(v, m.Time)
@@ -114,4 +114,28 @@ func Decode(v *fastjson.Value, m *Mapping, e *event.Event) error {
 	}
 	e.RecordID = get(v, m.RecordID)
 	return nil
+}
+
+// selfDescribed fills e from vigil's own normalized names, when a record
+// uses them (vigil's token audit events do): source, operation, result,
+// tenant, user, app_id, client_app_id, client_ip (or src_ip), user_agent,
+// session_id, token_id, mailbox and id (or record_id).
+func selfDescribed(v *fastjson.Value, e *event.Event) {
+	e.Source = record.Str(v, "source")
+	if e.Source == "" {
+		e.Source = Source
+	}
+	e.Operation = record.Str(v, "operation")
+	e.Result = record.Str(v, "result")
+	e.Failed = strings.EqualFold(e.Result, "failure") || strings.EqualFold(e.Result, "failed")
+	e.Tenant = record.Str(v, "tenant")
+	e.User = strings.ToLower(record.Str(v, "user"))
+	e.AppID = record.Str(v, "app_id")
+	e.ClientAppID = record.Str(v, "client_app_id")
+	e.IP = record.IP(record.First(v, "client_ip", "src_ip"))
+	e.UserAgent = record.Str(v, "user_agent")
+	e.SessionID = record.Str(v, "session_id")
+	e.TokenID = record.Str(v, "token_id")
+	e.Mailbox = strings.ToLower(record.Str(v, "mailbox"))
+	e.RecordID = record.First(v, "id", "record_id")
 }
