@@ -298,6 +298,18 @@ func realData(ctx context.Context, out io.Writer, dir string) error {
 			paths = append(paths, filepath.Join(dir, e.Name()))
 		}
 	}
+	// Files that hold state, not log records: their rows have no time and
+	// would only be counted as quarantined.
+	files, err := source.Expand(paths)
+	if err != nil {
+		return err
+	}
+	paths = paths[:0]
+	for _, f := range files {
+		if filepath.Base(f) != "MailboxRules.csv" { // Get-InboxRule configuration snapshot
+			paths = append(paths, f)
+		}
+	}
 	var events []*event.Event
 	st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: io.Discard}, func(e *event.Event) error {
 		events = append(events, e)
@@ -315,7 +327,7 @@ func realData(ctx context.Context, out io.Writer, dir string) error {
 	for _, a := range an.Alerts {
 		by[a.Signal+" "+a.Level]++
 	}
-	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined; %d alerts, %d incidents\n", dir, len(events), st.Quarantined, len(an.Alerts), len(an.Incidents))
+	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined %v; %d alerts, %d incidents\n", dir, len(events), st.Quarantined, st.Reasons, len(an.Alerts), len(an.Incidents))
 	for _, k := range sortedKeys(by) {
 		fmt.Fprintf(out, "  %-16s %d\n", k, by[k])
 	}
