@@ -114,9 +114,9 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 
 // Eager returns the scalar values of v's hot keys (v being the first
 // object given to Shape) as fields, exactly as flattening v with
-// event.Builder would produce them. Objects and arrays are left to
-// flattening. The values share one new string: one allocation per record
-// whatever the number of fields.
+// event.Builder would produce them. Objects, arrays and strings holding
+// JSON are left to flattening. The values share one new string: one
+// allocation per record whatever the number of fields.
 func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
 	if len(sh.hot) == 0 {
 		return nil
@@ -137,6 +137,12 @@ func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
 			switch x.Type() {
 			case fastjson.TypeString:
 				b, _ := x.StringBytes()
+				if len(b) > 1 && (b[0] == '{' || b[0] == '[') {
+					// Flattening also adds the JSON held in the string
+					// (an array's elements under this same name).
+					pos++
+					return
+				}
 				buf = append(buf, b...)
 			case fastjson.TypeNumber:
 				buf = x.MarshalTo(buf)
