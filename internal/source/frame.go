@@ -129,9 +129,9 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 	for {
 		chunk := make([]byte, len(carry), len(carry)+chunkSize)
 		copy(chunk, carry)
-		n, rerr := io.ReadFull(br, chunk[len(carry):cap(chunk)])
+		n, rerr := fill(br, chunk[len(carry):cap(chunk)])
 		chunk = chunk[:len(carry)+n]
-		eof := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+		eof := rerr == io.EOF
 		if rerr != nil && !eof {
 			return rerr
 		}
@@ -172,6 +172,21 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 			return nil
 		}
 	}
+}
+
+// fill reads until p is full or the reader fails. Unlike io.ReadFull it
+// returns the reader's own error: io.ErrUnexpectedEOF from a truncated
+// gzip stream must not pass for a short last chunk.
+func fill(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // frameStructural reads the whole input and splits it into JSON values:
