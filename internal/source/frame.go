@@ -63,9 +63,26 @@ func frame(file string, br *bufio.Reader, fn frameFn) error {
 		// A first line that is a whole JSON value means JSON lines (a
 		// one-line array or envelope is fine too: its elements are
 		// expanded later); otherwise the value spans lines.
-		line, err := peekLine(br)
-		if err != nil {
-			return err
+		line, whole := peekLine(br)
+		if !whole {
+			// The first line does not fit the buffer: read it whole to
+			// decide, then frame it along with the rest.
+			var head []byte
+			for {
+				l, err := br.ReadBytes('\n')
+				head = append(head, l...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if len(bytes.TrimSpace(l)) > 0 {
+					break
+				}
+			}
+			line = head
+			br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), br), br.Size())
 		}
 		if validJSON(line) {
 			return frameLines(file, br, fn)
@@ -97,8 +114,10 @@ func firstByte(br *bufio.Reader) (byte, error) {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
-// peekLine returns the first non-blank line without consuming it.
-func peekLine(br *bufio.Reader) ([]byte, error) {
+// peekLine returns the first non-blank line without consuming it; whole
+// is false when the line is longer than br's buffer and b is only its
+// start.
+func peekLine(br *bufio.Reader) (b []byte, whole bool) {
 	for n := 4096; ; n *= 2 {
 		if n > br.Size() {
 			n = br.Size()
@@ -106,10 +125,13 @@ func peekLine(br *bufio.Reader) ([]byte, error) {
 		b, err := br.Peek(n)
 		b = bytes.TrimLeft(b, " \t\r\n")
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			return b[:i], nil
+			return b[:i], true
 		}
-		if err != nil || n == br.Size() {
-			return b, nil // one line (or longer than the buffer): try it whole
+		if err != nil {
+			return b, true // the input's only line
+		}
+		if n == br.Size() {
+			return b, false
 		}
 	}
 }

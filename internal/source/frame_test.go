@@ -58,3 +58,30 @@ func TestTruncatedGzipIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// JSON lines are framed line by line even when the first line does not
+// fit the read buffer: a bad line then costs that line only, not every
+// record after it.
+func TestJSONLinesWithLongFirstLine(t *testing.T) {
+	long := `{"time":"2024-01-01T00:00:00Z","pad":"` + string(bytes.Repeat([]byte("x"), 1<<20+10)) + `"}`
+	for _, blank := range []string{"", "\r\n\n"} { // blank lines before the first record
+		in := blank + long + "\n" + string(genericLines(1)) + `{"time":"2024-01-01T00:00:00Z"` + "\n" + string(genericLines(3))
+		p := filepath.Join(t.TempDir(), "long.jsonl")
+		if err := os.WriteFile(p, []byte(in), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		evs, st, rej := readAll(t, []string{p}, Options{})
+		if len(evs) != 5 || st.Quarantined != 1 {
+			t.Fatalf("%q first: got %d events and %d rejects (%.200v), want 5 and 1", blank, len(evs), st.Quarantined, rej)
+		}
+		skip := bytes.Count([]byte(blank), []byte("\n"))
+		if rej[0].Line != 3+skip || rej[0].Record != `{"time":"2024-01-01T00:00:00Z"` {
+			t.Errorf("%q first: reject at line %d: %.80q", blank, rej[0].Line, rej[0].Record)
+		}
+		for i, want := range []int{1, 2, 4, 5, 6} {
+			if evs[i].Origin.Line != want+skip {
+				t.Errorf("%q first: event %d at line %d, want %d", blank, i, evs[i].Origin.Line, want+skip)
+			}
+		}
+	}
+}
