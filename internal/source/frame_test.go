@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/vigil-audit/vigil/internal/event"
@@ -83,5 +84,31 @@ func TestJSONLinesWithLongFirstLine(t *testing.T) {
 				t.Errorf("%q first: event %d at line %d, want %d", blank, i, evs[i].Origin.Line, want+skip)
 			}
 		}
+	}
+}
+
+// An input rejected at its gzip header is still closed.
+func TestBadGzipHeaderClosesFile(t *testing.T) {
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("cannot count open files: %v", err)
+		}
+		return len(ents)
+	}
+	p := filepath.Join(t.TempDir(), "bad.json.gz")
+	if err := os.WriteFile(p, []byte("\x1f\x8b\x00not a gzip header"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The finalizer of an unreferenced *os.File would close it.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	before := fds()
+	for range 20 {
+		if _, err := ReadPaths(context.Background(), []string{p}, Options{}, func(*event.Event) error { return nil }); err == nil {
+			t.Fatal("ReadPaths accepted a bad gzip header")
+		}
+	}
+	if after := fds(); after > before+5 {
+		t.Errorf("%d files open after 20 reads of a bad gzip file, %d before", after, before)
 	}
 }

@@ -329,6 +329,9 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		cr := &countingReader{r: r}
 		br, closeZ, err := openInput(cr)
 		if err != nil {
+			if c, ok := r.(io.Closer); ok && f != "-" {
+				_ = c.Close()
+			}
 			return fmt.Errorf("input %s: %w", f, err)
 		}
 		st.Files++
