@@ -154,13 +154,12 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 		n, rerr := fill(br, chunk[len(carry):cap(chunk)])
 		chunk = chunk[:len(carry)+n]
 		eof := rerr == io.EOF
-		if rerr != nil && !eof {
-			return rerr
-		}
 		end := len(chunk)
 		if !eof {
+			// On a read error the complete lines before it are framed
+			// still, then the error is returned.
 			end = bytes.LastIndexByte(chunk, '\n') + 1
-			if end == 0 {
+			if end == 0 && rerr == nil {
 				// A single line longer than the chunk: keep reading.
 				carry = chunk
 				continue
@@ -192,6 +191,9 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 		}
 		if eof {
 			return nil
+		}
+		if rerr != nil {
+			return rerr
 		}
 	}
 }

@@ -112,3 +112,38 @@ func TestBadGzipHeaderClosesFile(t *testing.T) {
 		t.Errorf("%d files open after 20 reads of a bad gzip file, %d before", after, before)
 	}
 }
+
+// When an input cannot be read, the records of the inputs before it (and
+// of that input, up to the failure) have all been emitted: what was
+// emitted does not depend on where a batch happened to end.
+func TestUnreadableInputEmitsWhatWasRead(t *testing.T) {
+	cut := gzipped(t, genericLines(2000))
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"truncated gzip", cut[:len(cut)-8], 2010},
+		{"bad gzip header", []byte("\x1f\x8b\x00not a gzip header"), 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			good := filepath.Join(dir, "a.jsonl")
+			if err := os.WriteFile(good, genericLines(10), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			bad := filepath.Join(dir, "b.jsonl.gz")
+			if err := os.WriteFile(bad, tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			st, err := ReadPaths(context.Background(), []string{good, bad}, Options{}, func(*event.Event) error { n++; return nil })
+			if err == nil {
+				t.Fatal("ReadPaths accepted the bad input")
+			}
+			if n != tc.want || st.Events != int64(tc.want) {
+				t.Errorf("emitted %d events (stats %d), want the %d read before the failure", n, st.Events, tc.want)
+			}
+		})
+	}
+}

@@ -312,6 +312,13 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		}
 		return nil
 	}
+	// On a failure, what was framed before it is emitted still.
+	fail := func(err error) error {
+		if ferr := flush(); ferr != nil {
+			return ferr
+		}
+		return err
+	}
 	for _, f := range files {
 		var r io.Reader
 		if f == "-" {
@@ -322,7 +329,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		} else {
 			fh, err := os.Open(f)
 			if err != nil {
-				return fmt.Errorf("input %s: %w", f, err)
+				return fail(fmt.Errorf("input %s: %w", f, err))
 			}
 			r = fh
 		}
@@ -332,7 +339,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 			if c, ok := r.(io.Closer); ok && f != "-" {
 				_ = c.Close()
 			}
-			return fmt.Errorf("input %s: %w", f, err)
+			return fail(fmt.Errorf("input %s: %w", f, err))
 		}
 		st.Files++
 		err = frame(f, br, func(rec rawRecord) error {
@@ -351,7 +358,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 			_ = c.Close()
 		}
 		if err != nil {
-			return fmt.Errorf("input %s: %w", f, err)
+			return fail(fmt.Errorf("input %s: %w", f, err))
 		}
 	}
 	return flush()
