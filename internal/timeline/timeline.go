@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // Level is a Sigma severity level.
@@ -119,7 +120,7 @@ func fieldsString(fs []Field) string {
 	for i, f := range fs {
 		v := f.Value
 		if len(v) > 80 {
-			v = v[:77] + "..."
+			v = prefix(v, 77) + "..."
 		}
 		parts[i] = f.Name + "=" + v
 	}
@@ -148,12 +149,23 @@ func clip(s string, n int) string {
 		return r
 	}, s)
 	if len(s) > n {
-		return s[:n-3] + "..."
+		return prefix(s, n-3) + "..."
 	}
 	if s == "" {
 		return "-"
 	}
 	return s
+}
+
+// prefix returns s cut to at most n bytes, between characters.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func writeCSV(w io.Writer, ds []Detection) error {

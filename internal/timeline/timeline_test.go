@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -106,5 +107,24 @@ func TestParseLevel(t *testing.T) {
 	}
 	if err := Write(&bytes.Buffer{}, "xml", nil); err == nil {
 		t.Error("Write accepted an unknown format")
+	}
+}
+
+// Shortened titles and matched values are cut between characters, never
+// inside one: table and CSV output stay valid UTF-8.
+func TestShorteningKeepsUTF8(t *testing.T) {
+	for _, format := range []string{"table", "csv"} {
+		for cut := range 4 { // move the cut point across a multi-byte character
+			ds := sample()
+			ds[0].Title = strings.Repeat("x", cut) + strings.Repeat("é", 40)
+			ds[0].Fields[1].Value = strings.Repeat("x", cut) + strings.Repeat("日", 40)
+			var buf bytes.Buffer
+			if err := Write(&buf, format, ds); err != nil {
+				t.Fatal(err)
+			}
+			if !utf8.Valid(buf.Bytes()) {
+				t.Errorf("%s output with a cut %d bytes in is not valid UTF-8", format, cut)
+			}
+		}
 	}
 }
