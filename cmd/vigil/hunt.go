@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -159,7 +160,10 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
 	if len(paths) > 0 {
-		st, err = source.ReadPaths(ctx, paths, srcOpts, emit)
+		var inputs []string
+		if inputs, err = huntInputs(paths, o.quarantine, o.out); err == nil {
+			st, err = source.ReadPaths(ctx, inputs, srcOpts, emit)
+		}
 	}
 	if err == nil && o.journalDir != "" {
 		err = huntJournal(ctx, o.journalDir, srcOpts, &st, emit)
@@ -217,6 +221,47 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printReportSummary(stderr, res)
 	}
 	return nil
+}
+
+// huntInputs expands paths like source.ReadPaths, leaving out the files
+// hunt writes (the quarantine, the timeline) when a directory walk finds
+// them: a hunt of the working directory would read back its previous
+// run's output. Naming one of them as an input is a usage error.
+func huntInputs(paths []string, outputs ...string) ([]string, error) {
+	files, err := source.Expand(paths)
+	if err != nil {
+		return nil, err
+	}
+	var outs []os.FileInfo
+	for _, o := range outputs {
+		if fi, err := os.Stat(o); o != "" && err == nil {
+			outs = append(outs, fi)
+		}
+	}
+	if len(outs) == 0 {
+		return files, nil
+	}
+	named := map[string]bool{}
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			named[p] = true
+		}
+	}
+	kept := files[:0]
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if f != "-" && err == nil && slices.ContainsFunc(outs, func(o os.FileInfo) bool { return os.SameFile(o, fi) }) {
+			if named[f] {
+				return nil, usageError("input %s is also an output of the hunt (--quarantine or --out)", f)
+			}
+			continue
+		}
+		kept = append(kept, f)
+	}
+	if len(kept) == 0 {
+		return nil, source.ErrNoInput
+	}
+	return kept, nil
 }
 
 // behaviourSignal matches the behaviours' signal ids (D1..D11); the other

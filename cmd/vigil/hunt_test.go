@@ -245,3 +245,39 @@ func TestHuntBehavioursOnSimulatedIntrusion(t *testing.T) {
 		t.Errorf("no D1 detection names a forged token; output:\n%.3000s", out)
 	}
 }
+
+// A hunt over a directory does not read its own quarantine file (the
+// default one lands in the working directory, which is often the one
+// hunted): a second run reports what the first did.
+func TestHuntDoesNotReadItsQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	input := `{"CreationTime":"2023-06-16T06:00:00","Id":"m1","Operation":"MailboxLogin","RecordType":2,"UserId":"a@contoso.com","Workload":"Exchange"}` + "\n" +
+		`{"CreationTime":"2023-06-16T06:00:01","Id":"m2",` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "ual.jsonl"), []byte(input), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := filepath.Join(dir, "vigil-quarantine.jsonl")
+	var first []byte
+	for run := 1; run <= 2; run++ {
+		code, _, errs := runVigil(t, "hunt", "--quarantine", q, dir)
+		if code != 0 {
+			t.Fatalf("run %d: exit %d: %s", run, code, errs)
+		}
+		if !strings.Contains(errs, "1 files, 2 records") || !strings.Contains(errs, "quarantined: 1 records") {
+			t.Errorf("run %d summary:\n%s", run, errs)
+		}
+		data, err := os.ReadFile(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run == 1 {
+			first = data
+		} else if !bytes.Equal(data, first) {
+			t.Errorf("quarantine after the second run:\n%s\nafter the first:\n%s", data, first)
+		}
+	}
+	// Named explicitly, it would be truncated while being read.
+	if code, _, errs := runVigil(t, "hunt", "--quarantine", q, q); code != 2 || !strings.Contains(errs, "also an output") {
+		t.Errorf("hunting the quarantine file itself: exit %d: %s", code, errs)
+	}
+}
