@@ -134,11 +134,16 @@ type Journal struct {
 	wbuf, zbuf []byte
 	zenc       *zstd.Encoder
 	dedup      dedupIndex
-	leafBuf    []Hash
-	keyBuf     []byte
-	tileBuf    []Hash
-	failed     error
 	next       uint64
+	written    chan *commitGroup // committer → syncLoop
+
+	// Owned by syncLoop.
+	leafBuf []Hash
+	keyBuf  []byte
+	tileBuf []Hash
+
+	failMu sync.Mutex
+	failed error // set once; every later append fails with it
 
 	mu     sync.RWMutex // guards the fields below
 	tree   tree
@@ -196,6 +201,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Journal, error) {
 		}
 	}
 	j.reqs = make(chan *appendReq, 256)
+	j.written = make(chan *commitGroup, 64)
 	j.stop = make(chan struct{})
 	j.done = make(chan struct{})
 	j.cpDone = make(chan struct{})
@@ -736,10 +742,43 @@ func (j *Journal) AppendBatch(ctx context.Context, entries []Entry) ([]Ack, erro
 	return acks, nil
 }
 
-// run is the committer: it takes every request waiting, writes them as
-// one block with one fsync, and acknowledges them.
+// The append path is a two-stage pipeline so that writing one block
+// overlaps the fsync of the blocks before it:
+//
+//   - run (the committer) takes every request waiting, deduplicates them,
+//     writes them as one frame and hands the group to syncLoop;
+//   - syncLoop takes every group written so far, makes them durable with
+//     one fsync, updates the tree and derived files and acknowledges the
+//     groups in order.
+//
+// A group is acknowledged only by an fsync that started after its write
+// returned, and never before the groups written ahead of it, so a
+// duplicate is never acknowledged before the entry it points to is
+// durable.
+
+// commitGroup is one committer step: the requests it took and the frame
+// it wrote for them.
+type commitGroup struct {
+	reqs    []*appendReq
+	seg     *os.File // file the frame went to; nil when nothing was written
+	first   uint64   // index of the frame's first entry
+	count   uint64
+	dups    uint64
+	err     error
+	drained chan struct{} // set on a barrier: closed once the groups before it are finished
+}
+
+var groupPool = sync.Pool{New: func() any { return new(commitGroup) }}
+
+// run is the committer.
 func (j *Journal) run() {
 	defer close(j.done)
+	synced := make(chan struct{})
+	go j.syncLoop(synced)
+	defer func() {
+		close(j.written)
+		<-synced
+	}()
 	var batch []*appendReq
 	for {
 		var r *appendReq
@@ -751,7 +790,6 @@ func (j *Journal) run() {
 				select {
 				case r := <-j.reqs:
 					j.commit([]*appendReq{r})
-					r.done <- struct{}{}
 				default:
 					return
 				}
@@ -774,13 +812,12 @@ func (j *Journal) run() {
 			}
 		}
 		j.commit(batch)
-		for _, r := range batch {
-			r.done <- struct{}{}
-		}
 	}
 }
 
 func (j *Journal) fail(err error) error {
+	j.failMu.Lock()
+	defer j.failMu.Unlock()
 	if j.failed == nil {
 		j.failed = fmt.Errorf("journal: failed, no further appends: %w", err)
 		j.log.Error("journal: write failed; refusing further appends", "dir", j.dir, "error", err.Error())
@@ -788,27 +825,46 @@ func (j *Journal) fail(err error) error {
 	return j.failed
 }
 
+// failure returns the error that failed the journal, or nil.
+func (j *Journal) failure() error {
+	j.failMu.Lock()
+	defer j.failMu.Unlock()
+	return j.failed
+}
+
+// drainSyncer waits until every group handed to syncLoop is finished.
+func (j *Journal) drainSyncer() {
+	g := groupPool.Get().(*commitGroup)
+	*g = commitGroup{reqs: g.reqs[:0], drained: make(chan struct{})}
+	ch := g.drained
+	j.written <- g
+	<-ch
+}
+
+// commit writes batch as one frame and hands it to syncLoop.
 func (j *Journal) commit(batch []*appendReq) {
-	setErr := func(err error) {
-		for _, r := range batch {
-			r.err = err
-		}
-	}
-	if j.failed != nil {
-		setErr(j.failed)
+	g := groupPool.Get().(*commitGroup)
+	*g = commitGroup{reqs: append(g.reqs[:0], batch...)}
+	defer func() { j.written <- g }()
+	if g.err = j.failure(); g.err != nil {
 		return
 	}
 	if j.next > j.segFile.first && (j.segSize >= j.opts.SegmentSize || j.opts.Now().Sub(j.segCreated) >= j.opts.SegmentAge) {
+		// The seal must count only durable entries and the derived files
+		// must be complete before they are synced, so let the syncer
+		// catch up first.
+		j.drainSyncer()
+		if g.err = j.failure(); g.err != nil {
+			return
+		}
 		if err := j.rotate(); err != nil {
-			setErr(j.fail(err))
+			g.err = j.fail(err)
 			return
 		}
 	}
 	first := j.next
 	next := first
 	w := append(j.wbuf[:0], make([]byte, frameHeader)...)
-	leaves := j.leafBuf[:0]
-	keys := j.keyBuf[:0]
 	minR, maxR := j.segMinRecv, j.segMaxRecv
 	var dups uint64
 	for _, r := range batch {
@@ -828,9 +884,6 @@ func (j *Journal) commit(batch []*appendReq) {
 				j.dedup.insert(k, next)
 			}
 			w = append(w, r.buf[start:end]...)
-			leaves = append(leaves, r.leaves[i])
-			keys = append(keys, make([]byte, idSize)...)
-			putKey(keys[len(keys)-idSize:], k)
 			if rv := r.recv[i]; minR == 0 || rv < minR {
 				minR = rv
 			}
@@ -840,12 +893,10 @@ func (j *Journal) commit(batch []*appendReq) {
 			start = end
 		}
 	}
-	j.wbuf, j.leafBuf, j.keyBuf = w, leaves, keys
+	j.wbuf = w
+	g.dups = dups
 	count := next - first
 	if count == 0 {
-		j.mu.Lock()
-		j.stats.Duplicates += dups
-		j.mu.Unlock()
 		return
 	}
 	raw := w[frameHeader:]
@@ -861,19 +912,115 @@ func (j *Journal) commit(batch []*appendReq) {
 	binary.LittleEndian.PutUint32(w[21:], uint32(len(raw)))
 	binary.LittleEndian.PutUint32(w[4:], crc32.Checksum(w[8:], castagnoli))
 	if _, err := j.seg.Write(w); err != nil {
-		setErr(j.fail(fmt.Errorf("write segment %s: %w", j.segFile.name, err)))
+		g.err = j.fail(fmt.Errorf("write segment %s: %w", j.segFile.name, err))
 		return
 	}
-	if err := j.sync(j.seg); err != nil {
-		setErr(j.fail(fmt.Errorf("sync segment %s: %w", j.segFile.name, err)))
-		return
-	}
-	// Durable. The derived files need no fsync here: Open rebuilds them
-	// from the segments when they lag.
 	j.segSize += int64(len(w))
 	j.segMinRecv, j.segMaxRecv = minR, maxR
 	j.segEntries += count
 	j.next = next
+	g.seg, g.first, g.count = j.seg, first, count
+}
+
+// syncLoop is the second pipeline stage: it makes written groups durable
+// and acknowledges them.
+func (j *Journal) syncLoop(done chan struct{}) {
+	defer close(done)
+	var gs []*commitGroup
+	for g := range j.written {
+		gs = append(gs[:0], g)
+	more:
+		for {
+			select {
+			case g, ok := <-j.written:
+				if !ok {
+					break more
+				}
+				gs = append(gs, g)
+			default:
+				break more
+			}
+		}
+		j.finish(gs)
+	}
+}
+
+// finish makes gs durable with one fsync, records their leaves and
+// acknowledges their requests, in order.
+func (j *Journal) finish(gs []*commitGroup) {
+	// After a failure nothing more is acknowledged: a later fsync may
+	// report success for data an earlier failed one lost.
+	err := j.failure()
+	var synced *os.File
+	for _, g := range gs {
+		if err != nil {
+			break
+		}
+		if g.seg == nil || g.seg == synced {
+			continue
+		}
+		// Normally all groups share one file: rotation drains the
+		// syncer before it closes the active segment.
+		if serr := j.sync(g.seg); serr != nil {
+			err = j.fail(fmt.Errorf("sync segment %s: %w", g.seg.Name(), serr))
+		}
+		synced = g.seg
+	}
+	leaves := j.leafBuf[:0]
+	keys := j.keyBuf[:0]
+	var first, count, dups uint64
+	for _, g := range gs {
+		if g.err == nil {
+			g.err = err
+		}
+		if g.err != nil {
+			continue
+		}
+		dups += g.dups
+		if g.seg == nil {
+			continue
+		}
+		if count == 0 {
+			first = g.first
+		}
+		count += g.count
+		for _, r := range g.reqs {
+			for i, a := range r.acks {
+				if a.Duplicate {
+					continue
+				}
+				leaves = append(leaves, r.leaves[i])
+				keys = append(keys, make([]byte, idSize)...)
+				putKey(keys[len(keys)-idSize:], r.keys[i])
+			}
+		}
+	}
+	j.leafBuf, j.keyBuf = leaves, keys
+	if count > 0 {
+		j.record(first, leaves, keys, dups)
+	} else if dups > 0 {
+		j.mu.Lock()
+		j.stats.Duplicates += dups
+		j.mu.Unlock()
+	}
+	for _, g := range gs {
+		for _, r := range g.reqs {
+			r.err = g.err
+			r.done <- struct{}{}
+		}
+		if g.drained != nil {
+			close(g.drained)
+		}
+		g.reqs = g.reqs[:0]
+		groupPool.Put(g)
+	}
+}
+
+// record adds durable entries [first, first+len(leaves)) to the tree and
+// the derived files. The derived files need no fsync here: Open rebuilds
+// them from the segments when they lag.
+func (j *Journal) record(first uint64, leaves []Hash, keys []byte, dups uint64) {
+	next := first + uint64(len(leaves))
 	if err := j.store.leaves.writeAtUnlocked(first, leaves); err != nil {
 		j.fail(err)
 	} else if _, err := j.ids.WriteAt(keys, int64(first)*idSize); err != nil {
@@ -893,7 +1040,7 @@ func (j *Journal) commit(batch []*appendReq) {
 	j.tileBuf = tiles
 	j.store.leaves.n = next
 	j.idsN = next
-	j.stats.Appended += count
+	j.stats.Appended += uint64(len(leaves))
 	j.stats.Duplicates += dups
 	j.stats.Commits++
 	j.mu.Unlock()
@@ -1135,7 +1282,7 @@ func (j *Journal) Close() error {
 		<-j.done
 		<-j.cpDone
 		var errs []error
-		if j.failed == nil {
+		if j.failure() == nil {
 			if _, err := j.Checkpoint(context.Background()); err != nil {
 				errs = append(errs, err)
 			}
