@@ -27,6 +27,9 @@ type journalSink struct {
 	closed bool
 	errs   atomic.Int64
 	log    *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 const journalSinkQueue = 4096
@@ -83,13 +86,15 @@ func auditEntry(line []byte) journal.Entry {
 
 // Close appends the queued events and closes the journal (which signs a
 // final checkpoint). It returns how many events could not be appended.
+// Later calls return the same.
 func (s *journalSink) Close() (int64, error) {
-	s.mu.Lock()
-	if !s.closed {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
 		s.closed = true
 		close(s.ch)
-	}
-	s.mu.Unlock()
-	<-s.done
-	return s.errs.Load(), s.j.Close()
+		s.mu.Unlock()
+		<-s.done
+		s.closeErr = s.j.Close()
+	})
+	return s.errs.Load(), s.closeErr
 }

@@ -38,7 +38,7 @@ func openInput(r io.Reader) (*bufio.Reader, func() error, error) {
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
+			return nil, nil, err // already says "gzip: ..."
 		}
 		closer = zr.Close
 		br = bufio.NewReaderSize(zr, 1<<20)

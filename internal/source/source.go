@@ -240,7 +240,20 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 	pending := map[int]*batch{}
 	next := 0
 	var emitErr error
-	for b := range done {
+	// Stop collecting on cancel too: a reader blocked in a read keeps
+	// the workers and so done open.
+collect:
+	for {
+		var b *batch
+		select {
+		case x, ok := <-done:
+			if !ok {
+				break collect
+			}
+			b = x
+		case <-ctx.Done():
+			break collect
+		}
 		pending[b.seq] = b
 		for {
 			nb, ok := pending[next]
@@ -277,13 +290,21 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 			}
 		}
 	}
-	<-prodDone
-	st.Files, st.Bytes = pst.Files, pst.Bytes
-	if emitErr != nil {
-		return st, emitErr
-	}
-	if prodErr != nil {
-		return st, prodErr
+	// The reader may be blocked in a read that never returns (stdin on an
+	// open pipe); once cancelled, do not wait for it.
+	select {
+	case <-prodDone:
+		st.Files, st.Bytes = pst.Files, pst.Bytes
+		if emitErr != nil {
+			return st, emitErr
+		}
+		if prodErr != nil {
+			return st, prodErr
+		}
+	case <-ctx.Done():
+		if emitErr != nil {
+			return st, emitErr
+		}
 	}
 	return st, ctx.Err()
 }
@@ -431,18 +452,22 @@ func (d *decoder) decodeRecord(r *rawRecord, out *[]*event.Event) error {
 	default:
 		return reject("not an object", fmt.Errorf("record is a JSON %s", v.Type()))
 	}
-	if list := envelope(v); list != nil {
+	if list, ok := envelope(v); ok {
+		if len(list) == 0 {
+			return nil // an empty page: nothing to decode, nothing wrong
+		}
 		return d.decodeList(r, list, out)
 	}
 	return d.decodeValue(r, v, r.raw, out)
 }
 
 // envelope returns the records of an API page ({"value":[...]}, Event Hub
-// {"records":[...]}), or nil when v is a record itself.
-func envelope(v *fastjson.Value) []*fastjson.Value {
+// {"records":[...]}), and false when v is a record itself. The last page
+// of a paged export may hold no records at all.
+func envelope(v *fastjson.Value) ([]*fastjson.Value, bool) {
 	o, _ := v.Object()
 	if o.Len() > 4 {
-		return nil
+		return nil, false
 	}
 	for _, k := range []string{"records", "value", "items"} {
 		x := v.Get(k)
@@ -451,7 +476,7 @@ func envelope(v *fastjson.Value) []*fastjson.Value {
 		}
 		list, _ := x.Array()
 		if len(list) > 0 && list[0].Type() != fastjson.TypeObject {
-			return nil
+			return nil, false
 		}
 		// Other keys must be paging metadata, not record fields.
 		ok := true
@@ -462,10 +487,10 @@ func envelope(v *fastjson.Value) []*fastjson.Value {
 			}
 		})
 		if ok {
-			return list
+			return list, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // decodeList decodes the elements of an envelope or array line. Each
@@ -506,10 +531,11 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 	}
 	// shape records what flattening v (plus the objects it hoists to the
 	// top level) would name at the top level, and reads the hot fields.
-	shape := func(e *event.Event, hoisted *fastjson.Value) {
+	shape := func(e *event.Event, hoisted *fastjson.Value) *record.Shape {
 		sh := d.cache.Shape(v, hoisted)
 		e.SetTopKeys(sh.Top)
 		e.SetEager(d.cache.Eager(sh, v))
+		return sh
 	}
 	if d.mapping != nil && d.mapping.Force {
 		return d.generic(v, func(e *event.Event) { shape(e, nil); finish(e, jsonl.Flatten, 0) })
@@ -525,8 +551,8 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := m365.Decode(v, kind, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
 		}
-		shape(e, m365.Hoisted(v))
-		m365.Lazy(v, kind, e, d.cache)
+		sh := shape(e, m365.Hoisted(v))
+		m365.Lazy(v, kind, sh, e, d.cache)
 		finish(e, m365.Flatten, 0)
 		return nil
 	}

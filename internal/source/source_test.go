@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -322,5 +324,37 @@ func TestSelfDescribedRecords(t *testing.T) {
 	evs, err = d.Decode([]byte(`{"timestamp":"2026-11-24T10:00:00Z","msg":"x"}`), event.Origin{})
 	if err != nil || evs[0].Source != "json" {
 		t.Errorf("plain record: %v %+v", err, evs)
+	}
+}
+
+func TestEmptyPageIsNotAnError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "last-page.json")
+	os.WriteFile(p, []byte(`{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#auditLogs/signIns","value":[]}`), 0o644)
+	evs, st, rej := readAll(t, []string{p}, Options{})
+	if len(evs) != 0 || len(rej) != 0 || st.Records != 1 {
+		t.Errorf("empty page: %d events, %d records, rejects %v", len(evs), st.Records, rej)
+	}
+}
+
+func TestCancelWhileStdinBlocks(t *testing.T) {
+	pr, pw := io.Pipe() // never closed: a read blocks for ever
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		pw.Write([]byte(`{"time":"2024-01-01T00:00:00Z","a":1}` + "\n"))
+		cancel()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ReadPaths(ctx, []string{"-"}, Options{Stdin: pr}, func(*event.Event) error { return nil })
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadPaths did not return after cancel while its reader was blocked")
 	}
 }

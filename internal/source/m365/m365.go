@@ -65,6 +65,7 @@ var (
 	symWorkload       = event.Intern("Workload")
 	symMailAccessType = event.Intern("OperationProperties.MailAccessType")
 	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
+	symOpProperties   = event.Intern("OperationProperties")
 )
 
 // Lazy adds, up front, the fields rules and behaviours read on most UAL
@@ -73,7 +74,7 @@ var (
 // MailItemsAccessed's access type and throttling flag. GraphQuery records
 // are left alone: their envelope's operation and auditData's Operation
 // both flatten to "operation", so neither has a single value.
-func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) {
+func Lazy(v *fastjson.Value, shape Shape, sh *record.Shape, e *event.Event, c *record.Cache) {
 	if shape != ManagementAPI && shape != Sentinel {
 		return
 	}
@@ -85,12 +86,15 @@ func Lazy(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) {
 		}
 		return false
 	}
-	if op := v.Get("Operation"); op != nil && op.Type() == fastjson.TypeString && !has(event.SymOperation) {
+	if op := v.Get("Operation"); op != nil && op.Type() == fastjson.TypeString && sh.Single(event.SymOperation) && !has(event.SymOperation) {
 		e.AddEager(event.SymOperation, "Operation", e.Operation, event.String)
 	}
-	if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString && !has(symWorkload) {
+	if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString && sh.Single(symWorkload) && !has(symWorkload) {
 		b, _ := w.StringBytes()
 		e.AddEager(symWorkload, "Workload", c.Bytes(b), event.String)
+	}
+	if !sh.Single(symOpProperties) {
+		return
 	}
 	var seen [2]int
 	for _, p := range v.GetArray("OperationProperties") {

@@ -2,6 +2,7 @@ package record
 
 import (
 	"hash/maphash"
+	"slices"
 
 	"github.com/valyala/fastjson"
 
@@ -40,6 +41,18 @@ func NewCache() *Cache {
 type Shape struct {
 	Top []event.Sym // sorted Syms of the top-level names (first path segments)
 	hot []hotKey    // positions of hot keys in the first object, in order
+	dup []event.Sym // sorted Syms that more than one key flattens to
+}
+
+// Single reports whether exactly one top-level key of the record has the
+// name s (names are case-insensitive, so "Operation" and "operation"
+// collide): only then can a value read up front be the field's only one.
+func (sh *Shape) Single(s event.Sym) bool {
+	if _, found := slices.BinarySearch(sh.dup, s); found {
+		return false
+	}
+	_, found := slices.BinarySearch(sh.Top, s)
+	return found
 }
 
 type hotKey struct {
@@ -98,6 +111,12 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	for _, k := range c.keys {
 		count[event.Intern(k)]++
 	}
+	for s, n := range count {
+		if n > 1 {
+			sh.dup = append(sh.dup, s)
+		}
+	}
+	slices.Sort(sh.dup)
 	if first >= 0 {
 		for pos, k := range c.keys[:c.nfirst] {
 			if s := event.Intern(k); c.hot[s] && count[s] == 1 {

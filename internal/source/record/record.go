@@ -80,7 +80,9 @@ func ParseTime(s string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 {
+	// Unix time in seconds, milliseconds or microseconds, up to the year
+	// 9999; Inf, NaN and absurd magnitudes are not times.
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 && n < 253402300800e6 {
 		switch {
 		case n > 1e14: // microseconds
 			return time.UnixMicro(int64(n)).UTC(), nil

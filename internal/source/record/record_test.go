@@ -69,3 +69,11 @@ func BenchmarkParseTime(b *testing.B) {
 		}
 	}
 }
+
+func TestParseTimeRejectsNonTimes(t *testing.T) {
+	for _, s := range []string{"Inf", "NaN", "1e300", "-5"} {
+		if got, err := ParseTime(s); err == nil {
+			t.Errorf("ParseTime(%q) = %v, want an error", s, got)
+		}
+	}
+}
