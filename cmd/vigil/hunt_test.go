@@ -55,7 +55,7 @@ func TestHuntJSONLOnFixtures(t *testing.T) {
 	if n := strings.Count(string(data), "\n"); n != 6 {
 		t.Errorf("quarantine holds %d records, want 6", n)
 	}
-	for _, want := range []string{"quarantined: 6 records", "detections:  2", "m365.ual 11", q} {
+	for _, want := range []string{"quarantined: 6 records", "detections:  2", "m365.ual 12", q} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("summary lacks %q:\n%s", want, errs)
 		}
