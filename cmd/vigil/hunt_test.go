@@ -281,3 +281,21 @@ func TestHuntDoesNotReadItsQuarantine(t *testing.T) {
 		t.Errorf("hunting the quarantine file itself: exit %d: %s", code, errs)
 	}
 }
+
+func TestIngestDoesNotReadItsQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	os.WriteFile(filepath.Join(logs, "ual.jsonl"), []byte(`{"CreationTime":"2023-06-16T06:00:00","Id":"a","Operation":"MailboxLogin","RecordType":2,"UserId":"a@x"}`+"\n{bad\n"), 0o644)
+	q := filepath.Join(logs, "vigil-quarantine.jsonl")
+	data := filepath.Join(dir, "journal")
+	for run := 1; run <= 2; run++ {
+		code, out, errs := runVigil(t, "ingest", "--data", data, "--quarantine", q, logs)
+		if code != 0 {
+			t.Fatalf("run %d: exit %d: %s", run, code, errs)
+		}
+		if !strings.Contains(out, "quarantined 1") {
+			t.Errorf("run %d read its own quarantine back: %s", run, out)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/event"
@@ -127,6 +128,15 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		srcOpts.Progress = func(done, total int64) { bar.Update(done, total, "") }
 	}
 
+	// Like hunt, never read back our own quarantine from an earlier run.
+	inputs, err := huntInputs(paths, *quarantine)
+	if err != nil {
+		if errors.Is(err, source.ErrNoInput) {
+			return usageError("no log files found in %s", strings.Join(paths, " "))
+		}
+		return err
+	}
+
 	// Decoding and appending overlap: batches go to one appender while
 	// the decoders carry on.
 	const batchSize = 1024
@@ -153,7 +163,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		appendErr <- err
 	}()
 	cur := make([]journal.Entry, 0, batchSize)
-	st, rerr := source.ReadPaths(ctx, paths, srcOpts, func(e *event.Event) error {
+	st, rerr := source.ReadPaths(ctx, inputs, srcOpts, func(e *event.Event) error {
 		cur = append(cur, entryOf(e))
 		if len(cur) == batchSize {
 			select {
