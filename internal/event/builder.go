@@ -52,6 +52,12 @@ func (b *Builder) Reset() {
 	b.arena = b.arena[:0]
 	b.pending = b.pending[:0]
 	b.path = b.path[:0]
+	// Records whose keys are data (ids, addresses) would grow the name
+	// cache without end; start it over between records instead.
+	if len(b.list) > maxBuilderNames {
+		clear(b.names)
+		b.list = b.list[:0]
+	}
 }
 
 func (b *Builder) intern(path []byte) int32 {
@@ -98,6 +104,9 @@ func (b *Builder) Flatten(prefix string, v *fastjson.Value) {
 }
 
 const maxDepth = 32
+
+// maxBuilderNames bounds a Builder's cache of field names.
+const maxBuilderNames = 1 << 16
 
 var (
 	litTrue  = []byte("true")

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -192,5 +193,22 @@ func TestLazyTopKeysAndEager(t *testing.T) {
 	}
 	if e.Get("Version@odata.type") != "#Int64" {
 		t.Errorf("dotted key: %q", e.Get("Version@odata.type"))
+	}
+}
+
+func TestBuilderNameCacheIsBounded(t *testing.T) {
+	var p fastjson.Parser
+	b := NewBuilder()
+	for i := range maxBuilderNames + 10 {
+		v, _ := p.Parse(`{"k` + strconv.Itoa(i) + `":1}`)
+		b.Flatten("", v)
+		var e Event
+		b.Finish(&e)
+		if e.Get("k"+strconv.Itoa(i)) != "1" {
+			t.Fatalf("record %d lost its field", i)
+		}
+	}
+	if len(b.list) > maxBuilderNames+1 || len(b.names) != len(b.list) {
+		t.Errorf("name cache holds %d names (map %d)", len(b.list), len(b.names))
 	}
 }
