@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -136,6 +137,7 @@ type Journal struct {
 	dedup      dedupIndex
 	next       uint64
 	written    chan *commitGroup // committer → syncLoop
+	unwritten  atomic.Int64      // requests sent to the committer and not yet handed to syncLoop
 
 	// Owned by syncLoop.
 	leafBuf []Hash
@@ -718,10 +720,12 @@ func (j *Journal) AppendBatch(ctx context.Context, entries []Entry) ([]Ack, erro
 		reqPool.Put(r)
 		return nil, ErrClosed
 	}
+	j.unwritten.Add(1)
 	select {
 	case j.reqs <- r:
 		j.closeMu.RUnlock()
 	case <-ctx.Done():
+		j.unwritten.Add(-1)
 		j.closeMu.RUnlock()
 		reqPool.Put(r)
 		return nil, ctx.Err()
@@ -845,7 +849,10 @@ func (j *Journal) drainSyncer() {
 func (j *Journal) commit(batch []*appendReq) {
 	g := groupPool.Get().(*commitGroup)
 	*g = commitGroup{reqs: append(g.reqs[:0], batch...)}
-	defer func() { j.written <- g }()
+	defer func() {
+		j.unwritten.Add(-int64(len(g.reqs)))
+		j.written <- g
+	}()
 	if g.err = j.failure(); g.err != nil {
 		return
 	}
@@ -929,6 +936,9 @@ func (j *Journal) syncLoop(done chan struct{}) {
 	var gs []*commitGroup
 	for g := range j.written {
 		gs = append(gs[:0], g)
+		// Appenders acknowledged by the last fsync are about to send
+		// again; yielding lets them reach the committer first.
+		runtime.Gosched()
 	more:
 		for {
 			select {
@@ -939,6 +949,16 @@ func (j *Journal) syncLoop(done chan struct{}) {
 				gs = append(gs, g)
 			default:
 				break more
+			}
+		}
+		if j.unwritten.Load() > 0 && gs[len(gs)-1].drained == nil {
+			// Requests are on their way to the disk (typically from the
+			// appenders just acknowledged): let this fsync cover them
+			// too, instead of splitting appenders into cohorts that
+			// take turns at the disk. (Not after a barrier: the
+			// committer sends nothing more until it is passed.)
+			if g, ok := <-j.written; ok {
+				gs = append(gs, g)
 			}
 		}
 		j.finish(gs)
