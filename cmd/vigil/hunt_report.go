@@ -52,29 +52,6 @@ type huntResult struct {
 	dir       string
 }
 
-// huntReport runs the behaviours over every event of a hunt, groups their
-// alerts with the Sigma ones (extra) into incidents, assesses impact and
-// writes the report into dir.
-func huntReport(ctx context.Context, dir string, events []*event.Event, extra []incident.Alert, cfg huntReportConfig, stdout io.Writer) error {
-	res, err := runHuntReport(ctx, dir, events, extra, cfg)
-	if err != nil {
-		return err
-	}
-	printReportSummary(stdout, res)
-	return nil
-}
-
-func runHuntReport(ctx context.Context, dir string, events []*event.Event, extra []incident.Alert, cfg huntReportConfig) (*huntResult, error) {
-	if dir == "" {
-		return nil, errors.New("no report directory")
-	}
-	an, err := analyzeHunt(ctx, events, extra, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return writeHuntReport(dir, an, cfg)
-}
-
 // writeHuntReport writes an analysis into dir.
 func writeHuntReport(dir string, an *behavior.Analysis, cfg huntReportConfig) (*huntResult, error) {
 	r := &report.Report{Title: cfg.title, Alerts: an.Alerts, Incidents: an.Incidents, Accesses: an.Accesses,

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/simulate"
 	"github.com/vigil-audit/vigil/internal/source"
 )
@@ -19,6 +21,21 @@ import (
 // confounder, runs the report over the decoded logs and checks each
 // campaign became an incident whose impact is exactly what the intruder
 // read, and that no confounder did.
+// huntReport does what hunt --report does after reading: analyse, write
+// the report into dir and print its summary.
+func huntReport(ctx context.Context, dir string, events []*event.Event, extra []incident.Alert, cfg huntReportConfig, stdout io.Writer) error {
+	an, err := analyzeHunt(ctx, events, extra, cfg)
+	if err != nil {
+		return err
+	}
+	res, err := writeHuntReport(dir, an, cfg)
+	if err != nil {
+		return err
+	}
+	printReportSummary(stdout, res)
+	return nil
+}
+
 func TestHuntReportOnGroundTruth(t *testing.T) {
 	ctx := context.Background()
 	logs := t.TempDir()
