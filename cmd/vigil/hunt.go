@@ -218,7 +218,9 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
-		printReportSummary(stderr, res)
+		if !o.quiet {
+			printReportSummary(stderr, res)
+		}
 	}
 	return nil
 }
