@@ -15,6 +15,9 @@ type bucket struct {
 }
 
 type htmlPage struct {
+	MaxCount   int
+	FirstLabel string
+	LastLabel  string
 	Generated  string
 	Total      int
 	ByLevel    []levelCount
@@ -41,7 +44,7 @@ func chart(ds []Detection, w, h float64) ([]bucket, string) {
 	steps := []struct {
 		d    time.Duration
 		name string
-	}{{time.Minute, "minute"}, {time.Hour, "hour"}, {24 * time.Hour, "day"}, {7 * 24 * time.Hour, "week"}}
+	}{{time.Minute, "minute"}, {time.Hour, "hour"}, {24 * time.Hour, "day"}, {7 * 24 * time.Hour, "week"}, {30 * 24 * time.Hour, "30 days"}, {365 * 24 * time.Hour, "365 days"}}
 	step := steps[len(steps)-1]
 	for _, s := range steps {
 		if last.Sub(first)/s.d < 60 {
@@ -85,9 +88,11 @@ th{background:#f3f4f6}td.f{font-family:monospace;font-size:12px;word-break:break
 <h1>vigil hunt — {{.Total}} detections</h1>
 <p>{{if .Total}}From {{.First}} to {{.Last}}. {{end}}{{range .ByLevel}}<span class="lv {{.Level}}">{{.Level}}: {{.Count}}</span> {{end}}</p>
 {{if .Bars}}<h2>Detections per {{.BucketName}}</h2>
-<svg width="{{.ChartW}}" height="{{.ChartH}}" role="img" aria-label="detections over time">
+<svg width="{{.ChartW}}" height="{{.ChartH}}" viewBox="0 -14 {{.ChartW}} {{.ChartH}}" role="img" aria-label="detections over time">
+<text x="0" y="-3" font-size="11" fill="#555">max {{.MaxCount}} per {{.BucketName}}</text>
 {{range .Bars}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Label}}: {{.Count}}</title></rect>
-{{end}}</svg>{{end}}
+{{end}}</svg>
+<div style="width:{{.ChartW}}px;display:flex;justify-content:space-between;font-size:11px;color:#555"><span>{{.FirstLabel}}</span><span>{{.LastLabel}}</span></div>{{end}}
 <h2>Timeline</h2>
 <table><tr><th>time</th><th>level</th><th>title</th><th>source</th><th>user</th><th>operation</th><th>matched</th><th>record</th></tr>
 {{range .Rows}}<tr><td>{{.Time.UTC.Format "2006-01-02 15:04:05Z"}}</td><td><span class="lv {{.Level}}">{{.Level}}</span></td>
@@ -113,7 +118,13 @@ func writeHTML(w io.Writer, ds []Detection) error {
 		p.First = ds[0].Time.UTC().Format(time.RFC3339)
 		p.Last = ds[len(ds)-1].Time.UTC().Format(time.RFC3339)
 	}
-	p.Bars, p.BucketName = chart(ds, p.ChartW, p.ChartH)
+	p.Bars, p.BucketName = chart(ds, p.ChartW, p.ChartH-14)
+	for _, b := range p.Bars {
+		p.MaxCount = max(p.MaxCount, b.Count)
+	}
+	if len(p.Bars) > 0 {
+		p.FirstLabel, p.LastLabel = p.Bars[0].Label, p.Bars[len(p.Bars)-1].Label
+	}
 	if err := page.Execute(w, p); err != nil {
 		return fmt.Errorf("rendering HTML: %w", err)
 	}
