@@ -37,10 +37,22 @@ type levelCount struct {
 
 // chart buckets detections over time into at most 60 bars.
 func chart(ds []Detection, w, h float64) ([]bucket, string) {
-	if len(ds) == 0 {
+	// Span the detections that have a time, in whatever order they come.
+	var first, last time.Time
+	for _, d := range ds {
+		if d.Time.IsZero() {
+			continue
+		}
+		if first.IsZero() || d.Time.Before(first) {
+			first = d.Time
+		}
+		if d.Time.After(last) {
+			last = d.Time
+		}
+	}
+	if first.IsZero() {
 		return nil, ""
 	}
-	first, last := ds[0].Time, ds[len(ds)-1].Time
 	steps := []struct {
 		d    time.Duration
 		name string
@@ -56,6 +68,9 @@ func chart(ds []Detection, w, h float64) ([]bucket, string) {
 	n := int(last.Sub(start)/step.d) + 1
 	counts := make([]int, n)
 	for _, d := range ds {
+		if d.Time.IsZero() {
+			continue
+		}
 		i := int(d.Time.Sub(start) / step.d)
 		if i >= 0 && i < n {
 			counts[i]++

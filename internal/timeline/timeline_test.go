@@ -128,3 +128,22 @@ func TestShorteningKeepsUTF8(t *testing.T) {
 		}
 	}
 }
+
+func TestChartToleratesUnsortedAndUntimed(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	ds := []Detection{{Time: t0.Add(3 * time.Hour)}, {}, {Time: t0}}
+	bars, unit := chart(ds, 900, 100)
+	if unit != "minute" && unit != "hour" || len(bars) == 0 || len(bars) > 200 {
+		t.Fatalf("%d bars per %s", len(bars), unit)
+	}
+	total := 0
+	for _, b := range bars {
+		total += b.Count
+	}
+	if total != 2 {
+		t.Errorf("bars count %d detections, want the 2 with a time", total)
+	}
+	if b, _ := chart([]Detection{{}}, 900, 100); b != nil {
+		t.Errorf("untimed detections drew %d bars", len(b))
+	}
+}
