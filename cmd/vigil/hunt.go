@@ -434,11 +434,13 @@ func countList(m map[string]int64) string {
 }
 
 // lazyFile creates its file on the first write, so a clean run leaves no
-// empty quarantine file behind.
+// empty quarantine file behind — and removes a regular file left at its
+// path by an earlier run, so the file always belongs to this run.
 type lazyFile struct {
-	path string
-	f    *os.File
-	err  error
+	path   string
+	f      *os.File
+	err    error
+	closed bool
 }
 
 func (l *lazyFile) Write(p []byte) (int, error) {
@@ -452,12 +454,19 @@ func (l *lazyFile) Write(p []byte) (int, error) {
 }
 
 func (l *lazyFile) Close() error {
-	if l.f == nil {
+	if l.closed {
 		return nil
 	}
-	err := l.f.Close()
-	l.f = nil
-	return err
+	l.closed = true
+	if l.f == nil {
+		if l.err == nil {
+			if fi, err := os.Lstat(l.path); err == nil && fi.Mode().IsRegular() {
+				return os.Remove(l.path)
+			}
+		}
+		return nil
+	}
+	return l.f.Close()
 }
 
 // loadPlaceholders reads a YAML map of placeholder name to values.

@@ -299,3 +299,17 @@ func TestIngestDoesNotReadItsQuarantine(t *testing.T) {
 		}
 	}
 }
+
+func TestHuntRemovesStaleQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, "q.jsonl")
+	os.WriteFile(q, []byte(`{"reason":"from an earlier run"}`+"\n"), 0o644)
+	good := filepath.Join(dir, "good.jsonl")
+	os.WriteFile(good, []byte(`{"CreationTime":"2023-06-16T06:00:00","Id":"a","Operation":"MailboxLogin","RecordType":2,"UserId":"a@x"}`+"\n"), 0o644)
+	if code, _, errs := runVigil(t, "hunt", "--quarantine", q, good); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(q); !os.IsNotExist(err) {
+		t.Errorf("stale quarantine file still there after a clean run: %v", err)
+	}
+}
