@@ -31,22 +31,24 @@ type frameFn func(r rawRecord) error
 var bom = []byte{0xEF, 0xBB, 0xBF}
 
 // openInput wraps r with gzip when it starts with the gzip magic and skips
-// a UTF-8 BOM.
-func openInput(r io.Reader) (*bufio.Reader, func() error, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	closer := func() error { return nil }
+// a UTF-8 BOM; skipped is how many bytes that was, so offsets can still
+// count from the start of the (decompressed) input.
+func openInput(r io.Reader) (br *bufio.Reader, closer func() error, skipped int64, err error) {
+	br = bufio.NewReaderSize(r, 1<<20)
+	closer = func() error { return nil }
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nil, err // already says "gzip: ..."
+			return nil, nil, 0, err // already says "gzip: ..."
 		}
 		closer = zr.Close
 		br = bufio.NewReaderSize(zr, 1<<20)
 	}
 	if b, _ := br.Peek(3); bytes.Equal(b, bom) {
 		_, _ = br.Discard(3)
+		skipped = 3
 	}
-	return br, closer, nil
+	return br, closer, skipped, nil
 }
 
 // frame splits one input into records and calls fn for each.

@@ -355,7 +355,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 			r = fh
 		}
 		cr := &countingReader{r: r}
-		br, closeZ, err := openInput(cr)
+		br, closeZ, skipped, err := openInput(cr)
 		if err != nil {
 			if c, ok := r.(io.Closer); ok && f != "-" {
 				_ = c.Close()
@@ -364,6 +364,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		}
 		st.Files++
 		err = frame(f, br, func(rec rawRecord) error {
+			rec.offset += skipped
 			cur.recs = append(cur.recs, rec)
 			size += len(rec.raw)
 			bytesRead = st.Bytes + cr.n

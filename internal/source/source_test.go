@@ -358,3 +358,17 @@ func TestCancelWhileStdinBlocks(t *testing.T) {
 		t.Fatal("ReadPaths did not return after cancel while its reader was blocked")
 	}
 }
+
+func TestOffsetsCountTheBOM(t *testing.T) {
+	line := `{"CreationTime":"2023-06-16T06:00:00","Id":"a","Operation":"X","RecordType":2}`
+	p := filepath.Join(t.TempDir(), "bom.jsonl")
+	content := "\xef\xbb\xbf" + line + "\n" + `{"broken` + "\n"
+	os.WriteFile(p, []byte(content), 0o644)
+	evs, _, rej := readAll(t, []string{p}, Options{})
+	if len(evs) != 1 || len(rej) != 1 {
+		t.Fatalf("%d events, %d rejects", len(evs), len(rej))
+	}
+	if evs[0].Origin.Offset != 3 || rej[0].Offset != int64(strings.Index(content, `{"broken`)) {
+		t.Errorf("offsets %d and %d, want byte positions in the file (after a 3-byte BOM)", evs[0].Origin.Offset, rej[0].Offset)
+	}
+}
