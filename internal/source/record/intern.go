@@ -3,6 +3,7 @@ package record
 import (
 	"hash/maphash"
 	"slices"
+	"strings"
 
 	"github.com/valyala/fastjson"
 
@@ -105,8 +106,16 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 		}
 	}
 	sh := &Shape{Top: event.TopKeys(c.keys)}
+	// An empty key flattens its children to the top level under their own
+	// names, which the key list does not show: know nothing then, so
+	// every lookup flattens.
+	if slices.Contains(c.keys, "") {
+		sh.Top = nil
+	}
 	// A key is hot when rules look it up and no other key of the record
 	// has the same (case-insensitive) name: then it has exactly one value.
+	// Keys holding a dot are never hot: "a.b" and "a":{"b":..} flatten to
+	// the same name.
 	count := map[event.Sym]int{}
 	for _, k := range c.keys {
 		count[event.Intern(k)]++
@@ -117,9 +126,9 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 		}
 	}
 	slices.Sort(sh.dup)
-	if first >= 0 {
+	if first >= 0 && sh.Top != nil {
 		for pos, k := range c.keys[:c.nfirst] {
-			if s := event.Intern(k); c.hot[s] && count[s] == 1 {
+			if s := event.Intern(k); c.hot[s] && count[s] == 1 && !strings.Contains(k, ".") {
 				sh.hot = append(sh.hot, hotKey{pos: pos, sym: s, name: k})
 			}
 		}
