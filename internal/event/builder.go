@@ -66,7 +66,7 @@ func (b *Builder) intern(path []byte) int32 {
 	}
 	name := string(path)
 	i := int32(len(b.list))
-	b.list = append(b.list, nameSym{name: name, sym: Intern(name)})
+	b.list = append(b.list, nameSym{name: name, sym: InternData(name)})
 	b.names[name] = i
 	return i
 }

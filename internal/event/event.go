@@ -95,7 +95,9 @@ func (e *Event) SetTopKeys(syms []Sym) { e.top = syms }
 func TopKeys(keys []string) []Sym {
 	out := make([]Sym, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, Intern(k).First())
+		if s := InternData(k); s != 0 {
+			out = append(out, s.First())
+		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -180,6 +182,9 @@ func (e *Event) Fields() []Field {
 // field when the record has it, else the normalized field of that name.
 // The result aliases the event; callers must not modify it.
 func (e *Event) Values(s Sym) []Field {
+	if s == 0 {
+		return nil // not a name (see maxDataSyms)
+	}
 	if e.lazy != nil {
 		for i := range e.eager {
 			if e.eager[i].Sym == s {

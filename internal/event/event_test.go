@@ -212,3 +212,35 @@ func TestBuilderNameCacheIsBounded(t *testing.T) {
 		t.Errorf("name cache holds %d names (map %d)", len(b.list), len(b.names))
 	}
 }
+
+func TestDataNamesAreBounded(t *testing.T) {
+	symtab.mu.RLock()
+	n := len(symtab.list)
+	symtab.mu.RUnlock()
+	old := maxDataSyms
+	maxDataSyms = n + 5
+	defer func() { maxDataSyms = old }()
+	var zero int
+	for i := range 20 {
+		if InternData("data-key-"+strconv.Itoa(i)) == 0 {
+			zero++
+		}
+	}
+	if zero != 15 {
+		t.Errorf("%d of 20 new data names were not interned, want 15", zero)
+	}
+	// Names asked for by rules or code are always interned, and a record's
+	// field without a Sym is kept but never returned by a lookup.
+	if Intern("asked-for-name") == 0 {
+		t.Error("Intern refused a name")
+	}
+	var p fastjson.Parser
+	v, _ := p.Parse(`{"data-key-19":"x","Operation":"y"}`)
+	b := NewBuilder()
+	b.Flatten("", v)
+	var e Event
+	b.Finish(&e)
+	if len(e.Fields()) != 2 || e.Get("Operation") != "y" || len(e.Values(0)) != 0 {
+		t.Errorf("fields %v", e.Fields())
+	}
+}

@@ -60,6 +60,30 @@ func Intern(name string) Sym {
 	return internLocked(key)
 }
 
+// maxDataSyms bounds the names records can add to the table: past it,
+// a name seen for the first time in a record is kept on its field but not
+// interned (Sym 0), so records whose keys are data (ids, addresses) cannot
+// grow memory without end. Names rules or code look up are interned by
+// Intern whatever the size.
+var maxDataSyms = 1 << 20
+
+// InternData is Intern for names found in records rather than asked for
+// by rules or code: past maxDataSyms names it returns 0 for a new name.
+func InternData(name string) Sym {
+	key := CanonicalName(name)
+	symtab.mu.RLock()
+	s, ok := symtab.ids[key]
+	n := len(symtab.list)
+	symtab.mu.RUnlock()
+	if ok {
+		return s
+	}
+	if n >= maxDataSyms {
+		return 0
+	}
+	return Intern(name)
+}
+
 func internLocked(key string) Sym {
 	if s, ok := symtab.ids[key]; ok {
 		return s

@@ -118,7 +118,7 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	// the same name.
 	count := map[event.Sym]int{}
 	for _, k := range c.keys {
-		count[event.Intern(k)]++
+		count[event.InternData(k)]++
 	}
 	for s, n := range count {
 		if n > 1 {
@@ -128,7 +128,7 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	slices.Sort(sh.dup)
 	if first >= 0 && sh.Top != nil {
 		for pos, k := range c.keys[:c.nfirst] {
-			if s := event.Intern(k); c.hot[s] && count[s] == 1 && !strings.Contains(k, ".") {
+			if s := event.InternData(k); c.hot[s] && count[s] == 1 && !strings.Contains(k, ".") {
 				sh.hot = append(sh.hot, hotKey{pos: pos, sym: s, name: k})
 			}
 		}
