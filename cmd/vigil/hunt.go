@@ -355,7 +355,20 @@ func loadHuntRules(o huntOptions, stderr io.Writer) (*sigma.Ruleset, error) {
 	}
 	rs, refused := c.Compile()
 	if len(refused) > 0 && !o.quiet {
-		fmt.Fprintf(stderr, "vigil hunt: %d rules refused (run 'vigil rules check' for reasons)\n", len(refused))
+		// A rules directory that repeats built-in rules (a SigmaHQ
+		// checkout) is common: say so apart from real refusals.
+		dups := 0
+		for _, r := range refused {
+			if strings.HasPrefix(r.Reason, "duplicate rule id") {
+				dups++
+			}
+		}
+		if dups > 0 {
+			fmt.Fprintf(stderr, "vigil hunt: %d rules skipped: their id is already loaded (built in, or given twice)\n", dups)
+		}
+		if n := len(refused) - dups; n > 0 {
+			fmt.Fprintf(stderr, "vigil hunt: %d rules refused (run 'vigil rules check DIR' for reasons)\n", n)
+		}
 	}
 	if rs.Len() == 0 {
 		return nil, usageError("no rules loaded")

@@ -313,3 +313,17 @@ func TestHuntRemovesStaleQuarantine(t *testing.T) {
 		t.Errorf("stale quarantine file still there after a clean run: %v", err)
 	}
 }
+
+func TestHuntSaysWhenRulesRepeatBuiltins(t *testing.T) {
+	dir := t.TempDir()
+	// A copy of a built-in rule under another directory: same id.
+	b, err := os.ReadFile("../../rules/vigil/m365_inbox_rule_forwarding.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "copy.yml"), b, 0o644)
+	code, _, errs := runVigil(t, "hunt", "--rules", dir, "--quarantine", filepath.Join(dir, "q"), decoderFixtures+"/ual_mailitemsaccessed.jsonl")
+	if code != 0 || !strings.Contains(errs, "1 rules skipped: their id is already loaded") || strings.Contains(errs, "refused") {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+}
