@@ -2,6 +2,7 @@ package token
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -194,11 +195,11 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 		}
 		if len(issuers) > 1 {
 			add(SevMedium, "mixed_scope_set", ks, nil, "one document publishes keys for %d issuers (%s): relying parties must check each key's issuer",
-				len(issuers), strings.Join(sortedKeys(issuers), ", "))
+				len(issuers), strings.Join(slices.Sorted(maps.Keys(issuers)), ", "))
 		}
 	}
 	// Cross-scope reuse: the consumer/enterprise overlap of 2023.
-	for _, tp := range sortedKeys(scopesByThumb) {
+	for _, tp := range slices.Sorted(maps.Keys(scopesByThumb)) {
 		if sc := scopesByThumb[tp]; len(sc) > 1 {
 			kid := ""
 			for _, ki := range r.Keys {
@@ -207,14 +208,14 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 				}
 			}
 			r.Findings = append(r.Findings, Finding{Severity: SevHigh, Code: "shared_key", KeyID: kid, Thumbprint: tp,
-				Message: fmt.Sprintf("the same key is published for %d scopes: %s", len(sc), strings.Join(sortedKeys(sc), ", "))})
+				Message: fmt.Sprintf("the same key is published for %d scopes: %s", len(sc), strings.Join(slices.Sorted(maps.Keys(sc)), ", "))})
 		}
 	}
-	for _, kid := range sortedKeys(kidScopes) {
+	for _, kid := range slices.Sorted(maps.Keys(kidScopes)) {
 		if len(kidScopes[kid]) > 1 && len(kidThumbs[kid]) > 1 {
 			r.Findings = append(r.Findings, Finding{Severity: SevMedium, Code: "shared_kid", KeyID: kid,
 				Message: fmt.Sprintf("kid names different keys in %d scopes: %s", len(kidScopes[kid]),
-					strings.Join(sortedKeys(kidScopes[kid]), ", "))})
+					strings.Join(slices.Sorted(maps.Keys(kidScopes[kid])), ", "))})
 		}
 	}
 	if len(o.Previous) > 0 {
@@ -224,13 +225,13 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 				before[k.ID] = true
 			}
 		}
-		for _, kid := range sortedKeys(before) {
+		for _, kid := range slices.Sorted(maps.Keys(before)) {
 			if !current[kid] {
 				r.Findings = append(r.Findings, Finding{Severity: SevLow, Code: "kid_removed", KeyID: kid,
 					Message: "kid was published in the previous snapshot and is gone: tokens signed with it must now be refused"})
 			}
 		}
-		for _, kid := range sortedKeys(current) {
+		for _, kid := range slices.Sorted(maps.Keys(current)) {
 			if !before[kid] {
 				r.Findings = append(r.Findings, Finding{Severity: SevLow, Code: "kid_added", KeyID: kid,
 					Message: "kid is new since the previous snapshot: confirm the rotation was planned"})
@@ -246,13 +247,4 @@ func addTo(m map[string]map[string]bool, k, v string) {
 		m[k] = map[string]bool{}
 	}
 	m[k][v] = true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -11,10 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -328,17 +330,8 @@ func realData(ctx context.Context, out io.Writer, dir string) error {
 		by[a.Signal+" "+a.Level]++
 	}
 	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined %v; %d alerts, %d incidents\n", dir, len(events), st.Quarantined, st.Reasons, len(an.Alerts), len(an.Incidents))
-	for _, k := range sortedKeys(by) {
+	for _, k := range slices.Sorted(maps.Keys(by)) {
 		fmt.Fprintf(out, "  %-16s %d\n", k, by[k])
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,7 +60,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 	if !r.From.IsZero() {
 		p.From, p.To = fmtTime(r.From), fmtTime(r.To)
 	}
-	for _, k := range sortedKeys(r.Sources) {
+	for _, k := range slices.Sorted(maps.Keys(r.Sources)) {
 		p.Sources = append(p.Sources, signalCount{Signal: k, Count: r.Sources[k]})
 	}
 	bySig := map[string]int{}
@@ -72,7 +74,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 			p.Posture = append(p.Posture, a)
 		}
 	}
-	for _, k := range sortedKeys(bySig) {
+	for _, k := range slices.Sorted(maps.Keys(bySig)) {
 		t := signalNames[k]
 		if t == "" {
 			t = titles[k] // a Sigma rule: its title
@@ -109,15 +111,6 @@ func fmtTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // bucketSize picks a bar width giving at most maxBars bars.

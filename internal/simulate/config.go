@@ -2,7 +2,8 @@ package simulate
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,7 +140,7 @@ func (c *Config) normalize() error {
 	seen := map[string]bool{}
 	for _, n := range c.Campaigns {
 		if _, ok := Campaigns[n]; !ok {
-			return configErr("unknown campaign %q (have %s)", n, strings.Join(sortedKeys(Campaigns), ", "))
+			return configErr("unknown campaign %q (have %s)", n, strings.Join(slices.Sorted(maps.Keys(Campaigns)), ", "))
 		}
 		if seen[n] {
 			return configErr("campaign %q given twice", n)
@@ -156,7 +157,7 @@ func (c *Config) normalize() error {
 		}
 		for k := range ps {
 			if _, ok := def[k]; !ok {
-				return configErr("campaign %q has no parameter %q (have %s)", n, k, strings.Join(sortedKeys(def), ", "))
+				return configErr("campaign %q has no parameter %q (have %s)", n, k, strings.Join(slices.Sorted(maps.Keys(def)), ", "))
 			}
 		}
 	}
@@ -175,15 +176,6 @@ func (c *Config) normalize() error {
 		cs[n] = true
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // params resolves a campaign's parameters over its defaults.

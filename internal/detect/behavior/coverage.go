@@ -1,6 +1,8 @@
 package behavior
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +41,7 @@ func (e *Engine) coverageChecks(final bool) {
 		return
 	}
 	w := e.st.Watermark
-	for _, tk := range sortedKeys(e.st.Tenants) {
+	for _, tk := range slices.Sorted(maps.Keys(e.st.Tenants)) {
 		ten := e.st.Tenants[tk]
 		if !e.learned(ten, w) {
 			continue
@@ -52,7 +54,7 @@ func (e *Engine) coverageChecks(final bool) {
 				latest = s.Last
 			}
 		}
-		for _, sk := range sortedKeys(ten.Sources) {
+		for _, sk := range slices.Sorted(maps.Keys(ten.Sources)) {
 			s := ten.Sources[sk]
 			limit := c.D9.SourceGap.D()
 			if 2*s.MaxGap > limit {
@@ -72,7 +74,7 @@ func (e *Engine) coverageChecks(final bool) {
 		if ual == nil {
 			continue
 		}
-		for _, mk := range sortedKeys(ten.Mailboxes) {
+		for _, mk := range slices.Sorted(maps.Keys(ten.Mailboxes)) {
 			mb := ten.Mailboxes[mk]
 			if mb.Silent || mb.LastRead.IsZero() || len(mb.Days) < c.D9.MailboxMinActiveDays {
 				continue

@@ -1,8 +1,10 @@
 package behavior
 
 import (
+	"maps"
 	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,9 +115,9 @@ func (e *Engine) Flush() {
 		st.Pending = st.Pending[1:]
 		e.judge(&p)
 	}
-	for _, tk := range sortedKeys(st.Tenants) {
+	for _, tk := range slices.Sorted(maps.Keys(st.Tenants)) {
 		ten := st.Tenants[tk]
-		for _, mk := range sortedKeys(ten.Mailboxes) {
+		for _, mk := range slices.Sorted(maps.Keys(ten.Mailboxes)) {
 			e.closeHour(ten, tk, mk, ten.Mailboxes[mk])
 		}
 	}
@@ -842,7 +844,7 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *inc
 			a.AddActor(incident.ActorApp, p.AppID)
 		}
 		a.AddActor(incident.ActorIP, p.IP)
-		a.Fields["mailboxes"] = strings.Join(sortedKeys(distinct), ",")
+		a.Fields["mailboxes"] = strings.Join(slices.Sorted(maps.Keys(distinct)), ",")
 		e.raise(a)
 	}
 }
@@ -1021,13 +1023,4 @@ func (e *Engine) consent(ten *tenantState, ev *event.Event, t time.Time) {
 	for _, id := range consentAppIDs(ev) {
 		ten.Consents[strings.ToLower(id)] = consent{Time: t, User: strings.ToLower(ev.User)}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
