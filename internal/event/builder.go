@@ -89,9 +89,6 @@ func (b *Builder) AddString(name string, value []byte) {
 	}
 }
 
-// Len reports how many fields are pending for the current event.
-func (b *Builder) Len() int { return len(b.pending) }
-
 // Flatten adds every leaf of v under prefix (may be empty). Objects add
 // ".key" to the path; arrays add nothing, so all elements share one name.
 // Name/value lists (elements shaped {"Name":..,"Value":..}, as in M365

@@ -3,7 +3,6 @@ package event
 import (
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,18 +278,6 @@ func (e *Event) buildNorm(withTime bool) *normTable {
 	return t
 }
 
-// SetFields replaces the flattened fields; they are sorted by Sym (stable,
-// so array elements keep their order). For tests and hand-built events.
-func (e *Event) SetFields(fs []Field) {
-	for i := range fs {
-		if fs[i].Sym == 0 {
-			fs[i].Sym = Intern(fs[i].Name)
-		}
-	}
-	sortFields(fs)
-	e.fields = fs
-}
-
 // sortFields is a stable insertion sort: records have a few dozen fields,
 // often already nearly in order, and this avoids sort.SliceStable's
 // reflection and allocation.
@@ -304,14 +291,4 @@ func sortFields(fs []Field) {
 		}
 		fs[j] = x
 	}
-}
-
-// Number returns the first value of s as a float, if it parses.
-func (e *Event) Number(s Sym) (float64, bool) {
-	v := e.Values(s)
-	if len(v) == 0 {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(v[0].Value, 64)
-	return f, err == nil
 }

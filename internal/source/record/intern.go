@@ -207,9 +207,6 @@ type eagerSpan struct {
 	kind   event.Kind
 }
 
-// TopKeys returns Shape(vs...).Top.
-func (c *Cache) TopKeys(vs ...*fastjson.Value) []event.Sym { return c.Shape(vs...).Top }
-
 // Bytes returns b as an interned string.
 func (c *Cache) Bytes(b []byte) string {
 	if c == nil || len(b) > cacheMaxLen {
@@ -239,16 +236,6 @@ func (c *Cache) Str(v *fastjson.Value, keys ...string) string {
 	case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
 		var buf [32]byte
 		return c.Bytes(x.MarshalTo(buf[:0]))
-	}
-	return ""
-}
-
-// First is like the package's First, interning the result.
-func (c *Cache) First(v *fastjson.Value, keys ...string) string {
-	for _, k := range keys {
-		if s := c.Str(v, k); s != "" {
-			return s
-		}
 	}
 	return ""
 }

@@ -40,16 +40,6 @@ func First(v *fastjson.Value, keys ...string) string {
 	return ""
 }
 
-// Has reports whether every key is present in object v.
-func Has(v *fastjson.Value, keys ...string) bool {
-	for _, k := range keys {
-		if v.Get(k) == nil {
-			return false
-		}
-	}
-	return true
-}
-
 // timeLayouts are tried in order. Layouts without a zone are UTC: the
 // Management Activity API writes CreationTime that way, in UTC.
 var timeLayouts = []string{
