@@ -70,7 +70,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	emit := func(d sigma.Detection) {
 		sigmaHits = append(sigmaHits, alertsFromTimeline([]timeline.Detection{toTimeline(d)})...)
 	}
-	st, err := source.ReadPaths(ctx, paths, source.Options{}, func(e *event.Event) error {
+	st, err := source.ReadPaths(ctx, paths, source.Options{Hot: rs.FieldSyms()}, func(e *event.Event) error {
 		rs.Match(e, emit)
 		events = append(events, e)
 		return nil

@@ -62,36 +62,19 @@ func Flatten(b *event.Builder, v *fastjson.Value, _ int) {
 }
 
 var (
-	symWorkload       = event.Intern("Workload")
 	symMailAccessType = event.Intern("OperationProperties.MailAccessType")
 	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
 	symOpProperties   = event.Intern("OperationProperties")
 )
 
-// Lazy adds, up front, the fields rules and behaviours read on most UAL
-// records when the record's hot keys (see record.Cache.Eager) did not
-// already: Operation and Workload, which rules index on, and
-// MailItemsAccessed's access type and throttling flag. GraphQuery records
-// are left alone: their envelope's operation and auditData's Operation
-// both flatten to "operation", so neither has a single value.
+// Lazy adds, up front, MailItemsAccessed's access type and throttling
+// flag, which impact assessment reads on every mail-access record; they
+// sit in a name/value list, out of reach of the hot top-level fields
+// (record.Cache.Eager). GraphQuery records are left alone: their fields
+// are hoisted from auditData.
 func Lazy(v *fastjson.Value, shape Shape, sh *record.Shape, e *event.Event, c *record.Cache) {
 	if shape != ManagementAPI && shape != Sentinel {
 		return
-	}
-	has := func(s event.Sym) bool {
-		for _, f := range e.Eager() {
-			if f.Sym == s {
-				return true
-			}
-		}
-		return false
-	}
-	if op := v.Get("Operation"); op != nil && op.Type() == fastjson.TypeString && sh.Single(event.SymOperation) && !has(event.SymOperation) {
-		e.AddEager(event.SymOperation, "Operation", e.Operation, event.String)
-	}
-	if w := v.Get("Workload"); w != nil && w.Type() == fastjson.TypeString && sh.Single(symWorkload) && !has(symWorkload) {
-		b, _ := w.StringBytes()
-		e.AddEager(symWorkload, "Workload", c.Bytes(b), event.String)
 	}
 	if !sh.Single(symOpProperties) {
 		return
