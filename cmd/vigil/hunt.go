@@ -161,7 +161,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
 	if len(paths) > 0 {
 		var inputs []string
-		if inputs, err = huntInputs(paths, o.quarantine, o.out); err == nil {
+		if inputs, err = inputFiles(paths, o.quarantine, o.out); err == nil {
 			st, err = source.ReadPaths(ctx, inputs, srcOpts, emit)
 		}
 	}
@@ -225,11 +225,12 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// huntInputs expands paths like source.ReadPaths, leaving out the files
-// hunt writes (the quarantine, the timeline) when a directory walk finds
-// them: a hunt of the working directory would read back its previous
-// run's output. Naming one of them as an input is a usage error.
-func huntInputs(paths []string, outputs ...string) ([]string, error) {
+// inputFiles expands paths like source.ReadPaths, leaving out the files a
+// command writes (hunt's quarantine and timeline, ingest's quarantine)
+// when a directory walk finds them: a run over the working directory would
+// read back its previous run's output. Naming one of them as an input is a
+// usage error.
+func inputFiles(paths []string, outputs ...string) ([]string, error) {
 	files, err := source.Expand(paths)
 	if err != nil {
 		return nil, err
@@ -254,7 +255,7 @@ func huntInputs(paths []string, outputs ...string) ([]string, error) {
 		fi, err := os.Stat(f)
 		if f != "-" && err == nil && slices.ContainsFunc(outs, func(o os.FileInfo) bool { return os.SameFile(o, fi) }) {
 			if named[f] {
-				return nil, usageError("input %s is also an output of the hunt (--quarantine or --out)", f)
+				return nil, usageError("input %s is also an output of this command (--quarantine or --out)", f)
 			}
 			continue
 		}

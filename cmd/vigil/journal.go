@@ -129,7 +129,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	// Like hunt, never read back our own quarantine from an earlier run.
-	inputs, err := huntInputs(paths, *quarantine)
+	inputs, err := inputFiles(paths, *quarantine)
 	if err != nil {
 		if errors.Is(err, source.ErrNoInput) {
 			return usageError("no log files found in %s", strings.Join(paths, " "))
