@@ -527,7 +527,6 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		e.Raw = raw
 		e.Origin = d.origin(r)
 		e.SetLazy(fl, arg)
-		e.Normalize()
 		*out = append(*out, e)
 	}
 	// shape records what flattening v (plus the objects it hoists to the
