@@ -82,6 +82,10 @@ func (s *sim) where(u *User, t int64, mobile bool) (*network, netip.Addr) {
 		// Roaming data egresses through the home carrier, even abroad.
 		return u.mobileNet, u.mobileNet.host(hashKey(u.homeKey, 0x6d6f62, d/3))
 	}
+	if cp := s.cloudPCAt(u, t); cp != nil && !mobile {
+		// A cloud PC egresses from its provider wherever the user sits.
+		return cp.net, cp.net.host(cp.key)
+	}
 	if tp, ok := s.travel[u]; ok && t >= tp.from && t < tp.to {
 		return tp.net, tp.net.host(tp.key)
 	}
@@ -142,7 +146,12 @@ func (us *userStream) next() int64 {
 func (us *userStream) step(s *sim) error {
 	p := us.plan[us.i]
 	us.i++
-	s.add(newMailSession(s, us.u, p, us.g.u64()))
+	key := us.g.u64()
+	m := newMailSession(s, us.u, p, key)
+	if s.unl != nil && hashKey(s.t.seed, 0x756e6c6b, key)%1000 < unlinkedSessionPerMille {
+		m.unlinked = true
+	}
+	s.add(m)
 	if us.i >= us.n {
 		us.planNext(s)
 	}
@@ -241,6 +250,7 @@ type mailSession struct {
 	camp   *campaignState
 	// attack settings
 	noSignIn    bool // forged token: no sign-in issues the token
+	unlinked    bool // benign: the session's tokens have no sign-in records (unlinked-tokens)
 	useSession  id16 // replay a stolen session
 	searchTerms []string
 	maxActions  int // stop after this many actions (0: until end)
@@ -259,6 +269,8 @@ func newMailSession(s *sim, u *User, p plannedSession, key uint64) *mailSession 
 	m := &mailSession{u: u, mb: u.mailbox, kind: p.kind, t: p.t, end: p.end, g: newRNG(s.t.seed, 0x73657373, key), who: userActor(u), syncF: p.sync}
 	if p.mobile {
 		m.dev = u.phone
+	} else if cp := s.cloudPCAt(u, p.t); cp != nil {
+		m.dev = &cp.dev
 	} else {
 		m.dev = &u.desktop
 	}
@@ -288,6 +300,16 @@ func (m *mailSession) next() int64 {
 }
 
 func (m *mailSession) signIn(s *sim, interactive bool) error {
+	if m.unlinked {
+		// A refresh-token redemption that leaves no sign-in record: the
+		// client gets a new access token all the same.
+		m.a.token = m.g.id()
+		m.a.issued = m.t
+		m.a.unlinked = true
+		m.exp = m.t + 60*minute + int64(m.g.intn(30))*minute
+		s.unl.tokens.add(tokenID(m.a.token))
+		return nil
+	}
 	si := &signIn{
 		t: m.t, id: m.g.id(), corr: m.g.id(), user: m.u, app: m.prof.app, resource: m.prof.resource,
 		ip: m.a.ip, net: m.net, dev: *m.dev, ua: m.prof.userAgent(m.kind, m.dev), interactive: interactive,
@@ -305,6 +327,17 @@ func (m *mailSession) signIn(s *sim, interactive bool) error {
 		m.camp.asns[m.net.entry.ASN] = true
 		m.camp.sessions.add(guid(si.session))
 	}
+	m.a.unlinked = false
+	if !interactive && m.camp == nil && s.unl != nil && hashKey(s.t.seed, 0x61676772, idKey(si.token))%1000 < droppedRefreshPerMille {
+		// Entra aggregates and samples non-interactive sign-ins: this
+		// refresh is not in the sign-in log, though its session is.
+		m.a.unlinked = true
+		s.unl.tokens.add(tokenID(si.token))
+		return nil
+	}
+	if cp := s.cloudPCAt(m.u, m.t); cp != nil && interactive && m.dev == &cp.dev && m.camp == nil {
+		s.cloudPCConf.Records = append(s.cloudPCConf.Records, RecordRef{Source: "entra.signin", ID: guid(si.id), Time: tm(si.t), Operation: "signIn"})
+	}
 	return s.emitSignIn(si, m.camp)
 }
 
@@ -316,12 +349,32 @@ func (m *mailSession) step(s *sim) error {
 			m.t += second
 			return nil
 		}
+		if m.unlinked {
+			// a session no sign-in record shows (see unlinked-tokens)
+			m.a.session = m.g.id()
+			s.unl.sessions.add(guid(m.a.session))
+			s.unl.users.add(m.u.UPN)
+			if err := m.signIn(s, false); err != nil {
+				return err
+			}
+			m.t += int64(1+m.g.intn(3)) * second
+			return nil
+		}
 		slot := m.kind
 		u := m.u
 		interactive := false
+		cp := s.cloudPCAt(u, m.t)
 		switch {
 		case m.useSession != (id16{}):
 			m.a.session = m.useSession
+		case cp != nil && m.dev == &cp.dev && !cp.signedIn[slot]:
+			// first use of this client on the new cloud PC: a fresh
+			// interactive sign-in with MFA on the new device
+			cp.signedIn[slot] = true
+			u.sess[slot] = m.g.id()
+			u.lastInter[slot] = m.t
+			interactive = true
+			m.a.session = u.sess[slot]
 		default:
 			if u.sess[slot] == (id16{}) {
 				u.sess[slot] = m.g.id()

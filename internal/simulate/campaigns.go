@@ -111,6 +111,7 @@ func (s *sim) setupForgedToken(c *campaignState, p params) (*script, error) {
 	victims := make([]*User, 0, targets)
 	for _, i := range permute(g, len(vips))[:targets] {
 		victims = append(victims, vips[i])
+		s.targeted[vips[i]] = true
 	}
 	clientApp := guid(g.id())
 	nets := []*network{}
@@ -321,8 +322,8 @@ func (s *sim) setupConsentPhish(c *campaignState, p params) (*script, error) {
 	sc := &script{}
 	sc.at(t0, func(s *sim) error {
 		n, ip := s.where(v, t0, false)
-		si := &signIn{t: t0, id: g.id(), corr: g.id(), user: v, app: app, resource: &resGraph, ip: ip, net: n, dev: v.desktop,
-			ua: v.desktop.ua, interactive: true, session: g.id(), token: g.id(), clientApp: "Browser", incoming: "none"}
+		si := &signIn{t: t0, id: g.id(), corr: g.id(), user: v, app: app, resource: &resGraph, ip: ip, net: n, dev: s.desktopAt(v, t0),
+			ua: s.desktopAt(v, t0).ua, interactive: true, session: g.id(), token: g.id(), clientApp: "Browser", incoming: "none"}
 		c.sessions.add(guid(si.session))
 		c.tokens.add(tokenID(si.token))
 		return s.emitSignIn(si, c)
@@ -526,5 +527,120 @@ func (s *sim) setupPasswordSpray(c *campaignState, p params) (*script, error) {
 		t += int64(g.between(60, 150)) * minute
 	}
 	p.m["victim"] = victim.UPN
+	return sc, nil
+}
+
+// claimedClients are the first-party clients forged-token-common-app can
+// claim to be.
+var claimedClients = map[string]clientKind{"office": clientOutlookDesktop, "owa": clientOWA, "mobile": clientMobile, "new-outlook": clientNewOutlook}
+
+// setupForgedCommonApp plans a forged-token intrusion that hides behind a
+// common first-party client: the forged tokens claim the app id (and the
+// client string) of a mail client most of the tenant uses. Like
+// forged-token, no sign-in issued them and the reads come from hosting
+// and VPN networks, 00–09 UTC on weekdays; each active day the actor
+// moves to another network and address and mints new tokens and sessions.
+// It is one intrusion throughout.
+func (s *sim) setupForgedCommonApp(c *campaignState, p params) (*script, error) {
+	g := newRNG(s.t.seed, strKey(c.name))
+	sd, err := p.startDay(s.cfg.Days)
+	if err != nil {
+		return nil, err
+	}
+	days, err := p.int("days", 1, 365)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := p.int("targets", 1, 1000)
+	if err != nil {
+		return nil, err
+	}
+	reads, err := p.int("reads-per-day", 1, 1000)
+	if err != nil {
+		return nil, err
+	}
+	items, err := p.int("items-per-read", 1, 100)
+	if err != nil {
+		return nil, err
+	}
+	kind, ok := claimedClients[p.m["client-app"]]
+	if !ok {
+		return nil, configErr("%s parameter client-app=%q: want office, owa, mobile or new-outlook", c.name, p.m["client-app"])
+	}
+	// VIPs no other campaign reads first, so each intrusion's impact is its own
+	var vips, others []*User
+	all := s.t.vips()
+	for _, i := range permute(g, len(all)) {
+		u := all[i]
+		if s.targeted[u] {
+			others = append(others, u)
+		} else {
+			vips = append(vips, u)
+		}
+	}
+	vips = append(vips, others...)
+	if targets > len(vips) {
+		targets = len(vips)
+		p.m["targets"] = itoa(targets)
+	}
+	victims := vips[:targets]
+	for _, v := range victims {
+		s.targeted[v] = true
+		c.users.add(v.UPN)
+	}
+	dev := &phoneProfiles[0]
+	if kind != clientMobile {
+		dev = &desktopProfiles[0]
+	}
+	prof := s.profile(nil, kind, dev)
+	c.apps.add(prof.appID)
+	c.clientApps.add(prof.app.ID)
+	c.uas.add(prof.clientInfo)
+	sc := &script{}
+	prev := -1
+	d := sd
+	for active := 0; active < days; d++ {
+		d = s.weekday(d)
+		if d >= s.cfg.Days {
+			break
+		}
+		active++
+		// a new network and address every day
+		k := g.intn(len(attackNets))
+		if k == prev {
+			k = (k + 1) % len(attackNets)
+		}
+		prev = k
+		n := s.t.net[attackNets[k]]
+		ip := n.host(g.u64())
+		c.ips.add(ip.String())
+		c.asns[n.entry.ASN] = true
+		for _, v := range victims {
+			v := v
+			a := access{appID: prof.appID, clientAppID: prof.app.ID, ip: ip, clientInfo: prof.clientInfo, session: g.id(), token: g.id()}
+			c.sessions.add(guid(a.session))
+			c.tokens.add(tokenID(a.token))
+			c.forged.add(tokenID(a.token))
+			times := make([]int64, reads)
+			for i := range times {
+				times[i] = s.dayStart(d) + int64(g.intn(9*60))*minute + int64(g.intn(60))*second
+			}
+			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+			a.issued = max(s.start, times[0]-int64(g.between(2, 20))*minute)
+			for _, t := range times {
+				rg := newRNG(s.t.seed, strKey(c.name), uint64(t), uint64(v.Index))
+				sc.at(t, func(s *sim) error {
+					f := []int{0, 0, 4, 3, 1, 2}[rg.intn(6)]
+					hi := s.t.latest(v.mailbox, f, t)
+					var its []int
+					for i := 0; i < items; i++ {
+						its = appendUnique(its, max(0, hi-rg.intn(150)))
+					}
+					aa := a
+					return s.mailAccess(t, rg.id(), userActor(v), v.mailbox, 0, &aa, false, []folderRead{{folder: f, items: its}}, c)
+				})
+			}
+		}
+	}
 	return sc, nil
 }

@@ -25,6 +25,10 @@ const (
 	CampaignTokenReplay   = "token-replay"
 	CampaignConsentPhish  = "consent-phish"
 	CampaignPasswordSpray = "password-spray"
+	// CampaignForgedCommonApp is forged-token with a twist: the forged
+	// tokens claim a common first-party client app id, so an unusual app id
+	// cannot give the intruder away.
+	CampaignForgedCommonApp = "forged-token-common-app"
 )
 
 // Confounder names.
@@ -34,6 +38,9 @@ const (
 	ConfVPNEgress      = "vpn-egress-change"
 	ConfBackupTool     = "backup-tool"
 	ConfNewSaaSApp     = "new-saas-app"
+	ConfUnlinkedTokens = "unlinked-tokens"
+	ConfSanctionedApp  = "sanctioned-backup-app"
+	ConfCloudPC        = "cloud-pc"
 )
 
 // Campaigns lists every campaign with its parameters and their defaults.
@@ -61,6 +68,14 @@ var Campaigns = map[string]map[string]string{
 		"items-per-read":    "10",
 		"bulk-mailboxes":    "1", // mailboxes read hard enough to be throttled
 	},
+	CampaignForgedCommonApp: {
+		"start-day":      "",
+		"days":           "6",      // weekdays active
+		"targets":        "2",      // VIP mailboxes read (preferring ones no other campaign reads)
+		"reads-per-day":  "6",      // Bind requests per target per active day
+		"items-per-read": "4",      // messages per Bind request
+		"client-app":     "office", // claimed client: office, owa, mobile or new-outlook
+	},
 	CampaignPasswordSpray: {
 		"start-day": "",
 		"targets":   "60", // accounts sprayed
@@ -71,7 +86,11 @@ var Campaigns = map[string]map[string]string{
 }
 
 // ConfounderNames lists every benign confounder.
-var ConfounderNames = []string{ConfOutlookRollout, ConfTravel, ConfVPNEgress, ConfBackupTool, ConfNewSaaSApp}
+var ConfounderNames = []string{ConfOutlookRollout, ConfTravel, ConfVPNEgress, ConfBackupTool, ConfNewSaaSApp, ConfUnlinkedTokens, ConfSanctionedApp, ConfCloudPC}
+
+// CampaignNames lists every campaign in a fixed order (the order truth.json
+// lists them in when all are enabled).
+var CampaignNames = []string{CampaignForgedToken, CampaignTokenReplay, CampaignConsentPhish, CampaignPasswordSpray, CampaignForgedCommonApp}
 
 // Progress reports a run's progress.
 type Progress struct {

@@ -17,7 +17,7 @@ import (
 func testConfig() Config {
 	return Config{
 		Users: 40, Days: 14, Seed: 7,
-		Campaigns:     []string{CampaignForgedToken, CampaignTokenReplay, CampaignConsentPhish, CampaignPasswordSpray},
+		Campaigns:     CampaignNames,
 		Confounders:   ConfounderNames,
 		ThrottleLimit: 300,
 		Params:        map[string]map[string]string{CampaignForgedToken: {"sync-per-day": "1", "targets": "2"}},

@@ -132,3 +132,13 @@ func appendTokenID(dst []byte, b id16) []byte {
 func tokenID(b id16) string { return string(appendTokenID(nil, b)) }
 
 func parseAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// idKey folds an id into a 64-bit key for hashKey.
+func idKey(b id16) uint64 {
+	var lo, hi uint64
+	for i := 0; i < 8; i++ {
+		lo |= uint64(b[i]) << (8 * i)
+		hi |= uint64(b[8+i]) << (8 * i)
+	}
+	return lo ^ mix(hi)
+}

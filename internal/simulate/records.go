@@ -33,6 +33,7 @@ type access struct {
 	session     id16 // AAD session; zero for app-only tokens
 	token       id16 // uniqueTokenIdentifier of the token used
 	issued      int64
+	unlinked    bool // the token has no sign-in record (not written; for the truth)
 }
 
 func (a *access) hasSession() bool { return a.session != id16{} }

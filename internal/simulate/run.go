@@ -32,7 +32,7 @@ func Run(ctx context.Context, cfg Config, dir string) (*Truth, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sim{cfg: &cfg, t: t, ctx: ctx, progressEvery: 1 << 16}
+	s := &sim{cfg: &cfg, t: t, ctx: ctx, progressEvery: 1 << 16, targeted: map[*User]bool{}}
 	s.start = cfg.Start.UnixNano()
 	s.end = cfg.Start.Add(time.Duration(cfg.Days) * 24 * time.Hour).UnixNano()
 	s.now = s.start
@@ -128,6 +128,8 @@ func (s *sim) generate() error {
 			sc, err = s.setupConsentPhish(c, p)
 		case CampaignPasswordSpray:
 			sc, err = s.setupPasswordSpray(c, p)
+		case CampaignForgedCommonApp:
+			sc, err = s.setupForgedCommonApp(c, p)
 		}
 		if err != nil {
 			return err
@@ -194,7 +196,14 @@ func (s *sim) truth() *Truth {
 		tr.Campaigns = append(tr.Campaigns, c.truth())
 	}
 	tr.Confounders = []Confounder{}
+	if s.unl != nil {
+		s.unl.finish(s.benignReads)
+	}
 	for _, c := range s.confs {
+		c.Label = LabelBenign
+		if c.Expect == "" {
+			c.Expect = ExpectNoIncident
+		}
 		tr.Confounders = append(tr.Confounders, *c)
 	}
 	return tr

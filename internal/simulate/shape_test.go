@@ -179,14 +179,47 @@ func TestShapesMatchRealRecords(t *testing.T) {
 	}
 	var pairs []pair
 
-	bind := findSim(t, f.ual, "Bind MailItemsAccessed", func(r map[string]any) bool {
-		return r["Operation"] == "MailItemsAccessed" && opProp(r, "MailAccessType") == "Bind" && str(r, "SessionId") != ""
-	})
+	isBind := func(r map[string]any) bool {
+		return r["Operation"] == "MailItemsAccessed" && opProp(r, "MailAccessType") == "Bind"
+	}
+	bad := maliciousIDs(f.truth)
+	unlinked := map[string]bool{}
+	for _, tok := range confounder(t, f.truth, ConfUnlinkedTokens).TokensWithoutSignIn {
+		unlinked[tok] = true
+	}
+	sanctioned := confounder(t, f.truth, ConfSanctionedApp)
+	cloudNet := loadNets(t, f.dir)
+	cloudASN := confounder(t, f.truth, ConfCloudPC).ASNs[0]
+	// every kind of Bind record the simulator writes, benign and malicious
+	binds := []struct {
+		name string
+		rec  map[string]any
+	}{
+		{"user", findSim(t, f.ual, "Bind MailItemsAccessed", func(r map[string]any) bool { return isBind(r) && str(r, "SessionId") != "" })},
+		{"benign unlinked token", findSim(t, f.ual, "unlinked-token Bind", func(r map[string]any) bool {
+			return isBind(r) && unlinked[str(r, "AppAccessContext", "UniqueTokenId")]
+		})},
+		{"sanctioned app, app-only", findSim(t, f.ual, "sanctioned app Bind", func(r map[string]any) bool {
+			return isBind(r) && str(r, "UserId") == sanctioned.AppIDs[0]
+		})},
+		{"cloud PC", findSim(t, f.ual, "cloud PC Bind", func(r map[string]any) bool {
+			if !isBind(r) {
+				return false
+			}
+			e, ok := cloudNet.Lookup(parseAddr(str(r, "ClientIPAddress")))
+			return ok && e.ASN == cloudASN
+		})},
+		{"forged, common client app", findSim(t, f.ual, "forged-token-common-app Bind", func(r map[string]any) bool {
+			return isBind(r) && bad["m365.ual/"+str(r, "Id")] == CampaignForgedCommonApp
+		})},
+	}
 	flattened := "the Defender export flattens these elements to PowerShell strings; their element shape is checked against the OfficeActivity row"
 	for _, r := range readRecords(t, filepath.Join(data, "otrf-security-datasets", "Microsoft365DefenderEvents.json")) {
 		if r["ActionType"] == "MailItemsAccessed" {
-			pairs = append(pairs, pair{"MailItemsAccessed (Defender RawEventData)", r["RawEventData"], bind,
-				map[string]string{"OperationProperties[]": flattened, "Folders[]": flattened}})
+			for _, b := range binds {
+				pairs = append(pairs, pair{"MailItemsAccessed (Defender RawEventData) vs " + b.name, r["RawEventData"], b.rec,
+					map[string]string{"OperationProperties[]": flattened, "Folders[]": flattened}})
+			}
 		}
 	}
 	for _, r := range readRecords(t, filepath.Join(data, "otrf-security-datasets", "OfficeActivityEvents.json")) {
@@ -204,7 +237,9 @@ func TestShapesMatchRealRecords(t *testing.T) {
 			}
 			nested[k] = v
 		}
-		pairs = append(pairs, pair{"MailItemsAccessed (OfficeActivity nested columns)", nested, bind, nil})
+		for _, b := range binds {
+			pairs = append(pairs, pair{"MailItemsAccessed (OfficeActivity nested columns) vs " + b.name, nested, b.rec, nil})
+		}
 	}
 
 	login := findSim(t, f.ual, "UserLoggedIn", func(r map[string]any) bool { return r["Operation"] == "UserLoggedIn" })
@@ -219,19 +254,37 @@ func TestShapesMatchRealRecords(t *testing.T) {
 		}
 	}
 
-	interactive := findSim(t, f.si, "interactive sign-in", func(r map[string]any) bool { return r["isInteractive"] == true && str(r, "userPrincipalName") != "" })
-	spSignIn := findSim(t, f.si, "service-principal sign-in", func(r map[string]any) bool {
-		return str(r, "servicePrincipalId") != "" && str(r, "userPrincipalName") == ""
-	})
+	bySignInID := map[string]map[string]any{}
+	for _, r := range f.si {
+		bySignInID[str(r, "id")] = r
+	}
+	interactives := map[string]map[string]any{
+		"user":                          findSim(t, f.si, "interactive sign-in", func(r map[string]any) bool { return r["isInteractive"] == true && str(r, "userPrincipalName") != "" }),
+		"admin portal (sanctioned app)": bySignInID[sanctioned.Records[0].ID],
+		"cloud PC":                      bySignInID[confounder(t, f.truth, ConfCloudPC).Records[0].ID],
+	}
+	sps := map[string]map[string]any{
+		"service principal": findSim(t, f.si, "service-principal sign-in", func(r map[string]any) bool {
+			return str(r, "servicePrincipalId") != "" && str(r, "userPrincipalName") == ""
+		}),
+		"sanctioned app": findSim(t, f.si, "sanctioned app sign-in", func(r map[string]any) bool { return str(r, "appId") == sanctioned.AppIDs[0] }),
+	}
 	for _, r := range readRecords(t, filepath.Join(data, "graph2otel-live-fixtures", "entra_signins_graph_and_diagnostic.jsonl")) {
 		if _, diag := r["category"]; diag {
 			continue // Azure Monitor diagnostic envelope, not the Graph shape vigil simulate writes
 		}
-		pairs = append(pairs, pair{"signIn (Graph, live interactive)", r, interactive, nil})
+		for name, sim := range interactives {
+			if sim == nil {
+				t.Fatalf("no simulated %s sign-in", name)
+			}
+			pairs = append(pairs, pair{"signIn (Graph, live interactive) vs " + name, r, sim, nil})
+		}
 	}
-	sps := readRecords(t, filepath.Join(data, "invictus-microsoft-extractor-suite", "20250502132320-servicePrincipal-SignInLogs.json"))
-	for _, r := range sps[:min(len(sps), 20)] {
-		pairs = append(pairs, pair{"signIn (Graph beta, service principal)", r, spSignIn, nil})
+	realSPs := readRecords(t, filepath.Join(data, "invictus-microsoft-extractor-suite", "20250502132320-servicePrincipal-SignInLogs.json"))
+	for _, r := range realSPs[:min(len(realSPs), 20)] {
+		for name, sim := range sps {
+			pairs = append(pairs, pair{"signIn (Graph beta, service principal) vs " + name, r, sim, nil})
+		}
 	}
 
 	tokenAct := findSim(t, f.gws, "Workspace token activity", func(r map[string]any) bool {
@@ -264,6 +317,69 @@ func TestShapesMatchRealRecords(t *testing.T) {
 		if len(diffs) > 0 {
 			t.Errorf("%s: %d differences:\n  %s", p.name, len(diffs), strings.Join(diffs, "\n  "))
 		}
+	}
+}
+
+// TestAppRoleAssignmentMatchesRealAudit compares the simulated UAL mirror
+// of "Add app role assignment to service principal" with the real Entra
+// directory audit (Graph) record of that activity: the same activity name
+// (the UAL adds a full stop), every modified property the real record
+// carries, and the resource's service principal as the target.
+func TestAppRoleAssignmentMatchesRealAudit(t *testing.T) {
+	data := sharedData(t)
+	f := getFixture(t)
+	var real map[string]any
+	for _, r := range readRecords(t, filepath.Join(data, "graph2otel-live-fixtures", "entra_directoryaudits.jsonl")) {
+		if r["activityDisplayName"] == "Add app role assignment to service principal" {
+			real = r
+			break
+		}
+	}
+	if real == nil {
+		t.Fatalf("no real app role assignment in %s", data)
+	}
+	tgt := real["targetResources"].([]any)[0].(map[string]any)
+	if str(tgt, "type") != "ServicePrincipal" {
+		t.Fatalf("real target type %q", str(tgt, "type"))
+	}
+	n := 0
+	for _, r := range f.ual {
+		if r["Operation"] != str(real, "activityDisplayName")+"." {
+			continue
+		}
+		n++
+		names := map[string]string{}
+		for _, p := range r["ModifiedProperties"].([]any) {
+			pm := p.(map[string]any)
+			names[str(pm, "Name")] = str(pm, "NewValue")
+		}
+		for _, p := range tgt["modifiedProperties"].([]any) {
+			k := str(p.(map[string]any), "displayName")
+			if v, ok := names[k]; !ok || v == "" {
+				t.Errorf("record %s: modified property %s missing or empty", str(r, "Id"), k)
+			}
+		}
+		// the target is the resource (Graph, Exchange), named as in the real record
+		res := names["TargetId.ServicePrincipalNames"]
+		var want string
+		for _, a := range []App{resGraph, resExchange} {
+			if a.ID == res {
+				want = a.DisplayName
+			}
+		}
+		found := false
+		for _, x := range r["Target"].([]any) {
+			found = found || str(x.(map[string]any), "ID") == want
+		}
+		if want == "" || !found {
+			t.Errorf("record %s: resource %q not among the targets %v", str(r, "Id"), res, r["Target"])
+		}
+		if str(tgt, "displayName") == resGraph.DisplayName && res == resGraph.ID && names["AppRole.Id"] == "" {
+			t.Errorf("record %s: no app role id", str(r, "Id"))
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d simulated app role assignments, want the sanctioned app's two", n)
 	}
 }
 

@@ -279,6 +279,11 @@ type sim struct {
 	rolloutStart  int64 // new Outlook roll-out window; never if none
 	rolloutEnd    int64
 	travel        map[*User]travelPlan
+	targeted      map[*User]bool     // mailboxes a forged-token campaign reads
+	cloudPC       map[*User]*cloudPC // users who move to cloud PCs (cloud-pc)
+	cloudPCConf   *Confounder
+	unl           *unlinkedState // nil unless unlinked-tokens is on
+	benignReads   int            // MailItemsAccessed records no campaign wrote
 	ctx           context.Context
 	lastProgress  int64
 	progressEvery int64
@@ -419,6 +424,11 @@ func (s *sim) mailAccess(t int64, id id16, who actor, mb *Mailbox, logonType int
 	if camp != nil {
 		camp.record("m365.ual", guid(id), t, "MailItemsAccessed")
 		camp.logged(s, mb, t, sync, throttled, reads)
+		return nil
+	}
+	s.benignReads++
+	if a.unlinked && s.unl != nil {
+		s.unl.reads++
 	}
 	return nil
 }

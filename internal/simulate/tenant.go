@@ -104,6 +104,11 @@ var netSpecs = []netSpec{
 	{key: "vpn-datacamp", sub: "GB-LND", org: "Datacamp Limited", asn: 60068, country: "GB", city: "London", state: "England", kind: netinfo.KindVPN, v4Size: 1, lat: 51.51, lon: -0.13},
 	{key: "vpn-mullvad", sub: "SE-AB", org: "31173 Services AB", asn: 39351, country: "SE", city: "Stockholm", state: "Stockholm", kind: netinfo.KindVPN, v4Size: 1, lat: 59.33, lon: 18.07},
 	{key: "vpn-privatelayer", sub: "CH-ZH", org: "Private Layer INC", asn: 51852, country: "CH", city: "Zurich", state: "Zurich", kind: netinfo.KindVPN, v4Size: 1, lat: 47.37, lon: 8.54},
+	// added after the networks above so their prefixes do not move:
+	// the sanctioned backup app's cloud, and the cloud PCs' egress (hosting
+	// ASNs no other activity in the tenant uses)
+	{key: "host-gcp", sub: "US-IA", org: "Google LLC", asn: 396982, country: "US", city: "Council Bluffs", state: "Iowa", kind: netinfo.KindHosting, v4Size: 1, lat: 41.26, lon: -95.86},
+	{key: "host-cloudpc", sub: "US-VA", org: "Amazon.com, Inc.", asn: 14618, country: "US", city: "Ashburn", state: "Virginia", kind: netinfo.KindHosting, v4Size: 1, lat: 39.04, lon: -77.49},
 }
 
 func buildNetworks() ([]*network, map[string]*network, error) {

@@ -22,7 +22,7 @@ type Truth struct {
 }
 
 // TruthVersion is the truth.json schema version.
-const TruthVersion = 1
+const TruthVersion = 2
 
 // TenantInfo identifies the simulated organisations.
 type TenantInfo struct {
@@ -51,8 +51,12 @@ type FileInfo struct {
 
 // CampaignTruth is the exact ground truth of one intrusion campaign.
 type CampaignTruth struct {
-	Name   string            `json:"name"`
-	Params map[string]string `json:"params"`
+	// IntrusionID names the one intrusion the campaign is: one actor, on
+	// every day it is active, however often it rotates networks and
+	// tokens. A scorer counts incidents per intrusion against it.
+	IntrusionID string            `json:"intrusion_id"`
+	Name        string            `json:"name"`
+	Params      map[string]string `json:"params"`
 	// Start and End bound the campaign's records.
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
@@ -60,6 +64,11 @@ type CampaignTruth struct {
 	// Records are every malicious record, in output order.
 	Records []RecordRef     `json:"records"`
 	Impact  []MailboxImpact `json:"impact"`
+	// MessagesRead counts the (mailbox, message id) pairs of impact[]
+	// message_ids: the messages the log shows the intruder read.
+	// MessagesUnlogged counts the further pairs of impact[].unlogged.
+	MessagesRead     int `json:"messages_read"`
+	MessagesUnlogged int `json:"messages_unlogged"`
 }
 
 // Actor lists the intruder's identifiers as they appear in the records.
@@ -129,19 +138,43 @@ type Unlogged struct {
 	MessageIDs  []string  `json:"message_ids"`
 }
 
+// Labels and expectations of benign confounders.
+const (
+	LabelBenign = "benign"
+	// ExpectNoIncident: nothing about the confounder may become an incident.
+	ExpectNoIncident = "no-incident"
+	// ExpectNotice: a reviewable notice (low/medium alert) is acceptable,
+	// an incident is not.
+	ExpectNotice = "notice"
+)
+
 // Confounder is one benign change that must not become an incident.
 type Confounder struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Start       time.Time         `json:"start"`
-	End         time.Time         `json:"end"`
-	Users       []string          `json:"users,omitempty"`
-	AppIDs      []string          `json:"app_ids,omitempty"`
-	IPs         []string          `json:"ips,omitempty"`
-	Prefixes    []string          `json:"prefixes,omitempty"`
-	ASNs        []uint32          `json:"asns,omitempty"`
-	Mailboxes   []string          `json:"mailboxes,omitempty"`
-	Details     map[string]string `json:"details,omitempty"`
+	Name        string    `json:"name"`
+	Label       string    `json:"label"`  // always LabelBenign
+	Expect      string    `json:"expect"` // ExpectNoIncident or ExpectNotice
+	Description string    `json:"description"`
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	Users       []string  `json:"users,omitempty"`
+	AppIDs      []string  `json:"app_ids,omitempty"`
+	IPs         []string  `json:"ips,omitempty"`
+	Prefixes    []string  `json:"prefixes,omitempty"`
+	ASNs        []uint32  `json:"asns,omitempty"`
+	Mailboxes   []string  `json:"mailboxes,omitempty"`
+	// SessionIDs are sessions no sign-in record carries (unlinked-tokens);
+	// TokensWithoutSignIn the token ids (UniqueTokenId) no sign-in record
+	// carries. A MailItemsAccessed record whose token is listed here is a
+	// benign read with no sign-in.
+	SessionIDs          []string `json:"session_ids,omitempty"`
+	TokensWithoutSignIn []string `json:"tokens_without_sign_in,omitempty"`
+	// MailReads counts the MailItemsAccessed records the confounder wrote
+	// (for unlinked-tokens: the benign reads whose token has no sign-in).
+	MailReads int `json:"mail_reads,omitempty"`
+	// Records is the confounder's audit trail (sign-ins and directory
+	// changes), when it has one.
+	Records []RecordRef       `json:"records,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
 }
 
 // ReadTruth decodes a truth.json.
@@ -309,7 +342,7 @@ var gapDetail = map[string]string{
 }
 
 func (c *campaignState) truth() CampaignTruth {
-	ct := CampaignTruth{Name: c.name, Params: c.params, Records: c.records}
+	ct := CampaignTruth{IntrusionID: c.name + "#1", Name: c.name, Params: c.params, Records: c.records}
 	if c.first != never {
 		ct.Start = time.Unix(0, c.first).UTC()
 		ct.End = time.Unix(0, c.last).UTC()
@@ -346,6 +379,14 @@ func (c *campaignState) truth() CampaignTruth {
 			mi.Unlogged = &Unlogged{FirstAccess: time.Unix(0, a.unFirst).UTC(), LastAccess: time.Unix(0, a.unLast).UTC(), Folders: a.unFolders.sorted(), MessageIDs: a.unMsgs.sorted()}
 		}
 		ct.Impact = append(ct.Impact, mi)
+		ct.MessagesRead += len(mi.MessageIDs)
+		if mi.Unlogged != nil {
+			for _, m := range mi.Unlogged.MessageIDs {
+				if _, logged := a.msgs[m]; !logged {
+					ct.MessagesUnlogged++
+				}
+			}
+		}
 	}
 	return ct
 }
