@@ -306,7 +306,16 @@ func (s *sim) setupConsentPhish(c *campaignState, p params) (*script, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.pickUser(g, p.m["victim"], func(u *User) bool { return u.Admin })
+	admins := 0
+	for _, u := range s.t.Users {
+		if u.Admin {
+			admins++
+		}
+	}
+	// not the admin who consents to the sanctioned backup app, when there
+	// is another: two consents by one admin would tie the benign one to
+	// the intrusion
+	v, err := s.pickUser(g, p.m["victim"], func(u *User) bool { return u.Admin && (u != s.sanctionedAdmin || admins == 1) })
 	if err != nil {
 		return nil, err
 	}

@@ -457,6 +457,7 @@ func (s *sim) setupSanctionedApp(g rng) (*script, *Confounder) {
 		admins = s.t.Users[:1]
 	}
 	admin := admins[len(admins)-1]
+	s.sanctionedAdmin = admin
 	d := s.weekday(int(int64(s.cfg.Days) * 35 / 100))
 	t0 := s.dayStart(d) - admin.tzOffset + 10*hour + int64(g.intn(150))*minute
 	net := s.t.net["host-gcp"]

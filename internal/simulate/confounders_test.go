@@ -232,6 +232,9 @@ func TestSanctionedBackupApp(t *testing.T) {
 	if !slices.Contains(f.truth.Tenant.Admins, admin) {
 		t.Fatalf("%s consented but is not an admin", admin)
 	}
+	if v := campaign(t, f.truth, CampaignConsentPhish).Params["victim"]; v == admin && len(f.truth.Tenant.Admins) > 1 {
+		t.Errorf("the consent-phish victim is the sanctioned app's admin %s, though there are %d admins", admin, len(f.truth.Tenant.Admins))
+	}
 	ual := map[string]map[string]any{}
 	for _, r := range f.ual {
 		ual[str(r, "Id")] = r
@@ -429,22 +432,34 @@ func TestForgedCommonApp(t *testing.T) {
 	}
 }
 
-// TestCommonAppPrefersUntouchedVIPs: with enough VIPs the two forged-token
-// campaigns read different mailboxes, so each intrusion's impact is its own.
-func TestCommonAppPrefersUntouchedVIPs(t *testing.T) {
-	tr, err := Run(context.Background(), Config{Users: 200, Days: 3, Seed: 5, NoWorkspace: true,
-		Campaigns: []string{CampaignForgedToken, CampaignForgedCommonApp},
-		Params:    map[string]map[string]string{CampaignForgedToken: {"start-day": "0"}, CampaignForgedCommonApp: {"start-day": "0"}}}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := campaign(t, tr, CampaignForgedToken), campaign(t, tr, CampaignForgedCommonApp)
-	if len(a.Actor.Users) == 0 || len(b.Actor.Users) == 0 {
-		t.Fatalf("victims %v / %v", a.Actor.Users, b.Actor.Users)
-	}
-	for _, u := range b.Actor.Users {
-		if slices.Contains(a.Actor.Users, u) {
-			t.Fatalf("both campaigns read %s though %d VIPs exist", u, len(tr.Tenant.VIPs))
+// TestCampaignsKeepApart: with enough VIPs the two forged-token campaigns
+// read different mailboxes, so each intrusion's impact is its own; with
+// more than one admin, the consent-phish victim is not the admin who
+// consents to the sanctioned backup app.
+func TestCampaignsKeepApart(t *testing.T) {
+	for _, seed := range []uint64{1, 8, 14} { // 8 and 14: a random pick would choose the same admin
+		tr, err := Run(context.Background(), Config{Users: 200, Days: 2, Seed: seed, NoWorkspace: true,
+			Campaigns:   []string{CampaignForgedToken, CampaignForgedCommonApp, CampaignConsentPhish},
+			Confounders: []string{ConfSanctionedApp},
+			Params: map[string]map[string]string{CampaignForgedToken: {"start-day": "0"}, CampaignForgedCommonApp: {"start-day": "0"},
+				CampaignConsentPhish: {"start-day": "0", "mailboxes": "2", "reads-per-mailbox": "2", "bulk-mailboxes": "0"}}}, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := campaign(t, tr, CampaignForgedToken), campaign(t, tr, CampaignForgedCommonApp)
+		if len(a.Actor.Users) == 0 || len(b.Actor.Users) == 0 {
+			t.Fatalf("seed %d: victims %v / %v", seed, a.Actor.Users, b.Actor.Users)
+		}
+		for _, u := range b.Actor.Users {
+			if slices.Contains(a.Actor.Users, u) {
+				t.Fatalf("seed %d: both campaigns read %s though %d VIPs exist", seed, u, len(tr.Tenant.VIPs))
+			}
+		}
+		if len(tr.Tenant.Admins) < 2 {
+			t.Fatalf("seed %d: %d admins", seed, len(tr.Tenant.Admins))
+		}
+		if v, adm := campaign(t, tr, CampaignConsentPhish).Params["victim"], confounder(t, tr, ConfSanctionedApp).Users[0]; v == adm {
+			t.Fatalf("seed %d: the consent-phish victim %s is the sanctioned app's admin", seed, v)
 		}
 	}
 }

@@ -275,18 +275,19 @@ type sim struct {
 	pending  []stream
 	fileInfo [numOut]FileInfo
 	// world state the confounders change
-	vpnSwitch     int64 // time the corporate egress moves; never if unchanged
-	rolloutStart  int64 // new Outlook roll-out window; never if none
-	rolloutEnd    int64
-	travel        map[*User]travelPlan
-	targeted      map[*User]bool     // mailboxes a forged-token campaign reads
-	cloudPC       map[*User]*cloudPC // users who move to cloud PCs (cloud-pc)
-	cloudPCConf   *Confounder
-	unl           *unlinkedState // nil unless unlinked-tokens is on
-	benignReads   int            // MailItemsAccessed records no campaign wrote
-	ctx           context.Context
-	lastProgress  int64
-	progressEvery int64
+	vpnSwitch       int64 // time the corporate egress moves; never if unchanged
+	rolloutStart    int64 // new Outlook roll-out window; never if none
+	rolloutEnd      int64
+	travel          map[*User]travelPlan
+	targeted        map[*User]bool     // mailboxes a forged-token campaign reads
+	sanctionedAdmin *User              // the admin who consents to the sanctioned backup app
+	cloudPC         map[*User]*cloudPC // users who move to cloud PCs (cloud-pc)
+	cloudPCConf     *Confounder
+	unl             *unlinkedState // nil unless unlinked-tokens is on
+	benignReads     int            // MailItemsAccessed records no campaign wrote
+	ctx             context.Context
+	lastProgress    int64
+	progressEvery   int64
 }
 
 // add schedules a new stream. Streams added during a step join the heap
