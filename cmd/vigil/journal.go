@@ -163,7 +163,15 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		appendErr <- err
 	}()
 	cur := make([]journal.Entry, 0, batchSize)
+	var prev *event.Event
 	st, rerr := source.ReadPaths(ctx, inputs, srcOpts, func(e *event.Event) error {
+		// The journal keeps records, not events: the events of one
+		// record (a Workspace activity's events[]) share its Raw and make
+		// one entry.
+		if prev != nil && sameRecord(prev, e) {
+			return nil
+		}
+		prev = e
 		cur = append(cur, entryOf(e))
 		if len(cur) == batchSize {
 			select {
@@ -213,13 +221,25 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // entryOf turns a decoded event into a journal entry. Raw is the record's
-// bytes verbatim; ReadPaths lets emit keep the event, so no copy.
+// bytes verbatim; ReadPaths lets emit keep the event, so no copy. A record
+// without an id of its own is deduplicated by its content.
 func entryOf(e *event.Event) journal.Entry {
 	origin := e.Origin.File
 	if e.Origin.Line > 0 {
 		origin += ":" + strconv.Itoa(e.Origin.Line)
 	}
-	return journal.Entry{Source: e.Source, Origin: origin, RecordID: e.RecordID, Raw: e.Raw}
+	id := e.RecordID
+	if id == "" {
+		id = journal.ContentID(e.Raw)
+	}
+	return journal.Entry{Source: e.Source, Origin: origin, RecordID: id, Raw: e.Raw}
+}
+
+// sameRecord reports whether b was decoded from the same record as a: the
+// same bytes in memory, from the same place.
+func sameRecord(a, b *event.Event) bool {
+	return len(a.Raw) > 0 && len(a.Raw) == len(b.Raw) && &a.Raw[0] == &b.Raw[0] &&
+		a.Origin == b.Origin && a.Source == b.Source
 }
 
 // journalErr turns journal damage into a verdict (exit 1); anything else

@@ -18,7 +18,9 @@
 //     signed checkpoint) is reported as *Damage and never repaired
 //     silently.
 //   - Deduplication: an entry whose (Source, RecordID) was stored before is
-//     acknowledged with the original's index and not stored again.
+//     acknowledged with the original's index and not stored again. For a
+//     record without an id of its own, callers pass ContentID, the hash of
+//     its canonical form, as the RecordID.
 //   - Retention: Expire deletes whole old segments; their leaf hashes stay,
 //     so verification and proofs keep working for what remains.
 //
