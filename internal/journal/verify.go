@@ -196,16 +196,20 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (VerifyResult, 
 		res.Bytes += int64(len(data))
 		scan, err := hs.scan(s.name, data)
 		if err != nil {
+			var d *Damage
+			if errors.As(err, &d) {
+				locateDamage(d, data, leaves)
+			}
 			return res, err
 		}
 		if scan.torn != nil {
 			if !isLast {
-				return res, &Damage{Kind: "truncated segment", Segment: s.name, Offset: int64(scan.good), Entry: int64(scan.end),
-					Detail: scan.torn.Error()}
+				return res, locateDamage(&Damage{Kind: "truncated segment", Segment: s.name, Offset: int64(scan.good), Entry: int64(scan.end),
+					Detail: scan.torn.Error()}, data, leaves)
 			}
 			res.Notes = append(res.Notes, fmt.Sprintf("torn tail of %d bytes in segment %s at offset %d (an unacknowledged write cut by a crash; Open cuts it)",
 				len(data)-scan.good, s.name, scan.good))
-			torn = &Damage{Kind: damageKind(scan.torn), Segment: s.name, Offset: int64(scan.good), Entry: int64(scan.end), Detail: scan.torn.Error()}
+			torn = locateDamage(&Damage{Kind: damageKind(scan.torn), Segment: s.name, Offset: int64(scan.good), Entry: int64(scan.end), Detail: scan.torn.Error()}, data, leaves)
 		}
 		if !isLast && !scan.sealed {
 			return res, &Damage{Kind: "truncated segment", Segment: s.name, Offset: int64(len(data)), Entry: int64(scan.end),
@@ -577,3 +581,64 @@ func readInto(buf []byte, path string) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// locateDamage narrows damage found at a frame (d.Offset in the segment
+// data, d.Entry its first entry) to the entry whose bytes changed: the
+// first of the frame's entries that no longer splits off or no longer
+// hashes to the leaf hash stored for it. A frame's checksum covers the
+// whole block, so without this the report could only name the block's
+// start. When no entry can be singled out (a damaged header, compressed
+// payload, or entries the leaves file does not cover) the report keeps
+// the block's first entry and says which range the block held. It
+// returns d.
+func locateDamage(d *Damage, data []byte, leaves *hashFile) *Damage {
+	if d.Offset < 0 || d.Offset >= int64(len(data)) || d.Entry < 0 {
+		return d
+	}
+	f, _, err := parseFrameHeader(data[d.Offset:])
+	if err != nil || (f.typ != frameEntries && f.typ != frameEntriesZstd) || f.first != uint64(d.Entry) || f.count == 0 {
+		return d
+	}
+	block := fmt.Sprintf("block of entries [%d, %d) at offset %d", f.first, f.end(), d.Offset)
+	end := min(int(d.Offset)+f.size, len(data))
+	payload := data[int(d.Offset)+frameHeader : max(end, int(d.Offset)+frameHeader)]
+	if f.typ == frameEntriesZstd {
+		d.Detail += "; the " + block + " is compressed, so the damaged entry cannot be singled out"
+		return d
+	}
+	lh := newLeafHasher()
+	found := -1
+	var why string
+	_ = splitEntries(payload, f.count, func(i int, enc []byte) error {
+		k := f.first + uint64(i)
+		if k >= leaves.n {
+			return errStopLocate
+		}
+		want, err := leaves.get(k)
+		if err != nil {
+			return err
+		}
+		if lh.sum(enc) != want {
+			found, why = i, "its bytes no longer hash to its stored leaf hash"
+			return errStopLocate
+		}
+		return nil
+	})
+	if found < 0 {
+		// The entries before the one the split failed on are intact: that
+		// one lost its length prefix.
+		n := 0
+		if err := splitEntries(payload, f.count, func(i int, _ []byte) error { n = i + 1; return nil }); err != nil {
+			found, why = n, "its length prefix is damaged or cut"
+		}
+	}
+	if found < 0 {
+		d.Detail += "; every entry of the " + block + " still matches its leaf hash where one is stored, so the damage is in the frame header or in entries past the leaves file"
+		return d
+	}
+	d.Entry = int64(f.first) + int64(found)
+	d.Detail += fmt.Sprintf("; entry %d of the %s is the damaged one: %s", d.Entry, block, why)
+	return d
+}
+
+var errStopLocate = errors.New("stop")
