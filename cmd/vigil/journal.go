@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
@@ -421,7 +422,9 @@ var errStopRead = errors.New("stop")
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // exportRecord is one exported entry. Raw holds the record verbatim when
-// it is single-line JSON; otherwise RawBase64 holds its exact bytes.
+// it is single-line JSON in valid UTF-8; otherwise RawBase64 holds its
+// exact bytes. The other strings are written by encoding/json, which
+// replaces invalid UTF-8 with U+FFFD, so every line is valid JSON.
 type exportRecord struct {
 	Index     uint64          `json:"index"`
 	Source    string          `json:"source"`
@@ -491,11 +494,14 @@ func appendJSONLine(dst []byte, r *exportRecord) ([]byte, error) {
 	return append(dst, "}\n"...), nil
 }
 
+// isSingleLineJSON reports whether b can be spliced into a JSON line as
+// it is: one line, valid JSON and valid UTF-8 (json.Valid does not check
+// the encoding of strings, and strict parsers reject invalid UTF-8).
 func isSingleLineJSON(b []byte) bool {
 	for _, c := range b {
 		if c == '\n' || c == '\r' {
 			return false
 		}
 	}
-	return json.Valid(b)
+	return utf8.Valid(b) && json.Valid(b)
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // ingestCounts runs vigil ingest and returns its appended and duplicate
@@ -57,5 +61,57 @@ func TestReingestAddsNothing(t *testing.T) {
 	}
 	if d2 != a1+d1 {
 		t.Errorf("second ingest acknowledged %d duplicates, want every record of the first (%d appended + %d duplicate)", d2, a1, d1)
+	}
+}
+
+// Export writes valid JSON (and so valid UTF-8) whatever bytes a record
+// holds: a record that is not valid UTF-8 is exported in raw_base64, byte
+// for byte, never spliced into the line.
+func TestExportInvalidUTF8(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "bad\xffname.jsonl")
+	rec := []byte("{\"time\":\"2024-03-04T08:15:30Z\",\"user\":\"a@x\",\"subject\":\"caf\xe9 \xff\xfe\",\"id\":\"r\xc3\"}")
+	ok := []byte(`{"time":"2024-03-04T08:15:31Z","user":"b@x","subject":"café"}`)
+	if err := os.WriteFile(in, append(append(append(rec, '\n'), ok...), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "journal")
+	if a, _, _ := ingestCounts(t, dir, filepath.Join(t.TempDir(), "q.jsonl"), in); a != 2 {
+		t.Fatalf("appended %d records, want 2", a)
+	}
+	code, out, errs := runVigil(t, "export", "--data", dir)
+	if code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("export wrote %d lines: %q", len(lines), out)
+	}
+	var got [][]byte
+	for _, l := range lines {
+		if !utf8.ValidString(l) || !json.Valid([]byte(l)) {
+			t.Fatalf("export line is not valid UTF-8 JSON: %q", l)
+		}
+		var r struct {
+			Origin    string          `json:"origin"`
+			Raw       json.RawMessage `json:"raw"`
+			RawBase64 []byte          `json:"raw_base64"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(r.Origin, "bad\uFFFDname.jsonl") {
+			t.Errorf("origin %q: invalid UTF-8 in metadata should read as U+FFFD", r.Origin)
+		}
+		if r.Raw != nil {
+			got = append(got, r.Raw)
+		} else {
+			got = append(got, r.RawBase64)
+		}
+	}
+	if !bytes.Equal(got[0], rec) || !bytes.Equal(got[1], ok) {
+		t.Errorf("exported records are not the ingested bytes:\n%q\n%q", got[0], got[1])
+	}
+	if !strings.Contains(lines[1], `"raw":`+string(ok)) {
+		t.Errorf("a valid UTF-8 record should stay verbatim in raw: %s", lines[1])
 	}
 }
