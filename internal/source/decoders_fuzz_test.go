@@ -94,6 +94,9 @@ var gwsSeeds = []string{
 	`{"kind":"admin#reports#activity","id":{"time":"2024-03-04T08:15:30.123Z","uniqueQualifier":"1","applicationName":"login"},"actor":{"email":"a@b"},"events":[{"name":"login_success","parameters":[{"name":"login_type","value":"x"},{"name":"m","multiValue":["a","b"]}]}]}`,
 	`{"id":{"time":"2024-03-04T08:15:30Z","applicationName":"gmail"},"events":[{"name":"x","parameters":[{"name":"message_id","value":"<m>"}]},{"name":"y"}]}`,
 	`{"kind":"admin#reports#activity","id":{"time":"bad"},"events":[]}`,
+	`{"id":{"time":"2024-03-04 08:15:30.123456789","uniqueQualifier":-5,"applicationName":"token"},"actor":{"email":"a@b"},"name":"authorize","type":"auth","parameters":{"client_id":"c","scope":["x","y"],"n":5}}`,
+	`{"id":{"time":{"dateOnly":false,"timeZoneShift":0,"value":1784393869239},"applicationName":"token"},"events":[{"name":"activity","parameters":[{"name":"num","intValue":5}]}]}`,
+	`{"id":{"time":{"value":"x"},"applicationName":"a"},"name":"n","parameters":7}`,
 }
 
 var jsonlSeeds = []string{
