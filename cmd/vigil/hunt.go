@@ -514,6 +514,7 @@ func huntJournal(ctx context.Context, dir string, opts source.Options, st *sourc
 		st.Records++
 		st.Bytes += int64(len(en.Raw))
 		origin := event.Origin{File: "journal:" + en.Origin, Index: int(index)}
+		dec.SetObserved(en.Received) // the time of records that carry none (snapshots)
 		evs, err := dec.Decode(en.Raw, origin)
 		if err != nil {
 			st.Quarantined++

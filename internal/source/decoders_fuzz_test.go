@@ -2,12 +2,14 @@ package source
 
 import (
 	"testing"
+	"time"
 
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/source/entra"
 	"github.com/vigil-audit/vigil/internal/source/gws"
+	"github.com/vigil-audit/vigil/internal/source/inboxrule"
 	"github.com/vigil-audit/vigil/internal/source/jsonl"
 	"github.com/vigil-audit/vigil/internal/source/m365"
 	"github.com/vigil-audit/vigil/internal/source/record"
@@ -62,6 +64,22 @@ func FuzzGWS(f *testing.F) {
 			_ = gws.Decode(v, func(x *event.Event, i int) { gws.Flatten(b, v, i); b.Finish(x) })
 		}
 	})
+}
+
+// FuzzInboxRule fuzzes the Get-InboxRule snapshot decoder.
+func FuzzInboxRule(f *testing.F) {
+	fuzzDecoder(f, inboxRuleSeeds, func(v *fastjson.Value, b *event.Builder, e *event.Event) {
+		if inboxrule.Detect(v) {
+			_ = inboxrule.Decode(v, time.Unix(1700000000, 0), e)
+			inboxrule.Flatten(b, v, 0)
+		}
+	})
+}
+
+var inboxRuleSeeds = []string{
+	`{"UserName":"a@b.example","RuleName":"r","ForwardTo":"\"x\" [SMTP:x@c.example] \"y\" [EX:/o=x]","MoveToFolder":"a:\\RSS Feeds","DeleteMessage":"True"}`,
+	`{"Name":".","Identity":"Owner\\1","RuleIdentity":15394007230974001153,"ForwardTo":["[SMTP:]","a@","@b"],"RedirectTo":"p@q.example; r@s.example","CopyToFolder":["\\",""]}`,
+	`{"Name":1,"ForwardTo":{},"MoveToFolder":[[["x"]]]}`,
 }
 
 // FuzzJSONL fuzzes the generic decoder, without and with a mapping.

@@ -28,8 +28,7 @@ func sharedData(t testing.TB) string {
 
 // notLogs are files under shared/data that hold no log records.
 var notLogs = map[string]string{
-	"invictus-microsoft-extractor-suite/MailboxRules.csv": "Get-InboxRule configuration snapshot (state, not events)",
-	"sigmahq-sigma/logsource.json":                        "SigmaHQ's table of logsource field names",
+	"sigmahq-sigma/logsource.json": "SigmaHQ's table of logsource field names",
 }
 
 func TestSharedDataDecodesWithoutRejects(t *testing.T) {

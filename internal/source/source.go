@@ -13,12 +13,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/source/entra"
 	"github.com/vigil-audit/vigil/internal/source/gws"
+	"github.com/vigil-audit/vigil/internal/source/inboxrule"
 	"github.com/vigil-audit/vigil/internal/source/jsonl"
 	"github.com/vigil-audit/vigil/internal/source/m365"
 	"github.com/vigil-audit/vigil/internal/source/record"
@@ -404,12 +406,42 @@ type decoder struct {
 	b       *event.Builder
 	mapping *jsonl.Mapping
 	cache   *record.Cache
+
+	// Snapshot records (inbox rules) carry no time; they get the time
+	// they were observed (observedAt).
+	start            time.Time // when the decoder was made
+	observed         time.Time // set by Decoder.SetObserved
+	obsFile          string    // the file obsTime is the modification time of
+	obsTime          time.Time
+	obsStatAttempted bool
 }
 
 func newDecoder(m *jsonl.Mapping, hot []event.Sym) *decoder {
-	d := &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache()}
+	d := &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache(), start: time.Now().UTC()}
 	d.cache.SetHot(hot)
 	return d
+}
+
+// observedAt is when a snapshot record read from file was taken: the time
+// Decoder.SetObserved gave, else the file's modification time (export
+// tools write the file when they take the snapshot), else, for stdin or a
+// file that cannot be stat'ed, the time the read began.
+func (d *decoder) observedAt(file string) time.Time {
+	if !d.observed.IsZero() {
+		return d.observed
+	}
+	if file != d.obsFile || !d.obsStatAttempted {
+		d.obsFile, d.obsStatAttempted, d.obsTime = file, true, time.Time{}
+		if file != "-" {
+			if fi, err := os.Stat(file); err == nil && fi.Mode().IsRegular() {
+				d.obsTime = fi.ModTime().UTC()
+			}
+		}
+	}
+	if d.obsTime.IsZero() {
+		return d.start
+	}
+	return d.obsTime
 }
 
 func (d *decoder) decodeBatch(b *batch) {
@@ -565,6 +597,14 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		finish(e, entra.Flatten, 0)
 		return nil
 	}
+	if inboxrule.Detect(v) {
+		e := &event.Event{}
+		if err := inboxrule.Decode(v, d.observedAt(r.file), e); err != nil {
+			return reject("inbox rule snapshot", err)
+		}
+		finish(e, inboxrule.Flatten, 0)
+		return nil
+	}
 	return d.generic(v, func(e *event.Event) { shape(e, nil); finish(e, jsonl.Flatten, 0) })
 }
 
@@ -606,6 +646,12 @@ type Decoder struct{ d *decoder }
 
 // NewDecoder returns a Decoder; m and hot may be nil (see Options).
 func NewDecoder(m *jsonl.Mapping, hot []event.Sym) *Decoder { return &Decoder{d: newDecoder(m, hot)} }
+
+// SetObserved sets the time given to records that carry none of their own
+// (inventory snapshots such as inbox rules), e.g. when a journal entry was
+// received; the zero time restores the default (the modification time of
+// the record's file, else the time the Decoder was made).
+func (x *Decoder) SetObserved(t time.Time) { x.d.observed = t }
 
 // Decode decodes one JSON record (an object, an array of records or an
 // envelope) into events. origin says where it came from. The events keep

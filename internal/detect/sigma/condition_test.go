@@ -153,6 +153,7 @@ func TestRouting(t *testing.T) {
 		{Product: "azure", Service: "pim"}:                       "entra.audit",
 		{Product: "azure", Service: "riskdetection"}:             "entra.risk",
 		{Product: "azure", Service: "activitylogs"}:              "azure.activity",
+		{Product: "m365", Service: "inboxrule"}:                  "m365.inboxrule",
 		{Product: "gcp", Service: "google_workspace.admin"}:      "gws.admin",
 		{Product: "google_workspace", Service: "login"}:          "gws.login",
 		{Product: "windows", Service: "security"}:                "",

@@ -30,7 +30,8 @@ func (l Logsource) String() string {
 // Route returns the vigil event sources (event.Event.Source values) a
 // logsource applies to; none means the rule loads but never runs.
 //
-//	m365/*                        → m365.ual
+//	m365/inboxrule                → m365.inboxrule (vigil's own service name)
+//	m365/* (any other service)    → m365.ual
 //	azure/signinlogs              → entra.signin
 //	azure/auditlogs, azure/pim    → entra.audit
 //	azure/riskdetection           → entra.risk
@@ -42,6 +43,9 @@ func Route(l Logsource) []string {
 	p, s := strings.ToLower(l.Product), strings.ToLower(l.Service)
 	switch p {
 	case "m365":
+		if s == "inboxrule" { // vigil's own: Get-InboxRule snapshots
+			return []string{"m365.inboxrule"}
+		}
 		return []string{"m365.ual"}
 	case "azure":
 		switch s {
