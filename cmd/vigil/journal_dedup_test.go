@@ -115,3 +115,23 @@ func TestExportInvalidUTF8(t *testing.T) {
 		t.Errorf("a valid UTF-8 record should stay verbatim in raw: %s", lines[1])
 	}
 }
+
+// The journal keeps records: an activity's several events make one entry,
+// and the records of an activity flattened one event per record (which
+// share its unique qualifier) make one entry each.
+func TestIngestOneEntryPerRecord(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		want int
+	}{
+		{"gws_activities.json", 2}, // 2 activities, 3 events
+		{"gws_flattened.jsonl", 3}, // the same 3 events, one per record
+		{"inbox_rules.json", 3},    // 3 rules (a 4th is quarantined)
+	} {
+		dir := filepath.Join(t.TempDir(), "journal")
+		a, d, n := ingestCounts(t, dir, filepath.Join(t.TempDir(), "q.jsonl"), filepath.Join(decoderFixtures, c.file))
+		if a != c.want || d != 0 || n != c.want {
+			t.Errorf("%s: appended %d, duplicate %d, journal %d; want %d entries and no duplicate", c.file, a, d, n, c.want)
+		}
+	}
+}
