@@ -95,15 +95,19 @@ const hexDigits = "0123456789abcdef"
 
 func appendCanonicalString(dst, s []byte) []byte {
 	dst = append(dst, '"')
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
+	start := 0
+	for i, c := range s {
+		if c != '"' && c != '\\' && c >= 0x20 {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		start = i + 1
+		if c < 0x20 {
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			dst = append(dst, c)
+		} else {
+			dst = append(dst, '\\', c)
 		}
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
