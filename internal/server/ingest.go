@@ -1,0 +1,170 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// IngestResult is the answer to one push.
+type IngestResult struct {
+	Accepted    int64 `json:"accepted"`
+	Duplicates  int64 `json:"duplicates"`
+	Quarantined int64 `json:"quarantined"`
+}
+
+// Ingester decodes pushed bodies with the same autodetection as files and
+// appends every record to the journal; records that cannot be decoded go
+// to the quarantine file with their reasons.
+type Ingester struct {
+	j          journal.Log
+	quarantine string
+	qmu        sync.Mutex
+	// Notify is called after records were appended (wakes detection).
+	Notify func()
+}
+
+// NewIngester appends to j and quarantines into the file at quarantine.
+func NewIngester(j journal.Log, quarantine string) *Ingester {
+	return &Ingester{j: j, quarantine: quarantine}
+}
+
+// Ingest decodes body (JSON lines, a JSON array, an envelope, CSV; gzip or
+// not) and returns once every decoded record is durable.
+func (in *Ingester) Ingest(ctx context.Context, body io.Reader, origin string) (IngestResult, error) {
+	var res IngestResult
+	var q bytes.Buffer
+	var entries []journal.Entry
+	st, err := source.ReadPaths(ctx, []string{"-"}, source.Options{Stdin: body, Quarantine: &q, Workers: 1},
+		func(e *event.Event) error {
+			entries = append(entries, EntryOf(e, origin))
+			return nil
+		})
+	if x, ok := body.(interface{ Exceeded() bool }); ok && x.Exceeded() {
+		return res, ErrTooLarge
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Quarantined = st.Quarantined
+	if q.Len() > 0 {
+		if err := in.keep(q.Bytes()); err != nil {
+			return res, err
+		}
+	}
+	for len(entries) > 0 {
+		n := min(len(entries), 4096)
+		acks, err := in.j.AppendBatch(ctx, entries[:n])
+		if err != nil {
+			return res, fmt.Errorf("journal: %w", err)
+		}
+		for _, a := range acks {
+			if a.Duplicate {
+				res.Duplicates++
+			} else {
+				res.Accepted++
+			}
+		}
+		entries = entries[n:]
+	}
+	if res.Accepted > 0 && in.Notify != nil {
+		in.Notify()
+	}
+	return res, nil
+}
+
+// keep appends quarantined records to the quarantine file, durably.
+func (in *Ingester) keep(b []byte) error {
+	in.qmu.Lock()
+	defer in.qmu.Unlock()
+	f, err := os.OpenFile(in.quarantine, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	return f.Close()
+}
+
+// EntryOf is the journal entry of a decoded record.
+func EntryOf(e *event.Event, origin string) journal.Entry {
+	if origin == "" {
+		origin = e.Origin.File
+	}
+	return journal.Entry{Source: e.Source, Origin: origin, RecordID: e.RecordID, Raw: e.Raw}
+}
+
+// ErrTooLarge: the body passed its size limit; nothing was stored.
+var ErrTooLarge = errors.New("body too large")
+
+// overLimit remembers whether the body hit its size limit, however the
+// decoder reacted to the read error.
+type overLimit struct {
+	r   io.Reader
+	hit bool
+}
+
+func (o *overLimit) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		o.hit = true
+	}
+	return n, err
+}
+
+func (o *overLimit) Exceeded() bool { return o.hit }
+
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	if lag := s.lag(); lag > s.cfg.MaxLag {
+		w.Header().Set("Retry-After", "5")
+		s.metrics.ingestReqs.WithLabelValues("429").Inc()
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("detection is %d entries behind the journal; retry later", lag))
+		return
+	}
+	body := &overLimit{r: http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)}
+	origin := "push:" + r.RemoteAddr
+	start := time.Now()
+	res, err := s.d.Ingest.Ingest(r.Context(), body, origin)
+	if errors.Is(err, ErrTooLarge) {
+		s.metrics.ingestReqs.WithLabelValues("413").Inc()
+		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes; nothing was stored")
+		return
+	}
+	if err != nil {
+		s.log.Error("ingest failed", "remote", r.RemoteAddr, "err", err)
+		s.metrics.ingestReqs.WithLabelValues("500").Inc()
+		writeError(w, http.StatusInternalServerError, "ingest failed; nothing acknowledged")
+		return
+	}
+	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
+	s.metrics.ingestRecords.WithLabelValues("accepted").Add(float64(res.Accepted))
+	s.metrics.ingestRecords.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	s.metrics.ingestRecords.WithLabelValues("quarantined").Add(float64(res.Quarantined))
+	s.metrics.ingestReqs.WithLabelValues("200").Inc()
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) lag() uint64 {
+	if s.d.Lag == nil {
+		return 0
+	}
+	return s.d.Lag()
+}

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/server/auth"
+)
+
+type fixture struct {
+	srv  *httptest.Server
+	j    *journal.Journal
+	keys map[auth.Role]string
+	dir  string
+	lag  uint64
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	j, err := journal.Open(t.Context(), filepath.Join(dir, "journal"), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	ks, err := auth.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{j: j, keys: map[auth.Role]string{}, dir: dir}
+	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin} {
+		plain, _, err := ks.Create(string(r)+"-key", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.keys[r] = plain
+	}
+	s, err := New(cfg, Deps{Journal: j, Keys: ks, Ingest: NewIngester(j, filepath.Join(dir, "quarantine.jsonl")),
+		Lag: func() uint64 { return f.lag }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fixture) do(t *testing.T, method, path, key string, body io.Reader, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, f.srv.URL+path, body)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func fixtureBytes(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "source", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAuthEveryEndpoint(t *testing.T) {
+	f := newFixture(t, Config{})
+	routes := []struct {
+		method, path string
+		allowed      []auth.Role
+	}{
+		{"POST", "/api/v1/ingest", []auth.Role{auth.RoleIngest, auth.RoleAdmin}},
+		{"GET", "/api/v1/incidents", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/incidents/x", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/alerts", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/sources", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/checkpoint", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/proof?index=0", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/metrics", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/readyz", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+	}
+	for _, rt := range routes {
+		for _, key := range []string{"", "vgl_000000000000_nope", "garbage"} {
+			resp, _ := f.do(t, rt.method, rt.path, key, strings.NewReader(""))
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s %s with key %q: %d, want 401 with a challenge", rt.method, rt.path, key, resp.StatusCode)
+			}
+		}
+		for role, key := range f.keys {
+			resp, _ := f.do(t, rt.method, rt.path, key, strings.NewReader(""))
+			allowed := false
+			for _, a := range rt.allowed {
+				allowed = allowed || a == role
+			}
+			if denied := resp.StatusCode == http.StatusForbidden; denied == allowed {
+				t.Errorf("%s %s as %s: status %d (allowed=%v)", rt.method, rt.path, role, resp.StatusCode, allowed)
+			}
+		}
+	}
+	resp, body := f.do(t, "GET", "/healthz", "", nil)
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("/healthz: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestIngestDurableDeduplicatedQuarantined(t *testing.T) {
+	f := newFixture(t, Config{})
+	ual := fixtureBytes(t, "ual_mailitemsaccessed.jsonl")
+	resp, body := f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(ual))
+	var res IngestResult
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Accepted != 2 || res.Duplicates != 0 {
+		t.Fatalf("first push: %d %s", resp.StatusCode, body)
+	}
+	// Acknowledged means durable: the entries are in the journal now.
+	if f.j.Size() != 2 {
+		t.Fatalf("journal holds %d entries after the ack", f.j.Size())
+	}
+	// The same records again, gzip-compressed this time: all duplicates.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(ual)
+	zw.Close()
+	resp, body = f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], &gz)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Accepted != 0 || res.Duplicates != 2 {
+		t.Fatalf("second push: %d %s", resp.StatusCode, body)
+	}
+	// A body with undecodable records: they are kept with their reasons.
+	resp, body = f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "mixed_bad.jsonl")))
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Quarantined == 0 || res.Accepted == 0 {
+		t.Fatalf("mixed push: %d %s", resp.StatusCode, body)
+	}
+	q, err := os.ReadFile(filepath.Join(f.dir, "quarantine.jsonl"))
+	if err != nil || int64(bytes.Count(q, []byte("\n"))) != res.Quarantined || !bytes.Contains(q, []byte(`"reason"`)) {
+		t.Fatalf("quarantine file (%v): %s", err, q)
+	}
+	// An envelope ({"value": [...]}) from the Graph API.
+	resp, body = f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "graph_signins_page.json")))
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Accepted == 0 {
+		t.Fatalf("graph page: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestIngestLimits(t *testing.T) {
+	f := newFixture(t, Config{MaxBodyBytes: 1000})
+	ual := fixtureBytes(t, "ual_mailitemsaccessed.jsonl")
+	big := bytes.Repeat(ual, 4)
+	resp, _ := f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(big))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized body: %d, want 413", resp.StatusCode)
+	}
+	if f.j.Size() != 0 {
+		t.Fatalf("a refused body left %d entries in the journal", f.j.Size())
+	}
+	f.lag = 2_000_000
+	resp, _ = f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], strings.NewReader("{}"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("lagging detection: %d, want 429 with Retry-After", resp.StatusCode)
+	}
+}
+
+func TestRateLimitPerKey(t *testing.T) {
+	f := newFixture(t, Config{RatePerKey: 1, Burst: 3})
+	codes := map[int]int{}
+	for range 6 {
+		resp, _ := f.do(t, "GET", "/api/v1/checkpoint", f.keys[auth.RoleViewer], nil)
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusTooManyRequests] < 2 {
+		t.Fatalf("no rate limit: %v", codes)
+	}
+	// Another key has its own budget.
+	if resp, _ := f.do(t, "GET", "/api/v1/checkpoint", f.keys[auth.RoleAdmin], nil); resp.StatusCode != 200 {
+		t.Fatalf("admin limited by the viewer's budget: %d", resp.StatusCode)
+	}
+}
+
+func TestCheckpointAndProof(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "purview_export.csv")))
+	if f.j.Size() < 2 {
+		t.Fatalf("journal holds %d", f.j.Size())
+	}
+	resp, body := f.do(t, "GET", "/api/v1/proof?index=1", f.keys[auth.RoleViewer], nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("proof: %d %s", resp.StatusCode, body)
+	}
+	var p struct {
+		Index      uint64
+		TreeSize   uint64 `json:"tree_size"`
+		LeafHash   string `json:"leaf_hash"`
+		Root       string
+		Proof      []string
+		Checkpoint string
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	dec := func(s string) []byte { b, _ := base64.StdEncoding.DecodeString(s); return b }
+	var hashes [][]byte
+	for _, h := range p.Proof {
+		hashes = append(hashes, dec(h))
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, 1, p.TreeSize, dec(p.LeafHash), hashes, dec(p.Root)); err != nil {
+		t.Fatalf("the served proof does not verify: %v", err)
+	}
+	if !strings.Contains(p.Checkpoint, "\n\n— ") {
+		t.Fatalf("checkpoint is not a signed note: %q", p.Checkpoint)
+	}
+	if resp, _ := f.do(t, "GET", "/api/v1/proof?index=99999", f.keys[auth.RoleViewer], nil); resp.StatusCode != 404 {
+		t.Fatalf("proof past the end: %d", resp.StatusCode)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "ual_mailitemsaccessed.jsonl")))
+	_, body := f.do(t, "GET", "/metrics", f.keys[auth.RoleViewer], nil)
+	for _, want := range []string{`vigil_ingest_records_total{outcome="accepted"} 2`, "vigil_journal_entries 2", "vigil_build_info", "vigil_journal_append_duration_seconds_bucket"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestListenNeedsTLSOffLoopback(t *testing.T) {
+	f := newFixture(t, Config{})
+	_ = f
+	for listen, ok := range map[string]bool{"127.0.0.1:0": true, "[::1]:0": true, "localhost:0": true, "0.0.0.0:8080": false, ":8080": false, "10.0.0.5:8080": false} {
+		_, err := New(Config{Listen: listen}, Deps{Journal: f.j, Keys: &auth.Store{}, Ingest: &Ingester{}})
+		if (err == nil) != ok {
+			t.Errorf("listen %s without TLS: err = %v", listen, err)
+		}
+	}
+}
