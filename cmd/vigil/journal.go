@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -169,11 +168,11 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// The journal keeps records, not events: the events of one
 		// record (a Workspace activity's events[]) share its Raw and make
 		// one entry.
-		if prev != nil && sameRecord(prev, e) {
+		if prev != nil && source.SameRecord(prev, e) {
 			return nil
 		}
 		prev = e
-		cur = append(cur, entryOf(e))
+		cur = append(cur, source.Entry(e))
 		if len(cur) == batchSize {
 			select {
 			case batches <- cur:
@@ -224,25 +223,6 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // entryOf turns a decoded event into a journal entry. Raw is the record's
 // bytes verbatim; ReadPaths lets emit keep the event, so no copy. A record
 // without an id of its own is deduplicated by its content.
-func entryOf(e *event.Event) journal.Entry {
-	origin := e.Origin.File
-	if e.Origin.Line > 0 {
-		origin += ":" + strconv.Itoa(e.Origin.Line)
-	}
-	id := e.RecordID
-	if id == "" {
-		id = journal.ContentID(e.Raw)
-	}
-	return journal.Entry{Source: e.Source, Origin: origin, RecordID: id, Raw: e.Raw}
-}
-
-// sameRecord reports whether b was decoded from the same record as a: the
-// same bytes in memory, from the same place.
-func sameRecord(a, b *event.Event) bool {
-	return len(a.Raw) > 0 && len(a.Raw) == len(b.Raw) && &a.Raw[0] == &b.Raw[0] &&
-		a.Origin == b.Origin && a.Source == b.Source
-}
-
 // journalErr turns journal damage into a verdict (exit 1); anything else
 // stays an error (exit 2).
 func journalErr(err error) error {

@@ -46,9 +46,16 @@ func (in *Ingester) Ingest(ctx context.Context, body io.Reader, origin string) (
 	var res IngestResult
 	var q bytes.Buffer
 	var entries []journal.Entry
+	var prev *event.Event
 	st, err := source.ReadPaths(ctx, []string{"-"}, source.Options{Stdin: body, Quarantine: &q, Workers: 1},
 		func(e *event.Event) error {
-			entries = append(entries, EntryOf(e, origin))
+			if prev != nil && source.SameRecord(prev, e) {
+				return nil
+			}
+			prev = e
+			en := source.Entry(e)
+			en.Origin = origin
+			entries = append(entries, en)
 			return nil
 		})
 	if x, ok := body.(interface{ Exceeded() bool }); ok && x.Exceeded() {
@@ -101,14 +108,6 @@ func (in *Ingester) keep(b []byte) error {
 		return fmt.Errorf("quarantine: %w", err)
 	}
 	return f.Close()
-}
-
-// EntryOf is the journal entry of a decoded record.
-func EntryOf(e *event.Event, origin string) journal.Entry {
-	if origin == "" {
-		origin = e.Origin.File
-	}
-	return journal.Entry{Source: e.Source, Origin: origin, RecordID: e.RecordID, Raw: e.Raw}
 }
 
 // ErrTooLarge: the body passed its size limit; nothing was stored.

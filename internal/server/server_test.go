@@ -156,6 +156,16 @@ func TestIngestDurableDeduplicatedQuarantined(t *testing.T) {
 	if err != nil || int64(bytes.Count(q, []byte("\n"))) != res.Quarantined || !bytes.Contains(q, []byte(`"reason"`)) {
 		t.Fatalf("quarantine file (%v): %s", err, q)
 	}
+	// Records without an id of their own are deduplicated by content,
+	// whatever their key order and spacing.
+	noID := `{"TimeGenerated":"2026-11-02T03:04:05Z","ActionType":"MailItemsAccessed","AccountUpn":"a@contoso.com"}` + "\n"
+	reordered := `{ "AccountUpn":"a@contoso.com", "ActionType":"MailItemsAccessed", "TimeGenerated":"2026-11-02T03:04:05Z" }` + "\n"
+	for i, body := range []string{noID, reordered} {
+		resp, b := f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], strings.NewReader(body))
+		if resp.StatusCode != 200 || json.Unmarshal(b, &res) != nil || res.Accepted+res.Duplicates != 1 || (i == 1) != (res.Duplicates == 1) {
+			t.Fatalf("id-less push %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
 	// An envelope ({"value": [...]}) from the Graph API.
 	resp, body = f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "graph_signins_page.json")))
 	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Accepted == 0 {
