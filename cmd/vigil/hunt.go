@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/progress"
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/source"
 	"github.com/vigil-audit/vigil/internal/source/jsonl"
 	"github.com/vigil-audit/vigil/internal/timeline"
@@ -417,7 +418,7 @@ func printHuntSummary(w io.Writer, st source.Stats, hits []timeline.Detection, r
 		st.Files, st.Records, progress.Bytes(st.Bytes), elapsed.Seconds(), float64(st.Events)/secs, float64(st.Bytes)/1e6/secs, rs.Len())
 	fmt.Fprintf(w, "  decoded:     %d events%s\n", st.Events, countList(st.Sources))
 	if st.Quarantined > 0 {
-		fmt.Fprintf(w, "  quarantined: %d records%s -> %s\n", st.Quarantined, countList(st.Reasons), q.path)
+		fmt.Fprintf(w, "  quarantined: %d records%s -> %s\n", st.Quarantined, countList(st.Reasons), sanitize.Line(q.path))
 	} else {
 		fmt.Fprintf(w, "  quarantined: 0\n")
 	}
@@ -442,7 +443,7 @@ func countList(m map[string]int64) string {
 	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+		parts[i] = fmt.Sprintf("%s %d", sanitize.Line(k), m[k])
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/report"
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/timeline"
 )
 
@@ -196,8 +197,8 @@ func printReportSummary(w io.Writer, r *huntResult) {
 		if !inc.Impact.EvidenceComplete {
 			ev = "evidence INCOMPLETE"
 		}
-		fmt.Fprintf(w, "  %s %-8s %s: %d messages in %d mailboxes, %s; signals %s\n", inc.ID, inc.Severity, inc.Title,
-			inc.Impact.MessageCount, len(inc.Impact.Mailboxes), ev, strings.Join(inc.Signals, ","))
+		fmt.Fprintf(w, "  %s %-8s %s: %d messages in %d mailboxes, %s; signals %s\n", inc.ID, inc.Severity, sanitize.Line(inc.Title),
+			inc.Impact.MessageCount, len(inc.Impact.Mailboxes), ev, sanitize.Line(strings.Join(inc.Signals, ",")))
 	}
 	fmt.Fprintf(w, "Read by intruders: %d messages in %d mailboxes", msgs, len(mbs))
 	if incomplete > 0 {

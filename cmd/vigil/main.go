@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/vigil-audit/vigil/internal/sanitize"
 )
 
 // command is one subcommand. run receives the arguments after the
@@ -84,11 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintf(stderr, "vigil %s: %s\n", c.name, ee.msg)
+			fmt.Fprintf(stderr, "vigil %s: %s\n", c.name, sanitize.Text(ee.msg))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "vigil %s: %v\n", c.name, err)
+	// Errors quote file names and record content: escape their controls.
+	fmt.Fprintf(stderr, "vigil %s: %s\n", c.name, sanitize.Text(err.Error()))
 	return 2
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/rules"
 )
 
@@ -92,7 +93,8 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return lines[i].doc < lines[j].doc
 	})
 	for _, l := range lines {
-		fmt.Fprintln(stdout, l.text)
+		// Rule files come from third parties: no control reaches the terminal.
+		fmt.Fprintln(stdout, sanitize.Line(l.text))
 	}
 	fmt.Fprintf(stdout, "%d loaded, %d refused\n", rs.Len(), len(refused))
 	if len(refused) > 0 {

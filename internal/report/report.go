@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/sanitize"
 )
 
 // Report is everything one hunt found.
@@ -163,22 +164,15 @@ func WriteImpactCSV(w io.Writer, incs []*incident.Incident) error {
 	}
 	for _, inc := range incs {
 		for _, r := range inc.Impact.Reads {
-			row := []string{inc.ID, inc.Severity, r.Mailbox, r.Folder, csvSafe(r.MessageID), r.FirstAccess.UTC().Format(time.RFC3339),
+			// Mailboxes, folders, message ids, apps and IPs come from the
+			// attacker's side of the world: no cell may become a formula.
+			row := []string{inc.ID, inc.Severity, r.Mailbox, r.Folder, r.MessageID, r.FirstAccess.UTC().Format(time.RFC3339),
 				r.LastAccess.UTC().Format(time.RFC3339), strconv.Itoa(r.Count), r.ClientApp, r.IP, strings.Join(r.RecordIDs, ";")}
-			if err := cw.Write(row); err != nil {
+			if err := cw.Write(sanitize.CSVRow(row)); err != nil {
 				return err
 			}
 		}
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-// csvSafe defuses values a spreadsheet would run as a formula; message ids
-// come from the attacker's side of the world.
-func csvSafe(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }

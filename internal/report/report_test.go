@@ -142,3 +142,27 @@ func TestChromiumRenders(t *testing.T) {
 		t.Fatalf("screenshot is %d bytes: not a rendered page", len(b))
 	}
 }
+
+// Every impact.csv cell that comes from a record is neutralised, not only
+// the message id.
+func TestImpactCSVNeutralisesEveryCell(t *testing.T) {
+	inc := &incident.Incident{ID: "INC-1", Severity: "high"}
+	inc.Impact.Reads = []incident.MessageRead{{Mailbox: "=mb@x", Folder: `+\Inbox`, MessageID: "<a@x>", FirstAccess: t0, LastAccess: t0,
+		Count: 1, ClientApp: "@SUM(1)", IP: "-1+cmd|' /C calc'!A0", RecordIDs: []string{"=r1", "r2"}}}
+	var buf bytes.Buffer
+	if err := WriteImpactCSV(&buf, []*incident.Incident{inc}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("%v %v", err, rows)
+	}
+	for i, cell := range rows[1] {
+		if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+			t.Errorf("column %s = %q starts a formula", rows[0][i], cell)
+		}
+	}
+	if rows[1][2] != "'=mb@x" || rows[1][9] != "'-1+cmd|' /C calc'!A0" {
+		t.Errorf("row %q: want the values kept behind a quote", rows[1])
+	}
+}

@@ -91,7 +91,9 @@ func chart(ds []Detection, w, h float64) ([]bucket, string) {
 }
 
 var page = template.Must(template.New("hunt").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>vigil hunt: {{.Total}} detections</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>vigil hunt: {{.Total}} detections</title>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1b1f24}
 h1{font-size:1.4em}table{border-collapse:collapse;width:100%}

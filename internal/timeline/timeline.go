@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vigil-audit/vigil/internal/sanitize"
 )
 
 // Level is a Sigma severity level.
@@ -136,18 +138,16 @@ func writeTable(w io.Writer, ds []Detection) error {
 			user = d.Group
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.UTC().Format(timeLayout), d.Level, clip(d.Title, 60),
-			d.Source, clip(user, 40), clip(d.Operation, 40), clip(fieldsString(d.Fields), 100))
+			clip(d.Source, 40), clip(user, 40), clip(d.Operation, 40), clip(fieldsString(d.Fields), 100))
 	}
 	return tw.Flush()
 }
 
+// clip makes a record-derived value one table cell: controls escaped (a
+// record's escape sequences must not reach the terminal, its tabs and
+// newlines must not break the columns), then shortened to n bytes.
 func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
+	s = sanitize.Line(s)
 	if len(s) > n {
 		return prefix(s, n-3) + "..."
 	}
@@ -168,6 +168,8 @@ func prefix(s string, n int) string {
 	return s[:n]
 }
 
+// writeCSV writes one row per detection; every cell goes through
+// sanitize.CSVCell, so a record cannot plant a formula in a spreadsheet.
 func writeCSV(w io.Writer, ds []Detection) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"time", "rule_id", "title", "level", "tags", "source", "tenant", "user", "operation", "record_id", "ip", "group", "count", "matched", "file", "line", "author"})
@@ -180,8 +182,8 @@ func writeCSV(w io.Writer, ds []Detection) error {
 		if d.Line > 0 {
 			line = fmt.Sprint(d.Line)
 		}
-		_ = cw.Write([]string{d.Time.UTC().Format(time.RFC3339Nano), d.RuleID, d.Title, d.Level, strings.Join(d.Tags, " "),
-			d.Source, d.Tenant, d.User, d.Operation, d.RecordID, d.IP, d.Group, count, fieldsString(d.Fields), d.File, line, d.Author})
+		_ = cw.Write(sanitize.CSVRow([]string{d.Time.UTC().Format(time.RFC3339Nano), d.RuleID, d.Title, d.Level, strings.Join(d.Tags, " "),
+			d.Source, d.Tenant, d.User, d.Operation, d.RecordID, d.IP, d.Group, count, fieldsString(d.Fields), d.File, line, d.Author}))
 	}
 	cw.Flush()
 	return cw.Error()

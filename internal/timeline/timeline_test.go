@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"os"
@@ -145,5 +146,59 @@ func TestChartToleratesUnsortedAndUntimed(t *testing.T) {
 	}
 	if b, _ := chart([]Detection{{}}, 900, 100); b != nil {
 		t.Errorf("untimed detections drew %d bars", len(b))
+	}
+}
+
+// hostile is a detection whose record-derived text tries formula injection
+// in a spreadsheet and escape sequences in a terminal.
+func hostile() []Detection {
+	d := Detection{Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), RuleID: "r", Title: "Title \x1b]0;owned\x07",
+		Source: "m365.ual", Tenant: "+tenant", User: "=HYPERLINK(\"http://x.example\",\"click\")", Operation: "@SUM(1)\x1b[2J",
+		RecordID: "-1+cmd|' /C calc'!A0", IP: "\t=1+1", Group: "\r=2",
+		Fields: []Field{{"UserAgent", "\x1b[31mred\u009b0m"}}, File: "=file.json", Author: "-author"}
+	d.SetLevel(High)
+	return []Detection{d}
+}
+
+func TestCSVNeutralisesFormulas(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Write(&buf, "csv", hostile()); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("%v %v", err, rows)
+	}
+	for i, cell := range rows[1] {
+		if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+			t.Errorf("column %s = %q starts a formula", rows[0][i], cell)
+		}
+	}
+	if rows[1][7] != `'=HYPERLINK("http://x.example","click")` {
+		t.Errorf("user cell %q: want the value kept behind a quote", rows[1][7])
+	}
+}
+
+func TestTableEscapesControls(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Write(&buf, "table", hostile()); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if strings.ContainsAny(out, "\x1b\x07") || strings.ContainsRune(out, '\u009b') {
+		t.Errorf("table output carries control characters: %q", out)
+	}
+	if !strings.Contains(out, `Title \x1b]0;owned\x07`) || !strings.Contains(out, `\x1b[31mred\u009b0m`) {
+		t.Errorf("table output does not show the escaped controls: %q", out)
+	}
+}
+
+func TestHTMLHasCSP(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Write(&buf, "html", hostile()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">`) {
+		t.Error("timeline HTML lacks the report's Content-Security-Policy")
 	}
 }
