@@ -349,6 +349,13 @@ indicators:
 	if got[0].Level != "high" || got[1].Level != "low" || got[2].Fields["ioc_type"] != "user_agent" {
 		t.Fatalf("levels/types: %+v", got)
 	}
+	// Titles say where the match lies in the indicator's window, and an
+	// indicator without one is not said to have one.
+	for i, want := range []string{"inside its published window", "outside its published window", "the indicator has no published window"} {
+		if !strings.Contains(got[i].Title, want) {
+			t.Errorf("alert %d title %q: want %q", i, got[i].Title, want)
+		}
+	}
 	// The event without a time is ignored, not matched at time zero.
 }
 

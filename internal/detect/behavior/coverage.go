@@ -214,7 +214,12 @@ func (e *Engine) ioc(ev *event.Event, t time.Time) {
 		}
 		seen[ind] = true
 		level, when := e.cfg.D11.OutWindowLevel, "outside its published window"
-		if ind.InWindow(t) {
+		switch {
+		case ind.From.IsZero() && ind.To.IsZero():
+			// Unbounded: it applies at any time, but the title must not
+			// claim a window the source never published.
+			level, when = e.cfg.D11.InWindowLevel, "the indicator has no published window"
+		case ind.InWindow(t):
 			level, when = e.cfg.D11.InWindowLevel, "inside its published window"
 		}
 		a := incident.Alert{
