@@ -40,6 +40,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) > 0 {
 		return usageError("unexpected argument %q", pos[0])
 	}
+	if err := checkSimSize(*users, *days); err != nil {
+		return err
+	}
 	start := time.Now()
 	logs := filepath.Join(*out, "logs")
 	fmt.Fprintf(stdout, "Simulating %d users over %d days (seed %d): a forged-token campaign among an Outlook roll-out, travel, a VPN change, a backup tool and a new SaaS app...\n", *users, *days, *seed)

@@ -70,9 +70,9 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.mapping, "mapping", "", "YAML field mapping for generic JSON records")
 	fs.StringVar(&o.placeholders, "placeholders", "", "YAML file of values for Sigma %placeholders% (name: [values])")
 	fs.IntVar(&o.workers, "workers", 0, "decoding goroutines (default: number of CPUs)")
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or summary")
+	fs.BoolVar(&o.quiet, "quiet", false, "nothing on stderr but warnings and errors (no progress, no summary); the timeline stays")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
-	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; holds all events in memory; implied by --report)")
+	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; holds all events in memory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
 	fs.Usage = func() {
@@ -149,7 +149,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	srcOpts.Progress = func(done, total int64) {
 		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), nHits.Load()))
 	}
-	keep := report.enabled() || o.behaviours
+	keep := report.enabled() || o.behaviours || report.feedsBehaviours()
 	start := time.Now()
 	emit := func(e *event.Event) error {
 		nEvents.Add(1)
@@ -217,7 +217,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if report.enabled() {
 		res, err := writeHuntReport(report.dir, an, *report)
 		if err != nil {
-			return fmt.Errorf("report: %w", err)
+			return err // report.Write's errors say "report: ..."
 		}
 		if !o.quiet {
 			printReportSummary(stderr, res)

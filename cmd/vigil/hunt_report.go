@@ -32,14 +32,20 @@ type huntReportConfig struct {
 
 func (c *huntReportConfig) enabled() bool { return c.dir != "" }
 
+// feedsBehaviours reports whether a flag that only the behaviours use was
+// given: such a flag turns the behaviours on rather than being ignored.
+func (c *huntReportConfig) feedsBehaviours() bool {
+	return c.config != "" || len(c.networks) > 0 || len(c.iocs) > 0 || c.state != ""
+}
+
 // addHuntReportFlags registers the report and behaviour flags on fs.
 func addHuntReportFlags(fs *flag.FlagSet) *huntReportConfig {
 	c := &huntReportConfig{}
 	fs.StringVar(&c.dir, "report", "", "run the behaviours and write detections.jsonl, incidents.json, impact.csv and report.html into this directory")
-	fs.StringVar(&c.config, "config", "", "behaviour settings YAML (default: the built-in settings, see docs/detections.md)")
-	fs.Var(&c.networks, "networks", "IP → ASN/country/kind table (networks.csv or JSON, as vigil simulate writes) or a MaxMind-format .mmdb (repeatable)")
-	fs.Var(&c.iocs, "iocs", "IOC file for the retro-hunt, e.g. docs/iocs/storm0558.yaml (repeatable)")
-	fs.StringVar(&c.state, "state", "", "directory keeping behaviour baselines between runs (loaded if present, saved after)")
+	fs.StringVar(&c.config, "config", "", "behaviour settings YAML; implies --behaviours (default: the built-in settings, see docs/detections.md)")
+	fs.Var(&c.networks, "networks", "IP → ASN/country/kind table (networks.csv or JSON, as vigil simulate writes) or a MaxMind-format .mmdb; repeatable; implies --behaviours")
+	fs.Var(&c.iocs, "iocs", "IOC file for the retro-hunt (D11), e.g. docs/iocs/storm0558.yaml; repeatable; implies --behaviours")
+	fs.StringVar(&c.state, "state", "", "directory keeping behaviour baselines between runs (loaded if present, saved after); implies --behaviours")
 	return c
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/progress"
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/source"
 )
 
@@ -85,7 +86,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	compress := fs.Bool("compress", false, "store new blocks zstd-compressed")
 	retentionDays := fs.Int("retention-days", 180, "expire raw bytes of segments received more than this many days ago (hashes are kept)")
 	origin := fs.String("origin", "", "log name for checkpoints, used only when the journal is created")
-	quiet := fs.Bool("quiet", false, "no progress line")
+	quiet := fs.Bool("quiet", false, "nothing on stderr but warnings and errors (no progress, no informational log lines); the summary on stdout stays")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: vigil ingest --data DIR [flags] PATH...\n\nDecodes files, directories or - (stdin) and appends every record to the journal.")
 		fs.PrintDefaults()
@@ -106,11 +107,15 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *retentionDays < 180 {
 		fmt.Fprintf(stderr, "vigil ingest: warning: retention of %d days is below the 180 days vigil recommends\n", *retentionDays)
 	}
+	logger := journalLogger(stderr)
+	if *quiet {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	j, err := journal.Open(ctx, *data, journal.Options{
 		Compress:  *compress,
 		Retention: time.Duration(*retentionDays) * 24 * time.Hour,
 		Origin:    *origin,
-		Logger:    journalLogger(stderr),
+		Logger:    logger,
 	})
 	if err != nil {
 		return journalErr(err)
@@ -210,7 +215,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "ingested %d files, %d records: appended %d, duplicate %d, quarantined %d", st.Files, st.Records, appended, dups, st.Quarantined)
 	if st.Quarantined > 0 {
-		fmt.Fprintf(stdout, "%s -> %s", countList(st.Reasons), *quarantine)
+		fmt.Fprintf(stdout, "%s -> %s", countList(st.Reasons), sanitize.Line(*quarantine))
 	}
 	fmt.Fprintln(stdout)
 	if expired > 0 {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/vigil-audit/vigil/internal/sanitize"
@@ -86,13 +87,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintf(stderr, "vigil %s: %s\n", c.name, sanitize.Text(ee.msg))
+			fmt.Fprintln(stderr, errorLine(c.name, ee.msg))
 		}
 		return ee.code
 	}
-	// Errors quote file names and record content: escape their controls.
-	fmt.Fprintf(stderr, "vigil %s: %s\n", c.name, sanitize.Text(err.Error()))
+	fmt.Fprintln(stderr, errorLine(c.name, err.Error()))
 	return 2
+}
+
+// errorLine is how a command's error is shown: "vigil NAME: msg". A package
+// error that already starts with the command's name ("simulate: ...") does
+// not say it twice. Errors quote file names and record content, so their
+// control characters are escaped.
+func errorLine(name, msg string) string {
+	msg = strings.TrimPrefix(msg, name+": ")
+	return "vigil " + name + ": " + sanitize.Text(msg)
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -56,7 +56,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	format := fs.String("format", "jsonl", "output format: jsonl, json, or csv (UAL as the Purview CSV export)")
 	throttle := fs.Int("throttle-limit", 1000, "MailItemsAccessed records per mailbox in 24 h before Exchange throttles")
 	noGWS := fs.Bool("no-workspace", false, "do not simulate the Google Workspace tenant")
-	quiet := fs.Bool("quiet", false, "no progress display")
+	quiet := fs.Bool("quiet", false, "no progress display on stderr; the summary on stdout stays")
 	params := paramFlags{}
 	fs.Var(params, "param", "campaign parameter, campaign.key=value (repeatable), e.g. forged-token.targets=5")
 	pos, err := parseFlags(fs, args)
@@ -68,6 +68,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if *out == "" {
 		return usageError("--out DIR is required")
+	}
+	if err := checkSimSize(*users, *days); err != nil {
+		return err
 	}
 	st, err := time.Parse("2006-01-02", *start)
 	if err != nil {
@@ -141,4 +144,17 @@ func campaignNames() []string {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// checkSimSize refuses tenant sizes the simulator cannot honour, before
+// anything is printed: the simulator reads 0 as "the default", which a
+// user asking for --users 0 did not mean.
+func checkSimSize(users, days int) error {
+	if users < simulate.MinUsers {
+		return usageError("--users %d: need at least %d users", users, simulate.MinUsers)
+	}
+	if days < 1 || days > simulate.MaxDays {
+		return usageError("--days %d: need at least 1 and at most %d days", days, simulate.MaxDays)
+	}
+	return nil
 }

@@ -118,19 +118,25 @@ type Config struct {
 // DefaultStart is the default first day (a Monday).
 var DefaultStart = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 
+// The tenant sizes the simulator accepts.
+const (
+	MinUsers = 10
+	MaxDays  = 3660
+)
+
 // normalize applies defaults and validates.
 func (c *Config) normalize() error {
 	if c.Users == 0 {
 		c.Users = 200
 	}
-	if c.Users < 10 {
-		return configErr("users %d: need at least 10", c.Users)
+	if c.Users < MinUsers {
+		return configErr("users %d: need at least %d", c.Users, MinUsers)
 	}
 	if c.Days == 0 {
 		c.Days = 21
 	}
-	if c.Days < 1 || c.Days > 3660 {
-		return configErr("days %d: must be 1..3660", c.Days)
+	if c.Days < 1 || c.Days > MaxDays {
+		return configErr("days %d: must be 1..%d", c.Days, MaxDays)
 	}
 	if c.Start.IsZero() {
 		c.Start = DefaultStart
