@@ -24,15 +24,12 @@ func init() {
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stderr)
-	out := fs.String("out", "vigil-demo", "directory for the simulated logs and the report")
-	users := fs.Int("users", 50, "users in the simulated tenant")
-	days := fs.Int("days", 21, "days simulated")
+	out := fs.String("out", "vigil-demo", "`DIR` for the simulated logs and the report")
+	users := fs.Int("users", 50, "users in the simulated tenant (at least 10)")
+	days := fs.Int("days", 21, "days simulated (1 to 3660)")
 	seed := fs.Uint64("seed", 1, "random seed")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil demo [--out DIR] [--users N] [--days D] [--seed S]")
-		fmt.Fprintln(stderr, "Simulates a tenant attacked with forged tokens (Storm-0558 style) among benign look-alikes, runs vigil's detections over its logs and writes the report.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "demo [flags]",
+		summary: "Simulates a tenant attacked with forged tokens (Storm-0558 style) among benign look-alikes, runs vigil's detections over its logs and writes the report."})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -117,6 +117,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", "", "listen address; overrides the config (default 127.0.0.1:8443)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate `FILE` (PEM)")
 	tlsKey := fs.String("tls-key", "", "TLS private key `FILE` (PEM)")
+	setHelp(fs, stderr, helpText{synopsis: "gateway --config FILE --upstream URL [flags]",
+		summary: "Runs a reverse proxy that validates each request's bearer token before forwarding it, and audits every decision."})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

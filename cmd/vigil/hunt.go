@@ -61,7 +61,7 @@ type huntOptions struct {
 func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("hunt", stderr)
 	var o huntOptions
-	fs.Var(&o.rulesDirs, "rules", "directory of extra Sigma rules (repeatable)")
+	fs.Var(&o.rulesDirs, "rules", "`DIR` (or file) of extra Sigma rules (repeatable)")
 	fs.BoolVar(&o.noBuiltin, "no-builtin", false, "do not load the built-in rules")
 	fs.StringVar(&o.format, "format", "table", "output format: "+strings.Join(timeline.Formats, ", "))
 	fs.StringVar(&o.out, "out", "", "write the timeline to this file instead of stdout")
@@ -75,10 +75,8 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; holds all events in memory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil hunt [flags] PATH...   (files, directories, - for stdin; or --journal DIR)")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "hunt [flags] PATH...", summary: commands["hunt"].summary,
+		args: []argHelp{{"PATH...", "log files, directories (walked) or - for stdin; none when --journal is given"}}})
 	paths, err := parseFlags(fs, args)
 	if err != nil {
 		return err

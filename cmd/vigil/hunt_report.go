@@ -43,8 +43,8 @@ func addHuntReportFlags(fs *flag.FlagSet) *huntReportConfig {
 	c := &huntReportConfig{}
 	fs.StringVar(&c.dir, "report", "", "run the behaviours and write detections.jsonl, incidents.json, impact.csv and report.html into this directory")
 	fs.StringVar(&c.config, "config", "", "behaviour settings YAML; implies --behaviours (default: the built-in settings, see docs/detections.md)")
-	fs.Var(&c.networks, "networks", "IP → ASN/country/kind table (networks.csv or JSON, as vigil simulate writes) or a MaxMind-format .mmdb; repeatable; implies --behaviours")
-	fs.Var(&c.iocs, "iocs", "IOC file for the retro-hunt (D11), e.g. docs/iocs/storm0558.yaml; repeatable; implies --behaviours")
+	fs.Var(&c.networks, "networks", "IP → ASN/country/kind `FILE`: a table (networks.csv or JSON, as vigil simulate writes) or a MaxMind-format .mmdb; repeatable; implies --behaviours")
+	fs.Var(&c.iocs, "iocs", "IOC `FILE` for the retro-hunt (D11), e.g. docs/iocs/storm0558.yaml; repeatable; implies --behaviours")
 	fs.StringVar(&c.state, "state", "", "directory keeping behaviour baselines between runs (loaded if present, saved after); implies --behaviours")
 	return c
 }

@@ -87,10 +87,8 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	retentionDays := fs.Int("retention-days", 180, "expire raw bytes of segments received more than this many days ago (hashes are kept)")
 	origin := fs.String("origin", "", "log name for checkpoints, used only when the journal is created")
 	quiet := fs.Bool("quiet", false, "nothing on stderr but warnings and errors (no progress, no informational log lines); the summary on stdout stays")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil ingest --data DIR [flags] PATH...\n\nDecodes files, directories or - (stdin) and appends every record to the journal.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "ingest --data DIR [flags] PATH...", summary: "Decodes audit logs and appends every record to the tamper-evident journal (duplicates are skipped).",
+		args: []argHelp{{"PATH...", "log files, directories (walked) or - for stdin"}}})
 	paths, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -243,10 +241,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := dataFlag(fs)
 	cpFile := fs.String("checkpoint", "", "a signed checkpoint saved earlier: also prove the journal extends it")
 	keyFile := fs.String("key", "", "verifier key file (default: the journal's own journal.pub; pass a copy kept elsewhere for real assurance)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil verify --data DIR [--checkpoint FILE] [--key FILE]\n\nExit 0 when intact, 1 naming the first damage found.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "verify --data DIR [--checkpoint FILE] [--key FILE]",
+		summary: "Recomputes and checks every hash, frame and signed checkpoint of a journal: exit 0 when intact, 1 naming the first damage found."})
 	err := parseNoArgs(fs, args, data)
 	if err != nil {
 		return err
@@ -287,10 +283,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("checkpoint", stderr)
 	data := dataFlag(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil checkpoint --data DIR\n\nPrints the latest signed checkpoint (C2SP signed-note format); save it to check the journal later with verify --checkpoint.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "checkpoint --data DIR",
+		summary: "Prints the latest signed checkpoint (C2SP signed-note format); save it to check the journal later with verify --checkpoint."})
 	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
 	}
@@ -321,10 +315,8 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	data := dataFlag(fs)
 	index := fs.Int64("index", -1, "entry index (required)")
 	asJSON := fs.Bool("json", false, "print JSON (hashes in base64) instead of text")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil prove --data DIR --index I [--json]\n\nPrints an RFC 6962 inclusion proof of entry I in the tree of the latest signed checkpoint.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "prove --data DIR --index I [--json]",
+		summary: "Prints an RFC 6962 inclusion proof of entry I in the tree of the latest signed checkpoint."})
 	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
 	}
@@ -425,10 +417,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := dataFlag(fs)
 	from := fs.Uint64("from", 0, "first entry index")
 	count := fs.Int64("count", -1, "number of entries (default: all)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil export --data DIR [--from I] [--count N]\n\nWrites entries as JSON lines; runs alongside a writer (checks frame checksums, not the Merkle tree: use verify).")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "export --data DIR [--from I] [--count N]",
+		summary: "Writes journal entries as JSON lines; runs alongside a writer (checks frame checksums, not the Merkle tree: use verify)."})
 	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
 	}

@@ -20,11 +20,11 @@ func init() {
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "audit" {
-		fmt.Fprintln(stderr, "usage: vigil keys audit FILE|URL... [--fail-on info|low|medium|high] [--format table|json] [--max-age DUR] [--previous FILE]")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
+			return runKeysAudit(ctx, args[:1], stdout, stderr)
 		}
-		return usageError("unknown or missing subcommand")
+		_ = runKeysAudit(ctx, []string{"-h"}, stdout, stderr)
+		return usageError("unknown or missing subcommand; want audit")
 	}
 	return runKeysAudit(ctx, args[1:], stdout, stderr)
 }
@@ -37,6 +37,9 @@ func runKeysAudit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	warn := fs.String("expiry-warning", "30d", "flag certificates expiring within this `DUR`")
 	previous := fs.String("previous", "", "earlier JWKS snapshot `FILE|URL` to diff kids against")
 	at := fs.String("at", "", "audit as of this RFC 3339 `TIME` instead of now")
+	setHelp(fs, stderr, helpText{synopsis: "keys audit [flags] FILE|URL...",
+		summary: "Audits the signing keys an issuer publishes (JWKS or OIDC discovery) and lists findings by severity; exit 1 at --fail-on or above.",
+		args:    []argHelp{{"FILE|URL...", "JWKS or OIDC discovery documents, files or https URLs"}}})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -155,3 +155,73 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = rest[1:]
 	}
 }
+
+// helpText is what a command's -h says above its flags.
+type helpText struct {
+	synopsis string    // after "vigil ": "hunt [flags] PATH..."
+	summary  string    // one line: what the command does
+	args     []argHelp // positional arguments, in order; none when empty
+}
+
+type argHelp struct{ name, what string }
+
+// setHelp makes fs.Usage print, in this order: the synopsis, the one-line
+// description, the positional arguments and the flags with their
+// defaults. Each default is printed once: a flag whose usage already says
+// its default (or that it is required) gets no "(default ...)" added.
+func setHelp(fs *flag.FlagSet, w io.Writer, h helpText) {
+	fs.Usage = func() { writeHelp(fs, w, h) }
+}
+
+func writeHelp(fs *flag.FlagSet, w io.Writer, h helpText) {
+	summary := h.summary
+	if summary != "" {
+		summary = strings.ToUpper(summary[:1]) + summary[1:]
+	}
+	fmt.Fprintf(w, "Usage: vigil %s\n\n%s\n\nArguments:", h.synopsis, summary)
+	if len(h.args) == 0 {
+		fmt.Fprint(w, " none\n")
+	} else {
+		fmt.Fprintln(w)
+		width := 0
+		for _, a := range h.args {
+			width = max(width, len(a.name))
+		}
+		for _, a := range h.args {
+			fmt.Fprintf(w, "  %-*s  %s\n", width, a.name, a.what)
+		}
+	}
+	fmt.Fprint(w, "\nFlags:")
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		if n == 0 {
+			fmt.Fprintln(w)
+		}
+		n++
+		typ, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if typ != "" {
+			line += " " + typ
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if !zeroDefault(f.DefValue) && !strings.Contains(usage, "default") && !strings.Contains(usage, "required") {
+			if typ == "string" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w)
+	})
+	if n == 0 {
+		fmt.Fprint(w, " none\n")
+	}
+}
+
+func zeroDefault(v string) bool {
+	switch v {
+	case "", "0", "false", "0s", "[]", "map[]":
+		return true
+	}
+	return false
+}

@@ -16,20 +16,22 @@ import (
 )
 
 func init() {
-	register(command{name: "rules", summary: "check Sigma rules: vigil rules check [--placeholders FILE] [DIR...]", run: runRules})
+	register(command{name: "rules", summary: "check Sigma rules (rules check): each rule loaded or refused, with the reason", run: runRules})
 }
 
 func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rules check", stderr)
+	phFile := fs.String("placeholders", "", "YAML `FILE` of placeholder values for |expand (name: [values])")
+	setHelp(fs, stderr, helpText{synopsis: "rules check [--placeholders FILE] [DIR|FILE...]",
+		summary: "Lists every Sigma rule as loaded or refused, with the reason; exit 1 when any is refused.",
+		args:    []argHelp{{"DIR|FILE...", "rule files or directories of them; none checks the built-in rules"}}})
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: vigil rules check [--placeholders FILE] [DIR|FILE...]")
-		fmt.Fprintln(stderr, "  Lists every rule as loaded or refused (with the reason); no DIR checks the built-in rules.")
+		fs.Usage()
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
 		return usageError("unknown or missing subcommand; want check")
 	}
-	fs := newFlagSet("rules check", stderr)
-	phFile := fs.String("placeholders", "", "YAML file of placeholder values for |expand (name: [values])")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err

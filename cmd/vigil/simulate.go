@@ -46,8 +46,8 @@ func splitList(s string) []string {
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("simulate", stderr)
-	out := fs.String("out", "", "output directory (required)")
-	users := fs.Int("users", 200, "users in the Microsoft 365 tenant")
+	out := fs.String("out", "", "output `DIR` (required)")
+	users := fs.Int("users", 200, "users in the Microsoft 365 tenant (at least 10)")
 	days := fs.Int("days", 21, "days to simulate")
 	seed := fs.Uint64("seed", 1, "random seed; the same seed and flags give the same bytes")
 	campaigns := fs.String("campaign", "", "campaigns to run, comma-separated: "+strings.Join(campaignNames(), ", "))
@@ -58,7 +58,8 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	noGWS := fs.Bool("no-workspace", false, "do not simulate the Google Workspace tenant")
 	quiet := fs.Bool("quiet", false, "no progress display on stderr; the summary on stdout stays")
 	params := paramFlags{}
-	fs.Var(params, "param", "campaign parameter, campaign.key=value (repeatable), e.g. forged-token.targets=5")
+	fs.Var(params, "param", "campaign parameter, `campaign.key=value` (repeatable), e.g. forged-token.targets=5")
+	setHelp(fs, stderr, helpText{synopsis: "simulate --out DIR [flags]", summary: commands["simulate"].summary})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

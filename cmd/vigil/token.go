@@ -20,11 +20,11 @@ func init() {
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: vigil token check --keys FILE|URL --issuer ISS [--audience AUD] [--tenant TID] [--at TIME] TOKEN|-")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
+			return runTokenCheck(ctx, args[:1], stdout, stderr)
 		}
-		return usageError("unknown or missing subcommand")
+		_ = runTokenCheck(ctx, []string{"-h"}, stdout, stderr)
+		return usageError("unknown or missing subcommand; want check")
 	}
 	return runTokenCheck(ctx, args[1:], stdout, stderr)
 }
@@ -38,6 +38,9 @@ func runTokenCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 	at := fs.String("at", "", "validate as of this RFC 3339 `TIME` instead of now")
 	skew := fs.Duration("skew", token.DefaultSkew, "clock skew allowed for exp/nbf/iat")
 	asJSON := fs.Bool("json", false, "print the decision as JSON (the audit event plus every check)")
+	setHelp(fs, stderr, helpText{synopsis: "token check --keys FILE|URL --issuer ISS [flags] TOKEN|-",
+		summary: "Validates a JWT strictly against an issuer's published keys and prints every check: exit 0 valid, 1 rejected.",
+		args:    []argHelp{{"TOKEN|-", "the compact JWT, or - to read it from stdin"}}})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
