@@ -90,7 +90,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	dir := filepath.Join(*out, "report")
 	r := &report.Report{Title: "vigil demo: forged-token mail access", Alerts: an.Alerts, Incidents: an.Incidents,
-		Accesses: an.Accesses, Events: an.Events, Sources: an.Sources, From: an.From, To: an.To}
+		Accesses: an.Accesses, Events: an.Events, Sources: an.Sources, From: an.From, To: an.To, DescribeIP: describeIP(nets)}
 	if err := report.Write(dir, r); err != nil {
 		return err
 	}

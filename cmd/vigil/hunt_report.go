@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/netinfo"
 	"github.com/vigil-audit/vigil/internal/report"
 	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/timeline"
@@ -28,6 +30,15 @@ type huntReportConfig struct {
 	iocs     multiFlag // --iocs: IOC files
 	state    string    // --state: directory holding behaviour state between runs
 	title    string    // report title
+	opened   *openedNetworks
+}
+
+// openedNetworks keeps the --networks files once opened: the behaviours
+// and the report use the same lookup.
+type openedNetworks struct {
+	nets behavior.Networks
+	err  error
+	done bool
 }
 
 func (c *huntReportConfig) enabled() bool { return c.dir != "" }
@@ -40,7 +51,7 @@ func (c *huntReportConfig) feedsBehaviours() bool {
 
 // addHuntReportFlags registers the report and behaviour flags on fs.
 func addHuntReportFlags(fs *flag.FlagSet) *huntReportConfig {
-	c := &huntReportConfig{}
+	c := &huntReportConfig{opened: &openedNetworks{}}
 	fs.StringVar(&c.dir, "report", "", "run the behaviours and write detections.jsonl, incidents.json, impact.csv and report.html into this directory")
 	fs.StringVar(&c.config, "config", "", "behaviour settings YAML; implies --behaviours (default: the built-in settings, see docs/detections.md)")
 	fs.Var(&c.networks, "networks", "IP → ASN/country/kind `FILE`: a table (networks.csv or JSON, as vigil simulate writes) or a MaxMind-format .mmdb; repeatable; implies --behaviours")
@@ -61,8 +72,12 @@ type huntResult struct {
 
 // writeHuntReport writes an analysis into dir.
 func writeHuntReport(dir string, an *behavior.Analysis, cfg huntReportConfig) (*huntResult, error) {
+	nets, err := cfg.openNetworks()
+	if err != nil {
+		return nil, err
+	}
 	r := &report.Report{Title: cfg.title, Alerts: an.Alerts, Incidents: an.Incidents, Accesses: an.Accesses,
-		Events: an.Events, Sources: an.Sources, From: an.From, To: an.To}
+		Events: an.Events, Sources: an.Sources, From: an.From, To: an.To, DescribeIP: describeIP(nets)}
 	if err := report.Write(dir, r); err != nil {
 		return nil, err
 	}
@@ -78,15 +93,9 @@ func analyzeHunt(ctx context.Context, events []*event.Event, extra []incident.Al
 		return nil, usageError("--config: %v", err)
 	}
 	opts := behavior.Options{}
-	var nets []behavior.Networks
-	for _, p := range cfg.networks {
-		n, err := loadNetworks(p)
-		if err != nil {
-			return nil, usageError("--networks: %v", err)
-		}
-		nets = append(nets, n)
+	if opts.Networks, err = cfg.openNetworks(); err != nil {
+		return nil, err
 	}
-	opts.Networks = behavior.CombineNetworks(nets...)
 	if len(cfg.iocs) > 0 {
 		s, err := behavior.LoadIOCFiles(cfg.iocs...)
 		if err != nil {
@@ -108,6 +117,50 @@ func analyzeHunt(ctx context.Context, events []*event.Event, extra []incident.Al
 		save = func() error { return saveState(eng, cfg.state) }
 	}
 	return behavior.Analyze(ctx, eng, events, extra, save)
+}
+
+// openNetworks opens every --networks file as one lookup (earlier files
+// win); nil when none is given.
+func (c *huntReportConfig) openNetworks() (behavior.Networks, error) {
+	if c.opened == nil {
+		return c.loadAllNetworks()
+	}
+	if !c.opened.done {
+		c.opened.nets, c.opened.err = c.loadAllNetworks()
+		c.opened.done = true
+	}
+	return c.opened.nets, c.opened.err
+}
+
+func (c *huntReportConfig) loadAllNetworks() (behavior.Networks, error) {
+	var nets []behavior.Networks
+	for _, p := range c.networks {
+		n, err := loadNetworks(p)
+		if err != nil {
+			return nil, usageError("--networks: %v", err)
+		}
+		nets = append(nets, n)
+	}
+	return behavior.CombineNetworks(nets...), nil
+}
+
+// describeIP names addresses' networks in the report; nil without a
+// network table.
+func describeIP(nets behavior.Networks) func(string) string {
+	if nets == nil {
+		return nil
+	}
+	return func(s string) string {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return ""
+		}
+		info, ok := nets.Lookup(ip)
+		if !ok {
+			return ""
+		}
+		return netinfo.Describe(info.ASN, info.Org, info.Country, info.Kind)
+	}
 }
 
 // loadNetworks opens a network table or, by its extension, an MMDB.

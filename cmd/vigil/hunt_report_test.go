@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"html"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/simulate"
@@ -139,6 +141,30 @@ func TestHuntReportOnGroundTruth(t *testing.T) {
 	}
 	if len(used) != len(incs) {
 		t.Errorf("%d incidents match no campaign", len(incs)-len(used))
+	}
+	// report.html names the network of every incident address the table
+	// knows.
+	nets, err := behavior.LoadNetTableFile(filepath.Join(logs, simulate.NetworksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	described := 0
+	for _, inc := range incs {
+		for _, ip := range inc.Actors.IPs {
+			if d := describeIP(nets)(ip); d != "" {
+				described++
+				if want := "<code>" + ip + `</code> <span class="muted">` + html.EscapeString(d) + "</span>"; !bytes.Contains(page, []byte(want)) {
+					t.Errorf("report.html does not describe %s as %q", ip, d)
+				}
+			}
+		}
+	}
+	if described == 0 {
+		t.Error("no incident address is in the simulated network table: the check above tested nothing")
 	}
 }
 

@@ -5,12 +5,14 @@ import (
 	"html/template"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/appid"
 	"github.com/vigil-audit/vigil/internal/incident"
 )
 
@@ -27,6 +29,62 @@ type signalCount struct {
 type htmlIncident struct {
 	*incident.Incident
 	Chart template.HTML
+	// Identifier lists, each value with what is known about it, drawn as
+	// one unbreakable item each so lines wrap between values.
+	Mailboxes, ClientApps, Apps, IPs, Sessions, Tokens, Users []idLabel
+	MoreSessions, MoreTokens                                  int
+}
+
+// idLabel is one identifier and, when known, what it names.
+type idLabel struct {
+	Value, Note string
+}
+
+func labels(vs []string, note func(string) string) []idLabel {
+	out := make([]idLabel, len(vs))
+	for i, v := range vs {
+		out[i].Value = v
+		if note != nil {
+			out[i].Note = note(v)
+		}
+	}
+	return out
+}
+
+func appName(id string) string {
+	if a, ok := appid.Lookup(id); ok {
+		return a.Name
+	}
+	return ""
+}
+
+func newHTMLIncident(inc *incident.Incident, describeIP func(string) string) htmlIncident {
+	h := htmlIncident{Incident: inc, Chart: incidentChart(inc)}
+	a := inc.Actors
+	h.Mailboxes = labels(inc.Mailboxes, nil)
+	h.ClientApps = labels(a.ClientApps, appName)
+	h.Apps = labels(a.Apps, appName)
+	h.IPs = labels(a.IPs, describeIP)
+	h.Sessions = labels(firstN(a.Sessions, 12), nil)
+	h.MoreSessions = more(a.Sessions, 12)
+	h.Tokens = labels(firstN(a.Tokens, 12), nil)
+	h.MoreTokens = more(a.Tokens, 12)
+	h.Users = labels(a.Users, nil)
+	return h
+}
+
+func firstN(xs []string, n int) []string {
+	if len(xs) > n {
+		return xs[:n]
+	}
+	return xs
+}
+
+func more(xs []string, n int) int {
+	if len(xs) > n {
+		return len(xs) - n
+	}
+	return 0
 }
 
 type htmlPage struct {
@@ -95,7 +153,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 			p.Incomplete++
 		}
 		actorTimes = append(actorTimes, inc.Impact.AccessTimes...)
-		p.Incidents = append(p.Incidents, htmlIncident{Incident: inc, Chart: incidentChart(inc)})
+		p.Incidents = append(p.Incidents, newHTMLIncident(inc, r.DescribeIP))
 	}
 	p.Mailboxes = len(mbs)
 	all := make([]time.Time, 0, len(r.Accesses))
@@ -197,29 +255,44 @@ func humanDur(d time.Duration) string {
 	}
 }
 
+// Chart geometry, in viewBox units. The chart is drawn at the page's width:
+// about 1100 px at 1400 px and 700 px in an 800 px window, where the
+// 16-unit tick labels are still 10 px.
+const (
+	chartW         = 1100
+	chartLeft      = 64
+	chartRight     = 16
+	chartPlotWidth = chartW - chartLeft - chartRight
+	chartTickFont  = 16
+	chartLabelFont = 18
+)
+
 // svgChart renders bar panels as inline SVG. Only numbers and escaped
-// labels go into the markup.
+// labels go into the markup. A panel with nothing in it says "none"
+// rather than drawing a 0–0 axis. Time labels carry the year on the first
+// label and wherever the year changes.
 func svgChart(ps []panel, from time.Time, size time.Duration, n int) template.HTML {
-	const W, left, right, ph, gap, top = 1100, 56, 12, 110, 34, 8
-	H := top + len(ps)*(ph+gap) + 16
-	plotW := float64(W - left - right)
-	bw := plotW / float64(n)
+	const ph, gap, top = 110, 46, 8
+	H := top + len(ps)*(ph+gap) + 24
+	bw := float64(chartPlotWidth) / float64(n)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %d %d" width="100%%" role="img" xmlns="http://www.w3.org/2000/svg">`, W, H)
+	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %d %d" width="100%%" role="img" xmlns="http://www.w3.org/2000/svg">`, chartW, H)
 	for pi, p := range ps {
-		y0 := top + pi*(ph+gap) + 18
+		y0 := top + pi*(ph+gap) + 24
 		max := 0
 		for _, c := range p.counts {
 			if c > max {
 				max = c
 			}
 		}
-		fmt.Fprintf(&sb, `<text x="%d" y="%d" class="pl">%s (max %d per %s)</text>`, left, y0-6, template.HTMLEscapeString(p.label), max, humanDur(size))
-		fmt.Fprintf(&sb, `<line x1="%d" y1="%d" x2="%d" y2="%d" class="ax"/>`, left, y0+ph, W-right, y0+ph)
-		fmt.Fprintf(&sb, `<text x="%d" y="%d" class="tk" text-anchor="end">%d</text><text x="%d" y="%d" class="tk" text-anchor="end">0</text>`, left-6, y0+8, max, left-6, y0+ph)
 		if max == 0 {
+			fmt.Fprintf(&sb, `<text x="%d" y="%d" class="pl">%s: none</text>`, chartLeft, y0-8, template.HTMLEscapeString(p.label))
 			continue
 		}
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" class="pl">%s (max %d per %s)</text>`, chartLeft, y0-8, template.HTMLEscapeString(p.label), max, humanDur(size))
+		fmt.Fprintf(&sb, `<line x1="%d" y1="%d" x2="%d" y2="%d" class="ax"/>`, chartLeft, y0+ph, chartW-chartRight, y0+ph)
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" class="tk" text-anchor="end">%d</text><text x="%d" y="%d" class="tk" text-anchor="end">0</text>`,
+			chartLeft-6, y0+12, max, chartLeft-6, y0+ph)
 		for i, c := range p.counts {
 			if c == 0 {
 				continue
@@ -228,7 +301,7 @@ func svgChart(ps []panel, from time.Time, size time.Duration, n int) template.HT
 			if h < 1.5 {
 				h = 1.5
 			}
-			x := float64(left) + float64(i)*bw
+			x := float64(chartLeft) + float64(i)*bw
 			w := bw - 0.6
 			if w < 0.8 {
 				w = 0.8
@@ -238,19 +311,31 @@ func svgChart(ps []panel, from time.Time, size time.Duration, n int) template.HT
 				x, float64(y0+ph)-h, w, h, p.color, t.UTC().Format("2006-01-02 15:04Z"), c)
 		}
 	}
-	// Time axis labels: about eight, at bucket starts.
-	step := n / 8
-	if step < 1 {
-		step = 1
+	// Time axis labels, as many as fit without overlapping at the widest
+	// (with-year) form.
+	short, long := "01-02", "2006-01-02"
+	if size < 24*time.Hour {
+		short, long = "01-02 15:04", "2006-01-02 15:04"
 	}
-	yl := H - 4
+	slot := float64(len(long))*chartTickFont*0.62 + 12
+	step := max(1, int(math.Ceil(float64(n)/math.Floor(chartPlotWidth/slot))))
+	for step > 1 && float64((n+step-1)/step)*slot > chartPlotWidth {
+		step++
+	}
+	yl := H - 6
+	prevYear := 0
 	for i := 0; i < n; i += step {
-		t := from.Add(time.Duration(i) * size)
-		lbl := t.UTC().Format("01-02")
-		if size < 24*time.Hour {
-			lbl = t.UTC().Format("01-02 15:04")
+		t := from.Add(time.Duration(i) * size).UTC()
+		x := float64(chartLeft) + float64(i)*bw
+		if x+slot-12 > chartW {
+			break
 		}
-		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" class="tk">%s</text>`, float64(left)+float64(i)*bw, yl, lbl)
+		layout := short
+		if t.Year() != prevYear {
+			layout = long
+		}
+		prevYear = t.Year()
+		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" class="tk">%s</text>`, x, yl, t.Format(layout))
 	}
 	sb.WriteString(`</svg>`)
 	return template.HTML(sb.String())
@@ -277,18 +362,8 @@ var funcs = template.FuncMap{
 		}
 		return strings.TrimPrefix(p, `\`)
 	},
-	"firstN": func(xs []string, n int) []string {
-		if len(xs) > n {
-			return xs[:n]
-		}
-		return xs
-	},
-	"more": func(xs []string, n int) int {
-		if len(xs) > n {
-			return len(xs) - n
-		}
-		return 0
-	},
+	"firstN": firstN,
+	"more":   more,
 	"mbmsgs": func(inc *incident.Incident, mb string) []string {
 		var out []string
 		for _, r := range inc.Impact.Reads {

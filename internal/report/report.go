@@ -25,6 +25,9 @@ type Report struct {
 	Events    int                  // events examined
 	Sources   map[string]int       // events per source
 	From, To  time.Time            // event-time range of the input
+	// DescribeIP, if set, names an address's network for people
+	// ("AS64500 Example Hosting · NL · hosting"); "" when unknown.
+	DescribeIP func(ip string) string
 }
 
 // File names written by Write.

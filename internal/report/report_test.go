@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,99 @@ func TestImpactCSVNeutralisesEveryCell(t *testing.T) {
 	}
 	if rows[1][2] != "'=mb@x" || rows[1][9] != "'-1+cmd|' /C calc'!A0" {
 		t.Errorf("row %q: want the values kept behind a quote", rows[1])
+	}
+}
+
+// Application ids show their published names, addresses their network,
+// and identifier lists wrap between values, never inside one.
+func TestActorsLabelledAndWrapped(t *testing.T) {
+	r := sample(t)
+	inc := r.Incidents[0]
+	inc.Actors.IPs = []string{"198.18.9.9", "2001:db8::1"}
+	inc.Actors.Apps = []string{"00000002-0000-0ff1-ce00-000000000000"}
+	inc.Actors.ClientApps = []string{"d3590ed6-52b3-4102-aeff-aad2292ab01c", "5a95e683-08ad-424e-a441-1d1aec52c02c"}
+	for i := range 8 {
+		inc.Actors.Sessions = append(inc.Actors.Sessions, strings.Repeat(string(rune('a'+i)), 36))
+	}
+	r.DescribeIP = func(ip string) string {
+		if ip == "198.18.9.9" {
+			return "AS64500 Example Hosting · NL · hosting"
+		}
+		return ""
+	}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	html := buf.String()
+	for _, want := range []string{
+		`<span class="id"><code>00000002-0000-0ff1-ce00-000000000000</code> <span class="muted">Office 365 Exchange Online</span></span>`,
+		`<span class="id"><code>d3590ed6-52b3-4102-aeff-aad2292ab01c</code> <span class="muted">Microsoft Office</span></span>`,
+		`<span class="id"><code>5a95e683-08ad-424e-a441-1d1aec52c02c</code></span>`,
+		`<span class="id"><code>198.18.9.9</code> <span class="muted">AS64500 Example Hosting · NL · hosting</span></span>`,
+		`<span class="id"><code>2001:db8::1</code></span>`,
+	} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report.html lacks %s", want)
+		}
+	}
+	for _, s := range inc.Actors.Sessions {
+		if !strings.Contains(html, `<span class="id"><code>`+s+`</code></span>`) {
+			t.Errorf("session %s is not its own unbreakable item", s)
+		}
+	}
+	if strings.Contains(html, "break-all") {
+		t.Error("report.html still breaks identifiers anywhere (word-break:break-all)")
+	}
+}
+
+func chartLabels(svg string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`<text[^>]*class="tk"[^>]*>([^<]*)</text>`).FindAllStringSubmatch(svg, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// Time axes say the year: on the first label, and where a span crosses
+// into a new year.
+func TestChartAxisCarriesYear(t *testing.T) {
+	within := []time.Time{time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)}
+	labels := strings.Join(chartLabels(string(overviewChart(within, within, time.Time{}, time.Time{}))), "|")
+	if !strings.Contains(labels, "2026-03-01") {
+		t.Errorf("axis within one year lacks the year on its first label: %s", labels)
+	}
+	across := []time.Time{time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)}
+	labels = strings.Join(chartLabels(string(overviewChart(across, across, time.Time{}, time.Time{}))), "|")
+	if !strings.Contains(labels, "2025-12-") || !strings.Contains(labels, "2026-01-") {
+		t.Errorf("axis across a new year does not name both years: %s", labels)
+	}
+}
+
+// A series with nothing in it says "none" instead of drawing a 0–0 axis.
+func TestChartEmptySeriesSaysNone(t *testing.T) {
+	all := []time.Time{t0, t0.Add(time.Hour)}
+	svg := string(overviewChart(all, nil, time.Time{}, time.Time{}))
+	if !strings.Contains(svg, "Reads by incident actors: none") {
+		t.Errorf("empty series not labelled none:\n%s", svg)
+	}
+	if n := strings.Count(svg, `text-anchor="end">0</text>`); n != 1 {
+		t.Errorf("%d zero ticks drawn; want only the non-empty panel's", n)
+	}
+}
+
+// Axis labels never overlap: at most as many as fit the plot width at
+// their font size.
+func TestChartLabelsFit(t *testing.T) {
+	for _, span := range []time.Duration{time.Hour, 36 * time.Hour, 21 * 24 * time.Hour, 400 * 24 * time.Hour} {
+		ts := []time.Time{t0, t0.Add(span)}
+		labels := chartLabels(string(overviewChart(ts, ts, time.Time{}, time.Time{})))
+		width := 0.0
+		for _, l := range labels {
+			width += float64(len(l))*chartTickFont*0.62 + 12
+		}
+		if width > chartPlotWidth {
+			t.Errorf("span %s: %d labels need %.0f units, the plot has %d", span, len(labels), width, chartPlotWidth)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,36 @@ func TestHTMLHasCSP(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">`) {
 		t.Error("timeline HTML lacks the report's Content-Security-Policy")
+	}
+}
+
+// Matched application ids show their published names; long values wrap
+// between values; the chart fits narrow windows.
+func TestHTMLPresentation(t *testing.T) {
+	ds := sample()
+	ds[0].Fields = append(ds[0].Fields, Field{"AppId", "00000002-0000-0ff1-ce00-000000000000"})
+	var buf bytes.Buffer
+	if err := Write(&buf, "html", ds); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, `AppId=00000002-0000-0ff1-ce00-000000000000 <small>Office 365 Exchange Online</small>`) {
+		t.Error("timeline HTML does not name a well-known application id")
+	}
+	if strings.Contains(out, "break-all") {
+		t.Error("timeline HTML breaks values anywhere (word-break:break-all)")
+	}
+	if !strings.Contains(out, `<svg width="100%"`) || regexp.MustCompile(`[^-]width:900px|width="900"`).MatchString(out) {
+		t.Error("timeline chart has a fixed width wider than an 800 px window")
+	}
+}
+
+func TestHTMLChartSaysNone(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Write(&buf, "html", []Detection{{Title: "untimed"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "Detections over time: none") {
+		t.Error("a chart with nothing to draw does not say none")
 	}
 }
