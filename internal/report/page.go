@@ -31,6 +31,7 @@ th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase;le
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;overflow-wrap:anywhere}
 .id{display:inline-block;max-width:100%;overflow-wrap:anywhere}
+td code,.incid{white-space:nowrap}
 .badge{display:inline-block;border-radius:4px;padding:1px 7px;color:#fff;font-size:12px;font-weight:600;text-transform:uppercase}
 .critical{background:var(--crit)}.high{background:var(--high)}.medium{background:var(--med)}.low{background:var(--low)}.informational{background:var(--info)}
 .inc h2{display:flex;gap:10px;align-items:center;margin-top:0}
@@ -78,7 +79,7 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 {{if not .Incidents}}<div class="panel ok">No incidents: no detection met the incident criterion (a token or session no sign-in issued, or two different signals on one mailbox within the window).</div>{{end}}
 {{range .Incidents}}
 <section class="panel inc" id="{{.ID}}">
-<h2><span class="badge {{.Severity}}">{{.Severity}}</span> <span>{{.ID}}</span> <span class="muted">{{.Title}}</span></h2>
+<h2><span class="badge {{.Severity}}">{{.Severity}}</span> <span class="incid">{{.ID}}</span> <span class="muted">{{.Title}}</span></h2>
 <div class="kv">
 <div>First seen</div><div>{{t .FirstSeen}}</div>
 <div>Last seen</div><div>{{t .LastSeen}}</div>
