@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,5 +48,27 @@ func TestHuntTableAndSummaryEscapeControls(t *testing.T) {
 	}
 	if !strings.Contains(out, `eve\x1b[31m@contoso.com`) {
 		t.Errorf("table does not show the user with its controls escaped:\n%q", out)
+	}
+}
+
+// A token's header and claims are the presenter's words: token check
+// prints them with their controls escaped.
+func TestTokenCheckEscapesControls(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(keys, []byte(`{"keys":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	tok := b64(`{"alg":"RS256","kid":"k1","typ":"JWT"}`) + "." + b64(`{"iss":"x\u001b]0;owned\u0007","sub":"\u009b2J","exp":4102444800}`) + "." + b64("sig")
+	code, out, errs := runVigil(t, "token", "check", "--keys", keys, "--issuer", "https://issuer.example", tok)
+	if code != 1 {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	if strings.ContainsAny(out+errs, "\x1b\x07") {
+		t.Errorf("token check output carries control characters:\n%q\n%q", out, errs)
+	}
+	if !strings.Contains(out, `iss=x\x1b]0;owned\x07`) || !strings.Contains(out, `sub=\u009b2J`) {
+		t.Errorf("token check does not show the claims with their controls escaped:\n%q", out)
 	}
 }

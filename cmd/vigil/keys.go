@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/token"
 )
 
@@ -89,7 +90,7 @@ func runKeysAudit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("writing report: %w", err)
 		}
 	} else {
-		printKeyReport(stdout, r)
+		printKeyReport(sanitize.TextWriter(stdout), r) // key sets are the publisher's words
 	}
 	if m, ok := r.Max(); ok && m >= sev {
 		n := 0

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/token"
 )
 
@@ -111,7 +112,7 @@ func runTokenCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("writing decision: %w", err)
 		}
 	} else {
-		printDecision(stdout, d)
+		printDecision(sanitize.TextWriter(stdout), d) // claims are the presenter's words
 	}
 	if !d.Valid {
 		return &exitError{code: 1, msg: fmt.Sprintf("token rejected: %s: %s", d.Reason, d.Detail)}

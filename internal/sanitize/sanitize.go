@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"io"
 	"strings"
 	"unicode/utf8"
 )
@@ -155,4 +156,20 @@ func bad(r rune, n int, layout bool) bool {
 		return false
 	}
 	return unsafeRune(r)
+}
+
+// TextWriter returns a writer that passes everything through Text before
+// w: for printing a report whose fields come from untrusted input (token
+// claims, key sets) without escaping each one. Each Write is escaped on
+// its own, so write whole lines or fields.
+func TextWriter(w io.Writer) io.Writer { return textWriter{w} }
+
+type textWriter struct{ w io.Writer }
+
+func (t textWriter) Write(p []byte) (int, error) {
+	s := Text(string(p))
+	if _, err := io.WriteString(t.w, s); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -126,3 +126,16 @@ func FuzzSanitize(f *testing.F) {
 		}
 	})
 }
+
+func TestTextWriter(t *testing.T) {
+	var b strings.Builder
+	w := TextWriter(&b)
+	in := []byte("iss=\x1b]0;x\x07\n")
+	n, err := w.Write(in)
+	if err != nil || n != len(in) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if b.String() != "iss=\\x1b]0;x\\x07\n" {
+		t.Errorf("wrote %q", b.String())
+	}
+}
