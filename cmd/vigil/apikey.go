@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 )
 
@@ -18,13 +20,14 @@ func init() {
 func keyDir(data string) string { return filepath.Join(data, "server") }
 
 func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const help = "Usage: vigil apikey create --data DIR --name NAME --role ingest|viewer|analyst|admin\n" +
-		"       vigil apikey list   --data DIR\n" +
-		"       vigil apikey revoke --data DIR ID|NAME\n\n" +
-		"Manages the API keys of vigil serve. A new key is printed once and stored only as its SHA-256;\n" +
-		"a revoked key is refused from the next request on, also by a server already running."
+	help := helpText{synopsis: "apikey create|list|revoke --data DIR [--name NAME --role ROLE] [ID|NAME]",
+		summary: "Manages the API keys of vigil serve: a new key is printed once and stored only as its SHA-256; a revoked key is refused from the next request on, also by a server already running.",
+		args: []argHelp{{"create|list|revoke", "create a key (needs --name and --role), list the keys, or revoke one"},
+			{"ID|NAME", "the key to revoke (revoke only)"}}}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, help)
+		fs := newFlagSet("apikey", stderr)
+		apikeyFlags(fs, true)
+		writeHelp(fs, stderr, help)
 		if len(args) == 0 {
 			return usageError("a subcommand is required: create, list or revoke")
 		}
@@ -32,13 +35,8 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("apikey "+sub, stderr)
-	data := fs.String("data", "vigil-data", "data directory of vigil serve")
-	var name, role *string
-	if sub == "create" {
-		name = fs.String("name", "", "a name for the key (who or what uses it)")
-		role = fs.String("role", "", "ingest (push only), viewer (read), analyst (read, triage) or admin")
-	}
-	fs.Usage = func() { fmt.Fprintln(stderr, help+"\n\nFlags:"); fs.PrintDefaults() }
+	data, name, role := apikeyFlags(fs, sub == "create")
+	setHelp(fs, stderr, help)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -77,7 +75,7 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if !k.Active() {
 				status = "revoked " + k.Revoked.Format("2006-01-02 15:04Z")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, termSafe(k.Name), k.Role, k.Created.Format("2006-01-02 15:04Z"), status)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, sanitize.Line(k.Name), k.Role, k.Created.Format("2006-01-02 15:04Z"), status)
 		}
 		return tw.Flush()
 	case "revoke":
@@ -88,20 +86,20 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked %s (%s)\n", k.ID, termSafe(k.Name))
+		fmt.Fprintf(stdout, "revoked %s (%s)\n", k.ID, sanitize.Line(k.Name))
 	default:
 		return usageError("unknown subcommand %q (want create, list or revoke)", sub)
 	}
 	return nil
 }
 
-// termSafe drops control characters from names shown on a terminal.
-func termSafe(s string) string {
-	b := []rune{}
-	for _, r := range s {
-		if r >= 0x20 && r != 0x7f && (r < 0x80 || r >= 0xa0) {
-			b = append(b, r)
-		}
+// apikeyFlags defines apikey's flags on fs; --name and --role only for
+// create (nil otherwise).
+func apikeyFlags(fs *flag.FlagSet, create bool) (data, name, role *string) {
+	data = fs.String("data", "vigil-data", "data `DIR` of vigil serve")
+	if create {
+		name = fs.String("name", "", "create: a name for the key (who or what uses it)")
+		role = fs.String("role", "", "create: ingest (push only), viewer (read), analyst (read, triage) or admin")
 	}
-	return string(b)
+	return data, name, role
 }

@@ -205,7 +205,7 @@ func writeHelp(fs *flag.FlagSet, w io.Writer, h helpText) {
 		}
 		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
 		if !zeroDefault(f.DefValue) && !strings.Contains(usage, "default") && !strings.Contains(usage, "required") {
-			if typ == "string" {
+			if g, ok := f.Value.(flag.Getter); ok && isString(g.Get()) {
 				fmt.Fprintf(w, " (default %q)", f.DefValue)
 			} else {
 				fmt.Fprintf(w, " (default %s)", f.DefValue)
@@ -217,6 +217,8 @@ func writeHelp(fs *flag.FlagSet, w io.Writer, h helpText) {
 		fmt.Fprint(w, " none\n")
 	}
 }
+
+func isString(v any) bool { _, ok := v.(string); return ok }
 
 func zeroDefault(v string) bool {
 	switch v {
