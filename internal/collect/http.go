@@ -131,7 +131,8 @@ func (c *Client) Do(ctx context.Context, method, rawURL string, body []byte, hea
 			return nil, c.apiError(method, rawURL, resp, code)
 		}
 	}
-	return nil, fmt.Errorf("%s %s: gave up after %d attempts: %w", method, redactURL(rawURL), attempts, last)
+	// %v, not %w: giving up on a retryable failure is not the API's verdict.
+	return nil, fmt.Errorf("%s %s: gave up after %d attempts: %v", method, redactURL(rawURL), attempts, last)
 }
 
 func (c *Client) classify(status int, body []byte) (Verdict, string) {

@@ -37,6 +37,10 @@ type Sink interface {
 	Gap(ctx context.Context, g Gap) error
 	// Now is the current time on the API's clock (skew corrected).
 	Now() time.Time
+	// Extra and SetExtra keep a source's own small state (O365
+	// subscription checks), committed with the watermark.
+	Extra(key string) string
+	SetExtra(key, value string)
 }
 
 // Policy is a source's timing.
