@@ -1,0 +1,5 @@
+package fake
+
+import "math/big"
+
+func bigOne() *big.Int { return big.NewInt(1) }
