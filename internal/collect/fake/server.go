@@ -38,8 +38,11 @@ type Faults struct {
 type Blob struct {
 	ID          string
 	ContentType string
-	Available   time.Time // contentCreated: when it can be listed
-	Records     [][]byte
+	Available   time.Time // contentCreated
+	// Visible is when the listing starts to show it (default Available):
+	// content is not listed in the order it was created.
+	Visible time.Time
+	Records [][]byte
 }
 
 // Item is a Graph or Reports record.
@@ -441,7 +444,11 @@ func (s *Server) content(w http.ResponseWriter, r *http.Request, q url.Values, n
 	}
 	var list []*Blob
 	for _, b := range s.blobs {
-		if b.ContentType != ct || b.Available.Before(start) || !b.Available.Before(end) || b.Available.After(now) {
+		visible := b.Visible
+		if visible.IsZero() {
+			visible = b.Available
+		}
+		if b.ContentType != ct || b.Available.Before(start) || !b.Available.Before(end) || visible.After(now) {
 			continue
 		}
 		if p, off := s.off[ct]; off && !b.Available.Before(p[0]) && b.Available.Before(p[1]) {
