@@ -61,6 +61,7 @@ type Collector struct {
 
 	runMu sync.Mutex // one poll at a time
 	st    *state
+	dirty bool // st changed since the last commit
 	dec   *source.Decoder
 
 	mu     sync.Mutex
@@ -273,6 +274,9 @@ func (c *Collector) poll(ctx context.Context) error {
 	if err := c.heartbeat(ctx, now, end, c.Status().Records-newBefore); err != nil {
 		return err
 	}
+	if !c.dirty {
+		return nil
+	}
 	return c.commit()
 }
 
@@ -282,6 +286,7 @@ func (c *Collector) poll(ctx context.Context) error {
 func (c *Collector) heartbeat(ctx context.Context, now, end time.Time, fresh int64) error {
 	st := c.st
 	if fresh > 0 {
+		c.dirty = true
 		if !st.LastNew.IsZero() {
 			d := now.Sub(st.LastNew)
 			if st.MeanGap == 0 {
@@ -298,6 +303,7 @@ func (c *Collector) heartbeat(ctx context.Context, now, end time.Time, fresh int
 	}
 	limit := max(2*time.Hour, 3*st.MeanGap)
 	if quiet := now.Sub(st.LastNew); quiet > limit {
+		c.dirty = true
 		st.SilentFrom = st.LastNew
 		return c.Gap(ctx, Gap{Reason: GapSilent, Window: Window{st.LastNew.Add(-c.pol.Settle), end},
 			Detail: fmt.Sprintf("no new records for %s; usually every %s", quiet.Round(time.Minute), st.MeanGap.Round(time.Minute))})
@@ -365,6 +371,7 @@ func (c *Collector) commit() error {
 	if err := writeFileAtomic(c.path, b); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
+	c.dirty = false
 	c.update(func(s *Status) { s.Watermark = c.st.Watermark })
 	return c.fault("committed")
 }
@@ -385,7 +392,10 @@ func (c *Collector) SetExtra(k, v string) {
 	if c.st.Extra == nil {
 		c.st.Extra = map[string]string{}
 	}
-	c.st.Extra[k] = v
+	if c.st.Extra[k] != v {
+		c.st.Extra[k] = v
+		c.dirty = true
+	}
 }
 
 // Records implements Sink: it deduplicates a page against the ids seen
@@ -444,6 +454,7 @@ func (c *Collector) Records(ctx context.Context, raws [][]byte, unit string) err
 	if err := c.fault("appended"); err != nil {
 		return err
 	}
+	c.dirty = true
 	now := c.opts.Clock.Now().Unix()
 	for _, k := range keys {
 		c.st.seen[k] = now
@@ -486,6 +497,7 @@ func (c *Collector) Gap(ctx context.Context, g Gap) error {
 		return fmt.Errorf("journal append (gap): %w", err)
 	}
 	c.st.seen[sk] = c.opts.Clock.Now().Unix()
+	c.dirty = true
 	c.log.Warn("gap recorded", "reason", g.Reason, "window", g.Window.String(), "detail", g.Detail)
 	c.update(func(s *Status) { s.Gaps++; s.GapReasons[g.Reason]++ })
 	return nil
