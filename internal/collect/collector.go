@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +30,9 @@ type Options struct {
 	Tenant  string
 	Source  Source
 	Journal journal.Log
-	// StateDir holds the collector's state file (<StateDir>/<source>.state).
-	StateDir string
+	// State keeps the collector's state under the source's name
+	// (DirStore(<data>/collect/<tenant>) for vigil collect).
+	State    Store
 	Clock    Clock
 	Skew     *Skew
 	// Since is how far back a source with no watermark starts (0: as far
@@ -56,7 +56,6 @@ type Collector struct {
 	src    Source
 	pol    Policy
 	origin string
-	path   string
 	log    *slog.Logger
 
 	runMu sync.Mutex // one poll at a time
@@ -94,8 +93,8 @@ type Status struct {
 
 // New returns a collector; its state is read on the first poll.
 func New(opts Options) (*Collector, error) {
-	if opts.Source == nil || opts.Journal == nil || opts.StateDir == "" {
-		return nil, errors.New("collect: Source, Journal and StateDir are required")
+	if opts.Source == nil || opts.Journal == nil || opts.State == nil {
+		return nil, errors.New("collect: Source, Journal and State are required")
 	}
 	pol := opts.Source.Policy()
 	if err := pol.check(); err != nil {
@@ -119,7 +118,6 @@ func New(opts Options) (*Collector, error) {
 		src:    opts.Source,
 		pol:    pol,
 		origin: "collect:" + opts.Tenant + "/" + name,
-		path:   filepath.Join(opts.StateDir, name+".state"),
 		log:    opts.Logger.With("tenant", opts.Tenant, "source", name),
 		dec:    source.NewDecoder(nil, nil),
 	}
@@ -314,7 +312,7 @@ func (c *Collector) heartbeat(ctx context.Context, now, end time.Time, fresh int
 // load reads the state and remembers the ids of this collector's entries
 // appended after its last commit (a run killed before committing).
 func (c *Collector) load(ctx context.Context) error {
-	st, err := loadState(c.path)
+	st, err := loadState(c.opts.State, c.src.Name())
 	if err != nil {
 		return err
 	}
@@ -368,7 +366,7 @@ func (c *Collector) commit() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(c.path, b); err != nil {
+	if err := c.opts.State.Save(c.src.Name(), b); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
 	c.dirty = false
@@ -422,6 +420,9 @@ func (c *Collector) Records(ctx context.Context, raws [][]byte, unit string) err
 			continue
 		}
 		batch[sk] = true
+		// The journal source is the decoders' (so hunt and ingest agree);
+		// the record id is the source's own full key (a Workspace
+		// uniqueQualifier alone repeats across times).
 		e := journal.Entry{Source: c.pol.Journal, Origin: c.origin, RecordID: k, Raw: raw}
 		evs, err := c.dec.Decode(raw, event.Origin{File: c.origin, Index: i})
 		if err != nil || len(evs) == 0 {
@@ -429,9 +430,6 @@ func (c *Collector) Records(ctx context.Context, raws [][]byte, unit string) err
 			c.log.Warn("record the decoders do not recognise; stored verbatim", "key", k, "error", fmt.Sprint(err))
 		} else {
 			e.Source = evs[0].Source
-			if evs[0].RecordID != "" {
-				e.RecordID = evs[0].RecordID
-			}
 		}
 		entries = append(entries, e)
 		keys = append(keys, sk)

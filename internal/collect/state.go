@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -95,18 +96,67 @@ func decodeState(b []byte) (*state, error) {
 	return s, nil
 }
 
-// loadState reads path; a missing file is a fresh state.
-func loadState(path string) (*state, error) {
-	b, err := os.ReadFile(path)
+// Store keeps collectors' state blobs by name.
+type Store interface {
+	// Load returns the named state, or nil when there is none.
+	Load(name string) ([]byte, error)
+	// Save replaces the named state atomically and durably.
+	Save(name string, b []byte) error
+}
+
+// DirStore keeps each state in <dir>/<name>.state, replaced by an
+// fsynced rename.
+type DirStore string
+
+// Load implements Store.
+func (d DirStore) Load(name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), name+".state"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return &state{seen: map[seenKey]int64{}}, nil
+		return nil, nil
 	}
+	return b, err
+}
+
+// Save implements Store.
+func (d DirStore) Save(name string, b []byte) error {
+	return writeFileAtomic(filepath.Join(string(d), name+".state"), b)
+}
+
+// MemStore keeps states in memory (tests, and serve's dry runs).
+type MemStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// Load implements Store.
+func (m *MemStore) Load(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m[name], nil
+}
+
+// Save implements Store.
+func (m *MemStore) Save(name string, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string][]byte{}
+	}
+	m.m[name] = append([]byte(nil), b...)
+	return nil
+}
+
+func loadState(st Store, name string) (*state, error) {
+	b, err := st.Load(name)
 	if err != nil {
 		return nil, err
 	}
+	if b == nil {
+		return &state{seen: map[seenKey]int64{}}, nil
+	}
 	s, err := decodeState(b)
 	if err != nil {
-		return nil, fmt.Errorf("collector state %s: %w (move it aside to start over from --since)", path, err)
+		return nil, fmt.Errorf("collector state %s: %w (move it aside to start over from --since)", name, err)
 	}
 	return s, nil
 }

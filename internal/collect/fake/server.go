@@ -606,7 +606,7 @@ func NewCert() (*x509.Certificate, *rsa.PrivateKey) {
 	if err != nil {
 		panic(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: bigOne(), NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<40, 0)}
+	tmpl := &x509.Certificate{SerialNumber: bigOne(), NotBefore: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}
 	tmpl.Subject.CommonName = "vigil collector"
 	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
