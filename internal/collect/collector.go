@@ -32,9 +32,9 @@ type Options struct {
 	Journal journal.Log
 	// State keeps the collector's state under the source's name
 	// (DirStore(<data>/collect/<tenant>) for vigil collect).
-	State    Store
-	Clock    Clock
-	Skew     *Skew
+	State Store
+	Clock Clock
+	Skew  *Skew
 	// Since is how far back a source with no watermark starts (0: as far
 	// back as the API keeps).
 	Since time.Duration

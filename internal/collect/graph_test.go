@@ -26,7 +26,9 @@ func publishGraph(srv *fake.Server, rnd *rand.Rand, days int) itemWorld {
 	}
 	lists := []list{
 		{"auditLogs/signIns", "interactiveUser", func(id string, t time.Time) []byte { return fake.SignIn(id, t, "alice@contoso.com", "interactiveUser") }},
-		{"auditLogs/signIns", "nonInteractiveUser", func(id string, t time.Time) []byte { return fake.SignIn(id, t, "bob@contoso.com", "nonInteractiveUser") }},
+		{"auditLogs/signIns", "nonInteractiveUser", func(id string, t time.Time) []byte {
+			return fake.SignIn(id, t, "bob@contoso.com", "nonInteractiveUser")
+		}},
 		{"auditLogs/directoryAudits", "", func(id string, t time.Time) []byte { return fake.DirectoryAudit(id, t, "admin@contoso.com") }},
 		{"identityProtection/riskDetections", "", func(id string, t time.Time) []byte { return fake.RiskDetection(id, t, "alice@contoso.com") }},
 	}

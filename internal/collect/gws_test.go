@@ -54,9 +54,12 @@ func gwsKey(raw []byte) string {
 	return k
 }
 
-func newGWS(t *testing.T, e *env, apps []string) []*collect.Collector {
+func newGWS(t *testing.T, e *env, apps []string, fault func(string) error) []*collect.Collector {
 	t.Helper()
-	_, key := fake.NewCert()
+	if e.gkey == nil {
+		_, e.gkey = fake.NewCert()
+	}
+	key := e.gkey
 	e.srv.ServiceAccount, e.srv.ServiceKey, e.srv.Subject = "vigil@project.iam.gserviceaccount.com", &key.PublicKey, "admin@example.org"
 	g := &auth.Google{TokenURL: e.srv.URL + "/token", Email: e.srv.ServiceAccount, KeyID: "k1", Key: key, Subject: "admin@example.org", Clock: e.local, Client: e.client(nil, nil)}
 	tokens := g.Source(gws.Scope)
@@ -68,11 +71,10 @@ func newGWS(t *testing.T, e *env, apps []string) []*collect.Collector {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, e.collector(src, nil, cl))
+		out = append(out, e.collector(src, fault, cl))
 	}
 	return out
 }
-
 
 // TestT3Workspace: ten days of Reports API polling with newest-first
 // pages, late inserts into ranges already read, activities sharing a
@@ -82,7 +84,7 @@ func TestT3Workspace(t *testing.T) {
 	e.srv.Faults = fake.Faults{Throttle: 0.1, ServerErr: 0.03, EmptyPage: 0.05, PageSize: 6}
 	apps := []string{"login", "drive", "token"}
 	w := publishGWS(e.srv, rand.New(rand.NewPCG(5, 6)), apps, 10)
-	cs := newGWS(t, e, apps)
+	cs := newGWS(t, e, apps, nil)
 	runDays(t, e, cs, 10, time.Hour)
 	st := checkItems(t, e, w, gwsKey, cs)
 	// The only gaps allowed: sources going quiet once publishing stops.

@@ -2,6 +2,7 @@ package collect_test
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -72,6 +73,7 @@ type env struct {
 	local collect.Clock // the collectors' clock (may be wrong)
 	logs  *syncBuffer
 	store collect.Store
+	gkey  *rsa.PrivateKey // the Workspace service account's key
 }
 
 type syncBuffer struct {
@@ -238,8 +240,10 @@ func (m *memLog) Read(ctx context.Context, from uint64, fn func(uint64, *journal
 	return nil
 }
 
-func (m *memLog) Checkpoint(context.Context) (journal.Checkpoint, error) { return journal.Checkpoint{}, nil }
-func (m *memLog) Close() error                                          { return nil }
+func (m *memLog) Checkpoint(context.Context) (journal.Checkpoint, error) {
+	return journal.Checkpoint{}, nil
+}
+func (m *memLog) Close() error { return nil }
 
 // checkOnlySilentAfter fails on any gap but a "silent" one starting after
 // quiet (when the fake stopped publishing).
