@@ -78,6 +78,10 @@ type Server struct {
 	Subject                    string
 	TokenLife                  time.Duration
 
+	// Deny answers every request of an API ("o365", "graph", "gws") 403,
+	// as when the app lacks the permission.
+	Deny string
+
 	srv *httptest.Server
 
 	mu       sync.Mutex
@@ -220,6 +224,17 @@ func msError(w http.ResponseWriter, status int, code, msg string) {
 
 // fault injects throttling and server errors in each API's own way.
 func (s *Server) fault(w http.ResponseWriter, api string) bool {
+	if s.Deny == api {
+		switch api {
+		case "o365":
+			msError(w, http.StatusForbidden, "AF10001", "The permission set () sent in the request does not include the expected permission.")
+		case "graph":
+			msError(w, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+		default:
+			writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]any{"code": 403, "message": "Not Authorized to access this resource/api", "status": "PERMISSION_DENIED"}})
+		}
+		return true
+	}
 	if x := s.rnd.Float64(); x < s.Faults.Throttle {
 		s.stats.Throttled++
 		if s.Faults.RetryAfter > 0 {
