@@ -23,6 +23,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/vigil-audit/vigil/internal/collect"
 )
 
 // Faults is what a Server does wrong, at random (seeded).
@@ -65,7 +67,7 @@ type Stats struct {
 // Server is one httptest server holding every fake API.
 type Server struct {
 	URL   string
-	Clock *Clock
+	Clock collect.Clock
 	// Skew is how far the server's clock is ahead of Clock.
 	Skew   time.Duration
 	Faults Faults
@@ -98,7 +100,7 @@ type Server struct {
 }
 
 // NewServer starts a server on 127.0.0.1; Close stops it.
-func NewServer(clock *Clock, seed uint64) *Server {
+func NewServer(clock collect.Clock, seed uint64) *Server {
 	s := &Server{
 		Clock: clock, TokenLife: time.Hour, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		tokens: map[string]time.Time{}, expired: map[string]bool{}, subs: map[string]string{},
