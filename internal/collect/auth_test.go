@@ -151,4 +151,3 @@ func TestSecretsNeverLogged(t *testing.T) {
 		t.Error("an Authorization header appears in the logs or errors")
 	}
 }
-
