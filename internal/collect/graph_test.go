@@ -121,3 +121,26 @@ func TestT2Graph(t *testing.T) {
 		t.Error("throttling was not exercised")
 	}
 }
+
+// TestSilentSource: a list that brought records every poll and then goes
+// quiet for more than max(2 h, 3 × its usual interval) gets one "silent"
+// gap (B9: a 200 with nothing in it is not proof that nothing happened).
+func TestSilentSource(t *testing.T) {
+	e := newEnv(t, 10, false)
+	for at := t0; at.Before(t0.Add(24 * time.Hour)); at = at.Add(15 * time.Minute) {
+		id := fmt.Sprintf("s-%d", at.Unix())
+		e.srv.AddGraph("auditLogs/directoryAudits", &fake.Item{Raw: fake.DirectoryAudit(id, at, "admin@contoso.com"), Time: at, Available: at.Add(time.Minute)})
+	}
+	cs := newGraph(t, e, []string{"directory_audits"})
+	runDays(t, e, cs, 2, time.Hour)
+	st := e.readJournal(field("id"))
+	if len(st.count) != 96 {
+		t.Errorf("stored %d of 96", len(st.count))
+	}
+	if len(st.gaps) != 1 || st.gaps[0].Reason != collect.GapSilent {
+		t.Fatalf("gaps %+v; want one silent gap", st.gaps)
+	}
+	if start, _ := time.Parse(time.RFC3339, st.gaps[0].Start); start.After(t0.Add(25*time.Hour)) || start.Before(t0.Add(23*time.Hour)) {
+		t.Errorf("silent gap starts %s; the records stopped at %s", start, t0.Add(24*time.Hour))
+	}
+}

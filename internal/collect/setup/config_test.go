@@ -94,3 +94,26 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(issueExample))
+	f.Add([]byte("data: x\ntenants: [{name: a, google: {service_account_file: s, subject: a@b}}]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := Parse("f.yaml", b)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.yaml") {
+				t.Errorf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, tn := range cfg.Tenants {
+			if m := tn.Microsoft; m != nil {
+				for _, u := range []string{m.LoginURL, m.ManageURL, m.GraphURL} {
+					if checkURL(u) != nil {
+						t.Errorf("accepted URL %q", u)
+					}
+				}
+			}
+		}
+	})
+}
