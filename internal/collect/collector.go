@@ -390,10 +390,15 @@ func (c *Collector) SetExtra(k, v string) {
 	if c.st.Extra == nil {
 		c.st.Extra = map[string]string{}
 	}
-	if c.st.Extra[k] != v {
-		c.st.Extra[k] = v
-		c.dirty = true
+	if old, ok := c.st.Extra[k]; !ok && v == "" || old == v && ok {
+		return
 	}
+	if v == "" {
+		delete(c.st.Extra, k)
+	} else {
+		c.st.Extra[k] = v
+	}
+	c.dirty = true
 }
 
 // Records implements Sink: it deduplicates a page against the ids seen

@@ -3,7 +3,8 @@
 // watermarks, deduplication by the source's record id, gap records,
 // throttling, retries, clock skew and restart safety. The sub-packages own
 // one API each (o365: Office 365 Management Activity API; graph: Microsoft
-// Graph sign-ins, directory audits and risk detections; gws: Google
+// Graph sign-ins, directory audits and risk detections, and the audit log
+// query that backfills the Unified Audit Log beyond 7 days; gws: Google
 // Workspace Reports API) and know nothing of watermarks or the journal;
 // auth owns the OAuth client credentials of Entra and Google; setup turns a
 // vigil.yaml into collectors; fake holds in-process fake APIs for tests.

@@ -80,6 +80,9 @@ type Server struct {
 	Subject                    string
 	TokenLife                  time.Duration
 
+	// QueryLimit caps the records of one audit log query (0: no cap);
+	// a query over it succeeds truncated.
+	QueryLimit int
 	// Deny answers every request of an API ("o365", "graph", "gws") 403,
 	// as when the app lacks the permission.
 	Deny string
@@ -95,6 +98,8 @@ type Server struct {
 	off      map[string][2]time.Time // content type -> disabled period
 	graph    map[string][]*Item      // "auditLogs/signIns" …
 	reports  map[string][]*Item      // app -> activities
+	uals     []*Item                 // audit log query records
+	queries  map[string]*query
 	stats    Stats
 	graphLog []time.Time
 }
@@ -104,7 +109,7 @@ func NewServer(clock collect.Clock, seed uint64) *Server {
 	s := &Server{
 		Clock: clock, TokenLife: time.Hour, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		tokens: map[string]time.Time{}, expired: map[string]bool{}, subs: map[string]string{},
-		off: map[string][2]time.Time{}, graph: map[string][]*Item{}, reports: map[string][]*Item{},
+		off: map[string][2]time.Time{}, graph: map[string][]*Item{}, reports: map[string][]*Item{}, queries: map[string]*query{},
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -192,6 +197,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/api/v1.0/"):
 		if s.authorized(w, r, now) && !s.fault(w, "o365") {
 			s.management(w, r, now)
+		}
+	case strings.HasPrefix(p, "/v1.0/security/auditLog/queries"):
+		if s.authorized(w, r, now) && !s.fault(w, "graph") {
+			s.auditQuery(w, r)
 		}
 	case strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/"):
 		s.graphLog = append(s.graphLog, now)
@@ -631,4 +640,86 @@ func NewCert() (*x509.Certificate, *rsa.PrivateKey) {
 	}
 	cert, _ := x509.ParseCertificate(der)
 	return cert, key
+}
+
+type query struct {
+	start, end time.Time
+	polls      int
+	matched    []*Item
+}
+
+// AddQueryRecord adds a Unified Audit Log record for the audit log query,
+// in Graph's auditLogRecord shape (the Management API record in auditData).
+func (s *Server) AddQueryRecord(id string, t time.Time, ual []byte) {
+	raw := mustJSON(map[string]any{
+		"id": id, "createdDateTime": t.UTC().Format(time.RFC3339), "auditLogRecordType": "ExchangeItemAggregated",
+		"operation": "MailItemsAccessed", "organizationId": "11111111-2222-3333-4444-555555555555", "userType": "regular",
+		"userId": "alice@contoso.com", "service": "Exchange", "objectId": "", "userPrincipalName": "alice@contoso.com",
+		"clientIp": "203.0.113.7", "administrativeUnits": []string{}, "auditData": json.RawMessage(ual),
+	})
+	s.mu.Lock()
+	s.uals = append(s.uals, &Item{Raw: raw, Time: t, Available: t})
+	s.mu.Unlock()
+}
+
+// QueriesCreated is how many audit log queries were submitted.
+func (s *Server) QueriesCreated() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.queries) }
+
+func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/v1.0/security/auditLog/queries"), "/")
+	id, sub, _ := strings.Cut(rest, "/")
+	switch {
+	case id == "" && r.Method == http.MethodPost:
+		var body struct {
+			Start time.Time `json:"filterStartDateTime"`
+			End   time.Time `json:"filterEndDateTime"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || !body.End.After(body.Start) {
+			msError(w, http.StatusBadRequest, "BadRequest", "Invalid filter dates")
+			return
+		}
+		q := &query{start: body.Start, end: body.End}
+		for _, it := range s.uals {
+			if !it.Time.Before(body.Start) && it.Time.Before(body.End) {
+				q.matched = append(q.matched, it)
+			}
+		}
+		qid := fmt.Sprintf("q%d", len(s.queries)+1)
+		s.queries[qid] = q
+		writeJSON(w, http.StatusCreated, map[string]any{"id": qid, "status": "notStarted"})
+	case r.Method == http.MethodGet && sub == "":
+		q, ok := s.queries[id]
+		if !ok {
+			msError(w, http.StatusNotFound, "NotFound", "query not found")
+			return
+		}
+		q.polls++
+		status := []string{"notStarted", "running", "succeeded"}[min(q.polls-1, 2)]
+		limited := s.QueryLimit > 0 && len(q.matched) > s.QueryLimit
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": status, "isRecordCountLimitExceeded": limited})
+	case r.Method == http.MethodGet && sub == "records":
+		q, ok := s.queries[id]
+		if !ok || q.polls < 3 {
+			msError(w, http.StatusBadRequest, "BadRequest", "query not finished")
+			return
+		}
+		recs := q.matched
+		if s.QueryLimit > 0 && len(recs) > s.QueryLimit {
+			recs = recs[:s.QueryLimit]
+		}
+		off, _ := strconv.Atoi(r.URL.Query().Get("$skiptoken"))
+		off = min(off, len(recs))
+		end := min(len(recs), off+s.pageLen())
+		var raws []json.RawMessage
+		for _, it := range recs[off:end] {
+			raws = append(raws, it.Raw)
+		}
+		page := map[string]any{"value": append([]json.RawMessage{}, raws...)}
+		if end < len(recs) {
+			page["@odata.nextLink"] = s.URL + r.URL.Path + "?$skiptoken=" + strconv.Itoa(end)
+		}
+		writeJSON(w, http.StatusOK, page)
+	default:
+		http.NotFound(w, r)
+	}
 }

@@ -118,6 +118,7 @@ func Build(cfg *Config, o Options) ([]*collect.Collector, error) {
 			graphTokens := ent.Source(strings.TrimRight(m.GraphURL, "/") + "/.default")
 			manageLim := collect.NewLimiter(o.Clock, manageRate.every, manageRate.burst)
 			graphLim := collect.NewLimiter(o.Clock, graphRate.every, graphRate.burst)
+			queryLim := collect.NewLimiter(o.Clock, graphRate.every, graphRate.burst)
 			for _, name := range m.Sources {
 				var src collect.Source
 				var cl *collect.Client
@@ -125,6 +126,9 @@ func Build(cfg *Config, o Options) ([]*collect.Collector, error) {
 				if _, ok := o365.ContentTypes[name]; ok {
 					cl = client(manageLim, manageTokens)
 					src, err = o365.New(name, m.ManageURL, m.TenantID, m.PublisherIdentifier, cl)
+				} else if name == graph.QueryName {
+					cl = client(queryLim, graphTokens)
+					src, err = graph.NewQuery(m.GraphURL, cl)
 				} else {
 					cl = client(graphLim, graphTokens)
 					src, err = graph.New(name, m.GraphURL, cl)

@@ -241,7 +241,10 @@ func (c *Config) check(root *yaml.Node) error {
 			for j, s := range m.Sources {
 				_, isO365 := o365.ContentTypes[s]
 				_, isGraph := graph.Streams[s]
-				if !isO365 && !isGraph {
+				if s == graph.QueryName && m.Cloud != "commercial" {
+					bad(at("microsoft", "sources", j), "%s (the Graph audit log query) is available in the commercial cloud only", s)
+				}
+				if !isO365 && !isGraph && s != graph.QueryName {
 					bad(at("microsoft", "sources", j), "unknown source %q (known: %s)", s, strings.Join(knownMicrosoft(), ", "))
 				}
 			}
@@ -295,6 +298,7 @@ func knownMicrosoft() []string {
 	for k := range graph.Streams {
 		out = append(out, k)
 	}
+	out = append(out, graph.QueryName)
 	slices.Sort(out)
 	return out
 }

@@ -72,6 +72,7 @@ func TestParseRejects(t *testing.T) {
 		{"bad cloud", strings.Replace(base, "cloud: commercial", "cloud: azurechina", 1), `v.yaml:8: cloud "azurechina"`},
 		{"tenant name as a path", strings.Replace(base, "name: contoso", "name: ../etc", 1), `v.yaml:3: tenant name "../etc"`},
 		{"no data", strings.Replace(base, "data: ./vigil-data            # journal directory\n", "", 1), "data (the journal directory) is required"},
+		{"audit query outside the commercial cloud", strings.Replace(strings.Replace(base, "cloud: commercial", "cloud: gcchigh", 1), "risk_detections]", "risk_detections, audit.query]", 1), `v.yaml:12: audit.query (the Graph audit log query) is available in the commercial cloud only`},
 		{"ftp", strings.Replace(base, "https://graph.microsoft.com", "ftp://graph.microsoft.com", 1), "scheme must be https"},
 	}
 	for _, tc := range cases {
