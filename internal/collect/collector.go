@@ -316,6 +316,13 @@ func (c *Collector) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if st.fresh {
+		// Nothing of this source is in the journal yet: commit its size
+		// now, so recovering from a crash in the first window reads only
+		// what came after, not the whole journal.
+		c.st = st
+		return c.commit()
+	}
 	var n int
 	err = c.opts.Journal.Read(ctx, st.JournalSize, func(_ uint64, e *journal.Entry) error {
 		if e.Origin != c.origin {

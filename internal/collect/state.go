@@ -38,6 +38,7 @@ type state struct {
 	Extra      map[string]string `json:"extra,omitempty"` // the source's own small state
 	Seen       int               `json:"seen"`            // entries in the binary tail
 	seen       map[seenKey]int64 // key → unix seconds first seen
+	fresh      bool              // no state was stored yet
 }
 
 const stateMagic = "vigil-collect-state v1\n"
@@ -152,7 +153,7 @@ func loadState(st Store, name string) (*state, error) {
 		return nil, err
 	}
 	if b == nil {
-		return &state{seen: map[seenKey]int64{}}, nil
+		return &state{seen: map[seenKey]int64{}, fresh: true}, nil
 	}
 	s, err := decodeState(b)
 	if err != nil {

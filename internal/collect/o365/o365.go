@@ -191,6 +191,9 @@ func (s *Source) start(ctx context.Context, out collect.Sink, status string, now
 		}
 		return s.explain(err)
 	}
+	if s.client.Logger != nil {
+		s.client.Logger.Warn("started the Management API subscription; the first content can take up to 12 hours to appear", "content_type", s.contentType)
+	}
 	out.SetExtra("started", now.UTC().Format(time.RFC3339))
 	out.SetExtra("enabled", now.UTC().Format(time.RFC3339))
 	return nil
