@@ -7,7 +7,7 @@ func TestKey(t *testing.T) {
 	for raw, want := range map[string]string{
 		`{"id":{"time":"2024-03-04T08:15:30.123Z","uniqueQualifier":"-4567890123456789","applicationName":"login","customerId":"C01"}}`: "login|2024-03-04T08:15:30.123Z|-4567890123456789",
 		`{"id":{"time":"2024-03-04T08:15:31.123Z","uniqueQualifier":"-4567890123456789"}}`:                                              "login|2024-03-04T08:15:31.123Z|-4567890123456789",
-		`{"id":{"time":"2024-03-04T08:15:31.123Z"}}`: "",
+		`{"id":{"time":"2024-03-04T08:15:31.123Z"}}`:                                                                                    "",
 	} {
 		k, err := s.Key([]byte(raw))
 		if k != want || (want == "") != (err != nil) {
