@@ -2,8 +2,6 @@ package collect
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -352,8 +350,8 @@ func (c *Collector) load(ctx context.Context) error {
 func (c *Collector) recordKey(raw []byte) string {
 	k, err := c.src.Key(raw)
 	if err != nil || k == "" {
-		sum := sha256.Sum256(raw)
-		return "sha256:" + hex.EncodeToString(sum[:])
+		// The same content id vigil ingest gives records without an id.
+		return journal.ContentID(raw)
 	}
 	return k
 }
