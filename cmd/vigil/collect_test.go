@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
@@ -285,5 +286,37 @@ func TestCollectExitCodes(t *testing.T) {
 	fx.srv.Deny = "graph"
 	if code, out, _ := runVigil(t, "collect", "--config", fx.config, "--once"); code != 1 || !strings.Contains(out, "AuditLog.Read.All") {
 		t.Errorf("missing permission: exit %d\n%s", code, out)
+	}
+}
+
+// TestCollectUntilInterrupted: without --once the collectors poll until
+// the context ends (SIGINT/SIGTERM in main), then the summary is printed
+// and the exit status is 0.
+func TestCollectUntilInterrupted(t *testing.T) {
+	fx := newCollectFixture(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb bytes.Buffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"collect", "--config", fx.config, "--since", "6h"}, &out, &errb) }()
+	// The first polls store the fixture's records; then stop.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if s, err := os.Stat(filepath.Join(fx.dir, "data", "collect", "contoso", "gws.token.state")); err == nil && s.Size() > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("collect did not stop when interrupted")
+	}
+	if !strings.Contains(out.String(), "gws.token") || !strings.Contains(out.String(), "WATERMARK") {
+		t.Errorf("no summary after the interrupt:\n%s", out.String())
 	}
 }
