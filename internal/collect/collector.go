@@ -310,7 +310,7 @@ func (c *Collector) heartbeat(ctx context.Context, now, end time.Time, fresh int
 // load reads the state and remembers the ids of this collector's entries
 // appended after its last commit (a run killed before committing).
 func (c *Collector) load(ctx context.Context) error {
-	st, err := loadState(c.opts.State, c.src.Name())
+	st, err := loadState(c.opts.State, c.src.Name(), c.opts.Clock.Now().Add(-c.opts.Horizon))
 	if err != nil {
 		return err
 	}
@@ -332,7 +332,7 @@ func (c *Collector) load(ctx context.Context) error {
 		} else {
 			k = c.recordKey(e.Raw)
 		}
-		st.seen[keyOf(k)] = e.Received.Unix()
+		st.seen.add(keyOf(k), e.Received.Unix())
 		n++
 		return nil
 	})
@@ -360,18 +360,8 @@ func (c *Collector) commit() error {
 	if err := c.fault("committing"); err != nil {
 		return err
 	}
-	cut := c.opts.Clock.Now().Add(-c.opts.Horizon).Unix()
-	for k, t := range c.st.seen {
-		if t < cut {
-			delete(c.st.seen, k)
-		}
-	}
 	c.st.JournalSize = c.opts.Journal.Size()
-	b, err := c.st.encode()
-	if err != nil {
-		return err
-	}
-	if err := c.opts.State.Save(c.src.Name(), b); err != nil {
+	if err := saveState(c.opts.State, c.src.Name(), c.st, c.opts.Clock.Now().Add(-c.opts.Horizon)); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
 	c.dirty = false
@@ -381,8 +371,7 @@ func (c *Collector) commit() error {
 
 // Done implements Sink.
 func (c *Collector) Done(unit string) bool {
-	_, ok := c.st.seen[keyOf("unit:"+unit)]
-	return ok
+	return c.st.seen.has(keyOf("unit:" + unit))
 }
 
 // Extra returns a value of the source's own small state (Sink users such
@@ -425,7 +414,7 @@ func (c *Collector) Records(ctx context.Context, raws [][]byte, unit string) err
 			k = c.recordKey(raw)
 		}
 		sk := keyOf(k)
-		if _, ok := c.st.seen[sk]; ok || batch[sk] {
+		if c.st.seen.has(sk) || batch[sk] {
 			dups++
 			continue
 		}
@@ -465,10 +454,10 @@ func (c *Collector) Records(ctx context.Context, raws [][]byte, unit string) err
 	c.dirty = true
 	now := c.opts.Clock.Now().Unix()
 	for _, k := range keys {
-		c.st.seen[k] = now
+		c.st.seen.add(k, now)
 	}
 	if unit != "" {
-		c.st.seen[keyOf("unit:"+unit)] = now
+		c.st.seen.add(keyOf("unit:"+unit), now)
 	}
 	c.update(func(s *Status) {
 		s.Pages++
@@ -489,7 +478,7 @@ func (c *Collector) Gap(ctx context.Context, g Gap) error {
 	}
 	id := "gap:" + c.opts.Tenant + "/" + c.src.Name() + "|" + key
 	sk := keyOf(id)
-	if _, ok := c.st.seen[sk]; ok {
+	if c.st.seen.has(sk) {
 		return nil
 	}
 	now := c.Now().UTC()
@@ -504,7 +493,7 @@ func (c *Collector) Gap(ctx context.Context, g Gap) error {
 	if _, err := c.opts.Journal.AppendBatch(context.WithoutCancel(ctx), []journal.Entry{{Source: GapSource, Origin: c.origin, RecordID: id, Raw: raw}}); err != nil {
 		return fmt.Errorf("journal append (gap): %w", err)
 	}
-	c.st.seen[sk] = c.opts.Clock.Now().Unix()
+	c.st.seen.add(sk, c.opts.Clock.Now().Unix())
 	c.dirty = true
 	c.log.Warn("gap recorded", "reason", g.Reason, "window", g.Window.String(), "detail", g.Detail)
 	c.update(func(s *Status) { s.Gaps++; s.GapReasons[g.Reason]++ })

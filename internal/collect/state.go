@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -24,8 +25,11 @@ func keyOf(s string) seenKey {
 	return k
 }
 
-// state is what a collector commits: written whole, atomically, after the
-// records it covers are durable.
+// state is what a collector commits. The header (watermark and the
+// rest) is replaced atomically at each commit; the ids seen are appended
+// to one file per day (<source>.seen.<yyyymmdd>) and whole days are
+// deleted once past the horizon, so a commit costs what is new, not what
+// is remembered.
 type state struct {
 	Watermark   time.Time `json:"watermark,omitzero"`
 	JournalSize uint64    `json:"journal_size"`
@@ -36,32 +40,51 @@ type state struct {
 	MeanGap    time.Duration     `json:"mean_gap,omitempty"`
 	SilentFrom time.Time         `json:"silent_from,omitzero"`
 	Extra      map[string]string `json:"extra,omitempty"` // the source's own small state
-	Seen       int               `json:"seen"`            // entries in the binary tail
-	seen       map[seenKey]int64 // key → unix seconds first seen
-	fresh      bool              // no state was stored yet
+	seen       seenSet
+	fresh      bool // no state was stored yet
 }
 
-const stateMagic = "vigil-collect-state v1\n"
+// seenSet is the ids seen within the horizon, with those not yet
+// persisted.
+type seenSet struct {
+	m       map[seenKey]int64 // key → unix seconds first seen
+	pending []seenEntry
+	pruned  time.Time // the cut of the last pruning
+}
 
-// encode writes magic, a JSON header line, then 24-byte seen entries and
-// a SHA-256 of everything before it.
+type seenEntry struct {
+	k seenKey
+	t int64
+}
+
+func (s *seenSet) has(k seenKey) bool { _, ok := s.m[k]; return ok }
+
+func (s *seenSet) add(k seenKey, t int64) {
+	if s.m == nil {
+		s.m = map[seenKey]int64{}
+	}
+	if _, ok := s.m[k]; ok {
+		return
+	}
+	s.m[k] = t
+	s.pending = append(s.pending, seenEntry{k, t})
+}
+
+const (
+	stateMagic = "vigil-collect-state v2\n"
+	seenRecord = 24 // 16-byte key, 8-byte unix seconds
+	dayFormat  = "20060102"
+)
+
+// encode writes magic, the JSON header and a SHA-256 of both.
 func (s *state) encode() ([]byte, error) {
-	s.Seen = len(s.seen)
 	hdr, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
-	b.Grow(len(stateMagic) + len(hdr) + 1 + 24*len(s.seen) + 32)
 	b.WriteString(stateMagic)
 	b.Write(hdr)
-	b.WriteByte('\n')
-	var rec [24]byte
-	for k, t := range s.seen {
-		copy(rec[:16], k[:])
-		binary.LittleEndian.PutUint64(rec[16:], uint64(t))
-		b.Write(rec[:])
-	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
 	return b.Bytes(), nil
@@ -75,24 +98,96 @@ func decodeState(b []byte) (*state, error) {
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
 		return nil, errors.New("checksum mismatch")
 	}
-	rest := body[len(stateMagic):]
-	nl := bytes.IndexByte(rest, '\n')
-	if nl < 0 {
-		return nil, errors.New("no header")
-	}
 	s := &state{}
-	if err := json.Unmarshal(rest[:nl], s); err != nil {
+	if err := json.Unmarshal(body[len(stateMagic):], s); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	tail := rest[nl+1:]
-	if len(tail) != 24*s.Seen {
-		return nil, fmt.Errorf("%d seen bytes for %d entries", len(tail), s.Seen)
+	return s, nil
+}
+
+// saveState appends the pending ids to their days' files, then replaces
+// the header, then deletes day files past cut. A crash in between leaves
+// ids on disk whose records are already in the journal: harmless.
+func saveState(st Store, name string, s *state, cut time.Time) error {
+	byDay := map[string][]byte{}
+	for _, e := range s.seen.pending {
+		day := name + ".seen." + time.Unix(e.t, 0).UTC().Format(dayFormat)
+		var rec [seenRecord]byte
+		copy(rec[:16], e.k[:])
+		binary.LittleEndian.PutUint64(rec[16:], uint64(e.t))
+		byDay[day] = append(byDay[day], rec[:]...)
 	}
-	s.seen = make(map[seenKey]int64, s.Seen)
-	for i := 0; i < len(tail); i += 24 {
-		var k seenKey
-		copy(k[:], tail[i:i+16])
-		s.seen[k] = int64(binary.LittleEndian.Uint64(tail[i+16:]))
+	for day, b := range byDay {
+		if err := st.Append(day, b); err != nil {
+			return err
+		}
+	}
+	s.seen.pending = s.seen.pending[:0]
+	b, err := s.encode()
+	if err != nil {
+		return err
+	}
+	if err := st.Save(name, b); err != nil {
+		return err
+	}
+	// Pruning walks every id: do it at most hourly.
+	if cut.Sub(s.seen.pruned) < time.Hour {
+		return nil
+	}
+	s.seen.pruned = cut
+	cutT := cut.Unix()
+	for k, t := range s.seen.m {
+		if t < cutT {
+			delete(s.seen.m, k)
+		}
+	}
+	days, err := st.List(name + ".seen.")
+	if err != nil {
+		return err
+	}
+	cutDay := cut.UTC().Format(dayFormat)
+	for _, d := range days {
+		if d[len(name)+len(".seen."):] < cutDay {
+			if err := st.Remove(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func loadState(st Store, name string, cut time.Time) (*state, error) {
+	b, err := st.Load(name)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return &state{seen: seenSet{m: map[seenKey]int64{}}, fresh: true}, nil
+	}
+	s, err := decodeState(b)
+	if err != nil {
+		return nil, fmt.Errorf("collector state %s: %w (move it aside to start over from --since)", name, err)
+	}
+	s.seen.m = map[seenKey]int64{}
+	days, err := st.List(name + ".seen.")
+	if err != nil {
+		return nil, err
+	}
+	cutT := cut.Unix()
+	for _, d := range days {
+		b, err := st.Load(d)
+		if err != nil {
+			return nil, err
+		}
+		// A torn append can only cut the last record short: drop it (its
+		// record is re-read from the journal's tail).
+		for i := 0; i+seenRecord <= len(b); i += seenRecord {
+			var k seenKey
+			copy(k[:], b[i:i+16])
+			if t := int64(binary.LittleEndian.Uint64(b[i+16:])); t >= cutT {
+				s.seen.m[k] = t
+			}
+		}
 	}
 	return s, nil
 }
@@ -103,6 +198,11 @@ type Store interface {
 	Load(name string) ([]byte, error)
 	// Save replaces the named state atomically and durably.
 	Save(name string, b []byte) error
+	// Append adds b to the end of the named state durably.
+	Append(name string, b []byte) error
+	// List names the states starting with prefix; Remove deletes one.
+	List(prefix string) ([]string, error)
+	Remove(name string) error
 }
 
 // DirStore keeps each state in <dir>/<name>.state, replaced by an
@@ -121,6 +221,57 @@ func (d DirStore) Load(name string) ([]byte, error) {
 // Save implements Store.
 func (d DirStore) Save(name string, b []byte) error {
 	return writeFileAtomic(filepath.Join(string(d), name+".state"), b)
+}
+
+// Append implements Store.
+func (d DirStore) Append(name string, b []byte) error {
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(string(d), name+".state")
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && statErr != nil {
+		err = syncDir(string(d)) // a new file: make its name durable too
+	}
+	return err
+}
+
+// List implements Store.
+func (d DirStore) List(prefix string) ([]string, error) {
+	ents, err := os.ReadDir(string(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		n, ok := strings.CutSuffix(e.Name(), ".state")
+		if ok && strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Remove implements Store.
+func (d DirStore) Remove(name string) error {
+	err := os.Remove(filepath.Join(string(d), name+".state"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // MemStore keeps states in memory (tests, and serve's dry runs).
@@ -145,21 +296,6 @@ func (m *MemStore) Save(name string, b []byte) error {
 	}
 	m.m[name] = append([]byte(nil), b...)
 	return nil
-}
-
-func loadState(st Store, name string) (*state, error) {
-	b, err := st.Load(name)
-	if err != nil {
-		return nil, err
-	}
-	if b == nil {
-		return &state{seen: map[seenKey]int64{}, fresh: true}, nil
-	}
-	s, err := decodeState(b)
-	if err != nil {
-		return nil, fmt.Errorf("collector state %s: %w (move it aside to start over from --since)", name, err)
-	}
-	return s, nil
 }
 
 // writeFileAtomic writes b to path via a synced temporary file and a
@@ -188,10 +324,46 @@ func writeFileAtomic(path string, b []byte) error {
 		_ = os.Remove(tmp)
 		return err
 	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// Append implements Store.
+func (m *MemStore) Append(name string, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string][]byte{}
+	}
+	m.m[name] = append(m.m[name], b...)
+	return nil
+}
+
+// List implements Store.
+func (m *MemStore) List(prefix string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for k := range m.m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// Remove implements Store.
+func (m *MemStore) Remove(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, name)
+	return nil
 }
