@@ -265,3 +265,26 @@ func TestClampedWhenOffTooLong(t *testing.T) {
 		t.Errorf("violations: %v", s.Violations)
 	}
 }
+
+// TestRefusedWindowClamped: with its clock half an hour behind and no
+// skew correction, the collector's first window starts past the API's 7
+// days and is refused with AF20055. It is clamped forward and the cut
+// recorded as a gap, instead of being asked for again forever (B4).
+func TestRefusedWindowClamped(t *testing.T) {
+	e := newEnv(t, 12, false)
+	e.local = fake.Offset{Clock: e.clock, By: -30 * time.Minute}
+	e.skew = nil // no correction
+	e.srv.Faults = fake.Faults{PageSize: 5}
+	w := publishUAL(e.srv, rand.New(rand.NewPCG(12, 12)), []string{"Audit.Exchange"}, 1)
+	cs := newO365(t, e, []string{"audit.exchange"}, nil)
+	runDays(t, e, cs, 1, time.Hour)
+	st := e.readJournal(ualKey)
+	if len(st.gaps) != 1 || st.gaps[0].Reason != collect.GapClamped || !strings.Contains(st.gaps[0].Detail, "AF20055") {
+		t.Fatalf("gaps %+v; want one clamped gap citing AF20055", st.gaps)
+	}
+	for id := range w.want {
+		if st.count[id] != 1 && !explained(id, st.gaps, w) {
+			t.Errorf("record %s stored %d times", id, st.count[id])
+		}
+	}
+}
