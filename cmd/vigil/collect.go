@@ -32,10 +32,8 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tenant := fs.String("tenant", "", "collect only this tenant")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	quiet := fs.Bool("quiet", false, "no progress line")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil collect --config FILE [--once] [--since DURATION] [--tenant NAME] [--log-format json]\n\nPolls the vendors' audit-log APIs and appends every record, exactly once, to the journal.\nWithout --once it polls until interrupted (SIGINT/SIGTERM finish the current write).\nSee docs/collect.md.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{synopsis: "collect --config FILE [--once] [--since DURATION] [--tenant NAME] [--log-format json]",
+		summary: "Polls the vendors' audit-log APIs and appends every record, exactly once, to the journal; without --once until interrupted (see docs/collect.md)."})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

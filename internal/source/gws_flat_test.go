@@ -99,7 +99,9 @@ func checkFlattened(t *testing.T, name string, activity []byte) {
 	}
 	var act struct {
 		ID struct {
-			UniqueQualifier json.Number `json:"uniqueQualifier"`
+			UniqueQualifier json.Number     `json:"uniqueQualifier"`
+			ApplicationName string          `json:"applicationName"`
+			Time            json.RawMessage `json:"time"`
 		} `json:"id"`
 		Events []struct {
 			Parameters []struct {
@@ -116,7 +118,14 @@ func checkFlattened(t *testing.T, name string, activity []byte) {
 		t.Fatalf("%s: %d events from an activity of %d", name, len(want), len(act.Events))
 	}
 	for i, w := range want {
-		if w.Time.IsZero() || w.RecordID != act.ID.UniqueQualifier.String() {
+		// The collector's key when id.time is a string; the Java client's
+		// {value: ms} form has none (ingest then keys by content).
+		wantID := ""
+		var ts string
+		if json.Unmarshal(act.ID.Time, &ts) == nil {
+			wantID = act.ID.ApplicationName + "|" + ts + "|" + act.ID.UniqueQualifier.String()
+		}
+		if w.Time.IsZero() || w.RecordID != wantID {
 			t.Fatalf("%s: activity event %d: time %v, record id %q", name, i, w.Time, w.RecordID)
 		}
 	}
@@ -210,7 +219,7 @@ func TestGWSFlattenedReal(t *testing.T) {
 		e := evs[0]
 		if e.Source != "gws.token" || e.Operation != "activity" || e.User != "rob@rob-knight.com" || e.IP != "52.252.113.251" ||
 			e.AppID != "77377267392-9l01lg5gpscp40cc30cc5gke03n6uu3b.apps.googleusercontent.com" || e.ServicePrincipal != "OpenAI" ||
-			!e.Time.Equal(time.UnixMilli(1784393869239)) || e.RecordID != "-640236721980338696" || e.Tenant != "C015ajidn" {
+			!e.Time.Equal(time.UnixMilli(1784393869239)) || e.RecordID != "" || e.Tenant != "C015ajidn" {
 			t.Errorf("real activity decoded as %+v", normFields(e))
 		}
 	}

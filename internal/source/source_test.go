@@ -135,7 +135,8 @@ func TestGoogleWorkspaceActivities(t *testing.T) {
 	if got := len(evs[1].Values(event.Intern("login_challenge_method"))); got != 2 {
 		t.Errorf("multiValue gave %d values", got)
 	}
-	if evs[0].RecordID != "-4567890123456789" {
+	// The Reports API collector's key: uniqueQualifier alone repeats across activities.
+	if evs[0].RecordID != "login|2024-03-04T08:15:30.123Z|-4567890123456789" {
 		t.Errorf("record id %q", evs[0].RecordID)
 	}
 }

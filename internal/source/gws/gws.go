@@ -76,6 +76,18 @@ func Decode(v *fastjson.Value, emit func(e *event.Event, index int)) error {
 	return nil
 }
 
+// recordID is applicationName|id.time|id.uniqueQualifier, the key the
+// Reports API collector deduplicates by: uniqueQualifier alone repeats
+// across activities at different times, and a record collected from the
+// API and the same record read from an export must get one journal entry.
+func recordID(v *fastjson.Value, app string) string {
+	uq, ts := record.Str(v, "id", "uniqueQualifier"), record.Str(v, "id", "time")
+	if uq == "" || ts == "" {
+		return ""
+	}
+	return app + "|" + ts + "|" + uq
+}
+
 // newEvent builds the event of ev (an item of events[], or the flattened
 // record itself) of activity v.
 func newEvent(v, ev *fastjson.Value, t time.Time, app string) *event.Event {
@@ -86,7 +98,7 @@ func newEvent(v, ev *fastjson.Value, t time.Time, app string) *event.Event {
 		Operation: record.Str(ev, "name"),
 		User:      strings.ToLower(record.Str(v, "actor", "email")),
 		IP:        record.IP(record.Str(v, "ipAddress")),
-		RecordID:  record.Str(v, "id", "uniqueQualifier"),
+		RecordID:  recordID(v, app),
 		UserAgent: record.Str(v, "networkInfo", "userAgent"),
 	}
 	eachParam(ev.Get("parameters"), func(name string, val *fastjson.Value) {
