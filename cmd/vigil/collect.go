@@ -62,6 +62,9 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return usageError("%v", err)
 	}
+	if len(cfg.Tenants) == 0 {
+		return usageError("%s: no tenants to collect", *config)
+	}
 	j, err := journal.Open(ctx, cfg.DataDir(), journal.Options{Logger: logger})
 	if err != nil {
 		return journalErr(err)

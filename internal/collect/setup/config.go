@@ -27,6 +27,8 @@ import (
 type Config struct {
 	Data    string   `yaml:"data"`
 	Tenants []Tenant `yaml:"tenants"`
+	// Server configures vigil serve; vigil collect ignores it.
+	Server *Server `yaml:"server"`
 
 	path string // the file it was read from; relative paths are relative to its directory
 }
@@ -180,9 +182,10 @@ func (c *Config) check(root *yaml.Node) error {
 	if c.Data == "" {
 		bad(nil, "data (the journal directory) is required")
 	}
-	if len(c.Tenants) == 0 {
-		bad(nil, "no tenants")
+	if len(c.Tenants) == 0 && c.Server == nil {
+		bad(nil, "no tenants (and no server section)")
 	}
+	c.checkServer(bad)
 	seen := map[string]bool{}
 	for i, t := range c.Tenants {
 		at := func(p ...any) []any { return append([]any{"tenants", i}, p...) }

@@ -72,3 +72,19 @@ func severityRank(level string) (cef int, syslog int) {
 		return 1, 6 // informational
 	}
 }
+
+// MinSeverity passes on only messages at or above Level.
+type MinSeverity struct {
+	Sink
+	Level string
+}
+
+// Deliver drops messages below the level (they count as delivered).
+func (m *MinSeverity) Deliver(ctx context.Context, msg Message) error {
+	have, _ := severityRank(msg.Severity)
+	want, _ := severityRank(m.Level)
+	if have < want {
+		return nil
+	}
+	return m.Sink.Deliver(ctx, msg)
+}

@@ -1,0 +1,229 @@
+package setup
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/server/sink"
+)
+
+// Server is the server: section of vigil.yaml (vigil serve).
+type Server struct {
+	Listen      string `yaml:"listen"`
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// Retention is how long the journal keeps raw records, in days
+	// (default 180).
+	RetentionDays int `yaml:"retention_days"`
+	// MaxBodyBytes bounds one push request (default 32 MiB).
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	Sinks        []Sink `yaml:"sinks"`
+}
+
+// Sink is one alert destination. Secrets come from files or environment
+// variables, never from this file.
+type Sink struct {
+	Type string `yaml:"type"` // webhook, syslog, email, file
+	Name string `yaml:"name"` // default: the type, numbered when repeated
+	// MinSeverity drops incident updates below it (default: all).
+	MinSeverity string `yaml:"min_severity"`
+
+	// webhook
+	URL                string `yaml:"url"`
+	SecretFile         string `yaml:"secret_file"`
+	SecretEnv          string `yaml:"secret_env"`
+	PreviousSecretFile string `yaml:"previous_secret_file"` // during a rotation
+	AllowPrivate       bool   `yaml:"allow_private"`
+
+	// syslog
+	Address string `yaml:"address"`
+	Format  string `yaml:"format"` // cef or json
+	Plain   bool   `yaml:"plain"`  // TCP without TLS, loopback receivers only
+	CAFile  string `yaml:"ca_file"`
+
+	// email
+	SMTP         string   `yaml:"smtp"`
+	From         string   `yaml:"from"`
+	To           []string `yaml:"to"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	PasswordEnv  string   `yaml:"password_env"`
+	Link         string   `yaml:"link"`
+
+	// file
+	Path string `yaml:"path"`
+}
+
+var sinkKeys = map[string][]string{
+	"webhook": {"url", "secret_file", "secret_env", "previous_secret_file", "allow_private"},
+	"syslog":  {"address", "format", "plain", "ca_file"},
+	"email":   {"smtp", "from", "to", "username", "password_file", "password_env", "link"},
+	"file":    {"path"},
+}
+
+func (c *Config) checkServer(bad func(path []any, format string, a ...any)) {
+	s := c.Server
+	if s == nil {
+		return
+	}
+	if s.RetentionDays < 0 {
+		bad([]any{"server", "retention_days"}, "retention_days must be positive")
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		bad([]any{"server"}, "tls_cert_file and tls_key_file go together")
+	}
+	names := map[string]bool{}
+	count := map[string]int{}
+	for i := range s.Sinks {
+		k := &s.Sinks[i]
+		at := func(p ...any) []any { return append([]any{"server", "sinks", i}, p...) }
+		if _, ok := sinkKeys[k.Type]; !ok {
+			bad(at("type"), "sink type %q: want webhook, syslog, email or file", k.Type)
+			continue
+		}
+		count[k.Type]++
+		if k.Name == "" {
+			k.Name = k.Type
+			if count[k.Type] > 1 {
+				k.Name = fmt.Sprintf("%s-%d", k.Type, count[k.Type])
+			}
+		}
+		if !tenantName.MatchString(k.Name) || names[k.Name] {
+			bad(at("name"), "sink name %q is repeated or not a plain name (letters, digits, '.', '_', '-')", k.Name)
+		}
+		names[k.Name] = true
+		set := map[string]bool{"url": k.URL != "", "secret_file": k.SecretFile != "", "secret_env": k.SecretEnv != "",
+			"previous_secret_file": k.PreviousSecretFile != "", "allow_private": k.AllowPrivate, "address": k.Address != "",
+			"format": k.Format != "", "plain": k.Plain, "ca_file": k.CAFile != "", "smtp": k.SMTP != "", "from": k.From != "",
+			"to": len(k.To) > 0, "username": k.Username != "", "password_file": k.PasswordFile != "",
+			"password_env": k.PasswordEnv != "", "link": k.Link != "", "path": k.Path != ""}
+		for _, key := range slices.Sorted(maps.Keys(set)) {
+			if set[key] && !slices.Contains(sinkKeys[k.Type], key) {
+				bad(at(key), "%s does not apply to a %s sink", key, k.Type)
+			}
+		}
+		switch k.MinSeverity {
+		case "", "critical", "high", "medium", "low", "info":
+		default:
+			bad(at("min_severity"), "min_severity %q: want critical, high, medium, low or info", k.MinSeverity)
+		}
+		switch k.Type {
+		case "webhook":
+			if k.URL == "" {
+				bad(at("url"), "a webhook sink needs url")
+			}
+			if (k.SecretFile == "") == (k.SecretEnv == "") {
+				bad(at(), "a webhook sink needs exactly one of secret_file or secret_env (a Standard Webhooks whsec_ secret)")
+			}
+		case "syslog":
+			if k.Address == "" {
+				bad(at("address"), "a syslog sink needs address (host:port)")
+			}
+		case "email":
+			if k.SMTP == "" || k.From == "" || len(k.To) == 0 {
+				bad(at(), "an email sink needs smtp, from and to")
+			}
+			if k.PasswordFile != "" && k.PasswordEnv != "" {
+				bad(at(), "give password_file or password_env, not both")
+			}
+		case "file":
+			if k.Path == "" {
+				bad(at("path"), "a file sink needs path")
+			}
+		}
+	}
+}
+
+// Sinks builds the configured sinks; version goes into CEF headers.
+func (c *Config) Sinks(version string) ([]sink.Sink, error) {
+	if c.Server == nil {
+		return nil, nil
+	}
+	var out []sink.Sink
+	for _, k := range c.Server.Sinks {
+		s, err := c.buildSink(k, version)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", k.Name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (c *Config) secret(file, env string) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(c.Resolve(file))
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", env)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	return "", nil
+}
+
+func (c *Config) buildSink(k Sink, version string) (sink.Sink, error) {
+	var s sink.Sink
+	var err error
+	switch k.Type {
+	case "webhook":
+		var secrets []string
+		cur, err := c.secret(k.SecretFile, k.SecretEnv)
+		if err != nil {
+			return nil, err
+		}
+		secrets = append(secrets, cur)
+		if k.PreviousSecretFile != "" {
+			prev, err := c.secret(k.PreviousSecretFile, "")
+			if err != nil {
+				return nil, err
+			}
+			secrets = append(secrets, prev)
+		}
+		s, err = sink.NewWebhook(k.Name, sink.WebhookConfig{URL: k.URL, Secrets: secrets, AllowPrivate: k.AllowPrivate})
+		if err != nil {
+			return nil, err
+		}
+	case "syslog":
+		var tc *tls.Config
+		if k.CAFile != "" {
+			pem, err := os.ReadFile(c.Resolve(k.CAFile))
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("ca_file %s holds no PEM certificate", k.CAFile)
+			}
+			tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		s, err = sink.NewSyslog(k.Name, sink.SyslogConfig{Address: k.Address, Format: k.Format, Plain: k.Plain, TLSConfig: tc, Version: version})
+	case "email":
+		pw, perr := c.secret(k.PasswordFile, k.PasswordEnv)
+		if perr != nil {
+			return nil, perr
+		}
+		s, err = sink.NewEmail(k.Name, sink.EmailConfig{SMTP: k.SMTP, From: k.From, To: k.To, Username: k.Username, Password: pw, Link: k.Link, Timeout: 30 * time.Second})
+	case "file":
+		s, err = sink.NewFile(k.Name, c.Resolve(k.Path))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if k.MinSeverity != "" {
+		s = &sink.MinSeverity{Sink: s, Level: k.MinSeverity}
+	}
+	return s, nil
+}

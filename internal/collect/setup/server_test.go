@@ -1,0 +1,60 @@
+package setup
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestServerSection(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"), 0o600)
+	cfg, err := Parse(filepath.Join(dir, "vigil.yaml"), []byte(`data: ./vigil-data
+server:
+  listen: 127.0.0.1:8443
+  sinks:
+    - type: webhook
+      url: https://hooks.example.com/vigil
+      secret_file: hook.secret
+    - type: syslog
+      address: siem.example.com:6514
+      format: cef
+    - type: file
+      path: alerts.jsonl
+    - type: file
+      path: critical.jsonl
+      min_severity: critical
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinks, err := cfg.Sinks("1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range sinks {
+		names = append(names, s.Name())
+	}
+	if strings.Join(names, ",") != "webhook,syslog,file,file-2" {
+		t.Fatalf("sinks %v", names)
+	}
+}
+
+func TestServerSectionErrors(t *testing.T) {
+	cases := map[string]string{
+		"server:\n  listn: x\n":                                                            `:3: unknown key "listn"`,
+		"server:\n  sinks:\n    - type: pager\n":                                           `:4: sink type "pager"`,
+		"server:\n  sinks:\n    - type: webhook\n      url: https://x\n":                   `:4: a webhook sink needs exactly one of secret_file or secret_env`,
+		"server:\n  sinks:\n    - type: file\n      path: a\n      smtp: b\n":              ``,
+		"server:\n  sinks:\n    - type: file\n      path: a\n      min_severity: urgent\n": `:6: min_severity "urgent"`,
+		"server:\n  tls_cert_file: c.pem\n":                                                `tls_cert_file and tls_key_file go together`,
+	}
+	for text, want := range cases {
+		_, err := Parse("vigil.yaml", []byte("data: d\n"+text))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", text, err, want)
+		}
+	}
+}
