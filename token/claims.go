@@ -124,6 +124,11 @@ func numericDate(m map[string]json.RawMessage, name string) (time.Time, error) {
 	if !ok {
 		return time.Time{}, nil
 	}
+	// encoding/json also decodes a string holding digits into json.Number;
+	// RFC 7519 makes NumericDate a JSON number, so a string is refused.
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] == '"' {
+		return time.Time{}, fmt.Errorf("%q is a string, not a NumericDate number", name)
+	}
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err != nil {
 		return time.Time{}, fmt.Errorf("%q is not a number", name)

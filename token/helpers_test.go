@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -79,6 +80,14 @@ func newEC(t testing.TB, kid string, curve elliptic.Curve) *testKey {
 		t.Fatal(err)
 	}
 	return &testKey{kid: kid, priv: p}
+}
+
+// newECCert is newEC with a self-signed certificate valid from nb to na.
+func newECCert(t testing.TB, kid string, curve elliptic.Curve, nb, na time.Time) *testKey {
+	t.Helper()
+	k := newEC(t, kid, curve)
+	k.cert = selfSign(t, k.priv, kid, nb, na)
+	return k
 }
 
 func newEd(t testing.TB, kid string) *testKey {
@@ -172,7 +181,7 @@ func mustJSON(t testing.TB, v any) []byte {
 func sign(t testing.TB, alg string, key any, header map[string]any, claims any) string {
 	t.Helper()
 	if _, ok := header["alg"]; !ok {
-		header["alg"] = alg
+		header["alg"] = strings.TrimSuffix(alg, "-highS")
 	}
 	var payload []byte
 	switch c := claims.(type) {
@@ -204,15 +213,8 @@ func signRaw(t testing.TB, alg string, key any, header, payload []byte) string {
 	case "RS512":
 		h := sha512.Sum512([]byte(input))
 		sig, err = rsa.SignPKCS1v15(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA512, h[:])
-	case "ES256":
-		h := sha256.Sum256([]byte(input))
-		var r, s *big.Int
-		r, s, err = ecdsa.Sign(rand.Reader, key.(*ecdsa.PrivateKey), h[:])
-		if err == nil {
-			sig = make([]byte, 64)
-			r.FillBytes(sig[:32])
-			s.FillBytes(sig[32:])
-		}
+	case "ES256", "ES384", "ES512", "ES256-highS", "ES384-highS", "ES512-highS":
+		sig, err = signECDSA(alg, key.(*ecdsa.PrivateKey), []byte(input))
 	case "EdDSA":
 		sig = ed25519.Sign(key.(ed25519.PrivateKey), []byte(input))
 	default:
@@ -222,6 +224,40 @@ func signRaw(t testing.TB, alg string, key any, header, payload []byte) string {
 		t.Fatal(err)
 	}
 	return input + "." + b64(sig)
+}
+
+// signECDSA signs input in the JWS r||s form. crypto/ecdsa returns a
+// high S about half the time; the validator accepts only low S, so the
+// signature is normalised to s <= n/2 unless alg ends in "-highS", which
+// produces the other (malleated) encoding of the same signature.
+func signECDSA(alg string, key *ecdsa.PrivateKey, input []byte) ([]byte, error) {
+	base, high := strings.CutSuffix(alg, "-highS")
+	var digest []byte
+	switch base {
+	case "ES256":
+		h := sha256.Sum256(input)
+		digest = h[:]
+	case "ES384":
+		h := sha512.Sum384(input)
+		digest = h[:]
+	case "ES512":
+		h := sha512.Sum512(input)
+		digest = h[:]
+	}
+	r, s, err := ecdsa.Sign(rand.Reader, key, digest)
+	if err != nil {
+		return nil, err
+	}
+	n := key.Curve.Params().N
+	halfN := new(big.Int).Rsh(n, 1)
+	if (s.Cmp(halfN) > 0) != high {
+		s.Sub(n, s)
+	}
+	size := (key.Curve.Params().BitSize + 7) / 8
+	sig := make([]byte, 2*size)
+	r.FillBytes(sig[:size])
+	s.FillBytes(sig[size:])
+	return sig, nil
 }
 
 // claimsFor returns a fresh set of valid claims for an enterprise tenant.
@@ -241,11 +277,23 @@ func claimsFor(iss, tid string) map[string]any {
 // benchmark tests; RSA generation is slow, so it is built once.
 type fixture struct {
 	ent, entPS, entExpired, entFuture, entWeak, twiceA, twiceB, denied *testKey
-	entEC, entEd                                                       *testKey
+	entEC, entEC384, entEC521, entEd                                   *testKey
 	con, storm, attacker, idpA, idpB                                   *testKey
 	entCommon                                                          *testKey
 	main, common                                                       *Validator
+	// An Entra-shaped "common" JWKS: organisation keys with the templated
+	// per-key issuer, consumer keys with the consumer tenant's exact
+	// issuer, keys bound to one other tenant's exact issuer, and templated
+	// keys whose certificates are expired or not yet valid. One RSA and
+	// one EC key of each kind.
+	entra map[string]*testKey
+	// Validators over that JWKS, one per way a caller configures Entra,
+	// by conformance-case name (see entraValidators).
+	entraV map[string]*Validator
 }
+
+// Entra key kinds in the shared JWKS, and the algorithm each key type signs with.
+var entraKinds = []struct{ name, alg string }{{"rsa", "RS256"}, {"ec", "ES256"}}
 
 var (
 	fixOnce sync.Once
@@ -272,6 +320,8 @@ func buildFixture(t testing.TB) *fixture {
 		twiceB:     newRSA(t, "twice", 2048, time.Time{}, time.Time{}),
 		denied:     newRSA(t, DefaultDeniedKeys[0], 2048, time.Time{}, time.Time{}),
 		entEC:      newEC(t, "ent-ec", elliptic.P256()),
+		entEC384:   newEC(t, "ent-ec384", elliptic.P384()),
+		entEC521:   newEC(t, "ent-ec521", elliptic.P521()),
 		entEd:      newEd(t, "ent-ed"),
 		con:        newRSA(t, "con-1", 2048, y(-1), y(1)),
 		// The Storm-0558 key, rebuilt: a consumer key whose certificate ran
@@ -289,7 +339,7 @@ func buildFixture(t testing.TB) *fixture {
 	f.main, err = New(Config{Now: now, Issuers: []IssuerConfig{
 		{Name: "entra", Issuer: entTmpl, Tenants: []string{entTenant, entTenant2}, Audiences: []string{testAud},
 			Keys: []KeySource{staticSet(t, "entra", entTmpl, f.ent, f.entPS, f.entExpired, f.entFuture, f.entWeak,
-				f.twiceA, f.twiceB, f.denied, f.entEC, f.entEd)}},
+				f.twiceA, f.twiceB, f.denied, f.entEC, f.entEC384, f.entEC521, f.entEd)}},
 		{Name: "msa", Issuer: msaIssuer, Tenants: []string{msaTenant}, Audiences: []string{testAud},
 			Keys: []KeySource{staticSet(t, "msa", msaIssuer, f.con)}},
 		{Name: "idp-a", Issuer: "https://idp-a.example", Audiences: []string{testAud},
@@ -317,5 +367,86 @@ func buildFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.buildEntra(t)
 	return f
+}
+
+// buildEntra generates the Entra-shaped common JWKS and the validators
+// that read it.
+func (f *fixture) buildEntra(t testing.TB) {
+	y := func(n int) time.Time { return testNow.AddDate(n, 0, 0) }
+	f.entra = map[string]*testKey{}
+	var all []*testKey
+	for _, kind := range entraKinds {
+		mk := func(role, issuer string, nb, na time.Time) {
+			kid := role + "-" + kind.name
+			var k *testKey
+			if kind.name == "rsa" {
+				k = newRSA(t, kid, 2048, nb, na)
+			} else {
+				k = newECCert(t, kid, elliptic.P256(), nb, na)
+			}
+			k.issuer = issuer
+			f.entra[kid] = k
+			all = append(all, k)
+		}
+		mk("org", entTmpl, y(-1), y(1))
+		mk("consumer", msaIssuer, y(-1), y(1))
+		mk("other", entIssuer(otherTen), y(-1), y(1))
+		mk("org-expired", entTmpl, y(-3), y(-1))
+		mk("org-future", entTmpl, y(1), y(2))
+	}
+	doc := jwksJSON(t, all...)
+	// Each configuration loads the document the way its caller would: the
+	// key source is scoped to the configured issuer (token check and the
+	// gateway do exactly this).
+	src := func(name, issuer string) KeySource {
+		ks, err := ParseJWKS(doc, Scope{KeySet: name, Issuer: issuer, Source: "common-keys.json"})
+		if err != nil || len(ks.Rejected) > 0 {
+			t.Fatalf("entra JWKS: %v %+v", err, ks.Rejected)
+		}
+		return NewStaticSource(ks)
+	}
+	now := func() time.Time { return testNow }
+	cfgs := map[string]IssuerConfig{
+		// --issuer https://login.microsoftonline.com/<tid>/v2.0
+		"exact": {Issuer: entIssuer(entTenant)},
+		// --issuer https://login.microsoftonline.com/{tenantid}/v2.0 --tenant <tid>
+		"template": {Issuer: entTmpl, Tenants: []string{entTenant}},
+		// --issuer https://login.microsoftonline.com/<tid>/v2.0 --tenant <tid>
+		"exact+tenant": {Issuer: entIssuer(entTenant), Tenants: []string{entTenant}},
+		// a multi-tenant application: the template for any tenant
+		"any-tenant": {Issuer: entTmpl, AnyTenant: true},
+		// personal Microsoft accounts only
+		"consumer": {Issuer: msaIssuer, Tenants: []string{msaTenant}},
+	}
+	f.entraV = map[string]*Validator{}
+	for name, ic := range cfgs {
+		ic.Name, ic.Audiences = "entra-"+name, []string{testAud}
+		ic.Keys = []KeySource{src(ic.Name, ic.Issuer)}
+		v, err := New(Config{Now: now, Issuers: []IssuerConfig{ic}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.entraV[name] = v
+	}
+	// A key set loaded for the consumer issuer (without per-key issuer
+	// members, as a consumer-only JWKS would be), wrongly handed to an
+	// organisation's issuer configuration: its keys keep their scope.
+	var bare []*testKey
+	for _, k := range all {
+		c := *k
+		c.issuer = ""
+		bare = append(bare, &c)
+	}
+	consumerOnly, err := ParseJWKS(jwksJSON(t, bare...), Scope{KeySet: "consumer-set", Issuer: msaIssuer, Source: "consumers.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := New(Config{Now: now, Issuers: []IssuerConfig{{Name: "entra-misbound", Issuer: entIssuer(entTenant),
+		Audiences: []string{testAud}, Keys: []KeySource{NewStaticSource(consumerOnly)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.entraV["misbound"] = v
 }

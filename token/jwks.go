@@ -335,3 +335,19 @@ func matchesTemplateShape(template, iss string) bool {
 	pre, suf := template[:i], template[i+len(ph):]
 	return len(iss) > len(pre)+len(suf) && strings.HasPrefix(iss, pre) && strings.HasSuffix(iss, suf)
 }
+
+// instanceOf reports whether the exact issuer iss is template with one
+// well-formed tenant id substituted.
+func instanceOf(template, iss string) bool {
+	if !isTemplate(template) || isTemplate(iss) || !matchesTemplateShape(template, iss) {
+		return false
+	}
+	ph := "{tenantid}"
+	i := strings.Index(template, ph)
+	if i < 0 {
+		ph = "{tenant}"
+		i = strings.Index(template, ph)
+	}
+	tid := iss[i : len(iss)-(len(template)-i-len(ph))]
+	return safeTenant(tid) && resolveIssuer(template, tid) == iss
+}

@@ -254,7 +254,10 @@ func (s *Source) fetch(ctx context.Context, prev *sourceState) (*KeySet, time.Du
 		}
 		// OIDC Discovery §4.3: the document's issuer must be the one we
 		// expect, or its keys would be trusted for someone else's tokens.
-		if scope.Issuer != "" && d.Issuer != scope.Issuer {
+		// Entra's multi-tenant documents (common, organizations) name the
+		// {tenantid} template; one tenant's exact issuer is an instance of
+		// it, and the per-key issuer members then decide at validation.
+		if scope.Issuer != "" && d.Issuer != scope.Issuer && !instanceOf(d.Issuer, scope.Issuer) {
 			return nil, 0, fmt.Errorf("key source %s: discovery issuer %q is not the configured issuer %q",
 				s.location, d.Issuer, scope.Issuer)
 		}

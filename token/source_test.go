@@ -219,3 +219,66 @@ func TestCacheTTL(t *testing.T) {
 		}
 	}
 }
+
+// Entra's common and organizations discovery documents name the issuer
+// template; a caller that accepts one tenant configures that tenant's exact
+// issuer, and the keys must load for it (and validate its tokens).
+func TestSourceEntraTemplateDiscovery(t *testing.T) {
+	f := getFixture(t)
+	org, con := f.entra["org-rsa"], f.entra["consumer-rsa"]
+	var srv *httptest.Server
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/common/v2.0/.well-known/openid-configuration":
+			fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, entTmpl, srv.URL+"/common/discovery/v2.0/keys")
+		case "/common/discovery/v2.0/keys":
+			w.Write(jwksJSON(t, org, con))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	disc := srv.URL + "/common/v2.0/.well-known/openid-configuration"
+	ctx := context.Background()
+	for _, tc := range []struct {
+		issuer string
+		ok     bool
+	}{
+		{entIssuer(entTenant), true},
+		{entTmpl, true},
+		{msaIssuer, true}, // the consumer tenant is one instance of the template; per-key issuers decide
+		{"https://login.microsoftonline.com/" + entTenant + "/v2.0/extra", false},
+		{"https://login.microsoftonline.com/a/b/v2.0", false},
+		{"https://evil.example/" + entTenant + "/v2.0", false},
+		{"https://login.microsoftonline.com/{tenant}/v2.0", false},
+	} {
+		src, _ := NewSource(disc, SourceOptions{HTTPClient: srv.Client(), Scope: Scope{KeySet: "entra", Issuer: tc.issuer}})
+		ks, err := src.Keys(ctx)
+		if !tc.ok {
+			if err == nil || !strings.Contains(err.Error(), "discovery issuer") {
+				t.Errorf("%s: discovery issuer %s accepted: %v", tc.issuer, entTmpl, err)
+			}
+			continue
+		}
+		if err != nil || len(ks.Keys) != 2 || ks.Scope.Issuer != tc.issuer {
+			t.Errorf("%s: %v %+v", tc.issuer, err, ks)
+			continue
+		}
+		if tc.issuer != entIssuer(entTenant) {
+			continue
+		}
+		v, err := New(Config{Now: func() time.Time { return testNow }, Issuers: []IssuerConfig{{Name: "entra",
+			Issuer: tc.issuer, Audiences: []string{testAud}, Keys: []KeySource{src}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		good := sign(t, "RS256", org.priv, hdr(org), claimsFor(entIssuer(entTenant), entTenant))
+		if d := v.Check(ctx, good); !d.Valid {
+			t.Errorf("exact issuer from the common discovery document: %s %s", d.Reason, d.Detail)
+		}
+		storm := sign(t, "RS256", con.priv, hdr(con), claimsFor(entIssuer(entTenant), entTenant))
+		if d := v.Check(ctx, storm); d.Reason != ReasonKeyScope {
+			t.Errorf("consumer key on an organisation token: %s %s", d.Reason, d.Detail)
+		}
+	}
+}

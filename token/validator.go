@@ -2,11 +2,14 @@ package token
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -47,7 +50,25 @@ type IssuerConfig struct {
 	RequiredClaims []string
 	// MaxLifetime, when positive, bounds exp-iat (and then requires iat).
 	MaxLifetime time.Duration
-	Keys        []KeySource
+	// AllowHighS accepts ECDSA (ES256/ES384/ES512) signatures whose S is
+	// above half the curve order. By default only the low-S form is
+	// accepted, so each token has exactly one valid encoding; set this only
+	// for an issuer whose signer does not normalise S (most ECDSA
+	// libraries do not), or half of its tokens are refused.
+	AllowHighS bool
+	Keys       []KeySource
+}
+
+// ConsumerTenant is the Entra tenant id of personal Microsoft accounts
+// (MSA). Its tokens are accepted only by an issuer configuration that names
+// it: its exact issuer, or a tenant list containing it. A template issuer
+// with AnyTenant, or an organisation's issuer, never accepts them.
+const ConsumerTenant = "9188040d-6c67-4c5b-b112-36a304b66dad"
+
+// namesConsumer reports whether ic explicitly accepts the consumer tenant.
+func (ic *IssuerConfig) namesConsumer() bool {
+	return slices.Contains(ic.Tenants, ConsumerTenant) ||
+		(!isTemplate(ic.Issuer) && strings.Contains(ic.Issuer, ConsumerTenant))
 }
 
 // Config configures a Validator.
@@ -293,6 +314,10 @@ func (v *Validator) Check(ctx context.Context, raw string) *Decision {
 		}
 		return d.fail(CheckTenant, ReasonTenant, "tenant %q is not accepted for %s", c.Tenant, ic.Name)
 	}
+	if c.Tenant == ConsumerTenant && !ic.namesConsumer() {
+		return d.fail(CheckTenant, ReasonTenant,
+			"tid is the consumer (personal Microsoft account) tenant, which %s does not name", ic.Name)
+	}
 	d.pass(CheckTenant, c.Tenant)
 
 	// Key.
@@ -337,7 +362,15 @@ func (v *Validator) Check(ctx context.Context, raw string) *Decision {
 	if _, err := jws.Verify(key.Public); err != nil {
 		return d.fail(CheckSignature, ReasonBadSignature, "signature does not verify with key %s", key.ID)
 	}
-	d.pass(CheckSignature, "verified")
+	if pk, ok := key.Public.(*ecdsa.PublicKey); ok && highS(pk, dec[2]) {
+		if !ic.AllowHighS {
+			return d.fail(CheckSignature, ReasonBadSignature,
+				"ECDSA signature with a high S value (s > n/2) from key %s: only the low-S encoding is accepted", key.ID)
+		}
+		d.pass(CheckSignature, "verified (high-S ECDSA encoding, allowed for "+ic.Name+")")
+	} else {
+		d.pass(CheckSignature, "verified")
+	}
 
 	// Time claims.
 	if c.Expiry.IsZero() {
@@ -408,6 +441,36 @@ func keyDesc(k *Key) string {
 		s += " (retired " + k.RetiredAt.UTC().Format(time.RFC3339) + ", within overlap)"
 	}
 	return s
+}
+
+// highS reports whether sig, a JWS ECDSA signature (r||s, each the size
+// of the curve order), carries s > n/2. ECDSA is malleable: if (r, s)
+// verifies, so does (r, n-s), giving every signed token a second valid
+// encoding; accepting only s <= n/2 leaves exactly one.
+func highS(pk *ecdsa.PublicKey, sig []byte) bool {
+	n := pk.Curve.Params().N
+	size := (n.BitLen() + 7) / 8
+	if len(sig) != 2*size {
+		return false // go-jose has already refused other lengths
+	}
+	var s big.Int
+	s.SetBytes(sig[size:])
+	return s.Cmp(halfOrder(pk.Curve)) > 0
+}
+
+// Half the group order of each curve a key may use (ParseJWKS admits only
+// these three).
+var halfOrders = map[elliptic.Curve]*big.Int{
+	elliptic.P256(): new(big.Int).Rsh(elliptic.P256().Params().N, 1),
+	elliptic.P384(): new(big.Int).Rsh(elliptic.P384().Params().N, 1),
+	elliptic.P521(): new(big.Int).Rsh(elliptic.P521().Params().N, 1),
+}
+
+func halfOrder(c elliptic.Curve) *big.Int {
+	if h, ok := halfOrders[c]; ok {
+		return h
+	}
+	return new(big.Int).Rsh(c.Params().N, 1)
 }
 
 // badChar returns the first byte outside the base64url alphabet.
@@ -591,20 +654,60 @@ func (v *Validator) findKey(ctx context.Context, ic *IssuerConfig, c *Claims, h 
 	if h.X5t != "" && k.X5t != "" && h.X5t != k.X5t {
 		return k, ReasonBadKeyID, "x5t does not match the key named by kid"
 	}
-	// Per-key scope inside a shared JWKS (Entra publishes "issuer" per key).
-	// A template key serves only the template issuer it names: the consumer
-	// tenant's exact issuer would also "resolve" from it, and that is
-	// exactly the cross-scope use to refuse.
-	if k.Issuer != "" && k.Issuer != ic.Issuer && (isTemplate(k.Issuer) || k.Issuer != c.Issuer) {
-		return k, ReasonKeyScope, fmt.Sprintf("key %s is published for issuer %s, token iss is %s", k.ID, k.Issuer, c.Issuer)
-	}
-	if k.Scope.Tenant != "" && k.Scope.Tenant != c.Tenant {
-		return k, ReasonKeyScope, fmt.Sprintf("key %s is bound to tenant %s, token tid is %q", k.ID, k.Scope.Tenant, c.Tenant)
+	if detail := keyScopeViolation(k, c); detail != "" {
+		return k, ReasonKeyScope, detail
 	}
 	if w := k.Weak(); w != "" {
 		return k, ReasonWeakKey, w
 	}
 	return k, ReasonOK, ""
+}
+
+// keyScopeViolation applies the key's own scope to the token and says why
+// the key may not sign it, or returns "". matchIssuer has already made sure
+// iss is an issuer the caller configured; here the key must also be
+// published for that iss:
+//   - the key set it came from was loaded for an issuer (Scope.Issuer) that
+//     is iss, or a template that resolves to iss with the token's tid;
+//   - its per-key "issuer" member (Entra publishes one on every key) is iss
+//     exactly, or a {tenantid} template that reproduces iss exactly when tid
+//     is substituted. A templated key never serves the consumer tenant:
+//     Entra publishes the consumer keys with that tenant's exact issuer,
+//     and a key serving both scopes is the overlap behind Storm-0558;
+//   - a key bound to one tenant serves only tokens of that tenant.
+func keyScopeViolation(k *Key, c *Claims) string {
+	if k.Scope.Issuer != "" && !issuerCovers(k.Scope.Issuer, c) {
+		return fmt.Sprintf("key %s was loaded from key set %s for issuer %s, token iss is %s (tid %q)",
+			k.ID, k.Scope.KeySet, k.Scope.Issuer, c.Issuer, c.Tenant)
+	}
+	switch {
+	case k.Issuer == "":
+	case !isTemplate(k.Issuer):
+		if k.Issuer != c.Issuer {
+			return fmt.Sprintf("key %s is published for issuer %s only, token iss is %s", k.ID, k.Issuer, c.Issuer)
+		}
+	case c.Tenant == "":
+		return fmt.Sprintf("key %s is published for the tenant template %s and the token has no tid", k.ID, k.Issuer)
+	case !issuerCovers(k.Issuer, c):
+		return fmt.Sprintf("key %s is published for %s: with the token's tid %q that is not its iss %s",
+			k.ID, k.Issuer, c.Tenant, c.Issuer)
+	case c.Tenant == ConsumerTenant:
+		return fmt.Sprintf("key %s is published for organisation tenants (%s), token tid is the consumer tenant",
+			k.ID, k.Issuer)
+	}
+	if k.Scope.Tenant != "" && k.Scope.Tenant != c.Tenant {
+		return fmt.Sprintf("key %s is bound to tenant %s, token tid is %q", k.ID, k.Scope.Tenant, c.Tenant)
+	}
+	return ""
+}
+
+// issuerCovers reports whether iss (exact, or a {tenantid} template) names
+// the token's issuer: exactly, or once the token's tid is substituted.
+func issuerCovers(iss string, c *Claims) bool {
+	if !isTemplate(iss) {
+		return iss == c.Issuer
+	}
+	return c.Tenant != "" && safeTenant(c.Tenant) && resolveIssuer(iss, c.Tenant) == c.Issuer
 }
 
 // lookup returns the distinct keys (by thumbprint) matching kid, or x5t
