@@ -437,6 +437,9 @@ func fmtOptTime(t time.Time) string {
 
 func keyDesc(k *Key) string {
 	s := fmt.Sprintf("kid=%s %s/%d set=%s", k.ID, k.Type, k.Bits, k.Scope.KeySet)
+	if k.Issuer != "" {
+		s += " key-issuer=" + k.Issuer
+	}
 	if !k.RetiredAt.IsZero() {
 		s += " (retired " + k.RetiredAt.UTC().Format(time.RFC3339) + ", within overlap)"
 	}

@@ -134,8 +134,12 @@ func printDecision(w io.Writer, d *token.Decision) {
 		fmt.Fprintf(w, "times:    iat=%s nbf=%s exp=%s\n", ts(c.IssuedAt), ts(c.NotBefore), ts(c.Expiry))
 	}
 	if k := d.Key; k != nil {
-		fmt.Fprintf(w, "key:      kid=%s %s/%d set=%s source=%s thumbprint=%s cert_not_after=%s\n",
+		fmt.Fprintf(w, "key:      kid=%s %s/%d set=%s source=%s thumbprint=%s cert_not_after=%s",
 			k.ID, k.Type, k.Bits, k.Scope.KeySet, k.Scope.Source, k.Thumbprint, ts(k.NotAfter))
+		if k.Issuer != "" {
+			fmt.Fprintf(w, " issuer=%s", k.Issuer)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "checks:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -198,3 +198,145 @@ func TestTokenCheck(t *testing.T) {
 		}
 	})
 }
+
+// Entra-shaped sample shipped in token/testdata/entra (see its generator in
+// token/entra_sample_test.go).
+const (
+	sampleKeys   = "../../token/testdata/entra/common-keys.json"
+	sampleToken  = "../../token/testdata/entra/access-token.jwt"
+	sampleTenant = "4646f807-a04c-40c1-a4c3-acb4ac91c72e"
+	sampleIss    = "https://login.microsoftonline.com/" + sampleTenant + "/v2.0"
+	msaTid       = "9188040d-6c67-4c5b-b112-36a304b66dad"
+	msaIss       = "https://login.microsoftonline.com/" + msaTid + "/v2.0"
+)
+
+// writeEntraJWKS writes keys as Entra's common JWKS does: every key with a
+// per-key "issuer" member.
+func writeEntraJWKS(t *testing.T, dir string, keys map[*cliKey]string) string {
+	t.Helper()
+	var set []map[string]any
+	for k, issuer := range keys {
+		b, err := json.Marshal(jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.kid, Use: "sig",
+			Certificates: []*x509.Certificate{k.cert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		m["issuer"] = issuer
+		set = append(set, m)
+	}
+	b, _ := json.Marshal(map[string]any{"keys": set})
+	p := filepath.Join(dir, "common-keys.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestTokenCheckEntra(t *testing.T) {
+	b, err := os.ReadFile(sampleToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := strings.TrimSpace(string(b))
+	dir := t.TempDir()
+	org := testKey(t, "org-1", cliAt.AddDate(-1, 0, 0), cliAt.AddDate(1, 0, 0))
+	con := testKey(t, "con-1", cliAt.AddDate(-1, 0, 0), cliAt.AddDate(1, 0, 0))
+	other := testKey(t, "other-1", cliAt.AddDate(-1, 0, 0), cliAt.AddDate(1, 0, 0))
+	otherTid := "00000000-0000-0000-0000-000000000001"
+	common := writeEntraJWKS(t, dir, map[*cliKey]string{org: cliTmpl, con: msaIss,
+		other: "https://login.microsoftonline.com/" + otherTid + "/v2.0"})
+	at := cliAt.Format(time.RFC3339)
+	check := func(keys string, flags ...string) []string {
+		return append([]string{"token", "check", "--keys", keys}, flags...)
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+	}{
+		// The shipped sample, as now.
+		{"sample: exact issuer", check(sampleKeys, "--issuer", sampleIss, "--audience", "api://vigil-demo", sample),
+			0, "decision: VALID"},
+		{"sample: template issuer and --tenant", check(sampleKeys, "--issuer", cliTmpl, "--tenant", sampleTenant, sample),
+			0, "decision: VALID"},
+		{"sample: exact issuer and --tenant", check(sampleKeys, "--issuer", sampleIss, "--tenant", sampleTenant, sample),
+			0, "issuer=" + cliTmpl},
+		{"sample: another tenant's exact issuer", check(sampleKeys, "--issuer", cliIss, sample), 1, "REJECTED (unknown_issuer)"},
+		{"sample: --tenant of another tenant", check(sampleKeys, "--issuer", cliTmpl, "--tenant", cliTenant, sample),
+			1, "REJECTED (tenant)"},
+		{"sample: exact issuer, --tenant of another tenant", check(sampleKeys, "--issuer", sampleIss, "--tenant", cliTenant, sample),
+			1, "REJECTED (tenant)"},
+		{"sample: consumer issuer", check(sampleKeys, "--issuer", msaIss, sample), 1, "REJECTED (unknown_issuer)"},
+		{"sample: wrong audience", check(sampleKeys, "--issuer", sampleIss, "--audience", "api://mail", sample),
+			1, "REJECTED (audience)"},
+
+		// Generated keys in a common JWKS (Storm-0558 shapes).
+		{"templated key, exact issuer", check(common, "--issuer", cliIss, "--at", at, signClaims(t, org, cliClaims(cliAt))),
+			0, "decision: VALID"},
+		{"templated key, template and --tenant", check(common, "--issuer", cliTmpl, "--tenant", cliTenant, "--at", at,
+			signClaims(t, org, cliClaims(cliAt))), 0, "decision: VALID"},
+		{"consumer key on an organisation token, exact issuer", check(common, "--issuer", cliIss, "--at", at,
+			signClaims(t, con, cliClaims(cliAt))), 1, "REJECTED (key_scope)"},
+		{"consumer key on an organisation token, --tenant", check(common, "--issuer", cliTmpl, "--tenant", cliTenant,
+			"--at", at, signClaims(t, con, cliClaims(cliAt))), 1, "REJECTED (key_scope)"},
+		{"another tenant's key, exact issuer", check(common, "--issuer", cliIss, "--at", at,
+			signClaims(t, other, cliClaims(cliAt))), 1, "REJECTED (key_scope)"},
+		{"consumer tid on an organisation issuer", check(common, "--issuer", cliIss, "--at", at,
+			signClaims(t, org, cliClaims(cliAt, "tid", msaTid))), 1, "REJECTED (tenant)"},
+		{"templated key, tid does not give iss", check(common, "--issuer", cliIss, "--at", at,
+			signClaims(t, org, cliClaims(cliAt, "tid", otherTid))), 1, "REJECTED (key_scope)"},
+		{"exp as a numeric string", check(common, "--issuer", cliIss, "--at", at,
+			signClaims(t, org, cliClaims(cliAt, "exp", "1796162482"))), 1, "REJECTED (bad_claims)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runCLI(t, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.stdout) {
+				t.Fatalf("exit %d (want %d), output lacks %q\nstdout:\n%s\nstderr:\n%s", code, tc.code, tc.stdout, out, errs)
+			}
+		})
+	}
+}
+
+// The README's token example runs as written (from the repository root,
+// with its stdin redirect) and accepts the shipped token.
+func TestREADMETokenExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for l := range strings.Lines(string(readme)) {
+		if strings.HasPrefix(l, "go run ./cmd/vigil token check ") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	if line == "" {
+		t.Fatal("README has no `go run ./cmd/vigil token check` example")
+	}
+	cmd, stdin, redirected := strings.Cut(line, " < ")
+	args := strings.Fields(strings.TrimPrefix(cmd, "go run ./cmd/vigil "))
+	for _, a := range args {
+		if strings.ContainsAny(a, `"'$\`+"`") {
+			t.Fatalf("README example uses shell quoting this test does not interpret: %s", a)
+		}
+	}
+	t.Chdir("../..")
+	if redirected {
+		f, err := os.Open(strings.TrimSpace(stdin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		saved := os.Stdin
+		os.Stdin = f
+		defer func() { os.Stdin = saved }()
+	}
+	code, out, errs := runCLI(t, args...)
+	if code != 0 || !strings.Contains(out, "decision: VALID") {
+		t.Fatalf("README example: exit %d\n%s\n%s", code, out, errs)
+	}
+}
