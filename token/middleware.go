@@ -4,11 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
-// ReasonMissingToken is recorded when a request carries no bearer token.
-const ReasonMissingToken Reason = "missing_token"
+// Reasons only the middleware gives.
+const (
+	// ReasonMissingToken is recorded when a request carries no bearer token.
+	ReasonMissingToken Reason = "missing_token"
+	// ReasonQueryToken is recorded when the URL carries an access_token
+	// parameter (RFC 6750 §2.3): such requests are refused, never
+	// forwarded, even with a valid Authorization header, so an upstream
+	// never sees a second, unvalidated token.
+	ReasonQueryToken Reason = "query_token"
+)
 
 type claimsKey struct{}
 
@@ -41,6 +50,14 @@ func Middleware(v *Validator, opts MiddlewareOptions) func(http.Handler) http.Ha
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := WithRequest(r.Context(), r)
+			if queryToken(r.URL.RawQuery) {
+				d := &Decision{At: v.cfg.Now(), Reason: ReasonQueryToken,
+					Detail: "access_token in the URL query: send the token in the Authorization header only"}
+				v.record(ctx, d)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="invalid_request"`)
+				writeError(w, http.StatusBadRequest, "invalid_request", ReasonQueryToken)
+				return
+			}
 			raw, ok := bearer(r)
 			if !ok {
 				d := &Decision{At: v.cfg.Now(), Reason: ReasonMissingToken,
@@ -73,6 +90,26 @@ func (v *Validator) record(ctx context.Context, d *Decision) {
 	if v.cfg.Audit != nil {
 		v.cfg.Audit.Record(ctx, d)
 	}
+}
+
+// queryToken reports whether the raw query has an access_token parameter.
+// Names are compared case-insensitively with "_" and "-" alike, after
+// percent-decoding, splitting on "&" and ";": whatever a framework behind
+// the proxy would read as access_token counts.
+func queryToken(raw string) bool {
+	if raw == "" {
+		return false
+	}
+	for _, part := range strings.FieldsFunc(raw, func(r rune) bool { return r == '&' || r == ';' }) {
+		name, _, _ := strings.Cut(part, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if strings.ReplaceAll(strings.ToLower(name), "_", "-") == "access-token" {
+			return true
+		}
+	}
+	return false
 }
 
 func bearer(r *http.Request) (string, bool) {

@@ -164,3 +164,47 @@ func TestMiddleware(t *testing.T) {
 		t.Fatalf("scope event lacks fields: %+v", scopeEv)
 	}
 }
+
+// A request with access_token in its query is refused even when its
+// Authorization header is valid, so nothing behind the middleware reads a
+// second, unvalidated token; the refusal is audited.
+func TestMiddlewareQueryToken(t *testing.T) {
+	f := getFixture(t)
+	var audit syncBuffer
+	v := auditedValidator(t, f, &audit)
+	var reached atomic.Int32
+	srv := httptest.NewServer(Middleware(v, MiddlewareOptions{})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		reached.Add(1)
+	})))
+	defer srv.Close()
+	good := sign(t, "RS256", f.ent.priv, hdr(f.ent), claimsFor(entIssuer(entTenant), entTenant))
+	for _, tc := range []struct {
+		query  string
+		status int
+	}{
+		{"access_token=abc", 400}, {"x=1&Access_Token=abc", 400}, {"x=1;access-token=abc", 400},
+		{"access%5ftoken=abc", 400}, {"access_token", 400}, {"x=access_token", 200}, {"access_tokens=1", 200}, {"", 200},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+"/m?"+tc.query, nil)
+		req.Header.Set("Authorization", "Bearer "+good)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%q: status %d, want %d", tc.query, resp.StatusCode, tc.status)
+		}
+		if tc.status == 400 && (!strings.Contains(string(body), `"reason":"query_token"`) ||
+			resp.Header.Get("WWW-Authenticate") != `Bearer realm="vigil", error="invalid_request"`) {
+			t.Errorf("%q: body %s, challenge %q", tc.query, body, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if n := reached.Load(); n != 3 {
+		t.Errorf("handler reached %d times, want 3", n)
+	}
+	if n := strings.Count(audit.String(), `"reason":"query_token"`); n != 5 {
+		t.Errorf("%d query_token events audited, want 5:\n%s", n, audit.String())
+	}
+}

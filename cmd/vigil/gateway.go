@@ -231,15 +231,48 @@ const (
 	hdrIssuer  = "X-Vigil-Issuer"
 )
 
+// clientAddressHeaders are headers through which proxies and CDNs tell an
+// upstream who the client is, in folded form (see foldHeader). A client can
+// send any of them, so the gateway removes every one and then sets
+// X-Forwarded-For (and X-Forwarded-Host/-Proto) and X-Real-IP itself.
+var clientAddressHeaders = map[string]bool{
+	"forwarded": true, "forwarded-for": true, "x-forwarded": true, "x-forwarded-for": true,
+	"x-forwarded-host": true, "x-forwarded-proto": true, "x-forwarded-port": true, "x-forwarded-server": true,
+	"x-forwarded-scheme": true, "x-original-forwarded-for": true, "x-real-ip": true, "true-client-ip": true,
+	"x-true-client-ip": true, "cf-connecting-ip": true, "cf-connecting-ipv6": true, "x-client-ip": true,
+	"client-ip": true, "x-cluster-client-ip": true, "fastly-client-ip": true, "akamai-client-ip": true,
+	"x-originating-ip": true, "x-remote-ip": true, "x-remote-addr": true, "x-proxyuser-ip": true,
+	"x-envoy-external-address": true, "x-azure-clientip": true, "x-azure-socketip": true,
+	"x-appengine-user-ip": true, "x-forwarded-client-cert": true, "x-client-cert": true, "ssl-client-cert": true,
+}
+
+// foldHeader lower-cases a header name and treats "_" as "-": CGI/WSGI
+// servers and several proxies fold X_Vigil_Subject and X-Vigil-Subject into
+// one variable, so both spellings must be removed.
+func foldHeader(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// stripClientHeaders removes, under any spelling, the headers the upstream
+// trusts because the gateway sets them: identity (X-Vigil-*) and client
+// address headers.
+func stripClientHeaders(h http.Header) {
+	for name := range h {
+		f := foldHeader(name)
+		if strings.HasPrefix(f, "x-vigil-") || clientAddressHeaders[f] {
+			delete(h, name)
+		}
+	}
+}
+
 func gatewayHandler(v *token.Validator, up *url.URL, cfg *gatewayConfig, logger *slog.Logger) http.Handler {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
+			stripClientHeaders(pr.Out.Header)
 			pr.SetXForwarded()
-			for name := range pr.In.Header {
-				if strings.HasPrefix(strings.ToLower(name), "x-vigil-") {
-					pr.Out.Header.Del(name)
-				}
+			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				pr.Out.Header.Set("X-Real-IP", ip)
 			}
 			if c, ok := token.ClaimsFromContext(pr.In.Context()); ok {
 				pr.Out.Header.Set(hdrSubject, c.Subject)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,5 +277,128 @@ func TestGatewayUsage(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errs, tc.want)
 			}
 		})
+	}
+}
+
+// The upstream trusts the gateway's identity and address headers, so no
+// client-sent copy may reach it under any spelling an upstream might fold
+// into the same name, and a token in the query string never passes.
+func TestGatewayHeaderHygiene(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	good := testKey(t, "gw-1", now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0))
+	keys := writeJWKS(t, dir, good)
+	type seen struct {
+		Header http.Header
+		Query  string
+	}
+	var last atomic.Pointer[seen]
+	var reached atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		last.Store(&seen{r.Header.Clone(), r.URL.RawQuery})
+	}))
+	defer upstream.Close()
+	cfg := writeFile(t, dir, "gw.yaml", fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [%s]\n    keys: [%s]\n",
+		cliIss, cliAud, keys))
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	base, stop := startGateway(t, "--upstream", upstream.URL, "--config", cfg, "--listen", "127.0.0.1:0", "--audit", auditPath)
+	bearer := "Bearer " + signClaims(t, good, cliClaims(now))
+	get := func(t *testing.T, path string, h map[string]string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("GET", base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", bearer)
+		for k, v := range h {
+			req.Header[k] = []string{v} // sent exactly as spelt
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	t.Run("identity headers under any spelling", func(t *testing.T) {
+		spoof := map[string]string{}
+		for _, name := range []string{"X-Vigil-Subject", "X_Vigil_Subject", "X-Vigil_Subject", "x_vigil_tenant",
+			"X-VIGIL-ISSUER", "X-Vigil-App_Id", "X_vIgIl-Admin", "X-Vigil--Subject"} {
+			spoof[name] = "spoofed"
+		}
+		if resp := get(t, "/", spoof); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		s := last.Load()
+		for name, vals := range s.Header {
+			norm := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+			if strings.HasPrefix(norm, "x-vigil") && slices.Contains(vals, "spoofed") {
+				t.Errorf("client header %s: %v reached the upstream", name, vals)
+			}
+		}
+		if s.Header.Get("X-Vigil-Subject") != "alice" || s.Header.Get("X-Vigil-Tenant") != cliTenant {
+			t.Errorf("gateway identity headers: %v", s.Header)
+		}
+	})
+
+	t.Run("client address headers replaced or removed", func(t *testing.T) {
+		spoof := map[string]string{}
+		for _, name := range []string{"X-Forwarded-For", "X_Forwarded_For", "X-Real-IP", "X_Real_IP", "True-Client-IP",
+			"CF-Connecting-IP", "Forwarded", "X-Client-IP", "X-Cluster-Client-IP", "Fastly-Client-IP", "Client-IP",
+			"X-Originating-IP", "X-Remote-IP", "X-Remote-Addr", "X-Original-Forwarded-For", "Forwarded-For",
+			"X-Forwarded", "X-Forwarded-Host", "X_Forwarded_Proto", "X-Envoy-External-Address", "X-Azure-ClientIP",
+			"X-Forwarded-Client-Cert"} {
+			spoof[name] = "203.0.113.66"
+		}
+		if resp := get(t, "/", spoof); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		s := last.Load()
+		for name, vals := range s.Header {
+			for _, v := range vals {
+				if strings.Contains(v, "203.0.113.66") {
+					t.Errorf("client-supplied %s: %s reached the upstream", name, v)
+				}
+			}
+		}
+		if s.Header.Get("X-Forwarded-For") != "127.0.0.1" || s.Header.Get("X-Real-Ip") != "127.0.0.1" {
+			t.Errorf("X-Forwarded-For %q, X-Real-IP %q: want the client's address 127.0.0.1",
+				s.Header.Get("X-Forwarded-For"), s.Header.Get("X-Real-Ip"))
+		}
+	})
+
+	t.Run("token in the query string refused", func(t *testing.T) {
+		before := reached.Load()
+		for _, q := range []string{"?access_token=x", "?a=1&access_token=x", "?ACCESS_TOKEN=x", "?access-token=x",
+			"?access%5Ftoken=x", "?a=1;access_token=x", "?access_token"} {
+			resp := get(t, "/mail"+q, nil)
+			if resp.StatusCode != http.StatusBadRequest ||
+				!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`) {
+				t.Errorf("%s: status %d, challenge %q; want 400 invalid_request", q, resp.StatusCode,
+					resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+		if n := reached.Load() - before; n != 0 {
+			t.Errorf("upstream reached %d times by requests with a query token", n)
+		}
+		// Other parameters pass untouched.
+		if resp := get(t, "/mail?folder=inbox&token_hint=1", nil); resp.StatusCode != 200 ||
+			last.Load().Query != "folder=inbox&token_hint=1" {
+			t.Errorf("plain query: status %d, upstream saw %q", resp.StatusCode, last.Load().Query)
+		}
+	})
+
+	if code := stop(); code != 0 {
+		t.Fatalf("gateway exit %d", code)
+	}
+	b, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"reason":"query_token"`); n != 7 {
+		t.Errorf("%d query_token rejections audited, want 7", n)
 	}
 }
