@@ -64,7 +64,9 @@ type KeyInfo struct {
 	Curve      string    `json:"crv,omitempty"`
 	NotBefore  time.Time `json:"not_before,omitzero"`
 	NotAfter   time.Time `json:"not_after,omitzero"`
-	AgeDays    int       `json:"age_days,omitempty"`
+	// AgeDays is whole days since the certificate's notBefore; nil when
+	// the key publishes no certificate, so its age is unknown.
+	AgeDays *int `json:"age_days,omitempty"`
 }
 
 // KeyAuditOptions tunes AuditKeys.
@@ -72,8 +74,11 @@ type KeyAuditOptions struct {
 	Now           time.Time
 	MaxAge        time.Duration // key age (from the certificate's notBefore) past which rotation is overdue; 0 disables
 	ExpiryWarning time.Duration // certificates expiring within this are flagged; default 30 days
-	Previous      []*KeySet     // an earlier snapshot, to report kids that appeared or vanished
-	Denied        []string      // kid/x5t values known to be compromised; DefaultDeniedKeys is always included
+	// Previous[i] is an earlier snapshot of sets[i] (nil: no diff for that
+	// input): kids that appeared or vanished are reported per input. When
+	// set, it must have one entry per key set.
+	Previous []*KeySet
+	Denied   []string // kid/x5t values known to be compromised; DefaultDeniedKeys is always included
 }
 
 // KeyReport is the result of AuditKeys.
@@ -108,8 +113,12 @@ func keyScope(ks *KeySet, k *Key) string {
 
 // AuditKeys reviews published key sets for the failures behind Storm-0558:
 // keys whose certificates expired but are still published, keys never
-// rotated, weak keys, and one key (or kid) serving several scopes.
-func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
+// rotated, weak keys, and one key (or kid) serving several scopes. It fails
+// only when Previous cannot be paired with sets.
+func AuditKeys(sets []*KeySet, o KeyAuditOptions) (*KeyReport, error) {
+	if len(o.Previous) > 0 && len(o.Previous) != len(sets) {
+		return nil, fmt.Errorf("key audit: %d previous snapshots for %d key sets: give one per key set", len(o.Previous), len(sets))
+	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -132,7 +141,6 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 	scopesByThumb := map[string]map[string]bool{}
 	kidThumbs := map[string]map[string]bool{}
 	kidScopes := map[string]map[string]bool{}
-	current := map[string]bool{}
 	for _, ks := range sets {
 		issuers := map[string]bool{}
 		seenKid := map[string]string{}
@@ -148,11 +156,12 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 			scope := keyScope(ks, k)
 			info := KeyInfo{Source: ks.Scope.Source, Scope: scope, KeyID: k.ID, X5t: k.X5t, Thumbprint: k.Thumbprint,
 				Type: k.Type, Bits: k.Bits, Curve: k.Curve, NotBefore: k.NotBefore, NotAfter: k.NotAfter}
+			age := 0
 			if !k.NotBefore.IsZero() {
-				info.AgeDays = int(o.Now.Sub(k.NotBefore) / day)
+				age = int(o.Now.Sub(k.NotBefore) / day)
+				info.AgeDays = &age
 			}
 			r.Keys = append(r.Keys, info)
-			current[k.ID] = true
 			if k.Issuer != "" {
 				issuers[k.Issuer] = true
 			}
@@ -180,12 +189,12 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 				add(SevMedium, "cert_expiring", ks, k, "certificate expires %s (in %d days)",
 					k.NotAfter.UTC().Format(time.DateOnly), int(k.NotAfter.Sub(o.Now)/day))
 			default:
-				add(SevInfo, "key_age", ks, k, "key %d days old, certificate valid until %s", info.AgeDays,
+				add(SevInfo, "key_age", ks, k, "key %d days old, certificate valid until %s", age,
 					k.NotAfter.UTC().Format(time.DateOnly))
 			}
 			if o.MaxAge > 0 && !k.NotBefore.IsZero() && o.Now.Sub(k.NotBefore) > o.MaxAge {
 				add(SevMedium, "rotation_overdue", ks, k, "key is %d days old, past the %d-day maximum",
-					info.AgeDays, int(o.MaxAge/day))
+					age, int(o.MaxAge/day))
 			}
 			addTo(scopesByThumb, k.Thumbprint, scope)
 			if k.ID != "" {
@@ -218,28 +227,41 @@ func AuditKeys(sets []*KeySet, o KeyAuditOptions) *KeyReport {
 					strings.Join(slices.Sorted(maps.Keys(kidScopes[kid])), ", "))})
 		}
 	}
-	if len(o.Previous) > 0 {
-		before := map[string]bool{}
-		for _, ks := range o.Previous {
-			for _, k := range ks.Keys {
-				before[k.ID] = true
-			}
-		}
-		for _, kid := range slices.Sorted(maps.Keys(before)) {
-			if !current[kid] {
-				r.Findings = append(r.Findings, Finding{Severity: SevLow, Code: "kid_removed", KeyID: kid,
-					Message: "kid was published in the previous snapshot and is gone: tokens signed with it must now be refused"})
-			}
-		}
-		for _, kid := range slices.Sorted(maps.Keys(current)) {
-			if !before[kid] {
-				r.Findings = append(r.Findings, Finding{Severity: SevLow, Code: "kid_added", KeyID: kid,
-					Message: "kid is new since the previous snapshot: confirm the rotation was planned"})
-			}
+	for i, prev := range o.Previous {
+		if prev != nil {
+			r.Findings = append(r.Findings, diffKids(prev, sets[i])...)
 		}
 	}
 	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Severity > r.Findings[j].Severity })
-	return r
+	return r, nil
+}
+
+// diffKids reports the kids of cur that were not in prev and the reverse.
+func diffKids(prev, cur *KeySet) []Finding {
+	kids := func(ks *KeySet) map[string]bool {
+		m := map[string]bool{}
+		for _, k := range ks.Keys {
+			m[k.ID] = true
+		}
+		return m
+	}
+	before, now := kids(prev), kids(cur)
+	var out []Finding
+	for _, kid := range slices.Sorted(maps.Keys(before)) {
+		if !now[kid] {
+			out = append(out, Finding{Severity: SevLow, Code: "kid_removed", Source: cur.Scope.Source, KeyID: kid,
+				Message: fmt.Sprintf("kid was published in the previous snapshot (%s) and is gone: tokens signed with it must now be refused",
+					prev.Scope.Source)})
+		}
+	}
+	for _, kid := range slices.Sorted(maps.Keys(now)) {
+		if !before[kid] {
+			out = append(out, Finding{Severity: SevLow, Code: "kid_added", Source: cur.Scope.Source, KeyID: kid,
+				Message: fmt.Sprintf("kid is new since the previous snapshot (%s): confirm the rotation was planned",
+					prev.Scope.Source)})
+		}
+	}
+	return out
 }
 
 func addTo(m map[string]map[string]bool, k, v string) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -101,7 +102,10 @@ func TestAuditKeys(t *testing.T) {
 			for _, f := range tc.previous {
 				prev = append(prev, loadSnapshot(t, f))
 			}
-			r := AuditKeys(sets, KeyAuditOptions{Now: at, MaxAge: year, Previous: prev})
+			r, err := AuditKeys(sets, KeyAuditOptions{Now: at, MaxAge: year, Previous: prev})
+			if err != nil {
+				t.Fatal(err)
+			}
 			got := codes(r)
 			for c, n := range tc.want {
 				if got[c] != n {
@@ -121,7 +125,31 @@ func TestAuditKeys(t *testing.T) {
 	// The Storm-0558 kid itself is flagged wherever it appears.
 	f := getFixture(t)
 	ks, _ := ParseJWKS(jwksJSON(t, f.denied), Scope{Source: "x"})
-	if codes(AuditKeys([]*KeySet{ks}, KeyAuditOptions{Now: at}))["compromised_key"] != 1 {
+	r, err := AuditKeys([]*KeySet{ks}, KeyAuditOptions{Now: at})
+	if err != nil || codes(r)["compromised_key"] != 1 {
 		t.Error("known compromised kid not flagged")
+	}
+}
+
+// Previous snapshots pair with key sets by position; a count that cannot be
+// paired is an error, not a diff against everything.
+func TestAuditKeysPreviousPairing(t *testing.T) {
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	con, org, prev := loadSnapshot(t, "consumers.json"), loadSnapshot(t, "organizations.json"), loadSnapshot(t, "previous.json")
+	if _, err := AuditKeys([]*KeySet{con, org}, KeyAuditOptions{Now: at, Previous: []*KeySet{prev}}); err == nil {
+		t.Fatal("one previous snapshot for two key sets accepted")
+	}
+	r, err := AuditKeys([]*KeySet{con, org}, KeyAuditOptions{Now: at, Previous: []*KeySet{nil, prev}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diff []string
+	for _, f := range r.Findings {
+		if f.Code == "kid_added" || f.Code == "kid_removed" {
+			diff = append(diff, f.Code+":"+f.KeyID+"@"+f.Source)
+		}
+	}
+	if want := []string{"kid_removed:ent-2024@organizations.json", "kid_added:ent-2025@organizations.json"}; !slices.Equal(diff, want) {
+		t.Fatalf("diff %v, want %v", diff, want)
 	}
 }

@@ -36,7 +36,8 @@ func runKeysAudit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	format := fs.String("format", "table", "output format: table or json")
 	maxAge := fs.String("max-age", "365d", "key age (from the certificate's notBefore) past which rotation is overdue; 0 disables")
 	warn := fs.String("expiry-warning", "30d", "flag certificates expiring within this `DUR`")
-	previous := fs.String("previous", "", "earlier JWKS snapshot `FILE|URL` to diff kids against")
+	var previous locations
+	fs.Var(&previous, "previous", "earlier snapshot `FILE|URL` of the input in the same position, to diff kids against (repeat once per input)")
 	at := fs.String("at", "", "audit as of this RFC 3339 `TIME` instead of now")
 	setHelp(fs, stderr, helpText{synopsis: "keys audit [flags] FILE|URL...",
 		summary: "Audits the signing keys an issuer publishes (JWKS or OIDC discovery) and lists findings by severity; exit 1 at --fail-on or above.",
@@ -75,14 +76,21 @@ func runKeysAudit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		sets = append(sets, ks)
 	}
-	if *previous != "" {
-		ks, err := loadKeySet(ctx, *previous)
+	if len(previous) > 0 && len(previous) != len(pos) {
+		return usageError("--previous given %d times for %d inputs: give one earlier snapshot per input, in the same order",
+			len(previous), len(pos))
+	}
+	for _, loc := range previous {
+		ks, err := loadKeySet(ctx, loc)
 		if err != nil {
 			return err
 		}
-		opts.Previous = []*token.KeySet{ks}
+		opts.Previous = append(opts.Previous, ks)
 	}
-	r := token.AuditKeys(sets, opts)
+	r, err := token.AuditKeys(sets, opts)
+	if err != nil {
+		return err
+	}
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -103,6 +111,12 @@ func runKeysAudit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	return nil
 }
+
+// locations collects a repeatable FILE|URL flag.
+type locations []string
+
+func (l *locations) String() string     { return strings.Join(*l, ",") }
+func (l *locations) Set(v string) error { *l = append(*l, v); return nil }
 
 // loadKeySet reads one JWKS or discovery document; a key source does the
 // fetching so files, URLs and discovery behave as in validation.
@@ -139,8 +153,12 @@ func printKeyReport(w io.Writer, r *token.KeyReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tTYPE\tSCOPE\tNOT BEFORE\tNOT AFTER\tAGE (DAYS)")
 	for _, k := range r.Keys {
-		fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\t%s\t%d\n", k.KeyID, k.Type, k.Bits, k.Scope,
-			dateOr(k.NotBefore), dateOr(k.NotAfter), k.AgeDays)
+		age := "-" // no certificate: age unknown
+		if k.AgeDays != nil {
+			age = strconv.Itoa(*k.AgeDays)
+		}
+		fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\t%s\t%s\n", k.KeyID, k.Type, k.Bits, k.Scope,
+			dateOr(k.NotBefore), dateOr(k.NotAfter), age)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
