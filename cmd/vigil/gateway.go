@@ -46,7 +46,8 @@ type gatewayIssuer struct {
 	Algorithms     []string     `yaml:"algorithms"`
 	RequiredClaims []string     `yaml:"required_claims"`
 	MaxLifetime    yamlDuration `yaml:"max_lifetime"`
-	Keys           []string     `yaml:"keys"` // JWKS or discovery files/https URLs
+	AllowHighS     bool         `yaml:"allow_high_s"` // accept non-normalised ECDSA signatures (see token.IssuerConfig)
+	Keys           []string     `yaml:"keys"`         // JWKS or discovery files/https URLs
 	MinRefresh     yamlDuration `yaml:"min_refresh"`
 	Overlap        yamlDuration `yaml:"overlap"`
 }
@@ -90,7 +91,7 @@ func (c *gatewayConfig) validator(audit *token.AuditLog, logger *slog.Logger) (*
 		}
 		ic := token.IssuerConfig{Name: name, Issuer: gi.Issuer, Tenants: gi.Tenants, AnyTenant: gi.AnyTenant,
 			Audiences: gi.Audiences, AnyAudience: gi.AnyAudience, RequiredClaims: gi.RequiredClaims,
-			MaxLifetime: time.Duration(gi.MaxLifetime)}
+			MaxLifetime: time.Duration(gi.MaxLifetime), AllowHighS: gi.AllowHighS}
 		for _, a := range gi.Algorithms {
 			ic.Algorithms = append(ic.Algorithms, jose.SignatureAlgorithm(a))
 		}

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -27,6 +28,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 type lockedBuffer struct {
@@ -400,5 +403,71 @@ func TestGatewayHeaderHygiene(t *testing.T) {
 	}
 	if n := strings.Count(string(b), `"reason":"query_token"`); n != 7 {
 		t.Errorf("%d query_token rejections audited, want 7", n)
+	}
+}
+
+// ES256 signatures are accepted in their low-S form only, unless the
+// issuer's configuration sets allow_high_s.
+func TestGatewayHighS(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: "ec-1", Use: "sig"}}})
+	keys := writeFile(t, dir, "ec.json", string(set))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: "ec-1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(cliClaims(now))
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := obj.CompactSerialize()
+	// The two encodings of one signature: (r, s) and (r, n-s).
+	parts := strings.Split(tok, ".")
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	n := elliptic.P256().Params().N
+	s := new(big.Int).SetBytes(sig[32:])
+	other := new(big.Int).Sub(n, s)
+	low, high := s, other
+	if s.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+		low, high = other, s
+	}
+	enc := func(sv *big.Int) string {
+		b := slices.Clone(sig)
+		sv.FillBytes(b[32:])
+		return parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(b)
+	}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer upstream.Close()
+	for _, allow := range []bool{false, true} {
+		cfg := writeFile(t, dir, "gw.yaml", fmt.Sprintf("issuers:\n  - issuer: %s\n    audiences: [%s]\n    allow_high_s: %t\n    keys: [%s]\n",
+			cliIss, cliAud, allow, keys))
+		base, stop := startGateway(t, "--upstream", upstream.URL, "--config", cfg, "--listen", "127.0.0.1:0",
+			"--audit", filepath.Join(dir, "audit.jsonl"))
+		for _, tc := range []struct {
+			name string
+			tok  string
+			want int
+		}{{"low-S", enc(low), 200}, {"high-S", enc(high), map[bool]int{false: 401, true: 200}[allow]}} {
+			req, _ := http.NewRequest("GET", base+"/", nil)
+			req.Header.Set("Authorization", "Bearer "+tc.tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("allow_high_s=%t %s: status %d, want %d (%s)", allow, tc.name, resp.StatusCode, tc.want,
+					resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+		if code := stop(); code != 0 {
+			t.Fatalf("gateway exit %d", code)
+		}
 	}
 }
