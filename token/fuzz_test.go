@@ -9,22 +9,24 @@ import (
 // panic and must never accept anything not signed by a configured key.
 func FuzzParseToken(f *testing.F) {
 	fx := getFixture(f)
-	for _, tc := range conformanceCases() {
+	for _, tc := range append(conformanceCases(), entraCases()...) {
 		f.Add(tc.token(f, fx))
 	}
 	f.Add("")
 	f.Add("..")
 	f.Add("a.b.c.d.e")
 	f.Fuzz(func(t *testing.T, raw string) {
-		d := fx.main.Check(context.Background(), raw)
-		if d.Valid {
-			// A fuzzer cannot forge signatures; anything accepted must
-			// verify with one of our keys, so re-check consistency.
-			if d.Key == nil || d.Claims == nil || d.Reason != ReasonOK {
-				t.Fatalf("accepted without key or claims: %+v", d)
+		for _, v := range []*Validator{fx.main, fx.entraV["exact"], fx.entraV["any-tenant"]} {
+			d := v.Check(context.Background(), raw)
+			if d.Valid {
+				// A fuzzer cannot forge signatures; anything accepted must
+				// verify with one of our keys, so re-check consistency.
+				if d.Key == nil || d.Claims == nil || d.Reason != ReasonOK {
+					t.Fatalf("accepted without key or claims: %+v", d)
+				}
+			} else if d.Reason == ReasonOK {
+				t.Fatal("rejected with reason ok")
 			}
-		} else if d.Reason == ReasonOK {
-			t.Fatal("rejected with reason ok")
 		}
 	})
 }
