@@ -2,9 +2,12 @@ package token
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -591,6 +594,47 @@ func TestAllowHighS(t *testing.T) {
 		low := sign(t, tc.alg, tc.k.priv, hdr(tc.k), ent())
 		if d := f.main.Check(context.Background(), low); !d.Valid {
 			t.Fatalf("%s low-S: %s %s", tc.alg, d.Reason, d.Detail)
+		}
+	}
+}
+
+func TestTemplateGives(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl, tid, iss string
+	}{
+		{entTmpl, entTenant, entIssuer(entTenant)},
+		{entTmpl, entTenant, entIssuer(entTenant2)},
+		{entTmpl, entTenant, entIssuer(entTenant) + "/"},
+		{entTmpl, "", "https://login.microsoftonline.com//v2.0"},
+		{"https://sts.windows.net/{tenantid}/", entTenant, "https://sts.windows.net/" + entTenant + "/"},
+		{"https://x/{tenant}/y", "a", "https://x/a/y"},
+		{"https://x/{tenant}/{tenantid}", "a", "https://x/a/a"},
+		{"https://x/{tenant}/{tenantid}", "a", "https://x/a/{tenantid}"},
+		{"https://x/{other}/{tenant}", "a", "https://x/{other}/a"},
+		{"https://x/{tenantid", "a", "https://x/{tenantid"},
+	} {
+		if got, want := templateGives(tc.tmpl, tc.tid, tc.iss), resolveIssuer(tc.tmpl, tc.tid) == tc.iss; got != want {
+			t.Errorf("templateGives(%q, %q, %q) = %v, want %v", tc.tmpl, tc.tid, tc.iss, got, want)
+		}
+	}
+}
+
+// s = n/2 is the largest low S; n/2+1 is the smallest high S.
+func TestHighSBoundary(t *testing.T) {
+	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		n := c.Params().N
+		size := (n.BitLen() + 7) / 8
+		pk := &ecdsa.PublicKey{Curve: c}
+		sig := func(s *big.Int) []byte {
+			b := make([]byte, 2*size)
+			b[size-1] = 1 // r
+			s.FillBytes(b[size:])
+			return b
+		}
+		half := new(big.Int).Rsh(n, 1)
+		if highS(pk, sig(half)) || !highS(pk, sig(new(big.Int).Add(half, big.NewInt(1)))) ||
+			highS(pk, sig(big.NewInt(1))) || !highS(pk, sig(new(big.Int).Sub(n, big.NewInt(1)))) {
+			t.Errorf("%s: wrong boundary", c.Params().Name)
 		}
 	}
 }

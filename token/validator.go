@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -451,29 +452,32 @@ func keyDesc(k *Key) string {
 // verifies, so does (r, n-s), giving every signed token a second valid
 // encoding; accepting only s <= n/2 leaves exactly one.
 func highS(pk *ecdsa.PublicKey, sig []byte) bool {
-	n := pk.Curve.Params().N
-	size := (n.BitLen() + 7) / 8
-	if len(sig) != 2*size {
+	half := halfOrder(pk.Curve)
+	if len(sig) != 2*len(half) {
 		return false // go-jose has already refused other lengths
 	}
-	var s big.Int
-	s.SetBytes(sig[size:])
-	return s.Cmp(halfOrder(pk.Curve)) > 0
+	// Both are big-endian of the same length, so bytes compare as numbers.
+	return bytes.Compare(sig[len(half):], half) > 0
 }
 
-// Half the group order of each curve a key may use (ParseJWKS admits only
-// these three).
-var halfOrders = map[elliptic.Curve]*big.Int{
-	elliptic.P256(): new(big.Int).Rsh(elliptic.P256().Params().N, 1),
-	elliptic.P384(): new(big.Int).Rsh(elliptic.P384().Params().N, 1),
-	elliptic.P521(): new(big.Int).Rsh(elliptic.P521().Params().N, 1),
+// halfOrders holds n/2 of each curve a key may use (ParseJWKS admits only
+// these three), big-endian in the curve's signature field size.
+var halfOrders = map[elliptic.Curve][]byte{
+	elliptic.P256(): halfOrderBytes(elliptic.P256()),
+	elliptic.P384(): halfOrderBytes(elliptic.P384()),
+	elliptic.P521(): halfOrderBytes(elliptic.P521()),
 }
 
-func halfOrder(c elliptic.Curve) *big.Int {
+func halfOrder(c elliptic.Curve) []byte {
 	if h, ok := halfOrders[c]; ok {
 		return h
 	}
-	return new(big.Int).Rsh(c.Params().N, 1)
+	return halfOrderBytes(c)
+}
+
+func halfOrderBytes(c elliptic.Curve) []byte {
+	n := c.Params().N
+	return new(big.Int).Rsh(n, 1).FillBytes(make([]byte, (n.BitLen()+7)/8))
 }
 
 // badChar returns the first byte outside the base64url alphabet.
@@ -710,7 +714,24 @@ func issuerCovers(iss string, c *Claims) bool {
 	if !isTemplate(iss) {
 		return iss == c.Issuer
 	}
-	return c.Tenant != "" && safeTenant(c.Tenant) && resolveIssuer(iss, c.Tenant) == c.Issuer
+	return c.Tenant != "" && safeTenant(c.Tenant) && templateGives(iss, c.Tenant, c.Issuer)
+}
+
+// templateGives reports whether resolveIssuer(template, tid) == iss without
+// building the string, for the usual template with one placeholder.
+func templateGives(template, tid, iss string) bool {
+	i := strings.IndexByte(template, '{')
+	for _, ph := range []string{"{tenantid}", "{tenant}"} {
+		if i >= 0 && strings.HasPrefix(template[i:], ph) {
+			pre, suf := template[:i], template[i+len(ph):]
+			if strings.IndexByte(suf, '{') >= 0 {
+				break // several placeholders: build it
+			}
+			return len(iss) == len(pre)+len(tid)+len(suf) && strings.HasPrefix(iss, pre) &&
+				strings.HasSuffix(iss, suf) && iss[len(pre):len(pre)+len(tid)] == tid
+		}
+	}
+	return resolveIssuer(template, tid) == iss
 }
 
 // lookup returns the distinct keys (by thumbprint) matching kid, or x5t
