@@ -1,7 +1,9 @@
 package event
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -242,5 +244,72 @@ func TestDataNamesAreBounded(t *testing.T) {
 	b.Finish(&e)
 	if len(e.Fields()) != 2 || e.Get("Operation") != "y" || len(e.Values(0)) != 0 {
 		t.Errorf("fields %v", e.Fields())
+	}
+}
+
+// manyKeysRecord is a record of n keys where every other name is new and,
+// the name table being full, not interned (Sym 0): fields then arrive far
+// out of order.
+func manyKeysRecord(tb testing.TB, n int) *fastjson.Value {
+	tb.Helper()
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"%s%d":%d`, map[bool]string{true: "known", false: "fresh"}[i%2 == 0], i, i)
+	}
+	b.WriteString("}")
+	for i := 0; i < n; i += 2 {
+		Intern(fmt.Sprintf("known%d", i))
+	}
+	old := maxDataSyms
+	maxDataSyms = 0
+	tb.Cleanup(func() { maxDataSyms = old })
+	var p fastjson.Parser
+	v, err := p.Parse(b.String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// Fields stay sorted by Sym, equal Syms in record order, however many
+// and however disordered.
+func TestManyFieldsSorted(t *testing.T) {
+	v := manyKeysRecord(t, 20_000)
+	b := NewBuilder()
+	b.Flatten("", v)
+	var e Event
+	b.Finish(&e)
+	fs := e.Fields()
+	if len(fs) != 20_000 {
+		t.Fatalf("%d fields", len(fs))
+	}
+	last := -1
+	for i := 1; i < len(fs); i++ {
+		if fs[i-1].Sym > fs[i].Sym {
+			t.Fatalf("fields %d and %d out of order", i-1, i)
+		}
+		if fs[i].Sym == 0 {
+			n, _ := strconv.Atoi(fs[i].Value)
+			if n < last {
+				t.Fatalf("equal Syms reordered: %d after %d", n, last)
+			}
+			last = n
+		}
+	}
+}
+
+// BenchmarkFlattenManyKeys flattens a record of 200 000 keys, half of them
+// not interned (linear-logarithmic; insertion sort took quadratic time).
+func BenchmarkFlattenManyKeys(b *testing.B) {
+	v := manyKeysRecord(b, 200_000)
+	bl := NewBuilder()
+	for b.Loop() {
+		bl.Flatten("", v)
+		var e Event
+		bl.Finish(&e)
 	}
 }
