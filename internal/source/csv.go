@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/valyala/fastjson"
@@ -41,58 +42,139 @@ func newCSVHeader(cols []string) *csvHeader {
 	return h
 }
 
-// frameCSV reads a CSV export with a header row. Each row keeps its exact
-// bytes as its raw record.
-func frameCSV(file string, br *bufio.Reader, fn frameFn) error {
-	data, err := io.ReadAll(br)
-	if err != nil {
-		return err
+// errRowTooLarge stops the CSV reader inside a row past the maximum
+// record size.
+var errRowTooLarge = errors.New("row too large")
+
+// rowTee passes input to the CSV reader and keeps what it passed since
+// the start of the current row, so each row keeps its exact bytes. It
+// fails a row that grows past limit bytes.
+type rowTee struct {
+	r     io.Reader
+	buf   []byte // input from offset base on
+	base  int64
+	limit int
+}
+
+func (t *rowTee) Read(p []byte) (int, error) {
+	if len(t.buf) > t.limit {
+		return 0, errRowTooLarge
 	}
-	r := csv.NewReader(bytes.NewReader(data))
-	r.FieldsPerRecord = -1
+	n, err := t.r.Read(p)
+	t.buf = append(t.buf, p[:n]...)
+	return n, err
+}
+
+// span returns the input bytes [start, end).
+func (t *rowTee) span(start, end int64) []byte { return t.buf[start-t.base : end-t.base] }
+
+// drop forgets the input before offset at.
+func (t *rowTee) drop(at int64) {
+	k := int(at - t.base)
+	n := copy(t.buf, t.buf[k:])
+	t.buf = t.buf[:n]
+	t.base = at
+}
+
+// csv reads a CSV export with a header row, streaming. Each row keeps its
+// exact bytes as its raw record. A row past the maximum record size is
+// quarantined with its start; framing resumes at the next line.
+func (f *framer) csv(br *bufio.Reader) error {
+	maxRec := f.lim.MaxRecordBytes
+	tee := &rowTee{r: br, limit: maxRec + 64<<10}
+	r := newCSVReader(tee)
 	header, err := r.Read()
 	if err != nil {
-		return fn(rawRecord{raw: firstLine(data), file: file, line: 1, err: fmt.Errorf("not JSON, and not CSV with a header row: %w", err)})
+		if errors.Is(err, errRowTooLarge) {
+			err = fmt.Errorf("no header row within the maximum record size (%d bytes)", maxRec)
+		} else if !errors.As(err, new(*csv.ParseError)) && err != io.EOF {
+			return &cutError{line: 1, err: err}
+		}
+		return f.emit(rawRecord{raw: prefix(firstLine(tee.buf)), line: 1,
+			err: fmt.Errorf("not JSON, and not CSV with a header row: %w; the rest of the input is not read", err)})
 	}
+	header = slices.Clone(header)
 	for i := range header {
 		header[i] = strings.TrimSpace(header[i])
 	}
 	if len(header) < 2 {
-		return fn(rawRecord{raw: firstLine(data), file: file, line: 1,
-			err: errors.New("not JSON, and not CSV with a header row (fewer than two columns)")})
+		return f.emit(rawRecord{raw: prefix(firstLine(tee.buf)), line: 1,
+			err: errors.New("not JSON, and not CSV with a header row (fewer than two columns); the rest of the input is not read")})
 	}
 	h := newCSVHeader(header)
-	index := 0
+	var (
+		arena []byte // the rows of a batch share it
+		base  int64  // offset of the current CSV reader's input
+		lines int    // lines before it
+	)
+	tee.drop(r.InputOffset())
 	for {
-		start := r.InputOffset()
-		line := 0
+		start := base + r.InputOffset()
 		row, err := r.Read()
 		if err == io.EOF {
 			return nil
 		}
-		end := r.InputOffset()
-		raw := bytes.TrimRight(data[start:end], "\r\n")
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				line = pe.StartLine
-			}
-			if ferr := fn(rawRecord{raw: raw, file: file, line: line, offset: start, index: index, err: fmt.Errorf("malformed CSV row: %w", err)}); ferr != nil {
+		if errors.Is(err, errRowTooLarge) {
+			line, _ := r.FieldPos(0)
+			n, nl, serr := skipLine(br)
+			size := int64(len(tee.buf)) - (start - tee.base) + n
+			if ferr := f.emit(rawRecord{raw: prefix(tee.buf[start-tee.base:]), line: lines + line, offset: start,
+				err: reject("record too large", tooLarge(size, maxRec, serr == nil || serr == io.EOF))}); ferr != nil {
 				return ferr
 			}
-			index++
+			if serr == io.EOF || !nl {
+				if serr == io.EOF {
+					return nil
+				}
+				return &cutError{offset: start + size, err: serr}
+			}
+			// Resume at the next line with a fresh reader.
+			base = start + size + 1
+			lines += line
+			tee = &rowTee{r: br, base: base, limit: tee.limit}
+			r = newCSVReader(tee)
 			continue
 		}
-		line, _ = r.FieldPos(0)
-		rec := rawRecord{raw: raw, file: file, line: line, offset: start, index: index, csv: h, row: row}
-		if len(row) != len(header) {
-			rec.err = fmt.Errorf("CSV row has %d columns, the header has %d", len(row), len(header))
+		if err != nil && !errors.As(err, new(*csv.ParseError)) {
+			return &cutError{offset: start, err: err}
 		}
-		if err := fn(rec); err != nil {
+		end := base + r.InputOffset()
+		raw := bytes.TrimRight(tee.span(start, end), "\r\n")
+		if len(arena)+len(raw) > cap(arena) {
+			arena = make([]byte, 0, max(chunkSize, len(raw)))
+		}
+		arena = append(arena, raw...)
+		raw = arena[len(arena)-len(raw) : len(arena) : len(arena)]
+		tee.drop(end)
+		if err != nil {
+			line := 0
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				line = lines + pe.StartLine
+			}
+			if ferr := f.emit(rawRecord{raw: raw, line: line, offset: start, err: fmt.Errorf("malformed CSV row: %w", err)}); ferr != nil {
+				return ferr
+			}
+			continue
+		}
+		line, _ := r.FieldPos(0)
+		rec := rawRecord{raw: raw, line: lines + line, offset: start, csv: h, row: row}
+		switch {
+		case len(row) != len(header):
+			rec.err = fmt.Errorf("CSV row has %d columns, the header has %d", len(row), len(header))
+		case len(raw) > maxRec:
+			rec.raw, rec.err = prefix(raw), reject("record too large", tooLarge(int64(len(raw)), maxRec, true))
+		}
+		if err := f.emit(rec); err != nil {
 			return err
 		}
-		index++
 	}
+}
+
+func newCSVReader(r io.Reader) *csv.Reader {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	return cr
 }
 
 func firstLine(b []byte) []byte {

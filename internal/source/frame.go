@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/valyala/fastjson"
 )
 
 // rawRecord is one framed record, not yet decoded.
@@ -28,70 +25,100 @@ type rawRecord struct {
 // frameFn receives framed records; returning an error stops the file.
 type frameFn func(r rawRecord) error
 
+// cutError is a read error inside an input: what was framed before it
+// stands, the rest of the input is not read. offset and line say where
+// the part not framed starts.
+type cutError struct {
+	offset int64
+	line   int
+	err    error
+}
+
+func (e *cutError) Error() string { return e.err.Error() }
+func (e *cutError) Unwrap() error { return e.err }
+
 var bom = []byte{0xEF, 0xBB, 0xBF}
 
-// openInput wraps r with gzip when it starts with the gzip magic and skips
-// a UTF-8 BOM; skipped is how many bytes that was, so offsets can still
-// count from the start of the (decompressed) input.
-func openInput(r io.Reader) (br *bufio.Reader, closer func() error, skipped int64, err error) {
-	br = bufio.NewReaderSize(r, 1<<20)
-	closer = func() error { return nil }
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, 0, err // already says "gzip: ..."
-		}
-		closer = zr.Close
-		br = bufio.NewReaderSize(zr, 1<<20)
+// framer splits one (decompressed) input into records.
+type framer struct {
+	file  string
+	lim   Limits
+	fn    frameFn
+	index int
+}
+
+func (f *framer) emit(r rawRecord) error {
+	r.file, r.index = f.file, f.index
+	f.index++
+	return f.fn(r)
+}
+
+// prefix returns the start of an over-long record for the quarantine.
+func prefix(b []byte) []byte {
+	if len(b) > recordPrefix {
+		b = b[:recordPrefix]
 	}
-	if b, _ := br.Peek(3); bytes.Equal(b, bom) {
-		_, _ = br.Discard(3)
-		skipped = 3
-	}
-	return br, closer, skipped, nil
+	return append([]byte(nil), b...)
 }
 
 // frame splits one input into records and calls fn for each.
-func frame(file string, br *bufio.Reader, fn frameFn) error {
+func frame(file string, br *bufio.Reader, lim Limits, fn frameFn) error {
+	f := &framer{file: file, lim: lim, fn: fn}
 	first, err := firstByte(br)
 	if err == io.EOF {
 		return nil // empty file: nothing to decode
 	}
 	if err != nil {
-		return err
+		return &cutError{err: err, line: 1}
 	}
 	switch first {
 	case '[', '{':
-		// A first line that is a whole JSON value means JSON lines (a
-		// one-line array or envelope is fine too: its elements are
-		// expanded later); otherwise the value spans lines.
+		// A first line that is a whole JSON value of at most the maximum
+		// record size means JSON lines (a one-line array or envelope is
+		// fine too: its elements are expanded later); otherwise the value
+		// spans lines, or is one line too long to be a record (a compact
+		// export of a top-level array), and is framed value by value.
 		line, whole := peekLine(br)
 		if !whole {
-			// The first line does not fit the buffer: read it whole to
-			// decide, then frame it along with the rest.
-			var head []byte
-			for {
-				l, err := br.ReadBytes('\n')
-				head = append(head, l...)
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				if len(bytes.TrimSpace(l)) > 0 {
-					break
-				}
+			head, fits, err := readHead(br, lim.MaxRecordBytes)
+			if err != nil {
+				return &cutError{err: err, line: 1}
+			}
+			br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), br), br.Size())
+			if !fits {
+				return f.structural(br)
 			}
 			line = head
-			br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), br), br.Size())
 		}
-		if validJSON(line) {
-			return frameLines(file, br, fn)
+		if len(line) <= lim.MaxRecordBytes && oneValue(line) {
+			return f.lines(br)
 		}
-		return frameStructural(file, br, fn)
+		return f.structural(br)
 	default:
-		return frameCSV(file, br, fn)
+		return f.csv(br)
+	}
+}
+
+// readHead reads through the first non-blank line, or more than maxRec
+// bytes of it.
+func readHead(br *bufio.Reader, maxRec int) (head []byte, fits bool, err error) {
+	for {
+		l, err := br.ReadSlice('\n')
+		head = append(head, l...)
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			if len(head) > maxRec {
+				return head, false, nil
+			}
+			continue
+		case err == io.EOF:
+			return head, len(head) <= maxRec, nil
+		case err != nil:
+			return head, false, err
+		}
+		if len(bytes.TrimSpace(head)) > 0 {
+			return head, len(head) <= maxRec, nil
+		}
 	}
 }
 
@@ -138,20 +165,35 @@ func peekLine(br *bufio.Reader) (b []byte, whole bool) {
 	}
 }
 
+// oneValue reports whether b holds exactly one JSON value, judged by its
+// structure only (the decoder validates); it keeps no stack, so no depth
+// of nesting can exhaust it.
+func oneValue(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return false
+	}
+	end := valueEnd(b, 0)
+	return end > 0 && len(bytes.TrimSpace(b[end:])) == 0
+}
+
 // chunkSize is how much JSON-lines input one batch of records shares.
 const chunkSize = 1 << 20
 
-// frameLines splits JSON lines. Lines are sliced from large chunks so a
-// batch of records costs one allocation.
-func frameLines(file string, br *bufio.Reader, fn frameFn) error {
+// lines splits JSON lines. Lines are sliced from large chunks so a batch
+// of records costs one allocation; a line longer than a chunk grows its
+// buffer by doubling (linear work), and one past the maximum record size
+// is quarantined with its start and skipped.
+func (f *framer) lines(br *bufio.Reader) error {
 	var (
 		offset int64
 		line   = 1
-		index  int
 		carry  []byte
+		maxRec = f.lim.MaxRecordBytes
 	)
 	for {
-		chunk := make([]byte, len(carry), len(carry)+chunkSize)
+		size := max(chunkSize, len(carry))
+		chunk := make([]byte, len(carry), len(carry)+size)
 		copy(chunk, carry)
 		n, rerr := fill(br, chunk[len(carry):cap(chunk)])
 		chunk = chunk[:len(carry)+n]
@@ -162,8 +204,29 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 			// still, then the error is returned.
 			end = bytes.LastIndexByte(chunk, '\n') + 1
 			if end == 0 && rerr == nil {
-				// A single line longer than the chunk: keep reading.
-				carry = chunk
+				if len(chunk) <= maxRec {
+					carry = chunk // a line longer than the chunk: keep reading
+					continue
+				}
+				// Past the maximum: keep the start, skip to the line's end.
+				skipped, nl, serr := skipLine(br)
+				size := int64(len(chunk)) + skipped
+				if err := f.emit(rawRecord{raw: prefix(chunk), line: line, offset: offset,
+					err: reject("record too large", tooLarge(size, maxRec, serr == nil || serr == io.EOF))}); err != nil {
+					return err
+				}
+				offset += size
+				if nl {
+					offset++
+				}
+				line++
+				carry = nil
+				if serr == io.EOF {
+					return nil
+				}
+				if serr != nil {
+					return &cutError{offset: offset, line: line, err: serr}
+				}
 				continue
 			}
 		}
@@ -184,10 +247,13 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 			}
 			t := bytes.TrimRight(l, "\r")
 			if len(bytes.TrimSpace(t)) > 0 {
-				if err := fn(rawRecord{raw: t, file: file, line: line, offset: start, index: index}); err != nil {
+				r := rawRecord{raw: t, line: line, offset: start}
+				if len(t) > maxRec {
+					r.raw, r.err = prefix(t), reject("record too large", tooLarge(int64(len(t)), maxRec, true))
+				}
+				if err := f.emit(r); err != nil {
 					return err
 				}
-				index++
 			}
 			line++
 		}
@@ -195,7 +261,24 @@ func frameLines(file string, br *bufio.Reader, fn frameFn) error {
 			return nil
 		}
 		if rerr != nil {
-			return rerr
+			return &cutError{offset: offset, line: line, err: rerr}
+		}
+	}
+}
+
+// skipLine discards input through the next newline; n counts the bytes
+// before it, nl says whether one was found.
+func skipLine(br *bufio.Reader) (n int64, nl bool, err error) {
+	for {
+		b, err := br.ReadSlice('\n')
+		n += int64(len(b))
+		switch {
+		case err == nil:
+			return n - 1, true, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return n, false, err
 		}
 	}
 }
@@ -215,139 +298,281 @@ func fill(r io.Reader, p []byte) (int, error) {
 	return n, nil
 }
 
-// frameStructural reads the whole input and splits it into JSON values:
-// the elements of a top-level array, or each of a series of concatenated
-// (possibly pretty-printed) values.
-func frameStructural(file string, br *bufio.Reader, fn frameFn) error {
-	data, err := io.ReadAll(br)
-	if err != nil {
-		return err
-	}
-	s := scanner{data: data, line: 1}
-	s.skipSpace()
-	inArray := false
-	if s.pos < len(data) && data[s.pos] == '[' {
-		inArray = true
-		s.advance(1)
-	}
-	index := 0
-	for {
-		s.skipSpace()
-		if inArray && s.pos < len(data) && data[s.pos] == ',' {
-			s.advance(1)
-			s.skipSpace()
+// stream reads JSON values from a buffered reader without holding more
+// than the value being read (and at most the maximum record size of it).
+type stream struct {
+	br    *bufio.Reader
+	off   int64 // bytes consumed
+	line  int
+	arena []byte // the values of a batch share it
+}
+
+// buffered returns the bytes buffered, reading more when there are none;
+// the error is returned only once nothing is left.
+func (s *stream) buffered() ([]byte, error) {
+	if s.br.Buffered() == 0 {
+		if _, err := s.br.Peek(1); s.br.Buffered() == 0 {
+			return nil, err
 		}
-		if s.pos >= len(data) {
+	}
+	b, _ := s.br.Peek(s.br.Buffered())
+	return b, nil
+}
+
+func (s *stream) consume(n int, b []byte) {
+	s.line += bytes.Count(b[:n], []byte{'\n'})
+	s.off += int64(n)
+	_, _ = s.br.Discard(n)
+}
+
+// skipSpace consumes whitespace and returns the next byte (unconsumed).
+func (s *stream) skipSpace() (byte, error) {
+	for {
+		b, err := s.buffered()
+		if len(b) == 0 {
+			return 0, err
+		}
+		i := 0
+		for i < len(b) && isSpace(b[i]) {
+			i++
+		}
+		s.consume(i, b)
+		if i < len(b) {
+			return b[i], nil
+		}
+	}
+}
+
+// value reads the JSON value starting at the next byte, which is not
+// space. It returns its bytes (only the first ones when it is longer than
+// maxRec; size says how long it was) or, when framing is lost, an error.
+func (s *stream) value(maxRec int) (raw []byte, size int64, err error) {
+	if len(s.arena) > chunkSize {
+		s.arena = make([]byte, 0, chunkSize)
+	}
+	start := len(s.arena)
+	var (
+		kind  byte
+		depth int
+		inStr bool
+		esc   bool
+		keep  = true
+	)
+	for {
+		b, rerr := s.buffered()
+		if len(b) == 0 {
+			if rerr != nil && rerr != io.EOF {
+				return nil, size, rerr
+			}
+			switch {
+			case kind == 'x': // a number or literal ends with the input
+			case inStr:
+				return s.kept(start, keep), size, errors.New("truncated JSON: unterminated string")
+			default:
+				return s.kept(start, keep), size, errors.New("truncated JSON: unbalanced braces")
+			}
+			break
+		}
+		if kind == 0 {
+			switch c := b[0]; c {
+			case '{', '[':
+				kind = '{'
+			case '"':
+				kind, inStr = '"', true
+				s.take(b[:1], start, maxRec, &keep)
+				s.consume(1, b)
+				size++
+				continue
+			case ',', ']', '}':
+				return nil, 0, fmt.Errorf("invalid JSON: unexpected %q", c)
+			default:
+				kind = 'x'
+			}
+		}
+		i, done := 0, false
+	scan:
+		for i < len(b) {
+			c := b[i]
+			if inStr {
+				switch {
+				case esc:
+					esc = false
+				case c == '\\':
+					esc = true
+				case c == '"':
+					inStr = false
+					if kind == '"' {
+						i++
+						done = true
+						break scan
+					}
+				case c == '\n':
+					s.take(b[:i], start, maxRec, &keep)
+					s.consume(i, b)
+					return s.kept(start, keep), size + int64(i), errors.New("invalid JSON: newline inside a string")
+				}
+				i++
+				continue
+			}
+			switch kind {
+			case '{':
+				switch c {
+				case '"':
+					inStr = true
+				case '{', '[':
+					depth++
+				case '}', ']':
+					depth--
+					if depth == 0 {
+						i++
+						done = true
+						break scan
+					}
+				}
+			case 'x':
+				if isSpace(c) || c == ',' || c == ']' || c == '}' {
+					done = true
+					break scan
+				}
+			}
+			i++
+		}
+		s.take(b[:i], start, maxRec, &keep)
+		s.consume(i, b)
+		size += int64(i)
+		if done {
+			break
+		}
+	}
+	return s.kept(start, keep), size, nil
+}
+
+// take appends b to the value being read while it fits maxRec; past it, the
+// value keeps its first bytes only.
+func (s *stream) take(b []byte, start, maxRec int, keep *bool) {
+	if !*keep {
+		return
+	}
+	if len(s.arena)-start+len(b) > maxRec {
+		*keep = false
+		n := recordPrefix - (len(s.arena) - start)
+		if n > 0 {
+			s.arena = append(s.arena, b[:min(n, len(b))]...)
+		}
+		if len(s.arena)-start > recordPrefix {
+			s.arena = s.arena[:start+recordPrefix]
+		}
+		return
+	}
+	s.arena = append(s.arena, b...)
+}
+
+func (s *stream) kept(start int, keep bool) []byte {
+	_ = keep
+	return s.arena[start:len(s.arena):len(s.arena)]
+}
+
+// rest consumes the input to its end and says how long it was.
+func (s *stream) rest() (int64, error) {
+	var n int64
+	for {
+		b, err := s.buffered()
+		if len(b) == 0 {
+			if err == io.EOF {
+				err = nil
+			}
+			return n, err
+		}
+		n += int64(len(b))
+		s.consume(len(b), b)
+	}
+}
+
+// structural reads the input as JSON values, streaming: the elements of
+// a top-level array, or each of a series of concatenated (possibly
+// pretty-printed) values. Framing needs no more memory than the largest
+// record it keeps.
+func (f *framer) structural(br *bufio.Reader) error {
+	s := &stream{br: br, line: 1, arena: make([]byte, 0, chunkSize)}
+	maxRec := f.lim.MaxRecordBytes
+	cut := func(err error) error { return &cutError{offset: s.off, line: s.line, err: err} }
+	c, err := s.skipSpace()
+	if err != nil && err != io.EOF {
+		return cut(err)
+	}
+	inArray := c == '['
+	if inArray {
+		s.consume(1, []byte{c})
+	}
+	for {
+		c, err := s.skipSpace()
+		if inArray && err == nil && c == ',' {
+			s.consume(1, []byte{c})
+			c, err = s.skipSpace()
+		}
+		if err == io.EOF {
 			if inArray {
-				return fn(rawRecord{file: file, line: s.line, offset: int64(s.pos), index: index,
+				return f.emit(rawRecord{line: s.line, offset: s.off,
 					err: errors.New("truncated JSON: the top-level array is not closed")})
 			}
 			return nil
 		}
-		if inArray && data[s.pos] == ']' {
-			s.advance(1)
-			s.skipSpace()
-			if s.pos < len(data) {
-				return fn(rawRecord{raw: data[s.pos:], file: file, line: s.line, offset: int64(s.pos), index: index,
-					err: errors.New("trailing data after the top-level array")})
+		if err != nil {
+			return cut(err)
+		}
+		if inArray && c == ']' {
+			s.consume(1, []byte{c})
+			if c, err := s.skipSpace(); err == nil {
+				start, line := s.off, s.line
+				raw, _, _ := s.value(recordPrefix)
+				n, rerr := s.rest()
+				if rerr != nil {
+					return cut(rerr)
+				}
+				return f.emit(rawRecord{raw: prefix(raw), line: line, offset: start,
+					err: fmt.Errorf("trailing data after the top-level array (%d bytes from %q)", n+int64(len(raw)), c)})
+			} else if err != io.EOF {
+				return cut(err)
 			}
 			return nil
 		}
-		start, line := s.pos, s.line
-		if err := s.value(); err != nil {
+		start, line := s.off, s.line
+		raw, size, verr := s.value(maxRec)
+		if verr != nil {
+			if errors.Is(verr, io.ErrUnexpectedEOF) || !isFramingErr(verr) {
+				return &cutError{offset: start, line: line, err: verr}
+			}
 			// Framing lost: everything from here is quarantined as one piece.
-			return fn(rawRecord{raw: data[start:], file: file, line: line, offset: int64(start), index: index, err: err})
+			n, rerr := s.rest()
+			if rerr != nil {
+				return cut(rerr)
+			}
+			reason := verr
+			if n > 0 || size > int64(len(raw)) {
+				reason = fmt.Errorf("%w; the rest of the input (%d bytes from line %d) is quarantined as one piece, its first %d bytes kept",
+					verr, size+n, line, len(raw))
+			}
+			return f.emit(rawRecord{raw: raw, line: line, offset: start, err: reason})
 		}
-		if err := fn(rawRecord{raw: data[start:s.pos], file: file, line: line, offset: int64(start), index: index}); err != nil {
+		r := rawRecord{raw: raw, line: line, offset: start}
+		if size > int64(maxRec) {
+			r.err = reject("record too large", tooLarge(size, maxRec, true))
+		}
+		if err := f.emit(r); err != nil {
 			return err
 		}
-		index++
 	}
 }
 
-// scanner finds the end of JSON values without decoding them.
-type scanner struct {
-	data []byte
-	pos  int
-	line int
-}
+// framingErrs are the errors of stream.value that mean the input is not
+// JSON as framed, rather than unreadable.
+var framingErrs = []string{"truncated JSON", "invalid JSON"}
 
-func (s *scanner) advance(n int) {
-	for i := 0; i < n && s.pos < len(s.data); i++ {
-		if s.data[s.pos] == '\n' {
-			s.line++
+func isFramingErr(err error) bool {
+	for _, p := range framingErrs {
+		if bytes.HasPrefix([]byte(err.Error()), []byte(p)) {
+			return true
 		}
-		s.pos++
 	}
-}
-
-func (s *scanner) skipSpace() {
-	for s.pos < len(s.data) && isSpace(s.data[s.pos]) {
-		s.advance(1)
-	}
-}
-
-// value moves past one JSON value; it checks nesting and strings only,
-// leaving full validation to the decoder.
-func (s *scanner) value() error {
-	if s.pos >= len(s.data) {
-		return errors.New("truncated JSON")
-	}
-	switch c := s.data[s.pos]; c {
-	case '{', '[':
-		depth := 0
-		for s.pos < len(s.data) {
-			switch s.data[s.pos] {
-			case '"':
-				if err := s.str(); err != nil {
-					return err
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.advance(1)
-					return nil
-				}
-			case '\n':
-				s.line++
-			}
-			s.pos++
-		}
-		return errors.New("truncated JSON: unbalanced braces")
-	case '"':
-		return s.str()
-	case ',', ']', '}':
-		return fmt.Errorf("invalid JSON: unexpected %q", c)
-	default:
-		for s.pos < len(s.data) && !isSpace(s.data[s.pos]) && s.data[s.pos] != ',' && s.data[s.pos] != ']' && s.data[s.pos] != '}' {
-			s.pos++
-		}
-		return nil
-	}
-}
-
-func (s *scanner) str() error {
-	s.pos++ // opening quote
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case '\\':
-			s.pos += 2
-			continue
-		case '"':
-			s.pos++
-			return nil
-		case '\n':
-			return errors.New("invalid JSON: newline inside a string")
-		}
-		s.pos++
-	}
-	return errors.New("truncated JSON: unterminated string")
-}
-
-// validJSON reports whether b holds one complete JSON value.
-func validJSON(b []byte) bool {
-	return fastjson.ValidateBytes(bytes.TrimSpace(b)) == nil
+	return false
 }

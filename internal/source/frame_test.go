@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/vigil-audit/vigil/internal/event"
@@ -36,9 +37,11 @@ func gzipped(t *testing.T, data []byte) []byte {
 	return z.Bytes()
 }
 
-// A gzip stream cut short is an unreadable input, not a short one: JSON
-// lines must not be accepted as complete.
-func TestTruncatedGzipIsAnError(t *testing.T) {
+// A gzip stream cut short is a damaged input, not a short one: JSON lines
+// must not be accepted as complete. The inputs after it are still read,
+// and the damage is named with how much was read, in the stats, the
+// error and the quarantine.
+func TestTruncatedGzipIsDamage(t *testing.T) {
 	z := gzipped(t, genericLines(2000))
 	for _, tc := range []struct {
 		name string
@@ -48,13 +51,31 @@ func TestTruncatedGzipIsAnError(t *testing.T) {
 		{"only the trailer", 8}, // all records intact, checksum and size missing
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "cut.jsonl.gz")
+			dir := t.TempDir()
+			p := filepath.Join(dir, "cut.jsonl.gz")
 			if err := os.WriteFile(p, z[:len(z)-tc.cut], 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := ReadPaths(context.Background(), []string{p}, Options{}, func(*event.Event) error { return nil })
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("ReadPaths of a truncated gzip file: err = %v, want unexpected EOF", err)
+			after := filepath.Join(dir, "next.jsonl")
+			if err := os.WriteFile(after, genericLines(7), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var q bytes.Buffer
+			var n int64
+			st, err := ReadPaths(context.Background(), []string{p, after}, Options{Quarantine: &q}, func(*event.Event) error { n++; return nil })
+			var de *DamagedError
+			if !errors.As(err, &de) || len(de.Inputs) != 1 || de.Inputs[0].File != p || !strings.Contains(de.Inputs[0].Reason, "unexpected EOF") {
+				t.Fatalf("ReadPaths of a truncated gzip file: err = %v, want it named as damaged", err)
+			}
+			if len(st.Damaged) != 1 || st.Damaged[0].Read == 0 || st.Damaged[0].Read > int64(len(genericLines(2000))) {
+				t.Errorf("damage %+v: want how much was read", st.Damaged)
+			}
+			if n < 7 || st.Events != n || st.Records != st.Decoded+st.Quarantined || st.Quarantined != 1 {
+				t.Errorf("%d events emitted (stats %d), %d records = %d decoded + %d quarantined", n, st.Events, st.Records, st.Decoded, st.Quarantined)
+			}
+			var rej Reject
+			if err := json.Unmarshal(q.Bytes(), &rej); err != nil || rej.File != p || !strings.Contains(rej.Reason, "bytes were read") {
+				t.Errorf("quarantine %q: %v", q.String(), err)
 			}
 		})
 	}

@@ -1,16 +1,16 @@
 package source
 
 import (
+	"archive/zip"
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -46,17 +46,24 @@ type Options struct {
 	// typically every field the loaded rules look up
 	// (sigma.Ruleset.FieldSyms): lookups of them then need no flattening.
 	Hot []event.Sym
+	// Limits bound what a record and an input may cost (zero fields:
+	// defaults).
+	Limits Limits
 }
 
-// Stats counts what ReadPaths read.
+// Stats counts what ReadPaths read. Records = Decoded + Quarantined: every
+// record read is one or the other.
 type Stats struct {
 	Files       int
 	Bytes       int64            // input bytes (decompressed size is not counted)
-	Records     int64            // framed records
+	Records     int64            // records read: an API page or array line counts each element
+	Decoded     int64            // records decoded into events
 	Events      int64            // events emitted (a Workspace activity may hold several)
 	Quarantined int64            // records rejected
 	Reasons     map[string]int64 // rejected records by reason category
 	Sources     map[string]int64 // events by source
+	Skipped     []Skipped        // directory and archive entries not read, with the reason
+	Damaged     []Damage         // inputs not read to their end
 }
 
 // Reject is one quarantined record, as written to Options.Quarantine.
@@ -82,93 +89,6 @@ func reject(category string, err error) error { return &rejectErr{category: cate
 // ErrNoInput is returned when the paths name no readable log file.
 var ErrNoInput = errors.New("no input files")
 
-// logExts are the file name endings read when walking a directory; files
-// named explicitly are always read.
-var logExts = []string{".json", ".jsonl", ".ndjson", ".csv", ".log", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".csv.gz", ".log.gz", ".gz"}
-
-// Expand resolves paths (files, directories walked recursively, "-") into
-// the list of inputs ReadPaths would read, in order.
-func Expand(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		if p == "-" {
-			out = append(out, p)
-			continue
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("input %s: %w", p, err)
-		}
-		if !st.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		var found []string
-		ignores := map[string][]string{} // directory -> its .vigilignore patterns
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			name := d.Name()
-			if d.IsDir() {
-				if path != p && strings.HasPrefix(name, ".") {
-					return filepath.SkipDir
-				}
-				ignores[path] = readIgnore(filepath.Join(path, ignoreFile))
-				return nil
-			}
-			if strings.HasPrefix(name, ".") || !d.Type().IsRegular() || ignored(ignores[filepath.Dir(path)], name) {
-				return nil
-			}
-			lower := strings.ToLower(name)
-			for _, ext := range logExts {
-				if strings.HasSuffix(lower, ext) {
-					found = append(found, path)
-					break
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("walking %s: %w", p, err)
-		}
-		sort.Strings(found)
-		out = append(out, found...)
-	}
-	if len(out) == 0 {
-		return nil, ErrNoInput
-	}
-	return out, nil
-}
-
-// ignoreFile lists, one glob per line, files of its directory that are
-// not logs (a simulator's ground truth, lookup tables); '#' starts a
-// comment. Only directory walks honour it.
-const ignoreFile = ".vigilignore"
-
-func readIgnore(path string) []string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var pats []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			pats = append(pats, l)
-		}
-	}
-	return pats
-}
-
-func ignored(pats []string, name string) bool {
-	for _, p := range pats {
-		if ok, _ := filepath.Match(p, name); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // batch is a run of framed records decoded together.
 type batch struct {
 	seq     int
@@ -176,6 +96,8 @@ type batch struct {
 	events  []*event.Event
 	rejects []Reject
 	reasons []string
+	records int64 // records read (page elements count one each)
+	ndecoded int64
 }
 
 const batchRecords = 512
@@ -183,11 +105,19 @@ const batchRecords = 512
 // ReadPaths decodes every record of every input and calls emit with each
 // event, in input order, from the calling goroutine. emit may keep the
 // event. Quarantined records are written to opts.Quarantine. An error from
-// emit, a cancelled ctx or an unreadable input stops the read; the Stats
-// so far are returned with the error.
+// emit or a cancelled ctx stops the read; the Stats so far are returned
+// with the error. An input that cannot be read to its end (unreadable,
+// truncated, past a limit) does not stop the others: it is quarantined
+// and listed in Stats.Damaged, and ReadPaths returns a *DamagedError once
+// every input was read.
 func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*event.Event) error) (Stats, error) {
 	st := Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
-	files, err := Expand(paths)
+	if err := opts.Limits.Validate(); err != nil {
+		return st, err
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	files, skipped, err := Walk(paths)
+	st.Skipped = skipped
 	if err != nil {
 		return st, err
 	}
@@ -222,7 +152,7 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := newDecoder(opts.Mapping, opts.Hot)
+			d := newDecoder(opts.Mapping, opts.Hot, opts.Limits)
 			for b := range work {
 				d.decodeBatch(b)
 				select {
@@ -267,7 +197,8 @@ collect:
 			if emitErr != nil {
 				continue
 			}
-			st.Records += int64(len(nb.recs))
+			st.Records += nb.records
+			st.Decoded += nb.ndecoded
 			for i, r := range nb.rejects {
 				st.Quarantined++
 				st.Reasons[nb.reasons[i]]++
@@ -296,12 +227,16 @@ collect:
 	// open pipe); once cancelled, do not wait for it.
 	select {
 	case <-prodDone:
-		st.Files, st.Bytes = pst.Files, pst.Bytes
+		st.Files, st.Bytes, st.Damaged = pst.Files, pst.Bytes, pst.Damaged
+		st.Skipped = append(st.Skipped, pst.Skipped...)
 		if emitErr != nil {
 			return st, emitErr
 		}
 		if prodErr != nil {
 			return st, prodErr
+		}
+		if len(st.Damaged) > 0 {
+			return st, &DamagedError{Inputs: st.Damaged}
 		}
 	case <-ctx.Done():
 		if emitErr != nil {
@@ -311,7 +246,9 @@ collect:
 	return st, ctx.Err()
 }
 
-// produce frames every file into batches.
+// produce frames every file into batches. A damaged input is recorded in
+// st.Damaged and quarantined (as the one piece not read), and the next
+// input is read.
 func produce(ctx context.Context, files []string, opts Options, work chan<- *batch, st *Stats, total int64) error {
 	var bytesRead int64
 	seq := 0
@@ -335,57 +272,128 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		}
 		return nil
 	}
-	// On a failure, what was framed before it is emitted still.
-	fail := func(err error) error {
-		if ferr := flush(); ferr != nil {
-			return ferr
+	add := func(rec rawRecord) error {
+		cur.recs = append(cur.recs, rec)
+		size += len(rec.raw)
+		if len(cur.recs) >= batchRecords || size >= chunkSize {
+			return flush()
 		}
+		return nil
+	}
+	// damaged quarantines the part of an input not read and lists it.
+	damaged := func(file string, read int64, line int, err error) error {
+		reason := err.Error()
+		cat := "damaged input"
+		if errors.Is(err, errLimit) {
+			cat = "input limit"
+			reason = strings.TrimPrefix(reason, errLimit.Error()+": ")
+		}
+		st.Damaged = append(st.Damaged, Damage{File: file, Read: read, Reason: reason})
+		return add(rawRecord{file: file, line: line, offset: read,
+			err: reject(cat, fmt.Errorf("input not read to its end: %s; %d bytes were read, the rest is not", reason, read))})
+	}
+	// one frames one input (a file, stdin, a zip member).
+	one := func(name string, r io.Reader, compressed func() int64) error {
+		st.Files++
+		br, closeZ, skipped, err := openInput(r, opts.Limits, compressed)
+		if err != nil {
+			return damaged(name, 0, 0, err)
+		}
+		defer closeZ()
+		var framed int64
+		err = frame(name, br, opts.Limits, func(rec rawRecord) error {
+			rec.offset += skipped
+			framed = rec.offset + int64(len(rec.raw))
+			return add(rec)
+		})
+		var ce *cutError
+		if errors.As(err, &ce) {
+			return damaged(name, ce.offset+skipped, ce.line, ce.err)
+		}
+		_ = framed
 		return err
 	}
 	for _, f := range files {
-		var r io.Reader
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
 		if f == "-" {
-			r = opts.Stdin
-			if r == nil {
-				r = os.Stdin
+			in := opts.Stdin
+			if in == nil {
+				in = os.Stdin
 			}
+			cr := &countingReader{r: in}
+			br := bufio.NewReaderSize(cr, 1<<20)
+			if head, _ := br.Peek(4); isZip(head) {
+				st.Files++
+				err = damaged(f, 0, 0, errors.New("a zip archive cannot be read from stdin (name the file instead)"))
+			} else {
+				err = one(f, br, func() int64 { return cr.n })
+			}
+			st.Bytes += cr.n
 		} else {
-			fh, err := os.Open(f)
-			if err != nil {
-				return fail(fmt.Errorf("input %s: %w", f, err))
-			}
-			r = fh
+			err = readFile(f, opts, st, one, damaged)
 		}
-		cr := &countingReader{r: r}
-		br, closeZ, skipped, err := openInput(cr)
-		if err != nil {
-			if c, ok := r.(io.Closer); ok && f != "-" {
-				_ = c.Close()
-			}
-			return fail(fmt.Errorf("input %s: %w", f, err))
-		}
-		st.Files++
-		err = frame(f, br, func(rec rawRecord) error {
-			rec.offset += skipped
-			cur.recs = append(cur.recs, rec)
-			size += len(rec.raw)
-			bytesRead = st.Bytes + cr.n
-			if len(cur.recs) >= batchRecords || size >= chunkSize {
-				return flush()
-			}
-			return nil
-		})
-		st.Bytes += cr.n
 		bytesRead = st.Bytes
-		_ = closeZ()
-		if c, ok := r.(io.Closer); ok && f != "-" {
-			_ = c.Close()
-		}
 		if err != nil {
-			return fail(fmt.Errorf("input %s: %w", f, err))
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			return err
 		}
 	}
 	return flush()
+}
+
+// readFile frames one named file, or each member of a zip archive.
+func readFile(f string, opts Options, st *Stats, one func(string, io.Reader, func() int64) error,
+	damaged func(string, int64, int, error) error) error {
+	fh, err := os.Open(f)
+	if err != nil {
+		st.Files++
+		return damaged(f, 0, 0, err)
+	}
+	defer fh.Close()
+	cr := &countingReader{r: fh}
+	defer func() { st.Bytes += cr.n }()
+	var head [4]byte
+	n, _ := io.ReadFull(fh, head[:])
+	cr.n += int64(n)
+	if !isZip(head[:n]) {
+		return one(f, io.MultiReader(bytes.NewReader(head[:n]), cr), func() int64 { return cr.n })
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		st.Files++
+		return damaged(f, 0, 0, err)
+	}
+	zr, err := zip.NewReader(fh, fi.Size())
+	if err != nil {
+		st.Files++
+		return damaged(f, 0, 0, fmt.Errorf("zip: %w", err))
+	}
+	cr.n = fi.Size()
+	members, skipped := zipMembers(f, zr)
+	st.Skipped = append(st.Skipped, skipped...)
+	var total int64 // decompressed bytes of all members
+	size := func() int64 { return fi.Size() }
+	for _, m := range members {
+		rc, err := m.f.Open()
+		if err != nil {
+			st.Files++
+			if err := damaged(m.name, 0, 0, fmt.Errorf("zip: %w", err)); err != nil {
+				return err
+			}
+			continue
+		}
+		err = one(m.name, newGuard(rc, opts.Limits, &total, size), size)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type countingReader struct {
@@ -406,6 +414,7 @@ type decoder struct {
 	b       *event.Builder
 	mapping *jsonl.Mapping
 	cache   *record.Cache
+	lim     Limits
 
 	// Snapshot records (inbox rules) carry no time; they get the time
 	// they were observed (observedAt).
@@ -416,8 +425,8 @@ type decoder struct {
 	obsStatAttempted bool
 }
 
-func newDecoder(m *jsonl.Mapping, hot []event.Sym) *decoder {
-	d := &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache(), start: time.Now().UTC()}
+func newDecoder(m *jsonl.Mapping, hot []event.Sym, lim Limits) *decoder {
+	d := &decoder{b: event.NewBuilder(), mapping: m, cache: record.NewCache(), lim: lim.withDefaults(), start: time.Now().UTC()}
 	d.cache.SetHot(hot)
 	return d
 }
@@ -444,20 +453,38 @@ func (d *decoder) observedAt(file string) time.Time {
 	return d.obsTime
 }
 
+// sink receives the outcome of each record read: its events, or its
+// rejection.
+type sink interface {
+	decoded(evs []*event.Event)
+	rejected(r *rawRecord, raw []byte, err error)
+}
+
+func (b *batch) decoded(evs []*event.Event) {
+	b.records++
+	b.ndecoded++
+	b.events = append(b.events, evs...)
+}
+
+func (b *batch) rejected(r *rawRecord, raw []byte, err error) {
+	b.records++
+	cat := "decode error"
+	var re *rejectErr
+	if errors.As(err, &re) {
+		cat = re.category
+	}
+	b.rejects = append(b.rejects, Reject{File: r.file, Line: r.line, Offset: r.offset, Index: r.index,
+		Reason: err.Error(), Record: string(raw)})
+	b.reasons = append(b.reasons, cat)
+}
+
 func (d *decoder) decodeBatch(b *batch) {
+	n := len(b.rejects)
 	for i := range b.recs {
-		r := &b.recs[i]
-		if err := d.decodeRecord(r, &b.events); err != nil {
-			cat := "decode error"
-			var re *rejectErr
-			if errors.As(err, &re) {
-				cat = re.category
-			}
-			b.rejects = append(b.rejects, Reject{File: r.file, Line: r.line, Offset: r.offset, Index: r.index,
-				Reason: err.Error(), Record: string(r.raw)})
-			b.reasons = append(b.reasons, cat)
-			d.b.Reset()
-		}
+		d.decodeRecord(&b.recs[i], b)
+	}
+	for i := n; i < len(b.rejects); i++ {
+		b.rejects[i].Reason = bound(b.rejects[i].Reason, d.lim.MaxReasonBytes)
 	}
 	b.recs = b.recs[:len(b.recs):len(b.recs)]
 }
@@ -466,89 +493,116 @@ func (d *decoder) origin(r *rawRecord) event.Origin {
 	return event.Origin{File: r.file, Line: r.line, Offset: r.offset, Index: r.index}
 }
 
-func (d *decoder) decodeRecord(r *rawRecord, out *[]*event.Event) error {
+// limitErr checks the counts of a record (or page element) against the
+// limits.
+func (d *decoder) limitErr(sc *recordScan) error {
+	switch {
+	case sc.fields > d.lim.MaxFields:
+		return reject("record limit", fmt.Errorf("%d fields exceed the limit of %d fields per record", sc.fields, d.lim.MaxFields))
+	case sc.elements > d.lim.MaxElements:
+		return reject("record limit", fmt.Errorf("%d array elements exceed the limit of %d array elements per record", sc.elements, d.lim.MaxElements))
+	}
+	return nil
+}
+
+// decodeRecord decodes one framed record: a record, or an API page (a
+// top-level array, an envelope) whose elements are records each.
+func (d *decoder) decodeRecord(r *rawRecord, out sink) {
+	var evs []*event.Event
+	fail := func(err error) { d.b.Reset(); out.rejected(r, r.raw, err) }
 	if r.err != nil {
-		return reject("framing", r.err)
+		var re *rejectErr
+		if errors.As(r.err, &re) {
+			fail(r.err)
+		} else {
+			fail(reject("framing", r.err))
+		}
+		return
 	}
 	if r.csv != nil {
-		return d.decodeCSV(r, out)
+		if err := d.decodeCSV(r, &evs); err != nil {
+			fail(err)
+			return
+		}
+		out.decoded(evs)
+		return
+	}
+	sc, err := scanRecord(r.raw, d.lim.MaxDepth)
+	if err != nil {
+		fail(reject("record limit", err))
+		return
+	}
+	if start, end, n, ok := sc.page(r.raw); ok {
+		if n > d.lim.MaxElements {
+			fail(reject("record limit", fmt.Errorf("a list of %d records exceeds the limit of %d array elements per record", n, d.lim.MaxElements)))
+			return
+		}
+		// The nesting is bounded, so validating does not recurse deeply.
+		if err := fastjson.ValidateBytes(r.raw); err != nil {
+			fail(reject("invalid JSON", err))
+			return
+		}
+		d.decodeList(r, r.raw[start:end], start, out)
+		return
+	}
+	if err := d.limitErr(&sc); err != nil {
+		fail(err)
+		return
 	}
 	v, err := d.p.ParseBytes(r.raw)
 	if err != nil {
-		return reject("invalid JSON", err)
+		fail(reject("invalid JSON", err))
+		return
 	}
-	switch v.Type() {
-	case fastjson.TypeObject:
-	case fastjson.TypeArray:
-		// A JSON-lines line holding an array of records.
-		return d.decodeList(r, v.GetArray(), out)
-	default:
-		return reject("not an object", fmt.Errorf("record is a JSON %s", v.Type()))
+	if v.Type() != fastjson.TypeObject {
+		fail(reject("not an object", fmt.Errorf("record is a JSON %s", v.Type())))
+		return
 	}
-	if list, ok := envelope(v); ok {
-		if len(list) == 0 {
-			return nil // an empty page: nothing to decode, nothing wrong
-		}
-		return d.decodeList(r, list, out)
+	if err := d.decodeValue(r, v, r.raw, &evs); err != nil {
+		fail(err)
+		return
 	}
-	return d.decodeValue(r, v, r.raw, out)
+	out.decoded(evs)
 }
 
-// envelope returns the records of an API page ({"value":[...]}, Event Hub
-// {"records":[...]}), and false when v is a record itself. The last page
-// of a paged export may hold no records at all.
-func envelope(v *fastjson.Value) ([]*fastjson.Value, bool) {
-	o, _ := v.Object()
-	if o.Len() > 4 {
-		return nil, false
-	}
-	for _, k := range []string{"records", "value", "items"} {
-		x := v.Get(k)
-		if x == nil || x.Type() != fastjson.TypeArray {
-			continue
+// decodeList decodes the elements of an API page, list being the bytes
+// of its array at offset at in r.raw. Each element is a record of its
+// own, with its own line and offset; its raw bytes are its compact JSON
+// encoding.
+func (d *decoder) decodeList(r *rawRecord, list []byte, at int, out sink) {
+	line, pos := r.line, 0
+	_ = elementSpans(list, func(s, e int) error {
+		el := *r
+		el.raw = list[s:e]
+		line += bytes.Count(r.raw[pos:at+s], []byte{'\n'})
+		pos = at + s
+		el.line, el.offset = line, r.offset+int64(at+s)
+		fail := func(err error) { d.b.Reset(); out.rejected(&el, el.raw, err) }
+		sc, err := scanRecord(el.raw, d.lim.MaxDepth)
+		if err == nil {
+			err = d.limitErr(&sc)
 		}
-		list, _ := x.Array()
-		if len(list) > 0 && list[0].Type() != fastjson.TypeObject {
-			return nil, false
+		if err != nil {
+			fail(reject("record limit", err))
+			return nil
 		}
-		// Other keys must be paging metadata, not record fields.
-		ok := true
-		o.Visit(func(key []byte, _ *fastjson.Value) {
-			ks := string(key)
-			if ks != k && !strings.HasPrefix(ks, "@odata") && ks != "nextPageToken" && ks != "kind" && ks != "etag" {
-				ok = false
-			}
-		})
-		if ok {
-			return list, true
+		v, err := d.p.ParseBytes(el.raw)
+		if err != nil {
+			fail(reject("invalid JSON", err))
+			return nil
 		}
-	}
-	return nil, false
-}
-
-// decodeList decodes the elements of an envelope or array line. Each
-// element's raw bytes are its compact JSON encoding, since the element is
-// not separately addressable in the input.
-func (d *decoder) decodeList(r *rawRecord, list []*fastjson.Value, out *[]*event.Event) error {
-	if len(list) == 0 {
-		return reject("empty envelope", errors.New("no records in the list"))
-	}
-	var errs []string
-	for i, el := range list {
-		if el.Type() != fastjson.TypeObject {
-			errs = append(errs, fmt.Sprintf("element %d is a JSON %s", i, el.Type()))
-			continue
+		if v.Type() != fastjson.TypeObject {
+			fail(reject("not an object", fmt.Errorf("list element is a JSON %s", v.Type())))
+			return nil
 		}
-		raw := el.MarshalTo(nil)
-		if err := d.decodeValue(r, el, raw, out); err != nil {
-			d.b.Reset()
-			errs = append(errs, fmt.Sprintf("element %d: %v", i, err))
+		var evs []*event.Event
+		if err := d.decodeValue(&el, v, v.MarshalTo(nil), &evs); err != nil {
+			fail(err)
+			return nil
 		}
-	}
-	if len(errs) > 0 {
-		return reject("bad element in list", errors.New(strings.Join(errs, "; ")))
-	}
-	return nil
+		out.decoded(evs)
+		return nil
+	})
 }
 
 // decodeValue detects the format of one record and decodes it; raw must
@@ -625,6 +679,13 @@ func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
 func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 	if r.csv.kind == csvPurview {
 		cell := r.row[r.csv.auditData]
+		sc, err := scanRecord([]byte(cell), d.lim.MaxDepth)
+		if err == nil {
+			err = d.limitErr(&sc)
+		}
+		if err != nil {
+			return reject("record limit", fmt.Errorf("AuditData: %w", err))
+		}
 		ad, err := d.p.Parse(cell)
 		if err != nil {
 			return reject("purview CSV", fmt.Errorf("AuditData is not JSON: %w", err))
@@ -633,6 +694,13 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 			return reject("purview CSV", errors.New("AuditData is not a unified audit log record (no CreationTime/Operation/RecordType)"))
 		}
 		return d.decodeValue(r, ad, []byte(cell), out)
+	}
+	fields := len(r.row)
+	for _, c := range r.row {
+		fields += nestedFields([]byte(c))
+	}
+	if fields > d.lim.MaxFields {
+		return reject("record limit", fmt.Errorf("%d fields exceed the limit of %d fields per record", fields, d.lim.MaxFields))
 	}
 	d.arena.Reset()
 	v := csvObject(&d.arena, r.csv, r.row)
@@ -644,8 +712,27 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 // goroutine.
 type Decoder struct{ d *decoder }
 
-// NewDecoder returns a Decoder; m and hot may be nil (see Options).
-func NewDecoder(m *jsonl.Mapping, hot []event.Sym) *Decoder { return &Decoder{d: newDecoder(m, hot)} }
+// NewDecoder returns a Decoder with the default limits; m and hot may be
+// nil (see Options).
+func NewDecoder(m *jsonl.Mapping, hot []event.Sym) *Decoder {
+	return &Decoder{d: newDecoder(m, hot, Limits{})}
+}
+
+// SetLimits replaces the decoder's limits (zero fields: defaults).
+func (x *Decoder) SetLimits(l Limits) { x.d.lim = l.withDefaults() }
+
+// collect is the sink of Decoder.Decode.
+type collect struct {
+	events  []*event.Event
+	errs    []error
+	records int
+}
+
+func (c *collect) decoded(evs []*event.Event) { c.records++; c.events = append(c.events, evs...) }
+func (c *collect) rejected(_ *rawRecord, _ []byte, err error) {
+	c.records++
+	c.errs = append(c.errs, err)
+}
 
 // SetObserved sets the time given to records that carry none of their own
 // (inventory snapshots such as inbox rules), e.g. when a journal entry was
@@ -655,13 +742,19 @@ func (x *Decoder) SetObserved(t time.Time) { x.d.observed = t }
 
 // Decode decodes one JSON record (an object, an array of records or an
 // envelope) into events. origin says where it came from. The events keep
-// raw as their Raw bytes, so raw must not be modified afterwards.
+// raw as their Raw bytes, so raw must not be modified afterwards. When
+// any record of a list fails, Decode returns no events and the first
+// error, with how many failed.
 func (x *Decoder) Decode(raw []byte, origin event.Origin) ([]*event.Event, error) {
 	r := rawRecord{raw: raw, file: origin.File, line: origin.Line, offset: origin.Offset, index: origin.Index}
-	var out []*event.Event
-	if err := x.d.decodeRecord(&r, &out); err != nil {
-		x.d.b.Reset()
-		return nil, err
+	var c collect
+	x.d.decodeRecord(&r, &c)
+	switch {
+	case len(c.errs) == 1 && c.records == 1:
+		return nil, c.errs[0]
+	case len(c.errs) > 0:
+		return nil, fmt.Errorf("%d of %d records failed; the first: %s", len(c.errs), c.records,
+			bound(c.errs[0].Error(), x.d.lim.MaxReasonBytes))
 	}
-	return out, nil
+	return c.events, nil
 }
