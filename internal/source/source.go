@@ -91,12 +91,12 @@ var ErrNoInput = errors.New("no input files")
 
 // batch is a run of framed records decoded together.
 type batch struct {
-	seq     int
-	recs    []rawRecord
-	events  []*event.Event
-	rejects []Reject
-	reasons []string
-	records int64 // records read (page elements count one each)
+	seq      int
+	recs     []rawRecord
+	events   []*event.Event
+	rejects  []Reject
+	reasons  []string
+	records  int64 // records read (page elements count one each)
 	ndecoded int64
 }
 
