@@ -493,7 +493,7 @@ func (s *stream) rest() (int64, error) {
 // pretty-printed) values. Framing needs no more memory than the largest
 // record it keeps.
 func (f *framer) structural(br *bufio.Reader) error {
-	s := &stream{br: br, line: 1, arena: make([]byte, 0, chunkSize)}
+	s := &stream{br: br, line: 1, arena: make([]byte, 0, 64<<10)}
 	maxRec := f.lim.MaxRecordBytes
 	cut := func(err error) error { return &cutError{offset: s.off, line: s.line, err: err} }
 	c, err := s.skipSpace()

@@ -324,7 +324,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 				in = os.Stdin
 			}
 			cr := &countingReader{r: in}
-			br := bufio.NewReaderSize(cr, 1<<20)
+			br := bufio.NewReaderSize(cr, 4096)
 			if head, _ := br.Peek(4); isZip(head) {
 				st.Files++
 				err = damaged(f, 0, 0, errors.New("a zip archive cannot be read from stdin (name the file instead)"))
