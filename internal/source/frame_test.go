@@ -74,7 +74,7 @@ func TestTruncatedGzipIsDamage(t *testing.T) {
 				t.Errorf("%d events emitted (stats %d), %d records = %d decoded + %d quarantined", n, st.Events, st.Records, st.Decoded, st.Quarantined)
 			}
 			var rej Reject
-			if err := json.Unmarshal(q.Bytes(), &rej); err != nil || rej.File != p || !strings.Contains(rej.Reason, "bytes were read") {
+			if err := json.Unmarshal(q.Bytes(), &rej); err != nil || rej.File != p || !strings.Contains(rej.Reason, "records were framed from its first") {
 				t.Errorf("quarantine %q: %v", q.String(), err)
 			}
 		})

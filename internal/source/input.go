@@ -207,8 +207,8 @@ func ignored(pats []string, name string) bool {
 // bounded time, and framing keeps memory bounded whatever the content.
 type guard struct {
 	r          io.Reader
-	n          *int64 // decompressed bytes (the members of a zip archive share it)
-	compressed func() int64
+	n          *int64       // decompressed bytes (the members of a zip archive share one count)
+	compressed func() int64 // compressed bytes, for the ratio; nil: no ratio check
 	lim        Limits
 	err        error
 }
@@ -228,17 +228,27 @@ func (g *guard) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
+	// Read at most one byte past the limit, and pass on none of it.
+	if room := g.lim.MaxInputBytes - *g.n + 1; int64(len(p)) > room {
+		p = p[:max(room, 1)]
+	}
 	n, err := g.r.Read(p)
 	*g.n += int64(n)
-	switch d, c := *g.n, g.compressed(); {
+	var c int64
+	if g.compressed != nil {
+		c = g.compressed()
+	}
+	switch d := *g.n; {
 	case d > g.lim.MaxInputBytes:
+		n -= int(d - g.lim.MaxInputBytes)
 		g.err = fmt.Errorf("%w: more than %d bytes decompressed (the limit per input)", errLimit, g.lim.MaxInputBytes)
+	case g.compressed == nil:
 	case d > min(ratioFloor, g.lim.MaxInputBytes) && c > 0 && d/c > int64(g.lim.MaxRatio):
 		g.err = fmt.Errorf("%w: decompression ratio over %d:1 (%d bytes from %d; the limit is %d:1)",
 			errLimit, d/c, d, c, g.lim.MaxRatio)
 	}
 	if g.err != nil {
-		return n, g.err
+		return max(n, 0), g.err
 	}
 	return n, err
 }

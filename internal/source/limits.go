@@ -81,8 +81,9 @@ func (l Limits) Validate() error {
 	switch {
 	case l.MaxRecordBytes < 64:
 		return errors.New("maximum record size must be at least 64 bytes")
-	case l.MaxDepth < 2:
-		return errors.New("maximum nesting depth must be at least 2")
+	case l.MaxDepth < 2 || l.MaxDepth > 1000:
+		// Validation past the scan recurses once per level.
+		return errors.New("maximum nesting depth must be between 2 and 1000")
 	case l.MaxFields < 1 || l.MaxElements < 1:
 		return errors.New("fields and array elements per record must be at least 1")
 	case l.MaxInputBytes < 1 || l.MaxRatio < 1:

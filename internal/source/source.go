@@ -290,7 +290,7 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		}
 		st.Damaged = append(st.Damaged, Damage{File: file, Read: read, Reason: reason})
 		return add(rawRecord{file: file, line: line, offset: read,
-			err: reject(cat, fmt.Errorf("input not read to its end: %s; %d bytes were read, the rest is not", reason, read))})
+			err: reject(cat, fmt.Errorf("input not read to its end: %s; records were framed from its first %d bytes, the rest is not read", reason, read))})
 	}
 	// one frames one input (a file, stdin, a zip member).
 	one := func(name string, r io.Reader, compressed func() int64) error {
@@ -376,8 +376,7 @@ func readFile(f string, opts Options, st *Stats, one func(string, io.Reader, fun
 	cr.n = fi.Size()
 	members, skipped := zipMembers(f, zr)
 	st.Skipped = append(st.Skipped, skipped...)
-	var total int64 // decompressed bytes of all members
-	size := func() int64 { return fi.Size() }
+	var total int64 // decompressed bytes of all members, bounded like one input's
 	for _, m := range members {
 		rc, err := m.f.Open()
 		if err != nil {
@@ -387,7 +386,9 @@ func readFile(f string, opts Options, st *Stats, one func(string, io.Reader, fun
 			}
 			continue
 		}
-		err = one(m.name, newGuard(rc, opts.Limits, &total, size), size)
+		// Each member's ratio is judged against its own compressed size.
+		csize := func() int64 { return int64(m.f.CompressedSize64) }
+		err = one(m.name, newGuard(newGuard(rc, opts.Limits, nil, csize), opts.Limits, &total, nil), csize)
 		rc.Close()
 		if err != nil {
 			return err
