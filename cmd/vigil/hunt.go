@@ -75,6 +75,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; holds all events in memory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
+	limits := addLimitFlags(fs)
 	setHelp(fs, stderr, helpText{synopsis: "hunt [flags] PATH...", summary: commands["hunt"].summary,
 		args: []argHelp{{"PATH...", "log files, directories (walked) or - for stdin; none when --journal is given"}}})
 	paths, err := parseFlags(fs, args)
@@ -92,7 +93,10 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !validFormat(o.format) {
 		return usageError("--format %q: want one of %s", o.format, strings.Join(timeline.Formats, ", "))
 	}
-	srcOpts := source.Options{Workers: o.workers}
+	if err := limits.Validate(); err != nil {
+		return usageError("%v", err)
+	}
+	srcOpts := source.Options{Workers: o.workers, Limits: *limits}
 	if o.mapping != "" {
 		m, err := jsonl.LoadMapping(o.mapping)
 		if err != nil {
@@ -160,8 +164,11 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
 	if len(paths) > 0 {
 		var inputs []string
-		if inputs, err = inputFiles(paths, o.quarantine, o.out); err == nil {
+		var skipped []source.Skipped
+		if inputs, skipped, err = inputFiles(paths, o.quarantine, o.out); err == nil {
 			st, err = source.ReadPaths(ctx, inputs, srcOpts, emit)
+			st.Skipped = append(skipped, st.Skipped...)
+			err = damagedInputs(err) // named in the summary; exit 2 at the end
 		}
 	}
 	if err == nil && o.journalDir != "" {
@@ -221,7 +228,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			printReportSummary(stderr, res)
 		}
 	}
-	return nil
+	return inputsErr(st)
 }
 
 // inputFiles expands paths like source.ReadPaths, leaving out the files a
@@ -229,10 +236,10 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // when a directory walk finds them: a run over the working directory would
 // read back its previous run's output. Naming one of them as an input is a
 // usage error.
-func inputFiles(paths []string, outputs ...string) ([]string, error) {
-	files, err := source.Expand(paths)
+func inputFiles(paths []string, outputs ...string) ([]string, []source.Skipped, error) {
+	files, skipped, err := source.Walk(paths)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var outs []os.FileInfo
 	for _, o := range outputs {
@@ -241,7 +248,7 @@ func inputFiles(paths []string, outputs ...string) ([]string, error) {
 		}
 	}
 	if len(outs) == 0 {
-		return files, nil
+		return files, skipped, nil
 	}
 	named := map[string]bool{}
 	for _, p := range paths {
@@ -254,16 +261,17 @@ func inputFiles(paths []string, outputs ...string) ([]string, error) {
 		fi, err := os.Stat(f)
 		if f != "-" && err == nil && slices.ContainsFunc(outs, func(o os.FileInfo) bool { return os.SameFile(o, fi) }) {
 			if named[f] {
-				return nil, usageError("input %s is also an output of this command (--quarantine or --out)", f)
+				return nil, nil, usageError("input %s is also an output of this command (--quarantine or --out)", f)
 			}
+			skipped = append(skipped, source.Skipped{Path: f, Reason: "an output of this command"})
 			continue
 		}
 		kept = append(kept, f)
 	}
 	if len(kept) == 0 {
-		return nil, source.ErrNoInput
+		return nil, nil, source.ErrNoInput
 	}
-	return kept, nil
+	return kept, skipped, nil
 }
 
 // behaviourSignal matches the behaviours' signal ids (D1..D11); the other
@@ -420,6 +428,7 @@ func printHuntSummary(w io.Writer, st source.Stats, hits []timeline.Detection, r
 	} else {
 		fmt.Fprintf(w, "  quarantined: 0\n")
 	}
+	printInputs(w, st)
 	byLevel := map[string]int64{}
 	for _, h := range hits {
 		byLevel[h.Level]++
@@ -504,6 +513,7 @@ func huntJournal(ctx context.Context, dir string, opts source.Options, st *sourc
 		return usageError("--journal: %v", err)
 	}
 	dec := source.NewDecoder(opts.Mapping, opts.Hot)
+	dec.SetLimits(opts.Limits)
 	var qenc *json.Encoder
 	if opts.Quarantine != nil {
 		qenc = json.NewEncoder(opts.Quarantine)
@@ -523,6 +533,7 @@ func huntJournal(ctx context.Context, dir string, opts source.Options, st *sourc
 			}
 			return nil
 		}
+		st.Decoded++
 		for _, e := range evs {
 			st.Events++
 			st.Sources[e.Source]++

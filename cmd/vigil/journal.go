@@ -87,6 +87,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	retentionDays := fs.Int("retention-days", 180, "expire raw bytes of segments received more than this many days ago (hashes are kept)")
 	origin := fs.String("origin", "", "log name for checkpoints, used only when the journal is created")
 	quiet := fs.Bool("quiet", false, "nothing on stderr but warnings and errors (no progress, no informational log lines); the summary on stdout stays")
+	limits := addLimitFlags(fs)
 	setHelp(fs, stderr, helpText{synopsis: "ingest --data DIR [flags] PATH...", summary: "Decodes audit logs and appends every record to the tamper-evident journal (duplicates are skipped).",
 		args: []argHelp{{"PATH...", "log files, directories (walked) or - for stdin"}}})
 	paths, err := parseFlags(fs, args)
@@ -101,6 +102,9 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *retentionDays <= 0 {
 		return usageError("--retention-days must be positive")
+	}
+	if err := limits.Validate(); err != nil {
+		return usageError("%v", err)
 	}
 	if *retentionDays < 180 {
 		fmt.Fprintf(stderr, "vigil ingest: warning: retention of %d days is below the 180 days vigil recommends\n", *retentionDays)
@@ -122,7 +126,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	q := &lazyFile{path: *quarantine}
 	defer q.Close()
-	srcOpts := source.Options{Quarantine: q}
+	srcOpts := source.Options{Quarantine: q, Limits: *limits}
 	bar := progress.New(stderr, "ingest")
 	if *quiet {
 		bar = nil
@@ -132,7 +136,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	// Like hunt, never read back our own quarantine from an earlier run.
-	inputs, err := inputFiles(paths, *quarantine)
+	inputs, skipped, err := inputFiles(paths, *quarantine)
 	if err != nil {
 		if errors.Is(err, source.ErrNoInput) {
 			return usageError("no log files found in %s", strings.Join(paths, " "))
@@ -197,7 +201,9 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if aerr != nil {
 		return fmt.Errorf("append: %w", aerr)
 	}
-	if rerr != nil {
+	st.Skipped = append(skipped, st.Skipped...)
+	// Damaged inputs are named below; what was read of them is kept.
+	if rerr = damagedInputs(rerr); rerr != nil {
 		return fmt.Errorf("read inputs: %w", rerr)
 	}
 	if err := q.Close(); err != nil {
@@ -216,11 +222,15 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "%s -> %s", countList(st.Reasons), sanitize.Line(*quarantine))
 	}
 	fmt.Fprintln(stdout)
+	printInputs(stdout, st)
 	if expired > 0 {
 		fmt.Fprintf(stdout, "expired raw bytes of %d entries older than %d days (their hashes are kept)\n", expired, *retentionDays)
 	}
 	fmt.Fprintf(stdout, "journal: %d entries, root %s\ncheckpoint:\n%s", cp.Size, cp.Root, cp.Note)
-	return j.Close()
+	if err := j.Close(); err != nil {
+		return err
+	}
+	return inputsErr(st)
 }
 
 // entryOf turns a decoded event into a journal entry. Raw is the record's

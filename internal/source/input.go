@@ -264,16 +264,32 @@ func openInput(r io.Reader, lim Limits, compressed func() int64) (br *bufio.Read
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nil, 0, err // already says "gzip: ..."
+			return nil, nil, 0, gzipErr(err)
 		}
 		closer = zr.Close
-		br = bufio.NewReaderSize(newGuard(zr, lim, nil, compressed), 1<<20)
+		br = bufio.NewReaderSize(newGuard(gzipReader{zr}, lim, nil, compressed), 1<<20)
 	}
 	if b, _ := br.Peek(3); bytes.Equal(b, bom) {
 		_, _ = br.Discard(3)
 		skipped = 3
 	}
 	return br, closer, skipped, nil
+}
+
+// gzipReader says "gzip" in its errors: a bare "unexpected EOF" does not
+// tell a responder which layer broke.
+type gzipReader struct{ r io.Reader }
+
+func (g gzipReader) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	return n, gzipErr(err)
+}
+
+func gzipErr(err error) error {
+	if err == nil || err == io.EOF || strings.HasPrefix(err.Error(), "gzip: ") {
+		return err
+	}
+	return fmt.Errorf("gzip: %w", err)
 }
 
 // isZip reports whether the input starts like a zip archive.
