@@ -346,7 +346,11 @@ func (s *stream) skipSpace() (byte, error) {
 // value reads the JSON value starting at the next byte, which is not
 // space. It returns its bytes (only the first ones when it is longer than
 // maxRec; size says how long it was) or, when framing is lost, an error.
-func (s *stream) value(maxRec int) (raw []byte, size int64, err error) {
+// A value nested deeper than maxDepth is read to the end of the line it
+// reached that depth on, and returned with a depthError: its end cannot be
+// trusted, and framing resumes on the next line (a line of a million '['
+// would otherwise swallow every record after it).
+func (s *stream) value(maxRec, maxDepth int) (raw []byte, size int64, err error) {
 	if len(s.arena) > chunkSize {
 		s.arena = make([]byte, 0, chunkSize)
 	}
@@ -421,6 +425,17 @@ func (s *stream) value(maxRec int) (raw []byte, size int64, err error) {
 					inStr = true
 				case '{', '[':
 					depth++
+					if depth > maxDepth {
+						s.take(b[:i], start, maxRec, &keep)
+						s.consume(i, b)
+						n, _, rerr := skipLine(s.br)
+						s.off += n + 1
+						s.line++
+						if rerr != nil && rerr != io.EOF {
+							return nil, size, rerr
+						}
+						return s.kept(start, keep), size + int64(i) + n, depthError{maxDepth}
+					}
 				case '}', ']':
 					depth--
 					if depth == 0 {
@@ -524,7 +539,7 @@ func (f *framer) structural(br *bufio.Reader) error {
 			s.consume(1, []byte{c})
 			if c, err := s.skipSpace(); err == nil {
 				start, line := s.off, s.line
-				raw, _, _ := s.value(recordPrefix)
+				raw, _, _ := s.value(recordPrefix, f.lim.MaxDepth)
 				n, rerr := s.rest()
 				if rerr != nil {
 					return cut(rerr)
@@ -537,7 +552,15 @@ func (f *framer) structural(br *bufio.Reader) error {
 			return nil
 		}
 		start, line := s.off, s.line
-		raw, size, verr := s.value(maxRec)
+		raw, size, verr := s.value(maxRec, f.lim.MaxDepth)
+		var de depthError
+		if errors.As(verr, &de) {
+			if err := f.emit(rawRecord{raw: prefix(raw), line: line, offset: start,
+				err: reject("record limit", fmt.Errorf("%w; the record is cut at the end of its line %d (%d bytes) and framing resumes on the next", de, s.line-1, size))}); err != nil {
+				return err
+			}
+			continue
+		}
 		if verr != nil {
 			if errors.Is(verr, io.ErrUnexpectedEOF) || !isFramingErr(verr) {
 				return &cutError{offset: start, line: line, err: verr}

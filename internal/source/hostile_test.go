@@ -36,13 +36,15 @@ func TestDeepNestingIsQuarantined(t *testing.T) {
 			t.Errorf("%s: %d records, want 6", p, st.Records)
 		}
 	}
-	// The same as the first line: no crash, the piece is quarantined and
-	// the next input is still read.
+	// The same as the first line (unbalanced, so not JSON lines): no
+	// crash, the line is quarantined, framing resumes on the next line, and
+	// the next input is read.
 	first := writeFile(t, dir, "first.json", []byte(strings.Repeat("[", n)+"\n"+string(genericLines(3))))
 	good := writeFile(t, dir, "good.jsonl", genericLines(4))
 	evs, _, rej := readAll(t, []string{first, good}, Options{})
-	if len(evs) != 4 || len(rej) != 1 || rej[0].File != first {
-		t.Fatalf("deep first line: %d events, %d rejects %.200v", len(evs), len(rej), rej)
+	if len(evs) != 7 || len(rej) != 2 || rej[0].File != first || rej[0].Line != 1 || !strings.Contains(rej[0].Reason, "nesting depth exceeds the limit of 64") ||
+		!strings.Contains(rej[1].Reason, "top-level array is not closed") {
+		t.Fatalf("deep first line: %d events, %d rejects %.300v", len(evs), len(rej), rej)
 	}
 }
 
