@@ -18,18 +18,52 @@ type recordScan struct {
 	rootLen  int // elements of a top-level array
 	// members of a top-level object, while there are at most
 	// maxPageMembers of them (an API page has few).
-	members  []member
+	member   [maxPageMembers]member
+	nmembers int
 	tooMany  bool
 	scanned  int  // bytes scanned when an error stopped the pass
 	complete bool // the bytes held one whole value
 }
 
-// member is one top-level member: key and value span; elems counts the
-// value's own elements when it is an array.
+// member is one top-level member: the spans of its raw key and its value;
+// elems counts the value's own elements when it is an array.
 type member struct {
-	key        string
-	start, end int
-	elems      int
+	keyStart, keyEnd int
+	start, end       int
+	elems            int
+}
+
+// key returns the member's key, unescaped.
+func (m *member) key(b []byte) string { return keyString(b[m.keyStart:m.keyEnd]) }
+
+// valueAt notes that a value starts at i, stack being the open containers
+// and cur the top-level member being read (-1: none).
+func (s *recordScan) valueAt(i int, stack []byte, cur int) {
+	d := len(stack)
+	if d == 0 {
+		return
+	}
+	if stack[d-1] == '[' {
+		s.elements++
+		if d == 1 {
+			s.rootLen++
+		} else if d == 2 && cur >= 0 && stack[0] == '{' {
+			s.member[cur].elems++
+		}
+	}
+	if d == 1 && stack[0] == '{' && cur >= 0 {
+		s.member[cur].start = i
+	}
+}
+
+// endedAt notes that a value ended just before i.
+func (s *recordScan) endedAt(i int, stack []byte, cur int) {
+	if len(stack) == 1 && stack[0] == '{' && cur >= 0 {
+		s.member[cur].end = i
+	}
+	if len(stack) == 0 {
+		s.complete = true
+	}
 }
 
 const maxPageMembers = 4
@@ -47,9 +81,10 @@ func (e depthError) Error() string {
 func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 	var (
 		s         recordScan
-		stack     = make([]byte, 0, 16)
+		small     [128]byte
+		stack     = small[:0]
 		expectKey bool
-		cur       = -1 // index in s.members of the top-level member being read
+		cur       = -1 // index in s.member of the top-level member being read
 	)
 	i := 0
 	for i < len(b) && isSpace(b[i]) {
@@ -57,33 +92,6 @@ func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 	}
 	if i < len(b) {
 		s.root, s.rootAt = b[i], i
-	}
-	// value notes that a value starts at i.
-	value := func(i int) {
-		d := len(stack)
-		if d == 0 {
-			return
-		}
-		if stack[d-1] == '[' {
-			s.elements++
-			if d == 1 {
-				s.rootLen++
-			} else if d == 2 && cur >= 0 && stack[0] == '{' {
-				s.members[cur].elems++
-			}
-		}
-		if d == 1 && stack[0] == '{' && cur >= 0 {
-			s.members[cur].start = i
-		}
-	}
-	// ended notes that a value ended just before i.
-	ended := func(i int) {
-		if len(stack) == 1 && stack[0] == '{' && cur >= 0 {
-			s.members[cur].end = i
-		}
-		if len(stack) == 0 {
-			s.complete = true
-		}
 	}
 	for i < len(b) {
 		c := b[i]
@@ -100,7 +108,7 @@ func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 				s.complete = false // trailing data: let the parser say so
 				return s, nil
 			}
-			value(i)
+			s.valueAt(i, stack, cur)
 			if len(stack) >= maxDepth {
 				s.scanned = i
 				return s, depthError{maxDepth}
@@ -115,7 +123,7 @@ func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 			stack = stack[:len(stack)-1]
 			expectKey = false
 			i++
-			ended(i)
+			s.endedAt(i, stack, cur)
 		case '"':
 			end := stringEnd(b, i)
 			if end < 0 {
@@ -126,12 +134,12 @@ func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 				s.fields++
 				if d == 1 {
 					cur = -1
-					if len(s.members) < maxPageMembers && !s.tooMany {
-						s.members = append(s.members, member{key: keyString(b[i+1 : end-1])})
-						cur = len(s.members) - 1
+					if s.nmembers < maxPageMembers && !s.tooMany {
+						s.member[s.nmembers] = member{keyStart: i + 1, keyEnd: end - 1}
+						cur = s.nmembers
+						s.nmembers++
 					} else {
 						s.tooMany = true
-						s.members = nil
 					}
 				}
 				expectKey = false
@@ -140,9 +148,9 @@ func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 					s.complete = false
 					return s, nil
 				}
-				value(i)
+				s.valueAt(i, stack, cur)
 				s.fields += nestedFields(b[i+1 : end-1])
-				ended(end)
+				s.endedAt(end, stack, cur)
 			}
 			i = end
 		default:
@@ -150,13 +158,13 @@ func scanRecord(b []byte, maxDepth int) (recordScan, error) {
 				s.complete = false
 				return s, nil
 			}
-			value(i)
+			s.valueAt(i, stack, cur)
 			j := i + 1
 			for j < len(b) && !isSpace(b[j]) && b[j] != ',' && b[j] != ']' && b[j] != '}' && b[j] != ':' {
 				j++
 			}
 			i = j
-			ended(i)
+			s.endedAt(i, stack, cur)
 		}
 	}
 	return s, nil
@@ -220,11 +228,15 @@ func (s *recordScan) page(b []byte) (start, end, n int, ok bool) {
 	if s.tooMany {
 		return 0, 0, 0, false
 	}
+	var keys [maxPageMembers]string
+	for i := range s.nmembers {
+		keys[i] = s.member[i].key(b)
+	}
 	for _, k := range []string{"records", "value", "items"} {
 		var list *member
-		for i := range s.members {
-			if s.members[i].key == k {
-				list = &s.members[i]
+		for i := range s.nmembers {
+			if keys[i] == k {
+				list = &s.member[i]
 				break
 			}
 		}
@@ -240,8 +252,8 @@ func (s *recordScan) page(b []byte) (start, end, n int, ok bool) {
 			return 0, 0, 0, false
 		}
 		ok := true
-		for _, m := range s.members {
-			if m.key != k && !isPagingKey(m.key) {
+		for _, mk := range keys[:s.nmembers] {
+			if mk != k && !isPagingKey(mk) {
 				ok = false
 			}
 		}

@@ -416,6 +416,7 @@ type decoder struct {
 	mapping *jsonl.Mapping
 	cache   *record.Cache
 	lim     Limits
+	evs     []*event.Event // scratch: the events of one record
 
 	// Snapshot records (inbox rules) carry no time; they get the time
 	// they were observed (observedAt).
@@ -454,8 +455,8 @@ func (d *decoder) observedAt(file string) time.Time {
 	return d.obsTime
 }
 
-// sink receives the outcome of each record read: its events, or its
-// rejection.
+// sink receives the outcome of each record read: its events (which it
+// must copy: the slice is reused), or its rejection.
 type sink interface {
 	decoded(evs []*event.Event)
 	rejected(r *rawRecord, raw []byte, err error)
@@ -509,7 +510,8 @@ func (d *decoder) limitErr(sc *recordScan) error {
 // decodeRecord decodes one framed record: a record, or an API page (a
 // top-level array, an envelope) whose elements are records each.
 func (d *decoder) decodeRecord(r *rawRecord, out sink) {
-	var evs []*event.Event
+	evs := d.evs[:0]
+	defer func() { d.evs = evs[:0] }()
 	fail := func(err error) { d.b.Reset(); out.rejected(r, r.raw, err) }
 	if r.err != nil {
 		var re *rejectErr
@@ -596,8 +598,10 @@ func (d *decoder) decodeList(r *rawRecord, list []byte, at int, out sink) {
 			fail(reject("not an object", fmt.Errorf("list element is a JSON %s", v.Type())))
 			return nil
 		}
-		var evs []*event.Event
-		if err := d.decodeValue(&el, v, v.MarshalTo(nil), &evs); err != nil {
+		evs := d.evs[:0]
+		err = d.decodeValue(&el, v, v.MarshalTo(nil), &evs)
+		d.evs = evs[:0]
+		if err != nil {
 			fail(err)
 			return nil
 		}
