@@ -106,6 +106,9 @@ func (f *framer) csv(br *bufio.Reader) error {
 		arena []byte // the rows of a batch share it
 		base  int64  // offset of the current CSV reader's input
 		lines int    // lines before it
+		// next is the line the next row starts on: one more than the
+		// newlines read so far (a too-large row cannot ask the reader).
+		next = 1 + bytes.Count(tee.span(0, r.InputOffset()), []byte{'\n'})
 	)
 	tee.drop(r.InputOffset())
 	for {
@@ -115,10 +118,10 @@ func (f *framer) csv(br *bufio.Reader) error {
 			return nil
 		}
 		if errors.Is(err, errRowTooLarge) {
-			line, _ := r.FieldPos(0)
+			line := next
 			n, nl, serr := skipLine(br)
 			size := int64(len(tee.buf)) - (start - tee.base) + n
-			if ferr := f.emit(rawRecord{raw: prefix(tee.buf[start-tee.base:]), line: lines + line, offset: start,
+			if ferr := f.emit(rawRecord{raw: prefix(tee.buf[start-tee.base:]), line: line, offset: start,
 				err: reject("record too large", tooLarge(size, maxRec, serr == nil || serr == io.EOF))}); ferr != nil {
 				return ferr
 			}
@@ -130,7 +133,8 @@ func (f *framer) csv(br *bufio.Reader) error {
 			}
 			// Resume at the next line with a fresh reader.
 			base = start + size + 1
-			lines += line
+			next += bytes.Count(tee.buf[start-tee.base:], []byte{'\n'}) + 1
+			lines = next - 1
 			tee = &rowTee{r: br, base: base, limit: tee.limit}
 			r = newCSVReader(tee)
 			continue
@@ -139,6 +143,7 @@ func (f *framer) csv(br *bufio.Reader) error {
 			return &cutError{offset: start, err: err}
 		}
 		end := base + r.InputOffset()
+		next += bytes.Count(tee.span(start, end), []byte{'\n'})
 		raw := bytes.TrimRight(tee.span(start, end), "\r\n")
 		if len(arena)+len(raw) > cap(arena) {
 			arena = make([]byte, 0, max(chunkSize, len(raw)))

@@ -193,3 +193,31 @@ func TestLimitsValidate(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// A CSV row past the maximum record size is quarantined with its start
+// and line; the rows after it are read (the CSV path once read its whole
+// input into memory).
+func TestCSVRowTooLarge(t *testing.T) {
+	head := "time,user,note\n"
+	row := func(i int) string { return fmt.Sprintf("2024-01-01T00:00:%02dZ,u%d@x,ok\n", i, i) }
+	// 5000 bytes: read whole, then judged; 300 000: cut while being read.
+	for _, n := range []int{5000, 300_000} {
+		long := "2024-01-01T00:00:09Z,big@x," + strings.Repeat("z", n) + "\n"
+		in := head + row(1) + row(2) + long + row(3) + "\n" + row(4)
+		csvRowTooLarge(t, in)
+	}
+}
+
+func csvRowTooLarge(t *testing.T, in string) {
+	evs, st, rej, err := readLimited(t, []byte(in), Limits{MaxRecordBytes: 1000})
+	if err != nil || len(evs) != 4 || len(rej) != 1 || st.Records != 5 {
+		t.Fatalf("err %v, %d events, %d records, rejects %.300v", err, len(evs), st.Records, rej)
+	}
+	if rej[0].Line != 4 || !strings.HasPrefix(rej[0].Record, "2024-01-01T00:00:09Z,big@x,zzz") || len(rej[0].Record) > recordPrefix ||
+		!strings.Contains(rej[0].Reason, "exceeds the maximum record size (1000 bytes)") {
+		t.Errorf("reject at line %d, %d bytes kept: %.200s", rej[0].Line, len(rej[0].Record), rej[0].Reason)
+	}
+	if evs[2].Origin.Line != 5 || evs[3].Origin.Line != 7 || evs[3].Get("user") != "u4@x" {
+		t.Errorf("rows after it: lines %d and %d, user %q", evs[2].Origin.Line, evs[3].Origin.Line, evs[3].Get("user"))
+	}
+}
