@@ -371,9 +371,9 @@ func (s *stream) value(maxRec, maxDepth int) (raw []byte, size int64, err error)
 			switch {
 			case kind == 'x': // a number or literal ends with the input
 			case inStr:
-				return s.kept(start, keep), size, errors.New("truncated JSON: unterminated string")
+				return s.kept(start), size, framingError("truncated JSON: unterminated string")
 			default:
-				return s.kept(start, keep), size, errors.New("truncated JSON: unbalanced braces")
+				return s.kept(start), size, framingError("truncated JSON: unbalanced braces")
 			}
 			break
 		}
@@ -388,7 +388,7 @@ func (s *stream) value(maxRec, maxDepth int) (raw []byte, size int64, err error)
 				size++
 				continue
 			case ',', ']', '}':
-				return nil, 0, fmt.Errorf("invalid JSON: unexpected %q", c)
+				return nil, 0, framingError(fmt.Sprintf("invalid JSON: unexpected %q", c))
 			default:
 				kind = 'x'
 			}
@@ -413,7 +413,7 @@ func (s *stream) value(maxRec, maxDepth int) (raw []byte, size int64, err error)
 				case c == '\n':
 					s.take(b[:i], start, maxRec, &keep)
 					s.consume(i, b)
-					return s.kept(start, keep), size + int64(i), errors.New("invalid JSON: newline inside a string")
+					return s.kept(start), size + int64(i), framingError("invalid JSON: newline inside a string")
 				}
 				i++
 				continue
@@ -434,7 +434,7 @@ func (s *stream) value(maxRec, maxDepth int) (raw []byte, size int64, err error)
 						if rerr != nil && rerr != io.EOF {
 							return nil, size, rerr
 						}
-						return s.kept(start, keep), size + int64(i) + n, depthError{maxDepth}
+						return s.kept(start), size + int64(i) + n, depthError{maxDepth}
 					}
 				case '}', ']':
 					depth--
@@ -459,7 +459,7 @@ func (s *stream) value(maxRec, maxDepth int) (raw []byte, size int64, err error)
 			break
 		}
 	}
-	return s.kept(start, keep), size, nil
+	return s.kept(start), size, nil
 }
 
 // take appends b to the value being read while it fits maxRec; past it, the
@@ -482,8 +482,8 @@ func (s *stream) take(b []byte, start, maxRec int, keep *bool) {
 	s.arena = append(s.arena, b...)
 }
 
-func (s *stream) kept(start int, keep bool) []byte {
-	_ = keep
+// kept returns what the value being read keeps of its bytes.
+func (s *stream) kept(start int) []byte {
 	return s.arena[start:len(s.arena):len(s.arena)]
 }
 
@@ -562,7 +562,7 @@ func (f *framer) structural(br *bufio.Reader) error {
 			continue
 		}
 		if verr != nil {
-			if errors.Is(verr, io.ErrUnexpectedEOF) || !isFramingErr(verr) {
+			if !errors.As(verr, new(framingError)) {
 				return &cutError{offset: start, line: line, err: verr}
 			}
 			// Framing lost: everything from here is quarantined as one piece.
@@ -587,15 +587,8 @@ func (f *framer) structural(br *bufio.Reader) error {
 	}
 }
 
-// framingErrs are the errors of stream.value that mean the input is not
+// framingError is an error of stream.value that means the input is not
 // JSON as framed, rather than unreadable.
-var framingErrs = []string{"truncated JSON", "invalid JSON"}
+type framingError string
 
-func isFramingErr(err error) bool {
-	for _, p := range framingErrs {
-		if bytes.HasPrefix([]byte(err.Error()), []byte(p)) {
-			return true
-		}
-	}
-	return false
-}
+func (e framingError) Error() string { return string(e) }

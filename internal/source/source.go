@@ -300,17 +300,14 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 			return damaged(name, 0, 0, err)
 		}
 		defer closeZ()
-		var framed int64
 		err = frame(name, br, opts.Limits, func(rec rawRecord) error {
 			rec.offset += skipped
-			framed = rec.offset + int64(len(rec.raw))
 			return add(rec)
 		})
 		var ce *cutError
 		if errors.As(err, &ce) {
 			return damaged(name, ce.offset+skipped, ce.line, ce.err)
 		}
-		_ = framed
 		return err
 	}
 	for _, f := range files {
