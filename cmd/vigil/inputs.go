@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/source"
 )
 
@@ -42,7 +43,7 @@ func inputsErr(st source.Stats) error {
 	}
 	names := make([]string, len(st.Damaged))
 	for i, d := range st.Damaged {
-		names[i] = quoteName(d.File)
+		names[i] = sanitize.Line(d.File)
 	}
 	return &exitError{code: 2, msg: fmt.Sprintf("%d input(s) not read to their end: %s", len(names), strings.Join(names, ", "))}
 }
@@ -61,22 +62,13 @@ func printInputs(w io.Writer, st source.Stats) {
 				fmt.Fprintf(w, "               … and %d more\n", n-maxListed)
 				break
 			}
-			fmt.Fprintf(w, "               %s: %s\n", quoteName(s.Path), s.Reason)
+			fmt.Fprintf(w, "               %s: %s\n", sanitize.Line(s.Path), sanitize.Line(s.Reason))
 		}
 	}
 	if n := len(st.Damaged); n > 0 {
 		fmt.Fprintf(w, "  damaged:     %d input(s) not read to their end\n", n)
 		for _, d := range st.Damaged {
-			fmt.Fprintf(w, "               %s: %s; records were framed from its first %d bytes\n", quoteName(d.File), d.Reason, d.Read)
+			fmt.Fprintf(w, "               %s: %s; records were framed from its first %d bytes\n", sanitize.Line(d.File), sanitize.Line(d.Reason), d.Read)
 		}
 	}
-}
-
-// quoteName quotes a path that holds control characters or spaces (file
-// names are attacker-chosen too).
-func quoteName(p string) string {
-	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f || r == ' ' || (r >= 0x80 && r < 0xa0) }) {
-		return fmt.Sprintf("%q", p)
-	}
-	return p
 }

@@ -108,3 +108,19 @@ func TestHuntLimitFlags(t *testing.T) {
 		t.Errorf("ingest --max-record-size 10: exit %d: %s", code, errs)
 	}
 }
+
+// Paths in the summary are attacker-chosen: control characters in them
+// are escaped.
+func TestSkippedNamesAreEscaped(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.jsonl"), genericJSONL(1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "evil\x1b[2J.txt"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, errs := runVigil(t, "hunt", "--quarantine", filepath.Join(t.TempDir(), "q.jsonl"), dir)
+	if strings.Contains(errs, "\x1b") || !strings.Contains(errs, `evil\x1b[2J.txt: not a log file name`) {
+		t.Errorf("summary:\n%q", errs)
+	}
+}
