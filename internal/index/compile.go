@@ -1,0 +1,197 @@
+package index
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Table is what a search returns rows of.
+type Table string
+
+// The tables a search can return.
+const (
+	Events     Table = "events"      // one row per event
+	MailAccess Table = "mail_access" // one row per message read (or folder synchronised)
+)
+
+// columns maps a query field to its column in each table; "" means the
+// table has no such column.
+var columns = map[string][2]string{
+	"user":       {"actor", "actor"},
+	"mailbox":    {"mailbox", "mailbox"},
+	"app":        {"app", "app"},
+	"client_app": {"client_app", "client_app"},
+	"op":         {"op", ""},
+	"source":     {"source", ""},
+	"session":    {"session", "session"},
+	"token":      {"token", "token"},
+	"country":    {"country", "country"},
+	"kind":       {"kind", ""},
+	"folder":     {"", "folder"},
+	"message":    {"", "internet_message_id"},
+	"asn":        {"asn", "asn"},
+}
+
+// lowered fields are stored lower-case, so values are lower-cased too.
+var lowered = map[string]bool{"user": true, "mailbox": true, "app": true, "client_app": true, "kind": true}
+
+// caseless fields compare without regard to case (names, not ids).
+var caseless = map[string]bool{"op": true, "source": true, "country": true, "folder": true, "level": true, "rule": true}
+
+// freeText are the columns a bare word or phrase is looked for in.
+var freeText = map[Table][]string{
+	Events:     {"actor", "mailbox", "op", "app", "client_app", "ip", "user_agent", "session", "token", "record_id"},
+	MailAccess: {"actor", "mailbox", "folder", "internet_message_id", "app", "client_app", "ip", "session", "token"},
+}
+
+type compiler struct {
+	table Table
+	now   time.Time
+	args  []any
+}
+
+// Compile turns a parsed query into a SQL condition over table, with its
+// arguments.
+func Compile(n *Node, table Table, now time.Time) (string, []any, error) {
+	if table != Events && table != MailAccess {
+		return "", nil, fmt.Errorf("search: no table %q (events or mail_access)", table)
+	}
+	c := &compiler{table: table, now: now}
+	s, err := c.node(n)
+	return s, c.args, err
+}
+
+func (c *compiler) arg(v any) string {
+	c.args = append(c.args, v)
+	return "?"
+}
+
+func (c *compiler) node(n *Node) (string, error) {
+	switch n.Op {
+	case "and", "or":
+		if len(n.Kids) == 0 {
+			return "TRUE", nil
+		}
+		parts := make([]string, 0, len(n.Kids))
+		for _, k := range n.Kids {
+			s, err := c.node(k)
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, s)
+		}
+		return "(" + strings.Join(parts, " "+strings.ToUpper(n.Op)+" ") + ")", nil
+	case "not":
+		s, err := c.node(n.Kids[0])
+		if err != nil {
+			return "", err
+		}
+		// A missing value is not a match, so NOT of it is one.
+		return "(" + s + ") IS NOT TRUE", nil
+	case "term":
+		return c.term(n)
+	}
+	return "", fmt.Errorf("search: bad node %q", n.Op)
+}
+
+func likePattern(v string) (string, bool) {
+	if !strings.Contains(v, "*") {
+		return v, false
+	}
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`, `*`, `%`)
+	return r.Replace(v), true
+}
+
+func (c *compiler) term(n *Node) (string, error) {
+	bad := func(format string, a ...any) error {
+		return &QueryError{Pos: n.Pos, Term: n.Text, Msg: fmt.Sprintf(format, a...)}
+	}
+	ti := 0
+	if c.table == MailAccess {
+		ti = 1
+	}
+	v := n.Value
+	switch n.Field {
+	case "":
+		pat := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(v) + "%"
+		cols := freeText[c.table]
+		parts := make([]string, len(cols))
+		for i, col := range cols {
+			parts[i] = col + ` ILIKE ` + c.arg(pat) + ` ESCAPE '\'`
+		}
+		return "(" + strings.Join(parts, " OR ") + ")", nil
+	case "since", "until":
+		t, err := ParseTime(v, c.now)
+		if err != nil {
+			return "", bad("%v", err)
+		}
+		if n.Field == "since" {
+			return "time >= " + c.arg(t), nil
+		}
+		return "time < " + c.arg(t), nil
+	case "ip":
+		sh, sl, eh, el, err := ipRange(v)
+		if err != nil {
+			return "", bad("%v", err)
+		}
+		if sh == eh && sl == el {
+			return fmt.Sprintf("(ip_hi = %s AND ip_lo = %s)", c.arg(sh), c.arg(sl)), nil
+		}
+		if sh == eh {
+			return fmt.Sprintf("(ip_hi = %s AND ip_lo BETWEEN %s AND %s)", c.arg(sh), c.arg(sl), c.arg(el)), nil
+		}
+		return fmt.Sprintf("((ip_hi > %s OR (ip_hi = %s AND ip_lo >= %s)) AND (ip_hi < %s OR (ip_hi = %s AND ip_lo <= %s)))",
+			c.arg(sh), c.arg(sh), c.arg(sl), c.arg(eh), c.arg(eh), c.arg(el)), nil
+	case "asn":
+		a, err := parseASN(v)
+		if err != nil {
+			return "", bad("%v", err)
+		}
+		return "asn = " + c.arg(a), nil
+	case "level", "rule":
+		col := "level"
+		if n.Field == "rule" {
+			col = "rule"
+		}
+		cond, err := c.match(col, n.Field, v)
+		if err != nil {
+			return "", err
+		}
+		return "(idx, sub) IN (SELECT idx, sub FROM alerts WHERE " + cond + ")", nil
+	case "message":
+		if c.table == Events {
+			cond, _ := c.match("internet_message_id", n.Field, v)
+			return "(idx, sub) IN (SELECT idx, sub FROM mail_access WHERE " + cond + ")", nil
+		}
+	case "folder":
+		if c.table == Events {
+			cond, _ := c.match("folder", n.Field, v)
+			return "(idx, sub) IN (SELECT idx, sub FROM mail_access WHERE " + cond + ")", nil
+		}
+	}
+	col := columns[n.Field][ti]
+	if col == "" {
+		return "", bad("%s is not a column of %s", n.Field, c.table)
+	}
+	return c.match(col, n.Field, v)
+}
+
+// match compares col with a value: exactly, or with * wildcards; lower-
+// cased or without regard to case as the field wants.
+func (c *compiler) match(col, field, v string) (string, error) {
+	if lowered[field] {
+		v = strings.ToLower(v)
+	}
+	pat, wild := likePattern(v)
+	switch {
+	case wild && caseless[field]:
+		return col + " ILIKE " + c.arg(pat) + ` ESCAPE '\'`, nil
+	case wild:
+		return col + " LIKE " + c.arg(pat) + ` ESCAPE '\'`, nil
+	case caseless[field]:
+		return "lower(" + col + ") = " + c.arg(strings.ToLower(v)), nil
+	default:
+		return col + " = " + c.arg(v), nil
+	}
+}

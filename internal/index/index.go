@@ -1,0 +1,456 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// DirName is the index's directory inside a journal directory.
+const DirName = "index"
+
+const dbFile = "events.duckdb"
+
+// Index is an open investigation index.
+type Index struct {
+	db       *sql.DB
+	path     string
+	readOnly bool
+}
+
+// Options configure Open.
+type Options struct {
+	// ReadOnly opens for queries only: the engine refuses writes, file
+	// access (COPY, read_csv, ATTACH) and configuration changes.
+	ReadOnly bool
+	// Threads bounds the engine's worker threads (0: GOMAXPROCS).
+	Threads int
+}
+
+// ErrNoIndex says the journal has no index yet.
+var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
+
+// Path returns the index directory of the journal in dataDir.
+func Path(dataDir string) string { return filepath.Join(dataDir, DirName) }
+
+// Open opens the index in dir (usually Path(dataDir)), creating it unless
+// opts.ReadOnly.
+func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
+	file := filepath.Join(dir, dbFile)
+	if opts.ReadOnly {
+		if _, err := os.Stat(file); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, ErrNoIndex
+			}
+			return nil, fmt.Errorf("index: %w", err)
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	q := url.Values{}
+	q.Set("threads", strconv.Itoa(threads))
+	// Deny by default: no extension is fetched or loaded, and read-only
+	// handles cannot touch files or undo these settings from SQL.
+	q.Set("autoinstall_known_extensions", "false")
+	q.Set("autoload_known_extensions", "false")
+	if opts.ReadOnly {
+		q.Set("access_mode", "READ_ONLY")
+		q.Set("enable_external_access", "false")
+		q.Set("lock_configuration", "true")
+	}
+	c, err := duckdb.NewConnector(file+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", file, err)
+	}
+	db := sql.OpenDB(c)
+	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly}
+	if !opts.ReadOnly {
+		for _, s := range schema {
+			if _, err := db.ExecContext(ctx, s); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("index: create schema: %w", err)
+			}
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING`, schemaVersion); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("index: %w", err)
+		}
+	}
+	v, err := x.meta(ctx, "schema")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if v != schemaVersion {
+		db.Close()
+		return nil, fmt.Errorf("index: %s has schema version %q, this vigil uses %q: run vigil reindex", dir, v, schemaVersion)
+	}
+	return x, nil
+}
+
+// Close closes the index.
+func (x *Index) Close() error { return x.db.Close() }
+
+func (x *Index) meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := x.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("index: read %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func (x *Index) setMeta(ctx context.Context, key, value string) error {
+	_, err := x.db.ExecContext(ctx, `INSERT OR REPLACE INTO meta VALUES (?, ?)`, key, value)
+	if err != nil {
+		return fmt.Errorf("index: write %s: %w", key, err)
+	}
+	return nil
+}
+
+// Next returns the journal index the index has read up to (exclusive).
+func (x *Index) Next(ctx context.Context) (uint64, error) {
+	v, err := x.meta(ctx, "next")
+	if err != nil || v == "" {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("index: bad next %q: %w", v, err)
+	}
+	return n, nil
+}
+
+// Status says how far the index is behind its journal.
+type Status struct {
+	Next        uint64 // journal entries [0, Next) are indexed
+	Journal     uint64 // entries the journal holds (from its leaves file)
+	Events      uint64 // rows in events
+	MailRows    uint64 // rows in mail_access
+	Unindexed   uint64 // journal entries that decoded to no event (see table unindexed)
+	Behind      uint64 // Journal - Next, when positive
+	BehindSince time.Time
+}
+
+// JournalSize returns the number of entries the journal in dataDir holds,
+// read from its leaves file (32 bytes per entry) without opening the
+// journal, so it works beside a writer.
+func JournalSize(dataDir string) (uint64, error) {
+	st, err := os.Stat(filepath.Join(dataDir, "leaves"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("journal size: %w", err)
+	}
+	return uint64(st.Size()) / 32, nil
+}
+
+// Status reports the index's position against the journal in dataDir.
+func (x *Index) Status(ctx context.Context, dataDir string) (Status, error) {
+	var s Status
+	var err error
+	if s.Next, err = x.Next(ctx); err != nil {
+		return s, err
+	}
+	if s.Journal, err = JournalSize(dataDir); err != nil {
+		return s, err
+	}
+	if s.Journal > s.Next {
+		s.Behind = s.Journal - s.Next
+	}
+	row := x.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM mail_access), (SELECT count(*) FROM unindexed)`)
+	if err := row.Scan(&s.Events, &s.MailRows, &s.Unindexed); err != nil {
+		return s, fmt.Errorf("index: status: %w", err)
+	}
+	return s, nil
+}
+
+// UpdateStats says what one Update did.
+type UpdateStats struct {
+	From, To  uint64 // journal entries [From, To) were read
+	Expired   uint64 // entries below From that the journal no longer holds (never indexed)
+	Events    uint64
+	MailRows  uint64
+	Unindexed uint64 // entries that decoded to no event, kept in table unindexed with the reason
+	Elapsed   time.Duration
+}
+
+// commitEvery bounds the entries between two recorded positions, so an
+// interrupted update redoes at most this many.
+const commitEvery = 200_000
+
+// Update indexes the journal entries in dataDir that the index has not
+// seen yet. It reads the journal without its lock, so it can run beside a
+// writer; entries appended meanwhile are picked up by the next Update.
+func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
+	began := time.Now()
+	var st UpdateStats
+	if x.readOnly {
+		return st, errors.New("index: opened read-only")
+	}
+	next, err := x.Next(ctx)
+	if err != nil {
+		return st, err
+	}
+	first, err := firstEntry(dataDir)
+	if err != nil {
+		return st, err
+	}
+	if first > next {
+		st.Expired = first - next
+		next = first
+	}
+	st.From, st.To = next, next
+	// Rows past the recorded position belong to an update that was cut
+	// short; they are redone.
+	for _, t := range []string{"events", "mail_access", "unindexed"} {
+		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx >= ?`, next); err != nil {
+			return st, fmt.Errorf("index: %w", err)
+		}
+	}
+	w, err := x.newWriter(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer w.close()
+	commit := func(to uint64) error {
+		if err := w.flush(); err != nil {
+			return err
+		}
+		st.To = to
+		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
+	}
+	p := newPipeline(ctx, w, commitEvery, commit)
+	err = journal.Replay(ctx, dataDir, next, p.add)
+	if err2 := p.finish(); err == nil {
+		err = err2
+	}
+	if err == nil {
+		err = commit(max(p.next, next))
+	}
+	st.Events, st.MailRows, st.Unindexed = w.events, w.mail, w.unindexed
+	st.Elapsed = time.Since(began)
+	if err != nil {
+		return st, fmt.Errorf("index: update from journal entry %d: %w", st.To, err)
+	}
+	if err := w.close(); err != nil {
+		return st, err
+	}
+	if st.Expired > 0 {
+		if err := x.setMeta(ctx, "expired_unindexed", strconv.FormatUint(first, 10)); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// Rebuild empties the index and indexes the whole journal again.
+func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error) {
+	if x.readOnly {
+		return UpdateStats{}, errors.New("index: opened read-only")
+	}
+	for _, t := range []string{"events", "mail_access", "unindexed"} {
+		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+			return UpdateStats{}, fmt.Errorf("index: %w", err)
+		}
+	}
+	if _, err := x.db.ExecContext(ctx, `DELETE FROM meta WHERE key <> 'schema'`); err != nil {
+		return UpdateStats{}, fmt.Errorf("index: %w", err)
+	}
+	st, err := x.Update(ctx, dataDir)
+	if err != nil {
+		return st, err
+	}
+	// Deleted rows leave free blocks; a checkpoint returns them.
+	if _, err := x.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return st, fmt.Errorf("index: checkpoint: %w", err)
+	}
+	return st, nil
+}
+
+// firstEntry returns the index of the first entry the journal still holds
+// raw bytes for: the first segment's name (DIR/segments/<first>.seg).
+func firstEntry(dataDir string) (uint64, error) {
+	des, err := os.ReadDir(filepath.Join(dataDir, "segments"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("index: list journal segments: %w", err)
+	}
+	first, found := uint64(0), false
+	for _, d := range des {
+		n, ok := strings.CutSuffix(d.Name(), ".seg")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseUint(n, 10, 64)
+		if err != nil {
+			continue
+		}
+		if !found || v < first {
+			first, found = v, true
+		}
+	}
+	return first, nil
+}
+
+// writer appends rows through the engine's bulk appender.
+type writer struct {
+	conn                    *sql.Conn
+	ev, ma, un              *duckdb.Appender
+	events, mail, unindexed uint64
+	closed                  bool
+}
+
+func (x *Index) newWriter(ctx context.Context) (*writer, error) {
+	conn, err := x.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	w := &writer{conn: conn}
+	err = conn.Raw(func(dc any) error {
+		c := dc.(driver.Conn)
+		var err error
+		if w.ev, err = duckdb.NewAppenderFromConn(c, "", "events"); err != nil {
+			return err
+		}
+		if w.ma, err = duckdb.NewAppenderFromConn(c, "", "mail_access"); err != nil {
+			return err
+		}
+		w.un, err = duckdb.NewAppenderFromConn(c, "", "unindexed")
+		return err
+	})
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("index: appender: %w", err)
+	}
+	return w, nil
+}
+
+func nullStr(s string) driver.Value {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullTime(t time.Time) driver.Value {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func (w *writer) appendEvent(r *eventRow) error {
+	var hi, lo driver.Value
+	if r.hasIP {
+		hi, lo = r.ipHi, r.ipLo
+	}
+	var asn driver.Value
+	if r.asn != 0 {
+		asn = r.asn
+	}
+	w.events++
+	return w.ev.AppendRow(r.idx, r.sub, nullTime(r.time), nullTime(r.received),
+		r.kind, nullStr(r.tenant), r.source, nullStr(r.op), nullStr(r.result), r.failed,
+		nullStr(r.actor), nullStr(r.app), nullStr(r.clientApp), nullStr(r.servicePrincipal),
+		nullStr(r.ip), hi, lo, asn, nullStr(r.country), nullStr(r.userAgent),
+		nullStr(r.session), nullStr(r.token), nullStr(r.mailbox), nullStr(r.recordID), r.items)
+}
+
+func (w *writer) appendMail(m *mailRow) error {
+	var asn, hi, lo driver.Value
+	if m.asn != 0 {
+		asn = m.asn
+	}
+	if m.hasIP {
+		hi, lo = m.ipHi, m.ipLo
+	}
+	w.mail++
+	return w.ma.AppendRow(m.idx, m.sub, nullTime(m.time), nullStr(m.mailbox), nullStr(m.folder),
+		nullStr(m.messageID), m.accessType, m.throttled, nullStr(m.actor), nullStr(m.app),
+		nullStr(m.clientApp), nullStr(m.ip), hi, lo, asn, nullStr(m.country), nullStr(m.session), nullStr(m.token))
+}
+
+func (w *writer) appendUnindexed(idx uint64, source, reason string) error {
+	w.unindexed++
+	return w.un.AppendRow(idx, source, reason)
+}
+
+func (w *writer) flush() error {
+	for _, a := range []*duckdb.Appender{w.ev, w.ma, w.un} {
+		if err := a.Flush(); err != nil {
+			return fmt.Errorf("index: flush: %w", err)
+		}
+	}
+	return nil
+}
+
+func (w *writer) close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	var errs []error
+	for _, a := range []*duckdb.Appender{w.ev, w.ma, w.un} {
+		if a != nil {
+			errs = append(errs, a.Close())
+		}
+	}
+	errs = append(errs, w.conn.Close())
+	return errors.Join(errs...)
+}
+
+// decoded is one journal entry turned into rows.
+type decoded struct {
+	events []eventRow
+	mail   []mailRow
+	reason string // why the entry gave no event
+	source string
+}
+
+// decodeEntry turns one journal entry into rows.
+func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
+	d := decoded{source: en.Source}
+	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal", Index: int(idx)})
+	if err != nil {
+		d.reason = err.Error()
+		return d
+	}
+	if len(evs) == 0 {
+		d.reason = "record holds no event"
+		return d
+	}
+	for k, e := range evs {
+		r := rowOf(idx, k, en.Received, e)
+		d.events = append(d.events, r)
+		if r.kind == KindMail {
+			d.mail = append(d.mail, mailRowsOf(&r, e)...)
+		}
+	}
+	return d
+}

@@ -1,0 +1,464 @@
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// tenant is a simulated tenant's logs, made once per test binary.
+var tenantDir string
+
+func simTenant(t testing.TB) string {
+	t.Helper()
+	if tenantDir != "" {
+		return tenantDir
+	}
+	dir, err := os.MkdirTemp("", "vigil-index-sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := simulate.Config{Users: 20, Days: 4, Seed: 7, Start: simulate.DefaultStart, Format: simulate.Format("jsonl"),
+		Campaigns: []string{"forged-token"}, Confounders: simulate.ConfounderNames, ThrottleLimit: 1000}
+	if _, err := simulate.Run(context.Background(), cfg, dir); err != nil {
+		t.Fatal(err)
+	}
+	tenantDir = dir
+	return dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tenantDir != "" {
+		os.RemoveAll(tenantDir)
+	}
+	os.Exit(code)
+}
+
+// ingest appends the records of files to the journal in data, in batches
+// of batch entries, calling between(n) after each batch with the number
+// of entries appended so far.
+func ingest(t testing.TB, data string, files []string, batch int, between func(n uint64)) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur []journal.Entry
+	var n uint64
+	flush := func() {
+		if len(cur) == 0 {
+			return
+		}
+		acks, err := j.AppendBatch(ctx, cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acks {
+			if !a.Duplicate {
+				n++
+			}
+		}
+		cur = cur[:0]
+		if between != nil {
+			between(n)
+		}
+	}
+	_, err = source.ReadPaths(ctx, files, source.Options{}, func(e *event.Event) error {
+		cur = append(cur, journal.Entry{Source: e.Source, Origin: e.Origin.File, RecordID: e.RecordID, Raw: e.Raw})
+		if len(cur) == batch {
+			flush()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func tenantFiles(t testing.TB) []string {
+	d := simTenant(t)
+	return []string{filepath.Join(d, "ual.jsonl"), filepath.Join(d, "signins.jsonl"), filepath.Join(d, "gws.jsonl")}
+}
+
+// dump returns every row of every table in a fixed order, as text.
+func dump(t *testing.T, x *Index) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, tbl := range []string{"events", "mail_access", "unindexed", "signins", "audits"} {
+		res, err := x.query(context.Background(), "SELECT * FROM "+tbl+" ORDER BY ALL")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Rows {
+			out[tbl] = append(out[tbl], fmt.Sprint(r...))
+		}
+	}
+	return out
+}
+
+func TestReindexEqualsIncremental(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	inc, err := Open(ctx, filepath.Join(t.TempDir(), "inc"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	updates := 0
+	total := ingest(t, data, tenantFiles(t), 3000, func(n uint64) {
+		// The incremental index follows the journal batch by batch, as
+		// vigil ingest keeps it.
+		st, err := inc.Update(ctx, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.To != n {
+			t.Fatalf("update read to %d, journal holds %d", st.To, n)
+		}
+		updates++
+	})
+	if updates < 3 {
+		t.Fatalf("only %d incremental updates; the test needs several", updates)
+	}
+	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	st, err := full.Rebuild(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.To != total || st.Events < total {
+		t.Fatalf("rebuild: %+v, journal holds %d", st, total)
+	}
+	a, b := dump(t, inc), dump(t, full)
+	for _, tbl := range []string{"events", "mail_access", "signins", "audits"} {
+		if len(a[tbl]) == 0 {
+			t.Errorf("%s is empty", tbl)
+		}
+		if !slices.Equal(a[tbl], b[tbl]) {
+			t.Errorf("%s: incremental has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
+		}
+	}
+	if len(a["unindexed"]) != 0 {
+		t.Errorf("unindexed rows: %v", a["unindexed"][:min(3, len(a["unindexed"]))])
+	}
+	// A second update with nothing new changes nothing.
+	st2, err := inc.Update(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.Events != 0 || st2.To != total {
+		t.Fatalf("idle update: %+v", st2)
+	}
+	s, err := inc.Status(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Behind != 0 || s.Next != total || s.Journal != total {
+		t.Fatalf("status %+v, journal holds %d", s, total)
+	}
+}
+
+// TestUpdateAfterInterruption: rows written past the recorded position by
+// an update that was cut short are not duplicated by the next one.
+func TestUpdateAfterInterruption(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t), 5000, nil)
+	x, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if _, err := x.Update(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	want := dump(t, x)
+	// Pretend the last commit recorded only half the journal.
+	next, _ := x.Next(ctx)
+	if err := x.setMeta(ctx, "next", strconv.FormatUint(next/2, 10)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := x.Status(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Behind != next-next/2 {
+		t.Fatalf("status says %d behind, want %d", s.Behind, next-next/2)
+	}
+	if _, err := x.Update(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	got := dump(t, x)
+	for tbl := range want {
+		if !slices.Equal(want[tbl], got[tbl]) {
+			t.Errorf("%s: %d rows before, %d after the redo", tbl, len(want[tbl]), len(got[tbl]))
+		}
+	}
+}
+
+// brute reads the tenant's files and returns the events f accepts.
+func brute(t *testing.T, f func(e *event.Event) bool) []*event.Event {
+	t.Helper()
+	var out []*event.Event
+	// The journal keeps one copy of a record delivered twice (the
+	// simulator's duplicate-delivery confounder); so does the scan.
+	seen := map[[2]string]bool{}
+	_, err := source.ReadPaths(context.Background(), tenantFiles(t), source.Options{}, func(e *event.Event) error {
+		if e.RecordID != "" {
+			k := [2]string{e.Source, e.RecordID}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		if f(e) {
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func indexed(t *testing.T) (*Index, string) {
+	t.Helper()
+	ctx := context.Background()
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t), 5000, nil)
+	w, err := Open(ctx, Path(data), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Update(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x, err := Open(ctx, Path(data), Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	return x, data
+}
+
+func recordIDs(res *Result) []string {
+	col := slices.Index(res.Columns, "record_id")
+	var out []string
+	for _, r := range res.Rows {
+		if s, ok := r[col].(string); ok {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func idsOf(evs []*event.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.RecordID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestSearchMatchesBruteForce checks each query against a scan of the
+// decoded files.
+func TestSearchMatchesBruteForce(t *testing.T) {
+	x, _ := indexed(t)
+	all := brute(t, func(*event.Event) bool { return true })
+	// Pick real values from the data.
+	var user, ip, app, token string
+	for _, e := range all {
+		if e.Operation == "MailItemsAccessed" && e.TokenID != "" && e.IP != "" && strings.Contains(e.User, "@") && token == "" {
+			user, ip, app, token = strings.ToLower(e.User), e.IP, strings.ToLower(e.AppID), e.TokenID
+		}
+	}
+	if token == "" {
+		t.Fatal("no mail access with a token in the simulated tenant")
+	}
+	prefix := ip[:strings.LastIndexByte(ip, '.')] + ".0/24"
+	cases := []struct {
+		q string
+		f func(e *event.Event) bool
+	}{
+		{"user:" + strings.ToUpper(user), func(e *event.Event) bool { return strings.ToLower(e.User) == user }},
+		{"ip:" + ip, func(e *event.Event) bool { return e.IP == ip }},
+		{"ip:" + prefix, func(e *event.Event) bool { return strings.HasPrefix(e.IP, prefix[:len(prefix)-4]) }},
+		{"token:" + token, func(e *event.Event) bool { return e.TokenID == token }},
+		{"app:" + app + " op:mailitemsaccessed", func(e *event.Event) bool {
+			return strings.ToLower(e.AppID) == app && e.Operation == "MailItemsAccessed"
+		}},
+		{`user:` + user + ` AND NOT (op:MailItemsAccessed OR source:entra.signin)`, func(e *event.Event) bool {
+			return strings.ToLower(e.User) == user && e.Operation != "MailItemsAccessed" && e.Source != "entra.signin"
+		}},
+		{`op:"Add service principal."`, func(e *event.Event) bool { return e.Operation == "Add service principal." }},
+		{"since:2026-03-03 until:2026-03-04 kind:signin", func(e *event.Event) bool {
+			return !e.Time.Before(time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)) && e.Time.Before(time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC)) &&
+				(e.Source == "entra.signin" || e.Source == "gws.login")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.q, func(t *testing.T) {
+			res, err := x.Search(context.Background(), Request{Query: c.q, Limit: 1 << 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := idsOf(brute(t, c.f))
+			if len(want) == 0 {
+				t.Fatal("the brute-force scan found nothing: the case tests nothing")
+			}
+			if got := recordIDs(res); !slices.Equal(got, want) {
+				t.Fatalf("search found %d events, scan %d", len(got), len(want))
+			}
+			cnt, err := x.Search(context.Background(), Request{Query: c.q, Count: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := cnt.Rows[0][0]; fmt.Sprint(n) != strconv.Itoa(len(want)) {
+				t.Fatalf("--count says %v, scan %d", n, len(want))
+			}
+		})
+	}
+}
+
+// TestMailAccessOneRowPerMessage: who read a message, from mail_access.
+func TestMailAccessOneRowPerMessage(t *testing.T) {
+	x, _ := indexed(t)
+	// Count every (record, message) pair by reading the raw records.
+	type read struct{ rec, msg string }
+	var reads []read
+	brute(t, func(e *event.Event) bool {
+		if e.Operation != "MailItemsAccessed" {
+			return false
+		}
+		var r struct {
+			Folders []struct {
+				FolderItems []struct{ InternetMessageId string }
+			}
+		}
+		if err := json.Unmarshal(e.Raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range r.Folders {
+			for _, it := range f.FolderItems {
+				reads = append(reads, read{e.RecordID, it.InternetMessageId})
+			}
+		}
+		return false
+	})
+	if len(reads) == 0 {
+		t.Fatal("no message reads in the simulated tenant")
+	}
+	msg := reads[len(reads)/2].msg
+	var want []string
+	for _, r := range reads {
+		if r.msg == msg {
+			want = append(want, r.rec)
+		}
+	}
+	slices.Sort(want)
+	res, err := x.Search(context.Background(), Request{Query: "message:" + msg, Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := recordIDs(res); !slices.Equal(slices.Compact(got), slices.Compact(want)) {
+		t.Fatalf("message:%s found records %v, scan %v", msg, got, want)
+	}
+	var n int64
+	row := x.db.QueryRow(`SELECT count(*) FROM mail_access WHERE internet_message_id IS NOT NULL`)
+	if err := row.Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(len(reads)) {
+		t.Fatalf("mail_access has %d message rows, the records list %d reads", n, len(reads))
+	}
+}
+
+func TestSQLIsReadOnly(t *testing.T) {
+	x, _ := indexed(t)
+	ctx := context.Background()
+	res, err := x.SQL(ctx, "SELECT count(*) FROM signins", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(res.Rows[0][0]) == "0" {
+		t.Fatal("signins view is empty")
+	}
+	outside := filepath.Join(t.TempDir(), "out.csv")
+	for _, stmt := range []string{
+		"DELETE FROM events",
+		"INSERT INTO alerts (rule) VALUES ('x')",
+		"CREATE TABLE x (a INT)",
+		"COPY events TO '" + outside + "'",
+		"SELECT * FROM read_csv('/etc/passwd')",
+		"SET enable_external_access = true",
+		"ATTACH '" + outside + ".db' AS other",
+	} {
+		if _, err := x.SQL(ctx, stmt, 10); err == nil {
+			t.Errorf("%s: accepted", stmt)
+		}
+	}
+	if _, err := os.Stat(outside); err == nil {
+		t.Error("COPY wrote a file")
+	}
+}
+
+func TestTimeline(t *testing.T) {
+	x, _ := indexed(t)
+	all := brute(t, func(e *event.Event) bool { return e.SessionID != "" && e.Operation == "MailItemsAccessed" })
+	sess := all[0].SessionID
+	want := brute(t, func(e *event.Event) bool { return e.SessionID == sess })
+	res, err := x.Timeline(context.Background(), TimelineRequest{Entity: "session", Value: sess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != len(want) {
+		t.Fatalf("timeline has %d rows, scan %d", len(res.Rows), len(want))
+	}
+	ti := slices.Index(res.Columns, "time")
+	for i := 1; i < len(res.Rows); i++ {
+		if res.Rows[i][ti].(time.Time).Before(res.Rows[i-1][ti].(time.Time)) {
+			t.Fatal("timeline not in time order")
+		}
+	}
+	// Around the middle event, a zero window gives it with context.
+	mid := res.Rows[len(res.Rows)/2][ti].(time.Time)
+	around, err := x.Timeline(context.Background(), TimelineRequest{Entity: "session", Value: sess, Around: mid, Context: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, r := range around.Rows {
+		kinds = append(kinds, r[0].(string))
+	}
+	if !slices.Contains(kinds, "window") || kinds[0] != "before" || kinds[len(kinds)-1] != "after" {
+		t.Fatalf("around rows %v", kinds)
+	}
+}

@@ -1,0 +1,38 @@
+package index
+
+// schemaVersion changes whenever a table changes; an index of another
+// version is refused with a message to run reindex.
+const schemaVersion = "1"
+
+// The tables, as documented in docs/search.md. Times are UTC TIMESTAMPs.
+// (idx, sub) names an event: its journal index and its number within the
+// record (a Workspace activity holds several events).
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS events (
+		idx UBIGINT NOT NULL, sub INTEGER NOT NULL,
+		time TIMESTAMP, received TIMESTAMP,
+		kind VARCHAR NOT NULL, tenant VARCHAR, source VARCHAR NOT NULL, op VARCHAR, result VARCHAR, failed BOOLEAN,
+		actor VARCHAR, app VARCHAR, client_app VARCHAR, service_principal VARCHAR,
+		ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT, asn UINTEGER, country VARCHAR, user_agent VARCHAR,
+		session VARCHAR, token VARCHAR, mailbox VARCHAR, record_id VARCHAR, items INTEGER)`,
+	`CREATE TABLE IF NOT EXISTS mail_access (
+		idx UBIGINT NOT NULL, sub INTEGER NOT NULL, time TIMESTAMP,
+		mailbox VARCHAR, folder VARCHAR, internet_message_id VARCHAR, access_type VARCHAR NOT NULL, throttled BOOLEAN,
+		actor VARCHAR, app VARCHAR, client_app VARCHAR, ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT, asn UINTEGER, country VARCHAR,
+		session VARCHAR, token VARCHAR)`,
+	`CREATE TABLE IF NOT EXISTS unindexed (idx UBIGINT NOT NULL, source VARCHAR, reason VARCHAR NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS alerts (
+		idx UBIGINT, sub INTEGER, time TIMESTAMP, rule VARCHAR, title VARCHAR, level VARCHAR,
+		actor VARCHAR, mailbox VARCHAR, ip VARCHAR, session VARCHAR, token VARCHAR, app VARCHAR, incident VARCHAR)`,
+	`CREATE TABLE IF NOT EXISTS incidents (
+		id VARCHAR, first TIMESTAMP, last TIMESTAMP, title VARCHAR, level VARCHAR,
+		actors VARCHAR[], mailboxes VARCHAR[], messages_read BIGINT)`,
+	`CREATE OR REPLACE VIEW signins AS SELECT idx, sub, time, source, op, result, failed, actor, app, client_app,
+		ip, asn, country, user_agent, session, token, tenant FROM events WHERE kind = 'signin'`,
+	`CREATE OR REPLACE VIEW audits AS SELECT idx, sub, time, source, op, result, failed, actor, app, client_app,
+		service_principal, ip, asn, country, user_agent, session, token, mailbox, items, tenant FROM events WHERE kind = 'audit'`,
+}
+
+// Tables lists what a power user may query, for help and errors.
+var Tables = []string{"events", "mail_access", "signins", "audits", "alerts", "incidents"}

@@ -1,0 +1,294 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Result is a table of answers.
+type Result struct {
+	Columns []string
+	Rows    [][]any
+	// Truncated says the limit cut the answer short.
+	Truncated bool
+}
+
+// Request is one search.
+type Request struct {
+	Query   string
+	Table   Table     // Events (default) or MailAccess
+	Since   time.Time // zero: unbounded
+	Until   time.Time // zero: unbounded; exclusive
+	Limit   int       // rows returned (not counted); <= 0 means DefaultLimit
+	Count   bool      // return only the number of matches
+	GroupBy string    // a query field, "day" or "hour": counts per value
+	Now     time.Time // for relative times; zero means time.Now()
+}
+
+// DefaultLimit bounds a search's rows unless the request says otherwise.
+const DefaultLimit = 1000
+
+// outColumns are what a search returns for each table.
+var outColumns = map[Table]string{
+	Events:     "time, kind, source, op, actor, mailbox, app, client_app, ip, asn, country, session, token, items, record_id, idx, sub",
+	MailAccess: "time, mailbox, folder, internet_message_id, access_type, throttled, actor, app, client_app, ip, asn, session, token, idx, sub",
+}
+
+// groupColumns are the fields a search can group by, per table.
+func groupColumn(field string, t Table) (string, error) {
+	switch field {
+	case "day":
+		return "strftime(date_trunc('day', time), '%Y-%m-%d')", nil
+	case "hour":
+		return "strftime(date_trunc('hour', time), '%Y-%m-%dT%H:00')", nil
+	case "ip":
+		return "ip", nil
+	}
+	ti := 0
+	if t == MailAccess {
+		ti = 1
+	}
+	if c, ok := columns[field]; ok && c[ti] != "" {
+		return c[ti], nil
+	}
+	var ok []string
+	for _, f := range append(slices.Clone(Fields), "day", "hour") {
+		if f == "ip" || f == "day" || f == "hour" {
+			ok = append(ok, f)
+		} else if c, found := columns[f]; found && c[ti] != "" {
+			ok = append(ok, f)
+		}
+	}
+	return "", fmt.Errorf("--group-by %q: not a field of %s (one of %s)", field, t, strings.Join(ok, ", "))
+}
+
+// Search runs a request.
+func (x *Index) Search(ctx context.Context, r Request) (*Result, error) {
+	if r.Table == "" {
+		r.Table = Events
+	}
+	if r.Now.IsZero() {
+		r.Now = time.Now()
+	}
+	n, err := Parse(r.Query)
+	if err != nil {
+		return nil, err
+	}
+	where, args, err := Compile(n, r.Table, r.Now)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Since.IsZero() {
+		where += " AND time >= ?"
+		args = append(args, r.Since.UTC())
+	}
+	if !r.Until.IsZero() {
+		where += " AND time < ?"
+		args = append(args, r.Until.UTC())
+	}
+	limit := r.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	var q string
+	switch {
+	case r.Count:
+		q = "SELECT count(*) AS count FROM " + string(r.Table) + " WHERE " + where
+	case r.GroupBy != "":
+		col, err := groupColumn(r.GroupBy, r.Table)
+		if err != nil {
+			return nil, err
+		}
+		q = fmt.Sprintf("SELECT %s AS %s, count(*) AS count FROM %s WHERE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %d",
+			col, quoteIdent(r.GroupBy), r.Table, where, limit+1)
+	default:
+		q = fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY time, idx, sub LIMIT %d",
+			outColumns[r.Table], r.Table, where, limit+1)
+	}
+	res, err := x.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Rows) > limit {
+		res.Rows = res.Rows[:limit]
+		res.Truncated = true
+	}
+	return res, nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func (x *Index) query(ctx context.Context, q string, args ...any) (*Result, error) {
+	rows, err := x.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Columns: cols}
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	return res, nil
+}
+
+// ErrNotReadOnly refuses SQL on an index opened for writing.
+var ErrNotReadOnly = errors.New("index: SQL needs an index opened read-only")
+
+// SQL runs a power user's statement over the documented tables. The index
+// must be opened read-only: the engine then refuses writes, file access
+// and changes to its settings. At most limit rows are returned.
+func (x *Index) SQL(ctx context.Context, stmt string, limit int) (*Result, error) {
+	if !x.readOnly {
+		return nil, ErrNotReadOnly
+	}
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	rows, err := x.db.QueryContext(ctx, stmt)
+	if err != nil {
+		return nil, fmt.Errorf("sql: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Columns: cols}
+	for rows.Next() {
+		if len(res.Rows) == limit {
+			res.Truncated = true
+			break
+		}
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("sql: %w", err)
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sql: %w", err)
+	}
+	return res, nil
+}
+
+// Entity kinds a timeline follows, and the condition each puts on events.
+var entityColumns = map[string]string{
+	"user":    "actor = ?",
+	"mailbox": "mailbox = ?",
+	"app":     "(app = ? OR client_app = ?)",
+	"session": "session = ?",
+	"token":   "token = ?",
+}
+
+// EntityKinds lists what Timeline accepts.
+var EntityKinds = []string{"user", "mailbox", "ip", "app", "session", "token"}
+
+// TimelineRequest asks for one entity's activity.
+type TimelineRequest struct {
+	Entity  string // one of EntityKinds
+	Value   string
+	Around  time.Time     // zero: the whole history (up to Limit)
+	Window  time.Duration // with Around: [Around-Window, Around+Window]
+	Context int           // rows before and after the window
+	Limit   int
+}
+
+const timelineColumns = "time, kind, source, op, result, actor, mailbox, app, ip, country, session, token, items, idx, sub"
+
+// Timeline returns an entity's events in time order across sources, with
+// Context events before and after the window.
+func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error) {
+	var cond string
+	var args []any
+	switch r.Entity {
+	case "ip":
+		sh, sl, eh, el, err := ipRange(r.Value)
+		if err != nil {
+			return nil, fmt.Errorf("--ip %q: %v", r.Value, err)
+		}
+		cond = "((ip_hi > ? OR (ip_hi = ? AND ip_lo >= ?)) AND (ip_hi < ? OR (ip_hi = ? AND ip_lo <= ?)))"
+		args = []any{sh, sh, sl, eh, eh, el}
+	default:
+		c, ok := entityColumns[r.Entity]
+		if !ok {
+			return nil, fmt.Errorf("timeline: no entity kind %q (one of %s)", r.Entity, strings.Join(EntityKinds, ", "))
+		}
+		cond = c
+		v := r.Value
+		if r.Entity == "user" || r.Entity == "mailbox" || r.Entity == "app" {
+			v = strings.ToLower(v)
+		}
+		for range strings.Count(c, "?") {
+			args = append(args, v)
+		}
+	}
+	limit := r.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	sel := func(where string, order string, n int, a ...any) (*Result, error) {
+		q := fmt.Sprintf("SELECT %s FROM events WHERE %s AND %s ORDER BY %s LIMIT %d", timelineColumns, cond, where, order, n)
+		return x.query(ctx, q, append(slices.Clone(args), a...)...)
+	}
+	if r.Around.IsZero() {
+		res, err := sel("TRUE", "time, idx, sub", limit+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(res.Rows) > limit {
+			res.Rows, res.Truncated = res.Rows[:limit], true
+		}
+		return res, nil
+	}
+	lo, hi := r.Around.Add(-r.Window).UTC(), r.Around.Add(r.Window).UTC()
+	before, err := sel("time < ?", "time DESC, idx DESC, sub DESC", r.Context, lo)
+	if err != nil {
+		return nil, err
+	}
+	mid, err := sel("time >= ? AND time <= ?", "time, idx, sub", limit+1, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	after, err := sel("time > ?", "time, idx, sub", r.Context, hi)
+	if err != nil {
+		return nil, err
+	}
+	out := &Result{Columns: append([]string{"at"}, mid.Columns...)}
+	slices.Reverse(before.Rows)
+	for _, row := range before.Rows {
+		out.Rows = append(out.Rows, append([]any{"before"}, row...))
+	}
+	if len(mid.Rows) > limit {
+		mid.Rows, out.Truncated = mid.Rows[:limit], true
+	}
+	for _, row := range mid.Rows {
+		out.Rows = append(out.Rows, append([]any{"window"}, row...))
+	}
+	for _, row := range after.Rows {
+		out.Rows = append(out.Rows, append([]any{"after"}, row...))
+	}
+	return out, nil
+}
