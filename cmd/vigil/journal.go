@@ -88,6 +88,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	origin := fs.String("origin", "", "log name for checkpoints, used only when the journal is created")
 	quiet := fs.Bool("quiet", false, "nothing on stderr but warnings and errors (no progress, no informational log lines); the summary on stdout stays")
 	limits := addLimitFlags(fs)
+	noIndex := fs.Bool("no-index", false, "do not bring the investigation index (DIR/index) up to date")
 	setHelp(fs, stderr, helpText{synopsis: "ingest --data DIR [flags] PATH...", summary: "Decodes audit logs and appends every record to the tamper-evident journal (duplicates are skipped).",
 		args: []argHelp{{"PATH...", "log files, directories (walked) or - for stdin"}}})
 	paths, err := parseFlags(fs, args)
@@ -228,6 +229,9 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "journal: %d entries, root %s\ncheckpoint:\n%s", cp.Size, cp.Root, cp.Note)
 	if err := j.Close(); err != nil {
+		return err
+	}
+	if err := indexAfterIngest(ctx, *data, *noIndex, stdout); err != nil {
 		return err
 	}
 	return inputsErr(st)

@@ -1,9 +1,10 @@
 package index
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
-	"database/sql/driver"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
@@ -318,93 +321,148 @@ func firstEntry(dataDir string) (uint64, error) {
 	return first, nil
 }
 
-// writer appends rows through the engine's bulk appender.
+// writer stages rows in CSV files beside the database and loads them with
+// COPY at each flush: the engine's parallel CSV reader is about ten times
+// faster than appending row by row through cgo (docs/deps.md).
 type writer struct {
-	conn                    *sql.Conn
-	ev, ma, un              *duckdb.Appender
+	x                       *Index
+	ctx                     context.Context
+	tabs                    [3]stage // events, mail_access, unindexed
 	events, mail, unindexed uint64
 	closed                  bool
 }
 
+type stage struct {
+	table string
+	path  string
+	f     *os.File
+	bw    *bufio.Writer
+	cw    *csv.Writer
+	rows  int
+	cells []string
+}
+
 func (x *Index) newWriter(ctx context.Context) (*writer, error) {
-	conn, err := x.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	w := &writer{conn: conn}
-	err = conn.Raw(func(dc any) error {
-		c := dc.(driver.Conn)
-		var err error
-		if w.ev, err = duckdb.NewAppenderFromConn(c, "", "events"); err != nil {
-			return err
+	w := &writer{x: x, ctx: ctx}
+	for i, t := range []string{"events", "mail_access", "unindexed"} {
+		s := &w.tabs[i]
+		s.table = t
+		s.path = filepath.Join(x.path, t+".staging.csv")
+		if err := s.open(); err != nil {
+			w.close()
+			return nil, err
 		}
-		if w.ma, err = duckdb.NewAppenderFromConn(c, "", "mail_access"); err != nil {
-			return err
-		}
-		w.un, err = duckdb.NewAppenderFromConn(c, "", "unindexed")
-		return err
-	})
-	if err != nil {
-		w.close()
-		return nil, fmt.Errorf("index: appender: %w", err)
 	}
 	return w, nil
 }
 
-func nullStr(s string) driver.Value {
-	if s == "" {
-		return nil
+func (s *stage) open() error {
+	f, err := os.Create(s.path)
+	if err != nil {
+		return fmt.Errorf("index: staging file: %w", err)
+	}
+	s.f = f
+	s.bw = bufio.NewWriterSize(f, 1<<20)
+	s.cw = csv.NewWriter(s.bw)
+	s.rows = 0
+	return nil
+}
+
+// cell renders one value the way the table's column reads it from CSV:
+// an empty cell is NULL.
+func str(s string) string {
+	if !utf8.ValidString(s) {
+		// The engine stores only valid UTF-8; the journal keeps the bytes.
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	}
 	return s
 }
 
-func nullTime(t time.Time) driver.Value {
+const csvTime = "2006-01-02 15:04:05.999999"
+
+func tm(t time.Time) string {
 	if t.IsZero() {
-		return nil
+		return ""
 	}
-	return t
+	return t.UTC().Format(csvTime)
+}
+
+func u64(v uint64) string { return strconv.FormatUint(v, 10) }
+
+func boolean(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func (s *stage) row(cells ...string) error {
+	s.rows++
+	return s.cw.Write(cells)
 }
 
 func (w *writer) appendEvent(r *eventRow) error {
-	var hi, lo driver.Value
+	hi, lo, asn := "", "", ""
 	if r.hasIP {
-		hi, lo = r.ipHi, r.ipLo
+		hi, lo = u64(r.ipHi), u64(r.ipLo)
 	}
-	var asn driver.Value
 	if r.asn != 0 {
-		asn = r.asn
+		asn = u64(uint64(r.asn))
 	}
 	w.events++
-	return w.ev.AppendRow(r.idx, r.sub, nullTime(r.time), nullTime(r.received),
-		r.kind, nullStr(r.tenant), r.source, nullStr(r.op), nullStr(r.result), r.failed,
-		nullStr(r.actor), nullStr(r.app), nullStr(r.clientApp), nullStr(r.servicePrincipal),
-		nullStr(r.ip), hi, lo, asn, nullStr(r.country), nullStr(r.userAgent),
-		nullStr(r.session), nullStr(r.token), nullStr(r.mailbox), nullStr(r.recordID), r.items)
+	return w.tabs[0].row(u64(r.idx), strconv.Itoa(int(r.sub)), tm(r.time), tm(r.received),
+		r.kind, str(r.tenant), str(r.source), str(r.op), str(r.result), boolean(r.failed),
+		str(r.actor), str(r.app), str(r.clientApp), str(r.servicePrincipal),
+		str(r.ip), hi, lo, asn, str(r.country), str(r.userAgent),
+		str(r.session), str(r.token), str(r.mailbox), str(r.recordID), strconv.Itoa(int(r.items)))
 }
 
 func (w *writer) appendMail(m *mailRow) error {
-	var asn, hi, lo driver.Value
-	if m.asn != 0 {
-		asn = m.asn
-	}
+	hi, lo, asn := "", "", ""
 	if m.hasIP {
-		hi, lo = m.ipHi, m.ipLo
+		hi, lo = u64(m.ipHi), u64(m.ipLo)
+	}
+	if m.asn != 0 {
+		asn = u64(uint64(m.asn))
 	}
 	w.mail++
-	return w.ma.AppendRow(m.idx, m.sub, nullTime(m.time), nullStr(m.mailbox), nullStr(m.folder),
-		nullStr(m.messageID), m.accessType, m.throttled, nullStr(m.actor), nullStr(m.app),
-		nullStr(m.clientApp), nullStr(m.ip), hi, lo, asn, nullStr(m.country), nullStr(m.session), nullStr(m.token))
+	return w.tabs[1].row(u64(m.idx), strconv.Itoa(int(m.sub)), tm(m.time), str(m.mailbox), str(m.folder),
+		str(m.messageID), m.accessType, boolean(m.throttled), str(m.actor), str(m.app),
+		str(m.clientApp), str(m.ip), hi, lo, asn, str(m.country), str(m.session), str(m.token))
 }
 
 func (w *writer) appendUnindexed(idx uint64, source, reason string) error {
 	w.unindexed++
-	return w.un.AppendRow(idx, source, reason)
+	return w.tabs[2].row(u64(idx), str(source), str(reason))
 }
 
+// flush loads the staged rows into their tables.
 func (w *writer) flush() error {
-	for _, a := range []*duckdb.Appender{w.ev, w.ma, w.un} {
-		if err := a.Flush(); err != nil {
-			return fmt.Errorf("index: flush: %w", err)
+	for i := range w.tabs {
+		s := &w.tabs[i]
+		if s.rows == 0 {
+			continue
+		}
+		s.cw.Flush()
+		if err := s.cw.Error(); err != nil {
+			return fmt.Errorf("index: staging %s: %w", s.table, err)
+		}
+		if err := s.bw.Flush(); err != nil {
+			return fmt.Errorf("index: staging %s: %w", s.table, err)
+		}
+		if err := s.f.Close(); err != nil {
+			return fmt.Errorf("index: staging %s: %w", s.table, err)
+		}
+		q := fmt.Sprintf(`COPY %s FROM '%s' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '"', ESCAPE '"', AUTO_DETECT false)`,
+			s.table, strings.ReplaceAll(s.path, "'", "''"))
+		if _, err := w.x.db.ExecContext(w.ctx, q); err != nil {
+			return fmt.Errorf("index: load %s: %w", s.table, err)
+		}
+		if err := s.open(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -416,12 +474,15 @@ func (w *writer) close() error {
 	}
 	w.closed = true
 	var errs []error
-	for _, a := range []*duckdb.Appender{w.ev, w.ma, w.un} {
-		if a != nil {
-			errs = append(errs, a.Close())
+	for i := range w.tabs {
+		s := &w.tabs[i]
+		if s.f != nil {
+			s.f.Close()
+			if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 	}
-	errs = append(errs, w.conn.Close())
 	return errors.Join(errs...)
 }
 
@@ -434,7 +495,7 @@ type decoded struct {
 }
 
 // decodeEntry turns one journal entry into rows.
-func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
+func decodeEntry(dec *source.Decoder, p *fastjson.Parser, idx uint64, en *journal.Entry) decoded {
 	d := decoded{source: en.Source}
 	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal", Index: int(idx)})
 	if err != nil {
@@ -449,7 +510,7 @@ func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
 		r := rowOf(idx, k, en.Received, e)
 		d.events = append(d.events, r)
 		if r.kind == KindMail {
-			d.mail = append(d.mail, mailRowsOf(&r, e)...)
+			d.mail = append(d.mail, mailRowsOf(&r, e, p)...)
 		}
 	}
 	return d

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/index"
+)
+
+func init() {
+	register(command{name: "reindex", summary: "rebuild the investigation index of a journal from scratch", run: runReindex})
+}
+
+func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := newFlagSet("reindex", stderr)
+	data := dataFlag(fset)
+	fset.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: vigil reindex --data DIR\n\nThrows the index away and builds it again from every journal entry (the journal is not changed).")
+		fset.PrintDefaults()
+	}
+	if err := parseNoArgs(fset, args, data); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
+		return usageError("--data %s: not a journal: %v", *data, err)
+	}
+	x, err := index.Open(ctx, index.Path(*data), index.Options{})
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	st, err := x.Rebuild(ctx, *data)
+	if err != nil {
+		return err
+	}
+	if err := x.Close(); err != nil {
+		return err
+	}
+	printIndexStats(stdout, "reindexed", st, index.Path(*data))
+	return nil
+}
+
+func printIndexStats(w io.Writer, verb string, st index.UpdateStats, dir string) {
+	secs := max(st.Elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(w, "index: %s journal entries %d..%d: %d events, %d mail_access rows in %s (%.0f events/s)\n",
+		verb, st.From, st.To, st.Events, st.MailRows, st.Elapsed.Round(time.Millisecond), float64(st.Events)/secs)
+	if st.Unindexed > 0 {
+		fmt.Fprintf(w, "index: %d journal entries gave no event; their reasons are in table unindexed (vigil search --sql 'SELECT * FROM unindexed')\n", st.Unindexed)
+	}
+	if st.Expired > 0 {
+		fmt.Fprintf(w, "index: %d journal entries below %d were expired by retention before they were indexed\n", st.Expired, st.From)
+	}
+	if n := dirBytes(dir); n > 0 && verb == "reindexed" {
+		fmt.Fprintf(w, "index: %d bytes on disk", n)
+		if st.Events > 0 {
+			fmt.Fprintf(w, " (%.1f per event)", float64(n)/float64(st.Events))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// indexAfterIngest brings the index up to the journal just appended to.
+// The journal holds the records whatever happens here, so a failure says
+// how to recover rather than hiding the append.
+func indexAfterIngest(ctx context.Context, data string, skip bool, stdout io.Writer) error {
+	if skip {
+		return nil
+	}
+	x, err := index.Open(ctx, index.Path(data), index.Options{})
+	if err == nil {
+		var st index.UpdateStats
+		st, err = x.Update(ctx, data)
+		if cerr := x.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			printIndexStats(stdout, "indexed", st, index.Path(data))
+			return nil
+		}
+	}
+	return fmt.Errorf("the records are in the journal, but the index was not updated (vigil reindex --data %s rebuilds it): %w", data, err)
+}
