@@ -462,3 +462,43 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("around rows %v", kinds)
 	}
 }
+
+// TestUndecodableEntriesAreKept: an entry that gives no event is listed in
+// unindexed with its reason, not dropped.
+func TestUndecodableEntriesAreKept(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.AppendBatch(ctx, []journal.Entry{
+		{Source: "m365.ual", Origin: "x", RecordID: "a", Raw: []byte(`2026-03-02,user@x,MailItemsAccessed,"{...}"`)},
+		{Source: "m365.ual", Origin: "x", RecordID: "b", Raw: []byte(`{"CreationTime":"2026-03-02T10:00:00","Id":"b","Operation":"Send","RecordType":2,"UserId":"u@x.example","Workload":"Exchange"}`)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	st, err := x.Update(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Events != 1 || st.Unindexed != 1 {
+		t.Fatalf("update %+v: want 1 event and 1 unindexed", st)
+	}
+	res, err := x.query(ctx, "SELECT idx, reason FROM unindexed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0][0]) != "0" || res.Rows[0][1].(string) == "" {
+		t.Fatalf("unindexed rows %v", res.Rows)
+	}
+	t.Logf("reason: %s", res.Rows[0][1])
+}
