@@ -339,7 +339,6 @@ type stage struct {
 	bw    *bufio.Writer
 	cw    *csv.Writer
 	rows  int
-	cells []string
 }
 
 func (x *Index) newWriter(ctx context.Context) (*writer, error) {
@@ -368,8 +367,8 @@ func (s *stage) open() error {
 	return nil
 }
 
-// cell renders one value the way the table's column reads it from CSV:
-// an empty cell is NULL.
+// str renders a string the way the table's column reads it from CSV
+// (an empty cell is NULL), as valid UTF-8 without NUL bytes.
 func str(s string) string {
 	if !utf8.ValidString(s) {
 		// The engine stores only valid UTF-8; the journal keeps the bytes.
