@@ -2,6 +2,7 @@ package index
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,6 +66,12 @@ func Compile(n *Node, table Table, now time.Time) (string, []any, error) {
 func (c *compiler) arg(v any) string {
 	c.args = append(c.args, v)
 	return "?"
+}
+
+// u64 passes an unsigned 64-bit value as text: database/sql refuses
+// uint64 arguments with the high bit set, which IPv6 ranges have.
+func (c *compiler) u64(v uint64) string {
+	return "CAST(" + c.arg(strconv.FormatUint(v, 10)) + " AS UBIGINT)"
 }
 
 func (c *compiler) node(n *Node) (string, error) {
@@ -135,14 +142,15 @@ func (c *compiler) term(n *Node) (string, error) {
 		if err != nil {
 			return "", bad("%v", err)
 		}
+		u := func(v uint64) string { return c.u64(v) }
 		if sh == eh && sl == el {
-			return fmt.Sprintf("(ip_hi = %s AND ip_lo = %s)", c.arg(sh), c.arg(sl)), nil
+			return fmt.Sprintf("(ip_hi = %s AND ip_lo = %s)", u(sh), u(sl)), nil
 		}
 		if sh == eh {
-			return fmt.Sprintf("(ip_hi = %s AND ip_lo BETWEEN %s AND %s)", c.arg(sh), c.arg(sl), c.arg(el)), nil
+			return fmt.Sprintf("(ip_hi = %s AND ip_lo BETWEEN %s AND %s)", u(sh), u(sl), u(el)), nil
 		}
 		return fmt.Sprintf("((ip_hi > %s OR (ip_hi = %s AND ip_lo >= %s)) AND (ip_hi < %s OR (ip_hi = %s AND ip_lo <= %s)))",
-			c.arg(sh), c.arg(sh), c.arg(sl), c.arg(eh), c.arg(eh), c.arg(el)), nil
+			u(sh), u(sh), u(sl), u(eh), u(eh), u(el)), nil
 	case "asn":
 		a, err := parseASN(v)
 		if err != nil {

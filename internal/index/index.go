@@ -455,7 +455,7 @@ func (w *writer) flush() error {
 		if err := s.f.Close(); err != nil {
 			return fmt.Errorf("index: staging %s: %w", s.table, err)
 		}
-		q := fmt.Sprintf(`COPY %s FROM '%s' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '"', ESCAPE '"', AUTO_DETECT false)`,
+		q := fmt.Sprintf(`COPY %s FROM '%s' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '"', ESCAPE '"', NEW_LINE '\n', AUTO_DETECT false, STRICT_MODE true)`,
 			s.table, strings.ReplaceAll(s.path, "'", "''"))
 		if _, err := w.x.db.ExecContext(w.ctx, q); err != nil {
 			return fmt.Errorf("index: load %s: %w", s.table, err)

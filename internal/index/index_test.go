@@ -502,3 +502,50 @@ func TestUndecodableEntriesAreKept(t *testing.T) {
 	}
 	t.Logf("reason: %s", res.Rows[0][1])
 }
+
+// TestHostileValuesRoundTrip: values are attacker-controlled; quotes,
+// commas, newlines and NULs survive the staging into the tables.
+func TestHostileValuesRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := `{"CreationTime":"2026-03-02T10:00:00","Id":"h1","Operation":"MailItemsAccessed","RecordType":50,"UserId":"Eve@x.example",` +
+		`"ClientInfoString":"a,\"b\"\r\nc\u0000d\\e","ClientIPAddress":"2001:db8::7","Workload":"Exchange","MailboxOwnerUPN":"v@x.example",` +
+		`"OperationProperties":[{"Name":"MailAccessType","Value":"Bind"}],"Folders":[{"Path":"\\Inbox,\"x\"","FolderItems":[{"InternetMessageId":"<a,\"b\"@c>"}]}]}`
+	if _, err := j.Append(ctx, journal.Entry{Source: "m365.ual", Origin: "x", RecordID: "h1", Raw: []byte(raw)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if _, err := x.Update(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	res, err := x.query(ctx, "SELECT e.user_agent, e.actor, e.ip, m.folder, m.internet_message_id FROM events e JOIN mail_access m USING (idx, sub)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{"a,\"b\"\r\nc\uFFFDd\\e", "eve@x.example", "2001:db8::7", `\Inbox,"x"`, `<a,"b"@c>`}
+	if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0]) != fmt.Sprint(want) {
+		t.Fatalf("got %q, want %q", res.Rows, want)
+	}
+	got, err := x.Search(ctx, Request{Query: `ip:2001:db8::/64 "c` + "\uFFFD" + `d"`, Count: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got.Rows[0][0]) != "1" {
+		t.Fatalf("search by IPv6 prefix and phrase: %v", got.Rows)
+	}
+	tl, err := x.Timeline(ctx, TimelineRequest{Entity: "ip", Value: "2001:db8::/32"})
+	if err != nil || len(tl.Rows) != 1 {
+		t.Fatalf("timeline of an IPv6 prefix: %v, %v", err, tl)
+	}
+}

@@ -229,8 +229,11 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 		if err != nil {
 			return nil, fmt.Errorf("--ip %q: %v", r.Value, err)
 		}
-		cond = "((ip_hi > ? OR (ip_hi = ? AND ip_lo >= ?)) AND (ip_hi < ? OR (ip_hi = ? AND ip_lo <= ?)))"
-		args = []any{sh, sh, sl, eh, eh, el}
+		c := &compiler{}
+		u := c.u64
+		cond = fmt.Sprintf("((ip_hi > %s OR (ip_hi = %s AND ip_lo >= %s)) AND (ip_hi < %s OR (ip_hi = %s AND ip_lo <= %s)))",
+			u(sh), u(sh), u(sl), u(eh), u(eh), u(el))
+		args = c.args
 	default:
 		c, ok := entityColumns[r.Entity]
 		if !ok {
