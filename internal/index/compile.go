@@ -168,10 +168,17 @@ func (c *compiler) term(n *Node) (string, error) {
 		}
 		return "(idx, sub) IN (SELECT idx, sub FROM alerts WHERE " + cond + ")", nil
 	case "message":
+		// Arguments are numbered in order: the key's comes first.
+		key := ""
+		if !strings.Contains(v, "*") {
+			key = "message_key = " + c.u64(messageKey(v)) + " AND "
+		}
+		cond, _ := c.match("internet_message_id", n.Field, v)
+		cond = key + cond
 		if c.table == Events {
-			cond, _ := c.match("internet_message_id", n.Field, v)
 			return "(idx, sub) IN (SELECT idx, sub FROM mail_access WHERE " + cond + ")", nil
 		}
+		return "(" + cond + ")", nil
 	case "folder":
 		if c.table == Events {
 			cond, _ := c.match("folder", n.Field, v)

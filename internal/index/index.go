@@ -427,9 +427,13 @@ func (w *writer) appendMail(m *mailRow) error {
 	if m.asn != 0 {
 		asn = u64(uint64(m.asn))
 	}
+	key := ""
+	if m.messageID != "" {
+		key = u64(messageKey(m.messageID))
+	}
 	w.mail++
 	return w.tabs[1].row(u64(m.idx), strconv.Itoa(int(m.sub)), tm(m.time), str(m.mailbox), str(m.folder),
-		str(m.messageID), m.accessType, boolean(m.throttled), str(m.actor), str(m.app),
+		str(m.messageID), key, m.accessType, boolean(m.throttled), str(m.actor), str(m.app),
 		str(m.clientApp), str(m.ip), hi, lo, asn, str(m.country), str(m.session), str(m.token))
 }
 

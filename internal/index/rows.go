@@ -1,6 +1,7 @@
 package index
 
 import (
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strings"
@@ -82,6 +83,15 @@ func kindOf(e *event.Event) string {
 	default:
 		return KindAudit
 	}
+}
+
+// messageKey is the 64-bit FNV-1a hash of an InternetMessageId, stored
+// beside it: the engine finds one message by scanning 8-byte keys instead
+// of 60-byte strings (then compares the string, so collisions are harmless).
+func messageKey(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64()
 }
 
 // ipKey maps an address to 128 bits (IPv4 as IPv4-mapped IPv6) split in

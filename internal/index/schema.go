@@ -2,7 +2,7 @@ package index
 
 // schemaVersion changes whenever a table changes; an index of another
 // version is refused with a message to run reindex.
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 // The tables, as documented in docs/search.md. Times are UTC TIMESTAMPs.
 // (idx, sub) names an event: its journal index and its number within the
@@ -18,7 +18,7 @@ var schema = []string{
 		session VARCHAR, token VARCHAR, mailbox VARCHAR, record_id VARCHAR, items INTEGER)`,
 	`CREATE TABLE IF NOT EXISTS mail_access (
 		idx UBIGINT NOT NULL, sub INTEGER NOT NULL, time TIMESTAMP,
-		mailbox VARCHAR, folder VARCHAR, internet_message_id VARCHAR, access_type VARCHAR NOT NULL, throttled BOOLEAN,
+		mailbox VARCHAR, folder VARCHAR, internet_message_id VARCHAR, message_key UBIGINT, access_type VARCHAR NOT NULL, throttled BOOLEAN,
 		actor VARCHAR, app VARCHAR, client_app VARCHAR, ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT, asn UINTEGER, country VARCHAR,
 		session VARCHAR, token VARCHAR)`,
 	`CREATE TABLE IF NOT EXISTS unindexed (idx UBIGINT NOT NULL, source VARCHAR, reason VARCHAR NOT NULL)`,
