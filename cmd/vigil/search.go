@@ -8,13 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/sanitize"
 )
 
 func init() {
@@ -34,17 +33,11 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sqlStmt := fs.String("sql", "", "run this read-only SQL statement over the documented tables instead of a query")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	wait := fs.Bool("wait", false, "if the index is behind the journal, catch up before answering (needs the index not open elsewhere)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: vigil search --data DIR [flags] QUERY...
-       vigil search --data DIR --sql 'SELECT ...'
-
-QUERY terms: field:value (fields: `+strings.Join(index.Fields, ", ")+`),
-"quoted phrases", AND / OR / NOT (or -term) and parentheses; * is a wildcard;
-ip: takes an address or CIDR prefix; since:/until: bound the time. A bare word
-matches anywhere in the user, mailbox, operation, app, IP, user agent, session,
-token and record id. See docs/search.md.`)
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{
+		synopsis: "search --data DIR [flags] QUERY...   (or --sql 'SELECT ...')",
+		summary:  "searches the investigation index of a journal with the query language or read-only SQL (docs/search.md).",
+		args:     []argHelp{{"QUERY...", "terms field:value (" + strings.Join(index.Fields, ", ") + "), \"quoted phrases\", AND / OR / NOT (or -term), parentheses; * is a wildcard; ip: takes an address or CIDR prefix; a bare word matches the user, mailbox, operation, app, IP, user agent, session, token or record id"}},
+	})
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -187,28 +180,16 @@ func cellText(v any) string {
 	}
 }
 
-// safeCell escapes what a terminal would act on: log fields are
-// attacker-controlled.
-func safeCell(s string) string {
-	for _, r := range s {
-		if !unicode.IsPrint(r) || r == '\t' {
-			q := strconv.Quote(s)
-			return q[1 : len(q)-1]
-		}
-	}
-	return s
-}
-
 func (f *resultWriter) write(res *index.Result) error {
 	bw := bufio.NewWriterSize(f.w, 1<<16)
 	switch f.format {
 	case "table":
 		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.ToUpper(strings.Join(res.Columns, "\t")))
+		fmt.Fprintln(tw, sanitize.Line(strings.ToUpper(strings.Join(res.Columns, "\t"))))
 		cells := make([]string, len(res.Columns))
 		for _, r := range res.Rows {
 			for i, v := range r {
-				cells[i] = safeCell(cellText(v))
+				cells[i] = sanitize.Line(cellText(v))
 			}
 			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
@@ -223,7 +204,7 @@ func (f *resultWriter) write(res *index.Result) error {
 		cells := make([]string, len(res.Columns))
 		for _, r := range res.Rows {
 			for i, v := range r {
-				cells[i] = cellText(v)
+				cells[i] = sanitize.CSVCell(cellText(v))
 			}
 			if err := cw.Write(cells); err != nil {
 				return err

@@ -19,10 +19,8 @@ func init() {
 func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset := newFlagSet("reindex", stderr)
 	data := dataFlag(fset)
-	fset.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil reindex --data DIR\n\nThrows the index away and builds it again from every journal entry (the journal is not changed).")
-		fset.PrintDefaults()
-	}
+	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR",
+		summary: "throws the investigation index away and builds it again from every journal entry (the journal is not changed)."})
 	if err := parseNoArgs(fset, args, data); err != nil {
 		return err
 	}

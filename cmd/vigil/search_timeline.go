@@ -30,10 +30,10 @@ func runEntityTimeline(ctx context.Context, args []string, stdout, stderr io.Wri
 	format := fs.String("format", "table", "output: table, jsonl or csv")
 	wait := fs.Bool("wait", false, "if the index is behind the journal, catch up first")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: vigil timeline --data DIR --user|--mailbox|--ip|--app|--session|--token VALUE [--around T --window D]\n\nOne entity's sign-ins, mail access and audits in time order. --ip takes an address or CIDR prefix; --app matches the app or the client app.")
-		fs.PrintDefaults()
-	}
+	setHelp(fs, stderr, helpText{
+		synopsis: "timeline --data DIR --user|--mailbox|--ip|--app|--session|--token VALUE [--around T --window D]",
+		summary:  "prints one entity's sign-ins, mail access and audits in time order, from the investigation index (--ip takes an address or CIDR prefix; --app matches the app or the client app).",
+	})
 	if err := parseNoArgs(fs, args, data); err != nil {
 		return err
 	}
