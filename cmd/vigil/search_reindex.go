@@ -27,7 +27,7 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
 		return usageError("--data %s: not a journal: %v", *data, err)
 	}
-	x, err := index.Open(ctx, index.Path(*data), index.Options{})
+	x, err := index.Open(ctx, index.Path(*data), index.Options{Fresh: true})
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	ReadOnly bool
 	// Threads bounds the engine's worker threads (0: GOMAXPROCS).
 	Threads int
+	// Fresh drops every table first, whatever schema version the index
+	// had: for reindex.
+	Fresh bool
 }
 
 // ErrNoIndex says the journal has no index yet.
@@ -86,6 +89,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	}
 	db := sql.OpenDB(c)
 	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly}
+	if !opts.ReadOnly && opts.Fresh {
+		for _, s := range dropAll {
+			if _, err := db.ExecContext(ctx, s); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("index: drop old tables: %w", err)
+			}
+		}
+	}
 	if !opts.ReadOnly {
 		for _, s := range schema {
 			if _, err := db.ExecContext(ctx, s); err != nil {

@@ -549,3 +549,34 @@ func TestHostileValuesRoundTrip(t *testing.T) {
 		t.Fatalf("timeline of an IPv6 prefix: %v, %v", err, tl)
 	}
 }
+
+// TestOtherSchemaVersion: an index of another version is refused with a
+// pointer to reindex, and reindex (Fresh) replaces it.
+func TestOtherSchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	x, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.setMeta(ctx, "schema", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.db.ExecContext(ctx, "ALTER TABLE events DROP COLUMN items"); err != nil {
+		t.Fatal(err)
+	}
+	x.Close()
+	if _, err := Open(ctx, dir, Options{}); err == nil || !strings.Contains(err.Error(), "run vigil reindex") {
+		t.Fatalf("old version opened: %v", err)
+	}
+	x, err = Open(ctx, dir, Options{Fresh: true})
+	if err != nil {
+		t.Fatalf("reindex over an old version: %v", err)
+	}
+	defer x.Close()
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
+	if st, err := x.Rebuild(ctx, data); err != nil || st.Events == 0 {
+		t.Fatalf("rebuild: %+v %v", st, err)
+	}
+}

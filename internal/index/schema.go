@@ -36,3 +36,10 @@ var schema = []string{
 
 // Tables lists what a power user may query, for help and errors.
 var Tables = []string{"events", "mail_access", "signins", "audits", "alerts", "incidents"}
+
+// dropAll empties an index of any version before a rebuild.
+var dropAll = []string{
+	`DROP VIEW IF EXISTS signins`, `DROP VIEW IF EXISTS audits`,
+	`DROP TABLE IF EXISTS events`, `DROP TABLE IF EXISTS mail_access`, `DROP TABLE IF EXISTS unindexed`,
+	`DROP TABLE IF EXISTS alerts`, `DROP TABLE IF EXISTS incidents`, `DROP TABLE IF EXISTS meta`,
+}
