@@ -89,6 +89,15 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	}
 	db := sql.OpenDB(c)
 	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly}
+	if !opts.Fresh {
+		// Refuse another version before touching its tables.
+		var v string
+		err := db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'schema'`).Scan(&v)
+		if err == nil && v != schemaVersion {
+			db.Close()
+			return nil, fmt.Errorf("index: %s has schema version %q, this vigil uses %q: run vigil reindex", dir, v, schemaVersion)
+		}
+	}
 	if !opts.ReadOnly && opts.Fresh {
 		for _, s := range dropAll {
 			if _, err := db.ExecContext(ctx, s); err != nil {
