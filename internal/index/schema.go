@@ -42,4 +42,7 @@ var dropAll = []string{
 	`DROP VIEW IF EXISTS signins`, `DROP VIEW IF EXISTS audits`,
 	`DROP TABLE IF EXISTS events`, `DROP TABLE IF EXISTS mail_access`, `DROP TABLE IF EXISTS unindexed`,
 	`DROP TABLE IF EXISTS alerts`, `DROP TABLE IF EXISTS incidents`, `DROP TABLE IF EXISTS meta`,
+	// Frees the dropped blocks now, so the rebuild reuses them instead of
+	// growing the file.
+	`CHECKPOINT`,
 }
