@@ -185,8 +185,11 @@ func (f *resultWriter) write(res *index.Result) error {
 	switch f.format {
 	case "table":
 		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, sanitize.Line(strings.ToUpper(strings.Join(res.Columns, "\t"))))
 		cells := make([]string, len(res.Columns))
+		for i, c := range res.Columns {
+			cells[i] = sanitize.Line(strings.ToUpper(c))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		for _, r := range res.Rows {
 			for i, v := range r {
 				cells[i] = sanitize.Line(cellText(v))

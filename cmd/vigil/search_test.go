@@ -70,6 +70,12 @@ func TestSearchCommands(t *testing.T) {
 		t.Fatalf("group-by: exit %d: %s%s", code, out, errs)
 	}
 
+	// The table's header is plain column names, aligned.
+	code, out, errs = runVigil(t, "search", "--data", dir, "--table", "mail_access", "--group-by", "mailbox")
+	if code != 0 || !regexp.MustCompile(`^MAILBOX +COUNT\n`).MatchString(out) {
+		t.Fatalf("table header: exit %d: %q %s", code, out, errs)
+	}
+
 	// A bad term is named, with its column.
 	code, _, errs = runVigil(t, "search", "--data", dir, "user:a", "AND", "ip:10.0.0.0/99")
 	if code != 2 || !strings.Contains(errs, `at column 12, "ip:10.0.0.0/99": not an address or CIDR prefix`) {
