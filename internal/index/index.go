@@ -168,13 +168,12 @@ func (x *Index) Next(ctx context.Context) (uint64, error) {
 
 // Status says how far the index is behind its journal.
 type Status struct {
-	Next        uint64 // journal entries [0, Next) are indexed
-	Journal     uint64 // entries the journal holds (from its leaves file)
-	Events      uint64 // rows in events
-	MailRows    uint64 // rows in mail_access
-	Unindexed   uint64 // journal entries that decoded to no event (see table unindexed)
-	Behind      uint64 // Journal - Next, when positive
-	BehindSince time.Time
+	Next      uint64 // journal entries [0, Next) are indexed
+	Journal   uint64 // entries the journal holds (from its leaves file)
+	Events    uint64 // rows in events
+	MailRows  uint64 // rows in mail_access
+	Unindexed uint64 // journal entries that decoded to no event (see table unindexed)
+	Behind    uint64 // Journal - Next, when positive
 }
 
 // JournalSize returns the number of entries the journal in dataDir holds,
