@@ -580,3 +580,21 @@ func TestOtherSchemaVersion(t *testing.T) {
 		t.Fatalf("rebuild: %+v %v", st, err)
 	}
 }
+
+// TestSearchIsCancelled: a query stops when its context ends.
+func TestSearchIsCancelled(t *testing.T) {
+	x, _ := indexed(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := x.Search(ctx, Request{Query: "user:*"}); err == nil {
+		t.Fatal("a cancelled search answered")
+	}
+	// A cross join the engine cannot finish in a millisecond.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_, err := x.SQL(ctx, "SELECT count(*) FROM events a, events b, events c WHERE a.items + b.items = c.items", 10)
+	if err == nil {
+		t.Fatal("a timed-out SQL statement answered")
+	}
+	t.Logf("timeout: %v", err)
+}
