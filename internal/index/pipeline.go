@@ -19,6 +19,7 @@ type batch struct {
 	first uint64
 	recv  []journal.Entry
 	out   []decoded
+	err   error // set when the batch was abandoned undecoded
 	done  chan struct{}
 }
 
@@ -67,7 +68,11 @@ func newPipeline(ctx context.Context, w *writer, every uint64, commit func(to ui
 			if p.werr != nil {
 				continue
 			}
-			if err := writeBatch(w, b); err != nil {
+			err := b.err
+			if err == nil {
+				err = writeBatch(w, b)
+			}
+			if err != nil {
 				p.fail(err)
 				continue
 			}
@@ -143,7 +148,9 @@ func (p *pipeline) send() error {
 	select {
 	case p.work <- b:
 	case <-p.ctx.Done():
-		// The writer waits on b.done; release it.
+		// The writer waits on b.done; release it with an error, so the
+		// position is not recorded past entries that were never decoded.
+		b.err = p.ctx.Err()
 		close(b.done)
 		return p.ctx.Err()
 	}
