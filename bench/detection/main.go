@@ -23,6 +23,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
+	pipeline "github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
@@ -225,8 +228,9 @@ func pct(a, b int) float64 {
 	return 100 * float64(a) / float64(b)
 }
 
-// detect decodes a simulated run's files and runs the behaviours.
-func detect(ctx context.Context, dir string) (*behavior.Analysis, int, error) {
+// detect runs a simulated run's files through the pipeline, as
+// hunt --report does: ordered, behaviours, incidents and impact.
+func detect(ctx context.Context, dir string) (*pipeline.Result, int, error) {
 	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
 	if err != nil {
 		return nil, 0, err
@@ -235,20 +239,30 @@ func detect(ctx context.Context, dir string) (*behavior.Analysis, int, error) {
 	for _, f := range []string{"ual.jsonl", "signins.jsonl", "gws.jsonl"} {
 		paths = append(paths, filepath.Join(dir, f))
 	}
-	var events []*event.Event
-	st, err := source.ReadPaths(ctx, paths, source.Options{}, func(e *event.Event) error {
-		events = append(events, e)
-		return nil
-	})
+	res, st, err := runPipeline(ctx, paths, behavior.Options{Networks: nets}, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	if st.Quarantined > 0 {
 		return nil, 0, fmt.Errorf("%s: %d simulated records quarantined", dir, st.Quarantined)
 	}
-	eng := behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets})
-	an, err := behavior.Analyze(ctx, eng, events, nil, nil)
-	return an, len(events), err
+	return res, int(st.Events), nil
+}
+
+// runPipeline decodes paths and runs the behaviours, incident grouping
+// and impact over them in event-time order.
+func runPipeline(ctx context.Context, paths []string, opts behavior.Options, quarantine io.Writer) (*pipeline.Result, source.Stats, error) {
+	cfg := behavior.DefaultConfig()
+	ic := cfg.IncidentConfig()
+	pl := pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
+	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, nil) })
+	var st source.Stats
+	res, err := pipeline.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
+		var err error
+		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine}, emit)
+		return err
+	}, nil)
+	return res, st, err
 }
 
 // matchCampaigns names the campaigns an incident is about: those sharing
@@ -273,7 +287,7 @@ func matchCampaigns(inc *incident.Incident, truth *simulate.Truth) []string {
 				hit = hit || recs[id]
 			}
 			for _, ac := range a.Actors {
-				hit = hit || (ac.Kind != incident.ActorUser && ids[ac.Value])
+				hit = hit || (ac.Kind != alert.ActorUser && ids[ac.Value])
 			}
 		}
 		if hit {
@@ -312,24 +326,15 @@ func realData(ctx context.Context, out io.Writer, dir string) error {
 			paths = append(paths, f)
 		}
 	}
-	var events []*event.Event
-	st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: io.Discard}, func(e *event.Event) error {
-		events = append(events, e)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	eng := behavior.New(behavior.DefaultConfig(), behavior.Options{})
-	an, err := behavior.Analyze(ctx, eng, events, nil, nil)
+	an, st, err := runPipeline(ctx, paths, behavior.Options{}, io.Discard)
 	if err != nil {
 		return err
 	}
 	by := map[string]int{}
 	for _, a := range an.Alerts {
-		by[a.Signal+" "+a.Level]++
+		by[a.Signal+" "+a.Level.String()]++
 	}
-	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined %v; %d alerts, %d incidents\n", dir, len(events), st.Quarantined, st.Reasons, len(an.Alerts), len(an.Incidents))
+	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined %v; %d alerts, %d incidents\n", dir, st.Events, st.Quarantined, st.Reasons, len(an.Alerts), len(an.Incidents))
 	for _, k := range slices.Sorted(maps.Keys(by)) {
 		fmt.Fprintf(out, "  %-16s %d\n", k, by[k])
 	}

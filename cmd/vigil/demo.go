@@ -7,14 +7,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
-	"github.com/vigil-audit/vigil/internal/report"
 	"github.com/vigil-audit/vigil/internal/simulate"
 	"github.com/vigil-audit/vigil/internal/source"
-	"github.com/vigil-audit/vigil/internal/timeline"
 	"github.com/vigil-audit/vigil/rules"
 )
 
@@ -65,37 +64,31 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var events []*event.Event
-	var sigmaHits []incident.Alert
-	emit := func(d sigma.Detection) {
-		sigmaHits = append(sigmaHits, alertsFromTimeline([]timeline.Detection{toTimeline(d)})...)
-	}
-	st, err := source.ReadPaths(ctx, paths, source.Options{Hot: rs.FieldSyms()}, func(e *event.Event) error {
-		rs.Match(e, emit)
-		events = append(events, e)
+	ic := behavior.DefaultConfig().IncidentConfig()
+	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
+	sorter := detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(nil, rs.FieldSyms()) })
+	var st source.Stats
+	res, err := detect.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
+		var err error
+		st, err = source.ReadPaths(ctx, paths, source.Options{Hot: rs.FieldSyms()}, emit)
+		return err
+	}, func() error {
+		fmt.Fprintf(stdout, "Decoded %d events from %s and ran the Sigma rules and behaviours over them in event-time order.\n", st.Events, logs)
+		if st.Quarantined > 0 {
+			return fmt.Errorf("decoding the simulated logs: %d records quarantined", st.Quarantined)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("decoding the simulated logs: %w", err)
-	}
-	rs.Flush(emit)
-	if st.Quarantined > 0 {
-		return fmt.Errorf("decoding the simulated logs: %d records quarantined", st.Quarantined)
-	}
-	fmt.Fprintf(stdout, "Decoded %d events from %s; running the Sigma rules and behaviours...\n", len(events), logs)
-	eng := behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets})
-	an, err := behavior.Analyze(ctx, eng, events, sigmaHits, nil)
-	if err != nil {
-		return err
+		return fmt.Errorf("detecting: %w", err)
 	}
 	dir := filepath.Join(*out, "report")
-	r := &report.Report{Title: "vigil demo: forged-token mail access", Alerts: an.Alerts, Incidents: an.Incidents,
-		Accesses: an.Accesses, Events: an.Events, Sources: an.Sources, From: an.From, To: an.To, DescribeIP: describeIP(nets)}
-	if err := report.Write(dir, r); err != nil {
+	an := &huntResult{alerts: res.Alerts, incidents: res.Incidents, dir: dir}
+	if _, err := writeHuntReport(dir, res, huntReportConfig{title: "vigil demo: forged-token mail access", networks: multiFlag{filepath.Join(logs, simulate.NetworksFile)}}); err != nil {
 		return err
 	}
-	printReportSummary(stdout, &huntResult{alerts: an.Alerts, incidents: an.Incidents, dir: dir})
-	fmt.Fprintln(stdout, demoVerdict(truth, an.Incidents))
+	printReportSummary(stdout, an)
+	fmt.Fprintln(stdout, demoVerdict(truth, res.Incidents))
 	fmt.Fprintf(stdout, "Done in %s. Ground truth: %s\n", time.Since(start).Round(100*time.Millisecond), filepath.Join(logs, simulate.TruthFile))
 	return nil
 }

@@ -8,21 +8,21 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"regexp"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect"
+
 	"go.yaml.in/yaml/v3"
 
-	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/progress"
 	"github.com/vigil-audit/vigil/internal/sanitize"
@@ -86,7 +86,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return usageError("no input paths")
 	}
-	minLevel, err := timeline.ParseLevel(o.minLevel)
+	minLevel, err := alert.ParseLevel(o.minLevel)
 	if err != nil {
 		return usageError("--min-level: %v", err)
 	}
@@ -131,51 +131,58 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if o.quiet {
 		bar = nil
 	}
-	var (
-		mu     sync.Mutex
-		hits   []timeline.Detection
-		events []*event.Event
-		// Progress is reported from the reading goroutine: counters only.
-		nEvents, nHits atomic.Int64
-	)
-	emitHit := func(d sigma.Detection) {
-		td := toTimeline(d)
-		if td.LevelValue() < minLevel {
-			return
-		}
-		mu.Lock()
-		hits = append(hits, td)
-		mu.Unlock()
-		nHits.Add(1)
-	}
+	// Progress is reported from the reading goroutine: counters only.
+	var nEvents atomic.Int64
+	sink := &countSink{}
 	srcOpts.Progress = func(done, total int64) {
-		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), nHits.Load()))
+		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), sink.alerts.Load()))
 	}
-	keep := report.enabled() || o.behaviours || report.feedsBehaviours()
+	behaviours := report.enabled() || o.behaviours || report.feedsBehaviours()
+	pcfg := detect.Config{Rules: rs}
+	var sorter *detect.Sorter
+	var beforeClose func() error
+	if behaviours {
+		p, err := huntPipelineConfig(*report)
+		if err != nil {
+			return err
+		}
+		pcfg.Behaviours = p.Behaviours
+		if report.enabled() {
+			pcfg.Incidents = p.Incidents
+		}
+		// The behaviours need event-time order over exports in any order.
+		sorter = detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(srcOpts.Mapping, srcOpts.Hot) })
+	}
+	pl := detect.New(pcfg, sink)
+	if behaviours && report.state != "" {
+		if err := loadState(pl, filepath.Join(report.state, stateFile)); err != nil {
+			return err
+		}
+		// Saved before the flush: accesses still waiting for late
+		// sign-ins are judged again, with more data, by the next run.
+		beforeClose = func() error { return saveState(pl, report.state) }
+	}
 	start := time.Now()
-	emit := func(e *event.Event) error {
-		nEvents.Add(1)
-		rs.Match(e, emitHit)
-		if keep {
-			events = append(events, e)
-		}
-		return nil
-	}
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
-	if len(paths) > 0 {
-		var inputs []string
-		var skipped []source.Skipped
-		if inputs, skipped, err = inputFiles(paths, o.quarantine, o.out); err == nil {
-			st, err = source.ReadPaths(ctx, inputs, srcOpts, emit)
-			st.Skipped = append(skipped, st.Skipped...)
-			err = damagedInputs(err) // named in the summary; exit 2 at the end
+	read := func(emit func(*event.Event) error) error {
+		count := func(e *event.Event) error { nEvents.Add(1); return emit(e) }
+		var err error
+		if len(paths) > 0 {
+			var inputs []string
+			var skipped []source.Skipped
+			if inputs, skipped, err = inputFiles(paths, o.quarantine, o.out); err == nil {
+				st, err = source.ReadPaths(ctx, inputs, srcOpts, count)
+				st.Skipped = append(skipped, st.Skipped...)
+				err = damagedInputs(err) // named in the summary; exit 2 at the end
+			}
 		}
+		if err == nil && o.journalDir != "" {
+			err = huntJournal(ctx, o.journalDir, srcOpts, &st, count)
+		}
+		bar.Done()
+		return err
 	}
-	if err == nil && o.journalDir != "" {
-		err = huntJournal(ctx, o.journalDir, srcOpts, &st, emit)
-	}
-	rs.Flush(emitHit)
-	bar.Done()
+	res, err := detect.RunOffline(ctx, pl, sorter, read, beforeClose)
 	elapsed := time.Since(start)
 	if err != nil {
 		if errors.Is(err, source.ErrNoInput) {
@@ -183,18 +190,12 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return fmt.Errorf("reading input: %w", err)
 	}
-	var an *behavior.Analysis
-	if keep {
-		if an, err = analyzeHunt(ctx, events, alertsFromTimeline(hits), *report); err != nil {
-			return fmt.Errorf("behaviours: %w", err)
-		}
-		for _, a := range an.Alerts {
-			if d, ok := behaviourDetection(a); ok && d.LevelValue() >= minLevel {
-				hits = append(hits, d)
-			}
+	var hits []alert.Alert
+	for _, a := range res.Alerts {
+		if a.Level >= minLevel {
+			hits = append(hits, a)
 		}
 	}
-	timeline.Sort(hits)
 
 	w := stdout
 	if o.out != "" {
@@ -220,12 +221,12 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printHuntSummary(stderr, st, hits, rs, elapsed, q)
 	}
 	if report.enabled() {
-		res, err := writeHuntReport(report.dir, an, *report)
+		hr, err := writeHuntReport(report.dir, res, *report)
 		if err != nil {
 			return err // report.Write's errors say "report: ..."
 		}
 		if !o.quiet {
-			printReportSummary(stderr, res)
+			printReportSummary(stderr, hr)
 		}
 	}
 	return inputsErr(st)
@@ -274,46 +275,11 @@ func inputFiles(paths []string, outputs ...string) ([]string, []source.Skipped, 
 	return kept, skipped, nil
 }
 
-// behaviourSignal matches the behaviours' signal ids (D1..D11); the other
-// alerts of an analysis are the Sigma detections handed to it.
-var behaviourSignal = regexp.MustCompile(`^D[0-9]+$`)
+// countSink counts alerts for the progress line.
+type countSink struct{ alerts atomic.Int64 }
 
-// behaviourDetection converts a behaviour alert into a timeline entry.
-func behaviourDetection(a incident.Alert) (timeline.Detection, bool) {
-	if !behaviourSignal.MatchString(a.Signal) {
-		return timeline.Detection{}, false
-	}
-	d := timeline.Detection{Time: a.Time, RuleID: a.Signal, Title: a.Title, Tags: a.Tags, Source: a.Source,
-		Tenant: a.Tenant, User: a.User, Operation: a.Operation, Author: "vigil"}
-	if d.User == "" {
-		d.User = a.Mailbox
-	}
-	lv, err := timeline.ParseLevel(a.Level)
-	if err != nil {
-		lv = timeline.Informational
-	}
-	d.SetLevel(lv)
-	if len(a.RecordIDs) > 0 {
-		d.RecordID = a.RecordIDs[0]
-	}
-	for _, ac := range a.Actors {
-		if ac.Kind == incident.ActorIP && d.IP == "" {
-			d.IP = ac.Value
-		}
-	}
-	if a.Mailbox != "" {
-		d.Fields = append(d.Fields, timeline.Field{Name: "mailbox", Value: a.Mailbox})
-	}
-	keys := make([]string, 0, len(a.Fields))
-	for k := range a.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		d.Fields = append(d.Fields, timeline.Field{Name: k, Value: a.Fields[k]})
-	}
-	return d, true
-}
+func (c *countSink) Alert(*alert.Alert)       { c.alerts.Add(1) }
+func (c *countSink) Incident(u detect.Update) {}
 
 func validFormat(f string) bool {
 	for _, x := range timeline.Formats {
@@ -384,41 +350,7 @@ func loadHuntRules(o huntOptions, stderr io.Writer) (*sigma.Ruleset, error) {
 	return rs, nil
 }
 
-// toTimeline converts a Sigma detection into a timeline entry, copying
-// what it needs from the event. Matched values are cloned: they may point
-// into the input buffers, which a detection must not keep alive.
-func toTimeline(d sigma.Detection) timeline.Detection {
-	td := timeline.Detection{Time: d.Time, RuleID: d.RuleID, Title: d.Title, Tags: d.Tags, Author: d.Author}
-	lv, err := timeline.ParseLevel(d.Level)
-	if err != nil {
-		lv = timeline.Informational
-	}
-	td.SetLevel(lv)
-	if e := d.Event; e != nil {
-		td.Source, td.Tenant, td.User, td.Operation, td.RecordID, td.IP = e.Source, e.Tenant, e.User, e.Operation, strings.Clone(e.RecordID), e.IP
-		td.File, td.Line = e.Origin.File, e.Origin.Line
-		if td.Time.IsZero() {
-			td.Time = e.Time
-		}
-	}
-	for _, f := range d.Fields {
-		td.Fields = append(td.Fields, timeline.Field{Name: f.Field, Value: strings.Clone(f.Value)})
-	}
-	if c := d.Correlation; c != nil {
-		groups := make([]string, len(c.Group))
-		for i, g := range c.Group {
-			groups[i] = g.Field + "=" + g.Value // a new string
-		}
-		td.Group = strings.Join(groups, " ")
-		td.Count = int64(c.Count)
-		if td.Source == "" && len(d.Rule.Sources) > 0 {
-			td.Source = d.Rule.Sources[0]
-		}
-	}
-	return td
-}
-
-func printHuntSummary(w io.Writer, st source.Stats, hits []timeline.Detection, rs *sigma.Ruleset, elapsed time.Duration, q *lazyFile) {
+func printHuntSummary(w io.Writer, st source.Stats, hits []alert.Alert, rs *sigma.Ruleset, elapsed time.Duration, q *lazyFile) {
 	secs := max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(w, "vigil hunt: %d files, %d records, %s in %.2fs (%.0f events/s, %.1f MB/s), %d rules\n",
 		st.Files, st.Records, progress.Bytes(st.Bytes), elapsed.Seconds(), float64(st.Events)/secs, float64(st.Bytes)/1e6/secs, rs.Len())
@@ -431,7 +363,7 @@ func printHuntSummary(w io.Writer, st source.Stats, hits []timeline.Detection, r
 	printInputs(w, st)
 	byLevel := map[string]int64{}
 	for _, h := range hits {
-		byLevel[h.Level]++
+		byLevel[h.Level.String()]++
 	}
 	fmt.Fprintf(w, "  detections:  %d%s\n", len(hits), countList(byLevel))
 	if cs := rs.Stats(); cs.Late+cs.Untimed+cs.NoGroupValue > 0 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,13 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
+	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/netinfo"
 	"github.com/vigil-audit/vigil/internal/report"
 	"github.com/vigil-audit/vigil/internal/sanitize"
-	"github.com/vigil-audit/vigil/internal/timeline"
 )
 
 // huntReportConfig is what `vigil hunt --report DIR` needs beyond the
@@ -65,58 +65,45 @@ const stateFile = "behavior.state"
 
 // huntResult is what a report run found, for summaries and tests.
 type huntResult struct {
-	alerts    []incident.Alert
+	alerts    []alert.Alert
 	incidents []*incident.Incident
 	dir       string
 }
 
-// writeHuntReport writes an analysis into dir.
-func writeHuntReport(dir string, an *behavior.Analysis, cfg huntReportConfig) (*huntResult, error) {
+// writeHuntReport writes a run's result into dir.
+func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig) (*huntResult, error) {
 	nets, err := cfg.openNetworks()
 	if err != nil {
 		return nil, err
 	}
-	r := &report.Report{Title: cfg.title, Alerts: an.Alerts, Incidents: an.Incidents, Accesses: an.Accesses,
-		Events: an.Events, Sources: an.Sources, From: an.From, To: an.To, DescribeIP: describeIP(nets)}
+	r := &report.Report{Title: cfg.title, Alerts: res.Alerts, Incidents: res.Incidents, Reads: res.Stats.Reads,
+		Events: int(res.Stats.Events), Sources: res.Stats.Sources, From: res.Stats.From, To: res.Stats.To, DescribeIP: describeIP(nets)}
 	if err := report.Write(dir, r); err != nil {
 		return nil, err
 	}
-	return &huntResult{alerts: an.Alerts, incidents: an.Incidents, dir: dir}, nil
+	return &huntResult{alerts: res.Alerts, incidents: res.Incidents, dir: dir}, nil
 }
 
-// analyzeHunt runs the behaviours over the events with the settings,
-// networks, IOCs and state of cfg, and groups their alerts and extra into
-// incidents with impact.
-func analyzeHunt(ctx context.Context, events []*event.Event, extra []incident.Alert, cfg huntReportConfig) (*behavior.Analysis, error) {
+// huntPipelineConfig builds the behaviours and incident grouping from the
+// settings, networks and IOCs of cfg.
+func huntPipelineConfig(cfg huntReportConfig) (detect.Config, error) {
 	bcfg, err := behavior.LoadConfig(cfg.config)
 	if err != nil {
-		return nil, usageError("--config: %v", err)
+		return detect.Config{}, usageError("--config: %v", err)
 	}
 	opts := behavior.Options{}
 	if opts.Networks, err = cfg.openNetworks(); err != nil {
-		return nil, err
+		return detect.Config{}, err
 	}
 	if len(cfg.iocs) > 0 {
 		s, err := behavior.LoadIOCFiles(cfg.iocs...)
 		if err != nil {
-			return nil, usageError("--iocs: %v", err)
+			return detect.Config{}, usageError("--iocs: %v", err)
 		}
 		opts.IOCs = s
 	}
-	eng := behavior.New(bcfg, opts)
-	if cfg.state != "" {
-		if err := loadState(eng, filepath.Join(cfg.state, stateFile)); err != nil {
-			return nil, err
-		}
-	}
-
-	var save func() error
-	if cfg.state != "" {
-		// Saved before the flush: accesses still waiting for late
-		// sign-ins are judged again, with more data, by the next run.
-		save = func() error { return saveState(eng, cfg.state) }
-	}
-	return behavior.Analyze(ctx, eng, events, extra, save)
+	ic := bcfg.IncidentConfig()
+	return detect.Config{Behaviours: behavior.New(bcfg, opts), Incidents: &ic}, nil
 }
 
 // openNetworks opens every --networks file as one lookup (earlier files
@@ -171,7 +158,7 @@ func loadNetworks(path string) (behavior.Networks, error) {
 	return behavior.LoadNetTableFile(path)
 }
 
-func loadState(eng *behavior.Engine, path string) error {
+func loadState(eng *detect.Pipeline, path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // first run
@@ -180,13 +167,13 @@ func loadState(eng *behavior.Engine, path string) error {
 		return fmt.Errorf("--state: %w", err)
 	}
 	defer f.Close()
-	if err := eng.Load(f); err != nil {
+	if err := eng.LoadState(f); err != nil {
 		return fmt.Errorf("--state %s: %w", path, err)
 	}
 	return nil
 }
 
-func saveState(eng *behavior.Engine, dir string) error {
+func saveState(eng *detect.Pipeline, dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
@@ -195,7 +182,7 @@ func saveState(eng *behavior.Engine, dir string) error {
 	if err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
-	if err := eng.Save(f); err != nil {
+	if err := eng.SaveState(f); err != nil {
 		f.Close()
 		return fmt.Errorf("--state: %w", err)
 	}
@@ -210,31 +197,6 @@ func saveState(eng *behavior.Engine, dir string) error {
 		return fmt.Errorf("--state: %w", err)
 	}
 	return nil
-}
-
-// alertsFromTimeline converts Sigma detections into alerts so they group
-// with the behaviours' into incidents.
-func alertsFromTimeline(ds []timeline.Detection) []incident.Alert {
-	out := make([]incident.Alert, 0, len(ds))
-	for _, d := range ds {
-		a := incident.Alert{
-			Time: d.Time, Raised: d.Time, Signal: d.RuleID, Title: d.Title, Level: d.Level, Tags: d.Tags,
-			Tenant: strings.ToLower(d.Tenant), Source: d.Source, Operation: d.Operation, User: strings.ToLower(d.User),
-		}
-		if d.RecordID != "" {
-			a.RecordIDs = []string{d.RecordID}
-		}
-		a.AddActor(incident.ActorIP, d.IP)
-		a.AddActor(incident.ActorUser, a.User)
-		if len(d.Fields) > 0 {
-			a.Fields = map[string]string{}
-			for _, f := range d.Fields {
-				a.Fields[f.Name] = f.Value
-			}
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 // printReportSummary says in a few lines what the report holds.

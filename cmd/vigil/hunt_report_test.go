@@ -13,31 +13,13 @@ import (
 	"testing"
 
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/simulate"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // TestHuntReportOnGroundTruth simulates a tenant with every campaign and
 // confounder, runs the report over the decoded logs and checks each
 // campaign became an incident whose impact is exactly what the intruder
 // read, and that no confounder did.
-// huntReport does what hunt --report does after reading: analyse, write
-// the report into dir and print its summary.
-func huntReport(ctx context.Context, dir string, events []*event.Event, extra []incident.Alert, cfg huntReportConfig, stdout io.Writer) error {
-	an, err := analyzeHunt(ctx, events, extra, cfg)
-	if err != nil {
-		return err
-	}
-	res, err := writeHuntReport(dir, an, cfg)
-	if err != nil {
-		return err
-	}
-	printReportSummary(stdout, res)
-	return nil
-}
-
 func TestHuntReportOnGroundTruth(t *testing.T) {
 	ctx := context.Background()
 	logs := t.TempDir()
@@ -47,20 +29,12 @@ func TestHuntReportOnGroundTruth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events []*event.Event
-	if _, err := source.ReadPaths(ctx, []string{filepath.Join(logs, "ual.jsonl"), filepath.Join(logs, "signins.jsonl"), filepath.Join(logs, "gws.jsonl")},
-		source.Options{}, func(e *event.Event) error { events = append(events, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	cfg := addHuntReportFlags(fs)
 	state := t.TempDir()
-	if err := fs.Parse([]string{"--networks", filepath.Join(logs, simulate.NetworksFile), "--state", state}); err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "report")
 	var out bytes.Buffer
-	if err := huntReport(ctx, dir, events, nil, *cfg, &out); err != nil {
+	args := []string{"--report", dir, "--networks", filepath.Join(logs, simulate.NetworksFile), "--state", state, "--out", filepath.Join(t.TempDir(), "timeline.txt"),
+		filepath.Join(logs, "ual.jsonl"), filepath.Join(logs, "signins.jsonl"), filepath.Join(logs, "gws.jsonl")}
+	if err := runHunt(ctx, args, io.Discard, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "report.html") {
@@ -176,7 +150,7 @@ func TestHuntReportBadConfig(t *testing.T) {
 	if err := fs.Parse([]string{"--config", bad}); err != nil {
 		t.Fatal(err)
 	}
-	err := huntReport(context.Background(), t.TempDir(), nil, nil, *cfg, &bytes.Buffer{})
+	_, err := huntPipelineConfig(*cfg)
 	if err == nil || !strings.Contains(err.Error(), "learnin") {
 		t.Fatalf("misspelt key accepted: %v", err)
 	}

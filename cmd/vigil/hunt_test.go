@@ -229,7 +229,7 @@ func TestHuntBehavioursOnSimulatedIntrusion(t *testing.T) {
 		var d struct {
 			RuleID string `json:"rule_id"`
 			Author string `json:"author"`
-			Fields []struct{ Name, Value string }
+			Fields map[string]string
 		}
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
 			t.Fatal(err)
@@ -237,8 +237,8 @@ func TestHuntBehavioursOnSimulatedIntrusion(t *testing.T) {
 		if d.RuleID != "D1" {
 			continue
 		}
-		for _, f := range d.Fields {
-			if forged[f.Value] {
+		for _, v := range d.Fields {
+			if forged[v] {
 				found++
 			}
 		}

@@ -1,7 +1,27 @@
-// Package detect is the home of vigil's detection engines. It holds no
-// code itself: sigma/ compiles Sigma rules (detection and correlation
-// rules) into matchers over event.Event; behaviour detections with
-// stateful baselines live beside it. Engines consume normalized events and
-// emit detections; they never decode vendor formats, write the journal or
-// format output.
+// Package detect owns vigil's one detection pipeline: events go in as
+// they arrive (from files, the journal or a live collector), are put in
+// event-time order within a bounded reordering window, run through the
+// Sigma rules (sigma/) and the stateful behaviours (behavior/), and come
+// out as Alerts and incident updates (opened, grew, severity changed,
+// impact changed) to a Sink. hunt, hunt --report, demo and the benchmarks
+// all run through Pipeline; nothing else wires detectors together.
+//
+// What it guarantees:
+//   - Event time throughout: the result depends on the events, not on the
+//     order they arrive in, as long as disorder stays inside the
+//     reordering window. Offline runs over unordered exports put the
+//     input in order first with Sorter, which spills sorted runs to a
+//     temporary directory and merges them, in memory bounded by the run
+//     size, not the input.
+//   - Memory bounded by entities, not events: the behaviours keep state
+//     per tenant, mailbox, app, network and token/session (with expiry);
+//     the pipeline keeps alerts and open incidents; mail accesses go to an
+//     access log on disk that the impact pass reads back once, keeping
+//     only what the incidents' actors read.
+//   - Snapshot and resume: SaveState after the last event of a run and
+//     LoadState before the first of the next give the same alerts as one
+//     run over both.
+//
+// It decodes no vendor format (source does; Sorter only re-reads records
+// it spilled) and formats no output (timeline and report do).
 package detect

@@ -4,6 +4,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/event"
 )
 
 // ThrottleSilence is how long Exchange stops writing MailItemsAccessed for
@@ -77,22 +80,22 @@ func newMatcher(inc *Incident) *matcher {
 	m := &matcher{tenant: inc.Tenant, tokens: map[string]bool{}, sessions: map[string]bool{}, ips: map[string]bool{}, apps: map[string]bool{}, clients: map[string]bool{}}
 	for ac := range inc.impactActor {
 		switch ac.Kind {
-		case ActorToken:
+		case alert.ActorToken:
 			m.tokens[ac.Value] = true
-		case ActorSession:
+		case alert.ActorSession:
 			m.sessions[ac.Value] = true
-		case ActorIP:
+		case alert.ActorIP:
 			m.ips[ac.Value] = true
-		case ActorApp:
+		case alert.ActorApp:
 			m.apps[ac.Value] = true
-		case ActorClientApp:
+		case alert.ActorClientApp:
 			m.clients[ac.Value] = true
 		}
 	}
 	return m
 }
 
-func (m *matcher) match(a *Access) bool {
+func (m *matcher) match(a *event.MailAccess) bool {
 	if m.tenant != "" && a.Tenant != "" && a.Tenant != m.tenant {
 		return false
 	}
@@ -111,105 +114,145 @@ func (m *matcher) match(a *Access) bool {
 }
 
 // Assess computes the impact of every incident from the mail-read records
-// (in any order).
-func Assess(incs []*Incident, accesses []Access) {
-	sorted := append([]Access(nil), accesses...)
+// (in any order). It holds them all: streaming callers use an Assessor.
+func Assess(incs []*Incident, accesses []event.MailAccess) {
+	sorted := append([]event.MailAccess(nil), accesses...)
 	sort.SliceStable(sorted, func(i, j int) bool {
 		if !sorted[i].Time.Equal(sorted[j].Time) {
 			return sorted[i].Time.Before(sorted[j].Time)
 		}
 		return sorted[i].RecordID < sorted[j].RecordID
 	})
+	as := NewAssessor(incs)
+	for i := range sorted {
+		as.Add(&sorted[i])
+	}
+	as.Finish()
+}
+
+// Assessor accumulates incidents' impact from mail accesses streamed in
+// event-time order (a second pass over the inputs or the journal). It
+// keeps only what the incidents' actors read and the throttling records
+// of every mailbox, never the accesses themselves.
+type Assessor struct {
+	incs      []*Incident
+	states    []*assessState
+	throttles map[string][]time.Time
+}
+
+// NewAssessor starts the impact of incs from nothing.
+func NewAssessor(incs []*Incident) *Assessor {
+	as := &Assessor{incs: incs, throttles: map[string][]time.Time{}}
+	for _, inc := range incs {
+		as.states = append(as.states, &assessState{m: newMatcher(inc), mbs: map[string]*mbAcc{}, reads: map[string]*MessageRead{},
+			imp: Impact{EvidenceComplete: true}, reasons: map[string]bool{}})
+	}
+	return as
+}
+
+// Add accounts one access. Accesses must come in time order (ties in
+// record id order) for the per-message first folder to be stable.
+func (as *Assessor) Add(a *event.MailAccess) {
 	// Throttling records of every mailbox, whoever caused them: a throttle
 	// silences auditing of the mailbox for everyone.
-	throttles := map[string][]time.Time{}
-	for i := range sorted {
-		if sorted[i].Throttled {
-			k := sorted[i].Tenant + "|" + sorted[i].Mailbox
-			throttles[k] = append(throttles[k], sorted[i].Time)
-		}
+	if a.Throttled {
+		k := a.Tenant + "|" + a.Mailbox
+		as.throttles[k] = append(as.throttles[k], a.Time)
 	}
-	for _, inc := range incs {
-		inc.Impact = assess(inc, sorted, throttles)
+	for _, s := range as.states {
+		if s.m.match(a) {
+			s.add(a)
+		}
 	}
 }
 
-func assess(inc *Incident, accesses []Access, throttles map[string][]time.Time) Impact {
-	m := newMatcher(inc)
-	type folderAcc struct {
-		fi   FolderImpact
-		msgs map[string]bool
+// Finish sets each incident's Impact.
+func (as *Assessor) Finish() {
+	for i, inc := range as.incs {
+		inc.Impact = as.states[i].finish(as.throttles)
 	}
-	type mbAcc struct {
-		mi      MailboxImpact
-		folders map[string]*folderAcc
-		msgs    map[string]bool
-		tenant  string
+}
+
+type folderAcc struct {
+	fi   FolderImpact
+	msgs map[string]bool
+}
+
+type mbAcc struct {
+	mi      MailboxImpact
+	folders map[string]*folderAcc
+	msgs    map[string]bool
+	tenant  string
+}
+
+type assessState struct {
+	m       *matcher
+	mbs     map[string]*mbAcc
+	reads   map[string]*MessageRead
+	imp     Impact
+	reasons map[string]bool
+}
+
+func (s *assessState) add(a *event.MailAccess) {
+	imp, reasons := &s.imp, s.reasons
+	imp.Accesses++
+	t := a.Time
+	imp.AccessTimes = append(imp.AccessTimes, t)
+	if imp.FirstAccess == nil || t.Before(*imp.FirstAccess) {
+		imp.FirstAccess = &t
 	}
-	mbs := map[string]*mbAcc{}
-	reads := map[string]*MessageRead{}
-	imp := Impact{EvidenceComplete: true}
-	reasons := map[string]bool{}
-	for i := range accesses {
-		a := &accesses[i]
-		if !m.match(a) {
-			continue
+	if imp.LastAccess == nil || t.After(*imp.LastAccess) {
+		tt := t
+		imp.LastAccess = &tt
+	}
+	mb := s.mbs[a.Mailbox]
+	if mb == nil {
+		mb = &mbAcc{mi: MailboxImpact{Mailbox: a.Mailbox, FirstAccess: t}, folders: map[string]*folderAcc{}, msgs: map[string]bool{}, tenant: a.Tenant}
+		s.mbs[a.Mailbox] = mb
+	}
+	mb.mi.Accesses++
+	mb.mi.LastAccess = t
+	if a.Throttled {
+		mb.mi.Throttled = true
+		reasons["access to "+a.Mailbox+" was throttled at "+stamp(t)+": Exchange stops auditing the mailbox for 24 h, so later reads are unrecorded"] = true
+	}
+	for _, f := range a.Folders {
+		fa := mb.folders[f.Path]
+		if fa == nil {
+			fa = &folderAcc{fi: FolderImpact{Path: f.Path, FirstAccess: t}, msgs: map[string]bool{}}
+			mb.folders[f.Path] = fa
 		}
-		imp.Accesses++
-		t := a.Time
-		imp.AccessTimes = append(imp.AccessTimes, t)
-		if imp.FirstAccess == nil || t.Before(*imp.FirstAccess) {
-			imp.FirstAccess = &t
-		}
-		if imp.LastAccess == nil || t.After(*imp.LastAccess) {
-			tt := t
-			imp.LastAccess = &tt
-		}
-		mb := mbs[a.Mailbox]
-		if mb == nil {
-			mb = &mbAcc{mi: MailboxImpact{Mailbox: a.Mailbox, FirstAccess: t}, folders: map[string]*folderAcc{}, msgs: map[string]bool{}, tenant: a.Tenant}
-			mbs[a.Mailbox] = mb
-		}
-		mb.mi.Accesses++
-		mb.mi.LastAccess = t
-		if a.Throttled {
-			mb.mi.Throttled = true
-			reasons["access to "+a.Mailbox+" was throttled at "+stamp(t)+": Exchange stops auditing the mailbox for 24 h, so later reads are unrecorded"] = true
-		}
-		for _, f := range a.Folders {
-			fa := mb.folders[f.Path]
-			if fa == nil {
-				fa = &folderAcc{fi: FolderImpact{Path: f.Path, FirstAccess: t}, msgs: map[string]bool{}}
-				mb.folders[f.Path] = fa
+		fa.fi.LastAccess = t
+		if a.Sync {
+			if !fa.fi.SyncExposed {
+				reasons["folder "+displayFolder(f.Path)+" of "+a.Mailbox+" was synchronised (Sync) at "+stamp(t)+": the whole folder is assumed exposed"] = true
 			}
-			fa.fi.LastAccess = t
-			if a.Sync {
-				if !fa.fi.SyncExposed {
-					reasons["folder "+displayFolder(f.Path)+" of "+a.Mailbox+" was synchronised (Sync) at "+stamp(t)+": the whole folder is assumed exposed"] = true
-				}
-				fa.fi.SyncExposed = true
-			}
-			for _, id := range f.Messages {
-				fa.msgs[id] = true
-				mb.msgs[id] = true
-				k := a.Mailbox + "\x00" + id
-				r := reads[k]
-				if r == nil {
-					r = &MessageRead{Mailbox: a.Mailbox, Folder: f.Path, MessageID: id, FirstAccess: t, ClientApp: a.ClientApp, IP: a.IP}
-					reads[k] = r
-				}
-				r.LastAccess = t
-				r.Count++
-				if a.RecordID != "" && (len(r.RecordIDs) == 0 || r.RecordIDs[len(r.RecordIDs)-1] != a.RecordID) {
-					r.RecordIDs = append(r.RecordIDs, a.RecordID)
-				}
-			}
+			fa.fi.SyncExposed = true
 		}
-		if a.Sync && len(a.Folders) == 0 {
-			reasons["a Sync access to "+a.Mailbox+" at "+stamp(t)+" named no folder: the whole mailbox is assumed exposed"] = true
+		for _, id := range f.Messages {
+			fa.msgs[id] = true
+			mb.msgs[id] = true
+			k := a.Mailbox + "\x00" + id
+			r := s.reads[k]
+			if r == nil {
+				r = &MessageRead{Mailbox: a.Mailbox, Folder: f.Path, MessageID: id, FirstAccess: t, ClientApp: a.ClientApp, IP: a.IP}
+				s.reads[k] = r
+			}
+			r.LastAccess = t
+			r.Count++
+			if a.RecordID != "" && (len(r.RecordIDs) == 0 || r.RecordIDs[len(r.RecordIDs)-1] != a.RecordID) {
+				r.RecordIDs = append(r.RecordIDs, a.RecordID)
+			}
 		}
 	}
-	for _, mb := range mbs {
+	if a.Sync && len(a.Folders) == 0 {
+		reasons["a Sync access to "+a.Mailbox+" at "+stamp(t)+" named no folder: the whole mailbox is assumed exposed"] = true
+	}
+}
+
+func (s *assessState) finish(throttles map[string][]time.Time) Impact {
+	imp, reasons := s.imp, s.reasons
+	for _, mb := range s.mbs {
 		// Someone else's throttling silences the actor too.
 		for _, tt := range throttles[mb.tenant+"|"+mb.mi.Mailbox] {
 			if !tt.After(mb.mi.LastAccess) && tt.Add(ThrottleSilence).After(mb.mi.FirstAccess) && !mb.mi.Throttled {
@@ -235,7 +278,7 @@ func assess(inc *Incident, accesses []Access, throttles map[string][]time.Time) 
 	sort.Strings(imp.Mailboxes)
 	sort.Slice(imp.PerMailbox, func(i, j int) bool { return imp.PerMailbox[i].Mailbox < imp.PerMailbox[j].Mailbox })
 	msgs := map[string]bool{}
-	for _, r := range reads {
+	for _, r := range s.reads {
 		imp.Reads = append(imp.Reads, *r)
 		msgs[r.MessageID] = true
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"sort"
 	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
 )
 
 // Config says which alerts make incidents and how they are grouped.
@@ -63,20 +65,20 @@ type Actors struct {
 // TimelineEntry is a run of alerts with the same signal, title and
 // mailbox.
 type TimelineEntry struct {
-	First   time.Time `json:"first"`
-	Last    time.Time `json:"last"`
-	Count   int       `json:"count"`
-	Signal  string    `json:"signal"`
-	Title   string    `json:"title"`
-	Level   string    `json:"level"`
-	Mailbox string    `json:"mailbox,omitempty"`
+	First   time.Time   `json:"first"`
+	Last    time.Time   `json:"last"`
+	Count   int         `json:"count"`
+	Signal  string      `json:"signal"`
+	Title   string      `json:"title"`
+	Level   alert.Level `json:"level"`
+	Mailbox string      `json:"mailbox,omitempty"`
 }
 
 // Incident is a group of alerts that together say one intrusion.
 type Incident struct {
 	ID          string          `json:"id"`
 	Tenant      string          `json:"tenant,omitempty"`
-	Severity    string          `json:"severity"`
+	Severity    alert.Level     `json:"severity"`
 	Title       string          `json:"title"`
 	Signals     []string        `json:"signals"`
 	Actors      Actors          `json:"actors"`
@@ -88,8 +90,8 @@ type Incident struct {
 	AlertCount  int             `json:"alert_count"`
 	Timeline    []TimelineEntry `json:"timeline"`
 	Impact      Impact          `json:"impact"`
-	Alerts      []Alert         `json:"-"`
-	impactActor map[Actor]bool
+	Alerts      []alert.Alert   `json:"-"`
+	impactActor map[alert.Actor]bool
 }
 
 func (c *Config) isCore(sig string) bool {
@@ -114,16 +116,16 @@ func isBehaviour(sig string) bool {
 	return len(sig) >= 2 && len(sig) <= 3 && sig[0] == 'D' && sig[1] >= '0' && sig[1] <= '9'
 }
 
-func (c *Config) counts(a *Alert) bool {
-	return !a.Posture && LevelRank(a.Level) >= LevelRank(c.MinLevel) && (c.isCore(a.Signal) || c.isSingle(a.Signal))
+func (c *Config) counts(a *alert.Alert) bool {
+	return !a.Posture && a.Level >= alert.MustLevel(c.MinLevel) && (c.isCore(a.Signal) || c.isSingle(a.Signal))
 }
 
 // Group turns alerts into incidents. Alerts are sorted first, so the
 // result depends only on the set of alerts. Alerts that make no incident
 // are not returned; they remain detections.
-func Group(cfg Config, alerts []Alert) []*Incident {
-	as := append([]Alert(nil), alerts...)
-	SortAlerts(as)
+func Group(cfg Config, alerts []alert.Alert) []*Incident {
+	as := append([]alert.Alert(nil), alerts...)
+	alert.Sort(as)
 	n := len(as)
 	parent := make([]int, n)
 	for i := range parent {
@@ -157,7 +159,7 @@ func Group(cfg Config, alerts []Alert) []*Incident {
 		a := &as[i]
 		named := false
 		for _, ac := range a.Actors {
-			if ac.Kind == ActorUser {
+			if ac.Kind == alert.ActorUser {
 				continue // a user is a victim as often as an actor
 			}
 			if broad[ac] && !cfg.isSingle(a.Signal) {
@@ -249,8 +251,8 @@ func Group(cfg Config, alerts []Alert) []*Incident {
 // broadActors finds actors seen in alerts of more than BroadActorUsers
 // accessing users: a client every user adopts is not an intruder, while
 // one app reading many mailboxes is still one accessor.
-func broadActors(cfg Config, as []Alert) map[Actor]bool {
-	users := map[Actor]map[string]bool{}
+func broadActors(cfg Config, as []alert.Alert) map[alert.Actor]bool {
+	users := map[alert.Actor]map[string]bool{}
 	for i := range as {
 		u := as[i].User
 		if u == "" {
@@ -268,7 +270,7 @@ func broadActors(cfg Config, as []Alert) map[Actor]bool {
 			m[u] = true
 		}
 	}
-	out := map[Actor]bool{}
+	out := map[alert.Actor]bool{}
 	if cfg.BroadActorUsers <= 0 {
 		return out
 	}
@@ -282,7 +284,7 @@ func broadActors(cfg Config, as []Alert) map[Actor]bool {
 
 // qualifies applies the incident criterion to a group and returns the
 // event time at which it was first met (the alert latency).
-func qualifies(cfg Config, as []Alert, members []int) (time.Time, bool) {
+func qualifies(cfg Config, as []alert.Alert, members []int) (time.Time, bool) {
 	type sigAt struct {
 		sig string
 		t   time.Time
@@ -304,7 +306,7 @@ func qualifies(cfg Config, as []Alert, members []int) (time.Time, bool) {
 		if raised.IsZero() {
 			raised = a.Time
 		}
-		if cfg.isSingle(a.Signal) || (cfg.SingleLevel != "" && LevelRank(a.Level) >= LevelRank(cfg.SingleLevel)) {
+		if cfg.isSingle(a.Signal) || (cfg.SingleLevel != "" && a.Level >= alert.MustLevel(cfg.SingleLevel)) {
 			note(raised)
 			continue
 		}
@@ -329,16 +331,14 @@ func absDur(d time.Duration) time.Duration {
 	return d
 }
 
-var severities = []string{"informational", "low", "medium", "high", "critical"}
-
-func build(cfg Config, as []Alert, members []int, broad map[Actor]bool) *Incident {
-	inc := &Incident{impactActor: map[Actor]bool{}}
+func build(cfg Config, as []alert.Alert, members []int, broad map[alert.Actor]bool) *Incident {
+	inc := &Incident{impactActor: map[alert.Actor]bool{}}
 	sigs := map[string]bool{}
 	core := map[string]bool{}
 	tags := map[string]bool{}
 	mbs := map[string]bool{}
-	act := map[ActorKind]map[string]bool{}
-	maxLevel := 0
+	act := map[alert.ActorKind]map[string]bool{}
+	maxLevel := alert.Informational
 	for k, i := range members {
 		a := as[i]
 		inc.Alerts = append(inc.Alerts, a)
@@ -354,9 +354,7 @@ func build(cfg Config, as []Alert, members []int, broad map[Actor]bool) *Inciden
 		sigs[a.Signal] = true
 		if cfg.counts(&a) {
 			core[a.Signal] = true
-			if r := LevelRank(a.Level); r > maxLevel {
-				maxLevel = r
-			}
+			maxLevel = max(maxLevel, a.Level)
 		}
 		for _, t := range a.Tags {
 			tags[t] = true
@@ -373,7 +371,7 @@ func build(cfg Config, as []Alert, members []int, broad map[Actor]bool) *Inciden
 			m[ac.Value] = true
 			// Impact follows only actors that counted towards the
 			// incident and single out the intruder.
-			if cfg.counts(&a) && ac.Kind != ActorUser && (!broad[ac] || cfg.isSingle(a.Signal)) {
+			if cfg.counts(&a) && ac.Kind != alert.ActorUser && (!broad[ac] || cfg.isSingle(a.Signal)) {
 				inc.impactActor[ac] = true
 			}
 		}
@@ -383,16 +381,16 @@ func build(cfg Config, as []Alert, members []int, broad map[Actor]bool) *Inciden
 	inc.Tags = sortedKeys(tags)
 	inc.Mailboxes = sortedKeys(mbs)
 	inc.Actors = Actors{
-		Tokens: sortedKeys(act[ActorToken]), Sessions: sortedKeys(act[ActorSession]),
-		IPs: sortedKeys(act[ActorIP]), Apps: sortedKeys(act[ActorApp]),
-		ClientApps: sortedKeys(act[ActorClientApp]), Users: sortedKeys(act[ActorUser]),
+		Tokens: sortedKeys(act[alert.ActorToken]), Sessions: sortedKeys(act[alert.ActorSession]),
+		IPs: sortedKeys(act[alert.ActorIP]), Apps: sortedKeys(act[alert.ActorApp]),
+		ClientApps: sortedKeys(act[alert.ActorClientApp]), Users: sortedKeys(act[alert.ActorUser]),
 	}
 	// Two or more corroborating core signals, or a single signal backed
 	// by another, is worse than any one alert says.
 	if len(core) >= 3 || (len(core) >= 2 && hasSingle(cfg, core)) {
-		maxLevel = 4
+		maxLevel = alert.Critical
 	}
-	inc.Severity = severities[maxLevel]
+	inc.Severity = maxLevel
 	inc.Timeline = timeline(inc.Alerts, cfg.MaxTimeline)
 	inc.Title = title(inc)
 	h := sha256.Sum256([]byte(inc.Tenant + "|" + as[members[0]].Key()))
@@ -443,7 +441,7 @@ func itoa(n int) string {
 // timeline merges runs of alerts with the same signal, title and mailbox
 // that follow each other within an hour, so a thousand reads by one token
 // read as one line.
-func timeline(as []Alert, max int) []TimelineEntry {
+func timeline(as []alert.Alert, max int) []TimelineEntry {
 	var out []TimelineEntry
 	open := map[string]int{}
 	for _, a := range as {

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/appid"
+
 	"github.com/vigil-audit/vigil/internal/incident"
 )
 
@@ -96,7 +98,7 @@ type htmlPage struct {
 	BySignal    []signalCount
 	Incidents   []htmlIncident
 	Overview    template.HTML
-	Posture     []incident.Alert
+	Posture     []alert.Alert
 	Messages    int
 	Mailboxes   int
 	Incomplete  int
@@ -156,11 +158,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 		p.Incidents = append(p.Incidents, newHTMLIncident(inc, r.DescribeIP))
 	}
 	p.Mailboxes = len(mbs)
-	all := make([]time.Time, 0, len(r.Accesses))
-	for i := range r.Accesses {
-		all = append(all, r.Accesses[i].Time)
-	}
-	p.Overview = overviewChart(all, actorTimes, r.From, r.To)
+	p.Overview = overviewChart(&r.Reads, actorTimes, r.From, r.To)
 	return pageTmpl.Execute(w, &p)
 }
 
@@ -195,25 +193,23 @@ func bucketize(ts []time.Time, from time.Time, size time.Duration, n int) []int 
 // overviewChart draws two panels sharing a time axis: every mail read,
 // and the reads attributed to incident actors (on their own scale, or
 // they would vanish under ordinary traffic).
-func overviewChart(all, actor []time.Time, from, to time.Time) template.HTML {
-	if len(all) == 0 {
+func overviewChart(reads *incident.Histogram, actor []time.Time, from, to time.Time) template.HTML {
+	if reads.Total == 0 {
 		return ""
 	}
+	ts, counts := reads.Buckets()
 	if from.IsZero() || to.IsZero() {
-		from, to = all[0], all[0]
-		for _, t := range all {
-			if t.Before(from) {
-				from = t
-			}
-			if t.After(to) {
-				to = t
-			}
-		}
+		from, to = ts[0], ts[len(ts)-1].Add(reads.Step-time.Nanosecond)
 	}
-	size := bucketSize(to.Sub(from)+time.Second, 160)
+	size := max(bucketSize(to.Sub(from)+time.Second, 160), reads.Step)
 	from = from.Truncate(size)
 	n := int(to.Sub(from)/size) + 1
-	a := bucketize(all, from, size, n)
+	a := make([]int, n)
+	for i, t := range ts {
+		if j := int(t.Sub(from) / size); j >= 0 && j < n {
+			a[j] += counts[i]
+		}
+	}
 	b := bucketize(actor, from, size, n)
 	return svgChart([]panel{{"All mail reads", a, "#8a99ad"}, {"Reads by incident actors", b, "#c0392b"}}, from, size, n)
 }

@@ -12,16 +12,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/sanitize"
+	"github.com/vigil-audit/vigil/internal/timeline"
 )
 
 // Report is everything one hunt found.
 type Report struct {
 	Title     string
-	Alerts    []incident.Alert     // every detection, sorted
+	Alerts    []alert.Alert        // every detection, sorted
 	Incidents []*incident.Incident // with impact assessed
-	Accesses  []incident.Access    // every mail read, for the chart
+	Reads     incident.Histogram   // every mail read over time, for the chart
 	Events    int                  // events examined
 	Sources   map[string]int       // events per source
 	From, To  time.Time            // event-time range of the input
@@ -88,55 +91,28 @@ func writeFile(path string, fn func(io.Writer) error) error {
 	return nil
 }
 
-// detectionLine is one line of detections.jsonl. It carries the keys of
-// `vigil hunt --format jsonl` (time, rule_id, title, level, tags, source,
-// user, operation, record_id) so both files read alike.
+// detectionLine is one line of detections.jsonl: the line of
+// `vigil hunt --format jsonl` and the incident the alert belongs to.
 type detectionLine struct {
-	Time       time.Time         `json:"time"`
-	RuleID     string            `json:"rule_id"`
-	Title      string            `json:"title"`
-	Level      string            `json:"level"`
-	Tags       []string          `json:"tags"`
-	Source     string            `json:"source"`
-	Tenant     string            `json:"tenant,omitempty"`
-	User       string            `json:"user"`
-	Mailbox    string            `json:"mailbox,omitempty"`
-	Operation  string            `json:"operation"`
-	RecordID   string            `json:"record_id"`
-	RecordIDs  []string          `json:"record_ids,omitempty"`
-	Actors     []incident.Actor  `json:"actors,omitempty"`
-	Fields     map[string]string `json:"fields,omitempty"`
-	Raised     time.Time         `json:"raised"`
-	Posture    bool              `json:"posture,omitempty"`
-	IncidentID string            `json:"incident_id,omitempty"`
+	timeline.Line
+	IncidentID string `json:"incident_id,omitempty"`
 }
 
 // WriteDetections writes one JSON object per alert, in time order, each
 // naming the incident it belongs to, if any.
-func WriteDetections(w io.Writer, alerts []incident.Alert, incs []*incident.Incident) error {
+func WriteDetections(w io.Writer, alerts []alert.Alert, incs []*incident.Incident) error {
 	owner := map[string]string{}
 	for _, inc := range incs {
 		for i := range inc.Alerts {
 			owner[inc.Alerts[i].Key()] = inc.ID
 		}
 	}
-	as := append([]incident.Alert(nil), alerts...)
-	incident.SortAlerts(as)
+	as := append([]alert.Alert(nil), alerts...)
+	alert.Sort(as)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for i := range as {
-		a := &as[i]
-		l := detectionLine{
-			Time: a.Time.UTC(), RuleID: a.Signal, Title: a.Title, Level: a.Level, Tags: a.Tags, Source: a.Source,
-			Tenant: a.Tenant, User: a.User, Mailbox: a.Mailbox, Operation: a.Operation, RecordIDs: a.RecordIDs,
-			Actors: a.Actors, Fields: a.Fields, Raised: a.Raised.UTC(), Posture: a.Posture, IncidentID: owner[a.Key()],
-		}
-		if l.Tags == nil {
-			l.Tags = []string{}
-		}
-		if len(a.RecordIDs) > 0 {
-			l.RecordID = a.RecordIDs[len(a.RecordIDs)-1]
-		}
+		l := detectionLine{Line: timeline.NewLine(as[i]), IncidentID: owner[as[i].Key()]}
 		if err := enc.Encode(&l); err != nil {
 			return err
 		}
@@ -169,7 +145,7 @@ func WriteImpactCSV(w io.Writer, incs []*incident.Incident) error {
 		for _, r := range inc.Impact.Reads {
 			// Mailboxes, folders, message ids, apps and IPs come from the
 			// attacker's side of the world: no cell may become a formula.
-			row := []string{inc.ID, inc.Severity, r.Mailbox, r.Folder, r.MessageID, r.FirstAccess.UTC().Format(time.RFC3339),
+			row := []string{inc.ID, inc.Severity.String(), r.Mailbox, r.Folder, r.MessageID, r.FirstAccess.UTC().Format(time.RFC3339),
 				r.LastAccess.UTC().Format(time.RFC3339), strconv.Itoa(r.Count), r.ClientApp, r.IP, strings.Join(r.RecordIDs, ";")}
 			if err := cw.Write(sanitize.CSVRow(row)); err != nil {
 				return err

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 )
 
@@ -20,22 +23,30 @@ var t0 = time.Date(2026, 3, 16, 1, 0, 0, 0, time.UTC)
 // sample builds a report with one incident whose impact is known.
 func sample(t *testing.T) *Report {
 	t.Helper()
-	alerts := []incident.Alert{
-		{Time: t0, Signal: "D1", Title: "Mail read with a token and session no sign-in issued", Level: "high", Tenant: "t", Mailbox: "vip@x",
-			User: "vip@x", Actors: []incident.Actor{{Kind: incident.ActorToken, Value: "forged"}}, RecordIDs: []string{"r1"}},
-		{Time: t0.Add(time.Hour), Signal: "D9", Title: "Audit logging weakened: <script>", Level: "high", Tenant: "t", Posture: true},
+	alerts := []alert.Alert{
+		{Time: t0, Signal: "D1", Title: "Mail read with a token and session no sign-in issued", Level: alert.High, Tenant: "t", Mailbox: "vip@x",
+			User: "vip@x", Actors: []alert.Actor{{Kind: alert.ActorToken, Value: "forged"}}, RecordIDs: []string{"r1"}},
+		{Time: t0.Add(time.Hour), Signal: "D9", Title: "Audit logging weakened: <script>", Level: alert.High, Tenant: "t", Posture: true},
 	}
 	incs := incident.Group(incident.DefaultConfig(), alerts)
-	acc := []incident.Access{
+	acc := []event.MailAccess{
 		{Time: t0, Tenant: "t", Mailbox: "vip@x", TokenID: "forged", IP: "198.18.9.9", RecordID: "r1",
-			Folders: []incident.FolderRead{{Path: `\Inbox`, Messages: []string{"<a@x>", "=cmd|'/c calc'!A1"}}}},
+			Folders: []event.FolderRead{{Path: `\Inbox`, Messages: []string{"<a@x>", "=cmd|'/c calc'!A1"}}}},
 		{Time: t0.Add(2 * time.Hour), Tenant: "t", Mailbox: "vip@x", TokenID: "forged", Sync: true, RecordID: "r2",
-			Folders: []incident.FolderRead{{Path: `\Sent Items`}}},
+			Folders: []event.FolderRead{{Path: `\Sent Items`}}},
 		{Time: t0.Add(3 * time.Hour), Tenant: "t", Mailbox: "other@x", TokenID: "legit", RecordID: "r3",
-			Folders: []incident.FolderRead{{Path: `\Inbox`, Messages: []string{"<b@x>"}}}},
+			Folders: []event.FolderRead{{Path: `\Inbox`, Messages: []string{"<b@x>"}}}},
 	}
 	incident.Assess(incs, acc)
-	return &Report{Title: "test", Alerts: alerts, Incidents: incs, Accesses: acc, Events: 10, Sources: map[string]int{"m365.ual": 10}, From: t0, To: t0.Add(3 * time.Hour)}
+	return &Report{Title: "test", Alerts: alerts, Incidents: incs, Reads: reads(acc), Events: 10, Sources: map[string]int{"m365.ual": 10}, From: t0, To: t0.Add(3 * time.Hour)}
+}
+
+func reads(acc []event.MailAccess) incident.Histogram {
+	var h incident.Histogram
+	for _, a := range acc {
+		h.Add(a.Time)
+	}
+	return h
 }
 
 func TestWrite(t *testing.T) {
@@ -147,7 +158,7 @@ func TestChromiumRenders(t *testing.T) {
 // Every impact.csv cell that comes from a record is neutralised, not only
 // the message id.
 func TestImpactCSVNeutralisesEveryCell(t *testing.T) {
-	inc := &incident.Incident{ID: "INC-1", Severity: "high"}
+	inc := &incident.Incident{ID: "INC-1", Severity: alert.High}
 	inc.Impact.Reads = []incident.MessageRead{{Mailbox: "=mb@x", Folder: `+\Inbox`, MessageID: "<a@x>", FirstAccess: t0, LastAccess: t0,
 		Count: 1, ClientApp: "@SUM(1)", IP: "-1+cmd|' /C calc'!A0", RecordIDs: []string{"=r1", "r2"}}}
 	var buf bytes.Buffer
@@ -223,12 +234,12 @@ func chartLabels(svg string) []string {
 // into a new year.
 func TestChartAxisCarriesYear(t *testing.T) {
 	within := []time.Time{time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)}
-	labels := strings.Join(chartLabels(string(overviewChart(within, within, time.Time{}, time.Time{}))), "|")
+	labels := strings.Join(chartLabels(string(overviewChart(hist(within), within, time.Time{}, time.Time{}))), "|")
 	if !strings.Contains(labels, "2026-03-01") {
 		t.Errorf("axis within one year lacks the year on its first label: %s", labels)
 	}
 	across := []time.Time{time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)}
-	labels = strings.Join(chartLabels(string(overviewChart(across, across, time.Time{}, time.Time{}))), "|")
+	labels = strings.Join(chartLabels(string(overviewChart(hist(across), across, time.Time{}, time.Time{}))), "|")
 	if !strings.Contains(labels, "2025-12-") || !strings.Contains(labels, "2026-01-") {
 		t.Errorf("axis across a new year does not name both years: %s", labels)
 	}
@@ -237,7 +248,7 @@ func TestChartAxisCarriesYear(t *testing.T) {
 // A series with nothing in it says "none" instead of drawing a 0–0 axis.
 func TestChartEmptySeriesSaysNone(t *testing.T) {
 	all := []time.Time{t0, t0.Add(time.Hour)}
-	svg := string(overviewChart(all, nil, time.Time{}, time.Time{}))
+	svg := string(overviewChart(hist(all), nil, time.Time{}, time.Time{}))
 	if !strings.Contains(svg, "Reads by incident actors: none") {
 		t.Errorf("empty series not labelled none:\n%s", svg)
 	}
@@ -251,7 +262,7 @@ func TestChartEmptySeriesSaysNone(t *testing.T) {
 func TestChartLabelsFit(t *testing.T) {
 	for _, span := range []time.Duration{time.Hour, 36 * time.Hour, 21 * 24 * time.Hour, 400 * 24 * time.Hour} {
 		ts := []time.Time{t0, t0.Add(span)}
-		labels := chartLabels(string(overviewChart(ts, ts, time.Time{}, time.Time{})))
+		labels := chartLabels(string(overviewChart(hist(ts), ts, time.Time{}, time.Time{})))
 		width := 0.0
 		for _, l := range labels {
 			width += float64(len(l))*chartTickFont*0.62 + 12
@@ -260,4 +271,12 @@ func TestChartLabelsFit(t *testing.T) {
 			t.Errorf("span %s: %d labels need %.0f units, the plot has %d", span, len(labels), width, chartPlotWidth)
 		}
 	}
+}
+
+func hist(ts []time.Time) *incident.Histogram {
+	var h incident.Histogram
+	for _, t := range ts {
+		h.Add(t)
+	}
+	return &h
 }

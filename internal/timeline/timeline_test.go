@@ -12,23 +12,21 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vigil-audit/vigil/internal/alert"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func sample() []Detection {
+func sample() []alert.Alert {
 	t0 := time.Date(2023, 6, 16, 3, 0, 0, 0, time.UTC)
-	ds := []Detection{
-		{Time: t0.Add(2 * time.Hour), RuleID: "r2", Title: "Inbox rule forwards externally", Tags: []string{"attack.t1114.003"},
-			Source: "m365.ual", User: "eve@contoso.com", Operation: "New-InboxRule", RecordID: "aa11", Author: "vigil",
-			Fields: []Field{{"Operation", "New-InboxRule"}, {"Parameters.ForwardTo", "drop@attacker.example"}}},
-		{Time: t0, RuleID: "r1", Title: "Password spray", Source: "entra.signin", Group: "ipAddress=192.0.2.50", Count: 25},
-		{Time: t0.Add(2 * time.Hour), RuleID: "r1", Title: "Same time, other rule", Source: "m365.ual", User: "a@b"},
+	return []alert.Alert{
+		{Time: t0.Add(2 * time.Hour), Signal: "r2", Title: "Inbox rule forwards externally", Tags: []string{"attack.t1114.003"}, Level: alert.High,
+			Source: "m365.ual", User: "eve@contoso.com", Operation: "New-InboxRule", RecordIDs: []string{"aa11"}, Author: "vigil",
+			Fields: map[string]string{"Operation": "New-InboxRule", "Parameters.ForwardTo": "drop@attacker.example"}},
+		{Time: t0, Signal: "r1", Title: "Password spray", Source: "entra.signin", Group: "ipAddress=192.0.2.50", Count: 25, Level: alert.Medium},
+		{Time: t0.Add(2 * time.Hour), Signal: "r1", Title: "Same time, other rule", Source: "m365.ual", User: "a@b", Level: alert.Low},
 	}
-	ds[0].SetLevel(High)
-	ds[1].SetLevel(Medium)
-	ds[2].SetLevel(Low)
-	return ds
 }
 
 func TestSortIsByTimeThenRule(t *testing.T) {
@@ -36,7 +34,7 @@ func TestSortIsByTimeThenRule(t *testing.T) {
 	Sort(ds)
 	var got []string
 	for _, d := range ds {
-		got = append(got, d.RuleID+"/"+d.Title)
+		got = append(got, d.Signal+"/"+d.Title)
 	}
 	want := "r1/Password spray,r1/Same time, other rule,r2/Inbox rule forwards externally"
 	if strings.Join(got, ",") != want {
@@ -88,7 +86,7 @@ func TestJSONLKeys(t *testing.T) {
 }
 
 func TestHTMLEscapes(t *testing.T) {
-	ds := []Detection{{Time: time.Unix(0, 0), Title: `<script>alert(1)</script>`, User: `"><img src=x>`}}
+	ds := []alert.Alert{{Time: time.Unix(0, 0), Title: `<script>alert(1)</script>`, User: `"><img src=x>`}}
 	var buf bytes.Buffer
 	if err := Write(&buf, "html", ds); err != nil {
 		t.Fatal(err)
@@ -98,15 +96,7 @@ func TestHTMLEscapes(t *testing.T) {
 	}
 }
 
-func TestParseLevel(t *testing.T) {
-	for in, want := range map[string]Level{"high": High, "INFO": Informational, "critical": Critical} {
-		if got, err := ParseLevel(in); err != nil || got != want {
-			t.Errorf("ParseLevel(%q) = %v, %v", in, got, err)
-		}
-	}
-	if _, err := ParseLevel("severe"); err == nil {
-		t.Error("ParseLevel accepted an unknown level")
-	}
+func TestUnknownFormat(t *testing.T) {
 	if err := Write(&bytes.Buffer{}, "xml", nil); err == nil {
 		t.Error("Write accepted an unknown format")
 	}
@@ -119,7 +109,7 @@ func TestShorteningKeepsUTF8(t *testing.T) {
 		for cut := range 4 { // move the cut point across a multi-byte character
 			ds := sample()
 			ds[0].Title = strings.Repeat("x", cut) + strings.Repeat("é", 40)
-			ds[0].Fields[1].Value = strings.Repeat("x", cut) + strings.Repeat("日", 40)
+			ds[0].Fields["Parameters.ForwardTo"] = strings.Repeat("x", cut) + strings.Repeat("日", 40)
 			var buf bytes.Buffer
 			if err := Write(&buf, format, ds); err != nil {
 				t.Fatal(err)
@@ -133,7 +123,7 @@ func TestShorteningKeepsUTF8(t *testing.T) {
 
 func TestChartToleratesUnsortedAndUntimed(t *testing.T) {
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	ds := []Detection{{Time: t0.Add(3 * time.Hour)}, {}, {Time: t0}}
+	ds := []alert.Alert{{Time: t0.Add(3 * time.Hour)}, {}, {Time: t0}}
 	bars, unit := chart(ds, 900, 100)
 	if unit != "minute" && unit != "hour" || len(bars) == 0 || len(bars) > 200 {
 		t.Fatalf("%d bars per %s", len(bars), unit)
@@ -145,20 +135,18 @@ func TestChartToleratesUnsortedAndUntimed(t *testing.T) {
 	if total != 2 {
 		t.Errorf("bars count %d detections, want the 2 with a time", total)
 	}
-	if b, _ := chart([]Detection{{}}, 900, 100); b != nil {
+	if b, _ := chart([]alert.Alert{{}}, 900, 100); b != nil {
 		t.Errorf("untimed detections drew %d bars", len(b))
 	}
 }
 
 // hostile is a detection whose record-derived text tries formula injection
 // in a spreadsheet and escape sequences in a terminal.
-func hostile() []Detection {
-	d := Detection{Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), RuleID: "r", Title: "Title \x1b]0;owned\x07",
+func hostile() []alert.Alert {
+	return []alert.Alert{{Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Signal: "r", Title: "Title \x1b]0;owned\x07", Level: alert.High,
 		Source: "m365.ual", Tenant: "+tenant", User: "=HYPERLINK(\"http://x.example\",\"click\")", Operation: "@SUM(1)\x1b[2J",
-		RecordID: "-1+cmd|' /C calc'!A0", IP: "\t=1+1", Group: "\r=2",
-		Fields: []Field{{"UserAgent", "\x1b[31mred\u009b0m"}}, File: "=file.json", Author: "-author"}
-	d.SetLevel(High)
-	return []Detection{d}
+		RecordIDs: []string{"-1+cmd|' /C calc'!A0"}, IP: "\t=1+1", Group: "\r=2",
+		Fields: map[string]string{"UserAgent": "\x1b[31mred\u009b0m"}, File: "=file.json", Author: "-author"}}
 }
 
 func TestCSVNeutralisesFormulas(t *testing.T) {
@@ -208,7 +196,7 @@ func TestHTMLHasCSP(t *testing.T) {
 // between values; the chart fits narrow windows.
 func TestHTMLPresentation(t *testing.T) {
 	ds := sample()
-	ds[0].Fields = append(ds[0].Fields, Field{"AppId", "00000002-0000-0ff1-ce00-000000000000"})
+	ds[0].Fields["AppId"] = "00000002-0000-0ff1-ce00-000000000000"
 	var buf bytes.Buffer
 	if err := Write(&buf, "html", ds); err != nil {
 		t.Fatal(err)
@@ -227,7 +215,7 @@ func TestHTMLPresentation(t *testing.T) {
 
 func TestHTMLChartSaysNone(t *testing.T) {
 	var buf bytes.Buffer
-	if err := Write(&buf, "html", []Detection{{Title: "untimed"}}); err != nil {
+	if err := Write(&buf, "html", []alert.Alert{{Title: "untimed"}}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "Detections over time: none") {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/alert"
 )
 
 var users = []string{"alice@contoso.com", "bob@contoso.com", "carol@contoso.com", "dave@contoso.com", "erin@contoso.com", "frank@contoso.com"}
@@ -65,7 +65,7 @@ func TestD1OrphanToken(t *testing.T) {
 			if len(got) != c.want {
 				t.Fatalf("got %d D1 alerts, want %d: %+v", len(got), c.want, got)
 			}
-			if c.want > 0 && got[0].Level != c.wantLvl {
+			if c.want > 0 && got[0].Level.String() != c.wantLvl {
 				t.Errorf("level %s, want %s", got[0].Level, c.wantLvl)
 			}
 		})
@@ -100,7 +100,7 @@ func TestD1OutOfOrderSignIns(t *testing.T) {
 			},
 		}
 	}
-	run := func(order []int) []incident.Alert {
+	run := func(order []int) []alert.Alert {
 		e := newEngine(t)
 		baseline(t, e, users[:2], 10)
 		e.Alerts()
@@ -128,10 +128,10 @@ func TestD2FirstSeenApp(t *testing.T) {
 	e.Process(access{at: at.Add(time.Minute), user: users[0], client: newApp, ip: "198.18.0.10", token: "tok-" + users[0] + "-7", id: "n2"}.event(t))
 	e.Process(access{at: at.Add(2 * time.Minute), user: users[1], client: newApp, ip: "198.18.0.11", token: "tok-" + users[1] + "-7", id: "n3"}.event(t))
 	got := only(e.Alerts(), "D2")
-	if len(got) != 2 || got[0].Level != "high" || got[1].Level != "medium" {
+	if len(got) != 2 || got[0].Level.String() != "high" || got[1].Level.String() != "medium" {
 		t.Fatalf("got %+v", got)
 	}
-	if got[0].Actors[0] != (incident.Actor{Kind: incident.ActorClientApp, Value: newApp}) {
+	if got[0].Actors[0] != (alert.Actor{Kind: alert.ActorClientApp, Value: newApp}) {
 		t.Errorf("actor %+v", got[0].Actors)
 	}
 	// A roll-out: every user starts using a new client on their own mailbox.
@@ -149,7 +149,7 @@ func TestD2FirstSeenApp(t *testing.T) {
 	e.Process(access{at: at.Add(3*time.Hour + time.Minute), user: users[2], client: cons, ip: "198.18.0.12", id: "c1"}.event(t))
 	e.Process(access{at: at.Add(3*time.Hour + 2*time.Minute), user: "app@contoso.com", mailbox: users[3], client: cons, ip: "198.18.0.12", id: "c2"}.event(t))
 	got = only(e.Alerts(), "D2")
-	if len(got) != 2 || got[0].Level != "low" || got[1].Level != "medium" {
+	if len(got) != 2 || got[0].Level.String() != "low" || got[1].Level.String() != "medium" {
 		t.Fatalf("consented app: %+v", got)
 	}
 }
@@ -232,7 +232,7 @@ func TestD4Network(t *testing.T) {
 				}
 				return
 			}
-			if len(got) != 1 || got[0].Level != c.want {
+			if len(got) != 1 || got[0].Level.String() != c.want {
 				t.Fatalf("got %+v, want one %s", got, c.want)
 			}
 		})
@@ -315,7 +315,7 @@ func TestD9MailboxSilence(t *testing.T) {
 			e.Process(access{at: at.Add(time.Duration(d) * 24 * time.Hour).Add(time.Duration(i) * time.Minute), user: users[i], ip: "198.18.0.10", id: fmt.Sprint(d, i)}.event(t))
 		}
 	}
-	var got []incident.Alert
+	var got []alert.Alert
 	for _, a := range only(e.Alerts(), "D9") {
 		if a.Mailbox != "" {
 			got = append(got, a)
@@ -346,7 +346,7 @@ indicators:
 	if len(got) != 3 {
 		t.Fatalf("got %d: %+v", len(got), got)
 	}
-	if got[0].Level != "high" || got[1].Level != "low" || got[2].Fields["ioc_type"] != "user_agent" {
+	if got[0].Level.String() != "high" || got[1].Level.String() != "low" || got[2].Fields["ioc_type"] != "user_agent" {
 		t.Fatalf("levels/types: %+v", got)
 	}
 	// Titles say where the match lies in the indicator's window, and an
@@ -437,7 +437,7 @@ func TestLoadRejectsOtherVersions(t *testing.T) {
 }
 
 func TestReplayIsDeterministic(t *testing.T) {
-	run := func() []incident.Alert {
+	run := func() []alert.Alert {
 		e := newEngine(t)
 		for _, s := range stream(t) {
 			s(e)

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 // trackSource notes a source's activity for the coverage checks (D9).
@@ -64,8 +65,8 @@ func (e *Engine) coverageChecks(final bool) {
 				continue
 			}
 			s.Alerted = true
-			e.raise(incident.Alert{
-				Time: s.Last, Signal: "D9", Level: "medium", Tenant: tk, Source: sk, Posture: true,
+			e.raise(alert.Alert{
+				Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
 				Title:  "No " + sk + " events for " + roundDur(latest.Sub(s.Last)) + " while other sources continued",
 				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "others_until": latest.Format(time.RFC3339)},
 			})
@@ -91,8 +92,8 @@ func (e *Engine) coverageChecks(final bool) {
 				continue
 			}
 			mb.Silent = true
-			e.raise(incident.Alert{
-				Time: mb.LastRead, Signal: "D9", Level: "low", Tenant: tk, Mailbox: mk, Source: "m365.ual",
+			e.raise(alert.Alert{
+				Time: mb.LastRead, Signal: "D9", Level: alert.Low, Tenant: tk, Mailbox: mk, Source: "m365.ual",
 				Operation: "MailItemsAccessed", Posture: true,
 				Title:  "Regularly read mailbox has had no MailItemsAccessed for " + roundDur(ual.Last.Sub(mb.LastRead)),
 				Fields: map[string]string{"last_read": mb.LastRead.Format(time.RFC3339), "active_days": strconv.Itoa(recent)},
@@ -168,8 +169,8 @@ func (e *Engine) auditChange(ev *event.Event, t time.Time) {
 	if v := ev.Values(symParamID); len(v) > 0 {
 		target = strings.ToLower(v[0].Value)
 	}
-	a := incident.Alert{
-		Time: t, Signal: "D9", Level: "high", Tenant: strings.ToLower(ev.Tenant), Source: ev.Source, Operation: ev.Operation,
+	a := alert.Alert{
+		Time: t, Signal: "D9", Level: alert.High, Tenant: strings.ToLower(ev.Tenant), Source: ev.Source, Operation: ev.Operation,
 		User: strings.ToLower(ev.User), Posture: true, Title: "Audit logging weakened: " + why,
 		Fields: map[string]string{"change": why},
 	}
@@ -182,7 +183,7 @@ func (e *Engine) auditChange(ev *event.Event, t time.Time) {
 	if ev.RecordID != "" {
 		a.RecordIDs = []string{ev.RecordID}
 	}
-	a.AddActor(incident.ActorIP, ev.IP)
+	a.AddActor(alert.ActorIP, ev.IP)
 	e.raise(a)
 }
 
@@ -213,16 +214,16 @@ func (e *Engine) ioc(ev *event.Event, t time.Time) {
 			continue
 		}
 		seen[ind] = true
-		level, when := e.cfg.D11.OutWindowLevel, "outside its published window"
+		level, when := alert.MustLevel(e.cfg.D11.OutWindowLevel), "outside its published window"
 		switch {
 		case ind.From.IsZero() && ind.To.IsZero():
 			// Unbounded: it applies at any time, but the title must not
 			// claim a window the source never published.
-			level, when = e.cfg.D11.InWindowLevel, "the indicator has no published window"
+			level, when = alert.MustLevel(e.cfg.D11.InWindowLevel), "the indicator has no published window"
 		case ind.InWindow(t):
-			level, when = e.cfg.D11.InWindowLevel, "inside its published window"
+			level, when = alert.MustLevel(e.cfg.D11.InWindowLevel), "inside its published window"
 		}
-		a := incident.Alert{
+		a := alert.Alert{
 			Time: t, Signal: "D11", Level: level, Tenant: strings.ToLower(ev.Tenant), Source: ev.Source, Operation: ev.Operation,
 			User: strings.ToLower(ev.User), Mailbox: strings.ToLower(ev.Mailbox),
 			Title:  "IOC match (" + ind.Type + " " + ind.Value + ", " + when + ")",
@@ -235,11 +236,11 @@ func (e *Engine) ioc(ev *event.Event, t time.Time) {
 			a.RecordIDs = []string{ev.RecordID}
 		}
 		if ind.Type == "ip" || ind.Type == "cidr" {
-			a.AddActor(incident.ActorIP, ev.IP)
+			a.AddActor(alert.ActorIP, ev.IP)
 		}
-		a.AddActor(incident.ActorToken, ev.TokenID)
-		for _, sid := range incident.SessionIDs(ev) {
-			a.AddActor(incident.ActorSession, sid)
+		a.AddActor(alert.ActorToken, ev.TokenID)
+		for _, sid := range event.SessionIDs(ev) {
+			a.AddActor(alert.ActorSession, sid)
 		}
 		e.raise(a)
 	}

@@ -13,5 +13,5 @@
 // It works in event time (a watermark, the latest event time seen), never
 // wall-clock time, so replaying old logs behaves like watching them live.
 // It owns its settings file format (default.yaml) and its state format; it
-// emits incident.Alert values and knows nothing of reports.
+// emits alert.Alert values and knows nothing of reports.
 package behavior

@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 // Options are the engine's external knowledge.
@@ -26,7 +27,7 @@ type Engine struct {
 	nets   Networks
 	iocs   *IOCs
 	st     *state
-	alerts []incident.Alert
+	alerts []alert.Alert
 	// scriptOf caches which D7 pattern (if any) a client string matches:
 	// a tenant has few distinct strings and the regexps are the hot spot.
 	scriptOf map[string]string
@@ -41,7 +42,7 @@ func New(cfg *Config, opt Options) *Engine {
 }
 
 // Alerts returns the alerts raised since the last call and forgets them.
-func (e *Engine) Alerts() []incident.Alert {
+func (e *Engine) Alerts() []alert.Alert {
 	out := e.alerts
 	e.alerts = nil
 	return out
@@ -69,11 +70,11 @@ var (
 
 // Process feeds one event. Events should come in time order; late ones
 // are handled as long as they are no later than the grace period.
-func (e *Engine) Process(ev *event.Event) { e.process(ev, nil) }
+func (e *Engine) Process(ev *event.Event) { e.ProcessAccess(ev, nil) }
 
-// process takes the event's mail access when the caller has already
-// reduced it.
-func (e *Engine) process(ev *event.Event, acc *incident.Access) {
+// ProcessAccess is Process for a caller that has already reduced the
+// event's mail access (event.MailAccessOf); acc is nil for other events.
+func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	if ev.Time.IsZero() {
 		return
 	}
@@ -89,9 +90,9 @@ func (e *Engine) process(ev *event.Event, acc *incident.Access) {
 	}
 	e.advance(t)
 	switch {
-	case incident.IsMailAccess(ev):
+	case event.IsMailAccess(ev):
 		if acc == nil {
-			a, _ := incident.AccessHeader(ev)
+			a, _ := event.MailAccessHeader(ev)
 			acc = &a
 		}
 		e.mailAccess(ten, ev, acc, t)
@@ -174,13 +175,14 @@ func (e *Engine) failedSignIn(ev *event.Event, t time.Time) {
 	}
 }
 
-func (e *Engine) raise(a incident.Alert) {
+func (e *Engine) raise(a alert.Alert) {
 	if a.Raised.IsZero() || a.Raised.Before(e.st.Watermark) {
 		a.Raised = e.st.Watermark
 	}
 	if a.Tags == nil {
 		a.Tags = signalTags[a.Signal]
 	}
+	a.Author = "vigil"
 	e.alerts = append(e.alerts, a)
 }
 
@@ -438,7 +440,7 @@ func appKey(app, client string) string {
 	return strings.ToLower(app)
 }
 
-func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *incident.Access, t time.Time) {
+func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *event.MailAccess, t time.Time) {
 	mbName := acc.Mailbox
 	if mbName == "" {
 		return
@@ -491,8 +493,8 @@ func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *incident.Acc
 	}
 }
 
-func (e *Engine) base(p *pending, signal, title, level string) incident.Alert {
-	a := incident.Alert{
+func (e *Engine) base(p *pending, signal, title string, level alert.Level) alert.Alert {
+	a := alert.Alert{
 		Time: p.Time, Signal: signal, Title: title, Level: level, Tenant: p.Tenant,
 		Source: p.Source, Operation: p.Operation, User: p.User, Mailbox: p.Mailbox,
 		Fields: map[string]string{},
@@ -514,10 +516,10 @@ func (e *Engine) base(p *pending, signal, title, level string) incident.Alert {
 	return a
 }
 
-func (e *Engine) idActors(a *incident.Alert, p *pending) {
-	a.AddActor(incident.ActorToken, p.Token)
+func (e *Engine) idActors(a *alert.Alert, p *pending) {
+	a.AddActor(alert.ActorToken, p.Token)
 	for _, s := range p.Sessions {
-		a.AddActor(incident.ActorSession, s)
+		a.AddActor(alert.ActorSession, s)
 	}
 }
 
@@ -568,14 +570,14 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 		}
 	}
 	if len(matched) == 0 {
-		a := e.base(p, "D1", "Mail read with a token and session no sign-in issued", "high")
+		a := e.base(p, "D1", "Mail read with a token and session no sign-in issued", alert.High)
 		e.idActors(&a, p)
 		// Forged tokens are minted one by one; an app that is itself new
 		// to the tenant ties them into one incident.
 		if first, ok := ten.Pairs[pairKey(p.AppID, p.ClientApp)]; ok && e.learned(ten, first) {
-			a.AddActor(incident.ActorClientApp, appKey(p.AppID, p.ClientApp))
+			a.AddActor(alert.ActorClientApp, appKey(p.AppID, p.ClientApp))
 		}
-		a.AddActor(incident.ActorUser, p.User)
+		a.AddActor(alert.ActorUser, p.User)
 		e.raise(a)
 		return
 	}
@@ -593,9 +595,9 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 			return
 		}
 	}
-	a := e.base(p, "D1", "Mail read with a "+how+" issued to another network (AS"+strconv.FormatUint(uint64(matched[0].ASN), 10)+", used from AS"+strconv.FormatUint(uint64(info.ASN), 10)+")", "medium")
+	a := e.base(p, "D1", "Mail read with a "+how+" issued to another network (AS"+strconv.FormatUint(uint64(matched[0].ASN), 10)+", used from AS"+strconv.FormatUint(uint64(info.ASN), 10)+")", alert.Medium)
 	e.idActors(&a, p)
-	a.AddActor(incident.ActorIP, p.IP)
+	a.AddActor(alert.ActorIP, p.IP)
 	a.Fields["signin_ip"] = matched[0].IP
 	e.raise(a)
 }
@@ -680,21 +682,21 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 		return
 	}
 	ten.D4Alerted[k] = p.Time
-	level := "medium"
+	level := alert.Medium
 	why := "an address no sign-in used"
 	switch {
 	case iocHit != nil:
-		level, why = "high", "an IOC address ("+iocHit.Set+")"
+		level, why = alert.High, "an IOC address ("+iocHit.Set+")"
 	case spray >= c.D4.SprayAccounts:
-		level, why = "critical", "an address that failed to sign in to "+strconv.Itoa(spray)+" accounts (password spray)"
+		level, why = alert.Critical, "an address that failed to sign in to "+strconv.Itoa(spray)+" accounts (password spray)"
 	case suspect:
-		level, why = "high", "a "+info.Kind+" network"
+		level, why = alert.High, "a "+info.Kind+" network"
 		if info.Org != "" {
 			why += " (" + info.Org + ")"
 		}
 	}
 	a := e.base(p, "D4", "Mail read from "+why, level)
-	a.AddActor(incident.ActorIP, p.IP)
+	a.AddActor(alert.ActorIP, p.IP)
 	e.idActors(&a, p)
 	if info.ASN != 0 {
 		a.Fields["asn"] = strconv.FormatUint(uint64(info.ASN), 10)
@@ -743,9 +745,9 @@ func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 			return // a client roll-out, not an intruder
 		}
 	}
-	level, title := c.D2.MailboxLevel, "App new to this mailbox read mail"
+	level, title := alert.MustLevel(c.D2.MailboxLevel), "App new to this mailbox read mail"
 	if !inTenant {
-		level, title = c.D2.TenantLevel, "App never seen in the tenant read mail"
+		level, title = alert.MustLevel(c.D2.TenantLevel), "App never seen in the tenant read mail"
 	}
 	consentKey := strings.ToLower(p.ClientApp)
 	if consentKey == "" {
@@ -757,7 +759,7 @@ func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 	// pattern, not its excuse.
 	if ct, ok := ten.Consents[consentKey]; ok && !ct.Time.After(p.Time) && p.Time.Sub(ct.Time) <= c.D2.ConsentWindow.D() {
 		if ct.User == p.Mailbox {
-			level = c.D2.ConsentedLevel
+			level = alert.MustLevel(c.D2.ConsentedLevel)
 			title += " (consented by its user " + ct.Time.UTC().Format("2006-01-02") + ")"
 		} else {
 			title += " (consented by " + ct.User + ", reading another mailbox)"
@@ -768,9 +770,9 @@ func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 	// app every user has (OWA) new to one mailbox says nothing about who.
 	if !inTenant {
 		if p.ClientApp != "" {
-			a.AddActor(incident.ActorClientApp, p.ClientApp)
+			a.AddActor(alert.ActorClientApp, p.ClientApp)
 		} else {
-			a.AddActor(incident.ActorApp, p.AppID)
+			a.AddActor(alert.ActorApp, p.AppID)
 		}
 	}
 	e.idActors(&a, p)
@@ -778,16 +780,16 @@ func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 }
 
 // D3.
-func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *incident.Access) {
+func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *event.MailAccess) {
 	c := e.cfg
 	if !c.D3.Enabled {
 		return
 	}
 	if acc.Throttled {
-		a := e.base(p, "D3", "Mailbox throttled: auditing of its reads stops for 24 h", "high")
+		a := e.base(p, "D3", "Mailbox throttled: auditing of its reads stops for 24 h", alert.High)
 		// The throttled record is the heavy reader's own.
 		e.idActors(&a, p)
-		a.AddActor(incident.ActorIP, p.IP)
+		a.AddActor(alert.ActorIP, p.IP)
 		e.raise(a)
 	}
 	items := acc.Items
@@ -809,7 +811,7 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *inc
 	}
 	if items >= c.D3.OperationCount && !mb.HourOpAlerted {
 		mb.HourOpAlerted = true
-		a := e.base(p, "D3", "One record aggregated "+strconv.Itoa(items)+" mail accesses", "medium")
+		a := e.base(p, "D3", "One record aggregated "+strconv.Itoa(items)+" mail accesses", alert.Medium)
 		e.idActors(&a, p)
 		e.raise(a)
 	}
@@ -836,14 +838,14 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *inc
 			return
 		}
 		ten.MultiAlert[mk] = p.Time
-		a := e.base(p, "D3", "One app read "+strconv.Itoa(len(distinct))+" mailboxes within "+win.String(), "medium")
+		a := e.base(p, "D3", "One app read "+strconv.Itoa(len(distinct))+" mailboxes within "+win.String(), alert.Medium)
 		a.Mailbox = ""
 		if p.ClientApp != "" {
-			a.AddActor(incident.ActorClientApp, p.ClientApp)
+			a.AddActor(alert.ActorClientApp, p.ClientApp)
 		} else {
-			a.AddActor(incident.ActorApp, p.AppID)
+			a.AddActor(alert.ActorApp, p.AppID)
 		}
-		a.AddActor(incident.ActorIP, p.IP)
+		a.AddActor(alert.ActorIP, p.IP)
 		a.Fields["mailboxes"] = strings.Join(slices.Sorted(maps.Keys(distinct)), ",")
 		e.raise(a)
 	}
@@ -861,8 +863,8 @@ func (e *Engine) closeHour(ten *tenantState, tenantID, mbName string, mb *mailbo
 		sd := math.Sqrt(mb.Var)
 		limit := mb.Mean + c.D3.HourlyK*sd
 		if x > limit && mb.HourItems >= c.D3.HourlyMinItems {
-			a := incident.Alert{
-				Time: mb.HourLast, Signal: "D3", Level: "medium", Tenant: tenantID, Mailbox: mbName,
+			a := alert.Alert{
+				Time: mb.HourLast, Signal: "D3", Level: alert.Medium, Tenant: tenantID, Mailbox: mbName,
 				Source: "m365.ual", Operation: "MailItemsAccessed",
 				Title:  "Read volume " + strconv.Itoa(mb.HourItems) + " items in an hour, baseline " + strconv.FormatFloat(mb.Mean, 'f', 0, 64) + " ± " + strconv.FormatFloat(sd, 'f', 0, 64),
 				Fields: map[string]string{"hour": mb.HourStart.UTC().Format(time.RFC3339), "items": strconv.Itoa(mb.HourItems)},
@@ -912,10 +914,10 @@ func (e *Engine) scriptClient(ten *tenantState, mb *mailboxState, p *pending) {
 	if !e.learned(ten, p.Time) {
 		return
 	}
-	a := e.base(p, "D7", "Script-style client new to this mailbox: "+ua, "medium")
+	a := e.base(p, "D7", "Script-style client new to this mailbox: "+ua, alert.Medium)
 	e.idActors(&a, p)
 	if p.ClientApp != "" {
-		a.AddActor(incident.ActorClientApp, p.ClientApp)
+		a.AddActor(alert.ActorClientApp, p.ClientApp)
 	}
 	a.Fields["pattern"] = strings.TrimPrefix(matched, "(?i)")
 	e.raise(a)
@@ -956,7 +958,7 @@ func (e *Engine) search(ten *tenantState, ev *event.Event, t time.Time) {
 	})
 }
 
-func sessionIDs(ev *event.Event) []string { return incident.SessionIDs(ev) }
+func sessionIDs(ev *event.Event) []string { return event.SessionIDs(ev) }
 
 // containsWord matches a term at word boundaries, so "token" does not
 // match "tokenization" but "wire transfer" matches as a phrase.
@@ -996,7 +998,7 @@ func (e *Engine) searchFollow(ten *tenantState, p *pending) {
 			kept = append(kept, s)
 			continue
 		}
-		a := e.base(p, "D8", "Mail read after a sensitive search ("+strings.Join(s.Terms, ", ")+")", "medium")
+		a := e.base(p, "D8", "Mail read after a sensitive search ("+strings.Join(s.Terms, ", ")+")", alert.Medium)
 		a.Fields["query"] = s.Query
 		if s.RecordID != "" {
 			a.RecordIDs = append([]string{s.RecordID}, a.RecordIDs...)

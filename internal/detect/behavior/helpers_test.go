@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+
 	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC) // a Monday
@@ -160,7 +161,7 @@ func baseline(t testing.TB, e *Engine, users []string, days int) time.Time {
 	return at
 }
 
-func signals(as []incident.Alert) map[string]int {
+func signals(as []alert.Alert) map[string]int {
 	m := map[string]int{}
 	for _, a := range as {
 		m[a.Signal]++
@@ -168,8 +169,8 @@ func signals(as []incident.Alert) map[string]int {
 	return m
 }
 
-func only(as []incident.Alert, sig string) []incident.Alert {
-	var out []incident.Alert
+func only(as []alert.Alert, sig string) []alert.Alert {
+	var out []alert.Alert
 	for _, a := range as {
 		if a.Signal == sig {
 			out = append(out, a)

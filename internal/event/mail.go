@@ -1,16 +1,16 @@
-package incident
+package event
 
 import (
 	"strings"
 	"time"
 
 	"github.com/valyala/fastjson"
-
-	"github.com/vigil-audit/vigil/internal/event"
 )
 
-// Access is one mail-read record reduced to what impact needs.
-type Access struct {
+// MailAccess is one mail-read record reduced to the facts detections and
+// impact need: who read which mailbox, with which token and session, how
+// (Sync, throttled) and which folders and messages.
+type MailAccess struct {
 	Time       time.Time
 	Tenant     string
 	User       string
@@ -34,34 +34,34 @@ type FolderRead struct {
 }
 
 var (
-	symMailAccessType = event.Intern("OperationProperties.MailAccessType")
-	symIsThrottled    = event.Intern("OperationProperties.IsThrottled")
-	symAADSession     = event.Intern("AppAccessContext.AADSessionId")
-	symSessionID      = event.Intern("SessionId")
+	symMailAccessType = Intern("OperationProperties.MailAccessType")
+	symIsThrottled    = Intern("OperationProperties.IsThrottled")
+	symAADSession     = Intern("AppAccessContext.AADSessionId")
+	symSessionID      = Intern("SessionId")
 )
 
 // IsMailAccess reports whether e records mailbox items being read.
-func IsMailAccess(e *event.Event) bool {
+func IsMailAccess(e *Event) bool {
 	return strings.EqualFold(e.Operation, "MailItemsAccessed")
 }
 
-// AccessFromEvent reduces a mail-read event; ok is false for other events.
-func AccessFromEvent(e *event.Event) (Access, bool) {
-	a, ok := AccessHeader(e)
+// MailAccessOf reduces a mail-read event; ok is false for other events.
+func MailAccessOf(e *Event) (MailAccess, bool) {
+	a, ok := MailAccessHeader(e)
 	if ok {
 		a.Folders = foldersOf(e)
 	}
 	return a, ok
 }
 
-// AccessHeader is AccessFromEvent without the folders and messages, which
+// MailAccessHeader is MailAccessOf without the folders and messages, which
 // cost a second parse of the record; detections that only count need no
 // more.
-func AccessHeader(e *event.Event) (Access, bool) {
+func MailAccessHeader(e *Event) (MailAccess, bool) {
 	if !IsMailAccess(e) {
-		return Access{}, false
+		return MailAccess{}, false
 	}
-	a := Access{
+	a := MailAccess{
 		Time: e.Time, Tenant: e.Tenant, User: e.User, Mailbox: strings.ToLower(e.Mailbox),
 		AppID: e.AppID, ClientApp: e.ClientAppID, IP: e.IP, TokenID: e.TokenID,
 		Items: e.ItemCount, RecordID: e.RecordID,
@@ -88,7 +88,7 @@ func AccessHeader(e *event.Event) (Access, bool) {
 
 // SessionIDs returns the distinct session ids of a mail access: the
 // normalized one and both UAL spellings, which are not always equal.
-func SessionIDs(e *event.Event) []string {
+func SessionIDs(e *Event) []string {
 	var out []string
 	add := func(s string) {
 		if s == "" {
@@ -115,7 +115,7 @@ func SessionIDs(e *event.Event) []string {
 // which message sat in which folder, so the verbatim record is parsed
 // again; records without Folders (or not JSON, such as CSV rows whose
 // AuditData holds the JSON) fall back to the flat lists.
-func foldersOf(e *event.Event) []FolderRead {
+func foldersOf(e *Event) []FolderRead {
 	if fs, ok := foldersFromRaw(e.Raw); ok {
 		return fs
 	}
@@ -140,15 +140,15 @@ func foldersOf(e *event.Event) []FolderRead {
 	}
 }
 
-var parsers fastjson.ParserPool
+var folderParsers fastjson.ParserPool
 
 func foldersFromRaw(raw []byte) ([]FolderRead, bool) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false
 	}
 	// Every string is copied out before the parser goes back to the pool.
-	p := parsers.Get()
-	defer parsers.Put(p)
+	p := folderParsers.Get()
+	defer folderParsers.Put(p)
 	v, err := p.ParseBytes(raw)
 	if err != nil {
 		return nil, false

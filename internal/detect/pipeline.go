@@ -1,0 +1,312 @@
+package detect
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
+	"github.com/vigil-audit/vigil/internal/detect/sigma"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// DefaultReorder is the reordering window: events may arrive this much
+// (in event time) behind the newest one seen and still be processed in
+// order.
+const DefaultReorder = 10 * time.Minute
+
+// Sink receives what the pipeline finds. Calls come from the goroutine
+// that calls Process and Close.
+type Sink interface {
+	// Alert is called once per alert, when a detector raises it.
+	Alert(a *alert.Alert)
+	// Incident is called when an incident opens or changes.
+	Incident(u Update)
+}
+
+// UpdateKind says how an incident changed.
+type UpdateKind int
+
+// Incident updates.
+const (
+	Opened UpdateKind = iota
+	Grew
+	SeverityChanged
+	ImpactChanged
+)
+
+func (k UpdateKind) String() string {
+	return [...]string{"opened", "grew", "severity changed", "impact changed"}[k]
+}
+
+// Update is one change of an incident. Incident is a snapshot the sink
+// may keep.
+type Update struct {
+	Kind     UpdateKind
+	Incident *incident.Incident
+}
+
+// Config is what the pipeline runs.
+type Config struct {
+	Rules      *sigma.Ruleset   // nil: no Sigma rules
+	Behaviours *behavior.Engine // nil: no behaviours
+	// Incidents groups alerts into incidents and measures their impact;
+	// nil for none (a plain Sigma hunt).
+	Incidents *incident.Config
+	// Reorder is the reordering window (DefaultReorder if zero).
+	Reorder time.Duration
+	// TempDir holds the access log of the impact pass ("" for the
+	// system's temporary directory).
+	TempDir string
+}
+
+// Stats describe the events a pipeline saw.
+type Stats struct {
+	Events  int64
+	Late    int64 // arrived behind the reordering window, processed out of order
+	Sources map[string]int
+	From    time.Time // event-time range
+	To      time.Time
+	Reads   incident.Histogram // mail reads over time
+}
+
+// Result is everything a finished run found.
+type Result struct {
+	Alerts    []alert.Alert // sorted
+	Incidents []*incident.Incident
+	Stats     Stats
+}
+
+// Pipeline runs detectors over a stream of events.
+type Pipeline struct {
+	cfg      Config
+	sink     Sink
+	buf      evHeap
+	newest   time.Time // latest event time seen
+	released time.Time // latest event time processed
+	alerts   []alert.Alert
+	fresh    bool // alerts since the last grouping
+	grouped  time.Time
+	open     map[string]incState
+	log      *accessLog
+	stats    Stats
+	closed   bool
+}
+
+type incState struct {
+	alerts   int
+	severity alert.Level
+}
+
+// New returns a pipeline; sink may be nil.
+func New(cfg Config, sink Sink) *Pipeline {
+	if cfg.Reorder <= 0 {
+		cfg.Reorder = DefaultReorder
+	}
+	if sink == nil {
+		sink = nopSink{}
+	}
+	return &Pipeline{cfg: cfg, sink: sink, open: map[string]incState{}, stats: Stats{Sources: map[string]int{}}}
+}
+
+type nopSink struct{}
+
+func (nopSink) Alert(*alert.Alert) {}
+func (nopSink) Incident(Update)    {}
+
+// Process feeds one event, in any order within the reordering window.
+// The pipeline keeps the event until it is released in order.
+func (p *Pipeline) Process(ev *event.Event) error {
+	if p.closed {
+		return errors.New("detect: Process after Close")
+	}
+	if ev.Time.IsZero() {
+		p.run(ev) // no place in time: the behaviours skip it, rules still match
+		return nil
+	}
+	if ev.Time.After(p.newest) {
+		p.newest = ev.Time
+	}
+	if !p.released.IsZero() && ev.Time.Before(p.released) {
+		p.stats.Late++
+		p.run(ev)
+		return nil
+	}
+	heap.Push(&p.buf, ev)
+	edge := p.newest.Add(-p.cfg.Reorder)
+	for p.buf.Len() > 0 && !p.buf[0].Time.After(edge) {
+		p.run(heap.Pop(&p.buf).(*event.Event))
+	}
+	return nil
+}
+
+// Drain processes every buffered event, as if the stream had moved past
+// the reordering window.
+func (p *Pipeline) Drain() {
+	for p.buf.Len() > 0 {
+		p.run(heap.Pop(&p.buf).(*event.Event))
+	}
+}
+
+func (p *Pipeline) run(ev *event.Event) {
+	st := &p.stats
+	st.Events++
+	st.Sources[ev.Source]++
+	if t := ev.Time; !t.IsZero() {
+		if st.From.IsZero() || t.Before(st.From) {
+			st.From = t
+		}
+		if t.After(st.To) {
+			st.To = t
+		}
+		if t.After(p.released) {
+			p.released = t
+		}
+	}
+	var acc *event.MailAccess
+	if event.IsMailAccess(ev) {
+		st.Reads.Add(ev.Time)
+		if p.cfg.Incidents != nil {
+			a, _ := event.MailAccessOf(ev)
+			acc = &a
+			p.logAccess(acc)
+		}
+	}
+	if p.cfg.Rules != nil {
+		p.cfg.Rules.Match(ev, p.sigma)
+	}
+	if b := p.cfg.Behaviours; b != nil {
+		b.ProcessAccess(ev, acc)
+		for _, a := range b.Alerts() {
+			p.raise(a)
+		}
+	}
+	if p.fresh && p.released.Sub(p.grouped) >= time.Hour {
+		p.regroup()
+	}
+}
+
+func (p *Pipeline) sigma(d sigma.Detection) { p.raise(sigmaAlert(d)) }
+
+func (p *Pipeline) raise(a alert.Alert) {
+	p.alerts = append(p.alerts, a)
+	p.fresh = true
+	p.sink.Alert(&p.alerts[len(p.alerts)-1])
+}
+
+// regroup groups the alerts so far and reports what opened or changed.
+func (p *Pipeline) regroup() []*incident.Incident {
+	p.fresh, p.grouped = false, p.released
+	if p.cfg.Incidents == nil {
+		return nil
+	}
+	incs := incident.Group(*p.cfg.Incidents, p.alerts)
+	for _, inc := range incs {
+		old, ok := p.open[inc.ID]
+		now := incState{alerts: inc.AlertCount, severity: inc.Severity}
+		switch {
+		case !ok:
+			p.sink.Incident(Update{Kind: Opened, Incident: inc})
+		case now.severity != old.severity:
+			p.sink.Incident(Update{Kind: SeverityChanged, Incident: inc})
+		case now.alerts != old.alerts:
+			p.sink.Incident(Update{Kind: Grew, Incident: inc})
+		}
+		p.open[inc.ID] = now
+	}
+	return incs
+}
+
+// SaveState drains the buffer and writes the behaviours' state, so a
+// later run that loads it continues where this one stopped. Call it
+// after the last event and before Close.
+func (p *Pipeline) SaveState(w io.Writer) error {
+	p.Drain()
+	if p.cfg.Behaviours == nil {
+		return errors.New("detect: no behaviours to save")
+	}
+	return p.cfg.Behaviours.Save(w)
+}
+
+// LoadState restores state written by SaveState, before the first event.
+func (p *Pipeline) LoadState(r io.Reader) error {
+	if p.cfg.Behaviours == nil {
+		return errors.New("detect: no behaviours to load into")
+	}
+	return p.cfg.Behaviours.Load(r)
+}
+
+// Close ends the input: buffered events are processed, detectors
+// flushed, the final incidents grouped and their impact measured by
+// reading the access log back once.
+func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
+	if p.closed {
+		return nil, errors.New("detect: Close twice")
+	}
+	p.Drain()
+	p.closed = true
+	if p.cfg.Rules != nil {
+		p.cfg.Rules.Flush(p.sigma)
+	}
+	if b := p.cfg.Behaviours; b != nil {
+		b.Flush()
+		for _, a := range b.Alerts() {
+			p.raise(a)
+		}
+	}
+	res := &Result{Stats: p.stats}
+	incs := p.regroup()
+	if err := p.assess(ctx, incs); err != nil {
+		return nil, err
+	}
+	for _, inc := range incs {
+		if inc.Impact.Accesses > 0 {
+			p.sink.Incident(Update{Kind: ImpactChanged, Incident: inc})
+		}
+	}
+	alert.Sort(p.alerts)
+	res.Alerts, res.Incidents = p.alerts, incs
+	return res, nil
+}
+
+func (p *Pipeline) logAccess(a *event.MailAccess) {
+	if p.log == nil {
+		p.log = &accessLog{dir: p.cfg.TempDir}
+	}
+	p.log.add(a)
+}
+
+// assess measures the incidents' impact from the access log.
+func (p *Pipeline) assess(ctx context.Context, incs []*incident.Incident) error {
+	as := incident.NewAssessor(incs)
+	if p.log != nil {
+		defer p.log.close()
+		if err := p.log.replay(ctx, as.Add); err != nil {
+			return fmt.Errorf("detect: impact pass: %w", err)
+		}
+	}
+	as.Finish()
+	return nil
+}
+
+// evHeap orders events by time, then by what they are, so that events
+// with equal times come out the same whatever order they came in.
+type evHeap []*event.Event
+
+func (h evHeap) Len() int           { return len(h) }
+func (h evHeap) Less(i, j int) bool { return eventLess(h[i], h[j]) }
+func (h evHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *evHeap) Push(x any)        { *h = append(*h, x.(*event.Event)) }
+func (h *evHeap) Pop() any {
+	old := *h
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return x
+}
