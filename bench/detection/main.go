@@ -255,11 +255,11 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 	cfg := behavior.DefaultConfig()
 	ic := cfg.IncidentConfig()
 	pl := pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
-	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, nil) })
+	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.MailAccessFields) })
 	var st source.Stats
 	res, err := pipeline.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
 		var err error
-		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine}, emit)
+		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.MailAccessFields}, emit)
 		return err
 	}, nil)
 	return res, st, err

@@ -64,13 +64,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	hot := append(rs.FieldSyms(), event.MailAccessFields...)
 	ic := behavior.DefaultConfig().IncidentConfig()
 	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
-	sorter := detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(nil, rs.FieldSyms()) })
+	sorter := detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(nil, hot) })
 	var st source.Stats
 	res, err := detect.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
 		var err error
-		st, err = source.ReadPaths(ctx, paths, source.Options{Hot: rs.FieldSyms()}, emit)
+		st, err = source.ReadPaths(ctx, paths, source.Options{Hot: hot}, emit)
 		return err
 	}, func() error {
 		fmt.Fprintf(stdout, "Decoded %d events from %s and ran the Sigma rules and behaviours over them in event-time order.\n", st.Events, logs)

@@ -17,7 +17,7 @@ import (
 
 // DefaultRunEvents is how many events a Sorter holds in memory before it
 // spills them, sorted, to a run file.
-const DefaultRunEvents = 50000
+const DefaultRunEvents = 25000
 
 // Decoder turns a record's verbatim bytes back into its events
 // (source.Decoder does).
@@ -130,7 +130,7 @@ func (s *Sorter) Replay(ctx context.Context, fn func(*event.Event) error) error 
 	defer cancel()
 	var h mergeHeap
 	for _, name := range s.runs {
-		r := &runReader{ch: make(chan runItem, 256)}
+		r := &runReader{ch: make(chan runItem, 64)}
 		go r.read(ctx, name, s.newDec())
 		if r.next() {
 			h = append(h, r)

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -40,18 +41,109 @@ var (
 	symSessionID      = Intern("SessionId")
 )
 
+// MailAccessFields are the source fields MailAccessHeader reads, worth
+// passing to decoders as hot fields.
+var MailAccessFields = []Sym{symMailAccessType, symIsThrottled, symAADSession, symSessionID}
+
 // IsMailAccess reports whether e records mailbox items being read.
 func IsMailAccess(e *Event) bool {
 	return strings.EqualFold(e.Operation, "MailItemsAccessed")
 }
 
 // MailAccessOf reduces a mail-read event; ok is false for other events.
+// The verbatim record is parsed once for its folders and, from the same
+// parse, its session ids and access properties.
 func MailAccessOf(e *Event) (MailAccess, bool) {
-	a, ok := MailAccessHeader(e)
-	if ok {
-		a.Folders = foldersOf(e)
+	if !IsMailAccess(e) {
+		return MailAccess{}, false
 	}
-	return a, ok
+	if a, ok := mailAccessFromRaw(e); ok {
+		return a, true
+	}
+	a, _ := MailAccessHeader(e)
+	a.Folders = foldersOf(e)
+	return a, true
+}
+
+func mailAccessBase(e *Event) MailAccess {
+	a := MailAccess{
+		Time: e.Time, Tenant: e.Tenant, User: e.User, Mailbox: strings.ToLower(e.Mailbox),
+		AppID: e.AppID, ClientApp: e.ClientAppID, IP: e.IP, TokenID: e.TokenID,
+		Items: e.ItemCount, RecordID: e.RecordID,
+	}
+	if a.Mailbox == "" {
+		a.Mailbox = e.User
+	}
+	return a
+}
+
+// mailAccessFromRaw reads the access from the record that holds its
+// Folders; ok is false when the raw bytes have none (the flattened
+// fields are used then).
+func mailAccessFromRaw(e *Event) (MailAccess, bool) {
+	raw := e.Raw
+	if len(raw) == 0 || raw[0] != '{' {
+		return MailAccess{}, false
+	}
+	p := folderParsers.Get()
+	defer folderParsers.Put(p)
+	v, err := p.ParseBytes(raw)
+	if err != nil {
+		return MailAccess{}, false
+	}
+	rec, arr := findFolderRecord(v, 0)
+	if rec == nil {
+		return MailAccess{}, false
+	}
+	a := mailAccessBase(e)
+	var ids []string
+	add := func(s string) {
+		if s != "" && !slices.Contains(ids, s) {
+			ids = append(ids, s)
+		}
+	}
+	add(e.SessionID)
+	for _, k := range []string{"AppAccessContext", "appAccessContext"} {
+		if c := rec.Get(k); c != nil {
+			add(string(c.GetStringBytes("AADSessionId")))
+		}
+	}
+	add(string(rec.GetStringBytes("SessionId")))
+	a.SessionIDs = ids
+	prop := func(name, value string) {
+		switch {
+		case strings.EqualFold(name, "MailAccessType") && strings.EqualFold(value, "Sync"):
+			a.Sync = true
+		case strings.EqualFold(name, "IsThrottled") && strings.EqualFold(value, "true"):
+			a.Throttled = true
+		}
+	}
+	if op := rec.Get("OperationProperties"); op != nil {
+		switch op.Type() {
+		case fastjson.TypeArray:
+			for _, it := range op.GetArray() {
+				prop(string(it.GetStringBytes("Name")), scalar(it.Get("Value")))
+			}
+		case fastjson.TypeObject:
+			o, _ := op.Object()
+			o.Visit(func(k []byte, v *fastjson.Value) { prop(string(k), scalar(v)) })
+		}
+	}
+	a.Folders = readFolders(arr)
+	if a.Items == 0 {
+		a.Items = len(e.MessageIDs)
+	}
+	return a, true
+}
+
+func scalar(v *fastjson.Value) string {
+	if v == nil {
+		return ""
+	}
+	if v.Type() == fastjson.TypeString {
+		return string(v.GetStringBytes())
+	}
+	return v.String()
 }
 
 // MailAccessHeader is MailAccessOf without the folders and messages, which
@@ -61,14 +153,7 @@ func MailAccessHeader(e *Event) (MailAccess, bool) {
 	if !IsMailAccess(e) {
 		return MailAccess{}, false
 	}
-	a := MailAccess{
-		Time: e.Time, Tenant: e.Tenant, User: e.User, Mailbox: strings.ToLower(e.Mailbox),
-		AppID: e.AppID, ClientApp: e.ClientAppID, IP: e.IP, TokenID: e.TokenID,
-		Items: e.ItemCount, RecordID: e.RecordID,
-	}
-	if a.Mailbox == "" {
-		a.Mailbox = e.User
-	}
+	a := mailAccessBase(e)
 	a.SessionIDs = SessionIDs(e)
 	for _, f := range e.Values(symMailAccessType) {
 		if strings.EqualFold(f.Value, "Sync") {
@@ -153,10 +238,14 @@ func foldersFromRaw(raw []byte) ([]FolderRead, bool) {
 	if err != nil {
 		return nil, false
 	}
-	arr := findFolders(v, 0)
+	_, arr := findFolderRecord(v, 0)
 	if arr == nil {
 		return nil, false
 	}
+	return readFolders(arr), true
+}
+
+func readFolders(arr []*fastjson.Value) []FolderRead {
 	out := make([]FolderRead, 0, len(arr))
 	for _, f := range arr {
 		fr := FolderRead{Path: string(f.GetStringBytes("Path"))}
@@ -178,19 +267,19 @@ func foldersFromRaw(raw []byte) ([]FolderRead, bool) {
 		}
 		out = append(out, fr)
 	}
-	return out, true
+	return out
 }
 
-// findFolders looks for the Folders array at the top level or one level
+// findFolderRecord looks for the record holding the Folders array at the top level or one level
 // down in the envelopes exports wrap the UAL record in (AuditData,
 // RawEventData, auditData), including JSON held in a string.
-func findFolders(v *fastjson.Value, depth int) []*fastjson.Value {
+func findFolderRecord(v *fastjson.Value, depth int) (*fastjson.Value, []*fastjson.Value) {
 	if v == nil || depth > 2 {
-		return nil
+		return nil, nil
 	}
 	for _, k := range []string{"Folders", "folders"} {
 		if a := v.GetArray(k); a != nil {
-			return a
+			return v, a
 		}
 	}
 	for _, k := range []string{"AuditData", "auditData", "RawEventData", "rawEventData"} {
@@ -205,14 +294,14 @@ func findFolders(v *fastjson.Value, depth int) []*fastjson.Value {
 				continue
 			}
 			// Values stay valid: p is never reused.
-			if a := findFolders(inner, depth+1); a != nil {
-				return a
+			if r, a := findFolderRecord(inner, depth+1); a != nil {
+				return r, a
 			}
 			continue
 		}
-		if a := findFolders(c, depth+1); a != nil {
-			return a
+		if r, a := findFolderRecord(c, depth+1); a != nil {
+			return r, a
 		}
 	}
-	return nil
+	return nil, nil
 }
