@@ -24,8 +24,23 @@ func TestD1OrphanToken(t *testing.T) {
 		want    int
 		wantLvl string
 	}{
-		{"forged token and session", func(t *testing.T, e *Engine, at time.Time) {
-			e.Process(access{at: at, user: users[0], ip: "198.18.0.10", token: "forged", session: "forged-s", msgs: []string{"<m1@x>"}, id: "f1"}.event(t))
+		{"forged token and session from a hosting range", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(access{at: at, user: users[0], ip: "198.18.9.20", token: "forged", session: "forged-s", msgs: []string{"<m1@x>"}, id: "f1"}.event(t))
+		}, 1, "high"},
+		{"forged token claiming the user's usual client, from a network new to the user", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.1.7", token: "forged", session: "forged-s", id: "f1"}.event(t))
+		}, 1, "high"},
+		// Refresh-token redemptions and aggregated non-interactive
+		// sign-ins leave reads with no sign-in record: from the user's own
+		// network, client and volume, that is context, not an intrusion.
+		{"unlinked token, everything else familiar", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.0.10", token: "refreshed", session: "unlinked-s", id: "f1"}.event(t))
+		}, 1, "low"},
+		{"unlinked token, familiar network, new client", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "python-requests/2.31", ip: "198.18.0.10", token: "refreshed", session: "x", id: "f1"}.event(t))
+		}, 1, "high"},
+		{"unlinked token, familiar network, bulk read", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.0.10", token: "refreshed", session: "x", opCount: 400, id: "f1"}.event(t))
 		}, 1, "high"},
 		{"token issued by a sign-in", func(t *testing.T, e *Engine, at time.Time) {
 			e.Process(signin{at: at.Add(-30 * time.Minute), user: users[0], ip: "198.18.0.10", asn: 7922, token: "ok", session: "s-ok"}.event(t))
@@ -38,7 +53,7 @@ func TestD1OrphanToken(t *testing.T) {
 			e.Process(signin{at: at.Add(-5 * time.Minute), user: users[0], ip: "198.18.0.10", asn: 7922, token: "late", session: "late-s"}.event(t))
 		}, 0, ""},
 		{"sign-in only after the grace", func(t *testing.T, e *Engine, at time.Time) {
-			e.Process(access{at: at, user: users[0], ip: "198.18.0.10", token: "late", session: "late-s", id: "f1"}.event(t))
+			e.Process(access{at: at, user: users[0], ip: "198.18.9.20", token: "late", session: "late-s", id: "f1"}.event(t))
 			e.Process(access{at: at.Add(2 * time.Hour), user: users[1], ip: "198.18.0.11", token: fmt.Sprintf("tok-%s-%d", users[1], 9), session: "ses-" + users[1], id: "o1"}.event(t))
 			e.Process(signin{at: at.Add(-5 * time.Minute), user: users[0], ip: "198.18.0.10", asn: 7922, token: "late", session: "late-s"}.event(t))
 		}, 1, "high"},

@@ -287,7 +287,7 @@ func (e *Engine) user(ten *tenantState, upn string) *userState {
 func (e *Engine) mailbox(ten *tenantState, mb string) *mailboxState {
 	m := ten.Mailboxes[mb]
 	if m == nil {
-		m = &mailboxState{Pairs: map[string]time.Time{}, Clients: map[string]time.Time{}}
+		m = &mailboxState{Pairs: map[string]time.Time{}, Clients: map[string]time.Time{}, ReadUAs: map[string]time.Time{}}
 		ten.Mailboxes[mb] = m
 	}
 	return m
@@ -455,6 +455,11 @@ func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *event.MailAc
 		p.User = mbName
 	}
 	mb := e.mailbox(ten, mbName)
+	if ua := p.UserAgent; ua != "" {
+		if f, ok := mb.ReadUAs[ua]; !ok && len(mb.ReadUAs) < maxReadUAs || ok && t.Before(f) {
+			mb.ReadUAs[ua] = t
+		}
+	}
 	e.firstSeenApp(ten, mb, &p)
 	e.volume(ten, mb, &p, acc)
 	e.scriptClient(ten, mb, &p)
@@ -570,7 +575,20 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 		}
 	}
 	if len(matched) == 0 {
+		// Tokens with no sign-in record are common in real tenants
+		// (non-interactive sign-ins are aggregated and sampled; refresh
+		// redemptions leave none): alone, with everything else about the
+		// access familiar, D1 is context, not an intrusion.
+		why := e.corroboration(ten, p)
+		if len(why) == 0 {
+			a := e.base(p, "D1", "Mail read with a token no sign-in issued; network, client and volume familiar", alert.Low)
+			e.idActors(&a, p)
+			a.AddActor(alert.ActorUser, p.User)
+			e.raise(a)
+			return
+		}
 		a := e.base(p, "D1", "Mail read with a token and session no sign-in issued", alert.High)
+		a.Set("corroboration", strings.Join(why, "; "))
 		e.idActors(&a, p)
 		// Forged tokens are minted one by one; an app that is itself new
 		// to the tenant ties them into one incident.
@@ -600,6 +618,53 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 	a.AddActor(alert.ActorIP, p.IP)
 	a.Fields["signin_ip"] = matched[0].IP
 	e.raise(a)
+}
+
+// corroboration says what, besides the missing sign-in, is unfamiliar
+// about an access: the network (new to the user and not the tenant's
+// own egress), a hosting or residential range never seen in the tenant,
+// a client new to the mailbox, bulk reads. The app id is never a reason:
+// a forged token claims whatever app id it likes.
+func (e *Engine) corroboration(ten *tenantState, p *pending) []string {
+	c := e.cfg
+	var why []string
+	since, settled := p.Time.Add(-c.D4.History.D()), p.Time.Add(-c.D4.Nearby.D())
+	established := func(s seen, ok bool) bool { return ok && !s.Last.Before(since) && s.First.Before(settled) }
+	u := ten.Users[p.User]
+	info, _ := e.lookup(p.IP)
+	familiar := false
+	if p.IP != "" && u != nil {
+		s, ok := u.IPs[p.IP]
+		familiar = established(s, ok) || !u.OwnIPs[p.IP].Before(since)
+		if info.ASN != 0 {
+			s, ok := u.ASNs[info.ASN]
+			familiar = familiar || established(s, ok)
+		}
+	}
+	if info.ASN != 0 && len(ten.ASNUsers[info.ASN]) >= c.D4.PrevalentUsers {
+		familiar = true // the organisation's own egress
+	}
+	if !familiar {
+		w := "a network the user never signed in from"
+		if p.IP == "" {
+			w = "no client address"
+		} else if info.ASN != 0 {
+			w += " (AS" + strconv.FormatUint(uint64(info.ASN), 10) + ")"
+		}
+		why = append(why, w)
+	}
+	if (info.Kind == "hosting" || info.Kind == "residential") && info.ASN != 0 && len(ten.ASNUsers[info.ASN]) == 0 {
+		why = append(why, "a "+info.Kind+" range no one in the tenant signed in from")
+	}
+	if mb := ten.Mailboxes[p.Mailbox]; mb != nil && p.UserAgent != "" {
+		if first, ok := mb.ReadUAs[p.UserAgent]; ok && !first.Before(p.Time) && mb.N > 0 {
+			why = append(why, "a client new to the mailbox ("+p.UserAgent+")")
+		}
+	}
+	if p.Items >= c.D3.OperationCount {
+		why = append(why, "bulk reads ("+strconv.Itoa(p.Items)+" items in one record)")
+	}
+	return why
 }
 
 // D4.

@@ -12,7 +12,7 @@ import (
 // StateVersion is the persisted state format. A different version is
 // refused rather than misread; the state can always be rebuilt by
 // replaying the journal.
-const StateVersion = 1
+const StateVersion = 2
 
 const stateMagic = "vigil-behavior-state"
 
@@ -86,6 +86,7 @@ type consent struct {
 type mailboxState struct {
 	Pairs         map[string]time.Time // D2
 	Clients       map[string]time.Time // D7: script-style client strings seen
+	ReadUAs       map[string]time.Time // D1: client strings that read the mailbox, first seen (capped)
 	HourStart     time.Time            // D3: open hour bucket
 	HourItems     int
 	HourLast      time.Time
@@ -118,6 +119,9 @@ type search struct {
 	RecordID string
 	Query    string
 }
+
+// maxReadUAs caps the client strings remembered per mailbox.
+const maxReadUAs = 64
 
 // pending is a mail access held for late sign-ins (D1, D4).
 type pending struct {
@@ -262,6 +266,9 @@ func (t *tenantState) fill() {
 		}
 		if m.Clients == nil {
 			m.Clients = map[string]time.Time{}
+		}
+		if m.ReadUAs == nil {
+			m.ReadUAs = map[string]time.Time{}
 		}
 	}
 	if t.AppASNs == nil {
