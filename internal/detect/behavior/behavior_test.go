@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 var users = []string{"alice@contoso.com", "bob@contoso.com", "carol@contoso.com", "dave@contoso.com", "erin@contoso.com", "frank@contoso.com"}
@@ -462,5 +463,67 @@ func TestReplayIsDeterministic(t *testing.T) {
 	}
 	if a, b := run(), run(); !reflect.DeepEqual(a, b) {
 		t.Fatal("two replays differ")
+	}
+}
+
+// An admin grants a backup product tenant-wide mail permissions from
+// their usual network: its later reads from its own network are notices,
+// not incidents; the same app from another network, or with tokens no
+// sign-in issued, still raises medium or high alerts.
+func TestSanctionedApp(t *testing.T) {
+	const backup = "7a0f9c1e-4b2d-4e6a-9c3b-2f1e0d9c8b7a"
+	grant := func(e *Engine, at time.Time) {
+		e.Process(ualOp(t, at, "Add app role assignment to service principal.", users[0], map[string]any{
+			"ModifiedProperties": []map[string]any{
+				{"Name": "AppRole.Value", "NewValue": "full_access_as_app", "OldValue": ""},
+				{"Name": "ServicePrincipal.AppId", "NewValue": backup, "OldValue": ""},
+				{"Name": "TargetId.ServicePrincipalNames", "NewValue": "00000002-0000-0ff1-ce00-000000000000", "OldValue": ""},
+			}}))
+	}
+	read := func(e *Engine, at time.Time, ip string, n int, linked bool) {
+		tok := fmt.Sprintf("bk-%d", n)
+		if linked {
+			e.Process(signin{at: at.Add(-time.Minute), ip: ip, asn: 16276, token: tok}.event(t))
+		}
+		for i, mb := range users[:3] {
+			e.Process(access{at: at.Add(time.Duration(i) * time.Second), user: backup, mailbox: mb, client: backup, ip: ip, ua: "Client=REST;;",
+				token: tok, msgs: []string{fmt.Sprintf("<%s-%d@x>", mb, n)}, id: fmt.Sprintf("bk-%d-%d", n, i)}.event(t))
+		}
+	}
+	run := func(t *testing.T, last func(e *Engine, at time.Time)) []alert.Alert {
+		e := New(DefaultConfig(), Options{Networks: nets(t)})
+		at := baseline(t, e, users[:3], 10)
+		e.Alerts()
+		grant(e, at.Add(time.Hour))
+		for d := 1; d <= 3; d++ {
+			read(e, at.Add(time.Duration(d)*24*time.Hour), "198.18.9.50", d, true)
+		}
+		last(e, at.Add(5*24*time.Hour))
+		e.Flush()
+		return e.Alerts()
+	}
+	incidents := func(as []alert.Alert) int {
+		return len(incident.Group(DefaultConfig().IncidentConfig(), as))
+	}
+	own := run(t, func(e *Engine, at time.Time) { read(e, at, "198.18.9.50", 9, true) })
+	notices := 0
+	for _, a := range own {
+		if strings.Contains(a.Title, "sanctioned app") {
+			notices++
+			if a.Level != alert.Low {
+				t.Errorf("notice at level %s: %s", a.Level, a.Title)
+			}
+		}
+	}
+	if notices == 0 || incidents(own) != 0 {
+		t.Errorf("sanctioned app from its own network: %d notices, %d incidents; alerts %+v", notices, incidents(own), own)
+	}
+	other := run(t, func(e *Engine, at time.Time) { read(e, at, "198.18.11.50", 9, true) })
+	if n := len(only(other, "D4")); n == 0 || only(other, "D4")[n-1].Level < alert.High {
+		t.Errorf("sanctioned app from another network: D4 %+v", only(other, "D4"))
+	}
+	unlinked := run(t, func(e *Engine, at time.Time) { read(e, at, "198.18.9.50", 9, false) })
+	if d1 := only(unlinked, "D1"); len(d1) == 0 || d1[0].Level != alert.High || incidents(unlinked) == 0 {
+		t.Errorf("sanctioned app with unlinked tokens: D1 %+v, %d incidents", d1, incidents(unlinked))
 	}
 }

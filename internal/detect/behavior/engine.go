@@ -100,6 +100,11 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 		e.search(ten, ev, t)
 	case strings.HasPrefix(strings.ToLower(ev.Operation), "consent to application"):
 		e.consent(ten, ev, t)
+		e.sanction(ten, ev, t)
+	case strings.HasPrefix(strings.ToLower(ev.Operation), "add app role assignment to service principal"),
+		strings.HasPrefix(strings.ToLower(ev.Operation), "add service principal"):
+		e.sanction(ten, ev, t)
+		e.auditChange(ev, t)
 	default:
 		e.auditChange(ev, t)
 	}
@@ -183,6 +188,7 @@ func (e *Engine) raise(a alert.Alert) {
 		a.Tags = signalTags[a.Signal]
 	}
 	a.Author = "vigil"
+	e.notice(&a)
 	e.alerts = append(e.alerts, a)
 }
 
@@ -460,6 +466,7 @@ func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *event.MailAc
 			mb.ReadUAs[ua] = t
 		}
 	}
+	e.sanctionedRead(ten, &p)
 	e.firstSeenApp(ten, mb, &p)
 	e.volume(ten, mb, &p, acc)
 	e.scriptClient(ten, mb, &p)

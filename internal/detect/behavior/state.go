@@ -44,6 +44,7 @@ type tenantState struct {
 	Pairs       map[string]time.Time            // D2: AppId|ClientAppId → first read in the tenant
 	NewPairs    map[string]*newPair             // D2: pairs first seen after learning, for roll-out detection
 	Consents    map[string]consent              // app id → latest consent
+	Sanctioned  map[string]*sanction            // app id → admin grant of mail permissions
 	Users       map[string]*userState           // by UPN
 	Mailboxes   map[string]*mailboxState        // by owner UPN
 	AppASNs     map[string]map[uint32]time.Time // D4: client/app key → ASN → first mail read
@@ -77,6 +78,15 @@ type userState struct {
 }
 
 type seen struct{ First, Last time.Time }
+
+// sanction is an admin's grant of tenant-wide mail permissions to an app,
+// made from a network familiar to the admin.
+type sanction struct {
+	Time  time.Time
+	Admin string
+	What  string // the grant, as the audit log says it
+	ASN   uint32 // the network of the app's first read after the grant: its own
+}
 
 type consent struct {
 	Time time.Time
@@ -156,7 +166,7 @@ func newState() *state {
 func newTenant(t time.Time) *tenantState {
 	return &tenantState{
 		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
-		Consents: map[string]consent{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
+		Consents: map[string]consent{}, Sanctioned: map[string]*sanction{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
 		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
 		Sources: map[string]*sourceState{}, Multi: map[string][]multiRead{}, MultiAlert: map[string]time.Time{},
 	}
@@ -239,6 +249,9 @@ func (t *tenantState) fill() {
 	}
 	if t.Consents == nil {
 		t.Consents = n.Consents
+	}
+	if t.Sanctioned == nil {
+		t.Sanctioned = n.Sanctioned
 	}
 	if t.Users == nil {
 		t.Users = n.Users
