@@ -522,6 +522,22 @@ func TestSanctionedApp(t *testing.T) {
 	if n := len(only(other, "D4")); n == 0 || only(other, "D4")[n-1].Level < alert.High {
 		t.Errorf("sanctioned app from another network: D4 %+v", only(other, "D4"))
 	}
+	// A phished admin's consent is not a sanction.
+	consentOnly := func(e *Engine, at time.Time) {
+		e.Process(ualOp(t, at, "Consent to application.", users[0], map[string]any{
+			"ModifiedProperties": []map[string]any{{"Name": "ConsentContext.IsAdminConsent", "NewValue": "True", "OldValue": ""}},
+			"Target":             []map[string]any{{"ID": backup, "Type": 2}}}))
+	}
+	e := New(DefaultConfig(), Options{Networks: nets(t)})
+	at := baseline(t, e, users[:3], 10)
+	consentOnly(e, at.Add(time.Hour))
+	read(e, at.Add(24*time.Hour), "198.18.9.50", 1, true)
+	e.Flush()
+	for _, a := range e.Alerts() {
+		if strings.Contains(a.Title, "sanctioned") {
+			t.Errorf("admin consent alone sanctioned the app: %s", a.Title)
+		}
+	}
 	unlinked := run(t, func(e *Engine, at time.Time) { read(e, at, "198.18.9.50", 9, false) })
 	if d1 := only(unlinked, "D1"); len(d1) == 0 || d1[0].Level != alert.High || incidents(unlinked) == 0 {
 		t.Errorf("sanctioned app with unlinked tokens: D1 %+v, %d incidents", d1, incidents(unlinked))

@@ -11,13 +11,18 @@ import (
 )
 
 // Sanctioned applications: an admin, from a network familiar to them,
-// grants an app tenant-wide mail permissions in the directory audit log
-// (Add service principal, Add app role assignment to service principal
-// for full_access_as_app or Mail.Read, Consent to application with admin
-// consent). That app's later reads from its own consistent network (the
-// one it first read from after the grant) are a reviewable notice, not an
-// intrusion. The same app from another network, or with tokens no sign-in
-// issued (D1), is judged as any other.
+// grants an app tenant-wide mail application permissions in the directory
+// audit log (Add app role assignment to service principal for
+// full_access_as_app or Mail.Read). That app's later reads from its own
+// consistent network (the one it first read from after the grant) are a
+// reviewable notice, not an intrusion. The same app from another network,
+// or with tokens no sign-in issued (D1), is judged as any other.
+//
+// An admin consent alone (Consent to application with AdminConsent true)
+// sanctions nothing: it is what a phished admin's click leaves, while a
+// deliberate grant adds app role assignments (the portal and PowerShell
+// both write them). It and Add service principal only describe an app an
+// assignment sanctions.
 
 // mailAppRoles are application permissions that read every mailbox.
 var mailAppRoles = []string{"full_access_as_app", "mail.read", "mail.readwrite", "mail.readbasic.all"}
@@ -115,12 +120,17 @@ func (e *Engine) sanction(ten *tenantState, ev *event.Event, t time.Time) {
 	if !known || !s.First.Before(settled) {
 		return // not a network the admin has used for a while
 	}
+	assignment := strings.HasPrefix(what, "app role assignment")
 	for _, id := range apps {
 		if old := ten.Sanctioned[id]; old != nil {
-			old.What += ", " + what
+			if !strings.Contains(old.What, what) {
+				old.What += ", " + what
+			}
 			continue
 		}
-		ten.Sanctioned[id] = &sanction{Time: t, Admin: admin, What: what}
+		if assignment {
+			ten.Sanctioned[id] = &sanction{Time: t, Admin: admin, What: what}
+		}
 	}
 }
 
