@@ -85,7 +85,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	dir := filepath.Join(*out, "report")
 	an := &huntResult{alerts: res.Alerts, incidents: res.Incidents, dir: dir}
-	if _, err := writeHuntReport(dir, res, huntReportConfig{title: "vigil demo: forged-token mail access", networks: multiFlag{filepath.Join(logs, simulate.NetworksFile)}}); err != nil {
+	in := reportInputs(paths, st, "")
+	if _, err := writeHuntReport(dir, res, huntReportConfig{title: "vigil demo: forged-token mail access", networks: multiFlag{filepath.Join(logs, simulate.NetworksFile)}}, in, behavior.DefaultConfig().Learning.D()); err != nil {
 		return err
 	}
 	printReportSummary(stdout, an)

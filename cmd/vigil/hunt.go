@@ -141,8 +141,10 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	pcfg := detect.Config{Rules: rs}
 	var sorter *detect.Sorter
 	var beforeClose func() error
+	var learning time.Duration
 	if behaviours {
-		p, err := huntPipelineConfig(*report)
+		p, l, err := huntPipelineConfig(*report)
+		learning = l
 		if err != nil {
 			return err
 		}
@@ -164,11 +166,11 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	start := time.Now()
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
+	var inputs []string
 	read := func(emit func(*event.Event) error) error {
 		count := func(e *event.Event) error { nEvents.Add(1); return emit(e) }
 		var err error
 		if len(paths) > 0 {
-			var inputs []string
 			var skipped []source.Skipped
 			if inputs, skipped, err = inputFiles(paths, o.quarantine, o.out); err == nil {
 				st, err = source.ReadPaths(ctx, inputs, srcOpts, count)
@@ -221,7 +223,11 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printHuntSummary(stderr, st, hits, rs, elapsed, q)
 	}
 	if report.enabled() {
-		hr, err := writeHuntReport(report.dir, res, *report)
+		if o.journalDir != "" {
+			inputs = append(inputs, "journal:"+o.journalDir)
+		}
+		in := reportInputs(inputs, st, q.path)
+		hr, err := writeHuntReport(report.dir, res, *report, in, learning)
 		if err != nil {
 			return err // report.Write's errors say "report: ..."
 		}

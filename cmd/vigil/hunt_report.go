@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/source"
 
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
@@ -71,39 +73,50 @@ type huntResult struct {
 }
 
 // writeHuntReport writes a run's result into dir.
-func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig) (*huntResult, error) {
+func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig, in report.Inputs, learning time.Duration) (*huntResult, error) {
 	nets, err := cfg.openNetworks()
 	if err != nil {
 		return nil, err
 	}
+	in.Late = res.Stats.Late
 	r := &report.Report{Title: cfg.title, Alerts: res.Alerts, Incidents: res.Incidents, Reads: res.Stats.Reads,
-		Events: int(res.Stats.Events), Sources: res.Stats.Sources, From: res.Stats.From, To: res.Stats.To, DescribeIP: describeIP(nets)}
+		Events: int(res.Stats.Events), Sources: res.Stats.Sources, From: res.Stats.From, To: res.Stats.To, DescribeIP: describeIP(nets),
+		Inputs: in, Learning: learning, Version: version, Generated: time.Now()}
 	if err := report.Write(dir, r); err != nil {
 		return nil, err
 	}
 	return &huntResult{alerts: res.Alerts, incidents: res.Incidents, dir: dir}, nil
 }
 
+// reportInputs says what a run read, for the report.
+func reportInputs(files []string, st source.Stats, quarantine string) report.Inputs {
+	in := report.Inputs{Files: files, Records: st.Records, Quarantined: st.Quarantined, Reasons: st.Reasons}
+	if st.Quarantined > 0 {
+		in.QuarantineFile = quarantine
+	}
+	return in
+}
+
 // huntPipelineConfig builds the behaviours and incident grouping from the
 // settings, networks and IOCs of cfg.
-func huntPipelineConfig(cfg huntReportConfig) (detect.Config, error) {
+func huntPipelineConfig(cfg huntReportConfig) (detect.Config, time.Duration, error) {
 	bcfg, err := behavior.LoadConfig(cfg.config)
 	if err != nil {
-		return detect.Config{}, usageError("--config: %v", err)
+		return detect.Config{}, 0, usageError("--config: %v", err)
 	}
 	opts := behavior.Options{}
 	if opts.Networks, err = cfg.openNetworks(); err != nil {
-		return detect.Config{}, err
+		return detect.Config{}, 0, err
 	}
 	if len(cfg.iocs) > 0 {
 		s, err := behavior.LoadIOCFiles(cfg.iocs...)
 		if err != nil {
-			return detect.Config{}, usageError("--iocs: %v", err)
+			return detect.Config{}, 0, usageError("--iocs: %v", err)
 		}
 		opts.IOCs = s
 	}
 	ic := bcfg.IncidentConfig()
-	return detect.Config{Behaviours: behavior.New(bcfg, opts), Incidents: &ic}, nil
+	return detect.Config{Behaviours: behavior.New(bcfg, opts), Incidents: &ic}, bcfg.Learning.D(), nil
 }
 
 // openNetworks opens every --networks file as one lookup (earlier files
@@ -202,12 +215,15 @@ func saveState(eng *detect.Pipeline, dir string) error {
 // printReportSummary says in a few lines what the report holds.
 func printReportSummary(w io.Writer, r *huntResult) {
 	mbs := map[string]bool{}
-	msgs, incomplete := 0, 0
+	read := map[string]bool{} // a message two incidents read counts once
+	incomplete := 0
 	for _, inc := range r.incidents {
 		for _, m := range inc.Impact.Mailboxes {
 			mbs[m] = true
 		}
-		msgs += inc.Impact.MessageCount
+		for _, rd := range inc.Impact.Reads {
+			read[rd.Mailbox+"\x00"+rd.MessageID] = true
+		}
 		if !inc.Impact.EvidenceComplete {
 			incomplete++
 		}
@@ -218,10 +234,10 @@ func printReportSummary(w io.Writer, r *huntResult) {
 		if !inc.Impact.EvidenceComplete {
 			ev = "evidence INCOMPLETE"
 		}
-		fmt.Fprintf(w, "  %s %-8s %s: %d messages in %d mailboxes, %s; signals %s\n", inc.ID, inc.Severity, sanitize.Line(inc.Title),
+		fmt.Fprintf(w, "  %s %-8s score %3d %s: %d messages in %d mailboxes, %s; signals %s\n", inc.ID, inc.Severity, inc.Score, sanitize.Line(inc.Title),
 			inc.Impact.MessageCount, len(inc.Impact.Mailboxes), ev, sanitize.Line(strings.Join(inc.Signals, ",")))
 	}
-	fmt.Fprintf(w, "Read by intruders: %d messages in %d mailboxes", msgs, len(mbs))
+	fmt.Fprintf(w, "Read by intruders: %d messages in %d mailboxes", len(read), len(mbs))
 	if incomplete > 0 {
 		fmt.Fprintf(w, "; evidence incomplete for %d of %d incidents (Sync or throttled access: assume more was read)", incomplete, len(r.incidents))
 	}

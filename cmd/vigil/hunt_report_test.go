@@ -40,6 +40,9 @@ func TestHuntReportOnGroundTruth(t *testing.T) {
 	if !strings.Contains(out.String(), "report.html") {
 		t.Errorf("summary: %s", out.String())
 	}
+	if in, err := os.ReadFile(filepath.Join(dir, "inputs.txt")); err != nil || !strings.Contains(string(in), "ual.jsonl") {
+		t.Errorf("inputs.txt: %v %.300s", err, in)
+	}
 	if _, err := os.Stat(filepath.Join(state, stateFile)); err != nil {
 		t.Errorf("state not saved: %v", err)
 	}
@@ -150,7 +153,7 @@ func TestHuntReportBadConfig(t *testing.T) {
 	if err := fs.Parse([]string{"--config", bad}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := huntPipelineConfig(*cfg)
+	_, _, err := huntPipelineConfig(*cfg)
 	if err == nil || !strings.Contains(err.Error(), "learnin") {
 		t.Fatalf("misspelt key accepted: %v", err)
 	}

@@ -76,21 +76,26 @@ type TimelineEntry struct {
 
 // Incident is a group of alerts that together say one intrusion.
 type Incident struct {
-	ID          string          `json:"id"`
-	Tenant      string          `json:"tenant,omitempty"`
-	Severity    alert.Level     `json:"severity"`
-	Title       string          `json:"title"`
-	Signals     []string        `json:"signals"`
-	Actors      Actors          `json:"actors"`
-	Mailboxes   []string        `json:"mailboxes"` // mailboxes named by the alerts
-	FirstSeen   time.Time       `json:"first_seen"`
-	LastSeen    time.Time       `json:"last_seen"`
-	Raised      time.Time       `json:"raised"` // event time when the incident criterion was first met
-	Tags        []string        `json:"tags"`
-	AlertCount  int             `json:"alert_count"`
-	Timeline    []TimelineEntry `json:"timeline"`
-	Impact      Impact          `json:"impact"`
-	Alerts      []alert.Alert   `json:"-"`
+	ID         string          `json:"id"`
+	Tenant     string          `json:"tenant,omitempty"`
+	Severity   alert.Level     `json:"severity"`
+	Title      string          `json:"title"`
+	Signals    []string        `json:"signals"`
+	Actors     Actors          `json:"actors"`
+	Mailboxes  []string        `json:"mailboxes"` // mailboxes named by the alerts
+	FirstSeen  time.Time       `json:"first_seen"`
+	LastSeen   time.Time       `json:"last_seen"`
+	Raised     time.Time       `json:"raised"` // event time when the incident criterion was first met
+	Tags       []string        `json:"tags"`
+	AlertCount int             `json:"alert_count"`
+	Timeline   []TimelineEntry `json:"timeline"`
+	Impact     Impact          `json:"impact"`
+	// Score (0–100) weighs the signals; Reasons put each in words and
+	// Confidence says why they corroborate.
+	Score       int           `json:"score"`
+	Reasons     []Reason      `json:"reasons"`
+	Confidence  string        `json:"confidence"`
+	Alerts      []alert.Alert `json:"-"`
 	impactActor map[alert.Actor]bool
 }
 
@@ -392,6 +397,7 @@ func build(cfg Config, as []alert.Alert, members []int, broad map[alert.Actor]bo
 	}
 	inc.Severity = maxLevel
 	inc.Timeline = timeline(inc.Alerts, cfg.MaxTimeline)
+	explain(cfg, inc)
 	inc.Title = title(inc)
 	h := sha256.Sum256([]byte(inc.Tenant + "|" + as[members[0]].Key()))
 	inc.ID = "INC-" + hex.EncodeToString(h[:5])

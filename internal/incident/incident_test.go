@@ -1,6 +1,7 @@
 package incident
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,24 @@ func TestImpact(t *testing.T) {
 	Assess(incs, acc)
 	if incs[0].Impact.EvidenceComplete || len(incs[0].Impact.IncompleteReasons) != 1 {
 		t.Fatalf("throttle not reported: %+v", incs[0].Impact)
+	}
+}
+
+// An incident says in words why it is one: each signal's meaning and
+// innocent explanation, and a score that grows with corroboration.
+func TestIncidentExplainsItself(t *testing.T) {
+	one := Group(DefaultConfig(), []alert.Alert{al(0, "D1", "high", "vip@x", tokA)})
+	two := Group(DefaultConfig(), []alert.Alert{al(0, "D1", "high", "vip@x", tokA), al(time.Minute, "D4", "high", "vip@x", tokA)})
+	if len(one) != 1 || len(two) != 1 {
+		t.Fatalf("%d and %d incidents", len(one), len(two))
+	}
+	if two[0].Score <= one[0].Score {
+		t.Errorf("corroborated score %d, single %d", two[0].Score, one[0].Score)
+	}
+	if len(two[0].Reasons) != 2 || two[0].Reasons[0].Signal != "D1" || two[0].Reasons[0].Means == "" || two[0].Reasons[1].Benign == "" {
+		t.Errorf("reasons %+v", two[0].Reasons)
+	}
+	if !strings.Contains(two[0].Confidence, "2 independent signals") || !strings.Contains(one[0].Confidence, "One high-fidelity signal") {
+		t.Errorf("confidence %q / %q", two[0].Confidence, one[0].Confidence)
 	}
 }

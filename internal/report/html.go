@@ -103,6 +103,113 @@ type htmlPage struct {
 	Mailboxes   int
 	Incomplete  int
 	MaxMessages int
+	Inputs      Inputs
+	FileList    []string
+	MoreFiles   int
+	Baseline    string
+	Version     string
+	Generated   string
+	Outside     []ruleGroup
+	UrgentOut   int // high or critical detections outside incidents
+}
+
+// ruleGroup is one rule's detections outside incidents: who, what, when.
+type ruleGroup struct {
+	Signal, Title string
+	Level         alert.Level
+	Count         int
+	Users         []string
+	MoreUsers     int
+	First, Last   time.Time
+	Values        []string // the most frequent key values
+	Rows          []alert.Alert
+}
+
+// maxOutsideRows is the rows shown per rule outside incidents.
+const maxOutsideRows = 20
+
+// keyFields are the values that say who did it, shown per rule.
+var keyFields = []string{"src_ip", "client_app_id", "app_id", "user_agent", "asn", "country", "network_kind", "mailboxes", "query"}
+
+func outside(as []alert.Alert, incs []*incident.Incident) ([]ruleGroup, int) {
+	in := map[string]bool{}
+	for _, inc := range incs {
+		for i := range inc.Alerts {
+			in[inc.Alerts[i].Key()] = true
+		}
+	}
+	groups := map[string]*ruleGroup{}
+	users := map[string]map[string]bool{}
+	values := map[string]map[string]int{}
+	urgent := 0
+	for i := range as {
+		a := &as[i]
+		if in[a.Key()] || a.Posture {
+			continue
+		}
+		if a.Level >= alert.High {
+			urgent++
+		}
+		g := groups[a.Signal]
+		if g == nil {
+			g = &ruleGroup{Signal: a.Signal, Title: a.Title, Level: a.Level, First: a.Time, Last: a.Time}
+			groups[a.Signal] = g
+			users[a.Signal], values[a.Signal] = map[string]bool{}, map[string]int{}
+		}
+		g.Count++
+		g.Level = max(g.Level, a.Level)
+		if a.Time.Before(g.First) {
+			g.First = a.Time
+		}
+		if a.Time.After(g.Last) {
+			g.Last = a.Time
+		}
+		u := a.User
+		if u == "" {
+			u = a.Mailbox
+		}
+		if u != "" {
+			users[a.Signal][u] = true
+		}
+		if a.IP != "" {
+			values[a.Signal]["ip="+a.IP]++
+		}
+		for _, k := range keyFields {
+			if v := a.Fields[k]; v != "" {
+				values[a.Signal][k+"="+v]++
+			}
+		}
+		if len(g.Rows) < maxOutsideRows {
+			g.Rows = append(g.Rows, *a)
+		}
+	}
+	var out []ruleGroup
+	for sig, g := range groups {
+		us := slices.Sorted(maps.Keys(users[sig]))
+		if len(us) > 10 {
+			g.MoreUsers, us = len(us)-10, us[:10]
+		}
+		g.Users = us
+		vs := slices.Collect(maps.Keys(values[sig]))
+		sort.Slice(vs, func(i, j int) bool {
+			a, b := values[sig][vs[i]], values[sig][vs[j]]
+			return a > b || a == b && vs[i] < vs[j]
+		})
+		for i, v := range vs {
+			if i == 8 {
+				break
+			}
+			g.Values = append(g.Values, v+" ("+strconv.Itoa(values[sig][v])+")")
+		}
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Level != out[j].Level {
+			return out[i].Level > out[j].Level
+		}
+		return out[i].Signal < out[j].Signal
+	})
+	return out, urgent
 }
 
 var signalNames = map[string]string{
@@ -113,7 +220,26 @@ var signalNames = map[string]string{
 
 // WriteHTML renders the self-contained report page.
 func WriteHTML(w io.Writer, r *Report) error {
-	p := htmlPage{Title: r.Title, Events: r.Events, AlertCount: len(r.Alerts), MaxMessages: MaxMessagesShown}
+	p := htmlPage{Title: r.Title, Events: r.Events, AlertCount: len(r.Alerts), MaxMessages: MaxMessagesShown, Inputs: r.Inputs, Version: r.Version}
+	if p.Version == "" {
+		p.Version = "dev"
+	}
+	if !r.Generated.IsZero() {
+		p.Generated = fmtTime(r.Generated)
+	}
+	p.FileList = r.Inputs.Files
+	if len(p.FileList) > 50 {
+		p.MoreFiles, p.FileList = len(p.FileList)-50, p.FileList[:50]
+	}
+	if r.Learning > 0 && !r.From.IsZero() {
+		end := r.From.Add(r.Learning)
+		p.Baseline = "The behaviours learn each tenant's apps, networks and read volumes from its first " + humanDur(r.Learning) + " of events: " +
+			"D2 (apps new to the tenant or a mailbox), D4 (networks new to a user), D3 (read volume) and D7 (script clients) were not judged before " + fmtTime(end) + "."
+		if !end.Before(r.To) {
+			p.Baseline += " The input ends before that: only D1, D8, D9 and D11 and the Sigma rules judged it."
+		}
+	}
+	p.Outside, p.UrgentOut = outside(r.Alerts, r.Incidents)
 	if p.Title == "" {
 		p.Title = "vigil hunt report"
 	}
@@ -145,9 +271,12 @@ func WriteHTML(w io.Writer, r *Report) error {
 		p.Posture = p.Posture[:50]
 	}
 	mbs := map[string]bool{}
+	msgs := map[string]bool{} // a message two incidents read counts once
 	var actorTimes []time.Time
 	for _, inc := range r.Incidents {
-		p.Messages += inc.Impact.MessageCount
+		for _, rd := range inc.Impact.Reads {
+			msgs[rd.Mailbox+"\x00"+rd.MessageID] = true
+		}
 		for _, m := range inc.Impact.Mailboxes {
 			mbs[m] = true
 		}
@@ -158,6 +287,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 		p.Incidents = append(p.Incidents, newHTMLIncident(inc, r.DescribeIP))
 	}
 	p.Mailboxes = len(mbs)
+	p.Messages = len(msgs)
 	p.Overview = overviewChart(&r.Reads, actorTimes, r.From, r.To)
 	return pageTmpl.Execute(w, &p)
 }

@@ -52,7 +52,7 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 <body>
 <header>
 <h1>{{.Title}}</h1>
-<div class="sub">{{if .From}}Events from {{.From}} to {{.To}} · {{end}}{{.Events}} events examined · {{.AlertCount}} detections · {{len .Incidents}} incidents</div>
+<div class="sub">{{if .From}}Events from {{.From}} to {{.To}} · {{end}}{{.Events}} events examined · {{.AlertCount}} detections · {{len .Incidents}} incidents · vigil {{.Version}}{{if .Generated}}, generated {{.Generated}}{{end}}</div>
 </header>
 <main>
 <div class="cards">
@@ -66,6 +66,15 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 {{if .Overview}}<h2>Mail reads over time</h2>
 <div class="panel">{{.Overview}}</div>{{end}}
 
+<h2>Inputs</h2>
+<div class="panel">
+<p>{{len .Inputs.Files}} files, {{.Inputs.Records}} records, {{.Events}} events{{if .From}}, event time {{.From}} to {{.To}}{{end}}.
+{{if .Inputs.Quarantined}}<b>{{.Inputs.Quarantined}} records quarantined</b> (could not be decoded{{range $k, $v := .Inputs.Reasons}}; {{$k}}: {{$v}}{{end}}): written to <code>{{.Inputs.QuarantineFile}}</code>, copied to <code>quarantine.jsonl</code> beside this report.{{else}}No record was quarantined.{{end}}
+{{if .Inputs.Late}}{{.Inputs.Late}} events arrived behind the reordering window and were judged out of order.{{end}}</p>
+{{if .Baseline}}<p>{{.Baseline}}</p>{{end}}
+{{if .FileList}}<details><summary>Files read (also in inputs.txt)</summary><ul class="mono">{{range .FileList}}<li>{{.}}</li>{{end}}</ul>{{with .MoreFiles}}<p class="muted">… and {{.}} more in inputs.txt</p>{{end}}</details>{{end}}
+</div>
+
 <h2>Detections by signal</h2>
 <div class="panel">
 {{if .BySignal}}<table><tr><th>Signal</th><th>What</th><th class="num">Count</th></tr>
@@ -76,7 +85,7 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 </div>
 
 <h2>Incidents</h2>
-{{if not .Incidents}}<div class="panel ok">No incidents: no detection met the incident criterion (a token or session no sign-in issued, or two different signals on one mailbox within the window).</div>{{end}}
+{{if not .Incidents}}{{if .UrgentOut}}<div class="panel warn">No incidents, but <b>{{.UrgentOut}} high or critical detections</b> outside incidents need review (see "Detections outside incidents").</div>{{else}}<div class="panel ok">No incidents: no detection met the incident criterion (a token or session no sign-in issued with something else unfamiliar, or two different signals on one mailbox within the window).</div>{{end}}{{end}}
 {{range .Incidents}}
 <section class="panel inc" id="{{.ID}}">
 <h2><span class="badge {{.Severity}}">{{.Severity}}</span> <span class="incid">{{.ID}}</span> <span class="muted">{{.Title}}</span></h2>
@@ -84,6 +93,7 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 <div>First seen</div><div>{{t .FirstSeen}}</div>
 <div>Last seen</div><div>{{t .LastSeen}}</div>
 <div>Raised (event time)</div><div>{{t .Raised}}</div>
+<div>Score</div><div><b>{{.Score}}</b> / 100</div>
 <div>Signals</div><div>{{range $i, $s := .Signals}}{{if $i}}, {{end}}{{sig $s}}{{end}}</div>
 <div>ATT&amp;CK</div><div>{{join .Tags ", "}}</div>
 <div>Mailboxes alerted</div><div>{{template "ids" .Mailboxes}}</div>
@@ -94,6 +104,12 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 {{if .Tokens}}<div>Tokens</div><div>{{template "ids" .Tokens}}{{with .MoreTokens}} … and {{.}} more{{end}}</div>{{end}}
 {{if .Users}}<div>Accounts</div><div>{{template "ids" .Users}}</div>{{end}}
 </div>
+
+<h3>Why this is an incident</h3>
+<p>{{.Confidence}}</p>
+<table><tr><th>Signal</th><th>Level</th><th class="num">Alerts</th><th>Seen</th><th>What it means</th><th>What would make it benign</th><th class="num">Points</th></tr>
+{{range .Reasons}}<tr><td><code>{{.Signal}}</code></td><td><span class="badge {{.Level}}">{{.Level}}</span></td><td class="num">{{.Count}}</td><td>{{.Evidence}}</td><td>{{.Means}}{{if not .Counts}} <span class="muted">(context only)</span>{{end}}</td><td>{{.Benign}}</td><td class="num">{{.Points}}</td></tr>
+{{end}}</table>
 
 <h3>Impact</h3>
 {{with .Impact}}
@@ -118,12 +134,24 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 </section>
 {{end}}
 
+{{if .Outside}}<h2>Detections outside incidents</h2>
+{{range .Outside}}<section class="panel">
+<h3><span class="badge {{.Level}}">{{.Level}}</span> <code>{{.Signal}}</code> {{.Title}} <span class="muted">— {{.Count}} detections, {{t .First}} to {{t .Last}}</span></h3>
+<div class="kv">
+<div>Users / mailboxes</div><div>{{join .Users ", "}}{{with .MoreUsers}} … and {{.}} more{{end}}</div>
+{{if .Values}}<div>Key values</div><div class="mono">{{join .Values ", "}}</div>{{end}}
+</div>
+<table><tr><th>Time</th><th>Level</th><th>User</th><th>Mailbox</th><th>What</th><th>IP</th><th>Record</th></tr>
+{{range .Rows}}<tr><td>{{t .Time}}</td><td>{{.Level}}</td><td>{{.User}}</td><td>{{.Mailbox}}</td><td>{{.Title}}</td><td class="mono">{{if .IP}}{{.IP}}{{else}}{{index .Fields "src_ip"}}{{end}}</td><td class="mono">{{.RecordID}}</td></tr>
+{{end}}</table>{{if gt .Count (len .Rows)}}<p class="muted">First {{len .Rows}} of {{.Count}}; every detection is in detections.jsonl.</p>{{end}}
+</section>{{end}}{{end}}
+
 {{if .Posture}}<h2>Logging coverage and posture</h2>
 <div class="panel"><table><tr><th>Time</th><th>Level</th><th>What</th><th>Mailbox / source</th></tr>
 {{range .Posture}}<tr><td>{{t .Time}}</td><td><span class="badge {{.Level}}">{{.Level}}</span></td><td>{{.Title}}</td><td>{{if .Mailbox}}{{.Mailbox}}{{else}}{{.Source}}{{end}}</td></tr>
 {{end}}</table></div>{{end}}
 </main>
-<footer>Generated by vigil. Detections: detections.jsonl · incidents and impact: incidents.json · one row per message read: impact.csv.</footer>
+<footer>Generated by vigil {{.Version}}{{if .Generated}} at {{.Generated}}{{end}}. Inputs: inputs.txt{{if .Inputs.Quarantined}} · quarantined records: quarantine.jsonl{{end}} · detections: detections.jsonl · incidents and impact: incidents.json · one row per message read: impact.csv.</footer>
 </body>
 </html>
 {{define "ids"}}{{range $i, $v := .}}{{if $i}}, {{end}}<span class="id"><code>{{$v.Value}}</code>{{with $v.Note}} <span class="muted">{{.}}</span>{{end}}</span>{{end}}{{end}}

@@ -31,6 +31,22 @@ type Report struct {
 	// DescribeIP, if set, names an address's network for people
 	// ("AS64500 Example Hosting · NL · hosting"); "" when unknown.
 	DescribeIP func(ip string) string
+	Inputs     Inputs
+	// Learning is the behaviours' baseline period: D2 and D4 judge
+	// nothing before From+Learning.
+	Learning  time.Duration
+	Version   string
+	Generated time.Time
+}
+
+// Inputs say what a report was made from.
+type Inputs struct {
+	Files          []string
+	Records        int64
+	Quarantined    int64
+	Reasons        map[string]int64 // quarantined records by reason
+	QuarantineFile string           // where the run wrote them ("" if none)
+	Late           int64            // events behind the reordering window
 }
 
 // File names written by Write.
@@ -39,6 +55,8 @@ const (
 	IncidentsFile  = "incidents.json"
 	ImpactFile     = "impact.csv"
 	HTMLFile       = "report.html"
+	InputsFile     = "inputs.txt"
+	QuarantineFile = "quarantine.jsonl"
 )
 
 // Write writes the four report files into dir, creating it.
@@ -54,6 +72,13 @@ func Write(dir string, r *Report) error {
 		{IncidentsFile, func(w io.Writer) error { return WriteIncidents(w, r.Incidents) }},
 		{ImpactFile, func(w io.Writer) error { return WriteImpactCSV(w, r.Incidents) }},
 		{HTMLFile, func(w io.Writer) error { return WriteHTML(w, r) }},
+		{InputsFile, func(w io.Writer) error { return writeInputs(w, r) }},
+	}
+	if q := r.Inputs.QuarantineFile; q != "" && r.Inputs.Quarantined > 0 {
+		files = append(files, struct {
+			name string
+			fn   func(io.Writer) error
+		}{QuarantineFile, func(w io.Writer) error { return copyFile(w, q) }})
 	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(dir, f.name), f.fn); err != nil {
@@ -61,6 +86,31 @@ func Write(dir string, r *Report) error {
 		}
 	}
 	return nil
+}
+
+// writeInputs lists the files read, one a line, after a summary.
+func writeInputs(w io.Writer, r *Report) error {
+	in := r.Inputs
+	fmt.Fprintf(w, "# vigil %s, generated %s\n", r.Version, r.Generated.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "# %d files, %d records, %d events, %d quarantined", len(in.Files), in.Records, r.Events, in.Quarantined)
+	if in.Quarantined > 0 {
+		fmt.Fprintf(w, " (%s, copied to %s)", in.QuarantineFile, QuarantineFile)
+	}
+	fmt.Fprintf(w, "\n# event time %s to %s\n", r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339))
+	for _, f := range in.Files {
+		fmt.Fprintln(w, f)
+	}
+	return nil
+}
+
+func copyFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 func writeFile(path string, fn func(io.Writer) error) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,4 +280,73 @@ func hist(ts []time.Time) *incident.Histogram {
 		h.Add(t)
 	}
 	return &h
+}
+
+// Detections no incident took are shown with who, what and when, and a
+// green "no incidents" box never sits above high detections.
+func TestDetectionsOutsideIncidents(t *testing.T) {
+	var as []alert.Alert
+	for i := range 30 {
+		as = append(as, alert.Alert{Time: t0.Add(time.Duration(i) * time.Minute), Signal: "D4", Title: "Mail read from a hosting network", Level: alert.High,
+			Tenant: "t", User: fmt.Sprintf("u%d@x", i%3), Mailbox: fmt.Sprintf("u%d@x", i%3), RecordIDs: []string{fmt.Sprintf("rec-%d", i)},
+			Fields: map[string]string{"src_ip": "198.18.9.9", "asn": "16276"}})
+	}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, &Report{Alerts: as, Events: 100}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{"Detections outside incidents", "30 detections", "u0@x, u1@x, u2@x", "src_ip=198.18.9.9 (30)", "rec-19", "First 20 of 30", "30 high or critical detections"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "rec-20") {
+		t.Error("more than 20 rows shown for one rule")
+	}
+	if strings.Contains(page, `class="panel ok">No incidents`) {
+		t.Error("green no-incidents box above high detections")
+	}
+}
+
+// The report says what it was made from, and copies the quarantine.
+func TestReportStatesInputs(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, "q.jsonl")
+	os.WriteFile(q, []byte(`{"file":"a.json","reason":"bad"}`+"\n"), 0o600)
+	r := sample(t)
+	r.Inputs = Inputs{Files: []string{"exports/a.json", "exports/b.csv"}, Records: 12, Quarantined: 1, Reasons: map[string]int64{"json": 1}, QuarantineFile: q}
+	r.Learning, r.Version, r.Generated = 7*24*time.Hour, "1.2.3", t0.Add(48*time.Hour)
+	out := filepath.Join(dir, "report")
+	if err := Write(out, r); err != nil {
+		t.Fatal(err)
+	}
+	page := readFile(t, filepath.Join(out, HTMLFile))
+	for _, want := range []string{"2 files, 12 records", "1 records quarantined", "q.jsonl", "vigil 1.2.3", "generated 2026-03-18", "not judged before 2026-03-23", "exports/b.csv"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if got := readFile(t, filepath.Join(out, QuarantineFile)); !strings.Contains(got, `"reason":"bad"`) {
+		t.Errorf("quarantine copy: %q", got)
+	}
+	if got := readFile(t, filepath.Join(out, InputsFile)); !strings.Contains(got, "exports/a.json\nexports/b.csv\n") {
+		t.Errorf("inputs.txt: %q", got)
+	}
+}
+
+// Two incidents that read the same message count it once in the totals.
+func TestTotalsCountUniqueMessages(t *testing.T) {
+	r := sample(t)
+	dup := *r.Incidents[0]
+	dup.ID = "INC-other"
+	r.Incidents = append(r.Incidents, &dup)
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	want := r.Incidents[0].Impact.MessageCount
+	if !strings.Contains(buf.String(), fmt.Sprintf(`<div class="n">%d</div><div class="l">Messages read</div>`, want)) {
+		t.Errorf("messages card does not show %d unique messages", want)
+	}
 }
