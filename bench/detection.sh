@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Detection-quality benchmark: simulates tenants of several sizes and
 # seeds, each with every campaign (forged-token, token-replay,
-# consent-phish, password-spray) and every benign confounder, runs vigil's
-# behaviours and incident grouping over the decoded logs and scores them
-# against the simulator's ground truth: per campaign incident-level recall,
-# alert latency in event time, impact accuracy (messages found against
-# messages read) and agreement of the evidence-completeness flag; overall
-# incident precision. Then runs over the real samples in ../shared/data
-# and counts the alerts they raise.
+# consent-phish, password-spray) and every benign confounder, runs them
+# through the detection pipeline (internal/detect: ordering, behaviours,
+# incidents, impact), as hunt --report does, and scores them against the
+# simulator's ground truth: per campaign recall, precision (incidents that
+# match only that campaign), incidents per intrusion (target 1), message
+# recall and precision, alert latency in event time and agreement of the
+# evidence-completeness flag; overall incident precision and the peak RSS.
+# Then runs over the real samples in ../shared/data and counts the alerts
+# they raise.
 #
 # Usage: bench/detection.sh [SEEDS] [USERS] [DAYS]   e.g. bench/detection.sh 1,2,3 50,200 21
 set -euo pipefail

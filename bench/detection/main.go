@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -78,6 +79,8 @@ func ints(s string) ([]int, error) {
 // campaignScore accumulates one campaign's results over all runs.
 type campaignScore struct {
 	runs, detected   int
+	incidents        int // incidents matching the campaign
+	exclusive        int // of which match no other campaign
 	latencies        []time.Duration
 	truthMsgs, found int
 	extraMsgs        int
@@ -149,6 +152,12 @@ func run(ctx context.Context, out io.Writer, seedList, sizeList string, days int
 					}
 				} else {
 					sc.detected++
+					sc.incidents += len(incs)
+					for _, inc := range incs {
+						if len(matchCampaigns(inc, truth)) == 1 {
+							sc.exclusive++
+						}
+					}
 					first := incs[0].Raised
 					for _, inc := range incs {
 						if inc.Raised.Before(first) {
@@ -202,7 +211,7 @@ func run(ctx context.Context, out io.Writer, seedList, sizeList string, days int
 	fmt.Fprintf(out, "Detection quality: %d runs (users %s × seeds %s, %d days, every campaign with every confounder), %d events in %.1fs of detection (%.0f events/s)\n\n",
 		runs, sizeList, seedList, days, events, elapsed.Seconds(), float64(events)/elapsed.Seconds())
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "campaign\trecall\tlatency median\tlatency max\tmessages found/truth\textra messages\timpact exact\tevidence flag agrees\t")
+	fmt.Fprintln(tw, "campaign\trecall\tprecision\tincidents/intrusion\tmessage recall\tmessage precision\tlatency median\tlatency max\tmessages found/truth\textra messages\timpact exact\tevidence flag agrees\t")
 	for _, c := range campaigns {
 		sc := scores[c]
 		med, mx := "-", "-"
@@ -210,15 +219,32 @@ func run(ctx context.Context, out io.Writer, seedList, sizeList string, days int
 			sort.Slice(sc.latencies, func(i, j int) bool { return sc.latencies[i] < sc.latencies[j] })
 			med, mx = sc.latencies[len(sc.latencies)/2].Round(time.Minute).String(), sc.latencies[len(sc.latencies)-1].Round(time.Minute).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d (%.0f%%)\t%s\t%s\t%d/%d\t%d\t%d/%d\t%d/%d\t\n", c, sc.detected, sc.runs, pct(sc.detected, sc.runs), med, mx,
+		perIntrusion := "-"
+		if sc.detected > 0 {
+			perIntrusion = fmt.Sprintf("%.2f", float64(sc.incidents)/float64(sc.detected))
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d (%.0f%%)\t%.2f\t%s\t%.3f\t%.3f\t%s\t%s\t%d/%d\t%d\t%d/%d\t%d/%d\t\n", c, sc.detected, sc.runs, pct(sc.detected, sc.runs),
+			ratio(sc.exclusive, sc.incidents), perIntrusion, ratio(sc.found, sc.truthMsgs), ratio(sc.found, sc.found+sc.extraMsgs), med, mx,
 			sc.found, sc.truthMsgs, sc.extraMsgs, sc.exactRuns, sc.runs, sc.evidenceAgree, sc.evidenceRuns)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\nincidents: %d, matching a campaign: %d, false positives: %d, precision %.1f%%\n", totalInc, totalInc-fpInc, fpInc, pct(totalInc-fpInc, totalInc))
+	fmt.Fprintf(out, "\nincidents: %d, matching a campaign: %d, false positives: %d, incident precision %.3f\n", totalInc, totalInc-fpInc, fpInc, ratio(totalInc-fpInc, totalInc))
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		fmt.Fprintf(out, "peak RSS of the run (simulation and detection): %.0f MB\n", float64(ru.Maxrss)/1024)
+	}
 	if shared != "" {
 		return realData(ctx, out, shared)
 	}
 	return nil
+}
+
+// ratio is a/b, 1 when there is nothing to count (no misses possible).
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 1
+	}
+	return float64(a) / float64(b)
 }
 
 func pct(a, b int) float64 {
