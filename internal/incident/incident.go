@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
@@ -176,6 +177,43 @@ func Group(cfg Config, alerts []alert.Alert) []*Incident {
 		}
 		if !named {
 			anonymous = append(anonymous, i)
+		}
+	}
+	// A forged token claims whatever app id it likes and the attacker
+	// rotates addresses and tokens across days: what stays is the client
+	// they claim, the client string they send and the mailbox they come
+	// back to. Alerts that count and share all three chain too (linking
+	// only: a common client never defines impact); the same common client
+	// on two mailboxes links nothing, so two intruders who both use a
+	// browser stay two. A fingerprint in so many users' alerts that it
+	// says nothing links nothing.
+	fpUsers := map[string]map[string]bool{}
+	fps := make([]string, len(as))
+	for i := range as {
+		a := &as[i]
+		if !cfg.counts(a) {
+			continue
+		}
+		app := a.Fields["client_app_id"]
+		if app == "" {
+			app = a.Fields["app_id"]
+		}
+		ua := a.Fields["user_agent"]
+		if app == "" || ua == "" {
+			continue
+		}
+		fp := a.Tenant + "|fingerprint:" + strings.ToLower(app) + "|" + ua
+		fps[i] = fp + "|" + a.Mailbox
+		m := fpUsers[fp]
+		if m == nil {
+			m = map[string]bool{}
+			fpUsers[fps[i]] = m
+		}
+		m[a.Mailbox] = true
+	}
+	for i, k := range fps {
+		if k != "" && as[i].Mailbox != "" && (cfg.BroadActorUsers <= 0 || len(fpUsers[strings.TrimSuffix(k, "|"+as[i].Mailbox)]) <= cfg.BroadActorUsers) {
+			byKey[k] = append(byKey[k], i)
 		}
 	}
 	keys := make([]string, 0, len(byKey))

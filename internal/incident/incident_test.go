@@ -1,6 +1,7 @@
 package incident
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,29 @@ func TestIncidentExplainsItself(t *testing.T) {
 	}
 	if !strings.Contains(two[0].Confidence, "2 independent signals") || !strings.Contains(one[0].Confidence, "One high-fidelity signal") {
 		t.Errorf("confidence %q / %q", two[0].Confidence, one[0].Confidence)
+	}
+}
+
+// An attacker who rotates addresses and tokens every day but claims the
+// same client and client string stays one incident; another actor on the
+// same mailbox with another client stays another.
+func TestRotatingAttackerIsOneIncident(t *testing.T) {
+	fp := func(a alert.Alert, app, ua string) alert.Alert {
+		a.Fields = map[string]string{"client_app_id": app, "user_agent": ua}
+		return a
+	}
+	const outlook, rpc = "d3590ed6-52b3-4102-aeff-aad2292ab01c", "Client=MSExchangeRPC"
+	var as []alert.Alert
+	for d := range 4 {
+		tok := alert.Actor{Kind: alert.ActorToken, Value: fmt.Sprintf("forged-%d", d)}
+		ip := alert.Actor{Kind: alert.ActorIP, Value: fmt.Sprintf("198.18.9.%d", d)}
+		as = append(as, fp(al(time.Duration(d)*20*time.Hour, "D1", "high", "vip@x", tok, ip), outlook, rpc))
+	}
+	if got := Group(DefaultConfig(), as); len(got) != 1 {
+		t.Fatalf("rotating attacker: %d incidents, want 1", len(got))
+	}
+	other := fp(al(30*time.Hour, "D1", "high", "vip@x", alert.Actor{Kind: alert.ActorToken, Value: "B"}), outlook, "python-requests/2.31")
+	if got := Group(DefaultConfig(), append(as, other)); len(got) != 2 {
+		t.Fatalf("two actors on one mailbox: %d incidents, want 2", len(got))
 	}
 }

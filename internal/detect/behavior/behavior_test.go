@@ -62,6 +62,12 @@ func TestD1OrphanToken(t *testing.T) {
 			e.Process(signin{at: at.Add(-time.Hour), user: users[0], ip: "198.18.0.10", asn: 7922, token: "t-home", session: "stolen"}.event(t))
 			e.Process(access{at: at, user: users[0], ip: "198.18.1.7", token: "t-other", session: "stolen", id: "f1"}.event(t))
 		}, 1, "medium"},
+		{"session roaming to the user's own office network", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(signin{at: at.Add(-72 * time.Hour), user: users[0], ip: "198.18.10.5", asn: 64500, token: "t-office", session: "s-office"}.event(t))
+			e.Process(signin{at: at.Add(-2 * time.Hour), user: users[0], ip: "198.18.10.5", asn: 64500, token: "t-office2", session: "s-office2"}.event(t))
+			e.Process(signin{at: at.Add(-time.Hour), user: users[0], ip: "198.18.0.10", asn: 7922, token: "t-home", session: "roam"}.event(t))
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.10.5", token: "t-other", session: "roam", id: "f1"}.event(t))
+		}, 1, "low"},
 		{"no ids to join", func(t *testing.T, e *Engine, at time.Time) {
 			e.Process(access{at: at, user: users[0], ip: "198.18.0.10", id: "f1"}.event(t))
 		}, 0, ""},

@@ -620,7 +620,18 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 			return
 		}
 	}
-	a := e.base(p, "D1", "Mail read with a "+how+" issued to another network (AS"+strconv.FormatUint(uint64(matched[0].ASN), 10)+", used from AS"+strconv.FormatUint(uint64(info.ASN), 10)+")", alert.Medium)
+	title := "Mail read with a " + how + " issued to another network (AS" + strconv.FormatUint(uint64(matched[0].ASN), 10) + ", used from AS" + strconv.FormatUint(uint64(info.ASN), 10) + ")"
+	// A session that moves between the user's own networks (office,
+	// VPN egress, home) is roaming, not replay.
+	why := e.corroboration(ten, p)
+	if len(why) == 0 {
+		a := e.base(p, "D1", title+"; the network is familiar", alert.Low)
+		e.idActors(&a, p)
+		e.raise(a)
+		return
+	}
+	a := e.base(p, "D1", title, alert.Medium)
+	a.Set("corroboration", strings.Join(why, "; "))
 	e.idActors(&a, p)
 	a.AddActor(alert.ActorIP, p.IP)
 	a.Fields["signin_ip"] = matched[0].IP
