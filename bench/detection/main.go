@@ -105,7 +105,7 @@ func run(ctx context.Context, out io.Writer, seedList, sizeList string, days int
 		}
 		defer os.RemoveAll(work)
 	}
-	campaigns := []string{simulate.CampaignForgedToken, simulate.CampaignTokenReplay, simulate.CampaignConsentPhish, simulate.CampaignPasswordSpray}
+	campaigns := simulate.CampaignNames
 	scores := map[string]*campaignScore{}
 	for _, c := range campaigns {
 		scores[c] = &campaignScore{}

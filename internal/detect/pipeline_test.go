@@ -24,7 +24,7 @@ func scenario(t *testing.T) (string, *simulate.Truth) {
 	t.Helper()
 	dir := t.TempDir()
 	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 25, Days: 12, Seed: 5,
-		Campaigns:   []string{simulate.CampaignForgedToken, simulate.CampaignTokenReplay, simulate.CampaignConsentPhish, simulate.CampaignPasswordSpray},
+		Campaigns:   simulate.CampaignNames,
 		Confounders: simulate.ConfounderNames}, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +94,8 @@ func detectFiles(t *testing.T, dir string, paths []string, runEvents int) (outco
 func TestOrderDoesNotMatter(t *testing.T) {
 	dir, truth := scenario(t)
 	asIs, res := detectFiles(t, dir, rewrite(t, dir, t.TempDir(), func([][]byte) {}), DefaultRunEvents)
-	if len(res.Incidents) != len(truth.Campaigns) {
-		t.Fatalf("%d incidents for %d campaigns", len(res.Incidents), len(truth.Campaigns))
+	if len(res.Incidents) < len(truth.Campaigns) {
+		t.Fatalf("%d incidents for %d campaigns: too little to compare", len(res.Incidents), len(truth.Campaigns))
 	}
 	msgs := 0
 	for _, inc := range res.Incidents {
@@ -114,6 +114,7 @@ func TestOrderDoesNotMatter(t *testing.T) {
 		{"shuffled", func(l [][]byte) { rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] }) }, DefaultRunEvents},
 		{"shuffled, spilled in runs of 997", func(l [][]byte) { rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] }) }, 997},
 		{"reversed, spilled in runs of 5000", slices.Reverse[[][]byte], 5000},
+		{"shuffled, spilled in runs of 211 (merged in rounds)", func(l [][]byte) { rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] }) }, 211},
 	}
 	for _, c := range cases {
 		got, _ := detectFiles(t, dir, rewrite(t, dir, t.TempDir(), c.perm), c.run)

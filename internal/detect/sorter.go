@@ -19,6 +19,11 @@ import (
 // spills them, sorted, to a run file.
 const DefaultRunEvents = 25000
 
+// maxFanIn bounds the runs merged at once: more runs are first merged,
+// record by record and without decoding, into longer ones, so the merge's
+// buffers do not grow with the input.
+const maxFanIn = 32
+
 // Decoder turns a record's verbatim bytes back into its events
 // (source.Decoder does).
 type Decoder interface {
@@ -126,11 +131,19 @@ func (s *Sorter) Replay(ctx context.Context, fn func(*event.Event) error) error 
 			return err
 		}
 	}
+	for len(s.runs) > maxFanIn {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.mergeRuns(maxFanIn); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var h mergeHeap
 	for _, name := range s.runs {
-		r := &runReader{ch: make(chan runItem, 64)}
+		r := &runReader{ch: make(chan runItem, 16)}
 		go r.read(ctx, name, s.newDec())
 		if r.next() {
 			h = append(h, r)
@@ -162,6 +175,116 @@ func (s *Sorter) Replay(ctx context.Context, fn func(*event.Event) error) error 
 	return nil
 }
 
+// mergeRuns merges the first n runs into one, record by record.
+func (s *Sorter) mergeRuns(n int) error {
+	in := s.runs[:n]
+	f, err := os.CreateTemp(s.dir, "vigil-sort-*.run")
+	if err != nil {
+		return fmt.Errorf("sort: %w", err)
+	}
+	name := f.Name()
+	w := bufio.NewWriterSize(f, 1<<20)
+	var h rawHeap
+	var files []*os.File
+	defer func() {
+		for _, g := range files {
+			g.Close()
+		}
+	}()
+	for _, r := range in {
+		g, err := os.Open(r)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("sort: %w", err)
+		}
+		files = append(files, g)
+		rr := &rawRun{br: bufio.NewReaderSize(g, 64<<10), name: r}
+		if ok, err := rr.next(); err != nil {
+			f.Close()
+			return err
+		} else if ok {
+			h = append(h, rr)
+		}
+	}
+	heap.Init(&h)
+	var hdr []byte
+	for h.Len() > 0 {
+		rr := h[0]
+		hdr = binary.AppendUvarint(hdr[:0], uint64(len(rr.body)))
+		_, werr := w.Write(hdr)
+		if werr == nil {
+			_, werr = w.Write(rr.body)
+		}
+		if werr != nil {
+			f.Close()
+			return fmt.Errorf("sort: %w", werr)
+		}
+		ok, err := rr.next()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if ok {
+			heap.Fix(&h, 0)
+		} else {
+			heap.Pop(&h)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("sort: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("sort: %w", err)
+	}
+	for _, r := range in {
+		os.Remove(r)
+	}
+	s.runs = append(s.runs[n:], name)
+	return nil
+}
+
+// rawRun reads a run's records without decoding them.
+type rawRun struct {
+	br   *bufio.Reader
+	name string
+	body []byte
+	key  sortKey
+}
+
+func (r *rawRun) next() (bool, error) {
+	l, err := binary.ReadUvarint(r.br)
+	if errors.Is(err, io.EOF) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sort: %s: %w", r.name, err)
+	}
+	r.body = make([]byte, l)
+	if _, err := io.ReadFull(r.br, r.body); err != nil {
+		return false, fmt.Errorf("sort: %s: %w", r.name, err)
+	}
+	rec, err := parseRecord(r.body)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s", err, r.name)
+	}
+	r.key = rec.key
+	return true, nil
+}
+
+type rawHeap []*rawRun
+
+func (h rawHeap) Len() int           { return len(h) }
+func (h rawHeap) Less(i, j int) bool { return compareKey(h[i].key, h[j].key) < 0 }
+func (h rawHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *rawHeap) Push(x any)        { *h = append(*h, x.(*rawRun)) }
+func (h *rawHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
 // Close removes the run files (Replay does so itself).
 func (s *Sorter) Close() {
 	for _, name := range s.runs {
@@ -176,6 +299,8 @@ func (s *Sorter) Close() {
 func appendRecord(b []byte, ev *event.Event, k int) []byte {
 	body := binary.AppendVarint(nil, ev.Time.UnixNano())
 	body = appendString(body, ev.Source)
+	body = appendString(body, ev.RecordID)
+	body = appendString(body, ev.Operation)
 	body = appendString(body, ev.Origin.File)
 	body = binary.AppendVarint(body, int64(ev.Origin.Line))
 	body = binary.AppendVarint(body, ev.Origin.Offset)
@@ -192,8 +317,7 @@ func appendString(b []byte, s string) []byte {
 }
 
 type spilled struct {
-	time   time.Time
-	source string
+	key    sortKey
 	origin event.Origin
 	k      int
 	raw    []byte
@@ -226,8 +350,10 @@ func parseRecord(body []byte) (spilled, error) {
 		off += n + int(l)
 		return s
 	}
-	r.time = time.Unix(0, varint()).UTC()
-	r.source = string(str())
+	r.key.Time = time.Unix(0, varint()).UTC()
+	r.key.Source = string(str())
+	r.key.RecordID = string(str())
+	r.key.Op = string(str())
 	if off < 0 {
 		return r, errCorrupt
 	}
@@ -246,6 +372,7 @@ func parseRecord(body []byte) (spilled, error) {
 	if off < 0 {
 		return r, errCorrupt
 	}
+	r.key.Raw = r.raw
 	return r, nil
 }
 
@@ -291,7 +418,7 @@ func (r *runReader) read(ctx context.Context, name string, dec Decoder) {
 		return
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
+	br := bufio.NewReaderSize(f, 64<<10)
 	for {
 		l, err := binary.ReadUvarint(br)
 		if errors.Is(err, io.EOF) {
@@ -312,7 +439,7 @@ func (r *runReader) read(ctx context.Context, name string, dec Decoder) {
 			return
 		}
 		evs, err := dec.Decode(rec.raw, rec.origin)
-		if err == nil && (rec.k >= len(evs) || !evs[rec.k].Time.Equal(rec.time) || evs[rec.k].Source != rec.source) {
+		if err == nil && (rec.k >= len(evs) || compareKey(keyOf(evs[rec.k]), rec.key) != 0) {
 			err = errors.New("decodes differently when read again")
 		}
 		if err != nil {

@@ -37,6 +37,12 @@ func TestD1OrphanToken(t *testing.T) {
 		{"unlinked token, everything else familiar", func(t *testing.T, e *Engine, at time.Time) {
 			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.0.10", token: "refreshed", session: "unlinked-s", id: "f1"}.event(t))
 		}, 1, "low"},
+		// A user moved to a cloud PC: a hosting network nobody used, but
+		// the user signed in there with MFA this morning.
+		{"unlinked token from the user's new cloud PC", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(signin{at: at.Add(-3 * time.Hour), user: users[0], ip: "198.18.11.7", asn: 14061, token: "t-cpc", session: "s-cpc"}.event(t))
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.11.7", token: "refreshed", session: "unlinked-s", id: "f1"}.event(t))
+		}, 1, "low"},
 		{"unlinked token, familiar network, new client", func(t *testing.T, e *Engine, at time.Time) {
 			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "python-requests/2.31", ip: "198.18.0.10", token: "refreshed", session: "x", id: "f1"}.event(t))
 		}, 1, "high"},

@@ -462,8 +462,12 @@ func (e *Engine) mailAccess(ten *tenantState, ev *event.Event, acc *event.MailAc
 	}
 	mb := e.mailbox(ten, mbName)
 	if ua := p.UserAgent; ua != "" {
-		if f, ok := mb.ReadUAs[ua]; !ok && len(mb.ReadUAs) < maxReadUAs || ok && t.Before(f) {
+		f, ok := mb.ReadUAs[ua]
+		if !ok && len(mb.ReadUAs) < maxReadUAs || ok && t.Before(f) {
 			mb.ReadUAs[ua] = t
+		}
+		if !ok && ten.UAMailboxes[ua] < e.cfg.D4.PrevalentUsers && (ten.UAMailboxes[ua] > 0 || len(ten.UAMailboxes) < maxTenantUAs) {
+			ten.UAMailboxes[ua]++
 		}
 	}
 	e.sanctionedRead(ten, &p)
@@ -653,7 +657,11 @@ func (e *Engine) corroboration(ten *tenantState, p *pending) []string {
 	familiar := false
 	if p.IP != "" && u != nil {
 		s, ok := u.IPs[p.IP]
-		familiar = established(s, ok) || !u.OwnIPs[p.IP].Before(since)
+		// The user signed in from this very address within a session's
+		// lifetime (a new cloud PC, a new office): their network now,
+		// even before it is established.
+		current := ok && !s.First.After(p.Time) && !s.Last.Before(p.Time.Add(-c.D1.SessionLifetime.D()))
+		familiar = established(s, ok) || current || !u.OwnIPs[p.IP].Before(since)
 		if info.ASN != 0 {
 			s, ok := u.ASNs[info.ASN]
 			familiar = familiar || established(s, ok)
@@ -662,21 +670,25 @@ func (e *Engine) corroboration(ten *tenantState, p *pending) []string {
 	if info.ASN != 0 && len(ten.ASNUsers[info.ASN]) >= c.D4.PrevalentUsers {
 		familiar = true // the organisation's own egress
 	}
-	if !familiar {
+	// A record without a client address (UAL leaves it out now and then)
+	// says nothing either way about the network; nor does a network
+	// before the baseline has been learned.
+	learned := e.learned(ten, p.Time)
+	if !familiar && p.IP != "" && learned {
 		w := "a network the user never signed in from"
-		if p.IP == "" {
-			w = "no client address"
-		} else if info.ASN != 0 {
+		if info.ASN != 0 {
 			w += " (AS" + strconv.FormatUint(uint64(info.ASN), 10) + ")"
 		}
 		why = append(why, w)
 	}
-	if (info.Kind == "hosting" || info.Kind == "residential") && info.ASN != 0 && len(ten.ASNUsers[info.ASN]) == 0 {
+	if learned && (info.Kind == "hosting" || info.Kind == "residential") && info.ASN != 0 && len(ten.ASNUsers[info.ASN]) == 0 {
 		why = append(why, "a "+info.Kind+" range no one in the tenant signed in from")
 	}
 	if mb := ten.Mailboxes[p.Mailbox]; mb != nil && p.UserAgent != "" {
-		if first, ok := mb.ReadUAs[p.UserAgent]; ok && !first.Before(p.Time) && mb.N > 0 {
-			why = append(why, "a client new to the mailbox ("+p.UserAgent+")")
+		// New to the mailbox and to most of the tenant: a client roll-out
+		// brings one string to many mailboxes at once.
+		if first, ok := mb.ReadUAs[p.UserAgent]; ok && !first.Before(p.Time) && mb.N > 0 && ten.UAMailboxes[p.UserAgent] < c.D4.PrevalentUsers {
+			why = append(why, "a client new to the mailbox and to the tenant ("+p.UserAgent+")")
 		}
 	}
 	if p.Items >= c.D3.OperationCount {

@@ -45,6 +45,7 @@ type tenantState struct {
 	NewPairs    map[string]*newPair             // D2: pairs first seen after learning, for roll-out detection
 	Consents    map[string]consent              // app id → latest consent
 	Sanctioned  map[string]*sanction            // app id → admin grant of mail permissions
+	UAMailboxes map[string]int                  // D1: client string → mailboxes it read (counted up to prevalent_users)
 	Users       map[string]*userState           // by UPN
 	Mailboxes   map[string]*mailboxState        // by owner UPN
 	AppASNs     map[string]map[uint32]time.Time // D4: client/app key → ASN → first mail read
@@ -130,8 +131,12 @@ type search struct {
 	Query    string
 }
 
-// maxReadUAs caps the client strings remembered per mailbox.
-const maxReadUAs = 64
+// maxReadUAs caps the client strings remembered per mailbox, and
+// maxTenantUAs those counted per tenant.
+const (
+	maxReadUAs   = 64
+	maxTenantUAs = 4096
+)
 
 // pending is a mail access held for late sign-ins (D1, D4).
 type pending struct {
@@ -166,7 +171,7 @@ func newState() *state {
 func newTenant(t time.Time) *tenantState {
 	return &tenantState{
 		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
-		Consents: map[string]consent{}, Sanctioned: map[string]*sanction{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
+		Consents: map[string]consent{}, Sanctioned: map[string]*sanction{}, UAMailboxes: map[string]int{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
 		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
 		Sources: map[string]*sourceState{}, Multi: map[string][]multiRead{}, MultiAlert: map[string]time.Time{},
 	}
@@ -252,6 +257,9 @@ func (t *tenantState) fill() {
 	}
 	if t.Sanctioned == nil {
 		t.Sanctioned = n.Sanctioned
+	}
+	if t.UAMailboxes == nil {
+		t.UAMailboxes = n.UAMailboxes
 	}
 	if t.Users == nil {
 		t.Users = n.Users
