@@ -43,6 +43,13 @@ func TestD1OrphanToken(t *testing.T) {
 			e.Process(signin{at: at.Add(-3 * time.Hour), user: users[0], ip: "198.18.11.7", asn: 14061, token: "t-cpc", session: "s-cpc"}.event(t))
 			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.11.7", token: "refreshed", session: "unlinked-s", id: "f1"}.event(t))
 		}, 1, "low"},
+		// The VPN egress just moved: two colleagues signed in from the new
+		// network already; the user's refreshed token shows up there first.
+		{"unlinked token from the tenant's new egress", func(t *testing.T, e *Engine, at time.Time) {
+			e.Process(signin{at: at.Add(-2 * time.Hour), user: users[2], ip: "198.18.10.40", asn: 64500, token: "t-c", session: "s-c"}.event(t))
+			e.Process(signin{at: at.Add(-time.Hour), user: users[3], ip: "198.18.10.41", asn: 64500, token: "t-d", session: "s-d"}.event(t))
+			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "Client=MSExchangeRPC", ip: "198.18.10.42", token: "refreshed", session: "unlinked-s", id: "f1"}.event(t))
+		}, 1, "low"},
 		{"unlinked token, familiar network, new client", func(t *testing.T, e *Engine, at time.Time) {
 			e.Process(access{at: at, user: users[0], client: "d3590ed6-52b3-4102-aeff-aad2292ab01c", ua: "python-requests/2.31", ip: "198.18.0.10", token: "refreshed", session: "x", id: "f1"}.event(t))
 		}, 1, "high"},

@@ -642,6 +642,17 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 	e.raise(a)
 }
 
+// tenantNetworkUsers is how many other users of the tenant must have
+// signed in from a network for D1 to count it as the organisation's.
+const tenantNetworkUsers = 2
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // corroboration says what, besides the missing sign-in, is unfamiliar
 // about an access: the network (new to the user and not the tenant's
 // own egress), a hosting or residential range never seen in the tenant,
@@ -667,8 +678,11 @@ func (e *Engine) corroboration(ten *tenantState, p *pending) []string {
 			familiar = familiar || established(s, ok)
 		}
 	}
-	if info.ASN != 0 && len(ten.ASNUsers[info.ASN]) >= c.D4.PrevalentUsers {
-		familiar = true // the organisation's own egress
+	// A network colleagues sign in from is the organisation's (an egress
+	// that just moved, an office): a token refreshed there without a
+	// sign-in record is not an intruder's for that alone.
+	if others := len(ten.ASNUsers[info.ASN]); info.ASN != 0 && (others >= c.D4.PrevalentUsers || others-boolInt(slices.Contains(ten.ASNUsers[info.ASN], p.User)) >= tenantNetworkUsers) {
+		familiar = true
 	}
 	// A record without a client address (UAL leaves it out now and then)
 	// says nothing either way about the network; nor does a network
