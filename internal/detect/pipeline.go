@@ -91,6 +91,7 @@ type Pipeline struct {
 	released time.Time // latest event time processed
 	alerts   []alert.Alert
 	fresh    bool // alerts since the last grouping
+	counting bool // of which one counts towards an incident
 	grouped  time.Time
 	open     map[string]incState
 	log      *accessLog
@@ -186,7 +187,10 @@ func (p *Pipeline) run(ev *event.Event) {
 			p.raise(a)
 		}
 	}
-	if p.fresh && p.released.Sub(p.grouped) >= time.Hour {
+	// Regrouping costs the alerts so far: at most hourly in event time
+	// when an alert that can open or change an incident came, daily for
+	// alerts that only enrich.
+	if since := p.released.Sub(p.grouped); p.fresh && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
 		p.regroup()
 	}
 }
@@ -196,12 +200,15 @@ func (p *Pipeline) sigma(d sigma.Detection) { p.raise(sigmaAlert(d)) }
 func (p *Pipeline) raise(a alert.Alert) {
 	p.alerts = append(p.alerts, a)
 	p.fresh = true
+	if c := p.cfg.Incidents; c != nil && c.Counts(&a) {
+		p.counting = true
+	}
 	p.sink.Alert(&p.alerts[len(p.alerts)-1])
 }
 
 // regroup groups the alerts so far and reports what opened or changed.
 func (p *Pipeline) regroup() []*incident.Incident {
-	p.fresh, p.grouped = false, p.released
+	p.fresh, p.counting, p.grouped = false, false, p.released
 	if p.cfg.Incidents == nil {
 		return nil
 	}

@@ -240,3 +240,90 @@ type sinkFunc func(*alert.Alert)
 
 func (f sinkFunc) Alert(a *alert.Alert) { f(a) }
 func (sinkFunc) Incident(Update)        {}
+
+type updateSink struct {
+	alerts  int
+	updates map[string][]UpdateKind
+}
+
+func (s *updateSink) Alert(*alert.Alert) { s.alerts++ }
+func (s *updateSink) Incident(u Update) {
+	s.updates[u.Incident.ID] = append(s.updates[u.Incident.ID], u.Kind)
+}
+
+// The sink hears of every alert as it is raised and of every incident as
+// it opens, grows and gets its impact.
+func TestSinkHearsIncidentUpdates(t *testing.T) {
+	dir, _ := scenario(t)
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := behavior.DefaultConfig()
+	ic := cfg.IncidentConfig()
+	sink := &updateSink{updates: map[string][]UpdateKind{}}
+	pl := New(Config{Behaviours: behavior.New(cfg, behavior.Options{Networks: nets}), Incidents: &ic, TempDir: t.TempDir()}, sink)
+	sorter := NewSorter(t.TempDir(), func() Decoder { return source.NewDecoder(nil, nil) })
+	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
+	res, err := RunOffline(t.Context(), pl, sorter, func(emit func(*event.Event) error) error {
+		_, err := source.ReadPaths(t.Context(), paths, source.Options{}, emit)
+		return err
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sink.alerts != len(res.Alerts) || sink.alerts == 0 {
+		t.Errorf("sink heard %d alerts, result has %d", sink.alerts, len(res.Alerts))
+	}
+	if len(res.Incidents) == 0 {
+		t.Fatal("no incidents")
+	}
+	grew := 0
+	for _, inc := range res.Incidents {
+		u := sink.updates[inc.ID]
+		if len(u) == 0 || u[0] != Opened {
+			t.Errorf("%s: updates %v, want opened first", inc.ID, u)
+		}
+		if inc.Impact.Accesses > 0 && u[len(u)-1] != ImpactChanged {
+			t.Errorf("%s: updates %v, want impact changed last", inc.ID, u)
+		}
+		if slices.Contains(u, Grew) || slices.Contains(u, SeverityChanged) {
+			grew++
+		}
+	}
+	if grew == 0 {
+		t.Error("no incident was reported growing while the stream ran")
+	}
+}
+
+// BenchmarkPipeline measures the pipeline alone (ordering, behaviours,
+// incidents, the access log and the impact pass) over a decoded tenant.
+func BenchmarkPipeline(b *testing.B) {
+	dir := b.TempDir()
+	if _, err := simulate.Run(b.Context(), simulate.Config{Users: 50, Days: 21, Seed: 1, Campaigns: simulate.CampaignNames, Confounders: simulate.ConfounderNames}, dir); err != nil {
+		b.Fatal(err)
+	}
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var evs []*event.Event
+	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
+	if _, err := source.ReadPaths(b.Context(), paths, source.Options{Hot: event.MailAccessFields}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })
+	b.ResetTimer()
+	for b.Loop() {
+		cfg := behavior.DefaultConfig()
+		ic := cfg.IncidentConfig()
+		pl := New(Config{Behaviours: behavior.New(cfg, behavior.Options{Networks: nets}), Incidents: &ic, TempDir: b.TempDir()}, nil)
+		for _, e := range evs {
+			pl.Process(e)
+		}
+		if _, err := pl.Close(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(evs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -122,6 +122,10 @@ func isBehaviour(sig string) bool {
 	return len(sig) >= 2 && len(sig) <= 3 && sig[0] == 'D' && sig[1] >= '0' && sig[1] <= '9'
 }
 
+// Counts reports whether a counts towards making an incident (the others
+// only enrich one).
+func (c *Config) Counts(a *alert.Alert) bool { return c.counts(a) }
+
 func (c *Config) counts(a *alert.Alert) bool {
 	return !a.Posture && a.Level >= alert.MustLevel(c.MinLevel) && (c.isCore(a.Signal) || c.isSingle(a.Signal))
 }
