@@ -90,7 +90,7 @@ func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig, in re
 
 // reportInputs says what a run read, for the report.
 func reportInputs(files []string, st source.Stats, quarantine string) report.Inputs {
-	in := report.Inputs{Files: files, Records: st.Records, Quarantined: st.Quarantined, Reasons: st.Reasons}
+	in := report.Inputs{Files: files, Records: st.Records, Quarantined: st.Quarantined, Reasons: st.Reasons, Skipped: st.Skipped, Damaged: st.Damaged}
 	if st.Quarantined > 0 {
 		in.QuarantineFile = quarantine
 	}

@@ -70,7 +70,9 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 <div class="panel">
 <p>{{len .Inputs.Files}} files, {{.Inputs.Records}} records, {{.Events}} events{{if .From}}, event time {{.From}} to {{.To}}{{end}}.
 {{if .Inputs.Quarantined}}<b>{{.Inputs.Quarantined}} records quarantined</b> (could not be decoded{{range $k, $v := .Inputs.Reasons}}; {{$k}}: {{$v}}{{end}}): written to <code>{{.Inputs.QuarantineFile}}</code>, copied to <code>quarantine.jsonl</code> beside this report.{{else}}No record was quarantined.{{end}}
-{{if .Inputs.Late}}{{.Inputs.Late}} events arrived behind the reordering window and were judged out of order.{{end}}</p>
+{{if .Inputs.Late}}{{.Inputs.Late}} events arrived behind the reordering window and were judged out of order.{{end}}
+{{with .Inputs.Damaged}}<b>{{len .}} inputs could not be read to their end</b> (listed in <code>skipped.txt</code>).{{end}}
+{{with .Inputs.Skipped}}{{len .}} directory entries were skipped (listed with their reason in <code>skipped.txt</code>).{{end}}</p>
 {{if .Baseline}}<p>{{.Baseline}}</p>{{end}}
 {{if .FileList}}<details><summary>Files read (also in inputs.txt)</summary><ul class="mono">{{range .FileList}}<li>{{.}}</li>{{end}}</ul>{{with .MoreFiles}}<p class="muted">… and {{.}} more in inputs.txt</p>{{end}}</details>{{end}}
 </div>

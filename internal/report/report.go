@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/source"
 
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/sanitize"
@@ -47,6 +48,8 @@ type Inputs struct {
 	Reasons        map[string]int64 // quarantined records by reason
 	QuarantineFile string           // where the run wrote them ("" if none)
 	Late           int64            // events behind the reordering window
+	Skipped        []source.Skipped // directory entries not read, with the reason
+	Damaged        []source.Damage  // inputs not read to their end
 }
 
 // File names written by Write.
@@ -57,6 +60,7 @@ const (
 	HTMLFile       = "report.html"
 	InputsFile     = "inputs.txt"
 	QuarantineFile = "quarantine.jsonl"
+	SkippedFile    = "skipped.txt"
 )
 
 // Write writes the four report files into dir, creating it.
@@ -73,6 +77,12 @@ func Write(dir string, r *Report) error {
 		{ImpactFile, func(w io.Writer) error { return WriteImpactCSV(w, r.Incidents) }},
 		{HTMLFile, func(w io.Writer) error { return WriteHTML(w, r) }},
 		{InputsFile, func(w io.Writer) error { return writeInputs(w, r) }},
+	}
+	if len(r.Inputs.Skipped)+len(r.Inputs.Damaged) > 0 {
+		files = append(files, struct {
+			name string
+			fn   func(io.Writer) error
+		}{SkippedFile, func(w io.Writer) error { return writeSkipped(w, r.Inputs) }})
 	}
 	if q := r.Inputs.QuarantineFile; q != "" && r.Inputs.Quarantined > 0 {
 		files = append(files, struct {
@@ -96,9 +106,28 @@ func writeInputs(w io.Writer, r *Report) error {
 	if in.Quarantined > 0 {
 		fmt.Fprintf(w, " (%s, copied to %s)", in.QuarantineFile, QuarantineFile)
 	}
+	if n := len(in.Skipped) + len(in.Damaged); n > 0 {
+		fmt.Fprintf(w, "; %d inputs skipped or damaged (%s)", n, SkippedFile)
+	}
 	fmt.Fprintf(w, "\n# event time %s to %s\n", r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339))
 	for _, f := range in.Files {
-		fmt.Fprintln(w, f)
+		fmt.Fprintln(w, sanitize.Line(f))
+	}
+	return nil
+}
+
+// writeSkipped lists, one a line and escaped (names are attacker-chosen),
+// the inputs not read and those not read to their end.
+func writeSkipped(w io.Writer, in Inputs) error {
+	for _, sk := range in.Skipped {
+		if _, err := fmt.Fprintf(w, "skipped\t%s\t%s\n", sanitize.Line(sk.Path), sanitize.Line(sk.Reason)); err != nil {
+			return err
+		}
+	}
+	for _, d := range in.Damaged {
+		if _, err := fmt.Fprintf(w, "damaged\t%s\t%s (read %d bytes)\n", sanitize.Line(d.File), sanitize.Line(d.Reason), d.Read); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/source"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
@@ -315,7 +316,8 @@ func TestReportStatesInputs(t *testing.T) {
 	q := filepath.Join(dir, "q.jsonl")
 	os.WriteFile(q, []byte(`{"file":"a.json","reason":"bad"}`+"\n"), 0o600)
 	r := sample(t)
-	r.Inputs = Inputs{Files: []string{"exports/a.json", "exports/b.csv"}, Records: 12, Quarantined: 1, Reasons: map[string]int64{"json": 1}, QuarantineFile: q}
+	r.Inputs = Inputs{Files: []string{"exports/a.json", "exports/b.csv"}, Records: 12, Quarantined: 1, Reasons: map[string]int64{"json": 1}, QuarantineFile: q,
+		Skipped: []source.Skipped{{Path: "exports/notes.docx", Reason: "not a log file extension"}}, Damaged: []source.Damage{{File: "exports/c.json.gz", Read: 4096, Reason: "unexpected EOF"}}}
 	r.Learning, r.Version, r.Generated = 7*24*time.Hour, "1.2.3", t0.Add(48*time.Hour)
 	out := filepath.Join(dir, "report")
 	if err := Write(out, r); err != nil {
@@ -329,6 +331,9 @@ func TestReportStatesInputs(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(out, QuarantineFile)); !strings.Contains(got, `"reason":"bad"`) {
 		t.Errorf("quarantine copy: %q", got)
+	}
+	if got := readFile(t, filepath.Join(out, SkippedFile)); !strings.Contains(got, "skipped\texports/notes.docx\tnot a log file extension\n") || !strings.Contains(got, "damaged\texports/c.json.gz\tunexpected EOF (read 4096 bytes)") {
+		t.Errorf("skipped.txt: %q", got)
 	}
 	if got := readFile(t, filepath.Join(out, InputsFile)); !strings.Contains(got, "exports/a.json\nexports/b.csv\n") {
 		t.Errorf("inputs.txt: %q", got)
