@@ -110,7 +110,7 @@ func explain(cfg Config, inc *Incident) {
 		vals []string
 	}{{"token", inc.Actors.Tokens}, {"session", inc.Actors.Sessions}, {"address", inc.Actors.IPs}, {"app", inc.Actors.Apps}, {"client app", inc.Actors.ClientApps}} {
 		if len(l.vals) > 0 {
-			shared = append(shared, strconv.Itoa(len(l.vals))+" "+l.n+plural(len(l.vals)))
+			shared = append(shared, strconv.Itoa(len(l.vals))+" "+plural(l.n, len(l.vals)))
 		}
 	}
 	who := "the same actor"
@@ -138,9 +138,12 @@ func severityMeaning(l alert.Level) string {
 	return "context"
 }
 
-func plural(n int) string {
-	if n == 1 {
-		return ""
+func plural(noun string, n int) string {
+	switch {
+	case n == 1:
+		return noun
+	case strings.HasSuffix(noun, "s"):
+		return noun + "es"
 	}
-	return "s"
+	return noun + "s"
 }

@@ -106,7 +106,7 @@ func TestIncidentExplainsItself(t *testing.T) {
 	if len(two[0].Reasons) != 2 || two[0].Reasons[0].Signal != "D1" || two[0].Reasons[0].Means == "" || two[0].Reasons[1].Benign == "" {
 		t.Errorf("reasons %+v", two[0].Reasons)
 	}
-	if !strings.Contains(two[0].Confidence, "2 independent signals") || !strings.Contains(one[0].Confidence, "One high-fidelity signal") {
+	if !strings.Contains(two[0].Confidence, "2 independent signals") || !strings.Contains(two[0].Confidence, "(1 token)") || !strings.Contains(one[0].Confidence, "One high-fidelity signal") {
 		t.Errorf("confidence %q / %q", two[0].Confidence, one[0].Confidence)
 	}
 }

@@ -144,7 +144,7 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 {{if .Values}}<div>Key values</div><div class="mono">{{join .Values ", "}}</div>{{end}}
 </div>
 <table><tr><th>Time</th><th>Level</th><th>User</th><th>Mailbox</th><th>What</th><th>IP</th><th>Record</th></tr>
-{{range .Rows}}<tr><td>{{t .Time}}</td><td>{{.Level}}</td><td>{{.User}}</td><td>{{.Mailbox}}</td><td>{{.Title}}</td><td class="mono">{{if .IP}}{{.IP}}{{else}}{{index .Fields "src_ip"}}{{end}}</td><td class="mono">{{.RecordID}}</td></tr>
+{{range .Rows}}<tr><td>{{t .Time}}</td><td>{{.Level}}</td><td>{{.User}}</td><td>{{.Mailbox}}</td><td>{{.Title}}</td><td><code>{{if .IP}}{{.IP}}{{else}}{{index .Fields "src_ip"}}{{end}}</code></td><td><code>{{.RecordID}}</code></td></tr>
 {{end}}</table>{{if gt .Count (len .Rows)}}<p class="muted">First {{len .Rows}} of {{.Count}}; every detection is in detections.jsonl.</p>{{end}}
 </section>{{end}}{{end}}
 
