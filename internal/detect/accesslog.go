@@ -71,6 +71,10 @@ func (l *accessLog) replay(ctx context.Context, fn func(*event.MailAccess)) erro
 		}
 		fn(&a)
 	}
+	// More accesses may follow (a pipeline that stays open): append at the end.
+	if _, err := l.f.Seek(0, io.SeekEnd); err != nil {
+		return fmt.Errorf("access log: %w", err)
+	}
 	return nil
 }
 

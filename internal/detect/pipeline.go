@@ -95,6 +95,7 @@ type Pipeline struct {
 	grouped  time.Time
 	open     map[string]incState
 	log      *accessLog
+	impact   map[string]int // accesses per incident last reported (Refresh)
 	stats    Stats
 	closed   bool
 }
@@ -288,11 +289,20 @@ func (p *Pipeline) logAccess(a *event.MailAccess) {
 	p.log.add(a)
 }
 
-// assess measures the incidents' impact from the access log.
+// assess measures the incidents' impact from the access log, then
+// removes the log.
 func (p *Pipeline) assess(ctx context.Context, incs []*incident.Incident) error {
-	as := incident.NewAssessor(incs)
 	if p.log != nil {
 		defer p.log.close()
+	}
+	return p.measure(ctx, incs)
+}
+
+// measure reads the access log back once and fills in the incidents'
+// impact; the log stays open for more accesses.
+func (p *Pipeline) measure(ctx context.Context, incs []*incident.Incident) error {
+	as := incident.NewAssessor(incs)
+	if p.log != nil {
 		if err := p.log.replay(ctx, as.Add); err != nil {
 			return fmt.Errorf("detect: impact pass: %w", err)
 		}

@@ -58,7 +58,7 @@ func (s *Server) incidents(w http.ResponseWriter, r *http.Request) {
 	}
 	sev := r.URL.Query().Get("severity")
 	switch sev {
-	case "", "critical", "high", "medium", "low", "info":
+	case "", "critical", "high", "medium", "low", "info", "informational":
 	default:
 		writeError(w, http.StatusBadRequest, "severity: want critical, high, medium, low or info")
 		return
@@ -76,7 +76,7 @@ func (s *Server) incident(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	inc, found, err := v.Incident(r.PathValue("id"))
+	inc, found, err := v.IncidentByID(r.PathValue("id"))
 	switch {
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error())

@@ -79,7 +79,7 @@ type Deps struct {
 type Views interface {
 	// Incidents returns incidents newest first, as incidents.json renders them.
 	Incidents(since time.Time, minSeverity string) ([]json.RawMessage, error)
-	Incident(id string) (json.RawMessage, bool, error)
+	IncidentByID(id string) (json.RawMessage, bool, error)
 	Alerts(since time.Time) ([]json.RawMessage, error)
 	Sources() ([]json.RawMessage, error)
 	// Ready is nil once detection has caught up with the journal at start.

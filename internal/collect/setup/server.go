@@ -24,6 +24,9 @@ type Server struct {
 	// MaxBodyBytes bounds one push request (default 32 MiB).
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
 	Sinks        []Sink `yaml:"sinks"`
+	// Networks are IP → ASN/country tables for the behaviours (MaxMind
+	// .mmdb files or vigil's CSV network table), as hunt's --networks.
+	Networks []string `yaml:"networks"`
 }
 
 // Sink is one alert destination. Secrets come from files or environment

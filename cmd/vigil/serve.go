@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/collect"
+	"github.com/vigil-audit/vigil/internal/detect"
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
+	"github.com/vigil-audit/vigil/internal/collect/setup"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/server"
+	"github.com/vigil-audit/vigil/internal/server/auth"
+	"github.com/vigil-audit/vigil/internal/server/sink"
+	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+func init() {
+	register(command{name: "serve", summary: "run continuously: collect, accept pushed logs, detect as they arrive and send alerts", run: runServe})
+}
+
+// serveOptions are the settings after flags, VIGIL_* environment variables
+// and the config file (in that order of precedence) are combined.
+type serveOptions struct {
+	data, listen, certFile, keyFile string
+	demo                            bool
+	demoUsers, demoDays             int
+	demoDuration                    time.Duration
+}
+
+// settingFrom picks the first non-empty of the flag, the environment
+// variable and the config value.
+func settingFrom(flagVal, env, cfgVal, def string) string {
+	for _, v := range []string{flagVal, os.Getenv(env), cfgVal} {
+		if v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	config := fs.String("config", "", "vigil.yaml with tenants to collect and the server: section (VIGIL_CONFIG); optional")
+	data := fs.String("data", "", "data directory: journal, keys, detection state (VIGIL_DATA; default the config's data, else ./vigil-data)")
+	listen := fs.String("listen", "", "address to listen on (VIGIL_LISTEN; default 127.0.0.1:8080); anything but loopback needs TLS")
+	certFile := fs.String("tls-cert-file", "", "TLS certificate (VIGIL_TLS_CERT_FILE)")
+	keyFile := fs.String("tls-key-file", "", "TLS private key (VIGIL_TLS_KEY_FILE)")
+	demo := fs.Bool("demo", false, "replay a simulated tenant with a forged-token intrusion through the push endpoint, in accelerated time")
+	demoUsers := fs.Int("demo-users", 50, "users in the --demo tenant")
+	demoDays := fs.Int("demo-days", 21, "days in the --demo tenant")
+	demoDuration := fs.Duration("demo-duration", 90*time.Second, "wall time the --demo replay takes")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	setHelp(fs, stderr, helpText{synopsis: "serve [--config FILE] [--data DIR] [--listen ADDR] [--demo]",
+		summary: "Runs vigil as a service: collectors, push ingest, streaming detection, alert sinks and the HTTP API (see docs/serve.md)."})
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected argument %q", pos[0])
+	}
+	var logger *slog.Logger
+	switch *logFormat {
+	case "text":
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		return usageError("--log-format %q: want text or json", *logFormat)
+	}
+	cfg := &setup.Config{}
+	if path := settingFrom(*config, "VIGIL_CONFIG", "", ""); path != "" {
+		if cfg, err = setup.Load(path); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	scfg := cfg.Server
+	if scfg == nil {
+		scfg = &setup.Server{}
+	}
+	dataDefault := "vigil-data"
+	if cfg.Data != "" {
+		dataDefault = cfg.DataDir()
+	}
+	o := serveOptions{
+		data:     settingFrom(*data, "VIGIL_DATA", "", dataDefault),
+		listen:   settingFrom(*listen, "VIGIL_LISTEN", scfg.Listen, "127.0.0.1:8080"),
+		certFile: settingFrom(*certFile, "VIGIL_TLS_CERT_FILE", cfg.Resolve(scfg.TLSCertFile), ""),
+		keyFile:  settingFrom(*keyFile, "VIGIL_TLS_KEY_FILE", cfg.Resolve(scfg.TLSKeyFile), ""),
+		demo:     *demo, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
+	}
+	if o.demo {
+		if err := checkSimSize(o.demoUsers, o.demoDays); err != nil {
+			return err
+		}
+	}
+	abs, err := filepath.Abs(o.data)
+	if err != nil {
+		return err
+	}
+	cfg.Data = abs
+	o.data = abs
+	return serve(ctx, cfg, scfg, o, stdout, stderr, logger)
+}
+
+func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOptions, stdout, stderr io.Writer, logger *slog.Logger) error {
+	retention := 180 * 24 * time.Hour
+	if scfg.RetentionDays > 0 {
+		retention = time.Duration(scfg.RetentionDays) * 24 * time.Hour
+	}
+	j, err := journal.Open(ctx, o.data, journal.Options{Retention: retention, Logger: logger})
+	if err != nil {
+		return journalErr(err)
+	}
+	defer j.Close()
+	srvDir := filepath.Join(o.data, "server")
+	keys, err := auth.Open(srvDir)
+	if err != nil {
+		return err
+	}
+	if keys.Empty() {
+		plain, k, err := keys.Create("admin", auth.RoleAdmin)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "vigil serve: first start: created the admin API key %s; it is shown once, store it now:\n\n    %s\n\nCreate more with 'vigil apikey create --data %s --name NAME --role ROLE'.\n\n", k.ID, plain, o.data)
+	}
+	sinks, err := cfg.Sinks(version)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	outbox, err := sink.NewOutbox(filepath.Join(srvDir, "outbox"), sinks, sink.OutboxOptions{Logger: logger})
+	if err != nil {
+		return err
+	}
+	// --demo simulates its tenant first: detection needs the simulated
+	// network table, as it would need a real tenant's (server.networks).
+	var demo *demoTenant
+	netFiles := make([]string, 0, len(scfg.Networks))
+	for _, n := range scfg.Networks {
+		netFiles = append(netFiles, cfg.Resolve(n))
+	}
+	if o.demo {
+		if demo, err = simulateDemo(ctx, o, stdout); err != nil {
+			return err
+		}
+		netFiles = append(netFiles, demo.networks)
+	}
+	var nets []behavior.Networks
+	for _, f := range netFiles {
+		n, err := loadNetworks(f)
+		if err != nil {
+			return usageError("networks: %v", err)
+		}
+		nets = append(nets, n)
+	}
+	rs, err := demoRules()
+	if err != nil {
+		return err
+	}
+	hot := append(rs.FieldSyms(), event.MailAccessFields...)
+	bcfg := behavior.DefaultConfig()
+	ic := bcfg.IncidentConfig()
+	detectDir := filepath.Join(o.data, "detect")
+	if err := os.MkdirAll(detectDir, 0o700); err != nil {
+		return err
+	}
+	watcher := server.NewWatcher(j, server.WatcherOptions{
+		NewPipeline: func(s detect.Sink) *detect.Pipeline {
+			opts := behavior.Options{}
+			if len(nets) > 0 {
+				opts.Networks = behavior.CombineNetworks(nets...)
+			}
+			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(bcfg, opts), Incidents: &ic, TempDir: detectDir}, s)
+		},
+		NewDecoder: func() *source.Decoder { return source.NewDecoder(nil, hot) },
+		Outbox:     outbox,
+		Logger:     logger,
+	})
+	ingester := server.NewIngester(j, filepath.Join(srvDir, "quarantine.jsonl"))
+	ingester.Notify = watcher.Wake
+	var collectors []*collect.Collector
+	if len(cfg.Tenants) > 0 {
+		if collectors, err = setup.Build(cfg, setup.Options{Journal: j, Logger: logger}); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	watcher.SetCollectors(collectors)
+	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes},
+		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Views: watcher, Logger: logger})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	watcher.SetMetrics(srv.Metrics())
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, c := range collectors {
+		wg.Go(func() {
+			if err := c.Run(runCtx); err != nil && runCtx.Err() == nil {
+				logger.Error("collector stopped", "tenant", c.Tenant(), "source", c.Name(), "err", err)
+			}
+		})
+	}
+	outboxDone := make(chan struct{})
+	go func() { outbox.Run(runCtx); close(outboxDone) }()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- watcher.Run(runCtx) }()
+
+	scheme := "http"
+	if o.certFile != "" {
+		scheme = "https"
+	}
+	ready := func(addr string) {
+		logger.Info("vigil serve listening", "url", scheme+"://"+addr, "data", o.data, "collectors", len(collectors), "sinks", len(sinks))
+		fmt.Fprintf(stdout, "vigil serve: listening on %s://%s (data in %s)\n", scheme, addr, o.data)
+		if o.demo {
+			wg.Go(func() {
+				if err := replayDemo(runCtx, scheme+"://"+addr, keys, demo, o, stdout, logger); err != nil && runCtx.Err() == nil {
+					logger.Error("demo replay failed", "err", err)
+				}
+			})
+		}
+	}
+	serveErr := srv.Serve(runCtx, ready)
+	// Shutdown: the server has finished the requests in flight (their
+	// records are durable); stop collectors and the replay, let detection
+	// catch up with what was acknowledged and snapshot, flush the outbox.
+	stop()
+	wg.Wait()
+	werr := <-watchErr
+	<-outboxDone
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := outbox.Flush(fctx); err != nil {
+		logger.Warn("alerts still queued at shutdown (kept in the outbox)", "err", err)
+	}
+	if err := j.Close(); err != nil {
+		return err
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	if werr != nil && !errors.Is(werr, context.Canceled) {
+		return werr
+	}
+	return nil
+}
+
+// demoTenant is the simulated tenant of --demo.
+type demoTenant struct {
+	paths    []string // log files, networks excluded
+	networks string   // the simulated network table
+	truth    string
+}
+
+func simulateDemo(ctx context.Context, o serveOptions, stdout io.Writer) (*demoTenant, error) {
+	logs := filepath.Join(o.data, "demo-logs")
+	fmt.Fprintf(stdout, "vigil serve --demo: simulating %d users over %d days with a forged-token intrusion among benign look-alikes...\n", o.demoUsers, o.demoDays)
+	truth, err := simulate.Run(ctx, simulate.Config{Users: o.demoUsers, Days: o.demoDays, Seed: 1,
+		Campaigns: []string{simulate.CampaignForgedToken}, Confounders: simulate.ConfounderNames}, logs)
+	if err != nil {
+		return nil, fmt.Errorf("demo: simulating: %w", err)
+	}
+	d := &demoTenant{networks: filepath.Join(logs, simulate.NetworksFile), truth: filepath.Join(logs, simulate.TruthFile)}
+	for _, f := range truth.Files {
+		if f.Source != "networks" {
+			d.paths = append(d.paths, filepath.Join(logs, f.Name))
+		}
+	}
+	return d, nil
+}
+
+// replayDemo pushes the simulated tenant's records to the server's own
+// ingest endpoint in event-time order, one simulated hour per request,
+// compressing the tenant's days into o.demoDuration: a newcomer watches
+// detection happen live, through the same path real pushes take.
+func replayDemo(ctx context.Context, base string, keys *auth.Store, d *demoTenant, o serveOptions, stdout io.Writer, logger *slog.Logger) error {
+	paths := d.paths
+	type rec struct {
+		t   time.Time
+		raw []byte
+	}
+	var recs []rec
+	var prev *event.Event
+	if _, err := source.ReadPaths(ctx, paths, source.Options{}, func(e *event.Event) error {
+		if prev != nil && source.SameRecord(prev, e) {
+			return nil
+		}
+		prev = e
+		recs = append(recs, rec{e.Time, bytes.Clone(e.Raw)})
+		return nil
+	}); err != nil {
+		return fmt.Errorf("demo: reading the simulated logs: %w", err)
+	}
+	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
+	if len(recs) == 0 {
+		return errors.New("demo: the simulation wrote no records")
+	}
+	// A key of its own, with the ingest role only, revoked when done.
+	plain, key, err := keys.Create(fmt.Sprintf("demo-replay-%d", time.Now().UnixNano()), auth.RoleIngest)
+	if err != nil {
+		return err
+	}
+	defer keys.Revoke(key.ID)
+	hours := int(recs[len(recs)-1].t.Sub(recs[0].t)/time.Hour) + 1
+	pause := o.demoDuration / time.Duration(hours)
+	fmt.Fprintf(stdout, "vigil serve --demo: replaying %d records (%d users, %d days, an intrusion among benign look-alikes) over %s...\n",
+		len(recs), o.demoUsers, o.demoDays, o.demoDuration)
+	client := &http.Client{Timeout: time.Minute}
+	var body bytes.Buffer
+	hourEnd := recs[0].t.Truncate(time.Hour).Add(time.Hour)
+	push := func() error {
+		if body.Len() == 0 {
+			return nil
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/ingest", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Authorization", "Bearer "+plain)
+		for {
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Second):
+				}
+				req, _ = http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/ingest", bytes.NewReader(body.Bytes()))
+				req.Header.Set("Authorization", "Bearer "+plain)
+				continue
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("demo: ingest answered %s", resp.Status)
+			}
+			body.Reset()
+			return nil
+		}
+	}
+	for _, r := range recs {
+		for !r.t.Before(hourEnd) {
+			if err := push(); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+			hourEnd = hourEnd.Add(time.Hour)
+		}
+		body.Write(bytes.TrimSpace(r.raw))
+		body.WriteByte('\n')
+	}
+	if err := push(); err != nil {
+		return err
+	}
+	logger.Info("demo replay finished", "records", len(recs))
+	fmt.Fprintf(stdout, "vigil serve --demo: replay finished; see /api/v1/incidents. Ground truth: %s\n", d.truth)
+	return nil
+}
+

@@ -1,0 +1,36 @@
+package detect
+
+import (
+	"context"
+)
+
+// Refresh is for a pipeline that never ends (vigil serve): it processes
+// the buffered events, groups the alerts so far and measures the impact of
+// every incident from the access log, reporting incidents that opened or
+// changed and ImpactChanged for each incident whose impact grew. The
+// pipeline stays open. An offline run does not need it: Close does the
+// same once.
+func (p *Pipeline) Refresh(ctx context.Context) error {
+	p.Drain()
+	if p.cfg.Incidents == nil {
+		return nil
+	}
+	incs := p.regroup()
+	if len(incs) == 0 {
+		return nil
+	}
+	if err := p.measure(ctx, incs); err != nil {
+		return err
+	}
+	if p.impact == nil {
+		p.impact = map[string]int{}
+	}
+	for _, inc := range incs {
+		n := inc.Impact.Accesses
+		if n > p.impact[inc.ID] {
+			p.impact[inc.ID] = n
+			p.sink.Incident(Update{Kind: ImpactChanged, Incident: inc})
+		}
+	}
+	return nil
+}
