@@ -171,12 +171,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 			dirty = true
 		}
 		if dirty && time.Since(lastRefresh) >= w.refresh {
-			if err := p.Refresh(ctx); err != nil {
+			incs, err := p.Refresh(ctx)
+			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				w.setErr(err)
 				w.log.Error("detection refresh failed", "err", err)
+			} else {
+				// The grouping as it stands: incidents merged into others since
+				// the last refresh are gone.
+				cur := make(map[string]*incident.Incident, len(incs))
+				for _, inc := range incs {
+					cur[inc.ID] = inc
+				}
+				w.mu.Lock()
+				w.incidents = cur
+				w.mu.Unlock()
 			}
 			lastRefresh, dirty = time.Now(), false
 			w.mu.Lock()
