@@ -5,8 +5,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
 )
@@ -49,9 +47,8 @@ func BenchmarkDecode(b *testing.B) {
 	var n int
 	for range b.N {
 		dec := source.NewDecoder(nil, nil)
-		var jp fastjson.Parser
 		err := journal.Replay(ctx, data, 0, func(i uint64, e *journal.Entry) error {
-			d := decodeEntry(dec, &jp, i, e)
+			d := decodeEntry(dec, i, e)
 			n += len(d.events)
 			return nil
 		})

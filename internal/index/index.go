@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
-	"github.com/valyala/fastjson"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
@@ -517,7 +516,7 @@ type decoded struct {
 }
 
 // decodeEntry turns one journal entry into rows.
-func decodeEntry(dec *source.Decoder, p *fastjson.Parser, idx uint64, en *journal.Entry) decoded {
+func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
 	d := decoded{source: en.Source}
 	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal", Index: int(idx)})
 	if err != nil {
@@ -532,7 +531,7 @@ func decodeEntry(dec *source.Decoder, p *fastjson.Parser, idx uint64, en *journa
 		r := rowOf(idx, k, en.Received, e)
 		d.events = append(d.events, r)
 		if r.kind == KindMail {
-			d.mail = append(d.mail, mailRowsOf(&r, e, p)...)
+			d.mail = append(d.mail, mailRowsOf(&r, e)...)
 		}
 	}
 	return d

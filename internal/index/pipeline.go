@@ -5,8 +5,6 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
 )
@@ -50,11 +48,10 @@ func newPipeline(ctx context.Context, w *writer, every uint64, commit func(to ui
 		go func() {
 			defer p.wg.Done()
 			dec := source.NewDecoder(nil, nil)
-			var jp fastjson.Parser
 			for b := range p.work {
 				b.out = make([]decoded, len(b.recv))
 				for i := range b.recv {
-					b.out[i] = decodeEntry(dec, &jp, b.first+uint64(i), &b.recv[i])
+					b.out[i] = decodeEntry(dec, b.first+uint64(i), &b.recv[i])
 				}
 				close(b.done)
 			}

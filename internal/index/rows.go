@@ -3,14 +3,10 @@ package index
 import (
 	"hash/fnv"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 // Kinds of events, the column events.kind and what the signins and audits
@@ -78,7 +74,7 @@ func kindOf(e *event.Event) string {
 	switch {
 	case e.Source == "entra.signin" || e.Source == "gws.login":
 		return KindSignin
-	case incident.IsMailAccess(e):
+	case event.IsMailAccess(e):
 		return KindMail
 	default:
 		return KindAudit
@@ -126,8 +122,8 @@ func rowOf(idx uint64, sub int, received time.Time, e *event.Event) eventRow {
 // message of a Bind, one per folder of a Sync (message id empty). A read
 // whose record names no folder or message still gets one row, so every
 // mail read is in the table.
-func mailRowsOf(r *eventRow, e *event.Event, p *fastjson.Parser) []mailRow {
-	a, ok := accessOf(e, p)
+func mailRowsOf(r *eventRow, e *event.Event) []mailRow {
+	a, ok := event.MailAccessOf(e)
 	if !ok {
 		return nil
 	}
@@ -160,47 +156,4 @@ func mailRowsOf(r *eventRow, e *event.Event, p *fastjson.Parser) []mailRow {
 		out = append(out, base)
 	}
 	return out
-}
-
-// accessOf is incident.AccessFromEvent with one parse of the record for
-// the common case, a bare Management API record: that function looks the
-// access type and sessions up through the flattened fields and parses the
-// record again for its folders, which made it most of the indexing cost.
-// Records in envelopes go through AccessFromEvent.
-func accessOf(e *event.Event, p *fastjson.Parser) (incident.Access, bool) {
-	if !incident.IsMailAccess(e) {
-		return incident.Access{}, false
-	}
-	v, err := p.ParseBytes(e.Raw)
-	if err != nil || v.Type() != fastjson.TypeObject || v.Get("Operation") == nil || v.Get("AuditData") != nil {
-		return incident.AccessFromEvent(e)
-	}
-	a := incident.Access{Mailbox: strings.ToLower(e.Mailbox), TokenID: e.TokenID}
-	if a.Mailbox == "" {
-		a.Mailbox = strings.ToLower(e.User)
-	}
-	for _, op := range v.GetArray("OperationProperties") {
-		name, val := string(op.GetStringBytes("Name")), string(op.GetStringBytes("Value"))
-		switch {
-		case strings.EqualFold(name, "MailAccessType") && strings.EqualFold(val, "Sync"):
-			a.Sync = true
-		case strings.EqualFold(name, "IsThrottled") && strings.EqualFold(val, "true"):
-			a.Throttled = true
-		}
-	}
-	for _, s := range []string{e.SessionID, string(v.GetStringBytes("AppAccessContext", "AADSessionId")), string(v.GetStringBytes("SessionId"))} {
-		if s != "" && !slices.Contains(a.SessionIDs, s) {
-			a.SessionIDs = append(a.SessionIDs, s)
-		}
-	}
-	for _, f := range v.GetArray("Folders") {
-		fr := incident.FolderRead{Path: string(f.GetStringBytes("Path"))}
-		for _, it := range f.GetArray("FolderItems") {
-			if id := it.GetStringBytes("InternetMessageId"); len(id) > 0 {
-				fr.Messages = append(fr.Messages, string(id))
-			}
-		}
-		a.Folders = append(a.Folders, fr)
-	}
-	return a, true
 }
