@@ -6,7 +6,9 @@
 #   bench/hunt.sh FILE.jsonl       use FILE instead
 #   SIZE=200MiB bench/hunt.sh      smaller input, for a quick check
 #
-# Environment: SIZE (default 1GiB), SEED (default 1), RULES (Sigma rules
+# Environment: SIZE (default 1GiB), SEED (default 1), FOLDER_ITEMS (MIN-MAX
+# FolderItems per generated MailItemsAccessed Bind, e.g. 10-50; default the
+# generator's 1-4 per folder), RULES (Sigma rules
 # directory; default ../shared/data/sigmahq-sigma/rules/cloud/m365 beside
 # the repository), WORKERS (vigil decoding goroutines; default: CPUs),
 # REPEAT (runs per tool, default 1; the fastest wall time and the largest
@@ -23,6 +25,7 @@ WORK=bench/work
 mkdir -p "$WORK"
 SIZE=${SIZE:-1GiB}
 SEED=${SEED:-1}
+FOLDER_ITEMS=${FOLDER_ITEMS:-}
 REPEAT=${REPEAT:-1}
 case $REPEAT in '' | *[!0-9]* | 0) die "REPEAT=$REPEAT: want a positive integer" ;; esac
 
@@ -56,12 +59,17 @@ if [ $# -ge 1 ]; then
 	FILE=$1
 	[ -f "$FILE" ] || die "input $FILE does not exist"
 else
+	GENFLAGS=(--size "$SIZE" --seed "$SEED")
 	FILE=$WORK/ual-$SIZE-seed$SEED.jsonl
+	if [ -n "$FOLDER_ITEMS" ]; then
+		GENFLAGS+=(--folder-items "$FOLDER_ITEMS")
+		FILE=$WORK/ual-$SIZE-seed$SEED-items$FOLDER_ITEMS.jsonl
+	fi
 	if [ -s "$FILE" ]; then
 		say "reusing $FILE"
 	else
-		say "generating $FILE ($SIZE, seed $SEED)"
-		"$WORK/genual" --size "$SIZE" --seed "$SEED" --out "$FILE"
+		say "generating $FILE (${GENFLAGS[*]})"
+		"$WORK/genual" "${GENFLAGS[@]}" --out "$FILE"
 	fi
 fi
 BYTES=$(stat -c %s "$FILE")

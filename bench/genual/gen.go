@@ -38,6 +38,9 @@ type generator struct {
 	servers  []string
 	ipPool   []string
 	triggers int64
+	// itemsMin..itemsMax is the number of FolderItems a MailItemsAccessed
+	// Bind record lists in all (0, 0: the default of 1-4 per folder).
+	itemsMin, itemsMax int
 }
 
 const (
@@ -331,6 +334,14 @@ func (g *generator) mailItemsAccessed(b []byte, u *user, access string, throttle
 	b = append(b, `"},"Folders":[`...)
 	items := 0
 	nf := 1 + g.r.IntN(2)
+	// With --folder-items, a Bind lists a total drawn from the range,
+	// spread over up to three folders (as a client syncing a conversation
+	// view or a bulk reader would produce).
+	total := 0
+	if g.itemsMax > 0 && access == "Bind" {
+		total = g.itemsMin + g.r.IntN(g.itemsMax-g.itemsMin+1)
+		nf = min(1+g.r.IntN(3), max(total, 1))
+	}
 	for i := range nf {
 		if i > 0 {
 			b = append(b, ',')
@@ -340,6 +351,13 @@ func (g *generator) mailItemsAccessed(b []byte, u *user, access string, throttle
 		if access == "Bind" {
 			b = append(b, `"FolderItems":[`...)
 			n := 1 + g.r.IntN(4)
+			if g.itemsMax > 0 {
+				// Even shares; the last folder takes the remainder.
+				n = total / nf
+				if i == nf-1 {
+					n = total - items
+				}
+			}
 			for j := range n {
 				if j > 0 {
 					b = append(b, ',')

@@ -165,3 +165,82 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 	b.SetBytes(n / int64(b.N))
 }
+
+// TestFolderItems checks --folder-items: every MailItemsAccessed Bind
+// lists a total of FolderItems within the range, each with a message id,
+// Sync records list none, and OperationCount agrees with the list.
+func TestFolderItems(t *testing.T) {
+	g := newGenerator(5, t0, 500)
+	g.itemsMin, g.itemsMax = 10, 50
+	var buf bytes.Buffer
+	st, err := g.write(&buf, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if avg := st.bytes / st.records; avg < 2000 || avg > 3500 {
+		t.Errorf("average record size %d bytes, want 2000-3500 with 10-50 folder items", avg)
+	}
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(nil, 1<<20)
+	binds, lo, hi := 0, 1<<30, 0
+	for sc.Scan() {
+		var rec struct {
+			Operation           string
+			OperationCount      int
+			OperationProperties []struct{ Name, Value string }
+			Folders             []struct {
+				Path        string
+				FolderItems []struct{ InternetMessageId string }
+			}
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Operation != "MailItemsAccessed" {
+			continue
+		}
+		n := 0
+		for _, f := range rec.Folders {
+			for _, it := range f.FolderItems {
+				if it.InternetMessageId == "" {
+					t.Fatalf("folder item without InternetMessageId: %s", sc.Bytes())
+				}
+				n++
+			}
+		}
+		if rec.OperationProperties[0].Value == "Sync" {
+			if n != 0 {
+				t.Fatalf("Sync record with %d folder items", n)
+			}
+			continue
+		}
+		binds++
+		lo, hi = min(lo, n), max(hi, n)
+		if n < 10 || n > 50 || rec.OperationCount != n {
+			t.Fatalf("Bind record with %d folder items, OperationCount %d: %s", n, rec.OperationCount, sc.Bytes())
+		}
+	}
+	if binds < 100 || lo > 12 || hi < 48 {
+		t.Errorf("%d Bind records, items %d-%d: want many, spanning 10-50", binds, lo, hi)
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		lo, hi int
+		bad    bool
+	}{
+		{in: "", lo: 0, hi: 0},
+		{in: "10-50", lo: 10, hi: 50},
+		{in: "7", lo: 7, hi: 7},
+		{in: "50-10", bad: true},
+		{in: "0-5", bad: true},
+		{in: "a-b", bad: true},
+	} {
+		lo, hi, err := parseRange(tc.in)
+		if (err != nil) != tc.bad || !tc.bad && (lo != tc.lo || hi != tc.hi) {
+			t.Errorf("parseRange(%q) = %d, %d, %v", tc.in, lo, hi, err)
+		}
+	}
+}

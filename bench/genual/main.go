@@ -28,6 +28,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	start := fs.String("start", "2026-01-05T00:00:00Z", "time of the first record (RFC 3339)")
 	users := fs.Int("users", 5000, "number of distinct users in the tenant")
 	quiet := fs.Bool("quiet", false, "no summary on stderr")
+	folderItems := fs.String("folder-items", "", "MIN-MAX: each MailItemsAccessed Bind lists MIN to MAX FolderItems in all, over 1-3 folders (default: 1-4 per folder, 1-2 folders)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: genual [--size 1GiB] [--out FILE] [--seed N]")
 		fs.PrintDefaults()
@@ -50,6 +51,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--users %d: need at least 10", *users)
 	}
 
+	itemsMin, itemsMax, err := parseRange(*folderItems)
+	if err != nil {
+		return fmt.Errorf("--folder-items: %w", err)
+	}
+
 	w := stdout
 	var f *os.File
 	if *out != "-" {
@@ -66,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	began := time.Now()
 	g := newGenerator(*seed, t0, *users)
+	g.itemsMin, g.itemsMax = itemsMin, itemsMax
 	st, err := g.write(bw, n)
 	if err != nil {
 		return fmt.Errorf("writing: %w", err)
@@ -115,4 +122,25 @@ func parseSize(s string) (int64, error) {
 		return 0, errors.New("size must be positive")
 	}
 	return int64(v * float64(mult)), nil
+}
+
+// parseRange reads "MIN-MAX" (or a single N) of positive counts; "" is
+// 0, 0 (the default).
+func parseRange(s string) (lo, hi int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		b = a
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	switch {
+	case err1 != nil || err2 != nil:
+		return 0, 0, fmt.Errorf("%q is not MIN-MAX", s)
+	case lo < 1 || hi < lo || hi > 10000:
+		return 0, 0, fmt.Errorf("%q: want 1 <= MIN <= MAX <= 10000", s)
+	}
+	return lo, hi, nil
 }
