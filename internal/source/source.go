@@ -49,6 +49,8 @@ type Options struct {
 	// Limits bound what a record and an input may cost (zero fields:
 	// defaults).
 	Limits Limits
+
+	noSkim bool // tests: never skim Folders lists (see m365.Skim)
 }
 
 // Stats counts what ReadPaths read. Records = Decoded + Quarantined: every
@@ -153,6 +155,7 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 		go func() {
 			defer wg.Done()
 			d := newDecoder(opts.Mapping, opts.Hot, opts.Limits)
+			d.noSkim = opts.noSkim
 			for b := range work {
 				d.decodeBatch(b)
 				select {
@@ -408,6 +411,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // decoder turns framed records into events; one per worker goroutine.
 type decoder struct {
 	p       fastjson.Parser
+	skim    m365.Skim
+	noSkim  bool  // tests: decode every record the ordinary way
+	skimmed int64 // records whose Folders list was skimmed
 	arena   fastjson.Arena
 	b       *event.Builder
 	mapping *jsonl.Mapping
@@ -549,6 +555,14 @@ func (d *decoder) decodeRecord(r *rawRecord, out sink) {
 		fail(err)
 		return
 	}
+	if v, ok := d.parseSkimmed(r.raw); ok {
+		if err := d.decodeValue(r, v, r.raw, true, &evs); err != nil {
+			fail(err)
+			return
+		}
+		out.decoded(evs)
+		return
+	}
 	v, err := d.p.ParseBytes(r.raw)
 	if err != nil {
 		fail(reject("invalid JSON", err))
@@ -558,11 +572,31 @@ func (d *decoder) decodeRecord(r *rawRecord, out sink) {
 		fail(reject("not an object", fmt.Errorf("record is a JSON %s", v.Type())))
 		return
 	}
-	if err := d.decodeValue(r, v, r.raw, &evs); err != nil {
+	if err := d.decodeValue(r, v, r.raw, false, &evs); err != nil {
 		fail(err)
 		return
 	}
 	out.decoded(evs)
+}
+
+// parseSkimmed parses raw with its Folders list read by d.skim, when raw
+// is a Management Activity API record that m365.Skim reads exactly; ok is
+// false otherwise, and raw is then decoded the ordinary way. Other
+// formats never see the emptied list: their records are parsed again.
+func (d *decoder) parseSkimmed(raw []byte) (*fastjson.Value, bool) {
+	if d.noSkim || d.mapping != nil && d.mapping.Force {
+		return nil, false
+	}
+	rest, ok := d.skim.Record(raw)
+	if !ok {
+		return nil, false
+	}
+	v, err := d.p.ParseBytes(rest)
+	if err != nil || gws.Detect(v) || m365.Detect(v) != m365.ManagementAPI {
+		return nil, false
+	}
+	d.skimmed++
+	return v, true
 }
 
 // decodeList decodes the elements of an API page, list being the bytes
@@ -596,7 +630,7 @@ func (d *decoder) decodeList(r *rawRecord, list []byte, at int, out sink) {
 			return nil
 		}
 		evs := d.evs[:0]
-		err = d.decodeValue(&el, v, v.MarshalTo(nil), &evs)
+		err = d.decodeValue(&el, v, v.MarshalTo(nil), false, &evs)
 		d.evs = evs[:0]
 		if err != nil {
 			fail(err)
@@ -608,9 +642,10 @@ func (d *decoder) decodeList(r *rawRecord, list []byte, at int, out sink) {
 }
 
 // decodeValue detects the format of one record and decodes it; raw must
-// be v's JSON. The event is flattened lazily, on its first lookup of a
-// source field.
-func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *[]*event.Event) error {
+// be v's JSON, or, when skimmed, the JSON v was parsed from before
+// parseSkimmed emptied its Folders list. The event is flattened lazily, on
+// its first lookup of a source field.
+func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimmed bool, out *[]*event.Event) error {
 	finish := func(e *event.Event, fl event.Flattener, arg int) {
 		e.Raw = raw
 		e.Origin = d.origin(r)
@@ -632,6 +667,16 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, out *
 		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i) }); err != nil {
 			return reject("google workspace", err)
 		}
+		return nil
+	}
+	if skimmed {
+		e := &event.Event{}
+		if err := m365.DecodeSkimmed(v, e, d.cache, &d.skim); err != nil {
+			return reject("m365 unified audit log", err)
+		}
+		sh := shape(e, nil)
+		m365.Lazy(v, m365.ManagementAPI, sh, e, d.cache)
+		finish(e, m365.Flatten, 0)
 		return nil
 	}
 	if kind := m365.Detect(v); kind != m365.None {
@@ -681,12 +726,16 @@ func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
 func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 	if r.csv.kind == csvPurview {
 		cell := r.row[r.csv.auditData]
-		sc, err := scanRecord([]byte(cell), d.lim.MaxDepth)
+		raw := []byte(cell)
+		sc, err := scanRecord(raw, d.lim.MaxDepth)
 		if err == nil {
 			err = d.limitErr(&sc)
 		}
 		if err != nil {
 			return reject("record limit", fmt.Errorf("AuditData: %w", err))
+		}
+		if v, ok := d.parseSkimmed(raw); ok {
+			return d.decodeValue(r, v, raw, true, out)
 		}
 		ad, err := d.p.Parse(cell)
 		if err != nil {
@@ -695,7 +744,7 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 		if m365.Detect(ad) != m365.ManagementAPI {
 			return reject("purview CSV", errors.New("AuditData is not a unified audit log record (no CreationTime/Operation/RecordType)"))
 		}
-		return d.decodeValue(r, ad, []byte(cell), out)
+		return d.decodeValue(r, ad, raw, false, out)
 	}
 	fields := len(r.row)
 	for _, c := range r.row {
@@ -706,7 +755,7 @@ func (d *decoder) decodeCSV(r *rawRecord, out *[]*event.Event) error {
 	}
 	d.arena.Reset()
 	v := csvObject(&d.arena, r.csv, r.row)
-	return d.decodeValue(r, v, v.MarshalTo(nil), out)
+	return d.decodeValue(r, v, v.MarshalTo(nil), false, out)
 }
 
 // Decoder decodes single records held in memory, such as records replayed

@@ -119,7 +119,7 @@ func Decode(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) err
 		if ad.Type() != fastjson.TypeObject {
 			return fmt.Errorf("auditData is %s, not an object", ad.Type())
 		}
-		if err := fill(ad, e, c); err != nil {
+		if err := fill(ad, e, c, nil); err != nil {
 			// Some query records carry the time only on the envelope.
 			t, _, err2 := record.TimeOf(v, "createdDateTime")
 			if err2 != nil {
@@ -144,16 +144,25 @@ func Decode(v *fastjson.Value, shape Shape, e *event.Event, c *record.Cache) err
 		}
 		return nil
 	case ManagementAPI:
-		return fill(v, e, c)
+		return fill(v, e, c, nil)
 	case Sentinel:
 		return fillSentinel(v, e)
 	}
 	return fmt.Errorf("not a unified audit log record")
 }
 
+// DecodeSkimmed is Decode for a Management Activity API record whose
+// Folders list s read from the raw bytes (v being the record Skim.Record
+// returned, with that list emptied).
+func DecodeSkimmed(v *fastjson.Value, e *event.Event, c *record.Cache, s *Skim) error {
+	e.Source = Source
+	return fill(v, e, c, s)
+}
+
 // fill reads the Management Activity API common and Exchange schemas.
-// Repeating values go through the cache c; unique ids do not.
-func fill(v *fastjson.Value, e *event.Event, c *record.Cache) error {
+// Repeating values go through the cache c; unique ids do not. A non-nil
+// s holds the Folders list, read from the raw record.
+func fill(v *fastjson.Value, e *event.Event, c *record.Cache, s *Skim) error {
 	// One pass over the record's keys instead of a lookup per field:
 	// records have a few dozen keys and this is the hottest decoder.
 	var f struct {
@@ -246,7 +255,7 @@ func fill(v *fastjson.Value, e *event.Event, c *record.Cache) error {
 		e.SessionID = record.Str(f.sess)
 	}
 	e.Mailbox = lowerInterned(c, c.Str(f.mailbox))
-	mailItems(f.folders, f.item, f.opCount, e, c)
+	mailItems(f.folders, f.item, f.opCount, e, c, s)
 	e.RecordID = record.Str(f.id)
 	return nil
 }
@@ -283,9 +292,13 @@ func fillSentinel(v *fastjson.Value, e *event.Event) error {
 }
 
 // mailItems fills the mail target of MailItemsAccessed, Send and similar.
-func mailItems(folders, item, opCount *fastjson.Value, e *event.Event, c *record.Cache) {
-	e.Folders = c.Strings(folders, "Path")
-	e.MessageIDs = record.Strings(folders, "FolderItems", "InternetMessageId")
+func mailItems(folders, item, opCount *fastjson.Value, e *event.Event, c *record.Cache, s *Skim) {
+	if s != nil {
+		s.Fill(e, c)
+	} else {
+		e.Folders = c.Strings(folders, "Path")
+		e.MessageIDs = record.Strings(folders, "FolderItems", "InternetMessageId")
+	}
 	if item != nil {
 		if id := record.Str(item, "InternetMessageId"); id != "" {
 			e.MessageIDs = append(e.MessageIDs, id)

@@ -1,0 +1,498 @@
+package m365
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/source/record"
+)
+
+// Skim reads the Folders list of a Management Activity API record from
+// its raw bytes, without building a parsed tree of it. A MailItemsAccessed
+// Bind lists every message read (Folders[].FolderItems[]), often most of
+// the record's bytes, yet decoding needs only the folder paths and message
+// ids, and rules rarely look deeper. Skim finds the list, validates it,
+// copies out those strings, and hands back the record with the list
+// replaced by [] for the JSON parser; the event's Raw stays the original
+// record, so flattening it on demand still sees every folder item.
+//
+// Skim is exact or declines: any input it is not sure to read exactly as
+// the parser would (escaped keys, a repeated Folders key, a surrogate
+// escape, invalid or deeply nested JSON in the list) makes it report false,
+// and the record is decoded the ordinary way. A Skim is reused from record
+// to record; it is not safe for concurrent use.
+type Skim struct {
+	rest  []byte // the record with the Folders value replaced by []
+	paths []byte // unescaped Path strings, concatenated
+	pEnd  []int
+	ids   []byte // unescaped InternetMessageId strings, concatenated
+	iEnd  []int
+}
+
+// foldersKey is searched for before anything else; it starts with a
+// byte rarer than the quote.
+var foldersKey = []byte(`Folders"`)
+
+// minSkim is the smallest Folders value worth skimming: below it the
+// parser is as cheap as the copy.
+const minSkim = 256
+
+// Record prepares raw (one JSON object) for parsing: when it has a
+// top-level Folders array that Skim can read exactly, it returns the
+// record with that array replaced by [] and true; else raw and false. The
+// returned bytes are valid until the next call.
+func (s *Skim) Record(raw []byte) ([]byte, bool) {
+	if len(raw) < minSkim || bytes.Index(raw, foldersKey) < 0 {
+		return raw, false
+	}
+	start, end, ok := s.scan(raw)
+	if !ok || end-start < minSkim {
+		return raw, false
+	}
+	s.rest = append(s.rest[:0], raw[:start]...)
+	s.rest = append(s.rest, "[]"...)
+	s.rest = append(s.rest, raw[end:]...)
+	return s.rest, true
+}
+
+// Fill sets e's Folders and MessageIDs from the list the last successful
+// Record read: what record.Strings(folders, "Path") (interned through c)
+// and record.Strings(folders, "FolderItems", "InternetMessageId") give for
+// the parsed list. The message ids share one allocation.
+func (s *Skim) Fill(e *event.Event, c *record.Cache) {
+	e.Folders = nil
+	if len(s.pEnd) > 0 {
+		e.Folders = make([]string, len(s.pEnd))
+		off := 0
+		for i, end := range s.pEnd {
+			e.Folders[i] = c.Bytes(s.paths[off:end])
+			off = end
+		}
+	}
+	e.MessageIDs = nil
+	if len(s.iEnd) > 0 {
+		backing := string(s.ids)
+		e.MessageIDs = make([]string, len(s.iEnd))
+		off := 0
+		for i, end := range s.iEnd {
+			e.MessageIDs[i] = backing[off:end]
+			off = end
+		}
+	}
+}
+
+// scan walks the top level of the object raw, skipping values, and reads
+// the Folders value strictly; it returns that value's span.
+func (s *Skim) scan(b []byte) (start, end int, ok bool) {
+	s.paths, s.pEnd, s.ids, s.iEnd = s.paths[:0], s.pEnd[:0], s.ids[:0], s.iEnd[:0]
+	start = -1
+	i := ws(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return 0, 0, false
+	}
+	i = ws(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return 0, 0, false
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return 0, 0, false
+		}
+		ks := i + 1
+		ke := ks
+		for ke < len(b) && b[ke] != '"' {
+			if b[ke] == '\\' {
+				// An escaped key may unescape to "Folders": leave such
+				// records to the parser.
+				return 0, 0, false
+			}
+			ke++
+		}
+		if ke >= len(b) {
+			return 0, 0, false
+		}
+		key := b[ks:ke]
+		i = ws(b, ke+1)
+		if i >= len(b) || b[i] != ':' {
+			return 0, 0, false
+		}
+		i = ws(b, i+1)
+		if string(key) == "Folders" {
+			if start >= 0 || i >= len(b) || b[i] != '[' {
+				return 0, 0, false // repeated, or not a list
+			}
+			e, ok := s.value(b, i, 0, stFolders)
+			if !ok {
+				return 0, 0, false
+			}
+			start, end = i, e
+			i = e
+		} else {
+			var ok bool
+			if i, ok = skip(b, i); !ok {
+				return 0, 0, false
+			}
+		}
+		i = ws(b, i)
+		if i >= len(b) {
+			return 0, 0, false
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] != ',' {
+			return 0, 0, false
+		}
+		i = ws(b, i+1)
+	}
+	if ws(b, i+1) != len(b) || start < 0 {
+		return 0, 0, false
+	}
+	return start, end, true
+}
+
+// The roles a value in the Folders list plays for record.Strings's two
+// walks: the list itself (both walks), a Path value, a FolderItems value,
+// an InternetMessageId value, or none.
+type state uint8
+
+const (
+	stNone state = iota
+	stFolders
+	stPath
+	stItems
+	stID
+)
+
+const maxSkimDepth = 64
+
+// value reads the JSON value at b[i] strictly, collecting the strings its
+// state asks for, and returns where it ends.
+func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
+	if depth > maxSkimDepth || i >= len(b) {
+		return 0, false
+	}
+	switch c := b[i]; {
+	case c == '[':
+		i = ws(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			// Arrays are walked at every level, in the same role.
+			var ok bool
+			if i, ok = s.value(b, i, depth+1, st); !ok {
+				return 0, false
+			}
+			i = ws(b, i)
+			if i >= len(b) {
+				return 0, false
+			}
+			if b[i] == ']' {
+				return i + 1, true
+			}
+			if b[i] != ',' {
+				return 0, false
+			}
+			i = ws(b, i+1)
+		}
+	case c == '{':
+		i = ws(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, true
+		}
+		var seenA, seenB bool // the first matching key wins, as in Object.Get
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return 0, false
+			}
+			ks := i + 1
+			ke := plainEnd(b, ks)
+			if ke >= len(b) || b[ke] != '"' {
+				return 0, false // escaped keys are the parser's
+			}
+			key := b[ks:ke]
+			i = ws(b, ke+1)
+			if i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			i = ws(b, i+1)
+			next := stNone
+			switch st {
+			case stFolders:
+				if !seenA && string(key) == "Path" {
+					seenA, next = true, stPath
+				} else if !seenB && string(key) == "FolderItems" {
+					seenB, next = true, stItems
+				}
+			case stItems:
+				if !seenA && string(key) == "InternetMessageId" {
+					seenA, next = true, stID
+				}
+			}
+			var ok bool
+			if i, ok = s.value(b, i, depth+1, next); !ok {
+				return 0, false
+			}
+			i = ws(b, i)
+			if i >= len(b) {
+				return 0, false
+			}
+			if b[i] == '}' {
+				return i + 1, true
+			}
+			if b[i] != ',' {
+				return 0, false
+			}
+			i = ws(b, i+1)
+		}
+	case c == '"':
+		switch st {
+		case stPath:
+			e, ok := appendString(&s.paths, b, i)
+			s.pEnd = append(s.pEnd, len(s.paths))
+			return e, ok
+		case stID:
+			e, ok := appendString(&s.ids, b, i)
+			s.iEnd = append(s.iEnd, len(s.ids))
+			return e, ok
+		}
+		return appendString(nil, b, i)
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	}
+	return number(b, i)
+}
+
+// appendString reads the JSON string at b[i] strictly, appending its
+// unescaped bytes to *dst (when dst is not nil), and returns where it ends.
+// Escapes unescape as the parser's StringBytes does; surrogate escapes
+// (which it reads leniently) make the record the parser's.
+func appendString(dst *[]byte, b []byte, i int) (int, bool) {
+	i++
+	for {
+		j := plainEnd(b, i)
+		if dst != nil {
+			*dst = append(*dst, b[i:j]...)
+		}
+		if j >= len(b) || b[j] < 0x20 {
+			return 0, false
+		}
+		if b[j] == '"' {
+			return j + 1, true
+		}
+		// An escape.
+		if j+1 >= len(b) {
+			return 0, false
+		}
+		var r byte
+		switch b[j+1] {
+		case '"':
+			r = '"'
+		case '\\':
+			r = '\\'
+		case '/':
+			r = '/'
+		case 'b':
+			r = '\b'
+		case 'f':
+			r = '\f'
+		case 'n':
+			r = '\n'
+		case 'r':
+			r = '\r'
+		case 't':
+			r = '\t'
+		case 'u':
+			if j+6 > len(b) {
+				return 0, false
+			}
+			x, ok := hex4(b[j+2 : j+6])
+			if !ok || utf16.IsSurrogate(rune(x)) {
+				return 0, false
+			}
+			if dst != nil {
+				*dst = utf8.AppendRune(*dst, rune(x))
+			}
+			i = j + 6
+			continue
+		default:
+			return 0, false
+		}
+		if dst != nil {
+			*dst = append(*dst, r)
+		}
+		i = j + 2
+	}
+}
+
+func hex4(h []byte) (uint32, bool) {
+	var x uint32
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		x = x<<4 | uint32(c)
+	}
+	return x, true
+}
+
+func literal(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, false
+	}
+	return i + len(lit), true
+}
+
+// number reads a JSON number strictly: -?(0|[1-9]d*)(.d+)?([eE][+-]?d+)?
+func number(b []byte, i int) (int, bool) {
+	digits := func(i int) int {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i)
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+// skip passes over the value at b[i] without checking it: the parser
+// checks everything outside the Folders list, and fails on the copy
+// whenever the original would fail.
+func skip(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				var ok bool
+				if i, ok = skipString(b, i); !ok {
+					return 0, false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return 0, false
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\r', '\n':
+			return i, true
+		}
+		i++
+	}
+	return i, true
+}
+
+func skipString(b []byte, i int) (int, bool) {
+	i++
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return 0, false
+		}
+		j += i
+		// The quote ends the string unless an odd run of backslashes
+		// precedes it.
+		n := 0
+		for k := j - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1, true
+		}
+		i = j + 1
+	}
+}
+
+func ws(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainEnd returns the index of the first byte at or after i that is a
+// quote, a backslash or a control character (len(b) if none), eight
+// bytes at a time.
+func plainEnd(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (ones * '"')
+		bs := x ^ (ones * '\\')
+		// A byte is flagged when it is zero after the xor (a quote or a
+		// backslash) or below 0x20; the lowest flag is always exact.
+		m := ((q - ones) &^ q) | ((bs - ones) &^ bs) | ((x - ones*0x20) &^ x)
+		if m &= highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return i
+}
