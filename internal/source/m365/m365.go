@@ -8,6 +8,7 @@ package m365
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/valyala/fastjson"
 
@@ -81,7 +82,7 @@ func Lazy(v *fastjson.Value, shape Shape, sh *record.Shape, e *event.Event, c *r
 	}
 	var seen [2]int
 	for _, p := range v.GetArray("OperationProperties") {
-		switch record.Str(p, "Name") {
+		switch string(strBytes(p, "Name")) {
 		case "MailAccessType":
 			seen[0]++
 		case "IsThrottled":
@@ -96,7 +97,7 @@ func Lazy(v *fastjson.Value, shape Shape, sh *record.Shape, e *event.Event, c *r
 			continue
 		}
 		val, _ := x.StringBytes()
-		switch record.Str(p, "Name") {
+		switch string(strBytes(p, "Name")) {
 		case "MailAccessType":
 			if seen[0] == 1 {
 				e.AddEager(symMailAccessType, "OperationProperties.MailAccessType", c.Bytes(val), event.String)
@@ -221,7 +222,12 @@ func fill(v *fastjson.Value, e *event.Event, c *record.Cache, s *Skim) error {
 	if f.creation == nil {
 		return fmt.Errorf("no timestamp field (looked for CreationTime)")
 	}
-	t, err := record.ParseTime(record.Str(f.creation))
+	var t time.Time
+	if b := strBytes1(f.creation); b != nil {
+		t, err = record.ParseTimeBytes(b)
+	} else {
+		t, err = record.ParseTime(record.Str(f.creation))
+	}
 	if err != nil {
 		return fmt.Errorf("field CreationTime: %w", err)
 	}
@@ -247,17 +253,48 @@ func fill(v *fastjson.Value, e *event.Event, c *record.Cache, s *Skim) error {
 	if e.UserAgent == "" && f.extProps != nil {
 		e.UserAgent = nameValue(f.extProps, "UserAgent")
 	}
+	// The session, token and record ids are unique or nearly: they share
+	// one new string rather than take one each.
+	var scratch [192]byte
+	ids := scratch[:0]
+	var sess, tok [2]int
 	if f.appAccess != nil {
-		e.SessionID = record.Str(f.appAccess, "AADSessionId")
-		e.TokenID = record.Str(f.appAccess, "UniqueTokenId")
+		sess[0] = len(ids)
+		ids = appendScalar(ids, f.appAccess.Get("AADSessionId"))
+		sess[1], tok[0] = len(ids), len(ids)
+		ids = appendScalar(ids, f.appAccess.Get("UniqueTokenId"))
+		tok[1] = len(ids)
 	}
-	if e.SessionID == "" {
-		e.SessionID = record.Str(f.sess)
+	if sess[0] == sess[1] {
+		sess[0] = len(ids)
+		ids = appendScalar(ids, f.sess)
+		sess[1] = len(ids)
 	}
+	rid := len(ids)
+	ids = appendScalar(ids, f.id)
+	backing := string(ids)
+	e.SessionID, e.TokenID, e.RecordID = backing[sess[0]:sess[1]], backing[tok[0]:tok[1]], backing[rid:]
 	e.Mailbox = lowerInterned(c, c.Str(f.mailbox))
 	mailItems(f.folders, f.item, f.opCount, e, c, s)
-	e.RecordID = record.Str(f.id)
 	return nil
+}
+
+// appendScalar appends what record.Str returns for x: a string's bytes,
+// a number or boolean as written, nothing for anything else.
+func appendScalar(b []byte, x *fastjson.Value) []byte {
+	if x == nil {
+		return b
+	}
+	switch x.Type() {
+	case fastjson.TypeString:
+		s, _ := x.StringBytes()
+		return append(b, s...)
+	case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+		// Not x.MarshalTo(b): b would escape, and callers pass a buffer on
+		// their stack; ids are seldom numbers.
+		return append(b, x.String()...)
+	}
+	return b
 }
 
 // fillSentinel reads an OfficeActivity row: the same data with columns
@@ -325,12 +362,29 @@ func nameValue(list *fastjson.Value, name string) string {
 	return ""
 }
 
-func failed(result string) bool {
-	switch strings.ToLower(result) {
-	case "failed", "failure", "false":
-		return true
+// strBytes1 returns the bytes of x when it is a string, else nil; they
+// alias x.
+func strBytes1(x *fastjson.Value) []byte {
+	if x == nil || x.Type() != fastjson.TypeString {
+		return nil
 	}
-	return false
+	b, _ := x.StringBytes()
+	return b
+}
+
+// strBytes returns the bytes of the string at key, nil when there is
+// none (or it is not a string); they alias v.
+func strBytes(v *fastjson.Value, key string) []byte {
+	x := v.Get(key)
+	if x == nil || x.Type() != fastjson.TypeString {
+		return nil
+	}
+	b, _ := x.StringBytes()
+	return b
+}
+
+func failed(result string) bool {
+	return strings.EqualFold(result, "failed") || strings.EqualFold(result, "failure") || strings.EqualFold(result, "false")
 }
 
 // lowerInterned lower-cases s, interning the result; s is usually already

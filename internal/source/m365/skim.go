@@ -64,24 +64,30 @@ func (s *Skim) Record(raw []byte) ([]byte, bool) {
 // and record.Strings(folders, "FolderItems", "InternetMessageId") give for
 // the parsed list. The message ids share one allocation.
 func (s *Skim) Fill(e *event.Event, c *record.Cache) {
-	e.Folders = nil
-	if len(s.pEnd) > 0 {
-		e.Folders = make([]string, len(s.pEnd))
-		off := 0
-		for i, end := range s.pEnd {
-			e.Folders[i] = c.Bytes(s.paths[off:end])
-			off = end
-		}
+	e.Folders, e.MessageIDs = nil, nil
+	np, ni := len(s.pEnd), len(s.iEnd)
+	if np+ni == 0 {
+		return
 	}
-	e.MessageIDs = nil
-	if len(s.iEnd) > 0 {
+	// One slice holds both lists; each is capped, so appending to one
+	// (mailItems adds Item's folder and id) cannot overwrite the other.
+	all := make([]string, np+ni)
+	off := 0
+	for i, end := range s.pEnd {
+		all[i] = c.Bytes(s.paths[off:end])
+		off = end
+	}
+	if ni > 0 {
 		backing := string(s.ids)
-		e.MessageIDs = make([]string, len(s.iEnd))
-		off := 0
+		off = 0
 		for i, end := range s.iEnd {
-			e.MessageIDs[i] = backing[off:end]
+			all[np+i] = backing[off:end]
 			off = end
 		}
+		e.MessageIDs = all[np : np+ni : np+ni]
+	}
+	if np > 0 {
+		e.Folders = all[:np:np]
 	}
 }
 
@@ -272,26 +278,38 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 	return number(b, i)
 }
 
-// appendString reads the JSON string at b[i] strictly, appending its
-// unescaped bytes to *dst (when dst is not nil), and returns where it ends.
-// Escapes unescape as the parser's StringBytes does; surrogate escapes
-// (which it reads leniently) make the record the parser's.
+// appendString reads the JSON string at b[i], appending its unescaped
+// bytes to *dst (when dst is not nil), and returns where it ends. Like the
+// parser, it keeps control characters and invalid UTF-8 as they are;
+// escapes unescape as the parser's StringBytes does, except that unknown
+// escapes and surrogate escapes (which the parser reads leniently) make
+// the record the parser's.
 func appendString(dst *[]byte, b []byte, i int) (int, bool) {
 	i++
-	for {
-		j := plainEnd(b, i)
+	j := bytes.IndexByte(b[i:], '"')
+	if j < 0 {
+		return 0, false
+	}
+	j += i
+	if bytes.IndexByte(b[i:j], '\\') < 0 {
 		if dst != nil {
 			*dst = append(*dst, b[i:j]...)
 		}
-		if j >= len(b) || b[j] < 0x20 {
+		return j + 1, true
+	}
+	for {
+		j := i
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if dst != nil {
+			*dst = append(*dst, b[i:j]...)
+		}
+		if j+1 >= len(b) {
 			return 0, false
 		}
 		if b[j] == '"' {
 			return j + 1, true
-		}
-		// An escape.
-		if j+1 >= len(b) {
-			return 0, false
 		}
 		var r byte
 		switch b[j+1] {

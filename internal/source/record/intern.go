@@ -193,7 +193,9 @@ func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
 	})
 	c.spans, c.buf = spans, buf
 	backing := string(buf)
-	out := make([]event.Field, len(spans))
+	// Room for the decoders' own up-front fields (event.AddEager), so
+	// adding them does not copy the slice.
+	out := make([]event.Field, len(spans), len(spans)+2)
 	for i, sp := range spans {
 		out[i] = event.Field{Sym: sp.sym, Name: sp.name, Value: backing[sp.off : sp.off+sp.n], Kind: sp.kind}
 	}

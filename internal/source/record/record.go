@@ -86,6 +86,15 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("unrecognized timestamp %q", s)
 }
 
+// ParseTimeBytes is ParseTime for bytes; the common ISO 8601 layouts are
+// read without copying b.
+func ParseTimeBytes(b []byte) (time.Time, error) {
+	if t, ok := parseISO(b); ok {
+		return t, nil
+	}
+	return ParseTime(string(b))
+}
+
 // TimeOf returns the parsed time of the first present key.
 func TimeOf(v *fastjson.Value, keys ...string) (time.Time, string, error) {
 	for _, k := range keys {
@@ -109,7 +118,13 @@ func IP(s string) string {
 		return ""
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().String()
+		// Most addresses are written canonically: keep s then, rather
+		// than allocate its copy.
+		var buf [64]byte
+		if b := a.Unmap().AppendTo(buf[:0]); string(b) != s {
+			return string(b)
+		}
+		return s
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return ap.Addr().Unmap().String()
@@ -153,7 +168,7 @@ func walkStrings(x *fastjson.Value, p []string, fn func([]byte)) {
 // parseISO parses the common "2006-01-02T15:04:05[.fraction][Z|±hh:mm]"
 // (zone-less is UTC) without allocating; ok is false for anything else,
 // which then goes through the layouts.
-func parseISO(s string) (time.Time, bool) {
+func parseISO[T string | []byte](s T) (time.Time, bool) {
 	if len(s) < 19 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}

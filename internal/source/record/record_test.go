@@ -77,3 +77,43 @@ func TestParseTimeRejectsNonTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestIPKeepsCanonical: an address already written canonically comes back
+// as the same string, without a copy; others are normalized.
+func TestIPKeepsCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7":           "203.0.113.7",
+		"2001:db8::5":           "2001:db8::5",
+		" 203.0.113.7 ":         "203.0.113.7",
+		"2001:DB8:0::5":         "2001:db8::5",
+		"::ffff:203.0.113.7":    "203.0.113.7",
+		"203.0.113.7:52311":     "203.0.113.7",
+		"[2001:db8::5]:443":     "2001:db8::5",
+		"not an address":        "not an address",
+		"203.0.113.7 (proxied)": "203.0.113.7 (proxied)",
+	} {
+		if got := IP(in); got != want {
+			t.Errorf("IP(%q) = %q, want %q", in, got, want)
+		}
+	}
+	s := "203.0.113.7"
+	if n := testing.AllocsPerRun(100, func() { s = IP(s) }); n != 0 {
+		t.Errorf("IP of a canonical address allocated %.0f times", n)
+	}
+}
+
+// TestParseTimeBytes: the bytes form agrees with ParseTime, and reads the
+// common layout without allocating.
+func TestParseTimeBytes(t *testing.T) {
+	for _, in := range []string{"2023-06-16T03:12:44", "2026-07-16T15:31:34.1881867+00:00", " 2023-06-16T03:12:44Z ", "1/26/2025 8:20:44 PM", "1700000000", "", "yesterday", "2023-02-30T00:00:00"} {
+		a, errA := ParseTime(in)
+		b, errB := ParseTimeBytes([]byte(in))
+		if !a.Equal(b) || (errA == nil) != (errB == nil) || errA != nil && errA.Error() != errB.Error() {
+			t.Errorf("%q: ParseTime %v, %v; ParseTimeBytes %v, %v", in, a, errA, b, errB)
+		}
+	}
+	b := []byte("2026-07-16T15:31:34.1881867Z")
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParseTimeBytes(b) }); n != 0 {
+		t.Errorf("ParseTimeBytes allocated %.0f times", n)
+	}
+}
