@@ -41,12 +41,13 @@ var foldersKey = []byte(`Folders"`)
 // parser is as cheap as the copy.
 const minSkim = 256
 
-// Record prepares raw (one JSON object) for parsing: when it has a
-// top-level Folders array that Skim can read exactly, it returns the
-// record with that array replaced by [] and true; else raw and false. The
-// returned bytes are valid until the next call.
+// Record prepares raw (one JSON object) for parsing: when it is a
+// Management Activity API record (Detect's ManagementAPI, and nothing
+// gws.Detect claims) with a top-level Folders array that Skim can read
+// exactly, it returns the record with that array replaced by [] and true;
+// else raw and false. The returned bytes are valid until the next call.
 func (s *Skim) Record(raw []byte) ([]byte, bool) {
-	if len(raw) < minSkim || bytes.Index(raw, foldersKey) < 0 {
+	if len(raw) < minSkim || !bytes.Contains(raw, foldersKey) {
 		return raw, false
 	}
 	start, end, ok := s.scan(raw)
@@ -96,6 +97,7 @@ func (s *Skim) Fill(e *event.Event, c *record.Cache) {
 func (s *Skim) scan(b []byte) (start, end int, ok bool) {
 	s.paths, s.pEnd, s.ids, s.iEnd = s.paths[:0], s.pEnd[:0], s.ids[:0], s.iEnd[:0]
 	start = -1
+	need := 0 // the keys that make a Management Activity API record (Detect)
 	i := ws(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return 0, 0, false
@@ -127,6 +129,17 @@ func (s *Skim) scan(b []byte) (start, end int, ok bool) {
 			return 0, 0, false
 		}
 		i = ws(b, i+1)
+		switch string(key) {
+		case "CreationTime":
+			need |= 1
+		case "Operation":
+			need |= 2
+		case "RecordType":
+			need |= 4
+		case "auditData", "auditLogRecordType", "kind", "id", "events":
+			// Another shape may claim the record (Detect, gws.Detect).
+			return 0, 0, false
+		}
 		if string(key) == "Folders" {
 			if start >= 0 || i >= len(b) || b[i] != '[' {
 				return 0, 0, false // repeated, or not a list
@@ -155,7 +168,7 @@ func (s *Skim) scan(b []byte) (start, end int, ok bool) {
 		}
 		i = ws(b, i+1)
 	}
-	if ws(b, i+1) != len(b) || start < 0 {
+	if ws(b, i+1) != len(b) || start < 0 || need != 7 {
 		return 0, 0, false
 	}
 	return start, end, true
