@@ -189,6 +189,16 @@ const (
 
 const maxSkimDepth = 64
 
+// knownKeys are the keys of Folders elements and of their items, most
+// frequent first.
+var knownKeys = [...][]string{
+	stNone:    {"Id", "InternetMessageId", "SizeInBytes"},
+	stFolders: {"Id", "Path", "FolderItems"},
+	stPath:    nil,
+	stItems:   {"Id", "InternetMessageId", "SizeInBytes"},
+	stID:      nil,
+}
+
 // value reads the JSON value at b[i] strictly, collecting the strings its
 // state asks for, and returns where it ends.
 func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
@@ -230,9 +240,19 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 				return 0, false
 			}
 			ks := i + 1
-			ke := plainEnd(b, ks)
-			if ke >= len(b) || b[ke] != '"' {
-				return 0, false // escaped keys are the parser's
+			ke := -1
+			// The keys Exchange writes are compared in place; others are
+			// searched for their end.
+			for _, k := range knownKeys[st] {
+				if e := ks + len(k); e < len(b) && b[e] == '"' && string(b[ks:e]) == k {
+					ke = e
+					break
+				}
+			}
+			if ke < 0 {
+				if ke = plainEnd(b, ks); ke >= len(b) || b[ke] != '"' {
+					return 0, false // escaped keys are the parser's
+				}
 			}
 			key := b[ks:ke]
 			i = ws(b, ke+1)
@@ -240,6 +260,9 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 				return 0, false
 			}
 			i = ws(b, i+1)
+			if i >= len(b) {
+				return 0, false
+			}
 			next := stNone
 			switch st {
 			case stFolders:
@@ -254,7 +277,15 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 				}
 			}
 			var ok bool
-			if i, ok = s.value(b, i, depth+1, next); !ok {
+			switch c := b[i]; {
+			case next == stNone && c == '"':
+				i, ok = skipString(b, i)
+			case c == '-' || c >= '0' && c <= '9':
+				i, ok = number(b, i)
+			default:
+				i, ok = s.value(b, i, depth+1, next)
+			}
+			if !ok {
 				return 0, false
 			}
 			i = ws(b, i)
@@ -280,7 +311,8 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 			s.iEnd = append(s.iEnd, len(s.ids))
 			return e, ok
 		}
-		return appendString(nil, b, i)
+		// A string nobody reads: the parser only looks for its end.
+		return skipString(b, i)
 	case c == 't':
 		return literal(b, i, "true")
 	case c == 'f':
