@@ -204,7 +204,12 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err != nil {
 		return usageError("%v", err)
 	}
-	watcher.SetMetrics(srv.Metrics())
+	if err := watcher.SetMetrics(srv.Metrics()); err != nil {
+		return err
+	}
+	if err := srv.Metrics().Register(server.CollectorMetrics(watcher.CollectorStatus, nil), server.SinkMetrics(outbox)); err != nil {
+		return err
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

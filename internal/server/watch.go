@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/collect"
 	"github.com/vigil-audit/vigil/internal/detect"
@@ -102,11 +104,26 @@ func (w *Watcher) SetCollectors(cs []*collect.Collector) {
 	w.mu.Unlock()
 }
 
-// SetMetrics counts alerts and incident updates in m.
-func (w *Watcher) SetMetrics(m *Metrics) {
+// SetMetrics counts alerts, incident updates and detection progress in m.
+func (w *Watcher) SetMetrics(m *Metrics) error {
 	w.mu.Lock()
 	w.metrics = m
 	w.mu.Unlock()
+	return m.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_detection_entries_total", Help: "Journal entries detection has read (its offset in the journal).",
+	}, func() float64 { return float64(w.Offset()) }))
+}
+
+// CollectorStatus snapshots the collectors' state (for the metrics).
+func (w *Watcher) CollectorStatus() []collect.Status {
+	w.mu.RLock()
+	cs := w.collectors
+	w.mu.RUnlock()
+	out := make([]collect.Status, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Status())
+	}
+	return out
 }
 
 // Wake tells the watcher the journal grew (it also polls every second).
@@ -227,6 +244,9 @@ func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64,
 	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(index)})
 	w.mu.Lock()
 	w.offset = index + 1
+	if w.caughtUp && w.metrics != nil {
+		w.metrics.DetectionDelay.Observe(time.Since(en.Received).Seconds())
+	}
 	st := w.sources[en.Source]
 	if st == nil {
 		st = &sourceStat{Source: en.Source, Kind: "journal"}
