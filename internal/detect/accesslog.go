@@ -22,10 +22,10 @@ type accessLog struct {
 	// first, never appended to.
 	sealed []logSeg
 	f      *os.File
-	w   *bufio.Writer
-	enc *gob.Encoder
-	n   int64
-	err error
+	w      *bufio.Writer
+	enc    *gob.Encoder
+	n      int64
+	err    error
 }
 
 func (l *accessLog) add(a *event.MailAccess) {

@@ -19,7 +19,9 @@ import (
 
 type recordingSink struct{ log []string }
 
-func (s *recordingSink) Alert(a *alert.Alert) { s.log = append(s.log, "alert "+a.Key()+"|"+a.Level.String()) }
+func (s *recordingSink) Alert(a *alert.Alert) {
+	s.log = append(s.log, "alert "+a.Key()+"|"+a.Level.String())
+}
 func (s *recordingSink) Incident(u Update) {
 	s.log = append(s.log, fmt.Sprintf("incident %s %s %d %s %d", u.Incident.ID, u.Kind, u.Incident.AlertCount, u.Incident.Severity, u.Incident.Impact.Accesses))
 }
