@@ -189,6 +189,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		NewDecoder: func() *source.Decoder { return source.NewDecoder(nil, hot) },
 		Outbox:     outbox,
 		Logger:     logger,
+		StateDir:   detectDir,
 	})
 	ingester := server.NewIngester(j, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = watcher.Wake
