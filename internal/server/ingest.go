@@ -152,6 +152,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes; nothing was stored")
 		return
 	}
+	if err != nil && r.Context().Err() != nil {
+		// The client went away (or the server is stopping) before the
+		// answer: nothing was acknowledged; it will push again.
+		s.log.Info("ingest abandoned by the client before its acknowledgment", "remote", r.RemoteAddr, "err", err)
+		s.metrics.ingestReqs.WithLabelValues("abandoned").Inc()
+		return
+	}
 	if err != nil {
 		s.log.Error("ingest failed", "remote", r.RemoteAddr, "err", err)
 		s.metrics.ingestReqs.WithLabelValues("500").Inc()
