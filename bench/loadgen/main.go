@@ -201,7 +201,7 @@ func push(ctx context.Context, args []string) error {
 					buf = record(buf, nonce, first+i, now, c.users)
 				}
 				if trig != "" {
-					buf = triggerRecord(buf, trig, now, c.users)
+					buf = triggerRecord(buf, trig, now)
 				}
 				for {
 					t0 := time.Now()
@@ -376,8 +376,6 @@ func push(ctx context.Context, args []string) error {
 	return nil
 }
 
-var users []string
-
 // record appends one MailItemsAccessed record (a Bind of one message),
 // with a unique Id, timed now.
 func record(b []byte, nonce string, seq int64, now time.Time, nUsers int) []byte {
@@ -414,13 +412,12 @@ func record(b []byte, nonce string, seq int64, now time.Time, nUsers int) []byte
 // triggerRecord appends a Set-Mailbox that forwards the mailbox to an
 // outside address: the built-in rule m365_mailbox_smtp_forwarding fires
 // on this one record.
-func triggerRecord(b []byte, id string, now time.Time, nUsers int) []byte {
+func triggerRecord(b []byte, id string, now time.Time) []byte {
 	b = append(b, `{"CreationTime":"`...)
 	b = now.AppendFormat(b, "2006-01-02T15:04:05")
 	b = append(b, `","Id":"`...)
 	b = append(b, id...)
 	b = append(b, `","Operation":"Set-Mailbox","OrganizationId":"11111111-2222-3333-4444-555555555555","RecordType":1,"ResultStatus":"True","UserKey":"10032001","UserType":0,"Version":1,"Workload":"Exchange","ClientIP":"203.0.113.9","ObjectId":"user1@contoso.example","UserId":"user1@contoso.example","AppId":"","ClientAppId":"","ExternalAccess":false,"OrganizationName":"contoso.example","Parameters":[{"Name":"Identity","Value":"user1@contoso.example"},{"Name":"ForwardingSmtpAddress","Value":"smtp:drop@exfil.example"},{"Name":"DeliverToMailboxAndForward","Value":"True"}]}`...)
-	_ = nUsers
 	return append(b, '\n')
 }
 
