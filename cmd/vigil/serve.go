@@ -211,6 +211,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err := srv.Metrics().Register(server.CollectorMetrics(watcher.CollectorStatus, nil), server.SinkMetrics(outbox)); err != nil {
 		return err
 	}
+	if ns, err := notifications(cfg, collectors); err != nil {
+		return usageError("%v", err)
+	} else if err := srv.SetNotifications(ns); err != nil {
+		return err
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
