@@ -17,7 +17,7 @@ type collectorMetrics struct {
 	now    func() time.Time
 
 	windows, pages, records, duplicates, undecodable, gaps *prometheus.Desc
-	requests, throttled, retries, waited, lag, up          *prometheus.Desc
+	requests, throttled, retries, waited, lag, up, wakeups *prometheus.Desc
 }
 
 // CollectorMetrics reports windows, gaps, throttling and lag of the
@@ -41,12 +41,13 @@ func CollectorMetrics(status func() []collect.Status, now func() time.Time) prom
 		waited:      d("vigil_collector_wait_seconds_total", "Time a collector waited on throttling, back-off and its rate limit."),
 		lag:         d("vigil_collector_lag_seconds", "Wall time minus the collector's watermark (how far behind the vendor's log it is)."),
 		up:          d("vigil_collector_failed", "1 when the collector stopped on an error it cannot retry."),
+		wakeups:     d("vigil_collector_wakeups_total", "Vendor push notifications that asked the collector for a poll."),
 	}
 }
 
 func (m *collectorMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.windows, m.pages, m.records, m.duplicates, m.undecodable, m.gaps,
-		m.requests, m.throttled, m.retries, m.waited, m.lag, m.up} {
+		m.requests, m.throttled, m.retries, m.waited, m.lag, m.up, m.wakeups} {
 		ch <- d
 	}
 }
@@ -67,6 +68,7 @@ func (m *collectorMetrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.throttled, float64(s.Throttled))
 		counter(m.retries, float64(s.Retries))
 		counter(m.waited, s.Waited.Seconds())
+		counter(m.wakeups, float64(s.Wakeups))
 		failed := 0.0
 		if s.State == "failed" {
 			failed = 1

@@ -28,7 +28,7 @@ func (f *fakeSinks) Status() []sink.Status {
 func TestCollectorAndSinkMetrics(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	st := []collect.Status{
-		{Tenant: "contoso", Source: "m365.ual", State: "polling", Watermark: now.Add(-90 * time.Second), Windows: 4, Gaps: 1, Throttled: 2, Requests: 9, Waited: 3 * time.Second},
+		{Tenant: "contoso", Source: "m365.ual", State: "polling", Watermark: now.Add(-90 * time.Second), Windows: 4, Gaps: 1, Throttled: 2, Requests: 9, Waited: 3 * time.Second, Wakeups: 5},
 		{Tenant: "contoso", Source: "gws.login", State: "failed"},
 	}
 	var mu sync.Mutex
