@@ -65,6 +65,8 @@ type Watcher struct {
 	undecoded  int64
 	lastErr    string
 	read       uint64 // entries read by this process (not restored)
+	snapBytes  int64
+	snapSecs   float64
 	resumed    uint64 // the offset a snapshot restored
 	snapshots  uint64
 }
@@ -141,7 +143,13 @@ func (w *Watcher) SetMetrics(m *Metrics) error {
 		}, func() float64 { return float64(w.Read()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_detection_snapshots_total", Help: "Detection snapshots written since start.",
-		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapshots) }))
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapshots) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_detection_snapshot_bytes", Help: "Size of the last detection snapshot.",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_detection_snapshot_duration_seconds", Help: "Time the last detection snapshot took (detection waits meanwhile).",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return w.snapSecs }))
 }
 
 // Read is how many journal entries this process has read (entries a
@@ -205,6 +213,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	dec := w.newDecoder()
 	var lastRefresh, lastSnap time.Time
+	var snapTook time.Duration
 	snapOffset := w.Offset()
 	// A restored pipeline's incidents are shown after its first refresh.
 	dirty := snapOffset > 0
@@ -266,13 +275,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.mu.Unlock()
 			}
 			lastRefresh, dirty = time.Now(), false
-			if off := w.Offset(); w.stateDir != "" && off > snapOffset && time.Since(lastSnap) >= w.snapEvery {
+			// A snapshot stops detection while it is written: at most a
+			// twentieth of the time goes to them, however large the state.
+			if off := w.Offset(); w.stateDir != "" && off > snapOffset && time.Since(lastSnap) >= max(w.snapEvery, 20*snapTook) {
 				// Right after a refresh: the sink has been told of everything
 				// up to off, so a replay from here repeats nothing it lacks.
+				t0 := time.Now()
 				if err := w.snapshot(p); err != nil {
 					w.log.Error("detection snapshot failed", "err", err)
 				} else {
-					snapOffset, lastSnap = off, time.Now()
+					snapOffset, lastSnap, snapTook = off, time.Now(), time.Since(t0)
 				}
 			}
 			w.mu.Lock()
@@ -404,6 +416,7 @@ func (w *Watcher) loadState() (*watcherState, error) {
 // snapshot writes the state atomically: a temporary file, fsynced,
 // renamed over the old one, the directory fsynced.
 func (w *Watcher) snapshot(p *detect.Pipeline) error {
+	start := time.Now()
 	var pb bytes.Buffer
 	if err := p.Snapshot(&pb); err != nil {
 		return err
@@ -432,6 +445,8 @@ func (w *Watcher) snapshot(p *detect.Pipeline) error {
 	}
 	w.mu.Lock()
 	w.snapshots++
+	w.snapBytes = int64(buf.Len())
+	w.snapSecs = time.Since(start).Seconds()
 	w.mu.Unlock()
 	return nil
 }
