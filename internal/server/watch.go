@@ -228,6 +228,41 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.log.Error("detection snapshot at shutdown failed; the next start replays from the last one", "err", err)
 		}
 	}()
+	// refresh regroups and measures the incidents, then snapshots when due.
+	refresh := func() error {
+		incs, err := p.Refresh(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.setErr(err)
+			w.log.Error("detection refresh failed", "err", err)
+		} else {
+			// The grouping as it stands: incidents merged into others since
+			// the last refresh are gone.
+			cur := make(map[string]*incident.Incident, len(incs))
+			for _, inc := range incs {
+				cur[inc.ID] = inc
+			}
+			w.mu.Lock()
+			w.incidents = cur
+			w.mu.Unlock()
+		}
+		lastRefresh, dirty = time.Now(), false
+		// A snapshot stops detection while it is written: at most a
+		// twentieth of the time goes to them, however large the state.
+		if off := w.Offset(); w.stateDir != "" && off > snapOffset && time.Since(lastSnap) >= max(w.snapEvery, 20*snapTook) {
+			// Right after a refresh: the sink has been told of everything
+			// up to off, so a replay from here repeats nothing it lacks.
+			t0 := time.Now()
+			if err := w.snapshot(p); err != nil {
+				w.log.Error("detection snapshot failed", "err", err)
+			} else {
+				snapOffset, lastSnap, snapTook = off, time.Now(), time.Since(t0)
+			}
+		}
+		return nil
+	}
 	for {
 		size := w.j.Size()
 		w.mu.RLock()
@@ -239,9 +274,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 					return errStop
 				}
 				w.consume(p, dec, index, en)
+				dirty = true
 				if index%4096 == 0 {
 					if err := ctx.Err(); err != nil {
 						return err
+					}
+					// A long read (a replay, a backlog) refreshes on the way:
+					// the reordering buffer holds a refresh period of events,
+					// not the backlog, and snapshots keep up.
+					if time.Since(lastRefresh) >= w.refresh {
+						return refresh()
 					}
 				}
 				return nil
@@ -253,39 +295,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.setErr(err)
 				return fmt.Errorf("detection: reading the journal: %w", err)
 			}
-			dirty = true
 		}
 		if dirty && time.Since(lastRefresh) >= w.refresh {
-			incs, err := p.Refresh(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				w.setErr(err)
-				w.log.Error("detection refresh failed", "err", err)
-			} else {
-				// The grouping as it stands: incidents merged into others since
-				// the last refresh are gone.
-				cur := make(map[string]*incident.Incident, len(incs))
-				for _, inc := range incs {
-					cur[inc.ID] = inc
-				}
-				w.mu.Lock()
-				w.incidents = cur
-				w.mu.Unlock()
-			}
-			lastRefresh, dirty = time.Now(), false
-			// A snapshot stops detection while it is written: at most a
-			// twentieth of the time goes to them, however large the state.
-			if off := w.Offset(); w.stateDir != "" && off > snapOffset && time.Since(lastSnap) >= max(w.snapEvery, 20*snapTook) {
-				// Right after a refresh: the sink has been told of everything
-				// up to off, so a replay from here repeats nothing it lacks.
-				t0 := time.Now()
-				if err := w.snapshot(p); err != nil {
-					w.log.Error("detection snapshot failed", "err", err)
-				} else {
-					snapOffset, lastSnap, snapTook = off, time.Now(), time.Since(t0)
-				}
+			if err := refresh(); err != nil {
+				return err
 			}
 			w.mu.Lock()
 			if !w.caughtUp && w.offset >= size {
