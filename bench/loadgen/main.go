@@ -90,6 +90,7 @@ type interval struct {
 	LagEntries  int64   `json:"detection_lag_entries"`
 	DelayMeanMs float64 `json:"detection_delay_mean_ms"`
 	RSSMiB      float64 `json:"rss_mib"`
+	CPUCores    float64 `json:"server_cpu_cores"` // CPU seconds the server used per second
 	Retries429  int64   `json:"retries_429"`
 }
 
@@ -106,6 +107,8 @@ type summary struct {
 	AlertMissing  int        `json:"alerts_not_seen"`
 	MaxLag        int64      `json:"max_detection_lag_entries"`
 	MaxRSSMiB     float64    `json:"max_rss_mib"`
+	CPUSeconds    float64    `json:"server_cpu_seconds"`
+	EventsPerCPUs float64    `json:"events_per_server_cpu_second"`
 	Retries429    int64      `json:"retries_429"`
 	Errors        int64      `json:"errors"`
 	Intervals     []interval `json:"intervals"`
@@ -294,6 +297,10 @@ func push(ctx context.Context, args []string) error {
 	var sum summary
 	var lastRec int64
 	var lastDelaySum, lastDelayCount float64
+	cpuStart, lastCPU := -1.0, 0.0
+	if m, err := scrape(client, c.url, key); err == nil {
+		cpuStart, lastCPU = m["process_cpu_seconds_total"], m["process_cpu_seconds_total"]
+	}
 	lastAt := start
 	report := func() {
 		now := time.Now()
@@ -309,6 +316,10 @@ func push(ctx context.Context, args []string) error {
 				iv.DelayMeanMs = (s - lastDelaySum) / (n - lastDelayCount) * 1000
 			}
 			lastDelaySum, lastDelayCount = s, n
+			if cpu, ok := m["process_cpu_seconds_total"]; ok && cpuStart >= 0 {
+				iv.CPUCores = (cpu - lastCPU) / now.Sub(lastAt).Seconds()
+				lastCPU = cpu
+			}
 		}
 		if c.pid > 0 {
 			iv.RSSMiB = rssMiB(c.pid)
@@ -317,8 +328,8 @@ func push(ctx context.Context, args []string) error {
 		sum.Intervals = append(sum.Intervals, iv)
 		sum.MaxLag = max(sum.MaxLag, iv.LagEntries)
 		sum.MaxRSSMiB = max(sum.MaxRSSMiB, iv.RSSMiB)
-		fmt.Fprintf(os.Stderr, "t=%5.0fs  %8.0f events/s  ack p50 %7.1f ms p99 %7.1f ms  detection lag %7d entries (mean delay %7.1f ms)  rss %6.0f MiB  429s %d\n",
-			iv.At, iv.EventsPerS, iv.AckP50ms, iv.AckP99ms, iv.LagEntries, iv.DelayMeanMs, iv.RSSMiB, iv.Retries429)
+		fmt.Fprintf(os.Stderr, "t=%5.0fs  %8.0f events/s  ack p50 %7.1f ms p99 %7.1f ms  detection lag %7d entries (mean delay %7.1f ms)  rss %6.0f MiB  server cpu %.2f cores  429s %d\n",
+			iv.At, iv.EventsPerS, iv.AckP50ms, iv.AckP99ms, iv.LagEntries, iv.DelayMeanMs, iv.RSSMiB, iv.CPUCores, iv.Retries429)
 	}
 	tick := time.NewTicker(c.every)
 	func() {
@@ -366,6 +377,14 @@ func push(ctx context.Context, args []string) error {
 	sum.AlertP99ms = float64(pct(alertLat, 0.99).Microseconds()) / 1000
 	trigMu.Unlock()
 	sum.Retries429, sum.Errors, sum.StoppedByPeer = retries.Load(), errs.Load(), stoppedByPeer.Load()
+	if m, err := scrape(client, c.url, key); err == nil && cpuStart >= 0 {
+		// The server's CPU during the push: ingest, journal, and the
+		// detection work done so far (a lagging detection owes more).
+		sum.CPUSeconds = m["process_cpu_seconds_total"] - cpuStart
+		if sum.CPUSeconds > 0 {
+			sum.EventsPerCPUs = float64(sum.Records) / sum.CPUSeconds
+		}
+	}
 	b, _ := json.MarshalIndent(sum, "", "  ")
 	fmt.Println(string(b))
 	if c.summary != "" {
