@@ -126,6 +126,7 @@ awk -v f="$WORK/phase1.json" 'BEGIN {
 	printf "alert latency      p50 %.1f ms, p99 %.1f ms (%d measured, %d not seen)\n", w["alert_p50_ms"], w["alert_p99_ms"], w["alerts_measured"], w["alerts_not_seen"]
 	printf "detection lag      max %d entries\n", w["max_detection_lag_entries"]
 	printf "RSS                max %.0f MiB\n", w["max_rss_mib"]
+	printf "server CPU         %.0f s during the push: %.0f events per CPU second (ingest, journal and the detection done so far)\n", w["server_cpu_seconds"], w["events_per_server_cpu_second"]
 	printf "429 retries        %d\n", w["retries_429"]
 }'
 echo "RSS and lag over time: $WORK/phase1.json (intervals)"
