@@ -93,6 +93,16 @@ func (p *Pipeline) Restore(r io.Reader) error {
 	if (s.Behaviours != nil) != (p.cfg.Behaviours != nil) || (s.Rules != nil) != (p.cfg.Rules != nil) {
 		return errors.New("detect: restore: the snapshot was taken with other detectors")
 	}
+	// The ruleset may be shared with the pipeline built after a failed
+	// restore: it is loaded last, and LoadState changes nothing unless it
+	// succeeds.
+	var log *accessLog
+	if len(s.Log) > 0 {
+		log = &accessLog{dir: p.cfg.TempDir}
+		if err := log.restore(s.Log); err != nil {
+			return fmt.Errorf("detect: restore: %w", err)
+		}
+	}
 	if b := p.cfg.Behaviours; b != nil {
 		if err := b.Load(bytes.NewReader(s.Behaviours)); err != nil {
 			return fmt.Errorf("detect: restore: %w", err)
@@ -103,12 +113,7 @@ func (p *Pipeline) Restore(r io.Reader) error {
 			return fmt.Errorf("detect: restore: %w", err)
 		}
 	}
-	if len(s.Log) > 0 {
-		p.log = &accessLog{dir: p.cfg.TempDir}
-		if err := p.log.restore(s.Log); err != nil {
-			return fmt.Errorf("detect: restore: %w", err)
-		}
-	}
+	p.log = log
 	p.newest, p.released, p.grouped = s.Newest, s.Released, s.Grouped
 	p.fresh, p.counting = s.Fresh, s.Counting
 	p.alerts, p.impact, p.stats = s.Alerts, s.Impact, s.Stats
