@@ -189,6 +189,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		NewDecoder: func() *source.Decoder { return source.NewDecoder(nil, hot) },
 		Outbox:     outbox,
 		Logger:     logger,
+		StateDir:   detectDir,
 	})
 	ingester := server.NewIngester(j, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = watcher.Wake
@@ -204,7 +205,17 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err != nil {
 		return usageError("%v", err)
 	}
-	watcher.SetMetrics(srv.Metrics())
+	if err := watcher.SetMetrics(srv.Metrics()); err != nil {
+		return err
+	}
+	if err := srv.Metrics().Register(server.CollectorMetrics(watcher.CollectorStatus, nil), server.SinkMetrics(outbox)); err != nil {
+		return err
+	}
+	if ns, err := notifications(cfg, collectors); err != nil {
+		return usageError("%v", err)
+	} else if err := srv.SetNotifications(ns); err != nil {
+		return err
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

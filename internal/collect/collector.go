@@ -45,6 +45,9 @@ type Options struct {
 	// "appended", "committing", "committed"); an error aborts the poll on
 	// the spot, as a crash would. Tests use it.
 	Fault func(point string) error
+	// MinWake is the least time between the end of a poll and one a Wake
+	// starts (default MinWakeInterval).
+	MinWake time.Duration
 }
 
 // Collector runs one Source: Once polls up to now − settle, Run polls on
@@ -57,6 +60,7 @@ type Collector struct {
 	log    *slog.Logger
 
 	runMu sync.Mutex // one poll at a time
+	wake  chan struct{}
 	st    *state
 	dirty bool // st changed since the last commit
 	dec   *source.Decoder
@@ -86,6 +90,7 @@ type Status struct {
 	Retries     int64            `json:"retries"`
 	Waited      time.Duration    `json:"waited_ns"` // on throttling, back-off and the token bucket
 	Skew        time.Duration    `json:"skew_ns"`
+	Wakeups     int64            `json:"wakeups"` // push notifications that asked for a poll
 	LastError   string           `json:"last_error,omitempty"`
 }
 
@@ -104,6 +109,9 @@ func New(opts Options) (*Collector, error) {
 	if opts.Clock == nil {
 		opts.Clock = SystemClock{}
 	}
+	if opts.MinWake <= 0 {
+		opts.MinWake = MinWakeInterval
+	}
 	if opts.Horizon < MinHorizon {
 		opts.Horizon = MinHorizon
 	}
@@ -118,6 +126,7 @@ func New(opts Options) (*Collector, error) {
 		origin: "collect:" + opts.Tenant + "/" + name,
 		log:    opts.Logger.With("tenant", opts.Tenant, "source", name),
 		dec:    source.NewDecoder(nil, nil),
+		wake:   make(chan struct{}, 1),
 	}
 	c.status = Status{Tenant: opts.Tenant, Source: name, State: "new", GapReasons: map[string]int64{}}
 	return c, nil
@@ -176,8 +185,53 @@ func (c *Collector) Run(ctx context.Context) error {
 		if err != nil {
 			wait = min(wait, 5*time.Minute)
 		}
-		if c.opts.Clock.Sleep(ctx, wait) != nil {
+		c.sleep(ctx, wait)
+		if ctx.Err() != nil {
 			return nil
+		}
+	}
+}
+
+// MinWakeInterval is the default least time before a poll a Wake starts:
+// notifications come in bursts, and the windows need time to settle.
+const MinWakeInterval = 10 * time.Second
+
+// Wake asks for a poll now (a vendor's push notification said there is
+// news) instead of at the end of the poll interval; wake-ups closer than
+// MinWakeInterval to the end of the last poll wait for it. Polling on the schedule
+// continues regardless: a notification is a hint, never the only path.
+func (c *Collector) Wake() {
+	c.update(func(s *Status) { s.Wakeups++ })
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits for d, or for a Wake once Options.MinWake has passed.
+func (c *Collector) sleep(ctx context.Context, d time.Duration) {
+	start := c.opts.Clock.Now()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.opts.Clock.Sleep(sctx, d)
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		case <-c.wake:
+			if rest := c.opts.MinWake - c.opts.Clock.Now().Sub(start); rest > 0 {
+				if c.opts.Clock.Sleep(sctx, rest) != nil {
+					<-done
+					return
+				}
+			}
+			cancel()
+			<-done
+			return
 		}
 	}
 }

@@ -210,3 +210,25 @@ func readSealFrame(path string) (sealInfo, uint64, error) {
 	}
 	return fr.seal(), fr.first, nil
 }
+
+// DiskBytes is the size of the segment files on disk (what retention
+// reclaims), read from the directory at call time.
+func (j *Journal) DiskBytes() (int64, error) {
+	segs, err := listSegments(j.dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range segs {
+		fi, err := os.Stat(s.path)
+		if err != nil {
+			// Retention may remove a segment between the listing and the stat.
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return 0, fmt.Errorf("journal size: %w", err)
+		}
+		n += fi.Size()
+	}
+	return n, nil
+}

@@ -28,7 +28,9 @@ type IngestResult struct {
 // appends every record to the journal; records that cannot be decoded go
 // to the quarantine file with their reasons.
 type Ingester struct {
-	j          journal.Log
+	j journal.Log
+	// Committed, when set, hears how long each batch took to become durable.
+	Committed  func(time.Duration)
 	quarantine string
 	qmu        sync.Mutex
 	// Notify is called after records were appended (wakes detection).
@@ -72,9 +74,13 @@ func (in *Ingester) Ingest(ctx context.Context, body io.Reader, origin string) (
 	}
 	for len(entries) > 0 {
 		n := min(len(entries), 4096)
+		t0 := time.Now()
 		acks, err := in.j.AppendBatch(ctx, entries[:n])
 		if err != nil {
 			return res, fmt.Errorf("journal: %w", err)
+		}
+		if in.Committed != nil {
+			in.Committed(time.Since(t0))
 		}
 		for _, a := range acks {
 			if a.Duplicate {
@@ -140,11 +146,17 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	body := &overLimit{r: http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)}
 	origin := "push:" + r.RemoteAddr
-	start := time.Now()
 	res, err := s.d.Ingest.Ingest(r.Context(), body, origin)
 	if errors.Is(err, ErrTooLarge) {
 		s.metrics.ingestReqs.WithLabelValues("413").Inc()
 		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes; nothing was stored")
+		return
+	}
+	if err != nil && r.Context().Err() != nil {
+		// The client went away (or the server is stopping) before the
+		// answer: nothing was acknowledged; it will push again.
+		s.log.Info("ingest abandoned by the client before its acknowledgment", "remote", r.RemoteAddr, "err", err)
+		s.metrics.ingestReqs.WithLabelValues("abandoned").Inc()
 		return
 	}
 	if err != nil {
@@ -153,7 +165,6 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "ingest failed; nothing acknowledged")
 		return
 	}
-	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
 	s.metrics.ingestRecords.WithLabelValues("accepted").Add(float64(res.Accepted))
 	s.metrics.ingestRecords.WithLabelValues("duplicate").Add(float64(res.Duplicates))
 	s.metrics.ingestRecords.WithLabelValues("quarantined").Add(float64(res.Quarantined))

@@ -95,6 +95,7 @@ type Server struct {
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
+	notify   *notifier // vendor push endpoints (notify.go)
 }
 
 // New checks the configuration: a non-loopback listen address needs TLS.
@@ -147,6 +148,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/checkpoint", s.guard(auth.PermRead, s.checkpoint))
 	mux.Handle("GET /api/v1/proof", s.guard(auth.PermRead, s.proof))
 	mux.Handle("GET /metrics", s.guard(auth.PermRead, s.metrics.handler().ServeHTTP))
+	// Vendor push notifications authenticate with their own shared secret.
+	mux.HandleFunc("POST /api/v1/notify/{type}/{tenant}", s.notifyHandler)
 	return securityHeaders(mux)
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -244,14 +245,44 @@ func TestCheckpointAndProof(t *testing.T) {
 	}
 }
 
+// /metrics is behind auth and its series move with the work done.
 func TestMetrics(t *testing.T) {
 	f := newFixture(t, Config{})
-	f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "ual_mailitemsaccessed.jsonl")))
-	_, body := f.do(t, "GET", "/metrics", f.keys[auth.RoleViewer], nil)
-	for _, want := range []string{`vigil_ingest_records_total{outcome="accepted"} 2`, "vigil_journal_entries 2", "vigil_build_info", "vigil_journal_append_duration_seconds_bucket"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q", want)
+	if resp, _ := f.do(t, "GET", "/metrics", "", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a key: %d", resp.StatusCode)
+	}
+	if resp, _ := f.do(t, "GET", "/metrics", f.keys[auth.RoleIngest], nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("/metrics with an ingest key: %d", resp.StatusCode)
+	}
+	scrape := func() string {
+		resp, body := f.do(t, "GET", "/metrics", f.keys[auth.RoleViewer], nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("/metrics: %d", resp.StatusCode)
 		}
+		return string(body)
+	}
+	before := scrape()
+	for _, want := range []string{"vigil_journal_entries 0", "vigil_journal_commits_total 0", "vigil_journal_commit_duration_seconds_count 0", "vigil_build_info"} {
+		if !strings.Contains(before, want) {
+			t.Errorf("metrics before a push lack %q", want)
+		}
+	}
+	f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "ual_mailitemsaccessed.jsonl")))
+	f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], bytes.NewReader(fixtureBytes(t, "ual_mailitemsaccessed.jsonl")))
+	after := scrape()
+	for _, want := range []string{`vigil_ingest_records_total{outcome="accepted"} 2`, `vigil_ingest_records_total{outcome="duplicate"} 2`,
+		`vigil_ingest_requests_total{status="200"} 2`, "vigil_journal_entries 2", "vigil_journal_commit_duration_seconds_count 2",
+		`vigil_api_denied_total{status="401"} 1`, `vigil_api_denied_total{status="403"} 1`} {
+		if !strings.Contains(after, want) {
+			t.Errorf("metrics after two pushes lack %q", want)
+		}
+	}
+	if regexp.MustCompile(`(?m)^vigil_journal_commits_total 0$`).MatchString(after) {
+		t.Error("no journal commit counted after a push")
+	}
+	m := regexp.MustCompile(`(?m)^vigil_journal_bytes (\d+)$`).FindStringSubmatch(after)
+	if m == nil || m[1] == "0" {
+		t.Errorf("journal size on disk after a push: %v", m)
 	}
 }
 

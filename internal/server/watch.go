@@ -1,15 +1,21 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/collect"
@@ -27,9 +33,14 @@ import (
 // a replay reproduces, so a restart sends nothing twice) and to the read
 // models the API serves.
 //
-// On start the watcher replays the journal from its first entry: the
-// journal is the truth and detection is derived from it, so the verdicts
-// after a restart are those of an uninterrupted run.
+// With a state directory the watcher snapshots the pipeline and its
+// journal offset periodically (right after a refresh) and when it stops,
+// and resumes from the snapshot on start: a graceful restart reads no
+// entry twice; after a crash it replays the entries since the last
+// snapshot, reproducing the same outbox message ids, so the outbox sends
+// nothing twice and loses nothing. Without a snapshot (first start, or
+// one it cannot use, logged) it replays the journal from its first entry:
+// the journal is the truth and detection is derived from it.
 type Watcher struct {
 	j           journal.Log
 	newPipeline func(detect.Sink) *detect.Pipeline
@@ -38,6 +49,8 @@ type Watcher struct {
 	log         *slog.Logger
 	refresh     time.Duration
 	maxAlerts   int
+	stateDir    string
+	snapEvery   time.Duration
 
 	wake chan struct{}
 
@@ -51,6 +64,11 @@ type Watcher struct {
 	metrics    *Metrics
 	undecoded  int64
 	lastErr    string
+	read       uint64 // entries read by this process (not restored)
+	snapBytes  int64
+	snapSecs   float64
+	resumed    uint64 // the offset a snapshot restored
+	snapshots  uint64
 }
 
 type sourceStat struct {
@@ -74,6 +92,13 @@ type WatcherOptions struct {
 	Refresh time.Duration
 	// MaxAlerts bounds the alerts kept for the API (default 10,000).
 	MaxAlerts int
+	// StateDir holds the snapshot ("" for none: every start replays the
+	// journal from its first entry). The pipeline's TempDir should be the
+	// same directory, so its access log survives restarts.
+	StateDir string
+	// SnapshotEvery is the least wall time between periodic snapshots
+	// (default 30 s).
+	SnapshotEvery time.Duration
 }
 
 // NewWatcher returns a watcher over j.
@@ -90,8 +115,11 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	if o.NewDecoder == nil {
 		o.NewDecoder = func() *source.Decoder { return source.NewDecoder(nil, nil) }
 	}
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = 30 * time.Second
+	}
 	return &Watcher{j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
-		refresh: o.Refresh, maxAlerts: o.MaxAlerts, wake: make(chan struct{}, 1),
+		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*sourceStat{}}
 }
 
@@ -102,11 +130,53 @@ func (w *Watcher) SetCollectors(cs []*collect.Collector) {
 	w.mu.Unlock()
 }
 
-// SetMetrics counts alerts and incident updates in m.
-func (w *Watcher) SetMetrics(m *Metrics) {
+// SetMetrics counts alerts, incident updates and detection progress in m.
+func (w *Watcher) SetMetrics(m *Metrics) error {
 	w.mu.Lock()
 	w.metrics = m
 	w.mu.Unlock()
+	return m.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_detection_entries_total", Help: "Journal entries detection has processed (its offset in the journal, restored snapshots included).",
+	}, func() float64 { return float64(w.Offset()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vigil_detection_entries_read_total", Help: "Journal entries detection read since this process started (a resumed start reads only what its snapshot lacks).",
+		}, func() float64 { return float64(w.Read()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vigil_detection_snapshots_total", Help: "Detection snapshots written since start.",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapshots) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_detection_snapshot_bytes", Help: "Size of the last detection snapshot.",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_detection_snapshot_duration_seconds", Help: "Time the last detection snapshot took (detection waits meanwhile).",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return w.snapSecs }))
+}
+
+// Read is how many journal entries this process has read (entries a
+// restored snapshot covered are not read again).
+func (w *Watcher) Read() uint64 {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.read
+}
+
+// Resumed is the journal offset the start resumed from (0: a full replay).
+func (w *Watcher) Resumed() uint64 {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.resumed
+}
+
+// CollectorStatus snapshots the collectors' state (for the metrics).
+func (w *Watcher) CollectorStatus() []collect.Status {
+	w.mu.RLock()
+	cs := w.collectors
+	w.mu.RUnlock()
+	out := make([]collect.Status, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Status())
+	}
+	return out
 }
 
 // Wake tells the watcher the journal grew (it also polls every second).
@@ -135,14 +205,64 @@ func (w *Watcher) Offset() uint64 {
 	return w.offset
 }
 
-// Run detects until ctx ends.
+// Run detects until ctx ends, then snapshots (with a state directory).
 func (w *Watcher) Run(ctx context.Context) error {
-	p := w.newPipeline(w)
+	p, err := w.start()
+	if err != nil {
+		return err
+	}
 	dec := w.newDecoder()
-	var lastRefresh time.Time
-	dirty := false
+	var lastRefresh, lastSnap time.Time
+	var snapTook time.Duration
+	snapOffset := w.Offset()
+	// A restored pipeline's incidents are shown after its first refresh.
+	dirty := snapOffset > 0
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	defer func() {
+		if w.stateDir == "" || w.Offset() == snapOffset {
+			return
+		}
+		// Stopping: what was read is kept, so the next start reads on.
+		if err := w.snapshot(p); err != nil {
+			w.log.Error("detection snapshot at shutdown failed; the next start replays from the last one", "err", err)
+		}
+	}()
+	// refresh regroups and measures the incidents, then snapshots when due.
+	refresh := func() error {
+		incs, err := p.Refresh(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.setErr(err)
+			w.log.Error("detection refresh failed", "err", err)
+		} else {
+			// The grouping as it stands: incidents merged into others since
+			// the last refresh are gone.
+			cur := make(map[string]*incident.Incident, len(incs))
+			for _, inc := range incs {
+				cur[inc.ID] = inc
+			}
+			w.mu.Lock()
+			w.incidents = cur
+			w.mu.Unlock()
+		}
+		lastRefresh, dirty = time.Now(), false
+		// A snapshot stops detection while it is written: at most a
+		// twentieth of the time goes to them, however large the state.
+		if off := w.Offset(); w.stateDir != "" && off > snapOffset && time.Since(lastSnap) >= max(w.snapEvery, 20*snapTook) {
+			// Right after a refresh: the sink has been told of everything
+			// up to off, so a replay from here repeats nothing it lacks.
+			t0 := time.Now()
+			if err := w.snapshot(p); err != nil {
+				w.log.Error("detection snapshot failed", "err", err)
+			} else {
+				snapOffset, lastSnap, snapTook = off, time.Now(), time.Since(t0)
+			}
+		}
+		return nil
+	}
 	for {
 		size := w.j.Size()
 		w.mu.RLock()
@@ -154,9 +274,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 					return errStop
 				}
 				w.consume(p, dec, index, en)
+				dirty = true
 				if index%4096 == 0 {
 					if err := ctx.Err(); err != nil {
 						return err
+					}
+					// A long read (a replay, a backlog) refreshes on the way:
+					// the reordering buffer holds a refresh period of events,
+					// not the backlog, and snapshots keep up.
+					if time.Since(lastRefresh) >= w.refresh {
+						return refresh()
 					}
 				}
 				return nil
@@ -168,28 +295,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.setErr(err)
 				return fmt.Errorf("detection: reading the journal: %w", err)
 			}
-			dirty = true
 		}
 		if dirty && time.Since(lastRefresh) >= w.refresh {
-			incs, err := p.Refresh(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				w.setErr(err)
-				w.log.Error("detection refresh failed", "err", err)
-			} else {
-				// The grouping as it stands: incidents merged into others since
-				// the last refresh are gone.
-				cur := make(map[string]*incident.Incident, len(incs))
-				for _, inc := range incs {
-					cur[inc.ID] = inc
-				}
-				w.mu.Lock()
-				w.incidents = cur
-				w.mu.Unlock()
+			if err := refresh(); err != nil {
+				return err
 			}
-			lastRefresh, dirty = time.Now(), false
 			w.mu.Lock()
 			if !w.caughtUp && w.offset >= size {
 				w.caughtUp = true
@@ -222,11 +332,175 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 var errStop = errors.New("stop")
 
+const snapshotFile = "snapshot"
+
+// watcherState is the snapshot file: the pipeline's state and what the
+// watcher keeps for the API, at a journal offset.
+type watcherState struct {
+	Version   int
+	Offset    uint64
+	Leaf      journal.Hash // the leaf hash of entry Offset-1: the journal it was taken of
+	Pipeline  []byte
+	Sources   map[string]*sourceStat
+	Alerts    []alert.Alert
+	Undecoded int64
+}
+
+// start builds the pipeline, restored from the snapshot when there is a
+// usable one, and removes access logs no snapshot names (a crashed run's).
+func (w *Watcher) start() (*detect.Pipeline, error) {
+	p := w.newPipeline(w)
+	if w.stateDir == "" {
+		return p, nil
+	}
+	if err := os.MkdirAll(w.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("detection state: %w", err)
+	}
+	st, err := w.loadState()
+	switch {
+	case err == nil && st != nil:
+		if rerr := p.Restore(bytes.NewReader(st.Pipeline)); rerr != nil {
+			err = rerr
+			p = w.newPipeline(w)
+			break
+		}
+		w.mu.Lock()
+		w.offset, w.resumed, w.undecoded = st.Offset, st.Offset, st.Undecoded
+		if st.Sources != nil {
+			w.sources = st.Sources
+		}
+		w.alerts = st.Alerts
+		w.mu.Unlock()
+		w.log.Info("detection resumes from its snapshot", "offset", st.Offset, "journal_entries", w.j.Size())
+	case err == nil:
+		w.log.Info("no detection snapshot: replaying the journal from its first entry")
+	}
+	if err != nil {
+		w.log.Warn("detection snapshot not usable: replaying the journal from its first entry", "err", err)
+	}
+	keep := map[string]bool{}
+	for _, f := range p.AccessLogFiles() {
+		keep[f] = true
+	}
+	stale, _ := filepath.Glob(filepath.Join(w.stateDir, "vigil-accesses-*.gob"))
+	for _, f := range stale {
+		if !keep[f] {
+			if err := os.Remove(f); err != nil {
+				w.log.Warn("stale access log not removed", "file", f, "err", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// loadState reads the snapshot; nil, nil when there is none.
+func (w *Watcher) loadState() (*watcherState, error) {
+	b, err := os.ReadFile(filepath.Join(w.stateDir, snapshotFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("detection snapshot: %w", err)
+	}
+	var st watcherState
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("detection snapshot: %w", err)
+	}
+	if st.Version != 1 {
+		return nil, fmt.Errorf("detection snapshot: version %d", st.Version)
+	}
+	if size := w.j.Size(); st.Offset > size {
+		return nil, fmt.Errorf("detection snapshot at entry %d, the journal has %d (restored from an older backup?)", st.Offset, size)
+	}
+	if lh, ok := w.j.(interface {
+		LeafHash(uint64) (journal.Hash, error)
+	}); ok && st.Offset > 0 {
+		h, err := lh.LeafHash(st.Offset - 1)
+		if err != nil {
+			return nil, fmt.Errorf("detection snapshot: %w", err)
+		}
+		if h != st.Leaf {
+			return nil, fmt.Errorf("detection snapshot taken of another journal (entry %d differs)", st.Offset-1)
+		}
+	}
+	return &st, nil
+}
+
+// snapshot writes the state atomically: a temporary file, fsynced,
+// renamed over the old one, the directory fsynced.
+func (w *Watcher) snapshot(p *detect.Pipeline) error {
+	start := time.Now()
+	var pb bytes.Buffer
+	if err := p.Snapshot(&pb); err != nil {
+		return err
+	}
+	// Only Run's goroutine moves the offset: read it once, outside the lock.
+	st := watcherState{Version: 1, Offset: w.Offset(), Pipeline: pb.Bytes()}
+	if lh, ok := w.j.(interface {
+		LeafHash(uint64) (journal.Hash, error)
+	}); ok && st.Offset > 0 {
+		h, err := lh.LeafHash(st.Offset - 1)
+		if err != nil {
+			return fmt.Errorf("detection snapshot: %w", err)
+		}
+		st.Leaf = h
+	}
+	var buf bytes.Buffer
+	w.mu.RLock()
+	st.Sources, st.Alerts, st.Undecoded = w.sources, w.alerts, w.undecoded
+	err := gob.NewEncoder(&buf).Encode(&st)
+	w.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("detection snapshot: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(w.stateDir, snapshotFile), buf.Bytes()); err != nil {
+		return fmt.Errorf("detection snapshot: %w", err)
+	}
+	w.mu.Lock()
+	w.snapshots++
+	w.snapBytes = int64(buf.Len())
+	w.snapSecs = time.Since(start).Seconds()
+	w.mu.Unlock()
+	return nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64, en *journal.Entry) {
 	dec.SetObserved(en.Received)
 	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(index)})
 	w.mu.Lock()
 	w.offset = index + 1
+	w.read++
+	if w.caughtUp && w.metrics != nil {
+		w.metrics.DetectionDelay.Observe(time.Since(en.Received).Seconds())
+	}
 	st := w.sources[en.Source]
 	if st == nil {
 		st = &sourceStat{Source: en.Source, Kind: "journal"}

@@ -27,6 +27,19 @@ type Server struct {
 	// Networks are IP → ASN/country tables for the behaviours (MaxMind
 	// .mmdb files or vigil's CSV network table), as hunt's --networks.
 	Networks []string `yaml:"networks"`
+	// Notifications are vendor push endpoints that wake a tenant's
+	// collectors (POST /api/v1/notify/{type}/{tenant}).
+	Notifications []Notification `yaml:"notifications"`
+}
+
+// Notification is one vendor push endpoint. The secret is what was given
+// to the vendor: the O365 subscription's authId, or the Google watch
+// channel's token.
+type Notification struct {
+	Type       string `yaml:"type"` // o365 or google
+	Tenant     string `yaml:"tenant"`
+	SecretFile string `yaml:"secret_file"`
+	SecretEnv  string `yaml:"secret_env"`
 }
 
 // Sink is one alert destination. Secrets come from files or environment
@@ -80,6 +93,33 @@ func (c *Config) checkServer(bad func(path []any, format string, a ...any)) {
 	}
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		bad([]any{"server"}, "tls_cert_file and tls_key_file go together")
+	}
+	seenNotify := map[string]bool{}
+	for i, n := range s.Notifications {
+		at := []any{"server", "notifications", i}
+		var t *Tenant
+		for k := range c.Tenants {
+			if c.Tenants[k].Name == n.Tenant {
+				t = &c.Tenants[k]
+			}
+		}
+		switch {
+		case n.Type != "o365" && n.Type != "google":
+			bad(append(at, "type"), "notification type %q: want o365 or google", n.Type)
+		case t == nil:
+			bad(append(at, "tenant"), "notification tenant %q is not among the tenants", n.Tenant)
+		case n.Type == "o365" && t.Microsoft == nil:
+			bad(append(at, "tenant"), "tenant %q has no microsoft: section for O365 notifications", n.Tenant)
+		case n.Type == "google" && t.Google == nil:
+			bad(append(at, "tenant"), "tenant %q has no google: section for Google notifications", n.Tenant)
+		}
+		if (n.SecretFile == "") == (n.SecretEnv == "") {
+			bad(at, "a notification needs exactly one of secret_file or secret_env (the authId or channel token given to the vendor)")
+		}
+		if seenNotify[n.Type+"/"+n.Tenant] {
+			bad(at, "a second %s notification for tenant %q", n.Type, n.Tenant)
+		}
+		seenNotify[n.Type+"/"+n.Tenant] = true
 	}
 	names := map[string]bool{}
 	count := map[string]int{}
@@ -141,6 +181,18 @@ func (c *Config) checkServer(bad func(path []any, format string, a ...any)) {
 			}
 		}
 	}
+}
+
+// NotificationSecret reads the secret of a notification endpoint.
+func (c *Config) NotificationSecret(n Notification) (string, error) {
+	v, err := c.secret(n.SecretFile, n.SecretEnv)
+	if err != nil {
+		return "", fmt.Errorf("notification %s/%s: %w", n.Type, n.Tenant, err)
+	}
+	if v == "" {
+		return "", fmt.Errorf("notification %s/%s: empty secret", n.Type, n.Tenant)
+	}
+	return v, nil
 }
 
 // Sinks builds the configured sinks; version goes into CEF headers.

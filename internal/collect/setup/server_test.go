@@ -58,3 +58,44 @@ func TestServerSectionErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestServerNotifications(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "o365.authid"), []byte("auth-id-1\n"), 0o600)
+	t.Setenv("VIGIL_TEST_GWS_TOKEN", "channel-token-2")
+	cfg, err := Parse(filepath.Join(dir, "vigil.yaml"), []byte(issueExample+`server:
+  notifications:
+    - type: o365
+      tenant: contoso
+      secret_file: o365.authid
+    - type: google
+      tenant: contoso
+      secret_env: VIGIL_TEST_GWS_TOKEN
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range cfg.Server.Notifications {
+		s, err := cfg.NotificationSecret(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n.Type+"="+s)
+	}
+	if strings.Join(got, ",") != "o365=auth-id-1,google=channel-token-2" {
+		t.Fatalf("notifications read as %v", got)
+	}
+	for text, want := range map[string]string{
+		"  notifications:\n    - type: slack\n      tenant: contoso\n      secret_env: X\n":                                                              `notification type "slack"`,
+		"  notifications:\n    - type: o365\n      tenant: fabrikam\n      secret_env: X\n":                                                              `notification tenant "fabrikam" is not among the tenants`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n":                                                                                    `exactly one of secret_file or secret_env`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n    - type: o365\n      tenant: contoso\n      secret_env: Y\n": `a second o365 notification`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n      token: y\n":                                               `unknown key "token"`,
+	} {
+		_, err := Parse("vigil.yaml", []byte(issueExample+"server:\n"+text))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", text, err, want)
+		}
+	}
+}
