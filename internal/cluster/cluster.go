@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -118,7 +119,10 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	// A publish without its acknowledgement after 5 s is sent again
+	// (same Nats-Msg-Id): long enough for a quorum write, short next to a
+	// leader election.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(4*maxInFlight))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -201,9 +205,10 @@ func token(s string) string {
 // MsgID is the Nats-Msg-Id of a record: the hash of its dedupe key, the
 // same (Source, RecordID) pair the journal deduplicates by.
 func MsgID(source, recordID string) string {
+	// Length-prefixed, so no two (source, id) pairs hash the same input.
 	h := sha256.New()
+	h.Write(binary.AppendUvarint(nil, uint64(len(source))))
 	h.Write([]byte(source))
-	h.Write([]byte{0})
 	h.Write([]byte(recordID))
 	return hex.EncodeToString(h.Sum(nil))
 }
