@@ -58,11 +58,16 @@ func simEntries(t *testing.T, users, days int) []journal.Entry {
 	return out
 }
 
-func connect(t *testing.T, c *natstest.Cluster, name string) *Conn {
+// connect connects to the cluster through urls (default: every node; the
+// client learns the others from the first it reaches).
+func connect(t *testing.T, c *natstest.Cluster, name string, urls ...string) *Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	conn, err := Connect(ctx, Options{URLs: strings.Split(c.URLs(), ","), Name: name, Logger: testLogger(t)})
+	if len(urls) == 0 {
+		urls = strings.Split(c.URLs(), ",")
+	}
+	conn, err := Connect(ctx, Options{URLs: urls, Name: name, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,12 @@ func TestLeaderKillMidPublish(t *testing.T) {
 	entries := simEntries(t, 10, 2)
 	t.Logf("%d records", len(entries))
 	c := natstest.Start(t, 3)
-	ingest := connect(t, c, "ingest")
-	seqConn := connect(t, c, "sequencer")
+	connect(t, c, "admin") // creates the stream
+	// Ingest and sequencer both connect through the stream leader, so
+	// killing it also cuts their connections mid-request.
+	leader := c.WaitStreamLeader(DefaultStream, 10*time.Second)
+	ingest := connect(t, c, "ingest", c.URL(leader))
+	seqConn := connect(t, c, "sequencer", c.URL(leader))
 
 	dir := t.TempDir()
 	j, err := journal.Open(t.Context(), dir, journal.Options{Logger: testLogger(t)})
@@ -55,25 +59,29 @@ func TestLeaderKillMidPublish(t *testing.T) {
 		}
 		pubDone <- nil
 	}()
-	waitFor(t, 30*time.Second, "a third of the records acknowledged", func() error {
-		if n := ackedN.Load(); n < int64(len(entries)/3) {
-			return errorf("%d acknowledged", n)
+	waitFor(t, 30*time.Second, "a third of the records acknowledged and journaling under way", func() error {
+		if n := ackedN.Load(); n < int64(len(entries)/3) || seq.Stats().Position == 0 {
+			return errorf("%d acknowledged, sequencer %+v", n, seq.Stats())
 		}
 		return nil
 	})
-	leader := c.WaitStreamLeader(DefaultStream, 10*time.Second)
+	if now := c.StreamLeader(DefaultStream); now != leader {
+		t.Fatalf("stream leader moved from %s to %s before the kill", leader, now)
+	}
 	c.Kill(leader)
-	t.Logf("killed stream leader %s after %d acknowledged records", leader, ackedN.Load())
+	t.Logf("killed stream leader %s after %d acknowledged records, %d journaled", leader, ackedN.Load(), seq.Stats().Position)
 	if err := <-pubDone; err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	t.Logf("publish: %+v", res)
 	c.Restart(leader)
 
-	last, err := streamLastSeq(t.Context(), ingest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Stream requests fail while the restarted node rejoins; ask again.
+	var last uint64
+	waitFor(t, 20*time.Second, "stream info", func() (err error) {
+		last, err = streamLastSeq(t.Context(), ingest)
+		return err
+	})
 	waitFor(t, 40*time.Second, "sequencer caught up with the stream", func() error {
 		if st := seq.Stats(); st.Position < last {
 			return errorf("position %d of %d (%+v)", st.Position, last, st)

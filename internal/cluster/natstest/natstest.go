@@ -128,6 +128,11 @@ func (c *Cluster) URLs() string {
 	return strings.Join(us, ",")
 }
 
+// URL is the client URL of node name.
+func (c *Cluster) URL(name string) string {
+	return fmt.Sprintf("nats://127.0.0.1:%d", c.nodes[c.index(name)].clientPort)
+}
+
 // Names lists the node names (the server names JetStream reports as
 // leaders and replicas).
 func (c *Cluster) Names() []string {
