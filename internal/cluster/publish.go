@@ -35,6 +35,13 @@ const maxInFlight = 512
 // records, and never stores one twice within the duplicate window. On
 // error, some entries may be stored: the caller's retry is deduplicated.
 func (c *Conn) Publish(ctx context.Context, tenant string, entries []journal.Entry) (PublishResult, error) {
+	_, res, err := c.publish(ctx, tenant, entries)
+	return res, err
+}
+
+// publish is Publish with one Ack per entry: Index is the entry's stream
+// sequence (its journal index is assigned later, by the sequencer).
+func (c *Conn) publish(ctx context.Context, tenant string, entries []journal.Entry) ([]journal.Ack, PublishResult, error) {
 	var res PublishResult
 	now := time.Now().UTC()
 	msgs := make([]*nats.Msg, len(entries))
@@ -53,42 +60,49 @@ func (c *Conn) Publish(ctx context.Context, tenant string, entries []journal.Ent
 		m.Data = journal.EncodeEntry(nil, &e)
 		msgs[i] = m
 	}
+	acks := make([]journal.Ack, len(entries))
 	for start := 0; start < len(msgs); start += maxInFlight {
-		if err := c.publishAll(ctx, msgs[start:min(start+maxInFlight, len(msgs))], &res); err != nil {
-			return res, err
+		end := min(start+maxInFlight, len(msgs))
+		if err := c.publishAll(ctx, msgs[start:end], acks[start:end], &res); err != nil {
+			return nil, res, err
 		}
 	}
-	return res, nil
+	return acks, res, nil
 }
 
-func (c *Conn) publishAll(ctx context.Context, pending []*nats.Msg, res *PublishResult) error {
+func (c *Conn) publishAll(ctx context.Context, msgs []*nats.Msg, acks []journal.Ack, res *PublishResult) error {
 	backoff := 50 * time.Millisecond
+	pending := make([]int, len(msgs))
+	for i := range pending {
+		pending[i] = i
+	}
 	for attempt := 0; ; attempt++ {
 		type inflight struct {
-			m *nats.Msg
+			i int
 			f jetstream.PubAckFuture
 		}
 		var fs []inflight
-		var failed []*nats.Msg
+		var failed []int
 		var lastErr error
-		for _, m := range pending {
-			f, err := c.js.PublishMsgAsync(m, jetstream.WithExpectStream(c.opts.Stream))
+		for _, i := range pending {
+			f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(c.opts.Stream))
 			if err != nil {
-				failed, lastErr = append(failed, m), err
+				failed, lastErr = append(failed, i), err
 				continue
 			}
-			fs = append(fs, inflight{m, f})
+			fs = append(fs, inflight{i, f})
 		}
 		for _, x := range fs {
 			select {
 			case ack := <-x.f.Ok():
+				acks[x.i] = journal.Ack{Index: ack.Sequence, Duplicate: ack.Duplicate}
 				if ack.Duplicate {
 					res.Duplicates++
 				} else {
 					res.Accepted++
 				}
 			case err := <-x.f.Err():
-				failed, lastErr = append(failed, x.m), err
+				failed, lastErr = append(failed, x.i), err
 			case <-ctx.Done():
 				return fmt.Errorf("cluster: publish: %w", ctx.Err())
 			}

@@ -30,6 +30,10 @@ type Rejected struct {
 type SequencerOptions struct {
 	Tenant  string
 	Journal journal.Log
+	// Replica names this copy of the tenant's journal when several nodes
+	// each keep one (each gets its own durable consumer); "" for the one
+	// journal of the tenant.
+	Replica string
 	// Quarantine keeps a message that does not decode as a journal entry,
 	// or whose source disagrees with its subject; it must be durable
 	// when it returns. Required.
@@ -96,7 +100,11 @@ func (c *Conn) NewSequencer(opts SequencerOptions) (*Sequencer, error) {
 	if opts.Logger == nil {
 		opts.Logger = c.opts.Logger
 	}
-	return &Sequencer{c: c, o: opts, name: "sequencer_" + token(opts.Tenant),
+	name := "sequencer_" + token(opts.Tenant)
+	if opts.Replica != "" {
+		name += "_" + token(opts.Replica)
+	}
+	return &Sequencer{c: c, o: opts, name: name,
 		log: opts.Logger.With("tenant", opts.Tenant)}, nil
 }
 
