@@ -16,6 +16,14 @@ import (
 // of several nodes around a NATS JetStream cluster. Without it vigil
 // serve is a single process.
 type Cluster struct {
+	// Role of this node: "journal" (the one node that appends the stream
+	// to the journal, detects and sends alerts) or "ingest" (accepts
+	// pushes and runs collectors, publishing to the stream). Required.
+	Role string `yaml:"role"`
+	// Tenant names the journal's records in the stream (subjects
+	// raw.<tenant>.<source>); every node of one deployment uses the same
+	// (default "default").
+	Tenant string `yaml:"tenant"`
 	// NATSURLs are the NATS servers (nats:// or tls://), at least one;
 	// list all of them so a node that is down is not the only way in.
 	NATSURLs []string `yaml:"nats_urls"`
@@ -62,6 +70,18 @@ func (c *Config) checkCluster(bad func(path []any, format string, a ...any)) {
 		case u.User != nil:
 			bad(at("nats_urls", i), "nats_urls: %q carries credentials; use credentials_file", u.Redacted())
 		}
+	}
+	switch k.Role {
+	case "journal", "ingest":
+	case "":
+		bad(at(), "cluster needs role: journal (exactly one node: appends the stream to the journal, detects, alerts) or ingest")
+	default:
+		bad(at("role"), "role %q: want journal or ingest", k.Role)
+	}
+	if k.Tenant == "" {
+		k.Tenant = "default"
+	} else if !tenantName.MatchString(k.Tenant) {
+		bad(at("tenant"), "tenant %q: use letters, digits, '.', '_' and '-'", k.Tenant)
 	}
 	if (k.TLSCertFile == "") != (k.TLSKeyFile == "") {
 		bad(at(), "tls_cert_file and tls_key_file go together")

@@ -15,6 +15,7 @@ func TestClusterSection(t *testing.T) {
 server:
   listen: 127.0.0.1:8443
 cluster:
+  role: journal
   nats_urls: [nats://nats-1:4222, nats://nats-2:4222, tls://nats-3:4222]
   credentials_file: vigil.creds
   partitions: 16
@@ -31,6 +32,9 @@ cluster:
 		opts.DuplicateWindow != 30*time.Minute || opts.MaxAge != 7*24*time.Hour {
 		t.Fatalf("options %+v", opts)
 	}
+	if cfg.Cluster.Role != "journal" || cfg.Cluster.Tenant != "default" {
+		t.Fatalf("cluster %+v", cfg.Cluster)
+	}
 	if opts.CredentialsFile != filepath.Join(dir, "vigil.creds") {
 		t.Fatalf("credentials file %q is not resolved beside the config", opts.CredentialsFile)
 	}
@@ -46,16 +50,19 @@ cluster:
 
 func TestClusterSectionErrors(t *testing.T) {
 	cases := map[string]string{
-		"cluster:\n  nats_url: [nats://a:4222]\n":                                 `:4: unknown key "nats_url"`,
-		"cluster:\n  replicas: 3\n":                                               `:3: cluster needs nats_urls`,
-		"cluster:\n  nats_urls: [http://a:4222]\n":                                `:4: nats_urls: "http://a:4222": want nats://host:port`,
-		"cluster:\n  nats_urls:\n    - nats://a:4222\n    - nats://u:pw@b:4222\n": `:6: nats_urls: "nats://u:xxxxx@b:4222" carries credentials`,
-		"cluster:\n  nats_urls: [nats://a:4222]\n  replicas: 2\n":                 `:5: replicas 2: want 1, 3 or 5`,
-		"cluster:\n  nats_urls: [nats://a:4222]\n  partitions: -1\n":              `:5: partitions -1: want 1 to 1024`,
-		"cluster:\n  nats_urls: [nats://a:4222]\n  duplicate_window: 2m\n":        `:5: duplicate_window 2m0s: at least 10m0s`,
-		"cluster:\n  nats_urls: [nats://a:4222]\n  max_age: 5m\n":                 `:5: max_age 5m0s is shorter than duplicate_window`,
-		"cluster:\n  nats_urls: [nats://a:4222]\n  stream: raw.x\n":               `:5: stream "raw.x"`,
-		"cluster:\n  nats_urls: [nats://a:4222]\n  tls_key_file: k.pem\n":         `tls_cert_file and tls_key_file go together`,
+		"cluster:\n  role: ingest\n  nats_url: [nats://a:4222]\n":                                 `:5: unknown key "nats_url"`,
+		"cluster:\n  role: ingest\n  replicas: 3\n":                                               `:3: cluster needs nats_urls`,
+		"cluster:\n  role: ingest\n  nats_urls: [http://a:4222]\n":                                `:5: nats_urls: "http://a:4222": want nats://host:port`,
+		"cluster:\n  role: ingest\n  nats_urls:\n    - nats://a:4222\n    - nats://u:pw@b:4222\n": `:7: nats_urls: "nats://u:xxxxx@b:4222" carries credentials`,
+		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  replicas: 2\n":                 `:6: replicas 2: want 1, 3 or 5`,
+		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  partitions: -1\n":              `:6: partitions -1: want 1 to 1024`,
+		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  duplicate_window: 2m\n":        `:6: duplicate_window 2m0s: at least 10m0s`,
+		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  max_age: 5m\n":                 `:6: max_age 5m0s is shorter than duplicate_window`,
+		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  stream: raw.x\n":               `:6: stream "raw.x"`,
+		"cluster:\n  nats_urls: [nats://a:4222]\n":                                                `:3: cluster needs role`,
+		"cluster:\n  role: worker\n  nats_urls: [nats://a:4222]\n":                                `:4: role "worker": want journal or ingest`,
+		"cluster:\n  role: ingest\n  tenant: a/b\n  nats_urls: [nats://a:4222]\n":                 `:5: tenant "a/b"`,
+		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  tls_key_file: k.pem\n":         `tls_cert_file and tls_key_file go together`,
 	}
 	for text, want := range cases {
 		_, err := Parse("vigil.yaml", []byte("data: d\nserver: {}\n"+text))
