@@ -155,7 +155,10 @@ func (c *Conn) streamConfig() jetstream.StreamConfig {
 // settings; it retries while the cluster has no meta leader yet.
 func (c *Conn) ensureStream(ctx context.Context) error {
 	for {
-		s, err := c.js.CreateOrUpdateStream(ctx, c.streamConfig())
+		// A request that reaches no leader gets no answer: bound each try.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s, err := c.js.CreateOrUpdateStream(actx, c.streamConfig())
+		cancel()
 		if err == nil {
 			c.stream = s
 			return nil

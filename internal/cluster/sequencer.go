@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -46,6 +47,11 @@ type SequencerOptions struct {
 	AckWait time.Duration
 	// Idle is how long one fetch waits for messages (default 1 s).
 	Idle time.Duration
+	// Holder names this node in the tenant's journal lease (default the
+	// host name); the same holder may take its lease back after a restart.
+	Holder string
+	// LeaseTTL is how long the lease outlives its holder (default 15 s).
+	LeaseTTL time.Duration
 	// OnAppend is called after entries were appended (wakes detection).
 	OnAppend func()
 	Logger   *slog.Logger
@@ -100,6 +106,16 @@ func (c *Conn) NewSequencer(opts SequencerOptions) (*Sequencer, error) {
 	if opts.Logger == nil {
 		opts.Logger = c.opts.Logger
 	}
+	if opts.Holder == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: lease holder: %w", err)
+		}
+		opts.Holder = h
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
 	name := "sequencer_" + token(opts.Tenant)
 	if opts.Replica != "" {
 		name += "_" + token(opts.Replica)
@@ -141,9 +157,35 @@ func (s *Sequencer) recorded(ctx context.Context) (uint64, error) {
 	return seq, nil
 }
 
-// Run appends the tenant's records until ctx ends or the journal fails.
-// It returns nil when ctx ends.
+// Run appends the tenant's records until ctx ends, the journal fails or
+// the tenant's journal lease is lost. It returns nil when ctx ends, and
+// ErrLeaseHeld (wrapped) at once when another node writes the tenant's
+// journal.
 func (s *Sequencer) Run(ctx context.Context) error {
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	l, err := s.c.acquire(actx, s.o.Tenant, s.o.Holder, s.o.LeaseTTL)
+	cancel()
+	if err != nil {
+		return nilOnDone(ctx, err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	held := make(chan error, 1)
+	go func() {
+		err := l.hold(ctx)
+		if err != nil {
+			stop()
+		}
+		held <- err
+	}()
+	err = s.run(ctx)
+	stop()
+	if lerr := <-held; lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+func (s *Sequencer) run(ctx context.Context) error {
 	pos, err := s.recorded(ctx)
 	if err != nil {
 		return err

@@ -33,7 +33,11 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	publish := func(i int) {
 		t.Helper()
 		for {
-			_, err := js.Publish(ctx, "t.x", fmt.Appendf(nil, "%d", i), jetstream.WithMsgID(fmt.Sprint(i)))
+			// A request sent while the leader is gone gets no answer: each
+			// attempt has its own deadline.
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.Publish(actx, "t.x", fmt.Appendf(nil, "%d", i), jetstream.WithMsgID(fmt.Sprint(i)))
+			acancel()
 			if err == nil {
 				return
 			}
