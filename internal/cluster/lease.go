@@ -36,10 +36,11 @@ type lease struct {
 	rev uint64
 }
 
-// leaseKey is a KV-safe key for tenant (KV keys allow fewer characters
-// than tenant names).
-func leaseKey(tenant string) string {
-	h := sha256.Sum256([]byte(tenant))
+// leaseKey is a KV-safe key for a journal, named by its sequencer's
+// consumer (the tenant, and the replica if any): KV keys allow fewer
+// characters than tenant names.
+func leaseKey(journal string) string {
+	h := sha256.Sum256([]byte(journal))
 	return "journal." + hex.EncodeToString(h[:16])
 }
 
@@ -58,14 +59,15 @@ func (c *Conn) leases(ctx context.Context, ttl time.Duration) (jetstream.KeyValu
 	return kv, nil
 }
 
-// acquire takes the lease of tenant for holder. A holder may take over its
-// own lease (a restart of the same node).
-func (c *Conn) acquire(ctx context.Context, tenant, holder string, ttl time.Duration) (*lease, error) {
+// acquire takes the lease of a tenant's journal (named by its sequencer)
+// for holder. A holder may take over its own lease (a restart of the same
+// node).
+func (c *Conn) acquire(ctx context.Context, tenant, journal, holder string, ttl time.Duration) (*lease, error) {
 	kv, err := c.leases(ctx, ttl)
 	if err != nil {
 		return nil, err
 	}
-	l := &lease{kv: kv, key: leaseKey(tenant), holder: holder, ttl: ttl}
+	l := &lease{kv: kv, key: leaseKey(journal), holder: holder, ttl: ttl}
 	rev, err := kv.Create(ctx, l.key, []byte(holder))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		e, gerr := kv.Get(ctx, l.key)

@@ -70,14 +70,14 @@ func TestJournalLease(t *testing.T) {
 	}
 
 	// A holder that vanished without releasing: its lease expires.
-	if _, err := a.acquire(ctx, "crashed", "node-a", 3*time.Second); err != nil {
+	if _, err := a.acquire(ctx, "crashed", "sequencer_crashed", "node-a", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.acquire(ctx, "crashed", "node-b", 3*time.Second); !errors.Is(err, ErrLeaseHeld) {
+	if _, err := b.acquire(ctx, "crashed", "sequencer_crashed", "node-b", 3*time.Second); !errors.Is(err, ErrLeaseHeld) {
 		t.Fatalf("lease of a crashed holder taken before its TTL: %v", err)
 	}
 	waitFor(t, 20*time.Second, "the crashed holder's lease expires", func() error {
-		_, err := b.acquire(ctx, "crashed", "node-b", 3*time.Second)
+		_, err := b.acquire(ctx, "crashed", "sequencer_crashed", "node-b", 3*time.Second)
 		return err
 	})
 }

@@ -163,7 +163,7 @@ func (s *Sequencer) recorded(ctx context.Context) (uint64, error) {
 // journal.
 func (s *Sequencer) Run(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	l, err := s.c.acquire(actx, s.o.Tenant, s.o.Holder, s.o.LeaseTTL)
+	l, err := s.c.acquire(actx, s.o.Tenant, s.name, s.o.Holder, s.o.LeaseTTL)
 	cancel()
 	if err != nil {
 		return nilOnDone(ctx, err)

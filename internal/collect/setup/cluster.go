@@ -37,7 +37,9 @@ type Cluster struct {
 	// Replicas of the raw stream: 1, 3 or 5 (default 3; acknowledged
 	// records survive the loss of (replicas-1)/2 servers).
 	Replicas int `yaml:"replicas"`
-	// Partitions of the detection consumer group (default 8).
+	// Partitions of the detection consumer group (default 8). Checked and
+	// kept for the detection workers, which do not exist yet
+	// (docs/scale.md): today the journal node detects alone.
 	Partitions int `yaml:"partitions"`
 	// Stream names the raw stream (default VIGIL_RAW).
 	Stream string `yaml:"stream"`
