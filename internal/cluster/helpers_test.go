@@ -33,7 +33,7 @@ var _ io.Writer = tlogWriter{}
 
 // simEntries simulates a small tenant with a forged-token intrusion and
 // decodes it into journal entries, as push ingest would.
-func simEntries(t *testing.T, users, days int) []journal.Entry {
+func simEntries(t testing.TB, users, days int) []journal.Entry {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := simulate.Run(t.Context(), simulate.Config{Users: users, Days: days, Seed: 7,
@@ -187,3 +187,9 @@ func streamLastSeq(ctx context.Context, c *Conn) (uint64, error) {
 }
 
 func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func splitURLs(s string) []string { return strings.Split(s, ",") }
