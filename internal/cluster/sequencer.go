@@ -354,7 +354,9 @@ func (s *Sequencer) apply(ctx context.Context, msgs []jetstream.Msg) (ok bool, e
 		entries = append(entries, e)
 	}
 	if len(entries) > 0 {
-		acks, err := s.o.Journal.AppendBatch(ctx, entries)
+		// A stop must not leave a commit whose outcome is unknown: the
+		// append finishes, then its messages are acked.
+		acks, err := s.o.Journal.AppendBatch(context.WithoutCancel(ctx), entries)
 		if err != nil {
 			return false, fmt.Errorf("cluster: journal append: %w", err)
 		}
