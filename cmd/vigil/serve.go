@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/collect"
+	"github.com/vigil-audit/vigil/internal/collect/setup"
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/collect/setup"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server"
@@ -400,4 +400,3 @@ func replayDemo(ctx context.Context, base string, keys *auth.Store, d *demoTenan
 	fmt.Fprintf(stdout, "vigil serve --demo: replay finished; see /api/v1/incidents. Ground truth: %s\n", d.truth)
 	return nil
 }
-
