@@ -115,7 +115,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 func runSequencer(t *testing.T, s *Sequencer) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	go func() {
+		err := s.Run(ctx)
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("sequencer stopped on its own: %v", err)
+		}
+		done <- err
+	}()
 	var once sync.Once
 	var err error
 	stop = func() error {

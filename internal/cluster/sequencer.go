@@ -162,9 +162,7 @@ func (s *Sequencer) recorded(ctx context.Context) (uint64, error) {
 // ErrLeaseHeld (wrapped) at once when another node writes the tenant's
 // journal.
 func (s *Sequencer) Run(ctx context.Context) error {
-	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	l, err := s.c.acquire(actx, s.o.Tenant, s.name, s.o.Holder, s.o.LeaseTTL)
-	cancel()
+	l, err := s.takeLease(ctx)
 	if err != nil {
 		return nilOnDone(ctx, err)
 	}
@@ -183,6 +181,28 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		return lerr
 	}
 	return err
+}
+
+// takeLease acquires the journal lease, retrying while the cluster cannot
+// answer (no quorum, a leader election); another holder is final.
+func (s *Sequencer) takeLease(ctx context.Context) (*lease, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		// A request that reaches no leader gets no answer: bound each try.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		l, err := s.c.acquire(actx, s.o.Tenant, s.name, s.o.Holder, s.o.LeaseTTL)
+		cancel()
+		if err == nil || errors.Is(err, ErrLeaseHeld) || ctx.Err() != nil {
+			return l, err
+		}
+		s.log.Warn("cluster: journal lease not available yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 func (s *Sequencer) run(ctx context.Context) error {
