@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,6 +25,7 @@ type clusterNode struct {
 	tenant     string
 	j          journal.Log
 	quarantine string
+	holder     string
 	logger     *slog.Logger
 }
 
@@ -48,26 +50,46 @@ func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarant
 	}
 	logger.Info("cluster: connected", "role", cfg.Cluster.Role, "tenant", cfg.Cluster.Tenant, "stream", opts.Stream, "replicas", opts.Replicas)
 	return &clusterNode{conn: conn, log: conn.Log(cfg.Cluster.Tenant, j), role: cfg.Cluster.Role, tenant: cfg.Cluster.Tenant,
-		j: j, quarantine: quarantine, logger: logger}, nil
+		// The lease holder names this journal (host and data directory), so
+		// a restart takes its lease back and any other journal is refused.
+		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, logger: logger}, nil
 }
 
 // run appends the stream to the journal on the journal node until ctx
-// ends; on an ingest node it has nothing to do.
+// ends; on an ingest node it has nothing to do. Losing the journal lease
+// (no NATS quorum for a while) stops the appends, not the node: it keeps
+// serving what its journal holds and takes its lease again when it can.
+// Another node holding the lease (a second journal node, whose journal
+// would fork this one) and a journal failure end it.
 func (n *clusterNode) run(ctx context.Context, wake func()) error {
 	if n.role != "journal" {
 		return nil
 	}
 	var mu sync.Mutex
-	s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, OnAppend: wake, Logger: n.logger,
-		Quarantine: func(r cluster.Rejected) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return appendSynced(n.quarantine, r)
-		}})
-	if err != nil {
-		return err
+	for {
+		s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, Holder: n.holder, OnAppend: wake, Logger: n.logger,
+			Quarantine: func(r cluster.Rejected) error {
+				mu.Lock()
+				defer mu.Unlock()
+				return appendSynced(n.quarantine, r)
+			}})
+		if err != nil {
+			return err
+		}
+		err = s.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, cluster.ErrLeaseLost) {
+			return err
+		}
+		n.logger.Error("cluster: not appending to the journal; retrying in 5 s", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
-	return s.Run(ctx)
 }
 
 // appendSynced appends v as a JSON line to path and fsyncs it.

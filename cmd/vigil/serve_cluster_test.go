@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +85,19 @@ func TestServeCluster(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A second journal node would fork the journal: it is refused.
+	dir := t.TempDir()
+	cfg2 := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(cfg2, fmt.Appendf(nil, "data: %s\nserver:\n  listen: 127.0.0.1:0\ncluster:\n  role: journal\n  nats_urls: %s\n",
+		filepath.Join(dir, "data"), urls), 0o600)
+	var out, errb syncBuffer
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--config", cfg2}, &out, &errb); code == 0 || ctx.Err() != nil ||
+		!strings.Contains(errb.String(), "another node holds the journal lease") {
+		t.Fatalf("second journal node: exit %d, ctx %v, stderr:\n%s", code, ctx.Err(), errb.String())
+	}
+
 	in.stop(t)
 	jn.stop(t)
 	vr, err := journal.Verify(t.Context(), jdata, journal.VerifyOptions{})

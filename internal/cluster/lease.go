@@ -23,6 +23,10 @@ const DefaultLeaseTTL = 15 * time.Second
 // ErrLeaseHeld: another node writes this tenant's journal.
 var ErrLeaseHeld = errors.New("cluster: another node holds the journal lease")
 
+// ErrLeaseLost: the lease could not be renewed (no quorum, or another node
+// took it after it expired); the sequencer stopped writing.
+var ErrLeaseLost = errors.New("cluster: journal lease lost")
+
 // lease is a tenant's exclusive right to append the stream to a journal,
 // kept in a replicated KV bucket whose entries expire: a holder renews it
 // every third of the TTL; one that cannot stops before it could expire.
@@ -121,12 +125,12 @@ func (l *lease) hold(ctx context.Context) error {
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return fmt.Errorf("cluster: journal lease lost to another node: %w", err)
+			return fmt.Errorf("%w to another node: %v", ErrLeaseLost, err)
 		}
 		// Give up well before the lease could expire, so that two writers
 		// never overlap; retry quickly until then.
 		if time.Since(renewed) > l.ttl/2 {
-			return fmt.Errorf("cluster: journal lease not renewed for %v: %w", time.Since(renewed).Round(time.Millisecond), err)
+			return fmt.Errorf("%w: not renewed for %v: %v", ErrLeaseLost, time.Since(renewed).Round(time.Millisecond), err)
 		}
 		wait = l.ttl / 15
 	}
