@@ -131,6 +131,16 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err != nil {
 		return err
 	}
+	// With a cluster: section, ingest appends through the stream.
+	var appendLog journal.Log = j
+	node, err := startCluster(ctx, cfg, j, filepath.Join(srvDir, "cluster-quarantine.jsonl"), logger)
+	if err != nil {
+		return err
+	}
+	if node != nil {
+		defer node.conn.Close()
+		appendLog = node.log
+	}
 	if keys.Empty() {
 		plain, k, err := keys.Create("admin", auth.RoleAdmin)
 		if err != nil {
@@ -191,11 +201,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		Logger:     logger,
 		StateDir:   detectDir,
 	})
-	ingester := server.NewIngester(j, filepath.Join(srvDir, "quarantine.jsonl"))
+	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = watcher.Wake
 	var collectors []*collect.Collector
 	if len(cfg.Tenants) > 0 {
-		if collectors, err = setup.Build(cfg, setup.Options{Journal: j, Logger: logger}); err != nil {
+		if collectors, err = setup.Build(cfg, setup.Options{Journal: appendLog, Logger: logger}); err != nil {
 			return usageError("%v", err)
 		}
 	}
@@ -231,6 +241,17 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	go func() { outbox.Run(runCtx); close(outboxDone) }()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- watcher.Run(runCtx) }()
+	clusterErr := make(chan error, 1)
+	if node != nil {
+		wg.Go(func() {
+			err := node.run(runCtx, watcher.Wake)
+			if err != nil {
+				logger.Error("cluster: the journal stopped following the stream", "err", err)
+				stop()
+			}
+			clusterErr <- err
+		})
+	}
 
 	scheme := "http"
 	if o.certFile != "" {
@@ -268,6 +289,9 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	if werr != nil && !errors.Is(werr, context.Canceled) {
 		return werr
+	}
+	if node != nil {
+		return <-clusterErr
 	}
 	return nil
 }

@@ -167,3 +167,8 @@ func uvarintLen(n int) int {
 // EncodeEntry appends e's canonical encoding: the Merkle leaf data, so
 // that SHA-256(0x00 || EncodeEntry(e)) is e's leaf hash.
 func EncodeEntry(dst []byte, e *Entry) []byte { return appendEntry(dst, e) }
+
+// DecodeEntry decodes an encoding made by EncodeEntry, checking it as the
+// journal checks its own; Raw aliases b. Replicated transports (the NATS
+// stream of internal/cluster) carry entries in this form.
+func DecodeEntry(b []byte) (Entry, error) { return decodeEntry(b) }

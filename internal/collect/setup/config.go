@@ -29,6 +29,9 @@ type Config struct {
 	Tenants []Tenant `yaml:"tenants"`
 	// Server configures vigil serve; vigil collect ignores it.
 	Server *Server `yaml:"server"`
+	// Cluster runs vigil serve as one node of several around NATS
+	// JetStream (see docs/scale.md); vigil collect ignores it.
+	Cluster *Cluster `yaml:"cluster"`
 
 	path string // the file it was read from; relative paths are relative to its directory
 }
@@ -186,6 +189,7 @@ func (c *Config) check(root *yaml.Node) error {
 		bad(nil, "no tenants (and no server section)")
 	}
 	c.checkServer(bad)
+	c.checkCluster(bad)
 	seen := map[string]bool{}
 	for i, t := range c.Tenants {
 		at := func(p ...any) []any { return append([]any{"tenants", i}, p...) }

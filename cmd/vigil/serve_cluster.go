@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/cluster"
+	"github.com/vigil-audit/vigil/internal/collect/setup"
+	"github.com/vigil-audit/vigil/internal/journal"
+)
+
+// clusterNode is this process's part of a deployment with a cluster:
+// section (docs/scale.md): ingest appends through the replicated stream,
+// and the journal node appends the stream to its journal.
+type clusterNode struct {
+	conn       *cluster.Conn
+	log        journal.Log // what ingest and collectors append to
+	role       string
+	tenant     string
+	j          journal.Log
+	quarantine string
+	holder     string
+	logger     *slog.Logger
+}
+
+// startCluster connects when cfg has a cluster: section; nil, nil
+// without one (vigil serve stays a single process).
+func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarantine string, logger *slog.Logger) (*clusterNode, error) {
+	opts, ok, err := cfg.ClusterOptions()
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	host, _ := os.Hostname()
+	opts.Name = fmt.Sprintf("vigil %s (%s)", host, cfg.Cluster.Role)
+	opts.Logger = logger
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	conn, err := cluster.Connect(cctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("cluster: connected", "role", cfg.Cluster.Role, "tenant", cfg.Cluster.Tenant, "stream", opts.Stream, "replicas", opts.Replicas)
+	return &clusterNode{conn: conn, log: conn.Log(cfg.Cluster.Tenant, j), role: cfg.Cluster.Role, tenant: cfg.Cluster.Tenant,
+		// The lease holder names this journal (host and data directory), so
+		// a restart takes its lease back and any other journal is refused.
+		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, logger: logger}, nil
+}
+
+// run appends the stream to the journal on the journal node until ctx
+// ends; on an ingest node it has nothing to do. Losing the journal lease
+// (no NATS quorum for a while) stops the appends, not the node: it keeps
+// serving what its journal holds and takes its lease again when it can.
+// Another node holding the lease (a second journal node, whose journal
+// would fork this one) and a journal failure end it.
+func (n *clusterNode) run(ctx context.Context, wake func()) error {
+	if n.role != "journal" {
+		return nil
+	}
+	var mu sync.Mutex
+	for {
+		s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, Holder: n.holder, OnAppend: wake, Logger: n.logger,
+			Quarantine: func(r cluster.Rejected) error {
+				mu.Lock()
+				defer mu.Unlock()
+				return appendSynced(n.quarantine, r)
+			}})
+		if err != nil {
+			return err
+		}
+		err = s.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, cluster.ErrLeaseLost) {
+			return err
+		}
+		n.logger.Error("cluster: not appending to the journal; retrying in 5 s", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// appendSynced appends v as a JSON line to path and fsyncs it.
+func appendSynced(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,26 @@
+// Package cluster runs vigil serve across several processes around a NATS
+// JetStream cluster instead of on one machine (see docs/scale.md).
+//
+// # Data flow
+//
+//   - Ingest (push, collectors, gateway) hands decoded journal entries to a
+//     Publisher, which publishes each to the replicated stream (default
+//     VIGIL_RAW) on subject raw.<tenant>.<source>, with Nats-Msg-Id set to
+//     the hash of the entry's dedupe key (Source, RecordID). The ingest is
+//     acknowledged only when every entry's publish acknowledgement came
+//     back: with replicas 3 that is a quorum of two nodes holding it.
+//   - A Sequencer per tenant is the only writer of that tenant's
+//     tamper-evident journal. It reads the tenant's subjects through a
+//     durable consumer with explicit acks, appends in stream order, and acks
+//     a message only after the journal commit that holds it. Every journal
+//     entry it writes records the stream sequence it came from, so a
+//     restarted sequencer knows where the journal stands; redeliveries are
+//     absorbed by the journal's own dedupe by record id.
+//
+// The journal stays the truth: proofs, checkpoints and vigil verify work
+// exactly as on one machine. The stream is the replicated, acknowledged
+// buffer in front of it.
+//
+// Without a cluster: section in vigil.yaml nothing here runs and vigil
+// serve is a single process.
+package cluster

@@ -1,0 +1,145 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeaseBucket is the KV bucket holding who writes each tenant's journal.
+const LeaseBucket = "vigil_leases"
+
+// DefaultLeaseTTL is how long a lease outlives its holder's last renewal:
+// how long a tenant's journal waits after its node died before another
+// may take it.
+const DefaultLeaseTTL = 15 * time.Second
+
+// ErrLeaseHeld: another node writes this tenant's journal.
+var ErrLeaseHeld = errors.New("cluster: another node holds the journal lease")
+
+// ErrLeaseLost: the lease could not be renewed (no quorum, or another node
+// took it after it expired); the sequencer stopped writing.
+var ErrLeaseLost = errors.New("cluster: journal lease lost")
+
+// lease is a tenant's exclusive right to append the stream to a journal,
+// kept in a replicated KV bucket whose entries expire: a holder renews it
+// every third of the TTL; one that cannot stops before it could expire.
+type lease struct {
+	kv     jetstream.KeyValue
+	key    string
+	holder string
+	ttl    time.Duration
+
+	mu  sync.Mutex
+	rev uint64
+}
+
+// leaseKey is a KV-safe key for a journal, named by its sequencer's
+// consumer (the tenant, and the replica if any): KV keys allow fewer
+// characters than tenant names.
+func leaseKey(journal string) string {
+	h := sha256.Sum256([]byte(journal))
+	return "journal." + hex.EncodeToString(h[:16])
+}
+
+func (c *Conn) leases(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      LeaseBucket,
+		Description: "vigil: which node writes each tenant's journal",
+		History:     1,
+		TTL:         ttl,
+		Replicas:    c.opts.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: lease bucket: %w", err)
+	}
+	return kv, nil
+}
+
+// acquire takes the lease of a tenant's journal (named by its sequencer)
+// for holder. A holder may take over its own lease (a restart of the same
+// node).
+func (c *Conn) acquire(ctx context.Context, tenant, journal, holder string, ttl time.Duration) (*lease, error) {
+	kv, err := c.leases(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	l := &lease{kv: kv, key: leaseKey(journal), holder: holder, ttl: ttl}
+	rev, err := kv.Create(ctx, l.key, []byte(holder))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := kv.Get(ctx, l.key)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return nil, fmt.Errorf("cluster: lease of tenant %s changed hands while being taken; retry", tenant)
+		case gerr != nil:
+			return nil, fmt.Errorf("cluster: lease of tenant %s: %w", tenant, gerr)
+		case string(e.Value()) != holder:
+			return nil, fmt.Errorf("%w of tenant %s: %q (it expires %v after that node stops renewing it)", ErrLeaseHeld, tenant, e.Value(), ttl)
+		}
+		rev, err = kv.Update(ctx, l.key, []byte(holder), e.Revision())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: lease of tenant %s: %w", tenant, err)
+	}
+	l.rev = rev
+	return l, nil
+}
+
+// hold renews the lease until ctx ends, then releases it. It returns an
+// error, having stopped renewing, when the lease may have been lost: the
+// caller must stop writing at once.
+func (l *lease) hold(ctx context.Context) error {
+	renewed := time.Now()
+	wait := l.ttl / 3
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			l.release()
+			return nil
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.ttl/6)
+		l.mu.Lock()
+		rev, err := l.kv.Update(rctx, l.key, []byte(l.holder), l.rev)
+		if err == nil {
+			l.rev = rev
+		}
+		l.mu.Unlock()
+		cancel()
+		if err == nil {
+			renewed, wait = time.Now(), l.ttl/3
+			continue
+		}
+		if ctx.Err() != nil {
+			l.release()
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return fmt.Errorf("%w to another node: %v", ErrLeaseLost, err)
+		}
+		// Give up well before the lease could expire, so that two writers
+		// never overlap; retry quickly until then.
+		if time.Since(renewed) > l.ttl/2 {
+			return fmt.Errorf("%w: not renewed for %v: %v", ErrLeaseLost, time.Since(renewed).Round(time.Millisecond), err)
+		}
+		wait = l.ttl / 15
+	}
+}
+
+func (l *lease) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+}

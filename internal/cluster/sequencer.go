@@ -1,0 +1,420 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-audit/vigil/internal/journal"
+)
+
+// Rejected is a stream message the sequencer could not journal: it is
+// handed to SequencerOptions.Quarantine, never dropped silently.
+type Rejected struct {
+	Tenant  string
+	Subject string
+	Seq     uint64 // stream sequence
+	Reason  string
+	Data    []byte
+}
+
+// SequencerOptions configures a tenant's sequencer.
+type SequencerOptions struct {
+	Tenant  string
+	Journal journal.Log
+	// Replica names this copy of the tenant's journal when several nodes
+	// each keep one (each gets its own durable consumer); "" for the one
+	// journal of the tenant.
+	Replica string
+	// Quarantine keeps a message that does not decode as a journal entry,
+	// or whose source disagrees with its subject; it must be durable
+	// when it returns. Required.
+	Quarantine func(Rejected) error
+	// Batch is the most messages appended in one journal commit (default
+	// 256).
+	Batch int
+	// AckWait is how long the stream waits for an ack before it delivers
+	// a message again (default 30 s).
+	AckWait time.Duration
+	// Idle is how long one fetch waits for messages (default 1 s).
+	Idle time.Duration
+	// Holder names this node in the tenant's journal lease (default the
+	// host name); the same holder may take its lease back after a restart.
+	Holder string
+	// LeaseTTL is how long the lease outlives its holder (default 15 s).
+	LeaseTTL time.Duration
+	// OnAppend is called after entries were appended (wakes detection).
+	OnAppend func()
+	Logger   *slog.Logger
+}
+
+// SequencerStats counts what a sequencer did since it was made.
+type SequencerStats struct {
+	Appended    uint64 // entries new in the journal
+	Duplicates  uint64 // messages the journal already held (redeliveries, late repeats)
+	Quarantined uint64
+	Resets      uint64 // consumer re-created after a lost delivery or a stale ack
+	Position    uint64 // every tenant message at or below this stream sequence is journaled
+	// Gap is non-zero when the stream had expired messages past Position
+	// before they were journaled: records of this tenant may be missing.
+	Gap uint64
+}
+
+// Sequencer appends one tenant's records to its journal in stream order.
+// Run it on exactly one node per tenant: the node holding that tenant's
+// journal (the journal's directory lock keeps a second process off it).
+type Sequencer struct {
+	c    *Conn
+	o    SequencerOptions
+	name string
+	log  *slog.Logger
+	cons jetstream.Consumer
+	// nextDelivery is the consumer sequence the next message must carry;
+	// anything else means a delivery was lost and the consumer is reset.
+	nextDelivery uint64
+	pos          atomic.Uint64
+	appended     atomic.Uint64
+	dups         atomic.Uint64
+	quarantined  atomic.Uint64
+	resets       atomic.Uint64
+	gap          atomic.Uint64
+}
+
+// NewSequencer prepares the sequencer of opts.Tenant; Run starts it.
+func (c *Conn) NewSequencer(opts SequencerOptions) (*Sequencer, error) {
+	if opts.Journal == nil || opts.Quarantine == nil {
+		return nil, errors.New("cluster: a sequencer needs a journal and a quarantine")
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 256
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = c.opts.Logger
+	}
+	if opts.Holder == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: lease holder: %w", err)
+		}
+		opts.Holder = h
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	name := "sequencer_" + token(opts.Tenant)
+	if opts.Replica != "" {
+		name += "_" + token(opts.Replica)
+	}
+	return &Sequencer{c: c, o: opts, name: name,
+		log: opts.Logger.With("tenant", opts.Tenant)}, nil
+}
+
+// Stats returns the sequencer's counters.
+func (s *Sequencer) Stats() SequencerStats {
+	return SequencerStats{Appended: s.appended.Load(), Duplicates: s.dups.Load(), Quarantined: s.quarantined.Load(),
+		Resets: s.resets.Load(), Position: s.pos.Load(), Gap: s.gap.Load()}
+}
+
+// originSuffix marks a journal entry with the stream sequence it came
+// from, so the journal itself says how far the stream was applied.
+func (s *Sequencer) originSuffix(seq uint64) string {
+	return " @" + s.c.opts.Stream + ":" + strconv.FormatUint(seq, 10)
+}
+
+// recorded is the stream sequence recorded in the journal's last entry, 0
+// when it has none from this stream.
+func (s *Sequencer) recorded(ctx context.Context) (uint64, error) {
+	n := s.o.Journal.Size()
+	if n == 0 {
+		return 0, nil
+	}
+	var seq uint64
+	err := s.o.Journal.Read(ctx, n-1, func(_ uint64, e *journal.Entry) error {
+		mark := " @" + s.c.opts.Stream + ":"
+		if i := strings.LastIndex(e.Origin, mark); i >= 0 {
+			seq, _ = strconv.ParseUint(e.Origin[i+len(mark):], 10, 64)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cluster: reading the journal's position: %w", err)
+	}
+	return seq, nil
+}
+
+// Run appends the tenant's records until ctx ends, the journal fails or
+// the tenant's journal lease is lost. It returns nil when ctx ends, and
+// ErrLeaseHeld (wrapped) at once when another node writes the tenant's
+// journal.
+func (s *Sequencer) Run(ctx context.Context) error {
+	l, err := s.takeLease(ctx)
+	if err != nil {
+		return nilOnDone(ctx, err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	held := make(chan error, 1)
+	go func() {
+		err := l.hold(ctx)
+		if err != nil {
+			stop()
+		}
+		held <- err
+	}()
+	err = s.run(ctx)
+	stop()
+	if lerr := <-held; lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// takeLease acquires the journal lease, retrying while the cluster cannot
+// answer (no quorum, a leader election); another holder is final.
+func (s *Sequencer) takeLease(ctx context.Context) (*lease, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		// A request that reaches no leader gets no answer: bound each try.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		l, err := s.c.acquire(actx, s.o.Tenant, s.name, s.o.Holder, s.o.LeaseTTL)
+		cancel()
+		if err == nil || errors.Is(err, ErrLeaseHeld) || ctx.Err() != nil {
+			return l, err
+		}
+		s.log.Warn("cluster: journal lease not available yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (s *Sequencer) run(ctx context.Context) error {
+	pos, err := s.recorded(ctx)
+	if err != nil {
+		return err
+	}
+	// The durable consumer's ack floor is also safe: messages are acked
+	// only after the commit that holds them, and in order.
+	if cons, err := s.c.js.Consumer(ctx, s.c.opts.Stream, s.name); err == nil {
+		if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream > pos {
+			pos = info.AckFloor.Stream
+		}
+	}
+	s.pos.Store(pos)
+	s.log.Info("cluster: sequencer starting", "stream", s.c.opts.Stream, "position", pos)
+	if err := s.reset(ctx); err != nil {
+		return nilOnDone(ctx, err)
+	}
+	for ctx.Err() == nil {
+		batch, err := s.cons.Fetch(s.o.Batch, jetstream.FetchMaxWait(s.o.Idle))
+		if err != nil {
+			s.log.Warn("cluster: fetch failed; re-creating the consumer", "err", err)
+			if err := s.reset(ctx); err != nil {
+				return nilOnDone(ctx, err)
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		fetchErr := batch.Error()
+		ok, err := s.apply(ctx, msgs)
+		if err != nil {
+			return nilOnDone(ctx, err)
+		}
+		stale := false
+		if ok && len(msgs) == 0 {
+			// Nothing came: deliveries acknowledged by no one (lost in a
+			// disconnect) would hold the consumer until AckWait.
+			if info, err := s.cons.Info(ctx); err == nil && info.NumAckPending > 0 {
+				stale = true
+			}
+		}
+		if !ok || stale || (fetchErr != nil && !errors.Is(fetchErr, context.DeadlineExceeded) && !isTimeout(fetchErr)) {
+			if fetchErr != nil {
+				s.log.Warn("cluster: fetch ended with an error; re-creating the consumer", "err", fetchErr)
+			}
+			if err := s.reset(ctx); err != nil {
+				return nilOnDone(ctx, err)
+			}
+		}
+	}
+	return nil
+}
+
+// isTimeout: a fetch that ended without messages, not a failure.
+func isTimeout(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages)
+}
+
+func nilOnDone(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// reset re-creates the durable consumer so that it delivers, in order,
+// every tenant message after the position.
+func (s *Sequencer) reset(ctx context.Context) error {
+	s.resets.Add(1)
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.recreate(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("cluster: sequencer consumer not ready, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (s *Sequencer) recreate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pos := s.pos.Load()
+	info, err := s.c.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: stream info: %w", err)
+	}
+	if first := info.State.FirstSeq; pos > 0 && first > pos+1 && s.gap.Load() != pos {
+		s.gap.Store(pos)
+		s.log.Error("cluster: the stream expired messages this journal had not recorded; records of this tenant may be missing",
+			"position", pos, "stream_first", first)
+	}
+	if err := s.c.js.DeleteConsumer(ctx, s.c.opts.Stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("cluster: delete consumer %s: %w", s.name, err)
+	}
+	cons, err := s.c.js.CreateConsumer(ctx, s.c.opts.Stream, jetstream.ConsumerConfig{
+		Durable:       s.name,
+		Description:   "vigil: appends tenant " + s.o.Tenant + " to its journal",
+		FilterSubject: TenantFilter(s.o.Tenant),
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   pos + 1,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: s.o.Batch,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: create consumer %s: %w", s.name, err)
+	}
+	s.cons = cons
+	s.nextDelivery = 1
+	return nil
+}
+
+// apply journals msgs (one fetch) in order. ok is false when a delivery
+// was missing: what came before it is applied and the caller resets.
+func (s *Sequencer) apply(ctx context.Context, msgs []jetstream.Msg) (ok bool, err error) {
+	pos := s.pos.Load()
+	var entries []journal.Entry
+	var done []jetstream.Msg
+	last := pos
+	ok = true
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			ok = false
+			break
+		}
+		if md.Sequence.Consumer != s.nextDelivery {
+			// A delivery before this one never arrived: applying this one
+			// would put the journal out of stream order.
+			ok = false
+			break
+		}
+		s.nextDelivery++
+		seq := md.Sequence.Stream
+		done = append(done, m)
+		if seq <= pos {
+			s.dups.Add(1) // delivered again after its ack was lost
+			continue
+		}
+		last = seq
+		e, err := journal.DecodeEntry(m.Data())
+		if err == nil && token(e.Source) != sourceToken(m.Subject()) {
+			err = fmt.Errorf("entry source %q does not match subject %s", e.Source, m.Subject())
+		}
+		if err != nil {
+			if qerr := s.o.Quarantine(Rejected{Tenant: s.o.Tenant, Subject: m.Subject(), Seq: seq, Reason: err.Error(), Data: m.Data()}); qerr != nil {
+				return false, fmt.Errorf("cluster: quarantine: %w", qerr)
+			}
+			s.quarantined.Add(1)
+			continue
+		}
+		e.Origin += s.originSuffix(seq)
+		// Raw aliases the message; the journal copies it on append.
+		entries = append(entries, e)
+	}
+	if len(entries) > 0 {
+		// A stop must not leave a commit whose outcome is unknown: the
+		// append finishes, then its messages are acked.
+		acks, err := s.o.Journal.AppendBatch(context.WithoutCancel(ctx), entries)
+		if err != nil {
+			return false, fmt.Errorf("cluster: journal append: %w", err)
+		}
+		var n uint64
+		for _, a := range acks {
+			if a.Duplicate {
+				s.dups.Add(1)
+			} else {
+				n++
+			}
+		}
+		s.appended.Add(n)
+		if n > 0 && s.o.OnAppend != nil {
+			s.o.OnAppend()
+		}
+	}
+	s.pos.Store(last)
+	// Acks are best effort: a lost one means a redelivery the position
+	// (or the journal's dedupe) absorbs. The last is confirmed so that the
+	// durable consumer's ack floor keeps up.
+	for i, m := range done {
+		if i == len(done)-1 {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := m.DoubleAck(actx); err != nil {
+				s.log.Debug("cluster: ack not confirmed", "err", err)
+			}
+			cancel()
+			continue
+		}
+		_ = m.Ack()
+	}
+	return ok, nil
+}
+
+// sourceToken is the source token of a raw.<tenant>.<source> subject.
+func sourceToken(subject string) string {
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
+		return subject[i+1:]
+	}
+	return ""
+}

@@ -1,0 +1,41 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSubject(t *testing.T) {
+	cases := []struct{ tenant, source, want string }{
+		{"acme", "m365.ual", "raw.acme.m365%2Eual"},
+		{"acme.example", "entra.signin", "raw.acme%2Eexample.entra%2Esignin"},
+		{"a*b", "x>y", "raw.a%2Ab.x%3Ey"},
+		{"", "gws", "raw.%00.gws"},
+	}
+	for _, c := range cases {
+		if got := Subject(c.tenant, c.source); got != c.want {
+			t.Errorf("Subject(%q, %q) = %q, want %q", c.tenant, c.source, got, c.want)
+		}
+	}
+	if MsgID("a", "b\x00c") == MsgID("a\x00b", "c") {
+		t.Error("message ids of different dedupe keys collide")
+	}
+}
+
+// FuzzToken: a token never holds a subject separator, wildcard or space,
+// and different strings never share a token (tenants must not share
+// subjects).
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"acme", "a.b", "a%2Eb", "*", ">", " ", "\x00"} {
+		f.Add(s, "a.b")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		ta, tb := token(a), token(b)
+		if strings.ContainsAny(ta, ".*> \t\r\n/\\") {
+			t.Fatalf("token(%q) = %q holds a reserved character", a, ta)
+		}
+		if a != b && ta == tb {
+			t.Fatalf("token(%q) = token(%q) = %q", a, b, ta)
+		}
+	})
+}
