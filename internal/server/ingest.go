@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,11 +47,18 @@ func NewIngester(j journal.Log, quarantine string) *Ingester {
 // Ingest decodes body (JSON lines, a JSON array, an envelope, CSV; gzip or
 // not) and returns once every decoded record is durable.
 func (in *Ingester) Ingest(ctx context.Context, body io.Reader, origin string) (IngestResult, error) {
+	return in.IngestFormat(ctx, body, origin, "")
+}
+
+// IngestFormat is Ingest with every record's format asserted (see
+// source.Options.Format; "" autodetects): records of another format are
+// quarantined with the reason.
+func (in *Ingester) IngestFormat(ctx context.Context, body io.Reader, origin, format string) (IngestResult, error) {
 	var res IngestResult
 	var q bytes.Buffer
 	var entries []journal.Entry
 	var prev *event.Event
-	st, err := source.ReadPaths(ctx, []string{"-"}, source.Options{Stdin: body, Quarantine: &q, Workers: 1},
+	st, err := source.ReadPaths(ctx, []string{"-"}, source.Options{Stdin: body, Quarantine: &q, Workers: 1, Format: format},
 		func(e *event.Event) error {
 			if prev != nil && source.SameRecord(prev, e) {
 				return nil
@@ -144,9 +153,15 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("detection is %d entries behind the journal; retry later", lag))
 		return
 	}
+	format := r.URL.Query().Get("format")
+	if format != "" && !slices.Contains(source.Formats, format) {
+		s.metrics.ingestReqs.WithLabelValues("400").Inc()
+		writeError(w, http.StatusBadRequest, "format: "+strconv.Quote(format)+" is not one of "+strings.Join(source.Formats, ", ")+"; nothing was stored")
+		return
+	}
 	body := &overLimit{r: http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)}
 	origin := "push:" + r.RemoteAddr
-	res, err := s.d.Ingest.Ingest(r.Context(), body, origin)
+	res, err := s.d.Ingest.IngestFormat(r.Context(), body, origin, format)
 	if errors.Is(err, ErrTooLarge) {
 		s.metrics.ingestReqs.WithLabelValues("413").Inc()
 		writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes; nothing was stored")

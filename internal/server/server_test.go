@@ -296,3 +296,32 @@ func TestListenNeedsTLSOffLoopback(t *testing.T) {
 		}
 	}
 }
+
+// ?format= asserts the records' format: records of another format are
+// quarantined with that reason, not decoded as something else; an unknown
+// format is refused before anything is read.
+func TestIngestAssertedFormat(t *testing.T) {
+	f := newFixture(t, Config{})
+	ual := fixtureBytes(t, "ual_mailitemsaccessed.jsonl")
+	signins := fixtureBytes(t, "graph_signins_page.json")
+
+	resp, body := f.do(t, "POST", "/api/v1/ingest?format=m365", f.keys[auth.RoleIngest], bytes.NewReader(ual))
+	var res IngestResult
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Accepted != 2 || res.Quarantined != 0 {
+		t.Fatalf("UAL as m365: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.do(t, "POST", "/api/v1/ingest?format=m365", f.keys[auth.RoleIngest], bytes.NewReader(signins))
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || res.Accepted != 0 || res.Quarantined == 0 {
+		t.Fatalf("sign-ins asserted as m365: %d %s", resp.StatusCode, body)
+	}
+	q, err := os.ReadFile(filepath.Join(f.dir, "quarantine.jsonl"))
+	if err != nil || int64(bytes.Count(q, []byte("\n"))) != res.Quarantined ||
+		!bytes.Contains(q, []byte("the record is entra, not the asserted format m365")) {
+		t.Fatalf("quarantine of the refused sign-ins (%v): %s", err, q)
+	}
+	size := f.j.Size()
+	resp, body = f.do(t, "POST", "/api/v1/ingest?format=splunk", f.keys[auth.RoleIngest], bytes.NewReader(ual))
+	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("m365, entra, gws, inboxrule, json")) || f.j.Size() != size {
+		t.Fatalf("unknown format: %d %s (journal %d → %d)", resp.StatusCode, body, size, f.j.Size())
+	}
+}

@@ -49,6 +49,12 @@ type Options struct {
 	// Limits bound what a record and an input may cost (zero fields:
 	// defaults).
 	Limits Limits
+	// Format, when set, asserts every record's format (one of Formats):
+	// records autodetection does not recognise as that format are
+	// quarantined, never decoded as something else. It restricts, and never
+	// changes, how a record is read, so the journal's replay of an accepted
+	// record decodes it the same way.
+	Format string
 
 	noSkim bool // tests: never skim Folders lists (see m365.Skim)
 }
@@ -156,6 +162,7 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 			defer wg.Done()
 			d := newDecoder(opts.Mapping, opts.Hot, opts.Limits)
 			d.noSkim = opts.noSkim
+			d.format = opts.Format
 			for b := range work {
 				d.decodeBatch(b)
 				select {
@@ -412,8 +419,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type decoder struct {
 	p       fastjson.Parser
 	skim    m365.Skim
-	noSkim  bool  // tests: decode every record the ordinary way
-	skimmed int64 // records whose Folders list was skimmed
+	noSkim  bool   // tests: decode every record the ordinary way
+	format  string // Options.Format
+	skimmed int64  // records whose Folders list was skimmed
 	arena   fastjson.Arena
 	b       *event.Builder
 	mapping *jsonl.Mapping
@@ -666,12 +674,18 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		return d.generic(v, func(e *event.Event) { shape(e, nil); finish(e, jsonl.Flatten, 0) })
 	}
 	if gws.Detect(v) {
+		if err := d.asserted(FormatGWS); err != nil {
+			return err
+		}
 		if err := gws.Decode(v, func(e *event.Event, i int) { finish(e, gws.Flatten, i) }); err != nil {
 			return reject("google workspace", err)
 		}
 		return nil
 	}
 	if skimmed {
+		if err := d.asserted(FormatM365); err != nil {
+			return err
+		}
 		e := &event.Event{}
 		if err := m365.DecodeSkimmed(v, e, d.cache, &d.skim); err != nil {
 			return reject("m365 unified audit log", err)
@@ -682,6 +696,9 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		return nil
 	}
 	if kind := m365.Detect(v); kind != m365.None {
+		if err := d.asserted(FormatM365); err != nil {
+			return err
+		}
 		e := &event.Event{}
 		if err := m365.Decode(v, kind, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
@@ -692,6 +709,9 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		return nil
 	}
 	if k := entra.Detect(v); k != entra.None {
+		if err := d.asserted(FormatEntra); err != nil {
+			return err
+		}
 		e := &event.Event{}
 		if err := entra.Decode(v, k, e); err != nil {
 			return reject("entra/azure", err)
@@ -701,6 +721,9 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		return nil
 	}
 	if inboxrule.Detect(v) {
+		if err := d.asserted(FormatInboxRule); err != nil {
+			return err
+		}
 		e := &event.Event{}
 		if err := inboxrule.Decode(v, d.observedAt(r.file), e); err != nil {
 			return reject("inbox rule snapshot", err)
@@ -708,7 +731,31 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		finish(e, inboxrule.Flatten, 0)
 		return nil
 	}
+	if err := d.asserted(FormatJSON); err != nil {
+		return err
+	}
 	return d.generic(v, func(e *event.Event) { shape(e, nil); finish(e, jsonl.Flatten, 0) })
+}
+
+// The formats Options.Format can assert.
+const (
+	FormatM365      = "m365"      // Microsoft 365 unified audit log (any of its exports)
+	FormatEntra     = "entra"     // Entra ID sign-ins, directory audits, risk detections
+	FormatGWS       = "gws"       // Google Workspace activities
+	FormatInboxRule = "inboxrule" // Exchange mailbox-rule snapshots
+	FormatJSON      = "json"      // generic JSON of no vendor format
+)
+
+// Formats lists the formats Options.Format accepts.
+var Formats = []string{FormatM365, FormatEntra, FormatGWS, FormatInboxRule, FormatJSON}
+
+// asserted refuses a record detected as format got when another format
+// was asserted.
+func (d *decoder) asserted(got string) error {
+	if d.format == "" || d.format == got {
+		return nil
+	}
+	return reject("format", fmt.Errorf("the record is %s, not the asserted format %s", got, d.format))
 }
 
 func (d *decoder) generic(v *fastjson.Value, finish func(*event.Event)) error {
