@@ -230,6 +230,9 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
+	// Retention first, so detection and the index start at what is kept.
+	expire(runCtx, j, logger)
+	wg.Go(func() { expireLoop(runCtx, j, logger) })
 	for _, c := range collectors {
 		wg.Go(func() {
 			if err := c.Run(runCtx); err != nil && runCtx.Err() == nil {

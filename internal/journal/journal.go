@@ -1115,6 +1115,14 @@ func (j *Journal) Size() uint64 {
 	return j.tree.size
 }
 
+// Expired is the first entry whose raw bytes the journal still holds:
+// entries below it were expired by retention (Expire) and Read refuses them.
+func (j *Journal) Expired() uint64 {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return j.expire
+}
+
 // Stats returns counters since Open.
 func (j *Journal) Stats() Stats {
 	j.mu.RLock()

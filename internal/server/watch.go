@@ -268,6 +268,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.mu.RLock()
 		from := w.offset
 		w.mu.RUnlock()
+		from = w.skipExpired(from)
 		if from < size {
 			err := w.j.Read(ctx, from, func(index uint64, en *journal.Entry) error {
 				if index >= size {
@@ -527,6 +528,27 @@ func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64,
 	for _, e := range evs {
 		_ = p.Process(e)
 	}
+}
+
+// skipExpired moves a read position below the journal's retention bound
+// (entries whose raw bytes were expired before detection read them: a
+// first start over an old journal, or a snapshot older than retention) to
+// the bound, saying how many entries detection never saw.
+func (w *Watcher) skipExpired(from uint64) uint64 {
+	ex, ok := w.j.(interface{ Expired() uint64 })
+	if !ok {
+		return from
+	}
+	bound := ex.Expired()
+	if from >= bound {
+		return from
+	}
+	w.log.Warn("detection starts after entries the journal expired by retention before detection read them",
+		"first_readable", bound, "skipped", bound-from)
+	w.mu.Lock()
+	w.offset = bound
+	w.mu.Unlock()
+	return bound
 }
 
 func (w *Watcher) setErr(err error) {

@@ -265,3 +265,33 @@ func TestWatcherCrashReplaysFromSnapshot(t *testing.T) {
 		t.Errorf("a full replay found %d messages the sinks never had: %v", len(all)-len(sent), all[len(sent):])
 	}
 }
+
+// Entries expired by retention before detection read them (a first start
+// over an old journal) are skipped, not a reason to stop: detection starts
+// at the first entry the journal still holds and reads everything after it.
+func TestWatcherStartsAfterExpiredEntries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates and detects a tenant")
+	}
+	r := newWatchRig(t)
+	r.j.Close()
+	var err error
+	now := time.Now()
+	if r.j, err = journal.Open(t.Context(), filepath.Join(r.dir, "journal"), journal.Options{
+		Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1, SegmentSize: 256 << 10,
+		Now: func() time.Time { return now }}); err != nil {
+		t.Fatal(err)
+	}
+	r.appendHalf(t, 0)
+	// A year later, retention (180 days by default) expires every sealed
+	// segment of the first half.
+	expired, err := r.j.Expire(t.Context(), now.Add(365*24*time.Hour))
+	if err != nil || expired == 0 || r.j.Expired() != expired {
+		t.Fatalf("expiry: %d entries (%v), bound %d", expired, err, r.j.Expired())
+	}
+	r.appendHalf(t, 1)
+	w, _ := r.run(t)
+	if want := r.j.Size() - expired; w.Read() != want || w.Offset() != r.j.Size() {
+		t.Fatalf("detection read %d entries up to %d; want the %d after the %d expired, up to %d", w.Read(), w.Offset(), want, expired, r.j.Size())
+	}
+}
