@@ -50,6 +50,12 @@ type Options struct {
 // ErrNoIndex says the journal has no index yet.
 var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
 
+// ErrLocked says another process holds the index open for writing (the
+// engine allows one writer process, and no readers beside it): a running
+// vigil serve or vigil collect keeps it for as long as it runs, vigil
+// ingest and vigil reindex while they update it.
+var ErrLocked = errors.New("index: open for writing by another process (a running vigil serve answers searches through its API: GET /api/v1/search, /api/v1/timeline; otherwise retry when the ingest or reindex is done)")
+
 // Path returns the index directory of the journal in dataDir.
 func Path(dataDir string) string { return filepath.Join(dataDir, DirName) }
 
@@ -84,6 +90,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	}
 	c, err := duckdb.NewConnector(file+"?"+q.Encode(), nil)
 	if err != nil {
+		if strings.Contains(err.Error(), "Could not set lock") || strings.Contains(err.Error(), "Conflicting lock") {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
 		return nil, fmt.Errorf("index: open %s: %w", file, err)
 	}
 	db := sql.OpenDB(c)
@@ -227,6 +236,21 @@ const commitEvery = 200_000
 // seen yet. It reads the journal without its lock, so it can run beside a
 // writer; entries appended meanwhile are picked up by the next Update.
 func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
+	return x.update(ctx, dataDir, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
+		return journal.Replay(ctx, dataDir, from, fn)
+	})
+}
+
+// UpdateFrom is Update for the process that holds the journal open (vigil
+// serve, vigil collect): it reads through j, so it indexes only
+// acknowledged entries, never a block still being written.
+func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (UpdateStats, error) {
+	return x.update(ctx, dataDir, j.Read)
+}
+
+type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
+
+func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (UpdateStats, error) {
 	began := time.Now()
 	var st UpdateStats
 	if x.readOnly {
@@ -265,7 +289,7 @@ func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error)
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
 	p := newPipeline(ctx, w, commitEvery, commit)
-	err = journal.Replay(ctx, dataDir, next, p.add)
+	err = read(ctx, next, p.add)
 	if err2 := p.finish(); err == nil {
 		err = err2
 	}

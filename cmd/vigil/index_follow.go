@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/journal"
+)
+
+// liveIndex keeps the investigation index following a journal this
+// process appends to (serve, collect). It holds the index open for
+// writing, so other processes cannot open it meanwhile: queries go
+// through the API of vigil serve (docs/search.md).
+type liveIndex struct {
+	x    *index.Index
+	f    *index.Follower
+	done chan struct{}
+}
+
+// openLiveIndex opens the index of the journal in data for following; skip
+// (--no-index) gives a nil liveIndex, whose methods do nothing.
+func openLiveIndex(ctx context.Context, data string, j journal.Log, skip bool, logger *slog.Logger) (*liveIndex, error) {
+	if skip {
+		return nil, nil
+	}
+	x, err := index.Open(ctx, index.Path(data), index.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%w (pass --no-index to run without the investigation index; vigil reindex --data %s rebuilds it)", err, data)
+	}
+	f, err := index.NewFollower(x, data, j, logger)
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	return &liveIndex{x: x, f: f}, nil
+}
+
+// follower is nil without an index.
+func (l *liveIndex) follower() *index.Follower {
+	if l == nil {
+		return nil
+	}
+	return l.f
+}
+
+func (l *liveIndex) wake() {
+	if l != nil {
+		l.f.Wake()
+	}
+}
+
+// run follows the journal until ctx ends.
+func (l *liveIndex) run(ctx context.Context) {
+	if l == nil {
+		return
+	}
+	l.done = make(chan struct{})
+	go func() {
+		defer close(l.done)
+		_ = l.f.Run(ctx)
+	}()
+}
+
+// close waits for run to end and closes the index.
+func (l *liveIndex) close() error {
+	if l == nil {
+		return nil
+	}
+	if l.done != nil {
+		<-l.done
+		l.done = nil
+	}
+	if l.x == nil {
+		return nil
+	}
+	err := l.x.Close()
+	l.x = nil
+	return err
+}

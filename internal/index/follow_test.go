@@ -1,0 +1,153 @@
+package index
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// entriesOf reads the tenant's records as journal entries.
+func entriesOf(t *testing.T, files []string) []journal.Entry {
+	t.Helper()
+	var out []journal.Entry
+	_, err := source.ReadPaths(context.Background(), files, source.Options{}, func(e *event.Event) error {
+		out = append(out, journal.Entry{Source: e.Source, Origin: e.Origin.File, RecordID: e.RecordID, Raw: e.Raw})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFollowerResumesWithoutDuplicates: a follower indexes a journal its
+// process appends to, stops, and a new follower (a restarted vigil serve)
+// resumes from the persisted position; the result equals a rebuild.
+func TestFollowerResumesWithoutDuplicates(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	idxDir := filepath.Join(t.TempDir(), "idx")
+	entries := entriesOf(t, tenantFiles(t))
+	half := len(entries) / 2
+	quiet := slog.New(slog.DiscardHandler)
+
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(part []journal.Entry, wantBefore uint64) {
+		x, err := Open(ctx, idxDir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := NewFollower(x, data, j, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next, _, _ := f.Position(); next != wantBefore {
+			t.Fatalf("follower starts at %d, want the persisted %d", next, wantBefore)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- f.Run(rctx) }()
+		for c := range slices.Chunk(part, 2000) {
+			if _, err := j.AppendBatch(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			f.Wake()
+		}
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		if err := f.WaitFor(wctx, j.Size()); err != nil {
+			t.Fatalf("waiting for the follower: %v", err)
+		}
+		wcancel()
+		if f.Behind() != 0 {
+			t.Fatalf("follower is %d entries behind after WaitFor", f.Behind())
+		}
+		cancel()
+		<-done
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(entries[:half], 0)
+	first := j.Size()
+	// Restarted: the position came from the index, so nothing is indexed twice.
+	run(entries[half:], first)
+	total := j.Size()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	inc, err := Open(ctx, idxDir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if _, err := full.Rebuild(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	a, b := dump(t, inc), dump(t, full)
+	for _, tbl := range []string{"events", "mail_access", "signins", "audits", "unindexed"} {
+		if !slices.Equal(a[tbl], b[tbl]) {
+			t.Errorf("%s: followed index has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
+		}
+	}
+	if uint64(len(a["events"])) < total {
+		t.Errorf("%d events for %d journal entries", len(a["events"]), total)
+	}
+	if next, _ := inc.Next(ctx); next != total {
+		t.Errorf("persisted position %d, journal holds %d", next, total)
+	}
+}
+
+// TestFollowerWaitGivesUp: WaitFor for entries the journal never gets
+// ends with the caller's context.
+func TestFollowerWaitGivesUp(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	x, err := Open(ctx, filepath.Join(t.TempDir(), "idx"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	f, err := NewFollower(x, data, j, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := f.WaitFor(wctx, 1); err != context.Canceled {
+		t.Fatalf("WaitFor past the journal: %v, want context.Canceled", err)
+	}
+	ro, err := Open(ctx, filepath.Join(t.TempDir(), "ro"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro.Close()
+	ro, err = Open(ctx, filepath.Join(filepath.Dir(ro.path), "ro"), Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := NewFollower(ro, data, j, nil); err == nil {
+		t.Fatal("a follower over a read-only index was accepted")
+	}
+}
