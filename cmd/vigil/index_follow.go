@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
@@ -62,6 +64,31 @@ func (l *liveIndex) run(ctx context.Context) {
 		_ = l.f.Run(ctx)
 	}()
 }
+
+// catchUp waits for run to end, then indexes what the journal holds now,
+// once. After an interrupt (ctx done) it still gets a short while: the
+// entries are few, and whatever is left is indexed by the next run.
+func (l *liveIndex) catchUp(ctx context.Context, logger *slog.Logger) error {
+	if l == nil {
+		return nil
+	}
+	if l.done != nil {
+		<-l.done
+		l.done = nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catchUpTime)
+	defer cancel()
+	err := l.f.Step(cctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		next, size, _ := l.f.Position()
+		logger.Warn("the index is behind the journal at exit; the next run catches up", "behind", size-next)
+		return nil
+	}
+	return err
+}
+
+// catchUpTime bounds the final catch-up after an interrupt.
+const catchUpTime = 30 * time.Second
 
 // close waits for run to end and closes the index.
 func (l *liveIndex) close() error {
