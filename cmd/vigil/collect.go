@@ -80,7 +80,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// The index follows the journal while collecting (a second each at
 	// most behind) and catches up once more before exit.
-	live, err := openLiveIndex(ctx, cfg.DataDir(), j, *noIndex, logger)
+	live, err := openLiveIndex(ctx, cfg.DataDir(), j, *noIndex, indexRetention(cfg.Server), logger)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/collect/setup"
 	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 )
@@ -23,11 +24,11 @@ type liveIndex struct {
 
 // openLiveIndex opens the index of the journal in data for following; skip
 // (--no-index) gives a nil liveIndex, whose methods do nothing.
-func openLiveIndex(ctx context.Context, data string, j journal.Log, skip bool, logger *slog.Logger) (*liveIndex, error) {
+func openLiveIndex(ctx context.Context, data string, j journal.Log, skip bool, retention time.Duration, logger *slog.Logger) (*liveIndex, error) {
 	if skip {
 		return nil, nil
 	}
-	x, err := index.Open(ctx, index.Path(data), index.Options{})
+	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention})
 	if err != nil {
 		return nil, fmt.Errorf("%w (pass --no-index to run without the investigation index; vigil reindex --data %s rebuilds it)", err, data)
 	}
@@ -85,6 +86,15 @@ func (l *liveIndex) catchUp(ctx context.Context, logger *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// indexRetention is the index's horizon: server.retention_days, as the
+// journal of vigil serve keeps raw records, or the journal's default.
+func indexRetention(scfg *setup.Server) time.Duration {
+	if scfg != nil && scfg.RetentionDays > 0 {
+		return time.Duration(scfg.RetentionDays) * 24 * time.Hour
+	}
+	return journal.DefaultRetention
 }
 
 // catchUpTime bounds the final catch-up after an interrupt.

@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		return journalErr(err)
 	}
 	defer j.Close()
-	live, err := openLiveIndex(ctx, o.data, j, o.noIndex, logger)
+	live, err := openLiveIndex(ctx, o.data, j, o.noIndex, retention, logger)
 	if err != nil {
 		return err
 	}

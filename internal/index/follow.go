@@ -129,7 +129,9 @@ func (f *Follower) Step(ctx context.Context) error {
 	next := f.next
 	f.mu.Unlock()
 	if f.j.Size() <= next {
-		return nil
+		// Nothing new; retention still runs on its schedule.
+		_, err := f.x.expireDue(ctx)
+		return err
 	}
 	st, err := f.x.UpdateFrom(ctx, f.dataDir, f.j)
 	if err != nil {

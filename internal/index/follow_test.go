@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -149,5 +150,96 @@ func TestFollowerWaitGivesUp(t *testing.T) {
 	defer ro.Close()
 	if _, err := NewFollower(ro, data, j, nil); err == nil {
 		t.Fatal("a follower over a read-only index was accepted")
+	}
+}
+
+// TestRetentionDropsOldEntries: entries received before the horizon leave
+// every table, the journal keeps them, later entries stay, and a rebuild
+// with the same horizon equals the incremental index.
+func TestRetentionDropsOldEntries(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	entries := entriesOf(t, tenantFiles(t))
+	half := len(entries) / 2
+	now := time.Now()
+	for i := range entries {
+		if i < half {
+			entries[i].Received = now.Add(-40 * 24 * time.Hour)
+		} else {
+			entries[i].Received = now.Add(-time.Hour)
+		}
+	}
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two appends with an update between, as a follower sees them.
+	inc, err := Open(ctx, filepath.Join(t.TempDir(), "inc"), Options{Retention: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	if _, err := j.AppendBatch(ctx, entries[:half+10]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inc.UpdateFrom(ctx, data, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.AppendBatch(ctx, entries[half+10:]); err != nil {
+		t.Fatal(err)
+	}
+	// The second update is within expireEvery of the first: nothing new
+	// is old, so nothing more may go.
+	if _, err := inc.UpdateFrom(ctx, data, j); err != nil {
+		t.Fatal(err)
+	}
+	total := j.Size()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var minIdx, n uint64
+	if err := inc.db.QueryRowContext(ctx, `SELECT min(idx), count(*) FROM events`).Scan(&minIdx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if minIdx != uint64(half) || n == 0 {
+		t.Fatalf("after retention the first event is of entry %d (%d events), want %d", minIdx, n, half)
+	}
+	for _, tbl := range []string{"mail_access", "unindexed"} {
+		var old int
+		if err := inc.db.QueryRowContext(ctx, `SELECT count(*) FROM `+tbl+` WHERE idx < ?`, half).Scan(&old); err != nil || old != 0 {
+			t.Fatalf("%s keeps %d rows of expired entries (%v)", tbl, old, err)
+		}
+	}
+	st, err := inc.Status(ctx, data)
+	if err != nil || st.RetainedFrom != uint64(half) || st.Next != total || st.Journal != total {
+		t.Fatalf("status %+v (%v), want retained from %d of %d", st, err, half, total)
+	}
+	// A search for everything sees only what is kept.
+	res, err := inc.Search(ctx, Request{Count: true})
+	if err != nil || fmt.Sprint(res.Rows[0][0]) != fmt.Sprint(n) {
+		t.Fatalf("count after retention: %v %v, want %d", res, err, n)
+	}
+	// The journal still holds every entry.
+	count := 0
+	if err := journal.Replay(ctx, data, 0, func(uint64, *journal.Entry) error { count++; return nil }); err != nil || uint64(count) != total {
+		t.Fatalf("journal replays %d of %d entries (%v)", count, total, err)
+	}
+	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{Retention: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	rst, err := full.Rebuild(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rst.Dropped == 0 {
+		t.Fatalf("rebuild dropped nothing: %+v", rst)
+	}
+	a, b := dump(t, inc), dump(t, full)
+	for _, tbl := range []string{"events", "mail_access", "unindexed"} {
+		if !slices.Equal(a[tbl], b[tbl]) {
+			t.Errorf("%s: incremental has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
+		}
 	}
 }

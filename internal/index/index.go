@@ -33,6 +33,9 @@ type Index struct {
 	db       *sql.DB
 	path     string
 	readOnly bool
+
+	retention  time.Duration
+	lastExpire time.Time // of this process; the first update expires
 }
 
 // Options configure Open.
@@ -45,6 +48,10 @@ type Options struct {
 	// Fresh drops every table first, whatever schema version the index
 	// had: for reindex.
 	Fresh bool
+	// Retention drops the rows of journal entries received longer ago
+	// than this, after updates (0: keep everything). The journal keeps
+	// what its own retention says; the index only forgets.
+	Retention time.Duration
 }
 
 // ErrNoIndex says the journal has no index yet.
@@ -96,7 +103,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s: %w", file, err)
 	}
 	db := sql.OpenDB(c)
-	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly}
+	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly, retention: opts.Retention}
 	if !opts.Fresh {
 		// Refuse another version before touching its tables.
 		var v string
@@ -182,6 +189,8 @@ type Status struct {
 	MailRows  uint64 // rows in mail_access
 	Unindexed uint64 // journal entries that decoded to no event (see table unindexed)
 	Behind    uint64 // Journal - Next, when positive
+	// RetainedFrom: retention dropped the rows of journal entries below it.
+	RetainedFrom uint64
 }
 
 // JournalSize returns the number of entries the journal in dataDir holds,
@@ -208,6 +217,11 @@ func (x *Index) Status(ctx context.Context, dataDir string) (Status, error) {
 	if s.Journal, err = JournalSize(dataDir); err != nil {
 		return s, err
 	}
+	if v, err := x.meta(ctx, "retained_from"); err != nil {
+		return s, err
+	} else if v != "" {
+		s.RetainedFrom, _ = strconv.ParseUint(v, 10, 64)
+	}
 	if s.Journal > s.Next {
 		s.Behind = s.Journal - s.Next
 	}
@@ -225,6 +239,7 @@ type UpdateStats struct {
 	Events    uint64
 	MailRows  uint64
 	Unindexed uint64 // entries that decoded to no event, kept in table unindexed with the reason
+	Dropped   uint64 // events dropped by retention after the update
 	Elapsed   time.Duration
 }
 
@@ -309,6 +324,78 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 			return st, err
 		}
 	}
+	ex, err := x.expireDue(ctx)
+	st.Dropped = ex.Dropped
+	return st, err
+}
+
+// expireDue runs Expire when a retention is set and the last pass of this
+// process is expireEvery ago (or there was none).
+func (x *Index) expireDue(ctx context.Context) (ExpireStats, error) {
+	if x.retention <= 0 || time.Since(x.lastExpire) < expireEvery {
+		return ExpireStats{}, nil
+	}
+	return x.Expire(ctx, time.Now())
+}
+
+// expireEvery spaces the retention passes of a long-running follower.
+const expireEvery = 10 * time.Minute
+
+// ExpireStats says what Expire dropped.
+type ExpireStats struct {
+	Below   uint64 // rows of journal entries below this index are gone
+	Dropped uint64 // events dropped by this pass
+}
+
+// Expire drops the rows of the journal entries received before
+// now − Options.Retention. The journal appends in the order it receives,
+// so they are a prefix of the journal: every table loses the same entries
+// (idx < Below), and a rebuilt index expires exactly the same ones.
+func (x *Index) Expire(ctx context.Context, now time.Time) (ExpireStats, error) {
+	var st ExpireStats
+	if x.readOnly {
+		return st, errors.New("index: opened read-only")
+	}
+	if x.retention <= 0 {
+		return st, errors.New("index: no retention configured")
+	}
+	cutoff := now.Add(-x.retention).UTC()
+	// Past the last entry received before the cutoff. Entries that gave
+	// no event carry no time; those after it are kept.
+	var below sql.NullString
+	if err := x.db.QueryRowContext(ctx, `SELECT CAST(max(idx) + 1 AS VARCHAR) FROM events WHERE received < ?`, cutoff).Scan(&below); err != nil {
+		return st, fmt.Errorf("index: expire: %w", err)
+	}
+	if below.Valid {
+		n, err := strconv.ParseUint(below.String, 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("index: expire: %w", err)
+		}
+		st.Below = n
+	}
+	prev, err := x.meta(ctx, "retained_from")
+	if err != nil {
+		return st, err
+	}
+	if p, _ := strconv.ParseUint(prev, 10, 64); prev != "" && p >= st.Below {
+		st.Below = p
+		x.lastExpire = now
+		return st, nil
+	}
+	b := strconv.FormatUint(st.Below, 10)
+	for _, t := range []string{"events", "mail_access", "unindexed"} {
+		r, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx < CAST(? AS UBIGINT)`, b)
+		if err != nil {
+			return st, fmt.Errorf("index: expire %s: %w", t, err)
+		}
+		if n, err := r.RowsAffected(); err == nil && t == "events" {
+			st.Dropped = uint64(n)
+		}
+	}
+	if err := x.setMeta(ctx, "retained_from", b); err != nil {
+		return st, err
+	}
+	x.lastExpire = now
 	return st, nil
 }
 
@@ -325,6 +412,7 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error
 	if _, err := x.db.ExecContext(ctx, `DELETE FROM meta WHERE key <> 'schema'`); err != nil {
 		return UpdateStats{}, fmt.Errorf("index: %w", err)
 	}
+	x.lastExpire = time.Time{} // the rebuild expires what the index had expired
 	st, err := x.Update(ctx, dataDir)
 	if err != nil {
 		return st, err
