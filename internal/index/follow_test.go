@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +243,116 @@ func TestRetentionDropsOldEntries(t *testing.T) {
 			t.Errorf("%s: incremental has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
 		}
 	}
+}
+
+// TestLookupIndexes: a rebuilt index, and an index that lacked them when
+// opened for writing, have the lookup indexes; a rebuild answers the same
+// lookups as an incremental index (TestReindexEqualsIncremental covers the
+// rows).
+func TestLookupIndexes(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[:1], 5000, nil)
+	names := func(x *Index) []string {
+		res, err := x.query(ctx, `SELECT index_name FROM duckdb_indexes() ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range res.Rows {
+			out = append(out, fmt.Sprint(r[0]))
+		}
+		return out
+	}
+	var want []string
+	for _, li := range lookupIndexes {
+		want = append(want, li.name)
+	}
+	slices.Sort(want)
+	dir := filepath.Join(t.TempDir(), "idx")
+	x, err := Open(ctx, dir, Options{Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Rebuild(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(x); !slices.Equal(got, want) {
+		t.Fatalf("after rebuild: lookup indexes %v, want %v", got, want)
+	}
+	// An index from before the lookup indexes gets them when next opened
+	// for writing.
+	if err := x.dropLookupIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	x.Close()
+	x, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if got := names(x); !slices.Equal(got, want) {
+		t.Fatalf("after reopening: lookup indexes %v, want %v", got, want)
+	}
+	// A lookup through them answers as a scan does.
+	var tok string
+	if err := x.db.QueryRowContext(ctx, `SELECT token FROM mail_access WHERE token IS NOT NULL LIMIT 1`).Scan(&tok); err != nil {
+		t.Fatal(err)
+	}
+	var viaIndex, scan int
+	if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM mail_access WHERE token = ?`, tok).Scan(&viaIndex); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM mail_access WHERE token || '' = ?`, tok).Scan(&scan); err != nil {
+		t.Fatal(err)
+	}
+	if viaIndex == 0 || viaIndex != scan {
+		t.Fatalf("token %s: %d rows through the index, %d by a scan", tok, viaIndex, scan)
+	}
+	// Searches that probe the lookup indexes (a term, or a conjunction
+	// holding one) answer as the same query written so that it cannot (an
+	// OR of the term with itself).
+	var msg, ip string
+	if err := x.db.QueryRowContext(ctx, `SELECT internet_message_id, ip FROM mail_access WHERE internet_message_id IS NOT NULL AND ip IS NOT NULL LIMIT 1`).Scan(&msg, &ip); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		table Table
+		term  string
+	}{
+		{Events, "token:" + tok}, {MailAccess, "token:" + tok}, {Events, "ip:" + ip},
+		{MailAccess, `message:"` + msg + `"`}, {Events, `message:"` + msg + `"`},
+	} {
+		for _, extra := range []string{"", " op:MailItemsAccessed", " -mailbox:nobody@example.com"} {
+			if c.table == MailAccess && extra == " op:MailItemsAccessed" {
+				continue
+			}
+			q := c.term + extra
+			// Events reach a message through mail_access: no probe there.
+			want := !(c.table == Events && strings.HasPrefix(c.term, "message:"))
+			if _, _, ok := probe(mustParse(t, q), c.table); ok != want {
+				t.Errorf("%s on %s: probe %v, want %v", q, c.table, ok, want)
+			}
+			a, err := x.Search(ctx, Request{Query: q, Table: c.table, Limit: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := x.Search(ctx, Request{Query: "(" + c.term + " OR " + c.term + ")" + extra, Table: c.table, Limit: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.Rows) == 0 || fmt.Sprint(a.Rows) != fmt.Sprint(b.Rows) {
+				t.Errorf("%s on %s: %d rows with the probe, %d without, or they differ", q, c.table, len(a.Rows), len(b.Rows))
+			}
+		}
+	}
+}
+
+func mustParse(t *testing.T, q string) *Node {
+	t.Helper()
+	n, err := Parse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -132,6 +132,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 			db.Close()
 			return nil, fmt.Errorf("index: %w", err)
 		}
+		if !opts.Fresh {
+			// An index built before the lookup indexes existed gets them
+			// now, once; a fresh one gets them after its rebuild.
+			if err := x.createLookupIndexes(ctx); err != nil {
+				db.Close()
+				return nil, err
+			}
+		}
 	}
 	v, err := x.meta(ctx, "schema")
 	if err != nil {
@@ -399,10 +407,34 @@ func (x *Index) Expire(ctx context.Context, now time.Time) (ExpireStats, error) 
 	return st, nil
 }
 
+func (x *Index) createLookupIndexes(ctx context.Context) error {
+	for _, li := range lookupIndexes {
+		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (%s)`, li.name, li.table, li.column)
+		if _, err := x.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("index: create lookup index %s: %w", li.name, err)
+		}
+	}
+	return nil
+}
+
+func (x *Index) dropLookupIndexes(ctx context.Context) error {
+	for _, li := range lookupIndexes {
+		if _, err := x.db.ExecContext(ctx, `DROP INDEX IF EXISTS `+li.name); err != nil {
+			return fmt.Errorf("index: drop lookup index %s: %w", li.name, err)
+		}
+	}
+	return nil
+}
+
 // Rebuild empties the index and indexes the whole journal again.
 func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error) {
 	if x.readOnly {
 		return UpdateStats{}, errors.New("index: opened read-only")
+	}
+	// Loading without the lookup indexes and building them once at the
+	// end is much cheaper than updating them row by row.
+	if err := x.dropLookupIndexes(ctx); err != nil {
+		return UpdateStats{}, err
 	}
 	for _, t := range []string{"events", "mail_access", "unindexed"} {
 		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t); err != nil {
@@ -417,6 +449,11 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error
 	if err != nil {
 		return st, err
 	}
+	began := time.Now()
+	if err := x.createLookupIndexes(ctx); err != nil {
+		return st, err
+	}
+	st.Elapsed += time.Since(began)
 	// Deleted rows leave free blocks; a checkpoint returns them.
 	if _, err := x.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
 		return st, fmt.Errorf("index: checkpoint: %w", err)

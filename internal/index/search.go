@@ -168,23 +168,24 @@ func (x *Index) Search(ctx context.Context, r Request) (*Result, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
+	prefix, src, pargs := selectFrom(r.Table, n)
 	var q string
 	switch {
 	case r.Count:
-		q = "SELECT count(*) AS count FROM " + string(r.Table) + " WHERE " + where
+		q = prefix + "SELECT count(*) AS count FROM " + src + " WHERE " + where
 	case r.GroupBy != "":
 		col, err := groupColumn(r.GroupBy, r.Table)
 		if err != nil {
 			return nil, err
 		}
-		q = fmt.Sprintf("SELECT %s AS %s, count(*) AS count FROM %s WHERE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %d",
-			col, quoteIdent(r.GroupBy), r.Table, where, limit+1)
+		q = fmt.Sprintf("%sSELECT %s AS %s, count(*) AS count FROM %s WHERE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %d",
+			prefix, col, quoteIdent(r.GroupBy), src, where, limit+1)
 	default:
 		where, args = pageConds(where, args, r.After, r.Below)
-		q = fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY time NULLS LAST, idx, sub LIMIT %d",
-			outColumns[r.Table], r.Table, where, limit+1)
+		q = fmt.Sprintf("%sSELECT %s FROM %s WHERE %s ORDER BY time NULLS LAST, idx, sub LIMIT %d",
+			prefix, outColumns[r.Table], src, where, limit+1)
 	}
-	res, err := x.query(ctx, q, args...)
+	res, err := x.query(ctx, q, append(pargs, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -317,14 +318,17 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	var args []any
 	switch r.Entity {
 	case "ip":
-		sh, sl, eh, el, err := ipRange(r.Value)
-		if err != nil {
-			return nil, &ArgError{Arg: "ip", Value: r.Value, Msg: err.Error()}
+		// As the query term ip: compiles it, so one address is an
+		// equality the lookup index answers.
+		c := &compiler{table: Events}
+		var err error
+		if cond, err = c.term(&Node{Op: "term", Field: "ip", Value: r.Value, Text: r.Value}); err != nil {
+			var qe *QueryError
+			if errors.As(err, &qe) {
+				return nil, &ArgError{Arg: "ip", Value: r.Value, Msg: qe.Msg}
+			}
+			return nil, err
 		}
-		c := &compiler{}
-		u := c.u64
-		cond = fmt.Sprintf("((ip_hi > %s OR (ip_hi = %s AND ip_lo >= %s)) AND (ip_hi < %s OR (ip_hi = %s AND ip_lo <= %s)))",
-			u(sh), u(sh), u(sl), u(eh), u(eh), u(el))
 		args = c.args
 	default:
 		c, ok := entityColumns[r.Entity]
@@ -348,9 +352,17 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 		cond += " AND idx < CAST(? AS UBIGINT)"
 		args = append(args, strconv.FormatUint(r.Below, 10))
 	}
+	// A token or one address is probed through its lookup index, as in
+	// Search.
+	var prefix, src = "", "events"
+	var pargs []any
+	if r.Entity == "token" || r.Entity == "ip" {
+		prefix, src, pargs = selectFrom(Events, &Node{Op: "term", Field: r.Entity, Value: r.Value})
+	}
 	sel := func(where string, order string, n int, a ...any) (*Result, error) {
-		q := fmt.Sprintf("SELECT %s FROM events WHERE %s AND %s ORDER BY %s LIMIT %d", timelineColumns, cond, where, order, n)
-		return x.query(ctx, q, append(slices.Clone(args), a...)...)
+		q := fmt.Sprintf("%sSELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d", prefix, timelineColumns, src, cond, where, order, n)
+		all := append(slices.Clone(pargs), args...)
+		return x.query(ctx, q, append(all, a...)...)
 	}
 	page := "TRUE"
 	var pageArgs []any
