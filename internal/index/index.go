@@ -599,7 +599,7 @@ func (w *writer) appendMail(m *mailRow) error {
 		key = u64(messageKey(m.messageID))
 	}
 	w.mail++
-	return w.tabs[1].row(u64(m.idx), strconv.Itoa(int(m.sub)), tm(m.time), str(m.mailbox), str(m.folder),
+	return w.tabs[1].row(u64(m.idx), strconv.Itoa(int(m.sub)), strconv.Itoa(int(m.n)), tm(m.time), str(m.mailbox), str(m.folder),
 		str(m.messageID), key, m.accessType, boolean(m.throttled), str(m.actor), str(m.app),
 		str(m.clientApp), str(m.ip), hi, lo, asn, str(m.country), str(m.session), str(m.token))
 }

@@ -2,11 +2,12 @@ package index
 
 // schemaVersion changes whenever a table changes; an index of another
 // version is refused with a message to run reindex.
-const schemaVersion = "2"
+const schemaVersion = "3"
 
 // The tables, as documented in docs/search.md. Times are UTC TIMESTAMPs.
 // (idx, sub) names an event: its journal index and its number within the
-// record (a Workspace activity holds several events).
+// record (a Workspace activity holds several events); (idx, sub, n) names
+// a mail_access row, n counting the event's rows from 0.
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS events (
@@ -17,7 +18,7 @@ var schema = []string{
 		ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT, asn UINTEGER, country VARCHAR, user_agent VARCHAR,
 		session VARCHAR, token VARCHAR, mailbox VARCHAR, record_id VARCHAR, items INTEGER)`,
 	`CREATE TABLE IF NOT EXISTS mail_access (
-		idx UBIGINT NOT NULL, sub INTEGER NOT NULL, time TIMESTAMP,
+		idx UBIGINT NOT NULL, sub INTEGER NOT NULL, n INTEGER NOT NULL, time TIMESTAMP,
 		mailbox VARCHAR, folder VARCHAR, internet_message_id VARCHAR, message_key UBIGINT, access_type VARCHAR NOT NULL, throttled BOOLEAN,
 		actor VARCHAR, app VARCHAR, client_app VARCHAR, ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT, asn UINTEGER, country VARCHAR,
 		session VARCHAR, token VARCHAR)`,

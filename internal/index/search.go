@@ -23,23 +23,38 @@ type Result struct {
 }
 
 // Key is a row's place in the order of listings: time (NULL last), then
-// journal index, then the event's number within its record.
+// journal index, then the event's number within its record, then (in
+// mail_access) the row's number within its event.
 type Key struct {
 	Time time.Time // zero: the row has no time
 	Idx  uint64
 	Sub  int
+	N    int
 }
 
-// afterCond selects the rows after k in listing order. Times compare as
-// stored (microseconds).
-func afterCond(k *Key) (string, []any) {
+// order is the listing order of a table's rows.
+func order(t Table) string {
+	if t == MailAccess {
+		return "time NULLS LAST, idx, sub, n"
+	}
+	return "time NULLS LAST, idx, sub"
+}
+
+// afterCond selects the rows of table t after k in listing order. Times
+// compare as stored (microseconds).
+func afterCond(k *Key, t Table) (string, []any) {
 	idx := strconv.FormatUint(k.Idx, 10)
 	tail := "(idx > CAST(? AS UBIGINT) OR (idx = CAST(? AS UBIGINT) AND sub > ?))"
-	if k.Time.IsZero() {
-		return "(time IS NULL AND " + tail + ")", []any{idx, idx, k.Sub}
+	targs := []any{idx, idx, k.Sub}
+	if t == MailAccess {
+		tail = "(idx > CAST(? AS UBIGINT) OR (idx = CAST(? AS UBIGINT) AND (sub > ? OR (sub = ? AND n > ?))))"
+		targs = []any{idx, idx, k.Sub, k.Sub, k.N}
 	}
-	t := k.Time.UTC()
-	return "(time > ? OR time IS NULL OR (time = ? AND " + tail + "))", []any{t, t, idx, idx, k.Sub}
+	if k.Time.IsZero() {
+		return "(time IS NULL AND " + tail + ")", targs
+	}
+	tm := k.Time.UTC()
+	return "(time > ? OR time IS NULL OR (time = ? AND " + tail + "))", append([]any{tm, tm}, targs...)
 }
 
 // lastKey reads the ordering key of a result's last row.
@@ -68,15 +83,23 @@ func lastKey(res *Result) *Key {
 	case int64:
 		k.Sub = int(v)
 	}
+	if ni := slices.Index(res.Columns, "n"); ni >= 0 {
+		switch v := row[ni].(type) {
+		case int32:
+			k.N = int(v)
+		case int64:
+			k.N = int(v)
+		}
+	}
 	return k
 }
 
 // pageConds adds a page's bounds to a WHERE clause: rows after After and
 // journal entries below Below (the snapshot a cursor pins, so entries
 // indexed while paging do not shift the pages).
-func pageConds(where string, args []any, after *Key, below uint64) (string, []any) {
+func pageConds(where string, args []any, after *Key, below uint64, t Table) (string, []any) {
 	if after != nil {
-		c, a := afterCond(after)
+		c, a := afterCond(after, t)
 		where += " AND " + c
 		args = append(args, a...)
 	}
@@ -109,7 +132,7 @@ const DefaultLimit = 1000
 // outColumns are what a search returns for each table.
 var outColumns = map[Table]string{
 	Events:     "time, kind, source, op, actor, mailbox, app, client_app, ip, asn, country, session, token, items, record_id, idx, sub",
-	MailAccess: "time, mailbox, folder, internet_message_id, access_type, throttled, actor, app, client_app, ip, asn, session, token, idx, sub",
+	MailAccess: "time, mailbox, folder, internet_message_id, access_type, throttled, actor, app, client_app, ip, asn, session, token, idx, sub, n",
 }
 
 // groupColumns are the fields a search can group by, per table.
@@ -181,9 +204,9 @@ func (x *Index) Search(ctx context.Context, r Request) (*Result, error) {
 		q = fmt.Sprintf("%sSELECT %s AS %s, count(*) AS count FROM %s WHERE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %d",
 			prefix, col, quoteIdent(r.GroupBy), src, where, limit+1)
 	default:
-		where, args = pageConds(where, args, r.After, r.Below)
-		q = fmt.Sprintf("%sSELECT %s FROM %s WHERE %s ORDER BY time NULLS LAST, idx, sub LIMIT %d",
-			prefix, outColumns[r.Table], src, where, limit+1)
+		where, args = pageConds(where, args, r.After, r.Below, r.Table)
+		q = fmt.Sprintf("%sSELECT %s FROM %s WHERE %s ORDER BY %s LIMIT %d",
+			prefix, outColumns[r.Table], src, where, order(r.Table), limit+1)
 	}
 	res, err := x.query(ctx, q, append(pargs, args...)...)
 	if err != nil {
@@ -367,7 +390,7 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	page := "TRUE"
 	var pageArgs []any
 	if r.After != nil {
-		page, pageArgs = afterCond(r.After)
+		page, pageArgs = afterCond(r.After, Events)
 	}
 	if r.Around.IsZero() {
 		res, err := sel(page, "time NULLS LAST, idx, sub", limit+1, pageArgs...)

@@ -46,6 +46,7 @@ type cursor struct {
 	Time  string `json:"t,omitempty"`
 	Idx   uint64 `json:"i"`
 	Sub   int    `json:"s"`
+	N     int    `json:"m,omitempty"` // the row within its event (mail_access)
 	Below uint64 `json:"b"`
 	Now   int64  `json:"n"` // unix nanoseconds
 }
@@ -76,7 +77,7 @@ func decodeCursor(s, digest string) (*cursor, error) {
 }
 
 func (c *cursor) key() *index.Key {
-	k := &index.Key{Idx: c.Idx, Sub: c.Sub}
+	k := &index.Key{Idx: c.Idx, Sub: c.Sub, N: c.N}
 	if c.Time != "" {
 		k.Time, _ = time.Parse(time.RFC3339Nano, c.Time)
 	}
@@ -84,7 +85,7 @@ func (c *cursor) key() *index.Key {
 }
 
 func newCursor(digest string, k *index.Key, below uint64, now time.Time) string {
-	c := &cursor{V: 1, Query: digest, Idx: k.Idx, Sub: k.Sub, Below: below, Now: now.UnixNano()}
+	c := &cursor{V: 1, Query: digest, Idx: k.Idx, Sub: k.Sub, N: k.N, Below: below, Now: now.UnixNano()}
 	if !k.Time.IsZero() {
 		c.Time = k.Time.UTC().Format(time.RFC3339Nano)
 	}
