@@ -175,6 +175,9 @@ func TestSearchAPIEndToEnd(t *testing.T) {
 	// mail_access pages may end inside an event (a Bind of two messages,
 	// one row a page): every row once.
 	code, a, _ = f.search(t, "/api/v1/search", url.Values{"table": {"mail_access"}, "count": {"true"}})
+	if code != 200 || len(a.Rows) != 1 {
+		t.Fatalf("mail_access count: %d %+v", code, a)
+	}
 	mailRows := int(a.Rows[0]["count"].(float64))
 	seen = map[string]bool{}
 	params = url.Values{"table": {"mail_access"}, "limit": {"1"}}
