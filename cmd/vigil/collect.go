@@ -32,6 +32,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tenant := fs.String("tenant", "", "collect only this tenant")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DATA/index) up to date; vigil reindex catches up later")
 	setHelp(fs, stderr, helpText{synopsis: "collect --config FILE [--once] [--since DURATION] [--tenant NAME] [--log-format json]",
 		summary: "Polls the vendors' audit-log APIs and appends every record, exactly once, to the journal; without --once until interrupted (see docs/collect.md)."})
 	pos, err := parseFlags(fs, args)
@@ -77,6 +78,13 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(cs) == 0 {
 		return usageError("%s names no sources", *config)
 	}
+	// The index follows the journal while collecting (a second each at
+	// most behind) and catches up once more before exit.
+	live, err := openLiveIndex(ctx, cfg.DataDir(), j, *noIndex, indexRetention(cfg.Server), logger)
+	if err != nil {
+		return err
+	}
+	defer live.close()
 	var bar *progress.Bar
 	if !*quiet {
 		bar = progress.New(stderr, "collect")
@@ -93,6 +101,11 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 			done.Store(i, true)
 		})
+	}
+	idxCtx, stopIndex := context.WithCancel(ctx)
+	defer stopIndex()
+	if !*once {
+		live.run(idxCtx)
 	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
@@ -119,10 +132,17 @@ wait:
 		}
 	}
 	bar.Done()
+	stopIndex()
+	ierr := live.catchUp(ctx, logger)
 	if err := j.Close(); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	failed, gaps := printCollectSummary(stdout, cs, errs)
+	if ierr != nil {
+		// The records are in the journal; only the index lags.
+		fmt.Fprintf(stderr, "vigil collect: the records are in the journal, but the index was not updated (vigil reindex --data %s rebuilds it): %v\n", cfg.DataDir(), ierr)
+		failed++
+	}
 	switch {
 	case ctx.Err() != nil && !*once:
 		if failed > 0 {

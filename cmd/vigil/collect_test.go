@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-audit/vigil/internal/collect"
 	"github.com/vigil-audit/vigil/internal/collect/fake"
+	"github.com/vigil-audit/vigil/internal/index"
 )
 
 // collectFixture is a fake tenant served on 127.0.0.1 on the real clock,
@@ -224,6 +225,7 @@ func TestCollectThenHunt(t *testing.T) {
 		t.Error("the client secret appears in the logs")
 	}
 	data := filepath.Join(fx.dir, "data")
+	indexHoldsJournal(t, data)
 	q1, q2 := filepath.Join(fx.dir, "q1.jsonl"), filepath.Join(fx.dir, "q2.jsonl")
 	code, fromJournal, errs := runVigil(t, "hunt", "--format", "jsonl", "--quarantine", q1, "--journal", data)
 	if code != 0 {
@@ -278,9 +280,12 @@ func TestCollectExitCodes(t *testing.T) {
 	}
 	// An expired blob is a gap: exit 1, and the summary says so.
 	fx.srv.ExpireBlob("blob-1")
-	code, out, errs := runVigil(t, "collect", "--config", fx.config, "--once", "--since", "6h", "--tenant", "contoso")
+	code, out, errs := runVigil(t, "collect", "--config", fx.config, "--once", "--since", "6h", "--tenant", "contoso", "--no-index")
 	if code != 1 || !strings.Contains(out, "gap(s): expired") {
 		t.Errorf("expired content: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, err := os.Stat(index.Path(filepath.Join(fx.dir, "data"))); err == nil {
+		t.Error("collect --no-index created the index")
 	}
 	// A permission taken away: exit 1 naming the permission.
 	fx.srv.Deny = "graph"
@@ -318,5 +323,24 @@ func TestCollectUntilInterrupted(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "gws.token") || !strings.Contains(out.String(), "WATERMARK") {
 		t.Errorf("no summary after the interrupt:\n%s", out.String())
+	}
+	indexHoldsJournal(t, filepath.Join(fx.dir, "data"))
+}
+
+// indexHoldsJournal checks that the index of the journal in data holds
+// every entry, each as events or an unindexed row.
+func indexHoldsJournal(t *testing.T, data string) {
+	t.Helper()
+	x, err := index.Open(t.Context(), index.Path(data), index.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("index after collect: %v", err)
+	}
+	defer x.Close()
+	st, err := x.Status(t.Context(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Journal == 0 || st.Behind != 0 || st.Next != st.Journal || st.Events < st.Journal-st.Unindexed {
+		t.Fatalf("index after collect: %+v", st)
 	}
 }

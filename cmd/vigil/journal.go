@@ -231,7 +231,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := j.Close(); err != nil {
 		return err
 	}
-	if err := indexAfterIngest(ctx, *data, *noIndex, stdout); err != nil {
+	if err := indexAfterIngest(ctx, *data, *noIndex, time.Duration(*retentionDays)*24*time.Hour, stdout); err != nil {
 		return err
 	}
 	return inputsErr(st)

@@ -33,6 +33,7 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sqlStmt := fs.String("sql", "", "run this read-only SQL statement over the documented tables instead of a query")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	wait := fs.Bool("wait", false, "if the index is behind the journal, catch up before answering (needs the index not open elsewhere)")
+	timing := fs.Bool("timing", false, "print the time the query took inside the engine (without process start and index open) on stderr")
 	setHelp(fs, stderr, helpText{
 		synopsis: "search --data DIR [flags] QUERY...   (or --sql 'SELECT ...')",
 		summary:  "searches the investigation index of a journal with the query language or read-only SQL (docs/search.md).",
@@ -87,10 +88,14 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer x.Close()
 	var res *index.Result
+	began := time.Now()
 	if *sqlStmt != "" {
 		res, err = x.SQL(ctx, *sqlStmt, *limit)
 	} else {
 		res, err = x.Search(ctx, req)
+	}
+	if *timing {
+		fmt.Fprintf(stderr, "vigil search: query took %.1f ms\n", float64(time.Since(began).Microseconds())/1000)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("gave up after --timeout %s", *timeout)

@@ -19,15 +19,19 @@ func init() {
 func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset := newFlagSet("reindex", stderr)
 	data := dataFlag(fset)
-	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR",
+	days := fset.Int("retention-days", 0, "drop the rows of entries received more than this many days ago, as vigil serve does with server: retention_days (0: keep every entry the journal holds)")
+	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR [--retention-days N]",
 		summary: "throws the investigation index away and builds it again from every journal entry (the journal is not changed)."})
 	if err := parseNoArgs(fset, args, data); err != nil {
 		return err
 	}
+	if *days < 0 {
+		return usageError("--retention-days must be positive (0 keeps everything)")
+	}
 	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
 		return usageError("--data %s: not a journal: %v", *data, err)
 	}
-	x, err := index.Open(ctx, index.Path(*data), index.Options{Fresh: true})
+	x, err := index.Open(ctx, index.Path(*data), index.Options{Fresh: true, Retention: time.Duration(*days) * 24 * time.Hour})
 	if err != nil {
 		return err
 	}
@@ -52,6 +56,9 @@ func printIndexStats(w io.Writer, verb string, st index.UpdateStats, dir string)
 	}
 	if st.Expired > 0 {
 		fmt.Fprintf(w, "index: %d journal entries below %d were expired by retention before they were indexed\n", st.Expired, st.From)
+	}
+	if st.Dropped > 0 {
+		fmt.Fprintf(w, "index: dropped %d events of entries received before the retention horizon (the journal still holds what its own retention keeps)\n", st.Dropped)
 	}
 	if n := dirBytes(dir); n > 0 && verb == "reindexed" {
 		fmt.Fprintf(w, "index: %d bytes on disk", n)
@@ -78,11 +85,11 @@ func dirBytes(dir string) int64 {
 // indexAfterIngest brings the index up to the journal just appended to.
 // The journal holds the records whatever happens here, so a failure says
 // how to recover rather than hiding the append.
-func indexAfterIngest(ctx context.Context, data string, skip bool, stdout io.Writer) error {
+func indexAfterIngest(ctx context.Context, data string, skip bool, retention time.Duration, stdout io.Writer) error {
 	if skip {
 		return nil
 	}
-	x, err := index.Open(ctx, index.Path(data), index.Options{})
+	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention})
 	if err == nil {
 		var st index.UpdateStats
 		st, err = x.Update(ctx, data)

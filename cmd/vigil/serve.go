@@ -35,7 +35,7 @@ func init() {
 // and the config file (in that order of precedence) are combined.
 type serveOptions struct {
 	data, listen, certFile, keyFile string
-	demo                            bool
+	demo, noIndex                   bool
 	demoUsers, demoDays             int
 	demoDuration                    time.Duration
 }
@@ -62,6 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoUsers := fs.Int("demo-users", 50, "users in the --demo tenant")
 	demoDays := fs.Int("demo-days", 21, "days in the --demo tenant")
 	demoDuration := fs.Duration("demo-duration", 90*time.Second, "wall time the --demo replay takes")
+	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DIR/index) up to date; /api/v1/search answers 503")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	setHelp(fs, stderr, helpText{synopsis: "serve [--config FILE] [--data DIR] [--listen ADDR] [--demo]",
 		summary: "Runs vigil as a service: collectors, push ingest, streaming detection, alert sinks and the HTTP API (see docs/serve.md)."})
@@ -100,7 +101,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		listen:   settingFrom(*listen, "VIGIL_LISTEN", scfg.Listen, "127.0.0.1:8080"),
 		certFile: settingFrom(*certFile, "VIGIL_TLS_CERT_FILE", cfg.Resolve(scfg.TLSCertFile), ""),
 		keyFile:  settingFrom(*keyFile, "VIGIL_TLS_KEY_FILE", cfg.Resolve(scfg.TLSKeyFile), ""),
-		demo:     *demo, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
+		demo:     *demo, noIndex: *noIndex, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
 	}
 	if o.demo {
 		if err := checkSimSize(o.demoUsers, o.demoDays); err != nil {
@@ -126,6 +127,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		return journalErr(err)
 	}
 	defer j.Close()
+	live, err := openLiveIndex(ctx, o.data, j, o.noIndex, retention, logger)
+	if err != nil {
+		return err
+	}
+	defer live.close()
 	srvDir := filepath.Join(o.data, "server")
 	keys, err := auth.Open(srvDir)
 	if err != nil {
@@ -202,7 +208,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		StateDir:   detectDir,
 	})
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
-	ingester.Notify = watcher.Wake
+	ingester.Notify = func() { watcher.Wake(); live.wake() }
 	var collectors []*collect.Collector
 	if len(cfg.Tenants) > 0 {
 		if collectors, err = setup.Build(cfg, setup.Options{Journal: appendLog, Logger: logger}); err != nil {
@@ -211,7 +217,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	watcher.SetCollectors(collectors)
 	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes},
-		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Views: watcher, Logger: logger})
+		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Views: watcher, Index: live.follower(), Logger: logger})
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -247,7 +253,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	clusterErr := make(chan error, 1)
 	if node != nil {
 		wg.Go(func() {
-			err := node.run(runCtx, watcher.Wake)
+			err := node.run(runCtx, func() { watcher.Wake(); live.wake() })
 			if err != nil {
 				logger.Error("cluster: the journal stopped following the stream", "err", err)
 				stop()
@@ -255,6 +261,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 			clusterErr <- err
 		})
 	}
+	live.run(runCtx)
 
 	scheme := "http"
 	if o.certFile != "" {
@@ -279,6 +286,9 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	wg.Wait()
 	werr := <-watchErr
 	<-outboxDone
+	if err := live.close(); err != nil {
+		logger.Warn("closing the investigation index", "err", err)
+	}
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := outbox.Flush(fctx); err != nil {

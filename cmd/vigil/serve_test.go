@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server/sink"
 	"github.com/vigil-audit/vigil/internal/simulate"
@@ -292,6 +295,17 @@ server:
 			t.Errorf("message %s in the impact was not read by the intruder", m)
 		}
 	}
+	// The investigation index follows the journal: the search API finds
+	// who read each message the intruder read.
+	for _, m := range slices.Sorted(maps.Keys(want))[:min(5, len(want))] {
+		var a struct{ Rows []map[string]any }
+		path := "/api/v1/search?table=mail_access&wait=30s&q=" + url.QueryEscape(`message:"`+m+`"`)
+		if code := s.get(t, path, &a); code != 200 || len(a.Rows) == 0 {
+			t.Fatalf("search for message %s: %d, %d rows", m, code, len(a.Rows))
+		}
+	}
+	var countBefore struct{ Rows []map[string]any }
+	s.get(t, "/api/v1/search?count=true&wait=30s", &countBefore)
 	critical := ""
 	for _, inc := range incs.Incidents {
 		if inc.Severity == "critical" {
@@ -352,7 +366,22 @@ server:
 	if len(again.Incidents) != len(incs.Incidents) {
 		t.Errorf("after restart %d incidents, before %d", len(again.Incidents), len(incs.Incidents))
 	}
+	// The restarted index resumed where it stopped: same events, none twice.
+	var countAfter struct{ Rows []map[string]any }
+	s2.get(t, "/api/v1/search?count=true&wait=30s", &countAfter)
+	if len(countBefore.Rows) != 1 || len(countAfter.Rows) != 1 || countAfter.Rows[0]["count"] != countBefore.Rows[0]["count"] {
+		t.Errorf("events in the index before the restart %v, after %v", countBefore.Rows, countAfter.Rows)
+	}
 	s2.stop(t)
+	x, err := index.Open(t.Context(), index.Path(filepath.Join(dir, "data")), index.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup, err := x.SQL(t.Context(), "SELECT count(*) - count(DISTINCT (idx, sub)) AS repeated, count(DISTINCT idx) + (SELECT count(*) FROM unindexed) AS entries FROM events", 1)
+	x.Close()
+	if err != nil || fmt.Sprint(dup.Rows[0][0]) != "0" || fmt.Sprint(dup.Rows[0][1]) != fmt.Sprint(accepted) {
+		t.Errorf("index after restart: %v %v; %d entries acknowledged", dup, err, accepted)
+	}
 	hookMu.Lock()
 	after := slices.Clone(hookIDs)
 	hookMu.Unlock()

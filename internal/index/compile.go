@@ -210,3 +210,53 @@ func (c *compiler) match(col, field, v string) (string, error) {
 		return col + " = " + c.arg(v), nil
 	}
 }
+
+// probe returns a condition on a column with a lookup index that every
+// row matching n satisfies, when n is such a term or a conjunction holding
+// one. The engine probes an index only when that column's condition is
+// the scan's only filter, so the probe runs alone in a materialized CTE
+// and the whole condition is applied to its few rows afterwards.
+func probe(n *Node, table Table) (string, []any, bool) {
+	switch n.Op {
+	case "term":
+		return probeTerm(n, table)
+	case "and":
+		for _, k := range n.Kids {
+			if k.Op == "term" {
+				if s, a, ok := probeTerm(k, table); ok {
+					return s, a, true
+				}
+			}
+		}
+	}
+	return "", nil, false
+}
+
+func probeTerm(n *Node, table Table) (string, []any, bool) {
+	if strings.Contains(n.Value, "*") {
+		return "", nil, false
+	}
+	switch {
+	case n.Field == "token":
+		return "token = ?", []any{n.Value}, true
+	case n.Field == "ip" && table == Events:
+		sh, sl, eh, el, err := ipRange(n.Value)
+		if err != nil || sh != eh || sl != el {
+			return "", nil, false
+		}
+		return "ip_lo = CAST(? AS UBIGINT)", []any{strconv.FormatUint(sl, 10)}, true
+	case n.Field == "message" && table == MailAccess:
+		return "message_key = CAST(? AS UBIGINT)", []any{strconv.FormatUint(messageKey(n.Value), 10)}, true
+	}
+	return "", nil, false
+}
+
+// selectFrom returns what a search selects from: the table, or the rows its
+// probe finds (prefix then names them); args go before the query's own.
+func selectFrom(table Table, n *Node) (prefix, src string, args []any) {
+	cond, args, ok := probe(n, table)
+	if !ok {
+		return "", string(table), nil
+	}
+	return "WITH probe AS MATERIALIZED (SELECT * FROM " + string(table) + " WHERE " + cond + ") ", "probe", args
+}

@@ -33,6 +33,9 @@ type Index struct {
 	db       *sql.DB
 	path     string
 	readOnly bool
+
+	retention  time.Duration
+	lastExpire time.Time // of this process; the first update expires
 }
 
 // Options configure Open.
@@ -45,10 +48,20 @@ type Options struct {
 	// Fresh drops every table first, whatever schema version the index
 	// had: for reindex.
 	Fresh bool
+	// Retention drops the rows of journal entries received longer ago
+	// than this, after updates (0: keep everything). The journal keeps
+	// what its own retention says; the index only forgets.
+	Retention time.Duration
 }
 
 // ErrNoIndex says the journal has no index yet.
 var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
+
+// ErrLocked says another process holds the index open for writing (the
+// engine allows one writer process, and no readers beside it): a running
+// vigil serve or vigil collect keeps it for as long as it runs, vigil
+// ingest and vigil reindex while they update it.
+var ErrLocked = errors.New("index: open for writing by another process (a running vigil serve answers searches through its API: GET /api/v1/search, /api/v1/timeline; otherwise retry when the ingest or reindex is done)")
 
 // Path returns the index directory of the journal in dataDir.
 func Path(dataDir string) string { return filepath.Join(dataDir, DirName) }
@@ -84,10 +97,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	}
 	c, err := duckdb.NewConnector(file+"?"+q.Encode(), nil)
 	if err != nil {
+		if strings.Contains(err.Error(), "Could not set lock") || strings.Contains(err.Error(), "Conflicting lock") {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
 		return nil, fmt.Errorf("index: open %s: %w", file, err)
 	}
 	db := sql.OpenDB(c)
-	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly}
+	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly, retention: opts.Retention}
 	if !opts.Fresh {
 		// Refuse another version before touching its tables.
 		var v string
@@ -115,6 +131,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 		if _, err := db.ExecContext(ctx, `INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING`, schemaVersion); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("index: %w", err)
+		}
+		if !opts.Fresh {
+			// An index built before the lookup indexes existed gets them
+			// now, once; a fresh one gets them after its rebuild.
+			if err := x.createLookupIndexes(ctx); err != nil {
+				db.Close()
+				return nil, err
+			}
 		}
 	}
 	v, err := x.meta(ctx, "schema")
@@ -173,6 +197,8 @@ type Status struct {
 	MailRows  uint64 // rows in mail_access
 	Unindexed uint64 // journal entries that decoded to no event (see table unindexed)
 	Behind    uint64 // Journal - Next, when positive
+	// RetainedFrom: retention dropped the rows of journal entries below it.
+	RetainedFrom uint64
 }
 
 // JournalSize returns the number of entries the journal in dataDir holds,
@@ -199,6 +225,11 @@ func (x *Index) Status(ctx context.Context, dataDir string) (Status, error) {
 	if s.Journal, err = JournalSize(dataDir); err != nil {
 		return s, err
 	}
+	if v, err := x.meta(ctx, "retained_from"); err != nil {
+		return s, err
+	} else if v != "" {
+		s.RetainedFrom, _ = strconv.ParseUint(v, 10, 64)
+	}
 	if s.Journal > s.Next {
 		s.Behind = s.Journal - s.Next
 	}
@@ -216,6 +247,7 @@ type UpdateStats struct {
 	Events    uint64
 	MailRows  uint64
 	Unindexed uint64 // entries that decoded to no event, kept in table unindexed with the reason
+	Dropped   uint64 // events dropped by retention after the update
 	Elapsed   time.Duration
 }
 
@@ -227,6 +259,21 @@ const commitEvery = 200_000
 // seen yet. It reads the journal without its lock, so it can run beside a
 // writer; entries appended meanwhile are picked up by the next Update.
 func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
+	return x.update(ctx, dataDir, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
+		return journal.Replay(ctx, dataDir, from, fn)
+	})
+}
+
+// UpdateFrom is Update for the process that holds the journal open (vigil
+// serve, vigil collect): it reads through j, so it indexes only
+// acknowledged entries, never a block still being written.
+func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (UpdateStats, error) {
+	return x.update(ctx, dataDir, j.Read)
+}
+
+type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
+
+func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (UpdateStats, error) {
 	began := time.Now()
 	var st UpdateStats
 	if x.readOnly {
@@ -265,7 +312,7 @@ func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error)
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
 	p := newPipeline(ctx, w, commitEvery, commit)
-	err = journal.Replay(ctx, dataDir, next, p.add)
+	err = read(ctx, next, p.add)
 	if err2 := p.finish(); err == nil {
 		err = err2
 	}
@@ -285,13 +332,109 @@ func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error)
 			return st, err
 		}
 	}
+	ex, err := x.expireDue(ctx)
+	st.Dropped = ex.Dropped
+	return st, err
+}
+
+// expireDue runs Expire when a retention is set and the last pass of this
+// process is expireEvery ago (or there was none).
+func (x *Index) expireDue(ctx context.Context) (ExpireStats, error) {
+	if x.retention <= 0 || time.Since(x.lastExpire) < expireEvery {
+		return ExpireStats{}, nil
+	}
+	return x.Expire(ctx, time.Now())
+}
+
+// expireEvery spaces the retention passes of a long-running follower.
+const expireEvery = 10 * time.Minute
+
+// ExpireStats says what Expire dropped.
+type ExpireStats struct {
+	Below   uint64 // rows of journal entries below this index are gone
+	Dropped uint64 // events dropped by this pass
+}
+
+// Expire drops the rows of the journal entries received before
+// now − Options.Retention. The journal appends in the order it receives,
+// so they are a prefix of the journal: every table loses the same entries
+// (idx < Below), and a rebuilt index expires exactly the same ones.
+func (x *Index) Expire(ctx context.Context, now time.Time) (ExpireStats, error) {
+	var st ExpireStats
+	if x.readOnly {
+		return st, errors.New("index: opened read-only")
+	}
+	if x.retention <= 0 {
+		return st, errors.New("index: no retention configured")
+	}
+	cutoff := now.Add(-x.retention).UTC()
+	// Past the last entry received before the cutoff. Entries that gave
+	// no event carry no time; those after it are kept.
+	var below sql.NullString
+	if err := x.db.QueryRowContext(ctx, `SELECT CAST(max(idx) + 1 AS VARCHAR) FROM events WHERE received < ?`, cutoff).Scan(&below); err != nil {
+		return st, fmt.Errorf("index: expire: %w", err)
+	}
+	if below.Valid {
+		n, err := strconv.ParseUint(below.String, 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("index: expire: %w", err)
+		}
+		st.Below = n
+	}
+	prev, err := x.meta(ctx, "retained_from")
+	if err != nil {
+		return st, err
+	}
+	if p, _ := strconv.ParseUint(prev, 10, 64); prev != "" && p >= st.Below {
+		st.Below = p
+		x.lastExpire = now
+		return st, nil
+	}
+	b := strconv.FormatUint(st.Below, 10)
+	for _, t := range []string{"events", "mail_access", "unindexed"} {
+		r, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx < CAST(? AS UBIGINT)`, b)
+		if err != nil {
+			return st, fmt.Errorf("index: expire %s: %w", t, err)
+		}
+		if n, err := r.RowsAffected(); err == nil && t == "events" {
+			st.Dropped = uint64(n)
+		}
+	}
+	if err := x.setMeta(ctx, "retained_from", b); err != nil {
+		return st, err
+	}
+	x.lastExpire = now
 	return st, nil
+}
+
+func (x *Index) createLookupIndexes(ctx context.Context) error {
+	for _, li := range lookupIndexes {
+		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (%s)`, li.name, li.table, li.column)
+		if _, err := x.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("index: create lookup index %s: %w", li.name, err)
+		}
+	}
+	return nil
+}
+
+func (x *Index) dropLookupIndexes(ctx context.Context) error {
+	for _, li := range lookupIndexes {
+		if _, err := x.db.ExecContext(ctx, `DROP INDEX IF EXISTS `+li.name); err != nil {
+			return fmt.Errorf("index: drop lookup index %s: %w", li.name, err)
+		}
+	}
+	return nil
 }
 
 // Rebuild empties the index and indexes the whole journal again.
 func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error) {
 	if x.readOnly {
 		return UpdateStats{}, errors.New("index: opened read-only")
+	}
+	// Loading without the lookup indexes and building them once at the
+	// end is much cheaper than updating them row by row.
+	if err := x.dropLookupIndexes(ctx); err != nil {
+		return UpdateStats{}, err
 	}
 	for _, t := range []string{"events", "mail_access", "unindexed"} {
 		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t); err != nil {
@@ -301,10 +444,16 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error
 	if _, err := x.db.ExecContext(ctx, `DELETE FROM meta WHERE key <> 'schema'`); err != nil {
 		return UpdateStats{}, fmt.Errorf("index: %w", err)
 	}
+	x.lastExpire = time.Time{} // the rebuild expires what the index had expired
 	st, err := x.Update(ctx, dataDir)
 	if err != nil {
 		return st, err
 	}
+	began := time.Now()
+	if err := x.createLookupIndexes(ctx); err != nil {
+		return st, err
+	}
+	st.Elapsed += time.Since(began)
 	// Deleted rows leave free blocks; a checkpoint returns them.
 	if _, err := x.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
 		return st, fmt.Errorf("index: checkpoint: %w", err)
@@ -450,7 +599,7 @@ func (w *writer) appendMail(m *mailRow) error {
 		key = u64(messageKey(m.messageID))
 	}
 	w.mail++
-	return w.tabs[1].row(u64(m.idx), strconv.Itoa(int(m.sub)), tm(m.time), str(m.mailbox), str(m.folder),
+	return w.tabs[1].row(u64(m.idx), strconv.Itoa(int(m.sub)), strconv.Itoa(int(m.n)), tm(m.time), str(m.mailbox), str(m.folder),
 		str(m.messageID), key, m.accessType, boolean(m.throttled), str(m.actor), str(m.app),
 		str(m.clientApp), str(m.ip), hi, lo, asn, str(m.country), str(m.session), str(m.token))
 }

@@ -312,6 +312,10 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 		{"ip:" + ip, func(e *event.Event) bool { return e.IP == ip }},
 		{"ip:" + prefix, func(e *event.Event) bool { return strings.HasPrefix(e.IP, prefix[:len(prefix)-4]) }},
 		{"token:" + token, func(e *event.Event) bool { return e.TokenID == token }},
+		{"token:" + token + " op:mailitemsaccessed", func(e *event.Event) bool {
+			return e.TokenID == token && strings.EqualFold(e.Operation, "MailItemsAccessed")
+		}},
+		{"ip:" + ip + " -op:mailitemsaccessed", func(e *event.Event) bool { return e.IP == ip && !strings.EqualFold(e.Operation, "MailItemsAccessed") }},
 		{"app:" + app + " op:mailitemsaccessed", func(e *event.Event) bool {
 			return strings.ToLower(e.AppID) == app && e.Operation == "MailItemsAccessed"
 		}},
@@ -560,6 +564,10 @@ func TestOtherSchemaVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := x.setMeta(ctx, "schema", "0"); err != nil {
+		t.Fatal(err)
+	}
+	// An index of version 0 had no lookup indexes, and fewer columns.
+	if err := x.dropLookupIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := x.db.ExecContext(ctx, "ALTER TABLE events DROP COLUMN items"); err != nil {

@@ -51,6 +51,7 @@ type eventRow struct {
 type mailRow struct {
 	idx        uint64
 	sub        int32
+	n          int32 // the row's number among its event's rows
 	time       time.Time
 	mailbox    string
 	folder     string
@@ -154,6 +155,9 @@ func mailRowsOf(r *eventRow, e *event.Event) []mailRow {
 	}
 	if len(out) == 0 {
 		out = append(out, base)
+	}
+	for i := range out {
+		out[i].n = int32(i)
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,6 +16,98 @@ type Result struct {
 	Rows    [][]any
 	// Truncated says the limit cut the answer short.
 	Truncated bool
+	// Last is the ordering key of the last row when Truncated cut a
+	// listing (not a count or grouping) short: pass it as After for the
+	// next page.
+	Last *Key
+}
+
+// Key is a row's place in the order of listings: time (NULL last), then
+// journal index, then the event's number within its record, then (in
+// mail_access) the row's number within its event.
+type Key struct {
+	Time time.Time // zero: the row has no time
+	Idx  uint64
+	Sub  int
+	N    int
+}
+
+// order is the listing order of a table's rows.
+func order(t Table) string {
+	if t == MailAccess {
+		return "time NULLS LAST, idx, sub, n"
+	}
+	return "time NULLS LAST, idx, sub"
+}
+
+// afterCond selects the rows of table t after k in listing order. Times
+// compare as stored (microseconds).
+func afterCond(k *Key, t Table) (string, []any) {
+	idx := strconv.FormatUint(k.Idx, 10)
+	tail := "(idx > CAST(? AS UBIGINT) OR (idx = CAST(? AS UBIGINT) AND sub > ?))"
+	targs := []any{idx, idx, k.Sub}
+	if t == MailAccess {
+		tail = "(idx > CAST(? AS UBIGINT) OR (idx = CAST(? AS UBIGINT) AND (sub > ? OR (sub = ? AND n > ?))))"
+		targs = []any{idx, idx, k.Sub, k.Sub, k.N}
+	}
+	if k.Time.IsZero() {
+		return "(time IS NULL AND " + tail + ")", targs
+	}
+	tm := k.Time.UTC()
+	return "(time > ? OR time IS NULL OR (time = ? AND " + tail + "))", append([]any{tm, tm}, targs...)
+}
+
+// lastKey reads the ordering key of a result's last row.
+func lastKey(res *Result) *Key {
+	if len(res.Rows) == 0 {
+		return nil
+	}
+	ti, ii, si := slices.Index(res.Columns, "time"), slices.Index(res.Columns, "idx"), slices.Index(res.Columns, "sub")
+	if ti < 0 || ii < 0 || si < 0 {
+		return nil
+	}
+	row := res.Rows[len(res.Rows)-1]
+	k := &Key{}
+	if t, ok := row[ti].(time.Time); ok {
+		k.Time = t
+	}
+	switch v := row[ii].(type) {
+	case uint64:
+		k.Idx = v
+	case int64:
+		k.Idx = uint64(v)
+	}
+	switch v := row[si].(type) {
+	case int32:
+		k.Sub = int(v)
+	case int64:
+		k.Sub = int(v)
+	}
+	if ni := slices.Index(res.Columns, "n"); ni >= 0 {
+		switch v := row[ni].(type) {
+		case int32:
+			k.N = int(v)
+		case int64:
+			k.N = int(v)
+		}
+	}
+	return k
+}
+
+// pageConds adds a page's bounds to a WHERE clause: rows after After and
+// journal entries below Below (the snapshot a cursor pins, so entries
+// indexed while paging do not shift the pages).
+func pageConds(where string, args []any, after *Key, below uint64, t Table) (string, []any) {
+	if after != nil {
+		c, a := afterCond(after, t)
+		where += " AND " + c
+		args = append(args, a...)
+	}
+	if below > 0 {
+		where += " AND idx < CAST(? AS UBIGINT)"
+		args = append(args, strconv.FormatUint(below, 10))
+	}
+	return where, args
 }
 
 // Request is one search.
@@ -27,6 +120,10 @@ type Request struct {
 	Count   bool      // return only the number of matches
 	GroupBy string    // a query field, "day" or "hour": counts per value
 	Now     time.Time // for relative times; zero means time.Now()
+	// After and Below page a listing: rows after the key, of journal
+	// entries below Below (0: any). Ignored by Count and GroupBy.
+	After *Key
+	Below uint64
 }
 
 // DefaultLimit bounds a search's rows unless the request says otherwise.
@@ -35,7 +132,7 @@ const DefaultLimit = 1000
 // outColumns are what a search returns for each table.
 var outColumns = map[Table]string{
 	Events:     "time, kind, source, op, actor, mailbox, app, client_app, ip, asn, country, session, token, items, record_id, idx, sub",
-	MailAccess: "time, mailbox, folder, internet_message_id, access_type, throttled, actor, app, client_app, ip, asn, session, token, idx, sub",
+	MailAccess: "time, mailbox, folder, internet_message_id, access_type, throttled, actor, app, client_app, ip, asn, session, token, idx, sub, n",
 }
 
 // groupColumns are the fields a search can group by, per table.
@@ -63,7 +160,7 @@ func groupColumn(field string, t Table) (string, error) {
 			ok = append(ok, f)
 		}
 	}
-	return "", fmt.Errorf("--group-by %q: not a field of %s (one of %s)", field, t, strings.Join(ok, ", "))
+	return "", &ArgError{Arg: "group-by", Value: field, Msg: fmt.Sprintf("not a field of %s (one of %s)", t, strings.Join(ok, ", "))}
 }
 
 // Search runs a request.
@@ -94,28 +191,33 @@ func (x *Index) Search(ctx context.Context, r Request) (*Result, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
+	prefix, src, pargs := selectFrom(r.Table, n)
 	var q string
 	switch {
 	case r.Count:
-		q = "SELECT count(*) AS count FROM " + string(r.Table) + " WHERE " + where
+		q = prefix + "SELECT count(*) AS count FROM " + src + " WHERE " + where
 	case r.GroupBy != "":
 		col, err := groupColumn(r.GroupBy, r.Table)
 		if err != nil {
 			return nil, err
 		}
-		q = fmt.Sprintf("SELECT %s AS %s, count(*) AS count FROM %s WHERE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %d",
-			col, quoteIdent(r.GroupBy), r.Table, where, limit+1)
+		q = fmt.Sprintf("%sSELECT %s AS %s, count(*) AS count FROM %s WHERE %s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %d",
+			prefix, col, quoteIdent(r.GroupBy), src, where, limit+1)
 	default:
-		q = fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY time, idx, sub LIMIT %d",
-			outColumns[r.Table], r.Table, where, limit+1)
+		where, args = pageConds(where, args, r.After, r.Below, r.Table)
+		q = fmt.Sprintf("%sSELECT %s FROM %s WHERE %s ORDER BY %s LIMIT %d",
+			prefix, outColumns[r.Table], src, where, order(r.Table), limit+1)
 	}
-	res, err := x.query(ctx, q, args...)
+	res, err := x.query(ctx, q, append(pargs, args...)...)
 	if err != nil {
 		return nil, err
 	}
 	if len(res.Rows) > limit {
 		res.Rows = res.Rows[:limit]
 		res.Truncated = true
+		if !r.Count && r.GroupBy == "" {
+			res.Last = lastKey(res)
+		}
 	}
 	return res, nil
 }
@@ -214,7 +316,21 @@ type TimelineRequest struct {
 	Window  time.Duration // with Around: [Around-Window, Around+Window]
 	Context int           // rows before and after the window
 	Limit   int
+	// After and Below page the listing (the window with Around) as in
+	// Request; the rows before the window come with the first page, those
+	// after it with the last.
+	After *Key
+	Below uint64
 }
+
+// ArgError says a request's argument (a timeline's entity, a grouping)
+// is not one the index can answer; Arg is named as the CLI flag is,
+// without the dashes.
+type ArgError struct {
+	Arg, Value, Msg string
+}
+
+func (e *ArgError) Error() string { return fmt.Sprintf("--%s %q: %s", e.Arg, e.Value, e.Msg) }
 
 const timelineColumns = "time, kind, source, op, result, actor, mailbox, app, ip, country, session, token, items, idx, sub"
 
@@ -225,19 +341,22 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	var args []any
 	switch r.Entity {
 	case "ip":
-		sh, sl, eh, el, err := ipRange(r.Value)
-		if err != nil {
-			return nil, fmt.Errorf("--ip %q: %v", r.Value, err)
+		// As the query term ip: compiles it, so one address is an
+		// equality the lookup index answers.
+		c := &compiler{table: Events}
+		var err error
+		if cond, err = c.term(&Node{Op: "term", Field: "ip", Value: r.Value, Text: r.Value}); err != nil {
+			var qe *QueryError
+			if errors.As(err, &qe) {
+				return nil, &ArgError{Arg: "ip", Value: r.Value, Msg: qe.Msg}
+			}
+			return nil, err
 		}
-		c := &compiler{}
-		u := c.u64
-		cond = fmt.Sprintf("((ip_hi > %s OR (ip_hi = %s AND ip_lo >= %s)) AND (ip_hi < %s OR (ip_hi = %s AND ip_lo <= %s)))",
-			u(sh), u(sh), u(sl), u(eh), u(eh), u(el))
 		args = c.args
 	default:
 		c, ok := entityColumns[r.Entity]
 		if !ok {
-			return nil, fmt.Errorf("timeline: no entity kind %q (one of %s)", r.Entity, strings.Join(EntityKinds, ", "))
+			return nil, &ArgError{Arg: r.Entity, Value: r.Value, Msg: "no such entity kind (one of " + strings.Join(EntityKinds, ", ") + ")"}
 		}
 		cond = c
 		v := r.Value
@@ -252,32 +371,55 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
+	if r.Below > 0 {
+		cond += " AND idx < CAST(? AS UBIGINT)"
+		args = append(args, strconv.FormatUint(r.Below, 10))
+	}
+	// A token or one address is probed through its lookup index, as in
+	// Search.
+	var prefix, src = "", "events"
+	var pargs []any
+	if r.Entity == "token" || r.Entity == "ip" {
+		prefix, src, pargs = selectFrom(Events, &Node{Op: "term", Field: r.Entity, Value: r.Value})
+	}
 	sel := func(where string, order string, n int, a ...any) (*Result, error) {
-		q := fmt.Sprintf("SELECT %s FROM events WHERE %s AND %s ORDER BY %s LIMIT %d", timelineColumns, cond, where, order, n)
-		return x.query(ctx, q, append(slices.Clone(args), a...)...)
+		q := fmt.Sprintf("%sSELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d", prefix, timelineColumns, src, cond, where, order, n)
+		all := append(slices.Clone(pargs), args...)
+		return x.query(ctx, q, append(all, a...)...)
+	}
+	page := "TRUE"
+	var pageArgs []any
+	if r.After != nil {
+		page, pageArgs = afterCond(r.After, Events)
 	}
 	if r.Around.IsZero() {
-		res, err := sel("TRUE", "time, idx, sub", limit+1)
+		res, err := sel(page, "time NULLS LAST, idx, sub", limit+1, pageArgs...)
 		if err != nil {
 			return nil, err
 		}
 		if len(res.Rows) > limit {
 			res.Rows, res.Truncated = res.Rows[:limit], true
+			res.Last = lastKey(res)
 		}
 		return res, nil
 	}
 	lo, hi := r.Around.Add(-r.Window).UTC(), r.Around.Add(r.Window).UTC()
-	before, err := sel("time < ?", "time DESC, idx DESC, sub DESC", r.Context, lo)
+	before := &Result{}
+	var err error
+	if r.After == nil {
+		if before, err = sel("time < ?", "time DESC, idx DESC, sub DESC", r.Context, lo); err != nil {
+			return nil, err
+		}
+	}
+	mid, err := sel("time >= ? AND time <= ? AND "+page, "time, idx, sub", limit+1, append([]any{lo, hi}, pageArgs...)...)
 	if err != nil {
 		return nil, err
 	}
-	mid, err := sel("time >= ? AND time <= ?", "time, idx, sub", limit+1, lo, hi)
-	if err != nil {
-		return nil, err
-	}
-	after, err := sel("time > ?", "time, idx, sub", r.Context, hi)
-	if err != nil {
-		return nil, err
+	after := &Result{}
+	if len(mid.Rows) <= limit {
+		if after, err = sel("time > ?", "time, idx, sub", r.Context, hi); err != nil {
+			return nil, err
+		}
 	}
 	out := &Result{Columns: append([]string{"at"}, mid.Columns...)}
 	slices.Reverse(before.Rows)
@@ -286,6 +428,7 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	}
 	if len(mid.Rows) > limit {
 		mid.Rows, out.Truncated = mid.Rows[:limit], true
+		out.Last = lastKey(mid)
 	}
 	for _, row := range mid.Rows {
 		out.Rows = append(out.Rows, append([]any{"window"}, row...))

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 )
@@ -71,7 +72,9 @@ type Deps struct {
 	// yet; nil means detection never lags (tests).
 	Lag func() uint64
 	// Views answer the read-only API; nil answers 503 on those routes.
-	Views  Views
+	Views Views
+	// Index answers /api/v1/search and /api/v1/timeline; nil answers 503.
+	Index  *index.Follower
 	Logger *slog.Logger
 }
 
@@ -147,6 +150,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/sources", s.guard(auth.PermRead, s.sources))
 	mux.Handle("GET /api/v1/checkpoint", s.guard(auth.PermRead, s.checkpoint))
 	mux.Handle("GET /api/v1/proof", s.guard(auth.PermRead, s.proof))
+	mux.Handle("GET /api/v1/search", s.guard(auth.PermRead, s.search))
+	mux.Handle("GET /api/v1/timeline", s.guard(auth.PermRead, s.timeline))
 	mux.Handle("GET /metrics", s.guard(auth.PermRead, s.metrics.handler().ServeHTTP))
 	// Vendor push notifications authenticate with their own shared secret.
 	mux.HandleFunc("POST /api/v1/notify/{type}/{tenant}", s.notifyHandler)

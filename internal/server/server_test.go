@@ -100,6 +100,8 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		{"GET", "/api/v1/sources", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/api/v1/checkpoint", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/api/v1/proof?index=0", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/search?q=x", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/timeline?user=x", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/metrics", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/readyz", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 	}

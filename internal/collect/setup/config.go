@@ -27,7 +27,8 @@ import (
 type Config struct {
 	Data    string   `yaml:"data"`
 	Tenants []Tenant `yaml:"tenants"`
-	// Server configures vigil serve; vigil collect ignores it.
+	// Server configures vigil serve; vigil collect reads only its
+	// retention_days, for the investigation index.
 	Server *Server `yaml:"server"`
 	// Cluster runs vigil serve as one node of several around NATS
 	// JetStream (see docs/scale.md); vigil collect ignores it.

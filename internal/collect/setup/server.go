@@ -19,7 +19,8 @@ type Server struct {
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
 	// Retention is how long the journal keeps raw records, in days
-	// (default 180).
+	// (default 180), and the investigation index the rows of the entries
+	// it received (vigil collect applies it to the index too).
 	RetentionDays int `yaml:"retention_days"`
 	// MaxBodyBytes bounds one push request (default 32 MiB).
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`

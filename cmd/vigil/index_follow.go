@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/collect/setup"
+	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/journal"
+)
+
+// liveIndex keeps the investigation index following a journal this
+// process appends to (serve, collect). It holds the index open for
+// writing, so other processes cannot open it meanwhile: queries go
+// through the API of vigil serve (docs/search.md).
+type liveIndex struct {
+	x    *index.Index
+	f    *index.Follower
+	done chan struct{}
+}
+
+// openLiveIndex opens the index of the journal in data for following; skip
+// (--no-index) gives a nil liveIndex, whose methods do nothing.
+func openLiveIndex(ctx context.Context, data string, j journal.Log, skip bool, retention time.Duration, logger *slog.Logger) (*liveIndex, error) {
+	if skip {
+		return nil, nil
+	}
+	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention})
+	if err != nil {
+		return nil, fmt.Errorf("%w (pass --no-index to run without the investigation index; vigil reindex --data %s rebuilds it)", err, data)
+	}
+	f, err := index.NewFollower(x, data, j, logger)
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	return &liveIndex{x: x, f: f}, nil
+}
+
+// follower is nil without an index.
+func (l *liveIndex) follower() *index.Follower {
+	if l == nil {
+		return nil
+	}
+	return l.f
+}
+
+func (l *liveIndex) wake() {
+	if l != nil {
+		l.f.Wake()
+	}
+}
+
+// run follows the journal until ctx ends.
+func (l *liveIndex) run(ctx context.Context) {
+	if l == nil {
+		return
+	}
+	l.done = make(chan struct{})
+	go func() {
+		defer close(l.done)
+		_ = l.f.Run(ctx)
+	}()
+}
+
+// catchUp waits for run to end, then indexes what the journal holds now,
+// once. After an interrupt (ctx done) it still gets a short while: the
+// entries are few, and whatever is left is indexed by the next run.
+func (l *liveIndex) catchUp(ctx context.Context, logger *slog.Logger) error {
+	if l == nil {
+		return nil
+	}
+	if l.done != nil {
+		<-l.done
+		l.done = nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catchUpTime)
+	defer cancel()
+	err := l.f.Step(cctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		next, size, _ := l.f.Position()
+		logger.Warn("the index is behind the journal at exit; the next run catches up", "behind", size-next)
+		return nil
+	}
+	return err
+}
+
+// indexRetention is the index's horizon: server.retention_days, as the
+// journal of vigil serve keeps raw records, or the journal's default.
+func indexRetention(scfg *setup.Server) time.Duration {
+	if scfg != nil && scfg.RetentionDays > 0 {
+		return time.Duration(scfg.RetentionDays) * 24 * time.Hour
+	}
+	return journal.DefaultRetention
+}
+
+// catchUpTime bounds the final catch-up after an interrupt.
+const catchUpTime = 30 * time.Second
+
+// close waits for run to end and closes the index.
+func (l *liveIndex) close() error {
+	if l == nil {
+		return nil
+	}
+	if l.done != nil {
+		<-l.done
+		l.done = nil
+	}
+	if l.x == nil {
+		return nil
+	}
+	err := l.x.Close()
+	l.x = nil
+	return err
+}

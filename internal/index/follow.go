@@ -1,0 +1,153 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/journal"
+)
+
+// Follower keeps an index up to date with a journal that its own process
+// appends to (vigil serve, vigil collect): one goroutine, woken after
+// appends (and polling every second), is the index's only writer. Queries
+// may use Index() concurrently: the engine gives each a consistent
+// snapshot.
+type Follower struct {
+	x       *Index
+	dataDir string
+	j       journal.Log
+	log     *slog.Logger
+	wake    chan struct{}
+
+	mu      sync.Mutex
+	next    uint64
+	err     error
+	changed chan struct{} // closed and replaced whenever next or err changes
+}
+
+// NewFollower follows j (the journal in dataDir) with x, opened for
+// writing.
+func NewFollower(x *Index, dataDir string, j journal.Log, logger *slog.Logger) (*Follower, error) {
+	if x.readOnly {
+		return nil, errors.New("index: a follower needs the index opened for writing")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	next, err := x.Next(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return &Follower{x: x, dataDir: dataDir, j: j, log: logger, wake: make(chan struct{}, 1),
+		next: next, changed: make(chan struct{})}, nil
+}
+
+// Index is the followed index, for queries.
+func (f *Follower) Index() *Index { return f.x }
+
+// Wake says the journal grew.
+func (f *Follower) Wake() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Position returns the journal entries the index holds ([0, next)), the
+// entries the journal has acknowledged, and the last update's error.
+func (f *Follower) Position() (next, journal uint64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.next, f.j.Size(), f.err
+}
+
+// Behind is how many acknowledged journal entries the index does not hold
+// yet.
+func (f *Follower) Behind() uint64 {
+	next, size, _ := f.Position()
+	if size > next {
+		return size - next
+	}
+	return 0
+}
+
+// WaitFor waits until the index holds the journal entries below target,
+// ctx ends or an update fails.
+func (f *Follower) WaitFor(ctx context.Context, target uint64) error {
+	f.Wake()
+	for {
+		f.mu.Lock()
+		next, err, ch := f.next, f.err, f.changed
+		f.mu.Unlock()
+		if next >= target {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+func (f *Follower) set(next uint64, err error) {
+	f.mu.Lock()
+	f.next, f.err = next, err
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// Run updates the index until ctx ends. A failed update is logged, kept
+// for Position and retried at the next wake-up: the journal still holds
+// every entry, so nothing is lost while the index cannot follow.
+func (f *Follower) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if err := f.Step(ctx); err != nil && ctx.Err() == nil {
+			f.log.Error("index update failed; queries leave out entries not indexed yet", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// Step brings the index up to the journal's acknowledged entries once.
+func (f *Follower) Step(ctx context.Context) error {
+	f.mu.Lock()
+	next := f.next
+	f.mu.Unlock()
+	if f.j.Size() <= next {
+		// Nothing new; retention still runs on its schedule.
+		_, err := f.x.expireDue(ctx)
+		return err
+	}
+	st, err := f.x.UpdateFrom(ctx, f.dataDir, f.j)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		n, nerr := f.x.Next(ctx)
+		if nerr != nil {
+			n = next
+		}
+		f.set(n, err)
+		return err
+	}
+	if st.Expired > 0 {
+		f.log.Warn("journal entries expired by retention before they were indexed", "entries", st.Expired, "below", st.From)
+	}
+	f.set(st.To, nil)
+	return nil
+}

@@ -1,0 +1,358 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// entriesOf reads the tenant's records as journal entries.
+func entriesOf(t *testing.T, files []string) []journal.Entry {
+	t.Helper()
+	var out []journal.Entry
+	_, err := source.ReadPaths(context.Background(), files, source.Options{}, func(e *event.Event) error {
+		out = append(out, journal.Entry{Source: e.Source, Origin: e.Origin.File, RecordID: e.RecordID, Raw: e.Raw})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFollowerResumesWithoutDuplicates: a follower indexes a journal its
+// process appends to, stops, and a new follower (a restarted vigil serve)
+// resumes from the persisted position; the result equals a rebuild.
+func TestFollowerResumesWithoutDuplicates(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	idxDir := filepath.Join(t.TempDir(), "idx")
+	entries := entriesOf(t, tenantFiles(t))
+	half := len(entries) / 2
+	quiet := slog.New(slog.DiscardHandler)
+
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(part []journal.Entry, wantBefore uint64) {
+		x, err := Open(ctx, idxDir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := NewFollower(x, data, j, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next, _, _ := f.Position(); next != wantBefore {
+			t.Fatalf("follower starts at %d, want the persisted %d", next, wantBefore)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- f.Run(rctx) }()
+		for c := range slices.Chunk(part, 2000) {
+			if _, err := j.AppendBatch(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			f.Wake()
+		}
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		if err := f.WaitFor(wctx, j.Size()); err != nil {
+			t.Fatalf("waiting for the follower: %v", err)
+		}
+		wcancel()
+		if f.Behind() != 0 {
+			t.Fatalf("follower is %d entries behind after WaitFor", f.Behind())
+		}
+		cancel()
+		<-done
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(entries[:half], 0)
+	first := j.Size()
+	// Restarted: the position came from the index, so nothing is indexed twice.
+	run(entries[half:], first)
+	total := j.Size()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	inc, err := Open(ctx, idxDir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if _, err := full.Rebuild(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	a, b := dump(t, inc), dump(t, full)
+	for _, tbl := range []string{"events", "mail_access", "signins", "audits", "unindexed"} {
+		if !slices.Equal(a[tbl], b[tbl]) {
+			t.Errorf("%s: followed index has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
+		}
+	}
+	if uint64(len(a["events"])) < total {
+		t.Errorf("%d events for %d journal entries", len(a["events"]), total)
+	}
+	if next, _ := inc.Next(ctx); next != total {
+		t.Errorf("persisted position %d, journal holds %d", next, total)
+	}
+}
+
+// TestFollowerWaitGivesUp: WaitFor for entries the journal never gets
+// ends with the caller's context.
+func TestFollowerWaitGivesUp(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	x, err := Open(ctx, filepath.Join(t.TempDir(), "idx"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	f, err := NewFollower(x, data, j, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := f.WaitFor(wctx, 1); err != context.Canceled {
+		t.Fatalf("WaitFor past the journal: %v, want context.Canceled", err)
+	}
+	ro, err := Open(ctx, filepath.Join(t.TempDir(), "ro"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro.Close()
+	ro, err = Open(ctx, filepath.Join(filepath.Dir(ro.path), "ro"), Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := NewFollower(ro, data, j, nil); err == nil {
+		t.Fatal("a follower over a read-only index was accepted")
+	}
+}
+
+// TestRetentionDropsOldEntries: entries received before the horizon leave
+// every table, the journal keeps them, later entries stay, and a rebuild
+// with the same horizon equals the incremental index.
+func TestRetentionDropsOldEntries(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	entries := entriesOf(t, tenantFiles(t))
+	half := len(entries) / 2
+	now := time.Now()
+	for i := range entries {
+		if i < half {
+			entries[i].Received = now.Add(-40 * 24 * time.Hour)
+		} else {
+			entries[i].Received = now.Add(-time.Hour)
+		}
+	}
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two appends with an update between, as a follower sees them.
+	inc, err := Open(ctx, filepath.Join(t.TempDir(), "inc"), Options{Retention: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	if _, err := j.AppendBatch(ctx, entries[:half+10]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inc.UpdateFrom(ctx, data, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.AppendBatch(ctx, entries[half+10:]); err != nil {
+		t.Fatal(err)
+	}
+	// The second update is within expireEvery of the first: nothing new
+	// is old, so nothing more may go.
+	if _, err := inc.UpdateFrom(ctx, data, j); err != nil {
+		t.Fatal(err)
+	}
+	total := j.Size()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var minIdx, n uint64
+	if err := inc.db.QueryRowContext(ctx, `SELECT min(idx), count(*) FROM events`).Scan(&minIdx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if minIdx != uint64(half) || n == 0 {
+		t.Fatalf("after retention the first event is of entry %d (%d events), want %d", minIdx, n, half)
+	}
+	for _, tbl := range []string{"mail_access", "unindexed"} {
+		var old int
+		if err := inc.db.QueryRowContext(ctx, `SELECT count(*) FROM `+tbl+` WHERE idx < ?`, half).Scan(&old); err != nil || old != 0 {
+			t.Fatalf("%s keeps %d rows of expired entries (%v)", tbl, old, err)
+		}
+	}
+	st, err := inc.Status(ctx, data)
+	if err != nil || st.RetainedFrom != uint64(half) || st.Next != total || st.Journal != total {
+		t.Fatalf("status %+v (%v), want retained from %d of %d", st, err, half, total)
+	}
+	// A search for everything sees only what is kept.
+	res, err := inc.Search(ctx, Request{Count: true})
+	if err != nil || fmt.Sprint(res.Rows[0][0]) != fmt.Sprint(n) {
+		t.Fatalf("count after retention: %v %v, want %d", res, err, n)
+	}
+	// The journal still holds every entry.
+	count := 0
+	if err := journal.Replay(ctx, data, 0, func(uint64, *journal.Entry) error { count++; return nil }); err != nil || uint64(count) != total {
+		t.Fatalf("journal replays %d of %d entries (%v)", count, total, err)
+	}
+	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{Retention: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	rst, err := full.Rebuild(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rst.Dropped == 0 {
+		t.Fatalf("rebuild dropped nothing: %+v", rst)
+	}
+	a, b := dump(t, inc), dump(t, full)
+	for _, tbl := range []string{"events", "mail_access", "unindexed"} {
+		if !slices.Equal(a[tbl], b[tbl]) {
+			t.Errorf("%s: incremental has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
+		}
+	}
+}
+
+// TestLookupIndexes: a rebuilt index, and an index that lacked them when
+// opened for writing, have the lookup indexes; a rebuild answers the same
+// lookups as an incremental index (TestReindexEqualsIncremental covers the
+// rows).
+func TestLookupIndexes(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[:1], 5000, nil)
+	names := func(x *Index) []string {
+		res, err := x.query(ctx, `SELECT index_name FROM duckdb_indexes() ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range res.Rows {
+			out = append(out, fmt.Sprint(r[0]))
+		}
+		return out
+	}
+	var want []string
+	for _, li := range lookupIndexes {
+		want = append(want, li.name)
+	}
+	slices.Sort(want)
+	dir := filepath.Join(t.TempDir(), "idx")
+	x, err := Open(ctx, dir, Options{Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Rebuild(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(x); !slices.Equal(got, want) {
+		t.Fatalf("after rebuild: lookup indexes %v, want %v", got, want)
+	}
+	// An index from before the lookup indexes gets them when next opened
+	// for writing.
+	if err := x.dropLookupIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	x.Close()
+	x, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if got := names(x); !slices.Equal(got, want) {
+		t.Fatalf("after reopening: lookup indexes %v, want %v", got, want)
+	}
+	// A lookup through them answers as a scan does.
+	var tok string
+	if err := x.db.QueryRowContext(ctx, `SELECT token FROM mail_access WHERE token IS NOT NULL LIMIT 1`).Scan(&tok); err != nil {
+		t.Fatal(err)
+	}
+	var viaIndex, scan int
+	if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM mail_access WHERE token = ?`, tok).Scan(&viaIndex); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM mail_access WHERE token || '' = ?`, tok).Scan(&scan); err != nil {
+		t.Fatal(err)
+	}
+	if viaIndex == 0 || viaIndex != scan {
+		t.Fatalf("token %s: %d rows through the index, %d by a scan", tok, viaIndex, scan)
+	}
+	// Searches that probe the lookup indexes (a term, or a conjunction
+	// holding one) answer as the same query written so that it cannot (an
+	// OR of the term with itself).
+	var msg, ip string
+	if err := x.db.QueryRowContext(ctx, `SELECT internet_message_id, ip FROM mail_access WHERE internet_message_id IS NOT NULL AND ip IS NOT NULL LIMIT 1`).Scan(&msg, &ip); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		table Table
+		term  string
+	}{
+		{Events, "token:" + tok}, {MailAccess, "token:" + tok}, {Events, "ip:" + ip},
+		{MailAccess, `message:"` + msg + `"`}, {Events, `message:"` + msg + `"`},
+	} {
+		for _, extra := range []string{"", " op:MailItemsAccessed", " -mailbox:nobody@example.com"} {
+			if c.table == MailAccess && extra == " op:MailItemsAccessed" {
+				continue
+			}
+			q := c.term + extra
+			// Events reach a message through mail_access: no probe there.
+			want := !(c.table == Events && strings.HasPrefix(c.term, "message:"))
+			if _, _, ok := probe(mustParse(t, q), c.table); ok != want {
+				t.Errorf("%s on %s: probe %v, want %v", q, c.table, ok, want)
+			}
+			a, err := x.Search(ctx, Request{Query: q, Table: c.table, Limit: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := x.Search(ctx, Request{Query: "(" + c.term + " OR " + c.term + ")" + extra, Table: c.table, Limit: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.Rows) == 0 || fmt.Sprint(a.Rows) != fmt.Sprint(b.Rows) {
+				t.Errorf("%s on %s: %d rows with the probe, %d without, or they differ", q, c.table, len(a.Rows), len(b.Rows))
+			}
+		}
+	}
+}
+
+func mustParse(t *testing.T, q string) *Node {
+	t.Helper()
+	n, err := Parse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
