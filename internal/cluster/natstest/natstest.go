@@ -195,13 +195,17 @@ func (c *Cluster) WaitMetaLeader(timeout time.Duration) {
 	if err := c.waitFor(timeout, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		leader := false
+		leader, running, peers := false, 0, 0
 		for _, nd := range c.nodes {
 			if nd.srv == nil {
 				continue
 			}
+			running++
 			if nd.srv.JetStreamIsLeader() {
 				leader = true
+				// Placement of an R3 stream needs the leader to know every
+				// node as online with stats ("no suitable peers" otherwise).
+				peers = len(nd.srv.JetStreamClusterPeers())
 			}
 			if !nd.srv.JetStreamIsCurrent() {
 				return fmt.Errorf("node %s is not current", nd.name)
@@ -209,6 +213,9 @@ func (c *Cluster) WaitMetaLeader(timeout time.Duration) {
 		}
 		if !leader {
 			return errors.New("no meta leader")
+		}
+		if peers < running {
+			return fmt.Errorf("the meta leader sees %d of %d running nodes online", peers, running)
 		}
 		return nil
 	}); err != nil {
