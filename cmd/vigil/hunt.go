@@ -141,7 +141,8 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), sink.alerts.Load()))
 	}
 	behaviours := report.enabled() || o.behaviours || report.feedsBehaviours()
-	pcfg := detect.Config{Rules: rs}
+	// The timeline and report want the final incidents only.
+	pcfg := detect.Config{Rules: rs, ResultOnly: true}
 	var sorter *detect.Sorter
 	var beforeClose func() error
 	var learning time.Duration
