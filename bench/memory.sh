@@ -41,12 +41,12 @@ command -v go >/dev/null || die "go is not installed (need Go 1.26+)"
 [ -x /usr/bin/time ] || die "GNU time is missing (apt-get install time)"
 /usr/bin/time -f %M true 2>/dev/null || die "/usr/bin/time does not accept -f (need GNU time)"
 
+BIN=$(mktemp -d "$WORK/bin.XXXXXX")
+trap 'rm -rf "$BIN" "$WORK"/report-*."$$" "$WORK"/time."$$" "$WORK"/hunt."$$" "$WORK"/quarantine."$$"' EXIT
 if [ -n "${VIGIL:-}" ]; then
 	[ -x "$VIGIL" ] || die "VIGIL=$VIGIL is not an executable"
 else
 	say "building vigil"
-	BIN=$(mktemp -d "$WORK/bin.XXXXXX")
-	trap 'rm -rf "$BIN"' EXIT
 	go build -o "$BIN/vigil" ./cmd/vigil || die "building vigil failed"
 	VIGIL=$BIN/vigil
 fi

@@ -240,13 +240,18 @@ func (s *Sorter) Replay(ctx context.Context, fn func(*event.Event) error) error 
 }
 
 // mergeRuns merges the first n runs into one, record by record.
-func (s *Sorter) mergeRuns(n int) error {
+func (s *Sorter) mergeRuns(n int) (err error) {
 	in := s.runs[:n]
 	f, err := os.CreateTemp(s.dir, "vigil-sort-*.run")
 	if err != nil {
 		return fmt.Errorf("sort: %w", err)
 	}
 	name := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(name) // not yet among s.runs: Close would miss it
+		}
+	}()
 	w := bufio.NewWriterSize(f, 1<<20)
 	var h rawHeap
 	var files []*os.File

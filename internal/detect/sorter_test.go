@@ -100,25 +100,45 @@ func TestSorterOrders(t *testing.T) {
 }
 
 // A run file damaged between spill and merge is an error, not a shorter
-// stream.
+// stream, whether the final merge or a merge round reads it, and no run
+// file is left behind (a 10 M event sort filling the disk left a merge
+// round's half-written output).
 func TestSorterDamagedRun(t *testing.T) {
-	dir := t.TempDir()
-	s := NewSorter(dir, func() Decoder { return lineDecoder{} })
-	s.RunEvents = 100
-	for _, e := range testRecords(500, 10, rand.New(rand.NewPCG(1, 1))) {
-		if err := s.Add(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(s.runs) == 0 {
-		t.Fatal("nothing spilled")
-	}
-	if err := os.Truncate(s.runs[0], 777); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	err := s.Replay(t.Context(), func(*event.Event) error { n++; return nil })
-	if err == nil {
-		t.Fatalf("replayed %d events from a truncated run without an error", n)
+	for _, c := range []struct {
+		name       string
+		n, perRun  int
+		wantRounds bool
+	}{
+		{"final merge", 500, 100, false},
+		{"merge round", 3*maxFanIn + 7, 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := NewSorter(dir, func() Decoder { return lineDecoder{} })
+			s.RunEvents = c.perRun
+			for _, e := range testRecords(c.n, 10, rand.New(rand.NewPCG(1, 1))) {
+				if err := s.Add(e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := len(s.runs) > maxFanIn; got != c.wantRounds {
+				t.Fatalf("%d runs: merge rounds %v, want %v", len(s.runs), got, c.wantRounds)
+			}
+			if err := os.Truncate(s.runs[0], 7); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			err := s.Replay(t.Context(), func(*event.Event) error { n++; return nil })
+			if err == nil {
+				t.Fatalf("replayed %d events from a truncated run without an error", n)
+			}
+			left, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(left) > 0 {
+				t.Errorf("%d files left behind: %v", len(left), left[0].Name())
+			}
+		})
 	}
 }
