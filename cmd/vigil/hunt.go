@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sort"
@@ -54,6 +55,7 @@ type huntOptions struct {
 	workers      int
 	quiet        bool
 	cpuProfile   string
+	memProfile   string
 	journalDir   string
 	behaviours   bool
 }
@@ -72,6 +74,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.workers, "workers", 0, "decoding goroutines (default: number of CPUs)")
 	fs.BoolVar(&o.quiet, "quiet", false, "nothing on stderr but warnings and errors (no progress, no summary); the timeline stays")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a Go heap profile to this file when the events are processed (what the detectors keep, and all allocations)")
 	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; the input is sorted in event time in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
@@ -138,7 +141,8 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), sink.alerts.Load()))
 	}
 	behaviours := report.enabled() || o.behaviours || report.feedsBehaviours()
-	pcfg := detect.Config{Rules: rs}
+	// The timeline and report want the final incidents only.
+	pcfg := detect.Config{Rules: rs, ResultOnly: true}
 	var sorter *detect.Sorter
 	var beforeClose func() error
 	var learning time.Duration
@@ -183,6 +187,20 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		bar.Done()
 		return err
+	}
+	if o.memProfile != "" {
+		// Taken before the close (the impact pass), while the
+		// detectors still hold all their state.
+		prev := beforeClose
+		beforeClose = func() error {
+			if err := writeHeapProfile(o.memProfile); err != nil {
+				return err
+			}
+			if prev != nil {
+				return prev()
+			}
+			return nil
+		}
 	}
 	res, err := detect.RunOffline(ctx, pl, sorter, read, beforeClose)
 	elapsed := time.Since(start)
@@ -481,4 +499,20 @@ func huntJournal(ctx context.Context, dir string, opts source.Options, st *sourc
 		}
 		return nil
 	})
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	runtime.GC() // the profile shows live objects as of the last GC
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return nil
 }

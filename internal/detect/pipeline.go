@@ -63,6 +63,13 @@ type Config struct {
 	// TempDir holds the access log of the impact pass ("" for the
 	// system's temporary directory).
 	TempDir string
+	// ResultOnly: incidents come from Close alone, no incident updates
+	// while the stream runs (alerts still go to the sink as raised).
+	// Grouping during the stream regroups every alert so far each hour of
+	// event time with a new incident-worthy alert, a cost that grows with
+	// the alerts of the run; an offline run that only wants the result
+	// does without. A nil sink implies it.
+	ResultOnly bool
 }
 
 // Stats describe the events a pipeline saw.
@@ -112,6 +119,7 @@ func New(cfg Config, sink Sink) *Pipeline {
 	}
 	if sink == nil {
 		sink = nopSink{}
+		cfg.ResultOnly = true
 	}
 	return &Pipeline{cfg: cfg, sink: sink, open: map[string]incState{}, stats: Stats{Sources: map[string]int{}}}
 }
@@ -191,7 +199,7 @@ func (p *Pipeline) run(ev *event.Event) {
 	// Regrouping costs the alerts so far: at most hourly in event time
 	// when an alert that can open or change an incident came, daily for
 	// alerts that only enrich.
-	if since := p.released.Sub(p.grouped); p.fresh && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
+	if since := p.released.Sub(p.grouped); p.fresh && !p.cfg.ResultOnly && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
 		p.regroup()
 	}
 }

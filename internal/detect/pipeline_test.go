@@ -255,23 +255,7 @@ func (s *updateSink) Incident(u Update) {
 // it opens, grows and gets its impact.
 func TestSinkHearsIncidentUpdates(t *testing.T) {
 	dir, _ := scenario(t)
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := behavior.DefaultConfig()
-	ic := cfg.IncidentConfig()
-	sink := &updateSink{updates: map[string][]UpdateKind{}}
-	pl := New(Config{Behaviours: behavior.New(cfg, behavior.Options{Networks: nets}), Incidents: &ic, TempDir: t.TempDir()}, sink)
-	sorter := NewSorter(t.TempDir(), func() Decoder { return source.NewDecoder(nil, nil) })
-	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
-	res, err := RunOffline(t.Context(), pl, sorter, func(emit func(*event.Event) error) error {
-		_, err := source.ReadPaths(t.Context(), paths, source.Options{}, emit)
-		return err
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink, res := runWithSink(t, dir, false)
 	if sink.alerts != len(res.Alerts) || sink.alerts == 0 {
 		t.Errorf("sink heard %d alerts, result has %d", sink.alerts, len(res.Alerts))
 	}
@@ -294,6 +278,58 @@ func TestSinkHearsIncidentUpdates(t *testing.T) {
 	if grew == 0 {
 		t.Error("no incident was reported growing while the stream ran")
 	}
+}
+
+// ResultOnly skips the grouping while the stream runs: the same alerts
+// and incidents come out of Close, and the sink hears each incident open
+// once, at the end, with nothing reported before it was final.
+func TestResultOnly(t *testing.T) {
+	dir, _ := scenario(t)
+	_, live := runWithSink(t, dir, false)
+	sink, res := runWithSink(t, dir, true)
+	a, _ := json.Marshal(live.Incidents)
+	b, _ := json.Marshal(res.Incidents)
+	if !bytes.Equal(a, b) || len(live.Alerts) != len(res.Alerts) {
+		t.Errorf("result only: %d alerts, incidents\n%.2000s\nwant %d alerts,\n%.2000s", len(res.Alerts), b, len(live.Alerts), a)
+	}
+	if sink.alerts != len(res.Alerts) {
+		t.Errorf("sink heard %d alerts, result has %d", sink.alerts, len(res.Alerts))
+	}
+	for _, inc := range res.Incidents {
+		u := sink.updates[inc.ID]
+		want := []UpdateKind{Opened}
+		if inc.Impact.Accesses > 0 {
+			want = append(want, ImpactChanged)
+		}
+		if !slices.Equal(u, want) {
+			t.Errorf("%s: updates %v, want %v", inc.ID, u, want)
+		}
+	}
+	if len(sink.updates) != len(res.Incidents) {
+		t.Errorf("updates for %d incidents, %d in the result", len(sink.updates), len(res.Incidents))
+	}
+}
+
+func runWithSink(t *testing.T, dir string, resultOnly bool) (*updateSink, *Result) {
+	t.Helper()
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := behavior.DefaultConfig()
+	ic := cfg.IncidentConfig()
+	sink := &updateSink{updates: map[string][]UpdateKind{}}
+	pl := New(Config{Behaviours: behavior.New(cfg, behavior.Options{Networks: nets}), Incidents: &ic, TempDir: t.TempDir(), ResultOnly: resultOnly}, sink)
+	sorter := NewSorter(t.TempDir(), func() Decoder { return source.NewDecoder(nil, nil) })
+	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
+	res, err := RunOffline(t.Context(), pl, sorter, func(emit func(*event.Event) error) error {
+		_, err := source.ReadPaths(t.Context(), paths, source.Options{}, emit)
+		return err
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sink, res
 }
 
 // BenchmarkPipeline measures the pipeline alone (ordering, behaviours,

@@ -75,6 +75,20 @@ type travelPlan struct {
 	key      uint64
 }
 
+// away says whether u works from somewhere other than their usual
+// networks at t: on a trip, or on a cloud PC (a phone stays on its
+// carrier either way).
+func (s *sim) away(u *User, t int64, mobile bool) bool {
+	if mobile && u.mobileNet != nil {
+		return false
+	}
+	if !mobile && s.cloudPCAt(u, t) != nil {
+		return true
+	}
+	tp, ok := s.travel[u]
+	return ok && t >= tp.from && t < tp.to
+}
+
 // where returns the network and address u uses at t.
 func (s *sim) where(u *User, t int64, mobile bool) (*network, netip.Addr) {
 	d := uint64((t - s.start) / day)
@@ -148,7 +162,11 @@ func (us *userStream) step(s *sim) error {
 	us.i++
 	key := us.g.u64()
 	m := newMailSession(s, us.u, p, key)
-	if s.unl != nil && hashKey(s.t.seed, 0x756e6c6b, key)%1000 < unlinkedSessionPerMille {
+	// A session with no sign-in record comes from the user's usual
+	// networks, as unlinked-tokens describes: abroad or on a new cloud PC
+	// (travel, cloud-pc) it would be a token used from a network no
+	// sign-in shows, which is what an intruder's looks like.
+	if s.unl != nil && hashKey(s.t.seed, 0x756e6c6b, key)%1000 < unlinkedSessionPerMille && !s.away(us.u, p.t, p.mobile) {
 		m.unlinked = true
 	}
 	s.add(m)

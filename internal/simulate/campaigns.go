@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -132,7 +133,7 @@ func (s *sim) setupForgedToken(c *campaignState, p params) (*script, error) {
 		for _, v := range victims {
 			v := v
 			n := nets[g.intn(len(nets))]
-			ip := n.host(g.u64())
+			ip := s.attackerHost(c, n, &g)
 			c.users.add(v.UPN)
 			c.ips.add(ip.String())
 			c.asns[n.entry.ASN] = true
@@ -222,8 +223,8 @@ func (s *sim) setupTokenReplay(c *campaignState, p params) (*script, error) {
 	proxy := s.t.net["host-do"]
 	replayNet := s.t.net["vpn-m247"]
 	sess := g.id()
-	proxyIP := proxy.host(g.u64())
-	replayIP := replayNet.host(g.u64())
+	proxyIP := s.attackerHost(c, proxy, &g)
+	replayIP := s.attackerHost(c, replayNet, &g)
 	c.ips.add(proxyIP.String())
 	c.ips.add(replayIP.String())
 	c.asns[proxy.entry.ASN] = true
@@ -356,7 +357,7 @@ func (s *sim) setupConsentPhish(c *campaignState, p params) (*script, error) {
 	})
 	// App-only reads from the attacker's infrastructure.
 	atk := s.t.net["host-hetzner"]
-	atkIP := atk.host(g.u64())
+	atkIP := s.attackerHost(c, atk, &g)
 	c.ips.add(atkIP.String())
 	c.asns[atk.entry.ASN] = true
 	var targets []*Mailbox
@@ -485,7 +486,7 @@ func (s *sim) setupPasswordSpray(c *campaignState, p params) (*script, error) {
 	var ips []src
 	for i := 0; i < nip; i++ {
 		n := s.t.net[attackNets[g.intn(len(attackNets))]]
-		ip := n.host(g.u64())
+		ip := s.attackerHost(c, n, &g)
 		ips = append(ips, src{n, ip.String()})
 		c.ips.add(ip.String())
 		c.asns[n.entry.ASN] = true
@@ -621,7 +622,7 @@ func (s *sim) setupForgedCommonApp(c *campaignState, p params) (*script, error) 
 		}
 		prev = k
 		n := s.t.net[attackNets[k]]
-		ip := n.host(g.u64())
+		ip := s.attackerHost(c, n, &g)
 		c.ips.add(ip.String())
 		c.asns[n.entry.ASN] = true
 		for _, v := range victims {
@@ -652,4 +653,23 @@ func (s *sim) setupForgedCommonApp(c *campaignState, p params) (*script, error) 
 		}
 	}
 	return sc, nil
+}
+
+// attackerHost draws an address in n for campaign c's attacker that no
+// other campaign uses: two intrusions sharing an address are one actor to
+// any detector (at 500 users consent-phish and forged-token-common-app
+// drew the same hosting address and chained into one incident).
+func (s *sim) attackerHost(c *campaignState, n *network, g *rng) netip.Addr {
+	if s.attackerIPs == nil {
+		s.attackerIPs = map[netip.Addr]*campaignState{}
+	}
+	for try := 0; ; try++ {
+		ip := n.host(g.u64())
+		if owner, ok := s.attackerIPs[ip]; !ok || owner == c || try >= 64 {
+			if !ok {
+				s.attackerIPs[ip] = c
+			}
+			return ip
+		}
+	}
 }

@@ -89,7 +89,8 @@ func asnOf(t *testing.T, nt *netinfo.Table, ip string) uint32 {
 // reads spread over many users and days, both kinds occur (a session no
 // sign-in shows; a refresh missing from a logged session), and each
 // comes from the user's own kind of access: a network (ASN) and client
-// app the same user also uses with sign-ins.
+// app the same user also uses with sign-ins, and never a trip's or a cloud
+// PC's address for a session no sign-in shows.
 func TestUnlinkedTokens(t *testing.T) {
 	f := getFixture(t)
 	c := confounder(t, f.truth, ConfUnlinkedTokens)
@@ -153,6 +154,20 @@ func TestUnlinkedTokens(t *testing.T) {
 			refreshGaps++
 		default:
 			t.Fatalf("unlinked read %s: session %s is neither listed nor signed in", str(r, "Id"), sid)
+		}
+	}
+	// A session no sign-in shows never comes from a trip's hotel or a
+	// cloud PC: from a network no sign-in shows, it would be an
+	// intruder's token, not a benign gap.
+	away := map[string]string{}
+	for _, name := range []string{ConfTravel, ConfCloudPC} {
+		for _, ip := range confounder(t, f.truth, name).IPs {
+			away[ip] = name
+		}
+	}
+	for _, r := range unlinkedRecs {
+		if ip := str(r, "ClientIPAddress"); noSess[str(r, "AppAccessContext", "AADSessionId")] && away[ip] != "" {
+			t.Errorf("read %s of a session with no sign-in comes from %s (%s)", str(r, "Id"), ip, away[ip])
 		}
 	}
 	for _, r := range unlinkedRecs {

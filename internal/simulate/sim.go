@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -259,21 +260,22 @@ func (st *throttleState) trim(cutoff int64) {
 
 // sim is one generation run.
 type sim struct {
-	cfg      *Config
-	t        *Tenant
-	start    int64
-	end      int64
-	now      int64
-	h        sched
-	seq      uint64
-	out      [numOut]*sink
-	w        jw
-	thr      []throttleState
-	camps    []*campaignState
-	confs    []*Confounder
-	events   int64
-	pending  []stream
-	fileInfo [numOut]FileInfo
+	attackerIPs map[netip.Addr]*campaignState // which campaign drew each attacker address
+	cfg         *Config
+	t           *Tenant
+	start       int64
+	end         int64
+	now         int64
+	h           sched
+	seq         uint64
+	out         [numOut]*sink
+	w           jw
+	thr         []throttleState
+	camps       []*campaignState
+	confs       []*Confounder
+	events      int64
+	pending     []stream
+	fileInfo    [numOut]FileInfo
 	// world state the confounders change
 	vpnSwitch       int64 // time the corporate egress moves; never if unchanged
 	rolloutStart    int64 // new Outlook roll-out window; never if none

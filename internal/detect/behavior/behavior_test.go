@@ -509,10 +509,11 @@ func TestSanctionedApp(t *testing.T) {
 				token: tok, msgs: []string{fmt.Sprintf("<%s-%d@x>", mb, n)}, id: fmt.Sprintf("bk-%d-%d", n, i)}.event(t))
 		}
 	}
-	run := func(t *testing.T, last func(e *Engine, at time.Time)) []alert.Alert {
+	runAfter := func(t *testing.T, before func(e *Engine, grant time.Time), last func(e *Engine, at time.Time)) []alert.Alert {
 		e := New(DefaultConfig(), Options{Networks: nets(t)})
 		at := baseline(t, e, users[:3], 10)
 		e.Alerts()
+		before(e, at.Add(time.Hour))
 		grant(e, at.Add(time.Hour))
 		for d := 1; d <= 3; d++ {
 			read(e, at.Add(time.Duration(d)*24*time.Hour), "198.18.9.50", d, true)
@@ -521,8 +522,40 @@ func TestSanctionedApp(t *testing.T) {
 		e.Flush()
 		return e.Alerts()
 	}
+	run := func(t *testing.T, last func(e *Engine, at time.Time)) []alert.Alert {
+		return runAfter(t, func(*Engine, time.Time) {}, last)
+	}
 	incidents := func(as []alert.Alert) int {
 		return len(incident.Group(DefaultConfig().IncidentConfig(), as))
+	}
+	sanctioned := func(as []alert.Alert) int {
+		n := 0
+		for _, a := range as {
+			if strings.Contains(a.Title, "sanctioned app") {
+				n++
+			}
+		}
+		return n
+	}
+	ownReads := func(e *Engine, at time.Time) { read(e, at, "198.18.9.50", 9, true) }
+	// The admin's phone signs in a minute before the grant from an
+	// address new to them in their usual carrier's range: still their
+	// network.
+	phone := runAfter(t, func(e *Engine, g time.Time) {
+		e.Process(signin{at: g.Add(-time.Minute), user: users[0], ip: "198.18.0.99", asn: 7922, token: "phone"}.event(t))
+	}, ownReads)
+	if sanctioned(phone) == 0 || incidents(phone) != 0 {
+		t.Errorf("grant after a sign-in from a new address in the admin's network: %d notices, %d incidents", sanctioned(phone), incidents(phone))
+	}
+	// An intruder's session from a data centre in the hour before the
+	// grant sanctions nothing, even when the admin's own device signed
+	// in last.
+	intruder := runAfter(t, func(e *Engine, g time.Time) {
+		e.Process(signin{at: g.Add(-20 * time.Minute), user: users[0], ip: "198.18.11.7", asn: 14061, token: "aitm"}.event(t))
+		e.Process(signin{at: g.Add(-time.Minute), user: users[0], ip: "198.18.0.10", asn: 7922, token: "own"}.event(t))
+	}, ownReads)
+	if n := sanctioned(intruder); n != 0 {
+		t.Errorf("grant beside an intruder's session: %d notices", n)
 	}
 	own := run(t, func(e *Engine, at time.Time) { read(e, at, "198.18.9.50", 9, true) })
 	notices := 0

@@ -104,21 +104,54 @@ func (e *Engine) sanction(ten *tenantState, ev *event.Event, t time.Time) {
 	if u == nil {
 		return
 	}
-	ip := ev.IP
-	if ip == "" {
-		// Directory audits often carry no address: the admin's latest
-		// sign-in says where they were.
-		var last time.Time
+	settled := t.Add(-e.cfg.D4.Nearby.D())
+	// familiar: an address the admin has signed in from for a while, or
+	// a new one in a network (ASN) they have, not a data centre (phones
+	// and home routers change addresses within their carrier's ranges).
+	familiar := func(ip string) bool {
+		if s, ok := u.IPs[ip]; ok && s.First.Before(settled) {
+			return true
+		}
+		info, ok := e.lookup(ip)
+		if !ok || info.ASN == 0 || info.Kind == "hosting" {
+			return false
+		}
+		s, ok := u.ASNs[info.ASN]
+		return ok && s.First.Before(settled)
+	}
+	if ev.IP != "" {
+		if !familiar(ev.IP) {
+			return
+		}
+	} else {
+		// Directory audits often carry no address: the admin's sign-ins
+		// of the last hour say where they were, and all of them must be
+		// familiar (a phished admin's session beside their own phone's
+		// sanctions nothing). Without any, the latest sign-in.
+		var recent []string
+		latest, last := "", time.Time{}
 		for a, s := range u.IPs {
-			if !s.Last.After(t) && (s.Last.After(last) || s.Last.Equal(last) && a < ip) {
-				ip, last = a, s.Last
+			if s.Last.After(t) {
+				continue
+			}
+			if !s.Last.Before(t.Add(-time.Hour)) {
+				recent = append(recent, a)
+			}
+			if s.Last.After(last) || s.Last.Equal(last) && a < latest {
+				latest, last = a, s.Last
 			}
 		}
-	}
-	s, known := u.IPs[ip]
-	settled := t.Add(-e.cfg.D4.Nearby.D())
-	if !known || !s.First.Before(settled) {
-		return // not a network the admin has used for a while
+		if len(recent) == 0 && latest != "" {
+			recent = []string{latest}
+		}
+		if len(recent) == 0 {
+			return
+		}
+		for _, a := range recent {
+			if !familiar(a) {
+				return
+			}
+		}
 	}
 	assignment := strings.HasPrefix(what, "app role assignment")
 	for _, id := range apps {
