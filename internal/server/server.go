@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server/auth"
+	"github.com/vigil-audit/vigil/internal/server/ui"
 )
 
 // Config is the server: section of vigil.yaml, after defaults.
@@ -74,7 +75,9 @@ type Deps struct {
 	// Views answer the read-only API; nil answers 503 on those routes.
 	Views Views
 	// Index answers /api/v1/search and /api/v1/timeline; nil answers 503.
-	Index  *index.Follower
+	Index *index.Follower
+	// UI answers the web interface's pages; nil serves no /ui/.
+	UI     ui.Data
 	Logger *slog.Logger
 }
 
@@ -99,6 +102,8 @@ type Server struct {
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
 	notify   *notifier // vendor push endpoints (notify.go)
+
+	ui *ui.UI
 }
 
 // New checks the configuration: a non-loopback listen address needs TLS.
@@ -121,7 +126,25 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, d: d, log: d.Logger, metrics: newMetrics(d), limiters: map[string]*rate.Limiter{}}, nil
+	s := &Server{cfg: cfg, d: d, log: d.Logger, metrics: newMetrics(d), limiters: map[string]*rate.Limiter{}}
+	if d.UI != nil {
+		if s.ui, err = ui.New(ui.Options{Keys: d.Keys, Data: d.UI, Secure: tlsOn, Logger: d.Logger}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// LoginPath mints a one-time login link for the web interface, valid
+// once and for 15 minutes, as a path to append to the server's address.
+func (s *Server) LoginPath(r auth.Role) (string, error) {
+	if s.ui == nil {
+		return "", errors.New("server: the web interface is off")
+	}
+	if !r.Allows(auth.PermRead) {
+		return "", fmt.Errorf("server: role %s cannot log in to the web interface", r)
+	}
+	return ui.Prefix + "login?token=" + s.ui.LoginToken(r), nil
 }
 
 func loopback(host string) bool {
@@ -155,6 +178,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.guard(auth.PermRead, s.metrics.handler().ServeHTTP))
 	// Vendor push notifications authenticate with their own shared secret.
 	mux.HandleFunc("POST /api/v1/notify/{type}/{tenant}", s.notifyHandler)
+	if s.ui != nil {
+		mux.Handle(ui.Prefix, s.ui.Handler())
+		mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusSeeOther))
+	}
 	return securityHeaders(mux)
 }
 

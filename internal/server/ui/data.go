@@ -1,0 +1,188 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// Data is what the pages show and the actions they take. The server
+// implements it over detection's views, the search index and the journal;
+// tests implement it with fakes. Methods that change state journal the
+// change before they return nil.
+type Data interface {
+	Overview(ctx context.Context) (Overview, error)
+	// Cases returns incidents newest first.
+	Cases(ctx context.Context) ([]Case, error)
+	Case(ctx context.Context, id string) (Case, bool, error)
+	Timeline(ctx context.Context, e Entity, limit int) (Timeline, error)
+	// Search runs a query of `vigil search`'s language.
+	Search(ctx context.Context, query string, limit int) (SearchResult, error)
+	Rules(ctx context.Context) ([]Rule, error)
+	Integrity(ctx context.Context) (Integrity, error)
+	Sinks(ctx context.Context) ([]Sink, error)
+	Collectors(ctx context.Context) ([]Collector, error)
+
+	// Triage records a status change or a note on an incident.
+	Triage(ctx context.Context, c Change) error
+	// SetRule enables or disables a rule.
+	SetRule(ctx context.Context, id string, enabled bool, actor string) error
+	// TestSink sends a test delivery through the named sink.
+	TestSink(ctx context.Context, name, actor string) error
+}
+
+// ErrNotFound is what actions return for an unknown incident, rule or sink.
+var ErrNotFound = errors.New("not found")
+
+// Incident statuses, in queue order.
+var Statuses = []string{"open", "acknowledged", "resolved", "false_positive"}
+
+// Overview is the landing page.
+type Overview struct {
+	Sources []SourceHealth
+	// Ingest counts records per source per Step from SeriesFrom; Alerts
+	// and Incidents count alerts raised and incidents opened per Step.
+	SeriesFrom time.Time
+	Step       time.Duration
+	Ingest     []Series
+	Alerts     []int
+	Incidents  []int
+	Learning   Learning
+	// Events is how many records the journal holds.
+	Events int64
+}
+
+// Series is one named count series.
+type Series struct {
+	Name   string
+	Counts []int
+}
+
+// SourceHealth says whether a source still delivers.
+type SourceHealth struct {
+	Source     string
+	Records    int64
+	LastRecord time.Time // event time of the newest record
+	Watermark  time.Time // collection complete up to here
+	Lag        time.Duration
+	Gaps       []Gap
+	Status     string // ok, lagging, silent, error
+	Detail     string
+}
+
+// Gap is a span with no records where the source's history expects some.
+type Gap struct {
+	From, To time.Time
+}
+
+// Learning is the baseline period of the behaviours.
+type Learning struct {
+	From, Until time.Time
+	Done        bool
+}
+
+// Case is an incident with its triage state.
+type Case struct {
+	*incident.Incident
+	Status string
+	Owner  string
+	// Confidence in words, its score and the reasons behind it.
+	Confidence string
+	Score      int
+	Reasons    []string
+	History    []Change
+}
+
+// Change is one triage action on an incident.
+type Change struct {
+	Incident string
+	Status   string // "" when the change is only a note
+	Note     string
+	Actor    string // the API key's name
+	At       time.Time
+}
+
+// Entity is what a timeline is about.
+type Entity struct {
+	Kind  string // user, mailbox, ip, app, token, session
+	Value string
+}
+
+// EntityKinds are the kinds a timeline can be drawn for.
+var EntityKinds = []string{"user", "mailbox", "ip", "app", "token", "session"}
+
+// Timeline is an entity's activity across sources.
+type Timeline struct {
+	Entity Entity
+	Rows   []Row
+	// Total counts every matching record; Rows may hold fewer.
+	Total int
+	// Related are other entities seen with this one, for pivots.
+	Related []Entity
+	Cases   []string // incidents naming the entity
+}
+
+// Row is one record in a timeline or a search result.
+type Row struct {
+	Time      time.Time
+	Source    string
+	Operation string
+	User      string
+	IP        string
+	App       string
+	UserAgent string
+	Mailbox   string
+	Folders   []string
+	Subject   string
+	Result    string
+	Signal    string // the detection on this record, if any
+}
+
+// SearchResult is the answer to a query.
+type SearchResult struct {
+	Rows  []Row
+	Total int
+}
+
+// Rule is one detection rule as loaded.
+type Rule struct {
+	ID      string
+	Title   string
+	Level   string
+	Kind    string // sigma, behaviour
+	Loaded  bool
+	Refused string // the reason it was refused
+	Enabled bool
+	Hits    int
+}
+
+// Integrity is the journal's latest signed checkpoint.
+type Integrity struct {
+	Origin       string
+	Size         uint64
+	Root         string // base64
+	Checkpoint   string // the signed note
+	VerifierKey  string
+	SignedAt     time.Time
+	Verified     bool
+	VerifiedAt   time.Time
+	VerifyDetail string
+}
+
+// Sink is one configured alert destination.
+type Sink struct {
+	Name, Kind, Target string
+	Pending            int
+	LastDelivery       time.Time
+	LastError          string
+}
+
+// Collector is one configured log collector.
+type Collector struct {
+	Name, Source string
+	Configured   bool
+	Detail       string
+	LastPoll     time.Time
+}

@@ -1,0 +1,405 @@
+package memdata
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/server/ui"
+)
+
+// Options are the parts of a run the pages show.
+type Options struct {
+	Incidents []*incident.Incident
+	Alerts    []incident.Alert
+	Events    []*event.Event
+	Rules     []ui.Rule
+	Sinks     []ui.Sink
+	// Collectors, Integrity and TestSink come from the server; nil
+	// Integrity answers an unverified, empty checkpoint.
+	Collectors []ui.Collector
+	Integrity  func(ctx context.Context) (ui.Integrity, error)
+	TestSink   func(ctx context.Context, name string) error
+	// Learning is the behaviours' baseline period.
+	Learning ui.Learning
+	// Record journals a triage change before it is applied.
+	Record func(ctx context.Context, c ui.Change) error
+	// Now is the clock that says how far behind a source is (default: the
+	// newest event's time, so a replayed tenant looks current).
+	Now time.Time
+}
+
+// Store is the in-memory Data.
+type Store struct {
+	o      Options
+	events []*event.Event // by time
+
+	mu    sync.RWMutex
+	cases map[string]*ui.Case
+	order []string
+	rules []ui.Rule
+}
+
+var _ ui.Data = (*Store)(nil)
+
+// New indexes the run.
+func New(o Options) *Store {
+	s := &Store{o: o, cases: map[string]*ui.Case{}, rules: slices.Clone(o.Rules)}
+	s.events = slices.Clone(o.Events)
+	slices.SortStableFunc(s.events, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+	if s.o.Now.IsZero() && len(s.events) > 0 {
+		s.o.Now = s.events[len(s.events)-1].Time
+	}
+	incs := slices.Clone(o.Incidents)
+	slices.SortStableFunc(incs, func(a, b *incident.Incident) int {
+		if c := cmp.Compare(incident.LevelRank(b.Severity), incident.LevelRank(a.Severity)); c != 0 {
+			return c
+		}
+		return b.LastSeen.Compare(a.LastSeen)
+	})
+	for _, inc := range incs {
+		s.cases[inc.ID] = &ui.Case{Incident: inc, Status: "open", Confidence: confidence(inc), Reasons: reasons(inc)}
+		s.order = append(s.order, inc.ID)
+	}
+	hits := map[string]int{}
+	for _, a := range o.Alerts {
+		hits[a.Signal]++
+	}
+	for i := range s.rules {
+		s.rules[i].Hits = hits[s.rules[i].ID]
+	}
+	return s
+}
+
+// confidence and reasons explain an incident from what it carries, until
+// detection gives its own score and reasons.
+func confidence(inc *incident.Incident) string {
+	switch incident.LevelRank(inc.Severity) {
+	case incident.LevelRank("critical"):
+		return "very high"
+	case incident.LevelRank("high"):
+		return "high"
+	}
+	return "moderate"
+}
+
+func reasons(inc *incident.Incident) []string {
+	var out []string
+	for _, t := range inc.Timeline {
+		out = append(out, fmt.Sprintf("%s (%s): %s, %d× between %s and %s", t.Signal, t.Level, t.Title, t.Count,
+			t.First.UTC().Format("2006-01-02 15:04Z"), t.Last.UTC().Format("2006-01-02 15:04Z")))
+		if len(out) == 8 {
+			break
+		}
+	}
+	if inc.Impact.MessageCount > 0 {
+		out = append(out, fmt.Sprintf("its actors read %d messages in %d mailboxes", inc.Impact.MessageCount, len(inc.Impact.PerMailbox)))
+	}
+	return out
+}
+
+func (s *Store) caseCopy(c *ui.Case) ui.Case {
+	cp := *c
+	cp.History = slices.Clone(c.History)
+	return cp
+}
+
+// Cases returns the incidents, most severe and most recent first.
+func (s *Store) Cases(context.Context) ([]ui.Case, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]ui.Case, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, s.caseCopy(s.cases[id]))
+	}
+	return out, nil
+}
+
+// Case returns one incident.
+func (s *Store) Case(_ context.Context, id string) (ui.Case, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.cases[id]
+	if !ok {
+		return ui.Case{}, false, nil
+	}
+	return s.caseCopy(c), true, nil
+}
+
+// Triage journals the change through Record, then applies it.
+func (s *Store) Triage(ctx context.Context, ch ui.Change) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cases[ch.Incident]
+	if !ok {
+		return fmt.Errorf("incident %q: %w", ch.Incident, ui.ErrNotFound)
+	}
+	if s.o.Record != nil {
+		if err := s.o.Record(ctx, ch); err != nil {
+			return fmt.Errorf("journaling the change: %w", err)
+		}
+	}
+	if ch.Status != "" {
+		c.Status = ch.Status
+		if c.Owner == "" && ch.Status == "acknowledged" {
+			c.Owner = ch.Actor
+		}
+	}
+	c.History = append(c.History, ch)
+	return nil
+}
+
+// SetRule enables or disables a rule.
+func (s *Store) SetRule(_ context.Context, id string, enabled bool, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.rules {
+		if s.rules[i].ID == id && s.rules[i].Loaded {
+			s.rules[i].Enabled = enabled
+			return nil
+		}
+	}
+	return fmt.Errorf("rule %q: %w", id, ui.ErrNotFound)
+}
+
+// Rules returns the rules with their hits.
+func (s *Store) Rules(context.Context) ([]ui.Rule, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.rules), nil
+}
+
+// Sinks returns the configured sinks.
+func (s *Store) Sinks(context.Context) ([]ui.Sink, error) { return slices.Clone(s.o.Sinks), nil }
+
+// Collectors returns the configured collectors.
+func (s *Store) Collectors(context.Context) ([]ui.Collector, error) {
+	return slices.Clone(s.o.Collectors), nil
+}
+
+// TestSink sends a test delivery.
+func (s *Store) TestSink(ctx context.Context, name, _ string) error {
+	if !slices.ContainsFunc(s.o.Sinks, func(k ui.Sink) bool { return k.Name == name }) {
+		return fmt.Errorf("sink %q: %w", name, ui.ErrNotFound)
+	}
+	if s.o.TestSink == nil {
+		return fmt.Errorf("sink %q: no delivery configured", name)
+	}
+	return s.o.TestSink(ctx, name)
+}
+
+// Integrity returns the latest checkpoint.
+func (s *Store) Integrity(ctx context.Context) (ui.Integrity, error) {
+	if s.o.Integrity == nil {
+		return ui.Integrity{VerifyDetail: "this server has no journal (a replayed demo)"}, nil
+	}
+	return s.o.Integrity(ctx)
+}
+
+// Overview counts records per source and alerts and incidents over time.
+func (s *Store) Overview(context.Context) (ui.Overview, error) {
+	o := ui.Overview{Learning: s.o.Learning, Events: int64(len(s.events))}
+	if len(s.events) == 0 {
+		return o, nil
+	}
+	from, to := s.events[0].Time, s.events[len(s.events)-1].Time
+	o.Step = stepFor(to.Sub(from)+time.Second, 96)
+	o.SeriesFrom = from.Truncate(o.Step)
+	n := int(to.Sub(o.SeriesFrom)/o.Step) + 1
+	bucket := func(t time.Time) int { return int(t.Sub(o.SeriesFrom) / o.Step) }
+	per := map[string]*ui.SourceHealth{}
+	series := map[string][]int{}
+	for _, e := range s.events {
+		h := per[e.Source]
+		if h == nil {
+			h = &ui.SourceHealth{Source: e.Source}
+			per[e.Source] = h
+			series[e.Source] = make([]int, n)
+		}
+		h.Records++
+		h.LastRecord = e.Time
+		series[e.Source][bucket(e.Time)]++
+	}
+	names := make([]string, 0, len(per))
+	for k := range per {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		h := per[name]
+		h.Watermark = h.LastRecord
+		h.Lag = s.o.Now.Sub(h.LastRecord)
+		h.Gaps = gaps(series[name], o.SeriesFrom, o.Step)
+		switch {
+		case h.Lag > 24*time.Hour:
+			h.Status, h.Detail = "silent", "no record for "+h.Lag.Round(time.Hour).String()
+		case h.Lag > 2*time.Hour:
+			h.Status = "lagging"
+		default:
+			h.Status = "ok"
+		}
+		o.Sources = append(o.Sources, *h)
+		o.Ingest = append(o.Ingest, ui.Series{Name: name, Counts: series[name]})
+	}
+	o.Alerts, o.Incidents = make([]int, n), make([]int, n)
+	for _, a := range s.o.Alerts {
+		if i := bucket(a.Time); i >= 0 && i < n {
+			o.Alerts[i]++
+		}
+	}
+	for _, inc := range s.o.Incidents {
+		if i := bucket(inc.Raised); i >= 0 && i < n {
+			o.Incidents[i]++
+		}
+	}
+	return o, nil
+}
+
+// gaps are runs of empty buckets spanning at least 12 hours between a
+// source's first and last record: days a source that usually delivers
+// sent nothing.
+func gaps(counts []int, from time.Time, step time.Duration) []ui.Gap {
+	first, last := -1, -1
+	for i, c := range counts {
+		if c > 0 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	var out []ui.Gap
+	for i := first + 1; i < last; {
+		if counts[i] != 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < last && counts[j] == 0 {
+			j++
+		}
+		if time.Duration(j-i)*step >= 12*time.Hour {
+			out = append(out, ui.Gap{From: from.Add(time.Duration(i) * step), To: from.Add(time.Duration(j) * step)})
+		}
+		i = j
+	}
+	return out
+}
+
+func stepFor(span time.Duration, n int) time.Duration {
+	for _, s := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 3 * time.Hour,
+		6 * time.Hour, 12 * time.Hour, 24 * time.Hour} {
+		if span/s < time.Duration(n) {
+			return s
+		}
+	}
+	return 7 * 24 * time.Hour
+}
+
+func row(e *event.Event, signal string) ui.Row {
+	app := e.AppID
+	if app == "" {
+		app = e.ClientAppID
+	}
+	return ui.Row{Time: e.Time, Source: e.Source, Operation: e.Operation, User: e.User, IP: e.IP, App: app,
+		UserAgent: e.UserAgent, Mailbox: e.Mailbox, Folders: e.Folders, Subject: e.Get("Subject"), Result: e.Result, Signal: signal}
+}
+
+// matches reports whether e involves the entity.
+func matches(e *event.Event, en ui.Entity) bool {
+	v := en.Value
+	switch en.Kind {
+	case "user":
+		return strings.EqualFold(e.User, v)
+	case "mailbox":
+		return strings.EqualFold(e.Mailbox, v)
+	case "ip":
+		return e.IP == v
+	case "app":
+		return strings.EqualFold(e.AppID, v) || strings.EqualFold(e.ClientAppID, v)
+	case "token":
+		return e.TokenID == v
+	case "session":
+		return e.SessionID == v
+	}
+	return false
+}
+
+// signals maps record ids to the alert on them.
+func (s *Store) signals() map[string]string {
+	m := map[string]string{}
+	for _, a := range s.o.Alerts {
+		for _, id := range a.RecordIDs {
+			if _, ok := m[id]; !ok {
+				m[id] = a.Signal
+			}
+		}
+	}
+	return m
+}
+
+// Timeline scans the events for the entity.
+func (s *Store) Timeline(_ context.Context, en ui.Entity, limit int) (ui.Timeline, error) {
+	tl := ui.Timeline{Entity: en}
+	sig := s.signals()
+	related := map[ui.Entity]bool{}
+	add := func(kind, v string) {
+		if v != "" && len(related) < 40 && !(kind == en.Kind && strings.EqualFold(v, en.Value)) {
+			related[ui.Entity{Kind: kind, Value: v}] = true
+		}
+	}
+	for _, e := range s.events {
+		if !matches(e, en) {
+			continue
+		}
+		tl.Total++
+		if len(tl.Rows) < limit {
+			tl.Rows = append(tl.Rows, row(e, sig[e.RecordID]))
+		}
+		add("ip", e.IP)
+		add("user", e.User)
+		add("mailbox", e.Mailbox)
+		add("app", e.AppID)
+		add("session", e.SessionID)
+		add("token", e.TokenID)
+	}
+	for k := range related {
+		tl.Related = append(tl.Related, k)
+	}
+	slices.SortFunc(tl.Related, func(a, b ui.Entity) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Value, b.Value))
+	})
+	s.mu.RLock()
+	for _, id := range s.order {
+		if names(s.cases[id].Incident, en) {
+			tl.Cases = append(tl.Cases, id)
+		}
+	}
+	s.mu.RUnlock()
+	return tl, nil
+}
+
+func names(inc *incident.Incident, en ui.Entity) bool {
+	a := inc.Actors
+	switch en.Kind {
+	case "ip":
+		return slices.Contains(a.IPs, en.Value)
+	case "user":
+		return slices.Contains(a.Users, en.Value)
+	case "mailbox":
+		return slices.Contains(inc.Impact.Mailboxes, en.Value) || slices.Contains(inc.Mailboxes, en.Value)
+	case "app":
+		return slices.Contains(a.Apps, en.Value) || slices.Contains(a.ClientApps, en.Value)
+	case "token":
+		return slices.Contains(a.Tokens, en.Value)
+	case "session":
+		return slices.Contains(a.Sessions, en.Value)
+	}
+	return false
+}

@@ -1,0 +1,119 @@
+package memdata
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/server/ui"
+)
+
+// term is one condition: field:value, or a free word when field is "".
+type term struct{ field, value string }
+
+// searchFields are the fields of `vigil search`'s language this scan
+// understands.
+var searchFields = []string{"user", "mailbox", "ip", "app", "client_app", "op", "source", "session", "token", "folder", "message"}
+
+// parse reads terms joined by whitespace or "and". The index's full
+// language (or, not, parentheses, time ranges) is refused with a reason
+// rather than half-understood.
+func parse(q string) ([]term, error) {
+	var out []term
+	for _, w := range strings.Fields(q) {
+		switch lw := strings.ToLower(w); {
+		case lw == "and":
+			continue
+		case lw == "or" || lw == "not" || strings.ContainsAny(w, "()"):
+			return nil, fmt.Errorf("%w: %q: this server's in-memory search joins terms with and only", ui.ErrQuery, w)
+		}
+		f, v, ok := strings.Cut(w, ":")
+		if !ok || strings.Contains(f, "/") || f == "" {
+			out = append(out, term{"", strings.ToLower(w)})
+			continue
+		}
+		f = strings.ToLower(f)
+		if !slices.Contains(searchFields, f) {
+			return nil, fmt.Errorf("%w: unknown field %q (want one of %s)", ui.ErrQuery, f, strings.Join(searchFields, ", "))
+		}
+		if v == "" {
+			return nil, fmt.Errorf("%w: %s: needs a value", ui.ErrQuery, f)
+		}
+		out = append(out, term{f, strings.Trim(v, `"`)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: empty query", ui.ErrQuery)
+	}
+	return out, nil
+}
+
+// eq compares case-insensitively; a trailing * matches a prefix.
+func eq(have, want string) bool {
+	if p, ok := strings.CutSuffix(want, "*"); ok {
+		return len(have) >= len(p) && strings.EqualFold(have[:len(p)], p)
+	}
+	return strings.EqualFold(have, want)
+}
+
+func anyEq(have []string, want string) bool {
+	return slices.ContainsFunc(have, func(h string) bool { return eq(h, want) })
+}
+
+func (t term) match(e *event.Event) bool {
+	switch t.field {
+	case "":
+		for _, s := range []string{e.Operation, e.User, e.IP, e.UserAgent, e.Mailbox, e.AppID} {
+			if strings.Contains(strings.ToLower(s), t.value) {
+				return true
+			}
+		}
+		return false
+	case "user":
+		return eq(e.User, t.value)
+	case "mailbox":
+		return eq(e.Mailbox, t.value)
+	case "ip":
+		return eq(e.IP, t.value)
+	case "app":
+		return eq(e.AppID, t.value) || eq(e.ClientAppID, t.value)
+	case "client_app":
+		return eq(e.ClientAppID, t.value)
+	case "op":
+		return eq(e.Operation, t.value)
+	case "source":
+		return eq(e.Source, t.value)
+	case "session":
+		return eq(e.SessionID, t.value)
+	case "token":
+		return eq(e.TokenID, t.value)
+	case "folder":
+		return anyEq(e.Folders, t.value)
+	case "message":
+		return anyEq(e.MessageIDs, t.value)
+	}
+	return false
+}
+
+// Search scans the events for records matching every term.
+func (s *Store) Search(ctx context.Context, q string, limit int) (ui.SearchResult, error) {
+	ts, err := parse(q)
+	if err != nil {
+		return ui.SearchResult{}, err
+	}
+	sig := s.signals()
+	var res ui.SearchResult
+	for i, e := range s.events {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ui.SearchResult{}, ctx.Err()
+		}
+		if !slices.ContainsFunc(ts, func(t term) bool { return !t.match(e) }) {
+			res.Total++
+			if len(res.Rows) < limit {
+				res.Rows = append(res.Rows, row(e, sig[e.RecordID]))
+			}
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,674 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/sanitize"
+	"github.com/vigil-audit/vigil/internal/server/auth"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Prefix is where the UI is mounted.
+const Prefix = "/ui/"
+
+const cookieName = "vigil_session"
+
+// CSP allows script and style from the UI's own origin only: no inline
+// script, no inline style, no eval, nothing from elsewhere.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// Options configure the UI.
+type Options struct {
+	Keys *auth.Store
+	Data Data
+	// Secure marks cookies Secure: set it when the server speaks TLS.
+	Secure bool
+	Logger *slog.Logger
+	// Idle and Absolute end sessions (defaults 30 min and 12 h); TokenTTL
+	// bounds a one-time login token's life (default 15 min).
+	Idle, Absolute, TokenTTL time.Duration
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// UI is the web interface.
+type UI struct {
+	o     Options
+	s     *sessions
+	pages map[string]*template.Template
+	log   *slog.Logger
+}
+
+// New parses the embedded templates.
+func New(o Options) (*UI, error) {
+	if o.Keys == nil || o.Data == nil {
+		return nil, errors.New("ui: keys and data are required")
+	}
+	if o.Idle <= 0 {
+		o.Idle = 30 * time.Minute
+	}
+	if o.Absolute <= 0 {
+		o.Absolute = 12 * time.Hour
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = 15 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	u := &UI{o: o, s: newSessions(o.Idle, o.Absolute, o.TokenTTL), pages: map[string]*template.Template{}, log: o.Logger}
+	if o.Now != nil {
+		u.s.now = o.Now
+	}
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("ui: templates: %w", err)
+	}
+	names, _ := fs.Glob(templateFS, "templates/*.html")
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		t, err := template.Must(base.Clone()).ParseFS(templateFS, n)
+		if err != nil {
+			return nil, fmt.Errorf("ui: template %s: %w", name, err)
+		}
+		u.pages[name] = t
+	}
+	return u, nil
+}
+
+// LoginToken mints a one-time login token for role; the server prints
+// Prefix+"login?token="+token at first start.
+func (u *UI) LoginToken(role auth.Role) string { return u.s.mint(role) }
+
+// Handler serves everything under Prefix.
+func (u *UI) Handler() http.Handler {
+	mux := http.NewServeMux()
+	st, _ := fs.Sub(staticFS, "static")
+	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", staticHandler(http.FileServerFS(st))))
+	mux.HandleFunc("GET /ui/login", u.loginPage)
+	mux.HandleFunc("POST /ui/login", u.loginKey)
+	mux.HandleFunc("POST /ui/logout", u.logout)
+	mux.Handle("GET /ui/{$}", u.page(auth.PermRead, u.overview))
+	mux.Handle("GET /ui/incidents", u.page(auth.PermRead, u.incidents))
+	mux.Handle("GET /ui/incidents/{id}", u.page(auth.PermRead, u.incident))
+	mux.Handle("GET /ui/incidents/{id}/messages.csv", u.page(auth.PermRead, u.messagesCSV))
+	mux.Handle("GET /ui/incidents/{id}/messages.json", u.page(auth.PermRead, u.messagesJSON))
+	mux.Handle("POST /ui/incidents/{id}/triage", u.action(auth.PermTriage, u.triage))
+	mux.Handle("GET /ui/timeline", u.page(auth.PermRead, u.timeline))
+	mux.Handle("GET /ui/search", u.page(auth.PermRead, u.search))
+	mux.Handle("GET /ui/rules", u.page(auth.PermRead, u.rules))
+	mux.Handle("POST /ui/rules/{id}", u.action(auth.PermAdmin, u.setRule))
+	mux.Handle("GET /ui/integrity", u.page(auth.PermRead, u.integrity))
+	mux.Handle("GET /ui/admin", u.page(auth.PermAdmin, u.admin))
+	mux.Handle("POST /ui/admin/keys", u.action(auth.PermAdmin, u.createKey))
+	mux.Handle("POST /ui/admin/keys/{id}/revoke", u.action(auth.PermAdmin, u.revokeKey))
+	mux.Handle("POST /ui/admin/sinks/{name}/test", u.action(auth.PermAdmin, u.testSink))
+	// Cross-origin POSTs are refused before any handler runs, a second
+	// wall behind the CSRF tokens (and the only one for the login form).
+	return headers(http.NewCrossOriginProtection().Handler(mux))
+}
+
+func headers(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", CSP)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func staticHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Embedded assets change only with the binary.
+		w.Header().Set("Cache-Control", "private, max-age=3600")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// view is what every page template gets.
+type view struct {
+	Title  string
+	Nav    string
+	CSRF   string
+	Actor  string
+	Role   auth.Role
+	Triage bool // may change status and notes
+	Admin  bool
+	Data   any
+	Flash  string
+	Error  string
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, v *view) error
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errCode(code int, format string, a ...any) error {
+	return &httpError{code, fmt.Sprintf(format, a...)}
+}
+
+func (u *UI) session(r *http.Request) (*session, bool) {
+	c, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil, false
+	}
+	return u.s.get(c.Value)
+}
+
+// page guards a GET: no session sends the browser to the login form.
+func (u *UI) page(p auth.Permission, h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ss, ok := u.session(r)
+		if !ok {
+			if r.Header.Get("HX-Request") != "" {
+				w.Header().Set("HX-Redirect", Prefix+"login")
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+			return
+		}
+		u.run(w, r, ss, p, h)
+	})
+}
+
+// action guards a POST: a session, the role and the CSRF token.
+func (u *UI) action(p auth.Permission, h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ss, ok := u.session(r)
+		if !ok {
+			u.fail(w, r, nil, errCode(http.StatusUnauthorized, "not logged in"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if !csrfOK(ss, r.PostFormValue("csrf")) {
+			u.log.Warn("ui: CSRF token missing or wrong", "path", r.URL.Path, "actor", ss.actor, "remote", r.RemoteAddr)
+			u.fail(w, r, nil, errCode(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page"))
+			return
+		}
+		u.run(w, r, ss, p, h)
+	})
+}
+
+func (u *UI) run(w http.ResponseWriter, r *http.Request, ss *session, p auth.Permission, h handler) {
+	v := &view{CSRF: ss.csrf, Actor: ss.actor, Role: ss.role,
+		Triage: ss.role.Allows(auth.PermTriage), Admin: ss.role.Allows(auth.PermAdmin)}
+	if !ss.role.Allows(p) {
+		u.log.Warn("ui: denied", "path", r.URL.Path, "actor", ss.actor, "role", ss.role)
+		u.fail(w, r, v, errCode(http.StatusForbidden, "role %s may not do this", ss.role))
+		return
+	}
+	if err := h(w, r, v); err != nil {
+		u.fail(w, r, v, err)
+	}
+}
+
+// render writes a whole page; htmx requests pick their part with
+// hx-select, so every URL also works without script.
+func (u *UI) render(w http.ResponseWriter, _ *http.Request, name string, v *view) error {
+	t, ok := u.pages[name]
+	if !ok {
+		return fmt.Errorf("ui: no template %s", name)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout.html", v); err != nil {
+		return fmt.Errorf("ui: rendering %s: %w", name, err)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
+	code := http.StatusInternalServerError
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		code = he.code
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, context.Canceled):
+		return
+	}
+	if code >= 500 {
+		u.log.Error("ui: request failed", "path", r.URL.Path, "err", err)
+	}
+	if v == nil {
+		v = &view{}
+	}
+	v.Title, v.Error, v.Data = http.StatusText(code), err.Error(), nil
+	var buf bytes.Buffer
+	if terr := u.pages["error"].ExecuteTemplate(&buf, "layout.html", v); terr != nil {
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if r.Header.Get("HX-Request") != "" {
+		// htmx does not swap error answers by default: show it whole.
+		w.Header().Set("HX-Retarget", "body")
+		w.Header().Set("HX-Reswap", "innerHTML")
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(code)
+	}
+	w.Write(buf.Bytes())
+}
+
+func (u *UI) setCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: value, Path: Prefix, MaxAge: maxAge,
+		HttpOnly: true, Secure: u.o.Secure, SameSite: http.SameSiteStrictMode})
+}
+
+func (u *UI) loginPage(w http.ResponseWriter, r *http.Request) {
+	if t := r.URL.Query().Get("token"); t != "" {
+		role, ok := u.s.redeem(t)
+		if !ok {
+			u.log.Warn("ui: login token refused", "remote", r.RemoteAddr)
+			u.fail(w, r, nil, errCode(http.StatusUnauthorized, "this login link was used already or has expired: ask `vigil serve` for a new one, or log in with an API key"))
+			return
+		}
+		v, _ := u.s.start(role, "login-link", "")
+		u.log.Info("ui: logged in with a one-time link", "role", role, "remote", r.RemoteAddr)
+		u.setCookie(w, v, 0)
+		http.Redirect(w, r, Prefix, http.StatusSeeOther)
+		return
+	}
+	if err := u.render(w, r, "login", &view{Title: "Log in"}); err != nil {
+		u.fail(w, r, nil, err)
+	}
+}
+
+func (u *UI) loginKey(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	k, err := u.o.Keys.Authenticate(strings.TrimSpace(r.PostFormValue("key")))
+	if err == nil && !k.Role.Allows(auth.PermRead) {
+		err = errors.New("an ingest key cannot log in")
+	}
+	if err != nil {
+		u.log.Warn("ui: login refused", "remote", r.RemoteAddr, "reason", err)
+		w.WriteHeader(http.StatusUnauthorized)
+		if rerr := u.render(w, r, "login", &view{Title: "Log in", Error: err.Error()}); rerr != nil {
+			u.log.Error("ui: login page", "err", rerr)
+		}
+		return
+	}
+	v, _ := u.s.start(k.Role, k.Name, k.ID)
+	u.log.Info("ui: logged in", "key_id", k.ID, "role", k.Role, "remote", r.RemoteAddr)
+	u.setCookie(w, v, 0)
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+}
+
+func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(cookieName); err == nil {
+		if ss, ok := u.s.get(c.Value); ok && !csrfOK(ss, r.PostFormValue("csrf")) {
+			u.fail(w, r, nil, errCode(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page"))
+			return
+		}
+		u.s.end(c.Value)
+	}
+	u.setCookie(w, "", -1)
+	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+}
+
+// ---- pages ----
+
+func (u *UI) overview(w http.ResponseWriter, r *http.Request, v *view) error {
+	o, err := u.o.Data.Overview(r.Context())
+	if err != nil {
+		return err
+	}
+	cs, err := u.o.Data.Cases(r.Context())
+	if err != nil {
+		return err
+	}
+	open := 0
+	for _, c := range cs {
+		if c.Status == "open" || c.Status == "" {
+			open++
+		}
+	}
+	v.Title, v.Nav = "Overview", "overview"
+	v.Data = struct {
+		Overview
+		Open, Total int
+	}{o, open, len(cs)}
+	return u.render(w, r, "overview", v)
+}
+
+func (u *UI) incidents(w http.ResponseWriter, r *http.Request, v *view) error {
+	cs, err := u.o.Data.Cases(r.Context())
+	if err != nil {
+		return err
+	}
+	status := r.URL.Query().Get("status")
+	if status != "" && !slices.Contains(Statuses, status) {
+		return errCode(http.StatusBadRequest, "status: want one of %s", strings.Join(Statuses, ", "))
+	}
+	if status != "" {
+		cs = slices.DeleteFunc(cs, func(c Case) bool { return c.Status != status })
+	}
+	v.Title, v.Nav = "Incidents", "incidents"
+	v.Data = struct {
+		Cases    []Case
+		Status   string
+		Statuses []string
+	}{cs, status, Statuses}
+	return u.render(w, r, "incidents", v)
+}
+
+func (u *UI) caseOf(r *http.Request) (Case, error) {
+	c, ok, err := u.o.Data.Case(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return Case{}, err
+	}
+	if !ok {
+		return Case{}, errCode(http.StatusNotFound, "no incident %q", r.PathValue("id"))
+	}
+	return c, nil
+}
+
+func (u *UI) incident(w http.ResponseWriter, r *http.Request, v *view) error {
+	c, err := u.caseOf(r)
+	if err != nil {
+		return err
+	}
+	v.Title, v.Nav = c.ID, "incidents"
+	v.Flash = r.URL.Query().Get("done")
+	v.Data = struct {
+		Case
+		Statuses []string
+	}{c, Statuses}
+	return u.render(w, r, "incident", v)
+}
+
+func (u *UI) messagesCSV(w http.ResponseWriter, r *http.Request, _ *view) error {
+	c, err := u.caseOf(r)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	cw := csv.NewWriter(&buf)
+	cw.Write([]string{"mailbox", "folder", "message_id", "first_access", "last_access", "accesses", "client_app", "ip"})
+	for _, m := range c.Impact.Reads {
+		// Cells are log fields: neutralised so no spreadsheet runs them.
+		cw.Write([]string{sanitize.CSVCell(m.Mailbox), sanitize.CSVCell(m.Folder), sanitize.CSVCell(m.MessageID),
+			m.FirstAccess.UTC().Format(time.RFC3339), m.LastAccess.UTC().Format(time.RFC3339),
+			fmt.Sprint(m.Count), sanitize.CSVCell(m.ClientApp), sanitize.CSVCell(m.IP)})
+	}
+	cw.Flush()
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+safeName(c.ID)+`-messages.csv"`)
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+type messageJSON struct {
+	Mailbox     string    `json:"mailbox"`
+	Folder      string    `json:"folder"`
+	MessageID   string    `json:"message_id"`
+	FirstAccess time.Time `json:"first_access"`
+	LastAccess  time.Time `json:"last_access"`
+	Accesses    int       `json:"accesses"`
+	ClientApp   string    `json:"client_app,omitempty"`
+	IP          string    `json:"ip,omitempty"`
+	RecordIDs   []string  `json:"record_ids,omitempty"`
+}
+
+func (u *UI) messagesJSON(w http.ResponseWriter, r *http.Request, _ *view) error {
+	c, err := u.caseOf(r)
+	if err != nil {
+		return err
+	}
+	out := make([]messageJSON, 0, len(c.Impact.Reads))
+	for _, m := range c.Impact.Reads {
+		out = append(out, messageJSON{m.Mailbox, m.Folder, m.MessageID, m.FirstAccess, m.LastAccess, m.Count, m.ClientApp, m.IP, m.RecordIDs})
+	}
+	b, err := json.MarshalIndent(map[string]any{"incident": c.ID, "messages": out}, "", "  ")
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+safeName(c.ID)+`-messages.json"`)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// safeName keeps a file name to characters no header or shell minds.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func (u *UI) triage(w http.ResponseWriter, r *http.Request, v *view) error {
+	id := r.PathValue("id")
+	status := r.PostFormValue("status")
+	note := strings.TrimSpace(r.PostFormValue("note"))
+	if status != "" && !slices.Contains(Statuses, status) {
+		return errCode(http.StatusBadRequest, "status: want one of %s", strings.Join(Statuses, ", "))
+	}
+	if status == "" && note == "" {
+		return errCode(http.StatusBadRequest, "nothing to record: choose a status or write a note")
+	}
+	if len(note) > 4000 {
+		return errCode(http.StatusBadRequest, "note: at most 4000 bytes")
+	}
+	c, err := u.caseOf(r)
+	if err != nil {
+		return err
+	}
+	if status == c.Status {
+		status = ""
+		if note == "" {
+			return errCode(http.StatusBadRequest, "the incident is already %s", c.Status)
+		}
+	}
+	ch := Change{Incident: id, Status: status, Note: note, Actor: v.Actor, At: time.Now().UTC()}
+	if err := u.o.Data.Triage(r.Context(), ch); err != nil {
+		return err
+	}
+	u.log.Info("ui: incident triaged", "incident", id, "status", status, "note", note != "", "actor", v.Actor)
+	http.Redirect(w, r, Prefix+"incidents/"+urlPath(id)+"?done=recorded", http.StatusSeeOther)
+	return nil
+}
+
+func (u *UI) timeline(w http.ResponseWriter, r *http.Request, v *view) error {
+	q := r.URL.Query()
+	e := Entity{Kind: q.Get("kind"), Value: strings.TrimSpace(q.Get("value"))}
+	v.Title, v.Nav = "Timeline", "timeline"
+	var tl Timeline
+	if e.Value != "" {
+		if !slices.Contains(EntityKinds, e.Kind) {
+			return errCode(http.StatusBadRequest, "kind: want one of %s", strings.Join(EntityKinds, ", "))
+		}
+		var err error
+		if tl, err = u.o.Data.Timeline(r.Context(), e, 500); err != nil {
+			return err
+		}
+		v.Title = e.Kind + " " + e.Value
+	}
+	tl.Entity = e
+	v.Data = struct {
+		Timeline
+		Kinds []string
+	}{tl, EntityKinds}
+	return u.render(w, r, "timeline", v)
+}
+
+func (u *UI) search(w http.ResponseWriter, r *http.Request, v *view) error {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	v.Title, v.Nav = "Search", "search"
+	var res SearchResult
+	var qerr string
+	if q != "" {
+		var err error
+		if res, err = u.o.Data.Search(r.Context(), q, 500); err != nil {
+			if errors.Is(err, ErrQuery) {
+				qerr = err.Error()
+			} else {
+				return err
+			}
+		}
+	}
+	v.Error = qerr
+	v.Data = struct {
+		Query string
+		SearchResult
+	}{q, res}
+	return u.render(w, r, "search", v)
+}
+
+// ErrQuery marks a query the user must fix (Search wraps it).
+var ErrQuery = errors.New("query")
+
+func (u *UI) rules(w http.ResponseWriter, r *http.Request, v *view) error {
+	rs, err := u.o.Data.Rules(r.Context())
+	if err != nil {
+		return err
+	}
+	level := r.URL.Query().Get("level")
+	if level != "" {
+		rs = slices.DeleteFunc(rs, func(x Rule) bool { return x.Level != level })
+	}
+	v.Title, v.Nav = "Rules", "rules"
+	v.Flash = r.URL.Query().Get("done")
+	v.Data = struct {
+		Rules  []Rule
+		Level  string
+		Levels []string
+	}{rs, level, []string{"critical", "high", "medium", "low", "informational"}}
+	return u.render(w, r, "rules", v)
+}
+
+func (u *UI) setRule(w http.ResponseWriter, r *http.Request, v *view) error {
+	var on bool
+	switch r.PostFormValue("enabled") {
+	case "true":
+		on = true
+	case "false":
+	default:
+		return errCode(http.StatusBadRequest, "enabled: want true or false")
+	}
+	if err := u.o.Data.SetRule(r.Context(), r.PathValue("id"), on, v.Actor); err != nil {
+		return err
+	}
+	u.log.Info("ui: rule changed", "rule", r.PathValue("id"), "enabled", on, "actor", v.Actor)
+	http.Redirect(w, r, Prefix+"rules?done=saved", http.StatusSeeOther)
+	return nil
+}
+
+func (u *UI) integrity(w http.ResponseWriter, r *http.Request, v *view) error {
+	in, err := u.o.Data.Integrity(r.Context())
+	if err != nil {
+		return err
+	}
+	v.Title, v.Nav = "Integrity", "integrity"
+	v.Data = in
+	return u.render(w, r, "integrity", v)
+}
+
+func (u *UI) admin(w http.ResponseWriter, r *http.Request, v *view) error {
+	keys, err := u.o.Keys.List()
+	if err != nil {
+		return err
+	}
+	slices.Reverse(keys)
+	sinks, err := u.o.Data.Sinks(r.Context())
+	if err != nil {
+		return err
+	}
+	cols, err := u.o.Data.Collectors(r.Context())
+	if err != nil {
+		return err
+	}
+	v.Title, v.Nav = "Admin", "admin"
+	if v.Flash == "" {
+		v.Flash = r.URL.Query().Get("done")
+	}
+	v.Data = struct {
+		Keys       []auth.Key
+		Sinks      []Sink
+		Collectors []Collector
+		Roles      []auth.Role
+		NewKey     string
+	}{keys, sinks, cols, []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin, auth.RoleIngest}, newKeyOf(r)}
+	return u.render(w, r, "admin", v)
+}
+
+type ctxKey struct{}
+
+func newKeyOf(r *http.Request) string {
+	s, _ := r.Context().Value(ctxKey{}).(string)
+	return s
+}
+
+func (u *UI) createKey(w http.ResponseWriter, r *http.Request, v *view) error {
+	role, err := auth.ParseRole(r.PostFormValue("role"))
+	if err != nil {
+		return errCode(http.StatusBadRequest, "%v", err)
+	}
+	plain, k, err := u.o.Keys.Create(r.PostFormValue("name"), role)
+	if err != nil {
+		return errCode(http.StatusBadRequest, "%v", err)
+	}
+	u.log.Info("ui: API key created", "key_id", k.ID, "role", k.Role, "actor", v.Actor)
+	// The secret is shown once, in this answer, never in a URL.
+	v.Flash = "Key " + k.Name + " created. Copy it now: it is not shown again."
+	return u.admin(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, plain)), v)
+}
+
+func (u *UI) revokeKey(w http.ResponseWriter, r *http.Request, v *view) error {
+	k, err := u.o.Keys.Revoke(r.PathValue("id"))
+	if err != nil {
+		return errCode(http.StatusNotFound, "%v", err)
+	}
+	u.s.endKey(k.ID)
+	u.log.Info("ui: API key revoked", "key_id", k.ID, "actor", v.Actor)
+	http.Redirect(w, r, Prefix+"admin?done=revoked", http.StatusSeeOther)
+	return nil
+}
+
+func (u *UI) testSink(w http.ResponseWriter, r *http.Request, v *view) error {
+	name := r.PathValue("name")
+	if err := u.o.Data.TestSink(r.Context(), name, v.Actor); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return errCode(http.StatusNotFound, "no sink %q", name)
+		}
+		return errCode(http.StatusBadGateway, "test delivery through %s failed: %v", name, err)
+	}
+	http.Redirect(w, r, Prefix+"admin?done=test+delivered", http.StatusSeeOther)
+	return nil
+}
