@@ -234,6 +234,14 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, k := range []struct {
+		name string
+		role auth.Role
+	}{{"m365-collector", auth.RoleIngest}, {"soc-analyst", auth.RoleAnalyst}, {"siem-export", auth.RoleViewer}} {
+		if _, _, err := ks.Create(k.name, k.role); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rec := &recorder{}
 	data := memdata.New(memdata.Options{Incidents: d.incidents, Alerts: d.alerts, Events: d.events, Rules: d.rules,
 		Learning: ui.Learning{From: d.truth.Start, Until: d.truth.Start.Add(behavior.DefaultConfig().Learning.D()), Done: true},
@@ -254,7 +262,7 @@ func TestBrowser(t *testing.T) {
 			if err != nil {
 				in.VerifyDetail = err.Error()
 			} else {
-				in.Verified, in.VerifiedAt = true, time.Now()
+				in.Verified, in.VerifiedAt, in.VerifyDetail = true, time.Now(), "the checkpoint's signature checks with the verifier key"
 			}
 			return in, nil
 		},

@@ -18,8 +18,11 @@ type Data interface {
 	Cases(ctx context.Context) ([]Case, error)
 	Case(ctx context.Context, id string) (Case, bool, error)
 	Timeline(ctx context.Context, e Entity, limit int) (Timeline, error)
-	// Search runs a query of `vigil search`'s language.
+	// Search runs a query of `vigil search`'s language; a query the user
+	// must fix gives an error wrapping ErrQuery.
 	Search(ctx context.Context, query string, limit int) (SearchResult, error)
+	// QueryHelp says in one line what Search understands.
+	QueryHelp() string
 	Rules(ctx context.Context) ([]Rule, error)
 	Integrity(ctx context.Context) (Integrity, error)
 	Sinks(ctx context.Context) ([]Sink, error)

@@ -11,7 +11,7 @@ import (
 
 var funcs = template.FuncMap{
 	"t":           fmtTime,
-	"ago":         ago,
+	"tm":          fmtMinute,
 	"dur":         fmtDur,
 	"ingestChart": ingestChart,
 	"detectChart": detectChart,
@@ -19,16 +19,7 @@ var funcs = template.FuncMap{
 	"rowTimes":    rowTimes,
 	"appName":     appName,
 	"statusLabel": statusLabel,
-	"join":        strings.Join,
 	"path":        urlPath,
-	"deref":       func(t *time.Time) time.Time { return derefTime(t) },
-}
-
-func derefTime(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return *t
 }
 
 func fmtTime(t time.Time) string {
@@ -38,11 +29,11 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
-func ago(t time.Time) string {
+func fmtMinute(t time.Time) string {
 	if t.IsZero() {
-		return "never"
+		return "—"
 	}
-	return fmtDur(time.Since(t)) + " ago"
+	return t.UTC().Format("2006-01-02 15:04Z")
 }
 
 func fmtDur(d time.Duration) string {

@@ -545,9 +545,9 @@ func (u *UI) search(w http.ResponseWriter, r *http.Request, v *view) error {
 	}
 	v.Error = qerr
 	v.Data = struct {
-		Query string
+		Query, Help string
 		SearchResult
-	}{q, res}
+	}{q, u.o.Data.QueryHelp(), res}
 	return u.render(w, r, "search", v)
 }
 

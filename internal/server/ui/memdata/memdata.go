@@ -90,13 +90,34 @@ func confidence(inc *incident.Incident) string {
 }
 
 func reasons(inc *incident.Incident) []string {
-	var out []string
+	type agg struct {
+		level       string
+		n           int
+		first, last time.Time
+	}
+	by := map[string]*agg{}
+	var order []string
 	for _, t := range inc.Timeline {
-		out = append(out, fmt.Sprintf("%s (%s): %s, %d× between %s and %s", t.Signal, t.Level, t.Title, t.Count,
-			t.First.UTC().Format("2006-01-02 15:04Z"), t.Last.UTC().Format("2006-01-02 15:04Z")))
-		if len(out) == 8 {
-			break
+		k := t.Signal + ": " + t.Title
+		a := by[k]
+		if a == nil {
+			a = &agg{level: t.Level, first: t.First, last: t.Last}
+			by[k] = a
+			order = append(order, k)
 		}
+		a.n += t.Count
+		if t.First.Before(a.first) {
+			a.first = t.First
+		}
+		if t.Last.After(a.last) {
+			a.last = t.Last
+		}
+	}
+	var out []string
+	for _, k := range order {
+		a := by[k]
+		out = append(out, fmt.Sprintf("%s (%s): %d× from %s to %s", k, a.level, a.n,
+			a.first.UTC().Format("2006-01-02 15:04Z"), a.last.UTC().Format("2006-01-02 15:04Z")))
 	}
 	if inc.Impact.MessageCount > 0 {
 		out = append(out, fmt.Sprintf("its actors read %d messages in %d mailboxes", inc.Impact.MessageCount, len(inc.Impact.PerMailbox)))
@@ -238,7 +259,7 @@ func (s *Store) Overview(context.Context) (ui.Overview, error) {
 		h.Gaps = gaps(series[name], o.SeriesFrom, o.Step)
 		switch {
 		case h.Lag > 24*time.Hour:
-			h.Status, h.Detail = "silent", "no record for "+h.Lag.Round(time.Hour).String()
+			h.Status = "silent"
 		case h.Lag > 2*time.Hour:
 			h.Status = "lagging"
 		default:
@@ -261,9 +282,9 @@ func (s *Store) Overview(context.Context) (ui.Overview, error) {
 	return o, nil
 }
 
-// gaps are runs of empty buckets spanning at least 12 hours between a
-// source's first and last record: days a source that usually delivers
-// sent nothing.
+// gaps are runs of empty buckets spanning at least a day between a
+// source's first and last record: shorter pauses are nights and weekends
+// of a small tenant.
 func gaps(counts []int, from time.Time, step time.Duration) []ui.Gap {
 	first, last := -1, -1
 	for i, c := range counts {
@@ -284,7 +305,7 @@ func gaps(counts []int, from time.Time, step time.Duration) []ui.Gap {
 		for j < last && counts[j] == 0 {
 			j++
 		}
-		if time.Duration(j-i)*step >= 12*time.Hour {
+		if time.Duration(j-i)*step >= 24*time.Hour {
 			out = append(out, ui.Gap{From: from.Add(time.Duration(i) * step), To: from.Add(time.Duration(j) * step)})
 		}
 		i = j

@@ -49,6 +49,12 @@ func parse(q string) ([]term, error) {
 	return out, nil
 }
 
+// QueryHelp says what this scan understands.
+func (s *Store) QueryHelp() string {
+	return "Terms field:value joined by spaces or and, all of which must match; fields " + strings.Join(searchFields, ", ") +
+		"; a trailing * matches a prefix; other words match anywhere in operation, user, IP, user agent, mailbox and app."
+}
+
 // eq compares case-insensitively; a trailing * matches a prefix.
 func eq(have, want string) bool {
 	if p, ok := strings.CutSuffix(want, "*"); ok {

@@ -1,0 +1,110 @@
+package memdata
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/server/ui"
+)
+
+var t0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+
+func ev(h int, src, user, ip string) *event.Event {
+	return &event.Event{Time: t0.Add(time.Duration(h) * time.Hour), Source: src, Operation: "MailItemsAccessed", User: user, IP: ip, Mailbox: user}
+}
+
+func TestSearch(t *testing.T) {
+	s := New(Options{Events: []*event.Event{ev(1, "m365.ual", "a@x", "192.0.2.1"), ev(2, "m365.ual", "b@x", "192.0.2.1"), ev(3, "entra.signin", "a@x", "192.0.2.9")}})
+	for _, tc := range []struct {
+		q    string
+		want int
+		err  string
+	}{
+		{"ip:192.0.2.1", 2, ""},
+		{"ip:192.0.2.1 and user:A@X", 1, ""},
+		{"ip:192.0.2.*", 3, ""},
+		{"source:entra.signin", 1, ""},
+		{"mailitems", 3, ""},
+		{"ip:192.0.2.1 or user:b@x", 0, `"or": this server's in-memory search joins terms with and only`},
+		{"colour:red", 0, `unknown field "colour"`},
+		{"ip:", 0, "ip: needs a value"},
+	} {
+		res, err := s.Search(context.Background(), tc.q, 10)
+		if tc.err != "" {
+			if err == nil || !errors.Is(err, ui.ErrQuery) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want ErrQuery with %q", tc.q, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || res.Total != tc.want {
+			t.Errorf("%q: %d matches (%v), want %d", tc.q, res.Total, err, tc.want)
+		}
+	}
+}
+
+func TestOverviewHealthAndGaps(t *testing.T) {
+	var evs []*event.Event
+	for h := 0; h < 24*6; h += 2 {
+		if h < 48 || h >= 96 { // two silent days in the middle
+			evs = append(evs, ev(h, "m365.ual", "a@x", "192.0.2.1"))
+		}
+	}
+	evs = append(evs, ev(10, "gws.login", "a@x", "192.0.2.1"))
+	s := New(Options{Events: evs})
+	o, err := s.Overview(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Sources) != 2 {
+		t.Fatalf("sources %+v", o.Sources)
+	}
+	gws, ual := o.Sources[0], o.Sources[1]
+	if gws.Status != "silent" || ual.Status != "ok" {
+		t.Errorf("status gws %s (last record %s), ual %s", gws.Status, gws.LastRecord, ual.Status)
+	}
+	if len(ual.Gaps) != 1 || ual.Gaps[0].To.Sub(ual.Gaps[0].From) < 48*time.Hour {
+		t.Errorf("gaps %+v, want one of about two days", ual.Gaps)
+	}
+	sum := 0
+	for _, c := range o.Ingest[1].Counts {
+		sum += c
+	}
+	if sum != int(ual.Records) {
+		t.Errorf("ingest series sums to %d, records %d", sum, ual.Records)
+	}
+}
+
+func TestTriageJournaledFirst(t *testing.T) {
+	inc := &incident.Incident{ID: "INC-1", Severity: "high"}
+	fail := true
+	var got []ui.Change
+	s := New(Options{Incidents: []*incident.Incident{inc}, Record: func(_ context.Context, c ui.Change) error {
+		if fail {
+			return errors.New("journal full")
+		}
+		got = append(got, c)
+		return nil
+	}})
+	ctx := context.Background()
+	if err := s.Triage(ctx, ui.Change{Incident: "INC-1", Status: "resolved", Actor: "a"}); err == nil || !strings.Contains(err.Error(), "journal full") {
+		t.Fatalf("refused journal: %v", err)
+	}
+	if c, _, _ := s.Case(ctx, "INC-1"); c.Status != "open" || len(c.History) != 0 {
+		t.Errorf("a change the journal refused was applied: %+v", c)
+	}
+	fail = false
+	if err := s.Triage(ctx, ui.Change{Incident: "INC-1", Status: "acknowledged", Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, _ := s.Case(ctx, "INC-1"); c.Status != "acknowledged" || c.Owner != "a" || len(got) != 1 {
+		t.Errorf("after the change: %+v, journaled %v", c, got)
+	}
+	if err := s.Triage(ctx, ui.Change{Incident: "INC-2", Status: "resolved"}); !errors.Is(err, ui.ErrNotFound) {
+		t.Errorf("unknown incident: %v", err)
+	}
+}
