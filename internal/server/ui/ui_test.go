@@ -314,8 +314,9 @@ func TestMessageExport(t *testing.T) {
 			Accesses  int    `json:"accesses"`
 		} `json:"messages"`
 	}
-	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got.Messages) != 1 || got.Messages[0].Accesses != 3 {
-		t.Errorf("json: %v %+v", err, got)
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got.Messages) != 1 || got.Messages[0].Accesses != 3 ||
+		resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("json: %v %s %+v", err, resp.Header.Get("Content-Type"), got)
 	}
 	if resp, body := e.get(c, "/ui/incidents/nope"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `no incident &#34;nope&#34;`) {
 		t.Errorf("unknown incident: %d", resp.StatusCode)
