@@ -402,6 +402,14 @@ func TestBrowser(t *testing.T) {
 		{"payload-incident", "/ui/incidents/" + payloadIncident}, {"payload-timeline", "/ui/timeline?kind=ip&value=" + url.QueryEscape(xssIP)},
 		{"payload-search", "/ui/search?q=" + url.QueryEscape("op:MailItemsAccessed ip:"+xssIP)}} {
 		b.visit(p[0], p[1])
+		// Escaping, not only the CSP, must stop them: the DOM holds the
+		// one embedded script and no handler attribute.
+		bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("*")].flatMap(el =>
+			[...el.attributes].filter(a => /^on|^srcdoc$|^style$/i.test(a.name) || /^(href|src|action|formaction)$/i.test(a.name) && /^\s*javascript:/i.test(a.value)).map(a => el.tagName + " " + a.name))
+			.concat([...document.scripts].filter(s => !s.src.endsWith("/ui/static/htmx.min.js")).map(s => "SCRIPT " + s.textContent.slice(0, 40)))`))
+		if err != nil || len(bad) > 0 {
+			t.Errorf("%s: markup from log fields in the DOM: %v %v", p[0], bad, err)
+		}
 	}
 	b.do("settle", chromedp.Sleep(300*time.Millisecond))
 	pwned, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__pwned !== undefined`))

@@ -274,9 +274,11 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if r.Header.Get("HX-Request") != "" {
-		// htmx does not swap error answers by default: show it whole.
-		w.Header().Set("HX-Retarget", "body")
-		w.Header().Set("HX-Reswap", "innerHTML")
+		// htmx swaps no error answers: send it as a page whose main
+		// replaces the current one, whatever the form selected.
+		w.Header().Set("HX-Retarget", "main")
+		w.Header().Set("HX-Reselect", "main")
+		w.Header().Set("HX-Reswap", "outerHTML")
 		w.WriteHeader(http.StatusOK)
 	} else {
 		w.WriteHeader(code)

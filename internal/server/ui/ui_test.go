@@ -335,3 +335,21 @@ func TestSearchQueryErrors(t *testing.T) {
 		t.Errorf("search by hostile IP did not find its 3 records")
 	}
 }
+
+func TestHtmxErrorsReplaceMain(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.login(auth.RoleViewer)
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/ui/timeline?kind=colour&value=red", nil)
+	req.Header.Set("HX-Request", "true")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("HX-Retarget") != "main" || resp.Header.Get("HX-Reselect") != "main" {
+		t.Errorf("htmx error answer: %d, retarget %q reselect %q", resp.StatusCode, resp.Header.Get("HX-Retarget"), resp.Header.Get("HX-Reselect"))
+	}
+	if resp, body := e.get(c, "/ui/timeline?kind=colour&value=red"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "kind: want one of") {
+		t.Errorf("plain error answer: %d", resp.StatusCode)
+	}
+}
