@@ -377,6 +377,14 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("pivot from %q: timeline of %q with %s records", ip, entity, total)
 	}
 
+	// Around its second record: the window and its context.
+	b.do("around", chromedp.Click(chromedp.CSS(`table.rows tbody tr:nth-child(2) a[title="records around this one"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href^="/ui/timeline?kind=ip"][href$="` + "value=" + url.QueryEscape(ip) + `"]`)))
+	b.page("timeline-around")
+	if loc := b.location(); !strings.Contains(loc, "around=") {
+		t.Errorf("the time link led to %s", loc)
+	}
+
 	// Search for the same address: htmx swaps the results in place.
 	b.visit("search-empty", "/ui/search")
 	b.do("search", chromedp.SendKeys(chromedp.CSS(`#q`), "ip:"+ip), chromedp.Submit(chromedp.CSS(`#q`)), chromedp.WaitVisible(chromedp.CSS(`#count`)))

@@ -17,7 +17,7 @@ type Data interface {
 	// Cases returns incidents newest first.
 	Cases(ctx context.Context) ([]Case, error)
 	Case(ctx context.Context, id string) (Case, bool, error)
-	Timeline(ctx context.Context, e Entity, limit int) (Timeline, error)
+	Timeline(ctx context.Context, q TimelineQuery) (Timeline, error)
 	// Search runs a query of `vigil search`'s language; a query the user
 	// must fix gives an error wrapping ErrQuery.
 	Search(ctx context.Context, query string, limit int) (SearchResult, error)
@@ -116,11 +116,25 @@ type Entity struct {
 // EntityKinds are the kinds a timeline can be drawn for.
 var EntityKinds = []string{"user", "mailbox", "ip", "app", "token", "session"}
 
+// TimelineQuery asks for an entity's records: its whole history (up to
+// Limit), or with Around set those within Window of it plus Context
+// records before and after, as `vigil timeline` does.
+type TimelineQuery struct {
+	Entity  Entity
+	Around  time.Time
+	Window  time.Duration
+	Context int
+	Limit   int
+}
+
 // Timeline is an entity's activity across sources.
 type Timeline struct {
 	Entity Entity
-	Rows   []Row
-	// Total counts every matching record; Rows may hold fewer.
+	// Rows are in time order; context rows (Row.At before or after) come
+	// first and last.
+	Rows []Row
+	// Total counts every matching record in the window; Rows may hold
+	// fewer.
 	Total int
 	// Related are other entities seen with this one, for pivots.
 	Related []Entity
@@ -141,6 +155,9 @@ type Row struct {
 	Subject   string
 	Result    string
 	Signal    string // the detection on this record, if any
+	// At is "before" or "after" for context rows of a timeline around a
+	// time, "" otherwise.
+	At string
 }
 
 // SearchResult is the answer to a query.

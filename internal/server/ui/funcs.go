@@ -3,6 +3,7 @@ package ui
 import (
 	"html/template"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,8 +11,15 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"t":           fmtTime,
-	"tm":          fmtMinute,
+	"t":   fmtTime,
+	"tm":  fmtMinute,
+	"rfc": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"ifs": func(c bool, a, b string) string {
+		if c {
+			return a
+		}
+		return b
+	},
 	"dur":         fmtDur,
 	"ingestChart": ingestChart,
 	"detectChart": detectChart,
@@ -39,13 +47,13 @@ func fmtMinute(t time.Time) string {
 func fmtDur(d time.Duration) string {
 	switch {
 	case d < time.Minute:
-		return d.Round(time.Second).String()
+		return strconv.Itoa(int(d/time.Second)) + " s"
 	case d < time.Hour:
-		return d.Round(time.Minute).String()
+		return strconv.Itoa(int(d.Round(time.Minute)/time.Minute)) + " min"
 	case d < 48*time.Hour:
-		return d.Round(time.Hour).String()
+		return strconv.Itoa(int(d.Round(time.Hour)/time.Hour)) + " h"
 	default:
-		return strings.TrimSuffix(humanDur(d), " d") + " days"
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
 	}
 }
 

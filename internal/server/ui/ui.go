@@ -507,26 +507,56 @@ func (u *UI) triage(w http.ResponseWriter, r *http.Request, v *view) error {
 	return nil
 }
 
+// Bounds of a timeline around a time.
+const (
+	defaultWindow = time.Hour
+	maxWindow     = 31 * 24 * time.Hour
+	contextRows   = 20
+	timelineRows  = 500
+)
+
 func (u *UI) timeline(w http.ResponseWriter, r *http.Request, v *view) error {
 	q := r.URL.Query()
-	e := Entity{Kind: q.Get("kind"), Value: strings.TrimSpace(q.Get("value"))}
+	tq := TimelineQuery{Entity: Entity{Kind: q.Get("kind"), Value: strings.TrimSpace(q.Get("value"))}, Limit: timelineRows}
 	v.Title, v.Nav = "Timeline", "timeline"
 	var tl Timeline
-	if e.Value != "" {
-		if !slices.Contains(EntityKinds, e.Kind) {
+	if tq.Entity.Value != "" {
+		if !slices.Contains(EntityKinds, tq.Entity.Kind) {
 			return errCode(http.StatusBadRequest, "kind: want one of %s", strings.Join(EntityKinds, ", "))
 		}
+		if a := q.Get("around"); a != "" {
+			t, err := time.Parse(time.RFC3339, a)
+			if err != nil {
+				return errCode(http.StatusBadRequest, "around: want an RFC 3339 time such as 2026-03-06T01:13:16Z")
+			}
+			tq.Around, tq.Window, tq.Context = t, defaultWindow, contextRows
+			if ws := q.Get("window"); ws != "" {
+				d, err := time.ParseDuration(ws)
+				if err != nil || d <= 0 || d > maxWindow {
+					return errCode(http.StatusBadRequest, "window: want a duration from 1s to 744h, such as 1h")
+				}
+				tq.Window = d
+			}
+		}
 		var err error
-		if tl, err = u.o.Data.Timeline(r.Context(), e, 500); err != nil {
+		if tl, err = u.o.Data.Timeline(r.Context(), tq); err != nil {
 			return err
 		}
-		v.Title = e.Kind + " " + e.Value
+		v.Title = tq.Entity.Kind + " " + tq.Entity.Value
 	}
-	tl.Entity = e
+	tl.Entity = tq.Entity
+	inWindow := 0
+	for _, row := range tl.Rows {
+		if row.At == "" {
+			inWindow++
+		}
+	}
 	v.Data = struct {
 		Timeline
-		Kinds []string
-	}{tl, EntityKinds}
+		Query    TimelineQuery
+		Kinds    []string
+		InWindow int
+	}{tl, tq, EntityKinds, inWindow}
 	return u.render(w, r, "timeline", v)
 }
 
@@ -548,8 +578,9 @@ func (u *UI) search(w http.ResponseWriter, r *http.Request, v *view) error {
 	v.Error = qerr
 	v.Data = struct {
 		Query, Help string
+		Entity      Entity // none: the rows template links no "around" times
 		SearchResult
-	}{q, u.o.Data.QueryHelp(), res}
+	}{q, u.o.Data.QueryHelp(), Entity{}, res}
 	return u.render(w, r, "search", v)
 }
 

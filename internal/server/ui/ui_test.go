@@ -353,3 +353,23 @@ func TestHtmxErrorsReplaceMain(t *testing.T) {
 		t.Errorf("plain error answer: %d", resp.StatusCode)
 	}
 }
+
+func TestTimelineAround(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.login(auth.RoleViewer)
+	base := "/ui/timeline?kind=ip&value=" + url.QueryEscape(xssIP)
+	_, body := e.get(c, base+"&around=2026-03-02T09:01:00Z&window=30s")
+	if !strings.Contains(body, `id="total">1<`) || !strings.Contains(body, "Within 30 s of 2026-03-02 09:01:00Z") || strings.Count(body, ` ctx">`) != 2 ||
+		!strings.Contains(body, `<span class="badge">before</span>`) || !strings.Contains(body, `<span class="badge">after</span>`) {
+		t.Errorf("around 09:01 ±30s: want one record and one of context on each side:\n%s", body)
+	}
+	// Each time links to the records around it, the entity escaped in the query.
+	if !strings.Contains(body, `href="/ui/timeline?kind=ip&amp;value=javascript%3awindow.__pwned%3d5&amp;around=2026-03-02T09%3a00%3a00Z"`) {
+		t.Errorf("no escaped around link")
+	}
+	for q, why := range map[string]string{"&around=yesterday": "around: want an RFC 3339 time", "&around=2026-03-02T09:01:00Z&window=40d": "window: want a duration"} {
+		if resp, body := e.get(c, base+q); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, why) {
+			t.Errorf("%s: %d, want 400 %q", q, resp.StatusCode, why)
+		}
+	}
+}

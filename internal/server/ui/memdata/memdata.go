@@ -365,8 +365,10 @@ func (s *Store) signals() map[string]string {
 	return m
 }
 
-// Timeline scans the events for the entity.
-func (s *Store) Timeline(_ context.Context, en ui.Entity, limit int) (ui.Timeline, error) {
+// Timeline scans the events for the entity: its whole history, or the
+// records within q.Window of q.Around with q.Context records on each side.
+func (s *Store) Timeline(_ context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
+	en := q.Entity
 	tl := ui.Timeline{Entity: en}
 	sig := s.signals()
 	related := map[ui.Entity]bool{}
@@ -375,12 +377,37 @@ func (s *Store) Timeline(_ context.Context, en ui.Entity, limit int) (ui.Timelin
 			related[ui.Entity{Kind: kind, Value: v}] = true
 		}
 	}
+	lo, hi := q.Around.Add(-q.Window), q.Around.Add(q.Window)
+	var before []ui.Row
+	after := 0
 	for _, e := range s.events {
 		if !matches(e, en) {
 			continue
 		}
+		if !q.Around.IsZero() {
+			if e.Time.Before(lo) {
+				if q.Context > 0 {
+					r := row(e, sig[e.RecordID])
+					r.At = "before"
+					before = append(before, r)
+					if len(before) > q.Context {
+						before = before[1:]
+					}
+				}
+				continue
+			}
+			if e.Time.After(hi) {
+				if after < q.Context {
+					r := row(e, sig[e.RecordID])
+					r.At = "after"
+					tl.Rows = append(tl.Rows, r)
+					after++
+				}
+				continue
+			}
+		}
 		tl.Total++
-		if len(tl.Rows) < limit {
+		if tl.Total <= q.Limit {
 			tl.Rows = append(tl.Rows, row(e, sig[e.RecordID]))
 		}
 		add("ip", e.IP)
@@ -390,6 +417,7 @@ func (s *Store) Timeline(_ context.Context, en ui.Entity, limit int) (ui.Timelin
 		add("session", e.SessionID)
 		add("token", e.TokenID)
 	}
+	tl.Rows = append(before, tl.Rows...)
 	for k := range related {
 		tl.Related = append(tl.Related, k)
 	}

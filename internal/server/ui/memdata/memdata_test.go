@@ -3,6 +3,7 @@ package memdata
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,32 @@ func TestTriageJournaledFirst(t *testing.T) {
 	}
 	if err := s.Triage(ctx, ui.Change{Incident: "INC-2", Status: "resolved"}); !errors.Is(err, ui.ErrNotFound) {
 		t.Errorf("unknown incident: %v", err)
+	}
+}
+
+func TestTimelineAround(t *testing.T) {
+	var evs []*event.Event
+	for h := range 10 {
+		evs = append(evs, ev(h, "m365.ual", "a@x", "192.0.2.1"))
+	}
+	evs = append(evs, ev(5, "m365.ual", "b@x", "192.0.2.2"))
+	s := New(Options{Events: evs})
+	ctx := context.Background()
+	en := ui.Entity{Kind: "ip", Value: "192.0.2.1"}
+	all, _ := s.Timeline(ctx, ui.TimelineQuery{Entity: en, Limit: 100})
+	if all.Total != 10 || len(all.Rows) != 10 {
+		t.Fatalf("whole history: %d rows of %d", len(all.Rows), all.Total)
+	}
+	tl, _ := s.Timeline(ctx, ui.TimelineQuery{Entity: en, Around: t0.Add(5 * time.Hour), Window: time.Hour, Context: 2, Limit: 100})
+	var at []string
+	for _, r := range tl.Rows {
+		at = append(at, fmt.Sprintf("%d%s", r.Time.Sub(t0)/time.Hour, r.At))
+	}
+	if got := strings.Join(at, " "); got != "2before 3before 4 5 6 7after 8after" || tl.Total != 3 {
+		t.Errorf("around 5h ±1h with 2 of context: %s (total %d)", got, tl.Total)
+	}
+	lim, _ := s.Timeline(ctx, ui.TimelineQuery{Entity: en, Limit: 4})
+	if lim.Total != 10 || len(lim.Rows) != 4 {
+		t.Errorf("limit 4: %d rows of %d", len(lim.Rows), lim.Total)
 	}
 }
