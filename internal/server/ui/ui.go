@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"embed"
 	"encoding/csv"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 )
@@ -596,6 +598,21 @@ func (u *UI) rules(w http.ResponseWriter, r *http.Request, v *view) error {
 	if level != "" {
 		rs = slices.DeleteFunc(rs, func(x Rule) bool { return x.Level != level })
 	}
+	// Rules that fired first, then the refused ones (they need fixing),
+	// then the rest by level.
+	group := func(x Rule) int {
+		switch {
+		case x.Hits > 0:
+			return 0
+		case !x.Loaded:
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(rs, func(a, b Rule) int {
+		return cmp.Or(cmp.Compare(group(a), group(b)), cmp.Compare(b.Hits, a.Hits),
+			cmp.Compare(incident.LevelRank(b.Level), incident.LevelRank(a.Level)), cmp.Compare(a.ID, b.ID))
+	})
 	v.Title, v.Nav = "Rules", "rules"
 	v.Flash = r.URL.Query().Get("done")
 	v.Data = struct {

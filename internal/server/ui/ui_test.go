@@ -373,3 +373,17 @@ func TestTimelineAround(t *testing.T) {
 		}
 	}
 }
+
+func TestRulesOrder(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.login(auth.RoleViewer)
+	_, body := e.get(c, "/ui/rules")
+	// D1 fired (one alert), bad-rule was refused: D1 first, then bad-rule with its reason, escaped.
+	d1, bad := strings.Index(body, `<td class="id">D1</td>`), strings.Index(body, `<td class="id">bad-rule</td>`)
+	if d1 < 0 || bad < 0 || d1 > bad || !strings.Contains(body, "refused</span> Inbox&lt;/td&gt;") {
+		t.Errorf("rules page: D1 at %d, bad-rule at %d, or the refusal reason missing", d1, bad)
+	}
+	if strings.Contains(body, ">Disable<") {
+		t.Errorf("a viewer is offered the rule switch")
+	}
+}
