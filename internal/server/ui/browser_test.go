@@ -379,7 +379,7 @@ func TestBrowser(t *testing.T) {
 
 	// Around its second record: the window and its context.
 	b.do("around", chromedp.Click(chromedp.CSS(`table.rows tbody tr:nth-child(2) a[title="records around this one"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`a[href^="/ui/timeline?kind=ip"][href$="` + "value=" + url.QueryEscape(ip) + `"]`)))
+		chromedp.WaitVisible(chromedp.CSS(`a[href^="/ui/timeline?kind=ip"][href$="`+"value="+url.QueryEscape(ip)+`"]`)))
 	b.page("timeline-around")
 	if loc := b.location(); !strings.Contains(loc, "around=") {
 		t.Errorf("the time link led to %s", loc)
