@@ -146,3 +146,16 @@ func ingestChart(o Overview) template.HTML {
 func detectChart(o Overview) template.HTML {
 	return chart([]panel{{"Alerts", o.Alerts, "b-alert"}, {"Incidents opened", o.Incidents, "b-incident"}}, o.SeriesFrom, o.Step)
 }
+
+// searchChart draws every match over time when the data counted them,
+// else the matches shown.
+func searchChart(r SearchResult) template.HTML {
+	if r.Counts != nil {
+		return chart([]panel{{"Matches", r.Counts, "b-alert"}}, r.From, r.Step)
+	}
+	label := "Matches"
+	if len(r.Rows) < r.Total {
+		label = "Matches shown"
+	}
+	return timesChart(label, rowTimes(r.Rows))
+}

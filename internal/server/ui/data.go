@@ -164,6 +164,11 @@ type Row struct {
 type SearchResult struct {
 	Rows  []Row
 	Total int
+	// Counts are every match per Step from From (Rows may hold fewer);
+	// nil draws the chart from Rows.
+	From   time.Time
+	Step   time.Duration
+	Counts []int
 }
 
 // Rule is one detection rule as loaded.

@@ -11,19 +11,14 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"t":   fmtTime,
-	"tm":  fmtMinute,
-	"rfc": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"ifs": func(c bool, a, b string) string {
-		if c {
-			return a
-		}
-		return b
-	},
+	"t":           fmtTime,
+	"tm":          fmtMinute,
+	"rfc":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"dur":         fmtDur,
 	"ingestChart": ingestChart,
 	"detectChart": detectChart,
 	"timesChart":  timesChart,
+	"searchChart": searchChart,
 	"rowTimes":    rowTimes,
 	"appName":     appName,
 	"statusLabel": statusLabel,

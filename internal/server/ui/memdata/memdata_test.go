@@ -35,7 +35,7 @@ func TestSearch(t *testing.T) {
 		{"colour:red", 0, `unknown field "colour"`},
 		{"ip:", 0, "ip: needs a value"},
 	} {
-		res, err := s.Search(context.Background(), tc.q, 10)
+		res, err := s.Search(context.Background(), tc.q, 1) // counts cover more than the rows
 		if tc.err != "" {
 			if err == nil || !errors.Is(err, ui.ErrQuery) || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: error %v, want ErrQuery with %q", tc.q, err, tc.err)
@@ -44,6 +44,13 @@ func TestSearch(t *testing.T) {
 		}
 		if err != nil || res.Total != tc.want {
 			t.Errorf("%q: %d matches (%v), want %d", tc.q, res.Total, err, tc.want)
+		}
+		sum := 0
+		for _, c := range res.Counts {
+			sum += c
+		}
+		if sum != res.Total {
+			t.Errorf("%q: counts over time sum to %d, total %d", tc.q, sum, res.Total)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/server/ui"
@@ -110,15 +111,30 @@ func (s *Store) Search(ctx context.Context, q string, limit int) (ui.SearchResul
 	}
 	sig := s.signals()
 	var res ui.SearchResult
+	var first, last time.Time
+	var hits []int // indexes into s.events, for the counts
 	for i, e := range s.events {
 		if i%4096 == 0 && ctx.Err() != nil {
 			return ui.SearchResult{}, ctx.Err()
 		}
 		if !slices.ContainsFunc(ts, func(t term) bool { return !t.match(e) }) {
 			res.Total++
+			if res.Total == 1 {
+				first = e.Time
+			}
+			last = e.Time
+			hits = append(hits, i)
 			if len(res.Rows) < limit {
 				res.Rows = append(res.Rows, row(e, sig[e.RecordID]))
 			}
+		}
+	}
+	if res.Total > 0 {
+		res.Step = stepFor(last.Sub(first)+time.Second, 120)
+		res.From = first.Truncate(res.Step)
+		res.Counts = make([]int, int(last.Sub(res.From)/res.Step)+1)
+		for _, i := range hits {
+			res.Counts[int(s.events[i].Time.Sub(res.From)/res.Step)]++
 		}
 	}
 	return res, nil
