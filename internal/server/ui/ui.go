@@ -152,6 +152,15 @@ func staticHandler(h http.Handler) http.Handler {
 	})
 }
 
+// flashes are the notes a redirect after a change may ask for: fixed
+// texts, so a crafted link cannot put words on the page.
+var flashes = map[string]string{
+	"recorded": "Recorded in the journal.",
+	"saved":    "Rule saved.",
+	"revoked":  "Key revoked; its sessions have ended.",
+	"tested":   "Test delivery sent.",
+}
+
 // view is what every page template gets.
 type view struct {
 	Title  string
@@ -407,7 +416,7 @@ func (u *UI) incident(w http.ResponseWriter, r *http.Request, v *view) error {
 		return err
 	}
 	v.Title, v.Nav = c.ID, "incidents"
-	v.Flash = r.URL.Query().Get("done")
+	v.Flash = flashes[r.URL.Query().Get("done")]
 	v.Data = struct {
 		Case
 		Statuses []string
@@ -614,7 +623,7 @@ func (u *UI) rules(w http.ResponseWriter, r *http.Request, v *view) error {
 			cmp.Compare(incident.LevelRank(b.Level), incident.LevelRank(a.Level)), cmp.Compare(a.ID, b.ID))
 	})
 	v.Title, v.Nav = "Rules", "rules"
-	v.Flash = r.URL.Query().Get("done")
+	v.Flash = flashes[r.URL.Query().Get("done")]
 	v.Data = struct {
 		Rules  []Rule
 		Level  string
@@ -666,7 +675,7 @@ func (u *UI) admin(w http.ResponseWriter, r *http.Request, v *view) error {
 	}
 	v.Title, v.Nav = "Admin", "admin"
 	if v.Flash == "" {
-		v.Flash = r.URL.Query().Get("done")
+		v.Flash = flashes[r.URL.Query().Get("done")]
 	}
 	v.Data = struct {
 		Keys       []auth.Key
@@ -719,6 +728,6 @@ func (u *UI) testSink(w http.ResponseWriter, r *http.Request, v *view) error {
 		}
 		return errCode(http.StatusBadGateway, "test delivery through %s failed: %v", name, err)
 	}
-	http.Redirect(w, r, Prefix+"admin?done=test+delivered", http.StatusSeeOther)
+	http.Redirect(w, r, Prefix+"admin?done=tested", http.StatusSeeOther)
 	return nil
 }

@@ -137,7 +137,13 @@ func TestTriageNeedsCSRFAndRole(t *testing.T) {
 	if len(e.rec.changes) != 1 || e.rec.changes[0].Status != "acknowledged" || e.rec.changes[0].Actor != "analyst-<b>key</b>" {
 		t.Fatalf("journaled %+v, want one acknowledged change by analyst-<b>key</b>", e.rec.changes)
 	}
-	_, page := e.get(an, "/ui/incidents/"+payloadIncident)
+	_, page := e.get(an, resp.Header.Get("Location"))
+	if !strings.Contains(page, "Recorded in the journal.") {
+		t.Errorf("no note that the change was recorded")
+	}
+	if _, forged := e.get(an, "/ui/incidents/"+payloadIncident+"?done=Call+0800+now"); strings.Contains(forged, "Call 0800") {
+		t.Errorf("a crafted link puts its words on the page")
+	}
 	if !strings.Contains(page, `id="status">acknowledged<`) || !strings.Contains(page, "&lt;b&gt;looking&lt;/b&gt;") {
 		t.Errorf("incident page does not show the new status and the escaped note")
 	}
