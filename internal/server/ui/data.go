@@ -91,11 +91,26 @@ type Case struct {
 	*incident.Incident
 	Status string
 	Owner  string
-	// Confidence in words, its score and the reasons behind it.
+	// Confidence says in words why the signals corroborate; Score (0–100)
+	// weighs them; Reasons explain each signal.
 	Confidence string
 	Score      int
-	Reasons    []string
+	Reasons    []Reason
 	History    []Change
+}
+
+// Reason is one signal behind an incident, explained.
+type Reason struct {
+	Signal   string
+	Level    string
+	Evidence string // the strongest alert's title
+	Count    int    // alerts of this signal
+	Counts   bool   // counted towards making the incident
+	Points   int    // its share of Score
+	Means    string // what it suggests
+	Benign   string // its innocent explanation, to rule out first
+	First    time.Time
+	Last     time.Time
 }
 
 // Change is one triage action on an incident.

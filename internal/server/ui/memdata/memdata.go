@@ -28,6 +28,9 @@ type Options struct {
 	TestSink   func(ctx context.Context, name string) error
 	// Learning is the behaviours' baseline period.
 	Learning ui.Learning
+	// Grouping is the incident configuration the run used, to say which
+	// signals counted towards an incident (zero: incident.DefaultConfig).
+	Grouping *incident.Config
 	// Record journals a triage change before it is applied.
 	Record func(ctx context.Context, c ui.Change) error
 	// Now is the clock that says how far behind a source is (default: the
@@ -56,6 +59,10 @@ func New(o Options) *Store {
 	if s.o.Now.IsZero() && len(s.events) > 0 {
 		s.o.Now = s.events[len(s.events)-1].Time
 	}
+	grouping := incident.DefaultConfig()
+	if o.Grouping != nil {
+		grouping = *o.Grouping
+	}
 	incs := slices.Clone(o.Incidents)
 	slices.SortStableFunc(incs, func(a, b *incident.Incident) int {
 		if c := cmp.Compare(incident.LevelRank(b.Severity), incident.LevelRank(a.Severity)); c != 0 {
@@ -64,7 +71,7 @@ func New(o Options) *Store {
 		return b.LastSeen.Compare(a.LastSeen)
 	})
 	for _, inc := range incs {
-		s.cases[inc.ID] = &ui.Case{Incident: inc, Status: "open", Confidence: confidence(inc), Reasons: reasons(inc)}
+		s.cases[inc.ID] = &ui.Case{Incident: inc, Status: "open", Confidence: confidence(inc), Reasons: reasons(inc, grouping)}
 		s.order = append(s.order, inc.ID)
 	}
 	hits := map[string]int{}
@@ -80,49 +87,47 @@ func New(o Options) *Store {
 // confidence and reasons explain an incident from what it carries, until
 // detection gives its own score and reasons.
 func confidence(inc *incident.Incident) string {
-	switch incident.LevelRank(inc.Severity) {
-	case incident.LevelRank("critical"):
-		return "very high"
-	case incident.LevelRank("high"):
-		return "high"
+	sigs := len(inc.Signals)
+	who := "the same actor"
+	if len(inc.Impact.Mailboxes) == 1 {
+		who = inc.Impact.Mailboxes[0]
 	}
-	return "moderate"
+	if sigs > 1 {
+		return fmt.Sprintf("%d different signals point at %s; each has an innocent explanation on its own, and all of them must hold at once for this to be benign.", sigs, who)
+	}
+	return fmt.Sprintf("One signal about %s, strong enough to make an incident on its own: rule out its innocent explanation first.", who)
 }
 
-func reasons(inc *incident.Incident) []string {
-	type agg struct {
-		level       string
-		n           int
-		first, last time.Time
+func reasons(inc *incident.Incident, cfg incident.Config) []ui.Reason {
+	counts := func(sig string) bool {
+		return slices.Contains(cfg.CoreSignals, sig) || slices.Contains(cfg.SingleSignals, sig) ||
+			cfg.SigmaCounts && !(len(sig) <= 3 && strings.HasPrefix(sig, "D"))
 	}
-	by := map[string]*agg{}
-	var order []string
+	by := map[string]*ui.Reason{}
+	var out []*ui.Reason
 	for _, t := range inc.Timeline {
-		k := t.Signal + ": " + t.Title
-		a := by[k]
-		if a == nil {
-			a = &agg{level: t.Level, first: t.First, last: t.Last}
-			by[k] = a
-			order = append(order, k)
+		r := by[t.Signal]
+		if r == nil {
+			r = &ui.Reason{Signal: t.Signal, Level: t.Level, Evidence: t.Title, First: t.First, Last: t.Last, Counts: counts(t.Signal)}
+			by[t.Signal] = r
+			out = append(out, r)
 		}
-		a.n += t.Count
-		if t.First.Before(a.first) {
-			a.first = t.First
+		r.Count += t.Count
+		if incident.LevelRank(t.Level) > incident.LevelRank(r.Level) {
+			r.Level, r.Evidence = t.Level, t.Title
 		}
-		if t.Last.After(a.last) {
-			a.last = t.Last
+		if t.First.Before(r.First) {
+			r.First = t.First
+		}
+		if t.Last.After(r.Last) {
+			r.Last = t.Last
 		}
 	}
-	var out []string
-	for _, k := range order {
-		a := by[k]
-		out = append(out, fmt.Sprintf("%s (%s): %d× from %s to %s", k, a.level, a.n,
-			a.first.UTC().Format("2006-01-02 15:04Z"), a.last.UTC().Format("2006-01-02 15:04Z")))
+	res := make([]ui.Reason, len(out))
+	for i, r := range out {
+		res[i] = *r
 	}
-	if inc.Impact.MessageCount > 0 {
-		out = append(out, fmt.Sprintf("its actors read %d messages in %d mailboxes", inc.Impact.MessageCount, len(inc.Impact.PerMailbox)))
-	}
-	return out
+	return res
 }
 
 func (s *Store) caseCopy(c *ui.Case) ui.Case {

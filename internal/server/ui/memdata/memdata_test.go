@@ -143,3 +143,25 @@ func TestTimelineAround(t *testing.T) {
 		t.Errorf("limit 4: %d rows of %d", len(lim.Rows), lim.Total)
 	}
 }
+
+func TestReasons(t *testing.T) {
+	inc := &incident.Incident{ID: "INC-1", Severity: "high", Signals: []string{"D1", "D9"}, Impact: incident.Impact{Mailboxes: []string{"a@x"}},
+		Timeline: []incident.TimelineEntry{
+			{First: t0, Last: t0.Add(time.Hour), Count: 2, Signal: "D1", Title: "token no sign-in issued", Level: "high"},
+			{First: t0.Add(-time.Hour), Last: t0, Count: 1, Signal: "D1", Title: "token no sign-in issued", Level: "critical"},
+			{First: t0, Last: t0, Count: 4, Signal: "D9", Title: "new inbox rule", Level: "medium"}}}
+	c, _, _ := New(Options{Incidents: []*incident.Incident{inc}}).Case(context.Background(), "INC-1")
+	if len(c.Reasons) != 2 {
+		t.Fatalf("reasons %+v", c.Reasons)
+	}
+	d1, d9 := c.Reasons[0], c.Reasons[1]
+	if d1.Count != 3 || d1.Level != "critical" || !d1.First.Equal(t0.Add(-time.Hour)) || !d1.Last.Equal(t0.Add(time.Hour)) || !d1.Counts {
+		t.Errorf("D1 %+v", d1)
+	}
+	if d9.Count != 4 || d9.Counts {
+		t.Errorf("D9 %+v: not a core signal by default, so context", d9)
+	}
+	if !strings.Contains(c.Confidence, "2 different signals point at a@x") {
+		t.Errorf("confidence %q", c.Confidence)
+	}
+}
