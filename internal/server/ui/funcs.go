@@ -3,6 +3,7 @@ package ui
 import (
 	"html/template"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,9 @@ var funcs = template.FuncMap{
 	"detectChart": detectChart,
 	"timesChart":  timesChart,
 	"searchChart": searchChart,
+	"explained": func(rs []Reason) bool {
+		return slices.ContainsFunc(rs, func(r Reason) bool { return r.Means != "" || r.Benign != "" })
+	},
 	"rowTimes":    rowTimes,
 	"appName":     appName,
 	"statusLabel": statusLabel,
