@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/appid"
+	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 var funcs = template.FuncMap{
@@ -20,6 +21,7 @@ var funcs = template.FuncMap{
 	"detectChart": detectChart,
 	"timesChart":  timesChart,
 	"searchChart": searchChart,
+	"first":       func(n int, rs []incident.MessageRead) []incident.MessageRead { return rs[:min(n, len(rs))] },
 	"explained": func(rs []Reason) bool {
 		return slices.ContainsFunc(rs, func(r Reason) bool { return r.Means != "" || r.Benign != "" })
 	},

@@ -419,8 +419,9 @@ func (u *UI) incident(w http.ResponseWriter, r *http.Request, v *view) error {
 	v.Flash = flashes[r.URL.Query().Get("done")]
 	v.Data = struct {
 		Case
-		Statuses []string
-	}{c, Statuses}
+		Statuses    []string
+		MaxMessages int
+	}{c, Statuses, maxMessagesShown}
 	return u.render(w, r, "incident", v)
 }
 
@@ -517,6 +518,10 @@ func (u *UI) triage(w http.ResponseWriter, r *http.Request, v *view) error {
 	http.Redirect(w, r, Prefix+"incidents/"+urlPath(id)+"?done=recorded", http.StatusSeeOther)
 	return nil
 }
+
+// maxMessagesShown bounds the incident page's message list, so a large
+// intrusion still answers fast; the exports hold every message.
+const maxMessagesShown = 500
 
 // Bounds of a timeline around a time.
 const (

@@ -1,15 +1,23 @@
 package ui_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/server/auth"
+	"github.com/vigil-audit/vigil/internal/server/ui"
+	"github.com/vigil-audit/vigil/internal/server/ui/memdata"
 )
 
 var pages = []string{"/ui/", "/ui/incidents", "/ui/incidents/" + payloadIncident,
@@ -391,5 +399,60 @@ func TestRulesOrder(t *testing.T) {
 	}
 	if strings.Contains(body, ">Disable<") {
 		t.Errorf("a viewer is offered the rule switch")
+	}
+}
+
+// failing answers every read with an error, as a data source that broke.
+type failing struct{ ui.Data }
+
+func (failing) Overview(context.Context) (ui.Overview, error) {
+	return ui.Overview{}, errors.New("index unavailable: <b>disk</b> full")
+}
+
+func TestDataErrors(t *testing.T) {
+	e := newEnv(t, false)
+	ks := e.store
+	u, err := ui.New(ui.Options{Keys: ks, Data: failing{memdata.New(memdata.Options{})}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(u.Handler())
+	defer srv.Close()
+	e.srv = srv
+	c := e.login(auth.RoleViewer)
+	resp, body := e.get(c, "/ui/")
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "index unavailable: &lt;b&gt;disk&lt;/b&gt; full") {
+		t.Errorf("overview over broken data: %d, want 500 with the escaped reason", resp.StatusCode)
+	}
+}
+
+func TestLongMessageListCut(t *testing.T) {
+	ks, err := auth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := ks.Create("v", auth.RoleViewer)
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	inc := &incident.Incident{ID: "INC-big", Severity: "high", FirstSeen: at, LastSeen: at}
+	for i := range 1200 {
+		inc.Impact.Reads = append(inc.Impact.Reads, incident.MessageRead{Mailbox: "a@x", Folder: "Inbox", MessageID: fmt.Sprintf("<m%d@x>", i), FirstAccess: at, LastAccess: at, Count: 1})
+	}
+	inc.Impact.MessageCount = len(inc.Impact.Reads)
+	u, err := ui.New(ui.Options{Keys: ks, Data: memdata.New(memdata.Options{Incidents: []*incident.Incident{inc}}), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(u.Handler())
+	defer srv.Close()
+	e := &env{t: t, srv: srv}
+	c := e.client()
+	e.post(c, "/ui/login", url.Values{"key": {key}})
+	_, body := e.get(c, "/ui/incidents/INC-big")
+	if n := strings.Count(body, "&lt;m"); n != 500 || !strings.Contains(body, "The first 500 are listed; the exports hold all 1200.") {
+		t.Errorf("message list: %d rows shown", n)
+	}
+	_, csv := e.get(c, "/ui/incidents/INC-big/messages.csv")
+	if n := strings.Count(csv, "\n"); n != 1201 {
+		t.Errorf("export: %d lines, want header and 1200", n)
 	}
 }
