@@ -377,6 +377,23 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("pivot from %q: timeline of %q with %s records", ip, entity, total)
 	}
 
+	// Pivot on within the page: from the IP to a user it was seen with;
+	// only the timeline is swapped (a page load would clear the marker).
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__samePage = true`)); err != nil {
+		t.Fatal(err)
+	}
+	b.do("pivot in page", chromedp.Click(chromedp.CSS(`p.pivots a[href*="kind=user"]`)))
+	user := b.text(`#entity`)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(user, "@") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		user = b.text(`#entity`)
+	}
+	same, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__samePage === true`))
+	if err != nil || !same || !strings.Contains(b.location(), "kind=user") || !strings.Contains(user, "@") {
+		t.Errorf("pivot to the user %q: same page %v (%v), location %s", user, same, err, b.location())
+	}
+	b.do("back to the IP", chromedp.Navigate(hs.URL+"/ui/timeline?kind=ip&value="+url.QueryEscape(ip)), chromedp.WaitVisible(chromedp.CSS(`#entity`)))
+
 	// Around its second record: the window and its context.
 	b.do("around", chromedp.Click(chromedp.CSS(`table.rows tbody tr:nth-child(2) a[title="records around this one"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`a[href^="/ui/timeline?kind=ip"][href$="`+"value="+url.QueryEscape(ip)+`"]`)))
