@@ -129,12 +129,15 @@ func (u *UI) Handler() http.Handler {
 	mux.Handle("POST /ui/admin/sinks/{name}/test", u.action(auth.PermAdmin, u.testSink))
 	// Cross-origin POSTs are refused before any handler runs, a second
 	// wall behind the CSRF tokens (and the only one for the login form).
-	return headers(http.NewCrossOriginProtection().Handler(mux))
+	return headers(u.o.Secure, http.NewCrossOriginProtection().Handler(mux))
 }
 
-func headers(h http.Handler) http.Handler {
+func headers(tls bool, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
+		if tls {
+			hd.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		hd.Set("Content-Security-Policy", CSP)
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")

@@ -51,8 +51,9 @@ func TestOneTimeLoginLink(t *testing.T) {
 	if len(ck) != 1 || !ck[0].HttpOnly || !ck[0].Secure || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Path != "/ui/" {
 		t.Fatalf("session cookie %+v: want HttpOnly, Secure (TLS), SameSite=Strict, Path /ui/", ck)
 	}
-	if resp, body := e.get(c, "/ui/incidents"); resp.StatusCode != 200 || !strings.Contains(body, payloadIncident) {
-		t.Fatalf("after login: %d", resp.StatusCode)
+	if resp, body := e.get(c, "/ui/incidents"); resp.StatusCode != 200 || !strings.Contains(body, payloadIncident) ||
+		resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("after login: %d, HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
 	}
 	// Spent: a second use (another browser) is refused with its reason.
 	resp, body := e.get(e.client(), "/ui/login?token="+tok)
@@ -87,6 +88,9 @@ func TestKeyLogin(t *testing.T) {
 	resp, _ := e.post(e.client(), "/ui/login", url.Values{"key": {e.keys[auth.RoleViewer]}})
 	if ck := resp.Cookies(); len(ck) != 1 || ck[0].Secure || !ck[0].HttpOnly {
 		t.Errorf("cookie without TLS: %+v, want HttpOnly and not Secure", ck)
+	}
+	if h := resp.Header.Get("Strict-Transport-Security"); h != "" {
+		t.Errorf("HSTS without TLS: %q", h)
 	}
 }
 
