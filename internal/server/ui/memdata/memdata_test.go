@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +165,27 @@ func TestReasons(t *testing.T) {
 	if !strings.Contains(c.Confidence, "2 different signals point at a@x") {
 		t.Errorf("confidence %q", c.Confidence)
 	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"ip:192.0.2.1 and user:a@x", "or", "(x)", "colour:red", "ip:", `user:"a b"`, "a:b:c", "x/y:z", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		ts, err := parse(q)
+		if err != nil {
+			if !errors.Is(err, ui.ErrQuery) {
+				t.Fatalf("%q: error %v does not wrap ErrQuery", q, err)
+			}
+			return
+		}
+		if len(ts) == 0 {
+			t.Fatalf("%q: no terms and no error", q)
+		}
+		for _, tm := range ts {
+			if tm.field != "" && !slices.Contains(searchFields, tm.field) {
+				t.Fatalf("%q: unknown field %q accepted", q, tm.field)
+			}
+		}
+	})
 }
