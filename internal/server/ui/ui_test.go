@@ -460,3 +460,43 @@ func TestLongMessageListCut(t *testing.T) {
 		t.Errorf("export: %d lines, want header and 1200", n)
 	}
 }
+
+func TestNoSecretsInLogs(t *testing.T) {
+	ks, err := auth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := ks.Create("admin", auth.RoleAdmin)
+	var logs strings.Builder
+	u, err := ui.New(ui.Options{Keys: ks, Data: memdata.New(memdata.Options{}), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(u.Handler())
+	defer srv.Close()
+	e := &env{t: t, srv: srv}
+	tok := u.LoginToken(auth.RoleAdmin)
+	c := e.client()
+	e.get(c, "/ui/login?token="+tok)
+	e.get(e.client(), "/ui/login?token="+tok) // refused: spent
+	e.post(e.client(), "/ui/login", url.Values{"key": {key}})
+	e.post(e.client(), "/ui/login", url.Values{"key": {key + "x"}})
+	csrf := e.csrf(c)
+	_, created := e.post(c, "/ui/admin/keys", url.Values{"csrf": {csrf}, "name": {"new"}, "role": {"viewer"}})
+	newKey := regexp.MustCompile(`id="new-key">(vgl_[^<]+)<`).FindStringSubmatch(created)
+	if newKey == nil {
+		t.Fatal("no key created")
+	}
+	e.post(c, "/ui/admin/keys", url.Values{"csrf": {"forged"}, "name": {"new2"}, "role": {"viewer"}})
+	u2, _ := url.Parse(srv.URL + "/ui/")
+	cookie := c.Jar.Cookies(u2)[0].Value
+	out := logs.String()
+	for name, secret := range map[string]string{"login token": tok, "API key": key, "API key secret part": key[len(key)-20:], "session cookie": cookie, "CSRF token": csrf, "created key": newKey[1]} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the %s is in the log", name)
+		}
+	}
+	if !strings.Contains(out, "logged in") || !strings.Contains(out, "login refused") || !strings.Contains(out, "CSRF token missing or wrong") {
+		t.Errorf("log lacks the logins and refusals:\n%s", out)
+	}
+}
