@@ -12,6 +12,9 @@
 //     kept in the quarantine file with its reason.
 //   - Deny by default: every endpoint but /healthz needs an API key whose
 //     role allows it (auth); denied requests are logged without the key.
+//     The web interface under /ui/ (package ui, when Deps.UI is set) needs
+//     a session made from such a key or a one-time login link; only its
+//     login form and embedded assets are open.
 //   - Bounded: request bodies have a size limit (413 past it), each key a
 //     request rate (429), and ingest answers 429 with Retry-After while
 //     detection lags too far behind the journal, instead of buffering.
