@@ -319,7 +319,9 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// Log in through the one-time link: it lands on the overview.
-	b.do("login", chromedp.Navigate(hs.URL+login), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	b.do("login link", chromedp.Navigate(hs.URL+login), chromedp.WaitVisible(chromedp.CSS(`#link-login button`)))
+	b.shot("login")
+	b.do("login", chromedp.Click(chromedp.CSS(`#link-login button`)), chromedp.WaitVisible(chromedp.CSS(`header nav`)))
 	b.page("overview")
 	if u, _ := url.Parse(b.location()); u.Path != "/ui/" {
 		t.Fatalf("after the login link the browser is at %s, want /ui/", b.location())

@@ -110,7 +110,7 @@ func (u *UI) Handler() http.Handler {
 	st, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", staticHandler(http.FileServerFS(st))))
 	mux.HandleFunc("GET /ui/login", u.loginPage)
-	mux.HandleFunc("POST /ui/login", u.loginKey)
+	mux.HandleFunc("POST /ui/login", u.login)
 	mux.HandleFunc("POST /ui/logout", u.logout)
 	mux.Handle("GET /ui/{$}", u.page(auth.PermRead, u.overview))
 	mux.Handle("GET /ui/incidents", u.page(auth.PermRead, u.incidents))
@@ -307,27 +307,35 @@ func (u *UI) setCookie(w http.ResponseWriter, value string, maxAge int) {
 		HttpOnly: true, Secure: u.o.Secure, SameSite: http.SameSiteStrictMode})
 }
 
+// loginPage shows the login form; with ?token= it asks to confirm the
+// one-time link. Opening the link spends nothing: link previewers in mail
+// and chat clients fetch it too, and would use it up. The POST spends it.
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request) {
-	if t := r.URL.Query().Get("token"); t != "" {
-		role, ok := u.s.redeem(t)
-		if !ok {
-			u.log.Warn("ui: login token refused", "remote", r.RemoteAddr)
-			u.fail(w, r, nil, errCode(http.StatusUnauthorized, "this login link was used already or has expired: ask `vigil serve` for a new one, or log in with an API key"))
-			return
-		}
-		v, _ := u.s.start(role, "login-link", "")
-		u.log.Info("ui: logged in with a one-time link", "role", role, "remote", r.RemoteAddr)
-		u.setCookie(w, v, 0)
-		http.Redirect(w, r, Prefix, http.StatusSeeOther)
-		return
-	}
-	if err := u.render(w, r, "login", &view{Title: "Log in"}); err != nil {
+	v := &view{Title: "Log in", Data: r.URL.Query().Get("token")}
+	if err := u.render(w, r, "login", v); err != nil {
 		u.fail(w, r, nil, err)
 	}
 }
 
-func (u *UI) loginKey(w http.ResponseWriter, r *http.Request) {
+func (u *UI) loginToken(w http.ResponseWriter, r *http.Request, t string) {
+	role, ok := u.s.redeem(t)
+	if !ok {
+		u.log.Warn("ui: login token refused", "remote", r.RemoteAddr)
+		u.fail(w, r, nil, errCode(http.StatusUnauthorized, "this login link was used already or has expired: ask `vigil serve` for a new one, or log in with an API key"))
+		return
+	}
+	v, _ := u.s.start(role, "login-link", "")
+	u.log.Info("ui: logged in with a one-time link", "role", role, "remote", r.RemoteAddr)
+	u.setCookie(w, v, 0)
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+}
+
+func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if t := r.PostFormValue("token"); t != "" {
+		u.loginToken(w, r, t)
+		return
+	}
 	k, err := u.o.Keys.Authenticate(strings.TrimSpace(r.PostFormValue("key")))
 	if err == nil && !k.Role.Allows(auth.PermRead) {
 		err = errors.New("an ingest key cannot log in")

@@ -43,7 +43,14 @@ func TestOneTimeLoginLink(t *testing.T) {
 	e := newEnv(t, true)
 	tok := e.u.LoginToken(auth.RoleAnalyst)
 	c := e.client()
-	resp, _ := e.get(c, "/ui/login?token="+tok)
+	// Opening the link (as a chat client's previewer does) spends nothing.
+	for range 2 {
+		resp, body := e.get(c, "/ui/login?token="+tok)
+		if resp.StatusCode != 200 || !strings.Contains(body, `name="token" value="`+tok+`"`) || len(resp.Cookies()) != 0 {
+			t.Fatalf("opening the login link: %d, cookies %v", resp.StatusCode, resp.Cookies())
+		}
+	}
+	resp, _ := e.post(c, "/ui/login", url.Values{"token": {tok}})
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
 		t.Fatalf("login link: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -56,15 +63,23 @@ func TestOneTimeLoginLink(t *testing.T) {
 		t.Fatalf("after login: %d, HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
 	}
 	// Spent: a second use (another browser) is refused with its reason.
-	resp, body := e.get(e.client(), "/ui/login?token="+tok)
+	resp, body := e.post(e.client(), "/ui/login", url.Values{"token": {tok}})
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "used already or has expired") {
 		t.Errorf("second use of the link: %d %s", resp.StatusCode, body)
 	}
 	// Expired before use.
 	tok2 := e.u.LoginToken(auth.RoleViewer)
 	*e.now = e.now.Add(16 * time.Minute)
-	if resp, _ := e.get(e.client(), "/ui/login?token="+tok2); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := e.post(e.client(), "/ui/login", url.Values{"token": {tok2}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("expired link: %d, want 401", resp.StatusCode)
+	}
+	// A forged token, and a real one from another origin, are refused.
+	if resp, _ := e.post(e.client(), "/ui/login", url.Values{"token": {"x" + tok[1:]}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("forged token: %d, want 401", resp.StatusCode)
+	}
+	tok3 := e.u.LoginToken(auth.RoleViewer)
+	if resp, _ := e.post(e.client(), "/ui/login", url.Values{"token": {tok3}}, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site token login: %d, want 403", resp.StatusCode)
 	}
 }
 
@@ -478,7 +493,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	tok := u.LoginToken(auth.RoleAdmin)
 	c := e.client()
 	e.get(c, "/ui/login?token="+tok)
-	e.get(e.client(), "/ui/login?token="+tok) // refused: spent
+	e.post(c, "/ui/login", url.Values{"token": {tok}})
+	e.post(e.client(), "/ui/login", url.Values{"token": {tok}}) // refused: spent
 	e.post(e.client(), "/ui/login", url.Values{"key": {key}})
 	e.post(e.client(), "/ui/login", url.Values{"key": {key + "x"}})
 	csrf := e.csrf(c)
