@@ -19,7 +19,8 @@
 //   - Session cookies are HttpOnly, SameSite=Strict, Secure under TLS, and
 //     expire (idle and absolute limits); logout ends the session.
 //   - Every state change is a POST carrying the session's CSRF token,
-//     compared in constant time.
+//     compared in constant time; cross-origin POSTs are refused outright.
+//   - Each session has a request rate (429 past it), as each API key does.
 //   - Log-derived strings reach the page only through html/template's
 //     contextual escaping (HTML, attribute, URL and JS contexts alike);
 //     chart SVG is built from numbers and escaped labels only.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/vigil-audit/vigil/internal/server/auth"
 )
 
@@ -20,6 +22,7 @@ type session struct {
 	keyID   string
 	created time.Time
 	seen    time.Time
+	lim     *rate.Limiter // shared by the copies get returns
 }
 
 // sessions keeps sessions and unspent login tokens in memory: a restart
@@ -32,6 +35,8 @@ type sessions struct {
 	absolute time.Duration
 	tokenTTL time.Duration
 	now      func() time.Time
+	rate     rate.Limit
+	burst    int
 }
 
 type loginToken struct {
@@ -100,7 +105,8 @@ func (s *sessions) redeem(t string) (auth.Role, bool) {
 func (s *sessions) start(role auth.Role, actor, keyID string) (string, *session) {
 	v := randToken()
 	now := s.now()
-	ss := &session{id: hashOf(v), csrf: randToken(), role: role, actor: actor, keyID: keyID, created: now, seen: now}
+	ss := &session{id: hashOf(v), csrf: randToken(), role: role, actor: actor, keyID: keyID, created: now, seen: now,
+		lim: rate.NewLimiter(s.rate, s.burst)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= maxSessions {

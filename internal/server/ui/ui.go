@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/server/auth"
@@ -48,6 +50,10 @@ type Options struct {
 	// Idle and Absolute end sessions (defaults 30 min and 12 h); TokenTTL
 	// bounds a one-time login token's life (default 15 min).
 	Idle, Absolute, TokenTTL time.Duration
+	// RatePerSession and Burst bound each session's requests per second
+	// (defaults 20 and 60), as the API bounds each key's.
+	RatePerSession float64
+	Burst          int
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -77,10 +83,17 @@ func New(o Options) (*UI, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RatePerSession <= 0 {
+		o.RatePerSession = 20
+	}
+	if o.Burst <= 0 {
+		o.Burst = 60
+	}
 	u := &UI{o: o, s: newSessions(o.Idle, o.Absolute, o.TokenTTL), pages: map[string]*template.Template{}, log: o.Logger}
 	if o.Now != nil {
 		u.s.now = o.Now
 	}
+	u.s.rate, u.s.burst = rate.Limit(o.RatePerSession), o.Burst
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
 		return nil, fmt.Errorf("ui: templates: %w", err)
@@ -240,6 +253,12 @@ func (u *UI) run(w http.ResponseWriter, r *http.Request, ss *session, p auth.Per
 	if !ss.role.Allows(p) {
 		u.log.Warn("ui: denied", "path", r.URL.Path, "actor", ss.actor, "role", ss.role)
 		u.fail(w, r, v, errCode(http.StatusForbidden, "role %s may not do this", ss.role))
+		return
+	}
+	if !ss.lim.Allow() {
+		u.log.Warn("ui: rate limit", "path", r.URL.Path, "actor", ss.actor)
+		w.Header().Set("Retry-After", "1")
+		u.fail(w, r, v, errCode(http.StatusTooManyRequests, "too many requests from this session: wait a second"))
 		return
 	}
 	if err := h(w, r, v); err != nil {

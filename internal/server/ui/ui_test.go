@@ -516,3 +516,35 @@ func TestNoSecretsInLogs(t *testing.T) {
 		t.Errorf("log lacks the logins and refusals:\n%s", out)
 	}
 }
+
+func TestSessionRateLimit(t *testing.T) {
+	ks, err := auth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := ks.Create("v", auth.RoleViewer)
+	u, err := ui.New(ui.Options{Keys: ks, Data: memdata.New(memdata.Options{}), Logger: slog.New(slog.DiscardHandler), RatePerSession: 0.001, Burst: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(u.Handler())
+	defer srv.Close()
+	e := &env{t: t, srv: srv}
+	c := e.client()
+	e.post(c, "/ui/login", url.Values{"key": {key}})
+	for i := range 3 {
+		if resp, _ := e.get(c, "/ui/rules"); resp.StatusCode != 200 {
+			t.Fatalf("request %d within the burst: %d", i, resp.StatusCode)
+		}
+	}
+	resp, body := e.get(c, "/ui/rules")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "too many requests") {
+		t.Errorf("past the burst: %d, want 429 with Retry-After", resp.StatusCode)
+	}
+	// Another session has its own budget.
+	c2 := e.client()
+	e.post(c2, "/ui/login", url.Values{"key": {key}})
+	if resp, _ := e.get(c2, "/ui/rules"); resp.StatusCode != 200 {
+		t.Errorf("another session: %d", resp.StatusCode)
+	}
+}
