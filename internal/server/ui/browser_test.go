@@ -17,6 +17,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
@@ -56,7 +58,7 @@ func chromium(t *testing.T) string {
 type demoTenant struct {
 	truth     *simulate.Truth
 	incidents []*incident.Incident
-	alerts    []incident.Alert
+	alerts    []alert.Alert
 	events    []*event.Event
 	rules     []ui.Rule
 }
@@ -86,30 +88,32 @@ func simulateTenant(t *testing.T) *demoTenant {
 	}
 	rs, refused := c.Compile()
 	d := &demoTenant{truth: truth}
-	var sigmaHits []incident.Alert
-	emit := func(x sigma.Detection) {
-		a := incident.Alert{Time: x.Time, Raised: x.Time, Signal: x.RuleID, Title: x.Title, Level: x.Level}
-		if e := x.Event; e != nil {
-			a.Time, a.Raised, a.Source, a.Operation, a.User = e.Time, e.Time, e.Source, e.Operation, e.User
-			a.RecordIDs = []string{e.RecordID}
-			a.AddActor(incident.ActorIP, e.IP)
-		}
-		sigmaHits = append(sigmaHits, a)
-	}
-	st, err := source.ReadPaths(ctx, paths, source.Options{Hot: rs.FieldSyms()}, func(e *event.Event) error {
-		rs.Match(e, emit)
+	hot := append(rs.FieldSyms(), event.MailAccessFields...)
+	st, err := source.ReadPaths(ctx, paths, source.Options{Hot: hot}, func(e *event.Event) error {
 		d.events = append(d.events, e)
 		return nil
 	})
 	if err != nil || st.Quarantined > 0 {
 		t.Fatalf("decoding the simulated tenant: %v (%d quarantined)", err, st.Quarantined)
 	}
-	rs.Flush(emit)
-	an, err := behavior.Analyze(ctx, behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), d.events, sigmaHits, nil)
+	// Detection as `vigil demo` runs it, over the events in time order
+	// (kept for the timelines and search).
+	slices.SortStableFunc(d.events, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+	ic := behavior.DefaultConfig().IncidentConfig()
+	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic,
+		TempDir: t.TempDir()}, nil)
+	res, err := detect.RunOffline(ctx, pl, nil, func(emit func(*event.Event) error) error {
+		for _, e := range d.events {
+			if err := emit(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.incidents, d.alerts = an.Incidents, an.Alerts
+	d.incidents, d.alerts = res.Incidents, res.Alerts
 	for _, r := range rs.Rules() {
 		d.rules = append(d.rules, ui.Rule{ID: r.ID, Title: r.Title, Level: r.Level, Kind: "sigma", Loaded: true, Enabled: true})
 	}

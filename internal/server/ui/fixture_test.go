@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/server/auth"
@@ -54,10 +55,13 @@ func hostile(at time.Time) ([]*event.Event, *incident.Incident) {
 		evs = append(evs, e)
 	}
 	first, last := at, at.Add(2*time.Minute)
-	inc := &incident.Incident{ID: payloadIncident, Severity: "high", Title: xssTitle, Signals: []string{"D1"},
+	inc := &incident.Incident{ID: payloadIncident, Severity: alert.High, Title: xssTitle, Signals: []string{"D1"},
+		Score: 60, Confidence: "One signal about " + xssUPN,
+		Reasons: []incident.Reason{{Signal: "D1", Level: alert.High, Evidence: xssTitle, Count: 1, Counts: true, Points: 60,
+			Means: "read by " + xssUA, Benign: "unless " + xssFolder}},
 		Actors:    incident.Actors{IPs: []string{xssIP}, Users: []string{xssUPN}, Apps: []string{`"onmouseover="window.__pwned=7`}},
 		Mailboxes: []string{xssUPN}, FirstSeen: first, LastSeen: last, Raised: first, AlertCount: 1,
-		Timeline: []incident.TimelineEntry{{First: first, Last: last, Count: 1, Signal: "D1", Title: xssTitle, Level: "high", Mailbox: xssUPN}},
+		Timeline: []incident.TimelineEntry{{First: first, Last: last, Count: 1, Signal: "D1", Title: xssTitle, Level: alert.High, Mailbox: xssUPN}},
 		Impact: incident.Impact{Mailboxes: []string{xssUPN}, Messages: []string{xssMsgID}, MessageCount: 1, FolderCount: 1, Accesses: 3,
 			FirstAccess: &first, LastAccess: &last, IncompleteReasons: []string{xssFolder},
 			PerMailbox: []incident.MailboxImpact{{Mailbox: xssUPN, MessageCount: 1, Accesses: 3, FirstAccess: first, LastAccess: last,
@@ -108,7 +112,7 @@ func newEnv(t *testing.T, secure bool) *env {
 	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	evs, inc := hostile(at)
 	data := memdata.New(memdata.Options{Incidents: []*incident.Incident{inc}, Events: evs,
-		Alerts: []incident.Alert{{Time: at, Signal: "D1", Level: "high", Title: xssTitle, RecordIDs: []string{"rec-x0"}}},
+		Alerts: []alert.Alert{{Time: at, Signal: "D1", Level: alert.High, Title: xssTitle, RecordIDs: []string{"rec-x0"}}},
 		Rules: []ui.Rule{{ID: "D1", Title: "Token no sign-in issued", Level: "high", Kind: "behaviour", Loaded: true, Enabled: true},
 			{ID: "bad-rule", Title: xssTitle, Level: "low", Kind: "sigma", Refused: xssFolder}},
 		Sinks:      []ui.Sink{{Name: "soc-webhook", Kind: "webhook", Target: "https://soc.example/hook?x=" + xssFolder}},

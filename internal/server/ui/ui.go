@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/sanitize"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 )
@@ -166,6 +166,15 @@ func staticHandler(h http.Handler) http.Handler {
 		w.Header().Set("Cache-Control", "private, max-age=3600")
 		h.ServeHTTP(w, r)
 	})
+}
+
+// levelRank orders level names; unknown ones sort below informational.
+func levelRank(s string) int {
+	l, err := alert.ParseLevel(s)
+	if err != nil {
+		return -1
+	}
+	return int(l)
 }
 
 // flashes are the notes a redirect after a change may ask for: fixed
@@ -657,7 +666,7 @@ func (u *UI) rules(w http.ResponseWriter, r *http.Request, v *view) error {
 	}
 	slices.SortStableFunc(rs, func(a, b Rule) int {
 		return cmp.Or(cmp.Compare(group(a), group(b)), cmp.Compare(b.Hits, a.Hits),
-			cmp.Compare(incident.LevelRank(b.Level), incident.LevelRank(a.Level)), cmp.Compare(a.ID, b.ID))
+			cmp.Compare(levelRank(b.Level), levelRank(a.Level)), cmp.Compare(a.ID, b.ID))
 	})
 	v.Title, v.Nav = "Rules", "rules"
 	v.Flash = flashes[r.URL.Query().Get("done")]

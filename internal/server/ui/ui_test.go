@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 	"github.com/vigil-audit/vigil/internal/server/ui"
@@ -452,7 +453,7 @@ func TestLongMessageListCut(t *testing.T) {
 	}
 	key, _, _ := ks.Create("v", auth.RoleViewer)
 	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	inc := &incident.Incident{ID: "INC-big", Severity: "high", FirstSeen: at, LastSeen: at}
+	inc := &incident.Incident{ID: "INC-big", Severity: alert.High, FirstSeen: at, LastSeen: at}
 	for i := range 1200 {
 		inc.Impact.Reads = append(inc.Impact.Reads, incident.MessageRead{Mailbox: "a@x", Folder: "Inbox", MessageID: fmt.Sprintf("<m%d@x>", i), FirstAccess: at, LastAccess: at, Count: 1})
 	}

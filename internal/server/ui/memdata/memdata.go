@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/server/ui"
@@ -17,7 +18,7 @@ import (
 // Options are the parts of a run the pages show.
 type Options struct {
 	Incidents []*incident.Incident
-	Alerts    []incident.Alert
+	Alerts    []alert.Alert
 	Events    []*event.Event
 	Rules     []ui.Rule
 	Sinks     []ui.Sink
@@ -28,9 +29,6 @@ type Options struct {
 	TestSink   func(ctx context.Context, name string) error
 	// Learning is the behaviours' baseline period.
 	Learning ui.Learning
-	// Grouping is the incident configuration the run used, to say which
-	// signals counted towards an incident (zero: incident.DefaultConfig).
-	Grouping *incident.Config
 	// Record journals a triage change before it is applied.
 	Record func(ctx context.Context, c ui.Change) error
 	// Now is the clock that says how far behind a source is (default: the
@@ -59,19 +57,15 @@ func New(o Options) *Store {
 	if s.o.Now.IsZero() && len(s.events) > 0 {
 		s.o.Now = s.events[len(s.events)-1].Time
 	}
-	grouping := incident.DefaultConfig()
-	if o.Grouping != nil {
-		grouping = *o.Grouping
-	}
 	incs := slices.Clone(o.Incidents)
 	slices.SortStableFunc(incs, func(a, b *incident.Incident) int {
-		if c := cmp.Compare(incident.LevelRank(b.Severity), incident.LevelRank(a.Severity)); c != 0 {
+		if c := cmp.Compare(b.Severity, a.Severity); c != 0 {
 			return c
 		}
 		return b.LastSeen.Compare(a.LastSeen)
 	})
 	for _, inc := range incs {
-		s.cases[inc.ID] = &ui.Case{Incident: inc, Status: "open", Confidence: confidence(inc), Reasons: reasons(inc, grouping)}
+		s.cases[inc.ID] = &ui.Case{Incident: inc, Status: "open", Score: inc.Score, Confidence: inc.Confidence, Reasons: reasons(inc)}
 		s.order = append(s.order, inc.ID)
 	}
 	hits := map[string]int{}
@@ -84,50 +78,27 @@ func New(o Options) *Store {
 	return s
 }
 
-// confidence and reasons explain an incident from what it carries, until
-// detection gives its own score and reasons.
-func confidence(inc *incident.Incident) string {
-	sigs := len(inc.Signals)
-	who := "the same actor"
-	if len(inc.Impact.Mailboxes) == 1 {
-		who = inc.Impact.Mailboxes[0]
-	}
-	if sigs > 1 {
-		return fmt.Sprintf("%d different signals point at %s; each has an innocent explanation on its own, and all of them must hold at once for this to be benign.", sigs, who)
-	}
-	return fmt.Sprintf("One signal about %s, strong enough to make an incident on its own: rule out its innocent explanation first.", who)
-}
-
-func reasons(inc *incident.Incident, cfg incident.Config) []ui.Reason {
-	counts := func(sig string) bool {
-		return slices.Contains(cfg.CoreSignals, sig) || slices.Contains(cfg.SingleSignals, sig) ||
-			cfg.SigmaCounts && !(len(sig) <= 3 && strings.HasPrefix(sig, "D"))
-	}
-	by := map[string]*ui.Reason{}
-	var out []*ui.Reason
-	for _, t := range inc.Timeline {
-		r := by[t.Signal]
-		if r == nil {
-			r = &ui.Reason{Signal: t.Signal, Level: t.Level, Evidence: t.Title, First: t.First, Last: t.Last, Counts: counts(t.Signal)}
-			by[t.Signal] = r
-			out = append(out, r)
+// reasons are detection's own, with the span of each signal's alerts
+// from the incident's timeline.
+func reasons(inc *incident.Incident) []ui.Reason {
+	out := make([]ui.Reason, 0, len(inc.Reasons))
+	for _, r := range inc.Reasons {
+		ur := ui.Reason{Signal: r.Signal, Level: r.Level.String(), Evidence: r.Evidence, Count: r.Count, Counts: r.Counts,
+			Points: r.Points, Means: r.Means, Benign: r.Benign}
+		for _, t := range inc.Timeline {
+			if t.Signal != r.Signal {
+				continue
+			}
+			if ur.First.IsZero() || t.First.Before(ur.First) {
+				ur.First = t.First
+			}
+			if t.Last.After(ur.Last) {
+				ur.Last = t.Last
+			}
 		}
-		r.Count += t.Count
-		if incident.LevelRank(t.Level) > incident.LevelRank(r.Level) {
-			r.Level, r.Evidence = t.Level, t.Title
-		}
-		if t.First.Before(r.First) {
-			r.First = t.First
-		}
-		if t.Last.After(r.Last) {
-			r.Last = t.Last
-		}
+		out = append(out, ur)
 	}
-	res := make([]ui.Reason, len(out))
-	for i, r := range out {
-		res[i] = *r
-	}
-	return res
+	return out
 }
 
 func (s *Store) caseCopy(c *ui.Case) ui.Case {
