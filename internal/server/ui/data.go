@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/incident"
@@ -225,4 +226,50 @@ type Collector struct {
 	Configured   bool
 	Detail       string
 	LastPoll     time.Time
+}
+
+// NewCase is an open, unowned case of inc, with detection's own score,
+// confidence and reasons, and each signal's span from the incident's
+// timeline.
+func NewCase(inc *incident.Incident) Case {
+	c := Case{Incident: inc, Status: "open", Score: inc.Score, Confidence: inc.Confidence}
+	c.Reasons = make([]Reason, 0, len(inc.Reasons))
+	for _, r := range inc.Reasons {
+		ur := Reason{Signal: r.Signal, Level: r.Level.String(), Evidence: r.Evidence, Count: r.Count, Counts: r.Counts,
+			Points: r.Points, Means: r.Means, Benign: r.Benign}
+		for _, t := range inc.Timeline {
+			if t.Signal != r.Signal {
+				continue
+			}
+			if ur.First.IsZero() || t.First.Before(ur.First) {
+				ur.First = t.First
+			}
+			if t.Last.After(ur.Last) {
+				ur.Last = t.Last
+			}
+		}
+		c.Reasons = append(c.Reasons, ur)
+	}
+	return c
+}
+
+// Names reports whether inc names the entity among its actors or
+// mailboxes: the incidents a timeline links to.
+func Names(inc *incident.Incident, en Entity) bool {
+	a := inc.Actors
+	switch en.Kind {
+	case "ip":
+		return slices.Contains(a.IPs, en.Value)
+	case "user":
+		return slices.Contains(a.Users, en.Value)
+	case "mailbox":
+		return slices.Contains(inc.Impact.Mailboxes, en.Value) || slices.Contains(inc.Mailboxes, en.Value)
+	case "app":
+		return slices.Contains(a.Apps, en.Value) || slices.Contains(a.ClientApps, en.Value)
+	case "token":
+		return slices.Contains(a.Tokens, en.Value)
+	case "session":
+		return slices.Contains(a.Sessions, en.Value)
+	}
+	return false
 }

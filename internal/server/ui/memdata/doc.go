@@ -3,7 +3,8 @@
 // events. It serves `vigil serve --demo` and the UI's browser tests, where
 // the tenant is simulated and small. Its timelines and search scan the
 // events it holds, so its memory grows with them: a server over a real
-// journal answers these from the search index instead.
+// journal answers these from the search index instead. Events, the record
+// store behind search and timelines, can also be fed live and bounded.
 //
 // Triage changes are kept in memory and handed to Options.Record first,
 // which journals them; a change Record refuses is not applied.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +38,8 @@ type Options struct {
 // Store is the in-memory Data.
 type Store struct {
 	o      Options
-	events []*event.Event // by time
+	events []*event.Event // by time, for the overview
+	ev     *Events
 
 	mu    sync.RWMutex
 	cases map[string]*ui.Case
@@ -54,6 +54,10 @@ func New(o Options) *Store {
 	s := &Store{o: o, cases: map[string]*ui.Case{}, rules: slices.Clone(o.Rules)}
 	s.events = slices.Clone(o.Events)
 	slices.SortStableFunc(s.events, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+	s.ev = NewEvents(0)
+	for _, e := range s.events {
+		s.ev.Add(e)
+	}
 	if s.o.Now.IsZero() && len(s.events) > 0 {
 		s.o.Now = s.events[len(s.events)-1].Time
 	}
@@ -65,7 +69,8 @@ func New(o Options) *Store {
 		return b.LastSeen.Compare(a.LastSeen)
 	})
 	for _, inc := range incs {
-		s.cases[inc.ID] = &ui.Case{Incident: inc, Status: "open", Score: inc.Score, Confidence: inc.Confidence, Reasons: reasons(inc)}
+		c := ui.NewCase(inc)
+		s.cases[inc.ID] = &c
 		s.order = append(s.order, inc.ID)
 	}
 	hits := map[string]int{}
@@ -76,29 +81,6 @@ func New(o Options) *Store {
 		s.rules[i].Hits = hits[s.rules[i].ID]
 	}
 	return s
-}
-
-// reasons are detection's own, with the span of each signal's alerts
-// from the incident's timeline.
-func reasons(inc *incident.Incident) []ui.Reason {
-	out := make([]ui.Reason, 0, len(inc.Reasons))
-	for _, r := range inc.Reasons {
-		ur := ui.Reason{Signal: r.Signal, Level: r.Level.String(), Evidence: r.Evidence, Count: r.Count, Counts: r.Counts,
-			Points: r.Points, Means: r.Means, Benign: r.Benign}
-		for _, t := range inc.Timeline {
-			if t.Signal != r.Signal {
-				continue
-			}
-			if ur.First.IsZero() || t.First.Before(ur.First) {
-				ur.First = t.First
-			}
-			if t.Last.After(ur.Last) {
-				ur.Last = t.Last
-			}
-		}
-		out = append(out, ur)
-	}
-	return out
 }
 
 func (s *Store) caseCopy(c *ui.Case) ui.Case {
@@ -299,37 +281,8 @@ func stepFor(span time.Duration, n int) time.Duration {
 	return 7 * 24 * time.Hour
 }
 
-func row(e *event.Event, signal string) ui.Row {
-	app := e.AppID
-	if app == "" {
-		app = e.ClientAppID
-	}
-	return ui.Row{Time: e.Time, Source: e.Source, Operation: e.Operation, User: e.User, IP: e.IP, App: app,
-		UserAgent: e.UserAgent, Mailbox: e.Mailbox, Folders: e.Folders, Subject: e.Get("Subject"), Result: e.Result, Signal: signal}
-}
-
-// matches reports whether e involves the entity.
-func matches(e *event.Event, en ui.Entity) bool {
-	v := en.Value
-	switch en.Kind {
-	case "user":
-		return strings.EqualFold(e.User, v)
-	case "mailbox":
-		return strings.EqualFold(e.Mailbox, v)
-	case "ip":
-		return e.IP == v
-	case "app":
-		return strings.EqualFold(e.AppID, v) || strings.EqualFold(e.ClientAppID, v)
-	case "token":
-		return e.TokenID == v
-	case "session":
-		return e.SessionID == v
-	}
-	return false
-}
-
-// signals maps record ids to the alert on them.
-func (s *Store) signals() map[string]string {
+// signal maps record ids to the first alert on them.
+func (s *Store) signal() func(string) string {
 	m := map[string]string{}
 	for _, a := range s.o.Alerts {
 		for _, id := range a.RecordIDs {
@@ -338,93 +291,22 @@ func (s *Store) signals() map[string]string {
 			}
 		}
 	}
-	return m
+	return func(id string) string { return m[id] }
 }
 
-// Timeline scans the events for the entity: its whole history, or the
-// records within q.Window of q.Around with q.Context records on each side.
-func (s *Store) Timeline(_ context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
-	en := q.Entity
-	tl := ui.Timeline{Entity: en}
-	sig := s.signals()
-	related := map[ui.Entity]bool{}
-	add := func(kind, v string) {
-		if v != "" && len(related) < 40 && !(kind == en.Kind && strings.EqualFold(v, en.Value)) {
-			related[ui.Entity{Kind: kind, Value: v}] = true
-		}
+// Timeline scans the events for the entity and links the incidents that
+// name it.
+func (s *Store) Timeline(ctx context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
+	tl, err := s.ev.Timeline(ctx, q, s.signal())
+	if err != nil {
+		return tl, err
 	}
-	lo, hi := q.Around.Add(-q.Window), q.Around.Add(q.Window)
-	var before []ui.Row
-	after := 0
-	for _, e := range s.events {
-		if !matches(e, en) {
-			continue
-		}
-		if !q.Around.IsZero() {
-			if e.Time.Before(lo) {
-				if q.Context > 0 {
-					r := row(e, sig[e.RecordID])
-					r.At = "before"
-					before = append(before, r)
-					if len(before) > q.Context {
-						before = before[1:]
-					}
-				}
-				continue
-			}
-			if e.Time.After(hi) {
-				if after < q.Context {
-					r := row(e, sig[e.RecordID])
-					r.At = "after"
-					tl.Rows = append(tl.Rows, r)
-					after++
-				}
-				continue
-			}
-		}
-		tl.Total++
-		if tl.Total <= q.Limit {
-			tl.Rows = append(tl.Rows, row(e, sig[e.RecordID]))
-		}
-		add("ip", e.IP)
-		add("user", e.User)
-		add("mailbox", e.Mailbox)
-		add("app", e.AppID)
-		add("session", e.SessionID)
-		add("token", e.TokenID)
-	}
-	tl.Rows = append(before, tl.Rows...)
-	for k := range related {
-		tl.Related = append(tl.Related, k)
-	}
-	slices.SortFunc(tl.Related, func(a, b ui.Entity) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Value, b.Value))
-	})
 	s.mu.RLock()
 	for _, id := range s.order {
-		if names(s.cases[id].Incident, en) {
+		if ui.Names(s.cases[id].Incident, q.Entity) {
 			tl.Cases = append(tl.Cases, id)
 		}
 	}
 	s.mu.RUnlock()
 	return tl, nil
-}
-
-func names(inc *incident.Incident, en ui.Entity) bool {
-	a := inc.Actors
-	switch en.Kind {
-	case "ip":
-		return slices.Contains(a.IPs, en.Value)
-	case "user":
-		return slices.Contains(a.Users, en.Value)
-	case "mailbox":
-		return slices.Contains(inc.Impact.Mailboxes, en.Value) || slices.Contains(inc.Mailboxes, en.Value)
-	case "app":
-		return slices.Contains(a.Apps, en.Value) || slices.Contains(a.ClientApps, en.Value)
-	case "token":
-		return slices.Contains(a.Tokens, en.Value)
-	case "session":
-		return slices.Contains(a.Sessions, en.Value)
-	}
-	return false
 }

@@ -190,3 +190,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A bounded Events lets the oldest records go, keeps the newest in time
+// order whatever order they came in, and says what it no longer searches.
+func TestEventsBounded(t *testing.T) {
+	x := NewEvents(8)
+	for _, h := range []int{3, 1, 2, 9, 8, 7, 4, 5, 6, 10, 11} {
+		x.Add(ev(h, "m365.ual", "a@x", "192.0.2.1"))
+	}
+	res, err := x.Search(context.Background(), "ip:192.0.2.1", 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hours []int
+	for _, r := range res.Rows {
+		hours = append(hours, int(r.Time.Sub(t0)/time.Hour))
+	}
+	// 9 records passed the limit of 8: the oldest quarter (3) went.
+	if want := []int{4, 5, 6, 7, 8, 9, 10, 11}; !slices.Equal(hours, want) {
+		t.Errorf("held hours %v, want %v", hours, want)
+	}
+	if h := x.QueryHelp(); !strings.Contains(h, "newest 8 records; 3 older ones (up to 2026-03-02T03:00:00Z) are not searched") {
+		t.Errorf("help does not say what was let go: %s", h)
+	}
+	if h := NewEvents(0).QueryHelp(); strings.Contains(h, "not searched") {
+		t.Errorf("an unbounded store says it let records go: %s", h)
+	}
+}

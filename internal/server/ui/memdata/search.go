@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/server/ui"
 )
 
@@ -51,8 +50,11 @@ func parse(q string) ([]term, error) {
 }
 
 // QueryHelp says what this scan understands.
-func (s *Store) QueryHelp() string {
-	return "Terms field:value joined by spaces or and, all of which must match; fields " + strings.Join(searchFields, ", ") +
+func (s *Store) QueryHelp() string { return s.ev.QueryHelp() }
+
+// QueryHelp says what this scan understands, and what it holds.
+func (x *Events) QueryHelp() string {
+	return x.held() + "Terms field:value joined by spaces or and, all of which must match; fields " + strings.Join(searchFields, ", ") +
 		"; a trailing * matches a prefix; other words match anywhere in operation, user, IP, user agent, mailbox and app."
 }
 
@@ -68,7 +70,7 @@ func anyEq(have []string, want string) bool {
 	return slices.ContainsFunc(have, func(h string) bool { return eq(h, want) })
 }
 
-func (t term) match(e *event.Event) bool {
+func (t term) match(e *rec) bool {
 	switch t.field {
 	case "":
 		for _, s := range []string{e.Operation, e.User, e.IP, e.UserAgent, e.Mailbox, e.AppID} {
@@ -84,9 +86,9 @@ func (t term) match(e *event.Event) bool {
 	case "ip":
 		return eq(e.IP, t.value)
 	case "app":
-		return eq(e.AppID, t.value) || eq(e.ClientAppID, t.value)
+		return eq(e.AppID, t.value) || eq(e.ClientApp, t.value)
 	case "client_app":
-		return eq(e.ClientAppID, t.value)
+		return eq(e.ClientApp, t.value)
 	case "op":
 		return eq(e.Operation, t.value)
 	case "source":
@@ -103,17 +105,21 @@ func (t term) match(e *event.Event) bool {
 	return false
 }
 
-// Search scans the events for records matching every term.
-func (s *Store) Search(ctx context.Context, q string, limit int) (ui.SearchResult, error) {
+// Search scans the records for those matching every term; signal names
+// the detection on a record id, if any.
+func (x *Events) Search(ctx context.Context, q string, limit int, signal func(recordID string) string) (ui.SearchResult, error) {
 	ts, err := parse(q)
 	if err != nil {
 		return ui.SearchResult{}, err
 	}
-	sig := s.signals()
+	x.sort()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
 	var res ui.SearchResult
 	var first, last time.Time
-	var hits []int // indexes into s.events, for the counts
-	for i, e := range s.events {
+	var hits []int // indexes into x.recs, for the counts
+	for i := range x.recs {
+		e := &x.recs[i]
 		if i%4096 == 0 && ctx.Err() != nil {
 			return ui.SearchResult{}, ctx.Err()
 		}
@@ -125,7 +131,7 @@ func (s *Store) Search(ctx context.Context, q string, limit int) (ui.SearchResul
 			last = e.Time
 			hits = append(hits, i)
 			if len(res.Rows) < limit {
-				res.Rows = append(res.Rows, row(e, sig[e.RecordID]))
+				res.Rows = append(res.Rows, e.row(signal))
 			}
 		}
 	}
@@ -134,8 +140,13 @@ func (s *Store) Search(ctx context.Context, q string, limit int) (ui.SearchResul
 		res.From = first.Truncate(res.Step)
 		res.Counts = make([]int, int(last.Sub(res.From)/res.Step)+1)
 		for _, i := range hits {
-			res.Counts[int(s.events[i].Time.Sub(res.From)/res.Step)]++
+			res.Counts[int(x.recs[i].Time.Sub(res.From)/res.Step)]++
 		}
 	}
 	return res, nil
+}
+
+// Search scans the events for records matching every term.
+func (s *Store) Search(ctx context.Context, q string, limit int) (ui.SearchResult, error) {
+	return s.ev.Search(ctx, q, limit, s.signal())
 }
