@@ -194,6 +194,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err := os.MkdirAll(detectDir, 0o700); err != nil {
 		return err
 	}
+	uiData := serveUIData(j, rs, bcfg, cfg, sinks, outbox, o.demo, logger)
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: func(s detect.Sink) *detect.Pipeline {
 			opts := behavior.Options{}
@@ -206,7 +207,10 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		Outbox:     outbox,
 		Logger:     logger,
 		StateDir:   detectDir,
+		OnEntry:    uiData.Entry,
+		OnAlert:    uiData.Alert,
 	})
+	uiData.Watch(watcher)
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = func() { watcher.Wake(); live.wake() }
 	var collectors []*collect.Collector
@@ -217,7 +221,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	watcher.SetCollectors(collectors)
 	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes},
-		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Views: watcher, Index: live.follower(), Logger: logger})
+		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Views: watcher, Index: live.follower(), UI: uiData, Logger: logger})
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -270,6 +274,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	ready := func(addr string) {
 		logger.Info("vigil serve listening", "url", scheme+"://"+addr, "data", o.data, "collectors", len(collectors), "sinks", len(sinks))
 		fmt.Fprintf(stdout, "vigil serve: listening on %s://%s (data in %s)\n", scheme, addr, o.data)
+		printLoginLink(stdout, srv, scheme+"://"+addr, logger)
 		if o.demo {
 			wg.Go(func() {
 				if err := replayDemo(runCtx, scheme+"://"+addr, keys, demo, o, stdout, logger); err != nil && runCtx.Err() == nil {

@@ -43,6 +43,9 @@ var meanings = map[string]meaning{
 	"D11": {"an indicator of compromise from a published report matched", "an indicator outside its published window or reused infrastructure"},
 }
 
+// Means says what a behaviour's alert suggests ("" for an unknown signal).
+func Means(signal string) string { return meanings[signal].means }
+
 // signalPoints weighs a counting alert by signal and level.
 func signalPoints(sig string, lv alert.Level) int {
 	base := map[string]int{"D1": 40, "D5": 40, "D2": 20, "D4": 20, "D7": 15, "D3": 10, "D8": 10, "D11": 25}[sig]

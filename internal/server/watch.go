@@ -59,7 +59,7 @@ type Watcher struct {
 	caughtUp   bool
 	incidents  map[string]*incident.Incident
 	alerts     []alert.Alert // newest maxAlerts, oldest first
-	sources    map[string]*sourceStat
+	sources    map[string]*SourceStat
 	collectors []*collect.Collector
 	metrics    *Metrics
 	undecoded  int64
@@ -69,9 +69,13 @@ type Watcher struct {
 	snapSecs   float64
 	resumed    uint64 // the offset a snapshot restored
 	snapshots  uint64
+
+	onEntry func(index uint64, en *journal.Entry, evs []*event.Event)
+	onAlert func(*alert.Alert)
 }
 
-type sourceStat struct {
+// SourceStat is what detection has read of one source.
+type SourceStat struct {
 	Source     string    `json:"source"`
 	Kind       string    `json:"kind"` // "journal": what detection has read of it
 	Records    int64     `json:"records"`
@@ -99,6 +103,12 @@ type WatcherOptions struct {
 	// SnapshotEvery is the least wall time between periodic snapshots
 	// (default 30 s).
 	SnapshotEvery time.Duration
+	// OnEntry hears every journal entry as detection reads it, with its
+	// events (none when it does not decode); OnAlert hears every alert.
+	// The web interface keeps its own views with them. Both run on the
+	// detection goroutine and must not keep en or its bytes.
+	OnEntry func(index uint64, en *journal.Entry, evs []*event.Event)
+	OnAlert func(*alert.Alert)
 }
 
 // NewWatcher returns a watcher over j.
@@ -120,7 +130,8 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	}
 	return &Watcher{j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
-		incidents: map[string]*incident.Incident{}, sources: map[string]*sourceStat{}}
+		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
+		onEntry: o.OnEntry, onAlert: o.OnAlert}
 }
 
 // SetCollectors lets /api/v1/sources report the collectors' state.
@@ -212,6 +223,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return err
 	}
 	dec := w.newDecoder()
+	if err := w.replayViews(ctx, dec); err != nil {
+		return err
+	}
 	var lastRefresh, lastSnap time.Time
 	var snapTook time.Duration
 	snapOffset := w.Offset()
@@ -333,6 +347,43 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 var errStop = errors.New("stop")
 
+// replayViews gives OnEntry and OnAlert what a restored snapshot covers,
+// without detection: the web interface's views (triage changes, records
+// for search, counts) are not in the snapshot.
+func (w *Watcher) replayViews(ctx context.Context, dec *source.Decoder) error {
+	w.mu.RLock()
+	upTo := w.offset
+	alerts := slices.Clone(w.alerts)
+	w.mu.RUnlock()
+	if upTo == 0 {
+		return nil
+	}
+	if w.onAlert != nil {
+		for i := range alerts {
+			w.onAlert(&alerts[i])
+		}
+	}
+	if w.onEntry == nil {
+		return nil
+	}
+	err := w.j.Read(ctx, 0, func(index uint64, en *journal.Entry) error {
+		if index >= upTo {
+			return errStop
+		}
+		dec.SetObserved(en.Received)
+		evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(index)})
+		if err != nil {
+			evs = nil
+		}
+		w.onEntry(index, en, evs)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("detection: reading the journal for the views: %w", err)
+	}
+	return nil
+}
+
 const snapshotFile = "snapshot"
 
 // watcherState is the snapshot file: the pipeline's state and what the
@@ -342,7 +393,7 @@ type watcherState struct {
 	Offset    uint64
 	Leaf      journal.Hash // the leaf hash of entry Offset-1: the journal it was taken of
 	Pipeline  []byte
-	Sources   map[string]*sourceStat
+	Sources   map[string]*SourceStat
 	Alerts    []alert.Alert
 	Undecoded int64
 }
@@ -504,7 +555,7 @@ func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64,
 	}
 	st := w.sources[en.Source]
 	if st == nil {
-		st = &sourceStat{Source: en.Source, Kind: "journal"}
+		st = &SourceStat{Source: en.Source, Kind: "journal"}
 		w.sources[en.Source] = st
 	}
 	st.Records++
@@ -517,6 +568,9 @@ func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64,
 		w.undecoded++
 		w.mu.Unlock()
 		w.log.Warn("journal entry does not decode", "index", index, "err", err)
+		if w.onEntry != nil {
+			w.onEntry(index, en, nil)
+		}
 		return
 	}
 	for _, e := range evs {
@@ -525,6 +579,9 @@ func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64,
 		}
 	}
 	w.mu.Unlock()
+	if w.onEntry != nil {
+		w.onEntry(index, en, evs)
+	}
 	for _, e := range evs {
 		_ = p.Process(e)
 	}
@@ -568,6 +625,9 @@ func (w *Watcher) Alert(a *alert.Alert) {
 	w.mu.Unlock()
 	if m != nil {
 		m.Alerts.WithLabelValues(a.Level.String()).Inc()
+	}
+	if w.onAlert != nil {
+		w.onAlert(a)
 	}
 }
 
@@ -709,13 +769,58 @@ func (w *Watcher) Sources() ([]json.RawMessage, error) {
 	return out, nil
 }
 
-func slicesSortedKeys(m map[string]*sourceStat) []string {
+func slicesSortedKeys(m map[string]*SourceStat) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// IncidentList returns the incidents as the grouping stands, in no order;
+// they are snapshots the watcher no longer changes.
+func (w *Watcher) IncidentList() []*incident.Incident {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make([]*incident.Incident, 0, len(w.incidents))
+	for _, inc := range w.incidents {
+		out = append(out, inc)
+	}
+	return out
+}
+
+// IncidentOf returns one incident as the grouping stands.
+func (w *Watcher) IncidentOf(id string) (*incident.Incident, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	inc, ok := w.incidents[id]
+	return inc, ok
+}
+
+// AlertList returns the alerts kept, oldest first.
+func (w *Watcher) AlertList() []alert.Alert {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return slices.Clone(w.alerts)
+}
+
+// SourceStats returns what detection read per source, by name.
+func (w *Watcher) SourceStats() []SourceStat {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make([]SourceStat, 0, len(w.sources))
+	for _, name := range slicesSortedKeys(w.sources) {
+		out = append(out, *w.sources[name])
+	}
+	return out
+}
+
+// Collectors returns the collectors set with SetCollectors.
+func (w *Watcher) Collectors() []*collect.Collector {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return slices.Clone(w.collectors)
 }
 
 // Ready implements Views: nil once detection has read the journal as it

@@ -63,6 +63,17 @@ var signalTags = map[string][]string{
 	"D11": {"attack.command_and_control", "attack.t1090"},
 }
 
+// Signals lists the behaviours the engine raises (D1, D2, ...), in order.
+func Signals() []string {
+	out := slices.Collect(maps.Keys(signalTags))
+	slices.SortFunc(out, func(a, b string) int {
+		x, _ := strconv.Atoi(a[1:])
+		y, _ := strconv.Atoi(b[1:])
+		return x - y
+	})
+	return out
+}
+
 var (
 	symQueryText = []event.Sym{event.Intern("QueryText"), event.Intern("SearchQuery"), event.Intern("QueryString")}
 	symParamID   = event.Intern("Parameters.Identity")

@@ -40,6 +40,10 @@ type Data interface {
 // ErrNotFound is what actions return for an unknown incident, rule or sink.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnsupported is what actions return that this server cannot take
+// (the page says so with 501).
+var ErrUnsupported = errors.New("not supported by this server")
+
 // Incident statuses, in queue order.
 var Statuses = []string{"open", "acknowledged", "resolved", "false_positive"}
 
@@ -196,7 +200,9 @@ type Rule struct {
 	Loaded  bool
 	Refused string // the reason it was refused
 	Enabled bool
-	Hits    int
+	// Fixed rules cannot be enabled or disabled from the interface.
+	Fixed bool
+	Hits  int
 }
 
 // Integrity is the journal's latest signed checkpoint.

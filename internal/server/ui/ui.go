@@ -301,6 +301,8 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
 		code = he.code
 	case errors.Is(err, ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, ErrUnsupported):
+		code = http.StatusNotImplemented
 	case errors.Is(err, context.Canceled):
 		return
 	}

@@ -188,7 +188,7 @@ func (s *Store) Overview(context.Context) (ui.Overview, error) {
 		return o, nil
 	}
 	from, to := s.events[0].Time, s.events[len(s.events)-1].Time
-	o.Step = stepFor(to.Sub(from)+time.Second, 96)
+	o.Step = StepFor(to.Sub(from)+time.Second, 96)
 	o.SeriesFrom = from.Truncate(o.Step)
 	n := int(to.Sub(o.SeriesFrom)/o.Step) + 1
 	bucket := func(t time.Time) int { return int(t.Sub(o.SeriesFrom) / o.Step) }
@@ -214,7 +214,7 @@ func (s *Store) Overview(context.Context) (ui.Overview, error) {
 		h := per[name]
 		h.Watermark = h.LastRecord
 		h.Lag = s.o.Now.Sub(h.LastRecord)
-		h.Gaps = gaps(series[name], o.SeriesFrom, o.Step)
+		h.Gaps = Gaps(series[name], o.SeriesFrom, o.Step)
 		switch {
 		case h.Lag > 24*time.Hour:
 			h.Status = "silent"
@@ -240,10 +240,10 @@ func (s *Store) Overview(context.Context) (ui.Overview, error) {
 	return o, nil
 }
 
-// gaps are runs of empty buckets spanning at least a day between a
+// Gaps are runs of empty buckets spanning at least a day between a
 // source's first and last record: shorter pauses are nights and weekends
 // of a small tenant.
-func gaps(counts []int, from time.Time, step time.Duration) []ui.Gap {
+func Gaps(counts []int, from time.Time, step time.Duration) []ui.Gap {
 	first, last := -1, -1
 	for i, c := range counts {
 		if c > 0 {
@@ -271,7 +271,8 @@ func gaps(counts []int, from time.Time, step time.Duration) []ui.Gap {
 	return out
 }
 
-func stepFor(span time.Duration, n int) time.Duration {
+// StepFor is the bucket width that splits span into fewer than n.
+func StepFor(span time.Duration, n int) time.Duration {
 	for _, s := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 3 * time.Hour,
 		6 * time.Hour, 12 * time.Hour, 24 * time.Hour} {
 		if span/s < time.Duration(n) {

@@ -136,7 +136,7 @@ func (x *Events) Search(ctx context.Context, q string, limit int, signal func(re
 		}
 	}
 	if res.Total > 0 {
-		res.Step = stepFor(last.Sub(first)+time.Second, 120)
+		res.Step = StepFor(last.Sub(first)+time.Second, 120)
 		res.From = first.Truncate(res.Step)
 		res.Counts = make([]int, int(last.Sub(res.From)/res.Step)+1)
 		for _, i := range hits {

@@ -1,0 +1,504 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/server/sink"
+	"github.com/vigil-audit/vigil/internal/server/ui"
+	"github.com/vigil-audit/vigil/internal/server/ui/memdata"
+)
+
+// TriageSource is the journal source of the triage changes made in the
+// web interface: each change is a journal entry, so it is signed into the
+// checkpoints like the logs and replayed after a restart.
+const TriageSource = "vigil.triage"
+
+// UIOptions configure the web interface's data.
+type UIOptions struct {
+	Journal Journal
+	// Rules are the loaded and refused rules; they are fixed while the
+	// server runs.
+	Rules []ui.Rule
+	// Sinks deliver test messages; SinkInfo describes them for the admin
+	// page (name, kind, target); Outbox says what each has pending.
+	Sinks    []sink.Sink
+	SinkInfo []ui.Sink
+	Outbox   *sink.Outbox
+	// Learning is the behaviours' baseline period from the first record.
+	Learning time.Duration
+	// MaxRecords bounds the records kept for search and timelines
+	// (default 1,000,000); older ones are let go, and the search page
+	// says so.
+	MaxRecords int
+	// ReplayClock measures how far behind a source is from the newest
+	// record instead of the wall clock: --demo replays a simulated past.
+	ReplayClock bool
+	Logger      *slog.Logger
+}
+
+// UIData answers the web interface from the watcher's live views (its
+// incidents and alerts), the journal (checkpoints; triage changes are
+// appended to it) and the records detection reads, kept in memory for
+// search and timelines up to UIOptions.MaxRecords.
+//
+// Its Entry and Alert methods are the watcher's OnEntry and OnAlert.
+type UIData struct {
+	o  UIOptions
+	w  *Watcher
+	ev *memdata.Events
+
+	mu          sync.Mutex
+	hours       map[string]map[int64]int // records per source per event-time hour
+	alertHours  map[int64]int
+	hits        map[string]int // alerts per signal
+	first, last time.Time      // event times read
+	triage      map[string]*triageState
+	applied     map[uint64]bool // triage entries applied when made, before detection read them
+}
+
+type triageState struct {
+	status, owner string
+	history       []ui.Change
+}
+
+// maxHistory bounds the changes kept per incident (all stay in the journal).
+const maxHistory = 200
+
+// NewUIData returns the data; give its Entry and Alert to the watcher,
+// then the watcher to Watch.
+func NewUIData(o UIOptions) *UIData {
+	if o.MaxRecords <= 0 {
+		o.MaxRecords = 1_000_000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &UIData{o: o, ev: memdata.NewEvents(o.MaxRecords), hours: map[string]map[int64]int{},
+		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{}}
+}
+
+// Watch sets the watcher whose incidents and alerts the pages show.
+func (d *UIData) Watch(w *Watcher) { d.w = w }
+
+var _ ui.Data = (*UIData)(nil)
+
+// triageRecord is a triage change as journaled.
+type triageRecord struct {
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Source    string    `json:"source"`
+	Operation string    `json:"operation"`
+	User      string    `json:"user"`
+	Incident  string    `json:"incident"`
+	Status    string    `json:"status,omitempty"`
+	Note      string    `json:"note,omitempty"`
+}
+
+// Entry keeps what the pages need of a journal entry: its records for
+// search, counts per hour, and triage changes.
+func (d *UIData) Entry(index uint64, en *journal.Entry, evs []*event.Event) {
+	for _, e := range evs {
+		d.ev.Add(e)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if en.Source == TriageSource {
+		if d.applied[index] {
+			delete(d.applied, index)
+		} else {
+			var tr triageRecord
+			if err := json.Unmarshal(en.Raw, &tr); err != nil || tr.Incident == "" {
+				d.o.Logger.Warn("triage entry does not parse", "index", index, "err", err)
+			} else {
+				d.apply(ui.Change{Incident: tr.Incident, Status: tr.Status, Note: tr.Note, Actor: tr.User, At: tr.Time})
+			}
+		}
+	}
+	for _, e := range evs {
+		if e.Time.IsZero() {
+			continue
+		}
+		h := d.hours[e.Source]
+		if h == nil {
+			h = map[int64]int{}
+			d.hours[e.Source] = h
+		}
+		h[e.Time.Unix()/3600]++
+		if d.first.IsZero() || e.Time.Before(d.first) {
+			d.first = e.Time
+		}
+		if e.Time.After(d.last) {
+			d.last = e.Time
+		}
+	}
+}
+
+// Alert counts an alert per rule and per hour.
+func (d *UIData) Alert(a *alert.Alert) {
+	d.mu.Lock()
+	d.hits[a.Signal]++
+	d.alertHours[a.Time.Unix()/3600]++
+	d.mu.Unlock()
+}
+
+func (d *UIData) apply(ch ui.Change) {
+	st := d.triage[ch.Incident]
+	if st == nil {
+		st = &triageState{status: "open"}
+		d.triage[ch.Incident] = st
+	}
+	if ch.Status != "" {
+		st.status = ch.Status
+		if st.owner == "" && ch.Status == "acknowledged" {
+			st.owner = ch.Actor
+		}
+	}
+	st.history = append(st.history, ch)
+	if len(st.history) > maxHistory {
+		st.history = slices.Delete(st.history, 0, len(st.history)-maxHistory)
+	}
+}
+
+func (d *UIData) watcher() (*Watcher, error) {
+	if d.w == nil {
+		return nil, errNoViews
+	}
+	return d.w, nil
+}
+
+func (d *UIData) caseOf(inc *incident.Incident) ui.Case {
+	c := ui.NewCase(inc)
+	if st := d.triage[inc.ID]; st != nil {
+		c.Status, c.Owner, c.History = st.status, st.owner, slices.Clone(st.history)
+	}
+	return c
+}
+
+// Cases returns the incidents, most severe and most recent first.
+func (d *UIData) Cases(context.Context) ([]ui.Case, error) {
+	w, err := d.watcher()
+	if err != nil {
+		return nil, err
+	}
+	incs := w.IncidentList()
+	slices.SortFunc(incs, func(a, b *incident.Incident) int {
+		return cmp.Or(cmp.Compare(b.Severity, a.Severity), b.LastSeen.Compare(a.LastSeen), cmp.Compare(a.ID, b.ID))
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]ui.Case, 0, len(incs))
+	for _, inc := range incs {
+		out = append(out, d.caseOf(inc))
+	}
+	return out, nil
+}
+
+// Case returns one incident.
+func (d *UIData) Case(_ context.Context, id string) (ui.Case, bool, error) {
+	w, err := d.watcher()
+	if err != nil {
+		return ui.Case{}, false, err
+	}
+	inc, ok := w.IncidentOf(id)
+	if !ok {
+		return ui.Case{}, false, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.caseOf(inc), true, nil
+}
+
+// Triage journals the change, then applies it.
+func (d *UIData) Triage(ctx context.Context, ch ui.Change) error {
+	w, err := d.watcher()
+	if err != nil {
+		return err
+	}
+	if _, ok := w.IncidentOf(ch.Incident); !ok {
+		return fmt.Errorf("incident %q: %w", ch.Incident, ui.ErrNotFound)
+	}
+	if ch.At.IsZero() {
+		ch.At = time.Now().UTC()
+	}
+	var idb [12]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return err
+	}
+	tr := triageRecord{ID: hex.EncodeToString(idb[:]), Time: ch.At, Source: TriageSource, Operation: "IncidentTriaged",
+		User: ch.Actor, Incident: ch.Incident, Status: ch.Status, Note: ch.Note}
+	raw, err := json.Marshal(tr)
+	if err != nil {
+		return err
+	}
+	// The lock spans the append, so detection cannot read the entry
+	// before it is marked applied.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	acks, err := d.o.Journal.AppendBatch(ctx, []journal.Entry{{Source: TriageSource, Origin: "vigil serve: web interface", RecordID: tr.ID, Raw: raw}})
+	if err != nil {
+		return fmt.Errorf("journaling the change: %w", err)
+	}
+	d.applied[acks[0].Index] = true
+	d.apply(ch)
+	w.Wake()
+	return nil
+}
+
+// signal maps record ids to the first kept alert on them.
+func (d *UIData) signal() func(string) string {
+	m := map[string]string{}
+	if d.w != nil {
+		for _, a := range d.w.AlertList() {
+			for _, id := range a.RecordIDs {
+				if _, ok := m[id]; !ok {
+					m[id] = a.Signal
+				}
+			}
+		}
+	}
+	return func(id string) string { return m[id] }
+}
+
+// Timeline scans the kept records for the entity and links the
+// incidents that name it.
+func (d *UIData) Timeline(ctx context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
+	tl, err := d.ev.Timeline(ctx, q, d.signal())
+	if err != nil || d.w == nil {
+		return tl, err
+	}
+	incs := d.w.IncidentList()
+	slices.SortFunc(incs, func(a, b *incident.Incident) int { return cmp.Compare(a.ID, b.ID) })
+	for _, inc := range incs {
+		if ui.Names(inc, q.Entity) {
+			tl.Cases = append(tl.Cases, inc.ID)
+		}
+	}
+	return tl, nil
+}
+
+// Search scans the kept records.
+func (d *UIData) Search(ctx context.Context, q string, limit int) (ui.SearchResult, error) {
+	return d.ev.Search(ctx, q, limit, d.signal())
+}
+
+// QueryHelp says what the search understands and what it holds.
+func (d *UIData) QueryHelp() string { return d.ev.QueryHelp() }
+
+// Rules returns the rules with their alerts since the server started
+// (the journal replay included).
+func (d *UIData) Rules(context.Context) ([]ui.Rule, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := slices.Clone(d.o.Rules)
+	for i := range out {
+		out[i].Hits = d.hits[out[i].ID]
+		out[i].Fixed = true
+	}
+	return out, nil
+}
+
+// SetRule is refused: the rules are compiled into the pipeline at start.
+func (d *UIData) SetRule(_ context.Context, id string, _ bool, _ string) error {
+	return fmt.Errorf("rule %q: the rules are fixed while vigil serve runs (they are compiled into detection at start): %w", id, ui.ErrUnsupported)
+}
+
+// Integrity returns the latest signed checkpoint and checks its
+// signature with the journal's verifier key.
+func (d *UIData) Integrity(ctx context.Context) (ui.Integrity, error) {
+	j := d.o.Journal
+	cp := j.Latest()
+	var signed time.Time // unknown for the journal's periodic checkpoint
+	if cp.Size < j.Size() || cp.Note == nil {
+		var err error
+		if cp, err = j.Checkpoint(ctx); err != nil {
+			return ui.Integrity{}, fmt.Errorf("checkpoint: %w", err)
+		}
+		signed = time.Now().UTC()
+	}
+	in := ui.Integrity{Origin: cp.Origin, Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]),
+		Checkpoint: string(cp.Note), VerifierKey: j.VerifierKey(), SignedAt: signed}
+	v, err := journal.NewVerifier(j.VerifierKey())
+	if err == nil {
+		_, err = journal.ParseCheckpoint(cp.Note, v)
+	}
+	if err != nil {
+		in.VerifyDetail = err.Error()
+	} else {
+		in.Verified, in.VerifiedAt = true, time.Now().UTC()
+		in.VerifyDetail = "the checkpoint's signature checks with the verifier key"
+	}
+	return in, nil
+}
+
+// Sinks returns the configured sinks with what each has pending.
+func (d *UIData) Sinks(context.Context) ([]ui.Sink, error) {
+	out := slices.Clone(d.o.SinkInfo)
+	if d.o.Outbox == nil {
+		return out, nil
+	}
+	for _, st := range d.o.Outbox.Status() {
+		for i := range out {
+			if out[i].Name == st.Sink {
+				out[i].Pending, out[i].LastDelivery, out[i].LastError = st.Pending, st.LastSent, st.LastError
+				if st.Disabled != "" {
+					out[i].LastError = strings.TrimSpace("disabled: " + st.Disabled + " " + out[i].LastError)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// TestSink sends a test message through the named sink, directly (not
+// through the outbox: the admin wants to know now whether it arrives).
+func (d *UIData) TestSink(ctx context.Context, name, actor string) error {
+	i := slices.IndexFunc(d.o.Sinks, func(s sink.Sink) bool { return s.Name() == name })
+	if i < 0 {
+		return fmt.Errorf("sink %q: %w", name, ui.ErrNotFound)
+	}
+	var idb [8]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	m := sink.Message{ID: "test/" + hex.EncodeToString(idb[:]), Type: "test", Time: now, Severity: "informational",
+		Title: "vigil test delivery, asked for by " + actor, Data: json.RawMessage(`{"test":true}`)}
+	if err := d.o.Sinks[i].Deliver(ctx, m); err != nil {
+		return fmt.Errorf("sink %q: test delivery: %w", name, err)
+	}
+	return nil
+}
+
+// Collectors returns the collectors' configuration and state.
+func (d *UIData) Collectors(context.Context) ([]ui.Collector, error) {
+	if d.w == nil {
+		return nil, nil
+	}
+	var out []ui.Collector
+	for _, c := range d.w.Collectors() {
+		st := c.Status()
+		detail := st.State
+		if st.LastError != "" {
+			detail += ": " + st.LastError
+		}
+		out = append(out, ui.Collector{Name: c.Tenant() + "/" + c.Name(), Source: st.Source, Configured: true, Detail: detail, LastPoll: st.LastPoll})
+	}
+	return out, nil
+}
+
+// Overview counts records per source and alerts and incidents over time,
+// from the hourly counts kept as detection reads the journal.
+func (d *UIData) Overview(context.Context) (ui.Overview, error) {
+	w, err := d.watcher()
+	if err != nil {
+		return ui.Overview{}, err
+	}
+	o := ui.Overview{Events: int64(d.o.Journal.Size())}
+	incs := w.IncidentList()
+	stats := w.SourceStats()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.o.ReplayClock && !d.last.IsZero() {
+		now = d.last
+	}
+	if !d.first.IsZero() {
+		o.Learning = ui.Learning{From: d.first, Until: d.first.Add(d.o.Learning), Done: !d.last.Before(d.first.Add(d.o.Learning))}
+		o.Step = max(memdata.StepFor(d.last.Sub(d.first)+time.Second, 96), time.Hour)
+		o.SeriesFrom = d.first.Truncate(o.Step)
+	}
+	n := 0
+	if o.Step > 0 {
+		n = int(d.last.Sub(o.SeriesFrom)/o.Step) + 1
+	}
+	bucket := func(hour int64) int { return int(time.Unix(hour*3600, 0).Sub(o.SeriesFrom) / o.Step) }
+	series := func(counts map[int64]int) []int {
+		s := make([]int, n)
+		for h, c := range counts {
+			if i := bucket(h); i >= 0 && i < n {
+				s[i] += c
+			}
+		}
+		return s
+	}
+	for _, st := range stats {
+		h := ui.SourceHealth{Source: st.Source, Records: st.Records, LastRecord: st.LastRecord, Watermark: st.LastRecord}
+		var counts []int
+		for name, c := range d.hours {
+			// Sources are named by the journal entry; events by the decoder
+			// ("m365.ual" either way for the built-in formats).
+			if name == st.Source {
+				counts = series(c)
+			}
+		}
+		if counts != nil {
+			o.Ingest = append(o.Ingest, ui.Series{Name: st.Source, Counts: counts})
+			h.Gaps = memdata.Gaps(counts, o.SeriesFrom, o.Step)
+		}
+		if !h.LastRecord.IsZero() {
+			h.Lag = now.Sub(h.LastRecord)
+		}
+		switch {
+		case h.LastRecord.IsZero():
+			h.Status, h.Detail = "silent", "no record with a time yet"
+		case h.Lag > 24*time.Hour:
+			h.Status = "silent"
+		case h.Lag > 2*time.Hour:
+			h.Status = "lagging"
+		default:
+			h.Status = "ok"
+		}
+		if d.o.ReplayClock {
+			h.Detail = strings.TrimSpace(h.Detail + " lag measured from the newest record (a replayed tenant)")
+		}
+		o.Sources = append(o.Sources, h)
+	}
+	for _, c := range w.Collectors() {
+		st := c.Status()
+		h := ui.SourceHealth{Source: c.Tenant() + "/" + c.Name(), Records: st.Records, Watermark: st.Watermark, Detail: st.State}
+		if !st.Watermark.IsZero() {
+			h.Lag = time.Since(st.Watermark)
+		}
+		switch {
+		case st.State == "failed" || st.LastError != "":
+			h.Status, h.Detail = "error", strings.TrimSpace(st.State+": "+st.LastError)
+		case st.Watermark.IsZero():
+			h.Status = "silent"
+		case h.Lag > 24*time.Hour:
+			h.Status = "silent"
+		case h.Lag > 2*time.Hour:
+			h.Status = "lagging"
+		default:
+			h.Status = "ok"
+		}
+		if st.Gaps > 0 {
+			h.Detail = strings.TrimSpace(fmt.Sprintf("%s; %d gaps the vendor reported", h.Detail, st.Gaps))
+		}
+		o.Sources = append(o.Sources, h)
+	}
+	if n > 0 {
+		o.Alerts = series(d.alertHours)
+		o.Incidents = make([]int, n)
+		for _, inc := range incs {
+			if i := bucket(inc.Raised.Unix() / 3600); i >= 0 && i < n {
+				o.Incidents[i]++
+			}
+		}
+	}
+	return o, nil
+}
