@@ -157,11 +157,30 @@ func (b *browser) text(css string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+	var s string
+	var err error
+	// A node found while a navigation finishes may be gone when its text
+	// is read: ask again for the new document's.
+	for range 3 {
+		if s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css))); err == nil || !strings.Contains(err.Error(), "No node with given id") {
+			break
+		}
+	}
 	if err != nil {
 		b.t.Fatalf("text of %s: %v", css, err)
 	}
 	return strings.TrimSpace(s)
+}
+
+// loaded waits until the document has finished loading.
+func (b *browser) loaded() {
+	b.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if done, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.readyState === "complete"`)); err == nil && done {
+			return
+		}
+	}
+	b.t.Fatal("the page did not finish loading")
 }
 
 func (b *browser) location() string {
@@ -176,6 +195,7 @@ func (b *browser) location() string {
 // page measures the loaded page and saves its screenshots.
 func (b *browser) page(name string) {
 	b.t.Helper()
+	b.loaded()
 	m, err := chromedp.Run(b.ctx, chromedp.Evaluate[struct{ Answer, Loaded float64 }](`(() => {
 		const n = performance.getEntriesByType("navigation")[0];
 		return {Answer: n.responseEnd - n.requestStart, Loaded: (n.loadEventEnd || n.domContentLoadedEventEnd) - n.startTime}; })()`))

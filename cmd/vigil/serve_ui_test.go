@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/vigil-audit/vigil/internal/simulate"
+)
+
+// chromiumForTest finds the browser, or skips: only outside CI, where a
+// missing browser is a local gap (CI installs it and must run the test).
+func chromiumForTest(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{os.Getenv("VIGIL_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
+		if name == "" {
+			continue
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found: CI must run the browser tests (.ci/run installs it)")
+	}
+	t.Skip("chromium not found: browser tests skipped (install chromium, or set VIGIL_CHROMIUM)")
+	return ""
+}
+
+var loginLinkRe = regexp.MustCompile(`(?m)^\s+(http://\S+/ui/login\?token=\S+)$`)
+
+// text is everything vigil serve printed on stdout so far.
+func (l *lines) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.l, "\n")
+}
+
+// waitLine waits for stdout to hold a line matching re.
+func (s *servedVigil) waitLine(t *testing.T, re *regexp.Regexp, within time.Duration) []string {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m := re.FindStringSubmatch(s.stdout.text()); m != nil {
+			return m
+		}
+	}
+	t.Fatalf("vigil serve printed no line matching %s:\n%s", re, s.stdout.text())
+	return nil
+}
+
+// A browser against a real `vigil serve --demo`: the one-time link
+// printed at start logs in, the queue leads to the forged-token
+// incident, whose impact per mailbox is the simulation's truth; a pivot
+// from the intruder's address reaches its timeline; an analyst's status
+// change is journaled and is there again after a restart.
+func TestServeDemoBrowser(t *testing.T) {
+	chrome := chromiumForTest(t)
+	dir := t.TempDir()
+	args := []string{"--data", dir, "--demo", "--demo-users", "20", "--demo-days", "7", "--demo-duration", "3s"}
+	s := startServe(t, args...)
+	link := s.waitLine(t, loginLinkRe, 10*time.Second)[1]
+	s.waitLine(t, regexp.MustCompile(`replay finished`), 3*time.Minute)
+	truth, err := simulate.LoadTruth(filepath.Join(dir, "demo-logs", simulate.TruthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	read := map[string]bool{}
+	for _, ct := range truth.Campaigns {
+		for _, mi := range ct.Impact {
+			want[mi.Mailbox] += len(mi.MessageIDs)
+			for _, m := range mi.MessageIDs {
+				read[m] = true
+			}
+		}
+	}
+	// Detection settles: caught up, and the campaign's messages in the
+	// incidents (the API shows what the pages show).
+	type apiIncident struct {
+		ID     string
+		Impact struct{ Messages []string }
+	}
+	var camp []string
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		var ready map[string]any
+		var incs struct{ Incidents []apiIncident }
+		code := s.get(t, "/readyz", &ready)
+		s.get(t, "/api/v1/incidents", &incs)
+		camp = camp[:0]
+		got := 0
+		for _, inc := range incs.Incidents {
+			n := 0
+			for _, m := range inc.Impact.Messages {
+				if read[m] {
+					n++
+				}
+			}
+			if n > 0 {
+				camp = append(camp, inc.ID)
+				got += n
+			}
+		}
+		if code == 200 && ready["detection_lag"] == float64(0) && got >= len(read) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("detection did not settle: ready %d %v, %d of %d messages in incidents", code, ready, got, len(read))
+		}
+	}
+
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]), chromedp.ExecPath(chrome),
+		chromedp.NoSandbox, chromedp.WindowSize(1400, 1000), chromedp.Flag("disable-gpu", true))
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	eval := func(expr string) string {
+		t.Helper()
+		for range 3 { // a node found while a navigation ends may be gone: ask again
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+			if err == nil {
+				return strings.TrimSpace(v)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	// answer is the page's own measure, request start to response end.
+	times := map[string]time.Duration{}
+	measure := func(name string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); eval(`document.readyState`) != "complete"; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not finish loading", name)
+			}
+		}
+		ms, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => { const n = performance.getEntriesByType("navigation")[0]; return n.responseEnd - n.requestStart; })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		times[name] = time.Duration(ms * float64(time.Millisecond))
+	}
+
+	do("open the login link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS(`#link-login button`)))
+	do("log in", chromedp.Click(chromedp.CSS(`#link-login button`)), chromedp.WaitVisible(chromedp.CSS(`header nav`)))
+	measure("overview")
+	do("queue", chromedp.Navigate(s.url+"/ui/incidents"), chromedp.WaitVisible(chromedp.CSS(`table.queue`)))
+	measure("incidents")
+	do("open the campaign's incident", chromedp.Click(chromedp.CSS(`table.queue a[href="/ui/incidents/`+camp[0]+`"]`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS(`#impact-messages`)))
+	measure("incident")
+	shown := map[string]string{}
+	for i, id := range camp {
+		if i > 0 {
+			do("open "+id, chromedp.Navigate(s.url+"/ui/incidents/"+id), chromedp.WaitVisible(chromedp.CSS(`#impact-messages`)))
+		}
+		m, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](
+			`Object.fromEntries([...document.querySelectorAll("td[data-mailbox]")].map(td => [td.dataset.mailbox, td.textContent]))`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for mb, n := range m {
+			if _, dup := shown[mb]; dup {
+				t.Errorf("mailbox %s in two of the campaign's incidents", mb)
+			}
+			shown[mb] = n
+		}
+	}
+	for mb, n := range want {
+		if shown[mb] != fmt.Sprint(n) {
+			t.Errorf("impact on %s: the pages show %q messages, the simulation's truth is %d", mb, shown[mb], n)
+		}
+	}
+	if len(shown) != len(want) {
+		t.Errorf("the campaign's incidents list mailboxes %v, truth %v", shown, want)
+	}
+	t.Logf("campaign incidents %v; impact shown %v, truth %v", camp, shown, want)
+
+	// Pivot from the intruder's address to its timeline.
+	do("back", chromedp.Navigate(s.url+"/ui/incidents/"+camp[0]), chromedp.WaitVisible(chromedp.CSS(`#impact-messages`)))
+	ip := eval(`document.querySelector("a[data-entity=ip]").textContent`)
+	if !slices.ContainsFunc(truth.Campaigns, func(c simulate.CampaignTruth) bool { return slices.Contains(c.Actor.IPs, ip) }) {
+		t.Errorf("the first IP on the incident page, %q, is not the intruder's", ip)
+	}
+	do("pivot", chromedp.Click(chromedp.CSS(`a[data-entity=ip]`)), chromedp.WaitVisible(chromedp.CSS(`#entity`)))
+	measure("timeline")
+	if entity, total := eval(`document.querySelector("#entity").textContent`), eval(`document.querySelector("#total").textContent`); entity != ip || total == "0" || total == "" {
+		t.Errorf("pivot from %s: timeline of %q with %q records", ip, entity, total)
+	}
+	do("search", chromedp.Navigate(s.url+"/ui/search?q=ip%3A"+ip), chromedp.WaitVisible(chromedp.CSS(`#count`)))
+	measure("search")
+
+	// The status change, journaled.
+	do("acknowledge", chromedp.Navigate(s.url+"/ui/incidents/"+camp[0]), chromedp.WaitVisible(chromedp.CSS(`#triage`)),
+		chromedp.SetValue(chromedp.CSS(`#status-select`), "acknowledged"), chromedp.SendKeys(chromedp.CSS(`#note`), "taking this"),
+		chromedp.Click(chromedp.CSS(`#triage button`)), chromedp.WaitVisible(chromedp.CSS(`p.flash`)))
+	if st := eval(`document.querySelector("#status").textContent`); st != "acknowledged" {
+		t.Errorf("after the change the status is %q", st)
+	}
+	for _, p := range []string{"rules", "integrity", "admin"} {
+		do(p, chromedp.Navigate(s.url+"/ui/"+p), chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+		measure(p)
+	}
+	names := make([]string, 0, len(times))
+	for n := range times {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var sb strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&sb, "%-10s %8s\n", n, times[n].Round(100*time.Microsecond))
+	}
+	t.Logf("page answer times (request start to response end) on vigil serve --demo:\n%s", sb.String())
+	s.stop(t)
+
+	// A restart replays the journal: the change is still there. (--demo
+	// again, for its network table; its records are duplicates now.)
+	s2 := startServe(t, args...)
+	s2.key = s.key // printed at the first start only
+	link2 := s2.waitLine(t, loginLinkRe, 10*time.Second)[1]
+	if link2 == link {
+		t.Errorf("the restart printed the same login link")
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		var ready map[string]any
+		if s2.get(t, "/readyz", &ready) == 200 && s2.get(t, "/api/v1/incidents/"+camp[0], nil) == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart %s is not back", camp[0])
+		}
+	}
+	// The first start's link, on the new port: spent, and its session
+	// store is gone with the process.
+	do("spent link", chromedp.Navigate(s2.url+strings.TrimPrefix(link, s.url)), chromedp.WaitVisible(chromedp.CSS(`#link-login button`)), chromedp.Click(chromedp.CSS(`#link-login button`)),
+		chromedp.WaitVisible(chromedp.CSS(`main p.error`)))
+	if body := eval(`document.querySelector("main p.error").textContent`); !strings.Contains(body, "used already or has expired") {
+		t.Errorf("the first start's login link still works after the restart: %s", body)
+	}
+	do("log in again", chromedp.Navigate(link2), chromedp.WaitVisible(chromedp.CSS(`#link-login button`)), chromedp.Click(chromedp.CSS(`#link-login button`)),
+		chromedp.WaitVisible(chromedp.CSS(`header nav`)))
+	do("incident after restart", chromedp.Navigate(s2.url+"/ui/incidents/"+camp[0]), chromedp.WaitVisible(chromedp.CSS(`#status`)))
+	if st, hist := eval(`document.querySelector("#status").textContent`), eval(`document.querySelector("main").textContent`); st != "acknowledged" || !strings.Contains(hist, "taking this") {
+		t.Errorf("after a restart the incident is %q; its note kept: %v", st, strings.Contains(hist, "taking this"))
+	}
+	s2.stop(t)
+}
