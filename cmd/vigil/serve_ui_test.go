@@ -149,8 +149,31 @@ func TestServeDemoBrowser(t *testing.T) {
 		}
 		return strings.TrimSpace(v)
 	}
-	// answer is the page's own measure, request start to response end.
-	times := map[string]time.Duration{}
+	// Screenshots of every page, 1400 and 800 px wide, as artefacts.
+	shots := os.Getenv("VIGIL_UI_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := func(name string) {
+		t.Helper()
+		for _, w := range []int64{1400, 800} {
+			do("viewport", chromedp.EmulateViewport(w, 1000))
+			png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+			if err != nil {
+				t.Fatalf("screenshot %s: %v", name, err)
+			}
+			if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("serve-%s-%d.png", name, w)), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		do("viewport", chromedp.EmulateViewport(1400, 1000))
+	}
+	// The page's own measures: request start to response end (the
+	// server's answer), navigation start to load end.
+	times := map[string][2]time.Duration{}
 	measure := func(name string) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); eval(`document.readyState`) != "complete"; time.Sleep(20 * time.Millisecond) {
@@ -158,11 +181,14 @@ func TestServeDemoBrowser(t *testing.T) {
 				t.Fatalf("%s did not finish loading", name)
 			}
 		}
-		ms, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => { const n = performance.getEntriesByType("navigation")[0]; return n.responseEnd - n.requestStart; })()`))
+		m, err := chromedp.Run(ctx, chromedp.Evaluate[struct{ Answer, Loaded float64 }](`(() => {
+			const n = performance.getEntriesByType("navigation")[0];
+			return {Answer: n.responseEnd - n.requestStart, Loaded: n.loadEventEnd - n.startTime}; })()`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		times[name] = time.Duration(ms * float64(time.Millisecond))
+		times[name] = [2]time.Duration{time.Duration(m.Answer * float64(time.Millisecond)), time.Duration(m.Loaded * float64(time.Millisecond))}
+		shot(name)
 	}
 
 	do("open the login link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS(`#link-login button`)))
@@ -232,9 +258,10 @@ func TestServeDemoBrowser(t *testing.T) {
 	slices.Sort(names)
 	var sb strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&sb, "%-10s %8s\n", n, times[n].Round(100*time.Microsecond))
+		fmt.Fprintf(&sb, "%-10s %8s %8s\n", n, times[n][0].Round(100*time.Microsecond), times[n][1].Round(100*time.Microsecond))
 	}
-	t.Logf("page answer times (request start to response end) on vigil serve --demo:\n%s", sb.String())
+	t.Logf("page times on vigil serve --demo (answer: request start to response end; loaded: navigation start to load end):\n%s", sb.String())
+	t.Logf("screenshots in %s", shots)
 	s.stop(t)
 
 	// A restart replays the journal: the change is still there. (--demo
