@@ -42,8 +42,9 @@ type UIOptions struct {
 	// Learning is the behaviours' baseline period from the first record.
 	Learning time.Duration
 	// MaxRecords bounds the records kept for search and timelines
-	// (default 1,000,000); older ones are let go, and the search page
-	// says so.
+	// (default 150,000: some 115 MB at the 770 bytes a record of typical
+	// mail-access fields); older ones are let go, and the search page says
+	// so.
 	MaxRecords int
 	// ReplayClock measures how far behind a source is from the newest
 	// record instead of the wall clock: --demo replays a simulated past.
@@ -83,7 +84,7 @@ const maxHistory = 200
 // then the watcher to Watch.
 func NewUIData(o UIOptions) *UIData {
 	if o.MaxRecords <= 0 {
-		o.MaxRecords = 1_000_000
+		o.MaxRecords = 150_000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

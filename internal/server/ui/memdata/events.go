@@ -23,11 +23,24 @@ type rec struct {
 	Folders, MessageIDs                           []string
 }
 
+// recOf copies what it keeps, so no string of it holds on to the
+// record's bytes.
 func recOf(e *event.Event) rec {
-	return rec{Time: e.Time, Source: e.Source, Operation: e.Operation, User: e.User, IP: e.IP, AppID: e.AppID,
-		ClientApp: e.ClientAppID, UserAgent: e.UserAgent, Mailbox: e.Mailbox, Subject: e.Get("Subject"),
-		Result: e.Result, SessionID: e.SessionID, TokenID: e.TokenID, RecordID: e.RecordID,
-		Folders: slices.Clone(e.Folders), MessageIDs: slices.Clone(e.MessageIDs)}
+	c := strings.Clone
+	all := func(ss []string) []string {
+		if len(ss) == 0 {
+			return nil
+		}
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = c(s)
+		}
+		return out
+	}
+	return rec{Time: e.Time, Source: c(e.Source), Operation: c(e.Operation), User: c(e.User), IP: c(e.IP), AppID: c(e.AppID),
+		ClientApp: c(e.ClientAppID), UserAgent: c(e.UserAgent), Mailbox: c(e.Mailbox), Subject: c(e.Get("Subject")),
+		Result: c(e.Result), SessionID: c(e.SessionID), TokenID: c(e.TokenID), RecordID: c(e.RecordID),
+		Folders: all(e.Folders), MessageIDs: all(e.MessageIDs)}
 }
 
 func (e *rec) row(signal func(string) string) ui.Row {
