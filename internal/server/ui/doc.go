@@ -13,7 +13,7 @@
 //
 //   - Deny by default: every page but the login form needs a session; a
 //     session is made from a one-time login token (minted by the server,
-//     printed at first start, valid once and for a short time) or an API
+//     printed at every start, valid once and for a short time) or an API
 //     key, and carries the key's role. Viewers read, analysts also change
 //     incident status and notes, admins also manage keys, sinks and rules.
 //   - Session cookies are HttpOnly, SameSite=Strict, Secure under TLS, and

@@ -114,7 +114,7 @@ func New(o Options) (*UI, error) {
 }
 
 // LoginToken mints a one-time login token for role; the server prints
-// Prefix+"login?token="+token at first start.
+// Prefix+"login?token="+token at every start.
 func (u *UI) LoginToken(role auth.Role) string { return u.s.mint(role) }
 
 // Handler serves everything under Prefix.
@@ -351,7 +351,7 @@ func (u *UI) loginToken(w http.ResponseWriter, r *http.Request, t string) {
 	role, ok := u.s.redeem(t)
 	if !ok {
 		u.log.Warn("ui: login token refused", "remote", r.RemoteAddr)
-		u.fail(w, r, nil, errCode(http.StatusUnauthorized, "this login link was used already or has expired: ask `vigil serve` for a new one, or log in with an API key"))
+		u.fail(w, r, nil, errCode(http.StatusUnauthorized, "this login link was used already or has expired: restart `vigil serve` for a new one, or log in with an API key"))
 		return
 	}
 	v, _ := u.s.start(role, "login-link", "")
