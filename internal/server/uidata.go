@@ -129,6 +129,9 @@ func (d *UIData) Entry(index uint64, en *journal.Entry, evs []*event.Event) {
 				d.apply(ui.Change{Incident: tr.Incident, Status: tr.Status, Note: tr.Note, Actor: tr.User, At: tr.Time})
 			}
 		}
+		// Searchable (source:vigil.triage), but no log source: its wall-clock
+		// times stay out of the overview's series and source health.
+		return
 	}
 	for _, e := range evs {
 		if e.Time.IsZero() {
@@ -438,6 +441,9 @@ func (d *UIData) Overview(context.Context) (ui.Overview, error) {
 		return s
 	}
 	for _, st := range stats {
+		if st.Source == TriageSource {
+			continue
+		}
 		h := ui.SourceHealth{Source: st.Source, Records: st.Records, LastRecord: st.LastRecord, Watermark: st.LastRecord}
 		var counts []int
 		for name, c := range d.hours {

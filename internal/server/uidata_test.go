@@ -155,8 +155,15 @@ func TestUITriageJournaledAndReplayed(t *testing.T) {
 		rec.Status != "acknowledged" || rec.Note != "taking this" || rec.User != "analyst-key" {
 		t.Fatalf("journaled %s %s (%v)", entry.Source, entry.Raw, err)
 	}
-	// Detection reading the entry does not apply it a second time.
-	f.d.Entry(0, &entry, nil)
+	// Detection reading the entry does not apply it a second time; the
+	// change is searchable, but no log source of the overview.
+	f.d.Entry(0, &entry, []*event.Event{{Time: time.Now(), Source: TriageSource, Operation: "IncidentTriaged", User: "analyst-key"}})
+	if res, err := f.d.Search(t.Context(), "source:vigil.triage", 10); err != nil || res.Total != 1 {
+		t.Errorf("search for the change: %d (%v)", res.Total, err)
+	}
+	if ov, _ := f.d.Overview(t.Context()); !ov.SeriesFrom.IsZero() || len(ov.Ingest) != 0 {
+		t.Errorf("the change's time reached the overview: series from %s, %d sources", ov.SeriesFrom, len(ov.Ingest))
+	}
 	c, _, _ := f.d.Case(t.Context(), "INC-1")
 	if c.Status != "acknowledged" || c.Owner != "analyst-key" || len(c.History) != 1 {
 		t.Errorf("after detection read the change: status %q owner %q, %d changes, want 1", c.Status, c.Owner, len(c.History))
