@@ -125,10 +125,14 @@ func (x *Events) Search(ctx context.Context, q string, limit int, signal func(re
 		}
 		if !slices.ContainsFunc(ts, func(t term) bool { return !t.match(e) }) {
 			res.Total++
-			if res.Total == 1 {
+			// min and max, not first and last: a record added between the
+			// sort and the scan may be out of order.
+			if res.Total == 1 || e.Time.Before(first) {
 				first = e.Time
 			}
-			last = e.Time
+			if e.Time.After(last) {
+				last = e.Time
+			}
 			hits = append(hits, i)
 			if len(res.Rows) < limit {
 				res.Rows = append(res.Rows, e.row(signal))
