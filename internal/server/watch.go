@@ -366,7 +366,12 @@ func (w *Watcher) replayViews(ctx context.Context, dec *source.Decoder) error {
 	if w.onEntry == nil {
 		return nil
 	}
-	err := w.j.Read(ctx, 0, func(index uint64, en *journal.Entry) error {
+	// From the first entry retention kept.
+	from := uint64(0)
+	if ex, ok := w.j.(interface{ Expired() uint64 }); ok {
+		from = min(ex.Expired(), upTo)
+	}
+	err := w.j.Read(ctx, from, func(index uint64, en *journal.Entry) error {
 		if index >= upTo {
 			return errStop
 		}
