@@ -191,7 +191,9 @@ func TenantFilter(tenant string) string { return "raw." + token(tenant) + ".*" }
 // hold ('.', '*', '>', whitespace, slashes, controls) as %XX.
 func token(s string) string {
 	if s == "" {
-		return "%00"
+		// A lone "%" is never an escape's output ("%XX"), so the empty
+		// name shares its token with no other (NUL is "%00").
+		return "%"
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {

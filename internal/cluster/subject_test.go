@@ -10,7 +10,8 @@ func TestSubject(t *testing.T) {
 		{"acme", "m365.ual", "raw.acme.m365%2Eual"},
 		{"acme.example", "entra.signin", "raw.acme%2Eexample.entra%2Esignin"},
 		{"a*b", "x>y", "raw.a%2Ab.x%3Ey"},
-		{"", "gws", "raw.%00.gws"},
+		{"", "gws", "raw.%.gws"},
+		{"\x00", "gws", "raw.%00.gws"},
 	}
 	for _, c := range cases {
 		if got := Subject(c.tenant, c.source); got != c.want {
