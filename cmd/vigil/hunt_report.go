@@ -228,7 +228,7 @@ func printReportSummary(w io.Writer, r *huntResult) {
 			incomplete++
 		}
 	}
-	fmt.Fprintf(w, "%d detections, %d incidents\n", len(r.alerts), len(r.incidents))
+	fmt.Fprintf(w, "%d %s, %d %s\n", len(r.alerts), nounFor(len(r.alerts), "detection"), len(r.incidents), nounFor(len(r.incidents), "incident"))
 	for _, inc := range r.incidents {
 		ev := "evidence complete"
 		if !inc.Impact.EvidenceComplete {
@@ -247,4 +247,12 @@ func printReportSummary(w io.Writer, r *huntResult) {
 		abs = filepath.Join(r.dir, report.HTMLFile)
 	}
 	fmt.Fprintf(w, "Report: %s\n", abs)
+}
+
+// nounFor is noun, plural unless n is 1.
+func nounFor(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }

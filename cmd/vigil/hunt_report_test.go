@@ -178,7 +178,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
 	s := out.String()
-	if !strings.Contains(s, "1 incidents") || !strings.Contains(s, "0 reported that it did not read") {
+	if !strings.Contains(s, " detections, 1 incident\n") || !strings.Contains(s, "0 reported that it did not read") {
 		t.Errorf("demo summary:\n%s", s)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "report", "report.html")); err != nil {
