@@ -52,7 +52,17 @@ type Options struct {
 	// than this, after updates (0: keep everything). The journal keeps
 	// what its own retention says; the index only forgets.
 	Retention time.Duration
+	// MemoryLimit bounds the engine's buffer pool in bytes (0:
+	// DefaultMemoryLimit); past it the engine spills to a temporary
+	// directory beside the index. Without a bound DuckDB takes up to 80 %
+	// of the machine's memory, which a server that runs for months must
+	// not.
+	MemoryLimit int64
 }
+
+// DefaultMemoryLimit is the engine's buffer pool when Options.MemoryLimit
+// is 0. The lookup indexes must fit in it while they are built.
+const DefaultMemoryLimit = 4 << 30
 
 // ErrNoIndex says the journal has no index yet.
 var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
@@ -86,6 +96,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	}
 	q := url.Values{}
 	q.Set("threads", strconv.Itoa(threads))
+	limit := opts.MemoryLimit
+	if limit <= 0 {
+		limit = DefaultMemoryLimit
+	}
+	q.Set("memory_limit", strconv.FormatInt(max(limit>>20, 16), 10)+"MiB")
 	// Deny by default: no extension is fetched or loaded, and read-only
 	// handles cannot touch files or undo these settings from SQL.
 	q.Set("autoinstall_known_extensions", "false")

@@ -606,3 +606,27 @@ func TestSearchIsCancelled(t *testing.T) {
 	}
 	t.Logf("timeout: %v", err)
 }
+
+// The engine's buffer pool is bounded (DuckDB's own default is 80 % of the
+// machine's memory): the default, or what the caller asks for.
+func TestMemoryLimit(t *testing.T) {
+	for _, c := range []struct {
+		limit int64
+		want  string
+	}{{0, "4.0 GiB"}, {256 << 20, "256.0 MiB"}} {
+		dir := t.TempDir()
+		x, err := Open(t.Context(), dir, Options{MemoryLimit: c.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Close()
+		if x, err = Open(t.Context(), dir, Options{MemoryLimit: c.limit, ReadOnly: true}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := x.SQL(t.Context(), "SELECT current_setting('memory_limit')", 1)
+		x.Close()
+		if err != nil || len(res.Rows) != 1 || fmt.Sprint(res.Rows[0][0]) != c.want {
+			t.Errorf("memory limit %d: %v %v, want %s", c.limit, res, err, c.want)
+		}
+	}
+}
