@@ -387,6 +387,14 @@ func TestUISearchThroughIndex(t *testing.T) {
 	if _, err := f.d.Timeline(t.Context(), ui.TimelineQuery{Entity: ui.Entity{Kind: "ip", Value: "not-an-ip"}, Limit: 10}); !errors.Is(err, ui.ErrQuery) {
 		t.Errorf("a timeline of a malformed address: %v, want an ErrQuery", err)
 	}
+	// Triage changes are journal entries: the index holds them too.
+	an, csrf := f.login(t, auth.RoleAnalyst)
+	if code := f.triage(t, an, csrf, "acknowledged", "taking this"); code != http.StatusSeeOther {
+		t.Fatalf("analyst triage: %d, want 303", code)
+	}
+	if res, err := f.d.Search(t.Context(), "source:vigil.triage op:IncidentTriaged", 10); err != nil || res.Total != 1 || res.Rows[0].User != "analyst-key" {
+		t.Errorf("search for the triage change: %+v (%v)", res, err)
+	}
 	if resp, err := vw.Get(f.hs.URL + "/ui/timeline?kind=ip&value=" + url.QueryEscape("<i>x")); err != nil {
 		t.Fatal(err)
 	} else {
