@@ -258,6 +258,7 @@ func TestServeDemoBrowser(t *testing.T) {
 	term := "ipx:<img/src=x/onerror=document.title=1>"
 	bad := "ip:" + ip + " OR " + term
 	do("bad search", chromedp.Navigate(s.url+"/ui/search?q="+url.QueryEscape(bad)), chromedp.WaitVisible(chromedp.CSS(`#results p.error`)))
+	shot("search-error")
 	col := fmt.Sprint(len("ip:"+ip+" OR ") + 1)
 	if msg, imgs, title := eval(`document.querySelector("#results p.error").textContent`), eval(`String(document.querySelectorAll("main img").length)`),
 		eval(`document.title`); !strings.Contains(msg, "at column "+col+`, "`+term+`"`) || !strings.Contains(msg, "unknown field") || imgs != "0" || title == "1" {
