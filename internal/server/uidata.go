@@ -46,6 +46,9 @@ type UIOptions struct {
 	// timeline pages query it. Without one (vigil serve --no-index) they
 	// scan the records detection read, kept in memory up to MaxRecords.
 	Index *index.Follower
+	// IndexWait is how long a page waits for the index to catch up with
+	// the journal before it answers from what is indexed (default 5 s).
+	IndexWait time.Duration
 	// MaxRecords bounds the records kept for search and timelines without
 	// an index (default 150,000: some 115 MB at the 770 bytes a record of
 	// typical mail-access fields); older ones are let go, and the search
@@ -94,6 +97,9 @@ func NewUIData(o UIOptions) *UIData {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.IndexWait <= 0 {
+		o.IndexWait = uiIndexWait
 	}
 	d := &UIData{o: o, hours: map[string]map[int64]int{},
 		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{}}

@@ -405,3 +405,46 @@ func TestUISearchThroughIndex(t *testing.T) {
 		}
 	}
 }
+
+// An index that cannot catch up (here: nobody runs its follower) is not
+// waited for without end: the page answers from what is indexed and says
+// how many journal entries that leaves out.
+func TestUISearchIndexBehind(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "journal")
+	quiet := slog.New(slog.DiscardHandler)
+	j, err := journal.Open(t.Context(), data, journal.Options{Logger: quiet, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	x, err := index.Open(t.Context(), index.Path(data), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	fol, err := index.NewFollower(x, data, j, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := bytes.Cut(fixtureBytes(t, "ual_mailitemsaccessed.jsonl"), []byte("\n"))
+	if _, err := j.AppendBatch(t.Context(), []journal.Entry{{Source: "m365.ual", Origin: "test", RecordID: "a", Raw: line},
+		{Source: "m365.ual", Origin: "test", RecordID: "b", Raw: line}}); err != nil {
+		t.Fatal(err)
+	}
+	d := NewUIData(UIOptions{Journal: j, Index: fol, IndexWait: 50 * time.Millisecond, Logger: quiet})
+	res, err := d.Search(t.Context(), "op:MailItemsAccessed", 10)
+	if err != nil || res.Total != 0 || !strings.Contains(res.Note, "2 journal entries behind") {
+		t.Errorf("search over an index 2 entries behind: %d found, note %q (%v)", res.Total, res.Note, err)
+	}
+	tl, err := d.Timeline(t.Context(), ui.TimelineQuery{Entity: ui.Entity{Kind: "user", Value: "alice@contoso.com"}, Limit: 10})
+	if err != nil || tl.Total != 0 || !strings.Contains(tl.Note, "2 journal entries behind") {
+		t.Errorf("timeline over an index 2 entries behind: %d found, note %q (%v)", tl.Total, tl.Note, err)
+	}
+	if err := fol.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Search(t.Context(), "op:MailItemsAccessed", 10); err != nil || res.Total != 2 || res.Note != "" {
+		t.Errorf("after the index caught up: %d found, note %q (%v)", res.Total, res.Note, err)
+	}
+}

@@ -14,9 +14,10 @@ import (
 	"github.com/vigil-audit/vigil/internal/server/ui/memdata"
 )
 
-// Bounds of the pages' index queries: a page waits this long for the
-// index to catch up with the journal (then answers from what is indexed
-// and says how far behind), and a query gives up after uiQueryTimeout.
+// Bounds of the pages' index queries: a page waits up to uiIndexWait (by
+// default) for the index to catch up with the journal (then answers from
+// what is indexed and says how far behind), and a query gives up after
+// uiQueryTimeout.
 const (
 	uiIndexWait    = 5 * time.Second
 	uiQueryTimeout = 20 * time.Second
@@ -32,13 +33,13 @@ func (e pageQueryError) Error() string   { return e.err.Error() }
 func (e pageQueryError) Unwrap() []error { return []error{ui.ErrQuery, e.err} }
 
 // indexPosition lets the index catch up with the journal as it is now,
-// for at most uiIndexWait, and returns the first journal entry it leaves
+// and returns the first journal entry it leaves
 // out (listings stop before it) with a note when that is not the
-// journal's end.
+// journal's end. It waits for at most UIOptions.IndexWait.
 func (d *UIData) indexPosition(ctx context.Context) (uint64, string) {
 	f := d.o.Index
 	_, size, _ := f.Position()
-	wctx, cancel := context.WithTimeout(ctx, uiIndexWait)
+	wctx, cancel := context.WithTimeout(ctx, d.o.IndexWait)
 	err := f.WaitFor(wctx, size)
 	cancel()
 	if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
