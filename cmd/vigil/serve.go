@@ -194,7 +194,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err := os.MkdirAll(detectDir, 0o700); err != nil {
 		return err
 	}
-	uiData := serveUIData(j, rs, bcfg, cfg, sinks, outbox, o.demo, logger)
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, o.demo, logger)
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: func(s detect.Sink) *detect.Pipeline {
 			opts := behavior.Options{}

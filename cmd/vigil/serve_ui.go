@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/server"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 	"github.com/vigil-audit/vigil/internal/server/sink"
@@ -18,8 +19,10 @@ import (
 )
 
 // serveUIData is what the web interface of vigil serve shows: the
-// watcher's live views, the journal, the rules and the sinks.
-func serveUIData(j server.Journal, rs *sigma.Ruleset, bcfg *behavior.Config, cfg *setup.Config, sinks []sink.Sink,
+// watcher's live views, the journal, the rules and the sinks; searches and
+// timelines through the followed index (nil with --no-index: an in-memory
+// scan of what detection read).
+func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg *behavior.Config, cfg *setup.Config, sinks []sink.Sink,
 	outbox *sink.Outbox, replay bool, logger *slog.Logger) *server.UIData {
 	var rows []ui.Rule
 	for _, r := range rs.Rules() {
@@ -55,7 +58,7 @@ func serveUIData(j server.Journal, rs *sigma.Ruleset, bcfg *behavior.Config, cfg
 			info = append(info, ui.Sink{Name: name, Kind: k.Type, Target: target})
 		}
 	}
-	return server.NewUIData(server.UIOptions{Journal: j, Rules: rows, Sinks: sinks, SinkInfo: info, Outbox: outbox,
+	return server.NewUIData(server.UIOptions{Journal: j, Index: idx, Rules: rows, Sinks: sinks, SinkInfo: info, Outbox: outbox,
 		Learning: bcfg.Learning.D(), ReplayClock: replay, Logger: logger})
 }
 

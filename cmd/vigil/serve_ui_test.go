@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,8 +238,32 @@ func TestServeDemoBrowser(t *testing.T) {
 	if entity, total := eval(`document.querySelector("#entity").textContent`), eval(`document.querySelector("#total").textContent`); entity != ip || total == "0" || total == "" {
 		t.Errorf("pivot from %s: timeline of %q with %q records", ip, entity, total)
 	}
+	// The pages answer through the index serve follows: the same counts
+	// as its search API once the index has caught up.
+	var api struct{ Rows []struct{ Count float64 } }
+	if code := s.get(t, "/api/v1/search?count=true&wait=30s&q="+url.QueryEscape("ip:"+ip), &api); code != 200 || len(api.Rows) != 1 || api.Rows[0].Count == 0 {
+		t.Fatalf("API count of ip:%s: %d %+v", ip, code, api)
+	}
+	apiCount := fmt.Sprint(api.Rows[0].Count)
+	if total := eval(`document.querySelector("#total").textContent`); total != apiCount {
+		t.Errorf("timeline of %s: %s records, the index's search API counts %s", ip, total, apiCount)
+	}
 	do("search", chromedp.Navigate(s.url+"/ui/search?q=ip%3A"+ip), chromedp.WaitVisible(chromedp.CSS(`#count`)))
 	measure("search")
+	if n, help := eval(`document.querySelector("#count").textContent`), eval(`document.querySelector("main p.muted").textContent`); n != apiCount || !strings.Contains(help, "investigation index") {
+		t.Errorf("search ip:%s: %s records, the index's search API counts %s; help %q", ip, n, apiCount, help)
+	}
+	// A bad query points at its term, shown as text: the markup in it
+	// is not a node, its handler never runs.
+	term := "ipx:<img/src=x/onerror=document.title=1>"
+	bad := "ip:" + ip + " OR " + term
+	do("bad search", chromedp.Navigate(s.url+"/ui/search?q="+url.QueryEscape(bad)), chromedp.WaitVisible(chromedp.CSS(`#results p.error`)))
+	shot("search-error")
+	col := fmt.Sprint(len("ip:"+ip+" OR ") + 1)
+	if msg, imgs, title := eval(`document.querySelector("#results p.error").textContent`), eval(`String(document.querySelectorAll("main img").length)`),
+		eval(`document.title`); !strings.Contains(msg, "at column "+col+`, "`+term+`"`) || !strings.Contains(msg, "unknown field") || imgs != "0" || title == "1" {
+		t.Errorf("bad query: error %q (want column %s and the term), %s images, title %q", msg, col, imgs, title)
+	}
 
 	// The status change, journaled.
 	do("acknowledge", chromedp.Navigate(s.url+"/ui/incidents/"+camp[0]), chromedp.WaitVisible(chromedp.CSS(`#triage`)),

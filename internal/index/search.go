@@ -332,7 +332,7 @@ type ArgError struct {
 
 func (e *ArgError) Error() string { return fmt.Sprintf("--%s %q: %s", e.Arg, e.Value, e.Msg) }
 
-const timelineColumns = "time, kind, source, op, result, actor, mailbox, app, ip, country, session, token, items, idx, sub"
+const timelineColumns = "time, kind, source, op, result, actor, mailbox, app, ip, country, session, token, items, record_id, idx, sub"
 
 // Timeline returns an entity's events in time order across sources, with
 // Context events before and after the window.

@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server/sink"
 	"github.com/vigil-audit/vigil/internal/server/ui"
@@ -41,10 +42,17 @@ type UIOptions struct {
 	Outbox   *sink.Outbox
 	// Learning is the behaviours' baseline period from the first record.
 	Learning time.Duration
-	// MaxRecords bounds the records kept for search and timelines
-	// (default 150,000: some 115 MB at the 770 bytes a record of typical
-	// mail-access fields); older ones are let go, and the search page says
-	// so.
+	// Index is the investigation index serve follows: the search and
+	// timeline pages query it. Without one (vigil serve --no-index) they
+	// scan the records detection read, kept in memory up to MaxRecords.
+	Index *index.Follower
+	// IndexWait is how long a page waits for the index to catch up with
+	// the journal before it answers from what is indexed (default 5 s).
+	IndexWait time.Duration
+	// MaxRecords bounds the records kept for search and timelines without
+	// an index (default 150,000: some 115 MB at the 770 bytes a record of
+	// typical mail-access fields); older ones are let go, and the search
+	// page says so.
 	MaxRecords int
 	// ReplayClock measures how far behind a source is from the newest
 	// record instead of the wall clock: --demo replays a simulated past.
@@ -54,14 +62,15 @@ type UIOptions struct {
 
 // UIData answers the web interface from the watcher's live views (its
 // incidents and alerts), the journal (checkpoints; triage changes are
-// appended to it) and the records detection reads, kept in memory for
-// search and timelines up to UIOptions.MaxRecords.
+// appended to it) and the investigation index for search and timelines;
+// without an index, from the records detection reads, kept in memory up
+// to UIOptions.MaxRecords.
 //
 // Its Entry and Alert methods are the watcher's OnEntry and OnAlert.
 type UIData struct {
 	o  UIOptions
 	w  *Watcher
-	ev *memdata.Events
+	ev *memdata.Events // nil with an index
 
 	mu          sync.Mutex
 	hours       map[string]map[int64]int // records per source per event-time hour
@@ -89,8 +98,15 @@ func NewUIData(o UIOptions) *UIData {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &UIData{o: o, ev: memdata.NewEvents(o.MaxRecords), hours: map[string]map[int64]int{},
+	if o.IndexWait <= 0 {
+		o.IndexWait = uiIndexWait
+	}
+	d := &UIData{o: o, hours: map[string]map[int64]int{},
 		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{}}
+	if o.Index == nil {
+		d.ev = memdata.NewEvents(o.MaxRecords)
+	}
+	return d
 }
 
 // Watch sets the watcher whose incidents and alerts the pages show.
@@ -111,20 +127,22 @@ type triageRecord struct {
 }
 
 // Entry keeps what the pages need of a journal entry: its records for
-// search, counts per hour, and triage changes.
-func (d *UIData) Entry(index uint64, en *journal.Entry, evs []*event.Event) {
-	for _, e := range evs {
-		d.ev.Add(e)
+// search (without an index), counts per hour, and triage changes.
+func (d *UIData) Entry(idx uint64, en *journal.Entry, evs []*event.Event) {
+	if d.ev != nil {
+		for _, e := range evs {
+			d.ev.Add(e)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if en.Source == TriageSource {
-		if d.applied[index] {
-			delete(d.applied, index)
+		if d.applied[idx] {
+			delete(d.applied, idx)
 		} else {
 			var tr triageRecord
 			if err := json.Unmarshal(en.Raw, &tr); err != nil || tr.Incident == "" {
-				d.o.Logger.Warn("triage entry does not parse", "index", index, "err", err)
+				d.o.Logger.Warn("triage entry does not parse", "index", idx, "err", err)
 			} else {
 				d.apply(ui.Change{Incident: tr.Incident, Status: tr.Status, Note: tr.Note, Actor: tr.User, At: tr.Time})
 			}
@@ -278,10 +296,16 @@ func (d *UIData) signal() func(string) string {
 	return func(id string) string { return m[id] }
 }
 
-// Timeline scans the kept records for the entity and links the
-// incidents that name it.
+// Timeline asks the index (or scans the kept records) for the entity and
+// links the incidents that name it.
 func (d *UIData) Timeline(ctx context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
-	tl, err := d.ev.Timeline(ctx, q, d.signal())
+	var tl ui.Timeline
+	var err error
+	if d.o.Index != nil {
+		tl, err = d.timelineIndex(ctx, q)
+	} else {
+		tl, err = d.ev.Timeline(ctx, q, d.signal())
+	}
 	if err != nil || d.w == nil {
 		return tl, err
 	}
@@ -295,13 +319,21 @@ func (d *UIData) Timeline(ctx context.Context, q ui.TimelineQuery) (ui.Timeline,
 	return tl, nil
 }
 
-// Search scans the kept records.
+// Search asks the index, or without one scans the kept records.
 func (d *UIData) Search(ctx context.Context, q string, limit int) (ui.SearchResult, error) {
+	if d.o.Index != nil {
+		return d.searchIndex(ctx, q, limit)
+	}
 	return d.ev.Search(ctx, q, limit, d.signal())
 }
 
 // QueryHelp says what the search understands and what it holds.
-func (d *UIData) QueryHelp() string { return d.ev.QueryHelp() }
+func (d *UIData) QueryHelp() string {
+	if d.o.Index != nil {
+		return indexHelp()
+	}
+	return d.ev.QueryHelp()
+}
 
 // Rules returns the rules with their alerts since the server started
 // (the journal replay included).

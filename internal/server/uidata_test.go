@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +23,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 	"github.com/vigil-audit/vigil/internal/server/ui"
@@ -35,32 +40,57 @@ type uiFixture struct {
 	keys map[auth.Role]string
 }
 
-func newUIFixture(t *testing.T) *uiFixture {
+// newUIFixture runs without an index, as vigil serve --no-index: the
+// pages scan the records detection read.
+func newUIFixture(t *testing.T) *uiFixture { return newUIFixtureWith(t, false) }
+
+// newUIFixtureWith follows the journal with an investigation index when
+// indexed, as vigil serve does by default.
+func newUIFixtureWith(t *testing.T, indexed bool) *uiFixture {
 	t.Helper()
 	dir := t.TempDir()
-	j, err := journal.Open(t.Context(), filepath.Join(dir, "journal"), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+	data := filepath.Join(dir, "journal")
+	quiet := slog.New(slog.DiscardHandler)
+	j, err := journal.Open(t.Context(), data, journal.Options{Logger: quiet, CheckpointInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
+	var fol *index.Follower
+	if indexed {
+		x, err := index.Open(t.Context(), index.Path(data), index.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fol, err = index.NewFollower(x, data, j, quiet); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { fol.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done; x.Close() })
+	}
 	ks, err := auth.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &uiFixture{j: j, keys: map[auth.Role]string{}}
-	for _, r := range []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin} {
+	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin} {
 		if f.keys[r], _, err = ks.Create(string(r)+"-key", r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.d = NewUIData(UIOptions{Journal: j, Rules: []ui.Rule{{ID: "D1", Kind: "behaviour", Loaded: true, Enabled: true}},
-		Learning: 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	f.d = NewUIData(UIOptions{Journal: j, Index: fol, Rules: []ui.Rule{{ID: "D1", Kind: "behaviour", Loaded: true, Enabled: true}},
+		Learning: 24 * time.Hour, Logger: quiet})
 	f.w = NewWatcher(j, WatcherOptions{Logger: slog.New(slog.DiscardHandler), OnEntry: f.d.Entry, OnAlert: f.d.Alert})
 	f.d.Watch(f.w)
 	f.w.Incident(detect.Update{Kind: detect.Opened, Incident: &incident.Incident{ID: "INC-1", Title: "forged token",
 		Severity: alert.Critical, Raised: t0, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}})
-	s, err := New(Config{}, Deps{Journal: j, Keys: ks, Ingest: NewIngester(j, filepath.Join(dir, "q.jsonl")), Views: f.w, UI: f.d,
-		Logger: slog.New(slog.DiscardHandler)})
+	in := NewIngester(j, filepath.Join(dir, "q.jsonl"))
+	if fol != nil {
+		in.Notify = fol.Wake
+	}
+	s, err := New(Config{}, Deps{Journal: j, Keys: ks, Ingest: in, Views: f.w, Index: fol, UI: f.d, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,5 +252,199 @@ func TestUILiveViews(t *testing.T) {
 	}
 	if !ov.Learning.From.Equal(t0) || ov.Learning.Done {
 		t.Errorf("learning %+v: from the first record, a day long, not done after 3 hours", ov.Learning)
+	}
+}
+
+// ualRecords are n MailItemsAccessed records of user from ip, a minute
+// apart from start, built on the decoder's fixture; their ids are
+// prefix-0, prefix-1, ...
+func ualRecords(t *testing.T, n int, prefix, user, ip string, start time.Time) []byte {
+	t.Helper()
+	line, _, _ := bytes.Cut(fixtureBytes(t, "ual_mailitemsaccessed.jsonl"), []byte("\n"))
+	var b bytes.Buffer
+	for i := range n {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatal(err)
+		}
+		rec["Id"] = fmt.Sprintf("%s-%d", prefix, i)
+		rec["CreationTime"] = start.Add(time.Duration(i) * time.Minute).Format("2006-01-02T15:04:05")
+		rec["UserId"], rec["MailboxOwnerUPN"], rec["ClientIPAddress"], rec["ClientIP"] = user, user, ip, ip
+		out, _ := json.Marshal(rec)
+		b.Write(out)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func (f *uiFixture) ingest(t *testing.T, body []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", f.hs.URL+"/api/v1/ingest", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.keys[auth.RoleIngest])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, b)
+	}
+}
+
+// With an index (vigil serve's default) the search and timeline pages
+// answer through it: records pushed through the ingest API are found
+// without detection having read them, counted in full past the rows
+// shown, and a bad query points at its term, escaped.
+func TestUISearchThroughIndex(t *testing.T) {
+	f := newUIFixtureWith(t, true)
+	if f.d.ev != nil {
+		t.Fatal("with an index the pages still keep records in memory")
+	}
+	f.ingest(t, ualRecords(t, 25, "eve", "eve@contoso.example", "198.51.100.9", t0))
+	f.ingest(t, ualRecords(t, 5, "alice", "alice@contoso.example", "203.0.113.7", t0.Add(30*time.Minute)))
+	f.w.Alert(&alert.Alert{Signal: "D1", Level: alert.High, Time: t0, RecordIDs: []string{"eve-0"}})
+
+	vw, _ := f.login(t, auth.RoleViewer)
+	page := f.get(t, vw, "/ui/search?q="+url.QueryEscape("ip:198.51.100.9"))
+	if !strings.Contains(page, `id="count">25<`) {
+		t.Errorf("the search page does not count the 25 records pushed from 198.51.100.9")
+	}
+	if !strings.Contains(page, `sev-high">D1<`) {
+		t.Errorf("the search page does not mark the record the alert names")
+	}
+	if strings.Contains(page, "in-memory") || !strings.Contains(page, "investigation index") {
+		t.Errorf("the search page's help does not say it searches the index")
+	}
+
+	// The language of vigil search: OR, NOT, CIDR; rows bounded, counts
+	// not.
+	for _, tc := range []struct {
+		q           string
+		limit, rows int
+		total       int
+	}{
+		{"ip:198.51.100.0/24 OR user:alice@contoso.example", 500, 30, 30},
+		{"op:MailItemsAccessed NOT user:eve@contoso.example", 500, 5, 5},
+		{"user:eve@contoso.example", 10, 10, 25},
+	} {
+		res, err := f.d.Search(t.Context(), tc.q, tc.limit)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.q, err)
+		}
+		sum := 0
+		for _, c := range res.Counts {
+			sum += c
+		}
+		if len(res.Rows) != tc.rows || res.Total != tc.total || sum != tc.total || res.Step != time.Hour {
+			t.Errorf("%s: %d rows, %d total, %d counted per %s; want %d rows, %d in total and counted per hour",
+				tc.q, len(res.Rows), res.Total, sum, res.Step, tc.rows, tc.total)
+		}
+		if !slices.IsSortedFunc(res.Rows, func(a, b ui.Row) int { return a.Time.Compare(b.Time) }) {
+			t.Errorf("%s: rows not in time order", tc.q)
+		}
+	}
+
+	// A bad query: the column and the term, escaped, nothing run.
+	q := "ip:198.51.100.9 OR ipx:<b>1"
+	page = f.get(t, vw, "/ui/search?q="+url.QueryEscape(q))
+	if !strings.Contains(page, `role="alert">query: at column 20, &#34;ipx:&lt;b&gt;1&#34;: unknown field`) {
+		t.Errorf("the page does not point at the bad term, escaped:\n%s", page)
+	}
+	if strings.Contains(page, "<b>1") {
+		t.Errorf("the bad term reached the page unescaped")
+	}
+	if _, err := f.d.Search(t.Context(), q, 10); !errors.Is(err, ui.ErrQuery) {
+		t.Errorf("a bad query: %v, want an ErrQuery", err)
+	}
+
+	// The timeline: the whole count past the rows shown, pivots, the
+	// alert's mark; around a time, context before and after.
+	tl, err := f.d.Timeline(t.Context(), ui.TimelineQuery{Entity: ui.Entity{Kind: "user", Value: "eve@contoso.example"}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.Total != 25 || len(tl.Rows) != 10 || tl.Rows[0].Signal != "D1" || tl.Rows[1].Signal != "" ||
+		!slices.Contains(tl.Related, ui.Entity{Kind: "ip", Value: "198.51.100.9"}) || len(tl.Cases) != 0 {
+		t.Errorf("timeline of eve: %d in total, %d rows, related %v, cases %v", tl.Total, len(tl.Rows), tl.Related, tl.Cases)
+	}
+	tl, err = f.d.Timeline(t.Context(), ui.TimelineQuery{Entity: ui.Entity{Kind: "ip", Value: "198.51.100.9"},
+		Around: t0.Add(12 * time.Minute), Window: 2 * time.Minute, Context: 3, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []string
+	for _, r := range tl.Rows {
+		at = append(at, r.At)
+	}
+	if want := []string{"before", "before", "before", "", "", "", "", "", "after", "after", "after"}; tl.Total != 5 || !slices.Equal(at, want) {
+		t.Errorf("timeline around 09:12 ±2m: %d in the window, rows %q, want 5 and %q", tl.Total, at, want)
+	}
+	page = f.get(t, vw, "/ui/timeline?kind=ip&value=198.51.100.9")
+	if !strings.Contains(page, `id="total">25<`) || !strings.Contains(page, "eve@contoso.example") {
+		t.Errorf("the timeline page does not show the 25 records from 198.51.100.9")
+	}
+	if _, err := f.d.Timeline(t.Context(), ui.TimelineQuery{Entity: ui.Entity{Kind: "ip", Value: "not-an-ip"}, Limit: 10}); !errors.Is(err, ui.ErrQuery) {
+		t.Errorf("a timeline of a malformed address: %v, want an ErrQuery", err)
+	}
+	// Triage changes are journal entries: the index holds them too.
+	an, csrf := f.login(t, auth.RoleAnalyst)
+	if code := f.triage(t, an, csrf, "acknowledged", "taking this"); code != http.StatusSeeOther {
+		t.Fatalf("analyst triage: %d, want 303", code)
+	}
+	if res, err := f.d.Search(t.Context(), "source:vigil.triage op:IncidentTriaged", 10); err != nil || res.Total != 1 || res.Rows[0].User != "analyst-key" {
+		t.Errorf("search for the triage change: %+v (%v)", res, err)
+	}
+	if resp, err := vw.Get(f.hs.URL + "/ui/timeline?kind=ip&value=" + url.QueryEscape("<i>x")); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "&lt;i&gt;x") || strings.Contains(string(b), "<i>x") {
+			t.Errorf("timeline page of a malformed address: %d, want 400 naming it escaped:\n%s", resp.StatusCode, b)
+		}
+	}
+}
+
+// An index that cannot catch up (here: nobody runs its follower) is not
+// waited for without end: the page answers from what is indexed and says
+// how many journal entries that leaves out.
+func TestUISearchIndexBehind(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "journal")
+	quiet := slog.New(slog.DiscardHandler)
+	j, err := journal.Open(t.Context(), data, journal.Options{Logger: quiet, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	x, err := index.Open(t.Context(), index.Path(data), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	fol, err := index.NewFollower(x, data, j, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := bytes.Cut(fixtureBytes(t, "ual_mailitemsaccessed.jsonl"), []byte("\n"))
+	if _, err := j.AppendBatch(t.Context(), []journal.Entry{{Source: "m365.ual", Origin: "test", RecordID: "a", Raw: line},
+		{Source: "m365.ual", Origin: "test", RecordID: "b", Raw: line}}); err != nil {
+		t.Fatal(err)
+	}
+	d := NewUIData(UIOptions{Journal: j, Index: fol, IndexWait: 50 * time.Millisecond, Logger: quiet})
+	res, err := d.Search(t.Context(), "op:MailItemsAccessed", 10)
+	if err != nil || res.Total != 0 || !strings.Contains(res.Note, "2 journal entries behind") {
+		t.Errorf("search over an index 2 entries behind: %d found, note %q (%v)", res.Total, res.Note, err)
+	}
+	tl, err := d.Timeline(t.Context(), ui.TimelineQuery{Entity: ui.Entity{Kind: "user", Value: "alice@contoso.com"}, Limit: 10})
+	if err != nil || tl.Total != 0 || !strings.Contains(tl.Note, "2 journal entries behind") {
+		t.Errorf("timeline over an index 2 entries behind: %d found, note %q (%v)", tl.Total, tl.Note, err)
+	}
+	if err := fol.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Search(t.Context(), "op:MailItemsAccessed", 10); err != nil || res.Total != 2 || res.Note != "" {
+		t.Errorf("after the index caught up: %d found, note %q (%v)", res.Total, res.Note, err)
 	}
 }

@@ -159,6 +159,9 @@ type Timeline struct {
 	// Related are other entities seen with this one, for pivots.
 	Related []Entity
 	Cases   []string // incidents naming the entity
+	// Note says what the answer may leave out (an index behind the
+	// journal); "" when nothing.
+	Note string
 }
 
 // Row is one record in a timeline or a search result.
@@ -189,6 +192,9 @@ type SearchResult struct {
 	From   time.Time
 	Step   time.Duration
 	Counts []int
+	// Note says what the answer may leave out (an index behind the
+	// journal); "" when nothing.
+	Note string
 }
 
 // Rule is one detection rule as loaded.

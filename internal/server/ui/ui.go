@@ -303,6 +303,9 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrUnsupported):
 		code = http.StatusNotImplemented
+	case errors.Is(err, ErrQuery):
+		// A timeline's value the index cannot read (a malformed address).
+		code = http.StatusBadRequest
 	case errors.Is(err, context.Canceled):
 		return
 	}
