@@ -66,11 +66,14 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(cfg.Tenants) == 0 {
 		return usageError("%s: no tenants to collect", *config)
 	}
-	j, err := journal.Open(ctx, cfg.DataDir(), journal.Options{Logger: logger})
+	j, err := journal.Open(ctx, cfg.DataDir(), journal.Options{Logger: logger, Retention: indexRetention(cfg.Server)})
 	if err != nil {
 		return journalErr(err)
 	}
 	defer j.Close()
+	// The journal's retention (server: retention_days, else 180 days)
+	// applies while collecting, as in vigil serve.
+	expire(ctx, j, logger)
 	cs, err := setup.Build(cfg, setup.Options{Journal: j, Logger: logger, Since: since, Tenant: *tenant})
 	if err != nil {
 		return usageError("%v", err)
@@ -106,6 +109,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer stopIndex()
 	if !*once {
 		live.run(idxCtx)
+		go expireLoop(idxCtx, j, logger)
 	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
