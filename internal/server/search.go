@@ -279,12 +279,23 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
+	s.query(w, r, f, cur == nil, &req.Below, digest, req.Now, func(ctx context.Context) (*index.Result, error) {
+		return f.Index().Search(ctx, req)
+	})
+}
+
+// query runs a search or timeline once its request is checked: it waits
+// for the index as asked, bounds a first page by the journal position the
+// index reached (a cursor's page keeps its own bound), runs under the
+// query's time limit and answers.
+func (s *Server) query(w http.ResponseWriter, r *http.Request, f *index.Follower, firstPage bool, below *uint64, digest string, now time.Time, run func(context.Context) (*index.Result, error)) {
+	q := r.URL.Query()
 	next, ok := s.catchUp(r.Context(), w, f, q)
 	if !ok {
 		return
 	}
-	if cur == nil {
-		req.Below = next
+	if firstPage {
+		*below = next
 	}
 	ctx, cancel, limit, err := queryContext(r.Context(), q)
 	if err != nil {
@@ -292,12 +303,12 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	res, err := f.Index().Search(ctx, req)
+	res, err := run(ctx)
 	if err != nil {
 		s.queryFailed(w, r, ctx, limit, err)
 		return
 	}
-	s.answer(w, res, digest, req.Below, req.Now)
+	s.answer(w, res, digest, *below, now)
 }
 
 func (s *Server) answer(w http.ResponseWriter, res *index.Result, digest string, below uint64, now time.Time) {
@@ -368,23 +379,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "window and context go with around")
 		return
 	}
-	next, ok := s.catchUp(r.Context(), w, f, q)
-	if !ok {
-		return
-	}
-	if cur == nil {
-		req.Below = next
-	}
-	ctx, cancel, limit, err := queryContext(r.Context(), q)
-	if err != nil {
-		badRequest(w, err)
-		return
-	}
-	defer cancel()
-	res, err := f.Index().Timeline(ctx, req)
-	if err != nil {
-		s.queryFailed(w, r, ctx, limit, err)
-		return
-	}
-	s.answer(w, res, digest, req.Below, now)
+	s.query(w, r, f, cur == nil, &req.Below, digest, now, func(ctx context.Context) (*index.Result, error) {
+		return f.Index().Timeline(ctx, req)
+	})
 }
