@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,27 +14,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vigil-audit/vigil/internal/browsertest"
 	"github.com/vigil-audit/vigil/internal/simulate"
 )
-
-// chromiumForTest finds the browser, or skips: only outside CI, where a
-// missing browser is a local gap (CI installs it and must run the test).
-func chromiumForTest(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{os.Getenv("VIGIL_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found: CI must run the browser tests (.ci/run installs it)")
-	}
-	t.Skip("chromium not found: browser tests skipped (install chromium, or set VIGIL_CHROMIUM)")
-	return ""
-}
 
 var loginLinkRe = regexp.MustCompile(`(?m)^\s+(http://\S+/ui/login\?token=\S+)$`)
 
@@ -64,7 +45,7 @@ func (s *servedVigil) waitLine(t *testing.T, re *regexp.Regexp, within time.Dura
 // from the intruder's address reaches its timeline; an analyst's status
 // change is journaled and is there again after a restart.
 func TestServeDemoBrowser(t *testing.T) {
-	chrome := chromiumForTest(t)
+	chrome := browsertest.Chromium(t)
 	dir := t.TempDir()
 	args := []string{"--data", dir, "--demo", "--demo-users", "20", "--demo-days", "7", "--demo-duration", "3s"}
 	s := startServe(t, args...)

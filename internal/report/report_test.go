@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/browsertest"
 	"github.com/vigil-audit/vigil/internal/source"
 
 	"github.com/vigil-audit/vigil/internal/event"
@@ -134,13 +135,7 @@ func readFile(t *testing.T, p string) string {
 // real page was drawn. CI installs chromium and fails without it;
 // elsewhere the test skips.
 func TestChromiumRenders(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium not installed at /usr/bin/chromium: CI must render the report (.ci/run installs it)")
-		}
-		t.Skip("chromium not installed at /usr/bin/chromium: report rendering test skipped")
-	}
+	chromium := browsertest.Chromium(t)
 	dir := t.TempDir()
 	if err := Write(dir, sample(t)); err != nil {
 		t.Fatal(err)

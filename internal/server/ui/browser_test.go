@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/browsertest"
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
@@ -32,25 +32,6 @@ import (
 	"github.com/vigil-audit/vigil/internal/source"
 	"github.com/vigil-audit/vigil/rules"
 )
-
-// chromium finds the browser, or skips: only outside CI, where a missing
-// browser must fail the build instead.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{os.Getenv("VIGIL_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found: CI must run the browser tests (.ci/run installs it)")
-	}
-	t.Skip("chromium not found: browser tests skipped (install chromium, or set VIGIL_CHROMIUM)")
-	return ""
-}
 
 // demoTenant simulates a tenant with a forged-token campaign, runs the
 // Sigma rules and behaviours over it like `vigil demo`, and adds the
@@ -229,7 +210,7 @@ func (b *browser) visit(name, path string) {
 }
 
 func TestBrowser(t *testing.T) {
-	chrome := chromium(t)
+	chrome := browsertest.Chromium(t)
 	shots := os.Getenv("VIGIL_UI_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()
