@@ -2,6 +2,7 @@ package collect
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -89,4 +90,19 @@ type Gap struct {
 	// Key makes the gap idempotent across restarts (default: reason and
 	// window start).
 	Key string
+}
+
+// Emit hands a page of records, as the API's JSON decoded them, to out. An
+// empty page without a unit stores nothing (an empty page with a next link
+// is not the end of a window); one with a unit is still recorded, so the
+// unit counts as done.
+func Emit(ctx context.Context, out Sink, page []json.RawMessage, unit string) error {
+	if len(page) == 0 && unit == "" {
+		return nil
+	}
+	raws := make([][]byte, len(page))
+	for i, r := range page {
+		raws[i] = r
+	}
+	return out.Records(ctx, raws, unit)
 }

@@ -108,15 +108,9 @@ func (s *Source) Fetch(ctx context.Context, w collect.Window, out collect.Sink) 
 		if err := json.Unmarshal(resp.Body, &page); err != nil {
 			return fmt.Errorf("page %d: %w", pages+1, err)
 		}
-		recs := make([][]byte, len(page.Value))
-		for i, r := range page.Value {
-			recs[i] = r
-		}
 		// An empty page with a next link is not the end (B7).
-		if len(recs) > 0 {
-			if err := out.Records(ctx, recs, ""); err != nil {
-				return err
-			}
+		if err := collect.Emit(ctx, out, page.Value, ""); err != nil {
+			return err
 		}
 		next = page.NextLink
 		if next != "" {

@@ -175,14 +175,8 @@ func (s *QuerySource) records(ctx context.Context, id string, out collect.Sink) 
 		if err := json.Unmarshal(resp.Body, &page); err != nil {
 			return fmt.Errorf("query %s page %d: %w", id, pages+1, err)
 		}
-		if len(page.Value) > 0 {
-			recs := make([][]byte, len(page.Value))
-			for i, r := range page.Value {
-				recs[i] = r
-			}
-			if err := out.Records(ctx, recs, ""); err != nil {
-				return err
-			}
+		if err := collect.Emit(ctx, out, page.Value, ""); err != nil {
+			return err
 		}
 		next = page.NextLink
 		if next != "" {

@@ -115,14 +115,8 @@ func (s *Source) Fetch(ctx context.Context, w collect.Window, out collect.Sink) 
 		if err := json.Unmarshal(resp.Body, &page); err != nil {
 			return fmt.Errorf("page %d: %w", pages+1, err)
 		}
-		recs := make([][]byte, len(page.Items))
-		for i, r := range page.Items {
-			recs[i] = r
-		}
-		if len(recs) > 0 {
-			if err := out.Records(ctx, recs, ""); err != nil {
-				return err
-			}
+		if err := collect.Emit(ctx, out, page.Items, ""); err != nil {
+			return err
 		}
 		if page.NextPageToken == "" {
 			return nil

@@ -336,11 +336,7 @@ func (s *Source) blob(ctx context.Context, b blob, out collect.Sink) error {
 	if err := json.Unmarshal(resp.Body, &raws); err != nil {
 		return fmt.Errorf("blob %s: %w", b.ContentID, err)
 	}
-	recs := make([][]byte, len(raws))
-	for i, r := range raws {
-		recs[i] = r
-	}
-	return out.Records(ctx, recs, b.ContentID)
+	return collect.Emit(ctx, out, raws, b.ContentID)
 }
 
 // Key is the UAL record's Id.
