@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -229,6 +230,12 @@ func (x *Index) query(ctx context.Context, q string, args ...any) (*Result, erro
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
+	return readRows(rows, 0, "search")
+}
+
+// readRows reads every row of rows (at most limit when limit > 0, then
+// marking the result truncated) and closes rows; errors carry prefix.
+func readRows(rows *sql.Rows, limit int, prefix string) (*Result, error) {
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
@@ -236,18 +243,22 @@ func (x *Index) query(ctx context.Context, q string, args ...any) (*Result, erro
 	}
 	res := &Result{Columns: cols}
 	for rows.Next() {
+		if limit > 0 && len(res.Rows) == limit {
+			res.Truncated = true
+			break
+		}
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
 		for i := range vals {
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("search: %w", err)
+			return nil, fmt.Errorf("%s: %w", prefix, err)
 		}
 		res.Rows = append(res.Rows, vals)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search: %w", err)
+		return nil, fmt.Errorf("%s: %w", prefix, err)
 	}
 	return res, nil
 }
@@ -269,31 +280,7 @@ func (x *Index) SQL(ctx context.Context, stmt string, limit int) (*Result, error
 	if err != nil {
 		return nil, fmt.Errorf("sql: %w", err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Columns: cols}
-	for rows.Next() {
-		if len(res.Rows) == limit {
-			res.Truncated = true
-			break
-		}
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("sql: %w", err)
-		}
-		res.Rows = append(res.Rows, vals)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sql: %w", err)
-	}
-	return res, nil
+	return readRows(rows, limit, "sql")
 }
 
 // Entity kinds a timeline follows, and the condition each puts on events.
