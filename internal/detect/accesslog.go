@@ -24,13 +24,20 @@ type accessLog struct {
 	// first, never appended to.
 	sealed []logSeg
 	f      *os.File
-	w      *bufio.Writer
+	w      *asyncWriter
 	buf    []byte
 	n      int64
 	err    error
 }
 
 func (l *accessLog) add(a *event.MailAccess) {
+	l.buf = appendAccess(l.buf[:0], a)
+	l.addEncoded(l.buf)
+}
+
+// addEncoded logs an access appendAccess has encoded (Prepare does, on
+// the workers, ahead of the ordered stage).
+func (l *accessLog) addEncoded(b []byte) {
 	if l.err != nil {
 		return
 	}
@@ -39,10 +46,9 @@ func (l *accessLog) add(a *event.MailAccess) {
 		if l.err != nil {
 			return
 		}
-		l.w = bufio.NewWriterSize(l.f, 1<<20)
+		l.w = newAsyncWriter(l.f, 1<<20)
 	}
-	l.buf = appendAccess(l.buf[:0], a)
-	_, l.err = l.w.Write(l.buf)
+	_, l.err = l.w.Write(b)
 	l.n++
 }
 
@@ -189,6 +195,7 @@ func (l *accessLog) close() {
 	l.sealed = nil
 	if l.f != nil {
 		name := l.f.Name()
+		l.w.Close()
 		l.f.Close()
 		os.Remove(name)
 		l.f = nil

@@ -22,7 +22,7 @@ func RunOffline(ctx context.Context, p *Pipeline, sorter *Sorter, read func(emit
 		if err := read(sorter.Add); err != nil {
 			return nil, err
 		}
-		if err := sorter.Replay(ctx, p.Process); err != nil {
+		if err := sorter.replay(ctx, 0, p.Prepare, p.ProcessItem); err != nil {
 			return nil, err
 		}
 	}

@@ -129,14 +129,50 @@ type nopSink struct{}
 func (nopSink) Alert(*alert.Alert) {}
 func (nopSink) Incident(Update)    {}
 
+// Item is an event with the work done that needs no detection state
+// (Prepare): its Sigma matches and its mail access. Items are what the
+// ordered stage processes.
+type Item struct {
+	Ev    *event.Event
+	acc   *event.MailAccess
+	enc   []byte // acc as the access log keeps it
+	sigma sigma.Matches
+}
+
+// Prepare does the stateless part of detection for ev: the Sigma rules'
+// matching and the reduction of a mail access. It is safe to call from
+// many goroutines at once, ahead of ProcessItem, which is not.
+func (p *Pipeline) Prepare(ev *event.Event) *Item {
+	it := &Item{Ev: ev}
+	if event.IsMailAccess(ev) {
+		switch {
+		case p.cfg.Incidents != nil:
+			a, _ := event.MailAccessOf(ev)
+			it.acc = &a
+			it.enc = appendAccess(nil, &a)
+		case p.cfg.Behaviours != nil:
+			a, _ := event.MailAccessHeader(ev)
+			it.acc = &a
+		}
+	}
+	if p.cfg.Rules != nil {
+		it.sigma = p.cfg.Rules.Detect(ev)
+	}
+	return it
+}
+
 // Process feeds one event, in any order within the reordering window.
 // The pipeline keeps the event until it is released in order.
-func (p *Pipeline) Process(ev *event.Event) error {
+func (p *Pipeline) Process(ev *event.Event) error { return p.ProcessItem(p.Prepare(ev)) }
+
+// ProcessItem is Process for an event Prepare has seen.
+func (p *Pipeline) ProcessItem(it *Item) error {
 	if p.closed {
 		return errors.New("detect: Process after Close")
 	}
+	ev := it.Ev
 	if ev.Time.IsZero() {
-		p.run(ev) // no place in time: the behaviours skip it, rules still match
+		p.run(it) // no place in time: the behaviours skip it, rules still match
 		return nil
 	}
 	if ev.Time.After(p.newest) {
@@ -144,13 +180,13 @@ func (p *Pipeline) Process(ev *event.Event) error {
 	}
 	if !p.released.IsZero() && ev.Time.Before(p.released) {
 		p.stats.Late++
-		p.run(ev)
+		p.run(it)
 		return nil
 	}
-	heap.Push(&p.buf, ev)
+	heap.Push(&p.buf, it)
 	edge := p.newest.Add(-p.cfg.Reorder)
-	for p.buf.Len() > 0 && !p.buf[0].Time.After(edge) {
-		p.run(heap.Pop(&p.buf).(*event.Event))
+	for p.buf.Len() > 0 && !p.buf[0].Ev.Time.After(edge) {
+		p.run(heap.Pop(&p.buf).(*Item))
 	}
 	return nil
 }
@@ -159,11 +195,12 @@ func (p *Pipeline) Process(ev *event.Event) error {
 // the reordering window.
 func (p *Pipeline) Drain() {
 	for p.buf.Len() > 0 {
-		p.run(heap.Pop(&p.buf).(*event.Event))
+		p.run(heap.Pop(&p.buf).(*Item))
 	}
 }
 
-func (p *Pipeline) run(ev *event.Event) {
+func (p *Pipeline) run(it *Item) {
+	ev := it.Ev
 	st := &p.stats
 	st.Events++
 	st.Sources[ev.Source]++
@@ -178,20 +215,19 @@ func (p *Pipeline) run(ev *event.Event) {
 			p.released = t
 		}
 	}
-	var acc *event.MailAccess
-	if event.IsMailAccess(ev) {
+	if it.acc != nil {
 		st.Reads.Add(ev.Time)
 		if p.cfg.Incidents != nil {
-			a, _ := event.MailAccessOf(ev)
-			acc = &a
-			p.logAccess(acc)
+			p.logAccess(it.enc)
 		}
+	} else if p.cfg.Incidents == nil && p.cfg.Behaviours == nil && event.IsMailAccess(ev) {
+		st.Reads.Add(ev.Time)
 	}
 	if p.cfg.Rules != nil {
-		p.cfg.Rules.Match(ev, p.sigma)
+		p.cfg.Rules.Apply(ev, it.sigma, p.sigma)
 	}
 	if b := p.cfg.Behaviours; b != nil {
-		b.ProcessAccess(ev, acc)
+		b.ProcessAccess(ev, it.acc)
 		for _, a := range b.Alerts() {
 			p.raise(a)
 		}
@@ -290,11 +326,11 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-func (p *Pipeline) logAccess(a *event.MailAccess) {
+func (p *Pipeline) logAccess(enc []byte) {
 	if p.log == nil {
 		p.log = &accessLog{dir: p.cfg.TempDir}
 	}
-	p.log.add(a)
+	p.log.addEncoded(enc)
 }
 
 // assess measures the incidents' impact from the access log, then
@@ -321,12 +357,12 @@ func (p *Pipeline) measure(ctx context.Context, incs []*incident.Incident) error
 
 // evHeap orders events by time, then by what they are, so that events
 // with equal times come out the same whatever order they came in.
-type evHeap []*event.Event
+type evHeap []*Item
 
 func (h evHeap) Len() int           { return len(h) }
-func (h evHeap) Less(i, j int) bool { return eventLess(h[i], h[j]) }
+func (h evHeap) Less(i, j int) bool { return eventLess(h[i].Ev, h[j].Ev) }
 func (h evHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *evHeap) Push(x any)        { *h = append(*h, x.(*event.Event)) }
+func (h *evHeap) Push(x any)        { *h = append(*h, x.(*Item)) }
 func (h *evHeap) Pop() any {
 	old := *h
 	n := len(old)

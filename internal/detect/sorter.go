@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -24,8 +25,9 @@ const DefaultRunEvents = 1 << 20
 // DefaultRunBytes is the most record bytes a Sorter holds in memory before
 // it spills them. It holds each record as it will spill it (time, ids,
 // origin and the verbatim bytes), not the decoded event, so a run costs
-// about its records' size and a tenant's month spills into few runs.
-const DefaultRunBytes = 96 << 20
+// about its records' size and a tenant's month spills into few runs. A
+// run is written out while the next fills, so two can be in memory.
+const DefaultRunBytes = 48 << 20
 
 // maxFanIn bounds the runs merged at once: more runs are first merged,
 // record by record and without decoding, into longer ones, so the merge's
@@ -56,6 +58,16 @@ type Sorter struct {
 	runs      []string
 	last      *event.Event
 	lastK     int
+	writing   *spillJob // the run being written while the next fills
+	spare     []byte    // an arena a finished spill gave back
+	spareRun  []runEntry
+}
+
+// spillJob is a full run being sorted and written on its own goroutine.
+type spillJob struct {
+	done  chan error
+	arena []byte
+	run   []runEntry
 }
 
 // runEntry is one record held in a run: its event time for the sort (ties
@@ -86,7 +98,7 @@ func (s *Sorter) Add(ev *event.Event) error {
 	}
 	need := recordSize(ev)
 	if len(s.run) > 0 && (len(s.run) >= max(s.RunEvents, 1) || len(s.arena)+need > cap(s.arena)) {
-		if err := s.spill(); err != nil {
+		if err := s.spillBehind(); err != nil {
 			return err
 		}
 	}
@@ -98,24 +110,25 @@ func (s *Sorter) Add(ev *event.Event) error {
 	return nil
 }
 
-// body is the spilled form of entry e, without its length prefix.
-func (s *Sorter) body(e runEntry) []byte {
-	b := s.arena[e.off : e.off+e.n]
+// body is the spilled form of entry e of arena, without its length
+// prefix.
+func body(arena []byte, e runEntry) []byte {
+	b := arena[e.off : e.off+e.n]
 	_, n := binary.Uvarint(b)
 	return b[n:]
 }
 
-func (s *Sorter) sortRun() error {
+func sortRun(run []runEntry, arena []byte) error {
 	var bad error
-	slices.SortStableFunc(s.run, func(a, b runEntry) int {
+	slices.SortStableFunc(run, func(a, b runEntry) int {
 		if a.t != b.t {
 			return cmp.Compare(a.t, b.t)
 		}
-		ra, err := parseRecord(s.body(a))
+		ra, err := parseRecord(body(arena, a))
 		if err != nil {
 			bad = err
 		}
-		rb, err := parseRecord(s.body(b))
+		rb, err := parseRecord(body(arena, b))
 		if err != nil {
 			bad = err
 		}
@@ -124,8 +137,11 @@ func (s *Sorter) sortRun() error {
 	return bad
 }
 
-func (s *Sorter) spill() error {
-	if err := s.sortRun(); err != nil {
+// spillBehind starts writing the current run on its own goroutine and
+// gives Add a fresh arena: decoding goes on while the run is sorted and
+// written. At most one run is being written at a time.
+func (s *Sorter) spillBehind() error {
+	if err := s.waitSpill(); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(s.dir, "vigil-sort-*.run")
@@ -133,9 +149,51 @@ func (s *Sorter) spill() error {
 		return fmt.Errorf("sort: %w", err)
 	}
 	s.runs = append(s.runs, f.Name())
+	job := &spillJob{done: make(chan error, 1), arena: s.arena, run: s.run}
+	go func() { job.done <- writeRun(f, job.run, job.arena) }()
+	s.writing = job
+	s.arena, s.run = s.spare, s.spareRun[:0]
+	s.spare, s.spareRun = nil, nil
+	if s.arena == nil {
+		s.arena = make([]byte, 0, max(s.RunBytes, 1))
+	}
+	s.last = nil
+	return nil
+}
+
+// waitSpill waits for the run being written and keeps its arena for the
+// next.
+func (s *Sorter) waitSpill() error {
+	job := s.writing
+	if job == nil {
+		return nil
+	}
+	s.writing = nil
+	err := <-job.done
+	if cap(job.arena) <= max(s.RunBytes, 1) { // not one grown for a huge record
+		s.spare = job.arena[:0]
+	}
+	s.spareRun = job.run[:0]
+	return err
+}
+
+// spill writes the current run and waits for it.
+func (s *Sorter) spill() error {
+	if err := s.spillBehind(); err != nil {
+		return err
+	}
+	return s.waitSpill()
+}
+
+// writeRun sorts run and writes its records to f, then closes f.
+func writeRun(f *os.File, run []runEntry, arena []byte) error {
+	if err := sortRun(run, arena); err != nil {
+		f.Close()
+		return err
+	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	for _, e := range s.run {
-		if _, err := w.Write(s.arena[e.off : e.off+e.n]); err != nil {
+	for _, e := range run {
+		if _, err := w.Write(arena[e.off : e.off+e.n]); err != nil {
 			f.Close()
 			return fmt.Errorf("sort: %w", err)
 		}
@@ -147,56 +205,52 @@ func (s *Sorter) spill() error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("sort: %w", err)
 	}
-	s.run = s.run[:0]
-	if cap(s.arena) > max(s.RunBytes, 1) {
-		s.arena = nil // grown for one huge record: back to the budget
-	} else {
-		s.arena = s.arena[:0]
-	}
-	s.last = nil
 	return nil
 }
 
 // Replay calls fn with every event added, in event-time order, then
 // removes the run files.
 func (s *Sorter) Replay(ctx context.Context, fn func(*event.Event) error) error {
+	return s.replay(ctx, 0, func(ev *event.Event) *Item { return &Item{Ev: ev} }, func(it *Item) error { return fn(it.Ev) })
+}
+
+// replay merges the runs record by record without decoding them, and
+// decodes and prepares the records on workers goroutines (GOMAXPROCS for
+// 0), handing the items to fn in event-time order.
+func (s *Sorter) replay(ctx context.Context, workers int, prepare func(*event.Event) *Item, fn func(*Item) error) error {
 	defer s.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var h mergeHeap
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var produce func(emit func([]byte) error) error
 	if len(s.runs) == 0 {
-		// One run: decode it again from memory, ahead of fn on its
-		// own goroutine.
-		if err := s.sortRun(); err != nil {
+		// One run: straight from memory.
+		if err := sortRun(s.run, s.arena); err != nil {
 			return err
 		}
 		run, arena := s.run, s.arena
 		s.run, s.arena = nil, nil
-		r := &runReader{ch: make(chan runItem, 64)}
-		go r.decode(ctx, "memory", s.newDec(), func(yield func([]byte) bool) error {
+		produce = func(emit func([]byte) error) error {
 			for _, e := range run {
 				b := arena[e.off : e.off+e.n]
 				_, n := binary.Uvarint(b)
 				// A copy: the events keep their Raw, and must not
 				// keep the whole arena alive.
-				if !yield(bytes.Clone(b[n:])) {
-					return nil
+				if err := emit(bytes.Clone(b[n:])); err != nil {
+					return err
 				}
 			}
 			return nil
-		})
-		if r.next() {
-			h = append(h, r)
-		} else if r.err != nil {
-			return r.err
 		}
 	} else {
 		if len(s.run) > 0 {
 			if err := s.spill(); err != nil {
 				return err
 			}
+		} else if err := s.waitSpill(); err != nil {
+			return err
 		}
-		s.arena = nil
+		s.arena, s.spare = nil, nil
 		for len(s.runs) > maxFanIn {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -205,34 +259,69 @@ func (s *Sorter) Replay(ctx context.Context, fn func(*event.Event) error) error 
 				return err
 			}
 		}
-		for _, name := range s.runs {
-			r := &runReader{ch: make(chan runItem, 16)}
-			go r.read(ctx, name, s.newDec())
-			if r.next() {
-				h = append(h, r)
-			} else if r.err != nil {
-				return r.err
+		produce = func(emit func([]byte) error) error {
+			return s.merge(s.runs, emit)
+		}
+	}
+	return inOrder(ctx, workers, produce, func() func([]byte) (*Item, error) {
+		dec := s.newDec()
+		return func(body []byte) (*Item, error) {
+			ev, err := decodeSpilled(body, dec)
+			if err != nil {
+				return nil, err
 			}
+			return prepare(ev), nil
+		}
+	}, fn)
+}
+
+// decodeSpilled decodes a spilled record back into its event, checking
+// that it is the event that was spilled.
+func decodeSpilled(body []byte, dec Decoder) (*event.Event, error) {
+	rec, err := parseRecord(body)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := dec.Decode(rec.raw, rec.origin)
+	if err == nil && (rec.k >= len(evs) || compareKey(keyOf(evs[rec.k]), rec.key) != 0) {
+		err = errors.New("decodes differently when read again")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sort: record %d of %s (line %d): %w", rec.origin.Index, rec.origin.File, rec.origin.Line, err)
+	}
+	return evs[rec.k], nil
+}
+
+// merge calls emit with the records of the run files names, in key
+// order.
+func (s *Sorter) merge(names []string, emit func([]byte) error) error {
+	var h rawHeap
+	for _, name := range names {
+		g, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("sort: %w", err)
+		}
+		defer g.Close()
+		rr := &rawRun{br: bufio.NewReaderSize(g, 64<<10), name: name}
+		if ok, err := rr.next(); err != nil {
+			return err
+		} else if ok {
+			h = append(h, rr)
 		}
 	}
 	heap.Init(&h)
-	n := 0
 	for h.Len() > 0 {
-		if n++; n%8192 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		r := h[0]
-		if err := fn(r.cur); err != nil {
+		rr := h[0]
+		if err := emit(rr.body); err != nil {
 			return err
 		}
-		if r.next() {
+		ok, err := rr.next()
+		if err != nil {
+			return err
+		}
+		if ok {
 			heap.Fix(&h, 0)
 		} else {
-			if r.err != nil {
-				return r.err
-			}
 			heap.Pop(&h)
 		}
 	}
@@ -356,6 +445,7 @@ func (h *rawHeap) Pop() any {
 
 // Close removes the run files (Replay does so itself).
 func (s *Sorter) Close() {
+	s.waitSpill()
 	for _, name := range s.runs {
 		os.Remove(name)
 	}
@@ -462,105 +552,4 @@ func parseRecord(body []byte) (spilled, error) {
 	}
 	r.key.Raw = r.raw
 	return r, nil
-}
-
-type runItem struct {
-	ev  *event.Event
-	err error
-}
-
-// runReader decodes one run file ahead of the merge, on its own
-// goroutine: the merge itself stays in order, decoding runs in parallel.
-type runReader struct {
-	ch  chan runItem
-	cur *event.Event
-	err error
-}
-
-func (r *runReader) next() bool {
-	it, ok := <-r.ch
-	if !ok {
-		return false
-	}
-	if it.err != nil {
-		r.err = it.err
-		return false
-	}
-	r.cur = it.ev
-	return true
-}
-
-// read decodes the records of run file name.
-func (r *runReader) read(ctx context.Context, name string, dec Decoder) {
-	f, err := os.Open(name)
-	if err != nil {
-		r.decode(ctx, name, dec, func(func([]byte) bool) error { return fmt.Errorf("sort: %w", err) })
-		return
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
-	r.decode(ctx, name, dec, func(yield func([]byte) bool) error {
-		for {
-			l, err := binary.ReadUvarint(br)
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("sort: %s: %w", name, err)
-			}
-			body := make([]byte, l)
-			if _, err := io.ReadFull(br, body); err != nil {
-				return fmt.Errorf("sort: %s: %w", name, err)
-			}
-			if !yield(body) {
-				return nil
-			}
-		}
-	})
-}
-
-// decode sends the event of each record body records yields (in their
-// order), then closes the channel.
-func (r *runReader) decode(ctx context.Context, name string, dec Decoder, records func(yield func([]byte) bool) error) {
-	defer close(r.ch)
-	send := func(it runItem) bool {
-		select {
-		case r.ch <- it:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	err := records(func(body []byte) bool {
-		rec, err := parseRecord(body)
-		if err != nil {
-			send(runItem{err: fmt.Errorf("%w: %s", err, name)})
-			return false
-		}
-		evs, err := dec.Decode(rec.raw, rec.origin)
-		if err == nil && (rec.k >= len(evs) || compareKey(keyOf(evs[rec.k]), rec.key) != 0) {
-			err = errors.New("decodes differently when read again")
-		}
-		if err != nil {
-			send(runItem{err: fmt.Errorf("sort: record %d of %s (line %d): %w", rec.origin.Index, rec.origin.File, rec.origin.Line, err)})
-			return false
-		}
-		return send(runItem{ev: evs[rec.k]})
-	})
-	if err != nil {
-		send(runItem{err: err})
-	}
-}
-
-type mergeHeap []*runReader
-
-func (h mergeHeap) Len() int           { return len(h) }
-func (h mergeHeap) Less(i, j int) bool { return eventLess(h[i].cur, h[j].cur) }
-func (h mergeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)        { *h = append(*h, x.(*runReader)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

@@ -333,13 +333,29 @@ func appendLower(dst []byte, v string) []byte {
 
 // Match runs the rules for e's source over e and calls emit for each
 // detection, in rule load order (correlations after the rules they use).
+// It is Apply(e, Detect(e), emit).
 func (rs *Ruleset) Match(e *event.Event, emit func(Detection)) {
-	if len(rs.corrs) > 0 && !e.Time.IsZero() {
-		rs.advance(e.Time, emit)
-	}
+	rs.Apply(e, rs.Detect(e), emit)
+}
+
+// Matches is what Detect found in one event: the detection rules that
+// matched it, for Apply to emit and to pass on to the correlations.
+type Matches struct {
+	dets []Detection // standalone rules' detections
+	hits []*hit      // hits for correlations
+}
+
+// Len is how many rules matched.
+func (m Matches) Len() int { return len(m.dets) + len(m.hits) }
+
+// Detect runs the detection rules for e's source over e. It reads no
+// correlation state, so it may run on many goroutines at once, ahead of
+// Apply, which must see the events in order.
+func (rs *Ruleset) Detect(e *event.Event) Matches {
+	var m Matches
 	b := rs.buckets[e.Source]
 	if b == nil {
-		return
+		return m
 	}
 	var candBuf [32]*compiled
 	cands := candBuf[:0]
@@ -365,7 +381,6 @@ func (rs *Ruleset) Match(e *event.Event, emit func(Detection)) {
 			}
 		}
 	}
-	var hits []*hit
 	for _, c := range cands {
 		if !c.det.match(e) {
 			continue
@@ -374,14 +389,27 @@ func (rs *Ruleset) Match(e *event.Event, emit func(Detection)) {
 		if r.standalone {
 			d := Detection{RuleID: r.Key(), Title: r.Title, Level: r.Level, Tags: r.Tags, Author: r.Author, Rule: r, Time: e.Time, Event: e}
 			d.Fields = c.det.explain(e)
-			emit(d)
+			m.dets = append(m.dets, d)
 		}
 		if len(r.consumers) > 0 {
-			hits = append(hits, &hit{rule: r, t: e.Time, ev: e})
+			m.hits = append(m.hits, &hit{rule: r, t: e.Time, ev: e})
 		}
 	}
-	if len(hits) > 0 {
-		rs.feed(hits, e, emit)
+	return m
+}
+
+// Apply takes what Detect found in e, in event order: it closes the
+// correlation windows e's time ends, emits the detections and feeds the
+// correlations.
+func (rs *Ruleset) Apply(e *event.Event, m Matches, emit func(Detection)) {
+	if len(rs.corrs) > 0 && !e.Time.IsZero() {
+		rs.advance(e.Time, emit)
+	}
+	for _, d := range m.dets {
+		emit(d)
+	}
+	if len(m.hits) > 0 {
+		rs.feed(m.hits, e, emit)
 	}
 }
 
