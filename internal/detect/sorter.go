@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/parallel"
 )
 
 // DefaultRunEvents is the most events a Sorter holds in memory before it
@@ -263,7 +264,7 @@ func (s *Sorter) replay(ctx context.Context, workers int, prepare func(*event.Ev
 			return s.merge(s.runs, emit)
 		}
 	}
-	return inOrder(ctx, workers, produce, func() func([]byte) (*Item, error) {
+	return parallel.InOrder(ctx, workers, produce, func() func([]byte) (*Item, error) {
 		dec := s.newDec()
 		return func(body []byte) (*Item, error) {
 			ev, err := decodeSpilled(body, dec)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/parallel"
 	"github.com/vigil-audit/vigil/internal/server/sink"
 	"github.com/vigil-audit/vigil/internal/source"
 )
@@ -51,6 +53,7 @@ type Watcher struct {
 	maxAlerts   int
 	stateDir    string
 	snapEvery   time.Duration
+	workers     int
 
 	wake chan struct{}
 
@@ -109,6 +112,9 @@ type WatcherOptions struct {
 	// detection goroutine and must not keep en or its bytes.
 	OnEntry func(index uint64, en *journal.Entry, evs []*event.Event)
 	OnAlert func(*alert.Alert)
+	// Workers decode entries and match rules ahead of the ordered
+	// detection stage (default GOMAXPROCS).
+	Workers int
 }
 
 // NewWatcher returns a watcher over j.
@@ -128,7 +134,10 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	if o.SnapshotEvery <= 0 {
 		o.SnapshotEvery = 30 * time.Second
 	}
-	return &Watcher{j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
 		onEntry: o.OnEntry, onAlert: o.OnAlert}
@@ -284,13 +293,29 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.mu.RUnlock()
 		from = w.skipExpired(from)
 		if from < size {
-			err := w.j.Read(ctx, from, func(index uint64, en *journal.Entry) error {
-				if index >= size {
-					return errStop
+			// Entries are decoded and prepared for detection on every core
+			// (the journal hands them out in order), then processed in
+			// order here.
+			err := parallel.InOrder(ctx, w.workers, func(emit func(*decoded) error) error {
+				return w.j.Read(ctx, from, func(index uint64, en *journal.Entry) error {
+					if index >= size {
+						return errStop
+					}
+					// en is the journal's only during this call.
+					c := *en
+					c.Raw = bytes.Clone(en.Raw)
+					return emit(&decoded{index: index, en: &c})
+				})
+			}, func() func(*decoded) (*decoded, error) {
+				dec := w.newDecoder()
+				return func(d *decoded) (*decoded, error) {
+					w.decode(p, dec, d)
+					return d, nil
 				}
-				w.consume(p, dec, index, en)
+			}, func(d *decoded) error {
+				w.consume(p, d)
 				dirty = true
-				if index%4096 == 0 {
+				if d.index%4096 == 0 {
 					if err := ctx.Err(); err != nil {
 						return err
 					}
@@ -549,9 +574,34 @@ func writeFileAtomic(path string, b []byte) error {
 	return d.Sync()
 }
 
-func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64, en *journal.Entry) {
-	dec.SetObserved(en.Received)
-	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(index)})
+// decoded is one journal entry on its way through detection: decoded
+// and prepared on a worker, then consumed in journal order.
+type decoded struct {
+	index uint64
+	en    *journal.Entry
+	evs   []*event.Event
+	items []*detect.Item
+	err   error
+}
+
+// decode decodes d's entry and does the stateless part of detection for
+// its events; it runs on many goroutines at once.
+func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
+	dec.SetObserved(d.en.Received)
+	d.evs, d.err = dec.Decode(d.en.Raw, event.Origin{File: "journal:" + d.en.Origin, Index: int(d.index)})
+	if d.err != nil {
+		return
+	}
+	d.items = make([]*detect.Item, len(d.evs))
+	for i, e := range d.evs {
+		d.items[i] = p.Prepare(e)
+	}
+}
+
+// consume takes a decoded entry into the views and the pipeline, in
+// journal order.
+func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
+	index, en, evs, err := d.index, d.en, d.evs, d.err
 	w.mu.Lock()
 	w.offset = index + 1
 	w.read++
@@ -587,8 +637,8 @@ func (w *Watcher) consume(p *detect.Pipeline, dec *source.Decoder, index uint64,
 	if w.onEntry != nil {
 		w.onEntry(index, en, evs)
 	}
-	for _, e := range evs {
-		_ = p.Process(e)
+	for _, it := range d.items {
+		_ = p.ProcessItem(it)
 	}
 }
 

@@ -1,11 +1,11 @@
-package detect
+package parallel
 
 import (
 	"context"
 	"sync"
 )
 
-// batchLen is how many items travel between the stages of inOrder at
+// batchLen is how many items travel between the stages of InOrder at
 // once: enough to make the channel operations cheap per item, few
 // enough to keep every worker busy.
 const batchLen = 256
@@ -17,13 +17,13 @@ type batch[T, U any] struct {
 	done chan struct{}
 }
 
-// inOrder runs work over what produce emits on workers goroutines and
+// InOrder runs work over what produce emits on workers goroutines and
 // hands the results to consume in the order produce emitted them. newWork
 // makes each worker's function (a worker may keep state, a decoder, that
 // is not safe to share). Memory is bounded: a few batches per worker are
 // in flight. The first error stops every stage; consume's is returned
 // first, then work's, then produce's.
-func inOrder[T, U any](ctx context.Context, workers int, produce func(emit func(T) error) error, newWork func() func(T) (U, error), consume func(U) error) error {
+func InOrder[T, U any](ctx context.Context, workers int, produce func(emit func(T) error) error, newWork func() func(T) (U, error), consume func(U) error) error {
 	workers = max(workers, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,4 +1,4 @@
-package detect
+package parallel
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 func TestInOrderKeepsOrder(t *testing.T) {
 	for _, tc := range []struct{ n, workers int }{{0, 3}, {1, 1}, {batchLen, 2}, {batchLen*7 + 13, 4}, {5000, 1}} {
 		var got []int
-		err := inOrder(context.Background(), tc.workers, func(emit func(int) error) error {
+		err := InOrder(context.Background(), tc.workers, func(emit func(int) error) error {
 			for i := range tc.n {
 				if err := emit(i); err != nil {
 					return err
@@ -64,7 +64,7 @@ func TestInOrderErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			consumed := 0
-			err := inOrder(context.Background(), 3, func(emit func(int) error) error {
+			err := InOrder(context.Background(), 3, func(emit func(int) error) error {
 				for i := range n {
 					if i == tc.failProduceAt {
 						return errProduce
@@ -109,7 +109,7 @@ func TestInOrderErrors(t *testing.T) {
 func TestInOrderCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	seen := 0
-	err := inOrder(ctx, 2, func(emit func(int) error) error {
+	err := InOrder(ctx, 2, func(emit func(int) error) error {
 		for i := 0; ; i++ {
 			if err := emit(i); err != nil {
 				return err
