@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, o.demo, logger)
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: func(s detect.Sink) *detect.Pipeline {
-			opts := behavior.Options{}
+			opts := behavior.Options{TempDir: detectDir}
 			if len(nets) > 0 {
 				opts.Networks = behavior.CombineNetworks(nets...)
 			}

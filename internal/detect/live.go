@@ -2,6 +2,7 @@ package detect
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/vigil-audit/vigil/internal/incident"
 )
@@ -16,6 +17,9 @@ import (
 // offline run does not need Refresh: Close does the same once.
 func (p *Pipeline) Refresh(ctx context.Context) ([]*incident.Incident, error) {
 	p.Drain()
+	if b := p.cfg.Behaviours; b != nil && b.Err() != nil {
+		return nil, fmt.Errorf("detect: %w", b.Err())
+	}
 	if p.cfg.Incidents == nil {
 		return nil, nil
 	}

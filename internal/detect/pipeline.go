@@ -310,6 +310,9 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 		for _, a := range b.Alerts() {
 			p.raise(a)
 		}
+		if err := b.Err(); err != nil {
+			return nil, fmt.Errorf("detect: %w", err)
+		}
 	}
 	res := &Result{Stats: p.stats}
 	incs := p.regroup()

@@ -19,6 +19,10 @@ import (
 type Options struct {
 	Networks Networks // IP → ASN/country/kind; nil if none
 	IOCs     *IOCs    // indicators for D11; nil if none
+	// TempDir holds the mail accesses waiting out the sign-in grace
+	// period beyond the few thousand kept in memory ("" for the system's
+	// temporary directory).
+	TempDir string
 }
 
 // Engine runs the behaviours over a stream of events.
@@ -27,6 +31,7 @@ type Engine struct {
 	nets   Networks
 	iocs   *IOCs
 	st     *state
+	pq     pendingQueue // mail accesses awaiting judgement
 	alerts []alert.Alert
 	// scriptOf caches which D7 pattern (if any) a client string matches:
 	// a tenant has few distinct strings and the regexps are the hot spot.
@@ -38,7 +43,7 @@ func New(cfg *Config, opt Options) *Engine {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
-	return &Engine{cfg: cfg, nets: opt.Networks, iocs: opt.IOCs, st: newState()}
+	return &Engine{cfg: cfg, nets: opt.Networks, iocs: opt.IOCs, st: newState(), pq: pendingQueue{dir: opt.TempDir}}
 }
 
 // Alerts returns the alerts raised since the last call and forgets them.
@@ -127,9 +132,8 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 // end of a run; Save without Flush to continue later.
 func (e *Engine) Flush() {
 	st := e.st
-	for len(st.Pending) > 0 {
-		p := st.Pending[0]
-		st.Pending = st.Pending[1:]
+	for e.pq.Len() > 0 {
+		p := e.pq.pop()
 		e.judge(&p)
 	}
 	for _, tk := range slices.Sorted(maps.Keys(st.Tenants)) {
@@ -344,27 +348,21 @@ func (e *Engine) advance(t time.Time) {
 }
 
 func (e *Engine) release() {
-	st := e.st
-	for len(st.Pending) > 0 && !st.Pending[0].Due.After(st.Watermark) {
-		p := st.Pending[0]
-		st.Pending = st.Pending[1:]
-		e.judge(&p)
+	for {
+		p, ok := e.pq.peek()
+		if !ok || p.Due.After(e.st.Watermark) {
+			return
+		}
+		q := e.pq.pop()
+		e.judge(&q)
 	}
 }
 
-func (e *Engine) hold(p pending) {
-	st := e.st
-	i := sort.Search(len(st.Pending), func(i int) bool {
-		q := &st.Pending[i]
-		if !q.Due.Equal(p.Due) {
-			return q.Due.After(p.Due)
-		}
-		return q.Seq > p.Seq
-	})
-	st.Pending = append(st.Pending, pending{})
-	copy(st.Pending[i+1:], st.Pending[i:])
-	st.Pending[i] = p
-}
+func (e *Engine) hold(p pending) { e.pq.push(p) }
+
+// Err reports accesses the engine could not keep for judgement (a
+// failing temporary disk); they are counted in the error.
+func (e *Engine) Err() error { return e.pq.err }
 
 // periodic runs hourly (in event time): coverage checks and pruning.
 func (e *Engine) periodic(final bool) {

@@ -12,7 +12,7 @@ import (
 // StateVersion is the persisted state format. A different version is
 // refused rather than misread; the state can always be rebuilt by
 // replaying the journal.
-const StateVersion = 2
+const StateVersion = 3
 
 const stateMagic = "vigil-behavior-state"
 
@@ -27,7 +27,8 @@ type state struct {
 	IPASN     map[string]uint32    // learned from sign-ins, for addresses no table knows
 	Failures  map[string]*failures // D4: failed sign-ins per address
 	Tenants   map[string]*tenantState
-	Pending   []pending // sorted by (Due, Seq)
+	// The mail accesses awaiting judgement follow the state in a saved
+	// file, a chunk at a time (Engine.pq).
 }
 
 // SignIn is a successful sign-in reduced to what joins need.
@@ -193,6 +194,19 @@ func (e *Engine) Save(w io.Writer) error {
 	if err := enc.Encode(e.st); err != nil {
 		return fmt.Errorf("save behaviour state: %w", err)
 	}
+	// Then the pending accesses, a chunk at a time (they may be many:
+	// an hour of a busy tenant's reads), ending with an empty chunk.
+	if err := e.pq.each(func(c []pending) error {
+		if len(c) == 0 {
+			return nil
+		}
+		return enc.Encode(c)
+	}); err != nil {
+		return fmt.Errorf("save behaviour state: %w", err)
+	}
+	if err := enc.Encode([]pending{}); err != nil {
+		return fmt.Errorf("save behaviour state: %w", err)
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("save behaviour state: %w", err)
 	}
@@ -235,7 +249,26 @@ func (e *Engine) Load(r io.Reader) error {
 	for _, t := range st.Tenants {
 		t.fill()
 	}
-	e.st = st
+	pq := pendingQueue{dir: e.pq.dir}
+	for {
+		var c []pending
+		if err := dec.Decode(&c); err != nil {
+			pq.close()
+			return fmt.Errorf("load behaviour state: pending accesses: %w", err)
+		}
+		if len(c) == 0 {
+			break
+		}
+		for _, p := range c {
+			pq.push(p)
+		}
+	}
+	if pq.err != nil {
+		pq.close()
+		return fmt.Errorf("load behaviour state: %w", pq.err)
+	}
+	e.pq.close()
+	e.st, e.pq = st, pq
 	return nil
 }
 

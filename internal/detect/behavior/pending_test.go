@@ -1,0 +1,167 @@
+package behavior
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// pendingStream is n accesses in time order, a few per cent of them late
+// (their time up to two hours behind the newest), as the engine holds
+// them: due a grace period after their time.
+func pendingStream(n int, seed uint64) []pending {
+	r := rand.New(rand.NewPCG(seed, 7))
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	out := make([]pending, n)
+	for i := range out {
+		t := t0.Add(time.Duration(i) * 50 * time.Millisecond)
+		if r.IntN(40) == 0 {
+			t = t.Add(-time.Duration(r.IntN(7200)) * time.Second)
+		}
+		out[i] = pending{Seq: uint64(i + 1), Time: t, Due: t.Add(time.Hour), User: fmt.Sprintf("user%d@contoso.example", r.IntN(500)),
+			Mailbox: "m", Items: r.IntN(50), Sessions: []string{fmt.Sprint(r.IntN(1000))}}
+	}
+	return out
+}
+
+func sortedPending(in []pending) []pending {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b pending) int {
+		if less(&a, &b) {
+			return -1
+		}
+		if less(&b, &a) {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// TestPendingQueueOrderAndMemory: a long stream comes out in due order,
+// with at most a bounded number held in memory whatever the length.
+func TestPendingQueueOrderAndMemory(t *testing.T) {
+	in := pendingStream(100_000, 1)
+	want := sortedPending(in)
+	q := pendingQueue{dir: t.TempDir()}
+	defer q.close()
+	late := 0
+	var newest time.Time
+	for i, p := range in {
+		q.push(p)
+		if p.Due.Before(newest) {
+			late++
+		} else {
+			newest = p.Due
+		}
+		if mem := len(q.head) + len(q.tail); mem > 2*pendingMem {
+			t.Fatalf("after %d pushes %d in-order accesses in memory, want at most %d", i+1, mem, 2*pendingMem)
+		}
+	}
+	if q.n == 0 {
+		t.Fatal("nothing was written to disk: the test does not exercise the spill")
+	}
+	if len(q.odd) > late {
+		t.Fatalf("%d accesses held out of order, only %d arrived late", len(q.odd), late)
+	}
+	var got []pending
+	for q.Len() > 0 {
+		got = append(got, q.pop())
+	}
+	if q.err != nil {
+		t.Fatal(q.err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d accesses came out, %d went in", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].Seq != want[i].Seq {
+			t.Fatalf("access %d out is seq %d, want %d", i, got[i].Seq, want[i].Seq)
+		}
+	}
+}
+
+// TestPendingQueueReleasesAsTimeMoves interleaves pushes and releases as
+// the engine does (release what is due at each access's time) and
+// requires the same order as releasing from a fully sorted list.
+func TestPendingQueueReleasesAsTimeMoves(t *testing.T) {
+	in := pendingStream(60_000, 2)
+	q := pendingQueue{dir: t.TempDir()}
+	defer q.close()
+	var ref []pending // the simple sorted list the queue replaces
+	var got, want []uint64
+	var wm time.Time
+	for _, p := range in {
+		if p.Time.After(wm) {
+			wm = p.Time
+		}
+		q.push(p)
+		i, _ := slices.BinarySearchFunc(ref, p, func(a, b pending) int {
+			if less(&a, &b) {
+				return -1
+			}
+			return 1
+		})
+		ref = slices.Insert(ref, i, p)
+		for {
+			h, ok := q.peek()
+			if !ok || h.Due.After(wm) {
+				break
+			}
+			got = append(got, q.pop().Seq)
+		}
+		for len(ref) > 0 && !ref[0].Due.After(wm) {
+			want = append(want, ref[0].Seq)
+			ref = ref[1:]
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("released %d accesses, the sorted list %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	if q.Len() != len(ref) {
+		t.Fatalf("%d held, want %d", q.Len(), len(ref))
+	}
+}
+
+func firstDiff(a, b []uint64) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestEngineSaveLoadWithSpilledAccesses saves an engine whose pending
+// accesses are mostly on disk and requires the loaded one to judge them
+// exactly as the original.
+func TestEngineSaveLoadWithSpilledAccesses(t *testing.T) {
+	in := pendingStream(30_000, 3)
+	a := New(nil, Options{TempDir: t.TempDir()})
+	for _, p := range in {
+		a.hold(p)
+	}
+	if a.pq.n == 0 {
+		t.Fatal("nothing was written to disk: the test does not exercise the spill")
+	}
+	var buf bytes.Buffer
+	if err := a.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b := New(nil, Options{TempDir: t.TempDir()})
+	if err := b.Load(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if a.pq.Len() != b.pq.Len() {
+		t.Fatalf("loaded %d pending accesses, saved %d", b.pq.Len(), a.pq.Len())
+	}
+	for a.pq.Len() > 0 {
+		x, y := a.pq.pop(), b.pq.pop()
+		if x.Seq != y.Seq || x.User != y.User || !x.Due.Equal(y.Due) || x.Items != y.Items || !slices.Equal(x.Sessions, y.Sessions) {
+			t.Fatalf("after load: %+v, want %+v", y, x)
+		}
+	}
+}
