@@ -54,31 +54,51 @@ func (l *accessLog) addEncoded(b []byte) {
 
 // replay calls fn with every access logged, in the order logged.
 func (l *accessLog) replay(ctx context.Context, fn func(*event.MailAccess)) error {
+	_, err := l.replayFrom(ctx, logPos{}, fn)
+	return err
+}
+
+// logPos is how far a reader of the log has read.
+type logPos struct {
+	sealed bool  // the restored files are read
+	off    int64 // bytes of the current file read
+	n      int64 // accesses of the current file read
+}
+
+// replayFrom calls fn with the accesses logged after pos (the zero
+// logPos: all of them), in the order logged, and returns the position
+// after the last.
+func (l *accessLog) replayFrom(ctx context.Context, pos logPos, fn func(*event.MailAccess)) (logPos, error) {
 	if l.err != nil {
-		return fmt.Errorf("access log: %w", l.err)
+		return pos, fmt.Errorf("access log: %w", l.err)
 	}
-	for _, sg := range l.sealed {
-		if err := replaySeg(ctx, sg, fn); err != nil {
-			return err
+	if !pos.sealed {
+		for _, sg := range l.sealed {
+			if err := replaySeg(ctx, sg, fn); err != nil {
+				return pos, err
+			}
 		}
+		pos.sealed = true
 	}
 	if l.f == nil {
-		return nil
+		return pos, nil
 	}
 	if err := l.w.Flush(); err != nil {
-		return fmt.Errorf("access log: %w", err)
+		return pos, fmt.Errorf("access log: %w", err)
 	}
-	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("access log: %w", err)
+	if _, err := l.f.Seek(pos.off, io.SeekStart); err != nil {
+		return pos, fmt.Errorf("access log: %w", err)
 	}
-	if err := decodeN(ctx, l.f, l.n, fn); err != nil {
-		return err
+	if err := decodeN(ctx, l.f, l.n-pos.n, fn); err != nil {
+		return pos, err
 	}
 	// More accesses may follow (a pipeline that stays open): append at the end.
-	if _, err := l.f.Seek(0, io.SeekEnd); err != nil {
-		return fmt.Errorf("access log: %w", err)
+	end, err := l.f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return pos, fmt.Errorf("access log: %w", err)
 	}
-	return nil
+	pos.off, pos.n = end, l.n
+	return pos, nil
 }
 
 // logSeg is one access log file as a snapshot names it.

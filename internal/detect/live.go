@@ -27,7 +27,7 @@ func (p *Pipeline) Refresh(ctx context.Context) ([]*incident.Incident, error) {
 	if len(incs) == 0 {
 		return nil, nil
 	}
-	if err := p.measure(ctx, incs); err != nil {
+	if err := p.measureOn(ctx, incs); err != nil {
 		return nil, err
 	}
 	if p.impact == nil {
@@ -41,4 +41,31 @@ func (p *Pipeline) Refresh(ctx context.Context) ([]*incident.Incident, error) {
 		}
 	}
 	return incs, nil
+}
+
+// measureOn measures the incidents' impact for Refresh. While the grouping
+// attributes accesses as it did at the last refresh, the assessor goes on
+// from where it stopped and reads only the accesses logged since: the cost
+// of a refresh follows what is new, not the history. A grouping that
+// changed (an incident opened, merged or gained an actor) is measured from
+// the start of the log.
+func (p *Pipeline) measureOn(ctx context.Context, incs []*incident.Incident) error {
+	if p.live != nil && incident.SameAttribution(p.liveIncs, incs) {
+		p.live.Rebind(incs)
+	} else {
+		p.live, p.livePos = incident.NewAssessor(incs), logPos{}
+		p.fullMeasures++
+	}
+	p.liveIncs = incs
+	if p.log != nil {
+		pos, err := p.log.replayFrom(ctx, p.livePos, p.live.Add)
+		if err != nil {
+			// Half read: start again next time.
+			p.live = nil
+			return fmt.Errorf("detect: impact pass: %w", err)
+		}
+		p.livePos = pos
+	}
+	p.live.Finish()
+	return nil
 }

@@ -103,6 +103,11 @@ type Pipeline struct {
 	open     map[string]incState
 	log      *accessLog
 	impact   map[string]int // accesses per incident last reported (Refresh)
+	// Refresh's impact measure, carried from one refresh to the next.
+	live         *incident.Assessor
+	liveIncs     []*incident.Incident
+	livePos      logPos
+	fullMeasures int // refreshes that read the whole access log
 	stats    Stats
 	closed   bool
 }

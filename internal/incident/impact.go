@@ -1,6 +1,8 @@
 package incident
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -166,7 +168,28 @@ func (as *Assessor) Add(a *event.MailAccess) {
 	}
 }
 
-// Finish sets each incident's Impact.
+// Rebind makes the assessor set the impact of incs, a regrouping of the
+// incidents it was made for with the same attribution (SameAttribution),
+// so the accesses added so far need not be read again.
+func (as *Assessor) Rebind(incs []*Incident) { as.incs = incs }
+
+// SameAttribution says whether a and b attribute mail accesses alike:
+// the same incidents, in the same order, each matching the same actors.
+// An assessor made for a can go on for b.
+func SameAttribution(a, b []*Incident) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Tenant != b[i].Tenant || !maps.Equal(a[i].impactActor, b[i].impactActor) {
+			return false
+		}
+	}
+	return true
+}
+
+// Finish sets each incident's Impact. More accesses may be added after
+// it, and Finish called again.
 func (as *Assessor) Finish() {
 	for i, inc := range as.incs {
 		inc.Impact = as.states[i].finish(as.throttles)
@@ -250,31 +273,38 @@ func (s *assessState) add(a *event.MailAccess) {
 	}
 }
 
+// finish is the impact of the accesses added so far. It changes nothing
+// in s, so more accesses may be added and finish called again (a
+// pipeline that never ends measures as it goes).
 func (s *assessState) finish(throttles map[string][]time.Time) Impact {
-	imp, reasons := s.imp, s.reasons
+	imp, reasons := s.imp, maps.Clone(s.reasons)
 	for _, mb := range s.mbs {
+		mi := mb.mi
 		// Someone else's throttling silences the actor too.
-		for _, tt := range throttles[mb.tenant+"|"+mb.mi.Mailbox] {
-			if !tt.After(mb.mi.LastAccess) && tt.Add(ThrottleSilence).After(mb.mi.FirstAccess) && !mb.mi.Throttled {
-				mb.mi.Throttled = true
-				reasons[mb.mi.Mailbox+" was throttled at "+stamp(tt)+" during the actor's activity: reads in the next 24 h are unrecorded"] = true
+		for _, tt := range throttles[mb.tenant+"|"+mi.Mailbox] {
+			if !tt.After(mi.LastAccess) && tt.Add(ThrottleSilence).After(mi.FirstAccess) && !mi.Throttled {
+				mi.Throttled = true
+				reasons[mi.Mailbox+" was throttled at "+stamp(tt)+" during the actor's activity: reads in the next 24 h are unrecorded"] = true
 			}
 		}
-		mb.mi.MessageCount = len(mb.msgs)
+		mi.MessageCount = len(mb.msgs)
 		paths := make([]string, 0, len(mb.folders))
 		for p := range mb.folders {
 			paths = append(paths, p)
 		}
 		sort.Strings(paths)
+		mi.Folders = make([]FolderImpact, 0, len(paths))
 		for _, p := range paths {
 			fa := mb.folders[p]
-			fa.fi.MessageCount = len(fa.msgs)
-			mb.mi.Folders = append(mb.mi.Folders, fa.fi)
+			fi := fa.fi
+			fi.MessageCount = len(fa.msgs)
+			mi.Folders = append(mi.Folders, fi)
 		}
 		imp.FolderCount += len(paths)
-		imp.PerMailbox = append(imp.PerMailbox, mb.mi)
-		imp.Mailboxes = append(imp.Mailboxes, mb.mi.Mailbox)
+		imp.PerMailbox = append(imp.PerMailbox, mi)
+		imp.Mailboxes = append(imp.Mailboxes, mi.Mailbox)
 	}
+	imp.AccessTimes = slices.Clone(imp.AccessTimes)
 	sort.Strings(imp.Mailboxes)
 	sort.Slice(imp.PerMailbox, func(i, j int) bool { return imp.PerMailbox[i].Mailbox < imp.PerMailbox[j].Mailbox })
 	msgs := map[string]bool{}
