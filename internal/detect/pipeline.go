@@ -108,8 +108,8 @@ type Pipeline struct {
 	liveIncs     []*incident.Incident
 	livePos      logPos
 	fullMeasures int // refreshes that read the whole access log
-	stats    Stats
-	closed   bool
+	stats        Stats
+	closed       bool
 }
 
 type incState struct {
