@@ -14,10 +14,14 @@
 //     temporary directory and merges them, in memory bounded by the run
 //     size, not the input.
 //   - Memory bounded by entities, not events: the behaviours keep state
-//     per tenant, mailbox, app, network and token/session (with expiry);
-//     the pipeline keeps alerts and open incidents; mail accesses go to an
-//     access log on disk that the impact pass reads back once, keeping
+//     per tenant, mailbox, app, network and token/session (with expiry),
+//     and the accesses awaiting late sign-ins beyond a few thousand on
+//     disk; the pipeline keeps alerts and open incidents; mail accesses go
+//     to an access log on disk that the impact pass reads back, keeping
 //     only what the incidents' actors read.
+//   - Two halves: Prepare (rule matching, mail-access facts) needs no
+//     state and runs on many goroutines; ProcessItem sees the events in
+//     order. parallel.InOrder joins them.
 //   - Snapshot and resume: SaveState after the last event of a run and
 //     LoadState before the first of the next give the same alerts as one
 //     run over both.
