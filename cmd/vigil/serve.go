@@ -215,7 +215,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	ingester.Notify = func() { watcher.Wake(); live.wake() }
 	var collectors []*collect.Collector
 	if len(cfg.Tenants) > 0 {
-		if collectors, err = setup.Build(cfg, setup.Options{Journal: appendLog, Logger: logger}); err != nil {
+		if collectors, err = setup.Build(cfg, setup.Options{Journal: appendLog, Logger: logger, RegisterPush: true}); err != nil {
 			return usageError("%v", err)
 		}
 	}

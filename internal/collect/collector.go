@@ -135,6 +135,9 @@ func New(opts Options) (*Collector, error) {
 // Name is the source's name.
 func (c *Collector) Name() string { return c.src.Name() }
 
+// Source is what the collector polls.
+func (c *Collector) Source() Source { return c.src }
+
 // Tenant is the tenant's name.
 func (c *Collector) Tenant() string { return c.opts.Tenant }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -45,6 +46,20 @@ type Blob struct {
 	// content is not listed in the order it was created.
 	Visible time.Time
 	Records [][]byte
+}
+
+// Hook is a Management API subscription's webhook as the API keeps it.
+type Hook struct {
+	Address, AuthID string
+	Status          string // enabled, disabled (after failed deliveries), expired
+	Starts          int    // start requests that set it
+}
+
+// Channel is a Reports API watch channel.
+type Channel struct {
+	App, ID, ResourceID, Token, Address string
+	Expiration                          time.Time
+	Stopped                             bool
 }
 
 // Item is a Graph or Reports record.
@@ -95,6 +110,8 @@ type Server struct {
 	blobs    []*Blob
 	expired  map[string]bool
 	subs     map[string]string
+	hooks    map[string]*Hook        // content type -> its subscription's webhook
+	channels []*Channel              // Reports API watch channels, in creation order
 	off      map[string][2]time.Time // content type -> disabled period
 	graph    map[string][]*Item      // "auditLogs/signIns" …
 	reports  map[string][]*Item      // app -> activities
@@ -108,7 +125,7 @@ type Server struct {
 func NewServer(clock collect.Clock, seed uint64) *Server {
 	s := &Server{
 		Clock: clock, TokenLife: time.Hour, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		tokens: map[string]time.Time{}, expired: map[string]bool{}, subs: map[string]string{},
+		tokens: map[string]time.Time{}, expired: map[string]bool{}, subs: map[string]string{}, hooks: map[string]*Hook{},
 		off: map[string][2]time.Time{}, graph: map[string][]*Item{}, reports: map[string][]*Item{}, queries: map[string]*query{},
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
@@ -213,6 +230,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.stats.GraphMaxPer10s = max(s.stats.GraphMaxPer10s, n)
 		if s.authorized(w, r, now) && !s.fault(w, "graph") {
 			s.graphList(w, r, now)
+		}
+	case strings.HasPrefix(p, "/admin/reports/v1/activity/users/all/applications/") && strings.HasSuffix(p, "/watch"):
+		if s.authorized(w, r, now) && !s.fault(w, "gws") {
+			s.watch(w, r, now)
+		}
+	case p == "/admin/reports/v1/channels/stop":
+		if s.authorized(w, r, now) {
+			s.stopChannel(w, r)
 		}
 	case strings.HasPrefix(p, "/admin/reports/v1/activity/users/all/applications/"):
 		if s.authorized(w, r, now) && !s.fault(w, "gws") {
@@ -401,7 +426,11 @@ func (s *Server) management(w http.ResponseWriter, r *http.Request, now time.Tim
 				if p, off := s.off[ct]; off && !now.Before(p[0]) && now.Before(p[1]) {
 					st = "disabled"
 				}
-				out = append(out, map[string]any{"contentType": ct, "status": st, "webhook": nil})
+				var hook any
+				if h := s.hooks[ct]; h != nil {
+					hook = map[string]any{"status": h.Status, "address": h.Address, "authId": h.AuthID, "expiration": nil}
+				}
+				out = append(out, map[string]any{"contentType": ct, "status": st, "webhook": hook})
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -411,7 +440,33 @@ func (s *Server) management(w http.ResponseWriter, r *http.Request, now time.Tim
 			s.off[ct] = [2]time.Time{p[0], now} // an admin's start ends the outage
 		}
 		s.subs[ct] = "enabled"
-		writeJSON(w, http.StatusOK, map[string]any{"contentType": ct, "status": "enabled", "webhook": nil})
+		var body struct {
+			Webhook *struct {
+				Address    string  `json:"address"`
+				AuthID     string  `json:"authId"`
+				Expiration *string `json:"expiration"`
+			} `json:"webhook"`
+		}
+		if b, _ := io.ReadAll(r.Body); len(b) > 0 {
+			if err := json.Unmarshal(b, &body); err != nil {
+				msError(w, http.StatusBadRequest, "AF20001", "bad request body")
+				return
+			}
+		}
+		var hook any
+		if h := body.Webhook; h != nil {
+			if !strings.HasPrefix(h.Address, "https://") {
+				s.violation("webhook address %q is not https", h.Address)
+			}
+			old := s.hooks[ct]
+			n := 1
+			if old != nil {
+				n = old.Starts + 1
+			}
+			s.hooks[ct] = &Hook{Address: h.Address, AuthID: h.AuthID, Status: "enabled", Starts: n}
+			hook = map[string]any{"status": "enabled", "address": h.Address, "authId": h.AuthID, "expiration": nil}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"contentType": ct, "status": "enabled", "webhook": hook})
 	case op == "subscriptions/content" && r.Method == http.MethodGet:
 		s.content(w, r, q, now)
 	case strings.HasPrefix(op, "audit/") && r.Method == http.MethodGet:
@@ -722,4 +777,108 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// Hook returns the webhook of content type ct's subscription, nil if none.
+func (s *Server) Hook(ct string) *Hook {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.hooks[ct]; h != nil {
+		c := *h
+		return &c
+	}
+	return nil
+}
+
+// DisableHook marks ct's webhook disabled, as the API does after failed
+// deliveries.
+func (s *Server) DisableHook(ct string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.hooks[ct]; h != nil {
+		h.Status = "disabled"
+	}
+}
+
+// Channels returns the watch channels of app that are live now (neither
+// stopped nor expired).
+func (s *Server) Channels(app string) []Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Channel
+	now := s.now()
+	for _, c := range s.channels {
+		if c.App == app && !c.Stopped && now.Before(c.Expiration) {
+			out = append(out, *c)
+		}
+	}
+	return out
+}
+
+// AllChannels returns every watch channel ever made, stopped and expired
+// ones too.
+func (s *Server) AllChannels() []Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Channel, len(s.channels))
+	for i, c := range s.channels {
+		out[i] = *c
+	}
+	return out
+}
+
+// watchTTL is the longest channel the fake makes (the real API's default
+// is 6 h when no ttl is asked for).
+const watchTTL = 6 * time.Hour
+
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, now time.Time) {
+	app := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/admin/reports/v1/activity/users/all/applications/"), "/watch")
+	if r.Method != http.MethodPost {
+		http.Error(w, "method", http.StatusMethodNotAllowed)
+		return
+	}
+	var c struct {
+		ID      string            `json:"id"`
+		Type    string            `json:"type"`
+		Address string            `json:"address"`
+		Token   string            `json:"token"`
+		Params  map[string]string `json:"params"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&c); err != nil || c.ID == "" || c.Type != "web_hook" || !strings.HasPrefix(c.Address, "https://") {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": 400, "message": "Bad Request", "status": "INVALID_ARGUMENT"}})
+		return
+	}
+	for _, old := range s.channels {
+		if old.ID == c.ID {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": 400, "message": "channel id not unique", "status": "INVALID_ARGUMENT"}})
+			return
+		}
+	}
+	ttl := watchTTL
+	if v, err := strconv.Atoi(c.Params["ttl"]); err == nil && v > 0 && time.Duration(v)*time.Second < ttl {
+		ttl = time.Duration(v) * time.Second
+	}
+	ch := &Channel{App: app, ID: c.ID, ResourceID: fmt.Sprintf("res-%d", len(s.channels)+1), Token: c.Token, Address: c.Address, Expiration: now.Add(ttl)}
+	s.channels = append(s.channels, ch)
+	writeJSON(w, http.StatusOK, map[string]any{"kind": "api#channel", "id": ch.ID, "resourceId": ch.ResourceID,
+		"resourceUri": s.URL + "/admin/reports/v1/activity/users/all/applications/" + app, "expiration": strconv.FormatInt(ch.Expiration.UnixMilli(), 10)})
+}
+
+func (s *Server) stopChannel(w http.ResponseWriter, r *http.Request) {
+	var c struct {
+		ID         string `json:"id"`
+		ResourceID string `json:"resourceId"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": 400, "message": "Bad Request"}})
+		return
+	}
+	for _, ch := range s.channels {
+		if ch.ID == c.ID && ch.ResourceID == c.ResourceID && !ch.Stopped {
+			ch.Stopped = true
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{"code": 404, "message": "Channel not found"}})
 }

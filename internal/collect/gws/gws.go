@@ -8,11 +8,15 @@ package gws
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,7 +52,28 @@ type Source struct {
 	base     *url.URL
 	customer string
 	client   *collect.Client
+	watch    *Watch
 }
+
+// Watch is where the Reports API should push notice of new activities
+// (vigil serve's /api/v1/notify/google/TENANT) and the channel token it
+// must carry (X-Goog-Channel-Token). A notification only wakes the poller.
+type Watch struct {
+	Address string // https URL, on a domain registered with Google
+	Token   string // a secret: never logged or kept in the state
+}
+
+// SetWatch makes Prepare keep a watch channel open to w, renewing it
+// before it expires.
+func (s *Source) SetWatch(w *Watch) { s.watch = w }
+
+// Channels are asked to live watchTTL and renewed when less than
+// watchRenew is left (or they are gone): polling every few minutes, a
+// renewal is never late.
+const (
+	watchTTL   = 6 * time.Hour
+	watchRenew = time.Hour
+)
 
 // New returns the source for app.
 func New(app, baseURL, customerID string, client *collect.Client) (*Source, error) {
@@ -86,8 +111,71 @@ func (s *Source) Name() string { return "gws." + s.app }
 // Policy implements collect.Source.
 func (s *Source) Policy() collect.Policy { return Policy(s.app) }
 
-// Prepare implements collect.Source; nothing to set up.
-func (s *Source) Prepare(context.Context, collect.Sink) error { return nil }
+// Prepare implements collect.Source: with a Watch set, it opens a watch
+// channel, and replaces it (stopping the old one) when it nears expiry or
+// its address or token changed. Only the channel's id, resource id,
+// expiry, address and a digest of the token are kept in the state.
+func (s *Source) Prepare(ctx context.Context, out collect.Sink) error {
+	w := s.watch
+	if w == nil {
+		return nil
+	}
+	now := out.Now()
+	digest := sha256.Sum256([]byte(w.Token))
+	want := hex.EncodeToString(digest[:8])
+	oldID, oldRes := out.Extra("channel_id"), out.Extra("channel_resource")
+	exp, err := time.Parse(time.RFC3339, out.Extra("channel_expires"))
+	if oldID != "" && err == nil && exp.Sub(now) > watchRenew && out.Extra("channel_address") == w.Address && out.Extra("channel_token") == want {
+		return nil
+	}
+	var idb [16]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return err
+	}
+	body, err := json.Marshal(map[string]any{"id": "vigil-" + hex.EncodeToString(idb[:]), "type": "web_hook", "address": w.Address, "token": w.Token,
+		"params": map[string]string{"ttl": strconv.Itoa(int(watchTTL / time.Second))}})
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(ctx, http.MethodPost, s.base.String()+"/admin/reports/v1/activity/users/all/applications/"+url.PathEscape(s.app)+"/watch",
+		body, http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		return fmt.Errorf("watch channel: %w", s.explain(err))
+	}
+	var ch struct {
+		ID         string `json:"id"`
+		ResourceID string `json:"resourceId"`
+		Expiration string `json:"expiration"` // Unix milliseconds, as a string
+	}
+	if err := json.Unmarshal(resp.Body, &ch); err != nil {
+		return fmt.Errorf("watch channel: %w", err)
+	}
+	ms, err := strconv.ParseInt(ch.Expiration, 10, 64)
+	if err != nil || ch.ID == "" || ch.ResourceID == "" {
+		return fmt.Errorf("watch channel: the answer lacks an id, resource id or expiration")
+	}
+	out.SetExtra("channel_id", ch.ID)
+	out.SetExtra("channel_resource", ch.ResourceID)
+	out.SetExtra("channel_expires", time.UnixMilli(ms).UTC().Format(time.RFC3339))
+	out.SetExtra("channel_address", w.Address)
+	out.SetExtra("channel_token", want)
+	if s.client.Logger != nil {
+		s.client.Logger.Info("opened a Reports API watch channel", "application", s.app, "address", w.Address, "expires", time.UnixMilli(ms).UTC())
+	}
+	if oldID != "" {
+		// The new channel is open: the old one only doubles notifications.
+		b, _ := json.Marshal(map[string]string{"id": oldID, "resourceId": oldRes})
+		if _, err := s.client.Do(ctx, http.MethodPost, s.base.String()+"/admin/reports/v1/channels/stop", b, http.Header{"Content-Type": {"application/json"}}); err != nil {
+			var ae *collect.APIError
+			if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+				if s.client.Logger != nil {
+					s.client.Logger.Warn("could not stop the previous watch channel; it expires by itself", "application", s.app, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
 
 // Fetch reads [w.Start, w.End] page by page.
 func (s *Source) Fetch(ctx context.Context, w collect.Window, out collect.Sink) error {

@@ -47,7 +47,21 @@ type Source struct {
 	base              *url.URL // https://manage.office.com
 	tenant, publisher string
 	client            *collect.Client
+	webhook           *Webhook
 }
+
+// Webhook is where the Management API should notify vigil of new content
+// (vigil serve's /api/v1/notify/o365/TENANT) and the authId it must send
+// back (Webhook-AuthID). A notification only wakes the poller.
+type Webhook struct {
+	Address string // https URL
+	AuthID  string // a secret: never logged
+}
+
+// SetWebhook makes Prepare keep the subscription's webhook pointing at w:
+// added when missing, re-enabled when the API disabled it after failed
+// deliveries or it expired, replaced when its address or authId differ.
+func (s *Source) SetWebhook(w *Webhook) { s.webhook = w }
 
 // New returns the source for config name (a key of ContentTypes).
 // publisher defaults to tenantID.
@@ -137,6 +151,11 @@ func (s *Source) explain(err error) error {
 type subscription struct {
 	ContentType string `json:"contentType"`
 	Status      string `json:"status"`
+	Webhook     *struct {
+		Status  string `json:"status"`
+		Address string `json:"address"`
+		AuthID  string `json:"authId"`
+	} `json:"webhook"`
 }
 
 // Prepare lists the subscriptions (at most every 15 min) and starts this
@@ -157,16 +176,25 @@ func (s *Source) Prepare(ctx context.Context, out collect.Sink) error {
 		return fmt.Errorf("subscriptions/list: %w", err)
 	}
 	status := ""
-	for _, sub := range subs {
+	var mine *subscription
+	for i, sub := range subs {
 		if strings.EqualFold(sub.ContentType, s.contentType) {
-			status = strings.ToLower(sub.Status)
+			status, mine = strings.ToLower(sub.Status), &subs[i]
 		}
 	}
-	if status != "enabled" {
+	switch {
+	case status != "enabled":
 		if err := s.start(ctx, out, status, now); err != nil {
 			return err
 		}
-	} else {
+	case s.webhook != nil && !s.hooked(mine):
+		// Enabled, but notifications would not reach vigil: a start on an
+		// enabled subscription only changes its webhook, losing nothing.
+		out.SetExtra("enabled", now.UTC().Format(time.RFC3339))
+		if err := s.start(ctx, out, status, now); err != nil {
+			return err
+		}
+	default:
 		out.SetExtra("enabled", now.UTC().Format(time.RFC3339))
 	}
 	out.SetExtra("checked", now.UTC().Format(time.RFC3339))
@@ -177,14 +205,23 @@ func (s *Source) start(ctx context.Context, out collect.Sink, status string, now
 	if t, err := time.Parse(time.RFC3339, out.Extra("started")); err == nil && now.Sub(t) < subscriptionRecheck && now.After(t) {
 		return nil // started moments ago; the API asks us to wait
 	}
-	if last, err := time.Parse(time.RFC3339, out.Extra("enabled")); err == nil {
+	if last, err := time.Parse(time.RFC3339, out.Extra("enabled")); err == nil && status != "enabled" {
 		if err := out.Gap(ctx, collect.Gap{Reason: collect.GapSubscription, Window: collect.Window{Start: last, End: now},
 			Detail: fmt.Sprintf("subscription to %s was %s; content published while it was off cannot be listed", s.contentType, orMissing(status))}); err != nil {
 			return err
 		}
 	}
 	q := url.Values{"contentType": {s.contentType}}
-	if _, err := s.client.Do(ctx, http.MethodPost, s.feed("subscriptions/start", q), []byte("{}"), http.Header{"Content-Type": {"application/json"}}); err != nil {
+	body := []byte("{}")
+	if w := s.webhook; w != nil {
+		// No expiration: the webhook lasts as long as the subscription.
+		b, err := json.Marshal(map[string]any{"webhook": map[string]string{"address": w.Address, "authId": w.AuthID, "expiration": ""}})
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	if _, err := s.client.Do(ctx, http.MethodPost, s.feed("subscriptions/start", q), body, http.Header{"Content-Type": {"application/json"}}); err != nil {
 		var ae *collect.APIError
 		if errors.As(err, &ae) && ae.Code == "AF20024" { // already enabled
 			return nil
@@ -192,11 +229,26 @@ func (s *Source) start(ctx context.Context, out collect.Sink, status string, now
 		return s.explain(err)
 	}
 	if s.client.Logger != nil {
-		s.client.Logger.Warn("started the Management API subscription; the first content can take up to 12 hours to appear", "content_type", s.contentType)
+		switch {
+		case status != "enabled":
+			s.client.Logger.Warn("started the Management API subscription; the first content can take up to 12 hours to appear", "content_type", s.contentType, "webhook", s.webhook != nil)
+		default:
+			s.client.Logger.Info("set the Management API subscription's webhook", "content_type", s.contentType, "address", s.webhook.Address)
+		}
 	}
 	out.SetExtra("started", now.UTC().Format(time.RFC3339))
 	out.SetExtra("enabled", now.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// hooked says whether sub's webhook delivers to s.webhook.
+func (s *Source) hooked(sub *subscription) bool {
+	if sub == nil || sub.Webhook == nil {
+		return false
+	}
+	h := sub.Webhook
+	// The list may leave authId out; when it is there it must match.
+	return strings.EqualFold(h.Status, "enabled") && h.Address == s.webhook.Address && (h.AuthID == "" || h.AuthID == s.webhook.AuthID)
 }
 
 func orMissing(s string) string {

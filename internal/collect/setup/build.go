@@ -26,6 +26,10 @@ type Options struct {
 	Since   time.Duration                     // first window of sources with no watermark
 	Tenant  string                            // only this tenant ("" all)
 	Store   func(tenant string) collect.Store // default DirStore(<data>/collect/<tenant>)
+	// RegisterPush makes the collectors register vigil's notification
+	// endpoints with the vendors (server: notifications with an address):
+	// vigil serve does, since it answers them; vigil collect does not.
+	RegisterPush bool
 }
 
 // Rate limits per tenant × API (research note §8.4): the Management API
@@ -125,7 +129,15 @@ func Build(cfg *Config, o Options) ([]*collect.Collector, error) {
 				var err error
 				if _, ok := o365.ContentTypes[name]; ok {
 					cl = client(manageLim, manageTokens)
-					src, err = o365.New(name, m.ManageURL, m.TenantID, m.PublisherIdentifier, cl)
+					var s *o365.Source
+					s, err = o365.New(name, m.ManageURL, m.TenantID, m.PublisherIdentifier, cl)
+					if err == nil && o.RegisterPush {
+						var addr, secret string
+						if addr, secret, err = cfg.pushFor("o365", t.Name); err == nil && addr != "" {
+							s.SetWebhook(&o365.Webhook{Address: addr, AuthID: secret})
+						}
+					}
+					src = s
 				} else if name == graph.QueryName {
 					cl = client(queryLim, graphTokens)
 					src, err = graph.NewQuery(m.GraphURL, cl)
@@ -160,6 +172,12 @@ func Build(cfg *Config, o Options) ([]*collect.Collector, error) {
 			for _, app := range g.Applications {
 				cl := client(lim, tokens)
 				src, err := gws.New(app, g.ReportsURL, g.CustomerID, cl)
+				if err == nil && o.RegisterPush {
+					var addr, secret string
+					if addr, secret, err = cfg.pushFor("google", t.Name); err == nil && addr != "" {
+						src.SetWatch(&gws.Watch{Address: addr, Token: secret})
+					}
+				}
 				if err == nil {
 					err = newCollector(src, skew, cl)
 				}
@@ -193,4 +211,22 @@ func readSecret(path string, log *slog.Logger) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return s, nil
+}
+
+// pushFor is the address and secret of the tenant's notification endpoint
+// of type typ, if one with an address is configured.
+func (c *Config) pushFor(typ, tenant string) (addr, secret string, err error) {
+	if c.Server == nil {
+		return "", "", nil
+	}
+	for _, n := range c.Server.Notifications {
+		if n.Type == typ && n.Tenant == tenant && n.Address != "" {
+			s, err := c.NotificationSecret(n)
+			if err != nil {
+				return "", "", err
+			}
+			return n.Address, s, nil
+		}
+	}
+	return "", "", nil
 }

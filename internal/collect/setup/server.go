@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -41,6 +42,12 @@ type Notification struct {
 	Tenant     string `yaml:"tenant"`
 	SecretFile string `yaml:"secret_file"`
 	SecretEnv  string `yaml:"secret_env"`
+	// Address is the https URL the vendor reaches this endpoint at
+	// (https://HOST/api/v1/notify/TYPE/TENANT). With it, vigil serve
+	// registers the push itself: it keeps the O365 subscriptions' webhook
+	// enabled, or opens Google watch channels and renews them before they
+	// expire. Without it, registering is left to the operator.
+	Address string `yaml:"address"`
 }
 
 // Sink is one alert destination. Secrets come from files or environment
@@ -116,6 +123,13 @@ func (c *Config) checkServer(bad func(path []any, format string, a ...any)) {
 		}
 		if (n.SecretFile == "") == (n.SecretEnv == "") {
 			bad(at, "a notification needs exactly one of secret_file or secret_env (the authId or channel token given to the vendor)")
+		}
+		if n.Address != "" {
+			if u, err := url.Parse(n.Address); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+				bad(append(at, "address"), "notification address %q: want an https URL without credentials (vendors deliver only over https)", n.Address)
+			} else if want := "/api/v1/notify/" + n.Type + "/" + n.Tenant; !strings.HasSuffix(u.Path, want) {
+				bad(append(at, "address"), "notification address %q: its path should end in %s, where vigil serve answers", n.Address, want)
+			}
 		}
 		if seenNotify[n.Type+"/"+n.Tenant] {
 			bad(at, "a second %s notification for tenant %q", n.Type, n.Tenant)

@@ -87,11 +87,14 @@ func TestServerNotifications(t *testing.T) {
 		t.Fatalf("notifications read as %v", got)
 	}
 	for text, want := range map[string]string{
-		"  notifications:\n    - type: slack\n      tenant: contoso\n      secret_env: X\n":                                                              `notification type "slack"`,
-		"  notifications:\n    - type: o365\n      tenant: fabrikam\n      secret_env: X\n":                                                              `notification tenant "fabrikam" is not among the tenants`,
-		"  notifications:\n    - type: o365\n      tenant: contoso\n":                                                                                    `exactly one of secret_file or secret_env`,
-		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n    - type: o365\n      tenant: contoso\n      secret_env: Y\n": `a second o365 notification`,
-		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n      token: y\n":                                               `unknown key "token"`,
+		"  notifications:\n    - type: slack\n      tenant: contoso\n      secret_env: X\n":                                                                         `notification type "slack"`,
+		"  notifications:\n    - type: o365\n      tenant: fabrikam\n      secret_env: X\n":                                                                         `notification tenant "fabrikam" is not among the tenants`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n":                                                                                               `exactly one of secret_file or secret_env`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n    - type: o365\n      tenant: contoso\n      secret_env: Y\n":            `a second o365 notification`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n      token: y\n":                                                          `unknown key "token"`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n      address: http://vigil.example.com/api/v1/notify/o365/contoso\n":      `want an https URL`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n      address: https://vigil.example.com/hook\n":                           `should end in /api/v1/notify/o365/contoso`,
+		"  notifications:\n    - type: o365\n      tenant: contoso\n      secret_env: X\n      address: https://u:p@vigil.example.com/api/v1/notify/o365/contoso\n": `without credentials`,
 	} {
 		_, err := Parse("vigil.yaml", []byte(issueExample+"server:\n"+text))
 		if err == nil || !strings.Contains(err.Error(), want) {
