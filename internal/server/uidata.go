@@ -32,9 +32,12 @@ const TriageSource = "vigil.triage"
 // UIOptions configure the web interface's data.
 type UIOptions struct {
 	Journal Journal
-	// Rules are the loaded and refused rules; they are fixed while the
-	// server runs.
+	// Rules are the loaded and refused rules.
 	Rules []ui.Rule
+	// Switches are the rules disabled as detection read the journal, the
+	// same the watcher applies and the pipeline mutes with; nil: the rules
+	// are fixed while the server runs.
+	Switches *RuleSwitches
 	// Sinks deliver test messages; SinkInfo describes them for the admin
 	// page (name, kind, target); Outbox says what each has pending.
 	Sinks    []sink.Sink
@@ -79,6 +82,9 @@ type UIData struct {
 	first, last time.Time      // event times read
 	triage      map[string]*triageState
 	applied     map[uint64]bool // triage entries applied when made, before detection read them
+	// pendingRules are rule switches journaled here, per rule, until
+	// detection reads them.
+	pendingRules map[string]ui.RuleChange
 }
 
 type triageState struct {
@@ -102,7 +108,8 @@ func NewUIData(o UIOptions) *UIData {
 		o.IndexWait = uiIndexWait
 	}
 	d := &UIData{o: o, hours: map[string]map[int64]int{},
-		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{}}
+		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{},
+		pendingRules: map[string]ui.RuleChange{}}
 	if o.Index == nil {
 		d.ev = memdata.NewEvents(o.MaxRecords)
 	}
@@ -150,6 +157,9 @@ func (d *UIData) Entry(idx uint64, en *journal.Entry, evs []*event.Event) {
 		// Searchable (source:vigil.triage), but no log source: its wall-clock
 		// times stay out of the overview's series and source health.
 		return
+	}
+	if en.Source == RuleSource {
+		return // the watcher applies it; searchable, but no log source either
 	}
 	for _, e := range evs {
 		if e.Time.IsZero() {
@@ -336,21 +346,32 @@ func (d *UIData) QueryHelp() string {
 }
 
 // Rules returns the rules with their alerts since the server started
-// (the journal replay included).
+// (the journal replay included), each with its latest switch and one
+// pending.
 func (d *UIData) Rules(context.Context) ([]ui.Rule, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := slices.Clone(d.o.Rules)
 	for i := range out {
-		out[i].Hits = d.hits[out[i].ID]
-		out[i].Fixed = true
+		r := &out[i]
+		r.Hits = d.hits[r.ID]
+		if d.o.Switches == nil || d.w == nil {
+			r.Fixed = true
+			continue
+		}
+		if !r.Loaded {
+			continue
+		}
+		ch, muted, ok := d.o.Switches.State(r.ID)
+		r.Suppressed = muted
+		if ok {
+			r.Change, r.Enabled = ch, ch.Enabled
+		}
+		if _, p := d.ruleTarget(d.w, r.ID); p != nil {
+			r.Pending = p
+		}
 	}
 	return out, nil
-}
-
-// SetRule is refused: the rules are compiled into the pipeline at start.
-func (d *UIData) SetRule(_ context.Context, id string, _ bool, _ string) error {
-	return fmt.Errorf("rule %q: the rules are fixed while vigil serve runs (they are compiled into detection at start): %w", id, ui.ErrUnsupported)
 }
 
 // Integrity returns the latest signed checkpoint and checks its
@@ -473,7 +494,7 @@ func (d *UIData) Overview(context.Context) (ui.Overview, error) {
 		return s
 	}
 	for _, st := range stats {
-		if st.Source == TriageSource {
+		if st.Source == TriageSource || st.Source == RuleSource {
 			continue
 		}
 		h := ui.SourceHealth{Source: st.Source, Records: st.Records, LastRecord: st.LastRecord, Watermark: st.LastRecord}

@@ -36,6 +36,7 @@ type uiFixture struct {
 	j    *journal.Journal
 	w    *Watcher
 	d    *UIData
+	sw   *RuleSwitches
 	hs   *httptest.Server
 	keys map[auth.Role]string
 }
@@ -80,9 +81,11 @@ func newUIFixtureWith(t *testing.T, indexed bool) *uiFixture {
 			t.Fatal(err)
 		}
 	}
-	f.d = NewUIData(UIOptions{Journal: j, Index: fol, Rules: []ui.Rule{{ID: "D1", Kind: "behaviour", Loaded: true, Enabled: true}},
-		Learning: 24 * time.Hour, Logger: quiet})
-	f.w = NewWatcher(j, WatcherOptions{Logger: slog.New(slog.DiscardHandler), OnEntry: f.d.Entry, OnAlert: f.d.Alert})
+	f.sw = NewRuleSwitches()
+	f.d = NewUIData(UIOptions{Journal: j, Index: fol, Rules: []ui.Rule{{ID: "D1", Kind: "behaviour", Loaded: true, Enabled: true},
+		{ID: "bad-rule", Kind: "sigma", Title: "bad.yml", Refused: "unknown modifier"}},
+		Switches: f.sw, Learning: 24 * time.Hour, Logger: quiet})
+	f.w = NewWatcher(j, WatcherOptions{Logger: slog.New(slog.DiscardHandler), OnEntry: f.d.Entry, OnAlert: f.d.Alert, Rules: f.sw})
 	f.d.Watch(f.w)
 	f.w.Incident(detect.Update{Kind: detect.Opened, Incident: &incident.Incident{ID: "INC-1", Title: "forged token",
 		Severity: alert.Critical, Raised: t0, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}})
@@ -236,11 +239,8 @@ func TestUILiveViews(t *testing.T) {
 		t.Errorf("timeline: %d records, signal %q (%v)", tl.Total, tl.Rows[0].Signal, err)
 	}
 	rs, _ := f.d.Rules(t.Context())
-	if len(rs) != 1 || rs[0].Hits != 1 || !rs[0].Fixed {
-		t.Errorf("rules %+v, want D1 with one hit, fixed", rs)
-	}
-	if err := f.d.SetRule(t.Context(), "D1", false, "admin"); !errors.Is(err, ui.ErrUnsupported) {
-		t.Errorf("SetRule: %v, want ErrUnsupported", err)
+	if len(rs) != 2 || rs[0].ID != "D1" || rs[0].Hits != 1 || rs[0].Fixed || !rs[0].Enabled {
+		t.Errorf("rules %+v, want D1 with one hit, enabled, switchable", rs)
 	}
 	in, err := f.d.Integrity(t.Context())
 	if err != nil || !in.Verified || in.Size != 1 {
