@@ -175,7 +175,7 @@ func TestRuleSwitchRolesAndJournal(t *testing.T) {
 		t.Errorf("after detection read it: %+v, want disabled by admin-key", r)
 	}
 	page = f.get(t, ad, "/ui/rules")
-	if !strings.Contains(page, `class="badge st-lagging">disabled<`) || !strings.Contains(page, `disabled by <span class="who">admin-key</span>`) ||
+	if !strings.Contains(page, `class="badge st-lagging">disabled<`) || !strings.Contains(page, `<span class="muted">by <span class="who">admin-key</span>`) ||
 		!strings.Contains(page, "&lt;script&gt;alert(1)&lt;/script&gt;") || !strings.Contains(page, ">Enable<") {
 		t.Errorf("the page does not show D1 disabled by admin-key with the escaped reason:\n%s", page)
 	}
