@@ -194,14 +194,17 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err := os.MkdirAll(detectDir, 0o700); err != nil {
 		return err
 	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, o.demo, logger)
+	// Rules an admin disabled: journal entries the watcher applies in
+	// journal order, muting the pipeline's alerts from there on.
+	switches := server.NewRuleSwitches()
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, o.demo, logger)
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: func(s detect.Sink) *detect.Pipeline {
 			opts := behavior.Options{TempDir: detectDir}
 			if len(nets) > 0 {
 				opts.Networks = behavior.CombineNetworks(nets...)
 			}
-			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(bcfg, opts), Incidents: &ic, TempDir: detectDir}, s)
+			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(bcfg, opts), Incidents: &ic, TempDir: detectDir, Mute: switches.Mute}, s)
 		},
 		NewDecoder: func() *source.Decoder { return source.NewDecoder(nil, hot) },
 		Outbox:     outbox,
@@ -209,6 +212,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		StateDir:   detectDir,
 		OnEntry:    uiData.Entry,
 		OnAlert:    uiData.Alert,
+		Rules:      switches,
 	})
 	uiData.Watch(watcher)
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))

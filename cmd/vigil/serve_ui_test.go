@@ -257,6 +257,34 @@ func TestServeDemoBrowser(t *testing.T) {
 		do(p, chromedp.Navigate(s.url+"/ui/"+p), chromedp.WaitVisible(chromedp.CSS(`main h1`)))
 		measure(p)
 	}
+	// An admin disables a rule with a reason: journaled, shown with who
+	// and why (or pending for the moment detection takes to read it).
+	do("rules again", chromedp.Navigate(s.url+"/ui/rules"), chromedp.WaitVisible(chromedp.CSS(`#rules`)))
+	rule := eval(`document.querySelector("#rules tbody tr form").closest("tr").dataset.rule`)
+	row := `#rules tr[data-rule="` + rule + `"]`
+	do("disable "+rule, chromedp.SendKeys(chromedp.CSS(row+` input[name=reason]`), "too noisy here"),
+		chromedp.Click(chromedp.CSS(row+` button`)), chromedp.WaitVisible(chromedp.CSS(`p.flash`)))
+	if st := eval(`document.querySelector('` + row + ` td.state').textContent`); !strings.Contains(st, "disabled by login-link") && !strings.Contains(st, "disabling by login-link") {
+		t.Errorf("after disabling %s its state reads %q", rule, st)
+	}
+	// Once detection has read it: disabled, by whom and why.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var rs struct{ Rules []struct{ ID, Pending any } }
+		if code := s.get(t, "/api/v1/rules", &rs); code != 200 {
+			t.Fatalf("GET /api/v1/rules: %d", code)
+		}
+		if slices.ContainsFunc(rs.Rules, func(r struct{ ID, Pending any }) bool { return r.ID == rule && r.Pending == nil }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("detection did not apply the switch of %s", rule)
+		}
+	}
+	do("rules after the switch", chromedp.Navigate(s.url+"/ui/rules"), chromedp.WaitVisible(chromedp.CSS(`#rules`)))
+	if st := eval(`document.querySelector('` + row + ` td.state').textContent`); !strings.Contains(st, "disabled by login-link") || !strings.Contains(st, "too noisy here") {
+		t.Errorf("once applied, the state of %s reads %q", rule, st)
+	}
+	shot("rules-disabled")
 	names := make([]string, 0, len(times))
 	for n := range times {
 		names = append(names, n)
@@ -299,6 +327,25 @@ func TestServeDemoBrowser(t *testing.T) {
 	do("incident after restart", chromedp.Navigate(s2.url+"/ui/incidents/"+camp[0]), chromedp.WaitVisible(chromedp.CSS(`#status`)))
 	if st, hist := eval(`document.querySelector("#status").textContent`), eval(`document.querySelector("main").textContent`); st != "acknowledged" || !strings.Contains(hist, "taking this") {
 		t.Errorf("after a restart the incident is %q; its note kept: %v", st, strings.Contains(hist, "taking this"))
+	}
+	var rules struct {
+		Rules []struct {
+			ID      string
+			Enabled bool
+			Changed *struct{ Actor, Reason string }
+		}
+	}
+	if code := s2.get(t, "/api/v1/rules", &rules); code != 200 {
+		t.Fatalf("GET /api/v1/rules after the restart: %d", code)
+	}
+	if i := slices.IndexFunc(rules.Rules, func(r struct {
+		ID      string
+		Enabled bool
+		Changed *struct{ Actor, Reason string }
+	}) bool {
+		return r.ID == rule
+	}); i < 0 || rules.Rules[i].Enabled || rules.Rules[i].Changed == nil || rules.Rules[i].Changed.Reason != "too noisy here" {
+		t.Errorf("after a restart rule %s is not disabled with its reason: %+v", rule, rules.Rules)
 	}
 	s2.stop(t)
 }

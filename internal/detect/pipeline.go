@@ -70,6 +70,10 @@ type Config struct {
 	// the alerts of the run; an offline run that only wants the result
 	// does without. A nil sink implies it.
 	ResultOnly bool
+	// Mute, when it says true, drops an alert as it is raised: the sink
+	// never hears of it, it joins no incident and no result (vigil serve:
+	// rules an admin disabled). nil drops nothing.
+	Mute func(*alert.Alert) bool
 }
 
 // Stats describe the events a pipeline saw.
@@ -248,6 +252,9 @@ func (p *Pipeline) run(it *Item) {
 func (p *Pipeline) sigma(d sigma.Detection) { p.raise(sigmaAlert(d)) }
 
 func (p *Pipeline) raise(a alert.Alert) {
+	if p.cfg.Mute != nil && p.cfg.Mute(&a) {
+		return
+	}
 	p.alerts = append(p.alerts, a)
 	p.fresh = true
 	if c := p.cfg.Incidents; c != nil && c.Counts(&a) {

@@ -441,9 +441,16 @@ func build(cfg Config, as []alert.Alert, members []int, broad map[alert.Actor]bo
 	inc.Timeline = timeline(inc.Alerts, cfg.MaxTimeline)
 	explain(cfg, inc)
 	inc.Title = title(inc)
-	h := sha256.Sum256([]byte(inc.Tenant + "|" + as[members[0]].Key()))
-	inc.ID = "INC-" + hex.EncodeToString(h[:5])
+	inc.ID = IDOf(&as[members[0]])
 	return inc
+}
+
+// IDOf is the id of an incident whose first alert is a. An incident
+// that gains an earlier alert, or merges into one that started earlier,
+// takes that alert's id: the id it had is IDOf of an alert it still holds.
+func IDOf(a *alert.Alert) string {
+	h := sha256.Sum256([]byte(a.Tenant + "|" + a.Key()))
+	return "INC-" + hex.EncodeToString(h[:5])
 }
 
 func hasSingle(cfg Config, core map[string]bool) bool {

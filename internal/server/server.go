@@ -175,6 +175,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/proof", s.guard(auth.PermRead, s.proof))
 	mux.Handle("GET /api/v1/search", s.guard(auth.PermRead, s.search))
 	mux.Handle("GET /api/v1/timeline", s.guard(auth.PermRead, s.timeline))
+	mux.Handle("GET /api/v1/rules", s.guard(auth.PermRead, s.rulesAPI))
+	mux.Handle("POST /api/v1/rules/{id}/disable", s.guard(auth.PermAdmin, s.switchRuleAPI(false)))
+	mux.Handle("POST /api/v1/rules/{id}/enable", s.guard(auth.PermAdmin, s.switchRuleAPI(true)))
 	mux.Handle("GET /metrics", s.guard(auth.PermRead, s.metrics.handler().ServeHTTP))
 	// Vendor push notifications authenticate with their own shared secret.
 	mux.HandleFunc("POST /api/v1/notify/{type}/{tenant}", s.notifyHandler)
@@ -212,8 +215,16 @@ func (s *Server) guard(p auth.Permission, h http.HandlerFunc) http.Handler {
 			s.deny(w, r, http.StatusTooManyRequests, "rate limit", k.ID)
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), keyCtx{}, k)))
 	})
+}
+
+type keyCtx struct{}
+
+// keyOf is the API key a guarded request authenticated with.
+func keyOf(r *http.Request) (auth.Key, bool) {
+	k, ok := r.Context().Value(keyCtx{}).(auth.Key)
+	return k, ok
 }
 
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, code int, why, keyID string) {

@@ -102,6 +102,9 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		{"GET", "/api/v1/proof?index=0", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/api/v1/search?q=x", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/api/v1/timeline?user=x", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"GET", "/api/v1/rules", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
+		{"POST", "/api/v1/rules/D1/disable", []auth.Role{auth.RoleAdmin}},
+		{"POST", "/api/v1/rules/D1/enable", []auth.Role{auth.RoleAdmin}},
 		{"GET", "/metrics", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 		{"GET", "/readyz", []auth.Role{auth.RoleViewer, auth.RoleAnalyst, auth.RoleAdmin}},
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"strings"
@@ -32,9 +33,12 @@ const TriageSource = "vigil.triage"
 // UIOptions configure the web interface's data.
 type UIOptions struct {
 	Journal Journal
-	// Rules are the loaded and refused rules; they are fixed while the
-	// server runs.
+	// Rules are the loaded and refused rules.
 	Rules []ui.Rule
+	// Switches are the rules disabled as detection read the journal, the
+	// same the watcher applies and the pipeline mutes with; nil: the rules
+	// are fixed while the server runs.
+	Switches *RuleSwitches
 	// Sinks deliver test messages; SinkInfo describes them for the admin
 	// page (name, kind, target); Outbox says what each has pending.
 	Sinks    []sink.Sink
@@ -79,6 +83,14 @@ type UIData struct {
 	first, last time.Time      // event times read
 	triage      map[string]*triageState
 	applied     map[uint64]bool // triage entries applied when made, before detection read them
+	// pendingRules are rule switches journaled here, per rule, until
+	// detection reads them.
+	pendingRules map[string]ui.RuleChange
+	// merged maps an incident id with triage changes that regrouping has
+	// since merged into another incident to that incident's id; mergedSig
+	// is the grouping it was last worked out for.
+	merged    map[string]string
+	mergedSig uint64
 }
 
 type triageState struct {
@@ -102,7 +114,8 @@ func NewUIData(o UIOptions) *UIData {
 		o.IndexWait = uiIndexWait
 	}
 	d := &UIData{o: o, hours: map[string]map[int64]int{},
-		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{}}
+		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{},
+		pendingRules: map[string]ui.RuleChange{}, merged: map[string]string{}}
 	if o.Index == nil {
 		d.ev = memdata.NewEvents(o.MaxRecords)
 	}
@@ -150,6 +163,9 @@ func (d *UIData) Entry(idx uint64, en *journal.Entry, evs []*event.Event) {
 		// Searchable (source:vigil.triage), but no log source: its wall-clock
 		// times stay out of the overview's series and source health.
 		return
+	}
+	if en.Source == RuleSource {
+		return // the watcher applies it; searchable, but no log source either
 	}
 	for _, e := range evs {
 		if e.Time.IsZero() {
@@ -203,12 +219,97 @@ func (d *UIData) watcher() (*Watcher, error) {
 	return d.w, nil
 }
 
-func (d *UIData) caseOf(inc *incident.Incident) ui.Case {
+// caseOf is inc with its triage: the changes made on it and on the
+// incidents merged into it (absorbed, from mergedInto), in the order they
+// were made, so the latest status set on any part is its status and every
+// note stays, marked with the incident it was written on. Call with d.mu
+// held.
+func (d *UIData) caseOf(inc *incident.Incident, absorbed map[string][]string) ui.Case {
 	c := ui.NewCase(inc)
-	if st := d.triage[inc.ID]; st != nil {
-		c.Status, c.Owner, c.History = st.status, st.owner, slices.Clone(st.history)
+	parts := absorbed[inc.ID]
+	if len(parts) == 0 {
+		if st := d.triage[inc.ID]; st != nil {
+			c.Status, c.Owner, c.History = st.status, st.owner, slices.Clone(st.history)
+		}
+		return c
+	}
+	for _, id := range append([]string{inc.ID}, parts...) {
+		st := d.triage[id]
+		if st == nil {
+			continue
+		}
+		for _, ch := range st.history {
+			if id != inc.ID {
+				ch.From = id
+			}
+			c.History = append(c.History, ch)
+		}
+	}
+	slices.SortStableFunc(c.History, func(a, b ui.Change) int { return a.At.Compare(b.At) })
+	for _, ch := range c.History {
+		if ch.Status != "" {
+			c.Status = ch.Status
+			if c.Owner == "" && ch.Status == "acknowledged" {
+				c.Owner = ch.Actor
+			}
+		}
+	}
+	if len(c.History) > maxHistory {
+		c.History = slices.Delete(c.History, 0, len(c.History)-maxHistory)
 	}
 	return c
+}
+
+// mergedInto works out which incidents with triage changes regrouping has
+// merged into which of incs (the grouping as it stands; reordered here),
+// and returns the ids merged into each. An incident's id is that of its
+// first alert (incident.IDOf), so one whose id is gone lives on in the
+// incident that holds the alert it was named after. Call with d.mu held.
+func (d *UIData) mergedInto(incs []*incident.Incident) map[string][]string {
+	cur := make(map[string]bool, len(incs))
+	for _, inc := range incs {
+		cur[inc.ID] = true
+	}
+	orphans := false
+	for id := range d.triage {
+		if !cur[id] && !cur[d.merged[id]] {
+			orphans = true
+			break
+		}
+	}
+	if orphans {
+		// Hashing every alert again is only worth it when the grouping
+		// has changed since the last time.
+		slices.SortFunc(incs, func(a, b *incident.Incident) int { return cmp.Compare(a.ID, b.ID) })
+		sig := fnv.New64a()
+		for _, inc := range incs {
+			fmt.Fprintf(sig, "%s/%d;", inc.ID, inc.AlertCount)
+		}
+		if s := sig.Sum64(); s != d.mergedSig {
+			d.mergedSig = s
+			named := map[string]string{}
+			for _, inc := range incs {
+				for i := range inc.Alerts {
+					named[incident.IDOf(&inc.Alerts[i])] = inc.ID
+				}
+			}
+			for id := range d.triage {
+				if to, ok := named[id]; ok && !cur[id] {
+					d.merged[id] = to
+				}
+			}
+		}
+	}
+	out := map[string][]string{}
+	for from, to := range d.merged {
+		if cur[to] && !cur[from] {
+			out[to] = append(out[to], from)
+		}
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
 }
 
 // Cases returns the incidents, most severe and most recent first.
@@ -223,9 +324,10 @@ func (d *UIData) Cases(context.Context) ([]ui.Case, error) {
 	})
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	absorbed := d.mergedInto(slices.Clone(incs))
 	out := make([]ui.Case, 0, len(incs))
 	for _, inc := range incs {
-		out = append(out, d.caseOf(inc))
+		out = append(out, d.caseOf(inc, absorbed))
 	}
 	return out, nil
 }
@@ -236,13 +338,19 @@ func (d *UIData) Case(_ context.Context, id string) (ui.Case, bool, error) {
 	if err != nil {
 		return ui.Case{}, false, err
 	}
-	inc, ok := w.IncidentOf(id)
-	if !ok {
-		return ui.Case{}, false, nil
-	}
+	incs := w.IncidentList()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.caseOf(inc), true, nil
+	absorbed := d.mergedInto(incs)
+	// An incident merged into another since (an old link) is that one.
+	if to, ok := d.merged[id]; ok && slices.Contains(absorbed[to], id) {
+		id = to
+	}
+	i := slices.IndexFunc(incs, func(inc *incident.Incident) bool { return inc.ID == id })
+	if i < 0 {
+		return ui.Case{}, false, nil
+	}
+	return d.caseOf(incs[i], absorbed), true, nil
 }
 
 // Triage journals the change, then applies it.
@@ -336,21 +444,32 @@ func (d *UIData) QueryHelp() string {
 }
 
 // Rules returns the rules with their alerts since the server started
-// (the journal replay included).
+// (the journal replay included), each with its latest switch and one
+// pending.
 func (d *UIData) Rules(context.Context) ([]ui.Rule, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := slices.Clone(d.o.Rules)
 	for i := range out {
-		out[i].Hits = d.hits[out[i].ID]
-		out[i].Fixed = true
+		r := &out[i]
+		r.Hits = d.hits[r.ID]
+		if d.o.Switches == nil || d.w == nil {
+			r.Fixed = true
+			continue
+		}
+		if !r.Loaded {
+			continue
+		}
+		ch, muted, ok := d.o.Switches.State(r.ID)
+		r.Suppressed = muted
+		if ok {
+			r.Change, r.Enabled = ch, ch.Enabled
+		}
+		if _, p := d.ruleTarget(d.w, r.ID); p != nil {
+			r.Pending = p
+		}
 	}
 	return out, nil
-}
-
-// SetRule is refused: the rules are compiled into the pipeline at start.
-func (d *UIData) SetRule(_ context.Context, id string, _ bool, _ string) error {
-	return fmt.Errorf("rule %q: the rules are fixed while vigil serve runs (they are compiled into detection at start): %w", id, ui.ErrUnsupported)
 }
 
 // Integrity returns the latest signed checkpoint and checks its
@@ -473,7 +592,7 @@ func (d *UIData) Overview(context.Context) (ui.Overview, error) {
 		return s
 	}
 	for _, st := range stats {
-		if st.Source == TriageSource {
+		if st.Source == TriageSource || st.Source == RuleSource {
 			continue
 		}
 		h := ui.SourceHealth{Source: st.Source, Records: st.Records, LastRecord: st.LastRecord, Watermark: st.LastRecord}

@@ -36,6 +36,7 @@ type uiFixture struct {
 	j    *journal.Journal
 	w    *Watcher
 	d    *UIData
+	sw   *RuleSwitches
 	hs   *httptest.Server
 	keys map[auth.Role]string
 }
@@ -80,9 +81,11 @@ func newUIFixtureWith(t *testing.T, indexed bool) *uiFixture {
 			t.Fatal(err)
 		}
 	}
-	f.d = NewUIData(UIOptions{Journal: j, Index: fol, Rules: []ui.Rule{{ID: "D1", Kind: "behaviour", Loaded: true, Enabled: true}},
-		Learning: 24 * time.Hour, Logger: quiet})
-	f.w = NewWatcher(j, WatcherOptions{Logger: slog.New(slog.DiscardHandler), OnEntry: f.d.Entry, OnAlert: f.d.Alert})
+	f.sw = NewRuleSwitches()
+	f.d = NewUIData(UIOptions{Journal: j, Index: fol, Rules: []ui.Rule{{ID: "D1", Kind: "behaviour", Loaded: true, Enabled: true},
+		{ID: "bad-rule", Kind: "sigma", Title: "bad.yml", Refused: "unknown modifier"}},
+		Switches: f.sw, Learning: 24 * time.Hour, Logger: quiet})
+	f.w = NewWatcher(j, WatcherOptions{Logger: slog.New(slog.DiscardHandler), OnEntry: f.d.Entry, OnAlert: f.d.Alert, Rules: f.sw})
 	f.d.Watch(f.w)
 	f.w.Incident(detect.Update{Kind: detect.Opened, Incident: &incident.Incident{ID: "INC-1", Title: "forged token",
 		Severity: alert.Critical, Raised: t0, FirstSeen: t0, LastSeen: t0.Add(time.Hour)}})
@@ -236,11 +239,8 @@ func TestUILiveViews(t *testing.T) {
 		t.Errorf("timeline: %d records, signal %q (%v)", tl.Total, tl.Rows[0].Signal, err)
 	}
 	rs, _ := f.d.Rules(t.Context())
-	if len(rs) != 1 || rs[0].Hits != 1 || !rs[0].Fixed {
-		t.Errorf("rules %+v, want D1 with one hit, fixed", rs)
-	}
-	if err := f.d.SetRule(t.Context(), "D1", false, "admin"); !errors.Is(err, ui.ErrUnsupported) {
-		t.Errorf("SetRule: %v, want ErrUnsupported", err)
+	if len(rs) != 2 || rs[0].ID != "D1" || rs[0].Hits != 1 || rs[0].Fixed || !rs[0].Enabled {
+		t.Errorf("rules %+v, want D1 with one hit, enabled, switchable", rs)
 	}
 	in, err := f.d.Integrity(t.Context())
 	if err != nil || !in.Verified || in.Size != 1 {
@@ -447,4 +447,104 @@ func TestUISearchIndexBehind(t *testing.T) {
 	if res, err := d.Search(t.Context(), "op:MailItemsAccessed", 10); err != nil || res.Total != 2 || res.Note != "" {
 		t.Errorf("after the index caught up: %d found, note %q (%v)", res.Total, res.Note, err)
 	}
+}
+
+// regroup plays the watcher's refresh: the grouping of alerts as it
+// stands replaces the incidents served.
+func (f *uiFixture) regroup(t *testing.T, as ...alert.Alert) []*incident.Incident {
+	t.Helper()
+	incs := incident.Group(incident.DefaultConfig(), as)
+	cur := map[string]*incident.Incident{}
+	for _, inc := range incs {
+		cur[inc.ID] = inc
+	}
+	f.w.mu.Lock()
+	f.w.incidents = cur
+	f.w.mu.Unlock()
+	return incs
+}
+
+// Triage follows an incident into the one it merges into: the survivor
+// carries the changes of both, in the order they were made (the latest
+// status set on either is its status), each note marked with the incident
+// it was written on; an old link opens the survivor. The same after a
+// restart, and again when the survivor's own id changes (an earlier alert
+// joins it).
+func TestTriageFollowsMerges(t *testing.T) {
+	f := newUIFixture(t)
+	mb := "amir@contoso.example"
+	ipA, ipB := alert.Actor{Kind: alert.ActorIP, Value: "198.51.100.1"}, alert.Actor{Kind: alert.ActorIP, Value: "198.51.100.2"}
+	d1 := func(at time.Time, rec string, actors ...alert.Actor) alert.Alert {
+		return alert.Alert{Time: at, Raised: at, Signal: "D1", Title: "mail read by a new app", Level: alert.High, Mailbox: mb, RecordIDs: []string{rec}, Actors: actors}
+	}
+	vw, _ := f.login(t, auth.RoleViewer)
+	a, b := d1(t0, "a", ipA), d1(t0.Add(2*time.Hour), "b", ipB)
+	incs := f.regroup(t, a, b)
+	if len(incs) != 2 {
+		t.Fatalf("%d incidents before the merge, want 2", len(incs))
+	}
+	idA, idB := incident.IDOf(&a), incident.IDOf(&b)
+	for _, ch := range []ui.Change{
+		{Incident: idA, Status: "false_positive", Note: "the migration tool", Actor: "alice", At: t0.Add(3 * time.Hour)},
+		{Incident: idB, Status: "acknowledged", Note: "B reads the CFO's mail", Actor: "bob", At: t0.Add(4 * time.Hour)},
+		{Incident: idB, Note: "token revoked", Actor: "bob", At: t0.Add(5 * time.Hour)},
+	} {
+		if err := f.d.Triage(t.Context(), ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(d *UIData, when string, id string) {
+		t.Helper()
+		cs, err := d.Cases(t.Context())
+		if err != nil || len(cs) != 1 || cs[0].ID != id {
+			t.Fatalf("%s: %d cases (%v), want only %s", when, len(cs), err, id)
+		}
+		c := cs[0]
+		var from []string
+		for _, h := range c.History {
+			from = append(from, h.From)
+		}
+		// A's own change is now A's too unless A itself was merged away.
+		wantFrom := []string{"", idB, idB}
+		if id != idA {
+			wantFrom[0] = idA
+		}
+		if c.Status != "acknowledged" || c.Owner != "bob" || len(c.History) != 3 || c.History[1].Note != "B reads the CFO's mail" || !slices.Equal(from, wantFrom) {
+			t.Errorf("%s: status %q owner %q, history from %q; want acknowledged by bob (the latest status), A's note and B's two, marked %q",
+				when, c.Status, c.Owner, from, wantFrom)
+		}
+		if old, ok, err := d.Case(t.Context(), idB); err != nil || !ok {
+			t.Errorf("%s: the old link to %s opens nothing (%v), want %s", when, idB, err, id)
+		} else if old.ID != id {
+			t.Errorf("%s: the old link to %s opens %s, want %s", when, idB, old.ID, id)
+		}
+	}
+
+	// A later alert from both addresses chains B into A, which started first.
+	c := d1(t0.Add(6*time.Hour), "c", ipA, ipB)
+	if incs := f.regroup(t, a, b, c); len(incs) != 1 || incs[0].ID != idA {
+		t.Fatalf("after the merge: %d incidents, want only %s", len(incs), idA)
+	}
+	check(f.d, "after the merge", idA)
+	if page := f.get(t, vw, "/ui/incidents/"+idA); !strings.Contains(page, `<span class="muted from">on `+idB+`, since merged into this incident</span>`) ||
+		!strings.Contains(page, `id="status">acknowledged<`) {
+		t.Errorf("the incident page does not show the merged status and where the notes came from:\n%s", page)
+	}
+
+	// A restart: triage rebuilt from the journal, incidents as they stand.
+	d2 := NewUIData(UIOptions{Journal: f.j, Logger: slog.New(slog.DiscardHandler)})
+	d2.Watch(f.w)
+	if err := f.j.Read(t.Context(), 0, func(i uint64, en *journal.Entry) error { d2.Entry(i, en, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	check(d2, "after a restart", idA)
+
+	// An alert earlier than A's first joins: the incident takes its id;
+	// the triage of A and B follows.
+	e := d1(t0.Add(-time.Hour), "e", ipA)
+	idE := incident.IDOf(&e)
+	if incs := f.regroup(t, a, b, c, e); len(incs) != 1 || incs[0].ID != idE {
+		t.Fatalf("after an earlier alert joined: %d incidents, want only %s", len(incs), idE)
+	}
+	check(f.d, "after the id changed", idE)
 }

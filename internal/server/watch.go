@@ -75,6 +75,7 @@ type Watcher struct {
 
 	onEntry func(index uint64, en *journal.Entry, evs []*event.Event)
 	onAlert func(*alert.Alert)
+	rules   *RuleSwitches
 }
 
 // SourceStat is what detection has read of one source.
@@ -115,6 +116,10 @@ type WatcherOptions struct {
 	// Workers decode entries and match rules ahead of the ordered
 	// detection stage (default GOMAXPROCS).
 	Workers int
+	// Rules receive the journal's rule switches (source vigil.rules) in
+	// journal order, and are kept in the snapshot; the pipeline's Mute
+	// should be theirs. nil: switches are not applied.
+	Rules *RuleSwitches
 }
 
 // NewWatcher returns a watcher over j.
@@ -140,7 +145,7 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
-		onEntry: o.OnEntry, onAlert: o.OnAlert}
+		onEntry: o.OnEntry, onAlert: o.OnAlert, rules: o.Rules}
 }
 
 // SetCollectors lets /api/v1/sources report the collectors' state.
@@ -426,6 +431,7 @@ type watcherState struct {
 	Sources   map[string]*SourceStat
 	Alerts    []alert.Alert
 	Undecoded int64
+	Rules     *ruleSwitchState // nil in snapshots taken before rule switches
 }
 
 // start builds the pipeline, restored from the snapshot when there is a
@@ -453,6 +459,9 @@ func (w *Watcher) start() (*detect.Pipeline, error) {
 		}
 		w.alerts = st.Alerts
 		w.mu.Unlock()
+		if w.rules != nil {
+			w.rules.restore(st.Rules) // before detection resumes
+		}
 		w.log.Info("detection resumes from its snapshot", "offset", st.Offset, "journal_entries", w.j.Size())
 	case err == nil:
 		w.log.Info("no detection snapshot: replaying the journal from its first entry")
@@ -518,6 +527,9 @@ func (w *Watcher) snapshot(p *detect.Pipeline) error {
 	}
 	// Only Run's goroutine moves the offset: read it once, outside the lock.
 	st := watcherState{Version: 1, Offset: w.Offset(), Pipeline: pb.Bytes()}
+	if w.rules != nil {
+		st.Rules = w.rules.save()
+	}
 	if lh, ok := w.j.(interface {
 		LeafHash(uint64) (journal.Hash, error)
 	}); ok && st.Offset > 0 {
@@ -602,6 +614,9 @@ func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 // journal order.
 func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
 	index, en, evs, err := d.index, d.en, d.evs, d.err
+	if en.Source == RuleSource && w.rules != nil {
+		w.switchRule(p, index, en.Raw)
+	}
 	w.mu.Lock()
 	w.offset = index + 1
 	w.read++

@@ -31,14 +31,25 @@ type Data interface {
 
 	// Triage records a status change or a note on an incident.
 	Triage(ctx context.Context, c Change) error
-	// SetRule enables or disables a rule.
-	SetRule(ctx context.Context, id string, enabled bool, actor string) error
+	// SetRule enables or disables a rule (c.Rule) and sets c.Index to the
+	// journal entry of the switch; a switch to the state the rule is
+	// already in gives an error wrapping ErrConflict.
+	SetRule(ctx context.Context, c *RuleChange) error
 	// TestSink sends a test delivery through the named sink.
 	TestSink(ctx context.Context, name, actor string) error
 }
 
 // ErrNotFound is what actions return for an unknown incident, rule or sink.
 var ErrNotFound = errors.New("not found")
+
+// ErrConflict is what actions return that the state already makes moot
+// or impossible (a rule already disabled, a refused rule); the page says
+// so with 409.
+var ErrConflict = errors.New("conflict")
+
+// ErrInvalid is what actions return for a request the user must fix (the
+// page says so with 400).
+var ErrInvalid = errors.New("invalid request")
 
 // ErrUnsupported is what actions return that this server cannot take
 // (the page says so with 501).
@@ -125,6 +136,9 @@ type Change struct {
 	Note     string
 	Actor    string // the API key's name
 	At       time.Time
+	// From is the incident the change was made on when that incident has
+	// since merged into this one ("" for this incident's own changes).
+	From string
 }
 
 // Entity is what a timeline is about.
@@ -208,8 +222,29 @@ type Rule struct {
 	Enabled bool
 	// Fixed rules cannot be enabled or disabled from the interface.
 	Fixed bool
-	Hits  int
+	// Change is the latest switch detection applied (zero: none, the
+	// rule runs as loaded); Pending one journaled that detection has not
+	// reached yet.
+	Change  RuleChange
+	Pending *RuleChange
+	Hits    int
+	// Suppressed counts the alerts the rule raised while disabled: dropped.
+	Suppressed int
 }
+
+// RuleChange switches a rule on or off, from the moment detection reads
+// it in the journal.
+type RuleChange struct {
+	Rule    string
+	Enabled bool
+	Reason  string
+	Actor   string // the API key's name
+	At      time.Time
+	Index   uint64 // the journal entry (set when journaled)
+}
+
+// MaxRuleReason bounds the reason given for a rule switch, in bytes.
+const MaxRuleReason = 1000
 
 // Integrity is the journal's latest signed checkpoint.
 type Integrity struct {

@@ -181,7 +181,8 @@ func levelRank(s string) int {
 // texts, so a crafted link cannot put words on the page.
 var flashes = map[string]string{
 	"recorded": "Recorded in the journal.",
-	"saved":    "Rule saved.",
+	"disabled": "Rule disabled: recorded in the journal; its alerts are dropped from where detection reads the change.",
+	"enabled":  "Rule enabled: recorded in the journal; it raises alerts again from where detection reads the change.",
 	"revoked":  "Key revoked; its sessions have ended.",
 	"tested":   "Test delivery sent.",
 }
@@ -303,6 +304,10 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrUnsupported):
 		code = http.StatusNotImplemented
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, ErrInvalid):
+		code = http.StatusBadRequest
 	case errors.Is(err, ErrQuery):
 		// A timeline's value the index cannot read (a malformed address).
 		code = http.StatusBadRequest
@@ -684,19 +689,26 @@ func (u *UI) rules(w http.ResponseWriter, r *http.Request, v *view) error {
 }
 
 func (u *UI) setRule(w http.ResponseWriter, r *http.Request, v *view) error {
-	var on bool
+	ch := RuleChange{Rule: r.PathValue("id"), Reason: strings.TrimSpace(r.PostFormValue("reason")), Actor: v.Actor, At: time.Now().UTC()}
 	switch r.PostFormValue("enabled") {
 	case "true":
-		on = true
+		ch.Enabled = true
 	case "false":
 	default:
 		return errCode(http.StatusBadRequest, "enabled: want true or false")
 	}
-	if err := u.o.Data.SetRule(r.Context(), r.PathValue("id"), on, v.Actor); err != nil {
+	if len(ch.Reason) > MaxRuleReason {
+		return errCode(http.StatusBadRequest, "reason: at most %d bytes", MaxRuleReason)
+	}
+	if err := u.o.Data.SetRule(r.Context(), &ch); err != nil {
 		return err
 	}
-	u.log.Info("ui: rule changed", "rule", r.PathValue("id"), "enabled", on, "actor", v.Actor)
-	http.Redirect(w, r, Prefix+"rules?done=saved", http.StatusSeeOther)
+	u.log.Info("ui: rule switched", "rule", ch.Rule, "enabled", ch.Enabled, "actor", v.Actor)
+	done := "disabled"
+	if ch.Enabled {
+		done = "enabled"
+	}
+	http.Redirect(w, r, Prefix+"rules?done="+done, http.StatusSeeOther)
 	return nil
 }
 

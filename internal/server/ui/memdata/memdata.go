@@ -135,16 +135,19 @@ func (s *Store) Triage(ctx context.Context, ch ui.Change) error {
 }
 
 // SetRule enables or disables a rule.
-func (s *Store) SetRule(_ context.Context, id string, enabled bool, _ string) error {
+func (s *Store) SetRule(_ context.Context, c *ui.RuleChange) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.rules {
-		if s.rules[i].ID == id && s.rules[i].Loaded {
-			s.rules[i].Enabled = enabled
+		if s.rules[i].ID == c.Rule && s.rules[i].Loaded {
+			if s.rules[i].Enabled == c.Enabled {
+				return fmt.Errorf("rule %q is already in that state: %w", c.Rule, ui.ErrConflict)
+			}
+			s.rules[i].Enabled, s.rules[i].Change = c.Enabled, *c
 			return nil
 		}
 	}
-	return fmt.Errorf("rule %q: %w", id, ui.ErrNotFound)
+	return fmt.Errorf("rule %q: %w", c.Rule, ui.ErrNotFound)
 }
 
 // Rules returns the rules with their hits.
