@@ -62,6 +62,7 @@ type Sorter struct {
 	writing   *spillJob // the run being written while the next fills
 	spare     []byte    // an arena a finished spill gave back
 	spareRun  []runEntry
+	mapped    [][]byte // arenas mapped outside the heap, unmapped by Close
 }
 
 // spillJob is a full run being sorted and written on its own goroutine.
@@ -95,7 +96,7 @@ func (s *Sorter) Add(ev *event.Event) error {
 	}
 	s.last, s.lastK = ev, k
 	if s.arena == nil {
-		s.arena = make([]byte, 0, max(s.RunBytes, 1))
+		s.arena = s.newArena()
 	}
 	need := recordSize(ev)
 	if len(s.run) > 0 && (len(s.run) >= max(s.RunEvents, 1) || len(s.arena)+need > cap(s.arena)) {
@@ -156,7 +157,7 @@ func (s *Sorter) spillBehind() error {
 	s.arena, s.run = s.spare, s.spareRun[:0]
 	s.spare, s.spareRun = nil, nil
 	if s.arena == nil {
-		s.arena = make([]byte, 0, max(s.RunBytes, 1))
+		s.arena = s.newArena()
 	}
 	s.last = nil
 	return nil
@@ -176,6 +177,16 @@ func (s *Sorter) waitSpill() error {
 	}
 	s.spareRun = job.run[:0]
 	return err
+}
+
+// newArena is an empty arena of RunBytes, off the heap where it can be.
+func (s *Sorter) newArena() []byte {
+	size := max(s.RunBytes, 1)
+	if b, err := mapArena(size); err == nil {
+		s.mapped = append(s.mapped, b)
+		return b[:0]
+	}
+	return make([]byte, 0, size)
 }
 
 // spill writes the current run and waits for it.
@@ -444,9 +455,15 @@ func (h *rawHeap) Pop() any {
 	return x
 }
 
-// Close removes the run files (Replay does so itself).
+// Close removes the run files and frees the arenas (Replay does so
+// itself).
 func (s *Sorter) Close() {
 	s.waitSpill()
+	s.arena, s.spare, s.run, s.spareRun, s.last = nil, nil, nil, nil, nil
+	for _, b := range s.mapped {
+		unmapArena(b)
+	}
+	s.mapped = nil
 	for _, name := range s.runs {
 		os.Remove(name)
 	}
