@@ -9,7 +9,13 @@
 # Set-Mailbox forwarding record every second that fires a rule) from
 # CONNS concurrent connections of BATCH records each, as fast as the
 # server acknowledges them, and reports events/s, ack latency p50/p99,
-# detection lag, alert latency and the server's RSS every 10 s.
+# detection lag, alert latency and the server's RSS every 10 s. Beside
+# that load it replays a `vigil simulate` tenant with a forged-token
+# intrusion (its history first, then the last SCENARIO_LEAD hours before
+# the intrusion and after, an hour of event time per SCENARIO_HOUR, the
+# load stamped with the same clock) and measures incident latency: from
+# sending the record that raised each high or critical incident to its
+# message in the file sink.
 # Phase 2 pushes again, kills the server with SIGKILL after KILL_AFTER
 # seconds, restarts it, waits for detection to catch up, stops it with
 # SIGTERM, and checks: every acknowledged record is in the journal exactly
@@ -17,7 +23,8 @@
 # every incident's opening was delivered (file sink).
 #
 # Environment: DURATION (s, default 300), CONNS (4), BATCH (5000), PORT
-# (18080), KILL_AFTER (s, 10), WORK (bench/work/load).
+# (18080), KILL_AFTER (s, 10), WORK (bench/work/load), SCENARIO_USERS (50),
+# SCENARIO_DAYS (8), SCENARIO_HOUR (500ms), SCENARIO_LEAD (6h).
 set -euo pipefail
 
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -31,7 +38,11 @@ BATCH=${BATCH:-5000}
 PORT=${PORT:-18080}
 KILL_AFTER=${KILL_AFTER:-10}
 WORK=${WORK:-bench/work/load}
-for v in DURATION CONNS BATCH PORT KILL_AFTER; do
+SCENARIO_USERS=${SCENARIO_USERS:-50}
+SCENARIO_DAYS=${SCENARIO_DAYS:-8}
+SCENARIO_HOUR=${SCENARIO_HOUR:-500ms}
+SCENARIO_LEAD=${SCENARIO_LEAD:-6h}
+for v in DURATION CONNS BATCH PORT KILL_AFTER SCENARIO_USERS SCENARIO_DAYS; do
 	case ${!v} in '' | *[!0-9]*) die "$v=${!v}: want a number" ;; esac
 done
 command -v go >/dev/null || die "go is not installed (need Go 1.26+)"
@@ -43,10 +54,17 @@ WORK=$(cd "$WORK" && pwd)
 say "building vigil and loadgen"
 go build -o "$WORK/vigil" ./cmd/vigil
 go build -o "$WORK/loadgen" ./bench/loadgen
+# The scenario ends at 00:00 UTC today: before the wall clock that phase 2
+# stamps its records with.
+say "simulating the scenario tenant ($SCENARIO_USERS users, $SCENARIO_DAYS days, a forged-token intrusion on the last day)"
+"$WORK/vigil" simulate --out "$WORK/scenario" --users "$SCENARIO_USERS" --days "$SCENARIO_DAYS" \
+	--start "$(date -u -d "$SCENARIO_DAYS days ago" +%F)" --campaign forged-token \
+	--param forged-token.start-day=$((SCENARIO_DAYS - 1)) --param forged-token.days=1 --quiet >/dev/null
 cat >"$WORK/vigil.yaml" <<EOF
 data: data
 server:
   listen: 127.0.0.1:$PORT
+  networks: [scenario/networks.csv]
   sinks:
     - type: file
       path: alerts.jsonl
@@ -79,7 +97,8 @@ grep -oE 'vgl_[A-Za-z0-9_-]+' "$WORK/serve.log" | head -1 >"$WORK/key"
 echo "go $(go env GOVERSION), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a), DURATION=${DURATION}s CONNS=$CONNS BATCH=$BATCH"
 say "phase 1: pushing for ${DURATION}s"
 "$WORK/loadgen" push --url "http://127.0.0.1:$PORT" --key-file "$WORK/key" --duration "${DURATION}s" \
-	--conns "$CONNS" --batch "$BATCH" --pid "$PID" --acked "$WORK/acked.txt" --summary "$WORK/phase1.json" >/dev/null
+	--conns "$CONNS" --batch "$BATCH" --pid "$PID" --acked "$WORK/acked.txt" --summary "$WORK/phase1.json" \
+	--scenario "$WORK/scenario" --sink-file "$WORK/alerts.jsonl" --scenario-hour "$SCENARIO_HOUR" --scenario-lead "$SCENARIO_LEAD" >/dev/null
 
 say "phase 2: pushing, kill -9 after ${KILL_AFTER}s"
 "$WORK/loadgen" push --url "http://127.0.0.1:$PORT" --key-file "$WORK/key" --duration 120s --every 5s \
@@ -124,6 +143,7 @@ awk -v f="$WORK/phase1.json" 'BEGIN {
 	printf "events/s           %10.0f  (%d records acknowledged)\n", w["events_per_s"], w["records_acked"]
 	printf "ack latency        p50 %.1f ms, p99 %.1f ms (per request of the batch size)\n", w["ack_p50_ms"], w["ack_p99_ms"]
 	printf "alert latency      p50 %.1f ms, p99 %.1f ms (%d measured, %d not seen)\n", w["alert_p50_ms"], w["alert_p99_ms"], w["alerts_measured"], w["alerts_not_seen"]
+	printf "incident latency   p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d high/critical incidents of the replay; %d raised by its history; replay finished: %s)\n", w["incident_p50_ms"], w["incident_p99_ms"], w["incident_max_ms"], w["incidents_measured"], w["incidents_raised_by_history"], (w["scenario_replayed"] == "true" ? "yes" : "no")
 	printf "detection lag      max %d entries\n", w["max_detection_lag_entries"]
 	printf "RSS                max %.0f MiB\n", w["max_rss_mib"]
 	printf "server CPU         %.0f s during the push: %.0f events per CPU second (ingest, journal and the detection done so far)\n", w["server_cpu_seconds"], w["events_per_server_cpu_second"]

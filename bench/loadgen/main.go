@@ -57,6 +57,8 @@ type pushConfig struct {
 	batch, conns, users, pid     int
 	triggerEvery                 time.Duration
 	stopOnError                  bool
+	scenario, sinkFile           string
+	scenarioHour, scenarioLead   time.Duration
 }
 
 // latencies keeps one interval's samples (bounded by requests, not records).
@@ -113,6 +115,14 @@ type summary struct {
 	Errors        int64      `json:"errors"`
 	Intervals     []interval `json:"intervals"`
 	StoppedByPeer bool       `json:"stopped_by_connection_error"`
+	// The scenario's incidents (high or critical), from when the record
+	// that raised each was sent to its first message in the file sink.
+	IncidentN       int     `json:"incidents_measured,omitempty"`
+	IncidentP50ms   float64 `json:"incident_p50_ms,omitempty"`
+	IncidentP99ms   float64 `json:"incident_p99_ms,omitempty"`
+	IncidentMaxms   float64 `json:"incident_max_ms,omitempty"`
+	IncidentsBefore int     `json:"incidents_raised_by_history,omitempty"`
+	ReplayDone      bool    `json:"scenario_replayed,omitempty"`
 }
 
 func push(ctx context.Context, args []string) error {
@@ -130,6 +140,10 @@ func push(ctx context.Context, args []string) error {
 	fs.IntVar(&c.pid, "pid", 0, "server process id, for its RSS (0: not sampled)")
 	fs.DurationVar(&c.triggerEvery, "trigger-every", time.Second, "how often a record that fires a rule is pushed (alert latency)")
 	fs.BoolVar(&c.stopOnError, "stop-on-error", false, "stop (exit 0) at the first connection error: the server was killed")
+	fs.StringVar(&c.scenario, "scenario", "", "a `vigil simulate` directory with an intrusion, replayed during the push to measure incident latency (needs --sink-file)")
+	fs.StringVar(&c.sinkFile, "sink-file", "", "the server's file sink, watched for the scenario's incidents")
+	fs.DurationVar(&c.scenarioHour, "scenario-hour", 500*time.Millisecond, "wall time per hour of the scenario's event time")
+	fs.DurationVar(&c.scenarioLead, "scenario-lead", 6*time.Hour, "event time replayed in pace before the first intrusion record (the rest goes in first, fast)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,6 +160,15 @@ func push(ctx context.Context, args []string) error {
 	var ackMu sync.Mutex
 	ackw := bufio.NewWriter(ackf)
 
+	var sc *scenario
+	if c.scenario != "" {
+		if c.sinkFile == "" {
+			return errors.New("--scenario needs --sink-file")
+		}
+		if sc, err = loadScenario(ctx, c.scenario, c.scenarioLead, c.scenarioHour); err != nil {
+			return fmt.Errorf("scenario: %w", err)
+		}
+	}
 	nb := make([]byte, 6)
 	rand.Read(nb)
 	nonce := "lg" + hex.EncodeToString(nb)
@@ -154,20 +177,8 @@ func push(ctx context.Context, args []string) error {
 	var ack latencies
 	var allAck []time.Duration
 	var allMu sync.Mutex
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, c.duration)
-	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: c.conns * 2}}
-
-	// Triggers: ids whose acknowledgment time is known, waiting for their alert.
-	var trigMu sync.Mutex
-	triggers := map[string]time.Time{}
-	var alertLat []time.Duration
-	var nextTrigger atomic.Int64
-	nextTrigger.Store(start.UnixNano())
-	var stoppedByPeer atomic.Bool
-
-	post := func(body []byte) (int, error) {
+	post := func(ctx context.Context, body []byte) (int, error) {
 		req, err := http.NewRequestWithContext(ctx, "POST", c.url+"/api/v1/ingest", bytes.NewReader(body))
 		if err != nil {
 			return 0, err
@@ -187,6 +198,46 @@ func push(ctx context.Context, args []string) error {
 		}
 		return 200, nil
 	}
+	if sc != nil {
+		// The history first, then wait for detection to read it: the
+		// measured push starts from a tenant with a learned baseline.
+		t0 := time.Now()
+		if err := sc.history(ctx, func(b []byte) (int, error) { return post(ctx, b) }); err != nil {
+			return fmt.Errorf("scenario history: %w", err)
+		}
+		for {
+			m, err := scrape(client, c.url, key)
+			if err == nil && m["vigil_detection_lag_entries"] == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		fmt.Fprintf(os.Stderr, "loadgen: scenario history of %d records pushed and detected in %.1fs; replaying %d more from %s, an hour per %s\n",
+			sc.paced, time.Since(t0).Seconds(), len(sc.recs)-sc.paced, sc.from.Format(time.RFC3339), c.scenarioHour)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.duration)
+	defer cancel()
+	clock := func() time.Time { return time.Now().UTC() }
+	since := start.UTC().Add(-time.Minute)
+	if sc != nil {
+		clock = sc.now
+		since = sc.from.Add(-time.Minute)
+		go sc.replay(ctx, func(b []byte) (int, error) { return post(ctx, b) })
+		go sc.watchSink(ctx, c.sinkFile)
+	}
+
+	// Triggers: ids whose acknowledgment time is known, waiting for their alert.
+	var trigMu sync.Mutex
+	triggers := map[string]time.Time{}
+	var alertLat []time.Duration
+	var nextTrigger atomic.Int64
+	nextTrigger.Store(start.UnixNano())
+	var stoppedByPeer atomic.Bool
 
 	var wg sync.WaitGroup
 	for range c.conns {
@@ -194,7 +245,7 @@ func push(ctx context.Context, args []string) error {
 			var buf []byte
 			for ctx.Err() == nil {
 				first := seq.Add(int64(c.batch)) - int64(c.batch)
-				now := time.Now().UTC()
+				now := clock()
 				buf = buf[:0]
 				var trig string
 				if nt := nextTrigger.Load(); now.UnixNano() >= nt && nextTrigger.CompareAndSwap(nt, now.Add(c.triggerEvery).UnixNano()) {
@@ -208,7 +259,7 @@ func push(ctx context.Context, args []string) error {
 				}
 				for {
 					t0 := time.Now()
-					code, err := post(buf)
+					code, err := post(ctx, buf)
 					if err != nil {
 						if ctx.Err() != nil {
 							return
@@ -252,7 +303,7 @@ func push(ctx context.Context, args []string) error {
 	// Alerts: poll for the triggers' alerts.
 	alertsDone := make(chan struct{})
 	pollAlerts := func() {
-		req, _ := http.NewRequestWithContext(context.Background(), "GET", c.url+"/api/v1/alerts?since="+start.UTC().Add(-time.Minute).Format(time.RFC3339), nil)
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", c.url+"/api/v1/alerts?since="+since.Format(time.RFC3339), nil)
 		req.Header.Set("Authorization", "Bearer "+key)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -365,6 +416,23 @@ func push(ctx context.Context, args []string) error {
 			pollAlerts()
 			time.Sleep(250 * time.Millisecond)
 		}
+	}
+	if sc != nil && !stoppedByPeer.Load() {
+		// The scenario's incidents: wait for the replay's last ones.
+		if !sc.done.Load() {
+			fmt.Fprintln(os.Stderr, "loadgen: the push ended before the scenario's replay did; lengthen --duration or shorten --scenario-hour")
+		}
+		time.Sleep(10 * time.Second)
+		sc.readSink(c.sinkFile)
+		sc.mu.Lock()
+		sum.IncidentN, sum.IncidentsBefore = len(sc.lat), sc.early
+		sum.IncidentP50ms = float64(pct(sc.lat, 0.50).Microseconds()) / 1000
+		sum.IncidentP99ms = float64(pct(sc.lat, 0.99).Microseconds()) / 1000
+		if len(sc.lat) > 0 {
+			sum.IncidentMaxms = float64(slices.Max(sc.lat).Microseconds()) / 1000
+		}
+		sum.ReplayDone = sc.done.Load()
+		sc.mu.Unlock()
 	}
 	sum.Records, sum.Requests = records.Load(), requests.Load()
 	sum.Seconds = elapsed.Seconds()
