@@ -142,7 +142,7 @@ func push(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.stopOnError, "stop-on-error", false, "stop (exit 0) at the first connection error: the server was killed")
 	fs.StringVar(&c.scenario, "scenario", "", "a `vigil simulate` directory with an intrusion, replayed during the push to measure incident latency (needs --sink-file)")
 	fs.StringVar(&c.sinkFile, "sink-file", "", "the server's file sink, watched for the scenario's incidents")
-	fs.DurationVar(&c.scenarioHour, "scenario-hour", 500*time.Millisecond, "wall time per hour of the scenario's event time")
+	fs.DurationVar(&c.scenarioHour, "scenario-hour", 2*time.Second, "wall time per hour of the scenario's event time")
 	fs.DurationVar(&c.scenarioLead, "scenario-lead", 6*time.Hour, "event time replayed in pace before the first intrusion record (the rest goes in first, fast)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -248,7 +248,7 @@ func push(ctx context.Context, args []string) error {
 				now := clock()
 				buf = buf[:0]
 				var trig string
-				if nt := nextTrigger.Load(); now.UnixNano() >= nt && nextTrigger.CompareAndSwap(nt, now.Add(c.triggerEvery).UnixNano()) {
+				if nt, wall := nextTrigger.Load(), time.Now(); wall.UnixNano() >= nt && nextTrigger.CompareAndSwap(nt, wall.Add(c.triggerEvery).UnixNano()) {
 					trig = fmt.Sprintf("%s-trigger-%d", nonce, first)
 				}
 				for i := range int64(c.batch) {
@@ -422,7 +422,15 @@ func push(ctx context.Context, args []string) error {
 		if !sc.done.Load() {
 			fmt.Fprintln(os.Stderr, "loadgen: the push ended before the scenario's replay did; lengthen --duration or shorten --scenario-hour")
 		}
-		time.Sleep(10 * time.Second)
+		// Detection may trail the push: its incidents come when it catches
+		// up, and their latency counts that wait.
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			sc.readSink(c.sinkFile)
+			if m, err := scrape(client, c.url, key); err == nil && m["vigil_detection_lag_entries"] == 0 {
+				time.Sleep(3 * time.Second) // a refresh, then the outbox
+				break
+			}
+		}
 		sc.readSink(c.sinkFile)
 		sc.mu.Lock()
 		sum.IncidentN, sum.IncidentsBefore = len(sc.lat), sc.early

@@ -150,26 +150,24 @@ func (sc *scenario) history(ctx context.Context, post func([]byte) (int, error))
 	return flush()
 }
 
-// slice is how much event time the replay pushes at once: less than the
-// server's reordering window (10 min), so the replay and the background
-// load, both stamped with the replay clock, stay within it.
-const slice = 5 * time.Minute
-
-// replay pushes the paced records a slice of event time at a time, when
-// the replay clock reaches the slice's end.
+// replay pushes the paced records as the replay clock passes them: every
+// 50 ms, everything now due in one request (a slow answer makes the next
+// request larger, not the replay later).
 func (sc *scenario) replay(ctx context.Context, post func([]byte) (int, error)) {
 	sc.start.Store(time.Now().UnixNano())
 	i := sc.paced
-	for h := sc.from; i < len(sc.recs); h = h.Add(slice) {
-		end := h.Add(slice)
-		var body []byte
-		for ; i < len(sc.recs) && sc.recs[i].t.Before(end); i++ {
-			body = append(append(body, sc.recs[i].raw...), '\n')
-		}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for i < len(sc.recs) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Until(sc.wallOf(end))):
+		case <-t.C:
+		}
+		now := sc.now()
+		var body []byte
+		for ; i < len(sc.recs) && sc.recs[i].t.Before(now); i++ {
+			body = append(append(body, sc.recs[i].raw...), '\n')
 		}
 		for len(body) > 0 {
 			code, err := post(body)
