@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -97,7 +96,7 @@ type Result struct {
 type Pipeline struct {
 	cfg      Config
 	sink     Sink
-	buf      evHeap
+	buf      reorderBuf
 	newest   time.Time // latest event time seen
 	released time.Time // latest event time processed
 	alerts   []alert.Alert
@@ -192,10 +191,10 @@ func (p *Pipeline) ProcessItem(it *Item) error {
 		p.run(it)
 		return nil
 	}
-	heap.Push(&p.buf, it)
+	p.buf.push(it)
 	edge := p.newest.Add(-p.cfg.Reorder)
-	for p.buf.Len() > 0 && !p.buf[0].Ev.Time.After(edge) {
-		p.run(heap.Pop(&p.buf).(*Item))
+	for p.buf.Len() > 0 && !p.buf.peek().Ev.Time.After(edge) {
+		p.run(p.buf.pop())
 	}
 	return nil
 }
@@ -204,7 +203,7 @@ func (p *Pipeline) ProcessItem(it *Item) error {
 // the reordering window.
 func (p *Pipeline) Drain() {
 	for p.buf.Len() > 0 {
-		p.run(heap.Pop(&p.buf).(*Item))
+		p.run(p.buf.pop())
 	}
 }
 
