@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -64,6 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoDuration := fs.Duration("demo-duration", 90*time.Second, "wall time the --demo replay takes")
 	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DIR/index) up to date; /api/v1/search answers 503")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the whole run to this file (written at shutdown)")
 	setHelp(fs, stderr, helpText{synopsis: "serve [--config FILE] [--data DIR] [--listen ADDR] [--demo]",
 		summary: "Runs vigil as a service: collectors, push ingest, streaming detection, alert sinks and the HTTP API (see docs/serve.md)."})
 	pos, err := parseFlags(fs, args)
@@ -72,6 +74,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(pos) > 0 {
 		return usageError("unexpected argument %q", pos[0])
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	var logger *slog.Logger
 	switch *logFormat {

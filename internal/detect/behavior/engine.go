@@ -429,8 +429,14 @@ func (e *Engine) prune() {
 				delete(ten.NewPairs, k)
 			}
 		}
-		for k, l := range ten.Multi {
-			if len(l) == 0 || l[len(l)-1].Time.Before(w.Add(-e.cfg.D3.MultiMailboxWindow.D())) {
+		for k, m := range ten.Multi {
+			cut := w.Add(-e.cfg.D3.MultiMailboxWindow.D())
+			for mbx, t := range m {
+				if t.Before(cut) {
+					delete(m, mbx)
+				}
+			}
+			if len(m) == 0 {
 				delete(ten.Multi, k)
 			}
 		}
@@ -940,23 +946,31 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *eve
 	}
 	mk := k + "|" + p.User
 	win := c.D3.MultiMailboxWindow.D()
-	l := ten.Multi[mk]
-	j := 0
-	for j < len(l) && l[j].Time.Before(p.Time.Add(-win)) {
-		j++
+	// The latest read of each mailbox by this accessor: bounded by the
+	// mailboxes it reads, not by how often it reads them.
+	m := ten.Multi[mk]
+	if m == nil {
+		m = map[string]time.Time{}
+		ten.Multi[mk] = m
 	}
-	l = append(l[j:], multiRead{Time: p.Time, Mailbox: p.Mailbox})
-	ten.Multi[mk] = l
-	distinct := map[string]bool{}
-	for _, r := range l {
-		distinct[r.Mailbox] = true
+	if t, ok := m[p.Mailbox]; !ok || p.Time.After(t) {
+		m[p.Mailbox] = p.Time
 	}
-	if len(distinct) > c.D3.MultiMailbox {
+	cut := p.Time.Add(-win)
+	distinct := 0
+	for mbx, t := range m {
+		if t.Before(cut) {
+			delete(m, mbx)
+		} else {
+			distinct++
+		}
+	}
+	if distinct > c.D3.MultiMailbox {
 		if last, ok := ten.MultiAlert[mk]; ok && p.Time.Sub(last) < 24*time.Hour {
 			return
 		}
 		ten.MultiAlert[mk] = p.Time
-		a := e.base(p, "D3", "One app read "+strconv.Itoa(len(distinct))+" mailboxes within "+win.String(), alert.Medium)
+		a := e.base(p, "D3", "One app read "+strconv.Itoa(distinct)+" mailboxes within "+win.String(), alert.Medium)
 		a.Mailbox = ""
 		if p.ClientApp != "" {
 			a.AddActor(alert.ActorClientApp, p.ClientApp)
@@ -964,7 +978,7 @@ func (e *Engine) volume(ten *tenantState, mb *mailboxState, p *pending, acc *eve
 			a.AddActor(alert.ActorApp, p.AppID)
 		}
 		a.AddActor(alert.ActorIP, p.IP)
-		a.Fields["mailboxes"] = strings.Join(slices.Sorted(maps.Keys(distinct)), ",")
+		a.Fields["mailboxes"] = strings.Join(slices.Sorted(maps.Keys(m)), ",")
 		e.raise(a)
 	}
 }

@@ -54,7 +54,7 @@ type tenantState struct {
 	ASNUsers    map[uint32][]string             // D4: users signing in from an ASN (capped)
 	D4Alerted   map[string]time.Time            // D4: mailbox|ip → last alert
 	Sources     map[string]*sourceState         // D9
-	Multi       map[string][]multiRead          // D3: app|accessor → recent reads
+	Multi       map[string]map[string]time.Time // D3: app|accessor → mailbox → latest read in the window
 	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
 	Searches    []search                        // D8: sensitive searches awaiting reads
 }
@@ -116,11 +116,6 @@ type sourceState struct {
 	Alerted bool
 }
 
-type multiRead struct {
-	Time    time.Time
-	Mailbox string
-}
-
 type search struct {
 	Time     time.Time
 	User     string
@@ -174,7 +169,7 @@ func newTenant(t time.Time) *tenantState {
 		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
 		Consents: map[string]consent{}, Sanctioned: map[string]*sanction{}, UAMailboxes: map[string]int{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
 		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
-		Sources: map[string]*sourceState{}, Multi: map[string][]multiRead{}, MultiAlert: map[string]time.Time{},
+		Sources: map[string]*sourceState{}, Multi: map[string]map[string]time.Time{}, MultiAlert: map[string]time.Time{},
 	}
 }
 
