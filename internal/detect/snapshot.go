@@ -58,7 +58,7 @@ func (p *Pipeline) Snapshot(w io.Writer) error {
 	}
 	if b := p.cfg.Behaviours; b != nil {
 		var buf bytes.Buffer
-		if err := b.Save(&buf); err != nil {
+		if err := b.SaveLocal(&buf); err != nil {
 			return fmt.Errorf("detect: snapshot: %w", err)
 		}
 		s.Behaviours = buf.Bytes()

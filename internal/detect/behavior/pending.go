@@ -4,35 +4,59 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // pendingQueue holds the mail accesses waiting out the sign-in grace
 // period, in (Due, Seq) order. A stream that keeps up holds an hour of
 // accesses here, as many as the event rate makes: so only a bounded head
 // and tail stay in memory, and what lies between is written in chunks to
-// an unlinked temporary file and read back in order as it becomes due.
-// Accesses that arrive out of order (later than the reordering window)
-// wait in a small sorted list of their own.
+// segment files and read back in order as it becomes due. Accesses that
+// arrive out of order (later than the reordering window) wait in a small
+// sorted list of their own.
+//
+// A saved state names the segments (their path, the read position and the
+// length written) instead of copying them, so saving costs the bounded
+// in-memory part, not an hour of a busy tenant's reads. A segment the
+// last saved state names is kept until a later save no longer does.
 type pendingQueue struct {
-	dir   string
-	head  []pending // next to come due, in order
-	tail  []pending // newest, in order, after every chunk on disk
-	odd   []pending // arrivals earlier than the newest held, sorted
-	disk  *os.File  // unlinked: nothing is left behind, even by a crash
-	wOff  int64     // where the next chunk is written
-	rOff  int64     // where the next chunk to read starts
-	last  pending   // the newest in-order access held on disk
-	spill []int     // lengths of the chunks on disk, oldest first
-	n     int       // accesses on disk
-	err   error
+	dir    string
+	head   []pending // next to come due, in order
+	tail   []pending // newest, in order, after every chunk on disk
+	odd    []pending // arrivals earlier than the newest held, sorted
+	segs   []*pendSeg
+	rOff   int64   // read position in segs[0]
+	last   pending // the newest in-order access on disk
+	n      int     // accesses on disk, unread
+	pinned map[string]bool
+	err    error
+}
+
+// pendSeg is one segment file: chunks of accesses, each a length and a
+// gob-encoded []pending.
+type pendSeg struct {
+	path   string
+	f      *os.File
+	size   int64 // bytes written
+	chunks []int // accesses per unread chunk, in order
 }
 
 // pendingMem is how many in-order accesses the head and the tail hold
-// each before the rest goes to disk.
-const pendingMem = 8192
+// each before the rest goes to disk; pendingSegBytes is how large a
+// segment file grows before the next is started.
+const (
+	pendingMem             = 8192
+	pendingSegBytesDefault = 64 << 20
+	pendingPattern         = "vigil-pending-*.seg"
+)
+
+// pendingSegBytes is a variable so that tests can rotate segments.
+var pendingSegBytes int64 = pendingSegBytesDefault
 
 func less(a, b *pending) bool {
 	if !a.Due.Equal(b.Due) {
@@ -49,7 +73,7 @@ func (q *pendingQueue) newest() (*pending, bool) {
 	switch {
 	case len(q.tail) > 0:
 		return &q.tail[len(q.tail)-1], true
-	case len(q.spill) > 0:
+	case q.n > 0:
 		return &q.last, true
 	case len(q.head) > 0:
 		return &q.head[len(q.head)-1], true
@@ -65,7 +89,7 @@ func (q *pendingQueue) push(p pending) {
 		q.odd[i] = p
 		return
 	}
-	if len(q.spill) == 0 && len(q.tail) == 0 && len(q.head) < pendingMem {
+	if q.n == 0 && len(q.tail) == 0 && len(q.head) < pendingMem {
 		q.head = append(q.head, p)
 		return
 	}
@@ -81,15 +105,15 @@ func (q *pendingQueue) writeTail() {
 	if q.err != nil {
 		return
 	}
-	if q.disk == nil {
-		f, err := os.CreateTemp(q.dir, "vigil-pending-*")
+	if len(q.segs) == 0 || q.segs[len(q.segs)-1].size >= pendingSegBytes {
+		f, err := os.CreateTemp(q.dir, pendingPattern)
 		if err != nil {
 			q.err = fmt.Errorf("pending accesses: %w", err)
 			return
 		}
-		os.Remove(f.Name())
-		q.disk = f
+		q.segs = append(q.segs, &pendSeg{path: f.Name(), f: f})
 	}
+	sg := q.segs[len(q.segs)-1]
 	var buf bytes.Buffer
 	buf.Write(make([]byte, 4))
 	if err := gob.NewEncoder(&buf).Encode(q.tail); err != nil {
@@ -98,15 +122,26 @@ func (q *pendingQueue) writeTail() {
 	}
 	b := buf.Bytes()
 	binary.LittleEndian.PutUint32(b, uint32(len(b)-4))
-	if _, err := q.disk.WriteAt(b, q.wOff); err != nil {
+	if _, err := sg.f.WriteAt(b, sg.size); err != nil {
 		q.err = fmt.Errorf("pending accesses: %w", err)
 		return
 	}
-	q.wOff += int64(len(b))
-	q.spill = append(q.spill, len(q.tail))
+	sg.size += int64(len(b))
+	sg.chunks = append(sg.chunks, len(q.tail))
 	q.n += len(q.tail)
 	q.last = q.tail[len(q.tail)-1]
 	q.tail = q.tail[:0]
+}
+
+// retire drops the first segment, read to its end: its file goes unless
+// the last saved state names it.
+func (q *pendingQueue) retire() {
+	sg := q.segs[0]
+	sg.f.Close()
+	if !q.pinned[sg.path] {
+		os.Remove(sg.path)
+	}
+	q.segs, q.rOff = q.segs[1:], 0
 }
 
 // fill makes the head hold the next in-order accesses, if any are held.
@@ -114,34 +149,43 @@ func (q *pendingQueue) fill() {
 	if len(q.head) > 0 {
 		return
 	}
-	if len(q.spill) == 0 {
+	for len(q.segs) > 1 && len(q.segs[0].chunks) == 0 {
+		q.retire()
+	}
+	if q.n == 0 {
 		q.head, q.tail = q.tail, q.head[:0]
 		return
 	}
-	var hdr [4]byte
-	if _, err := q.disk.ReadAt(hdr[:], q.rOff); err != nil {
+	sg := q.segs[0]
+	chunk, next, err := readChunk(sg.f, q.rOff)
+	if err != nil {
 		q.fail(err)
 		return
 	}
-	b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-	if _, err := q.disk.ReadAt(b, q.rOff+4); err != nil {
-		q.fail(err)
+	if len(chunk) != sg.chunks[0] {
+		q.fail(fmt.Errorf("a chunk of %s holds %d accesses, %d were written", sg.path, len(chunk), sg.chunks[0]))
 		return
+	}
+	q.rOff = next
+	q.n -= sg.chunks[0]
+	sg.chunks = sg.chunks[1:]
+	q.head = chunk
+}
+
+func readChunk(f *os.File, off int64) ([]pending, int64, error) {
+	var hdr [4]byte
+	if _, err := f.ReadAt(hdr[:], off); err != nil {
+		return nil, 0, err
+	}
+	b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+	if _, err := f.ReadAt(b, off+4); err != nil {
+		return nil, 0, err
 	}
 	var chunk []pending
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&chunk); err != nil {
-		q.fail(err)
-		return
+		return nil, 0, err
 	}
-	q.rOff += 4 + int64(len(b))
-	q.n -= q.spill[0]
-	q.spill = q.spill[1:]
-	q.head = chunk
-	if len(q.spill) == 0 {
-		// Everything written was read: start the file again.
-		q.disk.Truncate(0)
-		q.wOff, q.rOff = 0, 0
-	}
+	return chunk, off + 4 + int64(len(b)), nil
 }
 
 // fail records a read error. The chunks on disk cannot be read, so the
@@ -151,7 +195,11 @@ func (q *pendingQueue) fail(err error) {
 	if q.err == nil {
 		q.err = fmt.Errorf("pending accesses: %d lost reading them back: %w", q.n, err)
 	}
-	q.spill, q.n = nil, 0
+	for len(q.segs) > 0 {
+		q.segs[0].chunks = nil
+		q.retire()
+	}
+	q.n = 0
 	q.head, q.tail = q.tail, q.head[:0]
 }
 
@@ -183,42 +231,170 @@ func (q *pendingQueue) pop() pending {
 	return *p
 }
 
-// each calls fn with every access held, in order, reading the disk
-// chunks one at a time.
-func (q *pendingQueue) each(fn func([]pending) error) error {
-	var merged []pending
-	merged = append(merged, q.head...)
-	merged = append(merged, q.odd...)
-	sort.SliceStable(merged, func(i, j int) bool { return less(&merged[i], &merged[j]) })
-	if err := fn(merged); err != nil {
-		return err
-	}
-	off := q.rOff
-	for range q.spill {
-		var hdr [4]byte
-		if _, err := q.disk.ReadAt(hdr[:], off); err != nil {
-			return fmt.Errorf("pending accesses: %w", err)
-		}
-		b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-		if _, err := q.disk.ReadAt(b, off+4); err != nil {
-			return fmt.Errorf("pending accesses: %w", err)
-		}
-		var chunk []pending
-		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&chunk); err != nil {
-			return fmt.Errorf("pending accesses: %w", err)
-		}
-		if err := fn(chunk); err != nil {
-			return err
-		}
-		off += 4 + int64(len(b))
-	}
-	return fn(q.tail)
+// pendingState is a saved queue: the in-memory parts in full, and the
+// segments either by name (a local snapshot) or, Inline, as the chunks
+// that follow it in the saved stream, ended by an empty one.
+type pendingState struct {
+	Head, Tail, Odd []pending
+	Last            pending
+	N               int
+	ROff            int64
+	Segs            []segRef
+	Inline          bool
 }
 
-// close frees the file.
-func (q *pendingQueue) close() {
-	if q.disk != nil {
-		q.disk.Close()
-		q.disk = nil
+type segRef struct {
+	Path   string // base name, in the queue's directory
+	Size   int64
+	Chunks []int
+}
+
+// inlineState describes the queue for a saved stream that carries the
+// segments' chunks after it (eachChunk).
+func (q *pendingQueue) inlineState() (pendingState, error) {
+	if q.err != nil {
+		return pendingState{}, q.err
 	}
+	return pendingState{Head: q.head, Tail: q.tail, Odd: q.odd, Inline: true}, nil
+}
+
+// eachChunk calls fn with every unread chunk on disk, in order.
+func (q *pendingQueue) eachChunk(fn func([]pending) error) error {
+	off := q.rOff
+	for i, sg := range q.segs {
+		if i > 0 {
+			off = 0
+		}
+		for range sg.chunks {
+			chunk, next, err := readChunk(sg.f, off)
+			if err != nil {
+				return fmt.Errorf("pending accesses: %w", err)
+			}
+			if err := fn(chunk); err != nil {
+				return err
+			}
+			off = next
+		}
+	}
+	return nil
+}
+
+// state makes the segments durable and describes the queue; the
+// segments it names are kept until a later state no longer names them.
+func (q *pendingQueue) state() (pendingState, error) {
+	if q.err != nil {
+		return pendingState{}, q.err
+	}
+	st := pendingState{Head: q.head, Tail: q.tail, Odd: q.odd, Last: q.last, N: q.n, ROff: q.rOff}
+	pinned := map[string]bool{}
+	for _, sg := range q.segs {
+		if err := sg.f.Sync(); err != nil {
+			return pendingState{}, fmt.Errorf("pending accesses: %w", err)
+		}
+		st.Segs = append(st.Segs, segRef{Path: filepath.Base(sg.path), Size: sg.size, Chunks: sg.chunks})
+		pinned[sg.path] = true
+	}
+	// Segments the previous state named and this one does not (read to
+	// their end since) are free now.
+	for p := range q.pinned {
+		if !pinned[p] {
+			os.Remove(p)
+		}
+	}
+	q.pinned = pinned
+	return st, nil
+}
+
+// restoreQueue rebuilds a queue from st. Inline, next gives the chunks
+// that followed it, written to fresh segments. Otherwise it opens the
+// segments st names in dir (cut back to the length it names: a crash may
+// have written more) and, dir being the caller's own, removes the
+// segments there it does not name (left by a run that crashed after its
+// last saved state).
+func restoreQueue(dir string, st pendingState, next func() ([]pending, error)) (pendingQueue, error) {
+	if st.Inline {
+		q := pendingQueue{dir: dir, head: st.Head, odd: st.Odd}
+		for {
+			c, err := next()
+			if err != nil {
+				q.close()
+				return pendingQueue{}, err
+			}
+			if len(c) == 0 {
+				break
+			}
+			q.tail = c
+			q.writeTail()
+			if q.err != nil {
+				err := q.err
+				q.close()
+				return pendingQueue{}, err
+			}
+		}
+		q.tail = st.Tail
+		return q, nil
+	}
+	if dir == "" && len(st.Segs) > 0 {
+		return pendingQueue{}, errors.New("pending accesses: a snapshot naming segment files needs the directory they are in")
+	}
+	q := pendingQueue{dir: dir, head: st.Head, tail: st.Tail, odd: st.Odd, last: st.Last, n: st.N, rOff: st.ROff, pinned: map[string]bool{}}
+	named := map[string]bool{}
+	for _, r := range st.Segs {
+		if r.Path == "" || filepath.Base(r.Path) != r.Path || !strings.HasPrefix(r.Path, "vigil-pending-") {
+			q.close()
+			return pendingQueue{}, fmt.Errorf("pending accesses: bad segment name %q", r.Path)
+		}
+		path := filepath.Join(dir, r.Path)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			q.close()
+			return pendingQueue{}, fmt.Errorf("pending accesses: %w", err)
+		}
+		fi, err := f.Stat()
+		if err == nil && fi.Size() < r.Size {
+			err = fmt.Errorf("%s holds %d bytes, the saved state needs %d", path, fi.Size(), r.Size)
+		}
+		if err == nil && fi.Size() > r.Size {
+			err = f.Truncate(r.Size)
+		}
+		if err != nil {
+			f.Close()
+			q.close()
+			return pendingQueue{}, fmt.Errorf("pending accesses: %w", err)
+		}
+		q.segs = append(q.segs, &pendSeg{path: path, f: f, size: r.Size, chunks: r.Chunks})
+		q.pinned[path] = true
+		named[path] = true
+	}
+	n := 0
+	for _, sg := range q.segs {
+		for _, c := range sg.chunks {
+			n += c
+		}
+	}
+	if n != q.n {
+		q.close()
+		return pendingQueue{}, errors.New("pending accesses: the saved segments do not hold what the saved state counts")
+	}
+	if dir != "" {
+		if stale, err := filepath.Glob(filepath.Join(dir, pendingPattern)); err == nil {
+			for _, p := range stale {
+				if !named[p] {
+					os.Remove(p)
+				}
+			}
+		}
+	}
+	return q, nil
+}
+
+// close frees the files; segments a saved state names stay on disk.
+func (q *pendingQueue) close() {
+	for _, sg := range q.segs {
+		sg.f.Close()
+		if !q.pinned[sg.path] {
+			os.Remove(sg.path)
+		}
+	}
+	q.segs = nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -163,5 +165,77 @@ func TestEngineSaveLoadWithSpilledAccesses(t *testing.T) {
 		if x.Seq != y.Seq || x.User != y.User || !x.Due.Equal(y.Due) || x.Items != y.Items || !slices.Equal(x.Sessions, y.Sessions) {
 			t.Fatalf("after load: %+v, want %+v", y, x)
 		}
+	}
+}
+
+// A local save names the segments instead of copying them: it stays small
+// however many accesses wait on disk. The saved segments survive what the
+// live engine does after (reading them to their end, writing more), a
+// restore from the save holds exactly what was held then, and the files
+// of a crashed run that the save does not name are removed.
+func TestEngineSaveLocalNamesSegments(t *testing.T) {
+	defer func(n int64) { pendingSegBytes = n }(pendingSegBytes)
+	pendingSegBytes = 1 << 20 // several segments
+	dir := t.TempDir()
+	in := pendingStream(80_000, 4)
+	a := New(nil, Options{TempDir: dir})
+	for _, p := range in[:60_000] {
+		a.hold(p)
+	}
+	if len(a.pq.segs) < 3 {
+		t.Fatalf("%d segments: the test does not exercise rotation", len(a.pq.segs))
+	}
+	want := sortedPending(in[:60_000])
+	var saved bytes.Buffer
+	if err := a.SaveLocal(&saved); err != nil {
+		t.Fatal(err)
+	}
+	var full bytes.Buffer
+	if err := a.Save(&full); err != nil {
+		t.Fatal(err)
+	}
+	if saved.Len()*3 > full.Len() {
+		t.Errorf("the local save is %d bytes, the full one %d: segments were copied", saved.Len(), full.Len())
+	}
+	// The live engine goes on: reads past the first segments, writes more.
+	for range 30_000 {
+		a.pq.pop()
+	}
+	for _, p := range in[60_000:] {
+		a.hold(p)
+	}
+	stale := filepath.Join(dir, "vigil-pending-crashed.seg")
+	if err := os.WriteFile(stale, []byte("left by a crash"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Crash: a new engine loads the save.
+	b := New(nil, Options{TempDir: dir})
+	if err := b.Load(&saved); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("a segment the save does not name was left in place")
+	}
+	if b.pq.Len() != len(want) {
+		t.Fatalf("restored %d pending accesses, %d were held at the save", b.pq.Len(), len(want))
+	}
+	for i := range want {
+		got := b.pq.pop()
+		if got.Seq != want[i].Seq || got.User != want[i].User {
+			t.Fatalf("restored access %d is seq %d, want %d", i, got.Seq, want[i].Seq)
+		}
+	}
+	if b.Err() != nil {
+		t.Fatal(b.Err())
+	}
+	// A later save frees the segments the first one pinned and this one
+	// does not name.
+	var again bytes.Buffer
+	if err := b.SaveLocal(&again); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, pendingPattern))
+	if len(left) != len(b.pq.segs) {
+		t.Errorf("%d segment files on disk, the engine uses %d", len(left), len(b.pq.segs))
 	}
 }

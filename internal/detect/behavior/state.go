@@ -180,7 +180,18 @@ type stateHeader struct {
 
 // Save writes the engine's learned state (not its settings) so a later
 // Load continues exactly where this one stopped.
-func (e *Engine) Save(w io.Writer) error {
+func (e *Engine) Save(w io.Writer) error { return e.save(w, false) }
+
+// SaveLocal is Save for a snapshot read back on this machine with the
+// same TempDir (vigil serve's): the accesses awaiting judgement that wait
+// on disk are named, not copied, so saving costs the bounded in-memory
+// part whatever the event rate. The files it names stay until a later
+// SaveLocal no longer names them. Without a TempDir of the caller's own
+// (Options.TempDir) there is no place to name them in, and it copies
+// them as Save does.
+func (e *Engine) SaveLocal(w io.Writer) error { return e.save(w, e.pq.dir != "") }
+
+func (e *Engine) save(w io.Writer, local bool) error {
 	bw := bufio.NewWriter(w)
 	enc := gob.NewEncoder(bw)
 	if err := enc.Encode(stateHeader{Magic: stateMagic, Version: StateVersion}); err != nil {
@@ -189,18 +200,30 @@ func (e *Engine) Save(w io.Writer) error {
 	if err := enc.Encode(e.st); err != nil {
 		return fmt.Errorf("save behaviour state: %w", err)
 	}
-	// Then the pending accesses, a chunk at a time (they may be many:
-	// an hour of a busy tenant's reads), ending with an empty chunk.
-	if err := e.pq.each(func(c []pending) error {
-		if len(c) == 0 {
-			return nil
+	// Then the accesses awaiting judgement: the in-memory part, and the
+	// chunks on disk by name (local) or copied after it.
+	if local {
+		ps, err := e.pq.state()
+		if err == nil {
+			err = enc.Encode(ps)
 		}
-		return enc.Encode(c)
-	}); err != nil {
-		return fmt.Errorf("save behaviour state: %w", err)
-	}
-	if err := enc.Encode([]pending{}); err != nil {
-		return fmt.Errorf("save behaviour state: %w", err)
+		if err != nil {
+			return fmt.Errorf("save behaviour state: %w", err)
+		}
+	} else {
+		ps, err := e.pq.inlineState()
+		if err == nil {
+			err = enc.Encode(ps)
+		}
+		if err == nil {
+			err = e.pq.eachChunk(func(c []pending) error { return enc.Encode(c) })
+		}
+		if err == nil {
+			err = enc.Encode([]pending{})
+		}
+		if err != nil {
+			return fmt.Errorf("save behaviour state: %w", err)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("save behaviour state: %w", err)
@@ -244,23 +267,19 @@ func (e *Engine) Load(r io.Reader) error {
 	for _, t := range st.Tenants {
 		t.fill()
 	}
-	pq := pendingQueue{dir: e.pq.dir}
-	for {
+	var ps pendingState
+	if err := dec.Decode(&ps); err != nil {
+		return fmt.Errorf("load behaviour state: pending accesses: %w", err)
+	}
+	pq, err := restoreQueue(e.pq.dir, ps, func() ([]pending, error) {
 		var c []pending
 		if err := dec.Decode(&c); err != nil {
-			pq.close()
-			return fmt.Errorf("load behaviour state: pending accesses: %w", err)
+			return nil, fmt.Errorf("pending accesses: %w", err)
 		}
-		if len(c) == 0 {
-			break
-		}
-		for _, p := range c {
-			pq.push(p)
-		}
-	}
-	if pq.err != nil {
-		pq.close()
-		return fmt.Errorf("load behaviour state: %w", pq.err)
+		return c, nil
+	})
+	if err != nil {
+		return fmt.Errorf("load behaviour state: %w", err)
 	}
 	e.pq.close()
 	e.st, e.pq = st, pq
