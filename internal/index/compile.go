@@ -2,6 +2,7 @@ package index
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,24 +15,33 @@ type Table string
 const (
 	Events     Table = "events"      // one row per event
 	MailAccess Table = "mail_access" // one row per message read (or folder synchronised)
+	Alerts     Table = "alerts"      // one row per alert detection raised
 )
 
-// columns maps a query field to its column in each table; "" means the
-// table has no such column.
-var columns = map[string][2]string{
-	"user":       {"actor", "actor"},
-	"mailbox":    {"mailbox", "mailbox"},
-	"app":        {"app", "app"},
-	"client_app": {"client_app", "client_app"},
-	"op":         {"op", ""},
-	"source":     {"source", ""},
-	"session":    {"session", "session"},
-	"token":      {"token", "token"},
-	"country":    {"country", "country"},
-	"kind":       {"kind", ""},
-	"folder":     {"", "folder"},
-	"message":    {"", "internet_message_id"},
-	"asn":        {"asn", "asn"},
+// SearchTables are the tables a search can return, in the order help
+// lists them.
+var SearchTables = []Table{Events, MailAccess, Alerts}
+
+// tableIndex is a table's place in columns.
+func tableIndex(t Table) int { return slices.Index(SearchTables, t) }
+
+// columns maps a query field to its column in each table (events,
+// mail_access, alerts); "" means the table has no such column.
+var columns = map[string][3]string{
+	"user":       {"actor", "actor", "actor"},
+	"mailbox":    {"mailbox", "mailbox", "mailbox"},
+	"app":        {"app", "app", "app"},
+	"client_app": {"client_app", "client_app", "client_app"},
+	"op":         {"op", "", "op"},
+	"source":     {"source", "", "source"},
+	"session":    {"session", "session", "session"},
+	"token":      {"token", "token", "token"},
+	"country":    {"country", "country", ""},
+	"kind":       {"kind", "", ""},
+	"folder":     {"", "folder", ""},
+	"message":    {"", "internet_message_id", ""},
+	"asn":        {"asn", "asn", ""},
+	"level":      {"", "", "level"},
 }
 
 // lowered fields are stored lower-case, so values are lower-cased too.
@@ -44,6 +54,7 @@ var caseless = map[string]bool{"op": true, "source": true, "country": true, "fol
 var freeText = map[Table][]string{
 	Events:     {"actor", "mailbox", "op", "app", "client_app", "ip", "user_agent", "session", "token", "record_id"},
 	MailAccess: {"actor", "mailbox", "folder", "internet_message_id", "app", "client_app", "ip", "session", "token"},
+	Alerts:     {"rule", "title", "actor", "mailbox", "op", "app", "client_app", "ip", "session", "token", "record_id"},
 }
 
 type compiler struct {
@@ -55,8 +66,8 @@ type compiler struct {
 // Compile turns a parsed query into a SQL condition over table, with its
 // arguments.
 func Compile(n *Node, table Table, now time.Time) (string, []any, error) {
-	if table != Events && table != MailAccess {
-		return "", nil, fmt.Errorf("search: no table %q (events or mail_access)", table)
+	if tableIndex(table) < 0 {
+		return "", nil, fmt.Errorf("search: no table %q (events, mail_access or alerts)", table)
 	}
 	c := &compiler{table: table, now: now}
 	s, err := c.node(n)
@@ -114,10 +125,7 @@ func (c *compiler) term(n *Node) (string, error) {
 	bad := func(format string, a ...any) error {
 		return &QueryError{Pos: n.Pos, Term: n.Text, Msg: fmt.Sprintf(format, a...)}
 	}
-	ti := 0
-	if c.table == MailAccess {
-		ti = 1
-	}
+	ti := tableIndex(c.table)
 	v := n.Value
 	switch n.Field {
 	case "":
@@ -152,22 +160,34 @@ func (c *compiler) term(n *Node) (string, error) {
 		return fmt.Sprintf("((ip_hi > %s OR (ip_hi = %s AND ip_lo >= %s)) AND (ip_hi < %s OR (ip_hi = %s AND ip_lo <= %s)))",
 			u(sh), u(sh), u(sl), u(eh), u(eh), u(el)), nil
 	case "asn":
+		if c.table == Alerts {
+			return "", bad("asn is not a column of %s", c.table)
+		}
 		a, err := parseASN(v)
 		if err != nil {
 			return "", bad("%v", err)
 		}
 		return "asn = " + c.arg(a), nil
 	case "level", "rule":
-		col := "level"
-		if n.Field == "rule" {
-			col = "rule"
+		// A level is one name, exactly (level:high is not critical); a
+		// rule is its id or its title.
+		var cond string
+		if n.Field == "level" {
+			cond, _ = c.match("level", n.Field, v)
+		} else {
+			id, _ := c.match("rule", n.Field, v)
+			title, _ := c.match("title", n.Field, v)
+			cond = "(" + id + " OR " + title + ")"
 		}
-		cond, err := c.match(col, n.Field, v)
-		if err != nil {
-			return "", err
+		if c.table == Alerts {
+			return cond, nil
 		}
-		return "(idx, sub) IN (SELECT idx, sub FROM alerts WHERE " + cond + ")", nil
+		// Over events and mail reads: those an alert was raised on.
+		return "(idx, sub) IN (SELECT idx, sub FROM alerts WHERE idx IS NOT NULL AND " + cond + ")", nil
 	case "message":
+		if c.table == Alerts {
+			break
+		}
 		// Arguments are numbered in order: the key's comes first.
 		key := ""
 		if !strings.Contains(v, "*") {
@@ -233,7 +253,7 @@ func probe(n *Node, table Table) (string, []any, bool) {
 }
 
 func probeTerm(n *Node, table Table) (string, []any, bool) {
-	if strings.Contains(n.Value, "*") {
+	if table == Alerts || strings.Contains(n.Value, "*") {
 		return "", nil, false
 	}
 	switch {

@@ -342,6 +342,12 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	if err := w.close(); err != nil {
 		return st, err
 	}
+	if st.To > st.From {
+		// Alerts detection wrote before their events were indexed.
+		if err := linkAlerts(ctx, x.db, st.From); err != nil {
+			return st, err
+		}
+	}
 	if st.Expired > 0 {
 		if err := x.setMeta(ctx, "expired_unindexed", strconv.FormatUint(first, 10)); err != nil {
 			return st, err
@@ -406,7 +412,9 @@ func (x *Index) Expire(ctx context.Context, now time.Time) (ExpireStats, error) 
 		return st, nil
 	}
 	b := strconv.FormatUint(st.Below, 10)
-	for _, t := range []string{"events", "mail_access", "unindexed"} {
+	// Alerts go with the events they were raised on; those linked to no
+	// event, and incidents, stay.
+	for _, t := range []string{"events", "mail_access", "unindexed", "alerts"} {
 		r, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx < CAST(? AS UBIGINT)`, b)
 		if err != nil {
 			return st, fmt.Errorf("index: expire %s: %w", t, err)
@@ -451,7 +459,9 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error
 	if err := x.dropLookupIndexes(ctx); err != nil {
 		return UpdateStats{}, err
 	}
-	for _, t := range []string{"events", "mail_access", "unindexed"} {
+	// Detection's rows too: they are written again by whoever runs it
+	// (vigil reindex does, after this).
+	for _, t := range []string{"events", "mail_access", "unindexed", "alerts", "incidents"} {
 		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t); err != nil {
 			return UpdateStats{}, fmt.Errorf("index: %w", err)
 		}

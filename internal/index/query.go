@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/vigil-audit/vigil/internal/alert"
 )
 
 // QueryError points at the part of a query that is wrong.
@@ -327,6 +329,12 @@ func checkTerm(n *Node) error {
 	case "kind":
 		if !slices.Contains([]string{KindSignin, KindMail, KindAudit}, strings.ToLower(n.Value)) {
 			return bad("kind is one of signin, mail, audit")
+		}
+	case "level":
+		if !strings.Contains(n.Value, "*") {
+			if _, err := alert.ParseLevel(n.Value); err != nil {
+				return bad("level is one of informational, low, medium, high, critical")
+			}
 		}
 	}
 	return nil

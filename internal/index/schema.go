@@ -2,7 +2,7 @@ package index
 
 // schemaVersion changes whenever a table changes; an index of another
 // version is refused with a message to run reindex.
-const schemaVersion = "3"
+const schemaVersion = "4"
 
 // The tables, as documented in docs/search.md. Times are UTC TIMESTAMPs.
 // (idx, sub) names an event: its journal index and its number within the
@@ -23,12 +23,21 @@ var schema = []string{
 		actor VARCHAR, app VARCHAR, client_app VARCHAR, ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT, asn UINTEGER, country VARCHAR,
 		session VARCHAR, token VARCHAR)`,
 	`CREATE TABLE IF NOT EXISTS unindexed (idx UBIGINT NOT NULL, source VARCHAR, reason VARCHAR NOT NULL)`,
+	// alerts and incidents are written by detection (vigil serve, vigil
+	// reindex), not decoded from entries: an alert's id is stable across
+	// replays (see alertID), (idx, sub) the event it was raised on when
+	// its record is in the index.
 	`CREATE TABLE IF NOT EXISTS alerts (
-		idx UBIGINT, sub INTEGER, time TIMESTAMP, rule VARCHAR, title VARCHAR, level VARCHAR,
-		actor VARCHAR, mailbox VARCHAR, ip VARCHAR, session VARCHAR, token VARCHAR, app VARCHAR, incident VARCHAR)`,
+		id VARCHAR PRIMARY KEY, idx UBIGINT, sub INTEGER, time TIMESTAMP, raised TIMESTAMP,
+		rule VARCHAR NOT NULL, title VARCHAR, level VARCHAR NOT NULL, level_rank TINYINT NOT NULL,
+		tenant VARCHAR, source VARCHAR, op VARCHAR, record_id VARCHAR,
+		actor VARCHAR, mailbox VARCHAR, ip VARCHAR, ip_hi UBIGINT, ip_lo UBIGINT,
+		session VARCHAR, token VARCHAR, app VARCHAR, client_app VARCHAR, incident VARCHAR)`,
 	`CREATE TABLE IF NOT EXISTS incidents (
-		id VARCHAR, first TIMESTAMP, last TIMESTAMP, title VARCHAR, level VARCHAR,
-		actors VARCHAR[], mailboxes VARCHAR[], messages_read BIGINT)`,
+		id VARCHAR PRIMARY KEY, status VARCHAR NOT NULL, severity VARCHAR NOT NULL, score INTEGER,
+		first_seen TIMESTAMP, last_seen TIMESTAMP, raised TIMESTAMP, title VARCHAR, tenant VARCHAR,
+		signals VARCHAR[], mailboxes VARCHAR[], alert_count INTEGER,
+		messages_read BIGINT, mailboxes_read INTEGER, accesses BIGINT, evidence_complete BOOLEAN)`,
 	`CREATE OR REPLACE VIEW signins AS SELECT idx, sub, time, source, op, result, failed, actor, app, client_app,
 		ip, asn, country, user_agent, session, token, tenant FROM events WHERE kind = 'signin'`,
 	`CREATE OR REPLACE VIEW audits AS SELECT idx, sub, time, source, op, result, failed, actor, app, client_app,

@@ -25,31 +25,48 @@ type Result struct {
 
 // Key is a row's place in the order of listings: time (NULL last), then
 // journal index, then the event's number within its record, then (in
-// mail_access) the row's number within its event.
+// mail_access) the row's number within its event. Alerts are ordered by
+// time, then id; in a timeline an alert comes after the event it was
+// raised on (ID is "" for events).
 type Key struct {
 	Time time.Time // zero: the row has no time
 	Idx  uint64
 	Sub  int
 	N    int
+	ID   string
 }
 
 // order is the listing order of a table's rows.
 func order(t Table) string {
-	if t == MailAccess {
+	switch t {
+	case MailAccess:
 		return "time NULLS LAST, idx, sub, n"
+	case Alerts:
+		return "time NULLS LAST, id"
 	}
 	return "time NULLS LAST, idx, sub"
 }
 
+// timelineKey is the order of a timeline's rows: an alert linked to no
+// event sorts after the events of its time.
+const timelineIdx = "coalesce(idx, 18446744073709551615::UBIGINT)"
+
 // afterCond selects the rows of table t after k in listing order. Times
-// compare as stored (microseconds).
+// compare as stored (microseconds). t "" is a timeline: events and alerts.
 func afterCond(k *Key, t Table) (string, []any) {
 	idx := strconv.FormatUint(k.Idx, 10)
 	tail := "(idx > CAST(? AS UBIGINT) OR (idx = CAST(? AS UBIGINT) AND sub > ?))"
 	targs := []any{idx, idx, k.Sub}
-	if t == MailAccess {
+	switch t {
+	case MailAccess:
 		tail = "(idx > CAST(? AS UBIGINT) OR (idx = CAST(? AS UBIGINT) AND (sub > ? OR (sub = ? AND n > ?))))"
 		targs = []any{idx, idx, k.Sub, k.Sub, k.N}
+	case Alerts:
+		tail, targs = "id > ?", []any{k.ID}
+	case "":
+		ci, cs, ca := timelineIdx, "coalesce(sub, 0)", "coalesce(alert, '')"
+		tail = "(" + ci + " > CAST(? AS UBIGINT) OR (" + ci + " = CAST(? AS UBIGINT) AND (" + cs + " > ? OR (" + cs + " = ? AND " + ca + " > ?))))"
+		targs = []any{idx, idx, k.Sub, k.Sub, k.ID}
 	}
 	if k.Time.IsZero() {
 		return "(time IS NULL AND " + tail + ")", targs
@@ -77,12 +94,19 @@ func lastKey(res *Result) *Key {
 		k.Idx = v
 	case int64:
 		k.Idx = uint64(v)
+	case nil:
+		k.Idx = ^uint64(0) // an alert linked to no event, as timelineIdx sorts it
 	}
 	switch v := row[si].(type) {
 	case int32:
 		k.Sub = int(v)
 	case int64:
 		k.Sub = int(v)
+	}
+	for _, c := range []string{"id", "alert"} {
+		if i := slices.Index(res.Columns, c); i >= 0 {
+			k.ID, _ = row[i].(string)
+		}
 	}
 	if ni := slices.Index(res.Columns, "n"); ni >= 0 {
 		switch v := row[ni].(type) {
@@ -104,7 +128,8 @@ func pageConds(where string, args []any, after *Key, below uint64, t Table) (str
 		where += " AND " + c
 		args = append(args, a...)
 	}
-	if below > 0 {
+	if below > 0 && t != Alerts {
+		// (Alerts are not journal entries: their pages are not pinned.)
 		where += " AND idx < CAST(? AS UBIGINT)"
 		args = append(args, strconv.FormatUint(below, 10))
 	}
@@ -134,6 +159,7 @@ const DefaultLimit = 1000
 var outColumns = map[Table]string{
 	Events:     "time, kind, source, op, actor, mailbox, app, client_app, ip, asn, country, session, token, items, record_id, idx, sub",
 	MailAccess: "time, mailbox, folder, internet_message_id, access_type, throttled, actor, app, client_app, ip, asn, session, token, idx, sub, n",
+	Alerts:     "time, level, rule, title, source, op, actor, mailbox, ip, app, client_app, session, token, incident, record_id, idx, sub, id",
 }
 
 // groupColumns are the fields a search can group by, per table.
@@ -146,9 +172,9 @@ func groupColumn(field string, t Table) (string, error) {
 	case "ip":
 		return "ip", nil
 	}
-	ti := 0
-	if t == MailAccess {
-		ti = 1
+	ti := tableIndex(t)
+	if field == "rule" && t == Alerts {
+		return "rule", nil
 	}
 	if c, ok := columns[field]; ok && c[ti] != "" {
 		return c[ti], nil
@@ -321,6 +347,11 @@ func (e *ArgError) Error() string { return fmt.Sprintf("--%s %q: %s", e.Arg, e.V
 
 const timelineColumns = "time, kind, source, op, result, actor, mailbox, app, ip, country, session, token, items, record_id, idx, sub"
 
+// timelineAlertColumns are an alert's columns in a timeline: kind
+// "alert", op its rule id, result its level, idx and sub the event it was
+// raised on (NULL when none is indexed), then its title and id.
+const timelineAlertColumns = "time, 'alert', source, rule, level, actor, mailbox, app, ip, NULL, session, token, NULL, record_id, idx, sub, title, id"
+
 // Timeline returns an entity's events in time order across sources, with
 // Context events before and after the window.
 func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error) {
@@ -358,29 +389,39 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
+	evCond, alCond := cond, cond
+	evArgs, alArgs := args, slices.Clone(args)
 	if r.Below > 0 {
-		cond += " AND idx < CAST(? AS UBIGINT)"
-		args = append(args, strconv.FormatUint(r.Below, 10))
+		b := strconv.FormatUint(r.Below, 10)
+		evCond += " AND idx < CAST(? AS UBIGINT)"
+		evArgs = append(evArgs, b)
+		alCond += " AND (idx IS NULL OR idx < CAST(? AS UBIGINT))"
+		alArgs = append(alArgs, b)
 	}
 	// A token or one address is probed through its lookup index, as in
 	// Search.
-	var prefix, src = "", "events"
+	var prefix, evSrc = "", "events"
 	var pargs []any
 	if r.Entity == "token" || r.Entity == "ip" {
-		prefix, src, pargs = selectFrom(Events, &Node{Op: "term", Field: r.Entity, Value: r.Value})
+		prefix, evSrc, pargs = selectFrom(Events, &Node{Op: "term", Field: r.Entity, Value: r.Value})
 	}
+	// The entity's events and the alerts naming it, as one listing.
+	src := fmt.Sprintf("(SELECT %s, NULL::VARCHAR AS title, NULL::VARCHAR AS alert FROM %s WHERE %s UNION ALL SELECT %s FROM alerts WHERE %s) AS t",
+		timelineColumns, evSrc, evCond, timelineAlertColumns, alCond)
+	srcArgs := append(append(slices.Clone(pargs), evArgs...), alArgs...)
+	const asc = "time NULLS LAST, " + timelineIdx + ", coalesce(sub, 0), coalesce(alert, '')"
+	const desc = "time DESC, " + timelineIdx + " DESC, coalesce(sub, 0) DESC, coalesce(alert, '') DESC"
 	sel := func(where string, order string, n int, a ...any) (*Result, error) {
-		q := fmt.Sprintf("%sSELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d", prefix, timelineColumns, src, cond, where, order, n)
-		all := append(slices.Clone(pargs), args...)
-		return x.query(ctx, q, append(all, a...)...)
+		q := fmt.Sprintf("%sSELECT * FROM %s WHERE %s ORDER BY %s LIMIT %d", prefix, src, where, order, n)
+		return x.query(ctx, q, append(slices.Clone(srcArgs), a...)...)
 	}
 	page := "TRUE"
 	var pageArgs []any
 	if r.After != nil {
-		page, pageArgs = afterCond(r.After, Events)
+		page, pageArgs = afterCond(r.After, "")
 	}
 	if r.Around.IsZero() {
-		res, err := sel(page, "time NULLS LAST, idx, sub", limit+1, pageArgs...)
+		res, err := sel(page, asc, limit+1, pageArgs...)
 		if err != nil {
 			return nil, err
 		}
@@ -394,17 +435,17 @@ func (x *Index) Timeline(ctx context.Context, r TimelineRequest) (*Result, error
 	before := &Result{}
 	var err error
 	if r.After == nil {
-		if before, err = sel("time < ?", "time DESC, idx DESC, sub DESC", r.Context, lo); err != nil {
+		if before, err = sel("time < ?", desc, r.Context, lo); err != nil {
 			return nil, err
 		}
 	}
-	mid, err := sel("time >= ? AND time <= ? AND "+page, "time, idx, sub", limit+1, append([]any{lo, hi}, pageArgs...)...)
+	mid, err := sel("time >= ? AND time <= ? AND "+page, asc, limit+1, append([]any{lo, hi}, pageArgs...)...)
 	if err != nil {
 		return nil, err
 	}
 	after := &Result{}
 	if len(mid.Rows) <= limit {
-		if after, err = sel("time > ?", "time, idx, sub", r.Context, hi); err != nil {
+		if after, err = sel("time > ?", asc, r.Context, hi); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,251 @@
+package index
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// AlertID names an alert by its identity (alert.Key: evidence time, rule,
+// record ids, mailbox, title, correlation group). A replay of the journal
+// raises the same alerts with the same ids, so writing them again changes
+// nothing.
+func AlertID(a *alert.Alert) string {
+	h := sha256.Sum256([]byte(a.Key()))
+	return hex.EncodeToString(h[:12])
+}
+
+// Incident statuses: the last change detection reported, as the sinks
+// name them.
+const (
+	StatusOpened          = "opened"
+	StatusGrew            = "grew"
+	StatusSeverityChanged = "severity_changed"
+	StatusImpactChanged   = "impact_changed"
+	// StatusMerged: the incident's alerts all belong to other incidents
+	// now (the grouping chained them to a later actor).
+	StatusMerged = "merged"
+)
+
+// IncidentUpdate is one incident as detection last reported it.
+type IncidentUpdate struct {
+	Status   string // one of the statuses above but merged
+	Incident *incident.Incident
+}
+
+// PutDetections writes alerts (a row each, once: an alert already there
+// is left as it is) and incidents (one row per id, replaced by its latest
+// state; its alerts' incident column names it). Alerts are linked to the
+// event they were raised on through their record id; those whose event is
+// not indexed yet are linked by the Update that indexes it.
+func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []IncidentUpdate) error {
+	if x.readOnly {
+		return errors.New("index: opened read-only")
+	}
+	if len(alerts) == 0 && len(incs) == 0 {
+		return nil
+	}
+	tx, err := x.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index: detections: %w", err)
+	}
+	defer tx.Rollback()
+	if err := putAlerts(ctx, tx, alerts); err != nil {
+		return err
+	}
+	if err := putIncidents(ctx, tx, incs); err != nil {
+		return err
+	}
+	if len(alerts) > 0 {
+		if err := linkAlerts(ctx, tx, 0); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: detections: %w", err)
+	}
+	return nil
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return str(s)
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
+
+// firstActor is the alert's first identifier of a kind.
+func firstActor(a *alert.Alert, k alert.ActorKind) string {
+	for _, ac := range a.Actors {
+		if ac.Kind == k {
+			return ac.Value
+		}
+	}
+	return ""
+}
+
+func putAlerts(ctx context.Context, tx *sql.Tx, alerts []alert.Alert) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO alerts (id, time, raised, rule, title, level, level_rank, tenant, source, op, record_id,
+		actor, mailbox, ip, ip_hi, ip_lo, session, token, app, client_app)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS UBIGINT), CAST(? AS UBIGINT), ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("index: alerts: %w", err)
+	}
+	defer st.Close()
+	seen := make(map[string]bool, len(alerts))
+	for i := range alerts {
+		a := &alerts[i]
+		id := AlertID(a)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		ip := a.IP
+		if ip == "" {
+			ip = firstActor(a, alert.ActorIP)
+		}
+		var hi, lo any
+		if h, l, ok := ipKey(ip); ok {
+			hi, lo = strconv.FormatUint(h, 10), strconv.FormatUint(l, 10)
+		}
+		_, err := st.ExecContext(ctx, id, nullTime(a.Time), nullTime(a.Raised), str(a.Signal), nullStr(a.Title), a.Level.String(), int8(a.Level),
+			nullStr(a.Tenant), nullStr(a.Source), nullStr(a.Operation), nullStr(a.RecordID()),
+			nullStr(strings.ToLower(a.User)), nullStr(strings.ToLower(a.Mailbox)), nullStr(ip), hi, lo,
+			nullStr(firstActor(a, alert.ActorSession)), nullStr(firstActor(a, alert.ActorToken)),
+			nullStr(strings.ToLower(firstActor(a, alert.ActorApp))), nullStr(strings.ToLower(firstActor(a, alert.ActorClientApp))))
+		if err != nil {
+			return fmt.Errorf("index: alert %s: %w", a.Signal, err)
+		}
+	}
+	return nil
+}
+
+func putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpdate) error {
+	if len(incs) == 0 {
+		return nil
+	}
+	// One row per id: the last update of the batch.
+	last := map[string]int{}
+	for i, u := range incs {
+		last[u.Incident.ID] = i
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::VARCHAR[], ?::VARCHAR[], ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("index: incidents: %w", err)
+	}
+	defer st.Close()
+	own, err := tx.PrepareContext(ctx, `UPDATE alerts SET incident = ? WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("index: incidents: %w", err)
+	}
+	defer own.Close()
+	for i, u := range incs {
+		if last[u.Incident.ID] != i {
+			continue
+		}
+		inc := u.Incident
+		_, err := st.ExecContext(ctx, str(inc.ID), u.Status, inc.Severity.String(), inc.Score,
+			nullTime(inc.FirstSeen), nullTime(inc.LastSeen), nullTime(inc.Raised), nullStr(inc.Title), nullStr(inc.Tenant),
+			listLiteral(inc.Signals), listLiteral(inc.Mailboxes), inc.AlertCount,
+			inc.Impact.MessageCount, len(inc.Impact.Mailboxes), inc.Impact.Accesses, inc.Impact.EvidenceComplete)
+		if err != nil {
+			return fmt.Errorf("index: incident %s: %w", inc.ID, err)
+		}
+		for j := range inc.Alerts {
+			if _, err := own.ExecContext(ctx, str(inc.ID), AlertID(&inc.Alerts[j])); err != nil {
+				return fmt.Errorf("index: incident %s: %w", inc.ID, err)
+			}
+		}
+	}
+	// An incident whose alerts all went to others merged into them.
+	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ? WHERE status <> ? AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.incident = incidents.id)`,
+		StatusMerged, StatusMerged); err != nil {
+		return fmt.Errorf("index: incidents: %w", err)
+	}
+	return nil
+}
+
+// listLiteral renders a string list as the engine's list literal text, cast
+// by the statement: the driver binds no Go slices.
+func listLiteral(vs []string) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, v := range slices.Sorted(slices.Values(vs)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(str(v), "'", "''"))
+		b.WriteByte('\'')
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// linkAlerts sets (idx, sub) of the alerts not linked yet to the first
+// event of their source with their record id (one of the operation they
+// name, if any), looking at events of journal entries from on.
+func linkAlerts(ctx context.Context, q execQuerier, from uint64) error {
+	// Most updates find no alert waiting: skip the join.
+	var waiting bool
+	if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM alerts WHERE idx IS NULL AND record_id IS NOT NULL)`).Scan(&waiting); err != nil {
+		return fmt.Errorf("index: link alerts to their events: %w", err)
+	}
+	if !waiting {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, `UPDATE alerts SET idx = m.idx, sub = m.sub FROM (
+		SELECT a.id, arg_min(e.idx, [(e.op IS DISTINCT FROM a.op)::INTEGER, e.idx, e.sub]) AS idx,
+			arg_min(e.sub, [(e.op IS DISTINCT FROM a.op)::INTEGER, e.idx, e.sub]) AS sub
+		FROM alerts a JOIN events e ON e.record_id = a.record_id AND e.source = a.source
+		WHERE a.idx IS NULL AND a.record_id IS NOT NULL AND e.idx >= CAST(? AS UBIGINT)
+		GROUP BY a.id) m
+		WHERE alerts.id = m.id`, strconv.FormatUint(from, 10))
+	if err != nil {
+		return fmt.Errorf("index: link alerts to their events: %w", err)
+	}
+	return nil
+}
+
+// execQuerier is a *sql.DB or a *sql.Tx.
+type execQuerier interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+// Detections counts the rows detection wrote.
+type Detections struct {
+	Alerts, Linked, Incidents uint64
+}
+
+// DetectionCounts reports the rows of alerts (and how many are linked to
+// an event) and incidents.
+func (x *Index) DetectionCounts(ctx context.Context) (Detections, error) {
+	var d Detections
+	err := x.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM alerts), (SELECT count(idx) FROM alerts), (SELECT count(*) FROM incidents)`).
+		Scan(&d.Alerts, &d.Linked, &d.Incidents)
+	if err != nil {
+		return d, fmt.Errorf("index: count detections: %w", err)
+	}
+	return d, nil
+}
