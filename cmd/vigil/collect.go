@@ -33,6 +33,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	quiet := fs.Bool("quiet", false, "no progress line")
 	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DATA/index) up to date; vigil reindex catches up later")
+	memFlag := indexMemoryFlag(fs)
 	setHelp(fs, stderr, helpText{synopsis: "collect --config FILE [--once] [--since DURATION] [--tenant NAME] [--log-format json]",
 		summary: "Polls the vendors' audit-log APIs and appends every record, exactly once, to the journal; without --once until interrupted (see docs/collect.md)."})
 	pos, err := parseFlags(fs, args)
@@ -66,6 +67,14 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(cfg.Tenants) == 0 {
 		return usageError("%s: no tenants to collect", *config)
 	}
+	memSetting := *memFlag
+	if memSetting == "" && cfg.Server != nil {
+		memSetting = cfg.Server.IndexMemory
+	}
+	memory, err := parseIndexMemory(memSetting)
+	if err != nil {
+		return err
+	}
 	j, err := journal.Open(ctx, cfg.DataDir(), journal.Options{Logger: logger, Retention: indexRetention(cfg.Server)})
 	if err != nil {
 		return journalErr(err)
@@ -83,7 +92,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// The index follows the journal while collecting (a second each at
 	// most behind) and catches up once more before exit.
-	live, err := openLiveIndex(ctx, cfg.DataDir(), j, *noIndex, indexRetention(cfg.Server), logger)
+	live, err := openLiveIndex(ctx, cfg.DataDir(), j, *noIndex, indexRetention(cfg.Server), memory, logger)
 	if err != nil {
 		return err
 	}

@@ -24,11 +24,11 @@ type liveIndex struct {
 
 // openLiveIndex opens the index of the journal in data for following; skip
 // (--no-index) gives a nil liveIndex, whose methods do nothing.
-func openLiveIndex(ctx context.Context, data string, j journal.Log, skip bool, retention time.Duration, logger *slog.Logger) (*liveIndex, error) {
+func openLiveIndex(ctx context.Context, data string, j journal.Log, skip bool, retention time.Duration, memory int64, logger *slog.Logger) (*liveIndex, error) {
 	if skip {
 		return nil, nil
 	}
-	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention})
+	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention, MemoryLimit: memory})
 	if err != nil {
 		return nil, fmt.Errorf("%w (pass --no-index to run without the investigation index; vigil reindex --data %s rebuilds it)", err, data)
 	}

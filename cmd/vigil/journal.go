@@ -89,6 +89,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	quiet := fs.Bool("quiet", false, "nothing on stderr but warnings and errors (no progress, no informational log lines); the summary on stdout stays")
 	limits := addLimitFlags(fs)
 	noIndex := fs.Bool("no-index", false, "do not bring the investigation index (DIR/index) up to date")
+	memFlag := indexMemoryFlag(fs)
 	setHelp(fs, stderr, helpText{synopsis: "ingest --data DIR [flags] PATH...", summary: "Decodes audit logs and appends every record to the tamper-evident journal (duplicates are skipped).",
 		args: []argHelp{{"PATH...", "log files, directories (walked) or - for stdin"}}})
 	paths, err := parseFlags(fs, args)
@@ -103,6 +104,10 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *retentionDays <= 0 {
 		return usageError("--retention-days must be positive")
+	}
+	memory, err := parseIndexMemory(*memFlag)
+	if err != nil {
+		return err
 	}
 	if err := limits.Validate(); err != nil {
 		return usageError("%v", err)
@@ -231,7 +236,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := j.Close(); err != nil {
 		return err
 	}
-	if err := indexAfterIngest(ctx, *data, *noIndex, time.Duration(*retentionDays)*24*time.Hour, stdout); err != nil {
+	if err := indexAfterIngest(ctx, *data, *noIndex, time.Duration(*retentionDays)*24*time.Hour, memory, stdout); err != nil {
 		return err
 	}
 	return inputsErr(st)

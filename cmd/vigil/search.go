@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,7 @@ func init() {
 func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("search", stderr)
 	data := dataFlag(fs)
-	table := fs.String("table", "events", "rows to return: events (one per event) or mail_access (one per message read)")
+	table := fs.String("table", "events", "rows to return: events (one per event), mail_access (one per message read) or alerts (one per alert detection raised)")
 	since := fs.String("since", "", "only events at or after this time (2026-03-05, 2026-03-05T02:00, RFC 3339) or this long ago (90d, 12h)")
 	until := fs.String("until", "", "only events before this time (same forms as --since)")
 	format := fs.String("format", "table", "output: table, jsonl or csv")
@@ -33,6 +34,7 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sqlStmt := fs.String("sql", "", "run this read-only SQL statement over the documented tables instead of a query")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	wait := fs.Bool("wait", false, "if the index is behind the journal, catch up before answering (needs the index not open elsewhere)")
+	memFlag := indexMemoryFlag(fs)
 	timing := fs.Bool("timing", false, "print the time the query took inside the engine (without process start and index open) on stderr")
 	setHelp(fs, stderr, helpText{
 		synopsis: "search --data DIR [flags] QUERY...   (or --sql 'SELECT ...')",
@@ -59,9 +61,13 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *timeout <= 0 {
 		return usageError("--timeout must be positive")
 	}
+	memory, err := parseIndexMemory(*memFlag)
+	if err != nil {
+		return err
+	}
 	req := index.Request{Query: strings.Join(pos, " "), Table: index.Table(*table), Count: *count, GroupBy: *groupBy, Limit: *limit}
-	if req.Table != index.Events && req.Table != index.MailAccess {
-		return usageError("--table %q: events or mail_access", *table)
+	if !slices.Contains(index.SearchTables, req.Table) {
+		return usageError("--table %q: events, mail_access or alerts", *table)
 	}
 	now := time.Now()
 	if *since != "" {
@@ -82,7 +88,7 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	x, err := openForQuery(ctx, *data, *wait, stderr)
+	x, err := openForQuery(ctx, *data, *wait, memory, stderr)
 	if err != nil {
 		return err
 	}
@@ -118,10 +124,10 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // openForQuery opens the index of the journal in data for reading. An
 // index behind its journal says by how much; with wait it catches up first.
-func openForQuery(ctx context.Context, data string, wait bool, stderr io.Writer) (*index.Index, error) {
+func openForQuery(ctx context.Context, data string, wait bool, memory int64, stderr io.Writer) (*index.Index, error) {
 	dir := index.Path(data)
 	if wait {
-		w, err := index.Open(ctx, dir, index.Options{})
+		w, err := index.Open(ctx, dir, index.Options{MemoryLimit: memory})
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +142,7 @@ func openForQuery(ctx context.Context, data string, wait bool, stderr io.Writer)
 			fmt.Fprintf(stderr, "vigil: index caught up on journal entries %d to %d\n", st.From, st.To-1)
 		}
 	}
-	x, err := index.Open(ctx, dir, index.Options{ReadOnly: true})
+	x, err := index.Open(ctx, dir, index.Options{ReadOnly: true, MemoryLimit: memory})
 	if errors.Is(err, index.ErrNoIndex) {
 		return nil, usageError("%s has %v", data, err)
 	}

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/collect/setup"
 	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/server"
 )
 
 func init() {
@@ -20,18 +22,52 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fset := newFlagSet("reindex", stderr)
 	data := dataFlag(fset)
 	days := fset.Int("retention-days", 0, "drop the rows of entries received more than this many days ago, as vigil serve does with server: retention_days (0: keep every entry the journal holds)")
-	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR [--retention-days N]",
-		summary: "throws the investigation index away and builds it again from every journal entry (the journal is not changed)."})
+	config := fset.String("config", "", "vigil.yaml whose server: networks detection uses, as vigil serve does")
+	var netFiles multiFlag
+	fset.Var(&netFiles, "networks", "also use this network table (CSV or MaxMind .mmdb) for detection, as server: networks does (repeatable)")
+	noDetect := fset.Bool("no-detect", false, "leave the alerts and incidents tables empty instead of running detection over the journal")
+	memFlag := indexMemoryFlag(fset)
+	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR [--retention-days N] [--config FILE] [--networks FILE]... [--no-detect]",
+		summary: "throws the investigation index away and builds it again from every journal entry (the journal is not changed), then runs vigil serve's detection over the journal to fill the alerts and incidents tables."})
 	if err := parseNoArgs(fset, args, data); err != nil {
 		return err
 	}
 	if *days < 0 {
 		return usageError("--retention-days must be positive (0 keeps everything)")
 	}
+	memory, err := parseIndexMemory(*memFlag)
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
 		return usageError("--data %s: not a journal: %v", *data, err)
 	}
-	x, err := index.Open(ctx, index.Path(*data), index.Options{Fresh: true, Retention: time.Duration(*days) * 24 * time.Hour})
+	var det *serveDetection
+	var tmp string
+	if !*noDetect {
+		files := []string(netFiles)
+		if *config != "" {
+			cfg, err := setup.Load(*config)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			if cfg.Server != nil {
+				for _, n := range cfg.Server.Networks {
+					files = append(files, cfg.Resolve(n))
+				}
+			}
+		}
+		if tmp, err = os.MkdirTemp("", "vigil-reindex-*"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if det, err = newServeDetection(files, tmp); err != nil {
+			return err
+		}
+	} else if *config != "" || len(netFiles) > 0 {
+		return usageError("--config and --networks are for detection; --no-detect runs none")
+	}
+	x, err := index.Open(ctx, index.Path(*data), index.Options{Fresh: true, Retention: time.Duration(*days) * 24 * time.Hour, MemoryLimit: memory})
 	if err != nil {
 		return err
 	}
@@ -40,11 +76,28 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := x.Close(); err != nil {
-		return err
-	}
 	printIndexStats(stdout, "reindexed", st, index.Path(*data))
-	return nil
+	if det != nil {
+		began := time.Now()
+		ds, err := server.DetectJournal(ctx, *data, st.From, det.newPipeline, det.newDecoder, server.NewDetectionIndex(x, nil))
+		if err != nil {
+			return fmt.Errorf("the index holds the journal's events, but detection failed (vigil reindex again, or --no-detect): %w", err)
+		}
+		// Retention drops the alerts of the entries it dropped, as it did
+		// the events.
+		if *days > 0 {
+			if _, err := x.Expire(ctx, time.Now()); err != nil {
+				return err
+			}
+		}
+		counts, err := x.DetectionCounts(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "index: detection read %d journal entries (%d events) in %s: %d alerts (%d linked to their event), %d incidents\n",
+			ds.Entries, ds.Events, time.Since(began).Round(time.Millisecond), counts.Alerts, counts.Linked, counts.Incidents)
+	}
+	return x.Close()
 }
 
 func printIndexStats(w io.Writer, verb string, st index.UpdateStats, dir string) {
@@ -85,11 +138,11 @@ func dirBytes(dir string) int64 {
 // indexAfterIngest brings the index up to the journal just appended to.
 // The journal holds the records whatever happens here, so a failure says
 // how to recover rather than hiding the append.
-func indexAfterIngest(ctx context.Context, data string, skip bool, retention time.Duration, stdout io.Writer) error {
+func indexAfterIngest(ctx context.Context, data string, skip bool, retention time.Duration, memory int64, stdout io.Writer) error {
 	if skip {
 		return nil
 	}
-	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention})
+	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention, MemoryLimit: memory})
 	if err == nil {
 		var st index.UpdateStats
 		st, err = x.Update(ctx, data)

@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
 )
 
 func TestSearchCommands(t *testing.T) {
@@ -106,5 +114,166 @@ func TestSearchCommands(t *testing.T) {
 	code, _, errs = runVigil(t, "timeline", "--data", dir, "--ip", ip, "--user", "x")
 	if code != 2 || !strings.Contains(errs, "give one of") {
 		t.Fatalf("two entities: exit %d: %s", code, errs)
+	}
+}
+
+// vigil reindex runs vigil serve's detection over the journal: the
+// forged-token intrusion's alerts (high: the incident they make is
+// critical) are found with level:high and by their rule, over the alerts table and over the events they were
+// raised on; a second reindex writes the same alerts and incidents.
+func TestReindexFillsAlertsAndIncidents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates and detects a tenant")
+	}
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 15, Days: 14, Seed: 3,
+		Campaigns: []string{simulate.CampaignForgedToken}, Confounders: simulate.ConfounderNames}, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, f := range truth.Files {
+		if f.Source != "networks" {
+			paths = append(paths, filepath.Join(logs, f.Name))
+		}
+	}
+	// The records in time order, as a live feed appends them (detection
+	// reads the journal in its order).
+	type rec struct {
+		t   time.Time
+		raw []byte
+	}
+	var recs []rec
+	var prev *event.Event
+	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {
+		if prev == nil || !source.SameRecord(prev, e) {
+			recs = append(recs, rec{e.Time, bytes.Clone(bytes.TrimSpace(e.Raw))})
+		}
+		prev = e
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
+	var feed bytes.Buffer
+	for _, r := range recs {
+		feed.Write(r.raw)
+		feed.WriteByte('\n')
+	}
+	feedFile := filepath.Join(dir, "feed.jsonl")
+	if err := os.WriteFile(feedFile, feed.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "journal")
+	if code, _, errs := runVigil(t, "ingest", "--data", data, "--quiet", "--no-index", "--quarantine", filepath.Join(dir, "q.jsonl"), feedFile); code != 0 {
+		t.Fatalf("ingest: exit %d: %s", code, errs)
+	}
+	nets := filepath.Join(logs, simulate.NetworksFile)
+	dump := func() string {
+		t.Helper()
+		code, out, errs := runVigil(t, "search", "--data", data, "--format", "csv", "--limit", "100000", "--sql",
+			"SELECT * EXCLUDE (raised) FROM alerts ORDER BY id")
+		if code != 0 {
+			t.Fatalf("sql: exit %d: %s", code, errs)
+		}
+		code, incs, errs := runVigil(t, "search", "--data", data, "--format", "csv", "--sql", "SELECT * FROM incidents ORDER BY id")
+		if code != 0 {
+			t.Fatalf("sql: exit %d: %s", code, errs)
+		}
+		return out + incs
+	}
+	code, out, errs := runVigil(t, "reindex", "--data", data, "--networks", nets, "--index-memory", "256MiB")
+	m := regexp.MustCompile(`detection read \d+ journal entries \(\d+ events\) in \S+: ([1-9]\d*) alerts \((\d+) linked to their event\), ([1-9]\d*) incidents`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("reindex: exit %d: %s%s", code, out, errs)
+	}
+	if linked, _ := strconv.Atoi(m[2]); linked == 0 {
+		t.Errorf("no alert linked to its event: %s", out)
+	}
+	first := dump()
+
+	code, out, errs = runVigil(t, "search", "--data", data, "--table", "alerts", "--format", "jsonl", "--limit", "100000", "level:high")
+	if code != 0 || out == "" {
+		t.Fatalf("level:high: exit %d: %q %s", code, out, errs)
+	}
+	rules := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var a map[string]any
+		if err := json.Unmarshal([]byte(l), &a); err != nil || a["level"] != "high" {
+			t.Fatalf("level:high row %s: %v", l, err)
+		}
+		rules[a["rule"].(string)] = true
+	}
+	if !rules["D1"] {
+		t.Errorf("no high D1 (mail read with a token no sign-in issued) alert: rules %v", rules)
+	}
+	code, out, errs = runVigil(t, "search", "--data", data, "--table", "alerts", "--count", `rule:"mail read with a token and session no sign-in issued" AND level:high`)
+	if code != 0 || strings.TrimSpace(out) == "COUNT\n0" {
+		t.Fatalf("rule by title: exit %d: %q %s", code, out, errs)
+	}
+	code, out, errs = runVigil(t, "search", "--data", data, "--sql", "SELECT count(*) AS n FROM incidents WHERE severity = 'critical' AND messages_read > 0")
+	if code != 0 || strings.TrimSpace(out) != "N\n1" {
+		t.Fatalf("no critical incident with its impact: exit %d: %q %s", code, out, errs)
+	}
+	// The events the D1 alerts were raised on are the intruder's mail reads.
+	code, out, errs = runVigil(t, "search", "--data", data, "--format", "jsonl", "--limit", "100000", "level:high AND rule:D1")
+	if code != 0 || out == "" {
+		t.Fatalf("events of critical alerts: exit %d: %q %s", code, out, errs)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e["kind"] != "mail" {
+			t.Fatalf("event of a D1 alert %s: %v", l, err)
+		}
+	}
+	code, _, errs = runVigil(t, "search", "--data", data, "--table", "alerts", "level:severe")
+	if code != 2 || !strings.Contains(errs, `"level:severe": level is one of`) {
+		t.Fatalf("level:severe: exit %d: %s", code, errs)
+	}
+	code, _, errs = runVigil(t, "search", "--data", data, "--index-memory", "1MiB", "--count")
+	if code != 2 || !strings.Contains(errs, `index memory "1MiB" (--index-memory, server: index_memory): at least 64MiB`) {
+		t.Fatalf("--index-memory 1MiB: exit %d: %s", code, errs)
+	}
+
+	if code, out, errs = runVigil(t, "reindex", "--data", data, "--networks", nets); code != 0 {
+		t.Fatalf("second reindex: exit %d: %s%s", code, out, errs)
+	}
+	if again := dump(); again != first {
+		t.Errorf("a second reindex wrote other alerts or incidents:\n%s\nfirst:\n%s", again, first)
+	}
+	if code, out, errs = runVigil(t, "reindex", "--data", data, "--no-detect"); code != 0 || strings.Contains(out, "detection read") {
+		t.Fatalf("reindex --no-detect: exit %d: %s%s", code, out, errs)
+	}
+	if code, out, _ = runVigil(t, "search", "--data", data, "--table", "alerts", "--count"); code != 0 || strings.TrimSpace(out) != "COUNT\n0" {
+		t.Errorf("alerts after reindex --no-detect: exit %d: %q", code, out)
+	}
+}
+
+func TestParseIndexMemory(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"", 0, ""},
+		{"512MiB", 512 << 20, ""},
+		{"8GiB", 8 << 30, ""},
+		{"2G", 2 << 30, ""},
+		{"1.5gb", 3 << 29, ""},
+		{"67108864", 64 << 20, ""},
+		{"1MiB", 0, "at least 64MiB"},
+		{"lots", 0, "want a size"},
+		{"-1GiB", 0, "want a size"},
+		{"2PiB", 0, "want a size"},
+		{"9999TiB", 0, "more than a pebibyte"},
+	} {
+		got, err := parseIndexMemory(c.in)
+		if c.err == "" && (err != nil || got != c.want) {
+			t.Errorf("%q: %d, %v; want %d", c.in, got, err, c.want)
+		}
+		if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%q: %d, %v; want an error saying %q", c.in, got, err, c.err)
+		}
 	}
 }

@@ -29,12 +29,17 @@ func runEntityTimeline(ctx context.Context, args []string, stdout, stderr io.Wri
 	limit := fs.Int("limit", index.DefaultLimit, "at most this many events (in the window)")
 	format := fs.String("format", "table", "output: table, jsonl or csv")
 	wait := fs.Bool("wait", false, "if the index is behind the journal, catch up first")
+	memFlag := indexMemoryFlag(fs)
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	setHelp(fs, stderr, helpText{
 		synopsis: "timeline --data DIR --user|--mailbox|--ip|--app|--session|--token VALUE [--around T --window D]",
 		summary:  "prints one entity's sign-ins, mail access and audits in time order, from the investigation index (--ip takes an address or CIDR prefix; --app matches the app or the client app).",
 	})
 	if err := parseNoArgs(fs, args, data); err != nil {
+		return err
+	}
+	memory, err := parseIndexMemory(*memFlag)
+	if err != nil {
 		return err
 	}
 	var req index.TimelineRequest
@@ -70,7 +75,7 @@ func runEntityTimeline(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	x, err := openForQuery(ctx, *data, *wait, stderr)
+	x, err := openForQuery(ctx, *data, *wait, memory, stderr)
 	if err != nil {
 		return err
 	}

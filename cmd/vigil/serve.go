@@ -15,11 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/collect"
 	"github.com/vigil-audit/vigil/internal/collect/setup"
-	"github.com/vigil-audit/vigil/internal/detect"
-	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server"
 	"github.com/vigil-audit/vigil/internal/server/auth"
@@ -37,6 +37,7 @@ func init() {
 type serveOptions struct {
 	data, listen, certFile, keyFile string
 	demo, noIndex                   bool
+	indexMemory                     int64
 	demoUsers, demoDays             int
 	demoDuration                    time.Duration
 }
@@ -64,6 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoDays := fs.Int("demo-days", 21, "days in the --demo tenant")
 	demoDuration := fs.Duration("demo-duration", 90*time.Second, "wall time the --demo replay takes")
 	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DIR/index) up to date; /api/v1/search answers 503")
+	memFlag := fs.String("index-memory", "", fmt.Sprintf("memory the investigation index's engine may use, such as 512MiB or 8GiB (VIGIL_INDEX_MEMORY, server: index_memory; default %dGiB)", index.DefaultMemoryLimit>>30))
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the whole run to this file (written at shutdown)")
 	setHelp(fs, stderr, helpText{synopsis: "serve [--config FILE] [--data DIR] [--listen ADDR] [--demo]",
@@ -116,6 +118,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		keyFile:  settingFrom(*keyFile, "VIGIL_TLS_KEY_FILE", cfg.Resolve(scfg.TLSKeyFile), ""),
 		demo:     *demo, noIndex: *noIndex, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
 	}
+	if o.indexMemory, err = parseIndexMemory(settingFrom(*memFlag, "VIGIL_INDEX_MEMORY", scfg.IndexMemory, "")); err != nil {
+		return err
+	}
 	if o.demo {
 		if err := checkSimSize(o.demoUsers, o.demoDays); err != nil {
 			return err
@@ -140,7 +145,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		return journalErr(err)
 	}
 	defer j.Close()
-	live, err := openLiveIndex(ctx, o.data, j, o.noIndex, retention, logger)
+	live, err := openLiveIndex(ctx, o.data, j, o.noIndex, retention, o.indexMemory, logger)
 	if err != nil {
 		return err
 	}
@@ -188,43 +193,37 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		}
 		netFiles = append(netFiles, demo.networks)
 	}
-	var nets []behavior.Networks
-	for _, f := range netFiles {
-		n, err := loadNetworks(f)
-		if err != nil {
-			return usageError("networks: %v", err)
-		}
-		nets = append(nets, n)
-	}
-	rs, err := demoRules()
-	if err != nil {
-		return err
-	}
-	hot := append(rs.FieldSyms(), event.MailAccessFields...)
-	bcfg := behavior.DefaultConfig()
-	ic := bcfg.IncidentConfig()
 	detectDir := filepath.Join(o.data, "detect")
 	if err := os.MkdirAll(detectDir, 0o700); err != nil {
 		return err
 	}
+	det, err := newServeDetection(netFiles, detectDir)
+	if err != nil {
+		return err
+	}
+	rs, bcfg := det.rules, det.bcfg
 	// Rules an admin disabled: journal entries the watcher applies in
 	// journal order, muting the pipeline's alerts from there on.
 	switches := server.NewRuleSwitches()
+	det.mute = switches.Mute
 	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, o.demo, logger)
+	// Detection's alerts and incidents go to the index's tables too.
+	var detIdx *server.DetectionIndex
+	if f := live.follower(); f != nil {
+		detIdx = server.NewDetectionIndex(f.Index(), logger)
+	}
 	watcher := server.NewWatcher(j, server.WatcherOptions{
-		NewPipeline: func(s detect.Sink) *detect.Pipeline {
-			opts := behavior.Options{TempDir: detectDir}
-			if len(nets) > 0 {
-				opts.Networks = behavior.CombineNetworks(nets...)
-			}
-			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(bcfg, opts), Incidents: &ic, TempDir: detectDir, Mute: switches.Mute}, s)
+		NewPipeline: det.newPipeline,
+		NewDecoder:  det.newDecoder,
+		Outbox:      outbox,
+		Logger:      logger,
+		StateDir:    detectDir,
+		OnEntry:     uiData.Entry,
+		OnAlert: func(a *alert.Alert) {
+			uiData.Alert(a)
+			detIdx.Alert(a)
 		},
-		NewDecoder: func() *source.Decoder { return source.NewDecoder(nil, hot) },
-		Outbox:     outbox,
-		Logger:     logger,
-		StateDir:   detectDir,
-		OnEntry:    uiData.Entry,
-		OnAlert:    uiData.Alert,
+		OnIncident: detIdx.Incident,
 		Rules:      switches,
 	})
 	uiData.Watch(watcher)
@@ -283,6 +282,8 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		})
 	}
 	live.run(runCtx)
+	detIdxDone := make(chan struct{})
+	go func() { detIdx.Run(runCtx); close(detIdxDone) }()
 
 	scheme := "http"
 	if o.certFile != "" {
@@ -308,6 +309,13 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	wg.Wait()
 	werr := <-watchErr
 	<-outboxDone
+	<-detIdxDone
+	// Detection has stopped: what it raised last goes to the index.
+	ictx, icancel := context.WithTimeout(context.Background(), catchUpTime)
+	if err := detIdx.Flush(ictx); err != nil {
+		logger.Warn("detections not written to the investigation index at exit (vigil reindex writes them)", "err", err)
+	}
+	icancel()
 	if err := live.close(); err != nil {
 		logger.Warn("closing the investigation index", "err", err)
 	}

@@ -367,7 +367,55 @@ server:
 		}
 	}
 	beforeIDs := settled(s)
+	// Detection's alerts are in the index: the intrusion's D1 alerts (high;
+	// the incident they make is critical) by level and rule, over the
+	// alerts table and over the events they were raised on.
+	var al, ev struct {
+		Rows      []map[string]any
+		Truncated bool
+	}
+	if code := s.get(t, "/api/v1/search?table=alerts&limit=10000&q="+url.QueryEscape("level:high AND rule:D1"), &al); code != 200 || len(al.Rows) == 0 {
+		t.Fatalf("alerts level:high rule:D1: %d, %d rows", code, len(al.Rows))
+	}
+	for _, a := range al.Rows {
+		if a["level"] != "high" || a["rule"] != "D1" || a["idx"] == nil {
+			t.Fatalf("alert row %v", a)
+		}
+	}
+	if code := s.get(t, "/api/v1/search?limit=10000&q="+url.QueryEscape("level:high rule:D1"), &ev); code != 200 || len(ev.Rows) == 0 {
+		t.Fatalf("events of the D1 alerts: %d, %d rows for %d alerts", code, len(ev.Rows), len(al.Rows))
+	}
+	evIdx := map[float64]bool{}
+	for _, e := range ev.Rows {
+		evIdx[e["idx"].(float64)] = true
+	}
+	for _, a := range al.Rows {
+		if !evIdx[a["idx"].(float64)] {
+			t.Errorf("the event of alert %v is not found by level:high rule:D1", a)
+		}
+	}
 	s.stop(t)
+	// detections counts what the index holds, the server stopped.
+	detections := func() string {
+		t.Helper()
+		x, err := index.Open(t.Context(), index.Path(filepath.Join(dir, "data")), index.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		res, err := x.SQL(t.Context(), `SELECT (SELECT count(*) FROM alerts), (SELECT count(DISTINCT (rule, time, record_id, title, mailbox)) FROM alerts),
+			(SELECT count(*) FROM incidents WHERE severity = 'critical' AND status <> 'merged' AND messages_read > 0),
+			(SELECT count(*) FROM alerts WHERE incident IN (SELECT id FROM incidents WHERE severity = 'critical'))`, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(res.Rows[0]...)
+	}
+	detBefore := detections()
+	var na, nd, ncrit, ncritAlerts int
+	if _, err := fmt.Sscan(detBefore, &na, &nd, &ncrit, &ncritAlerts); err != nil || na < len(al.Rows) || nd != na || ncrit == 0 || ncritAlerts == 0 {
+		t.Fatalf("index after the first run: alerts, distinct alerts, critical incidents with impact, their alerts = %s (%v)", detBefore, err)
+	}
 	hookMu.Lock()
 	before := len(hookIDs)
 	hookMu.Unlock()
@@ -396,6 +444,10 @@ server:
 		t.Errorf("events in the index before the restart %v, after %v", countBefore.Rows, countAfter.Rows)
 	}
 	s2.stop(t)
+	// The restart replayed its snapshot's alerts into the index: no row twice.
+	if detAfter := detections(); detAfter != detBefore {
+		t.Errorf("index detections after the restart %s, before %s", detAfter, detBefore)
+	}
 	x, err := index.Open(t.Context(), index.Path(filepath.Join(dir, "data")), index.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)

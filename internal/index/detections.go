@@ -55,6 +55,8 @@ func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []
 	if len(alerts) == 0 && len(incs) == 0 {
 		return nil
 	}
+	x.detMu.Lock()
+	defer x.detMu.Unlock()
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index: detections: %w", err)
@@ -67,7 +69,11 @@ func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []
 		return err
 	}
 	if len(alerts) > 0 {
-		if err := linkAlerts(ctx, tx, 0); err != nil {
+		ids := make([]string, len(alerts))
+		for i := range alerts {
+			ids[i] = AlertID(&alerts[i])
+		}
+		if err := linkAlerts(ctx, tx, 0, ids); err != nil {
 			return err
 		}
 	}
@@ -202,10 +208,12 @@ func listLiteral(vs []string) string {
 	return b.String()
 }
 
-// linkAlerts sets (idx, sub) of the alerts not linked yet to the first
-// event of their source with their record id (one of the operation they
-// name, if any), looking at events of journal entries from on.
-func linkAlerts(ctx context.Context, q execQuerier, from uint64) error {
+// linkAlerts sets (idx, sub) of the alerts not linked yet (of those named
+// by ids, when not nil) to the first event of their source with their
+// record id (one of the operation they name, if any), looking at events of
+// journal entries from on. An alert whose record is not indexed is tried
+// again by each update, against the events it adds only.
+func linkAlerts(ctx context.Context, q execQuerier, from uint64, ids []string) error {
 	// Most updates find no alert waiting: skip the join.
 	var waiting bool
 	if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM alerts WHERE idx IS NULL AND record_id IS NOT NULL)`).Scan(&waiting); err != nil {
@@ -218,9 +226,9 @@ func linkAlerts(ctx context.Context, q execQuerier, from uint64) error {
 		SELECT a.id, arg_min(e.idx, [(e.op IS DISTINCT FROM a.op)::INTEGER, e.idx, e.sub]) AS idx,
 			arg_min(e.sub, [(e.op IS DISTINCT FROM a.op)::INTEGER, e.idx, e.sub]) AS sub
 		FROM alerts a JOIN events e ON e.record_id = a.record_id AND e.source = a.source
-		WHERE a.idx IS NULL AND a.record_id IS NOT NULL AND e.idx >= CAST(? AS UBIGINT)
+		WHERE a.idx IS NULL AND a.record_id IS NOT NULL AND e.idx >= CAST(? AS UBIGINT) AND (? OR list_contains(?::VARCHAR[], a.id))
 		GROUP BY a.id) m
-		WHERE alerts.id = m.id`, strconv.FormatUint(from, 10))
+		WHERE alerts.id = m.id`, strconv.FormatUint(from, 10), ids == nil, listLiteral(ids))
 	if err != nil {
 		return fmt.Errorf("index: link alerts to their events: %w", err)
 	}

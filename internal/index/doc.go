@@ -9,6 +9,9 @@
 // can be thrown away and rebuilt (Rebuild) with the same result. Rows are
 // keyed by journal index and the event's number within its record, so the
 // raw record is always fetched from the journal, never from the index.
+// Alerts and incidents are not decoded from the journal: detection writes
+// them (PutDetections), keyed by a stable alert id so a replay adds no row
+// twice, and each alert is linked to its event through its record id.
 //
 // One process at a time may open an index for writing; read-only opens
 // (search, timeline) may share it with each other but not with a writer.

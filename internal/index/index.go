@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,11 @@ type Index struct {
 
 	retention  time.Duration
 	lastExpire time.Time // of this process; the first update expires
+
+	// detMu orders the writes to alerts (detection's, and the links an
+	// update adds): the engine fails one of two transactions that change
+	// the same rows.
+	detMu sync.Mutex
 }
 
 // Options configure Open.
@@ -344,7 +350,10 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	}
 	if st.To > st.From {
 		// Alerts detection wrote before their events were indexed.
-		if err := linkAlerts(ctx, x.db, st.From); err != nil {
+		x.detMu.Lock()
+		err := linkAlerts(ctx, x.db, st.From, nil)
+		x.detMu.Unlock()
+		if err != nil {
 			return st, err
 		}
 	}

@@ -47,6 +47,7 @@ type cursor struct {
 	Idx   uint64 `json:"i"`
 	Sub   int    `json:"s"`
 	N     int    `json:"m,omitempty"` // the row within its event (mail_access)
+	ID    string `json:"a,omitempty"` // the alert (alerts, timelines)
 	Below uint64 `json:"b"`
 	Now   int64  `json:"n"` // unix nanoseconds
 }
@@ -77,7 +78,7 @@ func decodeCursor(s, digest string) (*cursor, error) {
 }
 
 func (c *cursor) key() *index.Key {
-	k := &index.Key{Idx: c.Idx, Sub: c.Sub, N: c.N}
+	k := &index.Key{Idx: c.Idx, Sub: c.Sub, N: c.N, ID: c.ID}
 	if c.Time != "" {
 		k.Time, _ = time.Parse(time.RFC3339Nano, c.Time)
 	}
@@ -85,7 +86,7 @@ func (c *cursor) key() *index.Key {
 }
 
 func newCursor(digest string, k *index.Key, below uint64, now time.Time) string {
-	c := &cursor{V: 1, Query: digest, Idx: k.Idx, Sub: k.Sub, N: k.N, Below: below, Now: now.UnixNano()}
+	c := &cursor{V: 1, Query: digest, Idx: k.Idx, Sub: k.Sub, N: k.N, ID: k.ID, Below: below, Now: now.UnixNano()}
 	if !k.Time.IsZero() {
 		c.Time = k.Time.UTC().Format(time.RFC3339Nano)
 	}
@@ -233,8 +234,8 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 	if req.Table == "" {
 		req.Table = index.Events
 	}
-	if req.Table != index.Events && req.Table != index.MailAccess {
-		writeError(w, http.StatusBadRequest, "table: events or mail_access")
+	if !slices.Contains(index.SearchTables, req.Table) {
+		writeError(w, http.StatusBadRequest, "table: events, mail_access or alerts")
 		return
 	}
 	switch q.Get("count") {

@@ -234,7 +234,7 @@ func TestSearchAPIRefusals(t *testing.T) {
 		{"/api/v1/search", url.Values{"q": {"ip:10.0.0.0/33"}}, 400, "10.0.0.0/33"},
 		{"/api/v1/search", url.Values{"limit": {"100000"}}, 400, "limit: want a number from 1 to 10000"},
 		{"/api/v1/search", url.Values{"limit": {"0"}}, 400, "limit"},
-		{"/api/v1/search", url.Values{"table": {"meta"}}, 400, "table: events or mail_access"},
+		{"/api/v1/search", url.Values{"table": {"meta"}}, 400, "table: events, mail_access or alerts"},
 		{"/api/v1/search", url.Values{"since": {"yesterdayish"}}, 400, "since"},
 		{"/api/v1/search", url.Values{"group_by": {"nosuch"}}, 400, `group_by "nosuch": not a field of events`},
 		{"/api/v1/search", url.Values{"cursor": {"!!"}}, 400, "not a cursor this server issued"},

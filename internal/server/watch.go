@@ -73,9 +73,10 @@ type Watcher struct {
 	resumed    uint64 // the offset a snapshot restored
 	snapshots  uint64
 
-	onEntry func(index uint64, en *journal.Entry, evs []*event.Event)
-	onAlert func(*alert.Alert)
-	rules   *RuleSwitches
+	onEntry    func(index uint64, en *journal.Entry, evs []*event.Event)
+	onAlert    func(*alert.Alert)
+	onIncident func(detect.Update)
+	rules      *RuleSwitches
 }
 
 // SourceStat is what detection has read of one source.
@@ -120,6 +121,9 @@ type WatcherOptions struct {
 	// journal order, and are kept in the snapshot; the pipeline's Mute
 	// should be theirs. nil: switches are not applied.
 	Rules *RuleSwitches
+	// OnIncident hears every incident update, on the detection goroutine
+	// (the investigation index keeps its incidents table with it).
+	OnIncident func(detect.Update)
 }
 
 // NewWatcher returns a watcher over j.
@@ -145,7 +149,7 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
-		onEntry: o.OnEntry, onAlert: o.OnAlert, rules: o.Rules}
+		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, rules: o.Rules}
 }
 
 // SetCollectors lets /api/v1/sources report the collectors' state.
@@ -712,6 +716,9 @@ func (w *Watcher) Incident(u detect.Update) {
 		detect.SeverityChanged: "severity_changed", detect.ImpactChanged: "impact_changed"}[u.Kind]
 	if m != nil {
 		m.IncidentUpdates.WithLabelValues(kind).Inc()
+	}
+	if w.onIncident != nil {
+		w.onIncident(u)
 	}
 	if w.outbox == nil {
 		return

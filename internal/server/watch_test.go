@@ -31,6 +31,7 @@ type watchRig struct {
 	outbox             *sink.Outbox
 	nets               behavior.Networks
 	halves             [2][]journal.Entry
+	det                *DetectionIndex // nil: detection writes no index
 }
 
 func newWatchRig(t *testing.T) *watchRig {
@@ -112,6 +113,7 @@ func (r *watchRig) run(t *testing.T) (*Watcher, []string) {
 		},
 		Outbox: r.outbox, Logger: slog.New(slog.DiscardHandler), StateDir: r.state,
 		Refresh: 50 * time.Millisecond, SnapshotEvery: time.Nanosecond,
+		OnAlert: r.det.Alert, OnIncident: r.det.Incident,
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

@@ -29,6 +29,9 @@ type Server struct {
 	// Networks are IP → ASN/country tables for the behaviours (MaxMind
 	// .mmdb files or vigil's CSV network table), as hunt's --networks.
 	Networks []string `yaml:"networks"`
+	// IndexMemory bounds the investigation index's engine memory, as
+	// --index-memory (such as "2GiB"; "" for the default).
+	IndexMemory string `yaml:"index_memory"`
 	// Notifications are vendor push endpoints that wake a tenant's
 	// collectors (POST /api/v1/notify/{type}/{tenant}).
 	Notifications []Notification `yaml:"notifications"`

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// DetectionIndex writes what detection raises into the investigation
+// index: every alert (a row each, keyed by a stable id, so the replay of a
+// restart adds none twice) and the latest state of every incident. It
+// batches: the detection goroutine only appends to memory, and Run writes
+// every second, so the engine's transactions do not slow detection down.
+// The batch is bounded: past maxPendingAlerts the detection goroutine
+// writes it itself.
+type DetectionIndex struct {
+	x   *index.Index
+	log *slog.Logger
+
+	mu      sync.Mutex
+	alerts  []alert.Alert
+	incs    []index.IncidentUpdate
+	incAt   map[string]int // incident id → its place in incs
+	written uint64         // alerts written by this process
+}
+
+// maxPendingAlerts bounds the alerts waiting for a write.
+const maxPendingAlerts = 5000
+
+// NewDetectionIndex writes into x, opened for writing.
+func NewDetectionIndex(x *index.Index, logger *slog.Logger) *DetectionIndex {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &DetectionIndex{x: x, log: logger, incAt: map[string]int{}}
+}
+
+// Alert queues an alert (for WatcherOptions.OnAlert).
+func (d *DetectionIndex) Alert(a *alert.Alert) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.alerts = append(d.alerts, *a)
+	full := len(d.alerts) >= maxPendingAlerts
+	d.mu.Unlock()
+	if full {
+		if err := d.Flush(context.Background()); err != nil {
+			d.log.Error("alerts not written to the investigation index", "err", err)
+		}
+	}
+}
+
+// incidentStatus names an update as the incidents table does.
+var incidentStatus = map[detect.UpdateKind]string{
+	detect.Opened: index.StatusOpened, detect.Grew: index.StatusGrew,
+	detect.SeverityChanged: index.StatusSeverityChanged, detect.ImpactChanged: index.StatusImpactChanged,
+}
+
+// Incident queues an incident's new state (for WatcherOptions.OnIncident);
+// one per incident waits, the latest.
+func (d *DetectionIndex) Incident(u detect.Update) {
+	if d == nil {
+		return
+	}
+	up := index.IncidentUpdate{Status: incidentStatus[u.Kind], Incident: u.Incident}
+	d.mu.Lock()
+	if i, ok := d.incAt[u.Incident.ID]; ok {
+		d.incs[i] = up
+	} else {
+		d.incAt[u.Incident.ID] = len(d.incs)
+		d.incs = append(d.incs, up)
+	}
+	d.mu.Unlock()
+}
+
+// Flush writes what waits. On failure the batch is kept for the next
+// try, up to twice maxPendingAlerts alerts; past that the oldest are given up,
+// with an error saying how many (vigil reindex writes them again).
+func (d *DetectionIndex) Flush(ctx context.Context) error {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	as, incs := d.alerts, d.incs
+	d.alerts, d.incs, d.incAt = nil, nil, map[string]int{}
+	d.mu.Unlock()
+	if len(as) == 0 && len(incs) == 0 {
+		return nil
+	}
+	err := d.x.PutDetections(ctx, as, incs)
+	if err == nil {
+		d.mu.Lock()
+		d.written += uint64(len(as))
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Put the batch back before what came meanwhile; later incident
+	// states win.
+	as = append(as, d.alerts...)
+	if over := len(as) - 2*maxPendingAlerts; over > 0 {
+		d.log.Error("alerts given up by the investigation index after failed writes (vigil reindex writes them again)", "alerts", over)
+		as = as[over:]
+	}
+	newer := d.incs
+	d.alerts, d.incs, d.incAt = as, nil, map[string]int{}
+	for _, u := range append(incs, newer...) {
+		if i, ok := d.incAt[u.Incident.ID]; ok {
+			d.incs[i] = u
+		} else {
+			d.incAt[u.Incident.ID] = len(d.incs)
+			d.incs = append(d.incs, u)
+		}
+	}
+	return err
+}
+
+// Written is how many alerts this process wrote (a replayed alert that
+// was already there counts, and adds no row).
+func (d *DetectionIndex) Written() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.written
+}
+
+// Run writes every second until ctx ends; the caller flushes once more
+// after detection has stopped.
+func (d *DetectionIndex) Run(ctx context.Context) {
+	if d == nil {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := d.Flush(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("detections not written to the investigation index; retried", "err", err)
+		}
+	}
+}
+
+// DetectStats says what DetectJournal read and raised.
+type DetectStats struct {
+	Entries, Undecoded, Events, Alerts uint64
+}
+
+// DetectJournal runs detection once over the journal in dataDir, from
+// entry from to its end, as the watcher of vigil serve reads it (journal
+// order, the same decoding and origins), then ends the input: the
+// detectors' pending alerts are raised and the incidents grouped and
+// measured a last time. Alerts and incident states go to d, which is
+// flushed. It reads without the journal's lock (vigil reindex).
+func DetectJournal(ctx context.Context, dataDir string, from uint64, newPipeline func(detect.Sink) *detect.Pipeline,
+	newDecoder func() *source.Decoder, d *DetectionIndex) (DetectStats, error) {
+	var st DetectStats
+	counter := &countingSink{DetectionIndex: d, alerts: &st.Alerts}
+	p := newPipeline(counter)
+	dec := newDecoder()
+	err := journal.Replay(ctx, dataDir, from, func(idx uint64, en *journal.Entry) error {
+		st.Entries++
+		dec.SetObserved(en.Received)
+		evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(idx)})
+		if err != nil {
+			// Counted, as the watcher counts it; the index lists the entry
+			// in unindexed with its reason.
+			st.Undecoded++
+			return nil
+		}
+		for _, e := range evs {
+			st.Events++
+			if err := p.Process(e); err != nil {
+				return fmt.Errorf("detection: journal entry %d: %w", idx, err)
+			}
+		}
+		if st.Entries%4096 == 0 {
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("detection: reading the journal: %w", err)
+	}
+	if _, err := p.Close(ctx); err != nil {
+		return st, fmt.Errorf("detection: %w", err)
+	}
+	return st, d.Flush(ctx)
+}
+
+// countingSink counts alerts on their way to the index.
+type countingSink struct {
+	*DetectionIndex
+	alerts *uint64
+}
+
+func (c *countingSink) Alert(a *alert.Alert) {
+	*c.alerts++
+	c.DetectionIndex.Alert(a)
+}
+
+var _ detect.Sink = (*DetectionIndex)(nil)
