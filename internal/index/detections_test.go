@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +203,31 @@ func TestDetectionsWrittenLinkedAndSearched(t *testing.T) {
 	}
 	if d, err := x.DetectionCounts(ctx); err != nil || d.Alerts != 1 || d.Linked != 0 {
 		t.Errorf("after expiry: %+v %v", d, err)
+	}
+}
+
+// Grouping alerts by level or rule counts them; a field alerts lack is
+// refused with the ones they have.
+func TestAlertsGroupBy(t *testing.T) {
+	ctx := context.Background()
+	x, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	at := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	as := []alert.Alert{{Time: at, Signal: "D1", Title: "a", Level: alert.High}, {Time: at, Signal: "D1", Title: "b", Level: alert.High},
+		{Time: at, Signal: "D4", Title: "c", Level: alert.Medium}}
+	if err := x.PutDetections(ctx, as, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ by, want string }{{"level", "[[high 2] [medium 1]]"}, {"rule", "[[D1 2] [D4 1]]"}} {
+		res, err := x.Search(ctx, Request{Table: Alerts, GroupBy: c.by})
+		if err != nil || fmt.Sprint(res.Rows) != c.want {
+			t.Errorf("group by %s: %v %v", c.by, res, err)
+		}
+	}
+	if _, err := x.Search(ctx, Request{Table: Alerts, GroupBy: "country"}); err == nil || !strings.Contains(err.Error(), "level, rule") {
+		t.Errorf("group by country over alerts: %v", err)
 	}
 }

@@ -84,7 +84,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"user:a@b.example ip:198.18.0.0/15", `op:"Add service principal." OR -source:entra.signin`,
 		"(user:a OR mailbox:b) AND NOT app:c*", "message:<x@y> since:90d until:2026-03-05T02:00",
-		`"phrase with \"quote\""`, "asn:AS8075 country:US kind:mail level:high rule:x",
+		`"phrase with \"quote\""`, "asn:AS8075 country:US kind:mail level:high rule:x", `level:crit* rule:"Mail read*" user:a ip:::1`,
 	} {
 		f.Add(s)
 	}
@@ -101,7 +101,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		for _, tbl := range []Table{Events, MailAccess} {
+		for _, tbl := range SearchTables {
 			sql, args, err := Compile(n, tbl, now)
 			if err != nil {
 				var qe *QueryError

@@ -181,7 +181,7 @@ func groupColumn(field string, t Table) (string, error) {
 	}
 	var ok []string
 	for _, f := range append(slices.Clone(Fields), "day", "hour") {
-		if f == "ip" || f == "day" || f == "hour" {
+		if f == "ip" || f == "day" || f == "hour" || f == "rule" && t == Alerts {
 			ok = append(ok, f)
 		} else if c, found := columns[f]; found && c[ti] != "" {
 			ok = append(ok, f)

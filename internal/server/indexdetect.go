@@ -26,6 +26,10 @@ type DetectionIndex struct {
 	x   *index.Index
 	log *slog.Logger
 
+	// flushMu keeps batches in order: an incident's older state never
+	// overwrites a newer one.
+	flushMu sync.Mutex
+
 	mu      sync.Mutex
 	alerts  []alert.Alert
 	incs    []index.IncidentUpdate
@@ -90,6 +94,8 @@ func (d *DetectionIndex) Flush(ctx context.Context) error {
 	if d == nil {
 		return nil
 	}
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
 	d.mu.Lock()
 	as, incs := d.alerts, d.incs
 	d.alerts, d.incs, d.incAt = nil, nil, map[string]int{}
