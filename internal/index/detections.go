@@ -1,12 +1,16 @@
 package index
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,10 +66,10 @@ func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []
 		return fmt.Errorf("index: detections: %w", err)
 	}
 	defer tx.Rollback()
-	if err := putAlerts(ctx, tx, alerts); err != nil {
+	if err := x.putAlerts(ctx, tx, alerts); err != nil {
 		return err
 	}
-	if err := putIncidents(ctx, tx, incs); err != nil {
+	if err := x.putIncidents(ctx, tx, incs); err != nil {
 		return err
 	}
 	if len(alerts) > 0 {
@@ -107,18 +111,47 @@ func firstActor(a *alert.Alert, k alert.ActorKind) string {
 	return ""
 }
 
-func putAlerts(ctx context.Context, tx *sql.Tx, alerts []alert.Alert) error {
+// alertColumns are the alerts table's columns in order, with their types,
+// for reading a staged batch.
+const alertColumns = `{'id': 'VARCHAR', 'idx': 'UBIGINT', 'sub': 'INTEGER', 'time': 'TIMESTAMP', 'raised': 'TIMESTAMP',
+	'rule': 'VARCHAR', 'title': 'VARCHAR', 'level': 'VARCHAR', 'level_rank': 'TINYINT', 'tenant': 'VARCHAR', 'source': 'VARCHAR',
+	'op': 'VARCHAR', 'record_id': 'VARCHAR', 'actor': 'VARCHAR', 'mailbox': 'VARCHAR', 'ip': 'VARCHAR', 'ip_hi': 'UBIGINT',
+	'ip_lo': 'UBIGINT', 'session': 'VARCHAR', 'token': 'VARCHAR', 'app': 'VARCHAR', 'client_app': 'VARCHAR', 'incident': 'VARCHAR'}`
+
+// stageCSV writes rows to a CSV file beside the database and returns the
+// read_csv call that reads them back with the given columns; the file is
+// removed by the returned function. The engine loads a batch this way
+// hundreds of times faster than one prepared INSERT per row.
+func (x *Index) stageCSV(name string, rows [][]string, cols string) (string, func(), error) {
+	path := filepath.Join(x.path, name+".staging.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("index: staging %s: %w", name, err)
+	}
+	done := func() { os.Remove(path) }
+	bw := bufio.NewWriter(f)
+	cw := csv.NewWriter(bw)
+	err = cw.WriteAll(rows)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		done()
+		return "", nil, fmt.Errorf("index: staging %s: %w", name, err)
+	}
+	return fmt.Sprintf(`read_csv('%s', columns = %s, header = false, delim = ',', quote = '"', escape = '"', new_line = '\n', auto_detect = false, strict_mode = true)`,
+		strings.ReplaceAll(path, "'", "''"), cols), done, nil
+}
+
+func (x *Index) putAlerts(ctx context.Context, tx *sql.Tx, alerts []alert.Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO alerts (id, time, raised, rule, title, level, level_rank, tenant, source, op, record_id,
-		actor, mailbox, ip, ip_hi, ip_lo, session, token, app, client_app)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS UBIGINT), CAST(? AS UBIGINT), ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("index: alerts: %w", err)
-	}
-	defer st.Close()
 	seen := make(map[string]bool, len(alerts))
+	rows := make([][]string, 0, len(alerts))
 	for i := range alerts {
 		a := &alerts[i]
 		id := AlertID(a)
@@ -130,23 +163,29 @@ func putAlerts(ctx context.Context, tx *sql.Tx, alerts []alert.Alert) error {
 		if ip == "" {
 			ip = firstActor(a, alert.ActorIP)
 		}
-		var hi, lo any
+		hi, lo := "", ""
 		if h, l, ok := ipKey(ip); ok {
-			hi, lo = strconv.FormatUint(h, 10), strconv.FormatUint(l, 10)
+			hi, lo = u64(h), u64(l)
 		}
-		_, err := st.ExecContext(ctx, id, nullTime(a.Time), nullTime(a.Raised), str(a.Signal), nullStr(a.Title), a.Level.String(), int8(a.Level),
-			nullStr(a.Tenant), nullStr(a.Source), nullStr(a.Operation), nullStr(a.RecordID()),
-			nullStr(strings.ToLower(a.User)), nullStr(strings.ToLower(a.Mailbox)), nullStr(ip), hi, lo,
-			nullStr(firstActor(a, alert.ActorSession)), nullStr(firstActor(a, alert.ActorToken)),
-			nullStr(strings.ToLower(firstActor(a, alert.ActorApp))), nullStr(strings.ToLower(firstActor(a, alert.ActorClientApp))))
-		if err != nil {
-			return fmt.Errorf("index: alert %s: %w", a.Signal, err)
-		}
+		rows = append(rows, []string{id, "", "", tm(a.Time), tm(a.Raised), str(a.Signal), str(a.Title), a.Level.String(), strconv.Itoa(int(a.Level)),
+			str(a.Tenant), str(a.Source), str(a.Operation), str(a.RecordID()),
+			str(strings.ToLower(a.User)), str(strings.ToLower(a.Mailbox)), str(ip), hi, lo,
+			str(firstActor(a, alert.ActorSession)), str(firstActor(a, alert.ActorToken)),
+			str(strings.ToLower(firstActor(a, alert.ActorApp))), str(strings.ToLower(firstActor(a, alert.ActorClientApp))), ""})
+	}
+	src, done, err := x.stageCSV("alerts", rows, alertColumns)
+	if err != nil {
+		return err
+	}
+	defer done()
+	// A replay writes ids already there: those rows stay as they are.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO alerts SELECT * FROM `+src+` ON CONFLICT (id) DO NOTHING`); err != nil {
+		return fmt.Errorf("index: alerts: %w", err)
 	}
 	return nil
 }
 
-func putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpdate) error {
+func (x *Index) putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpdate) error {
 	if len(incs) == 0 {
 		return nil
 	}
@@ -160,11 +199,9 @@ func putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpdate) error 
 		return fmt.Errorf("index: incidents: %w", err)
 	}
 	defer st.Close()
-	own, err := tx.PrepareContext(ctx, `UPDATE alerts SET incident = ? WHERE id = ?`)
-	if err != nil {
-		return fmt.Errorf("index: incidents: %w", err)
-	}
-	defer own.Close()
+	// Each alert belongs to the incident that named it last.
+	owner := map[string]string{}
+	var order []string
 	for i, u := range incs {
 		if last[u.Incident.ID] != i {
 			continue
@@ -178,9 +215,25 @@ func putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpdate) error 
 			return fmt.Errorf("index: incident %s: %w", inc.ID, err)
 		}
 		for j := range inc.Alerts {
-			if _, err := own.ExecContext(ctx, str(inc.ID), AlertID(&inc.Alerts[j])); err != nil {
-				return fmt.Errorf("index: incident %s: %w", inc.ID, err)
+			id := AlertID(&inc.Alerts[j])
+			if _, ok := owner[id]; !ok {
+				order = append(order, id)
 			}
+			owner[id] = inc.ID
+		}
+	}
+	if len(order) > 0 {
+		rows := make([][]string, len(order))
+		for i, id := range order {
+			rows[i] = []string{id, str(owner[id])}
+		}
+		src, done, err := x.stageCSV("owners", rows, `{'id': 'VARCHAR', 'incident': 'VARCHAR'}`)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if _, err := tx.ExecContext(ctx, `UPDATE alerts SET incident = s.incident FROM `+src+` AS s WHERE alerts.id = s.id`); err != nil {
+			return fmt.Errorf("index: incidents' alerts: %w", err)
 		}
 	}
 	// An incident whose alerts all went to others merged into them.
