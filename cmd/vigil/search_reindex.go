@@ -79,7 +79,11 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	printIndexStats(stdout, "reindexed", st, index.Path(*data))
 	if det != nil {
 		began := time.Now()
-		ds, err := server.DetectJournal(ctx, *data, st.From, det.newPipeline, det.newDecoder, server.NewDetectionIndex(x, nil))
+		// Rules an admin disabled in vigil serve are journal entries:
+		// applied where they stand, as the server applies them.
+		switches := server.NewRuleSwitches()
+		det.mute = switches.Mute
+		ds, err := server.DetectJournal(ctx, *data, st.From, det.newPipeline, det.newDecoder, switches, server.NewDetectionIndex(x, nil))
 		if err != nil {
 			return fmt.Errorf("the index holds the journal's events, but detection failed (vigil reindex again, or --no-detect): %w", err)
 		}

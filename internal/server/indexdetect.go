@@ -170,15 +170,26 @@ type DetectStats struct {
 // order, the same decoding and origins), then ends the input: the
 // detectors' pending alerts are raised and the incidents grouped and
 // measured a last time. Alerts and incident states go to d, which is
-// flushed. It reads without the journal's lock (vigil reindex).
+// flushed. The journal's rule switches are applied to rules where they
+// stand, as the watcher applies them (the pipeline's Mute should be
+// rules.Mute; nil: none). It reads without the journal's lock (vigil
+// reindex).
 func DetectJournal(ctx context.Context, dataDir string, from uint64, newPipeline func(detect.Sink) *detect.Pipeline,
-	newDecoder func() *source.Decoder, d *DetectionIndex) (DetectStats, error) {
+	newDecoder func() *source.Decoder, rules *RuleSwitches, d *DetectionIndex) (DetectStats, error) {
 	var st DetectStats
 	counter := &countingSink{DetectionIndex: d, alerts: &st.Alerts}
 	p := newPipeline(counter)
 	dec := newDecoder()
 	err := journal.Replay(ctx, dataDir, from, func(idx uint64, en *journal.Entry) error {
 		st.Entries++
+		if en.Source == RuleSource && rules != nil {
+			if ch, err := parseRuleEntry(idx, en.Raw); err != nil {
+				st.Undecoded++
+			} else {
+				p.Drain()
+				rules.apply(ch)
+			}
+		}
 		dec.SetObserved(en.Received)
 		evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(idx)})
 		if err != nil {

@@ -8,7 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect"
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
+	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+	"github.com/vigil-audit/vigil/rules"
 )
 
 // Detection writes its alerts and incidents into the index as vigil serve
@@ -115,5 +122,74 @@ func TestDetectionIndexReplaysWithoutDuplicates(t *testing.T) {
 	run()
 	if got := tables(); got != want {
 		t.Errorf("after a full replay the tables differ:\n%s\nbefore:\n%s", got, want)
+	}
+}
+
+// DetectJournal applies the journal's rule switches where they stand, as
+// the watcher does: a rule disabled before every record raises no alert
+// into the index, and the same journal without switches applied has them.
+func TestDetectJournalAppliesRuleSwitches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates and detects a tenant")
+	}
+	ctx := t.Context()
+	r := newWatchRig(t)
+	raw, err := json.Marshal(ruleRecord{ID: "switch-1", Time: time.Now().UTC(), Source: RuleSource, Operation: opRuleDisabled, User: "admin", Rule: "D4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.j.AppendBatch(ctx, []journal.Entry{{Source: RuleSource, Origin: "vigil serve: rules", RecordID: "switch-1", Raw: raw}}); err != nil {
+		t.Fatal(err)
+	}
+	r.appendHalf(t, 0)
+	r.appendHalf(t, 1)
+	data := filepath.Join(r.dir, "journal")
+	rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(sw *RuleSwitches) (d4, all int) {
+		t.Helper()
+		x, err := index.Open(ctx, t.TempDir(), index.Options{MemoryLimit: 256 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		var mute func(*alert.Alert) bool
+		if sw != nil {
+			mute = sw.Mute
+		}
+		newPipeline := func(s detect.Sink) *detect.Pipeline {
+			ic := behavior.DefaultConfig().IncidentConfig()
+			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: r.nets}),
+				Incidents: &ic, TempDir: t.TempDir(), Mute: mute}, s)
+		}
+		newDecoder := func() *source.Decoder { return source.NewDecoder(nil, nil) }
+		if _, err := DetectJournal(ctx, data, 0, newPipeline, newDecoder, sw, NewDetectionIndex(x, nil)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := x.Search(ctx, index.Request{Table: index.Alerts, GroupBy: "rule", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range res.Rows {
+			n := int(row[1].(int64))
+			all += n
+			if row[0] == "D4" {
+				d4 = n
+			}
+		}
+		return d4, all
+	}
+	d4, all := count(nil)
+	if d4 == 0 || all == d4 {
+		t.Fatalf("without switches: %d D4 alerts of %d; the test needs D4 and others", d4, all)
+	}
+	sw := NewRuleSwitches()
+	if d4Off, allOff := count(sw); d4Off != 0 || allOff != all-d4 {
+		t.Errorf("D4 disabled: %d D4 alerts of %d; want 0 of %d", d4Off, allOff, all-d4)
+	}
+	if _, suppressed, ok := sw.State("D4"); !ok || suppressed != d4 {
+		t.Errorf("switch state %v, %d suppressed; want %d", ok, suppressed, d4)
 	}
 }
