@@ -399,7 +399,6 @@ func diff(a, b []string) []string {
 	return out
 }
 
-
 // A graceful stop snapshots and releases the lease: the other worker goes
 // on at once from exactly where the first stopped, reading nothing twice.
 // A worker whose lease another holder took stops detecting the tenant
@@ -410,10 +409,15 @@ func TestDetectionHandoffAndLostLease(t *testing.T) {
 	c := natstest.Start(t, 3)
 	admin := connect(t, c, "admin")
 	const ttl = 3 * time.Second
+	// Worker-2 is told of no tenant: it finds the tenant in the stream.
 	newWorker := func(name string) *Detector {
 		conn := connect(t, c, name)
 		tmp := t.TempDir()
-		d, err := conn.NewDetector(t.Context(), DetectorOptions{Tenants: []string{tenant}, Holder: name, LeaseTTL: ttl,
+		var tenants []string
+		if name == "worker-1" {
+			tenants = []string{tenant}
+		}
+		d, err := conn.NewDetector(t.Context(), DetectorOptions{Tenants: tenants, Discover: tenants == nil, Holder: name, LeaseTTL: ttl,
 			Refresh: 100 * time.Millisecond, SnapshotEvery: time.Hour, Batch: 50, Idle: 100 * time.Millisecond,
 			Logger:      testLogger(t),
 			NewPipeline: func(_ string, s detect.Sink) *detect.Pipeline { return f.pipeline(t, tmp, s) }})
@@ -499,5 +503,19 @@ func TestDetectionHandoffAndLostLease(t *testing.T) {
 	}
 	if st := w1.Stats()[tenant]; st.Held {
 		t.Fatalf("worker-1 holds the tenant after it stopped: %+v", st)
+	}
+}
+
+func TestUntoken(t *testing.T) {
+	for _, s := range []string{"", "acme.example", "a b/c*>%", "tenant-1_x", "\x00\xff"} {
+		got, ok := untoken(token(s))
+		if !ok || got != s {
+			t.Errorf("untoken(token(%q)) = %q, %v", s, got, ok)
+		}
+	}
+	for _, bad := range []string{"%4", "%zz", "a%"} {
+		if _, ok := untoken(bad); ok {
+			t.Errorf("untoken(%q) accepted a damaged escape", bad)
+		}
 	}
 }
