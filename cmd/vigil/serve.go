@@ -195,15 +195,34 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		return err
 	}
 	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, o.demo, logger)
-	watcher := server.NewWatcher(j, server.WatcherOptions{
-		NewPipeline: func(s detect.Sink) *detect.Pipeline {
-			opts := behavior.Options{TempDir: detectDir}
+	pipelineIn := func(dir string) func(detect.Sink) *detect.Pipeline {
+		return func(s detect.Sink) *detect.Pipeline {
+			opts := behavior.Options{TempDir: dir}
 			if len(nets) > 0 {
 				opts.Networks = behavior.CombineNetworks(nets...)
 			}
-			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(bcfg, opts), Incidents: &ic, TempDir: detectDir}, s)
-		},
-		NewDecoder: func() *source.Decoder { return source.NewDecoder(nil, hot) },
+			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(bcfg, opts), Incidents: &ic, TempDir: dir}, s)
+		}
+	}
+	newPipeline := pipelineIn(detectDir)
+	newDecoder := func() *source.Decoder { return source.NewDecoder(nil, hot) }
+	if node != nil && node.role == "detect" {
+		// The worker's access logs (restored from snapshots) apart from the
+		// local watcher's state.
+		// Scratch: a worker's state is in the cluster, restored from there
+		// at each start.
+		workerDir := filepath.Join(detectDir, "worker")
+		if err := os.RemoveAll(workerDir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(workerDir, 0o700); err != nil {
+			return err
+		}
+		node.newPipeline, node.newDecoder = pipelineIn(workerDir), newDecoder
+	}
+	watcher := server.NewWatcher(j, server.WatcherOptions{
+		NewPipeline: newPipeline,
+		NewDecoder:  newDecoder,
 		Outbox:     outbox,
 		Logger:     logger,
 		StateDir:   detectDir,
@@ -230,6 +249,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	if err := srv.Metrics().Register(server.CollectorMetrics(watcher.CollectorStatus, nil), server.SinkMetrics(outbox)); err != nil {
 		return err
+	}
+	if node != nil && node.role == "detect" {
+		if err := srv.Metrics().Register(node.detectionMetrics()...); err != nil {
+			return err
+		}
 	}
 	if ns, err := notifications(cfg, collectors); err != nil {
 		return usageError("%v", err)
@@ -259,7 +283,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		wg.Go(func() {
 			err := node.run(runCtx, func() { watcher.Wake(); live.wake() })
 			if err != nil {
-				logger.Error("cluster: the journal stopped following the stream", "err", err)
+				logger.Error("cluster: this node stopped following the stream", "role", node.role, "err", err)
 				stop()
 			}
 			clusterErr <- err
