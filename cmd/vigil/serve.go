@@ -223,11 +223,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: newPipeline,
 		NewDecoder:  newDecoder,
-		Outbox:     outbox,
-		Logger:     logger,
-		StateDir:   detectDir,
-		OnEntry:    uiData.Entry,
-		OnAlert:    uiData.Alert,
+		Outbox:      outbox,
+		Logger:      logger,
+		StateDir:    detectDir,
+		OnEntry:     uiData.Entry,
+		OnAlert:     uiData.Alert,
 	})
 	uiData.Watch(watcher)
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
