@@ -456,22 +456,45 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	dec := d.o.NewDecoder()
 	var lastRefresh, lastSnap time.Time
 	dirty := false
+	// One iterator for the whole hold: it pulls ahead (Batch messages) and
+	// the ordered consumer re-creates itself from its last message after a
+	// gap, a missed heartbeat or a server going away. (Fetch on an ordered
+	// consumer re-creates it on every call.)
+	var it jetstream.MessagesContext
+	defer func() {
+		if it != nil {
+			it.Stop()
+		}
+	}()
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(d.o.Batch, jetstream.FetchMaxWait(d.o.Idle))
-		if err != nil {
-			if ctx.Err() != nil {
+		if it == nil {
+			var err error
+			if it, err = cons.Messages(jetstream.PullMaxMessages(d.o.Batch)); err != nil {
+				w.log.Warn("cluster: detection consumer not ready", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+				continue
+			}
+		}
+		// A batch: what arrives within Idle, then whatever is already
+		// buffered, up to Batch messages.
+		n := 0
+		wait := d.o.Idle
+		for n < d.o.Batch && ctx.Err() == nil {
+			m, err := it.Next(jetstream.NextMaxWait(wait))
+			if errors.Is(err, nats.ErrTimeout) {
 				break
 			}
-			// The ordered consumer re-creates itself; wait a little.
-			w.log.Warn("cluster: detection fetch failed", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn("cluster: detection read failed; re-opening the consumer", "err", err)
+				}
+				it.Stop()
+				it = nil
+				break
 			}
-			continue
-		}
-		n := 0
-		for m := range batch.Messages() {
 			md, err := m.Metadata()
 			if err != nil {
 				return fmt.Errorf("cluster: detection: message metadata: %w", err)
@@ -481,15 +504,7 @@ func (w *tenantWorker) run(ctx context.Context) error {
 			}
 			w.consume(dec, md.Sequence.Stream, m)
 			n++
-		}
-		if ferr := batch.Error(); ferr != nil && !errors.Is(ferr, context.DeadlineExceeded) && !isTimeout(ferr) && ctx.Err() == nil {
-			// A new ordered consumer's first pull may reach it before it is
-			// ready (no responders); the next fetch goes on.
-			level := slog.LevelWarn
-			if errors.Is(ferr, nats.ErrNoResponders) {
-				level = slog.LevelDebug
-			}
-			w.log.Log(ctx, level, "cluster: detection fetch ended with an error", "err", ferr)
+			wait = time.Millisecond
 		}
 		if n > 0 {
 			dirty = true
