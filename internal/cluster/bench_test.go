@@ -61,6 +61,10 @@ func BenchmarkIngestR3(b *testing.B) {
 	b.ReportMetric(float64(n)/total.Seconds(), "journaled/s")
 }
 
+// benchTenants numbers the tenants BenchmarkDetectWorker makes, across
+// its runs.
+var benchTenants int
+
 // BenchmarkDetectWorker measures one detection worker reading a tenant's
 // records from an R3 stream that already holds them (a takeover's
 // replay, or a backlog): Sigma rules, behaviours and incidents, with
@@ -79,10 +83,22 @@ func BenchmarkDetectWorker(b *testing.B) {
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		ten := fmt.Sprintf("bench-%d", i)
-		for k := 0; k < len(f.entries); k += 500 {
-			if _, err := conn.Publish(ctx, ten, f.entries[k:min(k+500, len(f.entries))]); err != nil {
+		benchTenants++
+		ten := fmt.Sprintf("bench-%d", benchTenants)
+		// The stream's dedupe key is (source, record id), whatever the
+		// tenant: each tenant gets ids of its own.
+		entries := make([]journal.Entry, len(f.entries))
+		for k, e := range f.entries {
+			e.RecordID = ten + "/" + e.RecordID
+			entries[k] = e
+		}
+		for k := 0; k < len(entries); k += 500 {
+			r, err := conn.Publish(ctx, ten, entries[k:min(k+500, len(entries))])
+			if err != nil {
 				b.Fatal(err)
+			}
+			if r.Duplicates > 0 {
+				b.Fatalf("%d records taken for duplicates", r.Duplicates)
 			}
 		}
 		last, err := streamLastSeq(ctx, conn)
@@ -101,7 +117,11 @@ func BenchmarkDetectWorker(b *testing.B) {
 		dctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- d.Run(dctx) }()
+		deadline := time.Now().Add(5 * time.Minute)
 		for d.Stats()[ten].Refreshed < last {
+			if time.Now().After(deadline) {
+				b.Fatalf("worker at %+v after 5 min, stream at %d", d.Stats()[ten], last)
+			}
 			time.Sleep(time.Millisecond)
 		}
 		total += time.Since(start)

@@ -455,7 +455,8 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	}
 	dec := d.o.NewDecoder()
 	var lastRefresh, lastSnap time.Time
-	dirty := false
+	// A restored state's incidents are known after a first refresh.
+	dirty := w.pos > 0
 	// One iterator for the whole hold: it pulls ahead (Batch messages) and
 	// the ordered consumer re-creates itself from its last message after a
 	// gap, a missed heartbeat or a server going away. (Fetch on an ordered
