@@ -397,8 +397,9 @@ func (d *Detector) hold(ctx context.Context, l *lease, tenant string, log *slog.
 	err := w.run(wctx)
 	if ctx.Err() != nil && !lost.Load() && w.p != nil && w.pos > w.snap {
 		// A graceful stop: what was read is kept, so the next holder
-		// reads on from here. Well within the lease.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.LeaseTTL/3)
+		// reads on from here. The lease is renewed meanwhile; the bound
+		// is for a cluster that stopped answering.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		if serr := w.checkpoint(sctx); serr != nil {
 			log.Error("cluster: detection snapshot at stop failed; the next holder replays from the last one", "err", serr)
 		}

@@ -6,7 +6,7 @@
 //   - Ingest (push, collectors, gateway) hands decoded journal entries to a
 //     Publisher, which publishes each to the replicated stream (default
 //     VIGIL_RAW) on subject raw.<tenant>.<source>, with Nats-Msg-Id set to
-//     the hash of the entry's dedupe key (Source, RecordID). The ingest is
+//     the hash of the tenant and the entry's dedupe key (Source, RecordID). The ingest is
 //     acknowledged only when every entry's publish acknowledgement came
 //     back: with replicas 3 that is a quorum of two nodes holding it.
 //   - A Sequencer per tenant is the only writer of that tenant's

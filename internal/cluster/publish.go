@@ -56,7 +56,7 @@ func (c *Conn) publish(ctx context.Context, tenant string, entries []journal.Ent
 			e.Received = now
 		}
 		m := nats.NewMsg(Subject(tenant, e.Source))
-		m.Header.Set(jetstream.MsgIDHeader, MsgID(e.Source, e.RecordID))
+		m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, e.Source, e.RecordID))
 		m.Data = journal.EncodeEntry(nil, &e)
 		msgs[i] = m
 	}
