@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -435,78 +436,21 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	if err := w.restore(ctx); err != nil {
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{TenantFilter(w.tenant)}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if w.pos > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, w.pos+1
-	}
-	var cons jetstream.Consumer
-	if err := retryUnavailable(ctx, w.log, "detection consumer", func(ctx context.Context) (err error) {
-		info, err := d.c.stream.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if first := info.State.FirstSeq; w.pos > 0 && first > w.pos+1 {
-			w.log.Error("cluster: the stream expired records detection had not read; verdicts may miss them",
-				"position", w.pos, "stream_first", first)
-		}
-		cons, err = d.c.js.OrderedConsumer(ctx, d.c.opts.Stream, cfg)
-		return err
-	}); err != nil {
-		return nilOnDone(ctx, fmt.Errorf("cluster: detection consumer: %w", err))
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	rd := &tenantReader{w: w, name: "detect_" + token(w.tenant) + "_" + hex.EncodeToString(nonce[:])}
+	defer rd.delete()
+	if err := rd.reset(ctx); err != nil {
+		return nilOnDone(ctx, err)
 	}
 	dec := d.o.NewDecoder()
 	var lastRefresh, lastSnap time.Time
 	// A restored state's incidents are known after a first refresh.
 	dirty := w.pos > 0
-	// One iterator for the whole hold: it pulls ahead (Batch messages) and
-	// the ordered consumer re-creates itself from its last message after a
-	// gap, a missed heartbeat or a server going away. (Fetch on an ordered
-	// consumer re-creates it on every call.)
-	var it jetstream.MessagesContext
-	defer func() {
-		if it != nil {
-			it.Stop()
-		}
-	}()
 	for ctx.Err() == nil {
-		if it == nil {
-			var err error
-			if it, err = cons.Messages(jetstream.PullMaxMessages(d.o.Batch)); err != nil {
-				w.log.Warn("cluster: detection consumer not ready", "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
-				continue
-			}
-		}
-		// A batch: what arrives within Idle, then whatever is already
-		// buffered, up to Batch messages.
-		n := 0
-		wait := d.o.Idle
-		for n < d.o.Batch && ctx.Err() == nil {
-			m, err := it.Next(jetstream.NextMaxWait(wait))
-			if errors.Is(err, nats.ErrTimeout) {
-				break
-			}
-			if err != nil {
-				if ctx.Err() == nil {
-					w.log.Warn("cluster: detection read failed; re-opening the consumer", "err", err)
-				}
-				it.Stop()
-				it = nil
-				break
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("cluster: detection: message metadata: %w", err)
-			}
-			if md.Sequence.Stream <= w.pos {
-				continue
-			}
-			w.consume(dec, md.Sequence.Stream, m)
-			n++
-			wait = time.Millisecond
+		n, err := rd.read(ctx, dec)
+		if err != nil {
+			return nilOnDone(ctx, err)
 		}
 		if n > 0 {
 			dirty = true
@@ -533,6 +477,118 @@ func (w *tenantWorker) run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// tenantReader delivers a tenant's stream messages after the worker's
+// position, in stream order, through a consumer of its own (no acks: the
+// position is the snapshot's). A gap in the delivery sequence, a failed
+// fetch or a fetch that does not end re-creates the consumer from the
+// position. (The client's ordered consumer does this too, but lost the
+// first pull of a new consumer under load and then waited for missed
+// heartbeats; its Fetch re-creates the consumer on every call.)
+type tenantReader struct {
+	w            *tenantWorker
+	name         string
+	cons         jetstream.Consumer
+	nextDelivery uint64
+}
+
+func (r *tenantReader) reset(ctx context.Context) error {
+	w, d := r.w, r.w.d
+	return retryUnavailable(ctx, w.log, "detection consumer", func(ctx context.Context) error {
+		info, err := d.c.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream info: %w", err)
+		}
+		if first := info.State.FirstSeq; w.pos > 0 && first > w.pos+1 {
+			w.log.Error("cluster: the stream expired records detection had not read; verdicts may miss them",
+				"position", w.pos, "stream_first", first)
+		}
+		if err := d.c.js.DeleteConsumer(ctx, d.c.opts.Stream, r.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete consumer %s: %w", r.name, err)
+		}
+		cons, err := d.c.js.CreateConsumer(ctx, d.c.opts.Stream, jetstream.ConsumerConfig{
+			Name:          r.name,
+			Description:   "vigil: detection of tenant " + w.tenant,
+			FilterSubject: TenantFilter(w.tenant),
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:   w.pos + 1,
+			AckPolicy:     jetstream.AckNonePolicy,
+			MemoryStorage: true,
+			Replicas:      1,
+			// A worker that dies leaves it behind for this long.
+			InactiveThreshold: time.Minute,
+		})
+		if err != nil {
+			return fmt.Errorf("create consumer %s: %w", r.name, err)
+		}
+		r.cons, r.nextDelivery = cons, 1
+		return nil
+	})
+}
+
+func (r *tenantReader) delete() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.w.d.c.js.DeleteConsumer(ctx, r.w.d.c.opts.Stream, r.name)
+}
+
+// read fetches one batch and feeds it to the pipeline; it returns how
+// many messages it detected.
+func (r *tenantReader) read(ctx context.Context, dec *source.Decoder) (int, error) {
+	w, d := r.w, r.w.d
+	batch, err := r.cons.Fetch(d.o.Batch, jetstream.FetchMaxWait(d.o.Idle))
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("cluster: detection fetch failed; re-creating the consumer", "err", err)
+		}
+		return 0, r.reset(ctx)
+	}
+	// The client ends a fetch at its wait plus a second; one that runs
+	// well past that is abandoned.
+	stuck := time.NewTimer(d.o.Idle + 10*time.Second)
+	defer stuck.Stop()
+	msgs := batch.Messages()
+	n, ok := 0, true
+	for ok {
+		var m jetstream.Msg
+		select {
+		case m, ok = <-msgs:
+		case <-stuck.C:
+			w.log.Warn("cluster: detection fetch did not end; re-creating the consumer")
+			return n, r.reset(ctx)
+		case <-ctx.Done():
+			return n, nil
+		}
+		if !ok {
+			break
+		}
+		md, err := m.Metadata()
+		if err != nil || md.Sequence.Consumer != r.nextDelivery {
+			// A delivery went missing: detecting past it would change the
+			// order.
+			w.log.Warn("cluster: detection delivery out of sequence; re-creating the consumer", "err", err)
+			return n, r.reset(ctx)
+		}
+		r.nextDelivery++
+		if md.Sequence.Stream <= w.pos {
+			continue
+		}
+		w.consume(dec, md.Sequence.Stream, m)
+		n++
+	}
+	ferr := batch.Error()
+	switch {
+	case ferr == nil || errors.Is(ferr, context.DeadlineExceeded) || isTimeout(ferr) || ctx.Err() != nil:
+	case errors.Is(ferr, nats.ErrNoResponders):
+		// A new consumer's first pull may reach it before it is ready;
+		// the next fetch goes on.
+		w.log.Debug("cluster: detection fetch found no consumer yet", "err", ferr)
+	default:
+		w.log.Warn("cluster: detection fetch ended with an error; re-creating the consumer", "err", ferr)
+		return n, r.reset(ctx)
+	}
+	return n, nil
 }
 
 // consume decodes one stream message and feeds its events to the
