@@ -212,6 +212,22 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if f := live.follower(); f != nil {
 		detIdx = server.NewDetectionIndex(f.Index(), logger)
 	}
+	if node != nil && node.role == "detect" {
+		// The worker's access logs (restored from snapshots) apart from the
+		// local watcher's state.
+		// Scratch: a worker's state is in the cluster, restored from there
+		// at each start.
+		workerDir := filepath.Join(detectDir, "worker")
+		if err := os.RemoveAll(workerDir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(workerDir, 0o700); err != nil {
+			return err
+		}
+		wdet := *det
+		wdet.temp = workerDir
+		node.newPipeline, node.newDecoder = wdet.newPipeline, det.newDecoder
+	}
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: det.newPipeline,
 		NewDecoder:  det.newDecoder,
@@ -247,6 +263,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err := srv.Metrics().Register(server.CollectorMetrics(watcher.CollectorStatus, nil), server.SinkMetrics(outbox)); err != nil {
 		return err
 	}
+	if node != nil && node.role == "detect" {
+		if err := srv.Metrics().Register(node.detectionMetrics()...); err != nil {
+			return err
+		}
+	}
 	if ns, err := notifications(cfg, collectors); err != nil {
 		return usageError("%v", err)
 	} else if err := srv.SetNotifications(ns); err != nil {
@@ -275,7 +296,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		wg.Go(func() {
 			err := node.run(runCtx, func() { watcher.Wake(); live.wake() })
 			if err != nil {
-				logger.Error("cluster: the journal stopped following the stream", "err", err)
+				logger.Error("cluster: this node stopped following the stream", "role", node.role, "err", err)
 				stop()
 			}
 			clusterErr <- err

@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-audit/vigil/internal/cluster"
 	"github.com/vigil-audit/vigil/internal/collect/setup"
+	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // clusterNode is this process's part of a deployment with a cluster:
@@ -27,6 +33,46 @@ type clusterNode struct {
 	quarantine string
 	holder     string
 	logger     *slog.Logger
+	// What a detect node builds its tenant's pipeline with (those of the
+	// journal node's own detection).
+	newPipeline func(detect.Sink) *detect.Pipeline
+	newDecoder  func() *source.Decoder
+	detector    atomic.Pointer[cluster.Detector]
+}
+
+// detectionMetrics are a detect node's gauges: where its worker stands in
+// the tenant's stream (0 while another node detects the tenant).
+func (n *clusterNode) detectionMetrics() []prometheus.Collector {
+	stat := func(f func(cluster.TenantStats) float64) func() float64 {
+		return func() float64 {
+			d := n.detector.Load()
+			if d == nil {
+				return 0
+			}
+			st, ok := d.Stats()[n.tenant]
+			if !ok || !st.Held {
+				return 0
+			}
+			return f(st)
+		}
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_held",
+			Help: "1 while this node detects its tenant (holds the detection lease), 0 while it stands by."},
+			stat(func(cluster.TenantStats) float64 { return 1 })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_position",
+			Help: "The raw stream sequence up to which this node has detected its tenant's records."},
+			stat(func(s cluster.TenantStats) float64 { return float64(s.Position) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_refreshed_position",
+			Help: "The stream sequence of the last incident refresh (incidents and alerts sent are as of it)."},
+			stat(func(s cluster.TenantStats) float64 { return float64(s.Refreshed) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_restored_position",
+			Help: "The stream sequence of the snapshot this node resumed the tenant from (0: it read the stream from its first message)."},
+			stat(func(s cluster.TenantStats) float64 { return float64(s.Restored) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_snapshot_position",
+			Help: "The stream sequence of the last detection snapshot this node wrote (a takeover replays from it)."},
+			stat(func(s cluster.TenantStats) float64 { return float64(s.SnapshotSeq) })),
+	}
 }
 
 // startCluster connects when cfg has a cluster: section; nil, nil
@@ -62,7 +108,11 @@ func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarant
 // Another node holding the lease (a second journal node, whose journal
 // would fork this one) and a journal failure end it.
 func (n *clusterNode) run(ctx context.Context, wake func()) error {
-	if n.role != "journal" {
+	switch n.role {
+	case "detect":
+		return n.detect(ctx)
+	case "journal":
+	default:
 		return nil
 	}
 	var mu sync.Mutex
@@ -90,6 +140,32 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
+}
+
+// detect runs a detection worker for the tenant until ctx ends: it
+// detects while it holds the tenant's detection lease and stands by while
+// another node does (docs/scale.md). Its lease holder names the process,
+// so a restarted node waits for its old lease to expire (or be released
+// by a graceful stop).
+func (n *clusterNode) detect(ctx context.Context) error {
+	if n.newPipeline == nil {
+		return errors.New("cluster: detect role without a detection pipeline")
+	}
+	d, err := n.conn.NewDetector(ctx, cluster.DetectorOptions{
+		Tenants:     []string{n.tenant},
+		NewPipeline: func(_ string, s detect.Sink) *detect.Pipeline { return n.newPipeline(s) },
+		NewDecoder:  n.newDecoder,
+		Holder:      n.holder + ":" + strconv.Itoa(os.Getpid()),
+		Logger:      n.logger,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	n.detector.Store(d)
+	return d.Run(ctx)
 }
 
 // appendSynced appends v as a JSON line to path and fsyncs it.

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,9 @@ import (
 // TestServeCluster: two vigil serve processes around a 3-node JetStream
 // cluster. Records pushed to the ingest node are acknowledged through the
 // stream and end up, exactly once, in the journal node's journal, which
-// verifies.
+// verifies. A detect node detects the tenant from the stream and, when it
+// stops, hands the tenant to another detect node, which goes on from its
+// snapshot.
 func TestServeCluster(t *testing.T) {
 	logs := t.TempDir()
 	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 10, Days: 1, Seed: 5}, logs)
@@ -55,6 +59,7 @@ func TestServeCluster(t *testing.T) {
 	}
 	jn, jdata := node("journal")
 	in, _ := node("ingest")
+	dn, _ := node("detect")
 
 	req, _ := http.NewRequestWithContext(t.Context(), "POST", in.url+"/api/v1/ingest", bytes.NewReader(body.Bytes()))
 	req.Header.Set("Authorization", "Bearer "+in.key)
@@ -98,6 +103,21 @@ func TestServeCluster(t *testing.T) {
 		t.Fatalf("second journal node: exit %d, ctx %v, stderr:\n%s", code, ctx.Err(), errb.String())
 	}
 
+	// The detect node reads the whole stream (a record is one message).
+	waitMetric(t, dn, "vigil_cluster_detection_refreshed_position", float64(res.Accepted))
+	// A second detect node stands by while the first detects, and takes
+	// the tenant over from the first one's snapshot when it stops.
+	dn2, _ := node("detect")
+	if v := metric(t, dn2, "vigil_cluster_detection_held"); v != 0 {
+		t.Fatalf("second detect node: vigil_cluster_detection_held %v while the first detects", v)
+	}
+	dn.stop(t)
+	waitMetric(t, dn2, "vigil_cluster_detection_held", 1)
+	// It resumes from the first one's snapshot at stop: the whole stream.
+	waitMetric(t, dn2, "vigil_cluster_detection_restored_position", float64(res.Accepted))
+	waitMetric(t, dn2, "vigil_cluster_detection_position", float64(res.Accepted))
+	dn2.stop(t)
+
 	in.stop(t)
 	jn.stop(t)
 	vr, err := journal.Verify(t.Context(), jdata, journal.VerifyOptions{})
@@ -106,5 +126,43 @@ func TestServeCluster(t *testing.T) {
 	}
 	if vr.Entries != uint64(res.Accepted) {
 		t.Fatalf("verified %d entries, want %d", vr.Entries, res.Accepted)
+	}
+}
+
+// metric reads a gauge's value from a node's /metrics (-1 when absent).
+func metric(t *testing.T, s *servedVigil, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", s.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+func waitMetric(t *testing.T, s *servedVigil, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		v := metric(t, s, name)
+		if v == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %v, want %v", name, v, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -207,11 +207,18 @@ func token(s string) string {
 	return b.String()
 }
 
-// MsgID is the Nats-Msg-Id of a record: the hash of its dedupe key, the
-// same (Source, RecordID) pair the journal deduplicates by.
-func MsgID(source, recordID string) string {
-	// Length-prefixed, so no two (source, id) pairs hash the same input.
+// MsgID is the Nats-Msg-Id of a tenant's record: the hash of the
+// tenant and its dedupe key, the same (Source, RecordID) pair the tenant's
+// journal deduplicates by. The stream's dedupe window spans all tenants:
+// without the tenant, a record of one tenant would be dropped as a repeat
+// of another tenant's with the same source and id (records without an id
+// of their own get the hash of their content, which tenants can share).
+func MsgID(tenant, source, recordID string) string {
+	// Length-prefixed, so no two (tenant, source, id) triples hash the
+	// same input.
 	h := sha256.New()
+	h.Write(binary.AppendUvarint(nil, uint64(len(tenant))))
+	h.Write([]byte(tenant))
 	h.Write(binary.AppendUvarint(nil, uint64(len(source))))
 	h.Write([]byte(source))
 	h.Write([]byte(recordID))

@@ -6,7 +6,7 @@
 //   - Ingest (push, collectors, gateway) hands decoded journal entries to a
 //     Publisher, which publishes each to the replicated stream (default
 //     VIGIL_RAW) on subject raw.<tenant>.<source>, with Nats-Msg-Id set to
-//     the hash of the entry's dedupe key (Source, RecordID). The ingest is
+//     the hash of the tenant and the entry's dedupe key (Source, RecordID). The ingest is
 //     acknowledged only when every entry's publish acknowledgement came
 //     back: with replicas 3 that is a quorum of two nodes holding it.
 //   - A Sequencer per tenant is the only writer of that tenant's
@@ -16,6 +16,15 @@
 //     entry it writes records the stream sequence it came from, so a
 //     restarted sequencer knows where the journal stands; redeliveries are
 //     absorbed by the journal's own dedupe by record id.
+//   - A Detector is a detection worker. Per tenant it takes a lease
+//     (bucket vigil_detect_leases), reads the tenant's subjects in stream
+//     order through a consumer of its own into a detect.Pipeline, and sends
+//     alerts and incident updates to the stream VIGIL_ALERTS, each with a
+//     stable Nats-Msg-Id and guarded past the duplicate window by a
+//     first-writer-wins KV bucket (vigil_alert_ids). It snapshots the
+//     pipeline (portable: the access log's contents included) with its
+//     stream position to the object store vigil_detect; a worker taking
+//     the tenant over restores that and reads on from the next message.
 //
 // The journal stays the truth: proofs, checkpoints and vigil verify work
 // exactly as on one machine. The stream is the replicated, acknowledged

@@ -35,6 +35,14 @@ var _ io.Writer = tlogWriter{}
 // decodes it into journal entries, as push ingest would.
 func simEntries(t testing.TB, users, days int) []journal.Entry {
 	t.Helper()
+	es, _ := simTenant(t, users, days)
+	return es
+}
+
+// simTenant is simEntries, with the directory of the simulation's files
+// (its networks table among them).
+func simTenant(t testing.TB, users, days int) ([]journal.Entry, string) {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := simulate.Run(t.Context(), simulate.Config{Users: users, Days: days, Seed: 7,
 		Campaigns: []string{simulate.CampaignForgedToken}}, dir); err != nil {
@@ -55,7 +63,7 @@ func simEntries(t testing.TB, users, days int) []journal.Entry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return out, dir
 }
 
 // connect connects to the cluster through urls (default: every node; the

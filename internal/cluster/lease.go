@@ -35,6 +35,7 @@ type lease struct {
 	key    string
 	holder string
 	ttl    time.Duration
+	lost   error // what hold returns (wrapped) when the lease may be lost
 
 	mu  sync.Mutex
 	rev uint64
@@ -48,17 +49,19 @@ func leaseKey(journal string) string {
 	return "journal." + hex.EncodeToString(h[:16])
 }
 
-func (c *Conn) leases(ctx context.Context, ttl time.Duration) (jetstream.KeyValue, error) {
+// leases opens (creates or updates) a lease bucket. Leases of one kind
+// share a bucket because the bucket's TTL is their expiry.
+func (c *Conn) leases(ctx context.Context, bucket, what string, ttl time.Duration) (jetstream.KeyValue, error) {
 	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket,
-		Description: "vigil: which node writes each tenant's journal",
+		Bucket:      bucket,
+		Description: "vigil: " + what,
 		History:     1,
 		TTL:         ttl,
 		Replicas:    c.opts.Replicas,
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: lease bucket: %w", err)
+		return nil, fmt.Errorf("cluster: lease bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }
@@ -67,11 +70,17 @@ func (c *Conn) leases(ctx context.Context, ttl time.Duration) (jetstream.KeyValu
 // for holder. A holder may take over its own lease (a restart of the same
 // node).
 func (c *Conn) acquire(ctx context.Context, tenant, journal, holder string, ttl time.Duration) (*lease, error) {
-	kv, err := c.leases(ctx, ttl)
+	return c.acquireKey(ctx, LeaseBucket, "which node writes each tenant's journal", leaseKey(journal), tenant, holder, ttl, ErrLeaseHeld, ErrLeaseLost)
+}
+
+// acquireKey takes lease key of bucket for holder; held is the error
+// (wrapped) when another holder has it, lost the one hold returns.
+func (c *Conn) acquireKey(ctx context.Context, bucket, what, key, tenant, holder string, ttl time.Duration, held, lost error) (*lease, error) {
+	kv, err := c.leases(ctx, bucket, what, ttl)
 	if err != nil {
 		return nil, err
 	}
-	l := &lease{kv: kv, key: leaseKey(journal), holder: holder, ttl: ttl}
+	l := &lease{kv: kv, key: key, holder: holder, ttl: ttl, lost: lost}
 	rev, err := kv.Create(ctx, l.key, []byte(holder))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		e, gerr := kv.Get(ctx, l.key)
@@ -81,7 +90,7 @@ func (c *Conn) acquire(ctx context.Context, tenant, journal, holder string, ttl 
 		case gerr != nil:
 			return nil, fmt.Errorf("cluster: lease of tenant %s: %w", tenant, gerr)
 		case string(e.Value()) != holder:
-			return nil, fmt.Errorf("%w of tenant %s: %q (it expires %v after that node stops renewing it)", ErrLeaseHeld, tenant, e.Value(), ttl)
+			return nil, fmt.Errorf("%w of tenant %s: %q (it expires %v after that node stops renewing it)", held, tenant, e.Value(), ttl)
 		}
 		rev, err = kv.Update(ctx, l.key, []byte(holder), e.Revision())
 	}
@@ -125,12 +134,12 @@ func (l *lease) hold(ctx context.Context) error {
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return fmt.Errorf("%w to another node: %v", ErrLeaseLost, err)
+			return fmt.Errorf("%w to another node: %v", l.lost, err)
 		}
 		// Give up well before the lease could expire, so that two writers
 		// never overlap; retry quickly until then.
 		if time.Since(renewed) > l.ttl/2 {
-			return fmt.Errorf("%w: not renewed for %v: %v", ErrLeaseLost, time.Since(renewed).Round(time.Millisecond), err)
+			return fmt.Errorf("%w: not renewed for %v: %v", l.lost, time.Since(renewed).Round(time.Millisecond), err)
 		}
 		wait = l.ttl / 15
 	}

@@ -56,7 +56,7 @@ func (c *Conn) publish(ctx context.Context, tenant string, entries []journal.Ent
 			e.Received = now
 		}
 		m := nats.NewMsg(Subject(tenant, e.Source))
-		m.Header.Set(jetstream.MsgIDHeader, MsgID(e.Source, e.RecordID))
+		m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, e.Source, e.RecordID))
 		m.Data = journal.EncodeEntry(nil, &e)
 		msgs[i] = m
 	}
@@ -71,6 +71,12 @@ func (c *Conn) publish(ctx context.Context, tenant string, entries []journal.Ent
 }
 
 func (c *Conn) publishAll(ctx context.Context, msgs []*nats.Msg, acks []journal.Ack, res *PublishResult) error {
+	return c.publishTo(ctx, c.opts.Stream, msgs, acks, res)
+}
+
+// publishTo publishes msgs to stream until each is acknowledged (see
+// Publish).
+func (c *Conn) publishTo(ctx context.Context, stream string, msgs []*nats.Msg, acks []journal.Ack, res *PublishResult) error {
 	backoff := 50 * time.Millisecond
 	pending := make([]int, len(msgs))
 	for i := range pending {
@@ -85,7 +91,7 @@ func (c *Conn) publishAll(ctx context.Context, msgs []*nats.Msg, acks []journal.
 		var failed []int
 		var lastErr error
 		for _, i := range pending {
-			f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(c.opts.Stream))
+			f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(stream))
 			if err != nil {
 				failed, lastErr = append(failed, i), err
 				continue
@@ -111,7 +117,7 @@ func (c *Conn) publishAll(ctx context.Context, msgs []*nats.Msg, acks []journal.
 			return nil
 		}
 		if isPermanent(lastErr) {
-			return fmt.Errorf("cluster: publish to %s: %w", c.opts.Stream, lastErr)
+			return fmt.Errorf("cluster: publish to %s: %w", stream, lastErr)
 		}
 		res.Retries += int64(len(failed))
 		c.opts.Logger.Warn("cluster: publishes not acknowledged, retrying", "count", len(failed), "attempt", attempt+1, "err", lastErr)

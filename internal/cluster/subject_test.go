@@ -18,8 +18,9 @@ func TestSubject(t *testing.T) {
 			t.Errorf("Subject(%q, %q) = %q, want %q", c.tenant, c.source, got, c.want)
 		}
 	}
-	if MsgID("a", "b\x00c") == MsgID("a\x00b", "c") {
-		t.Error("message ids of different dedupe keys collide")
+	if MsgID("t", "a", "b\x00c") == MsgID("t", "a\x00b", "c") || MsgID("t", "a", "b") == MsgID("t\x00a", "", "b") ||
+		MsgID("t", "a", "b") == MsgID("u", "a", "b") {
+		t.Error("message ids of different (tenant, source, record id) collide")
 	}
 }
 

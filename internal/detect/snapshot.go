@@ -38,7 +38,11 @@ type openState struct {
 // they stay where they are). Like Refresh it first processes the buffered
 // events, so the snapshot holds no event half way. A pipeline restored
 // from it and fed what came after continues as this one would.
-func (p *Pipeline) Snapshot(w io.Writer) error {
+func (p *Pipeline) Snapshot(w io.Writer) error { return p.snapshot(w, false) }
+
+// snapshot writes a Snapshot; portable, the behaviours' accesses awaiting
+// judgement are copied into it rather than named on this machine's disk.
+func (p *Pipeline) snapshot(w io.Writer, portable bool) error {
 	if p.closed {
 		return errors.New("detect: Snapshot after Close")
 	}
@@ -58,7 +62,11 @@ func (p *Pipeline) Snapshot(w io.Writer) error {
 	}
 	if b := p.cfg.Behaviours; b != nil {
 		var buf bytes.Buffer
-		if err := b.SaveLocal(&buf); err != nil {
+		save := b.SaveLocal
+		if portable {
+			save = b.Save
+		}
+		if err := save(&buf); err != nil {
 			return fmt.Errorf("detect: snapshot: %w", err)
 		}
 		s.Behaviours = buf.Bytes()

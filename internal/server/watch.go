@@ -449,6 +449,7 @@ func (w *Watcher) start() (*detect.Pipeline, error) {
 		return nil, fmt.Errorf("detection state: %w", err)
 	}
 	st, err := w.loadState()
+	restored := false
 	switch {
 	case err == nil && st != nil:
 		if rerr := p.Restore(bytes.NewReader(st.Pipeline)); rerr != nil {
@@ -456,6 +457,7 @@ func (w *Watcher) start() (*detect.Pipeline, error) {
 			p = w.newPipeline(w)
 			break
 		}
+		restored = true
 		w.mu.Lock()
 		w.offset, w.resumed, w.undecoded = st.Offset, st.Offset, st.Undecoded
 		if st.Sources != nil {
@@ -477,7 +479,14 @@ func (w *Watcher) start() (*detect.Pipeline, error) {
 	for _, f := range p.AccessLogFiles() {
 		keep[f] = true
 	}
-	stale, _ := filepath.Glob(filepath.Join(w.stateDir, "vigil-accesses-*.gob"))
+	stale, _ := filepath.Glob(filepath.Join(w.stateDir, "vigil-accesses-*"))
+	if !restored {
+		// A fresh pipeline has written nothing yet: accesses a crashed run
+		// left waiting on disk are stale too (a restored one removed those
+		// its snapshot does not name).
+		pend, _ := filepath.Glob(filepath.Join(w.stateDir, "vigil-pending-*.seg"))
+		stale = append(stale, pend...)
+	}
 	for _, f := range stale {
 		if !keep[f] {
 			if err := os.Remove(f); err != nil {

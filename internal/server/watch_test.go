@@ -108,7 +108,7 @@ func (r *watchRig) run(t *testing.T) (*Watcher, []string) {
 				t.Fatal(err)
 			}
 			ic := behavior.DefaultConfig().IncidentConfig()
-			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: r.nets}),
+			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: r.nets, TempDir: r.state}),
 				Incidents: &ic, TempDir: r.state}, s)
 		},
 		Outbox: r.outbox, Logger: slog.New(slog.DiscardHandler), StateDir: r.state,
@@ -187,11 +187,38 @@ func TestWatcherResumesAfterGracefulStop(t *testing.T) {
 	}
 	r := newWatchRig(t)
 	r.appendHalf(t, 0)
+	// Files a crashed run left in the state directory.
+	stale := func(names ...string) []string {
+		var out []string
+		for _, n := range names {
+			p := filepath.Join(r.state, n)
+			if err := os.MkdirAll(r.state, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("left by a crash"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	gone := func(files []string) {
+		t.Helper()
+		for _, f := range files {
+			if _, err := os.Stat(f); !os.IsNotExist(err) {
+				t.Errorf("stale %s was not removed", filepath.Base(f))
+			}
+		}
+	}
+	left := stale("vigil-accesses-1.log", "vigil-accesses-2.gob", "vigil-pending-1.seg")
 	w1, incs1 := r.run(t)
 	if w1.Read() != r.j.Size() || w1.Resumed() != 0 {
 		t.Fatalf("first start read %d of %d entries, resumed from %d", w1.Read(), r.j.Size(), w1.Resumed())
 	}
+	gone(left)
+	left = stale("vigil-accesses-3.log", "vigil-pending-2.seg")
 	w2, incs2 := r.run(t)
+	gone(left)
 	if w2.Read() != 0 || w2.Resumed() != r.j.Size() {
 		t.Fatalf("restart read %d entries again (resumed from %d of %d)", w2.Read(), w2.Resumed(), r.j.Size())
 	}

@@ -17,8 +17,11 @@ import (
 // serve is a single process.
 type Cluster struct {
 	// Role of this node: "journal" (the one node that appends the stream
-	// to the journal, detects and sends alerts) or "ingest" (accepts
-	// pushes and runs collectors, publishing to the stream). Required.
+	// to the journal, detects and sends alerts), "ingest" (accepts
+	// pushes and runs collectors, publishing to the stream) or "detect"
+	// (a detection worker: detects the tenant from the stream while it
+	// holds the tenant's detection lease, sending alerts to the stream
+	// VIGIL_ALERTS; any number, one detecting at a time). Required.
 	Role string `yaml:"role"`
 	// Tenant names the journal's records in the stream (subjects
 	// raw.<tenant>.<source>); every node of one deployment uses the same
@@ -38,8 +41,8 @@ type Cluster struct {
 	// records survive the loss of (replicas-1)/2 servers).
 	Replicas int `yaml:"replicas"`
 	// Partitions of the detection consumer group (default 8). Checked and
-	// kept for the detection workers, which do not exist yet
-	// (docs/scale.md): today the journal node detects alone.
+	// kept: detection workers partition by tenant today, one lease per
+	// tenant (docs/scale.md), so this is not used yet.
 	Partitions int `yaml:"partitions"`
 	// Stream names the raw stream (default VIGIL_RAW).
 	Stream string `yaml:"stream"`
@@ -74,11 +77,11 @@ func (c *Config) checkCluster(bad func(path []any, format string, a ...any)) {
 		}
 	}
 	switch k.Role {
-	case "journal", "ingest":
+	case "journal", "ingest", "detect":
 	case "":
-		bad(at(), "cluster needs role: journal (exactly one node: appends the stream to the journal, detects, alerts) or ingest")
+		bad(at(), "cluster needs role: journal (exactly one node: appends the stream to the journal, detects, alerts), ingest or detect")
 	default:
-		bad(at("role"), "role %q: want journal or ingest", k.Role)
+		bad(at("role"), "role %q: want journal, ingest or detect", k.Role)
 	}
 	if k.Tenant == "" {
 		k.Tenant = "default"

@@ -60,7 +60,7 @@ func TestClusterSectionErrors(t *testing.T) {
 		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  max_age: 5m\n":                 `:6: max_age 5m0s is shorter than duplicate_window`,
 		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  stream: raw.x\n":               `:6: stream "raw.x"`,
 		"cluster:\n  nats_urls: [nats://a:4222]\n":                                                `:3: cluster needs role`,
-		"cluster:\n  role: worker\n  nats_urls: [nats://a:4222]\n":                                `:4: role "worker": want journal or ingest`,
+		"cluster:\n  role: worker\n  nats_urls: [nats://a:4222]\n":                                `:4: role "worker": want journal, ingest or detect`,
 		"cluster:\n  role: ingest\n  tenant: a/b\n  nats_urls: [nats://a:4222]\n":                 `:5: tenant "a/b"`,
 		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  tls_key_file: k.pem\n":         `tls_cert_file and tls_key_file go together`,
 	}

@@ -1,0 +1,919 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// Names of what detection keeps in the cluster.
+const (
+	// DetectLeaseBucket holds which worker detects each tenant.
+	DetectLeaseBucket = "vigil_detect_leases"
+	// SnapshotBucket is the object store of the detection snapshots, one
+	// object per tenant.
+	SnapshotBucket = "vigil_detect"
+	// AlertStream is where alerts and incident updates go out, on
+	// alerts.<tenant>.alert and alerts.<tenant>.incident.
+	AlertStream = "VIGIL_ALERTS"
+	// AlertGuardBucket remembers every alert and incident update sent
+	// (first writer wins), past the stream's duplicate window.
+	AlertGuardBucket = "vigil_alert_ids"
+)
+
+// ErrDetectLeaseHeld: another worker detects this tenant.
+var ErrDetectLeaseHeld = errors.New("cluster: another worker holds the detection lease")
+
+// ErrDetectLeaseLost: the detection lease could not be renewed; the
+// worker stopped detecting the tenant.
+var ErrDetectLeaseLost = errors.New("cluster: detection lease lost")
+
+// DetectorOptions configures a detection worker.
+type DetectorOptions struct {
+	// Tenants are detected by this worker when it can take their lease.
+	Tenants []string
+	// Discover adds every tenant with records in the raw stream, looked
+	// for every LeaseTTL/3.
+	Discover bool
+	// NewPipeline builds a tenant's pipeline with sink as its sink. Its
+	// TempDir holds the access log (a restored one included). Required.
+	NewPipeline func(tenant string, sink detect.Sink) *detect.Pipeline
+	// NewDecoder decodes the records (default source.NewDecoder(nil, nil)).
+	NewDecoder func() *source.Decoder
+	// Holder names this worker in the leases (default the host name and
+	// process id: a restarted worker waits for its old lease to expire).
+	Holder string
+	// LeaseTTL is how long a lease outlives its holder: a tenant whose
+	// worker died is taken over after at most this (default 15 s).
+	LeaseTTL time.Duration
+	// Refresh is the most often incidents are regrouped and measured
+	// (default 2 s).
+	Refresh time.Duration
+	// SnapshotEvery is the least time between periodic snapshots (default
+	// 30 s); a takeover replays what came after the last one.
+	SnapshotEvery time.Duration
+	// Batch is the most messages fetched at once (default 256).
+	Batch int
+	// Idle is how long one fetch waits for messages (default 1 s).
+	Idle   time.Duration
+	Logger *slog.Logger
+}
+
+// TenantStats is what a worker did for one tenant since it took it.
+type TenantStats struct {
+	Held        bool   // the worker holds the tenant's lease now
+	Restored    uint64 // the stream sequence the snapshot it started from was taken at (0: none)
+	Position    uint64 // every tenant message at or below this stream sequence is detected
+	Refreshed   uint64 // the position at the last refresh (Incidents are as of it)
+	Read        uint64 // messages read (restored ones not counted)
+	Undecoded   uint64 // messages that are not a decodable journal entry: logged and counted, not detected
+	Snapshots   uint64
+	SnapshotSeq uint64 // the position of the last snapshot written
+	SnapshotLen int64  // its size in bytes
+	Alerts      uint64 // alerts sent to the alert stream
+	Updates     uint64 // incident updates sent
+	Repeats     uint64 // alerts and updates not sent again (the guard or the stream knew them)
+	Takeovers   uint64 // times the worker took the lease
+	RestoreErr  string // the last snapshot that could not be used, and why
+}
+
+// Detector is a detection worker: for every tenant whose lease it holds,
+// it reads the tenant's records from the raw stream in stream order into
+// a detect.Pipeline, sends what the pipeline finds to the alert stream,
+// and snapshots the pipeline with its stream position to the object
+// store, from where a worker taking the tenant over goes on.
+type Detector struct {
+	c   *Conn
+	o   DetectorOptions
+	log *slog.Logger
+
+	snaps jetstream.ObjectStore
+	guard jetstream.KeyValue
+
+	mu        sync.Mutex
+	stats     map[string]*TenantStats
+	incidents map[string][]*incident.Incident
+}
+
+// NewDetector prepares a worker and the streams and buckets it uses; Run
+// starts it.
+func (c *Conn) NewDetector(ctx context.Context, o DetectorOptions) (*Detector, error) {
+	if o.NewPipeline == nil {
+		return nil, errors.New("cluster: a detector needs NewPipeline")
+	}
+	if o.NewDecoder == nil {
+		o.NewDecoder = func() *source.Decoder { return source.NewDecoder(nil, nil) }
+	}
+	if o.Holder == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: detection lease holder: %w", err)
+		}
+		o.Holder = h + ":" + strconv.Itoa(os.Getpid())
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = 2 * time.Second
+	}
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = 30 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.Idle <= 0 {
+		o.Idle = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = c.opts.Logger
+	}
+	d := &Detector{c: c, o: o, log: o.Logger, stats: map[string]*TenantStats{}, incidents: map[string][]*incident.Incident{}}
+	err := retryUnavailable(ctx, d.log, "detection buckets", func(ctx context.Context) error {
+		if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        AlertStream,
+			Description: "vigil: alerts and incident updates, each once",
+			Subjects:    []string{"alerts.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.opts.Replicas,
+			MaxAge:      c.opts.MaxAge,
+			Duplicates:  c.opts.DuplicateWindow,
+			Discard:     jetstream.DiscardNew,
+		}); err != nil {
+			return fmt.Errorf("alert stream: %w", err)
+		}
+		snaps, err := c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      SnapshotBucket,
+			Description: "vigil: detection state per tenant, at a raw stream position",
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.opts.Replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("snapshot bucket: %w", err)
+		}
+		// A replay can reach back as far as the raw stream keeps records:
+		// the guard remembers that long.
+		guard, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      AlertGuardBucket,
+			Description: "vigil: alerts and incident updates sent (first writer wins)",
+			History:     1,
+			TTL:         c.opts.MaxAge,
+			Replicas:    c.opts.Replicas,
+			Storage:     jetstream.FileStorage,
+		})
+		if err != nil {
+			return fmt.Errorf("alert guard bucket: %w", err)
+		}
+		d.snaps, d.guard = snaps, guard
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: detector: %w", err)
+	}
+	return d, nil
+}
+
+// retryUnavailable runs fn (each try bounded to 10 s: a request that
+// reaches no leader gets no answer) until it succeeds or ctx ends.
+func retryUnavailable(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("cluster: not ready, retrying", "what", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// Stats returns what the worker did per tenant it has held.
+func (d *Detector) Stats() map[string]TenantStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]TenantStats, len(d.stats))
+	for t, s := range d.stats {
+		out[t] = *s
+	}
+	return out
+}
+
+// Incidents returns a tenant's incidents as its last refresh grouped
+// them, if this worker detects it.
+func (d *Detector) Incidents(tenant string) []*incident.Incident {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.incidents[tenant])
+}
+
+func (d *Detector) update(tenant string, fn func(*TenantStats)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats[tenant]
+	if s == nil {
+		s = &TenantStats{}
+		d.stats[tenant] = s
+	}
+	fn(s)
+}
+
+// Run detects until ctx ends; each tenant's state is then snapshotted
+// and its lease released, so another worker goes on at once.
+func (d *Detector) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	started := map[string]bool{}
+	start := func(tenant string) {
+		if started[tenant] {
+			return
+		}
+		started[tenant] = true
+		wg.Go(func() { d.runTenant(ctx, tenant) })
+	}
+	for _, t := range d.o.Tenants {
+		start(t)
+	}
+	defer wg.Wait()
+	if !d.o.Discover {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		ts, err := d.discover(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("cluster: listing the stream's tenants failed", "err", err)
+		}
+		for _, t := range ts {
+			start(t)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d.o.LeaseTTL / 3):
+		}
+	}
+}
+
+// discover lists the tenants with records in the raw stream.
+func (d *Detector) discover(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	info, err := d.c.stream.Info(ctx, jetstream.WithSubjectFilter("raw.>"))
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for subj := range info.State.Subjects {
+		parts := strings.Split(subj, ".")
+		if len(parts) != 3 {
+			continue
+		}
+		t, ok := untoken(parts[1])
+		if !ok || seen[t] {
+			continue
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// untoken reverses token.
+func untoken(s string) (string, bool) {
+	if s == "%" {
+		return "", true
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), true
+}
+
+// detectLeaseKey is the KV key of a tenant's detection lease.
+func detectLeaseKey(tenant string) string {
+	h := sha256.Sum256([]byte(tenant))
+	return "detect." + hex.EncodeToString(h[:16])
+}
+
+// runTenant takes the tenant's lease whenever it is free and detects
+// while holding it, until ctx ends.
+func (d *Detector) runTenant(ctx context.Context, tenant string) {
+	log := d.log.With("tenant", tenant)
+	for ctx.Err() == nil {
+		l, err := d.c.acquireKey(ctx, DetectLeaseBucket, "which worker detects each tenant", detectLeaseKey(tenant),
+			tenant, d.o.Holder, d.o.LeaseTTL, ErrDetectLeaseHeld, ErrDetectLeaseLost)
+		if err != nil {
+			if !errors.Is(err, ErrDetectLeaseHeld) && ctx.Err() == nil {
+				log.Warn("cluster: detection lease not available", "err", err)
+			}
+			// Standby: try again a few times per TTL.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d.o.LeaseTTL / 5):
+			}
+			continue
+		}
+		d.update(tenant, func(s *TenantStats) { s.Held = true; s.Takeovers++ })
+		err = d.hold(ctx, l, tenant, log)
+		d.update(tenant, func(s *TenantStats) { s.Held = false })
+		if err != nil && ctx.Err() == nil {
+			log.Error("cluster: stopped detecting the tenant", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d.o.LeaseTTL / 5):
+			}
+		}
+	}
+}
+
+// hold detects the tenant while l is held. When ctx ends it snapshots
+// before releasing the lease; when the lease is lost it stops at once,
+// without a snapshot (another worker may already go on).
+func (d *Detector) hold(ctx context.Context, l *lease, tenant string, log *slog.Logger) error {
+	// The lease outlives ctx by the final snapshot.
+	holdCtx, release := context.WithCancel(context.WithoutCancel(ctx))
+	defer release()
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	var lost atomic.Bool
+	held := make(chan error, 1)
+	go func() {
+		err := l.hold(holdCtx)
+		if err != nil {
+			lost.Store(true)
+			stopWork()
+		}
+		held <- err
+	}()
+	w := &tenantWorker{d: d, tenant: tenant, log: log}
+	err := w.run(wctx)
+	if ctx.Err() != nil && !lost.Load() && w.p != nil && w.pos > w.snap {
+		// A graceful stop: what was read is kept, so the next holder
+		// reads on from here. The lease is renewed meanwhile; the bound
+		// is for a cluster that stopped answering.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if serr := w.checkpoint(sctx); serr != nil {
+			log.Error("cluster: detection snapshot at stop failed; the next holder replays from the last one", "err", serr)
+		}
+		cancel()
+	}
+	w.close()
+	release()
+	if lerr := <-held; lerr != nil {
+		return lerr
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// tenantWorker is one tenant's detection while its lease is held.
+type tenantWorker struct {
+	d      *Detector
+	tenant string
+	log    *slog.Logger
+	p      *detect.Pipeline
+	out    *alertOut
+	pos    uint64 // stream sequence of the last message detected
+	snap   uint64 // position of the last snapshot
+}
+
+// run restores the tenant's snapshot and detects from the stream after
+// it until ctx ends.
+func (w *tenantWorker) run(ctx context.Context) error {
+	d := w.d
+	w.out = &alertOut{d: d, tenant: w.tenant}
+	if err := w.restore(ctx); err != nil {
+		return err
+	}
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	rd := &tenantReader{w: w, name: "detect_" + token(w.tenant) + "_" + hex.EncodeToString(nonce[:])}
+	defer rd.delete()
+	if err := rd.reset(ctx); err != nil {
+		return nilOnDone(ctx, err)
+	}
+	dec := d.o.NewDecoder()
+	var lastRefresh, lastSnap time.Time
+	// A restored state's incidents are known after a first refresh.
+	dirty := w.pos > 0
+	for ctx.Err() == nil {
+		n, err := rd.read(ctx, dec)
+		if err != nil {
+			return nilOnDone(ctx, err)
+		}
+		if n > 0 {
+			dirty = true
+			d.update(w.tenant, func(s *TenantStats) { s.Position = w.pos; s.Read += uint64(n) })
+		}
+		// Alerts go out as raised, before anything that depends on them.
+		if err := w.out.flush(ctx); err != nil {
+			return nilOnDone(ctx, err)
+		}
+		if dirty && time.Since(lastRefresh) >= d.o.Refresh {
+			if err := w.refresh(ctx); err != nil {
+				return nilOnDone(ctx, err)
+			}
+			lastRefresh, dirty = time.Now(), false
+		}
+		if w.pos > w.snap && time.Since(lastSnap) >= d.o.SnapshotEvery {
+			if err := w.checkpoint(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				w.log.Error("cluster: detection snapshot failed", "err", err)
+			}
+			lastSnap, lastRefresh, dirty = time.Now(), time.Now(), false
+		}
+	}
+	return nil
+}
+
+// tenantReader delivers a tenant's stream messages after the worker's
+// position, in stream order, through a consumer of its own (no acks: the
+// position is the snapshot's). A gap in the delivery sequence, a failed
+// fetch or a fetch that does not end re-creates the consumer from the
+// position. (The client's ordered consumer does this too, but lost the
+// first pull of a new consumer under load and then waited for missed
+// heartbeats; its Fetch re-creates the consumer on every call.)
+type tenantReader struct {
+	w            *tenantWorker
+	name         string
+	cons         jetstream.Consumer
+	nextDelivery uint64
+}
+
+func (r *tenantReader) reset(ctx context.Context) error {
+	w, d := r.w, r.w.d
+	return retryUnavailable(ctx, w.log, "detection consumer", func(ctx context.Context) error {
+		info, err := d.c.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream info: %w", err)
+		}
+		if first := info.State.FirstSeq; w.pos > 0 && first > w.pos+1 {
+			w.log.Error("cluster: the stream expired records detection had not read; verdicts may miss them",
+				"position", w.pos, "stream_first", first)
+		}
+		if err := d.c.js.DeleteConsumer(ctx, d.c.opts.Stream, r.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete consumer %s: %w", r.name, err)
+		}
+		cons, err := d.c.js.CreateConsumer(ctx, d.c.opts.Stream, jetstream.ConsumerConfig{
+			Name:          r.name,
+			Description:   "vigil: detection of tenant " + w.tenant,
+			FilterSubject: TenantFilter(w.tenant),
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:   w.pos + 1,
+			AckPolicy:     jetstream.AckNonePolicy,
+			MemoryStorage: true,
+			Replicas:      1,
+			// A worker that dies leaves it behind for this long.
+			InactiveThreshold: time.Minute,
+		})
+		if err != nil {
+			return fmt.Errorf("create consumer %s: %w", r.name, err)
+		}
+		r.cons, r.nextDelivery = cons, 1
+		return nil
+	})
+}
+
+func (r *tenantReader) delete() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.w.d.c.js.DeleteConsumer(ctx, r.w.d.c.opts.Stream, r.name)
+}
+
+// read fetches one batch and feeds it to the pipeline; it returns how
+// many messages it detected.
+func (r *tenantReader) read(ctx context.Context, dec *source.Decoder) (int, error) {
+	w, d := r.w, r.w.d
+	batch, err := r.cons.Fetch(d.o.Batch, jetstream.FetchMaxWait(d.o.Idle))
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("cluster: detection fetch failed; re-creating the consumer", "err", err)
+		}
+		return 0, r.reset(ctx)
+	}
+	// The client ends a fetch at its wait plus a second; one that runs
+	// well past that is abandoned.
+	stuck := time.NewTimer(d.o.Idle + 10*time.Second)
+	defer stuck.Stop()
+	msgs := batch.Messages()
+	n, ok := 0, true
+	for ok {
+		var m jetstream.Msg
+		select {
+		case m, ok = <-msgs:
+		case <-stuck.C:
+			w.log.Warn("cluster: detection fetch did not end; re-creating the consumer")
+			return n, r.reset(ctx)
+		case <-ctx.Done():
+			return n, nil
+		}
+		if !ok {
+			break
+		}
+		md, err := m.Metadata()
+		if err != nil || md.Sequence.Consumer != r.nextDelivery {
+			// A delivery went missing: detecting past it would change the
+			// order.
+			w.log.Warn("cluster: detection delivery out of sequence; re-creating the consumer", "err", err)
+			return n, r.reset(ctx)
+		}
+		r.nextDelivery++
+		if md.Sequence.Stream <= w.pos {
+			continue
+		}
+		w.consume(dec, md.Sequence.Stream, m)
+		n++
+	}
+	ferr := batch.Error()
+	switch {
+	case ferr == nil || errors.Is(ferr, context.DeadlineExceeded) || isTimeout(ferr) || ctx.Err() != nil:
+	case errors.Is(ferr, nats.ErrNoResponders):
+		// A new consumer's first pull may reach it before it is ready;
+		// the next fetch goes on.
+		w.log.Debug("cluster: detection fetch found no consumer yet", "err", ferr)
+	default:
+		w.log.Warn("cluster: detection fetch ended with an error; re-creating the consumer", "err", ferr)
+		return n, r.reset(ctx)
+	}
+	return n, nil
+}
+
+// consume decodes one stream message and feeds its events to the
+// pipeline. A message that is not a decodable journal entry is logged and
+// counted (the sequencer quarantines it on the journal node).
+func (w *tenantWorker) consume(dec *source.Decoder, seq uint64, m jetstream.Msg) {
+	w.pos = seq
+	evs, err := decodeMessage(dec, w.d.c.opts.Stream, seq, m.Subject(), m.Data())
+	if err != nil {
+		w.d.update(w.tenant, func(s *TenantStats) { s.Undecoded++ })
+		w.log.Warn("cluster: stream message not detected", "seq", seq, "subject", m.Subject(), "err", err)
+		return
+	}
+	for _, e := range evs {
+		_ = w.p.Process(e)
+	}
+}
+
+// decodeMessage decodes a raw stream message into events, with the
+// origin the journal node's detection gives them (the entry's origin and
+// its stream sequence), so alerts name the same place either way.
+func decodeMessage(dec *source.Decoder, stream string, seq uint64, subject string, data []byte) ([]*event.Event, error) {
+	en, err := journal.DecodeEntry(data)
+	if err != nil {
+		return nil, err
+	}
+	if token(en.Source) != sourceToken(subject) {
+		return nil, fmt.Errorf("entry source %q does not match subject %s", en.Source, subject)
+	}
+	// Events keep the raw bytes; the message's are the client library's.
+	raw := slices.Clone(en.Raw)
+	dec.SetObserved(en.Received)
+	return dec.Decode(raw, event.Origin{File: "journal:" + en.Origin + " @" + stream + ":" + strconv.FormatUint(seq, 10), Index: int(seq)})
+}
+
+// refresh regroups and measures the incidents and sends their updates.
+func (w *tenantWorker) refresh(ctx context.Context) error {
+	incs, err := w.p.Refresh(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: detection refresh: %w", err)
+	}
+	if err := w.out.flush(ctx); err != nil {
+		return err
+	}
+	w.d.mu.Lock()
+	w.d.incidents[w.tenant] = incs
+	w.d.mu.Unlock()
+	w.d.update(w.tenant, func(s *TenantStats) { s.Refreshed = w.pos })
+	return nil
+}
+
+func (w *tenantWorker) close() {
+	if w.p == nil {
+		return
+	}
+	// The pipeline is dropped, its access log with it: the snapshot holds
+	// a copy.
+	for _, f := range w.p.AccessLogFiles() {
+		os.Remove(f)
+	}
+	w.p = nil
+}
+
+// snapHeader starts a snapshot object, before the pipeline's portable
+// snapshot.
+type snapHeader struct {
+	Version int       `json:"version"`
+	Tenant  string    `json:"tenant"`
+	Stream  string    `json:"stream"`
+	Seq     uint64    `json:"seq"` // the last stream message the state includes
+	Holder  string    `json:"holder"`
+	Taken   time.Time `json:"taken"`
+}
+
+func snapName(tenant string) string { return "tenant/" + tenant }
+
+// checkpoint refreshes (so everything the state holds has been sent),
+// then writes the snapshot with the stream position.
+func (w *tenantWorker) checkpoint(ctx context.Context) error {
+	if err := w.refresh(ctx); err != nil {
+		return err
+	}
+	hdr, err := json.Marshal(snapHeader{Version: 1, Tenant: w.tenant, Stream: w.d.c.opts.Stream, Seq: w.pos, Holder: w.d.o.Holder, Taken: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := pw.Write(append(hdr, '\n'))
+		if err == nil {
+			// The pipeline goroutine waits in Put meanwhile.
+			err = w.p.SnapshotPortable(pw)
+		}
+		pw.CloseWithError(err)
+	}()
+	info, err := w.d.snaps.Put(ctx, jetstream.ObjectMeta{Name: snapName(w.tenant),
+		Metadata: map[string]string{"seq": strconv.FormatUint(w.pos, 10)}}, pr)
+	pr.CloseWithError(errors.New("snapshot not stored"))
+	if err != nil {
+		return fmt.Errorf("cluster: detection snapshot: %w", err)
+	}
+	w.snap = w.pos
+	w.d.update(w.tenant, func(s *TenantStats) { s.Snapshots++; s.SnapshotSeq = w.pos; s.SnapshotLen = int64(info.Size) })
+	return nil
+}
+
+// restore builds the pipeline from the tenant's snapshot, or empty when
+// there is none or it cannot be used (logged, and the stream is then read
+// from its first message: the guard keeps alerts from going out twice).
+func (w *tenantWorker) restore(ctx context.Context) error {
+	d := w.d
+	w.p = d.o.NewPipeline(w.tenant, w.out)
+	var seq uint64
+	backoff := 100 * time.Millisecond
+	for {
+		var err error
+		seq, err = d.c.restoreDetection(ctx, d.snaps, w.tenant, w.p)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrNoSnapshot) {
+			w.log.Info("cluster: no detection snapshot; detecting from the stream's first record")
+			return nil
+		}
+		var bad *badSnapshotError
+		if errors.As(err, &bad) {
+			w.log.Error("cluster: detection snapshot not usable; detecting from the stream's first record", "err", err)
+			d.update(w.tenant, func(s *TenantStats) { s.RestoreErr = err.Error() })
+			w.close()
+			w.p = d.o.NewPipeline(w.tenant, w.out)
+			return nil
+		}
+		w.log.Warn("cluster: detection snapshot not readable yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	w.pos, w.snap = seq, seq
+	d.update(w.tenant, func(s *TenantStats) { s.Restored = seq; s.Position = seq })
+	w.log.Info("cluster: detection resumes from its snapshot", "seq", seq)
+	return nil
+}
+
+// ErrNoSnapshot: the tenant has no detection snapshot yet.
+var ErrNoSnapshot = errors.New("cluster: no detection snapshot")
+
+// badSnapshotError: the snapshot was read and cannot be used (damaged,
+// of another tenant or stream, another version).
+type badSnapshotError struct{ err error }
+
+func (e *badSnapshotError) Error() string { return "cluster: detection snapshot: " + e.err.Error() }
+func (e *badSnapshotError) Unwrap() error { return e.err }
+
+// RestoreDetection loads the tenant's latest detection snapshot into p, a
+// new pipeline, and returns the stream sequence it was taken at; it
+// returns ErrNoSnapshot when there is none.
+func (c *Conn) RestoreDetection(ctx context.Context, tenant string, p *detect.Pipeline) (uint64, error) {
+	snaps, err := c.js.ObjectStore(ctx, SnapshotBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, ErrNoSnapshot
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cluster: snapshot bucket: %w", err)
+	}
+	return c.restoreDetection(ctx, snaps, tenant, p)
+}
+
+func (c *Conn) restoreDetection(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, error) {
+	// The object streams in over ctx: no per-try timeout here.
+	obj, err := snaps.Get(ctx, snapName(tenant))
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return 0, ErrNoSnapshot
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cluster: detection snapshot: %w", err)
+	}
+	defer obj.Close()
+	var hdr snapHeader
+	br := bufio.NewReader(obj)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, &badSnapshotError{fmt.Errorf("header: %w", err)}
+	}
+	if err := json.Unmarshal(line, &hdr); err != nil {
+		return 0, &badSnapshotError{fmt.Errorf("header: %w", err)}
+	}
+	switch {
+	case hdr.Version != 1:
+		return 0, &badSnapshotError{fmt.Errorf("version %d", hdr.Version)}
+	case hdr.Tenant != tenant || hdr.Stream != c.opts.Stream:
+		return 0, &badSnapshotError{fmt.Errorf("taken of tenant %q on stream %s", hdr.Tenant, hdr.Stream)}
+	}
+	if err := p.RestorePortable(br); err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, &badSnapshotError{err}
+	}
+	// The object store checks the digest at the end.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, &badSnapshotError{err}
+	}
+	return hdr.Seq, nil
+}
+
+// alertOut sends a tenant's alerts and incident updates to the alert
+// stream, each once: the message id is stable (a replay raises the same
+// alert, reaches the same incident state), the stream drops a repeat
+// within its duplicate window, and the guard bucket, written after the
+// stream acknowledged, drops it after.
+type alertOut struct {
+	d       *Detector
+	tenant  string
+	pending []outMsg
+}
+
+type outMsg struct {
+	id   string // what the message is: alert/<key>, incident/<id>/<state>
+	kind string // "alert" or "incident"
+	body any
+}
+
+// AlertMessage is the body of an alert stream message (JSON).
+type AlertMessage struct {
+	Tenant string `json:"tenant"`
+	// ID is the message's identity: "alert/" and the alert's key, or
+	// "incident/<id>/<kind>/<alerts>/<severity>/<accesses>" for the
+	// incident state reached. The Nats-Msg-Id header is its hash.
+	ID       string             `json:"id"`
+	Type     string             `json:"type"` // "alert", or "incident." and the change
+	Alert    *alert.Alert       `json:"alert,omitempty"`
+	Incident *incident.Incident `json:"incident,omitempty"`
+}
+
+// Alert implements detect.Sink.
+func (o *alertOut) Alert(a *alert.Alert) {
+	c := *a
+	o.pending = append(o.pending, outMsg{id: "alert/" + a.Key(), kind: "alert",
+		body: AlertMessage{Tenant: o.tenant, ID: "alert/" + a.Key(), Type: "alert", Alert: &c}})
+}
+
+// Incident implements detect.Sink.
+func (o *alertOut) Incident(u detect.Update) {
+	inc := u.Incident
+	kind := strings.ReplaceAll(u.Kind.String(), " ", "_")
+	id := fmt.Sprintf("incident/%s/%s/%d/%s/%d", inc.ID, kind, inc.AlertCount, inc.Severity, inc.Impact.Accesses)
+	o.pending = append(o.pending, outMsg{id: id, kind: "incident",
+		body: AlertMessage{Tenant: o.tenant, ID: id, Type: "incident." + kind, Incident: inc}})
+}
+
+// guardKey is the KV key and Nats-Msg-Id of a message.
+func (o *alertOut) guardKey(id string) string {
+	h := sha256.New()
+	h.Write([]byte(o.tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// flush sends what is pending and returns once the stream acknowledged
+// all of it and the guard recorded it.
+func (o *alertOut) flush(ctx context.Context) error {
+	if len(o.pending) == 0 {
+		return nil
+	}
+	d := o.d
+	var msgs []*nats.Msg
+	var keys, kinds []string
+	var repeats uint64
+	for _, m := range o.pending {
+		key := o.guardKey(m.id)
+		_, err := d.guard.Get(ctx, key)
+		if err == nil {
+			repeats++
+			continue
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("cluster: alert guard: %w", err)
+		}
+		data, err := json.Marshal(m.body)
+		if err != nil {
+			return fmt.Errorf("cluster: alert %s: %w", m.id, err)
+		}
+		nm := nats.NewMsg("alerts." + token(o.tenant) + "." + m.kind)
+		nm.Header.Set(jetstream.MsgIDHeader, key)
+		nm.Data = data
+		msgs = append(msgs, nm)
+		keys, kinds = append(keys, key), append(kinds, m.kind)
+	}
+	var res PublishResult
+	acks := make([]journal.Ack, len(msgs))
+	if err := d.c.publishTo(ctx, AlertStream, msgs, acks, &res); err != nil {
+		return err
+	}
+	var alerts, updates uint64
+	for i, key := range keys {
+		if _, err := d.guard.Create(ctx, key, []byte("sent")); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("cluster: alert guard: %w", err)
+		}
+		switch {
+		case acks[i].Duplicate:
+		case kinds[i] == "alert":
+			alerts++
+		default:
+			updates++
+		}
+	}
+	clear(o.pending)
+	o.pending = o.pending[:0]
+	d.update(o.tenant, func(s *TenantStats) {
+		s.Repeats += repeats + uint64(res.Duplicates)
+		s.Alerts += alerts
+		s.Updates += updates
+	})
+	return nil
+}
