@@ -253,7 +253,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	watcher.SetCollectors(collectors)
 	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes},
-		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Views: watcher, Index: live.follower(), UI: uiData, Logger: logger})
+		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Delay: watcher.Delay, Views: watcher, Index: live.follower(), UI: uiData, Logger: logger})
 	if err != nil {
 		return usageError("%v", err)
 	}

@@ -153,6 +153,14 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("detection is %d entries behind the journal; retry later", lag))
 		return
 	}
+	if s.d.Delay != nil && s.cfg.MaxDelay > 0 {
+		if d := s.d.Delay(); d > s.cfg.MaxDelay {
+			w.Header().Set("Retry-After", "1")
+			s.metrics.ingestReqs.WithLabelValues("429").Inc()
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("detection is %.0f s behind the journal (limit %.0f s); retry later", d.Seconds(), s.cfg.MaxDelay.Seconds()))
+			return
+		}
+	}
 	format := r.URL.Query().Get("format")
 	if format != "" && !slices.Contains(source.Formats, format) {
 		s.metrics.ingestReqs.WithLabelValues("400").Inc()

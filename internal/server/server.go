@@ -35,6 +35,10 @@ type Config struct {
 	// MaxLag is how many journal entries detection may trail before ingest
 	// answers 429 (default 1,000,000).
 	MaxLag uint64
+	// MaxDelay is how long an entry may wait for detection before ingest
+	// answers 429 (default 10 s; negative: no limit): ingest then goes at
+	// detection's pace, and an alert is at most about this late.
+	MaxDelay time.Duration
 }
 
 func (c *Config) fill() {
@@ -52,6 +56,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxLag == 0 {
 		c.MaxLag = 1_000_000
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = 10 * time.Second
 	}
 }
 
@@ -72,6 +79,8 @@ type Deps struct {
 	// Lag reports how many journal entries detection has not processed
 	// yet; nil means detection never lags (tests).
 	Lag func() uint64
+	// Delay reports how long the oldest of them has waited (nil: never).
+	Delay func() time.Duration
 	// Views answer the read-only API; nil answers 503 on those routes.
 	Views Views
 	// Index answers /api/v1/search and /api/v1/timeline; nil answers 503.

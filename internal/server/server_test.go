@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -23,11 +24,12 @@ import (
 )
 
 type fixture struct {
-	srv  *httptest.Server
-	j    *journal.Journal
-	keys map[auth.Role]string
-	dir  string
-	lag  uint64
+	srv   *httptest.Server
+	j     *journal.Journal
+	keys  map[auth.Role]string
+	dir   string
+	lag   uint64
+	delay time.Duration
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
@@ -51,7 +53,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		f.keys[r] = plain
 	}
 	s, err := New(cfg, Deps{Journal: j, Keys: ks, Ingest: NewIngester(j, filepath.Join(dir, "quarantine.jsonl")),
-		Lag: func() uint64 { return f.lag }, Logger: slog.New(slog.DiscardHandler)})
+		Lag: func() uint64 { return f.lag }, Delay: func() time.Duration { return f.delay }, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,17 @@ func TestIngestLimits(t *testing.T) {
 	if f.j.Size() != 0 {
 		t.Fatalf("a refused body left %d entries in the journal", f.j.Size())
 	}
-	f.lag = 2_000_000
+	// Detection a few entries behind but long: the delay alone refuses.
+	f.lag, f.delay = 10, 11*time.Second
+	resp, body := f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], strings.NewReader("{}"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "11 s behind") {
+		t.Fatalf("detection 11 s behind: %d %s, want 429 with Retry-After naming the delay", resp.StatusCode, body)
+	}
+	f.delay = 9 * time.Second
+	if resp, body := f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], strings.NewReader("{}")); resp.StatusCode == http.StatusTooManyRequests {
+		t.Fatalf("detection 9 s behind (under the 10 s default): %d %s, not refused", resp.StatusCode, body)
+	}
+	f.lag, f.delay = 2_000_000, 0
 	resp, _ = f.do(t, "POST", "/api/v1/ingest", f.keys[auth.RoleIngest], strings.NewReader("{}"))
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("lagging detection: %d, want 429 with Retry-After", resp.StatusCode)

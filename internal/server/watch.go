@@ -60,6 +60,9 @@ type Watcher struct {
 	mu         sync.RWMutex
 	offset     uint64 // journal entries processed
 	caughtUp   bool
+	// For Delay: when the last entry processed was received, and when
+	// detection last found nothing left to read.
+	lastRecv, idleAt time.Time
 	incidents  map[string]*incident.Incident
 	alerts     []alert.Alert // newest maxAlerts, oldest first
 	sources    map[string]*SourceStat
@@ -227,6 +230,27 @@ func (w *Watcher) Lag() uint64 {
 	return 0
 }
 
+// Delay is about how long the oldest entry detection has not processed
+// has waited: zero when detection is caught up, else the time since the
+// last entry it processed was received, or since it last had nothing to
+// read if that is later (a burst after a quiet spell). Ingest turns it
+// into backpressure, which bounds how late an alert can be.
+func (w *Watcher) Delay() time.Duration {
+	if w.Lag() == 0 {
+		return 0
+	}
+	w.mu.RLock()
+	since := w.lastRecv
+	if w.idleAt.After(since) {
+		since = w.idleAt
+	}
+	w.mu.RUnlock()
+	if since.IsZero() {
+		return 0
+	}
+	return max(time.Since(since), 0)
+}
+
 // Offset is how many journal entries detection has processed.
 func (w *Watcher) Offset() uint64 {
 	w.mu.RLock()
@@ -362,6 +386,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			w.mu.Unlock()
 		}
+		w.mu.Lock()
+		if w.offset >= size {
+			w.idleAt = time.Now()
+		}
+		w.mu.Unlock()
 		wait := time.Second
 		if dirty {
 			wait = max(w.refresh-time.Since(lastRefresh), 10*time.Millisecond)
