@@ -57,24 +57,24 @@ type Watcher struct {
 
 	wake chan struct{}
 
-	mu         sync.RWMutex
-	offset     uint64 // journal entries processed
-	caughtUp   bool
+	mu       sync.RWMutex
+	offset   uint64 // journal entries processed
+	caughtUp bool
 	// For Delay: when the last entry processed was received, and when
 	// detection last found nothing left to read.
 	lastRecv, idleAt time.Time
-	incidents  map[string]*incident.Incident
-	alerts     []alert.Alert // newest maxAlerts, oldest first
-	sources    map[string]*SourceStat
-	collectors []*collect.Collector
-	metrics    *Metrics
-	undecoded  int64
-	lastErr    string
-	read       uint64 // entries read by this process (not restored)
-	snapBytes  int64
-	snapSecs   float64
-	resumed    uint64 // the offset a snapshot restored
-	snapshots  uint64
+	incidents        map[string]*incident.Incident
+	alerts           []alert.Alert // newest maxAlerts, oldest first
+	sources          map[string]*SourceStat
+	collectors       []*collect.Collector
+	metrics          *Metrics
+	undecoded        int64
+	lastErr          string
+	read             uint64 // entries read by this process (not restored)
+	snapBytes        int64
+	snapSecs         float64
+	resumed          uint64 // the offset a snapshot restored
+	snapshots        uint64
 
 	onEntry    func(index uint64, en *journal.Entry, evs []*event.Event)
 	onAlert    func(*alert.Alert)
@@ -386,11 +386,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			w.mu.Unlock()
 		}
-		w.mu.Lock()
-		if w.offset >= size {
+		// Idle only if nothing came meanwhile: size is what this round
+		// set out to read.
+		if off := w.Offset(); off >= w.j.Size() {
+			w.mu.Lock()
 			w.idleAt = time.Now()
+			w.mu.Unlock()
 		}
-		w.mu.Unlock()
 		wait := time.Second
 		if dirty {
 			wait = max(w.refresh-time.Since(lastRefresh), 10*time.Millisecond)
