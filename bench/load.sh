@@ -24,7 +24,7 @@
 #
 # Environment: DURATION (s, default 300), CONNS (4), BATCH (5000), PORT
 # (18080), KILL_AFTER (s, 10), WORK (bench/work/load), SCENARIO_USERS (50),
-# SCENARIO_DAYS (8), SCENARIO_HOUR (2s), SCENARIO_LEAD (6h).
+# SCENARIO_DAYS (8), SCENARIO_HOUR (1s), SCENARIO_LEAD (6h).
 set -euo pipefail
 
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -40,7 +40,7 @@ KILL_AFTER=${KILL_AFTER:-10}
 WORK=${WORK:-bench/work/load}
 SCENARIO_USERS=${SCENARIO_USERS:-50}
 SCENARIO_DAYS=${SCENARIO_DAYS:-8}
-SCENARIO_HOUR=${SCENARIO_HOUR:-2s}
+SCENARIO_HOUR=${SCENARIO_HOUR:-1s}
 SCENARIO_LEAD=${SCENARIO_LEAD:-6h}
 for v in DURATION CONNS BATCH PORT KILL_AFTER SCENARIO_USERS SCENARIO_DAYS; do
 	case ${!v} in '' | *[!0-9]*) die "$v=${!v}: want a number" ;; esac

@@ -220,6 +220,7 @@ func push(ctx context.Context, args []string) error {
 			sc.paced, time.Since(t0).Seconds(), len(sc.recs)-sc.paced, sc.from.Format(time.RFC3339), c.scenarioHour)
 	}
 	start := time.Now()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.duration)
 	defer cancel()
 	clock := func() time.Time { return time.Now().UTC() }
@@ -227,8 +228,10 @@ func push(ctx context.Context, args []string) error {
 	if sc != nil {
 		clock = sc.now
 		since = sc.from.Add(-time.Minute)
-		go sc.replay(ctx, func(b []byte) (int, error) { return post(ctx, b) })
-		go sc.watchSink(ctx, c.sinkFile)
+		// The replay runs to its end, past the push if need be: its
+		// incident is what is measured.
+		go sc.replay(parent, func(b []byte) (int, error) { return post(parent, b) })
+		go sc.watchSink(parent, c.sinkFile)
 	}
 
 	// Triggers: ids whose acknowledgment time is known, waiting for their alert.
@@ -420,18 +423,19 @@ func push(ctx context.Context, args []string) error {
 	if sc != nil && !stoppedByPeer.Load() {
 		// The scenario's incidents: wait for the replay's last ones.
 		if !sc.done.Load() {
-			fmt.Fprintln(os.Stderr, "loadgen: the push ended before the scenario's replay did; lengthen --duration or shorten --scenario-hour")
+			fmt.Fprintln(os.Stderr, "loadgen: the push ended before the scenario's replay did; waiting for it (lengthen --duration or shorten --scenario-hour)")
+			for deadline := time.Now().Add(5 * time.Minute); !sc.done.Load() && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
 		// Detection may trail the push: its incidents come when it catches
-		// up, and their latency counts that wait.
+		// up, and their latency counts that wait (the sink is still read).
 		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			sc.readSink(c.sinkFile)
 			if m, err := scrape(client, c.url, key); err == nil && m["vigil_detection_lag_entries"] == 0 {
 				time.Sleep(3 * time.Second) // a refresh, then the outbox
 				break
 			}
 		}
-		sc.readSink(c.sinkFile)
 		sc.mu.Lock()
 		sum.IncidentN, sum.IncidentsBefore = len(sc.lat), sc.early
 		sum.IncidentP50ms = float64(pct(sc.lat, 0.50).Microseconds()) / 1000
