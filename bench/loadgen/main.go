@@ -97,24 +97,22 @@ type interval struct {
 }
 
 type summary struct {
-	Records       int64      `json:"records_acked"`
-	Requests      int64      `json:"requests"`
-	Seconds       float64    `json:"seconds"`
-	EventsPerS    float64    `json:"events_per_s"`
-	AckP50ms      float64    `json:"ack_p50_ms"`
-	AckP99ms      float64    `json:"ack_p99_ms"`
-	AlertN        int        `json:"alerts_measured"`
-	AlertP50ms    float64    `json:"alert_p50_ms"`
-	AlertP99ms    float64    `json:"alert_p99_ms"`
-	AlertMissing  int        `json:"alerts_not_seen"`
-	MaxLag        int64      `json:"max_detection_lag_entries"`
-	MaxRSSMiB     float64    `json:"max_rss_mib"`
-	CPUSeconds    float64    `json:"server_cpu_seconds"`
-	EventsPerCPUs float64    `json:"events_per_server_cpu_second"`
-	Retries429    int64      `json:"retries_429"`
-	Errors        int64      `json:"errors"`
-	Intervals     []interval `json:"intervals"`
-	StoppedByPeer bool       `json:"stopped_by_connection_error"`
+	Records       int64   `json:"records_acked"`
+	Requests      int64   `json:"requests"`
+	Seconds       float64 `json:"seconds"`
+	EventsPerS    float64 `json:"events_per_s"`
+	AckP50ms      float64 `json:"ack_p50_ms"`
+	AckP99ms      float64 `json:"ack_p99_ms"`
+	AlertN        int     `json:"alerts_measured"`
+	AlertP50ms    float64 `json:"alert_p50_ms"`
+	AlertP99ms    float64 `json:"alert_p99_ms"`
+	AlertMissing  int     `json:"alerts_not_seen"`
+	MaxLag        int64   `json:"max_detection_lag_entries"`
+	MaxRSSMiB     float64 `json:"max_rss_mib"`
+	CPUSeconds    float64 `json:"server_cpu_seconds"`
+	EventsPerCPUs float64 `json:"events_per_server_cpu_second"`
+	Retries429    int64   `json:"retries_429"`
+	Errors        int64   `json:"errors"`
 	// The scenario's incidents (high or critical), from when the record
 	// that raised each was sent to its first message in the file sink.
 	IncidentN       int     `json:"incidents_measured,omitempty"`
@@ -123,6 +121,9 @@ type summary struct {
 	IncidentMaxms   float64 `json:"incident_max_ms,omitempty"`
 	IncidentsBefore int     `json:"incidents_raised_by_history,omitempty"`
 	ReplayDone      bool    `json:"scenario_replayed,omitempty"`
+	// Intervals come last: load.sh reads the summary above them.
+	Intervals     []interval `json:"intervals"`
+	StoppedByPeer bool       `json:"stopped_by_connection_error"`
 }
 
 func push(ctx context.Context, args []string) error {
