@@ -1,16 +1,11 @@
 package detect
 
 import (
-	"path/filepath"
 	"reflect"
-	"slices"
 	"testing"
 
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
-	"github.com/vigil-audit/vigil/internal/simulate"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // TestRefreshMeasuresIncrementally: a pipeline that never ends refreshes
@@ -18,17 +13,7 @@ import (
 // log from scratch, while most refreshes read only what was logged since
 // the last one.
 func TestRefreshMeasuresIncrementally(t *testing.T) {
-	dir, _ := scenario(t)
-	var evs []*event.Event
-	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}, source.Options{},
-		func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, nets := scenarioStream(t)
 	ic := behavior.DefaultConfig().IncidentConfig()
 	p := New(Config{Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic, TempDir: t.TempDir()}, &recordingSink{})
 	const chunks = 60

@@ -9,39 +9,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
-	"github.com/vigil-audit/vigil/internal/simulate"
 	"github.com/vigil-audit/vigil/internal/source"
-	"github.com/vigil-audit/vigil/rules"
 )
 
 // A portable snapshot restored on "another machine" (another TempDir,
 // the first one deleted) continues exactly as the uninterrupted pipeline:
 // same sink messages, same alerts, same incidents with the same impact.
 func TestSnapshotPortableRestore(t *testing.T) {
-	dir, _ := scenario(t)
-	var evs []*event.Event
-	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}, source.Options{},
-		func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	newP := func(s Sink, tmp string) *Pipeline {
-		rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ic := behavior.DefaultConfig().IncidentConfig()
-		return New(Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}),
-			Incidents: &ic, TempDir: tmp}, s)
-	}
+	evs, nets := scenarioStream(t)
+	newP := func(s Sink, tmp string) *Pipeline { return fullPipeline(t, nets, tmp, s) }
 	summary := func(incs []*incident.Incident) []string {
 		var out []string
 		for _, inc := range incs {
@@ -151,14 +129,7 @@ func alertKeys(r *Result) []string {
 // leaves no access log file behind.
 func TestRestorePortableRejects(t *testing.T) {
 	tmp := t.TempDir()
-	newP := func() *Pipeline {
-		rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ic := behavior.DefaultConfig().IncidentConfig()
-		return New(Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{}), Incidents: &ic, TempDir: tmp}, nil)
-	}
+	newP := func() *Pipeline { return fullPipeline(t, nil, tmp, nil) }
 	dir, _ := scenario(t)
 	p := newP()
 	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl")}, source.Options{},

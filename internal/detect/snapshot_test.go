@@ -17,6 +17,37 @@ import (
 	"github.com/vigil-audit/vigil/rules"
 )
 
+// scenarioStream is the simulated scenario's events from all three logs
+// in time order, and its network table.
+func scenarioStream(t *testing.T) ([]*event.Event, *behavior.NetTable) {
+	t.Helper()
+	dir, _ := scenario(t)
+	var evs []*event.Event
+	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}, source.Options{},
+		func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs, nets
+}
+
+// fullPipeline is what vigil serve runs: the built-in rules, the
+// behaviours (with nets, which may be nil) and incidents.
+func fullPipeline(t *testing.T, nets behavior.Networks, tmp string, s Sink) *Pipeline {
+	t.Helper()
+	rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := behavior.DefaultConfig().IncidentConfig()
+	return New(Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}),
+		Incidents: &ic, TempDir: tmp}, s)
+}
+
 type recordingSink struct{ log []string }
 
 func (s *recordingSink) Alert(a *alert.Alert) {
@@ -31,27 +62,9 @@ func (s *recordingSink) Incident(u Update) {
 // same incidents with the same impact: built-in Sigma rules (with their
 // correlations), behaviours and the access log all carry over.
 func TestSnapshotRestore(t *testing.T) {
-	dir, _ := scenario(t)
-	var evs []*event.Event
-	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}, source.Options{},
-		func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, nets := scenarioStream(t)
 	tmp := t.TempDir()
-	newP := func(s Sink) *Pipeline {
-		rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ic := behavior.DefaultConfig().IncidentConfig()
-		return New(Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}),
-			Incidents: &ic, TempDir: tmp}, s)
-	}
+	newP := func(s Sink) *Pipeline { return fullPipeline(t, nets, tmp, s) }
 	cuts := []int{len(evs) / 3, 2 * len(evs) / 3}
 	summary := func(incs []*incident.Incident) []string {
 		var out []string
