@@ -142,8 +142,9 @@ func (nopSink) Incident(Update)    {}
 // ordered stage processes.
 type Item struct {
 	Ev    *event.Event
-	acc   *event.MailAccess
-	enc   []byte // acc as the access log keeps it
+	read  bool              // a mail access
+	acc   *event.MailAccess // its facts, when a detector needs them
+	enc   []byte            // acc as the access log keeps it
 	sigma sigma.Matches
 }
 
@@ -151,8 +152,8 @@ type Item struct {
 // matching and the reduction of a mail access. It is safe to call from
 // many goroutines at once, ahead of ProcessItem, which is not.
 func (p *Pipeline) Prepare(ev *event.Event) *Item {
-	it := &Item{Ev: ev}
-	if event.IsMailAccess(ev) {
+	it := &Item{Ev: ev, read: event.IsMailAccess(ev)}
+	if it.read {
 		switch {
 		case p.cfg.Incidents != nil:
 			a, _ := event.MailAccessOf(ev)
@@ -223,13 +224,11 @@ func (p *Pipeline) run(it *Item) {
 			p.released = t
 		}
 	}
-	if it.acc != nil {
+	if it.read {
 		st.Reads.Add(ev.Time)
 		if p.cfg.Incidents != nil {
 			p.logAccess(it.enc)
 		}
-	} else if p.cfg.Incidents == nil && p.cfg.Behaviours == nil && event.IsMailAccess(ev) {
-		st.Reads.Add(ev.Time)
 	}
 	if p.cfg.Rules != nil {
 		p.cfg.Rules.Apply(ev, it.sigma, p.sigma)
