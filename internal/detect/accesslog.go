@@ -25,14 +25,8 @@ type accessLog struct {
 	sealed []logSeg
 	f      *os.File
 	w      *asyncWriter
-	buf    []byte
 	n      int64
 	err    error
-}
-
-func (l *accessLog) add(a *event.MailAccess) {
-	l.buf = appendAccess(l.buf[:0], a)
-	l.addEncoded(l.buf)
 }
 
 // addEncoded logs an access appendAccess has encoded (Prepare does, on

@@ -26,7 +26,7 @@ func TestAccessLogRoundTrip(t *testing.T) {
 	l := &accessLog{dir: t.TempDir()}
 	defer l.close()
 	for i := range testAccesses {
-		l.add(&testAccesses[i])
+		add(l, &testAccesses[i])
 	}
 	want := testAccesses
 	for pass := range 2 {
@@ -38,7 +38,7 @@ func TestAccessLogRoundTrip(t *testing.T) {
 			t.Fatalf("pass %d: got\n%+v\nwant\n%+v", pass, got, want)
 		}
 		for i := range testAccesses {
-			l.add(&testAccesses[i])
+			add(l, &testAccesses[i])
 		}
 		want = append(slices.Clone(want), testAccesses...)
 	}
@@ -50,7 +50,7 @@ func TestAccessLogDamaged(t *testing.T) {
 	l := &accessLog{dir: t.TempDir()}
 	defer l.close()
 	for range 100 {
-		l.add(&testAccesses[1])
+		add(l, &testAccesses[1])
 	}
 	if err := l.w.Flush(); err != nil {
 		t.Fatal(err)
@@ -83,3 +83,5 @@ func FuzzParseAccess(f *testing.F) {
 		}
 	})
 }
+
+func add(l *accessLog, a *event.MailAccess) { l.addEncoded(appendAccess(nil, a)) }
