@@ -354,51 +354,20 @@ func (s *Sorter) mergeRuns(n int) (err error) {
 		}
 	}()
 	w := bufio.NewWriterSize(f, 1<<20)
-	var h rawHeap
-	var files []*os.File
-	defer func() {
-		for _, g := range files {
-			g.Close()
-		}
-	}()
-	for _, r := range in {
-		g, err := os.Open(r)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("sort: %w", err)
-		}
-		files = append(files, g)
-		rr := &rawRun{br: bufio.NewReaderSize(g, 64<<10), name: r}
-		if ok, err := rr.next(); err != nil {
-			f.Close()
-			return err
-		} else if ok {
-			h = append(h, rr)
-		}
-	}
-	heap.Init(&h)
 	var hdr []byte
-	for h.Len() > 0 {
-		rr := h[0]
-		hdr = binary.AppendUvarint(hdr[:0], uint64(len(rr.body)))
+	if err := s.merge(in, func(body []byte) error {
+		hdr = binary.AppendUvarint(hdr[:0], uint64(len(body)))
 		_, werr := w.Write(hdr)
 		if werr == nil {
-			_, werr = w.Write(rr.body)
+			_, werr = w.Write(body)
 		}
 		if werr != nil {
-			f.Close()
 			return fmt.Errorf("sort: %w", werr)
 		}
-		ok, err := rr.next()
-		if err != nil {
-			f.Close()
-			return err
-		}
-		if ok {
-			heap.Fix(&h, 0)
-		} else {
-			heap.Pop(&h)
-		}
+		return nil
+	}); err != nil {
+		f.Close()
+		return err
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
