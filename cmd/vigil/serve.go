@@ -206,7 +206,15 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	// journal order, muting the pipeline's alerts from there on.
 	switches := server.NewRuleSwitches()
 	det.mute = switches.Mute
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, o.demo, logger)
+	// A journal node whose detection runs on detect nodes serves their
+	// alerts; it has no detection of its own to switch rules in.
+	var feed server.AlertFeed
+	fixedWhy := ""
+	if node != nil && node.detection == "workers" && node.role != "detect" {
+		feed, switches, det.mute = node.alertFeed(), nil, nil
+		fixedWhy = "detection runs on the cluster's detect nodes, where rule switches are not applied yet"
+	}
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, fixedWhy, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {
@@ -241,6 +249,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		},
 		OnIncident: detIdx.Incident,
 		Rules:      switches,
+		Feed:       feed,
 	})
 	uiData.Watch(watcher)
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))

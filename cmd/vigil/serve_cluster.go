@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/collect/setup"
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/server"
 	"github.com/vigil-audit/vigil/internal/source"
 )
 
@@ -28,6 +29,7 @@ type clusterNode struct {
 	conn       *cluster.Conn
 	log        journal.Log // what ingest and collectors append to
 	role       string
+	detection  string // "local" or "workers": where the journal node's alerts come from
 	tenant     string
 	j          journal.Log
 	quarantine string
@@ -56,7 +58,22 @@ func (n *clusterNode) detectionMetrics() []prometheus.Collector {
 			return f(st)
 		}
 	}
+	sent := func(f func(cluster.TenantStats) uint64) func() float64 {
+		return func() float64 {
+			d := n.detector.Load()
+			if d == nil {
+				return 0
+			}
+			return float64(f(d.Stats()[n.tenant]))
+		}
+	}
 	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_alerts_sent_total",
+			Help: "Alerts this node put on the alert stream (each alert is sent once cluster-wide)."},
+			sent(func(s cluster.TenantStats) uint64 { return s.Alerts })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_incident_updates_sent_total",
+			Help: "Incident updates this node put on the alert stream."},
+			sent(func(s cluster.TenantStats) uint64 { return s.Updates })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_held",
 			Help: "1 while this node detects its tenant (holds the detection lease), 0 while it stands by."},
 			stat(func(cluster.TenantStats) float64 { return 1 })),
@@ -95,7 +112,7 @@ func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarant
 		return nil, err
 	}
 	logger.Info("cluster: connected", "role", cfg.Cluster.Role, "tenant", cfg.Cluster.Tenant, "stream", opts.Stream, "replicas", opts.Replicas)
-	return &clusterNode{conn: conn, log: conn.Log(cfg.Cluster.Tenant, j), role: cfg.Cluster.Role, tenant: cfg.Cluster.Tenant,
+	return &clusterNode{conn: conn, log: conn.Log(cfg.Cluster.Tenant, j), role: cfg.Cluster.Role, detection: cfg.Cluster.Detection, tenant: cfg.Cluster.Tenant,
 		// The lease holder names this journal (host and data directory), so
 		// a restart takes its lease back and any other journal is refused.
 		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, logger: logger}, nil
@@ -166,6 +183,30 @@ func (n *clusterNode) detect(ctx context.Context) error {
 	}
 	n.detector.Store(d)
 	return d.Run(ctx)
+}
+
+// alertFeed reads the alerts and incident updates the detect nodes put on
+// the alert stream for this node's tenant.
+func (n *clusterNode) alertFeed() server.AlertFeed {
+	return func(ctx context.Context, after uint64, deliver func(server.RemoteDetection) error) error {
+		return n.conn.FollowAlerts(ctx, n.tenant, after, func(seq uint64, m *cluster.AlertMessage, err error) error {
+			d := server.RemoteDetection{Seq: seq, Err: err}
+			if err == nil {
+				u, isInc, uerr := m.Update()
+				switch {
+				case uerr != nil:
+					d.Err = fmt.Errorf("alert stream message %d: %w", seq, uerr)
+				case isInc:
+					d.Update = &u
+				case m.Alert != nil:
+					d.Alert = m.Alert
+				default:
+					d.Err = fmt.Errorf("alert stream message %d (%s) carries no alert", seq, m.Type)
+				}
+			}
+			return deliver(d)
+		})
+	}
 }
 
 // appendSynced appends v as a JSON line to path and fsyncs it.

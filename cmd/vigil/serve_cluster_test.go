@@ -9,14 +9,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/cluster/natstest"
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // TestServeCluster: two vigil serve processes around a 3-node JetStream
@@ -27,30 +30,60 @@ import (
 // snapshot.
 func TestServeCluster(t *testing.T) {
 	logs := t.TempDir()
-	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 10, Days: 1, Seed: 5}, logs)
+	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 10, Days: 2, Seed: 7,
+		Campaigns: []string{simulate.CampaignForgedToken}}, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body bytes.Buffer
+	var paths []string
 	for _, f := range truth.Files {
-		if f.Source == "networks" {
-			continue
+		if f.Source != "networks" {
+			paths = append(paths, filepath.Join(logs, f.Name))
 		}
-		b, err := os.ReadFile(filepath.Join(logs, f.Name))
-		if err != nil {
-			t.Fatal(err)
+	}
+	// Records in time order, as from a live feed.
+	type rec struct {
+		t   time.Time
+		raw []byte
+	}
+	var recs []rec
+	var prev *event.Event
+	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {
+		if prev != nil && source.SameRecord(prev, e) {
+			return nil
 		}
-		body.Write(b)
+		prev = e
+		recs = append(recs, rec{e.Time, bytes.Clone(bytes.TrimSpace(e.Raw))})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
+	var body bytes.Buffer
+	for _, r := range recs {
+		body.Write(r.raw)
+		body.WriteByte('\n')
 	}
 	records := bytes.Count(body.Bytes(), []byte("\n"))
 
 	c := natstest.Start(t, 3)
 	urls := "[" + c.URLs() + "]"
+	sent := filepath.Join(t.TempDir(), "alerts.jsonl")
 	node := func(role string) (*servedVigil, string) {
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "vigil.yaml")
-		os.WriteFile(cfg, fmt.Appendf(nil, "data: %s\nserver:\n  listen: 127.0.0.1:0\ncluster:\n  role: %s\n  nats_urls: %s\n",
-			filepath.Join(dir, "data"), role, urls), 0o600)
+		extra, sinks := "", ""
+		if role == "detect" {
+			sinks = fmt.Sprintf("  networks: [%s]\n", filepath.Join(logs, simulate.NetworksFile))
+		}
+		if role == "journal" {
+			// Detection runs on the detect nodes; the journal node serves
+			// and sends their alerts.
+			extra = "  detection: workers\n"
+			sinks = fmt.Sprintf("  sinks:\n    - type: file\n      path: %s\n", sent)
+		}
+		os.WriteFile(cfg, fmt.Appendf(nil, "data: %s\nserver:\n  listen: 127.0.0.1:0\n%scluster:\n  role: %s\n  nats_urls: %s\n%s",
+			filepath.Join(dir, "data"), sinks, role, urls, extra), 0o600)
 		s := startServe(t, "--config", cfg)
 		if s.key == "" {
 			t.Fatal("no admin key printed at first start")
@@ -105,6 +138,52 @@ func TestServeCluster(t *testing.T) {
 
 	// The detect node reads the whole stream (a record is one message).
 	waitMetric(t, dn, "vigil_cluster_detection_refreshed_position", float64(res.Accepted))
+	// The journal node serves what the detect node sent, once: the
+	// intrusion's incident, every alert, each incident state delivered
+	// to its sink once.
+	alertsSent := metric(t, dn, "vigil_cluster_detection_alerts_sent_total")
+	updatesSent := metric(t, dn, "vigil_cluster_detection_incident_updates_sent_total")
+	if alertsSent <= 0 || updatesSent <= 0 {
+		t.Fatalf("the detect node sent %v alerts and %v incident updates", alertsSent, updatesSent)
+	}
+	var incs []struct{ ID, Severity string }
+	var alerts []json.RawMessage
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var a struct{ Alerts []json.RawMessage }
+		var i struct {
+			Incidents []struct{ ID, Severity string }
+		}
+		jn.get(t, "/api/v1/alerts", &a)
+		jn.get(t, "/api/v1/incidents", &i)
+		alerts, incs = a.Alerts, i.Incidents
+		// They come from the alert stream (one message per alert and
+		// update), not from detection of its own.
+		pos := metric(t, jn, "vigil_detection_feed_position")
+		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == alertsSent+updatesSent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal node serves %d alerts and %d incidents, read the alert stream up to %v; the detect node sent %v alerts and %v updates; its log:\n%s",
+				len(alerts), len(incs), pos, alertsSent, updatesSent, jn.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !slices.ContainsFunc(incs, func(i struct{ ID, Severity string }) bool { return i.Severity == "critical" || i.Severity == "high" }) {
+		t.Fatalf("the intrusion made no high or critical incident: %+v", incs)
+	}
+	// Rules are switched where detection runs: refused here, saying so.
+	req, _ = http.NewRequestWithContext(t.Context(), "POST", jn.url+"/api/v1/rules/D1/disable", strings.NewReader(`{"reason":"noise"}`))
+	req.Header.Set("Authorization", "Bearer "+jn.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(b), "detect nodes") {
+		t.Fatalf("rule switch on the journal node: %d %s", resp.StatusCode, b)
+	}
 	// A second detect node stands by while the first detects, and takes
 	// the tenant over from the first one's snapshot when it stops.
 	dn2, _ := node("detect")
@@ -120,6 +199,25 @@ func TestServeCluster(t *testing.T) {
 
 	in.stop(t)
 	jn.stop(t)
+	// Stopping flushed the outbox: each incident state once, none twice.
+	f, err := os.ReadFile(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, line := range bytes.Split(bytes.TrimSpace(f), []byte("\n")) {
+		var m struct{ ID string }
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		if seen[m.ID] {
+			t.Errorf("%s delivered twice", m.ID)
+		}
+		seen[m.ID] = true
+	}
+	if float64(len(seen)) != updatesSent {
+		t.Errorf("the sink had %d incident states; the detect node sent %v updates", len(seen), updatesSent)
+	}
 	vr, err := journal.Verify(t.Context(), jdata, journal.VerifyOptions{})
 	if err != nil {
 		t.Fatalf("journal node's journal does not verify: %v", err)

@@ -33,6 +33,7 @@ type servedVigil struct {
 	done     chan int
 	cancel   context.CancelFunc
 	stdout   *lines
+	stderr   *syncBuffer // its log
 }
 
 type lines struct {
@@ -50,7 +51,7 @@ func startServe(t *testing.T, args ...string) *servedVigil {
 	ctx, cancel := context.WithCancel(t.Context())
 	outR, outW := io.Pipe()
 	var errb syncBuffer
-	s := &servedVigil{done: make(chan int, 1), cancel: cancel, stdout: &lines{}}
+	s := &servedVigil{done: make(chan int, 1), cancel: cancel, stdout: &lines{}, stderr: &errb}
 	go func() {
 		s.done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), outW, &errb)
 		outW.Close()

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -136,6 +138,14 @@ func (a *Alert) Key() string {
 		k += "|" + a.Group
 	}
 	return k
+}
+
+// ID names the alert by its Key: 96 bits of its SHA-256, in hex. A
+// replay raises the same alerts with the same ids, so the investigation
+// index and the cluster's alert stream use it to store each once.
+func (a *Alert) ID() string {
+	h := sha256.Sum256([]byte(a.Key()))
+	return hex.EncodeToString(h[:12])
 }
 
 // Sort orders alerts by time, then signal, then the rest of the key, so

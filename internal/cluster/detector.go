@@ -155,18 +155,8 @@ func (c *Conn) NewDetector(ctx context.Context, o DetectorOptions) (*Detector, e
 	}
 	d := &Detector{c: c, o: o, log: o.Logger, stats: map[string]*TenantStats{}, incidents: map[string][]*incident.Incident{}}
 	err := retryUnavailable(ctx, d.log, "detection buckets", func(ctx context.Context) error {
-		if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        AlertStream,
-			Description: "vigil: alerts and incident updates, each once",
-			Subjects:    []string{"alerts.>"},
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    c.opts.Replicas,
-			MaxAge:      c.opts.MaxAge,
-			Duplicates:  c.opts.DuplicateWindow,
-			Discard:     jetstream.DiscardNew,
-		}); err != nil {
-			return fmt.Errorf("alert stream: %w", err)
+		if err := c.ensureAlertStream(ctx); err != nil {
+			return err
 		}
 		snaps, err := c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      SnapshotBucket,
@@ -833,6 +823,9 @@ type AlertMessage struct {
 	Type     string             `json:"type"` // "alert", or "incident." and the change
 	Alert    *alert.Alert       `json:"alert,omitempty"`
 	Incident *incident.Incident `json:"incident,omitempty"`
+	// AlertIDs name the incident's alerts (alert.ID), which its JSON
+	// leaves out: a reader tells from them which incidents merged.
+	AlertIDs []string `json:"alert_ids,omitempty"`
 }
 
 // Alert implements detect.Sink.
@@ -847,8 +840,12 @@ func (o *alertOut) Incident(u detect.Update) {
 	inc := u.Incident
 	kind := strings.ReplaceAll(u.Kind.String(), " ", "_")
 	id := fmt.Sprintf("incident/%s/%s/%d/%s/%d", inc.ID, kind, inc.AlertCount, inc.Severity, inc.Impact.Accesses)
+	ids := make([]string, len(inc.Alerts))
+	for i := range inc.Alerts {
+		ids[i] = inc.Alerts[i].ID()
+	}
 	o.pending = append(o.pending, outMsg{id: id, kind: "incident",
-		body: AlertMessage{Tenant: o.tenant, ID: id, Type: "incident." + kind, Incident: inc}})
+		body: AlertMessage{Tenant: o.tenant, ID: id, Type: "incident." + kind, Incident: inc, AlertIDs: ids}})
 }
 
 // guardKey is the KV key and Nats-Msg-Id of a message.

@@ -349,12 +349,14 @@ func TestDetectionWorkerCrash(t *testing.T) {
 	}
 	var sent []string
 	ids := map[string]int{}
+	var order []string
 	streamRead(t, admin, AlertStream, "alerts."+token(tenant)+".*", si.State.LastSeq, func(seq uint64, m jetstream.Msg) {
 		var am AlertMessage
 		if err := json.Unmarshal(m.Data(), &am); err != nil {
 			t.Fatalf("alert message %d: %v", seq, err)
 		}
 		ids[am.ID]++
+		order = append(order, am.ID)
 		if am.Alert != nil {
 			sent = append(sent, am.Alert.Key())
 		}
@@ -374,6 +376,46 @@ func TestDetectionWorkerCrash(t *testing.T) {
 		for _, k := range diff(sent, wantAlerts) {
 			t.Log("  ", k)
 		}
+	}
+	// The journal node's reader: every message in stream order, incident
+	// updates with their alerts named, and from a position on after a
+	// restart.
+	follow := func(after uint64, n int) (got []string, firstSeq uint64) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		err := admin.FollowAlerts(ctx, tenant, after, func(seq uint64, m *AlertMessage, err error) error {
+			if err != nil {
+				t.Fatalf("message %d: %v", seq, err)
+			}
+			if firstSeq == 0 {
+				firstSeq = seq
+			}
+			u, isInc, err := m.Update()
+			switch {
+			case err != nil:
+				t.Fatalf("message %d: %v", seq, err)
+			case isInc && (u.Incident.ID == "" || len(u.AlertIDs) != u.Incident.AlertCount):
+				t.Fatalf("update %s names %d alerts of %d", m.ID, len(u.AlertIDs), u.Incident.AlertCount)
+			case !isInc && m.Alert == nil:
+				t.Fatalf("message %d is neither an alert nor an update", seq)
+			}
+			if got = append(got, m.ID); len(got) == n {
+				cancel()
+			}
+			return nil
+		})
+		if err != nil || len(got) != n {
+			t.Fatalf("followed %d of %d messages: %v", len(got), n, err)
+		}
+		return got, firstSeq
+	}
+	all, first := follow(0, len(order))
+	if !slices.Equal(all, order) {
+		t.Fatalf("FollowAlerts gave another order than the stream")
+	}
+	mid := len(order) / 2
+	if rest, _ := follow(first+uint64(mid)-1, len(order)-mid); !slices.Equal(rest, order[mid:]) {
+		t.Fatalf("FollowAlerts after a position gave other messages")
 	}
 	t.Logf("alert stream: %d alerts, %d incident updates; single process: %d alerts, %d incidents",
 		len(sent), len(ids)-len(sent), len(wantAlerts), len(refIncs))

@@ -48,6 +48,10 @@ func (k UpdateKind) String() string {
 type Update struct {
 	Kind     UpdateKind
 	Incident *incident.Incident
+	// AlertIDs name the incident's alerts (alert.ID) when the update comes
+	// from detection on another node, whose incidents travel without
+	// their Alerts; nil from a local pipeline.
+	AlertIDs []string
 }
 
 // Config is what the pipeline runs.

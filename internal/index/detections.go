@@ -3,10 +3,8 @@ package index
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/csv"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -24,10 +22,7 @@ import (
 // record ids, mailbox, title, correlation group). A replay of the journal
 // raises the same alerts with the same ids, so writing them again changes
 // nothing.
-func AlertID(a *alert.Alert) string {
-	h := sha256.Sum256([]byte(a.Key()))
-	return hex.EncodeToString(h[:12])
-}
+func AlertID(a *alert.Alert) string { return a.ID() }
 
 // Incident statuses: the last change detection reported, as the sinks
 // name them.
@@ -45,6 +40,9 @@ const (
 type IncidentUpdate struct {
 	Status   string // one of the statuses above but merged
 	Incident *incident.Incident
+	// AlertIDs name the incident's alerts (alert.ID) when Incident.Alerts
+	// is not carried: detection ran on another node (docs/scale.md).
+	AlertIDs []string
 }
 
 // PutDetections writes alerts (a row each, once: an alert already there
@@ -214,8 +212,14 @@ func (x *Index) putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpd
 		if err != nil {
 			return fmt.Errorf("index: incident %s: %w", inc.ID, err)
 		}
-		for j := range inc.Alerts {
-			id := AlertID(&inc.Alerts[j])
+		ids := u.AlertIDs
+		if ids == nil {
+			ids = make([]string, len(inc.Alerts))
+			for j := range inc.Alerts {
+				ids[j] = AlertID(&inc.Alerts[j])
+			}
+		}
+		for _, id := range ids {
 			if _, ok := owner[id]; !ok {
 				order = append(order, id)
 			}

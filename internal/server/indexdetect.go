@@ -76,7 +76,7 @@ func (d *DetectionIndex) Incident(u detect.Update) {
 	if d == nil {
 		return
 	}
-	up := index.IncidentUpdate{Status: incidentStatus[u.Kind], Incident: u.Incident}
+	up := index.IncidentUpdate{Status: incidentStatus[u.Kind], Incident: u.Incident, AlertIDs: u.AlertIDs}
 	d.mu.Lock()
 	if i, ok := d.incAt[u.Incident.ID]; ok {
 		d.incs[i] = up

@@ -166,7 +166,11 @@ func (d *UIData) SetRule(ctx context.Context, ch *ui.RuleChange) error {
 		return err
 	}
 	if d.o.Switches == nil {
-		return fmt.Errorf("rule %q: the rules are fixed while this server runs: %w", ch.Rule, ui.ErrUnsupported)
+		why := "the rules are fixed while this server runs"
+		if d.o.FixedWhy != "" {
+			why = d.o.FixedWhy
+		}
+		return fmt.Errorf("rule %q: %s: %w", ch.Rule, why, ui.ErrUnsupported)
 	}
 	i := slices.IndexFunc(d.o.Rules, func(r ui.Rule) bool { return r.ID == ch.Rule })
 	if i < 0 {

@@ -39,6 +39,9 @@ type UIOptions struct {
 	// same the watcher applies and the pipeline mutes with; nil: the rules
 	// are fixed while the server runs.
 	Switches *RuleSwitches
+	// FixedWhy says why the rules are fixed (Switches nil), for the
+	// refusal of a switch.
+	FixedWhy string
 	// Sinks deliver test messages; SinkInfo describes them for the admin
 	// page (name, kind, target); Outbox says what each has pending.
 	Sinks    []sink.Sink

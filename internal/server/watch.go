@@ -80,6 +80,10 @@ type Watcher struct {
 	onAlert    func(*alert.Alert)
 	onIncident func(detect.Update)
 	rules      *RuleSwitches
+
+	// With a feed, detection runs elsewhere (remote.go).
+	feed   AlertFeed
+	remote *remoteView
 }
 
 // SourceStat is what detection has read of one source.
@@ -127,6 +131,12 @@ type WatcherOptions struct {
 	// OnIncident hears every incident update, on the detection goroutine
 	// (the investigation index keeps its incidents table with it).
 	OnIncident func(detect.Update)
+	// Feed, when set, is detection that runs elsewhere (a cluster's detect
+	// nodes): the watcher still reads the journal for the views and the
+	// source statistics, but detects nothing itself; the feed's alerts and
+	// incident updates go to the API, the outbox and OnAlert/OnIncident
+	// as a local pipeline's would. NewPipeline is not used.
+	Feed AlertFeed
 }
 
 // NewWatcher returns a watcher over j.
@@ -152,7 +162,8 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
-		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, rules: o.Rules}
+		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, rules: o.Rules,
+		feed: o.Feed, remote: newRemoteView()}
 }
 
 // SetCollectors lets /api/v1/sources report the collectors' state.
@@ -167,6 +178,16 @@ func (w *Watcher) SetMetrics(m *Metrics) error {
 	w.mu.Lock()
 	w.metrics = m
 	w.mu.Unlock()
+	if w.feed != nil {
+		if err := m.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_detection_feed_position", Help: "Where this server stands in the alert feed of the detect nodes (the alert stream's sequence).",
+		}, func() float64 { return float64(w.remoteSeq()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "vigil_detection_feed_errors_total", Help: "Alert feed messages that could not be read (logged; they stay in the stream).",
+			}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.remote.errors) })); err != nil {
+			return err
+		}
+	}
 	return m.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "vigil_detection_entries_total", Help: "Journal entries detection has processed (its offset in the journal, restored snapshots included).",
 	}, func() float64 { return float64(w.Offset()) }),
@@ -270,13 +291,21 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	var lastRefresh, lastSnap time.Time
 	var snapTook time.Duration
-	snapOffset := w.Offset()
+	snapOffset, snapSeq := w.Offset(), w.remoteSeq()
 	// A restored pipeline's incidents are shown after its first refresh.
-	dirty := snapOffset > 0
+	dirty := snapOffset > 0 && p != nil
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// Detection elsewhere: its alerts and updates arrive here.
+	var feed <-chan RemoteDetection
+	var feedErr <-chan error
+	if w.feed != nil {
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		feed, feedErr = w.follow(fctx, snapSeq)
+	}
 	defer func() {
-		if w.stateDir == "" || w.Offset() == snapOffset {
+		if w.stateDir == "" || (w.Offset() == snapOffset && w.remoteSeq() == snapSeq) {
 			return
 		}
 		// Stopping: what was read is kept, so the next start reads on.
@@ -286,8 +315,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}()
 	// refresh regroups and measures the incidents, then snapshots when due.
 	refresh := func() error {
-		incs, err := p.Refresh(ctx)
-		if err != nil {
+		var incs []*incident.Incident
+		var err error
+		if p != nil {
+			incs, err = p.Refresh(ctx)
+		}
+		if p == nil {
+			// The feed's updates keep the incidents.
+		} else if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -307,14 +342,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		lastRefresh, dirty = time.Now(), false
 		// A snapshot stops detection while it is written: at most a
 		// twentieth of the time goes to them, however large the state.
-		if off := w.Offset(); w.stateDir != "" && off > snapOffset && time.Since(lastSnap) >= max(w.snapEvery, 20*snapTook) {
+		if off, seq := w.Offset(), w.remoteSeq(); w.stateDir != "" && (off > snapOffset || seq > snapSeq) && time.Since(lastSnap) >= max(w.snapEvery, 20*snapTook) {
 			// Right after a refresh: the sink has been told of everything
 			// up to off, so a replay from here repeats nothing it lacks.
 			t0 := time.Now()
 			if err := w.snapshot(p); err != nil {
 				w.log.Error("detection snapshot failed", "err", err)
 			} else {
-				snapOffset, lastSnap, snapTook = off, time.Now(), time.Since(t0)
+				snapOffset, snapSeq, lastSnap, snapTook = off, seq, time.Now(), time.Since(t0)
 			}
 		}
 		return nil
@@ -405,6 +440,27 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-w.wake:
 		case <-tick.C:
 		case <-t.C:
+		case d := <-feed:
+			w.applyRemote(d)
+			for more := true; more; {
+				select {
+				case d := <-feed:
+					w.applyRemote(d)
+				default:
+					more = false
+				}
+			}
+			dirty = true
+		case err := <-feedErr:
+			t.Stop()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			w.setErr(err)
+			return fmt.Errorf("detection: following the alerts of the detect nodes: %w", err)
 		}
 		t.Stop()
 	}
@@ -467,11 +523,17 @@ type watcherState struct {
 	Alerts    []alert.Alert
 	Undecoded int64
 	Rules     *ruleSwitchState // nil in snapshots taken before rule switches
+	// Remote is what the feed delivered when detection runs elsewhere
+	// (Pipeline is then empty); nil when this watcher detects.
+	Remote *remoteState
 }
 
 // start builds the pipeline, restored from the snapshot when there is a
 // usable one, and removes access logs no snapshot names (a crashed run's).
 func (w *Watcher) start() (*detect.Pipeline, error) {
+	if w.feed != nil {
+		return nil, w.startRemote()
+	}
 	p := w.newPipeline(w)
 	if w.stateDir == "" {
 		return p, nil
@@ -482,6 +544,10 @@ func (w *Watcher) start() (*detect.Pipeline, error) {
 	st, err := w.loadState()
 	restored := false
 	switch {
+	case err == nil && st != nil && st.Remote != nil:
+		// Taken while detection ran elsewhere: its offset says what the
+		// views have read, not what was detected here.
+		err = errors.New("taken while detection ran on the cluster's detect nodes")
 	case err == nil && st != nil:
 		if rerr := p.Restore(bytes.NewReader(st.Pipeline)); rerr != nil {
 			err = rerr
@@ -566,11 +632,16 @@ func (w *Watcher) loadState() (*watcherState, error) {
 func (w *Watcher) snapshot(p *detect.Pipeline) error {
 	start := time.Now()
 	var pb bytes.Buffer
-	if err := p.Snapshot(&pb); err != nil {
-		return err
+	if p != nil {
+		if err := p.Snapshot(&pb); err != nil {
+			return err
+		}
 	}
 	// Only Run's goroutine moves the offset: read it once, outside the lock.
 	st := watcherState{Version: 1, Offset: w.Offset(), Pipeline: pb.Bytes()}
+	if w.feed != nil {
+		st.Remote = w.saveRemote()
+	}
 	if w.rules != nil {
 		st.Rules = w.rules.save()
 	}
@@ -648,6 +719,9 @@ func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 	if d.err != nil {
 		return
 	}
+	if p == nil {
+		return // detection runs elsewhere
+	}
 	d.items = make([]*detect.Item, len(d.evs))
 	for i, e := range d.evs {
 		d.items[i] = p.Prepare(e)
@@ -658,7 +732,7 @@ func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 // journal order.
 func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
 	index, en, evs, err := d.index, d.en, d.evs, d.err
-	if en.Source == RuleSource && w.rules != nil {
+	if en.Source == RuleSource && w.rules != nil && p != nil {
 		w.switchRule(p, index, en.Raw)
 	}
 	w.mu.Lock()

@@ -96,22 +96,26 @@ func (r *watchRig) appendHalf(t *testing.T, i int) {
 	}
 }
 
+// pipeline is the detection vigil serve runs: the built-in rules, the
+// behaviours and incidents, its temporary files in the state directory.
+func (r *watchRig) pipeline(t *testing.T, s detect.Sink) *detect.Pipeline {
+	rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := behavior.DefaultConfig().IncidentConfig()
+	return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: r.nets, TempDir: r.state}),
+		Incidents: &ic, TempDir: r.state}, s)
+}
+
 // run starts a watcher on the rig, waits until it has caught up with the
 // journal as it is, stops it gracefully (final snapshot) and delivers
 // what it queued. It returns the watcher and the incidents it served.
 func (r *watchRig) run(t *testing.T) (*Watcher, []string) {
 	t.Helper()
 	w := NewWatcher(r.j, WatcherOptions{
-		NewPipeline: func(s detect.Sink) *detect.Pipeline {
-			rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ic := behavior.DefaultConfig().IncidentConfig()
-			return detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: r.nets, TempDir: r.state}),
-				Incidents: &ic, TempDir: r.state}, s)
-		},
-		Outbox: r.outbox, Logger: slog.New(slog.DiscardHandler), StateDir: r.state,
+		NewPipeline: func(s detect.Sink) *detect.Pipeline { return r.pipeline(t, s) },
+		Outbox:      r.outbox, Logger: slog.New(slog.DiscardHandler), StateDir: r.state,
 		Refresh: 50 * time.Millisecond, SnapshotEvery: time.Nanosecond,
 		OnAlert: r.det.Alert, OnIncident: r.det.Incident,
 	})

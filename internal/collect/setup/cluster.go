@@ -23,6 +23,12 @@ type Cluster struct {
 	// holds the tenant's detection lease, sending alerts to the stream
 	// VIGIL_ALERTS; any number, one detecting at a time). Required.
 	Role string `yaml:"role"`
+	// Detection says where the journal node's alerts come from: "local"
+	// (default: it detects over its own journal) or "workers" (the
+	// deployment runs detect nodes; the journal node detects nothing and
+	// serves, indexes and sends the alerts they put on VIGIL_ALERTS, so
+	// each goes out once).
+	Detection string `yaml:"detection"`
 	// Tenant names the journal's records in the stream (subjects
 	// raw.<tenant>.<source>); every node of one deployment uses the same
 	// (default "default").
@@ -82,6 +88,17 @@ func (c *Config) checkCluster(bad func(path []any, format string, a ...any)) {
 		bad(at(), "cluster needs role: journal (exactly one node: appends the stream to the journal, detects, alerts), ingest or detect")
 	default:
 		bad(at("role"), "role %q: want journal, ingest or detect", k.Role)
+	}
+	switch k.Detection {
+	case "":
+		k.Detection = "local"
+	case "local":
+	case "workers":
+		if k.Role == "detect" {
+			bad(at("detection"), "detection: workers is for the journal node (a detect node is a worker)")
+		}
+	default:
+		bad(at("detection"), "detection %q: want local (this node detects over its journal) or workers (detect nodes do, and this node reads their alerts)", k.Detection)
 	}
 	if k.Tenant == "" {
 		k.Tenant = "default"

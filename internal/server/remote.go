@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect"
+	"github.com/vigil-audit/vigil/internal/incident"
+)
+
+// AlertFeed delivers the alerts and incident updates of detection that
+// runs elsewhere (a cluster's detect nodes, docs/scale.md), in order, from
+// the first after position after, until ctx ends or deliver fails.
+type AlertFeed func(ctx context.Context, after uint64, deliver func(RemoteDetection) error) error
+
+// RemoteDetection is one message of an AlertFeed: an alert, an incident
+// update (with its alert ids), or a message that could not be read.
+type RemoteDetection struct {
+	Seq    uint64 // position in the feed
+	Alert  *alert.Alert
+	Update *detect.Update
+	Err    error
+}
+
+// remoteView is what a watcher whose detection runs elsewhere keeps of the
+// feed: where it stands and which incident holds each alert, to tell when
+// an incident merged into others (all its alerts went to them).
+type remoteView struct {
+	seq    uint64
+	owner  map[string]string // alert id → incident id
+	owned  map[string]int    // incident id → alerts it holds
+	errors int64
+}
+
+func newRemoteView() *remoteView {
+	return &remoteView{owner: map[string]string{}, owned: map[string]int{}}
+}
+
+// own gives ids to incident inc and returns the incidents left without
+// alerts: merged into others.
+func (r *remoteView) own(inc string, ids []string) (merged []string) {
+	if _, ok := r.owned[inc]; !ok {
+		r.owned[inc] = 0
+	}
+	for _, id := range ids {
+		prev, had := r.owner[id]
+		if had && prev == inc {
+			continue
+		}
+		r.owner[id] = inc
+		r.owned[inc]++
+		if !had {
+			continue
+		}
+		if r.owned[prev]--; r.owned[prev] <= 0 {
+			delete(r.owned, prev)
+			merged = append(merged, prev)
+		}
+	}
+	return merged
+}
+
+// remoteState is the snapshot's part for a watcher fed from elsewhere.
+type remoteState struct {
+	Seq       uint64
+	Incidents []*incident.Incident
+	Owner     map[string]string
+	Errors    int64
+}
+
+func (w *Watcher) remoteSeq() uint64 {
+	if w.feed == nil {
+		return 0
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.remote.seq
+}
+
+func (w *Watcher) saveRemote() *remoteState {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	st := &remoteState{Seq: w.remote.seq, Owner: w.remote.owner, Errors: w.remote.errors}
+	for _, id := range slices.Sorted(maps.Keys(w.incidents)) {
+		st.Incidents = append(st.Incidents, w.incidents[id])
+	}
+	return st
+}
+
+// startRemote restores the views, the incidents and the feed position
+// from the snapshot; one taken while this server detected itself is not
+// used (the feed is then read from its start).
+func (w *Watcher) startRemote() error {
+	if w.stateDir == "" {
+		return nil
+	}
+	st, err := w.loadState()
+	switch {
+	case err != nil:
+		w.log.Warn("detection snapshot not usable: reading the journal and the detect nodes' alerts from their start", "err", err)
+		return nil
+	case st == nil:
+		return nil
+	case st.Remote == nil:
+		w.log.Info("detection snapshot taken while this server detected: reading the detect nodes' alerts from their start")
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.offset, w.resumed, w.undecoded = st.Offset, st.Offset, st.Undecoded
+	if st.Sources != nil {
+		w.sources = st.Sources
+	}
+	w.alerts = st.Alerts
+	r := newRemoteView()
+	r.seq, r.errors = st.Remote.Seq, st.Remote.Errors
+	if st.Remote.Owner != nil {
+		r.owner = st.Remote.Owner
+	}
+	for _, inc := range r.owner {
+		r.owned[inc]++
+	}
+	w.remote = r
+	for _, inc := range st.Remote.Incidents {
+		w.incidents[inc.ID] = inc
+	}
+	w.log.Info("detection views resume from their snapshot", "offset", st.Offset, "alert_feed_position", r.seq)
+	return nil
+}
+
+// follow runs the feed from after on its own goroutine; its messages come
+// out of the first channel, its end out of the second.
+func (w *Watcher) follow(ctx context.Context, after uint64) (<-chan RemoteDetection, <-chan error) {
+	ch := make(chan RemoteDetection, 1024)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- w.feed(ctx, after, func(d RemoteDetection) error {
+			select {
+			case ch <- d:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	return ch, errc
+}
+
+// applyRemote takes one feed message as a local pipeline's sink calls.
+func (w *Watcher) applyRemote(d RemoteDetection) {
+	switch {
+	case d.Err != nil:
+		w.mu.Lock()
+		w.remote.errors++
+		w.mu.Unlock()
+		w.setErr(d.Err)
+		w.log.Error("alert feed message not applied (it stays in the feed)", "position", d.Seq, "err", d.Err)
+	case d.Alert != nil:
+		w.Alert(d.Alert)
+	case d.Update != nil && d.Update.Incident != nil:
+		u := *d.Update
+		w.mu.Lock()
+		merged := w.remote.own(u.Incident.ID, u.AlertIDs)
+		for _, id := range merged {
+			delete(w.incidents, id)
+		}
+		if len(u.Incident.Alerts) == 0 && len(u.AlertIDs) > 0 {
+			// The alerts this server keeps, so the web interface can follow
+			// merged incidents as it does with local detection.
+			want := make(map[string]bool, len(u.AlertIDs))
+			for _, id := range u.AlertIDs {
+				want[id] = true
+			}
+			for i := range w.alerts {
+				if want[w.alerts[i].ID()] {
+					u.Incident.Alerts = append(u.Incident.Alerts, w.alerts[i])
+				}
+			}
+		}
+		w.mu.Unlock()
+		w.Incident(u)
+	default:
+		w.mu.Lock()
+		w.remote.errors++
+		w.mu.Unlock()
+		w.log.Error("alert feed message with neither an alert nor an incident", "position", d.Seq)
+	}
+	w.mu.Lock()
+	w.remote.seq = d.Seq
+	w.mu.Unlock()
+}
