@@ -2,6 +2,7 @@ package behavior
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"encoding/gob"
 	"errors"
@@ -28,7 +29,7 @@ type pendingQueue struct {
 	dir    string
 	head   []pending // next to come due, in order
 	tail   []pending // newest, in order, after every chunk on disk
-	odd    []pending // arrivals earlier than the newest held, sorted
+	odd    []pending // arrivals earlier than the newest on disk: a heap (oddHeap)
 	segs   []*pendSeg
 	rOff   int64   // read position in segs[0]
 	last   pending // the newest in-order access on disk
@@ -82,21 +83,66 @@ func (q *pendingQueue) newest() (*pending, bool) {
 }
 
 func (q *pendingQueue) push(p pending) {
-	if last, ok := q.newest(); ok && less(&p, last) {
-		i := sort.Search(len(q.odd), func(i int) bool { return less(&p, &q.odd[i]) })
-		q.odd = append(q.odd, pending{})
-		copy(q.odd[i+1:], q.odd[i:])
-		q.odd[i] = p
-		return
+	// The newest access not in the tail bounds what the tail may take.
+	var bound *pending
+	switch {
+	case q.n > 0:
+		bound = &q.last
+	case len(q.head) > 0:
+		bound = &q.head[len(q.head)-1]
 	}
-	if q.n == 0 && len(q.tail) == 0 && len(q.head) < pendingMem {
-		q.head = append(q.head, p)
-		return
+	switch {
+	case bound == nil || !less(&p, bound):
+		if q.n == 0 && len(q.tail) == 0 && len(q.head) < pendingMem {
+			q.head = insertSorted(q.head, p)
+			return
+		}
+		q.tail = insertSorted(q.tail, p)
+		if len(q.tail) >= pendingMem {
+			q.writeTail()
+		}
+	case len(q.head) > 0 && len(q.head) < pendingMem && less(&p, &q.head[len(q.head)-1]):
+		// Before the newest in memory at the front: it goes there.
+		q.head = insertSorted(q.head, p)
+	default:
+		// Among the accesses on disk (or in a full head): it waits beside
+		// them.
+		heap.Push((*oddHeap)(&q.odd), p)
 	}
-	q.tail = append(q.tail, p)
-	if len(q.tail) >= pendingMem {
-		q.writeTail()
+}
+
+// insertSorted inserts p into s, kept in order. Accesses arrive nearly in
+// order, so the place is found from the end and little is moved.
+func insertSorted(s []pending, p pending) []pending {
+	i := len(s)
+	for i > 0 && less(&p, &s[i-1]) {
+		i--
+		if len(s)-i > 64 {
+			i = sort.Search(i, func(k int) bool { return less(&p, &s[k]) })
+			break
+		}
 	}
+	s = append(s, pending{})
+	copy(s[i+1:], s[i:])
+	s[i] = p
+	return s
+}
+
+// oddHeap is the min-heap of the accesses that arrived after newer ones
+// went to disk. A sorted list is a valid heap, so saved states of either
+// shape restore.
+type oddHeap []pending
+
+func (h oddHeap) Len() int           { return len(h) }
+func (h oddHeap) Less(i, j int) bool { return less(&h[i], &h[j]) }
+func (h oddHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *oddHeap) Push(x any)        { *h = append(*h, x.(pending)) }
+func (h *oddHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = pending{}
+	*h = old[:len(old)-1]
+	return p
 }
 
 // writeTail moves the tail to disk as one chunk. A disk error keeps the
@@ -221,14 +267,14 @@ func (q *pendingQueue) peek() (*pending, bool) {
 func (q *pendingQueue) pop() pending {
 	p, _ := q.peek()
 	if len(q.head) > 0 && p == &q.head[0] {
+		v := *p
 		q.head = q.head[1:]
 		if len(q.head) == 0 {
 			q.head = nil // let the chunk's array go
 		}
-	} else {
-		q.odd = q.odd[1:]
+		return v
 	}
-	return *p
+	return heap.Pop((*oddHeap)(&q.odd)).(pending)
 }
 
 // pendingState is a saved queue: the in-memory parts in full, and the

@@ -86,6 +86,46 @@ func TestPendingQueueOrderAndMemory(t *testing.T) {
 	}
 }
 
+// Concurrent pushers give a stream that is in order only roughly: every
+// access a few seconds late at most. The queue sorts those in memory at
+// the tail (not in the heap for accesses older than the disk, which is
+// for the few that arrive later than a spilled chunk), and they come out in
+// order.
+func TestPendingQueueJitteredStream(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	in := make([]pending, 60_000)
+	for i := range in {
+		tm := t0.Add(time.Duration(i)*50*time.Millisecond - time.Duration(r.IntN(3000))*time.Millisecond)
+		in[i] = pending{Seq: uint64(i + 1), Time: tm, Due: tm.Add(time.Hour)}
+	}
+	q := pendingQueue{dir: t.TempDir()}
+	defer q.close()
+	maxOdd := 0
+	for i, p := range in {
+		q.push(p)
+		maxOdd = max(maxOdd, len(q.odd))
+		if mem := len(q.head) + len(q.tail); mem > 2*pendingMem {
+			t.Fatalf("after %d pushes %d accesses in memory at the ends", i+1, mem)
+		}
+	}
+	if q.n == 0 {
+		t.Fatal("nothing was written to disk: the test does not exercise the spill")
+	}
+	if maxOdd > len(in)/100 {
+		t.Fatalf("%d accesses held in the heap for late ones out of %d that were at most 3 s late", maxOdd, len(in))
+	}
+	want := sortedPending(in)
+	for i := range want {
+		if got := q.pop(); got.Seq != want[i].Seq {
+			t.Fatalf("access %d out is seq %d, want %d", i, got.Seq, want[i].Seq)
+		}
+	}
+	if q.Len() != 0 || q.err != nil {
+		t.Fatalf("%d left, err %v", q.Len(), q.err)
+	}
+}
+
 // TestPendingQueueReleasesAsTimeMoves interleaves pushes and releases as
 // the engine does (release what is due at each access's time) and
 // requires the same order as releasing from a fully sorted list.
