@@ -24,7 +24,10 @@
 #
 # Environment: DURATION (s, default 300), CONNS (4), BATCH (5000), PORT
 # (18080), KILL_AFTER (s, 10), WORK (bench/work/load), SCENARIO_USERS (50),
-# SCENARIO_DAYS (8), SCENARIO_HOUR (1s), SCENARIO_LEAD (6h).
+# SCENARIO_DAYS (8), SCENARIO_HOUR (1s), SCENARIO_LEAD (6h), SERVE_FLAGS (extra
+# flags for vigil serve; {run} in them becomes the start's number, e.g.
+# "--cpuprofile /tmp/cpu-{run}.pprof"), PHASE2 (1; 0 stops the server with
+# SIGTERM after phase 1 instead, so a profile covers the push).
 set -euo pipefail
 
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -74,8 +77,13 @@ PID=""
 cleanup() { if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
+STARTS=0
 start_server() {
-	"$WORK/vigil" serve --config "$WORK/vigil.yaml" --log-format json >>"$WORK/serve.out" 2>>"$WORK/serve.log" &
+	STARTS=$((STARTS + 1))
+	local flags=${SERVE_FLAGS:-}
+	flags=${flags//\{run\}/$STARTS}
+	# shellcheck disable=SC2086 # a list of flags
+	"$WORK/vigil" serve --config "$WORK/vigil.yaml" --log-format json $flags >>"$WORK/serve.out" 2>>"$WORK/serve.log" &
 	PID=$!
 	for _ in $(seq 1 300); do
 		if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
@@ -99,6 +107,35 @@ say "phase 1: pushing for ${DURATION}s"
 "$WORK/loadgen" push --url "http://127.0.0.1:$PORT" --key-file "$WORK/key" --duration "${DURATION}s" \
 	--conns "$CONNS" --batch "$BATCH" --pid "$PID" --acked "$WORK/acked.txt" --summary "$WORK/phase1.json" \
 	--scenario "$WORK/scenario" --sink-file "$WORK/alerts.jsonl" --scenario-hour "$SCENARIO_HOUR" --scenario-lead "$SCENARIO_LEAD" >/dev/null
+
+phase1_report() {
+echo
+echo "== phase 1 (${DURATION}s, detection on) =="
+awk -v f="$WORK/phase1.json" 'BEGIN {
+	while ((getline l < f) > 0) {
+		if (l ~ /"intervals"/) break
+		gsub(/[",]/, "", l); split(l, kv, ": "); if (kv[2] != "") v[kv[1]] = kv[2]
+	}
+	for (k in v) { kk = k; gsub(/^ +/, "", kk); w[kk] = v[k] }
+	printf "events/s           %10.0f  (%d records acknowledged)\n", w["events_per_s"], w["records_acked"]
+	printf "ack latency        p50 %.1f ms, p99 %.1f ms (per request of the batch size)\n", w["ack_p50_ms"], w["ack_p99_ms"]
+	printf "alert latency      p50 %.1f ms, p99 %.1f ms (%d measured, %d not seen)\n", w["alert_p50_ms"], w["alert_p99_ms"], w["alerts_measured"], w["alerts_not_seen"]
+	printf "incident latency   p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d high/critical incidents of the replay; %d raised by its history; replay finished: %s)\n", w["incident_p50_ms"], w["incident_p99_ms"], w["incident_max_ms"], w["incidents_measured"], w["incidents_raised_by_history"], (w["scenario_replayed"] == "true" ? "yes" : "no")
+	printf "detection lag      max %d entries\n", w["max_detection_lag_entries"]
+	printf "RSS                max %.0f MiB\n", w["max_rss_mib"]
+	printf "server CPU         %.0f s during the push: %.0f events per CPU second (ingest, journal and the detection done so far)\n", w["server_cpu_seconds"], w["events_per_server_cpu_second"]
+	printf "429 retries        %d\n", w["retries_429"]
+}'
+echo "RSS and lag over time: $WORK/phase1.json (intervals)"
+}
+
+if [ "${PHASE2:-1}" = 0 ]; then
+	kill -TERM "$PID"
+	wait "$PID" || die "vigil serve did not stop cleanly after SIGTERM"
+	PID=""
+	phase1_report
+	exit 0
+fi
 
 say "phase 2: pushing, kill -9 after ${KILL_AFTER}s"
 "$WORK/loadgen" push --url "http://127.0.0.1:$PORT" --key-file "$WORK/key" --duration 120s --every 5s \
@@ -132,24 +169,7 @@ say "checking"
 "$WORK/loadgen" check --data "$WORK/data" --acked "$WORK/acked.txt" --alerts "$WORK/alerts.jsonl" --incidents "$WORK/incidents.json" | tee "$WORK/check.txt"
 "$WORK/vigil" verify --data "$WORK/data" | tee "$WORK/verify.txt"
 
-echo
-echo "== phase 1 (${DURATION}s, detection on) =="
-awk -v f="$WORK/phase1.json" 'BEGIN {
-	while ((getline l < f) > 0) {
-		if (l ~ /"intervals"/) break
-		gsub(/[",]/, "", l); split(l, kv, ": "); if (kv[2] != "") v[kv[1]] = kv[2]
-	}
-	for (k in v) { kk = k; gsub(/^ +/, "", kk); w[kk] = v[k] }
-	printf "events/s           %10.0f  (%d records acknowledged)\n", w["events_per_s"], w["records_acked"]
-	printf "ack latency        p50 %.1f ms, p99 %.1f ms (per request of the batch size)\n", w["ack_p50_ms"], w["ack_p99_ms"]
-	printf "alert latency      p50 %.1f ms, p99 %.1f ms (%d measured, %d not seen)\n", w["alert_p50_ms"], w["alert_p99_ms"], w["alerts_measured"], w["alerts_not_seen"]
-	printf "incident latency   p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d high/critical incidents of the replay; %d raised by its history; replay finished: %s)\n", w["incident_p50_ms"], w["incident_p99_ms"], w["incident_max_ms"], w["incidents_measured"], w["incidents_raised_by_history"], (w["scenario_replayed"] == "true" ? "yes" : "no")
-	printf "detection lag      max %d entries\n", w["max_detection_lag_entries"]
-	printf "RSS                max %.0f MiB\n", w["max_rss_mib"]
-	printf "server CPU         %.0f s during the push: %.0f events per CPU second (ingest, journal and the detection done so far)\n", w["server_cpu_seconds"], w["events_per_server_cpu_second"]
-	printf "429 retries        %d\n", w["retries_429"]
-}'
-echo "RSS and lag over time: $WORK/phase1.json (intervals)"
+phase1_report
 echo "== kill -9 under load =="
 echo "restart to detection caught up: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
 cat "$WORK/check.txt"
