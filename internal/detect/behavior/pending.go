@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
@@ -17,9 +16,10 @@ import (
 // period, in (Due, Seq) order. A stream that keeps up holds an hour of
 // accesses here, as many as the event rate makes: so only a bounded head
 // and tail stay in memory, and what lies between is written in chunks to
-// segment files and read back in order as it becomes due. Accesses that
-// arrive out of order (later than the reordering window) wait in a small
-// sorted list of their own.
+// segment files and read back in order as it becomes due. Accesses a
+// little out of order are sorted into the head or the tail; those far out
+// of place (older than what went to disk, or a replayed history) wait in
+// a heap of their own.
 //
 // A saved state names the segments (their path, the read position and the
 // length written) instead of copying them, so saving costs the bounded
@@ -29,7 +29,7 @@ type pendingQueue struct {
 	dir    string
 	head   []pending // next to come due, in order
 	tail   []pending // newest, in order, after every chunk on disk
-	odd    []pending // arrivals earlier than the newest on disk: a heap (oddHeap)
+	odd    []pending // accesses far out of place: a heap (oddHeap)
 	segs   []*pendSeg
 	rOff   int64   // read position in segs[0]
 	last   pending // the newest in-order access on disk
@@ -94,38 +94,47 @@ func (q *pendingQueue) push(p pending) {
 	switch {
 	case bound == nil || !less(&p, bound):
 		if q.n == 0 && len(q.tail) == 0 && len(q.head) < pendingMem {
-			q.head = insertSorted(q.head, p)
+			if !insertNearEnd(&q.head, p) {
+				heap.Push((*oddHeap)(&q.odd), p)
+			}
 			return
 		}
-		q.tail = insertSorted(q.tail, p)
+		if !insertNearEnd(&q.tail, p) {
+			heap.Push((*oddHeap)(&q.odd), p)
+			return
+		}
 		if len(q.tail) >= pendingMem {
 			q.writeTail()
 		}
-	case len(q.head) > 0 && len(q.head) < pendingMem && less(&p, &q.head[len(q.head)-1]):
-		// Before the newest in memory at the front: it goes there.
-		q.head = insertSorted(q.head, p)
+	case len(q.head) > 0 && len(q.head) < pendingMem && insertNearEnd(&q.head, p):
 	default:
-		// Among the accesses on disk (or in a full head): it waits beside
-		// them.
+		// Any access may wait in the heap: what is due first is the least
+		// of the head's first and the heap's.
 		heap.Push((*oddHeap)(&q.odd), p)
 	}
 }
 
-// insertSorted inserts p into s, kept in order. Accesses arrive nearly in
-// order, so the place is found from the end and little is moved.
-func insertSorted(s []pending, p pending) []pending {
-	i := len(s)
-	for i > 0 && less(&p, &s[i-1]) {
-		i--
-		if len(s)-i > 64 {
-			i = sort.Search(i, func(k int) bool { return less(&p, &s[k]) })
-			break
+// nearEnd is how far from its end an access is sorted into the head or
+// the tail; one that belongs further back goes to the heap instead of
+// moving the accesses after it.
+const nearEnd = 64
+
+// insertNearEnd inserts p into *s, kept in order, if its place is among
+// the last nearEnd (concurrent pushers make a stream slightly out of
+// order); false otherwise.
+func insertNearEnd(s *[]pending, p pending) bool {
+	v := *s
+	i := len(v)
+	for i > 0 && less(&p, &v[i-1]) {
+		if i--; len(v)-i > nearEnd {
+			return false
 		}
 	}
-	s = append(s, pending{})
-	copy(s[i+1:], s[i:])
-	s[i] = p
-	return s
+	v = append(v, pending{})
+	copy(v[i+1:], v[i:])
+	v[i] = p
+	*s = v
+	return true
 }
 
 // oddHeap is the min-heap of the accesses that arrived after newer ones

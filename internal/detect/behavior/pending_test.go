@@ -87,10 +87,8 @@ func TestPendingQueueOrderAndMemory(t *testing.T) {
 }
 
 // Concurrent pushers give a stream that is in order only roughly: every
-// access a few seconds late at most. The queue sorts those in memory at
-// the tail (not in the heap for accesses older than the disk, which is
-// for the few that arrive later than a spilled chunk), and they come out in
-// order.
+// access a few seconds late at most. The queue sorts those into its tail
+// (the heap is for the few far out of place), and they come out in order.
 func TestPendingQueueJitteredStream(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 9))
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
