@@ -296,6 +296,13 @@ server:
 			t.Errorf("message %s in the impact was not read by the intruder", m)
 		}
 	}
+	// The index took rows from detection's decoding rather than decoding
+	// every entry again (the rest of this test checks what it holds).
+	shared := metric(t, s, "vigil_index_shared_entries_total")
+	t.Logf("index: %v entries from detection's decoding", shared)
+	if shared <= 0 {
+		t.Errorf("vigil_index_shared_entries_total %v: the index decoded every entry itself", shared)
+	}
 	// The investigation index follows the journal: the search API finds
 	// who read each message the intruder read.
 	for _, m := range slices.Sorted(maps.Keys(want))[:min(5, len(want))] {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 )
 
@@ -21,9 +22,11 @@ type Follower struct {
 	j       journal.Log
 	log     *slog.Logger
 	wake    chan struct{}
+	shared  rowCache
 
 	mu      sync.Mutex
 	next    uint64
+	used    uint64 // entries indexed from offered rows
 	err     error
 	changed chan struct{} // closed and replaced whenever next or err changes
 }
@@ -43,6 +46,23 @@ func NewFollower(x *Index, dataDir string, j journal.Log, logger *slog.Logger) (
 	}
 	return &Follower{x: x, dataDir: dataDir, j: j, log: logger, wake: make(chan struct{}, 1),
 		next: next, changed: make(chan struct{})}, nil
+}
+
+// Offer gives the follower entry idx's events as another reader of the
+// journal decoded them (vigil serve's detection does, on its decoding
+// goroutines; err when the entry did not decode), so that the index need
+// not decode it again. It may be called from many goroutines, in any
+// order; en and evs are not kept. Offers for entries the index holds
+// already, or too far ahead of it, are ignored: the follower then decodes
+// the entry itself, with the same result.
+func (f *Follower) Offer(idx uint64, en *journal.Entry, evs []*event.Event, err error) {
+	f.mu.Lock()
+	next := f.next
+	f.mu.Unlock()
+	if idx < next || idx-next >= sharedMax {
+		return
+	}
+	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err)})
 }
 
 // Index is the followed index, for queries.
@@ -133,7 +153,7 @@ func (f *Follower) Step(ctx context.Context) error {
 		_, err := f.x.expireDue(ctx)
 		return err
 	}
-	st, err := f.x.UpdateFrom(ctx, f.dataDir, f.j)
+	st, err := f.x.update(ctx, f.dataDir, f.j.Read, &f.shared)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -148,6 +168,20 @@ func (f *Follower) Step(ctx context.Context) error {
 	if st.Expired > 0 {
 		f.log.Warn("journal entries expired by retention before they were indexed", "entries", st.Expired, "below", st.From)
 	}
+	f.mu.Lock()
+	f.used += st.Shared
+	f.mu.Unlock()
 	f.set(st.To, nil)
 	return nil
+}
+
+// Shared says how many entries the follower indexed from offered rows
+// (Offer) and how many offers it refused for want of room.
+func (f *Follower) Shared() (used, dropped uint64) {
+	f.mu.Lock()
+	used = f.used
+	f.mu.Unlock()
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	return used, f.shared.dropped
 }

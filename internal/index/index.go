@@ -19,9 +19,7 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // DirName is the index's directory inside a journal directory.
@@ -269,7 +267,10 @@ type UpdateStats struct {
 	MailRows  uint64
 	Unindexed uint64 // entries that decoded to no event, kept in table unindexed with the reason
 	Dropped   uint64 // events dropped by retention after the update
-	Elapsed   time.Duration
+	// Shared entries were not decoded by the update: their rows came from
+	// detection, which had decoded them (Follower.Offer).
+	Shared  uint64
+	Elapsed time.Duration
 }
 
 // commitEvery bounds the entries between two recorded positions, so an
@@ -282,19 +283,19 @@ const commitEvery = 200_000
 func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
 	return x.update(ctx, dataDir, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
 		return journal.Replay(ctx, dataDir, from, fn)
-	})
+	}, nil)
 }
 
 // UpdateFrom is Update for the process that holds the journal open (vigil
 // serve, vigil collect): it reads through j, so it indexes only
 // acknowledged entries, never a block still being written.
 func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (UpdateStats, error) {
-	return x.update(ctx, dataDir, j.Read)
+	return x.update(ctx, dataDir, j.Read, nil)
 }
 
 type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
 
-func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (UpdateStats, error) {
+func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache *rowCache) (UpdateStats, error) {
 	began := time.Now()
 	var st UpdateStats
 	if x.readOnly {
@@ -332,7 +333,7 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 		st.To = to
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
-	p := newPipeline(ctx, w, commitEvery, commit)
+	p := newPipeline(ctx, w, cache, commitEvery, commit)
 	err = read(ctx, next, p.add)
 	if err2 := p.finish(); err == nil {
 		err = err2
@@ -340,7 +341,7 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	if err == nil {
 		err = commit(max(p.next, next))
 	}
-	st.Events, st.MailRows, st.Unindexed = w.events, w.mail, w.unindexed
+	st.Events, st.MailRows, st.Unindexed, st.Shared = w.events, w.mail, w.unindexed, p.shared
 	st.Elapsed = time.Since(began)
 	if err != nil {
 		return st, fmt.Errorf("index: update from journal entry %d: %w", st.To, err)
@@ -698,24 +699,3 @@ type decoded struct {
 	source string
 }
 
-// decodeEntry turns one journal entry into rows.
-func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
-	d := decoded{source: en.Source}
-	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal", Index: int(idx)})
-	if err != nil {
-		d.reason = err.Error()
-		return d
-	}
-	if len(evs) == 0 {
-		d.reason = "record holds no event"
-		return d
-	}
-	for k, e := range evs {
-		r := rowOf(idx, k, en.Received, e)
-		d.events = append(d.events, r)
-		if r.kind == KindMail {
-			d.mail = append(d.mail, mailRowsOf(&r, e)...)
-		}
-	}
-	return d
-}

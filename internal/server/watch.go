@@ -79,6 +79,7 @@ type Watcher struct {
 	onEntry    func(index uint64, en *journal.Entry, evs []*event.Event)
 	onAlert    func(*alert.Alert)
 	onIncident func(detect.Update)
+	onDecoded  func(index uint64, en *journal.Entry, evs []*event.Event, err error)
 	rules      *RuleSwitches
 
 	// With a feed, detection runs elsewhere (remote.go).
@@ -131,6 +132,12 @@ type WatcherOptions struct {
 	// OnIncident hears every incident update, on the detection goroutine
 	// (the investigation index keeps its incidents table with it).
 	OnIncident func(detect.Update)
+	// OnDecoded hears every journal entry detection decodes, with its
+	// events (or the error that kept it from decoding), on the decoding
+	// goroutines, in no particular order, before detection sees them; it
+	// must not keep en or modify evs. The investigation index's follower
+	// takes them, so that it does not decode the entry again.
+	OnDecoded func(index uint64, en *journal.Entry, evs []*event.Event, err error)
 	// Feed, when set, is detection that runs elsewhere (a cluster's detect
 	// nodes): the watcher still reads the journal for the views and the
 	// source statistics, but detects nothing itself; the feed's alerts and
@@ -162,7 +169,7 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
-		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, rules: o.Rules,
+		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, onDecoded: o.OnDecoded, rules: o.Rules,
 		feed: o.Feed, remote: newRemoteView()}
 }
 
@@ -716,6 +723,9 @@ type decoded struct {
 func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 	dec.SetObserved(d.en.Received)
 	d.evs, d.err = dec.Decode(d.en.Raw, event.Origin{File: "journal:" + d.en.Origin, Index: int(d.index)})
+	if w.onDecoded != nil {
+		w.onDecoded(d.index, d.en, d.evs, d.err)
+	}
 	if d.err != nil {
 		return
 	}
