@@ -698,4 +698,3 @@ type decoded struct {
 	reason string // why the entry gave no event
 	source string
 }
-
