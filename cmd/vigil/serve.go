@@ -264,6 +264,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		OnDecoded:  live.offer(),
 	})
 	uiData.Watch(watcher)
+	if f := live.follower(); f != nil {
+		// The index follows detection's reading, taking the rows of what
+		// it decoded; a detection stalled for 5 s is not waited for.
+		f.SetPace(watcher.Offset, 5*time.Second)
+	}
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = func() { watcher.Wake(); live.wake() }
 	var collectors []*collect.Collector

@@ -57,11 +57,18 @@ func MailAccessOf(e *Event) (MailAccess, bool) {
 	if !IsMailAccess(e) {
 		return MailAccess{}, false
 	}
-	if a, ok := mailAccessFromRaw(e); ok {
-		return a, true
+	// Detection and the index both ask, on one goroutine after the other:
+	// the record is parsed for its folders once. The copy shares the
+	// slices, which callers only read.
+	if e.access != nil {
+		return *e.access, true
 	}
-	a, _ := MailAccessHeader(e)
-	a.Folders = foldersOf(e)
+	a, ok := mailAccessFromRaw(e)
+	if !ok {
+		a, _ = MailAccessHeader(e)
+		a.Folders = foldersOf(e)
+	}
+	e.access = &a
 	return a, true
 }
 

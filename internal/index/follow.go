@@ -23,6 +23,13 @@ type Follower struct {
 	log     *slog.Logger
 	wake    chan struct{}
 	shared  rowCache
+	// pace, when set, is how far the reader that offers rows has read:
+	// the follower stays behind it (for up to paceWait) so that it takes
+	// their rows instead of decoding.
+	pace     func() uint64
+	paceWait time.Duration
+	paceAt   uint64    // pace() at the last step
+	paceMove time.Time // when pace() last moved
 
 	mu      sync.Mutex
 	next    uint64
@@ -63,6 +70,15 @@ func (f *Follower) Offer(idx uint64, en *journal.Entry, evs []*event.Event, err 
 		return
 	}
 	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err)})
+}
+
+// SetPace makes the follower index only what the reader that offers rows
+// (vigil serve's detection, whose Offset is pace) has read, so that it
+// takes their rows rather than decoding the entries itself. A reader that
+// makes no progress for wait is not waited for: the follower then indexes
+// what the journal holds. Call before Run.
+func (f *Follower) SetPace(pace func() uint64, wait time.Duration) {
+	f.pace, f.paceWait = pace, wait
 }
 
 // Index is the followed index, for queries.
@@ -134,11 +150,17 @@ func (f *Follower) Run(ctx context.Context) error {
 		if err := f.Step(ctx); err != nil && ctx.Err() == nil {
 			f.log.Error("index update failed; queries leave out entries not indexed yet", "err", err)
 		}
+		// Paced and behind: the reader moves on without waking us.
+		var soon <-chan time.Time
+		if f.pace != nil && f.Behind() > 0 {
+			soon = time.After(100 * time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-f.wake:
 		case <-tick.C:
+		case <-soon:
 		}
 	}
 }
@@ -153,7 +175,21 @@ func (f *Follower) Step(ctx context.Context) error {
 		_, err := f.x.expireDue(ctx)
 		return err
 	}
-	st, err := f.x.update(ctx, f.dataDir, f.j.Read, &f.shared)
+	limit := uint64(0)
+	if f.pace != nil {
+		now, p := time.Now(), f.pace()
+		// The wait counts while the reader is behind the journal.
+		if p != f.paceAt || f.paceMove.IsZero() || p >= f.j.Size() {
+			f.paceAt, f.paceMove = p, now
+		}
+		if now.Sub(f.paceMove) < f.paceWait {
+			if p <= next {
+				return nil // the reader has not got further than the index
+			}
+			limit = p
+		}
+	}
+	st, err := f.x.update(ctx, f.dataDir, f.j.Read, &f.shared, limit)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -283,19 +283,24 @@ const commitEvery = 200_000
 func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
 	return x.update(ctx, dataDir, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
 		return journal.Replay(ctx, dataDir, from, fn)
-	}, nil)
+	}, nil, 0)
 }
 
 // UpdateFrom is Update for the process that holds the journal open (vigil
 // serve, vigil collect): it reads through j, so it indexes only
 // acknowledged entries, never a block still being written.
 func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (UpdateStats, error) {
-	return x.update(ctx, dataDir, j.Read, nil)
+	return x.update(ctx, dataDir, j.Read, nil, 0)
 }
 
 type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
 
-func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache *rowCache) (UpdateStats, error) {
+// errLimit ends a read at update's limit.
+var errLimit = errors.New("index: read limit")
+
+// update indexes the entries from the recorded position on: up to limit
+// (0: every entry read gives), taking rows from cache where it has them.
+func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache *rowCache, limit uint64) (UpdateStats, error) {
 	began := time.Now()
 	var st UpdateStats
 	if x.readOnly {
@@ -334,7 +339,19 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
 	p := newPipeline(ctx, w, cache, commitEvery, commit)
-	err = read(ctx, next, p.add)
+	add := p.add
+	if limit > 0 {
+		add = func(i uint64, e *journal.Entry) error {
+			if i >= limit {
+				return errLimit
+			}
+			return p.add(i, e)
+		}
+	}
+	err = read(ctx, next, add)
+	if errors.Is(err, errLimit) {
+		err = nil
+	}
 	if err2 := p.finish(); err == nil {
 		err = err2
 	}
