@@ -138,7 +138,7 @@ func indexMetrics(f *index.Follower) []prometheus.Collector {
 			Help: "Journal entries the index took from detection's decoding instead of decoding them again."},
 			func() float64 { used, _ := f.Shared(); return float64(used) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_index_shared_refused_total",
-			Help: "Entries detection offered that the index refused for want of room (it decodes them itself)."},
+			Help: "Entries detection offered too far ahead of the index, or with no room left (the index decodes them itself)."},
 			func() float64 { _, dropped := f.Shared(); return float64(dropped) }),
 	}
 }

@@ -66,7 +66,13 @@ func (f *Follower) Offer(idx uint64, en *journal.Entry, evs []*event.Event, err 
 	f.mu.Lock()
 	next := f.next
 	f.mu.Unlock()
-	if idx < next || idx-next >= sharedMax {
+	if idx < next {
+		return
+	}
+	if idx-next >= sharedMax {
+		f.shared.mu.Lock()
+		f.shared.dropped++
+		f.shared.mu.Unlock()
 		return
 	}
 	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err)})

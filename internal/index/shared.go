@@ -44,10 +44,12 @@ func rowsOf(idx uint64, en *journal.Entry, evs []*event.Event, err error) decode
 	return d
 }
 
-// sharedMax bounds the rows waiting for the follower: entries further
-// ahead of it than this are decoded by the follower itself when it gets
-// there.
-const sharedMax = 16384
+// sharedMax bounds the rows waiting for the follower (tens of MB): entries
+// further ahead of it than this are decoded by the follower itself when it
+// gets there. Under load detection runs up to its delay limit (3 s, some
+// 60,000 entries) ahead of the journal's head, and the index a round of
+// its own (a second or two) behind detection.
+const sharedMax = 65536
 
 // rowCache holds offered rows by journal index until the follower takes
 // them (in increasing index order).
