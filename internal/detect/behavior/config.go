@@ -75,6 +75,7 @@ type Config struct {
 		Skew            Duration `yaml:"skew"`
 		Grace           Duration `yaml:"grace"`
 		Coverage        Duration `yaml:"coverage"`
+		MaxSourceLag    Duration `yaml:"max_source_lag"`
 		AllowApps       []string `yaml:"allow_apps"`
 	} `yaml:"orphan_token"`
 

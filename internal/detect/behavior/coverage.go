@@ -34,6 +34,58 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 }
 
+// signInSource marks the event's source as one that carries the tenant's
+// sign-ins: from now on the tenant's mail accesses wait for its watermark
+// (judgedUpTo).
+func (e *Engine) signInSource(ten *tenantState, ev *event.Event) {
+	k := ev.Source
+	if k == "" {
+		k = "unknown"
+	}
+	if s := ten.Sources[k]; s != nil {
+		s.SignIns = true
+	}
+}
+
+// judgedUpTo is the event time up to which the tenant's sign-in evidence
+// is in: the lowest watermark of its sign-in sources, leaving out those
+// more than orphan_token.max_source_lag behind the newest event (a slow
+// or stopped collector must not hold accesses for ever). A mail access is
+// judged once this passes the end of its grace period. A tenant with no
+// sign-in source within the bound waits on nothing but the newest event,
+// as a tenant without sign-in logs always did.
+func (e *Engine) judgedUpTo(ten *tenantState) time.Time {
+	w := e.st.Watermark
+	if ten == nil {
+		return w
+	}
+	floor := w.Add(-e.cfg.D1.MaxSourceLag.D())
+	upTo := w
+	for _, s := range ten.Sources {
+		if s.SignIns && !s.Last.Before(floor) && s.Last.Before(upTo) {
+			upTo = s.Last
+		}
+	}
+	return upTo
+}
+
+// signInLag says which of the tenant's sign-in sources an access is
+// judged without: those that had not reached the end of its grace period
+// and were more than max_source_lag behind the newest event. "" when the
+// sign-in evidence was complete.
+func (e *Engine) signInLag(ten *tenantState, p *pending) string {
+	w := e.st.Watermark
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(ten.Sources)) {
+		s := ten.Sources[k]
+		if !s.SignIns || !s.Last.Before(p.Due) || w.Sub(s.Last) <= e.cfg.D1.MaxSourceLag.D() {
+			continue
+		}
+		out = append(out, k+" reached only "+s.Last.UTC().Format(time.RFC3339)+", "+roundDur(w.Sub(s.Last))+" behind the newest event; its later records were not waited for")
+	}
+	return strings.Join(out, "; ")
+}
+
 // coverageChecks looks for silent sources and mailboxes. It runs on hour
 // boundaries of the watermark and at Flush.
 func (e *Engine) coverageChecks(final bool) {
@@ -70,6 +122,33 @@ func (e *Engine) coverageChecks(final bool) {
 				Title:  "No " + sk + " events for " + roundDur(latest.Sub(s.Last)) + " while other sources continued",
 				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "others_until": latest.Format(time.RFC3339)},
 			})
+		}
+		// A sign-in log lagging beyond max_source_lag: mail accesses are
+		// judged without it from now on. Said once per episode.
+		if lagMax := c.D1.MaxSourceLag.D(); lagMax > 0 {
+			for _, sk := range slices.Sorted(maps.Keys(ten.Sources)) {
+				s := ten.Sources[sk]
+				if !s.SignIns {
+					continue
+				}
+				// A source whose learned rhythm has longer pauses (a small
+				// tenant's nights) is idle, not lagging, within them.
+				lag, limit := w.Sub(s.Last), max(lagMax, 2*s.MaxGap)
+				if lag <= limit {
+					s.Lagging = false
+					continue
+				}
+				if s.Lagging || s.Alerted {
+					continue // reported, or reported silent (above)
+				}
+				s.Lagging = true
+				e.raise(alert.Alert{
+					Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
+					Title: "Sign-in log " + sk + " is " + roundDur(lag) + " behind the newest event: mail accesses are judged without it (D1 and D4 alerts say so in signin_lag)",
+					Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": w.Format(time.RFC3339),
+						"max_source_lag": lagMax.String()},
+				})
+			}
 		}
 		ual := ten.Sources["m365.ual"]
 		if ual == nil {

@@ -146,7 +146,7 @@ func TestEngineSaveLoadWithSpilledAccesses(t *testing.T) {
 	for _, p := range in {
 		a.hold(p)
 	}
-	if a.pq.n == 0 {
+	if a.queue("").n == 0 {
 		t.Fatal("nothing was written to disk: the test does not exercise the spill")
 	}
 	var buf bytes.Buffer
@@ -157,11 +157,11 @@ func TestEngineSaveLoadWithSpilledAccesses(t *testing.T) {
 	if err := b.Load(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if a.pq.Len() != b.pq.Len() {
-		t.Fatalf("loaded %d pending accesses, saved %d", b.pq.Len(), a.pq.Len())
+	if a.queue("").Len() != b.queue("").Len() {
+		t.Fatalf("loaded %d pending accesses, saved %d", b.queue("").Len(), a.queue("").Len())
 	}
-	for a.pq.Len() > 0 {
-		x, y := a.pq.pop(), b.pq.pop()
+	for a.queue("").Len() > 0 {
+		x, y := a.queue("").pop(), b.queue("").pop()
 		if x.Seq != y.Seq || x.User != y.User || !x.Due.Equal(y.Due) || x.Items != y.Items || !slices.Equal(x.Sessions, y.Sessions) {
 			t.Fatalf("after load: %+v, want %+v", y, x)
 		}
@@ -182,8 +182,8 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 	for _, p := range in[:60_000] {
 		a.hold(p)
 	}
-	if len(a.pq.segs) < 3 {
-		t.Fatalf("%d segments: the test does not exercise rotation", len(a.pq.segs))
+	if len(a.queue("").segs) < 3 {
+		t.Fatalf("%d segments: the test does not exercise rotation", len(a.queue("").segs))
 	}
 	want := sortedPending(in[:60_000])
 	var saved bytes.Buffer
@@ -199,7 +199,7 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 	}
 	// The live engine goes on: reads past the first segments, writes more.
 	for range 30_000 {
-		a.pq.pop()
+		a.queue("").pop()
 	}
 	for _, p := range in[60_000:] {
 		a.hold(p)
@@ -216,11 +216,11 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Error("a segment the save does not name was left in place")
 	}
-	if b.pq.Len() != len(want) {
-		t.Fatalf("restored %d pending accesses, %d were held at the save", b.pq.Len(), len(want))
+	if b.queue("").Len() != len(want) {
+		t.Fatalf("restored %d pending accesses, %d were held at the save", b.queue("").Len(), len(want))
 	}
 	for i := range want {
-		got := b.pq.pop()
+		got := b.queue("").pop()
 		if got.Seq != want[i].Seq || got.User != want[i].User {
 			t.Fatalf("restored access %d is seq %d, want %d", i, got.Seq, want[i].Seq)
 		}
@@ -235,7 +235,7 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, pendingPattern))
-	if len(left) != len(b.pq.segs) {
-		t.Errorf("%d segment files on disk, the engine uses %d", len(left), len(b.pq.segs))
+	if len(left) != len(b.queue("").segs) {
+		t.Errorf("%d segment files on disk, the engine uses %d", len(left), len(b.queue("").segs))
 	}
 }
