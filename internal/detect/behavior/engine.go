@@ -27,11 +27,11 @@ type Options struct {
 
 // Engine runs the behaviours over a stream of events.
 type Engine struct {
-	cfg    *Config
-	nets   Networks
-	iocs   *IOCs
-	st     *state
-	dir    string // where pending accesses spill (Options.TempDir)
+	cfg  *Config
+	nets Networks
+	iocs *IOCs
+	st   *state
+	dir  string // where pending accesses spill (Options.TempDir)
 	// pqs holds the mail accesses awaiting judgement, a queue per tenant
 	// (pqKeys, sorted): each tenant's wait on its own sign-in logs.
 	pqs    map[string]*pendingQueue
