@@ -22,8 +22,8 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 	if s == nil {
 		s = &sourceState{Last: t}
 		ten.Sources[k] = s
-		return
 	}
+	s.delayed(ten.Newest, t)
 	if t.After(s.Last) {
 		// Gaps seen while learning set the source's normal rhythm.
 		if gap := t.Sub(s.Last); !e.learned(ten, t) && gap > s.MaxGap {
@@ -47,41 +47,98 @@ func (e *Engine) signInSource(ten *tenantState, ev *event.Event) {
 	}
 }
 
+// delayWindow is how long (in event time) a source's delay is
+// remembered: its largest delay over the last one to two windows counts.
+const delayWindow = 12 * time.Hour
+
+// delayed notes how far behind the tenant's newest event w a record of
+// the source with time t arrived (0 in time order: the reordering window sorts what
+// is only a little late).
+func (s *sourceState) delayed(w, t time.Time) {
+	if s.DelayFrom.IsZero() || w.Sub(s.DelayFrom) >= delayWindow {
+		s.DelayPrev = s.Delay
+		if w.Sub(s.DelayFrom) >= 2*delayWindow {
+			s.DelayPrev = 0
+		}
+		s.Delay, s.DelayFrom = 0, w
+	}
+	if d := w.Sub(t); d > s.Delay {
+		s.Delay = d
+	}
+}
+
+// delay is the source's usual delay: the largest of the last one to two
+// windows.
+func (s *sourceState) delay() time.Duration { return max(s.Delay, s.DelayPrev) }
+
+// complete is how far (in event time) the source's records can be taken
+// to be in: what arrived, or as far as its usual delay behind the newest
+// event lets one expect, whichever is later. A source that delivers in
+// time order is complete up to the newest event even while it is quiet
+// (a small tenant's night); one whose records arrive three hours late
+// is complete up to three hours before it.
+func (s *sourceState) complete(w time.Time) time.Time {
+	c := w.Add(-s.delay())
+	if s.Last.After(c) {
+		return s.Last
+	}
+	return c
+}
+
 // judgedUpTo is the event time up to which the tenant's sign-in evidence
-// is in: the lowest watermark of its sign-in sources, leaving out those
-// more than orphan_token.max_source_lag behind the newest event (a slow
-// or stopped collector must not hold accesses for ever). A mail access is
-// judged once this passes the end of its grace period. A tenant with no
-// sign-in source within the bound waits on nothing but the newest event,
-// as a tenant without sign-in logs always did.
+// is in: the lowest completeness (sourceState.complete, against the
+// tenant's newest event) of its sign-in sources, but never more than
+// orphan_token.max_source_lag behind the newest event of all, so that a slow or stopped collector holds no access for
+// longer. A mail access is judged once this passes the end of its grace
+// period. A tenant with no sign-in source waits on nothing but the newest
+// event, as a tenant without sign-in logs always did.
 func (e *Engine) judgedUpTo(ten *tenantState) time.Time {
 	w := e.st.Watermark
 	if ten == nil {
 		return w
 	}
-	floor := w.Add(-e.cfg.D1.MaxSourceLag.D())
 	upTo := w
 	for _, s := range ten.Sources {
-		if s.SignIns && !s.Last.Before(floor) && s.Last.Before(upTo) {
-			upTo = s.Last
+		if s.SignIns {
+			if c := s.complete(ten.Newest); c.Before(upTo) {
+				upTo = c
+			}
 		}
 	}
-	return upTo
+	return latest(upTo, w.Add(-e.cfg.D1.MaxSourceLag.D()))
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// silentFor is how long a sign-in source has had nothing new while the
+// tenant's other sources went on, when that is longer than both max_source_lag and the
+// pauses it made while the tenant was learned (a small tenant's nights):
+// a stopped collector, or one fallen further behind than the bound. 0
+// otherwise.
+func (e *Engine) silentFor(ten *tenantState, s *sourceState) time.Duration {
+	gap := ten.Newest.Sub(s.Last)
+	if !s.SignIns || gap <= e.cfg.D1.MaxSourceLag.D() || gap <= 2*s.MaxGap {
+		return 0
+	}
+	return gap
 }
 
 // signInLag says which of the tenant's sign-in sources an access is
-// judged without: those that had not reached the end of its grace period
-// and were more than max_source_lag behind the newest event. "" when the
-// sign-in evidence was complete.
+// judged without: those silent (silentFor) since before the end of its
+// grace period. "" when the sign-in evidence was there.
 func (e *Engine) signInLag(ten *tenantState, p *pending) string {
-	w := e.st.Watermark
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(ten.Sources)) {
 		s := ten.Sources[k]
-		if !s.SignIns || !s.Last.Before(p.Due) || w.Sub(s.Last) <= e.cfg.D1.MaxSourceLag.D() {
-			continue
+		if gap := e.silentFor(ten, s); gap > 0 && s.Last.Before(p.Due) {
+			out = append(out, k+" has nothing after "+s.Last.UTC().Format(time.RFC3339)+", "+roundDur(gap)+
+				" before the tenant's newest event (longer than max_source_lag and its usual pauses); judged without its later records")
 		}
-		out = append(out, k+" reached only "+s.Last.UTC().Format(time.RFC3339)+", "+roundDur(w.Sub(s.Last))+" behind the newest event; its later records were not waited for")
 	}
 	return strings.Join(out, "; ")
 }
@@ -123,32 +180,26 @@ func (e *Engine) coverageChecks(final bool) {
 				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "others_until": latest.Format(time.RFC3339)},
 			})
 		}
-		// A sign-in log lagging beyond max_source_lag: mail accesses are
-		// judged without it from now on. Said once per episode.
-		if lagMax := c.D1.MaxSourceLag.D(); lagMax > 0 {
-			for _, sk := range slices.Sorted(maps.Keys(ten.Sources)) {
-				s := ten.Sources[sk]
-				if !s.SignIns {
-					continue
-				}
-				// A source whose learned rhythm has longer pauses (a small
-				// tenant's nights) is idle, not lagging, within them.
-				lag, limit := w.Sub(s.Last), max(lagMax, 2*s.MaxGap)
-				if lag <= limit {
-					s.Lagging = false
-					continue
-				}
-				if s.Lagging || s.Alerted {
-					continue // reported, or reported silent (above)
-				}
-				s.Lagging = true
-				e.raise(alert.Alert{
-					Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
-					Title: "Sign-in log " + sk + " is " + roundDur(lag) + " behind the newest event: mail accesses are judged without it (D1 and D4 alerts say so in signin_lag)",
-					Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": w.Format(time.RFC3339),
-						"max_source_lag": lagMax.String()},
-				})
+		// A sign-in log silent beyond max_source_lag and its usual
+		// pauses: mail accesses are judged without it. Said once per
+		// episode, before the source gap above (a day) would say it.
+		for _, sk := range slices.Sorted(maps.Keys(ten.Sources)) {
+			s := ten.Sources[sk]
+			gap := e.silentFor(ten, s)
+			if gap == 0 {
+				s.Lagging = false
+				continue
 			}
+			if s.Lagging || s.Alerted {
+				continue // reported, or reported silent (above)
+			}
+			s.Lagging = true
+			e.raise(alert.Alert{
+				Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
+				Title: "Sign-in log " + sk + " has had nothing for " + roundDur(gap) + " while other sources continued: mail accesses are judged without it (their D1 and D4 alerts say so in signin_lag)",
+				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": ten.Newest.Format(time.RFC3339),
+					"max_source_lag": c.D1.MaxSourceLag.D().String()},
+			})
 		}
 		ual := ten.Sources["m365.ual"]
 		if ual == nil {

@@ -124,6 +124,9 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	t := ev.Time.UTC()
 	ten := e.tenant(ev.Tenant, t)
 	e.trackSource(ten, ev, t)
+	if t.After(ten.Newest) {
+		ten.Newest = t
+	}
 	if isSignIn(ev) {
 		e.signInSource(ten, ev)
 		e.indexSignIn(ten, ev, t)
@@ -443,7 +446,10 @@ func (e *Engine) prune() {
 			delete(st.Failures, ip)
 		}
 	}
-	hist := e.cfg.D4.History.D()
+	// What the judgement of a held access looks back on is kept from
+	// when the oldest access that may still be held happened.
+	held := e.cfg.D1.Grace.D() + lag
+	hist := e.cfg.D4.History.D() + held
 	for _, ten := range st.Tenants {
 		for _, u := range ten.Users {
 			for ip, s := range u.IPs {
@@ -473,7 +479,7 @@ func (e *Engine) prune() {
 			}
 		}
 		for k, lt := range ten.D4Alerted {
-			if lt.Before(w.Add(-24 * time.Hour)) {
+			if lt.Before(w.Add(-24*time.Hour - held)) {
 				delete(ten.D4Alerted, k)
 			}
 		}
@@ -625,7 +631,7 @@ func (e *Engine) judge(p *pending) {
 			for i := range e.alerts[n:] {
 				a := &e.alerts[n+i]
 				a.Set("signin_lag", lag)
-				a.Title += " (judged without the sign-in log, which lagged)"
+				a.Title += " (judged without the sign-in log, which had fallen silent)"
 			}
 		}
 	}

@@ -42,6 +42,7 @@ type SignIn struct {
 
 type tenantState struct {
 	FirstSeen   time.Time
+	Newest      time.Time // the latest event time of the tenant
 	FirstSignin time.Time
 	Pairs       map[string]time.Time            // D2: AppId|ClientAppId → first read in the tenant
 	NewPairs    map[string]*newPair             // D2: pairs first seen after learning, for roll-out detection
@@ -112,14 +113,19 @@ type mailboxState struct {
 }
 
 // sourceState is one source of a tenant. Last is its event-time
-// watermark; for a source that carries sign-ins (SignIns) it decides
-// when the tenant's mail accesses can be judged (Engine.judgedUpTo).
+// watermark; for a source that carries sign-ins (SignIns) it and the
+// source's delay decide when the tenant's mail accesses can be judged
+// (Engine.judgedUpTo).
 type sourceState struct {
 	Last    time.Time
 	MaxGap  time.Duration
 	Alerted bool
 	SignIns bool // fed the sign-in index (D1, D4)
-	Lagging bool // D9: lagging beyond orphan_token.max_source_lag already reported
+	Lagging bool // D9: silent beyond orphan_token.max_source_lag already reported
+	// How far behind the newest event its records arrive: the largest
+	// delay in the window begun at DelayFrom and in the one before.
+	Delay, DelayPrev time.Duration
+	DelayFrom        time.Time
 }
 
 type search struct {
