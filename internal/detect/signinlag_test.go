@@ -205,4 +205,3 @@ func first(l []string) string {
 	}
 	return l[0]
 }
-
