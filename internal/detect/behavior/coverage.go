@@ -128,19 +128,54 @@ func (e *Engine) silentFor(ten *tenantState, s *sourceState) time.Duration {
 	return gap
 }
 
-// signInLag says which of the tenant's sign-in sources an access is
-// judged without: those silent (silentFor) since before the end of its
-// grace period. "" when the sign-in evidence was there.
-func (e *Engine) signInLag(ten *tenantState, p *pending) string {
+// silentSources names the tenant's sign-in sources an access is judged
+// without: those silent (silentFor) since before the end of its grace
+// period, sorted. nil when the sign-in evidence was there.
+func (e *Engine) silentSources(ten *tenantState, p *pending) []string {
 	var out []string
-	for _, k := range slices.Sorted(maps.Keys(ten.Sources)) {
-		s := ten.Sources[k]
-		if gap := e.silentFor(ten, s); gap > 0 && s.Last.Before(p.Due) {
-			out = append(out, k+" has nothing after "+s.Last.UTC().Format(time.RFC3339)+", "+roundDur(gap)+
-				" before the tenant's newest event (longer than max_source_lag and its usual pauses); judged without its later records")
+	for k, s := range ten.Sources {
+		if s.SignIns && s.Last.Before(p.Due) && e.silentFor(ten, s) > 0 {
+			out = append(out, k)
 		}
 	}
+	slices.Sort(out)
+	return out
+}
+
+// signInLag says, for an alert's signin_lag field, which sign-in sources
+// it was judged without and since when.
+func (e *Engine) signInLag(ten *tenantState, silent []string) string {
+	var out []string
+	for _, k := range silent {
+		s := ten.Sources[k]
+		out = append(out, k+" has nothing after "+s.Last.UTC().Format(time.RFC3339)+", "+roundDur(e.silentFor(ten, s))+
+			" before the tenant's newest event (longer than max_source_lag and its usual pauses); judged without its later records")
+	}
 	return strings.Join(out, "; ")
+}
+
+// silentSignIns reports (D9), once per episode, a sign-in source that
+// mail accesses are being judged without. A silent sign-in log with no
+// access to judge changes no verdict; the source gap check (a day) still
+// reports it.
+func (e *Engine) silentSignIns(ten *tenantState, tk string, silent []string) {
+	c := e.cfg
+	if !c.D9.Enabled || !e.learned(ten, e.st.Watermark) {
+		return
+	}
+	for _, sk := range silent {
+		s := ten.Sources[sk]
+		if s.Lagging || s.Alerted {
+			continue // reported, or reported silent by the source gap check
+		}
+		s.Lagging = true
+		e.raise(alert.Alert{
+			Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
+			Title: "Sign-in log " + sk + " has had nothing for " + roundDur(e.silentFor(ten, s)) + " while other sources continued: mail accesses are judged without it (their D1 and D4 alerts say so in signin_lag)",
+			Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": ten.Newest.Format(time.RFC3339),
+				"max_source_lag": c.D1.MaxSourceLag.D().String()},
+		})
+	}
 }
 
 // coverageChecks looks for silent sources and mailboxes. It runs on hour
@@ -153,6 +188,13 @@ func (e *Engine) coverageChecks(final bool) {
 	w := e.st.Watermark
 	for _, tk := range slices.Sorted(maps.Keys(e.st.Tenants)) {
 		ten := e.st.Tenants[tk]
+		// A sign-in log that speaks again ends its silence episode
+		// (silentSignIns).
+		for _, s := range ten.Sources {
+			if s.Lagging && e.silentFor(ten, s) == 0 {
+				s.Lagging = false
+			}
+		}
 		if !e.learned(ten, w) {
 			continue
 		}
@@ -178,27 +220,6 @@ func (e *Engine) coverageChecks(final bool) {
 				Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
 				Title:  "No " + sk + " events for " + roundDur(latest.Sub(s.Last)) + " while other sources continued",
 				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "others_until": latest.Format(time.RFC3339)},
-			})
-		}
-		// A sign-in log silent beyond max_source_lag and its usual
-		// pauses: mail accesses are judged without it. Said once per
-		// episode, before the source gap above (a day) would say it.
-		for _, sk := range slices.Sorted(maps.Keys(ten.Sources)) {
-			s := ten.Sources[sk]
-			gap := e.silentFor(ten, s)
-			if gap == 0 {
-				s.Lagging = false
-				continue
-			}
-			if s.Lagging || s.Alerted {
-				continue // reported, or reported silent (above)
-			}
-			s.Lagging = true
-			e.raise(alert.Alert{
-				Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
-				Title: "Sign-in log " + sk + " has had nothing for " + roundDur(gap) + " while other sources continued: mail accesses are judged without it (their D1 and D4 alerts say so in signin_lag)",
-				Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": ten.Newest.Format(time.RFC3339),
-					"max_source_lag": c.D1.MaxSourceLag.D().String()},
 			})
 		}
 		ual := ten.Sources["m365.ual"]

@@ -62,15 +62,6 @@ func (e *Engine) queue(tenant string) *pendingQueue {
 	return q
 }
 
-// pendingLen is how many accesses await judgement, all tenants together.
-func (e *Engine) pendingLen() int {
-	n := 0
-	for _, q := range e.pqs {
-		n += q.Len()
-	}
-	return n
-}
-
 // Alerts returns the alerts raised since the last call and forgets them.
 func (e *Engine) Alerts() []alert.Alert {
 	out := e.alerts
@@ -619,6 +610,7 @@ func (e *Engine) judge(p *pending) {
 	if ten == nil {
 		return
 	}
+	silent := e.silentSources(ten, p)
 	n := len(e.alerts)
 	if e.cfg.D1.Enabled {
 		e.orphanToken(ten, p)
@@ -626,15 +618,18 @@ func (e *Engine) judge(p *pending) {
 	if e.cfg.D4.Enabled {
 		e.network(ten, p)
 	}
+	if len(silent) == 0 {
+		return
+	}
 	if len(e.alerts) > n {
-		if lag := e.signInLag(ten, p); lag != "" {
-			for i := range e.alerts[n:] {
-				a := &e.alerts[n+i]
-				a.Set("signin_lag", lag)
-				a.Title += " (judged without the sign-in log, which had fallen silent)"
-			}
+		lag := e.signInLag(ten, silent)
+		for i := range e.alerts[n:] {
+			a := &e.alerts[n+i]
+			a.Set("signin_lag", lag)
+			a.Title += " (judged without the sign-in log, which had fallen silent)"
 		}
 	}
+	e.silentSignIns(ten, p.Tenant, silent)
 }
 
 // D1.
