@@ -23,7 +23,6 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 		s = &sourceState{Last: t}
 		ten.Sources[k] = s
 	}
-	s.delayed(ten.Newest, t)
 	if t.After(s.Last) {
 		// Gaps seen while learning set the source's normal rhythm.
 		if gap := t.Sub(s.Last); !e.learned(ten, t) && gap > s.MaxGap {
@@ -34,16 +33,42 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 }
 
-// signInSource marks the event's source as one that carries the tenant's
-// sign-ins: from now on the tenant's mail accesses wait for its watermark
-// (judgedUpTo).
-func (e *Engine) signInSource(ten *tenantState, ev *event.Event) {
-	k := ev.Source
-	if k == "" {
-		k = "unknown"
+// signInStream names the sign-in stream an event belongs to, "" for an
+// event of no source that carries sign-ins. Interactive and
+// non-interactive sign-ins are collected from different lists with
+// different delays (vigil collect's signins and signins.noninteractive),
+// so each is a stream of its own; a record that does not say is taken
+// for interactive (Graph v1.0 lists only those).
+func signInStream(ev *event.Event) string {
+	if ev.Source != "entra.signin" {
+		return ""
 	}
-	if s := ten.Sources[k]; s != nil {
-		s.SignIns = true
+	if v := ev.Values(symInteractive); len(v) > 0 && strings.EqualFold(v[0].Value, "false") {
+		return ev.Source + " (non-interactive)"
+	}
+	return ev.Source + " (interactive)"
+}
+
+// trackSignIns notes a record of a sign-in stream (successful or not):
+// from its first record on, the tenant's mail accesses wait for the
+// stream (judgedUpTo). Call it before the tenant's newest event time
+// takes t in.
+func (e *Engine) trackSignIns(ten *tenantState, ev *event.Event, t time.Time) {
+	k := signInStream(ev)
+	if k == "" {
+		return
+	}
+	s := ten.SignIns[k]
+	if s == nil {
+		s = &sourceState{Last: t}
+		ten.SignIns[k] = s
+	}
+	s.delayed(ten.Newest, t)
+	if t.After(s.Last) {
+		if gap := t.Sub(s.Last); !e.learned(ten, t) && gap > s.MaxGap {
+			s.MaxGap = gap
+		}
+		s.Last = t
 	}
 }
 
@@ -87,22 +112,21 @@ func (s *sourceState) complete(w time.Time) time.Time {
 
 // judgedUpTo is the event time up to which the tenant's sign-in evidence
 // is in: the lowest completeness (sourceState.complete, against the
-// tenant's newest event) of its sign-in sources, but never more than
-// orphan_token.max_source_lag behind the newest event of all, so that a slow or stopped collector holds no access for
-// longer. A mail access is judged once this passes the end of its grace
-// period. A tenant with no sign-in source waits on nothing but the newest
-// event, as a tenant without sign-in logs always did.
+// tenant's newest event) of its sign-in streams, but never more than
+// orphan_token.max_source_lag behind the newest event of all, so that a
+// slow or stopped collector holds no access for longer. A mail access is
+// judged once this passes the end of its grace period. A tenant with no
+// sign-in stream waits on nothing but the newest event, as a tenant
+// without sign-in logs always did.
 func (e *Engine) judgedUpTo(ten *tenantState) time.Time {
 	w := e.st.Watermark
 	if ten == nil {
 		return w
 	}
 	upTo := w
-	for _, s := range ten.Sources {
-		if s.SignIns {
-			if c := s.complete(ten.Newest); c.Before(upTo) {
-				upTo = c
-			}
+	for _, s := range ten.SignIns {
+		if c := s.complete(ten.Newest); c.Before(upTo) {
+			upTo = c
 		}
 	}
 	return latest(upTo, w.Add(-e.cfg.D1.MaxSourceLag.D()))
@@ -115,26 +139,63 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// silentFor is how long a sign-in source has had nothing new while the
-// tenant's other sources went on, when that is longer than both max_source_lag and the
-// pauses it made while the tenant was learned (a small tenant's nights):
-// a stopped collector, or one fallen further behind than the bound. 0
-// otherwise.
-func (e *Engine) silentFor(ten *tenantState, s *sourceState) time.Duration {
-	gap := ten.Newest.Sub(s.Last)
-	if !s.SignIns || gap <= e.cfg.D1.MaxSourceLag.D() || gap <= 2*s.MaxGap {
+// silentAt is how long a sign-in stream had had nothing at time at, when
+// that is longer than both max_source_lag and the pauses it made while
+// the tenant was learned (a small tenant's nights): a stopped collector.
+// 0 otherwise. Measured at an access's due time it does not depend on
+// when the access is judged, so not on the order the logs arrive in.
+func (e *Engine) silentAt(s *sourceState, at time.Time) time.Duration {
+	gap := at.Sub(s.Last)
+	if gap <= e.cfg.D1.MaxSourceLag.D() || gap <= 2*s.MaxGap {
 		return 0
 	}
 	return gap
 }
 
-// silentSources names the tenant's sign-in sources an access is judged
-// without: those silent (silentFor) since before the end of its grace
-// period, sorted. nil when the sign-in evidence was there.
+// silentNow is silentAt where the stream's usual delay says it should
+// have got to by now.
+func (e *Engine) silentNow(ten *tenantState, s *sourceState) time.Duration {
+	return e.silentAt(s, ten.Newest.Add(-s.delay()))
+}
+
+// tooLate is a sign-in stream's usual delay when it is longer than
+// max_source_lag (accesses are judged before its records arrive), 0
+// otherwise.
+func (e *Engine) tooLate(s *sourceState) time.Duration {
+	if d := s.delay(); d > e.cfg.D1.MaxSourceLag.D() {
+		return d
+	}
+	return 0
+}
+
+// withoutSignIns says why a sign-in stream's evidence is missing from a
+// judgement due at ("" when it is not): it had gone silent, or it arrives
+// later than the bound.
+func (e *Engine) withoutSignIns(ten *tenantState, k string, at time.Time) string {
+	s := ten.SignIns[k]
+	if gap := e.silentAt(s, at); gap > 0 {
+		return k + " has nothing after " + s.Last.UTC().Format(time.RFC3339) + ", " + roundDur(gap) +
+			" before the access was due (longer than max_source_lag and its usual pauses)"
+	}
+	if d := e.tooLate(s); d > 0 {
+		return k + " arrives " + roundDur(d) + " late, beyond max_source_lag; it has nothing after " + s.Last.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+// silentSources names the tenant's sign-in streams an access is judged
+// without: those silent or too late (withoutSignIns) whose last record
+// is before the end of its grace period, sorted. nil when the sign-in
+// evidence was there.
 func (e *Engine) silentSources(ten *tenantState, p *pending) []string {
+	// While the tenant is learning, a stream's usual pauses are not known
+	// yet: its first quiet night is no sign of a stopped collector.
+	if !e.learned(ten, p.Due) {
+		return nil
+	}
 	var out []string
-	for k, s := range ten.Sources {
-		if s.SignIns && s.Last.Before(p.Due) && e.silentFor(ten, s) > 0 {
+	for k, s := range ten.SignIns {
+		if s.Last.Before(p.Due) && (e.silentAt(s, p.Due) > 0 || e.tooLate(s) > 0) {
 			out = append(out, k)
 		}
 	}
@@ -142,14 +203,12 @@ func (e *Engine) silentSources(ten *tenantState, p *pending) []string {
 	return out
 }
 
-// signInLag says, for an alert's signin_lag field, which sign-in sources
-// it was judged without and since when.
-func (e *Engine) signInLag(ten *tenantState, silent []string) string {
+// signInLag says, for an alert's signin_lag field, which sign-in streams
+// it was judged without and why.
+func (e *Engine) signInLag(ten *tenantState, p *pending, silent []string) string {
 	var out []string
 	for _, k := range silent {
-		s := ten.Sources[k]
-		out = append(out, k+" has nothing after "+s.Last.UTC().Format(time.RFC3339)+", "+roundDur(e.silentFor(ten, s))+
-			" before the tenant's newest event (longer than max_source_lag and its usual pauses); judged without its later records")
+		out = append(out, e.withoutSignIns(ten, k, p.Due)+"; judged without its later records")
 	}
 	return strings.Join(out, "; ")
 }
@@ -158,21 +217,22 @@ func (e *Engine) signInLag(ten *tenantState, silent []string) string {
 // mail accesses are being judged without. A silent sign-in log with no
 // access to judge changes no verdict; the source gap check (a day) still
 // reports it.
-func (e *Engine) silentSignIns(ten *tenantState, tk string, silent []string) {
+func (e *Engine) silentSignIns(ten *tenantState, p *pending, silent []string) {
 	c := e.cfg
 	if !c.D9.Enabled || !e.learned(ten, e.st.Watermark) {
 		return
 	}
 	for _, sk := range silent {
-		s := ten.Sources[sk]
-		if s.Lagging || s.Alerted {
-			continue // reported, or reported silent by the source gap check
+		s := ten.SignIns[sk]
+		if s.Lagging {
+			continue
 		}
 		s.Lagging = true
+		src, _, _ := strings.Cut(sk, " (")
 		e.raise(alert.Alert{
-			Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: tk, Source: sk, Posture: true,
-			Title: "Sign-in log " + sk + " has had nothing for " + roundDur(e.silentFor(ten, s)) + " while other sources continued: mail accesses are judged without it (their D1 and D4 alerts say so in signin_lag)",
-			Fields: map[string]string{"source": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": ten.Newest.Format(time.RFC3339),
+			Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: p.Tenant, Source: src, Posture: true,
+			Title: "Sign-in log " + e.withoutSignIns(ten, sk, p.Due) + ": mail accesses are judged without it (their D1 and D4 alerts say so in signin_lag)",
+			Fields: map[string]string{"source": src, "stream": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": ten.Newest.Format(time.RFC3339),
 				"max_source_lag": c.D1.MaxSourceLag.D().String()},
 		})
 	}
@@ -190,8 +250,8 @@ func (e *Engine) coverageChecks(final bool) {
 		ten := e.st.Tenants[tk]
 		// A sign-in log that speaks again ends its silence episode
 		// (silentSignIns).
-		for _, s := range ten.Sources {
-			if s.Lagging && e.silentFor(ten, s) == 0 {
+		for _, s := range ten.SignIns {
+			if s.Lagging && e.silentNow(ten, s) == 0 && e.tooLate(s) == 0 {
 				s.Lagging = false
 			}
 		}

@@ -115,11 +115,11 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	t := ev.Time.UTC()
 	ten := e.tenant(ev.Tenant, t)
 	e.trackSource(ten, ev, t)
+	e.trackSignIns(ten, ev, t)
 	if t.After(ten.Newest) {
 		ten.Newest = t
 	}
 	if isSignIn(ev) {
-		e.signInSource(ten, ev)
 		e.indexSignIn(ten, ev, t)
 	} else if isFailedSignIn(ev) {
 		e.failedSignIn(ev, t)
@@ -622,14 +622,14 @@ func (e *Engine) judge(p *pending) {
 		return
 	}
 	if len(e.alerts) > n {
-		lag := e.signInLag(ten, silent)
+		lag := e.signInLag(ten, p, silent)
 		for i := range e.alerts[n:] {
 			a := &e.alerts[n+i]
 			a.Set("signin_lag", lag)
 			a.Title += " (judged without the sign-in log, which had fallen silent)"
 		}
 	}
-	e.silentSignIns(ten, p.Tenant, silent)
+	e.silentSignIns(ten, p, silent)
 }
 
 // D1.

@@ -2,6 +2,8 @@ package behavior
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +55,7 @@ func TestSignInLogStops(t *testing.T) {
 		after time.Duration // the forged read, after the last sign-in delivered
 		wait  time.Duration // how long past its grace it waits for sign-ins
 	}{
-		{"collector two hours behind stops", 2, 4 * time.Hour, 2*time.Hour + time.Minute},
+		{"collector two hours behind stops", 2, 6 * time.Hour, 2*time.Hour + time.Minute},
 		{"collector further behind than max_source_lag", 8, 4 * time.Hour, bound},
 	}
 	for _, c := range cases {
@@ -92,7 +94,7 @@ func TestSignInLogStops(t *testing.T) {
 			if a.Raised.After(due.Add(time.Hour)) {
 				t.Errorf("judged at %s, more than an hour after %s", a.Raised, due)
 			}
-			if lag := a.Fields["signin_lag"]; !strings.Contains(lag, "entra.signin has nothing after "+stop.Format(time.RFC3339)) {
+			if lag := a.Fields["signin_lag"]; !strings.Contains(lag, "entra.signin (interactive) ") || !strings.Contains(lag, "nothing after "+stop.Format(time.RFC3339)) {
 				t.Errorf("signin_lag %q, want it to name entra.signin and its last record", lag)
 			}
 			if !strings.Contains(a.Title, "judged without the sign-in log") {
@@ -110,7 +112,7 @@ func TestSignInLogStops(t *testing.T) {
 			// The collector comes back and catches up: the episode is over.
 			hourly(t, e, "", stop.Add(time.Duration(c.delay+17)*time.Hour), 14, 0)
 			e.Alerts()
-			if s := e.st.Tenants[strings.ToLower(tenantID)].Sources["entra.signin"]; s.Lagging {
+			if s := e.st.Tenants[strings.ToLower(tenantID)].SignIns["entra.signin (interactive)"]; s.Lagging {
 				t.Error("a sign-in log that caught up is still marked silent")
 			}
 		})
@@ -148,5 +150,39 @@ func TestSignInWatermarkPerTenant(t *testing.T) {
 	}
 	if e.queue(slow).Len() == 0 {
 		t.Error("nothing held for the tenant whose sign-in log arrives three hours late")
+	}
+}
+
+// Interactive and non-interactive sign-ins come from two lists with their
+// own delays: a non-interactive stream two hours behind is waited for
+// even while the interactive one is in step, so the reads its tokens
+// made are not taken for unlinked.
+func TestSignInStreamsWaitedForSeparately(t *testing.T) {
+	e := New(DefaultConfig(), Options{Networks: nets(t)})
+	read := func(at time.Time, tok, id string) {
+		e.Process(access{at: at, user: users[1], client: outlook, ip: "198.18.0.11", ua: "Client=MSExchangeRPC", token: tok, session: "s-" + tok, id: id}.event(t))
+	}
+	refresh := func(at time.Time, tok string) {
+		e.Process(signin{at: at, user: users[1], ip: "198.18.0.11", asn: 7922, token: tok, session: "s-" + tok, nonInteractive: true}.event(t))
+	}
+	var at time.Time
+	for h := range 9 * 24 {
+		at = t0.Add(time.Duration(h) * time.Hour)
+		read(at.Add(time.Minute), fmt.Sprint("ni-", h), fmt.Sprint("r-", h))
+		e.Process(signin{at: at, user: users[0], ip: "198.18.0.10", asn: 7922, token: fmt.Sprint("i-", h), session: "s-i"}.event(t))
+		if h >= 2 {
+			refresh(t0.Add(time.Duration(h-2)*time.Hour), fmt.Sprint("ni-", h-2))
+		}
+	}
+	for h := 9*24 - 2; h < 9*24; h++ {
+		refresh(t0.Add(time.Duration(h)*time.Hour), fmt.Sprint("ni-", h))
+	}
+	e.Flush()
+	if d1 := only(e.Alerts(), "D1"); len(d1) != 0 {
+		t.Fatalf("%d reads judged before the non-interactive sign-ins that issued their tokens arrived, first %s: %s", len(d1), d1[0].RecordID(), d1[0].Title)
+	}
+	ten := e.st.Tenants[strings.ToLower(tenantID)]
+	if len(ten.SignIns) != 2 || ten.SignIns["entra.signin (non-interactive)"] == nil {
+		t.Fatalf("sign-in streams %v, want interactive and non-interactive", slices.Collect(maps.Keys(ten.SignIns)))
 	}
 }

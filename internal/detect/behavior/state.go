@@ -56,6 +56,7 @@ type tenantState struct {
 	ASNUsers    map[uint32][]string             // D4: users signing in from an ASN (capped)
 	D4Alerted   map[string]time.Time            // D4: mailbox|ip → last alert
 	Sources     map[string]*sourceState         // D9
+	SignIns     map[string]*sourceState         // D1, D4: sign-in streams (signInStream) and their watermarks
 	Multi       map[string]map[string]time.Time // D3: app|accessor → mailbox → latest read in the window
 	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
 	Searches    []search                        // D8: sensitive searches awaiting reads
@@ -112,18 +113,18 @@ type mailboxState struct {
 	Silent        bool // D9: silence already reported
 }
 
-// sourceState is one source of a tenant. Last is its event-time
-// watermark; for a source that carries sign-ins (SignIns) it and the
-// source's delay decide when the tenant's mail accesses can be judged
-// (Engine.judgedUpTo).
+// sourceState is one source of a tenant (D9), or one of its sign-in
+// streams. Last is its event-time watermark; for a sign-in stream it and
+// the stream's delay decide when the tenant's mail accesses can be
+// judged (Engine.judgedUpTo).
 type sourceState struct {
 	Last    time.Time
 	MaxGap  time.Duration
-	Alerted bool
-	SignIns bool // fed the sign-in index (D1, D4)
-	Lagging bool // D9: silent beyond orphan_token.max_source_lag already reported
-	// How far behind the newest event its records arrive: the largest
-	// delay in the window begun at DelayFrom and in the one before.
+	Alerted bool // D9: source gap reported
+	Lagging bool // D9: a sign-in stream silent beyond orphan_token.max_source_lag reported
+	// How far behind the tenant's newest event a sign-in stream's records
+	// arrive: the largest delay in the window begun at DelayFrom and in
+	// the one before.
 	Delay, DelayPrev time.Duration
 	DelayFrom        time.Time
 }
@@ -181,7 +182,7 @@ func newTenant(t time.Time) *tenantState {
 		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
 		Consents: map[string]consent{}, Sanctioned: map[string]*sanction{}, UAMailboxes: map[string]int{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
 		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
-		Sources: map[string]*sourceState{}, Multi: map[string]map[string]time.Time{}, MultiAlert: map[string]time.Time{},
+		Sources: map[string]*sourceState{}, SignIns: map[string]*sourceState{}, Multi: map[string]map[string]time.Time{}, MultiAlert: map[string]time.Time{},
 	}
 }
 
@@ -412,6 +413,9 @@ func (t *tenantState) fill() {
 	}
 	if t.Sources == nil {
 		t.Sources = n.Sources
+	}
+	if t.SignIns == nil {
+		t.SignIns = n.SignIns
 	}
 	if t.Multi == nil {
 		t.Multi = n.Multi
