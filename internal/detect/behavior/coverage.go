@@ -22,6 +22,7 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 	if s == nil {
 		s = &sourceState{Last: t}
 		ten.Sources[k] = s
+		return
 	}
 	if t.After(s.Last) {
 		// Gaps seen while learning set the source's normal rhythm.
@@ -77,8 +78,8 @@ func (e *Engine) trackSignIns(ten *tenantState, ev *event.Event, t time.Time) {
 const delayWindow = 12 * time.Hour
 
 // delayed notes how far behind the tenant's newest event w a record of
-// the source with time t arrived (0 in time order: the reordering window sorts what
-// is only a little late).
+// the source with time t arrived (0 in time order: the reordering window
+// sorts what is only a little late).
 func (s *sourceState) delayed(w, t time.Time) {
 	if s.DelayFrom.IsZero() || w.Sub(s.DelayFrom) >= delayWindow {
 		s.DelayPrev = s.Delay

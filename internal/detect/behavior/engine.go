@@ -626,7 +626,7 @@ func (e *Engine) judge(p *pending) {
 		for i := range e.alerts[n:] {
 			a := &e.alerts[n+i]
 			a.Set("signin_lag", lag)
-			a.Title += " (judged without the sign-in log, which had fallen silent)"
+			a.Title += " (judged without the sign-in log, which was silent or late)"
 		}
 	}
 	e.silentSignIns(ten, p, silent)
