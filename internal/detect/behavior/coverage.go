@@ -2,6 +2,7 @@ package behavior
 
 import (
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,29 +74,58 @@ func (e *Engine) trackSignIns(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 }
 
-// delayWindow is how long (in event time) a source's delay is
-// remembered: its largest delay over the last one to two windows counts.
+// delayWindow is how long (in event time) a stream's delays are
+// remembered: those of the last one to two windows count.
 const delayWindow = 12 * time.Hour
 
 // delayed notes how far behind the tenant's newest event w a record of
-// the source with time t arrived (0 in time order: the reordering window
+// the stream with time t arrived (0 in time order: the reordering window
 // sorts what is only a little late).
 func (s *sourceState) delayed(w, t time.Time) {
 	if s.DelayFrom.IsZero() || w.Sub(s.DelayFrom) >= delayWindow {
-		s.DelayPrev = s.Delay
+		s.DelaysPrev = s.Delays
 		if w.Sub(s.DelayFrom) >= 2*delayWindow {
-			s.DelayPrev = 0
+			s.DelaysPrev = delayHist{}
 		}
-		s.Delay, s.DelayFrom = 0, w
+		s.Delays, s.DelayFrom = delayHist{}, w
 	}
-	if d := w.Sub(t); d > s.Delay {
-		s.Delay = d
-	}
+	s.Delays.add(max(w.Sub(t), 0))
 }
 
-// delay is the source's usual delay: the largest of the last one to two
-// windows.
-func (s *sourceState) delay() time.Duration { return max(s.Delay, s.DelayPrev) }
+// delayHist counts a stream's delays in buckets that double from 5
+// minutes (bucket 0 holds those under 5 minutes), with the largest delay
+// of each: bounded, whatever the rate.
+type delayHist struct {
+	N   [delayBuckets]int64
+	Max [delayBuckets]time.Duration
+}
+
+const delayBuckets = 16
+
+func (h *delayHist) add(d time.Duration) {
+	i := min(bits.Len64(uint64(d/(5*time.Minute))), delayBuckets-1)
+	h.N[i]++
+	h.Max[i] = max(h.Max[i], d)
+}
+
+// delay is the stream's usual delay over the last one to two windows: the
+// largest, leaving out the latest 1 % of its records (a straggler the
+// sign-in log delivers days late must not hold every access).
+func (s *sourceState) delay() time.Duration {
+	var total int64
+	for i := range delayBuckets {
+		total += s.Delays.N[i] + s.DelaysPrev.N[i]
+	}
+	skip := total / 100
+	for i := delayBuckets - 1; i >= 0; i-- {
+		n := s.Delays.N[i] + s.DelaysPrev.N[i]
+		if n > skip {
+			return max(s.Delays.Max[i], s.DelaysPrev.Max[i])
+		}
+		skip -= n
+	}
+	return 0
+}
 
 // complete is how far (in event time) the source's records can be taken
 // to be in: what arrived, or as far as its usual delay behind the newest

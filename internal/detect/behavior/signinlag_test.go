@@ -186,3 +186,39 @@ func TestSignInStreamsWaitedForSeparately(t *testing.T) {
 		t.Fatalf("sign-in streams %v, want interactive and non-interactive", slices.Collect(maps.Keys(ten.SignIns)))
 	}
 }
+
+// A sign-in log in step with the mail log that delivers one record days
+// late (a straggler) is still in step: in its next quiet spell accesses
+// do not wait for another such record, nor are they judged "without" it.
+func TestSignInStragglerIgnored(t *testing.T) {
+	e := New(DefaultConfig(), Options{Networks: nets(t)})
+	step := 3 * time.Minute
+	var at time.Time
+	for i := range 8 * 24 * 20 {
+		at = t0.Add(time.Duration(i) * step)
+		tok := fmt.Sprint("tok-", i)
+		e.Process(signin{at: at, user: users[0], ip: "198.18.0.10", asn: 7922, token: tok, session: "s-" + tok}.event(t))
+		e.Process(access{at: at.Add(time.Minute), user: users[0], client: outlook, ip: "198.18.0.10", ua: "Client=MSExchangeRPC", token: tok, session: "s-" + tok, id: fmt.Sprint("r-", i)}.event(t))
+		if i == 8*24*20-100 {
+			// Two days late, once.
+			e.Process(signin{at: at.Add(-48 * time.Hour), user: users[1], ip: "198.18.0.11", asn: 7922, token: "straggler", session: "s-straggler"}.event(t))
+		}
+	}
+	e.Alerts()
+	forged := at.Add(2 * time.Minute)
+	e.Process(access{at: forged, user: users[0], ip: "198.18.9.20", token: "forged", session: "forged-s", id: "f1"}.event(t))
+	// A quiet spell of the sign-in log: only mail for 90 minutes.
+	var d1 []alert.Alert
+	last := fmt.Sprint("tok-", 8*24*20-1)
+	for i := 1; i <= 30; i++ {
+		e.Process(access{at: at.Add(time.Duration(i) * step), user: users[0], client: outlook, ip: "198.18.0.10", ua: "Client=MSExchangeRPC",
+			token: last, session: "s-" + last, id: fmt.Sprint("more-", i)}.event(t))
+		d1 = append(d1, only(e.Alerts(), "D1")...)
+	}
+	if len(d1) != 1 || d1[0].RecordID() != "f1" {
+		t.Fatalf("D1 alerts %+v within 90 minutes: want the forged read judged after its grace, not held for the straggler", d1)
+	}
+	if lag := d1[0].Fields["signin_lag"]; lag != "" {
+		t.Errorf("judged %q: a single straggler made the sign-in log count as late", lag)
+	}
+}

@@ -123,10 +123,9 @@ type sourceState struct {
 	Alerted bool // D9: source gap reported
 	Lagging bool // D9: a sign-in stream silent beyond orphan_token.max_source_lag reported
 	// How far behind the tenant's newest event a sign-in stream's records
-	// arrive: the largest delay in the window begun at DelayFrom and in
-	// the one before.
-	Delay, DelayPrev time.Duration
-	DelayFrom        time.Time
+	// arrive: in the window begun at DelayFrom and in the one before.
+	Delays, DelaysPrev delayHist
+	DelayFrom          time.Time
 }
 
 type search struct {
