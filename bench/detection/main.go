@@ -296,7 +296,7 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		// Holds every event: a bench of the journal order, for the sizes
 		// the quick run uses.
 		var evs []*event.Event
-		st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.MailAccessFields}, func(e *event.Event) error {
+		st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, func(e *event.Event) error {
 			evs = append(evs, e)
 			return nil
 		})
@@ -318,11 +318,11 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		res, err := pl.Close(ctx)
 		return res, st, err
 	}
-	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.MailAccessFields) })
+	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.HotFields) })
 	var st source.Stats
 	res, err := pipeline.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
 		var err error
-		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.MailAccessFields}, emit)
+		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
 		return err
 	}, nil)
 	return res, st, err
