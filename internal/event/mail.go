@@ -45,6 +45,11 @@ var (
 // passing to decoders as hot fields.
 var MailAccessFields = []Sym{symMailAccessType, symIsThrottled, symAADSession, symSessionID}
 
+// HotFields are the source fields the behaviours read from most records,
+// worth passing to decoders as hot fields: MailAccessFields, and a
+// sign-in's isInteractive (which sign-in stream it belongs to).
+var HotFields = append(slices.Clip(MailAccessFields), Intern("isInteractive"))
+
 // IsMailAccess reports whether e records mailbox items being read.
 func IsMailAccess(e *Event) bool {
 	return strings.EqualFold(e.Operation, "MailItemsAccessed")
