@@ -69,6 +69,7 @@ type Watcher struct {
 	collectors       []*collect.Collector
 	metrics          *Metrics
 	undecoded        int64
+	future           int64 // events dated after the clock (detect.DefaultMaxFuture)
 	lastErr          string
 	read             uint64 // entries read by this process (not restored)
 	snapBytes        int64
@@ -201,6 +202,9 @@ func (w *Watcher) SetMetrics(m *Metrics) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_detection_entries_read_total", Help: "Journal entries detection read since this process started (a resumed start reads only what its snapshot lacks).",
 		}, func() float64 { return float64(w.Read()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vigil_detection_future_dated_total", Help: "Events dated more than an hour after the server's clock, read since start: only their single-event rules apply.",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.future) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_detection_snapshots_total", Help: "Detection snapshots written since start.",
 		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapshots) }),
@@ -771,7 +775,15 @@ func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
 		}
 		return
 	}
+	future := time.Now().Add(detect.DefaultMaxFuture)
 	for _, e := range evs {
+		if e.Time.After(future) {
+			// Detection applies its single-event rules only; kept out of the
+			// source's last record time too.
+			w.future++
+			w.log.Warn("journal entry dated in the future: only its single-event rules apply", "index", index, "source", en.Source, "time", e.Time)
+			continue
+		}
 		if e.Time.After(st.LastRecord) {
 			st.LastRecord = e.Time
 		}
