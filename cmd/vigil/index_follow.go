@@ -142,3 +142,32 @@ func indexMetrics(f *index.Follower) []prometheus.Collector {
 			func() float64 { _, dropped := f.Shared(); return float64(dropped) }),
 	}
 }
+
+// useIndexNetworks makes x fill the ASN and country of records that carry
+// neither from the network tables at paths, or, with recorded, from those
+// it was made with (writers without a configuration: vigil ingest, vigil
+// search --wait). A change of tables is said, never silent.
+func useIndexNetworks(ctx context.Context, x *index.Index, paths []string, recorded bool, warn func(string)) error {
+	if recorded {
+		var err error
+		if paths, err = x.RecordedNetworks(ctx); err != nil {
+			return err
+		}
+	}
+	note, err := x.UseNetworks(ctx, paths)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		warn(note)
+	}
+	return nil
+}
+
+// useNetworks is useIndexNetworks for the followed index (nil: none).
+func (l *liveIndex) useNetworks(ctx context.Context, paths []string, logger *slog.Logger) error {
+	if l == nil {
+		return nil
+	}
+	return useIndexNetworks(ctx, l.x, paths, false, func(s string) { logger.Warn("index: " + s) })
+}

@@ -264,6 +264,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		OnDecoded:  live.offer(),
 	})
 	uiData.Watch(watcher)
+	// The index fills the ASN and country of records that carry neither
+	// (the UAL's mail reads) from the tables detection uses.
+	if err := live.useNetworks(ctx, netFiles, logger); err != nil {
+		return err
+	}
 	if f := live.follower(); f != nil {
 		// The index follows detection's reading, taking the rows of what
 		// it decoded; a detection stalled for 5 s is not waited for.

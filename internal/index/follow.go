@@ -75,7 +75,7 @@ func (f *Follower) Offer(idx uint64, en *journal.Entry, evs []*event.Event, err 
 		f.shared.mu.Unlock()
 		return
 	}
-	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err)})
+	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err, f.x.enrich)})
 }
 
 // SetPace makes the follower index only what the reader that offers rows

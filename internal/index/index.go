@@ -40,6 +40,9 @@ type Index struct {
 	// update adds): the engine fails one of two transactions that change
 	// the same rows.
 	detMu sync.Mutex
+
+	// enrich fills rows' ASN and country (UseNetworks); nil: none.
+	enrich enricher
 }
 
 // Options configure Open.

@@ -28,6 +28,7 @@ type batch struct {
 type pipeline struct {
 	ctx     context.Context
 	cache   *rowCache // rows detection made; nil: decode every entry
+	enrich  enricher  // the index's network tables (nil: none)
 	shared  uint64    // entries whose rows came from the cache
 	cur     *batch
 	work    chan *batch
@@ -43,7 +44,7 @@ type pipeline struct {
 func newPipeline(ctx context.Context, w *writer, cache *rowCache, every uint64, commit func(to uint64) error) *pipeline {
 	n := runtime.GOMAXPROCS(0)
 	p := &pipeline{
-		ctx: ctx, cache: cache, work: make(chan *batch, n*2), ordered: make(chan *batch, n*4),
+		ctx: ctx, cache: cache, enrich: w.x.enrich, work: make(chan *batch, n*2), ordered: make(chan *batch, n*4),
 		wdone: make(chan struct{}), failed: make(chan struct{}),
 	}
 	for range n {
@@ -58,7 +59,7 @@ func newPipeline(ctx context.Context, w *writer, cache *rowCache, every uint64, 
 						b.out[i] = b.pre[i].d
 						continue
 					}
-					b.out[i] = decodeEntry(dec, b.first+uint64(i), &b.recv[i])
+					b.out[i] = decodeEntry(dec, b.first+uint64(i), &b.recv[i], p.enrich)
 				}
 				close(b.done)
 			}

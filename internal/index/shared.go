@@ -16,15 +16,15 @@ type Rows struct{ d decoded }
 // decodeEntry decodes one journal entry and turns it into rows. The
 // decoder's observed time is the entry's receipt, as detection's is, so
 // a snapshot record (an inbox rule export) gets the same time in both.
-func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
+func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry, enrich enricher) decoded {
 	dec.SetObserved(en.Received)
 	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal", Index: int(idx)})
-	return rowsOf(idx, en, evs, err)
+	return rowsOf(idx, en, evs, err, enrich)
 }
 
 // rowsOf turns the events of entry idx (or the error that kept it from
 // decoding) into rows.
-func rowsOf(idx uint64, en *journal.Entry, evs []*event.Event, err error) decoded {
+func rowsOf(idx uint64, en *journal.Entry, evs []*event.Event, err error, enrich enricher) decoded {
 	d := decoded{source: en.Source}
 	if err != nil {
 		d.reason = err.Error()
@@ -36,6 +36,7 @@ func rowsOf(idx uint64, en *journal.Entry, evs []*event.Event, err error) decode
 	}
 	for k, e := range evs {
 		r := rowOf(idx, k, en.Received, e)
+		enrichRow(&r, enrich)
 		d.events = append(d.events, r)
 		if r.kind == KindMail {
 			d.mail = append(d.mail, mailRowsOf(&r, e)...)
