@@ -200,9 +200,9 @@ func (res *results) print(w io.Writer, cfg config) {
 	for _, r := range rs {
 		late, lateT, changed = late+r.LateRecords, lateT+r.LateTenants, changed+r.OrderChangedAlerts
 	}
-	fmt.Fprintf(w, "Stream order: %d records stored after a record pushed later (publishes re-sent after a failure) in %d tenants; "+
-		"in %d of them a single pipeline over the push order would raise other alerts than over the stream order (the checks compare with the stream order, as the journal holds it).\n\n",
-		late, lateT, changed)
+	fmt.Fprintf(w, "Stream order: %d records stored after a record pushed later (publishes re-sent after a failure) in %d of the %d tenants of all rounds; "+
+		"for %d of those a single pipeline over the push order raises other alerts than over the stream order (the checks compare with the stream order, as the journal holds it).\n\n",
+		late, lateT, 2*cfg.tenants*len(rs), changed)
 
 	workers, bd, be := res.best()
 	fmt.Fprintln(w, "## The curve (best round per worker count)")
