@@ -403,12 +403,23 @@ func BenchmarkScale(b *testing.B) {
 		HeapPerUser: heapPerTenant / float64(cfg.users), RecordsPerUserDay: float64(records) / float64(cfg.tenants*cfg.users*cfg.days)}
 	for rep := 1; rep <= cfg.repeat; rep++ {
 		for _, w := range cfg.workers {
-			r := runRound(b, cfg, det, data, w)
+			// A sub-benchmark per round: its temporary directories (the
+			// NATS servers' stores among them) go when the round ends.
+			var r round
+			ok := b.Run(fmt.Sprintf("workers=%d/round=%d", w, rep), func(b *testing.B) {
+				r = runRound(b, cfg, det, data, w)
+				for _, f := range r.Failures {
+					b.Errorf("%d workers: %s", w, f)
+				}
+			})
+			if r.Workers == 0 {
+				b.Fatalf("round %d with %d workers stopped before its end", rep, w)
+			}
+			if !ok {
+				fmt.Printf("scale: round %d with %d workers FAILED its checks\n", rep, w)
+			}
 			r.Repeat = rep
 			res.Rounds = append(res.Rounds, r)
-			for _, f := range r.Failures {
-				b.Errorf("%d workers: %s", w, f)
-			}
 		}
 	}
 	res.print(os.Stdout, cfg)
