@@ -307,3 +307,20 @@ func DirSize(dir string) (int64, error) {
 	})
 	return n, err
 }
+
+// Bound says what limited a phase, from its CPU numbers: the machine's
+// cores all busy (CPU-bound, whoever used them), this process using
+// nearly all of them, or idle cores left (then the phase waited on
+// something other than CPU).
+func Bound(u CPUUse, ncpu int) string {
+	switch {
+	case u.MachineBusy >= 0.9:
+		return fmt.Sprintf("CPU-bound: the machine's %d cores were %.0f%% busy (this process %.2f cores, other processes %.2f)",
+			ncpu, 100*u.MachineBusy, u.Cores(), u.OthersCores(ncpu))
+	case u.Cores() >= 0.8*float64(ncpu):
+		return fmt.Sprintf("CPU-bound: this process used %.2f of the %d cores", u.Cores(), ncpu)
+	default:
+		return fmt.Sprintf("not CPU-bound: %.0f%% of the machine idle (this process %.2f cores, other processes %.2f): it waited on I/O or round trips",
+			100*(1-u.MachineBusy), u.Cores(), u.OthersCores(ncpu))
+	}
+}

@@ -130,3 +130,24 @@ func TestThousandsAndRatio(t *testing.T) {
 		t.Errorf("Ratio without a base = %q", got)
 	}
 }
+
+func TestBound(t *testing.T) {
+	wall := 10 * time.Second
+	for _, tc := range []struct {
+		name    string
+		process time.Duration
+		busy    float64
+		want    string
+	}{
+		{"others fill the machine", 5 * time.Second, 0.95, "CPU-bound: the machine's 2 cores were 95% busy (this process 0.50 cores, other processes 1.40)"},
+		{"this process fills it", 17 * time.Second, 0.88, "CPU-bound: this process used 1.70 of the 2 cores"},
+		{"idle cores", 9 * time.Second, 0.5, "not CPU-bound: 50% of the machine idle (this process 0.90 cores, other processes 0.10)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Bound(CPUUse{Wall: wall, Process: tc.process, MachineBusy: tc.busy}, 2)
+			if !strings.HasPrefix(got, tc.want) {
+				t.Errorf("got %q, want it to start with %q", got, tc.want)
+			}
+		})
+	}
+}

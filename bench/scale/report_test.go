@@ -3,6 +3,7 @@ package scale
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -219,6 +220,8 @@ func (res *results) print(w io.Writer, cfg config) {
 	fmt.Fprintln(w, Table(rows))
 	fmt.Fprintln(w, "## Where it stops scaling")
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "- detection alone, records per process CPU-second (median of the rounds): %s workers; all of them share this machine's %d cores. With %d: %s.\n",
+		cpuPerWorkers(rs), res.CPUs, workers[0], Bound(bd[workers[0]].Detect.CPU, res.CPUs))
 	for i := 1; i < len(workers); i++ {
 		p, r := bd[workers[i-1]], bd[workers[i]]
 		g := rate(r.Detect.Records, r.Detect.Wall) / rate(p.Detect.Records, p.Detect.Wall)
@@ -226,14 +229,35 @@ func (res *results) print(w io.Writer, cfg config) {
 		if g < 1.15 {
 			verdict = "does not scale"
 		}
-		fmt.Fprintf(w, "- detection alone, %d → %d workers: %.2fx (%s; steady rate %.2fx); the process kept %.2f → %.2f of the %d cores busy, other processes %.2f → %.2f, the machine %.0f%% → %.0f%% busy.\n",
+		fmt.Fprintf(w, "- detection alone, %d → %d workers: %.2fx (%s; steady rate %.2fx); the process kept %.2f → %.2f of the %d cores busy, other processes %.2f → %.2f, the machine %.0f%% → %.0f%% busy. With %d: %s.\n",
 			p.Workers, r.Workers, g, verdict, r.DetectSteady/max(p.DetectSteady, 1), p.Detect.CPU.Cores(), r.Detect.CPU.Cores(), res.CPUs,
-			p.Detect.CPU.OthersCores(res.CPUs), r.Detect.CPU.OthersCores(res.CPUs), 100*p.Detect.CPU.MachineBusy, 100*r.Detect.CPU.MachineBusy)
+			p.Detect.CPU.OthersCores(res.CPUs), r.Detect.CPU.OthersCores(res.CPUs), 100*p.Detect.CPU.MachineBusy, 100*r.Detect.CPU.MachineBusy,
+			r.Workers, Bound(r.Detect.CPU, res.CPUs))
 	}
 	for i := 1; i < len(workers); i++ {
 		p, r := be[workers[i-1]], be[workers[i]]
-		fmt.Fprintf(w, "- end to end, %d → %d workers: detected %.2fx, acknowledged %.2fx; the process kept %.2f → %.2f cores busy, the machine %.0f%% → %.0f%%.\n",
+		fmt.Fprintf(w, "- end to end, %d → %d workers: detected %.2fx, acknowledged %.2fx; the process kept %.2f → %.2f cores busy, the machine %.0f%% → %.0f%%. With %d: %s.\n",
 			p.Workers, r.Workers, rate(r.E2E.Records, r.Detected)/rate(p.E2E.Records, p.Detected), rate(r.E2E.Records, r.Acked)/rate(p.E2E.Records, p.Acked),
-			p.E2E.CPU.Cores(), r.E2E.CPU.Cores(), 100*p.E2E.CPU.MachineBusy, 100*r.E2E.CPU.MachineBusy)
+			p.E2E.CPU.Cores(), r.E2E.CPU.Cores(), 100*p.E2E.CPU.MachineBusy, 100*r.E2E.CPU.MachineBusy, r.Workers, Bound(r.E2E.CPU, res.CPUs))
 	}
+}
+
+// cpuPerWorkers lists detection's records per process CPU-second by
+// worker count (the median of its rounds).
+func cpuPerWorkers(rs []round) string {
+	by := map[int][]float64{}
+	var order []int
+	for _, r := range rs {
+		if _, ok := by[r.Workers]; !ok {
+			order = append(order, r.Workers)
+		}
+		by[r.Workers] = append(by[r.Workers], r.Detect.CPU.PerCPUSecond(r.Detect.Records))
+	}
+	var parts []string
+	for _, n := range order {
+		v := slices.Clone(by[n])
+		slices.Sort(v)
+		parts = append(parts, fmt.Sprintf("%s with %d", Thousands(v[len(v)/2]), n))
+	}
+	return strings.Join(parts, ", ")
 }
