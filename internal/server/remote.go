@@ -107,6 +107,9 @@ func (w *Watcher) startRemote() error {
 		w.log.Info("detection snapshot taken while this server detected: reading the detect nodes' alerts from their start")
 		return nil
 	}
+	if w.rules != nil {
+		w.rules.restore(st.Rules) // the switches the views have read
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.offset, w.resumed, w.undecoded = st.Offset, st.Offset, st.Undecoded
