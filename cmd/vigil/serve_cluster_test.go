@@ -76,6 +76,11 @@ func TestServeCluster(t *testing.T) {
 		if role == "detect" {
 			sinks = fmt.Sprintf("  networks: [%s]\n", filepath.Join(logs, simulate.NetworksFile))
 		}
+		if role == "ingest" {
+			// An ingest node answers for the cluster's incidents and alerts
+			// too (its sinks: none, the journal node sends).
+			extra = "  detection: workers\n"
+		}
 		if role == "journal" {
 			// Detection runs on the detect nodes; the journal node serves
 			// and sends their alerts.
@@ -170,6 +175,22 @@ func TestServeCluster(t *testing.T) {
 	}
 	if !slices.ContainsFunc(incs, func(i struct{ ID, Severity string }) bool { return i.Severity == "critical" || i.Severity == "high" }) {
 		t.Fatalf("the intrusion made no high or critical incident: %+v", incs)
+	}
+	// The ingest node answers the same.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var i struct {
+			Incidents []struct{ ID, Severity string }
+		}
+		var a struct{ Alerts []json.RawMessage }
+		in.get(t, "/api/v1/incidents", &i)
+		in.get(t, "/api/v1/alerts", &a)
+		if slices.Equal(i.Incidents, incs) && len(a.Alerts) == len(alerts) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ingest node serves %d incidents and %d alerts; the journal node %d and %d", len(i.Incidents), len(a.Alerts), len(incs), len(alerts))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// A rule disabled on the journal node goes through the stream to the
 	// detect nodes, which stop alerting on it from its place in the
