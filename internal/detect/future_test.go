@@ -121,3 +121,44 @@ func incidentLines(incs []*incident.Incident) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Urgent says when an alert that can open or change an incident waits for
+// a grouping: never without a counting alert since the last refresh, at
+// some point in the intrusion, and not after a refresh. vigil serve then
+// refreshes at once rather than at its period.
+func TestUrgentAfterCountingAlerts(t *testing.T) {
+	evs, nets := scenarioStream(t)
+	var alerts []alert.Alert
+	s := &funcSink{alert: func(a *alert.Alert) { alerts = append(alerts, *a) }}
+	p := fullPipeline(t, nets, t.TempDir(), s)
+	ic := p.cfg.Incidents
+	urgentSeen, counting := 0, 0 // counting: counting alerts since the last refresh
+	for _, e := range evs {
+		before := len(alerts)
+		if err := p.Process(e); err != nil {
+			t.Fatal(err)
+		}
+		for i := before; i < len(alerts); i++ {
+			if ic.Counts(&alerts[i]) {
+				counting++
+			}
+		}
+		if !p.Urgent() {
+			continue
+		}
+		if counting == 0 {
+			t.Fatalf("urgent with no counting alert since the last refresh: %v", alerts[before:])
+		}
+		urgentSeen++
+		if _, err := p.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if p.Urgent() {
+			t.Fatal("still urgent after a refresh")
+		}
+		counting = 0
+	}
+	if urgentSeen == 0 {
+		t.Fatal("never urgent: the scenario exercises nothing")
+	}
+}
