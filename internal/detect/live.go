@@ -15,11 +15,6 @@ import (
 // incident reported earlier may have merged into another since (its
 // alerts chained to a later actor), and is then no longer among them. An
 // offline run does not need Refresh: Close does the same once.
-// Urgent reports an alert raised since the last grouping that can open or
-// change an incident: a live caller refreshes soon rather than at its
-// period, so the incident goes out within a fraction of a second.
-func (p *Pipeline) Urgent() bool { return p.fresh && p.counting }
-
 func (p *Pipeline) Refresh(ctx context.Context) ([]*incident.Incident, error) {
 	p.Drain()
 	if b := p.cfg.Behaviours; b != nil && b.Err() != nil {

@@ -394,11 +394,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}, func(d *decoded) error {
 				w.consume(p, d)
 				dirty = true
-				// An alert that can open or change an incident is grouped and
-				// sent without waiting for the period.
-				if p != nil && p.Urgent() && time.Since(lastRefresh) >= urgentRefresh {
-					return refresh()
-				}
 				if d.index%4096 == 0 {
 					if err := ctx.Err(); err != nil {
 						return err
@@ -420,8 +415,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return fmt.Errorf("detection: reading the journal: %w", err)
 			}
 		}
-		urgent := p != nil && p.Urgent()
-		if dirty && (time.Since(lastRefresh) >= w.refresh || urgent && time.Since(lastRefresh) >= urgentRefresh) {
+		if dirty && time.Since(lastRefresh) >= w.refresh {
 			if err := refresh(); err != nil {
 				return err
 			}
@@ -447,11 +441,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		wait := time.Second
 		if dirty {
-			period := w.refresh
-			if p != nil && p.Urgent() {
-				period = urgentRefresh
-			}
-			wait = max(period-time.Since(lastRefresh), 10*time.Millisecond)
+			wait = max(w.refresh-time.Since(lastRefresh), 10*time.Millisecond)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -488,12 +478,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 var errStop = errors.New("stop")
-
-// urgentRefresh is the least time between refreshes while an alert that
-// can open or change an incident waits (Pipeline.Urgent): regrouping is
-// incremental, and a burst of such alerts still costs at most five a
-// second.
-const urgentRefresh = 200 * time.Millisecond
 
 // replayViews gives OnEntry and OnAlert what a restored snapshot covers,
 // without detection: the web interface's views (triage changes, records
