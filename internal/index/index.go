@@ -42,6 +42,18 @@ type Index struct {
 	// update adds): the engine fails one of two transactions that change
 	// the same rows.
 	detMu sync.Mutex
+
+	// stepHook, when set (benchmarks), is called before each step of an
+	// update with the step's name; the func it returns, after it.
+	stepHook func(step string) func()
+}
+
+// step brackets one step of an update for stepHook.
+func (x *Index) step(name string) func() {
+	if x.stepHook == nil {
+		return func() {}
+	}
+	return x.stepHook(name)
 }
 
 // Options configure Open.
@@ -300,6 +312,7 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	if x.readOnly {
 		return st, errors.New("index: opened read-only")
 	}
+	done := x.step("position")
 	next, err := x.Next(ctx)
 	if err != nil {
 		return st, err
@@ -308,6 +321,7 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	if err != nil {
 		return st, err
 	}
+	done()
 	if first > next {
 		st.Expired = first - next
 		next = first
@@ -315,11 +329,13 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	st.From, st.To = next, next
 	// Rows past the recorded position belong to an update that was cut
 	// short; they are redone.
+	done = x.step("delete")
 	for _, t := range []string{"events", "mail_access", "unindexed"} {
 		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx >= ?`, next); err != nil {
 			return st, fmt.Errorf("index: %w", err)
 		}
 	}
+	done()
 	w, err := x.newWriter(ctx)
 	if err != nil {
 		return st, err
@@ -330,13 +346,16 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 			return err
 		}
 		st.To = to
+		defer x.step("set next")()
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
+	done = x.step("read, decode, stage")
 	p := newPipeline(ctx, w, commitEvery, commit)
 	err = read(ctx, next, p.add)
 	if err2 := p.finish(); err == nil {
 		err = err2
 	}
+	done()
 	if err == nil {
 		err = commit(max(p.next, next))
 	}
@@ -350,9 +369,11 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	}
 	if st.To > st.From {
 		// Alerts detection wrote before their events were indexed.
+		done := x.step("link alerts")
 		x.detMu.Lock()
 		err := linkAlerts(ctx, x.db, st.From, nil)
 		x.detMu.Unlock()
+		done()
 		if err != nil {
 			return st, err
 		}
@@ -362,7 +383,9 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 			return st, err
 		}
 	}
+	done = x.step("expire")
 	ex, err := x.expireDue(ctx)
+	done()
 	st.Dropped = ex.Dropped
 	return st, err
 }
@@ -662,7 +685,10 @@ func (w *writer) flush() error {
 		}
 		q := fmt.Sprintf(`COPY %s FROM '%s' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '"', ESCAPE '"', NEW_LINE '\n', AUTO_DETECT false, STRICT_MODE true)`,
 			s.table, strings.ReplaceAll(s.path, "'", "''"))
-		if _, err := w.x.db.ExecContext(w.ctx, q); err != nil {
+		done := w.x.step("copy " + s.table)
+		_, err := w.x.db.ExecContext(w.ctx, q)
+		done()
+		if err != nil {
 			return fmt.Errorf("index: load %s: %w", s.table, err)
 		}
 		if err := s.open(); err != nil {
