@@ -43,6 +43,12 @@ type Index struct {
 	// the same rows.
 	detMu sync.Mutex
 
+	// tailClean says no row lies past the recorded position: the last
+	// update of this process recorded the position of everything it
+	// wrote. Only the writing process (one at a time) writes rows, and
+	// only its updates (one at a time) touch this.
+	tailClean bool
+
 	// stepHook, when set (benchmarks), is called before each step of an
 	// update with the step's name; the func it returns, after it.
 	stepHook func(step string) func()
@@ -81,6 +87,19 @@ type Options struct {
 // DefaultMemoryLimit is the engine's buffer pool when Options.MemoryLimit
 // is 0. The lookup indexes must fit in it while they are built.
 const DefaultMemoryLimit = 4 << 30
+
+// checkpointThreshold is the write-ahead log size at which the engine
+// writes the tables' changes into the database file: 256 MiB, or an
+// eighth of the buffer pool if that is less (the changes wait in memory
+// until then), never below the engine's default of 16 MiB. Each
+// checkpoint re-compresses the tables' last, partly filled row groups
+// whatever it adds, so at the default an update of 10,000 entries paid
+// for one about every other update: 40 % of an update's CPU
+// (BenchmarkIncremental, docs/deps.md). The log is replayed when the
+// index is next opened after a crash.
+func checkpointThreshold(memoryLimit int64) int64 {
+	return max(min(256<<20, memoryLimit/8), 16<<20)
+}
 
 // ErrNoIndex says the journal has no index yet.
 var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
@@ -123,6 +142,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	// handles cannot touch files or undo these settings from SQL.
 	q.Set("autoinstall_known_extensions", "false")
 	q.Set("autoload_known_extensions", "false")
+	if !opts.ReadOnly {
+		q.Set("checkpoint_threshold", strconv.FormatInt(checkpointThreshold(limit)>>20, 10)+"MiB")
+	}
 	if opts.ReadOnly {
 		q.Set("access_mode", "READ_ONLY")
 		q.Set("enable_external_access", "false")
@@ -328,14 +350,18 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	}
 	st.From, st.To = next, next
 	// Rows past the recorded position belong to an update that was cut
-	// short; they are redone.
-	done = x.step("delete")
-	for _, t := range []string{"events", "mail_access", "unindexed"} {
-		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx >= ?`, next); err != nil {
-			return st, fmt.Errorf("index: %w", err)
+	// short (in this process, or one that stopped); they are redone.
+	if !x.tailClean {
+		done = x.step("delete")
+		for _, t := range []string{"events", "mail_access", "unindexed"} {
+			if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx >= ?`, next); err != nil {
+				return st, fmt.Errorf("index: %w", err)
+			}
 		}
+		done()
 	}
-	done()
+	// Until the last commit below, rows may lie past the position.
+	x.tailClean = false
 	w, err := x.newWriter(ctx)
 	if err != nil {
 		return st, err
@@ -358,6 +384,7 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 	done()
 	if err == nil {
 		err = commit(max(p.next, next))
+		x.tailClean = err == nil
 	}
 	st.Events, st.MailRows, st.Unindexed = w.events, w.mail, w.unindexed
 	st.Elapsed = time.Since(began)
