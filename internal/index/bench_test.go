@@ -112,6 +112,7 @@ func BenchmarkIncremental(b *testing.B) {
 		// write-ahead log seen after one
 		checkpoints     int
 		walSize, walMax int64
+		bytesPerEvent   float64 // the database file after the last run
 	)
 	b.ResetTimer()
 	for range b.N {
@@ -214,6 +215,15 @@ func BenchmarkIncremental(b *testing.B) {
 		ckpt.cpu += cpuTime() - c0
 		ckpt.wall += time.Since(t0)
 		b.StopTimer()
+		var all uint64
+		if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&all); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(x.path, dbFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytesPerEvent = float64(fi.Size()) / float64(all)
 		if err := j.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -230,6 +240,7 @@ func BenchmarkIncremental(b *testing.B) {
 	b.ReportMetric(float64(ckpt.cpu.Microseconds())/ev, "final_checkpoint-cpu-µs/event")
 	b.ReportMetric(float64(events)/float64(rounds), "events/update")
 	b.ReportMetric(float64(checkpoints), "checkpoints")
+	b.ReportMetric(bytesPerEvent, "file-bytes/event")
 	b.ReportMetric(float64(walMax)/(1<<20), "max-wal-MiB")
 	for _, s := range order {
 		b.ReportMetric(float64(steps[s].cpu.Microseconds())/ev, strings.ReplaceAll(s, " ", "_")+"-cpu-µs/event")

@@ -43,6 +43,11 @@ type Index struct {
 	// the same rows.
 	detMu sync.Mutex
 
+	// threshold is the engine's checkpoint threshold, as SET takes it;
+	// inBulk says bulk replaced it for now.
+	threshold string
+	inBulk    bool
+
 	// tailClean says no row lies past the recorded position: the last
 	// update of this process recorded the position of everything it
 	// wrote. Only the writing process (one at a time) writes rows, and
@@ -101,6 +106,10 @@ func checkpointThreshold(memoryLimit int64) int64 {
 	return max(min(256<<20, memoryLimit/8), 16<<20)
 }
 
+// bulkThreshold is the engine's default checkpoint threshold, for bulk
+// loads (bulkEntries).
+const bulkThreshold = "16MiB"
+
 // ErrNoIndex says the journal has no index yet.
 var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
 
@@ -142,8 +151,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	// handles cannot touch files or undo these settings from SQL.
 	q.Set("autoinstall_known_extensions", "false")
 	q.Set("autoload_known_extensions", "false")
+	threshold := strconv.FormatInt(checkpointThreshold(limit)>>20, 10) + "MiB"
 	if !opts.ReadOnly {
-		q.Set("checkpoint_threshold", strconv.FormatInt(checkpointThreshold(limit)>>20, 10)+"MiB")
+		q.Set("checkpoint_threshold", threshold)
 	}
 	if opts.ReadOnly {
 		q.Set("access_mode", "READ_ONLY")
@@ -158,7 +168,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s: %w", file, err)
 	}
 	db := sql.OpenDB(c)
-	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly, retention: opts.Retention}
+	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly, retention: opts.Retention, threshold: threshold}
 	if !opts.Fresh {
 		// Refuse another version before touching its tables.
 		var v string
@@ -314,7 +324,11 @@ const commitEvery = 200_000
 // seen yet. It reads the journal without its lock, so it can run beside a
 // writer; entries appended meanwhile are picked up by the next Update.
 func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
-	return x.update(ctx, dataDir, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
+	size, err := JournalSize(dataDir)
+	if err != nil {
+		return UpdateStats{}, fmt.Errorf("index: %w", err)
+	}
+	return x.update(ctx, dataDir, size, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
 		return journal.Replay(ctx, dataDir, from, fn)
 	})
 }
@@ -323,14 +337,41 @@ func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error)
 // serve, vigil collect): it reads through j, so it indexes only
 // acknowledged entries, never a block still being written.
 func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (UpdateStats, error) {
-	return x.update(ctx, dataDir, j.Read)
+	return x.update(ctx, dataDir, j.Size(), j.Read)
 }
 
 type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
 
-func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (UpdateStats, error) {
+// bulkEntries: an update at least this far behind the journal loads whole
+// row groups, which the engine writes straight into the database file;
+// for it the engine checkpoints at its default log size, which kept the
+// file of a rebuild 10 % smaller and its load faster than the larger
+// threshold of incremental updates (docs/deps.md).
+const bulkEntries = 100_000
+
+// bulk sets the engine's checkpoint threshold to bulkThreshold until
+// restore is called; nested calls leave it to the outermost.
+func (x *Index) bulk(ctx context.Context) (restore func() error, err error) {
+	if x.inBulk || x.threshold == bulkThreshold {
+		return func() error { return nil }, nil
+	}
+	if _, err := x.db.ExecContext(ctx, `SET checkpoint_threshold = '`+bulkThreshold+`'`); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	x.inBulk = true
+	return func() error {
+		x.inBulk = false
+		if _, err := x.db.ExecContext(context.WithoutCancel(ctx), `SET checkpoint_threshold = '`+x.threshold+`'`); err != nil {
+			return fmt.Errorf("index: restore the checkpoint threshold: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// update indexes the journal entries from the recorded position on;
+// size is the journal's size when it starts (read's end, or near it).
+func (x *Index) update(ctx context.Context, dataDir string, size uint64, read readFunc) (st UpdateStats, err error) {
 	began := time.Now()
-	var st UpdateStats
 	if x.readOnly {
 		return st, errors.New("index: opened read-only")
 	}
@@ -359,6 +400,17 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc) (Upda
 			}
 		}
 		done()
+	}
+	if size >= next+bulkEntries {
+		restore, err := x.bulk(ctx)
+		if err != nil {
+			return st, err
+		}
+		defer func() {
+			if rerr := restore(); err == nil {
+				err = rerr
+			}
+		}()
 	}
 	// Until the last commit below, rows may lie past the position.
 	x.tailClean = false
@@ -509,10 +561,21 @@ func (x *Index) dropLookupIndexes(ctx context.Context) error {
 }
 
 // Rebuild empties the index and indexes the whole journal again.
-func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error) {
+func (x *Index) Rebuild(ctx context.Context, dataDir string) (st UpdateStats, err error) {
 	if x.readOnly {
 		return UpdateStats{}, errors.New("index: opened read-only")
 	}
+	// The lookup indexes built after the load, too, left a file 10 %
+	// larger when checkpointed at the incremental threshold.
+	restore, err := x.bulk(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer func() {
+		if rerr := restore(); err == nil {
+			err = rerr
+		}
+	}()
 	// Loading without the lookup indexes and building them once at the
 	// end is much cheaper than updating them row by row.
 	if err := x.dropLookupIndexes(ctx); err != nil {
@@ -529,7 +592,7 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error
 		return UpdateStats{}, fmt.Errorf("index: %w", err)
 	}
 	x.lastExpire = time.Time{} // the rebuild expires what the index had expired
-	st, err := x.Update(ctx, dataDir)
+	st, err = x.Update(ctx, dataDir)
 	if err != nil {
 		return st, err
 	}

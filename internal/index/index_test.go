@@ -695,6 +695,8 @@ func TestMemoryLimit(t *testing.T) {
 // it follows the memory limit down, so a small buffer pool is not filled
 // by them.
 func TestCheckpointThreshold(t *testing.T) {
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
 	for _, c := range []struct {
 		limit int64
 		want  string
@@ -703,11 +705,20 @@ func TestCheckpointThreshold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got string
-		err = x.db.QueryRowContext(t.Context(), "SELECT current_setting('checkpoint_threshold')").Scan(&got)
-		x.Close()
-		if err != nil || got != c.want {
-			t.Errorf("memory limit %d: checkpoint threshold %q (%v), want %s", c.limit, got, err, c.want)
+		threshold := func(when string) {
+			t.Helper()
+			var got string
+			err := x.db.QueryRowContext(t.Context(), "SELECT current_setting('checkpoint_threshold')").Scan(&got)
+			if err != nil || got != c.want {
+				t.Errorf("memory limit %d, %s: checkpoint threshold %q (%v), want %s", c.limit, when, got, err, c.want)
+			}
 		}
+		threshold("opened")
+		// A rebuild loads at the engine's default, then puts it back.
+		if _, err := x.Rebuild(t.Context(), data); err != nil {
+			t.Fatal(err)
+		}
+		threshold("after a rebuild")
+		x.Close()
 	}
 }
