@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -342,11 +343,12 @@ func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (
 
 type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
 
-// bulkEntries: an update at least this far behind the journal loads whole
-// row groups, which the engine writes straight into the database file;
-// for it the engine checkpoints at its default log size, which kept the
-// file of a rebuild 10 % smaller and its load faster than the larger
-// threshold of incremental updates (docs/deps.md).
+// bulkEntries: an update at least this far behind the journal is a bulk
+// load, like a rebuild: it stages CSV for the engine's parallel reader, and
+// loads whole row groups, which the engine writes straight into the
+// database file; for it the engine checkpoints at its default log size,
+// which kept the file of a rebuild 10 % smaller and its load faster than
+// the larger threshold of incremental updates (docs/deps.md).
 const bulkEntries = 100_000
 
 // bulk sets the engine's checkpoint threshold to bulkThreshold until
@@ -414,7 +416,7 @@ func (x *Index) update(ctx context.Context, dataDir string, size uint64, read re
 	}
 	// Until the last commit below, rows may lie past the position.
 	x.tailClean = false
-	w, err := x.newWriter(ctx)
+	w, err := x.newWriter(ctx, !x.inBulk)
 	if err != nil {
 		return st, err
 	}
@@ -636,14 +638,22 @@ func firstEntry(dataDir string) (uint64, error) {
 }
 
 // writer stages rows in CSV files beside the database and loads them with
-// COPY at each flush: the engine's parallel CSV reader is about ten times
-// faster than appending row by row through cgo (docs/deps.md).
+// COPY at each flush: for a bulk load the engine's parallel CSV reader is
+// about ten times faster than appending row by row through cgo
+// (docs/deps.md). A small update (apps) hands events and mail_access rows
+// to the engine's appender instead, which costs less than writing and
+// parsing CSV for a few thousand rows; unindexed entries, rare, always go
+// through CSV.
 type writer struct {
 	x                       *Index
 	ctx                     context.Context
 	tabs                    [3]stage // events, mail_access, unindexed
 	events, mail, unindexed uint64
 	closed                  bool
+
+	conn *sql.Conn           // the appenders' connection
+	apps [2]*duckdb.Appender // events, mail_access; nil: CSV
+	rows [2]int              // appended since the last flush
 }
 
 type stage struct {
@@ -655,7 +665,9 @@ type stage struct {
 	rows  int
 }
 
-func (x *Index) newWriter(ctx context.Context) (*writer, error) {
+// newWriter returns a writer; appender: load events and mail_access
+// through the engine's appender instead of CSV.
+func (x *Index) newWriter(ctx context.Context, appender bool) (*writer, error) {
 	w := &writer{x: x, ctx: ctx}
 	for i, t := range []string{"events", "mail_access", "unindexed"} {
 		s := &w.tabs[i]
@@ -666,7 +678,47 @@ func (x *Index) newWriter(ctx context.Context) (*writer, error) {
 			return nil, err
 		}
 	}
+	if !appender {
+		return w, nil
+	}
+	c, err := x.db.Conn(ctx)
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("index: appender: %w", err)
+	}
+	w.conn = c
+	err = c.Raw(func(dc any) error {
+		for i, t := range []string{"events", "mail_access"} {
+			a, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "", t)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
+			w.apps[i] = a
+		}
+		return nil
+	})
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("index: appender: %w", err)
+	}
 	return w, nil
+}
+
+// orNull is a VARCHAR cell for the appender as CSV loads it: an empty
+// string is NULL.
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return str(s)
+}
+
+// timeOrNull is a TIMESTAMP cell for the appender as tm writes it for CSV.
+func timeOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
 }
 
 func (s *stage) open() error {
@@ -718,6 +770,21 @@ func (s *stage) row(cells ...string) error {
 }
 
 func (w *writer) appendEvent(r *eventRow) error {
+	if a := w.apps[0]; a != nil {
+		var hi, lo, asn any
+		if r.hasIP {
+			hi, lo = r.ipHi, r.ipLo
+		}
+		if r.asn != 0 {
+			asn = r.asn
+		}
+		w.events++
+		w.rows[0]++
+		return a.AppendRow(r.idx, r.sub, timeOrNull(r.time), timeOrNull(r.received), r.kind, orNull(r.tenant), orNull(r.source),
+			orNull(r.op), orNull(r.result), r.failed, orNull(r.actor), orNull(r.app), orNull(r.clientApp), orNull(r.servicePrincipal),
+			orNull(r.ip), hi, lo, asn, orNull(r.country), orNull(r.userAgent),
+			orNull(r.session), orNull(r.token), orNull(r.mailbox), orNull(r.recordID), r.items)
+	}
 	hi, lo, asn := "", "", ""
 	if r.hasIP {
 		hi, lo = u64(r.ipHi), u64(r.ipLo)
@@ -734,6 +801,23 @@ func (w *writer) appendEvent(r *eventRow) error {
 }
 
 func (w *writer) appendMail(m *mailRow) error {
+	if a := w.apps[1]; a != nil {
+		var hi, lo, asn, key any
+		if m.hasIP {
+			hi, lo = m.ipHi, m.ipLo
+		}
+		if m.asn != 0 {
+			asn = m.asn
+		}
+		if m.messageID != "" {
+			key = messageKey(m.messageID)
+		}
+		w.mail++
+		w.rows[1]++
+		return a.AppendRow(m.idx, m.sub, m.n, timeOrNull(m.time), orNull(m.mailbox), orNull(m.folder), orNull(m.messageID), key,
+			m.accessType, m.throttled, orNull(m.actor), orNull(m.app), orNull(m.clientApp), orNull(m.ip), hi, lo, asn,
+			orNull(m.country), orNull(m.session), orNull(m.token))
+	}
 	hi, lo, asn := "", "", ""
 	if m.hasIP {
 		hi, lo = u64(m.ipHi), u64(m.ipLo)
@@ -758,6 +842,18 @@ func (w *writer) appendUnindexed(idx uint64, source, reason string) error {
 
 // flush loads the staged rows into their tables.
 func (w *writer) flush() error {
+	for i, a := range w.apps {
+		if a == nil || w.rows[i] == 0 {
+			continue
+		}
+		done := w.x.step("append " + w.tabs[i].table)
+		err := a.FlushWithCancel(w.ctx)
+		done()
+		if err != nil {
+			return fmt.Errorf("index: load %s: %w", w.tabs[i].table, err)
+		}
+		w.rows[i] = 0
+	}
 	for i := range w.tabs {
 		s := &w.tabs[i]
 		if s.rows == 0 {
@@ -794,6 +890,23 @@ func (w *writer) close() error {
 	}
 	w.closed = true
 	var errs []error
+	for _, a := range w.apps {
+		if a != nil {
+			// Rows not flushed were not committed: an update that stops
+			// leaves them out (closing would append them).
+			if err := a.Clear(); err != nil {
+				errs = append(errs, err)
+			}
+			if err := a.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if w.conn != nil {
+		if err := w.conn.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := range w.tabs {
 		s := &w.tabs[i]
 		if s.f != nil {
