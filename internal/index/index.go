@@ -99,8 +99,8 @@ const DefaultMemoryLimit = 4 << 30
 // eighth of the buffer pool if that is less (the changes wait in memory
 // until then), never below the engine's default of 16 MiB. Each
 // checkpoint re-compresses the tables' last, partly filled row groups
-// whatever it adds, so at the default an update of 10,000 entries paid
-// for one about every other update: 40 % of an update's CPU
+// whatever it adds, so at the default updates of 10,000 entries paid for
+// one about every other update: 30–40 % of their CPU
 // (BenchmarkIncremental, docs/deps.md). The log is replayed when the
 // index is next opened after a crash.
 func checkpointThreshold(memoryLimit int64) int64 {
@@ -404,8 +404,8 @@ func (x *Index) update(ctx context.Context, dataDir string, size uint64, read re
 		done()
 	}
 	if size >= next+bulkEntries {
-		restore, err := x.bulk(ctx)
-		if err != nil {
+		var restore func() error
+		if restore, err = x.bulk(ctx); err != nil {
 			return st, err
 		}
 		defer func() {
