@@ -11,7 +11,11 @@
 # Then runs over the real samples in ../shared/data and counts the alerts
 # they raise.
 #
-# Usage: bench/detection.sh [SEEDS] [USERS] [DAYS]   e.g. bench/detection.sh 1,2,3 50,200 21
+# Usage: bench/detection.sh [SEEDS] [USERS] [DAYS] [FLAGS...]   e.g. bench/detection.sh 1,2,3 50,200 21
+# Further flags go to the bench: -signin-delay 3h feeds the records in
+# journal order (as vigil serve and reindex read them) with the sign-ins
+# arriving 3 h after the other logs; -max-source-lag 0 judges without
+# waiting for a late sign-in log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-1,2,3}
@@ -21,4 +25,4 @@ shared=../shared/data
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/detection" ./bench/detection
-"$bin/detection" -seeds "$seeds" -users "$users" -days "$days" -shared "$shared" -v
+"$bin/detection" -seeds "$seeds" -users "$users" -days "$days" -shared "$shared" -v "${@:4}"

@@ -129,6 +129,7 @@ awk -v f="$WORK/phase1.json" 'BEGIN {
 echo "RSS and lag over time: $WORK/phase1.json (intervals)"
 }
 
+api /metrics >"$WORK/metrics-phase1.txt" || true
 if [ "${PHASE2:-1}" = 0 ]; then
 	kill -TERM "$PID"
 	wait "$PID" || die "vigil serve did not stop cleanly after SIGTERM"

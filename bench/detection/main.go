@@ -42,6 +42,8 @@ func main() {
 	shared := flag.String("shared", "", "directory of real samples to run over as well (e.g. ../shared/data)")
 	verbose := flag.Bool("v", false, "list every incident and miss")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.DurationVar(&signInDelay, "signin-delay", 0, "feed the records in journal order (as vigil serve and reindex read them) with the sign-ins arriving this long after the other logs, instead of sorted as hunt does")
+	flag.DurationVar(&maxSourceLag, "max-source-lag", -1, "override orphan_token.max_source_lag (0: judge without waiting for a late sign-in log)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -234,7 +236,7 @@ func run(ctx context.Context, out io.Writer, seedList, sizeList string, days int
 		fmt.Fprintf(out, "peak RSS of the run (simulation and detection): %.0f MB\n", float64(ru.Maxrss)/1024)
 	}
 	if shared != "" {
-		return realData(ctx, out, shared)
+		return realData(ctx, out, shared, verbose)
 	}
 	return nil
 }
@@ -275,17 +277,52 @@ func detect(ctx context.Context, dir string) (*pipeline.Result, int, error) {
 	return res, int(st.Events), nil
 }
 
+// signInDelay, when positive, feeds the records in journal order with the
+// sign-ins arriving that long after the other logs (-signin-delay);
+// maxSourceLag, when not negative, overrides the setting.
+var signInDelay, maxSourceLag time.Duration
+
 // runPipeline decodes paths and runs the behaviours, incident grouping
-// and impact over them in event-time order.
+// and impact over them in event-time order, or in the journal order
+// signInDelay makes.
 func runPipeline(ctx context.Context, paths []string, opts behavior.Options, quarantine io.Writer) (*pipeline.Result, source.Stats, error) {
 	cfg := behavior.DefaultConfig()
+	if maxSourceLag >= 0 {
+		cfg.D1.MaxSourceLag = behavior.Duration(maxSourceLag)
+	}
 	ic := cfg.IncidentConfig()
 	pl := pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
-	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.MailAccessFields) })
+	if signInDelay > 0 {
+		// Holds every event: a bench of the journal order, for the sizes
+		// the quick run uses.
+		var evs []*event.Event
+		st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, func(e *event.Event) error {
+			evs = append(evs, e)
+			return nil
+		})
+		if err != nil {
+			return nil, st, err
+		}
+		arrival := func(e *event.Event) time.Time {
+			if e.Source == "entra.signin" {
+				return e.Time.Add(signInDelay)
+			}
+			return e.Time
+		}
+		slices.SortStableFunc(evs, func(a, b *event.Event) int { return arrival(a).Compare(arrival(b)) })
+		for _, e := range evs {
+			if err := pl.Process(e); err != nil {
+				return nil, st, err
+			}
+		}
+		res, err := pl.Close(ctx)
+		return res, st, err
+	}
+	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.HotFields) })
 	var st source.Stats
 	res, err := pipeline.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
 		var err error
-		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.MailAccessFields}, emit)
+		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
 		return err
 	}, nil)
 	return res, st, err
@@ -323,8 +360,9 @@ func matchCampaigns(inc *incident.Incident, truth *simulate.Truth) []string {
 	return out
 }
 
-// realData runs the detection over the real samples and counts alerts.
-func realData(ctx context.Context, out io.Writer, dir string) error {
+// realData runs the detection over the real samples and counts alerts
+// (verbose: lists them).
+func realData(ctx context.Context, out io.Writer, dir string, verbose bool) error {
 	if _, err := os.Stat(dir); err != nil {
 		fmt.Fprintf(out, "\nreal samples: %s not found, skipped\n", dir)
 		return nil
@@ -363,6 +401,11 @@ func realData(ctx context.Context, out io.Writer, dir string) error {
 	fmt.Fprintf(out, "\nreal samples (%s): %d events decoded, %d quarantined %v; %d alerts, %d incidents\n", dir, st.Events, st.Quarantined, st.Reasons, len(an.Alerts), len(an.Incidents))
 	for _, k := range slices.Sorted(maps.Keys(by)) {
 		fmt.Fprintf(out, "  %-16s %d\n", k, by[k])
+	}
+	if verbose {
+		for _, a := range an.Alerts {
+			fmt.Fprintf(out, "    %s %s %s %s: %s\n", a.Time.UTC().Format(time.RFC3339), a.Signal, a.Level, a.Tenant, a.Title)
+		}
 	}
 	return nil
 }

@@ -97,6 +97,15 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer live.close()
+	var netFiles []string
+	if cfg.Server != nil {
+		for _, n := range cfg.Server.Networks {
+			netFiles = append(netFiles, cfg.Resolve(n))
+		}
+	}
+	if err := live.useNetworks(ctx, netFiles, logger); err != nil {
+		return err
+	}
 	var bar *progress.Bar
 	if !*quiet {
 		bar = progress.New(stderr, "collect")

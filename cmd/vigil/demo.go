@@ -64,7 +64,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	hot := append(rs.FieldSyms(), event.MailAccessFields...)
+	hot := append(rs.FieldSyms(), event.HotFields...)
 	ic := behavior.DefaultConfig().IncidentConfig()
 	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
 	sorter := detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(nil, hot) })

@@ -47,5 +47,5 @@ func (d *serveDetection) newPipeline(s detect.Sink) *detect.Pipeline {
 }
 
 func (d *serveDetection) newDecoder() *source.Decoder {
-	return source.NewDecoder(nil, append(d.rules.FieldSyms(), event.MailAccessFields...))
+	return source.NewDecoder(nil, append(d.rules.FieldSyms(), event.HotFields...))
 }

@@ -124,7 +124,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	// Read the fields the rules look up while each record is parsed anyway.
-	srcOpts.Hot = append(rs.FieldSyms(), event.MailAccessFields...)
+	srcOpts.Hot = append(rs.FieldSyms(), event.HotFields...)
 
 	q := &lazyFile{path: o.quarantine}
 	defer q.Close()

@@ -78,7 +78,7 @@ func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig, in re
 	if err != nil {
 		return nil, err
 	}
-	in.Late = res.Stats.Late
+	in.Late, in.Future = res.Stats.Late, res.Stats.Future
 	r := &report.Report{Title: cfg.title, Alerts: res.Alerts, Incidents: res.Incidents, Reads: res.Stats.Reads,
 		Events: int(res.Stats.Events), Sources: res.Stats.Sources, From: res.Stats.From, To: res.Stats.To, DescribeIP: describeIP(nets),
 		Inputs: in, Learning: learning, Version: version, Generated: time.Now()}

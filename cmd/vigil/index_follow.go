@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/collect/setup"
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 )
@@ -46,6 +48,15 @@ func (l *liveIndex) follower() *index.Follower {
 		return nil
 	}
 	return l.f
+}
+
+// offer is what detection gives the follower of the entries it decoded
+// (index.Follower.Offer); nil without an index.
+func (l *liveIndex) offer() func(uint64, *journal.Entry, []*event.Event, error) {
+	if l == nil {
+		return nil
+	}
+	return l.f.Offer
 }
 
 func (l *liveIndex) wake() {
@@ -115,4 +126,48 @@ func (l *liveIndex) close() error {
 	err := l.x.Close()
 	l.x = nil
 	return err
+}
+
+// indexMetrics are the follower's gauges in /metrics.
+func indexMetrics(f *index.Follower) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_index_behind_entries",
+			Help: "Acknowledged journal entries the investigation index does not hold yet."},
+			func() float64 { return float64(f.Behind()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_index_shared_entries_total",
+			Help: "Journal entries the index took from detection's decoding instead of decoding them again."},
+			func() float64 { used, _ := f.Shared(); return float64(used) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_index_shared_refused_total",
+			Help: "Entries detection offered too far ahead of the index, or with no room left (the index decodes them itself)."},
+			func() float64 { _, dropped := f.Shared(); return float64(dropped) }),
+	}
+}
+
+// useIndexNetworks makes x fill the ASN and country of records that carry
+// neither from the network tables at paths, or, with recorded, from those
+// it was made with (writers without a configuration: vigil ingest, vigil
+// search --wait). A change of tables is said, never silent.
+func useIndexNetworks(ctx context.Context, x *index.Index, paths []string, recorded bool, warn func(string)) error {
+	if recorded {
+		var err error
+		if paths, err = x.RecordedNetworks(ctx); err != nil {
+			return err
+		}
+	}
+	note, err := x.UseNetworks(ctx, paths)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		warn(note)
+	}
+	return nil
+}
+
+// useNetworks is useIndexNetworks for the followed index (nil: none).
+func (l *liveIndex) useNetworks(ctx context.Context, paths []string, logger *slog.Logger) error {
+	if l == nil {
+		return nil
+	}
+	return useIndexNetworks(ctx, l.x, paths, false, func(s string) { logger.Warn("index: " + s) })
 }

@@ -131,6 +131,10 @@ func openForQuery(ctx context.Context, data string, wait bool, memory int64, std
 		if err != nil {
 			return nil, err
 		}
+		if err := useIndexNetworks(ctx, w, nil, true, func(s string) { fmt.Fprintf(stderr, "vigil search: index: %s\n", s) }); err != nil {
+			w.Close()
+			return nil, err
+		}
 		st, err := w.Update(ctx, data)
 		if cerr := w.Close(); err == nil {
 			err = cerr

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -22,9 +23,9 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fset := newFlagSet("reindex", stderr)
 	data := dataFlag(fset)
 	days := fset.Int("retention-days", 0, "drop the rows of entries received more than this many days ago, as vigil serve does with server: retention_days (0: keep every entry the journal holds)")
-	config := fset.String("config", "", "vigil.yaml whose server: networks detection uses, as vigil serve does")
+	config := fset.String("config", "", "vigil.yaml whose server: networks detection and the index's ASN/country use, as vigil serve does")
 	var netFiles multiFlag
-	fset.Var(&netFiles, "networks", "also use this network table (CSV or MaxMind .mmdb) for detection, as server: networks does (repeatable)")
+	fset.Var(&netFiles, "networks", "also use this network table (CSV or MaxMind .mmdb) for detection and for the ASN/country of records that carry neither, as server: networks does (repeatable; default: the tables the index used)")
 	noDetect := fset.Bool("no-detect", false, "leave the alerts and incidents tables empty instead of running detection over the journal")
 	memFlag := indexMemoryFlag(fset)
 	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR [--retention-days N] [--config FILE] [--networks FILE]... [--no-detect]",
@@ -42,21 +43,28 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
 		return usageError("--data %s: not a journal: %v", *data, err)
 	}
+	files := []string(netFiles)
+	if *config != "" {
+		cfg, err := setup.Load(*config)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		if cfg.Server != nil {
+			for _, n := range cfg.Server.Networks {
+				files = append(files, cfg.Resolve(n))
+			}
+		}
+	}
+	if len(files) == 0 {
+		// The tables the index was built with, so a rebuild gives the
+		// same ASN and country.
+		if files, err = recordedNetworks(ctx, *data, memory); err != nil {
+			fmt.Fprintf(stderr, "vigil reindex: the network tables of the old index are unknown (%v): ASN and country come only from the records; pass --networks or --config\n", err)
+		}
+	}
 	var det *serveDetection
 	var tmp string
 	if !*noDetect {
-		files := []string(netFiles)
-		if *config != "" {
-			cfg, err := setup.Load(*config)
-			if err != nil {
-				return usageError("%v", err)
-			}
-			if cfg.Server != nil {
-				for _, n := range cfg.Server.Networks {
-					files = append(files, cfg.Resolve(n))
-				}
-			}
-		}
 		if tmp, err = os.MkdirTemp("", "vigil-reindex-*"); err != nil {
 			return err
 		}
@@ -64,14 +72,15 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if det, err = newServeDetection(files, tmp); err != nil {
 			return err
 		}
-	} else if *config != "" || len(netFiles) > 0 {
-		return usageError("--config and --networks are for detection; --no-detect runs none")
 	}
 	x, err := index.Open(ctx, index.Path(*data), index.Options{Fresh: true, Retention: time.Duration(*days) * 24 * time.Hour, MemoryLimit: memory})
 	if err != nil {
 		return err
 	}
 	defer x.Close()
+	if _, err := x.UseNetworks(ctx, files); err != nil {
+		return err
+	}
 	st, err := x.Rebuild(ctx, *data)
 	if err != nil {
 		return err
@@ -102,6 +111,21 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			ds.Entries, ds.Events, time.Since(began).Round(time.Millisecond), counts.Alerts, counts.Linked, counts.Incidents)
 	}
 	return x.Close()
+}
+
+// recordedNetworks are the network tables the index of the journal in
+// data was made with (none without an index).
+func recordedNetworks(ctx context.Context, data string, memory int64) ([]string, error) {
+	dir := index.Path(data)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	old, err := index.Open(ctx, dir, index.Options{ReadOnly: true, MemoryLimit: memory})
+	if err != nil {
+		return nil, err
+	}
+	defer old.Close()
+	return old.RecordedNetworks(ctx)
 }
 
 func printIndexStats(w io.Writer, verb string, st index.UpdateStats, dir string) {
@@ -147,6 +171,9 @@ func indexAfterIngest(ctx context.Context, data string, skip bool, retention tim
 		return nil
 	}
 	x, err := index.Open(ctx, index.Path(data), index.Options{Retention: retention, MemoryLimit: memory})
+	if err == nil {
+		err = useIndexNetworks(ctx, x, nil, true, func(s string) { fmt.Fprintf(stdout, "index: %s\n", s) })
+	}
 	if err == nil {
 		var st index.UpdateStats
 		st, err = x.Update(ctx, data)

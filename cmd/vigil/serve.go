@@ -38,6 +38,7 @@ type serveOptions struct {
 	data, listen, certFile, keyFile string
 	demo, noIndex                   bool
 	indexMemory                     int64
+	maxDelay                        time.Duration
 	demoUsers, demoDays             int
 	demoDuration                    time.Duration
 }
@@ -65,6 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoDays := fs.Int("demo-days", 21, "days in the --demo tenant")
 	demoDuration := fs.Duration("demo-duration", 90*time.Second, "wall time the --demo replay takes")
 	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DIR/index) up to date; /api/v1/search answers 503")
+	delayFlag := fs.String("max-detection-delay", "", "how far detection may fall behind acknowledged pushes before ingest answers 429, such as 3s (VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay; default 3s)")
 	memFlag := fs.String("index-memory", "", fmt.Sprintf("memory the investigation index's engine may use, such as 512MiB or 8GiB (VIGIL_INDEX_MEMORY, server: index_memory; default %dGiB)", index.DefaultMemoryLimit>>30))
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the whole run to this file (written at shutdown)")
@@ -117,6 +119,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		certFile: settingFrom(*certFile, "VIGIL_TLS_CERT_FILE", cfg.Resolve(scfg.TLSCertFile), ""),
 		keyFile:  settingFrom(*keyFile, "VIGIL_TLS_KEY_FILE", cfg.Resolve(scfg.TLSKeyFile), ""),
 		demo:     *demo, noIndex: *noIndex, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
+	}
+	cfgDelay := ""
+	if scfg.MaxDetectionDelay > 0 {
+		cfgDelay = scfg.MaxDetectionDelay.String()
+	}
+	if v := settingFrom(*delayFlag, "VIGIL_MAX_DETECTION_DELAY", cfgDelay, ""); v != "" {
+		if o.maxDelay, err = time.ParseDuration(v); err != nil || o.maxDelay < 500*time.Millisecond {
+			return usageError("max detection delay %q (--max-detection-delay, VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay): want a duration of at least 500ms, such as 3s", v)
+		}
 	}
 	if o.indexMemory, err = parseIndexMemory(settingFrom(*memFlag, "VIGIL_INDEX_MEMORY", scfg.IndexMemory, "")); err != nil {
 		return err
@@ -207,14 +218,17 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	switches := server.NewRuleSwitches()
 	det.mute = switches.Mute
 	// A journal node whose detection runs on detect nodes serves their
-	// alerts; it has no detection of its own to switch rules in.
+	// alerts; its rule switches go through the stream to them (and come
+	// back through its journal, where its pages read them).
 	var feed server.AlertFeed
-	fixedWhy := ""
+	var switchLog journal.Log
 	if node != nil && node.detection == "workers" && node.role != "detect" {
-		feed, switches, det.mute = node.alertFeed(), nil, nil
-		fixedWhy = "detection runs on the cluster's detect nodes, where rule switches are not applied yet"
+		feed, switchLog = node.alertFeed(), node.log
 	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, fixedWhy, o.demo, logger)
+	if node != nil && node.role == "detect" {
+		node.switches = switches
+	}
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, switchLog, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {
@@ -250,8 +264,19 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		OnIncident: detIdx.Incident,
 		Rules:      switches,
 		Feed:       feed,
+		OnDecoded:  live.offer(),
 	})
 	uiData.Watch(watcher)
+	// The index fills the ASN and country of records that carry neither
+	// (the UAL's mail reads) from the tables detection uses.
+	if err := live.useNetworks(ctx, netFiles, logger); err != nil {
+		return err
+	}
+	if f := live.follower(); f != nil {
+		// The index follows detection's reading, taking the rows of what
+		// it decoded; a detection stalled for 5 s is not waited for.
+		f.SetPace(watcher.Offset, 5*time.Second)
+	}
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = func() { watcher.Wake(); live.wake() }
 	var collectors []*collect.Collector
@@ -261,7 +286,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		}
 	}
 	watcher.SetCollectors(collectors)
-	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes},
+	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes, MaxDelay: o.maxDelay},
 		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Delay: watcher.Delay, Views: watcher, Index: live.follower(), UI: uiData, Logger: logger})
 	if err != nil {
 		return usageError("%v", err)
@@ -271,6 +296,11 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	if err := srv.Metrics().Register(server.CollectorMetrics(watcher.CollectorStatus, nil), server.SinkMetrics(outbox)); err != nil {
 		return err
+	}
+	if f := live.follower(); f != nil {
+		if err := srv.Metrics().Register(indexMetrics(f)...); err != nil {
+			return err
+		}
 	}
 	if node != nil && node.role == "detect" {
 		if err := srv.Metrics().Register(node.detectionMetrics()...); err != nil {

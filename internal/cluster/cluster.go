@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 )
 
 // Defaults for Options.
@@ -88,6 +89,10 @@ type Conn struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	// slots bounds the connection's unacknowledged publishes below the
+	// client's limit: past it the client fails publishes ("stalled"), and
+	// their retries land after later records, out of push order.
+	slots *semaphore.Weighted
 }
 
 // Connect connects to the cluster and creates or updates the raw stream.
@@ -127,7 +132,7 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	c := &Conn{opts: opts, nc: nc, js: js}
+	c := &Conn{opts: opts, nc: nc, js: js, slots: semaphore.NewWeighted(4 * maxInFlight)}
 	if err := c.ensureStream(ctx); err != nil {
 		nc.Close()
 		return nil, err

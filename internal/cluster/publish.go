@@ -83,34 +83,16 @@ func (c *Conn) publishTo(ctx context.Context, stream string, msgs []*nats.Msg, a
 		pending[i] = i
 	}
 	for attempt := 0; ; attempt++ {
-		type inflight struct {
-			i int
-			f jetstream.PubAckFuture
-		}
-		var fs []inflight
 		var failed []int
 		var lastErr error
-		for _, i := range pending {
-			f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(stream))
+		for start := 0; start < len(pending); start += maxInFlight {
+			chunk := pending[start:min(start+maxInFlight, len(pending))]
+			f, ferr, err := c.publishChunk(ctx, stream, msgs, chunk, acks, res)
 			if err != nil {
-				failed, lastErr = append(failed, i), err
-				continue
+				return err
 			}
-			fs = append(fs, inflight{i, f})
-		}
-		for _, x := range fs {
-			select {
-			case ack := <-x.f.Ok():
-				acks[x.i] = journal.Ack{Index: ack.Sequence, Duplicate: ack.Duplicate}
-				if ack.Duplicate {
-					res.Duplicates++
-				} else {
-					res.Accepted++
-				}
-			case err := <-x.f.Err():
-				failed, lastErr = append(failed, x.i), err
-			case <-ctx.Done():
-				return fmt.Errorf("cluster: publish: %w", ctx.Err())
+			if len(f) > 0 {
+				failed, lastErr = append(failed, f...), ferr
 			}
 		}
 		if len(failed) == 0 {
@@ -129,6 +111,47 @@ func (c *Conn) publishTo(ctx context.Context, stream string, msgs []*nats.Msg, a
 		backoff = min(2*backoff, 2*time.Second)
 		pending = failed
 	}
+}
+
+// publishChunk publishes msgs[i] for i in chunk (at most maxInFlight)
+// and waits for their acknowledgements, holding that many of the
+// connection's slots meanwhile: the publishes of concurrent pushes queue
+// for room instead of failing past the client's limit. It returns the
+// ones that failed, with the last of their errors; err ends the publish.
+func (c *Conn) publishChunk(ctx context.Context, stream string, msgs []*nats.Msg, chunk []int, acks []journal.Ack, res *PublishResult) (failed []int, lastErr, err error) {
+	if err := c.slots.Acquire(ctx, int64(len(chunk))); err != nil {
+		return nil, nil, fmt.Errorf("cluster: publish: %w", err)
+	}
+	defer c.slots.Release(int64(len(chunk)))
+	type inflight struct {
+		i int
+		f jetstream.PubAckFuture
+	}
+	fs := make([]inflight, 0, len(chunk))
+	for _, i := range chunk {
+		f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(stream))
+		if err != nil {
+			failed, lastErr = append(failed, i), err
+			continue
+		}
+		fs = append(fs, inflight{i, f})
+	}
+	for _, x := range fs {
+		select {
+		case ack := <-x.f.Ok():
+			acks[x.i] = journal.Ack{Index: ack.Sequence, Duplicate: ack.Duplicate}
+			if ack.Duplicate {
+				res.Duplicates++
+			} else {
+				res.Accepted++
+			}
+		case err := <-x.f.Err():
+			failed, lastErr = append(failed, x.i), err
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("cluster: publish: %w", ctx.Err())
+		}
+	}
+	return failed, lastErr, nil
 }
 
 // isPermanent: errors a retry cannot fix: a message over the payload

@@ -19,6 +19,11 @@ import (
 // order.
 const DefaultReorder = 10 * time.Minute
 
+// DefaultMaxFuture is how far after the wall clock an event may be dated
+// before it is taken as future-dated: sources stamp UTC from synchronised
+// clocks, so an hour is clock trouble or forgery, not skew.
+const DefaultMaxFuture = time.Hour
+
 // Sink receives what the pipeline finds. Calls come from the goroutine
 // that calls Process and Close.
 type Sink interface {
@@ -77,12 +82,21 @@ type Config struct {
 	// never hears of it, it joins no incident and no result (vigil serve:
 	// rules an admin disabled). nil drops nothing.
 	Mute func(*alert.Alert) bool
+	// MaxFuture: an event dated more than this after Now is future-dated
+	// and judged by the single-event rules alone (Pipeline.future);
+	// DefaultMaxFuture if zero, negative for no check.
+	MaxFuture time.Duration
+	// Now is the wall clock (time.Now if nil).
+	Now func() time.Time
 }
 
 // Stats describe the events a pipeline saw.
 type Stats struct {
-	Events  int64
-	Late    int64 // arrived behind the reordering window, processed out of order
+	Events int64
+	Late   int64 // arrived behind the reordering window, processed out of order
+	// Future events were dated more than Config.MaxFuture after the wall
+	// clock: matched by the single-event rules only (DefaultMaxFuture).
+	Future  int64
 	Sources map[string]int
 	From    time.Time // event-time range
 	To      time.Time
@@ -128,6 +142,12 @@ type incState struct {
 func New(cfg Config, sink Sink) *Pipeline {
 	if cfg.Reorder <= 0 {
 		cfg.Reorder = DefaultReorder
+	}
+	if cfg.MaxFuture == 0 {
+		cfg.MaxFuture = DefaultMaxFuture
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if sink == nil {
 		sink = nopSink{}
@@ -186,6 +206,10 @@ func (p *Pipeline) ProcessItem(it *Item) error {
 	ev := it.Ev
 	if ev.Time.IsZero() {
 		p.run(it) // no place in time: the behaviours skip it, rules still match
+		return nil
+	}
+	if p.cfg.MaxFuture > 0 && ev.Time.After(p.cfg.Now().Add(p.cfg.MaxFuture)) {
+		p.future(it)
 		return nil
 	}
 	if ev.Time.After(p.newest) {
@@ -248,6 +272,22 @@ func (p *Pipeline) run(it *Item) {
 	// alerts that only enrich.
 	if since := p.released.Sub(p.grouped); p.fresh && !p.cfg.ResultOnly && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
 		p.regroup()
+	}
+}
+
+// future takes an event dated after the wall clock (beyond MaxFuture): a
+// source's clock gone wrong, or a forged record. Its single-event rules
+// match, but it stays out of the reordering window, the correlations, the
+// behaviours and the access log: its date would move their clocks ahead,
+// judging every access waiting for a sign-in at once and pruning every
+// baseline as if its time had passed.
+func (p *Pipeline) future(it *Item) {
+	st := &p.stats
+	st.Events++
+	st.Future++
+	st.Sources[it.Ev.Source]++
+	if p.cfg.Rules != nil {
+		it.sigma.EmitSingle(p.sigma)
 	}
 }
 

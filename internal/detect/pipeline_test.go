@@ -345,7 +345,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	var evs []*event.Event
 	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
-	if _, err := source.ReadPaths(b.Context(), paths, source.Options{Hot: event.MailAccessFields}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
+	if _, err := source.ReadPaths(b.Context(), paths, source.Options{Hot: event.HotFields}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
 		b.Fatal(err)
 	}
 	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })

@@ -74,6 +74,8 @@ type Event struct {
 	// norm is built from the struct fields on the first lookup of a
 	// normalized name; Normalize clears it.
 	norm atomic.Pointer[normTable]
+	// access is the mail access MailAccessOf read from the record.
+	access *MailAccess
 
 	// Lazily flattened events keep only Raw until a lookup needs a source
 	// field: most events of a hunt are skipped by the rule index on their

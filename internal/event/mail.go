@@ -45,6 +45,11 @@ var (
 // passing to decoders as hot fields.
 var MailAccessFields = []Sym{symMailAccessType, symIsThrottled, symAADSession, symSessionID}
 
+// HotFields are the source fields the behaviours read from most records,
+// worth passing to decoders as hot fields: MailAccessFields, and a
+// sign-in's isInteractive (which sign-in stream it belongs to).
+var HotFields = append(slices.Clip(MailAccessFields), Intern("isInteractive"))
+
 // IsMailAccess reports whether e records mailbox items being read.
 func IsMailAccess(e *Event) bool {
 	return strings.EqualFold(e.Operation, "MailItemsAccessed")
@@ -57,11 +62,18 @@ func MailAccessOf(e *Event) (MailAccess, bool) {
 	if !IsMailAccess(e) {
 		return MailAccess{}, false
 	}
-	if a, ok := mailAccessFromRaw(e); ok {
-		return a, true
+	// Detection and the index both ask, on one goroutine after the other:
+	// the record is parsed for its folders once. The copy shares the
+	// slices, which callers only read.
+	if e.access != nil {
+		return *e.access, true
 	}
-	a, _ := MailAccessHeader(e)
-	a.Folders = foldersOf(e)
+	a, ok := mailAccessFromRaw(e)
+	if !ok {
+		a, _ = MailAccessHeader(e)
+		a.Folders = foldersOf(e)
+	}
+	e.access = &a
 	return a, true
 }
 

@@ -57,7 +57,7 @@ func BenchmarkDecode(b *testing.B) {
 	for range b.N {
 		dec := source.NewDecoder(nil, nil)
 		err := journal.Replay(ctx, data, 0, func(i uint64, e *journal.Entry) error {
-			d := decodeEntry(dec, i, e)
+			d := decodeEntry(dec, i, e, nil)
 			n += len(d.events)
 			return nil
 		})

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 )
 
@@ -21,9 +22,18 @@ type Follower struct {
 	j       journal.Log
 	log     *slog.Logger
 	wake    chan struct{}
+	shared  rowCache
+	// pace, when set, is how far the reader that offers rows has read:
+	// the follower stays behind it (for up to paceWait) so that it takes
+	// their rows instead of decoding.
+	pace     func() uint64
+	paceWait time.Duration
+	paceAt   uint64    // pace() at the last step
+	paceMove time.Time // when pace() last moved
 
 	mu      sync.Mutex
 	next    uint64
+	used    uint64 // entries indexed from offered rows
 	err     error
 	changed chan struct{} // closed and replaced whenever next or err changes
 }
@@ -43,6 +53,38 @@ func NewFollower(x *Index, dataDir string, j journal.Log, logger *slog.Logger) (
 	}
 	return &Follower{x: x, dataDir: dataDir, j: j, log: logger, wake: make(chan struct{}, 1),
 		next: next, changed: make(chan struct{})}, nil
+}
+
+// Offer gives the follower entry idx's events as another reader of the
+// journal decoded them (vigil serve's detection does, on its decoding
+// goroutines; err when the entry did not decode), so that the index need
+// not decode it again. It may be called from many goroutines, in any
+// order; en and evs are not kept. Offers for entries the index holds
+// already, or too far ahead of it, are ignored: the follower then decodes
+// the entry itself, with the same result.
+func (f *Follower) Offer(idx uint64, en *journal.Entry, evs []*event.Event, err error) {
+	f.mu.Lock()
+	next := f.next
+	f.mu.Unlock()
+	if idx < next {
+		return
+	}
+	if idx-next >= sharedMax {
+		f.shared.mu.Lock()
+		f.shared.dropped++
+		f.shared.mu.Unlock()
+		return
+	}
+	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err, f.x.enrich)})
+}
+
+// SetPace makes the follower index only what the reader that offers rows
+// (vigil serve's detection, whose Offset is pace) has read, so that it
+// takes their rows rather than decoding the entries itself. A reader that
+// makes no progress for wait is not waited for: the follower then indexes
+// what the journal holds. Call before Run.
+func (f *Follower) SetPace(pace func() uint64, wait time.Duration) {
+	f.pace, f.paceWait = pace, wait
 }
 
 // Index is the followed index, for queries.
@@ -114,11 +156,17 @@ func (f *Follower) Run(ctx context.Context) error {
 		if err := f.Step(ctx); err != nil && ctx.Err() == nil {
 			f.log.Error("index update failed; queries leave out entries not indexed yet", "err", err)
 		}
+		// Paced and behind: the reader moves on without waking us.
+		var soon <-chan time.Time
+		if f.pace != nil && f.Behind() > 0 {
+			soon = time.After(100 * time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-f.wake:
 		case <-tick.C:
+		case <-soon:
 		}
 	}
 }
@@ -133,7 +181,21 @@ func (f *Follower) Step(ctx context.Context) error {
 		_, err := f.x.expireDue(ctx)
 		return err
 	}
-	st, err := f.x.UpdateFrom(ctx, f.dataDir, f.j)
+	limit := uint64(0)
+	if f.pace != nil {
+		now, p := time.Now(), f.pace()
+		// The wait counts while the reader is behind the journal.
+		if p != f.paceAt || f.paceMove.IsZero() || p >= f.j.Size() {
+			f.paceAt, f.paceMove = p, now
+		}
+		if now.Sub(f.paceMove) < f.paceWait {
+			if p <= next {
+				return nil // the reader has not got further than the index
+			}
+			limit = p
+		}
+	}
+	st, err := f.x.update(ctx, f.dataDir, f.j.Read, &f.shared, limit)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -148,6 +210,20 @@ func (f *Follower) Step(ctx context.Context) error {
 	if st.Expired > 0 {
 		f.log.Warn("journal entries expired by retention before they were indexed", "entries", st.Expired, "below", st.From)
 	}
+	f.mu.Lock()
+	f.used += st.Shared
+	f.mu.Unlock()
 	f.set(st.To, nil)
 	return nil
+}
+
+// Shared says how many entries the follower indexed from offered rows
+// (Offer) and how many offers it refused for want of room.
+func (f *Follower) Shared() (used, dropped uint64) {
+	f.mu.Lock()
+	used = f.used
+	f.mu.Unlock()
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	return used, f.shared.dropped
 }

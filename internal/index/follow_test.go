@@ -115,6 +115,69 @@ func TestFollowerResumesWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// TestFollowerTakesOfferedRows: entries detection decoded (with its own
+// decoder: hot fields, the receipt as observed time) and offered are not
+// decoded again, and the index is the same as a rebuild's.
+func TestFollowerTakesOfferedRows(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	entries := entriesOf(t, tenantFiles(t))
+	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	x, err := Open(ctx, filepath.Join(t.TempDir(), "idx"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	f, err := NewFollower(x, data, j, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := source.NewDecoder(nil, event.MailAccessFields)
+	for c := range slices.Chunk(entries, 3000) {
+		from := j.Size()
+		if _, err := j.AppendBatch(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Read(ctx, from, func(i uint64, en *journal.Entry) error {
+			dec.SetObserved(en.Received)
+			evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(i)})
+			f.Offer(i, en, evs, err)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// An offer for an entry the index holds already is ignored.
+		if err := f.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f.Offer(from, &c[0], nil, fmt.Errorf("stale"))
+	}
+	if used, dropped := f.Shared(); used != j.Size() || dropped != 0 {
+		t.Fatalf("%d of %d entries indexed from offered rows, %d offers refused", used, j.Size(), dropped)
+	}
+	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if _, err := full.Rebuild(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	a, b := dump(t, x), dump(t, full)
+	for _, tbl := range []string{"events", "mail_access", "signins", "audits", "unindexed"} {
+		if !slices.Equal(a[tbl], b[tbl]) {
+			t.Errorf("%s: from offered rows %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
+		}
+	}
+	if len(a["events"]) == 0 || len(a["mail_access"]) == 0 {
+		t.Fatalf("nothing indexed: %d events, %d mail rows", len(a["events"]), len(a["mail_access"]))
+	}
+}
+
 // TestFollowerWaitGivesUp: WaitFor for entries the journal never gets
 // ends with the caller's context.
 func TestFollowerWaitGivesUp(t *testing.T) {

@@ -20,9 +20,7 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // DirName is the index's directory inside a journal directory.
@@ -43,6 +41,9 @@ type Index struct {
 	// update adds): the engine fails one of two transactions that change
 	// the same rows.
 	detMu sync.Mutex
+
+	// enrich fills rows' ASN and country (UseNetworks); nil: none.
+	enrich enricher
 
 	// threshold is the engine's checkpoint threshold, as SET takes it;
 	// inBulk says bulk replaced it for now.
@@ -314,7 +315,10 @@ type UpdateStats struct {
 	MailRows  uint64
 	Unindexed uint64 // entries that decoded to no event, kept in table unindexed with the reason
 	Dropped   uint64 // events dropped by retention after the update
-	Elapsed   time.Duration
+	// Shared entries were not decoded by the update: their rows came from
+	// detection, which had decoded them (Follower.Offer).
+	Shared  uint64
+	Elapsed time.Duration
 }
 
 // commitEvery bounds the entries between two recorded positions, so an
@@ -325,20 +329,16 @@ const commitEvery = 200_000
 // seen yet. It reads the journal without its lock, so it can run beside a
 // writer; entries appended meanwhile are picked up by the next Update.
 func (x *Index) Update(ctx context.Context, dataDir string) (UpdateStats, error) {
-	size, err := JournalSize(dataDir)
-	if err != nil {
-		return UpdateStats{}, fmt.Errorf("index: %w", err)
-	}
-	return x.update(ctx, dataDir, size, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
+	return x.update(ctx, dataDir, func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
 		return journal.Replay(ctx, dataDir, from, fn)
-	})
+	}, nil, 0)
 }
 
 // UpdateFrom is Update for the process that holds the journal open (vigil
 // serve, vigil collect): it reads through j, so it indexes only
 // acknowledged entries, never a block still being written.
 func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (UpdateStats, error) {
-	return x.update(ctx, dataDir, j.Size(), j.Read)
+	return x.update(ctx, dataDir, j.Read, nil, 0)
 }
 
 type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
@@ -370,9 +370,12 @@ func (x *Index) bulk(ctx context.Context) (restore func() error, err error) {
 	}, nil
 }
 
-// update indexes the journal entries from the recorded position on;
-// size is the journal's size when it starts (read's end, or near it).
-func (x *Index) update(ctx context.Context, dataDir string, size uint64, read readFunc) (st UpdateStats, err error) {
+// errLimit ends a read at update's limit.
+var errLimit = errors.New("index: read limit")
+
+// update indexes the entries from the recorded position on: up to limit
+// (0: every entry read gives), taking rows from cache where it has them.
+func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache *rowCache, limit uint64) (st UpdateStats, err error) {
 	began := time.Now()
 	if x.readOnly {
 		return st, errors.New("index: opened read-only")
@@ -403,6 +406,15 @@ func (x *Index) update(ctx context.Context, dataDir string, size uint64, read re
 		}
 		done()
 	}
+	// How far behind: the journal's leaves file may count entries not
+	// acknowledged yet, which is near enough to choose how to load.
+	size, err := JournalSize(dataDir)
+	if err != nil {
+		return st, fmt.Errorf("index: %w", err)
+	}
+	if limit > 0 {
+		size = min(size, limit)
+	}
 	if size >= next+bulkEntries {
 		var restore func() error
 		if restore, err = x.bulk(ctx); err != nil {
@@ -430,8 +442,20 @@ func (x *Index) update(ctx context.Context, dataDir string, size uint64, read re
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
 	done = x.step("read, decode, stage")
-	p := newPipeline(ctx, w, commitEvery, commit)
-	err = read(ctx, next, p.add)
+	p := newPipeline(ctx, w, cache, commitEvery, commit)
+	add := p.add
+	if limit > 0 {
+		add = func(i uint64, e *journal.Entry) error {
+			if i >= limit {
+				return errLimit
+			}
+			return p.add(i, e)
+		}
+	}
+	err = read(ctx, next, add)
+	if errors.Is(err, errLimit) {
+		err = nil
+	}
 	if err2 := p.finish(); err == nil {
 		err = err2
 	}
@@ -440,7 +464,7 @@ func (x *Index) update(ctx context.Context, dataDir string, size uint64, read re
 		err = commit(max(p.next, next))
 		x.tailClean = err == nil
 	}
-	st.Events, st.MailRows, st.Unindexed = w.events, w.mail, w.unindexed
+	st.Events, st.MailRows, st.Unindexed, st.Shared = w.events, w.mail, w.unindexed, p.shared
 	st.Elapsed = time.Since(began)
 	if err != nil {
 		return st, fmt.Errorf("index: update from journal entry %d: %w", st.To, err)
@@ -925,26 +949,4 @@ type decoded struct {
 	mail   []mailRow
 	reason string // why the entry gave no event
 	source string
-}
-
-// decodeEntry turns one journal entry into rows.
-func decodeEntry(dec *source.Decoder, idx uint64, en *journal.Entry) decoded {
-	d := decoded{source: en.Source}
-	evs, err := dec.Decode(en.Raw, event.Origin{File: "journal", Index: int(idx)})
-	if err != nil {
-		d.reason = err.Error()
-		return d
-	}
-	if len(evs) == 0 {
-		d.reason = "record holds no event"
-		return d
-	}
-	for k, e := range evs {
-		r := rowOf(idx, k, en.Received, e)
-		d.events = append(d.events, r)
-		if r.kind == KindMail {
-			d.mail = append(d.mail, mailRowsOf(&r, e)...)
-		}
-	}
-	return d
 }

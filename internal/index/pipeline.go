@@ -16,6 +16,7 @@ const batchEntries = 1024
 type batch struct {
 	first uint64
 	recv  []journal.Entry
+	pre   []*Rows // rows offered for an entry (its recv is then empty), or nil
 	out   []decoded
 	err   error // set when the batch was abandoned undecoded
 	done  chan struct{}
@@ -26,6 +27,9 @@ type batch struct {
 // entries.
 type pipeline struct {
 	ctx     context.Context
+	cache   *rowCache // rows detection made; nil: decode every entry
+	enrich  enricher  // the index's network tables (nil: none)
+	shared  uint64    // entries whose rows came from the cache
 	cur     *batch
 	work    chan *batch
 	ordered chan *batch
@@ -37,10 +41,10 @@ type pipeline struct {
 	next    uint64
 }
 
-func newPipeline(ctx context.Context, w *writer, every uint64, commit func(to uint64) error) *pipeline {
+func newPipeline(ctx context.Context, w *writer, cache *rowCache, every uint64, commit func(to uint64) error) *pipeline {
 	n := runtime.GOMAXPROCS(0)
 	p := &pipeline{
-		ctx: ctx, work: make(chan *batch, n*2), ordered: make(chan *batch, n*4),
+		ctx: ctx, cache: cache, enrich: w.x.enrich, work: make(chan *batch, n*2), ordered: make(chan *batch, n*4),
 		wdone: make(chan struct{}), failed: make(chan struct{}),
 	}
 	for range n {
@@ -51,7 +55,11 @@ func newPipeline(ctx context.Context, w *writer, every uint64, commit func(to ui
 			for b := range p.work {
 				b.out = make([]decoded, len(b.recv))
 				for i := range b.recv {
-					b.out[i] = decodeEntry(dec, b.first+uint64(i), &b.recv[i])
+					if b.pre[i] != nil {
+						b.out[i] = b.pre[i].d
+						continue
+					}
+					b.out[i] = decodeEntry(dec, b.first+uint64(i), &b.recv[i], p.enrich)
 				}
 				close(b.done)
 			}
@@ -123,8 +131,15 @@ func (p *pipeline) add(i uint64, e *journal.Entry) error {
 		p.cur = &batch{first: i, done: make(chan struct{})}
 	}
 	c := *e
-	c.Raw = append([]byte(nil), e.Raw...)
+	r, ok := p.cache.take(i)
+	if ok {
+		p.shared++
+		c.Raw = nil // not decoded here
+	} else {
+		c.Raw = append([]byte(nil), e.Raw...)
+	}
 	p.cur.recv = append(p.cur.recv, c)
+	p.cur.pre = append(p.cur.pre, r)
 	p.next = i + 1
 	if len(p.cur.recv) == batchEntries {
 		return p.send()

@@ -71,6 +71,7 @@ footer{color:var(--muted);padding:16px 32px 40px;font-size:12px}
 <p>{{len .Inputs.Files}} files, {{.Inputs.Records}} records, {{.Events}} events{{if .From}}, event time {{.From}} to {{.To}}{{end}}.
 {{if .Inputs.Quarantined}}<b>{{.Inputs.Quarantined}} records quarantined</b> (could not be decoded{{range $k, $v := .Inputs.Reasons}}; {{$k}}: {{$v}}{{end}}): written to <code>{{.Inputs.QuarantineFile}}</code>, copied to <code>quarantine.jsonl</code> beside this report.{{else}}No record was quarantined.{{end}}
 {{if .Inputs.Late}}{{.Inputs.Late}} events arrived behind the reordering window and were judged out of order.{{end}}
+{{if .Inputs.Future}}<b>{{.Inputs.Future}} events were dated more than an hour after this run</b> (a source's clock, or forged records): only their single-event rules were applied; they moved no detector's clock.{{end}}
 {{with .Inputs.Damaged}}<b>{{len .}} inputs could not be read to their end</b> (listed in <code>skipped.txt</code>).{{end}}
 {{with .Inputs.Skipped}}{{len .}} directory entries were skipped (listed with their reason in <code>skipped.txt</code>).{{end}}</p>
 {{if .Baseline}}<p>{{.Baseline}}</p>{{end}}

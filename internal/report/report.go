@@ -48,6 +48,7 @@ type Inputs struct {
 	Reasons        map[string]int64 // quarantined records by reason
 	QuarantineFile string           // where the run wrote them ("" if none)
 	Late           int64            // events behind the reordering window
+	Future         int64            // events dated after the run's clock (single-event rules only)
 	Skipped        []source.Skipped // directory entries not read, with the reason
 	Damaged        []source.Damage  // inputs not read to their end
 }

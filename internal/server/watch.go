@@ -69,6 +69,7 @@ type Watcher struct {
 	collectors       []*collect.Collector
 	metrics          *Metrics
 	undecoded        int64
+	future           int64 // events dated after the clock (detect.DefaultMaxFuture)
 	lastErr          string
 	read             uint64 // entries read by this process (not restored)
 	snapBytes        int64
@@ -79,6 +80,7 @@ type Watcher struct {
 	onEntry    func(index uint64, en *journal.Entry, evs []*event.Event)
 	onAlert    func(*alert.Alert)
 	onIncident func(detect.Update)
+	onDecoded  func(index uint64, en *journal.Entry, evs []*event.Event, err error)
 	rules      *RuleSwitches
 
 	// With a feed, detection runs elsewhere (remote.go).
@@ -131,6 +133,12 @@ type WatcherOptions struct {
 	// OnIncident hears every incident update, on the detection goroutine
 	// (the investigation index keeps its incidents table with it).
 	OnIncident func(detect.Update)
+	// OnDecoded hears every journal entry detection decodes, with its
+	// events (or the error that kept it from decoding), on the decoding
+	// goroutines, in no particular order, before detection sees them; it
+	// must not keep en or modify evs. The investigation index's follower
+	// takes them, so that it does not decode the entry again.
+	OnDecoded func(index uint64, en *journal.Entry, evs []*event.Event, err error)
 	// Feed, when set, is detection that runs elsewhere (a cluster's detect
 	// nodes): the watcher still reads the journal for the views and the
 	// source statistics, but detects nothing itself; the feed's alerts and
@@ -162,7 +170,7 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
-		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, rules: o.Rules,
+		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, onDecoded: o.OnDecoded, rules: o.Rules,
 		feed: o.Feed, remote: newRemoteView()}
 }
 
@@ -194,6 +202,9 @@ func (w *Watcher) SetMetrics(m *Metrics) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_detection_entries_read_total", Help: "Journal entries detection read since this process started (a resumed start reads only what its snapshot lacks).",
 		}, func() float64 { return float64(w.Read()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vigil_detection_future_dated_total", Help: "Events dated more than an hour after the server's clock, read since start: only their single-event rules apply.",
+		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.future) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "vigil_detection_snapshots_total", Help: "Detection snapshots written since start.",
 		}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.snapshots) }),
@@ -716,6 +727,9 @@ type decoded struct {
 func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 	dec.SetObserved(d.en.Received)
 	d.evs, d.err = dec.Decode(d.en.Raw, event.Origin{File: "journal:" + d.en.Origin, Index: int(d.index)})
+	if w.onDecoded != nil {
+		w.onDecoded(d.index, d.en, d.evs, d.err)
+	}
 	if d.err != nil {
 		return
 	}
@@ -732,8 +746,8 @@ func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 // journal order.
 func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
 	index, en, evs, err := d.index, d.en, d.evs, d.err
-	if en.Source == RuleSource && w.rules != nil && p != nil {
-		w.switchRule(p, index, en.Raw)
+	if en.Source == RuleSource && w.rules != nil {
+		w.switchRule(p, index, en.Raw) // p nil: detection runs elsewhere, the switch is shown
 	}
 	w.mu.Lock()
 	w.offset = index + 1
@@ -761,7 +775,15 @@ func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
 		}
 		return
 	}
+	future := time.Now().Add(detect.DefaultMaxFuture)
 	for _, e := range evs {
+		if e.Time.After(future) {
+			// Detection applies its single-event rules only; kept out of the
+			// source's last record time too.
+			w.future++
+			w.log.Warn("journal entry dated in the future: only its single-event rules apply", "index", index, "source", en.Source, "time", e.Time)
+			continue
+		}
 		if e.Time.After(st.LastRecord) {
 			st.LastRecord = e.Time
 		}

@@ -34,7 +34,11 @@ type watchRig struct {
 	det                *DetectionIndex // nil: detection writes no index
 }
 
-func newWatchRig(t *testing.T) *watchRig {
+func newWatchRig(t *testing.T) *watchRig { return newWatchRigArrival(t, 0) }
+
+// newWatchRigArrival is newWatchRig with the tenant's sign-ins reaching
+// the journal signInDelay after the other logs (a slower collector).
+func newWatchRigArrival(t *testing.T, signInDelay time.Duration) *watchRig {
 	t.Helper()
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
@@ -61,7 +65,13 @@ func newWatchRig(t *testing.T) *watchRig {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+	arrival := func(e *event.Event) time.Time {
+		if e.Source == "entra.signin" {
+			return e.Time.Add(signInDelay)
+		}
+		return e.Time
+	}
+	slices.SortStableFunc(evs, func(a, b *event.Event) int { return arrival(a).Compare(arrival(b)) })
 	r := &watchRig{dir: dir, state: filepath.Join(dir, "detect"), alerts: filepath.Join(dir, "alerts.jsonl")}
 	for i, e := range evs {
 		en := source.Entry(e)
@@ -326,5 +336,50 @@ func TestWatcherStartsAfterExpiredEntries(t *testing.T) {
 	w, _ := r.run(t)
 	if want := r.j.Size() - expired; w.Read() != want || w.Offset() != r.j.Size() {
 		t.Fatalf("detection read %d entries up to %d; want the %d after the %d expired, up to %d", w.Read(), w.Offset(), want, expired, r.j.Size())
+	}
+}
+
+// A sign-in log that reaches the journal three hours after the mail log
+// (a slower collector) makes the same incidents as the logs in event-time
+// order, through a restart in the middle: the watcher waits for the
+// sign-ins instead of judging the reads they issued unlinked.
+func TestWatcherSignInLogLate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates and detects a tenant")
+	}
+	withoutRaised := func(incs []string) []string {
+		var out []string
+		for _, s := range incs {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(s), &m); err != nil {
+				t.Fatal(err)
+			}
+			delete(m, "raised") // when a verdict could be taken, not what it is
+			b, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(b))
+		}
+		slices.Sort(out)
+		return out
+	}
+	inOrder := newWatchRig(t)
+	inOrder.appendHalf(t, 0)
+	inOrder.appendHalf(t, 1)
+	_, want := inOrder.run(t)
+	if len(want) == 0 {
+		t.Fatal("no incident in event-time order: nothing to compare")
+	}
+	late := newWatchRigArrival(t, 3*time.Hour)
+	late.appendHalf(t, 0)
+	late.run(t)
+	late.appendHalf(t, 1)
+	w, got := late.run(t)
+	if w.Resumed() == 0 {
+		t.Fatal("the second start did not resume from the first one's snapshot")
+	}
+	if a, b := withoutRaised(got), withoutRaised(want); !slices.Equal(a, b) {
+		t.Errorf("sign-ins 3 h late: %d incidents\n%s\nin event-time order %d:\n%s", len(a), strings.Join(a, "\n"), len(b), strings.Join(b, "\n"))
 	}
 }

@@ -32,6 +32,10 @@ type Server struct {
 	// IndexMemory bounds the investigation index's engine memory, as
 	// --index-memory (such as "2GiB"; "" for the default).
 	IndexMemory string `yaml:"index_memory"`
+	// MaxDetectionDelay is how far detection may fall behind what ingest
+	// acknowledged before pushes are answered 429 (default 3s): the
+	// bound on how late an alert can be under load.
+	MaxDetectionDelay time.Duration `yaml:"max_detection_delay"`
 	// Notifications are vendor push endpoints that wake a tenant's
 	// collectors (POST /api/v1/notify/{type}/{tenant}).
 	Notifications []Notification `yaml:"notifications"`
@@ -104,6 +108,9 @@ func (c *Config) checkServer(bad func(path []any, format string, a ...any)) {
 	}
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		bad([]any{"server"}, "tls_cert_file and tls_key_file go together")
+	}
+	if s.MaxDetectionDelay < 0 || (s.MaxDetectionDelay > 0 && s.MaxDetectionDelay < 500*time.Millisecond) {
+		bad([]any{"server", "max_detection_delay"}, "max_detection_delay %v: at least 500ms (detection refreshes its incidents every 2s)", s.MaxDetectionDelay)
 	}
 	seenNotify := map[string]bool{}
 	for i, n := range s.Notifications {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestServerSection(t *testing.T) {
@@ -40,6 +41,9 @@ server:
 	if strings.Join(names, ",") != "webhook,syslog,file,file-2" {
 		t.Fatalf("sinks %v", names)
 	}
+	if d, err := Parse("vigil.yaml", []byte("data: d\nserver:\n  max_detection_delay: 4s\n")); err != nil || d.Server.MaxDetectionDelay != 4*time.Second {
+		t.Fatalf("max_detection_delay: %v", err)
+	}
 }
 
 func TestServerSectionErrors(t *testing.T) {
@@ -50,6 +54,8 @@ func TestServerSectionErrors(t *testing.T) {
 		"server:\n  sinks:\n    - type: file\n      path: a\n      smtp: b\n":              ``,
 		"server:\n  sinks:\n    - type: file\n      path: a\n      min_severity: urgent\n": `:6: min_severity "urgent"`,
 		"server:\n  tls_cert_file: c.pem\n":                                                `tls_cert_file and tls_key_file go together`,
+		"server:\n  max_detection_delay: 100ms\n":                                          `:3: max_detection_delay 100ms: at least 500ms`,
+		"server:\n  max_detection_delay: soon\n":                                           `line 3: cannot unmarshal`,
 	}
 	for text, want := range cases {
 		_, err := Parse("vigil.yaml", []byte("data: d\n"+text))

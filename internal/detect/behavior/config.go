@@ -75,6 +75,7 @@ type Config struct {
 		Skew            Duration `yaml:"skew"`
 		Grace           Duration `yaml:"grace"`
 		Coverage        Duration `yaml:"coverage"`
+		MaxSourceLag    Duration `yaml:"max_source_lag"`
 		AllowApps       []string `yaml:"allow_apps"`
 	} `yaml:"orphan_token"`
 
@@ -199,6 +200,19 @@ func ParseConfig(b []byte) (*Config, error) {
 	}
 	if err := c.compile(); err != nil {
 		return nil, err
+	}
+	// A settings file written before max_source_lag existed would read as
+	// 0 (judge without waiting for late sign-in logs): say so instead.
+	var has struct {
+		D1 struct {
+			MaxSourceLag *Duration `yaml:"max_source_lag"`
+		} `yaml:"orphan_token"`
+	}
+	if err := yaml.Unmarshal(b, &has); err != nil {
+		return nil, err
+	}
+	if has.D1.MaxSourceLag == nil {
+		return nil, errors.New("orphan_token.max_source_lag is missing: add it (the built-in default is 6h; 0 judges mail accesses without waiting for a late sign-in log)")
 	}
 	return &c, nil
 }

@@ -2,6 +2,7 @@ package behavior
 
 import (
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,240 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 }
 
+// signInStream names the sign-in stream an event belongs to, "" for an
+// event of no source that carries sign-ins. Interactive and
+// non-interactive sign-ins are collected from different lists with
+// different delays (vigil collect's signins and signins.noninteractive),
+// so each is a stream of its own; a record that does not say is taken
+// for interactive (Graph v1.0 lists only those).
+func signInStream(ev *event.Event) string {
+	if ev.Source != "entra.signin" {
+		return ""
+	}
+	if v := ev.Values(symInteractive); len(v) > 0 && strings.EqualFold(v[0].Value, "false") {
+		return ev.Source + " (non-interactive)"
+	}
+	return ev.Source + " (interactive)"
+}
+
+// trackSignIns notes a record of a sign-in stream (successful or not):
+// from its first record on, the tenant's mail accesses wait for the
+// stream (judgedUpTo). Call it before the tenant's newest event time
+// takes t in.
+func (e *Engine) trackSignIns(ten *tenantState, ev *event.Event, t time.Time) {
+	k := signInStream(ev)
+	if k == "" {
+		return
+	}
+	s := ten.SignIns[k]
+	if s == nil {
+		s = &sourceState{Last: t}
+		ten.SignIns[k] = s
+	}
+	s.delayed(ten.Newest, t)
+	if t.After(s.Last) {
+		if gap := t.Sub(s.Last); !e.learned(ten, t) && gap > s.MaxGap {
+			s.MaxGap = gap
+		}
+		s.Last = t
+	}
+}
+
+// delayWindow is how long (in event time) a stream's delays are
+// remembered: those of the last one to two windows count.
+const delayWindow = 12 * time.Hour
+
+// delayed notes how far behind the tenant's newest event w a record of
+// the stream with time t arrived (0 in time order: the reordering window
+// sorts what is only a little late).
+func (s *sourceState) delayed(w, t time.Time) {
+	if s.DelayFrom.IsZero() || w.Sub(s.DelayFrom) >= delayWindow {
+		s.DelaysPrev = s.Delays
+		if w.Sub(s.DelayFrom) >= 2*delayWindow {
+			s.DelaysPrev = delayHist{}
+		}
+		s.Delays, s.DelayFrom = delayHist{}, w
+	}
+	s.Delays.add(max(w.Sub(t), 0))
+}
+
+// delayHist counts a stream's delays in buckets that double from 5
+// minutes (bucket 0 holds those under 5 minutes), with the largest delay
+// of each: bounded, whatever the rate.
+type delayHist struct {
+	N   [delayBuckets]int64
+	Max [delayBuckets]time.Duration
+}
+
+const delayBuckets = 16
+
+func (h *delayHist) add(d time.Duration) {
+	i := min(bits.Len64(uint64(d/(5*time.Minute))), delayBuckets-1)
+	h.N[i]++
+	h.Max[i] = max(h.Max[i], d)
+}
+
+// delay is the stream's usual delay over the last one to two windows: the
+// largest, leaving out the latest 1 % of its records (a straggler the
+// sign-in log delivers days late must not hold every access).
+func (s *sourceState) delay() time.Duration {
+	var total int64
+	for i := range delayBuckets {
+		total += s.Delays.N[i] + s.DelaysPrev.N[i]
+	}
+	skip := total / 100
+	for i := delayBuckets - 1; i >= 0; i-- {
+		n := s.Delays.N[i] + s.DelaysPrev.N[i]
+		if n > skip {
+			return max(s.Delays.Max[i], s.DelaysPrev.Max[i])
+		}
+		skip -= n
+	}
+	return 0
+}
+
+// complete is how far (in event time) the source's records can be taken
+// to be in: what arrived, or as far as its usual delay behind the newest
+// event lets one expect, whichever is later. A source that delivers in
+// time order is complete up to the newest event even while it is quiet
+// (a small tenant's night); one whose records arrive three hours late
+// is complete up to three hours before it.
+func (s *sourceState) complete(w time.Time) time.Time {
+	c := w.Add(-s.delay())
+	if s.Last.After(c) {
+		return s.Last
+	}
+	return c
+}
+
+// judgedUpTo is the event time up to which the tenant's sign-in evidence
+// is in: the lowest completeness (sourceState.complete, against the
+// tenant's newest event) of its sign-in streams, but never more than
+// orphan_token.max_source_lag behind the newest event of all, so that a
+// slow or stopped collector holds no access for longer. A mail access is
+// judged once this passes the end of its grace period. A tenant with no
+// sign-in stream waits on nothing but the newest event, as a tenant
+// without sign-in logs always did.
+func (e *Engine) judgedUpTo(ten *tenantState) time.Time {
+	w := e.st.Watermark
+	if ten == nil {
+		return w
+	}
+	upTo := w
+	for _, s := range ten.SignIns {
+		if c := s.complete(ten.Newest); c.Before(upTo) {
+			upTo = c
+		}
+	}
+	return latest(upTo, w.Add(-e.cfg.D1.MaxSourceLag.D()))
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// silentAt is how long a sign-in stream had had nothing at time at, when
+// that is longer than both max_source_lag and the pauses it made while
+// the tenant was learned (a small tenant's nights): a stopped collector.
+// 0 otherwise. Measured at an access's due time it does not depend on
+// when the access is judged, so not on the order the logs arrive in.
+func (e *Engine) silentAt(s *sourceState, at time.Time) time.Duration {
+	gap := at.Sub(s.Last)
+	if gap <= e.cfg.D1.MaxSourceLag.D() || gap <= 2*s.MaxGap {
+		return 0
+	}
+	return gap
+}
+
+// silentNow is silentAt where the stream's usual delay says it should
+// have got to by now.
+func (e *Engine) silentNow(ten *tenantState, s *sourceState) time.Duration {
+	return e.silentAt(s, ten.Newest.Add(-s.delay()))
+}
+
+// tooLate is a sign-in stream's usual delay when it is longer than
+// max_source_lag (accesses are judged before its records arrive), 0
+// otherwise.
+func (e *Engine) tooLate(s *sourceState) time.Duration {
+	if d := s.delay(); d > e.cfg.D1.MaxSourceLag.D() {
+		return d
+	}
+	return 0
+}
+
+// withoutSignIns says why a sign-in stream's evidence is missing from a
+// judgement due at ("" when it is not): it had gone silent, or it arrives
+// later than the bound.
+func (e *Engine) withoutSignIns(ten *tenantState, k string, at time.Time) string {
+	s := ten.SignIns[k]
+	if gap := e.silentAt(s, at); gap > 0 {
+		return k + " has nothing after " + s.Last.UTC().Format(time.RFC3339) + ", " + roundDur(gap) +
+			" before the access was due (longer than max_source_lag and its usual pauses)"
+	}
+	if d := e.tooLate(s); d > 0 {
+		return k + " arrives " + roundDur(d) + " late, beyond max_source_lag; it has nothing after " + s.Last.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+// silentSources names the tenant's sign-in streams an access is judged
+// without: those silent or too late (withoutSignIns) whose last record
+// is before the end of its grace period, sorted. nil when the sign-in
+// evidence was there.
+func (e *Engine) silentSources(ten *tenantState, p *pending) []string {
+	// While the tenant is learning, a stream's usual pauses are not known
+	// yet: its first quiet night is no sign of a stopped collector.
+	if !e.learned(ten, p.Due) {
+		return nil
+	}
+	var out []string
+	for k, s := range ten.SignIns {
+		if s.Last.Before(p.Due) && (e.silentAt(s, p.Due) > 0 || e.tooLate(s) > 0) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// signInLag says, for an alert's signin_lag field, which sign-in streams
+// it was judged without and why.
+func (e *Engine) signInLag(ten *tenantState, p *pending, silent []string) string {
+	var out []string
+	for _, k := range silent {
+		out = append(out, e.withoutSignIns(ten, k, p.Due)+"; judged without its later records")
+	}
+	return strings.Join(out, "; ")
+}
+
+// silentSignIns reports (D9), once per episode, a sign-in source that
+// mail accesses are being judged without. A silent sign-in log with no
+// access to judge changes no verdict; the source gap check (a day) still
+// reports it.
+func (e *Engine) silentSignIns(ten *tenantState, p *pending, silent []string) {
+	c := e.cfg
+	if !c.D9.Enabled || !e.learned(ten, e.st.Watermark) {
+		return
+	}
+	for _, sk := range silent {
+		s := ten.SignIns[sk]
+		if s.Lagging {
+			continue
+		}
+		s.Lagging = true
+		src, _, _ := strings.Cut(sk, " (")
+		e.raise(alert.Alert{
+			Time: s.Last, Signal: "D9", Level: alert.Medium, Tenant: p.Tenant, Source: src, Posture: true,
+			Title: "Sign-in log " + e.withoutSignIns(ten, sk, p.Due) + ": mail accesses are judged without it (their D1 and D4 alerts say so in signin_lag)",
+			Fields: map[string]string{"source": src, "stream": sk, "last_event": s.Last.Format(time.RFC3339), "newest_event": ten.Newest.Format(time.RFC3339),
+				"max_source_lag": c.D1.MaxSourceLag.D().String()},
+		})
+	}
+}
+
 // coverageChecks looks for silent sources and mailboxes. It runs on hour
 // boundaries of the watermark and at Flush.
 func (e *Engine) coverageChecks(final bool) {
@@ -44,6 +279,13 @@ func (e *Engine) coverageChecks(final bool) {
 	w := e.st.Watermark
 	for _, tk := range slices.Sorted(maps.Keys(e.st.Tenants)) {
 		ten := e.st.Tenants[tk]
+		// A sign-in log that speaks again ends its silence episode
+		// (silentSignIns).
+		for _, s := range ten.SignIns {
+			if s.Lagging && e.silentNow(ten, s) == 0 && e.tooLate(s) == 0 {
+				s.Lagging = false
+			}
+		}
 		if !e.learned(ten, w) {
 			continue
 		}

@@ -27,11 +27,15 @@ type Options struct {
 
 // Engine runs the behaviours over a stream of events.
 type Engine struct {
-	cfg    *Config
-	nets   Networks
-	iocs   *IOCs
-	st     *state
-	pq     pendingQueue // mail accesses awaiting judgement
+	cfg  *Config
+	nets Networks
+	iocs *IOCs
+	st   *state
+	dir  string // where pending accesses spill (Options.TempDir)
+	// pqs holds the mail accesses awaiting judgement, a queue per tenant
+	// (pqKeys, sorted): each tenant's wait on its own sign-in logs.
+	pqs    map[string]*pendingQueue
+	pqKeys []string
 	alerts []alert.Alert
 	// scriptOf caches which D7 pattern (if any) a client string matches:
 	// a tenant has few distinct strings and the regexps are the hot spot.
@@ -43,7 +47,19 @@ func New(cfg *Config, opt Options) *Engine {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
-	return &Engine{cfg: cfg, nets: opt.Networks, iocs: opt.IOCs, st: newState(), pq: pendingQueue{dir: opt.TempDir}}
+	return &Engine{cfg: cfg, nets: opt.Networks, iocs: opt.IOCs, st: newState(), dir: opt.TempDir, pqs: map[string]*pendingQueue{}}
+}
+
+// queue is the tenant's pending accesses, made on first use.
+func (e *Engine) queue(tenant string) *pendingQueue {
+	q := e.pqs[tenant]
+	if q == nil {
+		q = &pendingQueue{dir: e.dir}
+		e.pqs[tenant] = q
+		i, _ := slices.BinarySearch(e.pqKeys, tenant)
+		e.pqKeys = slices.Insert(e.pqKeys, i, tenant)
+	}
+	return q
 }
 
 // Alerts returns the alerts raised since the last call and forgets them.
@@ -99,6 +115,10 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	t := ev.Time.UTC()
 	ten := e.tenant(ev.Tenant, t)
 	e.trackSource(ten, ev, t)
+	e.trackSignIns(ten, ev, t)
+	if t.After(ten.Newest) {
+		ten.Newest = t
+	}
 	if isSignIn(ev) {
 		e.indexSignIn(ten, ev, t)
 	} else if isFailedSignIn(ev) {
@@ -132,9 +152,12 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 // end of a run; Save without Flush to continue later.
 func (e *Engine) Flush() {
 	st := e.st
-	for e.pq.Len() > 0 {
-		p := e.pq.pop()
-		e.judge(&p)
+	for _, k := range e.pqKeys {
+		q := e.pqs[k]
+		for q.Len() > 0 {
+			p := q.pop()
+			e.judge(&p)
+		}
 	}
 	for _, tk := range slices.Sorted(maps.Keys(st.Tenants)) {
 		ten := st.Tenants[tk]
@@ -347,22 +370,43 @@ func (e *Engine) advance(t time.Time) {
 	}
 }
 
+// release judges the accesses that became due: those whose grace period
+// the tenant's sign-in logs have passed (judgedUpTo).
 func (e *Engine) release() {
-	for {
-		p, ok := e.pq.peek()
-		if !ok || p.Due.After(e.st.Watermark) {
-			return
+	w := e.st.Watermark
+	for _, k := range e.pqKeys {
+		q := e.pqs[k]
+		var upTo time.Time
+		known := false
+		for {
+			p, ok := q.peek()
+			if !ok || p.Due.After(w) {
+				break
+			}
+			if !known {
+				upTo, known = e.judgedUpTo(e.st.Tenants[k]), true
+			}
+			if p.Due.After(upTo) {
+				break
+			}
+			x := q.pop()
+			e.judge(&x)
 		}
-		q := e.pq.pop()
-		e.judge(&q)
 	}
 }
 
-func (e *Engine) hold(p pending) { e.pq.push(p) }
+func (e *Engine) hold(p pending) { e.queue(p.Tenant).push(p) }
 
 // Err reports accesses the engine could not keep for judgement (a
 // failing temporary disk); they are counted in the error.
-func (e *Engine) Err() error { return e.pq.err }
+func (e *Engine) Err() error {
+	for _, k := range e.pqKeys {
+		if err := e.pqs[k].err; err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // periodic runs hourly (in event time): coverage checks and pruning.
 func (e *Engine) periodic(final bool) {
@@ -373,24 +417,30 @@ func (e *Engine) periodic(final bool) {
 func (e *Engine) prune() {
 	st := e.st
 	w := st.Watermark
-	keep := e.cfg.D1.TokenLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D()
+	// An access may be judged max_source_lag after its grace period (a
+	// lagging sign-in log): what it joins with is kept that much longer.
+	lag := e.cfg.D1.MaxSourceLag.D()
+	keep := e.cfg.D1.TokenLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D() + lag
 	for k, si := range st.Tokens {
 		if si.Time.Before(w.Add(-keep)) {
 			delete(st.Tokens, k)
 		}
 	}
-	skeep := e.cfg.D1.SessionLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D()
+	skeep := e.cfg.D1.SessionLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D() + lag
 	for k, l := range st.Sessions {
 		if l[len(l)-1].Time.Before(w.Add(-skeep)) {
 			delete(st.Sessions, k)
 		}
 	}
 	for ip, f := range st.Failures {
-		if f.Last.Before(w.Add(-e.cfg.D4.Nearby.D())) {
+		if f.Last.Before(w.Add(-e.cfg.D4.Nearby.D() - e.cfg.D1.Grace.D() - lag)) {
 			delete(st.Failures, ip)
 		}
 	}
-	hist := e.cfg.D4.History.D()
+	// What the judgement of a held access looks back on is kept from
+	// when the oldest access that may still be held happened.
+	held := e.cfg.D1.Grace.D() + lag
+	hist := e.cfg.D4.History.D() + held
 	for _, ten := range st.Tenants {
 		for _, u := range ten.Users {
 			for ip, s := range u.IPs {
@@ -420,7 +470,7 @@ func (e *Engine) prune() {
 			}
 		}
 		for k, lt := range ten.D4Alerted {
-			if lt.Before(w.Add(-24 * time.Hour)) {
+			if lt.Before(w.Add(-24*time.Hour - held)) {
 				delete(ten.D4Alerted, k)
 			}
 		}
@@ -560,12 +610,26 @@ func (e *Engine) judge(p *pending) {
 	if ten == nil {
 		return
 	}
+	silent := e.silentSources(ten, p)
+	n := len(e.alerts)
 	if e.cfg.D1.Enabled {
 		e.orphanToken(ten, p)
 	}
 	if e.cfg.D4.Enabled {
 		e.network(ten, p)
 	}
+	if len(silent) == 0 {
+		return
+	}
+	if len(e.alerts) > n {
+		lag := e.signInLag(ten, p, silent)
+		for i := range e.alerts[n:] {
+			a := &e.alerts[n+i]
+			a.Set("signin_lag", lag)
+			a.Title += " (judged without the sign-in log, which was silent or late)"
+		}
+	}
+	e.silentSignIns(ten, p, silent)
 }
 
 // D1.

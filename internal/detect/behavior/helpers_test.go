@@ -101,11 +101,15 @@ type signin struct {
 	asn            uint32
 	token, session string
 	failed         bool
+	nonInteractive bool // from the non-interactive sign-ins list
 }
 
 func (s signin) event(t testing.TB) *event.Event {
 	rec := map[string]any{"createdDateTime": s.at.Format(time.RFC3339), "userPrincipalName": s.user, "ipAddress": s.ip,
 		"uniqueTokenIdentifier": s.token, "sessionId": s.session, "tenantId": tenantID}
+	if s.nonInteractive {
+		rec["isInteractive"] = false
+	}
 	e := build(t, rec)
 	e.Time, e.Tenant, e.Source, e.Operation = s.at, tenantID, "entra.signin", "Sign-in activity"
 	e.User, e.IP, e.ASN, e.TokenID, e.SessionID, e.Failed = s.user, s.ip, s.asn, s.token, s.session, s.failed

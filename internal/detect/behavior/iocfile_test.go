@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,10 +58,17 @@ func TestConfigErrors(t *testing.T) {
 		"bad level":    replace(good, "tenant_level: high", "tenant_level: severe"),
 		"bad regexp":   replace(good, "'PowerShell'", "'(unclosed'"),
 		"version":      replace(good, "version: 1", "version: 2"),
+		// A file from before the setting: not silently 0 (no waiting).
+		"no max_source_lag": replace(good, "max_source_lag: 6h", "# max_source_lag: 6h"),
+		"max_source_lag":    replace(good, "max_source_lag: 6h", "max_source_lag: -1h"),
 	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("%s accepted", name)
 		}
+	}
+	old := replace(good, "max_source_lag: 6h", "# max_source_lag: 6h")
+	if _, err := ParseConfig([]byte(old)); err == nil || !strings.Contains(err.Error(), "orphan_token.max_source_lag is missing") {
+		t.Errorf("a settings file without max_source_lag: %v, want it named as missing", err)
 	}
 }
 

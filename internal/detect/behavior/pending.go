@@ -363,9 +363,8 @@ func (q *pendingQueue) state() (pendingState, error) {
 // restoreQueue rebuilds a queue from st. Inline, next gives the chunks
 // that followed it, written to fresh segments. Otherwise it opens the
 // segments st names in dir (cut back to the length it names: a crash may
-// have written more) and, dir being the caller's own, removes the
-// segments there it does not name (left by a run that crashed after its
-// last saved state).
+// have written more); the caller removes the segments no restored queue
+// names (removeStaleSegments).
 func restoreQueue(dir string, st pendingState, next func() ([]pending, error)) (pendingQueue, error) {
 	if st.Inline {
 		q := pendingQueue{dir: dir, head: st.Head, odd: st.Odd}
@@ -393,7 +392,6 @@ func restoreQueue(dir string, st pendingState, next func() ([]pending, error)) (
 		return pendingQueue{}, errors.New("pending accesses: a snapshot naming segment files needs the directory they are in")
 	}
 	q := pendingQueue{dir: dir, head: st.Head, tail: st.Tail, odd: st.Odd, last: st.Last, n: st.N, rOff: st.ROff, pinned: map[string]bool{}}
-	named := map[string]bool{}
 	for _, r := range st.Segs {
 		if r.Path == "" || filepath.Base(r.Path) != r.Path || !strings.HasPrefix(r.Path, "vigil-pending-") {
 			q.close()
@@ -419,7 +417,6 @@ func restoreQueue(dir string, st pendingState, next func() ([]pending, error)) (
 		}
 		q.segs = append(q.segs, &pendSeg{path: path, f: f, size: r.Size, chunks: r.Chunks})
 		q.pinned[path] = true
-		named[path] = true
 	}
 	n := 0
 	for _, sg := range q.segs {
@@ -431,16 +428,21 @@ func restoreQueue(dir string, st pendingState, next func() ([]pending, error)) (
 		q.close()
 		return pendingQueue{}, errors.New("pending accesses: the saved segments do not hold what the saved state counts")
 	}
-	if dir != "" {
-		if stale, err := filepath.Glob(filepath.Join(dir, pendingPattern)); err == nil {
-			for _, p := range stale {
-				if !named[p] {
-					os.Remove(p)
-				}
-			}
+	return q, nil
+}
+
+// removeStaleSegments removes the segment files in dir that named (the
+// paths the loaded queues use) does not hold.
+func removeStaleSegments(dir string, named map[string]bool) {
+	stale, err := filepath.Glob(filepath.Join(dir, pendingPattern))
+	if err != nil {
+		return
+	}
+	for _, p := range stale {
+		if !named[p] {
+			os.Remove(p)
 		}
 	}
-	return q, nil
 }
 
 // close frees the files; segments a saved state names stay on disk.

@@ -2,11 +2,13 @@ package behavior
 
 import (
 	"bytes"
+	"encoding/gob"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -184,7 +186,7 @@ func TestEngineSaveLoadWithSpilledAccesses(t *testing.T) {
 	for _, p := range in {
 		a.hold(p)
 	}
-	if a.pq.n == 0 {
+	if a.queue("").n == 0 {
 		t.Fatal("nothing was written to disk: the test does not exercise the spill")
 	}
 	var buf bytes.Buffer
@@ -195,11 +197,11 @@ func TestEngineSaveLoadWithSpilledAccesses(t *testing.T) {
 	if err := b.Load(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if a.pq.Len() != b.pq.Len() {
-		t.Fatalf("loaded %d pending accesses, saved %d", b.pq.Len(), a.pq.Len())
+	if a.queue("").Len() != b.queue("").Len() {
+		t.Fatalf("loaded %d pending accesses, saved %d", b.queue("").Len(), a.queue("").Len())
 	}
-	for a.pq.Len() > 0 {
-		x, y := a.pq.pop(), b.pq.pop()
+	for a.queue("").Len() > 0 {
+		x, y := a.queue("").pop(), b.queue("").pop()
 		if x.Seq != y.Seq || x.User != y.User || !x.Due.Equal(y.Due) || x.Items != y.Items || !slices.Equal(x.Sessions, y.Sessions) {
 			t.Fatalf("after load: %+v, want %+v", y, x)
 		}
@@ -220,8 +222,8 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 	for _, p := range in[:60_000] {
 		a.hold(p)
 	}
-	if len(a.pq.segs) < 3 {
-		t.Fatalf("%d segments: the test does not exercise rotation", len(a.pq.segs))
+	if len(a.queue("").segs) < 3 {
+		t.Fatalf("%d segments: the test does not exercise rotation", len(a.queue("").segs))
 	}
 	want := sortedPending(in[:60_000])
 	var saved bytes.Buffer
@@ -237,7 +239,7 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 	}
 	// The live engine goes on: reads past the first segments, writes more.
 	for range 30_000 {
-		a.pq.pop()
+		a.queue("").pop()
 	}
 	for _, p := range in[60_000:] {
 		a.hold(p)
@@ -254,11 +256,11 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Error("a segment the save does not name was left in place")
 	}
-	if b.pq.Len() != len(want) {
-		t.Fatalf("restored %d pending accesses, %d were held at the save", b.pq.Len(), len(want))
+	if b.queue("").Len() != len(want) {
+		t.Fatalf("restored %d pending accesses, %d were held at the save", b.queue("").Len(), len(want))
 	}
 	for i := range want {
-		got := b.pq.pop()
+		got := b.queue("").pop()
 		if got.Seq != want[i].Seq || got.User != want[i].User {
 			t.Fatalf("restored access %d is seq %d, want %d", i, got.Seq, want[i].Seq)
 		}
@@ -273,7 +275,75 @@ func TestEngineSaveLocalNamesSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, pendingPattern))
-	if len(left) != len(b.pq.segs) {
-		t.Errorf("%d segment files on disk, the engine uses %d", len(left), len(b.pq.segs))
+	if len(left) != len(b.queue("").segs) {
+		t.Errorf("%d segment files on disk, the engine uses %d", len(left), len(b.queue("").segs))
+	}
+}
+
+// Each tenant's accesses wait in a queue of their own, spilled to their
+// own segments: a local save names them all, and a restore brings back
+// every tenant's accesses (none of them taken for a crashed run's file).
+func TestEngineSaveLocalManyTenants(t *testing.T) {
+	dir := t.TempDir()
+	a := New(nil, Options{TempDir: dir})
+	want := map[string][]pending{}
+	for i, ten := range []string{"tenant-a", "tenant-b"} {
+		in := pendingStream(3*pendingMem, uint64(10+i))
+		for j := range in {
+			in[j].Tenant = ten
+			a.hold(in[j])
+		}
+		if a.queue(ten).n == 0 {
+			t.Fatalf("%s: nothing was written to disk: the test does not exercise the spill", ten)
+		}
+		want[ten] = sortedPending(in)
+	}
+	for _, local := range []bool{true, false} {
+		var saved bytes.Buffer
+		save := a.Save
+		if local {
+			save = a.SaveLocal
+		}
+		if err := save(&saved); err != nil {
+			t.Fatal(err)
+		}
+		b := New(nil, Options{TempDir: dir})
+		if err := b.Load(&saved); err != nil {
+			t.Fatalf("local %v: %v", local, err)
+		}
+		if local {
+			left, _ := filepath.Glob(filepath.Join(dir, pendingPattern))
+			if n := len(a.queue("tenant-a").segs) + len(a.queue("tenant-b").segs); len(left) != n {
+				t.Fatalf("%d segment files left after the restore, the saved state names %d", len(left), n)
+			}
+		}
+		for ten, w := range want {
+			q := b.queue(ten)
+			if q.Len() != len(w) {
+				t.Fatalf("local %v: %s: restored %d accesses, %d were held", local, ten, q.Len(), len(w))
+			}
+			for i := range w {
+				if got := q.pop(); got.Seq != w[i].Seq || got.Tenant != ten {
+					t.Fatalf("local %v: %s: access %d is %s seq %d, want seq %d", local, ten, i, got.Tenant, got.Seq, w[i].Seq)
+				}
+			}
+		}
+		if err := b.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A state saved by an older build is refused with a reason, not misread.
+func TestLoadRefusesOtherStateVersion(t *testing.T) {
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	if err := enc.Encode(stateHeader{Magic: stateMagic, Version: StateVersion - 1}); err != nil {
+		t.Fatal(err)
+	}
+	err := New(nil, Options{}).Load(&buf)
+	want := fmt.Sprintf("version %d, this build reads %d (replay the logs to rebuild it)", StateVersion-1, StateVersion)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("load of a version %d state: %v, want %q", StateVersion-1, err, want)
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
 // StateVersion is the persisted state format. A different version is
 // refused rather than misread; the state can always be rebuilt by
 // replaying the journal.
-const StateVersion = 3
+const StateVersion = 4
 
 const stateMagic = "vigil-behavior-state"
 
@@ -28,7 +29,7 @@ type state struct {
 	Failures  map[string]*failures // D4: failed sign-ins per address
 	Tenants   map[string]*tenantState
 	// The mail accesses awaiting judgement follow the state in a saved
-	// file, a chunk at a time (Engine.pq).
+	// file, tenant by tenant, a chunk at a time (Engine.pqs).
 }
 
 // SignIn is a successful sign-in reduced to what joins need.
@@ -41,6 +42,7 @@ type SignIn struct {
 
 type tenantState struct {
 	FirstSeen   time.Time
+	Newest      time.Time // the latest event time of the tenant
 	FirstSignin time.Time
 	Pairs       map[string]time.Time            // D2: AppId|ClientAppId → first read in the tenant
 	NewPairs    map[string]*newPair             // D2: pairs first seen after learning, for roll-out detection
@@ -54,6 +56,7 @@ type tenantState struct {
 	ASNUsers    map[uint32][]string             // D4: users signing in from an ASN (capped)
 	D4Alerted   map[string]time.Time            // D4: mailbox|ip → last alert
 	Sources     map[string]*sourceState         // D9
+	SignIns     map[string]*sourceState         // D1, D4: sign-in streams (signInStream) and their watermarks
 	Multi       map[string]map[string]time.Time // D3: app|accessor → mailbox → latest read in the window
 	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
 	Searches    []search                        // D8: sensitive searches awaiting reads
@@ -110,10 +113,19 @@ type mailboxState struct {
 	Silent        bool // D9: silence already reported
 }
 
+// sourceState is one source of a tenant (D9), or one of its sign-in
+// streams. Last is its event-time watermark; for a sign-in stream it and
+// the stream's delay decide when the tenant's mail accesses can be
+// judged (Engine.judgedUpTo).
 type sourceState struct {
 	Last    time.Time
 	MaxGap  time.Duration
-	Alerted bool
+	Alerted bool // D9: source gap reported
+	Lagging bool // D9: a sign-in stream silent beyond orphan_token.max_source_lag reported
+	// How far behind the tenant's newest event a sign-in stream's records
+	// arrive: in the window begun at DelayFrom and in the one before.
+	Delays, DelaysPrev delayHist
+	DelayFrom          time.Time
 }
 
 type search struct {
@@ -169,7 +181,7 @@ func newTenant(t time.Time) *tenantState {
 		FirstSeen: t, Pairs: map[string]time.Time{}, NewPairs: map[string]*newPair{},
 		Consents: map[string]consent{}, Sanctioned: map[string]*sanction{}, UAMailboxes: map[string]int{}, ASNUsers: map[uint32][]string{}, Users: map[string]*userState{}, Mailboxes: map[string]*mailboxState{},
 		AppASNs: map[string]map[uint32]time.Time{}, IPSeen: map[string]time.Time{}, D4Alerted: map[string]time.Time{},
-		Sources: map[string]*sourceState{}, Multi: map[string]map[string]time.Time{}, MultiAlert: map[string]time.Time{},
+		Sources: map[string]*sourceState{}, SignIns: map[string]*sourceState{}, Multi: map[string]map[string]time.Time{}, MultiAlert: map[string]time.Time{},
 	}
 }
 
@@ -189,8 +201,12 @@ func (e *Engine) Save(w io.Writer) error { return e.save(w, false) }
 // SaveLocal no longer names them. Without a TempDir of the caller's own
 // (Options.TempDir) there is no place to name them in, and it copies
 // them as Save does.
-func (e *Engine) SaveLocal(w io.Writer) error { return e.save(w, e.pq.dir != "") }
+func (e *Engine) SaveLocal(w io.Writer) error { return e.save(w, e.dir != "") }
 
+// save writes the header, the state, the tenants that have a queue of
+// pending accesses and then each tenant's queue in that order: the
+// in-memory part, and the chunks on disk by name (local) or copied after
+// it, ended by an empty chunk.
 func (e *Engine) save(w io.Writer, local bool) error {
 	bw := bufio.NewWriter(w)
 	enc := gob.NewEncoder(bw)
@@ -200,29 +216,33 @@ func (e *Engine) save(w io.Writer, local bool) error {
 	if err := enc.Encode(e.st); err != nil {
 		return fmt.Errorf("save behaviour state: %w", err)
 	}
-	// Then the accesses awaiting judgement: the in-memory part, and the
-	// chunks on disk by name (local) or copied after it.
-	if local {
-		ps, err := e.pq.state()
+	if err := enc.Encode(append([]string{}, e.pqKeys...)); err != nil {
+		return fmt.Errorf("save behaviour state: %w", err)
+	}
+	for _, k := range e.pqKeys {
+		q := e.pqs[k]
+		if local {
+			ps, err := q.state()
+			if err == nil {
+				err = enc.Encode(ps)
+			}
+			if err != nil {
+				return fmt.Errorf("save behaviour state: tenant %q: %w", k, err)
+			}
+			continue
+		}
+		ps, err := q.inlineState()
 		if err == nil {
 			err = enc.Encode(ps)
 		}
-		if err != nil {
-			return fmt.Errorf("save behaviour state: %w", err)
-		}
-	} else {
-		ps, err := e.pq.inlineState()
 		if err == nil {
-			err = enc.Encode(ps)
-		}
-		if err == nil {
-			err = e.pq.eachChunk(func(c []pending) error { return enc.Encode(c) })
+			err = q.eachChunk(func(c []pending) error { return enc.Encode(c) })
 		}
 		if err == nil {
 			err = enc.Encode([]pending{})
 		}
 		if err != nil {
-			return fmt.Errorf("save behaviour state: %w", err)
+			return fmt.Errorf("save behaviour state: tenant %q: %w", k, err)
 		}
 	}
 	if err := bw.Flush(); err != nil {
@@ -267,22 +287,56 @@ func (e *Engine) Load(r io.Reader) error {
 	for _, t := range st.Tenants {
 		t.fill()
 	}
-	var ps pendingState
-	if err := dec.Decode(&ps); err != nil {
+	var keys []string
+	if err := dec.Decode(&keys); err != nil {
 		return fmt.Errorf("load behaviour state: pending accesses: %w", err)
 	}
-	pq, err := restoreQueue(e.pq.dir, ps, func() ([]pending, error) {
-		var c []pending
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("pending accesses: %w", err)
-		}
-		return c, nil
-	})
-	if err != nil {
-		return fmt.Errorf("load behaviour state: %w", err)
+	if !slices.IsSorted(keys) || len(slices.Compact(slices.Clone(keys))) != len(keys) {
+		return errors.New("load behaviour state: pending accesses: damaged tenant list")
 	}
-	e.pq.close()
-	e.st, e.pq = st, pq
+	pqs := make(map[string]*pendingQueue, len(keys))
+	closeAll := func() {
+		for _, q := range pqs {
+			q.close()
+		}
+	}
+	local := false
+	for _, k := range keys {
+		var ps pendingState
+		if err := dec.Decode(&ps); err != nil {
+			closeAll()
+			return fmt.Errorf("load behaviour state: pending accesses of tenant %q: %w", k, err)
+		}
+		local = local || !ps.Inline
+		q, err := restoreQueue(e.dir, ps, func() ([]pending, error) {
+			var c []pending
+			if err := dec.Decode(&c); err != nil {
+				return nil, fmt.Errorf("pending accesses: %w", err)
+			}
+			return c, nil
+		})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("load behaviour state: tenant %q: %w", k, err)
+		}
+		pqs[k] = &q
+	}
+	// The directory being the engine's own, segments there that the
+	// loaded state does not name were left by a run that crashed after
+	// its last saved state.
+	if local && e.dir != "" {
+		named := map[string]bool{}
+		for _, q := range pqs {
+			for p := range q.pinned {
+				named[p] = true
+			}
+		}
+		removeStaleSegments(e.dir, named)
+	}
+	for _, q := range e.pqs {
+		q.close()
+	}
+	e.st, e.pqs, e.pqKeys = st, pqs, keys
 	return nil
 }
 
@@ -358,6 +412,9 @@ func (t *tenantState) fill() {
 	}
 	if t.Sources == nil {
 		t.Sources = n.Sources
+	}
+	if t.SignIns == nil {
+		t.SignIns = n.SignIns
 	}
 	if t.Multi == nil {
 		t.Multi = n.Multi

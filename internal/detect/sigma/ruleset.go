@@ -398,6 +398,14 @@ func (rs *Ruleset) Detect(e *event.Event) Matches {
 	return m
 }
 
+// EmitSingle emits the single-event detections among m, leaving the
+// correlations alone: for an event that cannot be placed in time.
+func (m Matches) EmitSingle(emit func(Detection)) {
+	for _, d := range m.dets {
+		emit(d)
+	}
+}
+
 // Apply takes what Detect found in e, in event order: it closes the
 // correlation windows e's time ends, emits the detections and feeds the
 // correlations.

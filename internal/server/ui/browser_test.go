@@ -69,7 +69,7 @@ func simulateTenant(t *testing.T) *demoTenant {
 	}
 	rs, refused := c.Compile()
 	d := &demoTenant{truth: truth}
-	hot := append(rs.FieldSyms(), event.MailAccessFields...)
+	hot := append(rs.FieldSyms(), event.HotFields...)
 	st, err := source.ReadPaths(ctx, paths, source.Options{Hot: hot}, func(e *event.Event) error {
 		d.events = append(d.events, e)
 		return nil
