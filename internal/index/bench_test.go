@@ -2,9 +2,18 @@ package index
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
 )
@@ -57,4 +66,192 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkIncremental measures updates as vigil serve's follower makes
+// them: its process appends to the journal, and the index, built over the
+// first half, catches up with UpdateFrom after every further chunk of
+// $VIGIL_BENCH_CHUNK entries (default 10,000). Detection runs ahead of the
+// index in a server, so before each update an alert is written for one
+// entry in 2,000 of the chunk, for the update to link. The tenant is
+// $VIGIL_BENCH_TENANT (a directory of `vigil simulate` output) or the
+// tests' small one. It reports the CPU (user + system of the whole process,
+// engine threads included) of the updates per event indexed, events per
+// second of the updates' wall time, and each step's CPU per event
+// (stepHook). Both totals include a checkpoint after the last update,
+// which writes what the updates left in the engine's write-ahead log. Run with -benchtime=1x: one iteration is the whole journal.
+func BenchmarkIncremental(b *testing.B) {
+	ctx := context.Background()
+	files := tenantFiles(b)
+	if d := os.Getenv("VIGIL_BENCH_TENANT"); d != "" {
+		files = []string{filepath.Join(d, "ual.jsonl"), filepath.Join(d, "signins.jsonl"), filepath.Join(d, "gws.jsonl")}
+	}
+	chunk := 10_000
+	if v := os.Getenv("VIGIL_BENCH_CHUNK"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("VIGIL_BENCH_CHUNK=%q: want a positive number", v)
+		}
+		chunk = n
+	}
+	// Count the entries first, to know where the first half ends.
+	var total int
+	if _, err := source.ReadPaths(ctx, files, source.Options{}, func(*event.Event) error { total++; return nil }); err != nil {
+		b.Fatal(err)
+	}
+
+	type cost struct{ cpu, wall time.Duration }
+	var (
+		steps  = map[string]*cost{}
+		order  []string
+		upd    cost
+		ckpt   cost // the final checkpoint
+		events uint64
+		rounds int
+		// checkpoints the engine made during the updates, and the largest
+		// write-ahead log seen after one
+		checkpoints     int
+		walSize, walMax int64
+		bytesPerEvent   float64 // the database file after the last run
+	)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		data := b.TempDir()
+		x, err := Open(ctx, filepath.Join(b.TempDir(), "idx"), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var (
+			cur     []journal.Entry
+			pending []alert.Alert
+			seen    int
+		)
+		update := func() {
+			if len(cur) > 0 {
+				if _, err := j.AppendBatch(ctx, cur); err != nil {
+					b.Fatal(err)
+				}
+				cur = cur[:0]
+			}
+			if seen <= total/2 {
+				return // the first half is indexed once, unmeasured
+			}
+			if x.stepHook == nil {
+				if _, err := x.UpdateFrom(ctx, data, j); err != nil {
+					b.Fatal(err)
+				}
+				x.stepHook = func(step string) func() {
+					c0, t0 := cpuTime(), time.Now()
+					return func() {
+						c, ok := steps[step]
+						if !ok {
+							c = &cost{}
+							steps[step] = c
+							order = append(order, step)
+						}
+						c.cpu += cpuTime() - c0
+						c.wall += time.Since(t0)
+					}
+				}
+				return
+			}
+			if err := x.PutDetections(ctx, pending, nil); err != nil {
+				b.Fatal(err)
+			}
+			pending = pending[:0]
+			runtime.GC()
+			b.StartTimer()
+			c0, t0 := cpuTime(), time.Now()
+			st, err := x.UpdateFrom(ctx, data, j)
+			upd.cpu += cpuTime() - c0
+			upd.wall += time.Since(t0)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			events += st.Events
+			rounds++
+			// The engine checkpoints when its write-ahead log passes the
+			// threshold: the log shrinks.
+			if fi, err := os.Stat(filepath.Join(x.path, dbFile+".wal")); err == nil {
+				if fi.Size() < walSize {
+					checkpoints++
+				}
+				walSize = fi.Size()
+				walMax = max(walMax, walSize)
+			} else if walSize > 0 {
+				checkpoints++
+				walSize = 0
+			}
+		}
+		_, err = source.ReadPaths(ctx, files, source.Options{}, func(e *event.Event) error {
+			cur = append(cur, journal.Entry{Source: e.Source, Origin: e.Origin.File, RecordID: e.RecordID, Raw: e.Raw})
+			seen++
+			if seen > total/2 && seen%2000 == 0 && e.RecordID != "" {
+				pending = append(pending, alertOn(e, "B1", "benchmark alert", alert.High))
+			}
+			if len(cur) == chunk {
+				update()
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		update()
+		// What the updates left in the write-ahead log is written to the
+		// database by a checkpoint (at the threshold, or at close): part
+		// of their cost.
+		b.StartTimer()
+		c0, t0 := cpuTime(), time.Now()
+		if _, err := x.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+			b.Fatal(err)
+		}
+		ckpt.cpu += cpuTime() - c0
+		ckpt.wall += time.Since(t0)
+		b.StopTimer()
+		var all uint64
+		if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&all); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(x.path, dbFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytesPerEvent = float64(fi.Size()) / float64(all)
+		if err := j.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := x.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if events == 0 {
+		b.Fatal("no event indexed by a measured update")
+	}
+	ev := float64(events)
+	b.ReportMetric(float64((upd.cpu+ckpt.cpu).Microseconds())/ev, "cpu-µs/event")
+	b.ReportMetric(ev/(upd.wall+ckpt.wall).Seconds(), "events/s")
+	b.ReportMetric(float64(ckpt.cpu.Microseconds())/ev, "final_checkpoint-cpu-µs/event")
+	b.ReportMetric(float64(events)/float64(rounds), "events/update")
+	b.ReportMetric(float64(checkpoints), "checkpoints")
+	b.ReportMetric(bytesPerEvent, "file-bytes/event")
+	b.ReportMetric(float64(walMax)/(1<<20), "max-wal-MiB")
+	for _, s := range order {
+		b.ReportMetric(float64(steps[s].cpu.Microseconds())/ev, strings.ReplaceAll(s, " ", "_")+"-cpu-µs/event")
+	}
+}
+
+// cpuTime is the user + system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(fmt.Sprintf("getrusage: %v", err))
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

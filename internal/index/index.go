@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -43,6 +44,29 @@ type Index struct {
 
 	// enrich fills rows' ASN and country (UseNetworks); nil: none.
 	enrich enricher
+
+	// threshold is the engine's checkpoint threshold, as SET takes it;
+	// inBulk says bulk replaced it for now.
+	threshold string
+	inBulk    bool
+
+	// tailClean says no row lies past the recorded position: the last
+	// update of this process recorded the position of everything it
+	// wrote. Only the writing process (one at a time) writes rows, and
+	// only its updates (one at a time) touch this.
+	tailClean bool
+
+	// stepHook, when set (benchmarks), is called before each step of an
+	// update with the step's name; the func it returns, after it.
+	stepHook func(step string) func()
+}
+
+// step brackets one step of an update for stepHook.
+func (x *Index) step(name string) func() {
+	if x.stepHook == nil {
+		return func() {}
+	}
+	return x.stepHook(name)
 }
 
 // Options configure Open.
@@ -70,6 +94,23 @@ type Options struct {
 // DefaultMemoryLimit is the engine's buffer pool when Options.MemoryLimit
 // is 0. The lookup indexes must fit in it while they are built.
 const DefaultMemoryLimit = 4 << 30
+
+// checkpointThreshold is the write-ahead log size at which the engine
+// writes the tables' changes into the database file: 256 MiB, or an
+// eighth of the buffer pool if that is less (the changes wait in memory
+// until then), never below the engine's default of 16 MiB. Each
+// checkpoint re-compresses the tables' last, partly filled row groups
+// whatever it adds, so at the default updates of 10,000 entries paid for
+// one about every other update: 30–40 % of their CPU
+// (BenchmarkIncremental, docs/deps.md). The log is replayed when the
+// index is next opened after a crash.
+func checkpointThreshold(memoryLimit int64) int64 {
+	return max(min(256<<20, memoryLimit/8), 16<<20)
+}
+
+// bulkThreshold is the engine's default checkpoint threshold, for bulk
+// loads (bulkEntries).
+const bulkThreshold = "16MiB"
 
 // ErrNoIndex says the journal has no index yet.
 var ErrNoIndex = errors.New("no index (run vigil reindex --data DIR)")
@@ -112,6 +153,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 	// handles cannot touch files or undo these settings from SQL.
 	q.Set("autoinstall_known_extensions", "false")
 	q.Set("autoload_known_extensions", "false")
+	threshold := strconv.FormatInt(checkpointThreshold(limit)>>20, 10) + "MiB"
+	if !opts.ReadOnly {
+		q.Set("checkpoint_threshold", threshold)
+	}
 	if opts.ReadOnly {
 		q.Set("access_mode", "READ_ONLY")
 		q.Set("enable_external_access", "false")
@@ -125,7 +170,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s: %w", file, err)
 	}
 	db := sql.OpenDB(c)
-	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly, retention: opts.Retention}
+	x := &Index{db: db, path: dir, readOnly: opts.ReadOnly, retention: opts.Retention, threshold: threshold}
 	if !opts.Fresh {
 		// Refuse another version before touching its tables.
 		var v string
@@ -298,17 +343,44 @@ func (x *Index) UpdateFrom(ctx context.Context, dataDir string, j journal.Log) (
 
 type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error
 
+// bulkEntries: an update at least this far behind the journal is a bulk
+// load, like a rebuild: it stages CSV for the engine's parallel reader, and
+// loads whole row groups, which the engine writes straight into the
+// database file; for it the engine checkpoints at its default log size,
+// which kept the file of a rebuild 10 % smaller and its load faster than
+// the larger threshold of incremental updates (docs/deps.md).
+const bulkEntries = 100_000
+
+// bulk sets the engine's checkpoint threshold to bulkThreshold until
+// restore is called; nested calls leave it to the outermost.
+func (x *Index) bulk(ctx context.Context) (restore func() error, err error) {
+	if x.inBulk || x.threshold == bulkThreshold {
+		return func() error { return nil }, nil
+	}
+	if _, err := x.db.ExecContext(ctx, `SET checkpoint_threshold = '`+bulkThreshold+`'`); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	x.inBulk = true
+	return func() error {
+		x.inBulk = false
+		if _, err := x.db.ExecContext(context.WithoutCancel(ctx), `SET checkpoint_threshold = '`+x.threshold+`'`); err != nil {
+			return fmt.Errorf("index: restore the checkpoint threshold: %w", err)
+		}
+		return nil
+	}, nil
+}
+
 // errLimit ends a read at update's limit.
 var errLimit = errors.New("index: read limit")
 
 // update indexes the entries from the recorded position on: up to limit
 // (0: every entry read gives), taking rows from cache where it has them.
-func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache *rowCache, limit uint64) (UpdateStats, error) {
+func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache *rowCache, limit uint64) (st UpdateStats, err error) {
 	began := time.Now()
-	var st UpdateStats
 	if x.readOnly {
 		return st, errors.New("index: opened read-only")
 	}
+	done := x.step("position")
 	next, err := x.Next(ctx)
 	if err != nil {
 		return st, err
@@ -317,19 +389,46 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 	if err != nil {
 		return st, err
 	}
+	done()
 	if first > next {
 		st.Expired = first - next
 		next = first
 	}
 	st.From, st.To = next, next
 	// Rows past the recorded position belong to an update that was cut
-	// short; they are redone.
-	for _, t := range []string{"events", "mail_access", "unindexed"} {
-		if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx >= ?`, next); err != nil {
-			return st, fmt.Errorf("index: %w", err)
+	// short (in this process, or one that stopped); they are redone.
+	if !x.tailClean {
+		done = x.step("delete")
+		for _, t := range []string{"events", "mail_access", "unindexed"} {
+			if _, err := x.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE idx >= ?`, next); err != nil {
+				return st, fmt.Errorf("index: %w", err)
+			}
 		}
+		done()
 	}
-	w, err := x.newWriter(ctx)
+	// How far behind: the journal's leaves file may count entries not
+	// acknowledged yet, which is near enough to choose how to load.
+	size, err := JournalSize(dataDir)
+	if err != nil {
+		return st, fmt.Errorf("index: %w", err)
+	}
+	if limit > 0 {
+		size = min(size, limit)
+	}
+	if size >= next+bulkEntries {
+		var restore func() error
+		if restore, err = x.bulk(ctx); err != nil {
+			return st, err
+		}
+		defer func() {
+			if rerr := restore(); err == nil {
+				err = rerr
+			}
+		}()
+	}
+	// Until the last commit below, rows may lie past the position.
+	x.tailClean = false
+	w, err := x.newWriter(ctx, !x.inBulk)
 	if err != nil {
 		return st, err
 	}
@@ -339,8 +438,10 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 			return err
 		}
 		st.To = to
+		defer x.step("set next")()
 		return x.setMeta(ctx, "next", strconv.FormatUint(to, 10))
 	}
+	done = x.step("read, decode, stage")
 	p := newPipeline(ctx, w, cache, commitEvery, commit)
 	add := p.add
 	if limit > 0 {
@@ -358,8 +459,10 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 	if err2 := p.finish(); err == nil {
 		err = err2
 	}
+	done()
 	if err == nil {
 		err = commit(max(p.next, next))
+		x.tailClean = err == nil
 	}
 	st.Events, st.MailRows, st.Unindexed, st.Shared = w.events, w.mail, w.unindexed, p.shared
 	st.Elapsed = time.Since(began)
@@ -371,9 +474,11 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 	}
 	if st.To > st.From {
 		// Alerts detection wrote before their events were indexed.
+		done := x.step("link alerts")
 		x.detMu.Lock()
 		err := linkAlerts(ctx, x.db, st.From, nil)
 		x.detMu.Unlock()
+		done()
 		if err != nil {
 			return st, err
 		}
@@ -383,7 +488,9 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 			return st, err
 		}
 	}
+	done = x.step("expire")
 	ex, err := x.expireDue(ctx)
+	done()
 	st.Dropped = ex.Dropped
 	return st, err
 }
@@ -480,10 +587,21 @@ func (x *Index) dropLookupIndexes(ctx context.Context) error {
 }
 
 // Rebuild empties the index and indexes the whole journal again.
-func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error) {
+func (x *Index) Rebuild(ctx context.Context, dataDir string) (st UpdateStats, err error) {
 	if x.readOnly {
 		return UpdateStats{}, errors.New("index: opened read-only")
 	}
+	// The lookup indexes built after the load, too, left a file 10 %
+	// larger when checkpointed at the incremental threshold.
+	restore, err := x.bulk(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer func() {
+		if rerr := restore(); err == nil {
+			err = rerr
+		}
+	}()
 	// Loading without the lookup indexes and building them once at the
 	// end is much cheaper than updating them row by row.
 	if err := x.dropLookupIndexes(ctx); err != nil {
@@ -500,7 +618,7 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (UpdateStats, error
 		return UpdateStats{}, fmt.Errorf("index: %w", err)
 	}
 	x.lastExpire = time.Time{} // the rebuild expires what the index had expired
-	st, err := x.Update(ctx, dataDir)
+	st, err = x.Update(ctx, dataDir)
 	if err != nil {
 		return st, err
 	}
@@ -544,14 +662,22 @@ func firstEntry(dataDir string) (uint64, error) {
 }
 
 // writer stages rows in CSV files beside the database and loads them with
-// COPY at each flush: the engine's parallel CSV reader is about ten times
-// faster than appending row by row through cgo (docs/deps.md).
+// COPY at each flush: for a bulk load the engine's parallel CSV reader is
+// about ten times faster than appending row by row through cgo
+// (docs/deps.md). A small update (apps) hands events and mail_access rows
+// to the engine's appender instead, which costs less than writing and
+// parsing CSV for a few thousand rows; unindexed entries, rare, always go
+// through CSV.
 type writer struct {
 	x                       *Index
 	ctx                     context.Context
 	tabs                    [3]stage // events, mail_access, unindexed
 	events, mail, unindexed uint64
 	closed                  bool
+
+	conn *sql.Conn           // the appenders' connection
+	apps [2]*duckdb.Appender // events, mail_access; nil: CSV
+	rows [2]int              // appended since the last flush
 }
 
 type stage struct {
@@ -563,7 +689,9 @@ type stage struct {
 	rows  int
 }
 
-func (x *Index) newWriter(ctx context.Context) (*writer, error) {
+// newWriter returns a writer; appender: load events and mail_access
+// through the engine's appender instead of CSV.
+func (x *Index) newWriter(ctx context.Context, appender bool) (*writer, error) {
 	w := &writer{x: x, ctx: ctx}
 	for i, t := range []string{"events", "mail_access", "unindexed"} {
 		s := &w.tabs[i]
@@ -574,7 +702,47 @@ func (x *Index) newWriter(ctx context.Context) (*writer, error) {
 			return nil, err
 		}
 	}
+	if !appender {
+		return w, nil
+	}
+	c, err := x.db.Conn(ctx)
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("index: appender: %w", err)
+	}
+	w.conn = c
+	err = c.Raw(func(dc any) error {
+		for i, t := range []string{"events", "mail_access"} {
+			a, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "", t)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
+			w.apps[i] = a
+		}
+		return nil
+	})
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("index: appender: %w", err)
+	}
 	return w, nil
+}
+
+// orNull is a VARCHAR cell for the appender as CSV loads it: an empty
+// string is NULL.
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return str(s)
+}
+
+// timeOrNull is a TIMESTAMP cell for the appender as tm writes it for CSV.
+func timeOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
 }
 
 func (s *stage) open() error {
@@ -626,6 +794,21 @@ func (s *stage) row(cells ...string) error {
 }
 
 func (w *writer) appendEvent(r *eventRow) error {
+	if a := w.apps[0]; a != nil {
+		var hi, lo, asn any
+		if r.hasIP {
+			hi, lo = r.ipHi, r.ipLo
+		}
+		if r.asn != 0 {
+			asn = r.asn
+		}
+		w.events++
+		w.rows[0]++
+		return a.AppendRow(r.idx, r.sub, timeOrNull(r.time), timeOrNull(r.received), r.kind, orNull(r.tenant), orNull(r.source),
+			orNull(r.op), orNull(r.result), r.failed, orNull(r.actor), orNull(r.app), orNull(r.clientApp), orNull(r.servicePrincipal),
+			orNull(r.ip), hi, lo, asn, orNull(r.country), orNull(r.userAgent),
+			orNull(r.session), orNull(r.token), orNull(r.mailbox), orNull(r.recordID), r.items)
+	}
 	hi, lo, asn := "", "", ""
 	if r.hasIP {
 		hi, lo = u64(r.ipHi), u64(r.ipLo)
@@ -642,6 +825,23 @@ func (w *writer) appendEvent(r *eventRow) error {
 }
 
 func (w *writer) appendMail(m *mailRow) error {
+	if a := w.apps[1]; a != nil {
+		var hi, lo, asn, key any
+		if m.hasIP {
+			hi, lo = m.ipHi, m.ipLo
+		}
+		if m.asn != 0 {
+			asn = m.asn
+		}
+		if m.messageID != "" {
+			key = messageKey(m.messageID)
+		}
+		w.mail++
+		w.rows[1]++
+		return a.AppendRow(m.idx, m.sub, m.n, timeOrNull(m.time), orNull(m.mailbox), orNull(m.folder), orNull(m.messageID), key,
+			m.accessType, m.throttled, orNull(m.actor), orNull(m.app), orNull(m.clientApp), orNull(m.ip), hi, lo, asn,
+			orNull(m.country), orNull(m.session), orNull(m.token))
+	}
 	hi, lo, asn := "", "", ""
 	if m.hasIP {
 		hi, lo = u64(m.ipHi), u64(m.ipLo)
@@ -666,6 +866,18 @@ func (w *writer) appendUnindexed(idx uint64, source, reason string) error {
 
 // flush loads the staged rows into their tables.
 func (w *writer) flush() error {
+	for i, a := range w.apps {
+		if a == nil || w.rows[i] == 0 {
+			continue
+		}
+		done := w.x.step("append " + w.tabs[i].table)
+		err := a.FlushWithCancel(w.ctx)
+		done()
+		if err != nil {
+			return fmt.Errorf("index: load %s: %w", w.tabs[i].table, err)
+		}
+		w.rows[i] = 0
+	}
 	for i := range w.tabs {
 		s := &w.tabs[i]
 		if s.rows == 0 {
@@ -683,7 +895,10 @@ func (w *writer) flush() error {
 		}
 		q := fmt.Sprintf(`COPY %s FROM '%s' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '"', ESCAPE '"', NEW_LINE '\n', AUTO_DETECT false, STRICT_MODE true)`,
 			s.table, strings.ReplaceAll(s.path, "'", "''"))
-		if _, err := w.x.db.ExecContext(w.ctx, q); err != nil {
+		done := w.x.step("copy " + s.table)
+		_, err := w.x.db.ExecContext(w.ctx, q)
+		done()
+		if err != nil {
 			return fmt.Errorf("index: load %s: %w", s.table, err)
 		}
 		if err := s.open(); err != nil {
@@ -699,6 +914,23 @@ func (w *writer) close() error {
 	}
 	w.closed = true
 	var errs []error
+	for _, a := range w.apps {
+		if a != nil {
+			// Rows not flushed were not committed: an update that stops
+			// leaves them out (closing would append them).
+			if err := a.Clear(); err != nil {
+				errs = append(errs, err)
+			}
+			if err := a.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if w.conn != nil {
+		if err := w.conn.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := range w.tabs {
 		s := &w.tabs[i]
 		if s.f != nil {

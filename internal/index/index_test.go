@@ -186,20 +186,26 @@ func TestUpdateAfterInterruption(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	ingest(t, data, tenantFiles(t), 5000, nil)
-	x, err := Open(ctx, t.TempDir(), Options{})
+	dir := t.TempDir()
+	x, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer x.Close()
 	if _, err := x.Update(ctx, data); err != nil {
 		t.Fatal(err)
 	}
 	want := dump(t, x)
-	// Pretend the last commit recorded only half the journal.
+	// Pretend the last commit of a process that stopped recorded only
+	// half the journal.
 	next, _ := x.Next(ctx)
 	if err := x.setMeta(ctx, "next", strconv.FormatUint(next/2, 10)); err != nil {
 		t.Fatal(err)
 	}
+	x.Close()
+	if x, err = Open(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
 	s, err := x.Status(ctx, data)
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +220,60 @@ func TestUpdateAfterInterruption(t *testing.T) {
 	for tbl := range want {
 		if !slices.Equal(want[tbl], got[tbl]) {
 			t.Errorf("%s: %d rows before, %d after the redo", tbl, len(want[tbl]), len(got[tbl]))
+		}
+	}
+}
+
+// An update of this process that fails after loading its rows but before
+// recording their position leaves rows past it; the next update redoes
+// them instead of adding them twice.
+func TestUpdateAfterFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	files := tenantFiles(t)
+	x, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	want, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	failed := 0
+	ingest(t, data, files, 4000, func(n uint64) {
+		if _, err := want.Update(ctx, data); err != nil {
+			t.Fatal(err)
+		}
+		if n > 4000 && failed == 0 {
+			// The rows are loaded; recording their position fails.
+			uctx, cancel := context.WithCancel(ctx)
+			x.stepHook = func(step string) func() {
+				if step == "set next" {
+					cancel()
+				}
+				return func() {}
+			}
+			_, err := x.Update(uctx, data)
+			x.stepHook = nil
+			cancel()
+			if err == nil {
+				t.Fatal("update succeeded with its context cancelled before recording its position")
+			}
+			failed++
+		}
+		if _, err := x.Update(ctx, data); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if failed == 0 {
+		t.Fatal("no update failed")
+	}
+	w, g := dump(t, want), dump(t, x)
+	for tbl := range w {
+		if !slices.Equal(w[tbl], g[tbl]) {
+			t.Errorf("%s: %d rows, after a failed commit %d", tbl, len(w[tbl]), len(g[tbl]))
 		}
 	}
 }
@@ -530,9 +590,20 @@ func TestHostileValuesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
+	// An update this small goes through the engine's appender, a rebuild
+	// through CSV: both must keep the values.
 	if _, err := x.Update(ctx, data); err != nil {
 		t.Fatal(err)
 	}
+	checkHostile(t, ctx, x)
+	if _, err := x.Rebuild(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	checkHostile(t, ctx, x)
+}
+
+func checkHostile(t *testing.T, ctx context.Context, x *Index) {
+	t.Helper()
 	res, err := x.query(ctx, "SELECT e.user_agent, e.actor, e.ip, m.folder, m.internet_message_id FROM events e JOIN mail_access m USING (idx, sub)")
 	if err != nil {
 		t.Fatal(err)
@@ -628,5 +699,37 @@ func TestMemoryLimit(t *testing.T) {
 		if err != nil || len(res.Rows) != 1 || fmt.Sprint(res.Rows[0][0]) != c.want {
 			t.Errorf("memory limit %d: %v %v, want %s", c.limit, res, err, c.want)
 		}
+	}
+}
+
+// The engine keeps the changes of up to a checkpoint threshold in memory:
+// it follows the memory limit down, so a small buffer pool is not filled
+// by them.
+func TestCheckpointThreshold(t *testing.T) {
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
+	for _, c := range []struct {
+		limit int64
+		want  string
+	}{{0, "256.0 MiB"}, {512 << 20, "64.0 MiB"}, {64 << 20, "16.0 MiB"}} {
+		x, err := Open(t.Context(), t.TempDir(), Options{MemoryLimit: c.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		threshold := func(when string) {
+			t.Helper()
+			var got string
+			err := x.db.QueryRowContext(t.Context(), "SELECT current_setting('checkpoint_threshold')").Scan(&got)
+			if err != nil || got != c.want {
+				t.Errorf("memory limit %d, %s: checkpoint threshold %q (%v), want %s", c.limit, when, got, err, c.want)
+			}
+		}
+		threshold("opened")
+		// A rebuild loads at the engine's default, then puts it back.
+		if _, err := x.Rebuild(t.Context(), data); err != nil {
+			t.Fatal(err)
+		}
+		threshold("after a rebuild")
+		x.Close()
 	}
 }
