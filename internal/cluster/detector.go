@@ -115,6 +115,7 @@ type Detector struct {
 
 	snaps jetstream.ObjectStore
 	guard jetstream.KeyValue
+	jobs  chan *chunk // to the decode goroutines
 
 	mu        sync.Mutex
 	stats     map[string]*TenantStats
@@ -245,6 +246,22 @@ func (d *Detector) update(tenant string, fn func(*TenantStats)) {
 // Run detects until ctx ends; each tenant's state is then snapshotted
 // and its lease released, so another worker goes on at once.
 func (d *Detector) Run(ctx context.Context) error {
+	// The decode goroutines serve every tenant: as many as cores, each
+	// with a decoder of its own, however many tenants the worker holds.
+	d.jobs = make(chan *chunk, 4*runtime.GOMAXPROCS(0))
+	var decoders sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		decoders.Go(func() {
+			dec := d.o.NewDecoder()
+			for c := range d.jobs {
+				c.prepare(dec, d.c.opts.Stream)
+				c.w.inflight.Done()
+				close(c.done)
+			}
+		})
+	}
+	defer decoders.Wait()
+	defer close(d.jobs) // after every tenant's goroutine ended
 	var wg sync.WaitGroup
 	started := map[string]bool{}
 	start := func(tenant string) {
@@ -418,6 +435,9 @@ type tenantWorker struct {
 	out    *alertOut
 	pos    uint64 // stream sequence of the last message detected
 	snap   uint64 // position of the last snapshot
+	// inflight counts the chunks handed to the decode goroutines and not
+	// prepared yet: the pipeline outlives them.
+	inflight sync.WaitGroup
 }
 
 // run restores the tenant's snapshot and detects from the stream after
@@ -438,19 +458,6 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	if err := rd.reset(ctx); err != nil {
 		return nilOnDone(ctx, err)
 	}
-	workers := max(runtime.GOMAXPROCS(0), 1)
-	jobs := make(chan *chunk, 2*workers)
-	var decoders sync.WaitGroup
-	p := w.p
-	for range workers {
-		decoders.Go(func() {
-			dec := d.o.NewDecoder()
-			for c := range jobs {
-				c.prepare(p, dec, d.c.opts.Stream)
-				close(c.done)
-			}
-		})
-	}
 	// Up to about two fetches ahead of detection: memory stays bounded
 	// by the batch size, whatever the backlog.
 	ahead := max(2*d.o.Batch/chunkLen, 4)
@@ -460,7 +467,7 @@ func (w *tenantWorker) run(ctx context.Context) error {
 		var fctx context.Context
 		fctx, stopFetch = context.WithCancel(ctx)
 		order = make(chan *chunk, ahead)
-		go rd.fetch(fctx, w.pos, jobs, order)
+		go rd.fetch(fctx, w.pos, order)
 	}
 	stop := func() {
 		stopFetch()
@@ -469,8 +476,7 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	}
 	defer func() {
 		stop()
-		close(jobs)
-		decoders.Wait()
+		w.inflight.Wait()
 	}()
 	startFetch()
 
@@ -604,6 +610,7 @@ const chunkLen = 64
 // reset is set, where the reader stopped and must be re-created from the
 // worker's position.
 type chunk struct {
+	w     *tenantWorker
 	msgs  []streamMsg
 	reset error
 	done  chan struct{} // closed when msgs are decoded and prepared
@@ -620,7 +627,8 @@ type streamMsg struct {
 // prepare decodes the chunk's messages and runs the stateless half of
 // detection on their events (Pipeline.Prepare is safe on many
 // goroutines); it runs beside the pipeline.
-func (c *chunk) prepare(p *detect.Pipeline, dec *source.Decoder, stream string) {
+func (c *chunk) prepare(dec *source.Decoder, stream string) {
+	p := c.w.p
 	for i := range c.msgs {
 		m := &c.msgs[i]
 		evs, err := decodeMessage(dec, stream, m.seq, m.subject, m.data)
@@ -639,13 +647,13 @@ func (c *chunk) prepare(p *detect.Pipeline, dec *source.Decoder, stream string) 
 // fetch reads the tenant's messages after the stream sequence after,
 // fetch after fetch (the next is asked for as soon as the last one's
 // messages are handed on, while they are detected), and hands them on
-// in chunks: each to a decode goroutine through jobs, and in order to
+// in chunks: each to a decode goroutine, and in order to
 // the worker through order. A chunk goes as soon as no further message
 // is waiting, so a caught-up tenant's records are detected as they come.
 // It ends when ctx does, or after sending a chunk that asks for a reset
 // (a failed fetch, a gap in the delivery sequence, a fetch that does not
 // end); it closes order when it returns.
-func (r *tenantReader) fetch(ctx context.Context, after uint64, jobs, order chan<- *chunk) {
+func (r *tenantReader) fetch(ctx context.Context, after uint64, order chan<- *chunk) {
 	defer close(order)
 	d := r.w.d
 	var blocked time.Duration // time spent waiting for room downstream
@@ -653,9 +661,11 @@ func (r *tenantReader) fetch(ctx context.Context, after uint64, jobs, order chan
 		t0 := time.Now()
 		defer func() { blocked += time.Since(t0) }()
 		if c.reset == nil {
+			r.w.inflight.Add(1)
 			select {
-			case jobs <- c:
+			case d.jobs <- c:
 			case <-ctx.Done():
+				r.w.inflight.Done()
 				return false
 			}
 		}
@@ -666,7 +676,7 @@ func (r *tenantReader) fetch(ctx context.Context, after uint64, jobs, order chan
 			return false
 		}
 	}
-	newChunk := func() *chunk { return &chunk{msgs: make([]streamMsg, 0, chunkLen), done: make(chan struct{})} }
+	newChunk := func() *chunk { return &chunk{w: r.w, msgs: make([]streamMsg, 0, chunkLen), done: make(chan struct{})} }
 	fail := func(cur *chunk, err error) {
 		if len(cur.msgs) > 0 && !send(cur) {
 			return
