@@ -218,14 +218,17 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	switches := server.NewRuleSwitches()
 	det.mute = switches.Mute
 	// A journal node whose detection runs on detect nodes serves their
-	// alerts; it has no detection of its own to switch rules in.
+	// alerts; its rule switches go through the stream to them (and come
+	// back through its journal, where its pages read them).
 	var feed server.AlertFeed
-	fixedWhy := ""
+	var switchLog journal.Log
 	if node != nil && node.detection == "workers" && node.role != "detect" {
-		feed, switches, det.mute = node.alertFeed(), nil, nil
-		fixedWhy = "detection runs on the cluster's detect nodes, where rule switches are not applied yet"
+		feed, switchLog = node.alertFeed(), node.log
 	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, fixedWhy, o.demo, logger)
+	if node != nil && node.role == "detect" {
+		node.switches = switches
+	}
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, switchLog, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {

@@ -39,7 +39,10 @@ type clusterNode struct {
 	// journal node's own detection).
 	newPipeline func(detect.Sink) *detect.Pipeline
 	newDecoder  func() *source.Decoder
-	detector    atomic.Pointer[cluster.Detector]
+	// switches are the detect node's rule switches: read from the stream
+	// where the journal node put them, kept in the tenant's snapshot.
+	switches *server.RuleSwitches
+	detector atomic.Pointer[cluster.Detector]
 }
 
 // detectionMetrics are a detect node's gauges: where its worker stands in
@@ -174,6 +177,30 @@ func (n *clusterNode) detect(ctx context.Context) error {
 		NewDecoder:  n.newDecoder,
 		Holder:      n.holder + ":" + strconv.Itoa(os.Getpid()),
 		Logger:      n.logger,
+		Control: func(_ string, p *detect.Pipeline, seq uint64, en *journal.Entry) bool {
+			if en.Source != server.RuleSource || n.switches == nil {
+				return false
+			}
+			ch, err := n.switches.Apply(p, seq, en.Raw)
+			if err != nil {
+				n.logger.Warn("cluster: rule switch not applied", "seq", seq, "err", err)
+			} else {
+				n.logger.Info("rule switched", "rule", ch.Rule, "enabled", ch.Enabled, "actor", ch.Actor, "seq", seq)
+			}
+			return true
+		},
+		ControlState: func(string) ([]byte, error) {
+			if n.switches == nil {
+				return nil, nil
+			}
+			return n.switches.MarshalState()
+		},
+		RestoreControl: func(_ string, b []byte) error {
+			if n.switches == nil {
+				return nil
+			}
+			return n.switches.RestoreState(b)
+		},
 	})
 	if err != nil {
 		if ctx.Err() != nil {

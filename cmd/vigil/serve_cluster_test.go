@@ -76,6 +76,11 @@ func TestServeCluster(t *testing.T) {
 		if role == "detect" {
 			sinks = fmt.Sprintf("  networks: [%s]\n", filepath.Join(logs, simulate.NetworksFile))
 		}
+		if role == "ingest" {
+			// An ingest node answers for the cluster's incidents and alerts
+			// too (its sinks: none, the journal node sends).
+			extra = "  detection: workers\n"
+		}
 		if role == "journal" {
 			// Detection runs on the detect nodes; the journal node serves
 			// and sends their alerts.
@@ -171,8 +176,78 @@ func TestServeCluster(t *testing.T) {
 	if !slices.ContainsFunc(incs, func(i struct{ ID, Severity string }) bool { return i.Severity == "critical" || i.Severity == "high" }) {
 		t.Fatalf("the intrusion made no high or critical incident: %+v", incs)
 	}
-	// Rules are switched where detection runs: refused here, saying so.
-	req, _ = http.NewRequestWithContext(t.Context(), "POST", jn.url+"/api/v1/rules/D1/disable", strings.NewReader(`{"reason":"noise"}`))
+	// The ingest node answers the same.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var i struct {
+			Incidents []struct{ ID, Severity string }
+		}
+		var a struct{ Alerts []json.RawMessage }
+		in.get(t, "/api/v1/incidents", &i)
+		in.get(t, "/api/v1/alerts", &a)
+		if slices.Equal(i.Incidents, incs) && len(a.Alerts) == len(alerts) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ingest node serves %d incidents and %d alerts; the journal node %d and %d", len(i.Incidents), len(a.Alerts), len(incs), len(alerts))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A rule disabled on the journal node goes through the stream to the
+	// detect nodes, which stop alerting on it from its place in the
+	// stream on; the journal node shows it disabled once it has come back
+	// through its journal.
+	const fwdRule = "c0c13f2f-ef23-441b-8c82-41c6d73bf0ce" // Set-Mailbox forwarding (rules/vigil)
+	streamEnd := float64(res.Accepted)
+	pushOne := func(id string) {
+		t.Helper()
+		rec := fmt.Sprintf(`{"CreationTime":"%s","Id":"%s","Operation":"Set-Mailbox","OrganizationId":"11111111-2222-3333-4444-555555555555","RecordType":1,"ResultStatus":"True","UserKey":"1","UserType":0,"Version":1,"Workload":"Exchange","ClientIP":"203.0.113.9","ObjectId":"user1@contoso.example","UserId":"user1@contoso.example","Parameters":[{"Name":"Identity","Value":"user1@contoso.example"},{"Name":"ForwardingSmtpAddress","Value":"smtp:drop@exfil.example"}]}`,
+			time.Now().UTC().Add(-time.Minute).Format("2006-01-02T15:04:05"), id)
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", in.url+"/api/v1/ingest", strings.NewReader(rec+"\n"))
+		req.Header.Set("Authorization", "Bearer "+in.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("push %s: %d", id, resp.StatusCode)
+		}
+		streamEnd++
+	}
+	// settle waits until the detector holding the tenant has read and
+	// refreshed up to the stream's end and the journal node has read
+	// everything it sent; it returns the alerts of fwdRule there.
+	settle := func(det *servedVigil) int {
+		t.Helper()
+		waitMetric(t, det, "vigil_cluster_detection_refreshed_position", streamEnd)
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			var a struct {
+				Alerts []struct {
+					Signal string `json:"rule_id"`
+				}
+			}
+			jn.get(t, "/api/v1/alerts", &a)
+			sent := metric(t, det, "vigil_cluster_detection_alerts_sent_total") + metric(t, det, "vigil_cluster_detection_incident_updates_sent_total")
+			if pos := metric(t, jn, "vigil_detection_feed_position"); pos >= sent && sent > 0 {
+				n := 0
+				for _, x := range a.Alerts {
+					if x.Signal == fwdRule {
+						n++
+					}
+				}
+				return n
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the journal node did not read what the detect node sent")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	pushOne("fwd-before")
+	if n := settle(dn); n != 1 {
+		t.Fatalf("%d alerts of the forwarding rule before it was disabled, want 1", n)
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), "POST", jn.url+"/api/v1/rules/"+fwdRule+"/disable", strings.NewReader(`{"reason":"leaver's forwarding, agreed"}`))
 	req.Header.Set("Authorization", "Bearer "+jn.key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
@@ -181,9 +256,42 @@ func TestServeCluster(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(b), "detect nodes") {
+	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("rule switch on the journal node: %d %s", resp.StatusCode, b)
 	}
+	streamEnd++ // the switch is a message of the stream
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var rs struct {
+			Rules []struct {
+				ID      string
+				Enabled bool
+				Pending *struct{ Rule string }
+			}
+		}
+		jn.get(t, "/api/v1/rules", &rs)
+		i := slices.IndexFunc(rs.Rules, func(r struct {
+			ID      string
+			Enabled bool
+			Pending *struct{ Rule string }
+		}) bool {
+			return r.ID == fwdRule
+		})
+		if i >= 0 && !rs.Rules[i].Enabled && rs.Rules[i].Pending == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal node does not show the rule disabled: %+v", rs.Rules[i])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pushOne("fwd-after")
+	if n := settle(dn); n != 1 {
+		t.Fatalf("%d alerts of the forwarding rule after it was disabled, want still 1", n)
+	}
+	// The incident updates the detect node sent, for the sink's check at
+	// the end.
+	updatesSent = metric(t, dn, "vigil_cluster_detection_incident_updates_sent_total")
+
 	// A second detect node stands by while the first detects, and takes
 	// the tenant over from the first one's snapshot when it stops.
 	dn2, _ := node("detect")
@@ -192,10 +300,26 @@ func TestServeCluster(t *testing.T) {
 	}
 	dn.stop(t)
 	waitMetric(t, dn2, "vigil_cluster_detection_held", 1)
-	// It resumes from the first one's snapshot at stop: the whole stream.
-	waitMetric(t, dn2, "vigil_cluster_detection_restored_position", float64(res.Accepted))
-	waitMetric(t, dn2, "vigil_cluster_detection_position", float64(res.Accepted))
+	// It resumes from the first one's snapshot at stop: the whole stream,
+	// and the rule still disabled.
+	waitMetric(t, dn2, "vigil_cluster_detection_restored_position", streamEnd)
+	pushOne("fwd-after-takeover")
+	waitMetric(t, dn2, "vigil_cluster_detection_position", streamEnd)
+	if n := metric(t, dn2, "vigil_cluster_detection_alerts_sent_total"); n != 0 {
+		t.Fatalf("the node that took over sent %v alerts; the forwarding rule is disabled", n)
+	}
 	dn2.stop(t)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var cp struct{ Size uint64 }
+		jn.get(t, "/api/v1/checkpoint", &cp)
+		if float64(cp.Size) == streamEnd {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("journal node holds %d entries; the stream %v", cp.Size, streamEnd)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	in.stop(t)
 	jn.stop(t)
@@ -222,8 +346,9 @@ func TestServeCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("journal node's journal does not verify: %v", err)
 	}
-	if vr.Entries != uint64(res.Accepted) {
-		t.Fatalf("verified %d entries, want %d", vr.Entries, res.Accepted)
+	// Every record pushed and the rule switch, once each.
+	if vr.Entries != uint64(streamEnd) {
+		t.Fatalf("verified %d entries, want %v", vr.Entries, streamEnd)
 	}
 }
 

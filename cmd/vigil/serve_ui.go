@@ -11,6 +11,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/index"
+	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/server"
 	"github.com/vigil-audit/vigil/internal/server/auth"
 	"github.com/vigil-audit/vigil/internal/server/sink"
@@ -23,7 +24,7 @@ import (
 // timelines through the followed index (nil with --no-index: an in-memory
 // scan of what detection read).
 func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg *behavior.Config, cfg *setup.Config, sinks []sink.Sink,
-	outbox *sink.Outbox, switches *server.RuleSwitches, fixedWhy string, replay bool, logger *slog.Logger) *server.UIData {
+	outbox *sink.Outbox, switches *server.RuleSwitches, switchLog journal.Log, replay bool, logger *slog.Logger) *server.UIData {
 	var rows []ui.Rule
 	for _, r := range rs.Rules() {
 		rows = append(rows, ui.Rule{ID: r.ID, Title: r.Title, Level: r.Level, Kind: "sigma", Loaded: true, Enabled: true})
@@ -58,7 +59,7 @@ func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg 
 			info = append(info, ui.Sink{Name: name, Kind: k.Type, Target: target})
 		}
 	}
-	return server.NewUIData(server.UIOptions{Journal: j, Index: idx, Rules: rows, Switches: switches, FixedWhy: fixedWhy, Sinks: sinks, SinkInfo: info, Outbox: outbox,
+	return server.NewUIData(server.UIOptions{Journal: j, Index: idx, Rules: rows, Switches: switches, SwitchLog: switchLog, Sinks: sinks, SinkInfo: info, Outbox: outbox,
 		Learning: bcfg.Learning.D(), ReplayClock: replay, Logger: logger})
 }
 

@@ -83,6 +83,19 @@ type DetectorOptions struct {
 	// Idle is how long one fetch waits for messages (default 1 s).
 	Idle   time.Duration
 	Logger *slog.Logger
+	// Control, when set, is offered every entry of a tenant's stream
+	// before it is decoded; it returns true for an operator action it
+	// applied to p (vigil serve: a rule switch), which is then not
+	// detected as a record. ControlState and RestoreControl carry what
+	// the actions set in the tenant's snapshot: RestoreControl gets the
+	// bytes ControlState gave when the snapshot was taken, or nil when the
+	// tenant is detected from the stream's start. Control runs in stream
+	// order, but Pipeline.Prepare has already run on the messages after
+	// it: an action must act on ProcessItem or later (a rule switch mutes
+	// alerts).
+	Control        func(tenant string, p *detect.Pipeline, seq uint64, en *journal.Entry) bool
+	ControlState   func(tenant string) ([]byte, error)
+	RestoreControl func(tenant string, state []byte) error
 }
 
 // TenantStats is what a worker did for one tenant since it took it.
@@ -620,18 +633,29 @@ type streamMsg struct {
 	seq     uint64
 	subject string
 	data    []byte
-	items   []*detect.Item
-	err     error // not a decodable journal entry
+	// en is the message's journal entry, kept for DetectorOptions.Control,
+	// which is offered it in stream order.
+	en    *journal.Entry
+	items []*detect.Item
+	err   error // not a decodable journal entry
 }
 
 // prepare decodes the chunk's messages and runs the stateless half of
 // detection on their events (Pipeline.Prepare is safe on many
 // goroutines); it runs beside the pipeline.
 func (c *chunk) prepare(dec *source.Decoder, stream string) {
-	p := c.w.p
+	p, control := c.w.p, c.w.d.o.Control != nil
 	for i := range c.msgs {
 		m := &c.msgs[i]
-		evs, err := decodeMessage(dec, stream, m.seq, m.subject, m.data)
+		en, err := entryOf(m.subject, m.data)
+		if err != nil {
+			m.err = err
+			continue
+		}
+		if control {
+			m.en = &en
+		}
+		evs, err := decodeRecord(dec, stream, m.seq, &en)
 		if err != nil {
 			m.err = err
 			continue
@@ -779,6 +803,11 @@ func (w *tenantWorker) consume(c *chunk) int {
 		}
 		w.pos = m.seq
 		n++
+		// An operator action (a rule switch) applies where it stands: after
+		// the messages before it, before those after it.
+		if ctl := w.d.o.Control; ctl != nil && m.en != nil && ctl(w.tenant, w.p, m.seq, m.en) {
+			continue
+		}
 		if m.err != nil {
 			w.d.update(w.tenant, func(s *TenantStats) { s.Undecoded++ })
 			w.log.Warn("cluster: stream message not detected", "seq", m.seq, "subject", m.subject, "err", m.err)
@@ -795,13 +824,30 @@ func (w *tenantWorker) consume(c *chunk) int {
 // origin the journal node's detection gives them (the entry's origin and
 // its stream sequence), so alerts name the same place either way.
 func decodeMessage(dec *source.Decoder, stream string, seq uint64, subject string, data []byte) ([]*event.Event, error) {
-	en, err := journal.DecodeEntry(data)
+	en, err := entryOf(subject, data)
 	if err != nil {
 		return nil, err
 	}
-	if token(en.Source) != sourceToken(subject) {
-		return nil, fmt.Errorf("entry source %q does not match subject %s", en.Source, subject)
+	return decodeRecord(dec, stream, seq, &en)
+}
+
+// entryOf decodes a raw stream message's journal entry, whose source must
+// be its subject's.
+func entryOf(subject string, data []byte) (journal.Entry, error) {
+	en, err := journal.DecodeEntry(data)
+	if err != nil {
+		return en, err
 	}
+	if token(en.Source) != sourceToken(subject) {
+		return en, fmt.Errorf("entry source %q does not match subject %s", en.Source, subject)
+	}
+	return en, nil
+}
+
+// decodeRecord decodes the record of the entry at stream sequence seq.
+// The events keep en.Raw, the message's own bytes (the client copies
+// every payload out of its read buffer).
+func decodeRecord(dec *source.Decoder, stream string, seq uint64, en *journal.Entry) ([]*event.Event, error) {
 	dec.SetObserved(en.Received)
 	return dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin + " @" + stream + ":" + strconv.FormatUint(seq, 10), Index: int(seq)})
 }
@@ -843,6 +889,8 @@ type snapHeader struct {
 	Seq     uint64    `json:"seq"` // the last stream message the state includes
 	Holder  string    `json:"holder"`
 	Taken   time.Time `json:"taken"`
+	// Control is what operator actions set (DetectorOptions.ControlState).
+	Control json.RawMessage `json:"control,omitempty"`
 }
 
 func snapName(tenant string) string { return "tenant/" + tenant }
@@ -853,7 +901,15 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 	if err := w.refresh(ctx); err != nil {
 		return err
 	}
-	hdr, err := json.Marshal(snapHeader{Version: 1, Tenant: w.tenant, Stream: w.d.c.opts.Stream, Seq: w.pos, Holder: w.d.o.Holder, Taken: time.Now().UTC()})
+	h := snapHeader{Version: 1, Tenant: w.tenant, Stream: w.d.c.opts.Stream, Seq: w.pos, Holder: w.d.o.Holder, Taken: time.Now().UTC()}
+	if cs := w.d.o.ControlState; cs != nil {
+		b, err := cs(w.tenant)
+		if err != nil {
+			return fmt.Errorf("cluster: detection snapshot: %w", err)
+		}
+		h.Control = b
+	}
+	hdr, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
@@ -883,11 +939,22 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 func (w *tenantWorker) restore(ctx context.Context) error {
 	d := w.d
 	w.p = d.o.NewPipeline(w.tenant, w.out)
+	// Operator actions start over with the stream, or come back with the
+	// snapshot.
+	restoreControl := func(b []byte) error {
+		if rc := d.o.RestoreControl; rc != nil {
+			if err := rc(w.tenant, b); err != nil {
+				return fmt.Errorf("cluster: detection snapshot: %w", err)
+			}
+		}
+		return nil
+	}
 	var seq uint64
+	var ctl json.RawMessage
 	backoff := 100 * time.Millisecond
 	for {
 		var err error
-		seq, err = d.c.restoreDetection(ctx, d.snaps, w.tenant, w.p)
+		seq, ctl, err = d.c.restoreDetectionHeader(ctx, d.snaps, w.tenant, w.p)
 		if err == nil {
 			break
 		}
@@ -896,7 +963,7 @@ func (w *tenantWorker) restore(ctx context.Context) error {
 		}
 		if errors.Is(err, ErrNoSnapshot) {
 			w.log.Info("cluster: no detection snapshot; detecting from the stream's first record")
-			return nil
+			return restoreControl(nil)
 		}
 		var bad *badSnapshotError
 		if errors.As(err, &bad) {
@@ -904,7 +971,7 @@ func (w *tenantWorker) restore(ctx context.Context) error {
 			d.update(w.tenant, func(s *TenantStats) { s.RestoreErr = err.Error() })
 			w.close()
 			w.p = d.o.NewPipeline(w.tenant, w.out)
-			return nil
+			return restoreControl(nil)
 		}
 		w.log.Warn("cluster: detection snapshot not readable yet, retrying", "err", err)
 		select {
@@ -913,6 +980,9 @@ func (w *tenantWorker) restore(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+	if err := restoreControl(ctl); err != nil {
+		return err
 	}
 	w.pos, w.snap = seq, seq
 	d.update(w.tenant, func(s *TenantStats) { s.Restored = seq; s.Position = seq })
@@ -945,13 +1015,26 @@ func (c *Conn) RestoreDetection(ctx context.Context, tenant string, p *detect.Pi
 }
 
 func (c *Conn) restoreDetection(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, error) {
+	seq, _, err := c.restoreDetectionHeader(ctx, snaps, tenant, p)
+	return seq, err
+}
+
+// restoreDetectionHeader is restoreDetection, also returning what the
+// operator actions had set (the header's Control).
+func (c *Conn) restoreDetectionHeader(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, json.RawMessage, error) {
+	seq, hdr, err := c.readSnapshot(ctx, snaps, tenant, p)
+	return seq, hdr.Control, err
+}
+
+func (c *Conn) readSnapshot(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, snapHeader, error) {
+	var none snapHeader
 	// The object streams in over ctx: no per-try timeout here.
 	obj, err := snaps.Get(ctx, snapName(tenant))
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return 0, ErrNoSnapshot
+		return 0, none, ErrNoSnapshot
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cluster: detection snapshot: %w", err)
+		return 0, none, fmt.Errorf("cluster: detection snapshot: %w", err)
 	}
 	defer obj.Close()
 	var hdr snapHeader
@@ -959,33 +1042,33 @@ func (c *Conn) restoreDetection(ctx context.Context, snaps jetstream.ObjectStore
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, err
+			return 0, none, err
 		}
-		return 0, &badSnapshotError{fmt.Errorf("header: %w", err)}
+		return 0, none, &badSnapshotError{fmt.Errorf("header: %w", err)}
 	}
 	if err := json.Unmarshal(line, &hdr); err != nil {
-		return 0, &badSnapshotError{fmt.Errorf("header: %w", err)}
+		return 0, none, &badSnapshotError{fmt.Errorf("header: %w", err)}
 	}
 	switch {
 	case hdr.Version != 1:
-		return 0, &badSnapshotError{fmt.Errorf("version %d", hdr.Version)}
+		return 0, none, &badSnapshotError{fmt.Errorf("version %d", hdr.Version)}
 	case hdr.Tenant != tenant || hdr.Stream != c.opts.Stream:
-		return 0, &badSnapshotError{fmt.Errorf("taken of tenant %q on stream %s", hdr.Tenant, hdr.Stream)}
+		return 0, none, &badSnapshotError{fmt.Errorf("taken of tenant %q on stream %s", hdr.Tenant, hdr.Stream)}
 	}
 	if err := p.RestorePortable(br); err != nil {
 		if ctx.Err() != nil {
-			return 0, err
+			return 0, none, err
 		}
-		return 0, &badSnapshotError{err}
+		return 0, none, &badSnapshotError{err}
 	}
 	// The object store checks the digest at the end.
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		if ctx.Err() != nil {
-			return 0, err
+			return 0, none, err
 		}
-		return 0, &badSnapshotError{err}
+		return 0, none, &badSnapshotError{err}
 	}
-	return hdr.Seq, nil
+	return hdr.Seq, hdr, nil
 }
 
 // alertOut sends a tenant's alerts and incident updates to the alert

@@ -32,10 +32,29 @@ type remoteView struct {
 	owner  map[string]string // alert id → incident id
 	owned  map[string]int    // incident id → alerts it holds
 	errors int64
+	// recent are the latest alerts by id (as many as the watcher keeps),
+	// oldest first in order, to give incidents their alerts.
+	recent map[string]alert.Alert
+	order  []string
 }
 
 func newRemoteView() *remoteView {
-	return &remoteView{owner: map[string]string{}, owned: map[string]int{}}
+	return &remoteView{owner: map[string]string{}, owned: map[string]int{}, recent: map[string]alert.Alert{}}
+}
+
+// remember keeps a's id for alertsOf, forgetting the oldest past max.
+func (r *remoteView) remember(a *alert.Alert, max int) {
+	id := a.ID()
+	if _, ok := r.recent[id]; !ok {
+		r.order = append(r.order, id)
+	}
+	r.recent[id] = *a
+	if over := len(r.order) - max; over > max/4 {
+		for _, old := range r.order[:over] {
+			delete(r.recent, old)
+		}
+		r.order = slices.Delete(r.order, 0, over)
+	}
 }
 
 // own gives ids to incident inc and returns the incidents left without
@@ -107,6 +126,9 @@ func (w *Watcher) startRemote() error {
 		w.log.Info("detection snapshot taken while this server detected: reading the detect nodes' alerts from their start")
 		return nil
 	}
+	if w.rules != nil {
+		w.rules.restore(st.Rules) // the switches the views have read
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.offset, w.resumed, w.undecoded = st.Offset, st.Offset, st.Undecoded
@@ -121,6 +143,9 @@ func (w *Watcher) startRemote() error {
 	}
 	for _, inc := range r.owner {
 		r.owned[inc]++
+	}
+	for i := range w.alerts {
+		r.remember(&w.alerts[i], w.maxAlerts)
 	}
 	w.remote = r
 	for _, inc := range st.Remote.Incidents {
@@ -158,6 +183,9 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 		w.setErr(d.Err)
 		w.log.Error("alert feed message not applied (it stays in the feed)", "position", d.Seq, "err", d.Err)
 	case d.Alert != nil:
+		w.mu.Lock()
+		w.remote.remember(d.Alert, w.maxAlerts)
+		w.mu.Unlock()
 		w.Alert(d.Alert)
 	case d.Update != nil && d.Update.Incident != nil:
 		u := *d.Update
@@ -166,16 +194,12 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 		for _, id := range merged {
 			delete(w.incidents, id)
 		}
-		if len(u.Incident.Alerts) == 0 && len(u.AlertIDs) > 0 {
+		if len(u.Incident.Alerts) == 0 {
 			// The alerts this server keeps, so the web interface can follow
 			// merged incidents as it does with local detection.
-			want := make(map[string]bool, len(u.AlertIDs))
 			for _, id := range u.AlertIDs {
-				want[id] = true
-			}
-			for i := range w.alerts {
-				if want[w.alerts[i].ID()] {
-					u.Incident.Alerts = append(u.Incident.Alerts, w.alerts[i])
+				if a, ok := w.remote.recent[id]; ok {
+					u.Incident.Alerts = append(u.Incident.Alerts, a)
 				}
 			}
 		}

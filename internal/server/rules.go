@@ -90,6 +90,42 @@ func (s *RuleSwitches) apply(ch ui.RuleChange) {
 	s.mu.Unlock()
 }
 
+// Apply applies a journaled rule switch (the raw bytes of a vigil.rules
+// entry at index) where it stands in p's input: what p holds in its
+// reordering window is processed first, so the switch cuts the alerts
+// exactly at its place. p may be nil (detection runs elsewhere: the
+// switch is only shown).
+func (s *RuleSwitches) Apply(p *detect.Pipeline, index uint64, raw []byte) (ui.RuleChange, error) {
+	ch, err := parseRuleEntry(index, raw)
+	if err != nil {
+		return ch, err
+	}
+	if p != nil {
+		p.Drain()
+	}
+	s.apply(ch)
+	return ch, nil
+}
+
+// MarshalState is the switches as JSON, for a detection snapshot kept
+// elsewhere (the cluster's).
+func (s *RuleSwitches) MarshalState() ([]byte, error) { return json.Marshal(s.save()) }
+
+// RestoreState sets the switches from MarshalState's bytes (nil or empty:
+// every rule enabled).
+func (s *RuleSwitches) RestoreState(b []byte) error {
+	if len(b) == 0 {
+		s.restore(nil)
+		return nil
+	}
+	var st ruleSwitchState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("rule switches: %w", err)
+	}
+	s.restore(&st)
+	return nil
+}
+
 // ruleSwitchState is what a detection snapshot keeps of the switches.
 type ruleSwitchState struct {
 	Last       []ui.RuleChange
@@ -125,7 +161,7 @@ func parseRuleEntry(index uint64, raw []byte) (ui.RuleChange, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return ui.RuleChange{}, fmt.Errorf("rule switch at journal entry %d: %w", index, err)
 	}
-	ch := ui.RuleChange{Rule: rec.Rule, Reason: rec.Reason, Actor: rec.User, At: rec.Time, Index: index}
+	ch := ui.RuleChange{Rule: rec.Rule, Reason: rec.Reason, Actor: rec.User, At: rec.Time, Index: index, ID: rec.ID}
 	switch rec.Operation {
 	case opRuleEnabled:
 		ch.Enabled = true
@@ -144,7 +180,7 @@ func parseRuleEntry(index uint64, raw []byte) (ui.RuleChange, error) {
 // reordering window), so the switch cuts the alerts exactly at its place
 // in the journal, the same at every replay.
 func (w *Watcher) switchRule(p *detect.Pipeline, index uint64, raw []byte) {
-	ch, err := parseRuleEntry(index, raw)
+	ch, err := w.rules.Apply(p, index, raw)
 	if err != nil {
 		// Written by this server; one that does not parse is counted.
 		w.mu.Lock()
@@ -153,8 +189,6 @@ func (w *Watcher) switchRule(p *detect.Pipeline, index uint64, raw []byte) {
 		w.log.Warn("rule switch not applied", "index", index, "err", err)
 		return
 	}
-	p.Drain()
-	w.rules.apply(ch)
 	w.log.Info("rule switched", "rule", ch.Rule, "enabled", ch.Enabled, "actor", ch.Actor, "index", index)
 }
 
@@ -209,11 +243,15 @@ func (d *UIData) SetRule(ctx context.Context, ch *ui.RuleChange) error {
 		}
 		return fmt.Errorf("rule %q is already %s: %w", ch.Rule, state, ui.ErrConflict)
 	}
-	acks, err := d.o.Journal.AppendBatch(ctx, []journal.Entry{{Source: RuleSource, Origin: "vigil serve: rules", RecordID: rec.ID, Raw: raw}})
+	log := journal.Log(d.o.Journal)
+	if d.o.SwitchLog != nil {
+		log = d.o.SwitchLog
+	}
+	acks, err := log.AppendBatch(ctx, []journal.Entry{{Source: RuleSource, Origin: "vigil serve: rules", RecordID: rec.ID, Raw: raw}})
 	if err != nil {
 		return fmt.Errorf("journaling the rule switch: %w", err)
 	}
-	ch.Index = acks[0].Index
+	ch.Index, ch.ID = acks[0].Index, rec.ID
 	d.pendingRules[ch.Rule] = *ch
 	w.Wake()
 	return nil
@@ -224,7 +262,10 @@ func (d *UIData) SetRule(ctx context.Context, ch *ui.RuleChange) error {
 // with d.mu held.
 func (d *UIData) ruleTarget(w *Watcher, id string) (enabled bool, pending *ui.RuleChange) {
 	if p, ok := d.pendingRules[id]; ok {
-		if p.Index >= w.Offset() {
+		applied, _, _ := d.o.Switches.State(id)
+		// Through the cluster's stream the entry's place in the journal is
+		// not known at once: it is applied when its switch is.
+		if applied.ID != p.ID && (d.o.SwitchLog != nil || p.Index >= w.Offset()) {
 			return p.Enabled, &p
 		}
 		delete(d.pendingRules, id)

@@ -42,6 +42,10 @@ type UIOptions struct {
 	// FixedWhy says why the rules are fixed (Switches nil), for the
 	// refusal of a switch.
 	FixedWhy string
+	// SwitchLog, when set, is where rule switches are appended instead of
+	// Journal: a cluster's stream, from which detect nodes read them and
+	// the journal node's sequencer journals them.
+	SwitchLog journal.Log
 	// Sinks deliver test messages; SinkInfo describes them for the admin
 	// page (name, kind, target); Outbox says what each has pending.
 	Sinks    []sink.Sink

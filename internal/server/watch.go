@@ -746,8 +746,8 @@ func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 // journal order.
 func (w *Watcher) consume(p *detect.Pipeline, d *decoded) {
 	index, en, evs, err := d.index, d.en, d.evs, d.err
-	if en.Source == RuleSource && w.rules != nil && p != nil {
-		w.switchRule(p, index, en.Raw)
+	if en.Source == RuleSource && w.rules != nil {
+		w.switchRule(p, index, en.Raw) // p nil: detection runs elsewhere, the switch is shown
 	}
 	w.mu.Lock()
 	w.offset = index + 1

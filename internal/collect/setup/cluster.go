@@ -23,11 +23,11 @@ type Cluster struct {
 	// holds the tenant's detection lease, sending alerts to the stream
 	// VIGIL_ALERTS; any number, one detecting at a time). Required.
 	Role string `yaml:"role"`
-	// Detection says where the journal node's alerts come from: "local"
-	// (default: it detects over its own journal) or "workers" (the
-	// deployment runs detect nodes; the journal node detects nothing and
-	// serves, indexes and sends the alerts they put on VIGIL_ALERTS, so
-	// each goes out once).
+	// Detection says where a journal or ingest node's alerts come from:
+	// "local" (default: it detects over its own journal) or "workers" (the
+	// deployment runs detect nodes; the node detects nothing and serves,
+	// indexes and sends the alerts they put on VIGIL_ALERTS, so each goes
+	// out once; an ingest node serves them too).
 	Detection string `yaml:"detection"`
 	// Tenant names the journal's records in the stream (subjects
 	// raw.<tenant>.<source>); every node of one deployment uses the same
@@ -95,7 +95,7 @@ func (c *Config) checkCluster(bad func(path []any, format string, a ...any)) {
 	case "local":
 	case "workers":
 		if k.Role == "detect" {
-			bad(at("detection"), "detection: workers is for the journal node (a detect node is a worker)")
+			bad(at("detection"), "detection: workers is for journal and ingest nodes (a detect node is a worker)")
 		}
 	default:
 		bad(at("detection"), "detection %q: want local (this node detects over its journal) or workers (detect nodes do, and this node reads their alerts)", k.Detection)

@@ -61,7 +61,7 @@ func TestClusterSectionErrors(t *testing.T) {
 		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  stream: raw.x\n":               `:6: stream "raw.x"`,
 		"cluster:\n  nats_urls: [nats://a:4222]\n":                                                `:3: cluster needs role`,
 		"cluster:\n  role: journal\n  nats_urls: [nats://a:4222]\n  detection: remote\n":          `:6: detection "remote": want local`,
-		"cluster:\n  role: detect\n  nats_urls: [nats://a:4222]\n  detection: workers\n":          `:6: detection: workers is for the journal node`,
+		"cluster:\n  role: detect\n  nats_urls: [nats://a:4222]\n  detection: workers\n":          `:6: detection: workers is for journal and ingest nodes`,
 		"cluster:\n  role: worker\n  nats_urls: [nats://a:4222]\n":                                `:4: role "worker": want journal, ingest or detect`,
 		"cluster:\n  role: ingest\n  tenant: a/b\n  nats_urls: [nats://a:4222]\n":                 `:5: tenant "a/b"`,
 		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  tls_key_file: k.pem\n":         `tls_cert_file and tls_key_file go together`,

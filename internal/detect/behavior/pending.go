@@ -69,19 +69,6 @@ func less(a, b *pending) bool {
 // Len is how many accesses are held.
 func (q *pendingQueue) Len() int { return len(q.head) + len(q.tail) + len(q.odd) + q.n }
 
-// newest is the latest in-order access held, if any.
-func (q *pendingQueue) newest() (*pending, bool) {
-	switch {
-	case len(q.tail) > 0:
-		return &q.tail[len(q.tail)-1], true
-	case q.n > 0:
-		return &q.last, true
-	case len(q.head) > 0:
-		return &q.head[len(q.head)-1], true
-	}
-	return nil, false
-}
-
 func (q *pendingQueue) push(p pending) {
 	// The newest access not in the tail bounds what the tail may take.
 	var bound *pending

@@ -241,6 +241,7 @@ type RuleChange struct {
 	Actor   string // the API key's name
 	At      time.Time
 	Index   uint64 // the journal entry (set when journaled)
+	ID      string // the switch record's id (set when journaled)
 }
 
 // MaxRuleReason bounds the reason given for a rule switch, in bytes.
