@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/detect"
@@ -87,7 +89,10 @@ type DetectorOptions struct {
 	// detected as a record. ControlState and RestoreControl carry what
 	// the actions set in the tenant's snapshot: RestoreControl gets the
 	// bytes ControlState gave when the snapshot was taken, or nil when the
-	// tenant is detected from the stream's start.
+	// tenant is detected from the stream's start. Control runs in stream
+	// order, but Pipeline.Prepare has already run on the messages after
+	// it: an action must act on ProcessItem or later (a rule switch mutes
+	// alerts).
 	Control        func(tenant string, p *detect.Pipeline, seq uint64, en *journal.Entry) bool
 	ControlState   func(tenant string) ([]byte, error)
 	RestoreControl func(tenant string, state []byte) error
@@ -123,6 +128,7 @@ type Detector struct {
 
 	snaps jetstream.ObjectStore
 	guard jetstream.KeyValue
+	jobs  chan *chunk // to the decode goroutines
 
 	mu        sync.Mutex
 	stats     map[string]*TenantStats
@@ -253,6 +259,22 @@ func (d *Detector) update(tenant string, fn func(*TenantStats)) {
 // Run detects until ctx ends; each tenant's state is then snapshotted
 // and its lease released, so another worker goes on at once.
 func (d *Detector) Run(ctx context.Context) error {
+	// The decode goroutines serve every tenant: as many as cores, each
+	// with a decoder of its own, however many tenants the worker holds.
+	d.jobs = make(chan *chunk, 4*runtime.GOMAXPROCS(0))
+	var decoders sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		decoders.Go(func() {
+			dec := d.o.NewDecoder()
+			for c := range d.jobs {
+				c.prepare(dec, d.c.opts.Stream)
+				c.w.inflight.Done()
+				close(c.done)
+			}
+		})
+	}
+	defer decoders.Wait()
+	defer close(d.jobs) // after every tenant's goroutine ended
 	var wg sync.WaitGroup
 	started := map[string]bool{}
 	start := func(tenant string) {
@@ -426,10 +448,16 @@ type tenantWorker struct {
 	out    *alertOut
 	pos    uint64 // stream sequence of the last message detected
 	snap   uint64 // position of the last snapshot
+	// inflight counts the chunks handed to the decode goroutines and not
+	// prepared yet: the pipeline outlives them.
+	inflight sync.WaitGroup
 }
 
 // run restores the tenant's snapshot and detects from the stream after
-// it until ctx ends.
+// it until ctx ends. Three stages overlap: the reader fetches the next
+// batch while earlier ones are detected, decode goroutines decode and
+// prepare chunks of messages (the stateless half of detection) on every
+// core, and this goroutine feeds them to the pipeline in stream order.
 func (w *tenantWorker) run(ctx context.Context) error {
 	d := w.d
 	w.out = &alertOut{d: d, tenant: w.tenant}
@@ -443,22 +471,72 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	if err := rd.reset(ctx); err != nil {
 		return nilOnDone(ctx, err)
 	}
-	dec := d.o.NewDecoder()
+	// Up to about two fetches ahead of detection: memory stays bounded
+	// by the batch size, whatever the backlog.
+	ahead := max(2*d.o.Batch/chunkLen, 4)
+	var order chan *chunk
+	var stopFetch context.CancelFunc
+	startFetch := func() {
+		var fctx context.Context
+		fctx, stopFetch = context.WithCancel(ctx)
+		order = make(chan *chunk, ahead)
+		go rd.fetch(fctx, w.pos, order)
+	}
+	stop := func() {
+		stopFetch()
+		for range order { // until the reader is gone
+		}
+	}
+	defer func() {
+		stop()
+		w.inflight.Wait()
+	}()
+	startFetch()
+
 	var lastRefresh, lastSnap time.Time
 	// A restored state's incidents are known after a first refresh.
 	dirty := w.pos > 0
+	idle := time.NewTimer(d.o.Idle)
+	defer idle.Stop()
 	for ctx.Err() == nil {
-		n, err := rd.read(ctx, dec)
-		if err != nil {
-			return nilOnDone(ctx, err)
+		var c *chunk
+		select {
+		case m, ok := <-order:
+			if c = m; !ok {
+				c = &chunk{reset: errors.New("the stream reader stopped")}
+			}
+		case <-idle.C:
+		case <-ctx.Done():
+			return nil
 		}
-		if n > 0 {
-			dirty = true
-			d.update(w.tenant, func(s *TenantStats) { s.Position = w.pos; s.Read += uint64(n) })
+		idle.Reset(d.o.Idle)
+		switch {
+		case c == nil:
+		case c.reset != nil:
+			// Everything before the reset is detected: the reader goes
+			// on from the position.
+			if ctx.Err() == nil {
+				w.log.Warn("cluster: re-creating the detection consumer", "err", c.reset)
+			}
+			stop()
+			if err := rd.reset(ctx); err != nil {
+				return nilOnDone(ctx, err)
+			}
+			startFetch()
+		default:
+			<-c.done
+			if n := w.consume(c); n > 0 {
+				dirty = true
+				d.update(w.tenant, func(s *TenantStats) { s.Position = w.pos; s.Read += uint64(n) })
+			}
 		}
-		// Alerts go out as raised, before anything that depends on them.
-		if err := w.out.flush(ctx); err != nil {
-			return nilOnDone(ctx, err)
+		// Alerts go out as raised, before anything that depends on them:
+		// at once when the worker is caught up, at least every flushEvery
+		// while it reads a backlog.
+		if o := w.out; len(o.pending) > 0 && (len(order) == 0 || time.Since(o.since) >= flushEvery) {
+			if err := o.flush(ctx); err != nil {
+				return nilOnDone(ctx, err)
+			}
 		}
 		if dirty && time.Since(lastRefresh) >= d.o.Refresh {
 			if err := w.refresh(ctx); err != nil {
@@ -478,6 +556,10 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// flushEvery is the longest alerts wait for the stream while a worker
+// reads a backlog (a caught-up worker sends them at once).
+const flushEvery = 100 * time.Millisecond
 
 // tenantReader delivers a tenant's stream messages after the worker's
 // position, in stream order, through a consumer of its own (no acks: the
@@ -533,100 +615,241 @@ func (r *tenantReader) delete() {
 	_ = r.w.d.c.js.DeleteConsumer(ctx, r.w.d.c.opts.Stream, r.name)
 }
 
-// read fetches one batch and feeds it to the pipeline; it returns how
-// many messages it detected.
-func (r *tenantReader) read(ctx context.Context, dec *source.Decoder) (int, error) {
-	w, d := r.w, r.w.d
-	batch, err := r.cons.Fetch(d.o.Batch, jetstream.FetchMaxWait(d.o.Idle))
-	if err != nil {
-		if ctx.Err() == nil {
-			w.log.Warn("cluster: detection fetch failed; re-creating the consumer", "err", err)
-		}
-		return 0, r.reset(ctx)
-	}
-	// The client ends a fetch at its wait plus a second; one that runs
-	// well past that is abandoned.
-	stuck := time.NewTimer(d.o.Idle + 10*time.Second)
-	defer stuck.Stop()
-	msgs := batch.Messages()
-	n, ok := 0, true
-	for ok {
-		var m jetstream.Msg
-		select {
-		case m, ok = <-msgs:
-		case <-stuck.C:
-			w.log.Warn("cluster: detection fetch did not end; re-creating the consumer")
-			return n, r.reset(ctx)
-		case <-ctx.Done():
-			return n, nil
-		}
-		if !ok {
-			break
-		}
-		md, err := m.Metadata()
-		if err != nil || md.Sequence.Consumer != r.nextDelivery {
-			// A delivery went missing: detecting past it would change the
-			// order.
-			w.log.Warn("cluster: detection delivery out of sequence; re-creating the consumer", "err", err)
-			return n, r.reset(ctx)
-		}
-		r.nextDelivery++
-		if md.Sequence.Stream <= w.pos {
-			continue
-		}
-		w.consume(dec, md.Sequence.Stream, m)
-		n++
-	}
-	ferr := batch.Error()
-	switch {
-	case ferr == nil || errors.Is(ferr, context.DeadlineExceeded) || isTimeout(ferr) || ctx.Err() != nil:
-	case errors.Is(ferr, nats.ErrNoResponders):
-		// A new consumer's first pull may reach it before it is ready;
-		// the next fetch goes on.
-		w.log.Debug("cluster: detection fetch found no consumer yet", "err", ferr)
-	default:
-		w.log.Warn("cluster: detection fetch ended with an error; re-creating the consumer", "err", ferr)
-		return n, r.reset(ctx)
-	}
-	return n, nil
+// chunkLen is the most messages decoded together on one goroutine.
+const chunkLen = 64
+
+// chunk is a run of consecutive messages of a tenant's stream, decoded
+// and prepared on a decode goroutine, then detected in order; or, when
+// reset is set, where the reader stopped and must be re-created from the
+// worker's position.
+type chunk struct {
+	w     *tenantWorker
+	msgs  []streamMsg
+	reset error
+	done  chan struct{} // closed when msgs are decoded and prepared
 }
 
-// consume decodes one stream message and feeds its events to the
-// pipeline. A message that is not a decodable journal entry is logged and
-// counted (the sequencer quarantines it on the journal node).
-func (w *tenantWorker) consume(dec *source.Decoder, seq uint64, m jetstream.Msg) {
-	w.pos = seq
-	if ctl := w.d.o.Control; ctl != nil {
-		if en, err := journal.DecodeEntry(m.Data()); err == nil && token(en.Source) == sourceToken(m.Subject()) && ctl(w.tenant, w.p, seq, &en) {
+type streamMsg struct {
+	seq     uint64
+	subject string
+	data    []byte
+	// en is the message's journal entry, kept for DetectorOptions.Control,
+	// which is offered it in stream order.
+	en    *journal.Entry
+	items []*detect.Item
+	err   error // not a decodable journal entry
+}
+
+// prepare decodes the chunk's messages and runs the stateless half of
+// detection on their events (Pipeline.Prepare is safe on many
+// goroutines); it runs beside the pipeline.
+func (c *chunk) prepare(dec *source.Decoder, stream string) {
+	p, control := c.w.p, c.w.d.o.Control != nil
+	for i := range c.msgs {
+		m := &c.msgs[i]
+		en, err := entryOf(m.subject, m.data)
+		if err != nil {
+			m.err = err
+			continue
+		}
+		if control {
+			m.en = &en
+		}
+		evs, err := decodeRecord(dec, stream, m.seq, &en)
+		if err != nil {
+			m.err = err
+			continue
+		}
+		m.items = make([]*detect.Item, len(evs))
+		for k, e := range evs {
+			m.items[k] = p.Prepare(e)
+		}
+		m.data = nil
+	}
+}
+
+// fetch reads the tenant's messages after the stream sequence after,
+// fetch after fetch (the next is asked for as soon as the last one's
+// messages are handed on, while they are detected), and hands them on
+// in chunks: each to a decode goroutine, and in order to
+// the worker through order. A chunk goes as soon as no further message
+// is waiting, so a caught-up tenant's records are detected as they come.
+// It ends when ctx does, or after sending a chunk that asks for a reset
+// (a failed fetch, a gap in the delivery sequence, a fetch that does not
+// end); it closes order when it returns.
+func (r *tenantReader) fetch(ctx context.Context, after uint64, order chan<- *chunk) {
+	defer close(order)
+	d := r.w.d
+	var blocked time.Duration // time spent waiting for room downstream
+	send := func(c *chunk) bool {
+		t0 := time.Now()
+		defer func() { blocked += time.Since(t0) }()
+		if c.reset == nil {
+			r.w.inflight.Add(1)
+			select {
+			case d.jobs <- c:
+			case <-ctx.Done():
+				r.w.inflight.Done()
+				return false
+			}
+		}
+		select {
+		case order <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	newChunk := func() *chunk { return &chunk{w: r.w, msgs: make([]streamMsg, 0, chunkLen), done: make(chan struct{})} }
+	fail := func(cur *chunk, err error) {
+		if len(cur.msgs) > 0 && !send(cur) {
+			return
+		}
+		send(&chunk{reset: err})
+	}
+	for ctx.Err() == nil {
+		batch, err := r.cons.Fetch(d.o.Batch, jetstream.FetchMaxWait(d.o.Idle))
+		if err != nil {
+			fail(newChunk(), fmt.Errorf("fetch failed: %w", err))
+			return
+		}
+		// The client ends a fetch at its wait plus a second; one that
+		// runs well past that (not counting the time the detection
+		// took to take its messages) is abandoned.
+		start := time.Now()
+		blocked = 0
+		msgs := batch.Messages()
+		cur := newChunk()
+		for {
+			var m jetstream.Msg
+			var ok bool
+			select {
+			case m, ok = <-msgs:
+			default:
+				// Nothing more waiting: what is here goes on now.
+				if len(cur.msgs) > 0 {
+					if !send(cur) {
+						return
+					}
+					cur = newChunk()
+				}
+				stuck := time.NewTimer(time.Until(start.Add(d.o.Idle + 10*time.Second + blocked)))
+				select {
+				case m, ok = <-msgs:
+				case <-stuck.C:
+					fail(cur, errors.New("fetch did not end"))
+					return
+				case <-ctx.Done():
+					stuck.Stop()
+					return
+				}
+				stuck.Stop()
+			}
+			if !ok {
+				break
+			}
+			md, err := m.Metadata()
+			if err == nil && md.Sequence.Consumer != r.nextDelivery {
+				err = fmt.Errorf("delivery %d, expected %d", md.Sequence.Consumer, r.nextDelivery)
+			}
+			if err != nil {
+				// A delivery went missing: detecting past it would change
+				// the order.
+				fail(cur, fmt.Errorf("delivery out of sequence: %w", err))
+				return
+			}
+			r.nextDelivery++
+			if md.Sequence.Stream <= after {
+				continue
+			}
+			after = md.Sequence.Stream
+			// The message's data is its own (the client copies every
+			// payload out of its read buffer): the events keep it.
+			cur.msgs = append(cur.msgs, streamMsg{seq: after, subject: m.Subject(), data: m.Data()})
+			if len(cur.msgs) == chunkLen {
+				if !send(cur) {
+					return
+				}
+				cur = newChunk()
+			}
+		}
+		if len(cur.msgs) > 0 && !send(cur) {
+			return
+		}
+		ferr := batch.Error()
+		switch {
+		case ferr == nil || errors.Is(ferr, context.DeadlineExceeded) || isTimeout(ferr) || ctx.Err() != nil:
+		case errors.Is(ferr, nats.ErrNoResponders):
+			// A new consumer's first pull may reach it before it is ready;
+			// the next fetch goes on.
+			r.w.log.Debug("cluster: detection fetch found no consumer yet", "err", ferr)
+		default:
+			fail(newChunk(), fmt.Errorf("fetch ended with an error: %w", ferr))
 			return
 		}
 	}
-	evs, err := decodeMessage(dec, w.d.c.opts.Stream, seq, m.Subject(), m.Data())
-	if err != nil {
-		w.d.update(w.tenant, func(s *TenantStats) { s.Undecoded++ })
-		w.log.Warn("cluster: stream message not detected", "seq", seq, "subject", m.Subject(), "err", err)
-		return
+}
+
+// consume feeds a prepared chunk to the pipeline, in stream order, and
+// returns how many messages it detected. A message that is not a
+// decodable journal entry is logged and counted (the sequencer
+// quarantines it on the journal node).
+func (w *tenantWorker) consume(c *chunk) int {
+	n := 0
+	for i := range c.msgs {
+		m := &c.msgs[i]
+		if m.seq <= w.pos {
+			continue
+		}
+		w.pos = m.seq
+		n++
+		// An operator action (a rule switch) applies where it stands: after
+		// the messages before it, before those after it.
+		if ctl := w.d.o.Control; ctl != nil && m.en != nil && ctl(w.tenant, w.p, m.seq, m.en) {
+			continue
+		}
+		if m.err != nil {
+			w.d.update(w.tenant, func(s *TenantStats) { s.Undecoded++ })
+			w.log.Warn("cluster: stream message not detected", "seq", m.seq, "subject", m.subject, "err", m.err)
+			continue
+		}
+		for _, it := range m.items {
+			_ = w.p.ProcessItem(it)
+		}
 	}
-	for _, e := range evs {
-		_ = w.p.Process(e)
-	}
+	return n
 }
 
 // decodeMessage decodes a raw stream message into events, with the
 // origin the journal node's detection gives them (the entry's origin and
 // its stream sequence), so alerts name the same place either way.
 func decodeMessage(dec *source.Decoder, stream string, seq uint64, subject string, data []byte) ([]*event.Event, error) {
-	en, err := journal.DecodeEntry(data)
+	en, err := entryOf(subject, data)
 	if err != nil {
 		return nil, err
 	}
-	if token(en.Source) != sourceToken(subject) {
-		return nil, fmt.Errorf("entry source %q does not match subject %s", en.Source, subject)
+	return decodeRecord(dec, stream, seq, &en)
+}
+
+// entryOf decodes a raw stream message's journal entry, whose source must
+// be its subject's.
+func entryOf(subject string, data []byte) (journal.Entry, error) {
+	en, err := journal.DecodeEntry(data)
+	if err != nil {
+		return en, err
 	}
-	// Events keep the raw bytes; the message's are the client library's.
-	raw := slices.Clone(en.Raw)
+	if token(en.Source) != sourceToken(subject) {
+		return en, fmt.Errorf("entry source %q does not match subject %s", en.Source, subject)
+	}
+	return en, nil
+}
+
+// decodeRecord decodes the record of the entry at stream sequence seq.
+// The events keep en.Raw, the message's own bytes (the client copies
+// every payload out of its read buffer).
+func decodeRecord(dec *source.Decoder, stream string, seq uint64, en *journal.Entry) ([]*event.Event, error) {
 	dec.SetObserved(en.Received)
-	return dec.Decode(raw, event.Origin{File: "journal:" + en.Origin + " @" + stream + ":" + strconv.FormatUint(seq, 10), Index: int(seq)})
+	return dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin + " @" + stream + ":" + strconv.FormatUint(seq, 10), Index: int(seq)})
 }
 
 // refresh regroups and measures the incidents and sends their updates.
@@ -857,6 +1080,14 @@ type alertOut struct {
 	d       *Detector
 	tenant  string
 	pending []outMsg
+	since   time.Time // when the oldest pending message was raised
+}
+
+func (o *alertOut) add(m outMsg) {
+	if len(o.pending) == 0 {
+		o.since = time.Now()
+	}
+	o.pending = append(o.pending, m)
 }
 
 type outMsg struct {
@@ -883,7 +1114,7 @@ type AlertMessage struct {
 // Alert implements detect.Sink.
 func (o *alertOut) Alert(a *alert.Alert) {
 	c := *a
-	o.pending = append(o.pending, outMsg{id: "alert/" + a.Key(), kind: "alert",
+	o.add(outMsg{id: "alert/" + a.Key(), kind: "alert",
 		body: AlertMessage{Tenant: o.tenant, ID: "alert/" + a.Key(), Type: "alert", Alert: &c}})
 }
 
@@ -896,7 +1127,7 @@ func (o *alertOut) Incident(u detect.Update) {
 	for i := range inc.Alerts {
 		ids[i] = inc.Alerts[i].ID()
 	}
-	o.pending = append(o.pending, outMsg{id: id, kind: "incident",
+	o.add(outMsg{id: id, kind: "incident",
 		body: AlertMessage{Tenant: o.tenant, ID: id, Type: "incident." + kind, Incident: inc, AlertIDs: ids}})
 }
 
@@ -909,49 +1140,82 @@ func (o *alertOut) guardKey(id string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// guardConcurrency is the most guard lookups or writes a flush has in
+// flight at once.
+const guardConcurrency = 32
+
 // flush sends what is pending and returns once the stream acknowledged
-// all of it and the guard recorded it.
+// all of it and the guard recorded it. The guard's lookups, and then its
+// writes, are in flight together: each is a round trip of its own.
 func (o *alertOut) flush(ctx context.Context) error {
 	if len(o.pending) == 0 {
 		return nil
 	}
 	d := o.d
+	keys := make([]string, len(o.pending))
+	known := make([]bool, len(o.pending))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(guardConcurrency)
+	for i, m := range o.pending {
+		keys[i] = o.guardKey(m.id)
+		g.Go(func() error {
+			_, err := d.guard.Get(gctx, keys[i])
+			switch {
+			case err == nil:
+				known[i] = true
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
+				return fmt.Errorf("cluster: alert guard: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	var msgs []*nats.Msg
-	var keys, kinds []string
+	var sent []int // indexes into pending of msgs
 	var repeats uint64
-	for _, m := range o.pending {
-		key := o.guardKey(m.id)
-		_, err := d.guard.Get(ctx, key)
-		if err == nil {
+	for i, m := range o.pending {
+		if known[i] {
 			repeats++
 			continue
-		}
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("cluster: alert guard: %w", err)
 		}
 		data, err := json.Marshal(m.body)
 		if err != nil {
 			return fmt.Errorf("cluster: alert %s: %w", m.id, err)
 		}
 		nm := nats.NewMsg("alerts." + token(o.tenant) + "." + m.kind)
-		nm.Header.Set(jetstream.MsgIDHeader, key)
+		nm.Header.Set(jetstream.MsgIDHeader, keys[i])
 		nm.Data = data
 		msgs = append(msgs, nm)
-		keys, kinds = append(keys, key), append(kinds, m.kind)
+		sent = append(sent, i)
 	}
 	var res PublishResult
 	acks := make([]journal.Ack, len(msgs))
 	if err := d.c.publishTo(ctx, AlertStream, msgs, acks, &res); err != nil {
 		return err
 	}
+	// Recorded only once the stream holds every message: a crash before
+	// leaves them unguarded, and the replay sends them again (the stream
+	// drops them within its duplicate window).
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(guardConcurrency)
+	for _, i := range sent {
+		g.Go(func() error {
+			if _, err := d.guard.Create(gctx, keys[i], []byte("sent")); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+				return fmt.Errorf("cluster: alert guard: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	var alerts, updates uint64
-	for i, key := range keys {
-		if _, err := d.guard.Create(ctx, key, []byte("sent")); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("cluster: alert guard: %w", err)
-		}
+	for k, i := range sent {
 		switch {
-		case acks[i].Duplicate:
-		case kinds[i] == "alert":
+		case acks[k].Duplicate:
+		case o.pending[i].kind == "alert":
 			alerts++
 		default:
 			updates++

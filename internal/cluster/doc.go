@@ -18,7 +18,8 @@
 //     absorbed by the journal's own dedupe by record id.
 //   - A Detector is a detection worker. Per tenant it takes a lease
 //     (bucket vigil_detect_leases), reads the tenant's subjects in stream
-//     order through a consumer of its own into a detect.Pipeline, and sends
+//     order through a consumer of its own (fetching ahead, decoding and
+//     preparing on every core) into a detect.Pipeline, and sends
 //     alerts and incident updates to the stream VIGIL_ALERTS, each with a
 //     stable Nats-Msg-Id and guarded past the duplicate window by a
 //     first-writer-wins KV bucket (vigil_alert_ids). It snapshots the
