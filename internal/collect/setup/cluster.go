@@ -97,6 +97,11 @@ func (c *Config) checkCluster(bad func(path []any, format string, a ...any)) {
 		if k.Role == "detect" {
 			bad(at("detection"), "detection: workers is for journal and ingest nodes (a detect node is a worker)")
 		}
+		// The journal node sends the detect nodes' alerts; an ingest node
+		// with sinks would send every one a second time.
+		if k.Role == "ingest" && c.Server != nil && len(c.Server.Sinks) > 0 {
+			bad(at("detection"), "an ingest node with detection: workers serves the detect nodes' alerts but must not send them: the journal node's sinks do (remove server: sinks here)")
+		}
 	default:
 		bad(at("detection"), "detection %q: want local (this node detects over its journal) or workers (detect nodes do, and this node reads their alerts)", k.Detection)
 	}

@@ -66,6 +66,21 @@ func TestClusterSectionErrors(t *testing.T) {
 		"cluster:\n  role: ingest\n  tenant: a/b\n  nats_urls: [nats://a:4222]\n":                 `:5: tenant "a/b"`,
 		"cluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  tls_key_file: k.pem\n":         `tls_cert_file and tls_key_file go together`,
 	}
+	// Sinks on an ingest node that serves the detect nodes' alerts would
+	// send them twice.
+	twice := "data: d\nserver:\n  sinks:\n    - type: file\n      path: a.jsonl\ncluster:\n  role: ingest\n  nats_urls: [nats://a:4222]\n  detection: workers\n"
+	if _, err := Parse("vigil.yaml", []byte(twice)); err == nil || !strings.Contains(err.Error(), "must not send them") {
+		t.Errorf("sinks on an ingest node with detection: workers: %v", err)
+	}
+	for _, role := range []string{"journal", "ingest"} {
+		ok := "data: d\nserver:\n  listen: 127.0.0.1:1\ncluster:\n  role: " + role + "\n  nats_urls: [nats://a:4222]\n  detection: workers\n"
+		if role == "journal" {
+			ok = strings.Replace(ok, "  listen: 127.0.0.1:1\n", "  sinks:\n    - type: file\n      path: a.jsonl\n", 1)
+		}
+		if _, err := Parse("vigil.yaml", []byte(ok)); err != nil {
+			t.Errorf("%s node with detection: workers: %v", role, err)
+		}
+	}
 	for text, want := range cases {
 		_, err := Parse("vigil.yaml", []byte("data: d\nserver: {}\n"+text))
 		if err == nil || !strings.Contains(err.Error(), want) {
