@@ -93,26 +93,35 @@ func TestFollowerResumesWithoutDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inc.Close()
-	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer full.Close()
-	if _, err := full.Rebuild(ctx, data); err != nil {
-		t.Fatal(err)
-	}
-	a, b := dump(t, inc), dump(t, full)
-	for _, tbl := range []string{"events", "mail_access", "signins", "audits", "unindexed"} {
-		if !slices.Equal(a[tbl], b[tbl]) {
-			t.Errorf("%s: followed index has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
-		}
-	}
+	full, _ := rebuilt(t, data, Options{})
+	a := sameRows(t, inc, full, "the followed index", "events", "mail_access", "signins", "audits", "unindexed")
 	if uint64(len(a["events"])) < total {
 		t.Errorf("%d events for %d journal entries", len(a["events"]), total)
 	}
 	if next, _ := inc.Next(ctx); next != total {
 		t.Errorf("persisted position %d, journal holds %d", next, total)
 	}
+}
+
+// newFollowRig opens a journal in data, an index and a follower of it,
+// closed when the test ends.
+func newFollowRig(t *testing.T, data string) (*journal.Journal, *Index, *Follower) {
+	t.Helper()
+	j, err := journal.Open(context.Background(), data, journal.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	x, err := Open(context.Background(), filepath.Join(t.TempDir(), "idx"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	f, err := NewFollower(x, data, j, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, x, f
 }
 
 // TestFollowerTakesOfferedRows: entries detection decoded (with its own
@@ -122,20 +131,7 @@ func TestFollowerTakesOfferedRows(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	entries := entriesOf(t, tenantFiles(t))
-	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	x, err := Open(ctx, filepath.Join(t.TempDir(), "idx"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	f, err := NewFollower(x, data, j, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, x, f := newFollowRig(t, data)
 	dec := source.NewDecoder(nil, event.MailAccessFields)
 	for c := range slices.Chunk(entries, 3000) {
 		from := j.Size()
@@ -159,20 +155,8 @@ func TestFollowerTakesOfferedRows(t *testing.T) {
 	if used, dropped := f.Shared(); used != j.Size() || dropped != 0 {
 		t.Fatalf("%d of %d entries indexed from offered rows, %d offers refused", used, j.Size(), dropped)
 	}
-	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer full.Close()
-	if _, err := full.Rebuild(ctx, data); err != nil {
-		t.Fatal(err)
-	}
-	a, b := dump(t, x), dump(t, full)
-	for _, tbl := range []string{"events", "mail_access", "signins", "audits", "unindexed"} {
-		if !slices.Equal(a[tbl], b[tbl]) {
-			t.Errorf("%s: from offered rows %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
-		}
-	}
+	full, _ := rebuilt(t, data, Options{})
+	a := sameRows(t, x, full, "the index from offered rows", "events", "mail_access", "signins", "audits", "unindexed")
 	if len(a["events"]) == 0 || len(a["mail_access"]) == 0 {
 		t.Fatalf("nothing indexed: %d events, %d mail rows", len(a["events"]), len(a["mail_access"]))
 	}
@@ -183,20 +167,7 @@ func TestFollowerTakesOfferedRows(t *testing.T) {
 func TestFollowerWaitGivesUp(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
-	j, err := journal.Open(ctx, data, journal.Options{CheckpointInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	x, err := Open(ctx, filepath.Join(t.TempDir(), "idx"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	f, err := NewFollower(x, data, j, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, _, f := newFollowRig(t, data)
 	wctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := f.WaitFor(wctx, 1); err != context.Canceled {
@@ -288,24 +259,11 @@ func TestRetentionDropsOldEntries(t *testing.T) {
 	if err := journal.Replay(ctx, data, 0, func(uint64, *journal.Entry) error { count++; return nil }); err != nil || uint64(count) != total {
 		t.Fatalf("journal replays %d of %d entries (%v)", count, total, err)
 	}
-	full, err := Open(ctx, filepath.Join(t.TempDir(), "full"), Options{Retention: 30 * 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer full.Close()
-	rst, err := full.Rebuild(ctx, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full, rst := rebuilt(t, data, Options{Retention: 30 * 24 * time.Hour})
 	if rst.Dropped == 0 {
 		t.Fatalf("rebuild dropped nothing: %+v", rst)
 	}
-	a, b := dump(t, inc), dump(t, full)
-	for _, tbl := range []string{"events", "mail_access", "unindexed"} {
-		if !slices.Equal(a[tbl], b[tbl]) {
-			t.Errorf("%s: incremental has %d rows, rebuilt %d, or they differ", tbl, len(a[tbl]), len(b[tbl]))
-		}
-	}
+	sameRows(t, inc, full, "incremental", "events", "mail_access", "unindexed")
 }
 
 // TestLookupIndexes: a rebuilt index, and an index that lacked them when
