@@ -6,15 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/simulate"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 func TestSearchCommands(t *testing.T) {
@@ -127,38 +123,13 @@ func TestReindexFillsAlertsAndIncidents(t *testing.T) {
 	}
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
-	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 15, Days: 14, Seed: 3,
-		Campaigns: []string{simulate.CampaignForgedToken}, Confounders: simulate.ConfounderNames}, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
 	// The records in time order, as a live feed appends them (detection
 	// reads the journal in its order).
-	type rec struct {
-		t   time.Time
-		raw []byte
-	}
-	var recs []rec
-	var prev *event.Event
-	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {
-		if prev == nil || !source.SameRecord(prev, e) {
-			recs = append(recs, rec{e.Time, bytes.Clone(bytes.TrimSpace(e.Raw))})
-		}
-		prev = e
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
+	_, recs := simulatedFeed(t, simulate.Config{Users: 15, Days: 14, Seed: 3,
+		Campaigns: []string{simulate.CampaignForgedToken}, Confounders: simulate.ConfounderNames}, logs)
 	var feed bytes.Buffer
 	for _, r := range recs {
-		feed.Write(r.raw)
+		feed.Write(r)
 		feed.WriteByte('\n')
 	}
 	feedFile := filepath.Join(dir, "feed.jsonl")

@@ -16,10 +16,8 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/cluster/natstest"
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/simulate"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // TestServeCluster: two vigil serve processes around a 3-node JetStream
@@ -30,38 +28,12 @@ import (
 // snapshot.
 func TestServeCluster(t *testing.T) {
 	logs := t.TempDir()
-	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 10, Days: 2, Seed: 7,
-		Campaigns: []string{simulate.CampaignForgedToken}}, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
 	// Records in time order, as from a live feed.
-	type rec struct {
-		t   time.Time
-		raw []byte
-	}
-	var recs []rec
-	var prev *event.Event
-	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {
-		if prev != nil && source.SameRecord(prev, e) {
-			return nil
-		}
-		prev = e
-		recs = append(recs, rec{e.Time, bytes.Clone(bytes.TrimSpace(e.Raw))})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
+	_, recs := simulatedFeed(t, simulate.Config{Users: 10, Days: 2, Seed: 7,
+		Campaigns: []string{simulate.CampaignForgedToken}}, logs)
 	var body bytes.Buffer
 	for _, r := range recs {
-		body.Write(r.raw)
+		body.Write(r)
 		body.WriteByte('\n')
 	}
 	records := bytes.Count(body.Bytes(), []byte("\n"))

@@ -119,6 +119,45 @@ func (s *servedVigil) get(t *testing.T, path string, v any) int {
 	return resp.StatusCode
 }
 
+// simulatedFeed simulates a tenant into logs and returns its ground truth
+// and its records (raw JSON, one per record) in time order, as a live feed
+// delivers them.
+func simulatedFeed(t *testing.T, cfg simulate.Config, logs string) (*simulate.Truth, [][]byte) {
+	t.Helper()
+	truth, err := simulate.Run(t.Context(), cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, f := range truth.Files {
+		if f.Source != "networks" {
+			paths = append(paths, filepath.Join(logs, f.Name))
+		}
+	}
+	type rec struct {
+		t   time.Time
+		raw []byte
+	}
+	var recs []rec
+	var prev *event.Event
+	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {
+		if prev != nil && source.SameRecord(prev, e) {
+			return nil
+		}
+		prev = e
+		recs = append(recs, rec{e.Time, bytes.Clone(bytes.TrimSpace(e.Raw))})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
+	out := make([][]byte, len(recs))
+	for i, r := range recs {
+		out[i] = r.raw
+	}
+	return truth, out
+}
+
 // The end-to-end test: a simulated tenant pushed in chunks, the
 // forged-token incident in the API with exact impact, delivered to a
 // webhook (valid Standard Webhooks signature) and a syslog listener; a
@@ -129,11 +168,9 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
-	truth, err := simulate.Run(t.Context(), simulate.Config{Users: 30, Days: 21, Seed: 3,
+	// Records arrive roughly in time order, as they do from a live feed.
+	truth, recs := simulatedFeed(t, simulate.Config{Users: 30, Days: 21, Seed: 3,
 		Campaigns: []string{simulate.CampaignForgedToken}, Confounders: simulate.ConfounderNames}, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string]bool{}
 	for _, ct := range truth.Campaigns {
 		for _, mi := range ct.Impact {
@@ -205,12 +242,6 @@ server:
 		t.Fatal("no admin key printed at first start")
 	}
 	// Push the tenant's records in chunks of 5000, as a log shipper would.
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
 	var body bytes.Buffer
 	n, pushed, accepted := 0, 0, 0
 	push := func() {
@@ -239,26 +270,8 @@ server:
 		body.Reset()
 		n = 0
 	}
-	// Records arrive roughly in time order, as they do from a live feed.
-	type rec struct {
-		t   time.Time
-		raw []byte
-	}
-	var recs []rec
-	var prev *event.Event
-	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {
-		if prev != nil && source.SameRecord(prev, e) {
-			return nil
-		}
-		prev = e
-		recs = append(recs, rec{e.Time, bytes.Clone(bytes.TrimSpace(e.Raw))})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return a.t.Compare(b.t) })
 	for _, r := range recs {
-		body.Write(r.raw)
+		body.Write(r)
 		body.WriteByte('\n')
 		if n++; n == 5000 {
 			push()
