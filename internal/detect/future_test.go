@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/source"
 )
 
@@ -111,13 +109,3 @@ type funcSink struct{ alert func(*alert.Alert) }
 
 func (s *funcSink) Alert(a *alert.Alert) { s.alert(a) }
 func (s *funcSink) Incident(Update)      {}
-
-// incidentLines sums incidents up: id, severity, alerts, accesses, messages read.
-func incidentLines(incs []*incident.Incident) []string {
-	var out []string
-	for _, inc := range incs {
-		out = append(out, fmt.Sprintf("%s %s %d %d %d", inc.ID, inc.Severity, inc.AlertCount, inc.Impact.Accesses, inc.Impact.MessageCount))
-	}
-	slices.Sort(out)
-	return out
-}

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,14 +19,6 @@ import (
 func TestSnapshotPortableRestore(t *testing.T) {
 	evs, nets := scenarioStream(t)
 	newP := func(s Sink, tmp string) *Pipeline { return fullPipeline(t, nets, tmp, s) }
-	summary := func(incs []*incident.Incident) []string {
-		var out []string
-		for _, inc := range incs {
-			out = append(out, fmt.Sprintf("%s %s %d %d %d", inc.ID, inc.Severity, inc.AlertCount, inc.Impact.Accesses, inc.Impact.MessageCount))
-		}
-		slices.Sort(out)
-		return out
-	}
 	cut := len(evs) / 2
 
 	whole := &recordingSink{}
@@ -92,19 +83,7 @@ func TestSnapshotPortableRestore(t *testing.T) {
 			t.Fatalf("restored access log %s is not under the new TempDir %s", f, second)
 		}
 	}
-	for _, e := range evs[cut:] {
-		p.Process(e)
-	}
-	got, err := p.Close(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(want.Incidents) == 0 {
-		t.Fatal("the scenario made no incident")
-	}
-	if g, w := summary(got.Incidents), summary(want.Incidents); !slices.Equal(g, w) {
-		t.Errorf("incidents after a portable restore:\n%v\nuninterrupted:\n%v", g, w)
-	}
+	got := finish(t, p, evs[cut:], want, "after a portable restore")
 	gk, wk := alertKeys(got), alertKeys(want)
 	if !slices.Equal(gk, wk) {
 		t.Errorf("%d alerts after a portable restore, %d uninterrupted", len(gk), len(wk))

@@ -48,6 +48,37 @@ func fullPipeline(t *testing.T, nets behavior.Networks, tmp string, s Sink) *Pip
 		Incidents: &ic, TempDir: tmp}, s)
 }
 
+// incidentLines sums incidents up: id, severity, alerts, accesses, messages read.
+func incidentLines(incs []*incident.Incident) []string {
+	var out []string
+	for _, inc := range incs {
+		out = append(out, fmt.Sprintf("%s %s %d %d %d", inc.ID, inc.Severity, inc.AlertCount, inc.Impact.Accesses, inc.Impact.MessageCount))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// finish feeds rest to p (restored from a snapshot), closes it and
+// requires the incidents of want (an uninterrupted run, which must have
+// some); it returns p's result for further checks.
+func finish(t *testing.T, p *Pipeline, rest []*event.Event, want *Result, what string) *Result {
+	t.Helper()
+	for _, e := range rest {
+		p.Process(e)
+	}
+	got, err := p.Close(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Incidents) == 0 {
+		t.Fatal("the scenario made no incident")
+	}
+	if g, w := incidentLines(got.Incidents), incidentLines(want.Incidents); !slices.Equal(g, w) {
+		t.Errorf("incidents %s:\n%v\nuninterrupted:\n%v", what, g, w)
+	}
+	return got
+}
+
 type recordingSink struct{ log []string }
 
 func (s *recordingSink) Alert(a *alert.Alert) {
@@ -66,14 +97,6 @@ func TestSnapshotRestore(t *testing.T) {
 	tmp := t.TempDir()
 	newP := func(s Sink) *Pipeline { return fullPipeline(t, nets, tmp, s) }
 	cuts := []int{len(evs) / 3, 2 * len(evs) / 3}
-	summary := func(incs []*incident.Incident) []string {
-		var out []string
-		for _, inc := range incs {
-			out = append(out, fmt.Sprintf("%s %s %d %d", inc.ID, inc.Severity, inc.AlertCount, inc.Impact.Accesses))
-		}
-		slices.Sort(out)
-		return out
-	}
 
 	// Uninterrupted, with the same snapshot points (a snapshot drains the
 	// reordering buffer, as a refresh does).
@@ -132,19 +155,7 @@ func TestSnapshotRestore(t *testing.T) {
 		}
 		prev = c
 	}
-	for _, e := range evs[prev:] {
-		p.Process(e)
-	}
-	got, err := p.Close(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(want.Incidents) == 0 {
-		t.Fatal("the scenario made no incident")
-	}
-	if g, w := summary(got.Incidents), summary(want.Incidents); !slices.Equal(g, w) {
-		t.Errorf("incidents after restores:\n%v\nuninterrupted:\n%v", g, w)
-	}
+	got := finish(t, p, evs[prev:], want, "after restores")
 	if len(got.Alerts) != len(want.Alerts) {
 		t.Errorf("%d alerts after restores, %d uninterrupted", len(got.Alerts), len(want.Alerts))
 	}
