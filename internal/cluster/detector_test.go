@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,22 +65,12 @@ func newDetectFixtureTB(t testing.TB, users, days int) *detectFixture {
 		if c := a.t.Compare(b.t); c != 0 {
 			return c
 		}
-		return compareStr(a.k, b.k)
+		return strings.Compare(a.k, b.k)
 	})
 	for i := range ks {
 		entries[i] = ks[i].en
 	}
 	return &detectFixture{entries: entries, nets: nets}
-}
-
-func compareStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (f *detectFixture) pipeline(t testing.TB, tmp string, s detect.Sink) *detect.Pipeline {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -904,7 +905,7 @@ func (w *Watcher) Incidents(since time.Time, minSeverity string) ([]json.RawMess
 		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
 			return c
 		}
-		return compareStrings(a.ID, b.ID)
+		return strings.Compare(a.ID, b.ID)
 	})
 	out := make([]json.RawMessage, 0, len(incs))
 	for _, inc := range incs {
@@ -915,16 +916,6 @@ func (w *Watcher) Incidents(since time.Time, minSeverity string) ([]json.RawMess
 		out = append(out, b)
 	}
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // IncidentByID implements Views.
