@@ -50,12 +50,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("simulating: %w", err)
 	}
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
+	paths := truth.LogPaths(logs)
 	nets, err := behavior.LoadNetTableFile(filepath.Join(logs, simulate.NetworksFile))
 	if err != nil {
 		return err

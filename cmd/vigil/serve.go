@@ -415,11 +415,7 @@ func simulateDemo(ctx context.Context, o serveOptions, stdout io.Writer) (*demoT
 		return nil, fmt.Errorf("demo: simulating: %w", err)
 	}
 	d := &demoTenant{networks: filepath.Join(logs, simulate.NetworksFile), truth: filepath.Join(logs, simulate.TruthFile)}
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			d.paths = append(d.paths, filepath.Join(logs, f.Name))
-		}
-	}
+	d.paths = truth.LogPaths(logs)
 	return d, nil
 }
 

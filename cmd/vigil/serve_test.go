@@ -128,12 +128,7 @@ func simulatedFeed(t *testing.T, cfg simulate.Config, logs string) (*simulate.Tr
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
+	paths := truth.LogPaths(logs)
 	type rec struct {
 		t   time.Time
 		raw []byte

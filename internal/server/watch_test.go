@@ -47,12 +47,7 @@ func newWatchRigArrival(t *testing.T, signInDelay time.Duration) *watchRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
+	paths := truth.LogPaths(logs)
 	var evs []*event.Event
 	var prev *event.Event
 	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error {

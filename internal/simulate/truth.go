@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 )
@@ -19,6 +20,18 @@ type Truth struct {
 	Files       []FileInfo      `json:"files"`
 	Campaigns   []CampaignTruth `json:"campaigns"`
 	Confounders []Confounder    `json:"confounders"`
+}
+
+// LogPaths are the paths of the simulated audit-log files in dir (where
+// Run wrote them), without the network table.
+func (t *Truth) LogPaths(dir string) []string {
+	var paths []string
+	for _, f := range t.Files {
+		if f.Source != "networks" {
+			paths = append(paths, filepath.Join(dir, f.Name))
+		}
+	}
+	return paths
 }
 
 // TruthVersion is the truth.json schema version.

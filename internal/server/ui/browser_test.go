@@ -53,12 +53,7 @@ func simulateTenant(t *testing.T) *demoTenant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths []string
-	for _, f := range truth.Files {
-		if f.Source != "networks" {
-			paths = append(paths, filepath.Join(logs, f.Name))
-		}
-	}
+	paths := truth.LogPaths(logs)
 	nets, err := behavior.LoadNetTableFile(filepath.Join(logs, simulate.NetworksFile))
 	if err != nil {
 		t.Fatal(err)
