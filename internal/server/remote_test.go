@@ -151,39 +151,3 @@ func TestWatcherFedFromElsewhere(t *testing.T) {
 func newTestPipeline(t *testing.T, r *watchRig) func(detect.Sink) *detect.Pipeline {
 	return func(s detect.Sink) *detect.Pipeline { return r.pipeline(t, s) }
 }
-
-// runUntil runs w until done, stops it gracefully and returns the
-// incidents it served (JSON, newest first).
-func runUntil(t *testing.T, w *Watcher, done func() bool) []string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	stopped := make(chan error, 1)
-	go func() { stopped <- w.Run(ctx) }()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !done() {
-		select {
-		case err := <-stopped:
-			t.Fatalf("watcher stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("watcher did not get there: %v, lag %d", w.Ready(), w.Lag())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// One more refresh round, so what arrived last is grouped.
-	time.Sleep(200 * time.Millisecond)
-	cancel()
-	if err := <-stopped; err != context.Canceled {
-		t.Fatalf("watcher stopped with %v", err)
-	}
-	incs, err := w.Incidents(time.Time{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, inc := range incs {
-		out = append(out, string(inc))
-	}
-	return out
-}

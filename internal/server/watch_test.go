@@ -124,22 +124,37 @@ func (r *watchRig) run(t *testing.T) (*Watcher, []string) {
 		Refresh: 50 * time.Millisecond, SnapshotEvery: time.Nanosecond,
 		OnAlert: r.det.Alert, OnIncident: r.det.Incident,
 	})
+	out := runUntil(t, w, func() bool { return w.Ready() == nil && w.Lag() == 0 })
+	if err := r.outbox.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return w, out
+}
+
+// runUntil runs w until done, stops it gracefully and returns the
+// incidents it served (JSON, newest first).
+func runUntil(t *testing.T, w *Watcher, done func() bool) []string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Run(ctx) }()
 	deadline := time.Now().Add(2 * time.Minute)
-	for w.Ready() != nil || w.Lag() > 0 {
+	for !done() {
+		select {
+		case err := <-stopped:
+			t.Fatalf("watcher stopped: %v", err)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("detection did not catch up: %v, lag %d", w.Ready(), w.Lag())
+			t.Fatalf("watcher did not get there: %v, lag %d", w.Ready(), w.Lag())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// One more refresh round, so what arrived last is grouped.
+	time.Sleep(200 * time.Millisecond)
 	cancel()
-	if err := <-done; err != context.Canceled {
+	if err := <-stopped; err != context.Canceled {
 		t.Fatalf("watcher stopped with %v", err)
-	}
-	if err := r.outbox.Flush(t.Context()); err != nil {
-		t.Fatal(err)
 	}
 	incs, err := w.Incidents(time.Time{}, "")
 	if err != nil {
@@ -149,7 +164,7 @@ func (r *watchRig) run(t *testing.T) (*Watcher, []string) {
 	for _, inc := range incs {
 		out = append(out, string(inc))
 	}
-	return w, out
+	return out
 }
 
 // deliveries reads the file sink: message ids in delivery order.
