@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -133,11 +134,11 @@ func enrichRow(r *eventRow, e enricher) {
 	if e == nil || r.asn != 0 || r.country != "" || !r.hasIP {
 		return
 	}
-	a, err := netip.ParseAddr(r.ip)
-	if err != nil {
-		return
-	}
-	if asn, country, ok := e(a.Unmap()); ok {
+	// The address as ipKey parsed it, not parsed again.
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], r.ipHi)
+	binary.BigEndian.PutUint64(b[8:], r.ipLo)
+	if asn, country, ok := e(netip.AddrFrom16(b).Unmap()); ok {
 		r.asn, r.country = asn, country
 	}
 }
