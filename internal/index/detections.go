@@ -18,12 +18,6 @@ import (
 	"github.com/vigil-audit/vigil/internal/incident"
 )
 
-// AlertID names an alert by its identity (alert.Key: evidence time, rule,
-// record ids, mailbox, title, correlation group). A replay of the journal
-// raises the same alerts with the same ids, so writing them again changes
-// nothing.
-func AlertID(a *alert.Alert) string { return a.ID() }
-
 // Incident statuses: the last change detection reported, as the sinks
 // name them.
 const (
@@ -73,7 +67,7 @@ func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []
 	if len(alerts) > 0 {
 		ids := make([]string, len(alerts))
 		for i := range alerts {
-			ids[i] = AlertID(&alerts[i])
+			ids[i] = alerts[i].ID()
 		}
 		if err := linkAlerts(ctx, tx, 0, ids); err != nil {
 			return err
@@ -152,7 +146,7 @@ func (x *Index) putAlerts(ctx context.Context, tx *sql.Tx, alerts []alert.Alert)
 	rows := make([][]string, 0, len(alerts))
 	for i := range alerts {
 		a := &alerts[i]
-		id := AlertID(a)
+		id := a.ID()
 		if seen[id] {
 			continue
 		}
@@ -216,7 +210,7 @@ func (x *Index) putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpd
 		if ids == nil {
 			ids = make([]string, len(inc.Alerts))
 			for j := range inc.Alerts {
-				ids[j] = AlertID(&inc.Alerts[j])
+				ids[j] = inc.Alerts[j].ID()
 			}
 		}
 		for _, id := range ids {
