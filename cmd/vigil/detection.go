@@ -47,5 +47,11 @@ func (d *serveDetection) newPipeline(s detect.Sink) *detect.Pipeline {
 }
 
 func (d *serveDetection) newDecoder() *source.Decoder {
-	return source.NewDecoder(nil, append(d.rules.FieldSyms(), event.HotFields...))
+	return source.NewDecoder(nil, d.hot())
+}
+
+// hot is what detection's decoder reads while it parses: the loaded
+// rules' fields and the fields every detection looks up.
+func (d *serveDetection) hot() []event.Sym {
+	return append(d.rules.FieldSyms(), event.HotFields...)
 }

@@ -250,8 +250,16 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		wdet.temp = workerDir
 		node.newPipeline, node.newDecoder = wdet.newPipeline, det.newDecoder
 	}
+	// Push ingest hands what it decoded and appended to detection when
+	// both run here on the same journal (not when ingest publishes to a
+	// cluster, nor when detection runs on the detect nodes).
+	var handoff *server.Handoff
+	if appendLog == j && feed == nil {
+		handoff = server.NewHandoff(0, 0)
+	}
 	watcher := server.NewWatcher(j, server.WatcherOptions{
 		NewPipeline: det.newPipeline,
+		Handoff:     handoff,
 		NewDecoder:  det.newDecoder,
 		Outbox:      outbox,
 		Logger:      logger,
@@ -279,6 +287,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	ingester := server.NewIngester(appendLog, filepath.Join(srvDir, "quarantine.jsonl"))
 	ingester.Notify = func() { watcher.Wake(); live.wake() }
+	ingester.Handoff, ingester.Hot = handoff, det.hot()
 	var collectors []*collect.Collector
 	if len(cfg.Tenants) > 0 {
 		if collectors, err = setup.Build(cfg, setup.Options{Journal: appendLog, Logger: logger, RegisterPush: true}); err != nil {

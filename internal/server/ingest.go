@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
+	"github.com/vigil-audit/vigil/internal/source/jsonl"
 )
 
 // IngestResult is the answer to one push.
@@ -37,6 +38,13 @@ type Ingester struct {
 	qmu        sync.Mutex
 	// Notify is called after records were appended (wakes detection).
 	Notify func()
+	// Handoff, when set, receives every entry appended with the events it
+	// decoded to, for detection in this process; Mapping and Hot must then
+	// be detection's decoder configuration, so that the events are the
+	// ones detection would decode from the journal.
+	Handoff *Handoff
+	Mapping *jsonl.Mapping
+	Hot     []event.Sym
 }
 
 // NewIngester appends to j and quarantines into the file at quarantine.
@@ -57,18 +65,33 @@ func (in *Ingester) IngestFormat(ctx context.Context, body io.Reader, origin, fo
 	var res IngestResult
 	var q bytes.Buffer
 	var entries []journal.Entry
+	var evs [][]*event.Event // per entry, with a handoff
 	var prev *event.Event
-	st, err := source.ReadPaths(ctx, []string{"-"}, source.Options{Stdin: body, Quarantine: &q, Workers: 1, Format: format},
-		func(e *event.Event) error {
-			if prev != nil && source.SameRecord(prev, e) {
-				return nil
+	opts := source.Options{Stdin: body, Quarantine: &q, Workers: 1, Format: format}
+	var received time.Time
+	if in.Handoff != nil {
+		// The entries' Received is fixed before decoding, so the events
+		// get the observed time detection would give them from the journal.
+		received = time.Now().UTC()
+		opts.Observed, opts.Mapping, opts.Hot = received, in.Mapping, in.Hot
+	}
+	st, err := source.ReadPaths(ctx, []string{"-"}, opts, func(e *event.Event) error {
+		if prev != nil && source.SameRecord(prev, e) {
+			if in.Handoff != nil {
+				evs[len(evs)-1] = append(evs[len(evs)-1], e)
 			}
-			prev = e
-			en := source.Entry(e)
-			en.Origin = origin
-			entries = append(entries, en)
 			return nil
-		})
+		}
+		prev = e
+		en := source.Entry(e)
+		en.Origin = origin
+		en.Received = received
+		entries = append(entries, en)
+		if in.Handoff != nil {
+			evs = append(evs, []*event.Event{e})
+		}
+		return nil
+	})
 	if x, ok := body.(interface{ Exceeded() bool }); ok && x.Exceeded() {
 		return res, ErrTooLarge
 	}
@@ -91,19 +114,35 @@ func (in *Ingester) IngestFormat(ctx context.Context, body io.Reader, origin, fo
 		if in.Committed != nil {
 			in.Committed(time.Since(t0))
 		}
-		for _, a := range acks {
+		for i, a := range acks {
 			if a.Duplicate {
 				res.Duplicates++
-			} else {
-				res.Accepted++
+				continue
+			}
+			res.Accepted++
+			if in.Handoff != nil {
+				in.handOff(a.Index, entries[i], evs[i])
 			}
 		}
 		entries = entries[n:]
+		if in.Handoff != nil {
+			evs = evs[n:]
+		}
 	}
 	if res.Accepted > 0 && in.Notify != nil {
 		in.Notify()
 	}
 	return res, nil
+}
+
+// handOff offers an appended entry to detection, its events named as
+// detection names the events of a journal entry.
+func (in *Ingester) handOff(index uint64, en journal.Entry, evs []*event.Event) {
+	o := event.Origin{File: journalOrigin(en.Origin), Index: int(index)}
+	for _, e := range evs {
+		e.Origin = o
+	}
+	in.Handoff.Offer(index, en, evs)
 }
 
 // keep appends quarantined records to the quarantine file, durably.

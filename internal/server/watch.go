@@ -84,6 +84,8 @@ type Watcher struct {
 	onDecoded  func(index uint64, en *journal.Entry, evs []*event.Event, err error)
 	rules      *RuleSwitches
 
+	handoff *Handoff
+
 	// With a feed, detection runs elsewhere (remote.go).
 	feed   AlertFeed
 	remote *remoteView
@@ -146,6 +148,10 @@ type WatcherOptions struct {
 	// incident updates go to the API, the outbox and OnAlert/OnIncident
 	// as a local pipeline's would. NewPipeline is not used.
 	Feed AlertFeed
+	// Handoff, when set, holds entries push ingest decoded and appended in
+	// this process; detection takes them from there instead of reading
+	// and decoding them again.
+	Handoff *Handoff
 }
 
 // NewWatcher returns a watcher over j.
@@ -172,7 +178,7 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
 		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, onDecoded: o.OnDecoded, rules: o.Rules,
-		feed: o.Feed, remote: newRemoteView()}
+		feed: o.Feed, remote: newRemoteView(), handoff: o.Handoff}
 }
 
 // SetCollectors lets /api/v1/sources report the collectors' state.
@@ -194,6 +200,20 @@ func (w *Watcher) SetMetrics(m *Metrics) error {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "vigil_detection_feed_errors_total", Help: "Alert feed messages that could not be read (logged; they stay in the stream).",
 			}, func() float64 { w.mu.RLock(); defer w.mu.RUnlock(); return float64(w.remote.errors) })); err != nil {
+			return err
+		}
+	}
+	if h := w.handoff; h != nil {
+		outcome := func(name string, f func(HandoffStats) uint64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "vigil_detection_handoff_entries_total",
+				Help:        "Pushed entries offered to detection decoded, by outcome: taken (detection did not read the journal for them), refused (over the handoff's byte bound) or late (detection had read them from the journal already).",
+				ConstLabels: prometheus.Labels{"outcome": name},
+			}, func() float64 { return float64(f(h.Stats())) })
+		}
+		if err := m.Register(outcome("taken", func(s HandoffStats) uint64 { return s.Taken }),
+			outcome("refused", func(s HandoffStats) uint64 { return s.Refused }),
+			outcome("late", func(s HandoffStats) uint64 { return s.Late })); err != nil {
 			return err
 		}
 	}
@@ -377,15 +397,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			// (the journal hands them out in order), then processed in
 			// order here.
 			err := parallel.InOrder(ctx, w.workers, func(emit func(*decoded) error) error {
-				return w.j.Read(ctx, from, func(index uint64, en *journal.Entry) error {
-					if index >= size {
-						return errStop
-					}
-					// en is the journal's only during this call.
-					c := *en
-					c.Raw = bytes.Clone(en.Raw)
-					return emit(&decoded{index: index, en: &c})
-				})
+				return w.readEntries(ctx, from, size, emit)
 			}, func() func(*decoded) (*decoded, error) {
 				dec := w.newDecoder()
 				return func(d *decoded) (*decoded, error) {
@@ -479,6 +491,46 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 var errStop = errors.New("stop")
+
+// readEntries gives emit the entries from index from up to size, in order: from
+// the handoff those push ingest left there, from the journal the others.
+func (w *Watcher) readEntries(ctx context.Context, from, size uint64, emit func(*decoded) error) error {
+	h := w.handoff
+	for i := from; i < size; {
+		if h != nil {
+			if en, evs, ok := h.Take(i); ok {
+				if err := emit(&decoded{index: i, en: &en, evs: evs, handed: true}); err != nil {
+					return err
+				}
+				i++
+				continue
+			}
+		}
+		start := i
+		err := w.j.Read(ctx, i, func(index uint64, en *journal.Entry) error {
+			if index >= size || (h != nil && index > start && h.Has(index)) {
+				return errStop
+			}
+			if h != nil {
+				h.Passed(index + 1)
+			}
+			// en is the journal's only during this call.
+			c := *en
+			c.Raw = bytes.Clone(en.Raw)
+			i = index + 1
+			return emit(&decoded{index: index, en: &c})
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return err
+		}
+		if i == start {
+			return fmt.Errorf("journal entry %d: not readable though the journal holds %d", start, size)
+		}
+	}
+	// nil, not errStop: an error stops InOrder before it has consumed
+	// what is in flight.
+	return nil
+}
 
 // replayViews gives OnEntry and OnAlert what a restored snapshot covers,
 // without detection: the web interface's views (triage changes, records
@@ -713,6 +765,10 @@ func writeFileAtomic(path string, b []byte) error {
 	return d.Sync()
 }
 
+// journalOrigin is the file name of the events of a journal entry whose
+// origin is origin.
+func journalOrigin(origin string) string { return "journal:" + origin }
+
 // decoded is one journal entry on its way through detection: decoded
 // and prepared on a worker, then consumed in journal order.
 type decoded struct {
@@ -721,13 +777,17 @@ type decoded struct {
 	evs   []*event.Event
 	items []*detect.Item
 	err   error
+	// handed: evs came decoded from push ingest (Handoff).
+	handed bool
 }
 
 // decode decodes d's entry and does the stateless part of detection for
 // its events; it runs on many goroutines at once.
 func (w *Watcher) decode(p *detect.Pipeline, dec *source.Decoder, d *decoded) {
 	dec.SetObserved(d.en.Received)
-	d.evs, d.err = dec.Decode(d.en.Raw, event.Origin{File: "journal:" + d.en.Origin, Index: int(d.index)})
+	if !d.handed {
+		d.evs, d.err = dec.Decode(d.en.Raw, event.Origin{File: journalOrigin(d.en.Origin), Index: int(d.index)})
+	}
 	if w.onDecoded != nil {
 		w.onDecoded(d.index, d.en, d.evs, d.err)
 	}

@@ -32,6 +32,7 @@ type watchRig struct {
 	nets               behavior.Networks
 	halves             [2][]journal.Entry
 	det                *DetectionIndex // nil: detection writes no index
+	handoff            *Handoff        // nil: detection reads every entry from the journal
 }
 
 func newWatchRig(t *testing.T) *watchRig { return newWatchRigArrival(t, 0) }
@@ -122,7 +123,7 @@ func (r *watchRig) run(t *testing.T) (*Watcher, []string) {
 		NewPipeline: func(s detect.Sink) *detect.Pipeline { return r.pipeline(t, s) },
 		Outbox:      r.outbox, Logger: slog.New(slog.DiscardHandler), StateDir: r.state,
 		Refresh: 50 * time.Millisecond, SnapshotEvery: time.Nanosecond,
-		OnAlert: r.det.Alert, OnIncident: r.det.Incident,
+		OnAlert: r.det.Alert, OnIncident: r.det.Incident, Handoff: r.handoff,
 	})
 	out := runUntil(t, w, func() bool { return w.Ready() == nil && w.Lag() == 0 })
 	if err := r.outbox.Flush(t.Context()); err != nil {

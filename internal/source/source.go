@@ -55,6 +55,10 @@ type Options struct {
 	// changes, how a record is read, so the journal's replay of an accepted
 	// record decodes it the same way.
 	Format string
+	// Observed, when set, is the time given to records that carry none of
+	// their own (see Decoder.SetObserved), instead of their file's
+	// modification time.
+	Observed time.Time
 
 	noSkim bool // tests: never skim Folders lists (see m365.Skim)
 }
@@ -163,6 +167,7 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 			d := newDecoder(opts.Mapping, opts.Hot, opts.Limits)
 			d.noSkim = opts.noSkim
 			d.format = opts.Format
+			d.observed = opts.Observed
 			for b := range work {
 				d.decodeBatch(b)
 				select {
