@@ -77,6 +77,9 @@ func (n *clusterNode) detectionMetrics() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_incident_updates_sent_total",
 			Help: "Incident updates this node put on the alert stream."},
 			sent(func(s cluster.TenantStats) uint64 { return s.Updates })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_incident_lists_sent_total",
+			Help: "Incident lists this node put on the alert stream (after a refresh that changed which incidents exist, and the first of each holding)."},
+			sent(func(s cluster.TenantStats) uint64 { return s.Groupings })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_held",
 			Help: "1 while this node detects its tenant (holds the detection lease), 0 while it stands by."},
 			stat(func(cluster.TenantStats) float64 { return 1 })),
@@ -220,7 +223,10 @@ func (n *clusterNode) alertFeed() server.AlertFeed {
 			d := server.RemoteDetection{Seq: seq, Err: err}
 			if err == nil {
 				u, isInc, uerr := m.Update()
+				ids, isGrouping := m.Grouping()
 				switch {
+				case isGrouping:
+					d.Current = ids
 				case uerr != nil:
 					d.Err = fmt.Errorf("alert stream message %d: %w", seq, uerr)
 				case isInc:

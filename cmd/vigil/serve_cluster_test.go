@@ -120,7 +120,8 @@ func TestServeCluster(t *testing.T) {
 	// to its sink once.
 	alertsSent := metric(t, dn, "vigil_cluster_detection_alerts_sent_total")
 	updatesSent := metric(t, dn, "vigil_cluster_detection_incident_updates_sent_total")
-	if alertsSent <= 0 || updatesSent <= 0 {
+	listsSent := metric(t, dn, "vigil_cluster_detection_incident_lists_sent_total")
+	if alertsSent <= 0 || updatesSent <= 0 || listsSent <= 0 {
 		t.Fatalf("the detect node sent %v alerts and %v incident updates", alertsSent, updatesSent)
 	}
 	var incs []struct{ ID, Severity string }
@@ -136,7 +137,7 @@ func TestServeCluster(t *testing.T) {
 		// They come from the alert stream (one message per alert and
 		// update), not from detection of its own.
 		pos := metric(t, jn, "vigil_detection_feed_position")
-		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == alertsSent+updatesSent {
+		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == alertsSent+updatesSent+listsSent {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -199,7 +200,8 @@ func TestServeCluster(t *testing.T) {
 				}
 			}
 			jn.get(t, "/api/v1/alerts", &a)
-			sent := metric(t, det, "vigil_cluster_detection_alerts_sent_total") + metric(t, det, "vigil_cluster_detection_incident_updates_sent_total")
+			sent := metric(t, det, "vigil_cluster_detection_alerts_sent_total") + metric(t, det, "vigil_cluster_detection_incident_updates_sent_total") +
+				metric(t, det, "vigil_cluster_detection_incident_lists_sent_total")
 			if pos := metric(t, jn, "vigil_detection_feed_position"); pos >= sent && sent > 0 {
 				n := 0
 				for _, x := range a.Alerts {
