@@ -286,10 +286,20 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 		}
 	}
 	watcher.SetCollectors(collectors)
+	// In a cluster, the journal's routes answer from the journal node
+	// (its journal and index are the cluster's).
+	var forward server.Forwarder
+	if node != nil && node.role != "journal" {
+		forward = node.forwarder()
+	}
 	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes, MaxDelay: o.maxDelay},
-		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Delay: watcher.Delay, Views: watcher, Index: live.follower(), UI: uiData, Logger: logger})
+		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Delay: watcher.Delay, Views: watcher, Index: live.follower(), UI: uiData,
+			Forward: forward, Logger: logger})
 	if err != nil {
 		return usageError("%v", err)
+	}
+	if node != nil && node.role == "journal" {
+		node.answer = srv.AnswerJournalQuery
 	}
 	if err := watcher.SetMetrics(srv.Metrics()); err != nil {
 		return err

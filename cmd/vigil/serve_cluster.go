@@ -43,6 +43,9 @@ type clusterNode struct {
 	// where the journal node put them, kept in the tenant's snapshot.
 	switches *server.RuleSwitches
 	detector atomic.Pointer[cluster.Detector]
+	// answer is the journal node's API for journal queries from the
+	// other nodes, served while it holds the journal lease.
+	answer func(context.Context, server.JournalQuery) server.JournalAnswer
 }
 
 // detectionMetrics are a detect node's gauges: where its worker stands in
@@ -141,6 +144,7 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 	var mu sync.Mutex
 	for {
 		s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, Holder: n.holder, OnAppend: wake, Logger: n.logger,
+			OnLease: n.serveQueries(),
 			Quarantine: func(r cluster.Rejected) error {
 				mu.Lock()
 				defer mu.Unlock()
@@ -162,6 +166,49 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 			return nil
 		case <-time.After(5 * time.Second):
 		}
+	}
+}
+
+// serveQueries answers the other nodes' journal queries while this
+// journal node holds the lease: a journal node that lost it (no quorum)
+// leaves them to the one that takes it.
+func (n *clusterNode) serveQueries() func(held bool) {
+	var stop func()
+	return func(held bool) {
+		if stop != nil {
+			stop()
+			stop = nil
+			n.logger.Info("cluster: no longer answering journal queries")
+		}
+		if !held || n.answer == nil {
+			return
+		}
+		var err error
+		stop, err = n.conn.ServeJournalQueries(n.tenant, server.ForwardTimeout, func(ctx context.Context, path, query string) cluster.QueryAnswer {
+			a := n.answer(ctx, server.JournalQuery{Path: path, Query: query})
+			return cluster.QueryAnswer{Status: a.Status, Header: a.Header, Body: a.Body}
+		})
+		if err != nil {
+			// The journal still fills; other nodes answer 503 for it.
+			n.logger.Error("cluster: not answering journal queries", "err", err)
+			return
+		}
+		n.logger.Info("cluster: answering journal queries for the cluster")
+	}
+}
+
+// forwarder asks the journal node (docs/scale.md): the API of an ingest
+// or detect node answers the journal's routes for the cluster.
+func (n *clusterNode) forwarder() server.Forwarder {
+	return func(ctx context.Context, q server.JournalQuery) (server.JournalAnswer, error) {
+		a, err := n.conn.AskJournal(ctx, n.tenant, q.Path, q.Query)
+		if err != nil {
+			if errors.Is(err, cluster.ErrNoJournalNode) {
+				return server.JournalAnswer{}, fmt.Errorf("%w: %w", server.ErrNoJournalNode, err)
+			}
+			return server.JournalAnswer{}, err
+		}
+		return server.JournalAnswer{Status: a.Status, Header: a.Header, Body: a.Body}, nil
 	}
 }
 
