@@ -228,7 +228,13 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if node != nil && node.role == "detect" {
 		node.switches = switches
 	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, switchLog, o.demo, logger)
+	// In a cluster, the journal's routes and pages answer from the journal
+	// node (its journal and index are the cluster's).
+	var forward server.Forwarder
+	if node != nil && node.role != "journal" {
+		forward = node.forwarder()
+	}
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, switchLog, forward, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {
@@ -296,9 +302,18 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	watcher.SetCollectors(collectors)
 	srv, err := server.New(server.Config{Listen: o.listen, TLSCertFile: o.certFile, TLSKeyFile: o.keyFile, MaxBodyBytes: scfg.MaxBodyBytes, MaxDelay: o.maxDelay},
-		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Delay: watcher.Delay, Views: watcher, Index: live.follower(), UI: uiData, Logger: logger})
+		server.Deps{Journal: j, Keys: keys, Ingest: ingester, Lag: watcher.Lag, Delay: watcher.Delay, Views: watcher, Index: live.follower(), UI: uiData,
+			Forward: forward, Logger: logger})
 	if err != nil {
 		return usageError("%v", err)
+	}
+	if node != nil && node.role == "journal" {
+		node.answer = func(ctx context.Context, q server.JournalQuery) server.JournalAnswer {
+			if a, ok := uiData.AnswerJournalQuery(ctx, q); ok {
+				return a
+			}
+			return srv.AnswerJournalQuery(ctx, q)
+		}
 	}
 	if err := watcher.SetMetrics(srv.Metrics()); err != nil {
 		return err

@@ -43,6 +43,9 @@ type clusterNode struct {
 	// where the journal node put them, kept in the tenant's snapshot.
 	switches *server.RuleSwitches
 	detector atomic.Pointer[cluster.Detector]
+	// answer is the journal node's API for journal queries from the
+	// other nodes, served while it holds the journal lease.
+	answer func(context.Context, server.JournalQuery) server.JournalAnswer
 }
 
 // detectionMetrics are a detect node's gauges: where its worker stands in
@@ -77,6 +80,9 @@ func (n *clusterNode) detectionMetrics() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_incident_updates_sent_total",
 			Help: "Incident updates this node put on the alert stream."},
 			sent(func(s cluster.TenantStats) uint64 { return s.Updates })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_incident_lists_sent_total",
+			Help: "Incident lists this node put on the alert stream (after a refresh that changed which incidents exist, and the first of each holding)."},
+			sent(func(s cluster.TenantStats) uint64 { return s.Groupings })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_held",
 			Help: "1 while this node detects its tenant (holds the detection lease), 0 while it stands by."},
 			stat(func(cluster.TenantStats) float64 { return 1 })),
@@ -138,6 +144,7 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 	var mu sync.Mutex
 	for {
 		s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, Holder: n.holder, OnAppend: wake, Logger: n.logger,
+			OnLease: n.serveQueries(),
 			Quarantine: func(r cluster.Rejected) error {
 				mu.Lock()
 				defer mu.Unlock()
@@ -159,6 +166,49 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 			return nil
 		case <-time.After(5 * time.Second):
 		}
+	}
+}
+
+// serveQueries answers the other nodes' journal queries while this
+// journal node holds the lease: a journal node that lost it (no quorum)
+// leaves them to the one that takes it.
+func (n *clusterNode) serveQueries() func(held bool) {
+	var stop func()
+	return func(held bool) {
+		if stop != nil {
+			stop()
+			stop = nil
+			n.logger.Info("cluster: no longer answering journal queries")
+		}
+		if !held || n.answer == nil {
+			return
+		}
+		var err error
+		stop, err = n.conn.ServeJournalQueries(n.tenant, server.ForwardTimeout, func(ctx context.Context, path, query string) cluster.QueryAnswer {
+			a := n.answer(ctx, server.JournalQuery{Path: path, Query: query})
+			return cluster.QueryAnswer{Status: a.Status, Header: a.Header, Body: a.Body}
+		})
+		if err != nil {
+			// The journal still fills; other nodes answer 503 for it.
+			n.logger.Error("cluster: not answering journal queries", "err", err)
+			return
+		}
+		n.logger.Info("cluster: answering journal queries for the cluster")
+	}
+}
+
+// forwarder asks the journal node (docs/scale.md): the API of an ingest
+// or detect node answers the journal's routes for the cluster.
+func (n *clusterNode) forwarder() server.Forwarder {
+	return func(ctx context.Context, q server.JournalQuery) (server.JournalAnswer, error) {
+		a, err := n.conn.AskJournal(ctx, n.tenant, q.Path, q.Query)
+		if err != nil {
+			if errors.Is(err, cluster.ErrNoJournalNode) {
+				return server.JournalAnswer{}, fmt.Errorf("%w: %w", server.ErrNoJournalNode, err)
+			}
+			return server.JournalAnswer{}, err
+		}
+		return server.JournalAnswer{Status: a.Status, Header: a.Header, Body: a.Body}, nil
 	}
 }
 
@@ -220,7 +270,10 @@ func (n *clusterNode) alertFeed() server.AlertFeed {
 			d := server.RemoteDetection{Seq: seq, Err: err}
 			if err == nil {
 				u, isInc, uerr := m.Update()
+				ids, isGrouping := m.Grouping()
 				switch {
+				case isGrouping:
+					d.Current = ids
 				case uerr != nil:
 					d.Err = fmt.Errorf("alert stream message %d: %w", seq, uerr)
 				case isInc:

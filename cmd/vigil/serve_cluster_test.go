@@ -3,17 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/vigil-audit/vigil/internal/cluster/natstest"
 	"github.com/vigil-audit/vigil/internal/journal"
@@ -120,7 +126,8 @@ func TestServeCluster(t *testing.T) {
 	// to its sink once.
 	alertsSent := metric(t, dn, "vigil_cluster_detection_alerts_sent_total")
 	updatesSent := metric(t, dn, "vigil_cluster_detection_incident_updates_sent_total")
-	if alertsSent <= 0 || updatesSent <= 0 {
+	listsSent := metric(t, dn, "vigil_cluster_detection_incident_lists_sent_total")
+	if alertsSent <= 0 || updatesSent <= 0 || listsSent <= 0 {
 		t.Fatalf("the detect node sent %v alerts and %v incident updates", alertsSent, updatesSent)
 	}
 	var incs []struct{ ID, Severity string }
@@ -136,7 +143,7 @@ func TestServeCluster(t *testing.T) {
 		// They come from the alert stream (one message per alert and
 		// update), not from detection of its own.
 		pos := metric(t, jn, "vigil_detection_feed_position")
-		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == alertsSent+updatesSent {
+		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == alertsSent+updatesSent+listsSent {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -164,6 +171,9 @@ func TestServeCluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The journal's own routes answer on the ingest and the detect node
+	// too, from the journal node.
+	first := checkJournalRoutes(t, jn, []*servedVigil{in, dn}, uint64(res.Accepted))
 	// A rule disabled on the journal node goes through the stream to the
 	// detect nodes, which stop alerting on it from its place in the
 	// stream on; the journal node shows it disabled once it has come back
@@ -199,7 +209,8 @@ func TestServeCluster(t *testing.T) {
 				}
 			}
 			jn.get(t, "/api/v1/alerts", &a)
-			sent := metric(t, det, "vigil_cluster_detection_alerts_sent_total") + metric(t, det, "vigil_cluster_detection_incident_updates_sent_total")
+			sent := metric(t, det, "vigil_cluster_detection_alerts_sent_total") + metric(t, det, "vigil_cluster_detection_incident_updates_sent_total") +
+				metric(t, det, "vigil_cluster_detection_incident_lists_sent_total")
 			if pos := metric(t, jn, "vigil_detection_feed_position"); pos >= sent && sent > 0 {
 				n := 0
 				for _, x := range a.Alerts {
@@ -322,6 +333,30 @@ func TestServeCluster(t *testing.T) {
 	if vr.Entries != uint64(streamEnd) {
 		t.Fatalf("verified %d entries, want %v", vr.Entries, streamEnd)
 	}
+
+	// Without a journal node, an ingest node says so and when to retry;
+	// the journal node back (restarted, or its data directory on another
+	// host) answers through it again, signing with the same key.
+	in2, _ := node("ingest")
+	if c, h, b := rawGet(t, in2, in2.key, "/api/v1/checkpoint"); c != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Fatalf("checkpoint with no journal node: %d (Retry-After %q) %s", c, h.Get("Retry-After"), b)
+	}
+	jn2 := startServe(t, "--config", filepath.Join(filepath.Dir(jdata), "vigil.yaml"))
+	jn2.key = jn.key
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if c, _, _ := rawGet(t, in2, in2.key, "/api/v1/checkpoint"); c == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ingest node does not answer from the journal node back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cp := checkJournalRoutes(t, jn2, []*servedVigil{in2}, uint64(streamEnd)); cp.VerifierKey != first.VerifierKey {
+		t.Fatalf("the journal node back signs with %s, before with %s", cp.VerifierKey, first.VerifierKey)
+	}
+	in2.stop(t)
+	jn2.stop(t)
 }
 
 // metric reads a gauge's value from a node's /metrics (-1 when absent).
@@ -360,4 +395,173 @@ func waitMetric(t *testing.T, s *servedVigil, name string, want float64) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// rawGet asks a node with its key (none if key is "") and returns the
+// answer as given.
+func rawGet(t *testing.T, s *servedVigil, key, path string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", s.url+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+type servedCheckpoint struct {
+	Origin      string
+	Size        uint64
+	Root        string
+	Checkpoint  string
+	VerifierKey string `json:"verifier_key"`
+}
+
+// verifiedCheckpoint asks s for the checkpoint and checks its signature
+// with the verifier key it names.
+func verifiedCheckpoint(t *testing.T, s *servedVigil) (servedCheckpoint, journal.Checkpoint) {
+	t.Helper()
+	code, _, b := rawGet(t, s, s.key, "/api/v1/checkpoint")
+	var cp servedCheckpoint
+	if err := json.Unmarshal(b, &cp); code != 200 || err != nil {
+		t.Fatalf("checkpoint from %s: %d %s", s.url, code, b)
+	}
+	v, err := journal.NewVerifier(cp.VerifierKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := journal.ParseCheckpoint([]byte(cp.Checkpoint), v)
+	if err != nil {
+		t.Fatalf("the checkpoint from %s does not verify: %v", s.url, err)
+	}
+	if parsed.Size != cp.Size || base64.StdEncoding.EncodeToString(parsed.Root[:]) != cp.Root {
+		t.Fatalf("the signed checkpoint from %s says %d entries, root %x; the answer %d, %s", s.url, parsed.Size, parsed.Root, cp.Size, cp.Root)
+	}
+	return cp, parsed
+}
+
+// verifiedProof asks s for entry i's inclusion proof and checks it
+// against the signed checkpoint it comes with.
+func verifiedProof(t *testing.T, s *servedVigil, i uint64) []byte {
+	t.Helper()
+	code, _, b := rawGet(t, s, s.key, "/api/v1/proof?index="+strconv.FormatUint(i, 10))
+	var p struct {
+		TreeSize    uint64 `json:"tree_size"`
+		LeafHash    string `json:"leaf_hash"`
+		Root        string
+		Proof       []string
+		Checkpoint  string
+		VerifierKey string `json:"verifier_key"`
+	}
+	if err := json.Unmarshal(b, &p); code != 200 || err != nil {
+		t.Fatalf("proof of %d from %s: %d %s", i, s.url, code, b)
+	}
+	dec := func(s string) []byte { b, _ := base64.StdEncoding.DecodeString(s); return b }
+	var hashes [][]byte
+	for _, h := range p.Proof {
+		hashes = append(hashes, dec(h))
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, p.TreeSize, dec(p.LeafHash), hashes, dec(p.Root)); err != nil {
+		t.Fatalf("the proof of %d from %s does not verify: %v", i, s.url, err)
+	}
+	v, err := journal.NewVerifier(p.VerifierKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := journal.ParseCheckpoint([]byte(p.Checkpoint), v)
+	if err != nil || cp.Size != p.TreeSize || !bytes.Equal(cp.Root[:], dec(p.Root)) {
+		t.Fatalf("the proof of %d from %s is not of its signed checkpoint (%v)", i, s.url, err)
+	}
+	return b
+}
+
+// searchRows is a search or timeline answer without its cursor (which
+// carries the time it was asked at).
+type searchRows struct {
+	Columns   []string
+	Rows      []map[string]any
+	Truncated bool
+}
+
+func askRows(t *testing.T, s *servedVigil, path string) (searchRows, string) {
+	t.Helper()
+	code, h, b := rawGet(t, s, s.key, path)
+	var r searchRows
+	if err := json.Unmarshal(b, &r); code != 200 || err != nil {
+		t.Fatalf("%s from %s: %d %s", path, s.url, code, b)
+	}
+	return r, h.Get("X-Vigil-Index-Behind")
+}
+
+// checkJournalRoutes asks every node of others what the journal node jn
+// answers for its journal's routes: the same signed checkpoint of size
+// entries, proofs that verify, the same search and timeline rows, the
+// same refusals; a caller without a key is refused by the node asked. It
+// returns the journal node's checkpoint.
+func checkJournalRoutes(t *testing.T, jn *servedVigil, others []*servedVigil, size uint64) servedCheckpoint {
+	t.Helper()
+	want, _ := verifiedCheckpoint(t, jn)
+	if want.Size != size {
+		t.Fatalf("the journal node's checkpoint has %d entries, want %d", want.Size, size)
+	}
+	// Rows the index holds (?wait: it has caught up with the journal), and
+	// an entity of them for the timeline.
+	events, behind := askRows(t, jn, "/api/v1/search?limit=50&wait=30s")
+	if len(events.Rows) == 0 || behind != "0" {
+		t.Fatalf("the journal node's index gives %d rows, %s entries behind", len(events.Rows), behind)
+	}
+	var entity string
+	for _, r := range events.Rows {
+		if m, ok := r["mailbox"].(string); ok && m != "" {
+			entity = "mailbox=" + url.QueryEscape(m)
+			break
+		}
+	}
+	if entity == "" {
+		t.Fatalf("no row names a mailbox: %v", events.Columns)
+	}
+	timeline, _ := askRows(t, jn, "/api/v1/timeline?limit=50&"+entity)
+	if len(timeline.Rows) == 0 {
+		t.Fatalf("the timeline of %s is empty", entity)
+	}
+	counted, _ := askRows(t, jn, "/api/v1/search?count=true&table=alerts")
+	for _, s := range others {
+		got, _ := verifiedCheckpoint(t, s)
+		if got != want {
+			t.Fatalf("checkpoint from %s:\n%+v\nfrom the journal node:\n%+v", s.url, got, want)
+		}
+		for _, i := range []uint64{0, size / 2, size - 1} {
+			if a, b := verifiedProof(t, s, i), verifiedProof(t, jn, i); !bytes.Equal(a, b) {
+				t.Fatalf("proof of %d from %s:\n%s\nfrom the journal node:\n%s", i, s.url, a, b)
+			}
+		}
+		for path, w := range map[string]searchRows{"/api/v1/search?limit=50&wait=30s": events,
+			"/api/v1/timeline?limit=50&" + entity: timeline, "/api/v1/search?count=true&table=alerts": counted} {
+			r, behind := askRows(t, s, path)
+			if !reflect.DeepEqual(r, w) || behind != "0" {
+				t.Fatalf("%s from %s (%s behind): %d rows %v; from the journal node %d rows %v", path, s.url, behind, len(r.Rows), r.Columns, len(w.Rows), w.Columns)
+			}
+		}
+		// Refusals come back as the journal node gives them.
+		for _, path := range []string{"/api/v1/proof?index=" + strconv.FormatUint(size+10, 10), "/api/v1/search?table=nope", "/api/v1/timeline"} {
+			jc, _, jb := rawGet(t, jn, jn.key, path)
+			c, _, b := rawGet(t, s, s.key, path)
+			if c != jc || !bytes.Equal(b, jb) || c < 400 {
+				t.Fatalf("%s from %s: %d %s; from the journal node %d %s", path, s.url, c, b, jc, jb)
+			}
+		}
+		// The node asked checks the key; nothing is forwarded without one.
+		if c, _, _ := rawGet(t, s, "", "/api/v1/checkpoint"); c != http.StatusUnauthorized {
+			t.Fatalf("checkpoint from %s without a key: %d", s.url, c)
+		}
+	}
+	return want
 }

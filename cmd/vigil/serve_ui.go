@@ -24,7 +24,7 @@ import (
 // timelines through the followed index (nil with --no-index: an in-memory
 // scan of what detection read).
 func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg *behavior.Config, cfg *setup.Config, sinks []sink.Sink,
-	outbox *sink.Outbox, switches *server.RuleSwitches, switchLog journal.Log, replay bool, logger *slog.Logger) *server.UIData {
+	outbox *sink.Outbox, switches *server.RuleSwitches, switchLog journal.Log, forward server.Forwarder, replay bool, logger *slog.Logger) *server.UIData {
 	var rows []ui.Rule
 	for _, r := range rs.Rules() {
 		rows = append(rows, ui.Rule{ID: r.ID, Title: r.Title, Level: r.Level, Kind: "sigma", Loaded: true, Enabled: true})
@@ -60,7 +60,7 @@ func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg 
 		}
 	}
 	return server.NewUIData(server.UIOptions{Journal: j, Index: idx, Rules: rows, Switches: switches, SwitchLog: switchLog, Sinks: sinks, SinkInfo: info, Outbox: outbox,
-		Learning: bcfg.Learning.D(), ReplayClock: replay, Logger: logger})
+		Forward: forward, Learning: bcfg.Learning.D(), ReplayClock: replay, Logger: logger})
 }
 
 // printLoginLink prints a one-time admin login link for the web

@@ -66,6 +66,18 @@ func (m *AlertMessage) Update() (u detect.Update, ok bool, err error) {
 	return detect.Update{Kind: k, Incident: m.Incident, AlertIDs: ids}, true, nil
 }
 
+// Grouping is the incident list of a message of GroupingType (never nil);
+// ok is false for other messages.
+func (m *AlertMessage) Grouping() (ids []string, ok bool) {
+	if m.Type != GroupingType {
+		return nil, false
+	}
+	if m.IncidentIDs == nil {
+		return []string{}, true
+	}
+	return m.IncidentIDs, true
+}
+
 // FollowAlerts reads a tenant's alert stream messages after stream
 // sequence after, in order, until ctx ends, handing each to deliver with
 // its sequence. A message that does not decode, or names another tenant,

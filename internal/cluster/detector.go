@@ -111,6 +111,7 @@ type TenantStats struct {
 	SnapshotLen int64  // its size in bytes
 	Alerts      uint64 // alerts sent to the alert stream
 	Updates     uint64 // incident updates sent
+	Groupings   uint64 // incident lists sent (after a refresh that changed which incidents exist)
 	Repeats     uint64 // alerts and updates not sent again (the guard or the stream knew them)
 	Takeovers   uint64 // times the worker took the lease
 	RestoreErr  string // the last snapshot that could not be used, and why
@@ -448,6 +449,11 @@ type tenantWorker struct {
 	out    *alertOut
 	pos    uint64 // stream sequence of the last message detected
 	snap   uint64 // position of the last snapshot
+	// holding names this holding of the tenant; listed is the incident list
+	// last sent in it (nil before the first).
+	holding string
+	listed  []string
+	lists   int
 	// inflight counts the chunks handed to the decode goroutines and not
 	// prepared yet: the pipeline outlives them.
 	inflight sync.WaitGroup
@@ -466,7 +472,8 @@ func (w *tenantWorker) run(ctx context.Context) error {
 	}
 	var nonce [8]byte
 	rand.Read(nonce[:])
-	rd := &tenantReader{w: w, name: "detect_" + token(w.tenant) + "_" + hex.EncodeToString(nonce[:])}
+	w.holding = hex.EncodeToString(nonce[:])
+	rd := &tenantReader{w: w, name: "detect_" + token(w.tenant) + "_" + w.holding}
 	defer rd.delete()
 	if err := rd.reset(ctx); err != nil {
 		return nilOnDone(ctx, err)
@@ -852,7 +859,8 @@ func decodeRecord(dec *source.Decoder, stream string, seq uint64, en *journal.En
 	return dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin + " @" + stream + ":" + strconv.FormatUint(seq, 10), Index: int(seq)})
 }
 
-// refresh regroups and measures the incidents and sends their updates.
+// refresh regroups and measures the incidents and sends their updates,
+// then, once the stream holds them, the list of incidents when it changed.
 func (w *tenantWorker) refresh(ctx context.Context) error {
 	incs, err := w.p.Refresh(ctx)
 	if err != nil {
@@ -860,6 +868,26 @@ func (w *tenantWorker) refresh(ctx context.Context) error {
 	}
 	if err := w.out.flush(ctx); err != nil {
 		return err
+	}
+	ids := make([]string, 0, len(incs))
+	for _, inc := range incs {
+		ids = append(ids, inc.ID)
+	}
+	slices.Sort(ids)
+	// An incident that merged or dissolved gets no update of its own: the
+	// list says which exist. The first of a holding is always sent: what
+	// a crashed predecessor sent after its snapshot is unknown here. Its
+	// id is this holding's, so no guard or duplicate window drops it; a
+	// reader applying a list twice ends the same.
+	if w.listed == nil || !slices.Equal(ids, w.listed) {
+		w.lists++
+		id := fmt.Sprintf("incidents/%s/%d", w.holding, w.lists)
+		w.out.add(outMsg{id: id, kind: "incident", unguarded: true,
+			body: AlertMessage{Tenant: w.tenant, ID: id, Type: GroupingType, IncidentIDs: ids}})
+		if err := w.out.flush(ctx); err != nil {
+			return err
+		}
+		w.listed = ids
 	}
 	w.d.mu.Lock()
 	w.d.incidents[w.tenant] = incs
@@ -1091,10 +1119,16 @@ func (o *alertOut) add(m outMsg) {
 }
 
 type outMsg struct {
-	id   string // what the message is: alert/<key>, incident/<id>/<state>
+	id   string // what the message is: alert/<key>, incident/<id>/<state>, incidents/<holding>/<n>
 	kind string // "alert" or "incident"
 	body any
+	// unguarded: the id is never sent by another worker (an incident
+	// list), so the guard is not asked or written.
+	unguarded bool
 }
+
+// GroupingType is the AlertMessage.Type of an incident list.
+const GroupingType = "incidents"
 
 // AlertMessage is the body of an alert stream message (JSON).
 type AlertMessage struct {
@@ -1109,6 +1143,10 @@ type AlertMessage struct {
 	// AlertIDs name the incident's alerts (alert.ID), which its JSON
 	// leaves out: a reader tells from them which incidents merged.
 	AlertIDs []string `json:"alert_ids,omitempty"`
+	// IncidentIDs, in a message of GroupingType, name every incident of
+	// the grouping at a refresh (sorted, none for an empty list), sent
+	// after that refresh's updates: the others merged or dissolved.
+	IncidentIDs []string `json:"incident_ids,omitempty"`
 }
 
 // Alert implements detect.Sink.
@@ -1158,6 +1196,9 @@ func (o *alertOut) flush(ctx context.Context) error {
 	g.SetLimit(guardConcurrency)
 	for i, m := range o.pending {
 		keys[i] = o.guardKey(m.id)
+		if m.unguarded {
+			continue
+		}
 		g.Go(func() error {
 			_, err := d.guard.Get(gctx, keys[i])
 			switch {
@@ -1201,6 +1242,9 @@ func (o *alertOut) flush(ctx context.Context) error {
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(guardConcurrency)
 	for _, i := range sent {
+		if o.pending[i].unguarded {
+			continue
+		}
 		g.Go(func() error {
 			if _, err := d.guard.Create(gctx, keys[i], []byte("sent")); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 				return fmt.Errorf("cluster: alert guard: %w", err)
@@ -1211,12 +1255,14 @@ func (o *alertOut) flush(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	var alerts, updates uint64
+	var alerts, updates, lists uint64
 	for k, i := range sent {
 		switch {
 		case acks[k].Duplicate:
 		case o.pending[i].kind == "alert":
 			alerts++
+		case o.pending[i].unguarded:
+			lists++
 		default:
 			updates++
 		}
@@ -1227,6 +1273,7 @@ func (o *alertOut) flush(ctx context.Context) error {
 		s.Repeats += repeats + uint64(res.Duplicates)
 		s.Alerts += alerts
 		s.Updates += updates
+		s.Groupings += lists
 	})
 	return nil
 }

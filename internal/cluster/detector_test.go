@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -371,6 +372,9 @@ func TestDetectionWorkerCrash(t *testing.T) {
 	// The journal node's reader: every message in stream order, incident
 	// updates with their alerts named, and from a position on after a
 	// restart.
+	// listed is the incidents a reader lists: those updated, less those
+	// the last incident list after them does not name.
+	listed := map[string]bool{}
 	follow := func(after uint64, n int) (got []string, firstSeq uint64) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
@@ -382,13 +386,21 @@ func TestDetectionWorkerCrash(t *testing.T) {
 				firstSeq = seq
 			}
 			u, isInc, err := m.Update()
+			ids, isGrouping := m.Grouping()
 			switch {
+			case isGrouping:
+				clear(listed)
+				for _, id := range ids {
+					listed[id] = true
+				}
 			case err != nil:
 				t.Fatalf("message %d: %v", seq, err)
 			case isInc && (u.Incident.ID == "" || len(u.AlertIDs) != u.Incident.AlertCount):
 				t.Fatalf("update %s names %d alerts of %d", m.ID, len(u.AlertIDs), u.Incident.AlertCount)
-			case !isInc && m.Alert == nil:
-				t.Fatalf("message %d is neither an alert nor an update", seq)
+			case isInc:
+				listed[u.Incident.ID] = true
+			case m.Alert == nil:
+				t.Fatalf("message %d is neither an alert, an update nor an incident list", seq)
 			}
 			if got = append(got, m.ID); len(got) == n {
 				cancel()
@@ -403,6 +415,15 @@ func TestDetectionWorkerCrash(t *testing.T) {
 	all, first := follow(0, len(order))
 	if !slices.Equal(all, order) {
 		t.Fatalf("FollowAlerts gave another order than the stream")
+	}
+	// The incidents a reader of the stream lists are the single
+	// process's, the crash's merged and dissolved ones gone.
+	var refIDs []string
+	for _, inc := range refIncs {
+		refIDs = append(refIDs, inc.ID)
+	}
+	if got := slices.Sorted(maps.Keys(listed)); !slices.Equal(got, slices.Sorted(slices.Values(refIDs))) {
+		t.Errorf("a reader of the alert stream lists incidents %v; the single process %v", got, slices.Sorted(slices.Values(refIDs)))
 	}
 	mid := len(order) / 2
 	if rest, _ := follow(first+uint64(mid)-1, len(order)-mid); !slices.Equal(rest, order[mid:]) {

@@ -26,6 +26,12 @@
 //     pipeline (portable: the access log's contents included) with its
 //     stream position to the object store vigil_detect; a worker taking
 //     the tenant over restores that and reads on from the next message.
+//     After a refresh that changed which incidents exist it sends their
+//     list, so readers drop incidents that merged or dissolved.
+//   - The journal's read routes (checkpoint, proof, search, timeline) are
+//     answered by the node holding the journal lease on the subject
+//     vigil.journal.<tenant>.query (ServeJournalQueries); other nodes ask
+//     it (AskJournal) after authenticating the caller themselves.
 //
 // The journal stays the truth: proofs, checkpoints and vigil verify work
 // exactly as on one machine. The stream is the replicated, acknowledged

@@ -54,7 +54,11 @@ type SequencerOptions struct {
 	LeaseTTL time.Duration
 	// OnAppend is called after entries were appended (wakes detection).
 	OnAppend func()
-	Logger   *slog.Logger
+	// OnLease, when set, is called with true once Run holds the journal
+	// lease and with false when Run gives it up (the journal node answers
+	// the cluster's journal queries meanwhile).
+	OnLease func(held bool)
+	Logger  *slog.Logger
 }
 
 // SequencerStats counts what a sequencer did since it was made.
@@ -165,6 +169,10 @@ func (s *Sequencer) Run(ctx context.Context) error {
 	l, err := s.takeLease(ctx)
 	if err != nil {
 		return nilOnDone(ctx, err)
+	}
+	if s.o.OnLease != nil {
+		s.o.OnLease(true)
+		defer s.o.OnLease(false)
 	}
 	ctx, stop := context.WithCancel(ctx)
 	held := make(chan error, 1)

@@ -21,17 +21,26 @@ type RemoteDetection struct {
 	Seq    uint64 // position in the feed
 	Alert  *alert.Alert
 	Update *detect.Update
-	Err    error
+	// Current, non-nil in a message of its own, names every incident of
+	// the grouping at a refresh elsewhere (sorted; empty for none): the
+	// incidents not named have merged or dissolved.
+	Current []string
+	Err     error
 }
 
 // remoteView is what a watcher whose detection runs elsewhere keeps of the
-// feed: where it stands and which incident holds each alert, to tell when
-// an incident merged into others (all its alerts went to them).
+// feed: where it stands, which incident holds each alert (to tell at once
+// when an incident merged into others: all its alerts went to them), and
+// the incidents that left the grouping.
 type remoteView struct {
 	seq    uint64
 	owner  map[string]string // alert id → incident id
 	owned  map[string]int    // incident id → alerts it holds
 	errors int64
+	// gone are incidents a grouping no longer names, as last updated: a
+	// later grouping may name one again without a new update (its state
+	// was sent once, and is not sent twice).
+	gone map[string]*incident.Incident
 	// recent are the latest alerts by id (as many as the watcher keeps),
 	// oldest first in order, to give incidents their alerts.
 	recent map[string]alert.Alert
@@ -39,7 +48,7 @@ type remoteView struct {
 }
 
 func newRemoteView() *remoteView {
-	return &remoteView{owner: map[string]string{}, owned: map[string]int{}, recent: map[string]alert.Alert{}}
+	return &remoteView{owner: map[string]string{}, owned: map[string]int{}, recent: map[string]alert.Alert{}, gone: map[string]*incident.Incident{}}
 }
 
 // remember keeps a's id for alertsOf, forgetting the oldest past max.
@@ -87,6 +96,7 @@ type remoteState struct {
 	Incidents []*incident.Incident
 	Owner     map[string]string
 	Errors    int64
+	Gone      []*incident.Incident // nil in snapshots taken before groupings were sent
 }
 
 func (w *Watcher) remoteSeq() uint64 {
@@ -104,6 +114,9 @@ func (w *Watcher) saveRemote() *remoteState {
 	st := &remoteState{Seq: w.remote.seq, Owner: w.remote.owner, Errors: w.remote.errors}
 	for _, id := range slices.Sorted(maps.Keys(w.incidents)) {
 		st.Incidents = append(st.Incidents, w.incidents[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(w.remote.gone)) {
+		st.Gone = append(st.Gone, w.remote.gone[id])
 	}
 	return st
 }
@@ -151,6 +164,9 @@ func (w *Watcher) startRemote() error {
 	for _, inc := range st.Remote.Incidents {
 		w.incidents[inc.ID] = inc
 	}
+	for _, inc := range st.Remote.Gone {
+		r.gone[inc.ID] = inc
+	}
 	w.log.Info("detection views resume from their snapshot", "offset", st.Offset, "alert_feed_position", r.seq)
 	return nil
 }
@@ -192,8 +208,9 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 		w.mu.Lock()
 		merged := w.remote.own(u.Incident.ID, u.AlertIDs)
 		for _, id := range merged {
-			delete(w.incidents, id)
+			w.leave(id)
 		}
+		delete(w.remote.gone, u.Incident.ID)
 		if len(u.Incident.Alerts) == 0 {
 			// The alerts this server keeps, so the web interface can follow
 			// merged incidents as it does with local detection.
@@ -205,6 +222,16 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 		}
 		w.mu.Unlock()
 		w.Incident(u)
+	case d.Current != nil:
+		w.mu.Lock()
+		missing := w.regroupRemote(d.Current)
+		if len(missing) > 0 {
+			w.remote.errors++
+		}
+		w.mu.Unlock()
+		if len(missing) > 0 {
+			w.log.Error("alert feed names incidents this server never had an update of", "position", d.Seq, "incidents", missing)
+		}
 	default:
 		w.mu.Lock()
 		w.remote.errors++
@@ -214,4 +241,38 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 	w.mu.Lock()
 	w.remote.seq = d.Seq
 	w.mu.Unlock()
+}
+
+// leave moves incident id out of the list, keeping it in case a later
+// grouping names it again. w.mu is held.
+func (w *Watcher) leave(id string) {
+	if inc, ok := w.incidents[id]; ok {
+		w.remote.gone[id] = inc
+		delete(w.incidents, id)
+	}
+}
+
+// regroupRemote makes the incidents listed those of a grouping elsewhere
+// (every update of that refresh came before it in the feed), and returns
+// those named that this server has no state of. w.mu is held.
+func (w *Watcher) regroupRemote(ids []string) (missing []string) {
+	named := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		named[id] = true
+		if _, ok := w.incidents[id]; ok {
+			continue
+		}
+		if inc, ok := w.remote.gone[id]; ok {
+			w.incidents[id] = inc
+			delete(w.remote.gone, id)
+			continue
+		}
+		missing = append(missing, id)
+	}
+	for id := range w.incidents {
+		if !named[id] {
+			w.leave(id)
+		}
+	}
+	return missing
 }

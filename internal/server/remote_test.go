@@ -1,19 +1,27 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/detect"
+	"github.com/vigil-audit/vigil/internal/detect/sigma"
+	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // recorded is what a detect node would send: the pipeline's sink calls,
@@ -150,4 +158,153 @@ func TestWatcherFedFromElsewhere(t *testing.T) {
 // newTestPipeline is the rig's pipeline (rules, behaviours, incidents).
 func newTestPipeline(t *testing.T, r *watchRig) func(detect.Sink) *detect.Pipeline {
 	return func(s detect.Sink) *detect.Pipeline { return r.pipeline(t, s) }
+}
+
+const (
+	readRuleA = "bbbbbbbb-0000-4000-8000-00000000000a"
+	readRuleB = "bbbbbbbb-0000-4000-8000-00000000000b"
+)
+
+// groupingPipeline detects every mail read (a medium alert, which counts
+// but makes no incident alone) and bob's and carol's (high: an incident
+// on its own). Alerts link through their address until it is seen for
+// more than two users (a shared address links nothing).
+func groupingPipeline(t *testing.T, s detect.Sink) *detect.Pipeline {
+	t.Helper()
+	rule := func(id, level, sel string) *fstest.MapFile {
+		return &fstest.MapFile{Data: fmt.Appendf(nil, "title: mail read %s\nid: %s\nlevel: %s\nlogsource: {product: m365, service: exchange}\ndetection:\n  sel: {%s}\n  condition: sel\n", level, id, level, sel)}
+	}
+	rs, refused, err := sigma.Load(fstest.MapFS{
+		"a.yml": rule(readRuleA, "medium", "Operation: MailItemsAccessed"),
+		"b.yml": rule(readRuleB, "high", "Operation: MailItemsAccessed, UserId: [bob@contoso.com, carol@contoso.com]"),
+	}, sigma.Options{}, ".")
+	if err != nil || len(refused) > 0 {
+		t.Fatal(err, refused)
+	}
+	ic := incident.Config{Window: 24 * time.Hour, SigmaCounts: true, MinLevel: "medium", SingleLevel: "high", BroadActorUsers: 2, MaxTimeline: 50}
+	return detect.New(detect.Config{Rules: rs, Incidents: &ic, TempDir: t.TempDir()}, s)
+}
+
+// mailRead is a decoded MailItemsAccessed record of user from ip.
+func mailRead(t *testing.T, i int, user, ip string) *event.Event {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "source", "testdata", "ual_mailitemsaccessed.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	var rec map[string]any
+	if err := json.Unmarshal(line, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["Id"] = fmt.Sprintf("read-%d", i)
+	rec["CreationTime"] = time.Date(2026, 3, 2, 9, i, 0, 0, time.UTC).Format("2006-01-02T15:04:05")
+	rec["UserId"], rec["MailboxOwnerUPN"] = user, user
+	rec["ClientIP"], rec["ClientIPAddress"] = ip, ip
+	raw, _ := json.Marshal(rec)
+	evs, err := source.NewDecoder(nil, nil).Decode(raw, event.Origin{File: "test", Line: i + 1})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("record %d: %d events (%v)", i, len(evs), err)
+	}
+	return evs[0]
+}
+
+// recordSink keeps a pipeline's sink calls as a detect node sends them.
+type recordSink struct{ msgs []recorded }
+
+func (s *recordSink) Alert(a *alert.Alert) { c := *a; s.msgs = append(s.msgs, recorded{alert: &c}) }
+func (s *recordSink) Incident(u detect.Update) {
+	c := *u.Incident
+	c.Alerts = slices.Clone(u.Incident.Alerts)
+	s.msgs = append(s.msgs, recorded{update: &detect.Update{Kind: u.Kind, Incident: &c}})
+}
+
+func incidentIDs(incs []*incident.Incident) []string {
+	ids := []string{}
+	for _, inc := range incs {
+		ids = append(ids, inc.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// A watcher fed from elsewhere lists the incidents the detect node's
+// grouping holds after every refresh, including when one dissolves
+// without its alerts going to another (an address shared by more users
+// stops linking them), and across a restart from its snapshot.
+func TestWatcherFedFollowsDissolution(t *testing.T) {
+	sink := &recordSink{}
+	p := groupingPipeline(t, sink)
+	var msgs []RemoteDetection
+	var want [][]string // the detect node's incidents after each step
+	var cut []int       // feed length after each step
+	steps := []struct{ user, ip string }{
+		{"alice@contoso.com", "198.51.100.7"}, // a medium alert: no incident
+		{"bob@contoso.com", "198.51.100.7"},   // bob's high alert makes one of alice's and bob's, linked by the address
+		{"carol@contoso.com", "203.0.113.9"},  // an incident of carol's own
+		{"dave@contoso.com", "198.51.100.7"},  // the address is shared: that incident dissolves, bob's high alert makes one alone
+		{"erin@contoso.com", "203.0.113.9"},   // carol's grows
+	}
+	for i, s := range steps {
+		if err := p.Process(mailRead(t, i, s.user, s.ip)); err != nil {
+			t.Fatal(err)
+		}
+		incs, err := p.Refresh(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range sink.msgs {
+			msgs = append(msgs, m.wire(t))
+		}
+		sink.msgs = nil
+		// What a detect node sends after its refresh's updates.
+		msgs = append(msgs, RemoteDetection{Current: incidentIDs(incs)})
+		want, cut = append(want, incidentIDs(incs)), append(cut, len(msgs))
+	}
+	if len(want[1]) != 1 || len(want[3]) != 2 || slices.Contains(want[3], want[1][0]) || !slices.Equal(want[4], want[3]) {
+		t.Fatalf("the scenario does not dissolve an incident: %v", want)
+	}
+
+	j, err := journal.Open(t.Context(), t.TempDir(), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	state := t.TempDir()
+	var starts []uint64
+	for step := range steps {
+		w := NewWatcher(j, WatcherOptions{Feed: sliceFeed(msgs, cut[step], &starts), Logger: slog.New(slog.DiscardHandler),
+			StateDir: state, Refresh: 10 * time.Millisecond, SnapshotEvery: time.Nanosecond})
+		runUntil(t, w, func() bool { return w.remoteSeq() == uint64(cut[step]) })
+		if got := incidentIDs(w.IncidentList()); !slices.Equal(got, want[step]) {
+			t.Fatalf("after step %d the fed watcher lists %v; the detect node %v", step, got, want[step])
+		}
+	}
+	if len(starts) != len(steps) || starts[len(starts)-1] != uint64(cut[len(cut)-2]) {
+		t.Fatalf("the feed was read from %v; each restart from its snapshot %v", starts, cut)
+	}
+}
+
+// An incident a grouping left and a later one names again is listed
+// again, as last updated: its state is not sent a second time.
+func TestWatcherFedIncidentReturns(t *testing.T) {
+	w := NewWatcher(nil, WatcherOptions{Feed: func(context.Context, uint64, func(RemoteDetection) error) error { return nil },
+		Logger: slog.New(slog.DiscardHandler)})
+	w.remote = newRemoteView()
+	inc := &incident.Incident{ID: "INC-1", AlertCount: 2}
+	for i, d := range []RemoteDetection{
+		{Update: &detect.Update{Kind: detect.Opened, Incident: inc, AlertIDs: []string{"a", "b"}}},
+		{Current: []string{}},
+		{Current: []string{"INC-1"}},
+		{Current: []string{"INC-1", "INC-2"}},
+	} {
+		d.Seq = uint64(i + 1)
+		w.applyRemote(d)
+	}
+	if got, ok := w.IncidentOf("INC-1"); !ok || got.AlertCount != 2 || len(w.IncidentList()) != 1 {
+		t.Fatalf("incidents listed: %v", incidentIDs(w.IncidentList()))
+	}
+	if w.remote.errors != 1 {
+		t.Fatalf("a grouping naming an incident never updated counted %d errors, want 1", w.remote.errors)
+	}
 }

@@ -86,6 +86,10 @@ type Deps struct {
 	Views Views
 	// Index answers /api/v1/search and /api/v1/timeline; nil answers 503.
 	Index *index.Follower
+	// Forward, when set, answers JournalRoutes by asking the node that
+	// holds the journal (a cluster's ingest and detect nodes); nil answers
+	// them from Journal and Index.
+	Forward Forwarder
 	// UI answers the web interface's pages; nil serves no /ui/.
 	UI     ui.Data
 	Logger *slog.Logger
@@ -181,10 +185,18 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/incidents/{id}", s.guard(auth.PermRead, s.incident))
 	mux.Handle("GET /api/v1/alerts", s.guard(auth.PermRead, s.alerts))
 	mux.Handle("GET /api/v1/sources", s.guard(auth.PermRead, s.sources))
-	mux.Handle("GET /api/v1/checkpoint", s.guard(auth.PermRead, s.checkpoint))
-	mux.Handle("GET /api/v1/proof", s.guard(auth.PermRead, s.proof))
-	mux.Handle("GET /api/v1/search", s.guard(auth.PermRead, s.search))
-	mux.Handle("GET /api/v1/timeline", s.guard(auth.PermRead, s.timeline))
+	// The journal's routes: from the journal here, or from the node that
+	// holds it, asked once the caller passed this node's guard.
+	journalRoute := func(h http.HandlerFunc) http.HandlerFunc {
+		if s.d.Forward != nil {
+			return s.forward
+		}
+		return h
+	}
+	mux.Handle("GET /api/v1/checkpoint", s.guard(auth.PermRead, journalRoute(s.checkpoint)))
+	mux.Handle("GET /api/v1/proof", s.guard(auth.PermRead, journalRoute(s.proof)))
+	mux.Handle("GET /api/v1/search", s.guard(auth.PermRead, journalRoute(s.search)))
+	mux.Handle("GET /api/v1/timeline", s.guard(auth.PermRead, journalRoute(s.timeline)))
 	mux.Handle("GET /api/v1/rules", s.guard(auth.PermRead, s.rulesAPI))
 	mux.Handle("POST /api/v1/rules/{id}/disable", s.guard(auth.PermAdmin, s.switchRuleAPI(false)))
 	mux.Handle("POST /api/v1/rules/{id}/enable", s.guard(auth.PermAdmin, s.switchRuleAPI(true)))

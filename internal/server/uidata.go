@@ -65,6 +65,10 @@ type UIOptions struct {
 	// typical mail-access fields); older ones are let go, and the search
 	// page says so.
 	MaxRecords int
+	// Forward, when set, answers the search, timeline and integrity pages
+	// from the node holding the journal (a cluster's ingest and detect
+	// nodes: their own journal and index stay empty).
+	Forward Forwarder
 	// ReplayClock measures how far behind a source is from the newest
 	// record instead of the wall clock: --demo replays a simulated past.
 	ReplayClock bool
@@ -416,10 +420,10 @@ func (d *UIData) signal() func(string) string {
 func (d *UIData) Timeline(ctx context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
 	var tl ui.Timeline
 	var err error
-	if d.o.Index != nil {
-		tl, err = d.timelineIndex(ctx, q)
+	if d.o.Forward != nil {
+		tl, err = d.forwardTimeline(ctx, q)
 	} else {
-		tl, err = d.ev.Timeline(ctx, q, d.signal())
+		tl, err = d.timelineRecords(ctx, q)
 	}
 	if err != nil || d.w == nil {
 		return tl, err
@@ -434,8 +438,20 @@ func (d *UIData) Timeline(ctx context.Context, q ui.TimelineQuery) (ui.Timeline,
 	return tl, nil
 }
 
+// timelineRecords is the timeline's records, from the index or the kept
+// records.
+func (d *UIData) timelineRecords(ctx context.Context, q ui.TimelineQuery) (ui.Timeline, error) {
+	if d.o.Index != nil {
+		return d.timelineIndex(ctx, q)
+	}
+	return d.ev.Timeline(ctx, q, d.signal())
+}
+
 // Search asks the index, or without one scans the kept records.
 func (d *UIData) Search(ctx context.Context, q string, limit int) (ui.SearchResult, error) {
+	if d.o.Forward != nil {
+		return d.forwardSearch(ctx, q, limit)
+	}
 	if d.o.Index != nil {
 		return d.searchIndex(ctx, q, limit)
 	}
@@ -482,6 +498,9 @@ func (d *UIData) Rules(context.Context) ([]ui.Rule, error) {
 // Integrity returns the latest signed checkpoint and checks its
 // signature with the journal's verifier key.
 func (d *UIData) Integrity(ctx context.Context) (ui.Integrity, error) {
+	if d.o.Forward != nil {
+		return d.forwardIntegrity(ctx)
+	}
 	j := d.o.Journal
 	cp := j.Latest()
 	var signed time.Time // unknown for the journal's periodic checkpoint
