@@ -66,7 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoDays := fs.Int("demo-days", 21, "days in the --demo tenant")
 	demoDuration := fs.Duration("demo-duration", 90*time.Second, "wall time the --demo replay takes")
 	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DIR/index) up to date; /api/v1/search answers 503")
-	delayFlag := fs.String("max-detection-delay", "", "how far detection may fall behind acknowledged pushes before ingest answers 429, such as 3s (VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay; default 3s)")
+	delayFlag := fs.String("max-detection-delay", "", "how far detection may fall behind acknowledged pushes before ingest answers 429, such as 2s (VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay; default 1s)")
 	memFlag := fs.String("index-memory", "", fmt.Sprintf("memory the investigation index's engine may use, such as 512MiB or 8GiB (VIGIL_INDEX_MEMORY, server: index_memory; default %dGiB)", index.DefaultMemoryLimit>>30))
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the whole run to this file (written at shutdown)")
@@ -126,7 +126,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if v := settingFrom(*delayFlag, "VIGIL_MAX_DETECTION_DELAY", cfgDelay, ""); v != "" {
 		if o.maxDelay, err = time.ParseDuration(v); err != nil || o.maxDelay < 500*time.Millisecond {
-			return usageError("max detection delay %q (--max-detection-delay, VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay): want a duration of at least 500ms, such as 3s", v)
+			return usageError("max detection delay %q (--max-detection-delay, VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay): want a duration of at least 500ms, such as 2s", v)
 		}
 	}
 	if o.indexMemory, err = parseIndexMemory(settingFrom(*memFlag, "VIGIL_INDEX_MEMORY", scfg.IndexMemory, "")); err != nil {

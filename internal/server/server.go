@@ -36,7 +36,7 @@ type Config struct {
 	// answers 429 (default 1,000,000).
 	MaxLag uint64
 	// MaxDelay is how long an entry may wait for detection before ingest
-	// answers 429 (default 3 s; negative: no limit): ingest then goes at
+	// answers 429 (default 1 s; negative: no limit): ingest then goes at
 	// detection's pace, and an alert is at most about this late (plus a
 	// refresh period) however hard the pushes come.
 	MaxDelay time.Duration
@@ -59,7 +59,7 @@ func (c *Config) fill() {
 		c.MaxLag = 1_000_000
 	}
 	if c.MaxDelay == 0 {
-		c.MaxDelay = 3 * time.Second
+		c.MaxDelay = time.Second
 	}
 }
 
