@@ -234,7 +234,14 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if node != nil && node.role != "journal" {
 		forward = node.forwarder()
 	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, switchLog, forward, o.demo, logger)
+	// Triage goes through the stream in a cluster, as records do: the
+	// journal node journals it, so a journal rebuilt from the stream
+	// holds it, and the other nodes' pages read it from there.
+	var triageLog journal.Log
+	if node != nil {
+		triageLog = node.log
+	}
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, uiLogs{switches: switchLog, triage: triageLog}, forward, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {

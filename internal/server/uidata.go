@@ -46,6 +46,11 @@ type UIOptions struct {
 	// Journal: a cluster's stream, from which detect nodes read them and
 	// the journal node's sequencer journals them.
 	SwitchLog journal.Log
+	// TriageLog, when set, is where triage changes are appended instead of
+	// Journal: a cluster's stream, which the journal node's sequencer
+	// journals, so that the journal rebuilt from the stream holds them and
+	// the change made on any node reaches the journal node's pages.
+	TriageLog journal.Log
 	// Sinks deliver test messages; SinkInfo describes them for the admin
 	// page (name, kind, target); Outbox says what each has pending.
 	Sinks    []sink.Sink
@@ -93,7 +98,12 @@ type UIData struct {
 	hits        map[string]int // alerts per signal
 	first, last time.Time      // event times read
 	triage      map[string]*triageState
-	applied     map[uint64]bool // triage entries applied when made, before detection read them
+	// made are the triage changes made here, applied when made: reading
+	// them back from the journal applies them no second time.
+	made map[string]bool
+	// pending are the changes made on a node that does not read the
+	// journal (Forward set), until the journal node's triage has them.
+	pending []ui.Change
 	// pendingRules are rule switches journaled here, per rule, until
 	// detection reads them.
 	pendingRules map[string]ui.RuleChange
@@ -125,7 +135,7 @@ func NewUIData(o UIOptions) *UIData {
 		o.IndexWait = uiIndexWait
 	}
 	d := &UIData{o: o, hours: map[string]map[int64]int{},
-		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, applied: map[uint64]bool{},
+		alertHours: map[int64]int{}, hits: map[string]int{}, triage: map[string]*triageState{}, made: map[string]bool{},
 		pendingRules: map[string]ui.RuleChange{}, merged: map[string]string{}}
 	if o.Index == nil {
 		d.ev = memdata.NewEvents(o.MaxRecords)
@@ -161,15 +171,14 @@ func (d *UIData) Entry(idx uint64, en *journal.Entry, evs []*event.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if en.Source == TriageSource {
-		if d.applied[idx] {
-			delete(d.applied, idx)
-		} else {
-			var tr triageRecord
-			if err := json.Unmarshal(en.Raw, &tr); err != nil || tr.Incident == "" {
-				d.o.Logger.Warn("triage entry does not parse", "index", idx, "err", err)
-			} else {
-				d.apply(ui.Change{Incident: tr.Incident, Status: tr.Status, Note: tr.Note, Actor: tr.User, At: tr.Time})
-			}
+		var tr triageRecord
+		switch err := json.Unmarshal(en.Raw, &tr); {
+		case err != nil || tr.Incident == "":
+			d.o.Logger.Warn("triage entry does not parse", "index", idx, "err", err)
+		case d.made[tr.ID]:
+			delete(d.made, tr.ID)
+		default:
+			d.apply(ui.Change{ID: tr.ID, Incident: tr.Incident, Status: tr.Status, Note: tr.Note, Actor: tr.User, At: tr.Time})
 		}
 		// Searchable (source:vigil.triage), but no log source: its wall-clock
 		// times stay out of the overview's series and source health.
@@ -324,11 +333,12 @@ func (d *UIData) mergedInto(incs []*incident.Incident) map[string][]string {
 }
 
 // Cases returns the incidents, most severe and most recent first.
-func (d *UIData) Cases(context.Context) ([]ui.Case, error) {
+func (d *UIData) Cases(ctx context.Context) ([]ui.Case, error) {
 	w, err := d.watcher()
 	if err != nil {
 		return nil, err
 	}
+	d.syncTriage(ctx)
 	incs := w.IncidentList()
 	slices.SortFunc(incs, func(a, b *incident.Incident) int {
 		return cmp.Or(cmp.Compare(b.Severity, a.Severity), b.LastSeen.Compare(a.LastSeen), cmp.Compare(a.ID, b.ID))
@@ -344,11 +354,12 @@ func (d *UIData) Cases(context.Context) ([]ui.Case, error) {
 }
 
 // Case returns one incident.
-func (d *UIData) Case(_ context.Context, id string) (ui.Case, bool, error) {
+func (d *UIData) Case(ctx context.Context, id string) (ui.Case, bool, error) {
 	w, err := d.watcher()
 	if err != nil {
 		return ui.Case{}, false, err
 	}
+	d.syncTriage(ctx)
 	incs := w.IncidentList()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -386,19 +397,36 @@ func (d *UIData) Triage(ctx context.Context, ch ui.Change) error {
 	if err != nil {
 		return err
 	}
-	// The lock spans the append, so detection cannot read the entry
-	// before it is marked applied.
+	ch.ID = tr.ID
+	log := journal.Log(d.o.Journal)
+	if d.o.TriageLog != nil {
+		log = d.o.TriageLog
+	}
+	// Marked before the append, so detection cannot read the entry before
+	// it is marked.
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	acks, err := d.o.Journal.AppendBatch(ctx, []journal.Entry{{Source: TriageSource, Origin: "vigil serve: web interface", RecordID: tr.ID, Raw: raw}})
-	if err != nil {
+	if d.o.Forward == nil {
+		d.made[tr.ID] = true
+	}
+	if _, err := log.AppendBatch(ctx, []journal.Entry{{Source: TriageSource, Origin: "vigil serve: web interface", RecordID: tr.ID, Raw: raw}}); err != nil {
+		delete(d.made, tr.ID)
 		return fmt.Errorf("journaling the change: %w", err)
 	}
-	d.applied[acks[0].Index] = true
 	d.apply(ch)
+	if d.o.Forward != nil {
+		d.pending = append(d.pending, ch)
+		if over := len(d.pending) - maxPending; over > 0 {
+			d.pending = slices.Delete(d.pending, 0, over)
+		}
+	}
 	w.Wake()
 	return nil
 }
+
+// maxPending bounds the changes a node that does not read the journal
+// shows before the journal node's triage has them.
+const maxPending = 1000
 
 // signal maps record ids to the first kept alert on them.
 func (d *UIData) signal() func(string) string {

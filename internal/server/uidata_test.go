@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -547,4 +548,150 @@ func TestTriageFollowsMerges(t *testing.T) {
 		t.Fatalf("after an earlier alert joined: %d incidents, want only %s", len(incs), idE)
 	}
 	check(f.d, "after the id changed", idE)
+}
+
+// relay stands for a cluster's stream: what a node appends waits there
+// until the journal node's sequencer (sequence) journals it.
+type relay struct {
+	mu      sync.Mutex
+	waiting []journal.Entry
+}
+
+func (r *relay) AppendBatch(_ context.Context, es []journal.Entry) ([]journal.Ack, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	acks := make([]journal.Ack, len(es))
+	for i, e := range es {
+		e.Raw = bytes.Clone(e.Raw)
+		r.waiting = append(r.waiting, e)
+		acks[i] = journal.Ack{Index: uint64(len(r.waiting) - 1)}
+	}
+	return acks, nil
+}
+func (r *relay) Size() uint64 { return 0 }
+func (r *relay) Read(context.Context, uint64, func(uint64, *journal.Entry) error) error {
+	return errors.New("relay: not read")
+}
+func (r *relay) Checkpoint(context.Context) (journal.Checkpoint, error) {
+	return journal.Checkpoint{}, errors.New("relay: no checkpoint")
+}
+func (r *relay) Close() error { return nil }
+
+// sequence journals what waits in the stream and gives the journal node's
+// pages the new entries, as its watcher does.
+func (r *relay) sequence(t *testing.T, j *journal.Journal, d *UIData) {
+	t.Helper()
+	r.mu.Lock()
+	es := r.waiting
+	r.waiting = nil
+	r.mu.Unlock()
+	from := j.Size()
+	if len(es) > 0 {
+		if _, err := j.AppendBatch(t.Context(), es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Read(t.Context(), from, func(i uint64, en *journal.Entry) error { d.Entry(i, en, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// In a cluster, triage goes through the stream: a change made on an
+// ingest node is journaled by the journal node (never in the ingest
+// node's own journal), shown on both nodes, applied once; the journal
+// node's own changes take the same way; the ingest node shows the last
+// known triage when the journal node does not answer; and the journal
+// read again from the start holds every change.
+func TestTriageThroughTheStream(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	open := func() *journal.Journal {
+		j, err := journal.Open(t.Context(), filepath.Join(t.TempDir(), "journal"), journal.Options{Logger: quiet, CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { j.Close() })
+		return j
+	}
+	withIncident := func(d *UIData, j *journal.Journal) {
+		w := NewWatcher(j, WatcherOptions{Logger: quiet, OnEntry: d.Entry})
+		w.Incident(detect.Update{Kind: detect.Opened, Incident: &incident.Incident{ID: "INC-1", Title: "forged token",
+			Severity: alert.Critical, Raised: t0, FirstSeen: t0, LastSeen: t0}})
+		d.Watch(w)
+	}
+	stream := &relay{}
+	jj, ij := open(), open() // the journal node's journal; the ingest node's own (unused in a cluster)
+	jd := NewUIData(UIOptions{Journal: jj, TriageLog: stream, Logger: quiet})
+	withIncident(jd, jj)
+	journalUp := true
+	forward := func(ctx context.Context, q JournalQuery) (JournalAnswer, error) {
+		if !journalUp {
+			return JournalAnswer{}, ErrNoJournalNode
+		}
+		a, ok := jd.AnswerJournalQuery(ctx, q)
+		if !ok {
+			return JournalAnswer{Status: http.StatusNotFound}, nil
+		}
+		return a, nil
+	}
+	id := NewUIData(UIOptions{Journal: ij, TriageLog: stream, Forward: forward, Logger: quiet})
+	withIncident(id, ij)
+	want := func(d *UIData, node, status, owner string, notes ...string) {
+		t.Helper()
+		c, ok, err := d.Case(t.Context(), "INC-1")
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", node, ok, err)
+		}
+		var got []string
+		for _, h := range c.History {
+			got = append(got, h.Note)
+		}
+		if c.Status != status || c.Owner != owner || !slices.Equal(got, notes) {
+			t.Errorf("%s: status %q owner %q notes %q; want %q %q %q", node, c.Status, c.Owner, got, status, owner, notes)
+		}
+	}
+
+	if err := id.Triage(t.Context(), ui.Change{Incident: "INC-1", Status: "acknowledged", Note: "on it", Actor: "ana", At: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if ij.Size() != 0 || len(stream.waiting) != 1 {
+		t.Fatalf("the ingest node's change: %d entries in its own journal, %d in the stream; want 0 and 1", ij.Size(), len(stream.waiting))
+	}
+	want(id, "ingest node before the journal node has it", "acknowledged", "ana", "on it")
+	want(jd, "journal node before it journaled it", "open", "")
+	stream.sequence(t, jj, jd)
+	want(jd, "journal node", "acknowledged", "ana", "on it")
+	want(id, "ingest node", "acknowledged", "ana", "on it")
+
+	if err := jd.Triage(t.Context(), ui.Change{Incident: "INC-1", Status: "resolved", Note: "token revoked", Actor: "bo", At: t0.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if jj.Size() != 1 {
+		t.Fatalf("the journal node appended its change to its journal directly (%d entries), not through the stream", jj.Size())
+	}
+	stream.sequence(t, jj, jd)
+	want(jd, "journal node after its own change came back", "resolved", "ana", "on it", "token revoked")
+	want(id, "ingest node after the journal node's change", "resolved", "ana", "on it", "token revoked")
+
+	journalUp = false
+	want(id, "ingest node, journal node down", "resolved", "ana", "on it", "token revoked")
+	if err := id.Triage(t.Context(), ui.Change{Incident: "INC-1", Status: "acknowledged", Note: "reopened", Actor: "ana", At: t0.Add(3 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	want(id, "ingest node's change while the journal node is down", "acknowledged", "ana", "on it", "token revoked", "reopened")
+	journalUp = true
+	want(id, "ingest node, the journal node back without the change", "acknowledged", "ana", "on it", "token revoked", "reopened")
+	stream.sequence(t, jj, jd)
+	want(id, "ingest node, the change journaled", "acknowledged", "ana", "on it", "token revoked", "reopened")
+	if len(id.pending) != 0 {
+		t.Errorf("%d changes still pending on the ingest node once journaled", len(id.pending))
+	}
+
+	// The journal read again from the start (a restart, or a journal
+	// rebuilt from the stream): every change, once.
+	d2 := NewUIData(UIOptions{Journal: jj, Logger: quiet})
+	withIncident(d2, jj)
+	if err := jj.Read(t.Context(), 0, func(i uint64, en *journal.Entry) error { d2.Entry(i, en, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want(d2, "the journal replayed", "acknowledged", "ana", "on it", "token revoked", "reopened")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -20,6 +21,7 @@ const (
 	uiSearchQuery    = "/ui/search"
 	uiTimelineQuery  = "/ui/timeline"
 	uiIntegrityQuery = "/ui/integrity"
+	uiTriageQuery    = "/ui/triage"
 )
 
 // ask forwards a web interface query and decodes its answer into v.
@@ -107,6 +109,8 @@ func (d *UIData) AnswerJournalQuery(ctx context.Context, q JournalQuery) (a Jour
 		v, err = d.timelineRecords(ctx, tq)
 	case uiIntegrityQuery:
 		v, err = d.Integrity(ctx)
+	case uiTriageQuery:
+		v = d.triageStates()
 	default:
 		return JournalAnswer{}, false
 	}
@@ -123,4 +127,52 @@ func (d *UIData) AnswerJournalQuery(ctx context.Context, q JournalQuery) (a Jour
 func uiAnswerError(status int, msg string) JournalAnswer {
 	b, _ := json.Marshal(map[string]string{"error": msg})
 	return JournalAnswer{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: b}
+}
+
+// TriageState is an incident's triage as the journal node's pages show
+// it, forwarded to the other nodes of a cluster.
+type TriageState struct {
+	Status  string      `json:"status"`
+	Owner   string      `json:"owner,omitempty"`
+	History []ui.Change `json:"history"`
+}
+
+// triageStates is the triage of every incident changed.
+func (d *UIData) triageStates() map[string]TriageState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]TriageState, len(d.triage))
+	for id, st := range d.triage {
+		out[id] = TriageState{Status: st.status, Owner: st.owner, History: slices.Clone(st.history)}
+	}
+	return out
+}
+
+// syncTriage takes the journal node's triage (the changes made on any
+// node, as journaled), then the changes made here it does not have yet.
+// When the journal node does not answer, the pages show what it last
+// said and the changes made here since.
+func (d *UIData) syncTriage(ctx context.Context) {
+	if d.o.Forward == nil {
+		return
+	}
+	var states map[string]TriageState
+	if err := d.ask(ctx, uiTriageQuery, nil, &states); err != nil {
+		d.o.Logger.Warn("triage of the journal node not read; showing the last known", "err", err)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.triage = make(map[string]*triageState, len(states))
+	seen := map[string]bool{}
+	for id, st := range states {
+		d.triage[id] = &triageState{status: st.Status, owner: st.Owner, history: st.History}
+		for _, ch := range st.History {
+			seen[ch.ID] = true
+		}
+	}
+	d.pending = slices.DeleteFunc(d.pending, func(ch ui.Change) bool { return seen[ch.ID] })
+	for _, ch := range d.pending {
+		d.apply(ch)
+	}
 }

@@ -131,6 +131,8 @@ type Reason struct {
 
 // Change is one triage action on an incident.
 type Change struct {
+	// ID is the change's journal record id ("" until it is journaled).
+	ID       string
 	Incident string
 	Status   string // "" when the change is only a note
 	Note     string
