@@ -623,12 +623,18 @@ func (x *Index) Rebuild(ctx context.Context, dataDir string) (st UpdateStats, er
 		return st, err
 	}
 	began := time.Now()
-	if err := x.createLookupIndexes(ctx); err != nil {
+	done := x.step("lookup indexes")
+	err = x.createLookupIndexes(ctx)
+	done()
+	if err != nil {
 		return st, err
 	}
-	st.Elapsed += time.Since(began)
 	// Deleted rows leave free blocks; a checkpoint returns them.
-	if _, err := x.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+	done = x.step("checkpoint")
+	_, err = x.db.ExecContext(ctx, `CHECKPOINT`)
+	done()
+	st.Elapsed += time.Since(began)
+	if err != nil {
 		return st, fmt.Errorf("index: checkpoint: %w", err)
 	}
 	return st, nil
