@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -674,6 +675,62 @@ func TestOtherSchemaVersion(t *testing.T) {
 	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
 	if st, err := x.Rebuild(ctx, data); err != nil || st.Events == 0 {
 		t.Fatalf("rebuild: %+v %v", st, err)
+	}
+}
+
+// TestReindexReplacesOldStorage: an index file in an older storage format
+// of the engine opens and keeps working; reindex (Fresh) writes a new file
+// in the current format, and its rows are there.
+func TestReindexReplacesOldStorage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, err := sql.Open("duckdb", filepath.Join(dir, dbFile)+"?storage_compatibility_version=v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, "CREATE TABLE stale (a INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	version := func(x *Index) string {
+		t.Helper()
+		var v string
+		if err := x.db.QueryRowContext(ctx, `SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	x, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := version(x); v != "v1.0.0+" {
+		t.Fatalf("an open without reindex changed the storage version to %s", v)
+	}
+	x.Close()
+	x, err = Open(ctx, dir, Options{Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if v := version(x); v != storageVersion+"+" {
+		t.Fatalf("reindex left storage version %s, want %s+", v, storageVersion)
+	}
+	if _, err := x.db.ExecContext(ctx, "SELECT * FROM stale"); err == nil {
+		t.Fatal("the old file's table is still there")
+	}
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
+	st, err := x.Rebuild(ctx, data)
+	if err != nil || st.Events == 0 {
+		t.Fatalf("rebuild: %+v %v", st, err)
+	}
+	s, err := x.Status(ctx, data)
+	if err != nil || s.Events != st.Events {
+		t.Fatalf("status %+v %v, want %d events", s, err, st.Events)
 	}
 }
 
