@@ -710,7 +710,7 @@ func firstEntry(dataDir string) (uint64, error) {
 
 // writer loads rows into events, mail_access and unindexed through the
 // engine's appenders, one per table, committed at each flush. For a
-// rebuild and for a catch-up this cost 10–12 % less CPU than staging CSV
+// rebuild and for a catch-up this cost 8–10 % less CPU than staging CSV
 // for the engine's parallel COPY (docs/deps.md): formatting, writing and
 // parsing the CSV cost more than handing the values over. The appenders
 // also commit on their own when their buffer fills, so rows may lie past
