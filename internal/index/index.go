@@ -169,7 +169,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Index, error) {
 		// A file of an older storage format is replaced by a new one: the
 		// engine keeps writing a file in the format it was created with.
 		// The lock on the old file is held until just before, so no
-		// writer has it open.
+		// writer has it open; one that opened it in the instant between
+		// the close and the removal would keep writing a removed file
+		// (the index is derived: a reindex puts that right).
 		var v sql.NullString
 		err := db.QueryRowContext(ctx, `SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()`).Scan(&v)
 		if err != nil {
