@@ -389,9 +389,9 @@ type readFunc func(ctx context.Context, from uint64, fn func(uint64, *journal.En
 // bulkEntries: an update at least this far behind the journal is a bulk
 // load, like a rebuild: it loads whole row groups, which the engine writes
 // straight into the database file; for it the engine checkpoints at its
-// default log size,
-// which kept the file of a rebuild 10 % smaller and its load faster than
-// the larger threshold of incremental updates (docs/deps.md).
+// default log size, which kept the file of a rebuild 10 % smaller and its
+// load faster than the larger threshold of incremental updates
+// (docs/deps.md).
 const bulkEntries = 100_000
 
 // bulk sets the engine's checkpoint threshold to bulkThreshold until
