@@ -70,8 +70,11 @@ while [ $i -lt ${#sizes[@]} ]; do
 	read -r iw iu is <"$work/t.index"
 	echo
 	echo "== $users users x $days days: $events events"
-	printf "index build: %.1f s wall (%.0f events/s), %.1f s CPU (%.0f events per CPU-second); %d bytes on disk, %.1f per event\n" \
+	printf "index build, detection included: %.1f s wall (%.0f events/s), %.1f s CPU (%.0f events per CPU-second); %d bytes on disk, %.1f per event\n" \
 		"$iw" "$(echo "$events / $iw" | bc -l)" "$(echo "$iu + $is" | bc -l)" "$(echo "$events / ($iu + $is)" | bc -l)" "$bytes" "$(echo "$bytes / $events" | bc -l)"
+	# vigil reindex's own lines: the index's load (and its size before
+	# detection's alerts), then detection.
+	sed 's/^/  /' "$work/reindex.txt"
 
 	# One projection of the raw records for every brute-force answer: a row per
 	# message read (one per folder for a Sync, one for a read naming none), and

@@ -19,7 +19,11 @@ import (
 )
 
 // BenchmarkRebuild indexes the journal in $VIGIL_BENCH_JOURNAL (or a small
-// simulated one) from scratch; bench/search.sh measures at scale.
+// simulated one) from scratch; bench/search.sh measures at scale. It
+// reports events per second of wall time, the CPU of the process (user +
+// system, engine threads included) per event, and each step's CPU per
+// event (stepHook; the loads run inside "read, decode, stage", beside the
+// decoding, so a load step's CPU includes the decoding done meanwhile).
 func BenchmarkRebuild(b *testing.B) {
 	ctx := context.Background()
 	data := os.Getenv("VIGIL_BENCH_JOURNAL")
@@ -32,7 +36,20 @@ func BenchmarkRebuild(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer x.Close()
+	steps := map[string]time.Duration{}
+	var order []string
+	x.stepHook = func(step string) func() {
+		c0 := cpuTime()
+		return func() {
+			if _, ok := steps[step]; !ok {
+				order = append(order, step)
+			}
+			steps[step] += cpuTime() - c0
+		}
+	}
+	runtime.GC()
 	b.ResetTimer()
+	c0 := cpuTime()
 	var events uint64
 	for range b.N {
 		st, err := x.Rebuild(ctx, data)
@@ -41,7 +58,17 @@ func BenchmarkRebuild(b *testing.B) {
 		}
 		events += st.Events
 	}
-	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	cpu := cpuTime() - c0
+	b.StopTimer()
+	ev := float64(events)
+	b.ReportMetric(ev/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu.Microseconds())/ev, "cpu-µs/event")
+	if fi, err := os.Stat(filepath.Join(x.path, dbFile)); err == nil {
+		b.ReportMetric(float64(fi.Size())/(ev/float64(b.N)), "file-bytes/event")
+	}
+	for _, s := range order {
+		b.ReportMetric(float64(steps[s].Microseconds())/ev, strings.ReplaceAll(s, " ", "_")+"-cpu-µs/event")
+	}
 }
 
 // BenchmarkDecode is the decoding part of Rebuild alone.

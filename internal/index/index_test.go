@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -585,7 +586,8 @@ func TestUndecodableEntriesAreKept(t *testing.T) {
 }
 
 // TestHostileValuesRoundTrip: values are attacker-controlled; quotes,
-// commas, newlines and NULs survive the staging into the tables.
+// commas, newlines, NULs and invalid UTF-8 survive the load into the
+// tables.
 func TestHostileValuesRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
@@ -594,7 +596,7 @@ func TestHostileValuesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := `{"CreationTime":"2026-03-02T10:00:00","Id":"h1","Operation":"MailItemsAccessed","RecordType":50,"UserId":"Eve@x.example",` +
-		`"ClientInfoString":"a,\"b\"\r\nc\u0000d\\e","ClientIPAddress":"2001:db8::7","Workload":"Exchange","MailboxOwnerUPN":"v@x.example",` +
+		`"ClientInfoString":"a,\"b\"\r\nc\u0000d\\e` + "\xff" + `","ClientIPAddress":"2001:db8::7","Workload":"Exchange","MailboxOwnerUPN":"v@x.example",` +
 		`"OperationProperties":[{"Name":"MailAccessType","Value":"Bind"}],"Folders":[{"Path":"\\Inbox,\"x\"","FolderItems":[{"InternetMessageId":"<a,\"b\"@c>"}]}]}`
 	if _, err := j.Append(ctx, journal.Entry{Source: "m365.ual", Origin: "x", RecordID: "h1", Raw: []byte(raw)}); err != nil {
 		t.Fatal(err)
@@ -607,8 +609,7 @@ func TestHostileValuesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	// An update this small goes through the engine's appender, a rebuild
-	// through CSV: both must keep the values.
+	// An update and a rebuild (the bulk path) must both keep the values.
 	if _, err := x.Update(ctx, data); err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +626,7 @@ func checkHostile(t *testing.T, ctx context.Context, x *Index) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []any{"a,\"b\"\r\nc\uFFFDd\\e", "eve@x.example", "2001:db8::7", `\Inbox,"x"`, `<a,"b"@c>`}
+	want := []any{"a,\"b\"\r\nc\uFFFDd\\e\uFFFD", "eve@x.example", "2001:db8::7", `\Inbox,"x"`, `<a,"b"@c>`}
 	if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0]) != fmt.Sprint(want) {
 		t.Fatalf("got %q, want %q", res.Rows, want)
 	}
@@ -674,6 +675,62 @@ func TestOtherSchemaVersion(t *testing.T) {
 	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
 	if st, err := x.Rebuild(ctx, data); err != nil || st.Events == 0 {
 		t.Fatalf("rebuild: %+v %v", st, err)
+	}
+}
+
+// TestReindexReplacesOldStorage: an index file in an older storage format
+// of the engine opens and keeps working; reindex (Fresh) writes a new file
+// in the current format, and its rows are there.
+func TestReindexReplacesOldStorage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, err := sql.Open("duckdb", filepath.Join(dir, dbFile)+"?storage_compatibility_version=v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, "CREATE TABLE stale (a INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	version := func(x *Index) string {
+		t.Helper()
+		var v string
+		if err := x.db.QueryRowContext(ctx, `SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	x, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := version(x); v != "v1.0.0+" {
+		t.Fatalf("an open without reindex changed the storage version to %s", v)
+	}
+	x.Close()
+	x, err = Open(ctx, dir, Options{Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if v := version(x); v != storageVersion+"+" {
+		t.Fatalf("reindex left storage version %s, want %s+", v, storageVersion)
+	}
+	if _, err := x.db.ExecContext(ctx, "SELECT * FROM stale"); err == nil {
+		t.Fatal("the old file's table is still there")
+	}
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t)[2:], 5000, nil)
+	st, err := x.Rebuild(ctx, data)
+	if err != nil || st.Events == 0 {
+		t.Fatalf("rebuild: %+v %v", st, err)
+	}
+	s, err := x.Status(ctx, data)
+	if err != nil || s.Events != st.Events {
+		t.Fatalf("status %+v %v, want %d events", s, err, st.Events)
 	}
 }
 
