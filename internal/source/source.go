@@ -844,6 +844,13 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		if err := m365.DecodeSkimmed(v, e, d.cache, &d.skim); err != nil {
 			return reject("m365 unified audit log", err)
 		}
+		// The access detection and impact read (event.MailAccessOf) comes
+		// from this parse and the skimmed list, not a second parse of Raw.
+		if event.IsMailAccess(e) && len(raw) > 0 && raw[0] == '{' {
+			if fs, ok := d.skim.Folders(); ok {
+				event.SetMailAccess(e, v, fs)
+			}
+		}
 		sh := shape(e, nil)
 		m365.Lazy(v, m365.ManagementAPI, sh, e, d.cache)
 		finish(e, m365.Flatten, 0)
@@ -856,6 +863,10 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		e := &event.Event{}
 		if err := m365.Decode(v, kind, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
+		}
+		if event.IsMailAccess(e) {
+			e.Raw = raw // as finish sets it; v is a parse of it
+			event.SetMailAccessParsed(e, v)
 		}
 		sh := shape(e, m365.Hoisted(v))
 		m365.Lazy(v, kind, sh, e, d.cache)
