@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -291,7 +292,10 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		cfg.D1.MaxSourceLag = behavior.Duration(maxSourceLag)
 	}
 	ic := cfg.IncidentConfig()
-	pl := pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
+	newPipeline := func() *pipeline.Pipeline {
+		return pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
+	}
+	pl := newPipeline()
 	if signInDelay > 0 {
 		// Holds every event: a bench of the journal order, for the sizes
 		// the quick run uses.
@@ -318,13 +322,31 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		res, err := pl.Close(ctx)
 		return res, st, err
 	}
-	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.HotFields) })
 	var st source.Stats
-	res, err := pipeline.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
-		var err error
-		st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
-		return err
-	}, nil)
+	read := func(merged bool) func(emit func(*event.Event) error) error {
+		return func(emit func(*event.Event) error) error {
+			var err error
+			if merged {
+				st, err = source.ReadMerged(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
+			} else {
+				st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
+			}
+			return err
+		}
+	}
+	// As hunt --report: logs each in time order (vigil simulate's) are
+	// merged as they are read; others are sorted, by a fresh pipeline.
+	// Inputs that quarantine (the real samples) are sorted from the
+	// start, so nothing is quarantined twice.
+	if quarantine == nil {
+		res, err := pipeline.RunOrdered(ctx, pl, read(true), nil)
+		if !errors.Is(err, pipeline.ErrNotOrdered) {
+			return res, st, err
+		}
+		pl = newPipeline()
+	}
+	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.HotFields) })
+	res, err := pipeline.RunOffline(ctx, pl, sorter, read(false), nil)
 	return res, st, err
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -61,20 +62,36 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	hot := append(rs.FieldSyms(), event.HotFields...)
 	ic := behavior.DefaultConfig().IncidentConfig()
-	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
-	sorter := detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(nil, hot) })
 	var st source.Stats
-	res, err := detect.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
-		var err error
-		st, err = source.ReadPaths(ctx, paths, source.Options{Hot: hot}, emit)
-		return err
-	}, func() error {
+	decoded := func() error {
 		fmt.Fprintf(stdout, "Decoded %d events from %s and ran the Sigma rules and behaviours over them in event-time order.\n", st.Events, logs)
 		if st.Quarantined > 0 {
 			return fmt.Errorf("decoding the simulated logs: %d records quarantined", st.Quarantined)
 		}
 		return nil
-	})
+	}
+	// The simulated logs are each in time order: merged as they are read,
+	// as hunt does (every record decoded once). The pipeline's rules and
+	// behaviours hold state, so a run that finds them out of order (it
+	// would be a simulator bug) starts again with fresh ones and sorts.
+	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
+	res, err := detect.RunOrdered(ctx, pl, func(emit func(*event.Event) error) error {
+		var err error
+		st, err = source.ReadMerged(ctx, paths, source.Options{Hot: hot}, emit)
+		return err
+	}, decoded)
+	if errors.Is(err, detect.ErrNotOrdered) {
+		if rs, err = demoRules(); err != nil {
+			return err
+		}
+		pl = detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
+		sorter := detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(nil, hot) })
+		res, err = detect.RunOffline(ctx, pl, sorter, func(emit func(*event.Event) error) error {
+			var err error
+			st, err = source.ReadPaths(ctx, paths, source.Options{Hot: hot}, emit)
+			return err
+		}, decoded)
+	}
 	if err != nil {
 		return fmt.Errorf("detecting: %w", err)
 	}

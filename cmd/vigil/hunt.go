@@ -75,7 +75,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&o.quiet, "quiet", false, "nothing on stderr but warnings and errors (no progress, no summary); the timeline stays")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a Go heap profile to this file when the events are processed (what the detectors keep, and all allocations)")
-	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; the input is sorted in event time in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
+	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; inputs each in event-time order are merged as they are read, others sorted in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
 	limits := addLimitFlags(fs)
@@ -123,7 +123,8 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
-	// Read the fields the rules look up while each record is parsed anyway.
+	// Read the fields the rules look up while each record is parsed anyway
+	// (the same fields for rules compiled again).
 	srcOpts.Hot = append(rs.FieldSyms(), event.HotFields...)
 
 	q := &lazyFile{path: o.quarantine}
@@ -141,68 +142,111 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		bar.Update(done, total, fmt.Sprintf("%d events, %d detections", nEvents.Load(), sink.alerts.Load()))
 	}
 	behaviours := report.enabled() || o.behaviours || report.feedsBehaviours()
-	// The timeline and report want the final incidents only.
-	pcfg := detect.Config{Rules: rs, ResultOnly: true}
-	var sorter *detect.Sorter
-	var beforeClose func() error
+	var inputs []string
+	var skipped []source.Skipped
+	if len(paths) > 0 {
+		if inputs, skipped, err = inputFiles(paths, o.quarantine, o.out); err != nil {
+			if errors.Is(err, source.ErrNoInput) {
+				return usageError("no log files found in %s", strings.Join(paths, " "))
+			}
+			return fmt.Errorf("reading input: %w", err)
+		}
+	}
+	// The behaviours need event-time order. Exports each in time order
+	// (vigil simulate's, API pulls) are merged as they are read, every
+	// record decoded once; when they prove not to be (Purview exports are
+	// newest first), the run starts again and sorts them in bounded
+	// memory, spilling to the temporary directory. A journal or stdin is
+	// read once, so it is sorted from the start.
+	merge := behaviours && o.journalDir == "" && len(inputs) <= source.MaxMerged && !slices.Contains(inputs, "-")
 	var learning time.Duration
-	if behaviours {
-		p, l, err := huntPipelineConfig(*report)
-		learning = l
-		if err != nil {
-			return err
-		}
-		pcfg.Behaviours = p.Behaviours
-		if report.enabled() {
-			pcfg.Incidents = p.Incidents
-		}
-		// The behaviours need event-time order over exports in any order.
-		sorter = detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(srcOpts.Mapping, srcOpts.Hot) })
-	}
-	pl := detect.New(pcfg, sink)
-	if behaviours && report.state != "" {
-		if err := loadState(pl, filepath.Join(report.state, stateFile)); err != nil {
-			return err
-		}
-		// Saved before the flush: accesses still waiting for late
-		// sign-ins are judged again, with more data, by the next run.
-		beforeClose = func() error { return saveState(pl, report.state) }
-	}
 	start := time.Now()
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
-	var inputs []string
-	read := func(emit func(*event.Event) error) error {
-		count := func(e *event.Event) error { nEvents.Add(1); return emit(e) }
-		var err error
-		if len(paths) > 0 {
-			var skipped []source.Skipped
-			if inputs, skipped, err = inputFiles(paths, o.quarantine, o.out); err == nil {
-				st, err = source.ReadPaths(ctx, inputs, srcOpts, count)
-				st.Skipped = append(skipped, st.Skipped...)
+	// run makes the pipeline and runs it over the inputs, merged or
+	// sorted. Each run has its own rules and behaviours: both keep state.
+	run := func(merged, again bool) (*detect.Result, error) {
+		if again {
+			o := o
+			o.quiet = true // the rules' refusals were listed the first time
+			if rs, err = loadHuntRules(o, stderr); err != nil {
+				return nil, err
+			}
+			nEvents.Store(0)
+			sink.alerts.Store(0)
+			q.reset()
+		}
+		// The timeline and report want the final incidents only.
+		pcfg := detect.Config{Rules: rs, ResultOnly: true}
+		var sorter *detect.Sorter
+		var beforeClose func() error
+		if behaviours {
+			p, l, err := huntPipelineConfig(*report)
+			learning = l
+			if err != nil {
+				return nil, err
+			}
+			pcfg.Behaviours = p.Behaviours
+			if report.enabled() {
+				pcfg.Incidents = p.Incidents
+			}
+			if !merged {
+				sorter = detect.NewSorter("", func() detect.Decoder { return source.NewDecoder(srcOpts.Mapping, srcOpts.Hot) })
+			}
+		}
+		pl := detect.New(pcfg, sink)
+		if behaviours && report.state != "" {
+			if err := loadState(pl, filepath.Join(report.state, stateFile)); err != nil {
+				return nil, err
+			}
+			// Saved before the flush: accesses still waiting for late
+			// sign-ins are judged again, with more data, by the next run.
+			beforeClose = func() error { return saveState(pl, report.state) }
+		}
+		read := func(emit func(*event.Event) error) error {
+			count := func(e *event.Event) error { nEvents.Add(1); return emit(e) }
+			st = source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
+			var err error
+			if len(inputs) > 0 {
+				if merged {
+					st, err = source.ReadMerged(ctx, inputs, srcOpts, count)
+				} else {
+					st, err = source.ReadPaths(ctx, inputs, srcOpts, count)
+				}
+				st.Skipped = append(slices.Clone(skipped), st.Skipped...)
 				err = damagedInputs(err) // named in the summary; exit 2 at the end
 			}
-		}
-		if err == nil && o.journalDir != "" {
-			err = huntJournal(ctx, o.journalDir, srcOpts, &st, count)
-		}
-		bar.Done()
-		return err
-	}
-	if o.memProfile != "" {
-		// Taken before the close (the impact pass), while the
-		// detectors still hold all their state.
-		prev := beforeClose
-		beforeClose = func() error {
-			if err := writeHeapProfile(o.memProfile); err != nil {
-				return err
+			if err == nil && o.journalDir != "" {
+				err = huntJournal(ctx, o.journalDir, srcOpts, &st, count)
 			}
-			if prev != nil {
-				return prev()
-			}
-			return nil
+			bar.Done()
+			return err
 		}
+		if o.memProfile != "" {
+			// Taken before the close (the impact pass), while the
+			// detectors still hold all their state.
+			prev := beforeClose
+			beforeClose = func() error {
+				if err := writeHeapProfile(o.memProfile); err != nil {
+					return err
+				}
+				if prev != nil {
+					return prev()
+				}
+				return nil
+			}
+		}
+		if merged {
+			return detect.RunOrdered(ctx, pl, read, beforeClose)
+		}
+		return detect.RunOffline(ctx, pl, sorter, read, beforeClose)
 	}
-	res, err := detect.RunOffline(ctx, pl, sorter, read, beforeClose)
+	res, err := run(merge, false)
+	if merge && errors.Is(err, detect.ErrNotOrdered) {
+		if !o.quiet {
+			fmt.Fprintf(stderr, "vigil hunt: %v; sorting the inputs instead\n", sanitize.Line(err.Error()))
+		}
+		res, err = run(false, true)
+	}
 	elapsed := time.Since(start)
 	if err != nil {
 		if errors.Is(err, source.ErrNoInput) {
@@ -429,6 +473,15 @@ func (l *lazyFile) Write(p []byte) (int, error) {
 		return 0, l.err
 	}
 	return l.f.Write(p)
+}
+
+// reset starts the file again: what was written is dropped, and the file
+// is created anew on the next write.
+func (l *lazyFile) reset() {
+	if l.f != nil {
+		l.f.Close()
+	}
+	l.f, l.err, l.closed = nil, nil, false
 }
 
 func (l *lazyFile) Close() error {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -327,5 +329,75 @@ func TestHuntSaysWhenRulesRepeatBuiltins(t *testing.T) {
 	code, _, errs := runVigil(t, "hunt", "--rules", dir, "--quarantine", filepath.Join(dir, "q"), decoderFixtures+"/ual_mailitemsaccessed.jsonl")
 	if code != 0 || !strings.Contains(errs, "1 rules skipped: their id is already loaded") || strings.Contains(errs, "refused") {
 		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+}
+
+// Logs each in time order are merged as they are read; logs newest first
+// (a Purview export) are not, and the hunt starts again and sorts them.
+// Both give the same timeline, and the quarantine holds a bad record once
+// (the first attempt's quarantine is dropped).
+func TestHuntMergesOrderedLogsAndSortsOthers(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	if code, _, errs := runVigil(t, "simulate", "--out", logs, "--users", "20", "--days", "10", "--seed", "4", "--campaign", "forged-token"); code != 0 {
+		t.Fatalf("simulate: exit %d: %s", code, errs)
+	}
+	const bad = `{"CreationTime":"2026-03-05T06:00:01","Id":"broken",`
+	hunt := func(name string, perm func([][]byte)) (timeline, errs, quarantine string) {
+		in := filepath.Join(dir, name)
+		if err := os.Mkdir(in, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var paths []string
+		for _, f := range []string{"ual.jsonl", "signins.jsonl", "gws.jsonl"} {
+			b, err := os.ReadFile(filepath.Join(logs, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+			if f == "signins.jsonl" {
+				lines = slices.Insert(lines, len(lines)/2, []byte(bad))
+			}
+			perm(lines)
+			p := filepath.Join(in, f)
+			if err := os.WriteFile(p, append(bytes.Join(lines, []byte("\n")), '\n'), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			paths = append(paths, p)
+		}
+		q := filepath.Join(dir, name+".quarantine")
+		args := append([]string{"hunt", "--behaviours", "--format", "jsonl", "--networks", filepath.Join(logs, "networks.csv"), "--quarantine", q}, paths...)
+		code, out, errs := runVigil(t, args...)
+		if code != 0 {
+			t.Fatalf("%s: hunt: exit %d: %s", name, code, errs)
+		}
+		qb, err := os.ReadFile(q)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return out, errs, string(qb)
+	}
+	inOrder, errs, q := hunt("in-order", func([][]byte) {})
+	if strings.Contains(errs, "sorting the inputs") {
+		t.Errorf("logs in time order were sorted:\n%s", errs)
+	}
+	if n := strings.Count(q, `\"Id\":\"broken\"`); n != 1 || strings.Count(q, "\n") != 1 {
+		t.Errorf("in order: quarantine holds the bad record %d times:\n%s", n, q)
+	}
+	if !strings.Contains(inOrder, `"rule_id":"D1"`) {
+		t.Fatalf("no D1 alert to compare:\n%.2000s", inOrder)
+	}
+	reversed, errs, q := hunt("newest-first", slices.Reverse[[][]byte])
+	if !strings.Contains(errs, "not in event-time order") || !strings.Contains(errs, "sorting the inputs instead") {
+		t.Errorf("newest first: the hunt does not say it sorted:\n%s", errs)
+	}
+	if n := strings.Count(q, `\"Id\":\"broken\"`); n != 1 || strings.Count(q, "\n") != 1 {
+		t.Errorf("newest first: quarantine holds the bad record %d times:\n%s", n, q)
+	}
+	// Alerts name their record's file and line, which differ.
+	where := regexp.MustCompile(`"file":"[^"]*","line":[0-9]+,`)
+	reversed, inOrder = where.ReplaceAllString(reversed, ""), where.ReplaceAllString(inOrder, "")
+	if reversed != inOrder {
+		t.Errorf("newest first: timeline differs from the one in order:\n%.2000s\nwant\n%.2000s", reversed, inOrder)
 	}
 }

@@ -9,10 +9,12 @@
 // What it guarantees:
 //   - Event time throughout: the result depends on the events, not on the
 //     order they arrive in, as long as disorder stays inside the
-//     reordering window. Offline runs over unordered exports put the
-//     input in order first with Sorter, which spills sorted runs to a
-//     temporary directory and merges them, in memory bounded by the run
-//     size, not the input.
+//     reordering window. Offline runs over inputs each in order merge
+//     them as they are decoded (RunOrdered, which refuses an event the
+//     window would misplace); over unordered exports they put the input
+//     in order first with Sorter, which spills sorted runs to a temporary
+//     directory and merges them, in memory bounded by the run size, not
+//     the input. Both give the same result.
 //   - Memory bounded by entities, not events: the behaviours keep state
 //     per tenant, mailbox, app, network and token/session (with expiry),
 //     and the accesses awaiting late sign-ins beyond a few thousand on

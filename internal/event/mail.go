@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"time"
@@ -107,26 +108,85 @@ func mailAccessFromRaw(e *Event) (MailAccess, bool) {
 	if rec == nil {
 		return MailAccess{}, false
 	}
-	a := mailAccessBase(e)
-	var ids []string
-	add := func(s string) {
-		if s != "" && !slices.Contains(ids, s) {
-			ids = append(ids, s)
-		}
+	return mailAccessFrom(e, rec, readFolders(arr)), true
+}
+
+// MailAccessOfRaw is MailAccessOf reading e's Raw, whatever a decoder
+// supplied; ok is false when MailAccessOf would fall back on the
+// flattened fields. It checks decoders against MailAccessOf's own reading.
+func MailAccessOfRaw(e *Event) (MailAccess, bool) {
+	if !IsMailAccess(e) {
+		return MailAccess{}, false
 	}
-	add(e.SessionID)
+	return mailAccessFromRaw(e)
+}
+
+// SetMailAccess gives the mail-read event e the access MailAccessOf would
+// read from its Raw, for a decoder that parsed the record already: rec is
+// the parsed object that holds the Folders list (at the top of Raw, which
+// starts with '{'), possibly parsed without that list, and folders is the
+// list as readFolders reads it. MailAccessOf then parses nothing.
+func SetMailAccess(e *Event, rec *fastjson.Value, folders []FolderRead) {
+	a := mailAccessFrom(e, rec, folders)
+	e.access = &a
+}
+
+// SetMailAccessParsed is SetMailAccess for a decoder that parsed all of
+// e's Raw into v: the access is read from v as MailAccessOf would read it
+// from a parse of Raw (nothing is set where it would fall back on the
+// flattened fields).
+func SetMailAccessParsed(e *Event, v *fastjson.Value) {
+	if len(e.Raw) == 0 || e.Raw[0] != '{' {
+		return
+	}
+	if rec, arr := findFolderRecord(v, 0); rec != nil {
+		SetMailAccess(e, rec, readFolders(arr))
+	}
+}
+
+// mailAccessFrom reads the access from rec, the object that holds its
+// Folders list, whose folders are given.
+func mailAccessFrom(e *Event, rec *fastjson.Value, folders []FolderRead) MailAccess {
+	a := mailAccessBase(e)
+	// Compared as bytes, converted only when kept: the decoder calls this
+	// for every mail access.
+	ids := make([]string, 0, 2)
+	add := func(b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		for _, x := range ids {
+			if x == string(b) {
+				return
+			}
+		}
+		ids = append(ids, string(b))
+	}
+	add([]byte(e.SessionID))
 	for _, k := range []string{"AppAccessContext", "appAccessContext"} {
 		if c := rec.Get(k); c != nil {
-			add(string(c.GetStringBytes("AADSessionId")))
+			add(c.GetStringBytes("AADSessionId"))
 		}
 	}
-	add(string(rec.GetStringBytes("SessionId")))
-	a.SessionIDs = ids
-	prop := func(name, value string) {
+	add(rec.GetStringBytes("SessionId"))
+	if len(ids) > 0 {
+		a.SessionIDs = ids
+	}
+	prop := func(name []byte, v *fastjson.Value) {
+		sync, throttled := bytes.EqualFold(name, []byte("MailAccessType")), bytes.EqualFold(name, []byte("IsThrottled"))
+		if !sync && !throttled || v == nil {
+			return
+		}
+		var val []byte
+		if v.Type() == fastjson.TypeString {
+			val = v.GetStringBytes()
+		} else {
+			val = []byte(v.String())
+		}
 		switch {
-		case strings.EqualFold(name, "MailAccessType") && strings.EqualFold(value, "Sync"):
+		case sync && bytes.EqualFold(val, []byte("Sync")):
 			a.Sync = true
-		case strings.EqualFold(name, "IsThrottled") && strings.EqualFold(value, "true"):
+		case throttled && bytes.EqualFold(val, []byte("true")):
 			a.Throttled = true
 		}
 	}
@@ -134,28 +194,18 @@ func mailAccessFromRaw(e *Event) (MailAccess, bool) {
 		switch op.Type() {
 		case fastjson.TypeArray:
 			for _, it := range op.GetArray() {
-				prop(string(it.GetStringBytes("Name")), scalar(it.Get("Value")))
+				prop(it.GetStringBytes("Name"), it.Get("Value"))
 			}
 		case fastjson.TypeObject:
 			o, _ := op.Object()
-			o.Visit(func(k []byte, v *fastjson.Value) { prop(string(k), scalar(v)) })
+			o.Visit(prop)
 		}
 	}
-	a.Folders = readFolders(arr)
+	a.Folders = folders
 	if a.Items == 0 {
 		a.Items = len(e.MessageIDs)
 	}
-	return a, true
-}
-
-func scalar(v *fastjson.Value) string {
-	if v == nil {
-		return ""
-	}
-	if v.Type() == fastjson.TypeString {
-		return string(v.GetStringBytes())
-	}
-	return v.String()
+	return a
 }
 
 // MailAccessHeader is MailAccessOf without the folders and messages, which

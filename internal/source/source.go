@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -133,6 +134,130 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 	if err != nil {
 		return st, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := startDecoding(ctx, files, opts, totalSize(files))
+	c := consumer{st: &st, cancel: cancel, emit: emit}
+	if opts.Quarantine != nil {
+		c.qenc = json.NewEncoder(opts.Quarantine)
+	}
+	for {
+		b := d.nextBatch(ctx)
+		if b == nil {
+			break
+		}
+		c.records(b)
+		for _, e := range b.events {
+			c.event(e)
+		}
+	}
+	return c.finish(ctx, d)
+}
+
+// MaxMerged is the most inputs ReadMerged reads at once: each has its
+// own decoding goroutines and batches in flight.
+const MaxMerged = 64
+
+// ReadMerged is ReadPaths for inputs each in event-time order, or nearly
+// (exports of one log, oldest first): it reads every input at once, each
+// on goroutines of its own, and calls emit with the events of all of them
+// merged by time: the input whose next event is earliest goes first (the
+// first named on a tie). Records and events are counted, and rejects
+// quarantined, in that merged order. It does not check the order: an
+// input that is not in order comes out merged as it is. Progress may be
+// called from several goroutines. More than MaxMerged inputs, or stdin,
+// are an error: read them with ReadPaths.
+func ReadMerged(ctx context.Context, paths []string, opts Options, emit func(*event.Event) error) (Stats, error) {
+	st := Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
+	if err := opts.Limits.Validate(); err != nil {
+		return st, err
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	files, skipped, err := Walk(paths)
+	st.Skipped = skipped
+	if err != nil {
+		return st, err
+	}
+	if slices.Contains(files, "-") {
+		return st, errors.New("stdin cannot be merged with other inputs")
+	}
+	if len(files) > MaxMerged {
+		return st, fmt.Errorf("%d inputs: at most %d are merged", len(files), MaxMerged)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	total := totalSize(files)
+	var (
+		mu   sync.Mutex
+		sum  int64
+		last = make([]int64, len(files))
+	)
+	heads := make([]mergeHead, len(files))
+	ds := make([]*decoding, len(files))
+	for i, f := range files {
+		o := opts
+		if p := opts.Progress; p != nil {
+			o.Progress = func(done, _ int64) {
+				mu.Lock()
+				sum += done - last[i]
+				last[i] = done
+				p(sum, total)
+				mu.Unlock()
+			}
+		}
+		ds[i] = startDecoding(ctx, []string{f}, o, total)
+	}
+	c := consumer{st: &st, cancel: cancel, emit: emit}
+	if opts.Quarantine != nil {
+		c.qenc = json.NewEncoder(opts.Quarantine)
+	}
+	// fill gives input i a batch with an event to come, counting the
+	// batches it passes; false when the input has no more.
+	fill := func(i int) bool {
+		h := &heads[i]
+		for h.b == nil || h.at == len(h.b.events) {
+			h.b, h.at = ds[i].nextBatch(ctx), 0
+			if h.b == nil {
+				return false
+			}
+			c.records(h.b)
+		}
+		return true
+	}
+	live := make([]int, 0, len(files))
+	for i := range files {
+		if fill(i) {
+			live = append(live, i)
+		}
+	}
+	for len(live) > 0 && c.emitErr == nil {
+		k := 0
+		for j := 1; j < len(live); j++ {
+			if heads[live[j]].next().Time.Before(heads[live[k]].next().Time) {
+				k = j
+			}
+		}
+		h := &heads[live[k]]
+		c.event(h.next())
+		h.at++
+		if !fill(live[k]) {
+			live = slices.Delete(live, k, k+1)
+		}
+	}
+	return c.finish(ctx, ds...)
+}
+
+// mergeHead is where ReadMerged is in one input's batches.
+type mergeHead struct {
+	b  *batch
+	at int
+}
+
+func (h *mergeHead) next() *event.Event { return h.b.events[h.at] }
+
+// totalSize is the size of the named files (stdin and unreadable ones
+// count nothing).
+func totalSize(files []string) int64 {
 	var total int64
 	for _, f := range files {
 		if f == "-" {
@@ -142,123 +267,152 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 			total += fi.Size()
 		}
 	}
+	return total
+}
+
+// decoding is a set of inputs being framed and decoded on goroutines of
+// its own; nextBatch hands the batches back in input order.
+type decoding struct {
+	done     chan *batch
+	pending  map[int]*batch
+	next     int
+	prodDone chan struct{}
+	prodErr  error
+	pst      Stats // the producer's counters, read once prodDone is closed
+}
+
+func startDecoding(ctx context.Context, files []string, opts Options, total int64) *decoding {
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
+	d := &decoding{done: make(chan *batch, workers*2), pending: map[int]*batch{}, prodDone: make(chan struct{})}
 	work := make(chan *batch, workers*2)
-	done := make(chan *batch, workers*2)
-	var prodErr error
-	var pst Stats // the producer's counters, merged once it has finished
-	prodDone := make(chan struct{})
 	go func() {
-		defer close(prodDone)
+		defer close(d.prodDone)
 		defer close(work)
-		prodErr = produce(ctx, files, opts, work, &pst, total)
+		d.prodErr = produce(ctx, files, opts, work, &d.pst, total)
 	}()
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := newDecoder(opts.Mapping, opts.Hot, opts.Limits)
-			d.noSkim = opts.noSkim
-			d.format = opts.Format
-			d.observed = opts.Observed
+			dec := newDecoder(opts.Mapping, opts.Hot, opts.Limits)
+			dec.noSkim = opts.noSkim
+			dec.format = opts.Format
+			dec.observed = opts.Observed
 			for b := range work {
-				d.decodeBatch(b)
+				dec.decodeBatch(b)
 				select {
-				case done <- b:
+				case d.done <- b:
 				case <-ctx.Done():
 					return
 				}
 			}
 		}()
 	}
-	go func() { wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(d.done) }()
+	return d
+}
 
-	var qenc *json.Encoder
-	if opts.Quarantine != nil {
-		qenc = json.NewEncoder(opts.Quarantine)
-	}
-	pending := map[int]*batch{}
-	next := 0
-	var emitErr error
-	// Stop collecting on cancel too: a reader blocked in a read keeps
-	// the workers and so done open.
-collect:
+// nextBatch returns the next batch in input order, nil once every batch
+// was returned or ctx is cancelled. Stop collecting on cancel too: a
+// reader blocked in a read keeps the workers and so done open.
+func (d *decoding) nextBatch(ctx context.Context) *batch {
 	for {
-		var b *batch
+		if b, ok := d.pending[d.next]; ok {
+			delete(d.pending, d.next)
+			d.next++
+			return b
+		}
 		select {
-		case x, ok := <-done:
+		case b, ok := <-d.done:
 			if !ok {
-				break collect
+				return nil
 			}
-			b = x
+			d.pending[b.seq] = b
 		case <-ctx.Done():
-			break collect
+			return nil
 		}
-		pending[b.seq] = b
-		for {
-			nb, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
-			if emitErr != nil {
-				continue
-			}
-			st.Records += nb.records
-			st.Decoded += nb.ndecoded
-			for i, r := range nb.rejects {
-				st.Quarantined++
-				st.Reasons[nb.reasons[i]]++
-				if qenc != nil {
-					if err := qenc.Encode(r); err != nil {
-						emitErr = fmt.Errorf("writing quarantine: %w", err)
-						cancel()
-						break
-					}
-				}
-			}
-			for _, e := range nb.events {
-				if emitErr != nil {
-					break
-				}
-				st.Events++
-				st.Sources[e.Source]++
-				if err := emit(e); err != nil {
-					emitErr = err
-					cancel()
-				}
+	}
+}
+
+// consumer counts, quarantines and emits what decodings produced, from
+// one goroutine.
+type consumer struct {
+	st      *Stats
+	qenc    *json.Encoder
+	cancel  func()
+	emit    func(*event.Event) error
+	emitErr error
+}
+
+// records counts a batch's records and quarantines its rejects.
+func (c *consumer) records(b *batch) {
+	if c.emitErr != nil {
+		return
+	}
+	c.st.Records += b.records
+	c.st.Decoded += b.ndecoded
+	for i, r := range b.rejects {
+		c.st.Quarantined++
+		c.st.Reasons[b.reasons[i]]++
+		if c.qenc != nil {
+			if err := c.qenc.Encode(r); err != nil {
+				c.emitErr = fmt.Errorf("writing quarantine: %w", err)
+				c.cancel()
+				return
 			}
 		}
 	}
-	// The reader may be blocked in a read that never returns (stdin on an
-	// open pipe); once cancelled, do not wait for it.
-	select {
-	case <-prodDone:
-		st.Files, st.Bytes, st.Damaged = pst.Files, pst.Bytes, pst.Damaged
-		st.Skipped = append(st.Skipped, pst.Skipped...)
-		if emitErr != nil {
-			return st, emitErr
+}
+
+func (c *consumer) event(e *event.Event) {
+	if c.emitErr != nil {
+		return
+	}
+	c.st.Events++
+	c.st.Sources[e.Source]++
+	if err := c.emit(e); err != nil {
+		c.emitErr = err
+		c.cancel()
+	}
+}
+
+// finish waits for the decodings' readers and returns the Stats and the
+// error of the read.
+func (c *consumer) finish(ctx context.Context, ds ...*decoding) (Stats, error) {
+	st := c.st
+	var prodErr error
+	for _, d := range ds {
+		// The reader may be blocked in a read that never returns (stdin on
+		// an open pipe); once cancelled, do not wait for it.
+		select {
+		case <-d.prodDone:
+		case <-ctx.Done():
+			if c.emitErr != nil {
+				return *st, c.emitErr
+			}
+			return *st, ctx.Err()
 		}
-		if prodErr != nil {
-			return st, prodErr
-		}
-		if len(st.Damaged) > 0 {
-			return st, &DamagedError{Inputs: st.Damaged}
-		}
-	case <-ctx.Done():
-		if emitErr != nil {
-			return st, emitErr
+		st.Files += d.pst.Files
+		st.Bytes += d.pst.Bytes
+		st.Damaged = append(st.Damaged, d.pst.Damaged...)
+		st.Skipped = append(st.Skipped, d.pst.Skipped...)
+		if prodErr == nil {
+			prodErr = d.prodErr
 		}
 	}
-	return st, ctx.Err()
+	switch {
+	case c.emitErr != nil:
+		return *st, c.emitErr
+	case prodErr != nil:
+		return *st, prodErr
+	case len(st.Damaged) > 0:
+		return *st, &DamagedError{Inputs: st.Damaged}
+	}
+	return *st, ctx.Err()
 }
 
 // produce frames every file into batches. A damaged input is recorded in
@@ -695,6 +849,13 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		if err := m365.DecodeSkimmed(v, e, d.cache, &d.skim); err != nil {
 			return reject("m365 unified audit log", err)
 		}
+		// The access detection and impact read (event.MailAccessOf) comes
+		// from this parse and the skimmed list, not a second parse of Raw.
+		if event.IsMailAccess(e) && len(raw) > 0 && raw[0] == '{' {
+			if fs, ok := d.skim.Folders(); ok {
+				event.SetMailAccess(e, v, fs)
+			}
+		}
 		sh := shape(e, nil)
 		m365.Lazy(v, m365.ManagementAPI, sh, e, d.cache)
 		finish(e, m365.Flatten, 0)
@@ -707,6 +868,10 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		e := &event.Event{}
 		if err := m365.Decode(v, kind, e, d.cache); err != nil {
 			return reject("m365 unified audit log", err)
+		}
+		if event.IsMailAccess(e) {
+			e.Raw = raw // as finish sets it; v is a parse of it
+			event.SetMailAccessParsed(e, v)
 		}
 		sh := shape(e, m365.Hoisted(v))
 		m365.Lazy(v, kind, sh, e, d.cache)

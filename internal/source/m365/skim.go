@@ -31,6 +31,13 @@ type Skim struct {
 	pEnd  []int
 	ids   []byte // unescaped InternetMessageId strings, concatenated
 	iEnd  []int
+	// The list folder by folder, as event.MailAccessOf reads it: each
+	// folder's index in pEnd (-1: no Path) and its end in iEnd. plain is
+	// false when the list has a shape that reading tells apart from the
+	// skim's (Folders shows it).
+	fPath []int
+	fIDs  []int
+	plain bool
 }
 
 // foldersKey is searched for before anything else; it starts with a
@@ -96,6 +103,7 @@ func (s *Skim) Fill(e *event.Event, c *record.Cache) {
 // the Folders value strictly; it returns that value's span.
 func (s *Skim) scan(b []byte) (start, end int, ok bool) {
 	s.paths, s.pEnd, s.ids, s.iEnd = s.paths[:0], s.pEnd[:0], s.ids[:0], s.iEnd[:0]
+	s.fPath, s.fIDs, s.plain = s.fPath[:0], s.fIDs[:0], true
 	start = -1
 	need := 0 // the keys that make a Management Activity API record (Detect)
 	i := ws(b, 0)
@@ -207,6 +215,11 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 	}
 	switch c := b[i]; {
 	case c == '[':
+		// The list at depth 0, a folder's FolderItems at depth 2; an
+		// array anywhere else in those roles is not plain.
+		if st == stFolders && depth != 0 || st == stItems && depth != 2 || st == stPath || st == stID {
+			s.plain = false
+		}
 		i = ws(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			return i + 1, true
@@ -230,9 +243,30 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 			i = ws(b, i+1)
 		}
 	case c == '{':
+		// A folder at depth 1, an item at depth 3.
+		folder := st == stFolders && depth == 1
+		if st == stFolders && depth != 1 || st == stItems && depth != 3 || st == stPath || st == stID {
+			s.plain = false
+		}
+		pBefore := len(s.pEnd)
+		var lower, wrongType bool // a lower-case spelling of the key read; its value not a string or list
+		end := func(at int) (int, bool) {
+			switch {
+			case lower || wrongType:
+				s.plain = false
+			case folder:
+				p := -1
+				if len(s.pEnd) > pBefore {
+					p = pBefore
+				}
+				s.fPath = append(s.fPath, p)
+				s.fIDs = append(s.fIDs, len(s.iEnd))
+			}
+			return at, true
+		}
 		i = ws(b, i+1)
 		if i < len(b) && b[i] == '}' {
-			return i + 1, true
+			return end(i + 1)
 		}
 		var seenA, seenB bool // the first matching key wins, as in Object.Get
 		for {
@@ -268,13 +302,19 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 			case stFolders:
 				if !seenA && string(key) == "Path" {
 					seenA, next = true, stPath
+					wrongType = wrongType || b[i] != '"'
 				} else if !seenB && string(key) == "FolderItems" {
 					seenB, next = true, stItems
+					wrongType = wrongType || b[i] != '['
 				}
+				// Read when Path is missing or empty, FolderItems missing.
+				lower = lower || string(key) == "path" || string(key) == "folderItems"
 			case stItems:
 				if !seenA && string(key) == "InternetMessageId" {
 					seenA, next = true, stID
+					wrongType = wrongType || b[i] != '"'
 				}
+				lower = lower || string(key) == "internetMessageId"
 			}
 			var ok bool
 			switch c := b[i]; {
@@ -293,7 +333,7 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 				return 0, false
 			}
 			if b[i] == '}' {
-				return i + 1, true
+				return end(i + 1)
 			}
 			if b[i] != ',' {
 				return 0, false
@@ -311,8 +351,16 @@ func (s *Skim) value(b []byte, i, depth int, st state) (int, bool) {
 			s.iEnd = append(s.iEnd, len(s.ids))
 			return e, ok
 		}
+		if st == stFolders || st == stItems {
+			s.plain = false // a folder or item that is not an object
+		}
 		// A string nobody reads: the parser only looks for its end.
 		return skipString(b, i)
+	}
+	if st != stNone {
+		s.plain = false // a literal or number where a folder, item or string belongs
+	}
+	switch c := b[i]; {
 	case c == 't':
 		return literal(b, i, "true")
 	case c == 'f':
@@ -558,4 +606,46 @@ func plainEnd(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// Folders returns the list the last successful Record read as
+// event.MailAccessOf reads it from the parsed record (each folder's Path
+// and its items' non-empty InternetMessageIds); ok is false when the list
+// has a shape where that reading and the skim's differ (a lower-case key
+// it falls back on, a value of another type, nested lists), and the
+// access is then read from the record.
+func (s *Skim) Folders() (out []event.FolderRead, ok bool) {
+	if !s.plain {
+		return nil, false
+	}
+	// Three allocations whatever the list's length: the strings share
+	// two, the folders' messages one slice.
+	paths, ids := string(s.paths), string(s.ids)
+	msgs := make([]string, 0, len(s.iEnd))
+	out = make([]event.FolderRead, len(s.fPath))
+	from := 0
+	for k, p := range s.fPath {
+		if p >= 0 {
+			start := 0
+			if p > 0 {
+				start = s.pEnd[p-1]
+			}
+			out[k].Path = paths[start:s.pEnd[p]]
+		}
+		first := len(msgs)
+		for j := from; j < s.fIDs[k]; j++ {
+			start := 0
+			if j > 0 {
+				start = s.iEnd[j-1]
+			}
+			if id := ids[start:s.iEnd[j]]; id != "" {
+				msgs = append(msgs, id)
+			}
+		}
+		if len(msgs) > first {
+			out[k].Messages = msgs[first:len(msgs):len(msgs)]
+		}
+		from = s.fIDs[k]
+	}
+	return out, true
 }
