@@ -13,33 +13,11 @@ import (
 
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/event/eventtest"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
 	"github.com/vigil-audit/vigil/rules"
 )
-
-// eventView is what detection and the index read of an event.
-type eventView struct {
-	Time                                            time.Time
-	Tenant, Source, Operation, Result               string
-	Failed                                          bool
-	User, AppID, ClientAppID, ServicePrincipal, IP  string
-	ASN                                             uint32
-	Country, UserAgent, SessionID, TokenID, Mailbox string
-	Folders, MessageIDs                             []string
-	ItemCount                                       int
-	RecordID, Raw                                   string
-	Origin                                          event.Origin
-	Eager, Fields                                   []event.Field
-}
-
-func viewOf(e *event.Event) eventView {
-	return eventView{Time: e.Time, Tenant: e.Tenant, Source: e.Source, Operation: e.Operation, Result: e.Result,
-		Failed: e.Failed, User: e.User, AppID: e.AppID, ClientAppID: e.ClientAppID, ServicePrincipal: e.ServicePrincipal,
-		IP: e.IP, ASN: e.ASN, Country: e.Country, UserAgent: e.UserAgent, SessionID: e.SessionID, TokenID: e.TokenID,
-		Mailbox: e.Mailbox, Folders: e.Folders, MessageIDs: e.MessageIDs, ItemCount: e.ItemCount, RecordID: e.RecordID,
-		Raw: string(e.Raw), Origin: e.Origin, Eager: slices.Clone(e.Eager()), Fields: e.Fields()}
-}
 
 // detectionHot is the hot field list vigil serve's detection decodes
 // with: the built-in rules' fields and the behaviours'.
@@ -132,7 +110,7 @@ func TestHandoffEventsAreTheJournals(t *testing.T) {
 			t.Fatalf("entry %d (%s): %d events handed over, %d decoded from the journal", i, en.Origin, len(gotEvs), len(want))
 		}
 		for k := range want {
-			if g, w := viewOf(gotEvs[k]), viewOf(want[k]); !reflect.DeepEqual(g, w) {
+			if g, w := eventtest.Of(gotEvs[k]), eventtest.Of(want[k]); !reflect.DeepEqual(g, w) {
 				t.Fatalf("entry %d (%s) event %d differs:\nhanded over %+v\njournal     %+v", i, en.Origin, k, g, w)
 			}
 		}

@@ -10,56 +10,21 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/event/eventtest"
 	"github.com/vigil-audit/vigil/internal/source/jsonl"
 )
 
 // eventView is everything a consumer can read from an event.
-type eventView struct {
-	Time                                            time.Time
-	Tenant, Source, Operation, Result               string
-	Failed                                          bool
-	User, AppID, ClientAppID, ServicePrincipal, IP  string
-	ASN                                             uint32
-	Country, UserAgent, SessionID, TokenID, Mailbox string
-	Folders, MessageIDs                             []string
-	ItemCount                                       int
-	RecordID, Raw                                   string
-	Origin                                          event.Origin
-	Eager, Fields                                   []event.Field
-	Probe                                           map[string][]event.Field
-	// Access is what detection and impact read of a mail access
-	// (event.MailAccessOf): the skimming decoder supplies it up front.
-	Access   event.MailAccess
-	IsAccess bool
-	// FromRaw is the access read from Raw, where it can be: Access must
-	// be it.
-	FromRaw   event.MailAccess
-	FromRawOK bool
-}
+type eventView = eventtest.View
 
 // skimProbe are lookups rules make of mail-access records; the lazy
 // event must answer them alike either way.
 var skimProbe = []string{"Operation", "OperationProperties.IsThrottled", "Folders.Path",
 	"Folders.FolderItems.InternetMessageId", "Folders", "UserId", "ClientIPAddress", "mailbox", "Workload"}
 
-func view(e *event.Event) eventView {
-	v := eventView{Time: e.Time, Tenant: e.Tenant, Source: e.Source, Operation: e.Operation, Result: e.Result,
-		Failed: e.Failed, User: e.User, AppID: e.AppID, ClientAppID: e.ClientAppID, ServicePrincipal: e.ServicePrincipal,
-		IP: e.IP, ASN: e.ASN, Country: e.Country, UserAgent: e.UserAgent, SessionID: e.SessionID, TokenID: e.TokenID,
-		Mailbox: e.Mailbox, Folders: e.Folders, MessageIDs: e.MessageIDs, ItemCount: e.ItemCount, RecordID: e.RecordID,
-		Raw: string(e.Raw), Origin: e.Origin, Eager: e.Eager(), Probe: map[string][]event.Field{}}
-	// Probe before flattening, so the lazy shortcuts answer.
-	for _, n := range skimProbe {
-		v.Probe[n] = append([]event.Field(nil), e.Values(event.Intern(n))...)
-	}
-	v.Fields = e.Fields()
-	v.Access, v.IsAccess = event.MailAccessOf(e)
-	v.FromRaw, v.FromRawOK = event.MailAccessOfRaw(e)
-	return v
-}
+func view(e *event.Event) eventView { return eventtest.Of(e, skimProbe...) }
 
 // readViews decodes input with ReadPaths, with or without skimming.
 func readViews(t testing.TB, paths []string, stdin []byte, opts Options, noSkim bool) ([]eventView, Stats, string) {
