@@ -34,6 +34,7 @@ type clusterNode struct {
 	j          journal.Log
 	quarantine string
 	holder     string
+	acceptGap  bool // --accept-stream-gap
 	logger     *slog.Logger
 	// What a detect node builds its tenant's pipeline with (those of the
 	// journal node's own detection).
@@ -103,7 +104,7 @@ func (n *clusterNode) detectionMetrics() []prometheus.Collector {
 
 // startCluster connects when cfg has a cluster: section; nil, nil
 // without one (vigil serve stays a single process).
-func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarantine string, logger *slog.Logger) (*clusterNode, error) {
+func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarantine string, acceptGap bool, logger *slog.Logger) (*clusterNode, error) {
 	opts, ok, err := cfg.ClusterOptions()
 	if err != nil {
 		return nil, usageError("%v", err)
@@ -124,7 +125,7 @@ func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarant
 	return &clusterNode{conn: conn, log: conn.Log(cfg.Cluster.Tenant, j), role: cfg.Cluster.Role, detection: cfg.Cluster.Detection, tenant: cfg.Cluster.Tenant,
 		// The lease holder names this journal (host and data directory), so
 		// a restart takes its lease back and any other journal is refused.
-		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, logger: logger}, nil
+		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, acceptGap: acceptGap, logger: logger}, nil
 }
 
 // run appends the stream to the journal on the journal node until ctx
@@ -144,7 +145,8 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 	var mu sync.Mutex
 	for {
 		s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, Holder: n.holder, OnAppend: wake, Logger: n.logger,
-			OnLease: n.serveQueries(),
+			AcceptGap: n.acceptGap,
+			OnLease:   n.serveQueries(),
 			Quarantine: func(r cluster.Rejected) error {
 				mu.Lock()
 				defer mu.Unlock()

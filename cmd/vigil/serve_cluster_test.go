@@ -352,11 +352,51 @@ func TestServeCluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if cp := checkJournalRoutes(t, jn2, []*servedVigil{in2}, uint64(streamEnd)); cp.VerifierKey != first.VerifierKey {
-		t.Fatalf("the journal node back signs with %s, before with %s", cp.VerifierKey, first.VerifierKey)
+	back := checkJournalRoutes(t, jn2, []*servedVigil{in2}, uint64(streamEnd))
+	if back.VerifierKey != first.VerifierKey {
+		t.Fatalf("the journal node back signs with %s, before with %s", back.VerifierKey, first.VerifierKey)
 	}
-	in2.stop(t)
 	jn2.stop(t)
+
+	// The journal node's disk is lost. A new one on an empty data
+	// directory fills its journal from the stream, although the lost
+	// node's consumer is still in the cluster: the same entries in the
+	// same order (the same root at the same size), then what comes next.
+	if err := os.RemoveAll(jdata); err != nil {
+		t.Fatal(err)
+	}
+	jn3 := startServe(t, "--config", filepath.Join(filepath.Dir(jdata), "vigil.yaml"))
+	if jn3.key == "" {
+		t.Fatal("the journal node on an empty disk printed no admin key")
+	}
+	waitSize := func(want uint64) servedCheckpoint {
+		t.Helper()
+		for deadline := time.Now().Add(40 * time.Second); ; {
+			cp, _ := verifiedCheckpoint(t, jn3)
+			if cp.Size == want {
+				return cp
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the journal node on an empty disk holds %d entries, want %d; its log:\n%s", cp.Size, want, jn3.stderr)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if cp := waitSize(back.Size); cp.Root != back.Root {
+		t.Fatalf("the rebuilt journal's root at %d is %s, the lost one's %s", cp.Size, cp.Root, back.Root)
+	}
+	in = in2 // pushOne's ingest node
+	pushOne("after-rebuild")
+	waitSize(uint64(streamEnd))
+	in2.stop(t)
+	jn3.stop(t)
+	vr, err = journal.Verify(t.Context(), jdata, journal.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("the rebuilt journal does not verify: %v", err)
+	}
+	if vr.Entries != uint64(streamEnd) {
+		t.Fatalf("verified %d entries in the rebuilt journal, want %v", vr.Entries, streamEnd)
+	}
 }
 
 // metric reads a gauge's value from a node's /metrics (-1 when absent).
