@@ -36,6 +36,9 @@ type lease struct {
 	holder string
 	ttl    time.Duration
 	lost   error // what hold returns (wrapped) when the lease may be lost
+	// beforeRenew, when set, runs before every renewal (tests hold it to
+	// pause a holder).
+	beforeRenew func()
 
 	mu  sync.Mutex
 	rev uint64
@@ -115,6 +118,9 @@ func (l *lease) hold(ctx context.Context) error {
 			l.release()
 			return nil
 		case <-t.C:
+		}
+		if l.beforeRenew != nil {
+			l.beforeRenew()
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.ttl/6)
 		l.mu.Lock()
