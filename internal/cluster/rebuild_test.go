@@ -6,6 +6,8 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,4 +227,117 @@ func TestJournalRebuildRefusesStreamGap(t *testing.T) {
 	if st := s3.Stats(); st.Gap != 150 || j2.Size() != 150 {
 		t.Fatalf("after the accepted gap: %+v, journal %d; want the gap at 150 and the 150 records the stream held", st, j2.Size())
 	}
+}
+
+// TestJournalLeaseFencesStalePausedNode: a journal node pauses with a
+// fetched batch not yet committed, its lease renewals paused with it;
+// the lease expires and another journal node takes the tenant's journal
+// and fills it. When the paused node wakes up it appends nothing more:
+// its commit confirms the lease first, finds it taken, and it stops.
+func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
+	entries := simEntries(t, 10, 1)[:400]
+	c := natstest.Start(t, 3)
+	conn := connect(t, c, "node")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	if _, err := conn.Publish(ctx, tenant, entries[:300]); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 3 * time.Second
+	q := &memQuarantine{}
+	j1, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j1.Close()
+	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	paused, wake, wakeRenew := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var woke, renewWoke sync.Once
+	defer func() { woke.Do(func() { close(wake) }); renewWoke.Do(func() { close(wakeRenew) }) }()
+	s1.beforeCommit = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(paused)
+			<-wake
+		}
+	}
+	s1.pauseRenew = func() {
+		select {
+		case <-paused:
+			<-wakeRenew
+		default:
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s1.Run(ctx) }()
+	waitFor(t, 30*time.Second, "node-1 journaling", func() error {
+		if j1.Size() < 300 {
+			return errorf("journal %d of 300", j1.Size())
+		}
+		return nil
+	})
+	armed.Store(true)
+	if _, err := conn.Publish(ctx, tenant, entries[300:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-paused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not fetch the next records")
+	}
+	// The lease expires while node-1 is paused; node-2 takes it.
+	kv, err := conn.js.KeyValue(ctx, LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 4*ttl, "node-1's lease expiring", func() error {
+		if _, err := kv.Get(ctx, leaseKey(s1.name)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return errorf("lease still there: %v", err)
+		}
+		return nil
+	})
+	dir2 := t.TempDir()
+	j2, err := journal.Open(ctx, dir2, journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j2, Quarantine: q.keep, Holder: "node-2", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2 := runSequencer(t, s2)
+	waitFor(t, 30*time.Second, "node-2 journaling the stream", func() error {
+		if j2.Size() < 400 {
+			return errorf("journal %d of 400", j2.Size())
+		}
+		return nil
+	})
+	// Node-1 wakes up with its batch; its renewals still wait.
+	woke.Do(func() { close(wake) })
+	waitFor(t, 30*time.Second, "node-1's commit refused", func() error {
+		if st := s1.Stats(); st.Fenced == 0 {
+			return errorf("%+v", st)
+		}
+		return nil
+	})
+	renewWoke.Do(func() { close(wakeRenew) })
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "another node") {
+			t.Fatalf("node-1 woke up and ended with %v, want its lease lost to another node", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not stop after waking up")
+	}
+	if n := j1.Size(); n != 300 {
+		t.Fatalf("node-1 holds %d entries after waking up; it had 300 when it paused", n)
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	j2.Close()
+	checkExactlyOnce(t, dir2, entries)
 }

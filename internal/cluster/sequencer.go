@@ -82,6 +82,9 @@ type SequencerStats struct {
 	// Position before they were journaled (accepted with AcceptGap): the
 	// last sequence discarded; records of this tenant may be missing.
 	Gap uint64
+	// Fenced counts commits not made because the lease, confirmed before
+	// the commit, had been lost (a pause outlived it): Run then stopped.
+	Fenced uint64
 }
 
 // Sequencer appends one tenant's records to its journal in stream order.
@@ -102,9 +105,16 @@ type Sequencer struct {
 	quarantined  atomic.Uint64
 	resets       atomic.Uint64
 	gap          atomic.Uint64
+	fenced       atomic.Uint64
 	// fresh: the journal is empty and no consumer of this journal exists,
 	// so no record of the stream was ever journaled for it.
 	fresh bool
+	// lease is the journal lease while Run holds it: every commit confirms
+	// it first.
+	lease *lease
+	// Tests pause a sequencer with these: before a commit, and before its
+	// lease renewals.
+	beforeCommit, pauseRenew func()
 }
 
 // NewSequencer prepares the sequencer of opts.Tenant; Run starts it.
@@ -145,7 +155,7 @@ func (c *Conn) NewSequencer(opts SequencerOptions) (*Sequencer, error) {
 // Stats returns the sequencer's counters.
 func (s *Sequencer) Stats() SequencerStats {
 	return SequencerStats{Appended: s.appended.Load(), Duplicates: s.dups.Load(), Quarantined: s.quarantined.Load(),
-		Resets: s.resets.Load(), Position: s.pos.Load(), Gap: s.gap.Load()}
+		Resets: s.resets.Load(), Position: s.pos.Load(), Gap: s.gap.Load(), Fenced: s.fenced.Load()}
 }
 
 // originSuffix marks a journal entry with the stream sequence it came
@@ -197,6 +207,8 @@ func (s *Sequencer) Run(ctx context.Context) error {
 	if err != nil {
 		return nilOnDone(ctx, err)
 	}
+	l.beforeRenew = s.pauseRenew
+	s.lease = l
 	if s.o.OnLease != nil {
 		s.o.OnLease(true)
 		defer s.o.OnLease(false)
@@ -453,6 +465,20 @@ func (s *Sequencer) apply(ctx context.Context, msgs []jetstream.Msg) (ok bool, e
 		entries = append(entries, e)
 	}
 	if len(entries) > 0 {
+		if s.beforeCommit != nil {
+			s.beforeCommit()
+		}
+		// A node that paused long enough to lose its lease (another may
+		// write the tenant's journal now) appends nothing more.
+		if s.lease != nil {
+			if err := s.lease.confirm(ctx); err != nil {
+				if errors.Is(err, ErrLeaseLost) {
+					s.fenced.Add(1)
+					s.log.Error("cluster: the journal lease was lost while this node was not renewing it; not appending", "entries", len(entries), "err", err)
+				}
+				return false, err
+			}
+		}
 		// A stop must not leave a commit whose outcome is unknown: the
 		// append finishes, then its messages are acked.
 		acks, err := s.o.Journal.AppendBatch(context.WithoutCancel(ctx), entries)
