@@ -67,7 +67,8 @@ func TestDetectionStaleHolderFenced(t *testing.T) {
 				}
 			}
 			wake, wakeRenew := sync.OnceFunc(func() { close(resume) }), sync.OnceFunc(func() { close(resumeRenew) })
-			t.Cleanup(func() { wake(); wakeRenew() })
+			// A deferred call runs before the cleanups that stop the workers.
+			defer func() { wake(); wakeRenew() }()
 			stop1 := runDetector(t, w1)
 			waitFor(t, 20*time.Second, "worker-1 holding the tenant", func() error {
 				if !w1.Stats()[tenant].Held {
