@@ -260,20 +260,25 @@ func (s *Sequencer) run(ctx context.Context) error {
 	// The journal's own position, never the durable consumer's ack floor:
 	// the consumer outlives a lost journal, and a journal rebuilt on an
 	// empty disk must read the stream from its beginning.
-	cons, err := s.c.js.Consumer(ctx, s.c.opts.Stream, s.name)
+	// A consumer that cannot answer now (no leader after a node loss) is
+	// re-created below anyway: only the gap check's exemption for a first
+	// journal depends on it, and it is then not granted.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cons, err := s.c.js.Consumer(lctx, s.c.opts.Stream, s.name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		// No journal of this tenant was written from this stream before
 		// (the consumer is created with the first one).
 		s.fresh = pos == 0
 	case err != nil:
-		return nilOnDone(ctx, fmt.Errorf("cluster: consumer %s: %w", s.name, err))
+		s.log.Warn("cluster: the sequencer's consumer did not answer; re-creating it", "consumer", s.name, "err", err)
 	default:
-		if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream > pos {
+		if info, err := cons.Info(lctx); err == nil && info.AckFloor.Stream > pos {
 			s.log.Warn("cluster: the journal ends before what the stream's consumer acknowledged; reading the stream again from the journal's position",
 				"journal_position", pos, "acknowledged", info.AckFloor.Stream)
 		}
 	}
+	cancel()
 	s.pos.Store(pos)
 	s.log.Info("cluster: sequencer starting", "stream", s.c.opts.Stream, "position", pos)
 	if err := s.reset(ctx); err != nil {
