@@ -430,7 +430,7 @@ func (d *Detector) hold(ctx context.Context, l *lease, tenant string, log *slog.
 		}
 		held <- err
 	}()
-	w := &tenantWorker{d: d, tenant: tenant, log: log}
+	w := &tenantWorker{d: d, tenant: tenant, log: log, lease: l}
 	err := w.run(wctx)
 	if errors.Is(err, ErrFenced) {
 		d.update(tenant, func(s *TenantStats) { s.Fenced++ })
@@ -476,6 +476,8 @@ type tenantWorker struct {
 	// snapshots written in this holding (their object names).
 	holder holderRecord
 	snaps  int
+	// lease is the tenant's detection lease, confirmed before the claim.
+	lease *lease
 	// inflight counts the chunks handed to the decode goroutines and not
 	// prepared yet: the pipeline outlives them.
 	inflight sync.WaitGroup
@@ -1026,7 +1028,19 @@ func (w *tenantWorker) deleteSnap(name string) {
 // one, keeping the snapshot it names: the writes of a worker that held
 // the tenant before are refused from here on.
 func (w *tenantWorker) claim(ctx context.Context) error {
-	return retryUnavailable(ctx, w.log, "holder record", func(ctx context.Context) error {
+	var lost error
+	err := retryUnavailable(ctx, w.log, "holder record", func(ctx context.Context) error {
+		// A worker that paused between taking the lease and this claim
+		// must not fence out the one that took the lease meanwhile.
+		if w.lease != nil {
+			if err := w.lease.confirm(ctx); err != nil {
+				if errors.Is(err, ErrDetectLeaseLost) {
+					lost = err
+					return nil
+				}
+				return err
+			}
+		}
 		prev, seq, err := w.d.c.lastHolder(ctx, w.tenant)
 		if err != nil {
 			return err
@@ -1043,6 +1057,10 @@ func (w *tenantWorker) claim(ctx context.Context) error {
 		}
 		return nil
 	})
+	if lost != nil {
+		return lost
+	}
+	return err
 }
 
 // removeStale deletes the tenant's snapshot objects its holder record does
