@@ -643,3 +643,93 @@ func checkJournalRoutes(t *testing.T, jn *servedVigil, others []*servedVigil, si
 	}
 	return want
 }
+
+// TestServeClusterRefusesStreamGap: the journal node's disk is lost after
+// the stream discarded the first records (here by a purge, as its limits
+// would): a journal node on an empty data directory refuses to start,
+// saying which stream sequences are missing and what to do; with
+// --accept-stream-gap it starts and journals what the stream still holds.
+func TestServeClusterRefusesStreamGap(t *testing.T) {
+	c := natstest.Start(t, 3)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "data: %s\nserver:\n  listen: 127.0.0.1:0\ncluster:\n  role: journal\n  nats_urls: [%s]\n", data, c.URLs()), 0o600)
+	jn := startServe(t, "--config", cfg)
+	var body strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&body, `{"CreationTime":"%s","Id":"gap-%d","Operation":"MailItemsAccessed","OrganizationId":"11111111-2222-3333-4444-555555555555","RecordType":50,"ResultStatus":"Succeeded","UserKey":"1","UserType":0,"Version":1,"Workload":"Exchange","ClientIP":"203.0.113.9","UserId":"user1@contoso.example"}`+"\n",
+			time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04:05"), i)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", jn.url+"/api/v1/ingest", strings.NewReader(body.String()))
+	req.Header.Set("Authorization", "Bearer "+jn.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	waitSize := func(s *servedVigil, want uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			var cp struct{ Size uint64 }
+			s.get(t, "/api/v1/checkpoint", &cp)
+			if cp.Size == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("journal holds %d entries, want %d", cp.Size, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitSize(jn, 10)
+	jn.stop(t)
+
+	// The stream discards its first five records; the disk is lost.
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, cluster.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb syncBuffer
+	code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--config", cfg}, &out, &errb)
+	if code == 0 || ctx.Err() != nil {
+		t.Fatalf("journal node on an empty disk with the stream's start discarded: exit %d, ctx %v, stderr:\n%s", code, ctx.Err(), errb.String())
+	}
+	for _, want := range []string{"no longer holds sequences 1 to 5", "backup", "--accept-stream-gap"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, errb.String())
+		}
+	}
+	jn2 := startServe(t, "--config", cfg, "--accept-stream-gap")
+	// The refusing start created the data directory and its admin key.
+	m := keyRe.FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("no admin key printed by the refusing start:\n%s", errb.String())
+	}
+	jn2.key = m[1]
+	waitSize(jn2, 5)
+	if !strings.Contains(jn2.stderr.String(), "accepted: records of this tenant among them are missing") {
+		t.Errorf("the accepted gap is not logged:\n%s", jn2.stderr.String())
+	}
+	jn2.stop(t)
+}
