@@ -36,7 +36,7 @@ func init() {
 // and the config file (in that order of precedence) are combined.
 type serveOptions struct {
 	data, listen, certFile, keyFile string
-	demo, noIndex                   bool
+	demo, noIndex, acceptStreamGap  bool
 	indexMemory                     int64
 	maxDelay                        time.Duration
 	demoUsers, demoDays             int
@@ -68,6 +68,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noIndex := fs.Bool("no-index", false, "do not keep the investigation index (DIR/index) up to date; /api/v1/search answers 503")
 	delayFlag := fs.String("max-detection-delay", "", "how far detection may fall behind acknowledged pushes before ingest answers 429, such as 2s (VIGIL_MAX_DETECTION_DELAY, server: max_detection_delay; default 1s)")
 	memFlag := fs.String("index-memory", "", fmt.Sprintf("memory the investigation index's engine may use, such as 512MiB or 8GiB (VIGIL_INDEX_MEMORY, server: index_memory; default %dGiB)", index.DefaultMemoryLimit>>30))
+	acceptGap := fs.Bool("accept-stream-gap", false, "journal node (cluster: role journal): start although the stream no longer holds records the journal is missing, accepting that they are missing (the refusal without it says which; docs/scale.md)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the whole run to this file (written at shutdown)")
 	setHelp(fs, stderr, helpText{synopsis: "serve [--config FILE] [--data DIR] [--listen ADDR] [--demo]",
@@ -118,7 +119,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		listen:   settingFrom(*listen, "VIGIL_LISTEN", scfg.Listen, "127.0.0.1:8080"),
 		certFile: settingFrom(*certFile, "VIGIL_TLS_CERT_FILE", cfg.Resolve(scfg.TLSCertFile), ""),
 		keyFile:  settingFrom(*keyFile, "VIGIL_TLS_KEY_FILE", cfg.Resolve(scfg.TLSKeyFile), ""),
-		demo:     *demo, noIndex: *noIndex, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
+		demo:     *demo, noIndex: *noIndex, acceptStreamGap: *acceptGap, demoUsers: *demoUsers, demoDays: *demoDays, demoDuration: *demoDuration,
 	}
 	cfgDelay := ""
 	if scfg.MaxDetectionDelay > 0 {
@@ -168,7 +169,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	}
 	// With a cluster: section, ingest appends through the stream.
 	var appendLog journal.Log = j
-	node, err := startCluster(ctx, cfg, j, filepath.Join(srvDir, "cluster-quarantine.jsonl"), logger)
+	node, err := startCluster(ctx, cfg, j, filepath.Join(srvDir, "cluster-quarantine.jsonl"), o.acceptStreamGap, logger)
 	if err != nil {
 		return err
 	}

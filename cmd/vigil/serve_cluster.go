@@ -34,6 +34,7 @@ type clusterNode struct {
 	j          journal.Log
 	quarantine string
 	holder     string
+	acceptGap  bool // --accept-stream-gap
 	logger     *slog.Logger
 	// What a detect node builds its tenant's pipeline with (those of the
 	// journal node's own detection).
@@ -83,6 +84,9 @@ func (n *clusterNode) detectionMetrics() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_incident_lists_sent_total",
 			Help: "Incident lists this node put on the alert stream (after a refresh that changed which incidents exist, and the first of each holding)."},
 			sent(func(s cluster.TenantStats) uint64 { return s.Groupings })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vigil_cluster_detection_fenced_total",
+			Help: "Writes of this node refused because another node had taken its tenant over (it then stopped detecting the tenant)."},
+			sent(func(s cluster.TenantStats) uint64 { return s.Fenced })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigil_cluster_detection_held",
 			Help: "1 while this node detects its tenant (holds the detection lease), 0 while it stands by."},
 			stat(func(cluster.TenantStats) float64 { return 1 })),
@@ -103,7 +107,7 @@ func (n *clusterNode) detectionMetrics() []prometheus.Collector {
 
 // startCluster connects when cfg has a cluster: section; nil, nil
 // without one (vigil serve stays a single process).
-func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarantine string, logger *slog.Logger) (*clusterNode, error) {
+func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarantine string, acceptGap bool, logger *slog.Logger) (*clusterNode, error) {
 	opts, ok, err := cfg.ClusterOptions()
 	if err != nil {
 		return nil, usageError("%v", err)
@@ -124,7 +128,7 @@ func startCluster(ctx context.Context, cfg *setup.Config, j journal.Log, quarant
 	return &clusterNode{conn: conn, log: conn.Log(cfg.Cluster.Tenant, j), role: cfg.Cluster.Role, detection: cfg.Cluster.Detection, tenant: cfg.Cluster.Tenant,
 		// The lease holder names this journal (host and data directory), so
 		// a restart takes its lease back and any other journal is refused.
-		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, logger: logger}, nil
+		j: j, quarantine: quarantine, holder: host + ":" + cfg.Data, acceptGap: acceptGap, logger: logger}, nil
 }
 
 // run appends the stream to the journal on the journal node until ctx
@@ -144,7 +148,8 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 	var mu sync.Mutex
 	for {
 		s, err := n.conn.NewSequencer(cluster.SequencerOptions{Tenant: n.tenant, Journal: n.j, Holder: n.holder, OnAppend: wake, Logger: n.logger,
-			OnLease: n.serveQueries(),
+			AcceptGap: n.acceptGap,
+			OnLease:   n.serveQueries(),
 			Quarantine: func(r cluster.Rejected) error {
 				mu.Lock()
 				defer mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,9 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/vigil-audit/vigil/internal/cluster"
 	"github.com/vigil-audit/vigil/internal/cluster/natstest"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/simulate"
@@ -143,7 +147,7 @@ func TestServeCluster(t *testing.T) {
 		// They come from the alert stream (one message per alert and
 		// update), not from detection of its own.
 		pos := metric(t, jn, "vigil_detection_feed_position")
-		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == alertsSent+updatesSent+listsSent {
+		if float64(len(alerts)) == alertsSent && len(incs) > 0 && pos == lastAlertSeq(t, c) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -211,7 +215,7 @@ func TestServeCluster(t *testing.T) {
 			jn.get(t, "/api/v1/alerts", &a)
 			sent := metric(t, det, "vigil_cluster_detection_alerts_sent_total") + metric(t, det, "vigil_cluster_detection_incident_updates_sent_total") +
 				metric(t, det, "vigil_cluster_detection_incident_lists_sent_total")
-			if pos := metric(t, jn, "vigil_detection_feed_position"); pos >= sent && sent > 0 {
+			if pos := metric(t, jn, "vigil_detection_feed_position"); pos == lastAlertSeq(t, c) && sent > 0 {
 				n := 0
 				for _, x := range a.Alerts {
 					if x.Signal == fwdRule {
@@ -352,11 +356,85 @@ func TestServeCluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if cp := checkJournalRoutes(t, jn2, []*servedVigil{in2}, uint64(streamEnd)); cp.VerifierKey != first.VerifierKey {
-		t.Fatalf("the journal node back signs with %s, before with %s", cp.VerifierKey, first.VerifierKey)
+	back := checkJournalRoutes(t, jn2, []*servedVigil{in2}, uint64(streamEnd))
+	if back.VerifierKey != first.VerifierKey {
+		t.Fatalf("the journal node back signs with %s, before with %s", back.VerifierKey, first.VerifierKey)
 	}
-	in2.stop(t)
 	jn2.stop(t)
+
+	// The journal node's disk is lost. A new one on an empty data
+	// directory fills its journal from the stream, although the lost
+	// node's consumer is still in the cluster: the same entries in the
+	// same order (the same root at the same size), then what comes next.
+	if err := os.RemoveAll(jdata); err != nil {
+		t.Fatal(err)
+	}
+	jn3 := startServe(t, "--config", filepath.Join(filepath.Dir(jdata), "vigil.yaml"))
+	if jn3.key == "" {
+		t.Fatal("the journal node on an empty disk printed no admin key")
+	}
+	waitSize := func(want uint64) servedCheckpoint {
+		t.Helper()
+		for deadline := time.Now().Add(40 * time.Second); ; {
+			cp, _ := verifiedCheckpoint(t, jn3)
+			if cp.Size == want {
+				return cp
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the journal node on an empty disk holds %d entries, want %d; its log:\n%s", cp.Size, want, jn3.stderr)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if cp := waitSize(back.Size); cp.Root != back.Root {
+		t.Fatalf("the rebuilt journal's root at %d is %s, the lost one's %s", cp.Size, cp.Root, back.Root)
+	}
+	in = in2 // pushOne's ingest node
+	pushOne("after-rebuild")
+	waitSize(uint64(streamEnd))
+	in2.stop(t)
+	jn3.stop(t)
+	vr, err = journal.Verify(t.Context(), jdata, journal.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("the rebuilt journal does not verify: %v", err)
+	}
+	if vr.Entries != uint64(streamEnd) {
+		t.Fatalf("verified %d entries in the rebuilt journal, want %v", vr.Entries, streamEnd)
+	}
+}
+
+// lastAlertSeq is the alert stream sequence of the last alert or incident
+// message of the deployment's tenant (the holder records between them are
+// the detect nodes' own).
+func lastAlertSeq(t *testing.T, c *natstest.Cluster) float64 {
+	t.Helper()
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, cluster.AlertStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for _, kind := range []string{"alert", "incident"} {
+		m, err := st.GetLastMsgForSubject(ctx, "alerts.default."+kind)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = max(last, m.Sequence)
+	}
+	return float64(last)
 }
 
 // metric reads a gauge's value from a node's /metrics (-1 when absent).
@@ -564,4 +642,94 @@ func checkJournalRoutes(t *testing.T, jn *servedVigil, others []*servedVigil, si
 		}
 	}
 	return want
+}
+
+// TestServeClusterRefusesStreamGap: the journal node's disk is lost after
+// the stream discarded the first records (here by a purge, as its limits
+// would): a journal node on an empty data directory refuses to start,
+// saying which stream sequences are missing and what to do; with
+// --accept-stream-gap it starts and journals what the stream still holds.
+func TestServeClusterRefusesStreamGap(t *testing.T) {
+	c := natstest.Start(t, 3)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "data: %s\nserver:\n  listen: 127.0.0.1:0\ncluster:\n  role: journal\n  nats_urls: [%s]\n", data, c.URLs()), 0o600)
+	jn := startServe(t, "--config", cfg)
+	var body strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&body, `{"CreationTime":"%s","Id":"gap-%d","Operation":"MailItemsAccessed","OrganizationId":"11111111-2222-3333-4444-555555555555","RecordType":50,"ResultStatus":"Succeeded","UserKey":"1","UserType":0,"Version":1,"Workload":"Exchange","ClientIP":"203.0.113.9","UserId":"user1@contoso.example"}`+"\n",
+			time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04:05"), i)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", jn.url+"/api/v1/ingest", strings.NewReader(body.String()))
+	req.Header.Set("Authorization", "Bearer "+jn.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	waitSize := func(s *servedVigil, want uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			var cp struct{ Size uint64 }
+			s.get(t, "/api/v1/checkpoint", &cp)
+			if cp.Size == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("journal holds %d entries, want %d", cp.Size, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitSize(jn, 10)
+	jn.stop(t)
+
+	// The stream discards its first five records; the disk is lost.
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, cluster.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb syncBuffer
+	code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--config", cfg}, &out, &errb)
+	if code == 0 || ctx.Err() != nil {
+		t.Fatalf("journal node on an empty disk with the stream's start discarded: exit %d, ctx %v, stderr:\n%s", code, ctx.Err(), errb.String())
+	}
+	for _, want := range []string{"no longer holds sequences 1 to 5", "backup", "--accept-stream-gap"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, errb.String())
+		}
+	}
+	jn2 := startServe(t, "--config", cfg, "--accept-stream-gap")
+	// The refusing start created the data directory and its admin key.
+	m := keyRe.FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("no admin key printed by the refusing start:\n%s", errb.String())
+	}
+	jn2.key = m[1]
+	waitSize(jn2, 5)
+	if !strings.Contains(jn2.stderr.String(), "accepted: records of this tenant among them are missing") {
+		t.Errorf("the accepted gap is not logged:\n%s", jn2.stderr.String())
+	}
+	jn2.stop(t)
 }

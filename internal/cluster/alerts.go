@@ -27,6 +27,10 @@ func (c *Conn) alertStreamConfig() jetstream.StreamConfig {
 		MaxAge:      c.opts.MaxAge,
 		Duplicates:  c.opts.DuplicateWindow,
 		Discard:     jetstream.DiscardNew,
+		// A tenant's holder record (fence.go) replaces the previous one
+		// and never expires.
+		AllowRollup: true,
+		AllowMsgTTL: true,
 	}
 }
 
@@ -95,7 +99,8 @@ func (c *Conn) FollowAlerts(ctx context.Context, tenant string, after uint64, de
 	for ctx.Err() == nil {
 		var cons jetstream.Consumer
 		err := retryUnavailable(ctx, log, "alert stream consumer", func(ctx context.Context) error {
-			cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"alerts." + token(tenant) + ".>"},
+			// The holder records (fence.go) are the workers' business.
+			cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"alerts." + token(tenant) + ".alert", "alerts." + token(tenant) + ".incident"},
 				DeliverPolicy: jetstream.DeliverAllPolicy}
 			if pos > 0 {
 				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1

@@ -36,11 +36,13 @@ import (
 const (
 	// DetectLeaseBucket holds which worker detects each tenant.
 	DetectLeaseBucket = "vigil_detect_leases"
-	// SnapshotBucket is the object store of the detection snapshots, one
-	// object per tenant.
+	// SnapshotBucket is the object store of the detection snapshots: the
+	// one a tenant's holder record names, and while one is written, the
+	// next.
 	SnapshotBucket = "vigil_detect"
 	// AlertStream is where alerts and incident updates go out, on
-	// alerts.<tenant>.alert and alerts.<tenant>.incident.
+	// alerts.<tenant>.alert and alerts.<tenant>.incident; the tenant's
+	// holder record (fence.go) is on alerts.<tenant>.holder.
 	AlertStream = "VIGIL_ALERTS"
 	// AlertGuardBucket remembers every alert and incident update sent
 	// (first writer wins), past the stream's duplicate window.
@@ -115,6 +117,7 @@ type TenantStats struct {
 	Repeats     uint64 // alerts and updates not sent again (the guard or the stream knew them)
 	Takeovers   uint64 // times the worker took the lease
 	RestoreErr  string // the last snapshot that could not be used, and why
+	Fenced      uint64 // times a write was refused because another worker had taken the tenant over (the worker then stopped it)
 }
 
 // Detector is a detection worker: for every tenant whose lease it holds,
@@ -134,6 +137,13 @@ type Detector struct {
 	mu        sync.Mutex
 	stats     map[string]*TenantStats
 	incidents map[string][]*incident.Incident
+
+	// Tests pause a worker with these: pause before a write of a tenant
+	// (point "flush": alerts and updates about to be published;
+	// "commit": a snapshot written, its holder record not yet), and
+	// pauseRenew before its lease renewals.
+	pause      func(tenant, point string)
+	pauseRenew func(tenant string)
 }
 
 // NewDetector prepares a worker and the streams and buckets it uses; Run
@@ -384,6 +394,9 @@ func (d *Detector) runTenant(ctx context.Context, tenant string) {
 			}
 			continue
 		}
+		if d.pauseRenew != nil {
+			l.beforeRenew = func() { d.pauseRenew(tenant) }
+		}
 		d.update(tenant, func(s *TenantStats) { s.Held = true; s.Takeovers++ })
 		err = d.hold(ctx, l, tenant, log)
 		d.update(tenant, func(s *TenantStats) { s.Held = false })
@@ -417,8 +430,12 @@ func (d *Detector) hold(ctx context.Context, l *lease, tenant string, log *slog.
 		}
 		held <- err
 	}()
-	w := &tenantWorker{d: d, tenant: tenant, log: log}
+	w := &tenantWorker{d: d, tenant: tenant, log: log, lease: l}
 	err := w.run(wctx)
+	if errors.Is(err, ErrFenced) {
+		d.update(tenant, func(s *TenantStats) { s.Fenced++ })
+		stopWork()
+	}
 	if ctx.Err() != nil && !lost.Load() && w.p != nil && w.pos > w.snap {
 		// A graceful stop: what was read is kept, so the next holder
 		// reads on from here. The lease is renewed meanwhile; the bound
@@ -454,6 +471,13 @@ type tenantWorker struct {
 	holding string
 	listed  []string
 	lists   int
+	// holder is the tenant's holder record this worker wrote last: its
+	// snapshot is the one a successor restores; snaps counts the
+	// snapshots written in this holding (their object names).
+	holder holderRecord
+	snaps  int
+	// lease is the tenant's detection lease, confirmed before the claim.
+	lease *lease
 	// inflight counts the chunks handed to the decode goroutines and not
 	// prepared yet: the pipeline outlives them.
 	inflight sync.WaitGroup
@@ -467,12 +491,18 @@ type tenantWorker struct {
 func (w *tenantWorker) run(ctx context.Context) error {
 	d := w.d
 	w.out = &alertOut{d: d, tenant: w.tenant}
-	if err := w.restore(ctx); err != nil {
-		return err
-	}
 	var nonce [8]byte
 	rand.Read(nonce[:])
 	w.holding = hex.EncodeToString(nonce[:])
+	// The holder record first: from here on a worker that held the tenant
+	// before can write nothing more for it.
+	if err := w.claim(ctx); err != nil {
+		return nilOnDone(ctx, err)
+	}
+	if err := w.restore(ctx); err != nil {
+		return err
+	}
+	w.removeStale(ctx)
 	rd := &tenantReader{w: w, name: "detect_" + token(w.tenant) + "_" + w.holding}
 	defer rd.delete()
 	if err := rd.reset(ctx); err != nil {
@@ -555,6 +585,9 @@ func (w *tenantWorker) run(ctx context.Context) error {
 			if err := w.checkpoint(ctx); err != nil {
 				if ctx.Err() != nil {
 					break
+				}
+				if errors.Is(err, ErrFenced) {
+					return err
 				}
 				w.log.Error("cluster: detection snapshot failed", "err", err)
 			}
@@ -921,7 +954,9 @@ type snapHeader struct {
 	Control json.RawMessage `json:"control,omitempty"`
 }
 
-func snapName(tenant string) string { return "tenant/" + tenant }
+// legacySnapName is where snapshots were written before holder records:
+// a worker without a holder record to go by restores it once.
+func legacySnapName(tenant string) string { return "tenant/" + tenant }
 
 // checkpoint refreshes (so everything the state holds has been sent),
 // then writes the snapshot with the stream position.
@@ -950,15 +985,101 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 		}
 		pw.CloseWithError(err)
 	}()
-	info, err := w.d.snaps.Put(ctx, jetstream.ObjectMeta{Name: snapName(w.tenant),
+	w.snaps++
+	name := snapObject(w.tenant, w.holding, w.snaps)
+	info, err := w.d.snaps.Put(ctx, jetstream.ObjectMeta{Name: name,
 		Metadata: map[string]string{"seq": strconv.FormatUint(w.pos, 10)}}, pr)
 	pr.CloseWithError(errors.New("snapshot not stored"))
 	if err != nil {
 		return fmt.Errorf("cluster: detection snapshot: %w", err)
 	}
+	if p := w.d.pause; p != nil {
+		p(w.tenant, "commit")
+	}
+	// The snapshot counts once the holder record names it, which the
+	// stream accepts only while this worker's record is the last.
+	rec := holderRecord{Tenant: w.tenant, Holder: w.d.o.Holder, Holding: w.holding, Snapshot: name, Seq: w.pos, At: time.Now().UTC()}
+	fence, err := w.d.c.writeHolder(ctx, rec, w.out.fence)
+	if err != nil {
+		w.deleteSnap(name)
+		return fmt.Errorf("cluster: detection snapshot at %d not committed: %w", w.pos, err)
+	}
+	prev := w.holder.Snapshot
+	w.holder, w.out.fence = rec, fence
+	if prev != "" && prev != name {
+		w.deleteSnap(prev)
+	}
 	w.snap = w.pos
 	w.d.update(w.tenant, func(s *TenantStats) { s.Snapshots++; s.SnapshotSeq = w.pos; s.SnapshotLen = int64(info.Size) })
 	return nil
+}
+
+// deleteSnap removes a snapshot object no holder record names (any more);
+// one left behind by a failure is removed at the next takeover.
+func (w *tenantWorker) deleteSnap(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.d.snaps.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		w.log.Warn("cluster: removing a detection snapshot no holder record names failed", "object", name, "err", err)
+	}
+}
+
+// claim publishes this holding's holder record after the tenant's last
+// one, keeping the snapshot it names: the writes of a worker that held
+// the tenant before are refused from here on.
+func (w *tenantWorker) claim(ctx context.Context) error {
+	var lost error
+	err := retryUnavailable(ctx, w.log, "holder record", func(ctx context.Context) error {
+		// A worker that paused between taking the lease and this claim
+		// must not fence out the one that took the lease meanwhile.
+		if w.lease != nil {
+			if err := w.lease.confirm(ctx); err != nil {
+				if errors.Is(err, ErrDetectLeaseLost) {
+					lost = err
+					return nil
+				}
+				return err
+			}
+		}
+		prev, seq, err := w.d.c.lastHolder(ctx, w.tenant)
+		if err != nil {
+			return err
+		}
+		rec := prev
+		rec.Tenant, rec.Holder, rec.Holding, rec.At = w.tenant, w.d.o.Holder, w.holding, time.Now().UTC()
+		fence, err := w.d.c.writeHolder(ctx, rec, seq)
+		if err != nil {
+			return err
+		}
+		w.holder, w.out.fence = rec, fence
+		if prev.Holding != "" {
+			w.log.Info("cluster: took the tenant over", "previous_holder", prev.Holder, "holder_record", fence)
+		}
+		return nil
+	})
+	if lost != nil {
+		return lost
+	}
+	return err
+}
+
+// removeStale deletes the tenant's snapshot objects its holder record does
+// not name: what a stale or crashed worker wrote and could not commit.
+func (w *tenantWorker) removeStale(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	objs, err := w.d.snaps.List(lctx)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			w.log.Warn("cluster: listing detection snapshots failed", "err", err)
+		}
+		return
+	}
+	for _, o := range objs {
+		if isSnapOf(w.tenant, o.Name) && o.Name != w.holder.Snapshot {
+			w.deleteSnap(o.Name)
+		}
+	}
 }
 
 // restore builds the pipeline from the tenant's snapshot, or empty when
@@ -982,7 +1103,7 @@ func (w *tenantWorker) restore(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		var err error
-		seq, ctl, err = d.c.restoreDetectionHeader(ctx, d.snaps, w.tenant, w.p)
+		seq, ctl, err = d.c.restoreDetectionHeader(ctx, d.snaps, w.tenant, w.holder.Snapshot, w.p)
 		if err == nil {
 			break
 		}
@@ -1028,9 +1149,9 @@ type badSnapshotError struct{ err error }
 func (e *badSnapshotError) Error() string { return "cluster: detection snapshot: " + e.err.Error() }
 func (e *badSnapshotError) Unwrap() error { return e.err }
 
-// RestoreDetection loads the tenant's latest detection snapshot into p, a
-// new pipeline, and returns the stream sequence it was taken at; it
-// returns ErrNoSnapshot when there is none.
+// RestoreDetection loads the tenant's latest detection snapshot (the one
+// its holder record names) into p, a new pipeline, and returns the stream
+// sequence it was taken at; it returns ErrNoSnapshot when there is none.
 func (c *Conn) RestoreDetection(ctx context.Context, tenant string, p *detect.Pipeline) (uint64, error) {
 	snaps, err := c.js.ObjectStore(ctx, SnapshotBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -1039,26 +1160,35 @@ func (c *Conn) RestoreDetection(ctx context.Context, tenant string, p *detect.Pi
 	if err != nil {
 		return 0, fmt.Errorf("cluster: snapshot bucket: %w", err)
 	}
-	return c.restoreDetection(ctx, snaps, tenant, p)
-}
-
-func (c *Conn) restoreDetection(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, error) {
-	seq, _, err := c.restoreDetectionHeader(ctx, snaps, tenant, p)
+	rec, _, err := c.lastHolder(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	seq, _, err := c.readSnapshot(ctx, snaps, tenant, rec.Snapshot, p)
 	return seq, err
 }
 
-// restoreDetectionHeader is restoreDetection, also returning what the
+// restoreDetectionHeader loads the snapshot object name ("": the one
+// written before holder records, if any) into p, also returning what the
 // operator actions had set (the header's Control).
-func (c *Conn) restoreDetectionHeader(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, json.RawMessage, error) {
-	seq, hdr, err := c.readSnapshot(ctx, snaps, tenant, p)
+func (c *Conn) restoreDetectionHeader(ctx context.Context, snaps jetstream.ObjectStore, tenant, name string, p *detect.Pipeline) (uint64, json.RawMessage, error) {
+	seq, hdr, err := c.readSnapshot(ctx, snaps, tenant, name, p)
 	return seq, hdr.Control, err
 }
 
-func (c *Conn) readSnapshot(ctx context.Context, snaps jetstream.ObjectStore, tenant string, p *detect.Pipeline) (uint64, snapHeader, error) {
+func (c *Conn) readSnapshot(ctx context.Context, snaps jetstream.ObjectStore, tenant, name string, p *detect.Pipeline) (uint64, snapHeader, error) {
 	var none snapHeader
+	if name == "" {
+		name = legacySnapName(tenant)
+	}
 	// The object streams in over ctx: no per-try timeout here.
-	obj, err := snaps.Get(ctx, snapName(tenant))
+	obj, err := snaps.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		if name != legacySnapName(tenant) {
+			// The holder record names it: it was committed after it was
+			// stored, so it was deleted since.
+			return 0, none, &badSnapshotError{fmt.Errorf("object %s, named by the holder record, is missing", name)}
+		}
 		return 0, none, ErrNoSnapshot
 	}
 	if err != nil {
@@ -1105,8 +1235,11 @@ func (c *Conn) readSnapshot(ctx context.Context, snaps jetstream.ObjectStore, te
 // within its duplicate window, and the guard bucket, written after the
 // stream acknowledged, drops it after.
 type alertOut struct {
-	d       *Detector
-	tenant  string
+	d      *Detector
+	tenant string
+	// fence is the alert stream sequence of this worker's holder record:
+	// every publish expects it to be the tenant's last.
+	fence   uint64
 	pending []outMsg
 	since   time.Time // when the oldest pending message was raised
 }
@@ -1231,9 +1364,12 @@ func (o *alertOut) flush(ctx context.Context) error {
 		msgs = append(msgs, nm)
 		sent = append(sent, i)
 	}
+	if p := d.pause; p != nil && len(msgs) > 0 {
+		p(o.tenant, "flush")
+	}
 	var res PublishResult
 	acks := make([]journal.Ack, len(msgs))
-	if err := d.c.publishTo(ctx, AlertStream, msgs, acks, &res); err != nil {
+	if err := d.c.publishFenced(ctx, o.tenant, o.fence, msgs, acks, &res); err != nil {
 		return err
 	}
 	// Recorded only once the stream holds every message: a crash before

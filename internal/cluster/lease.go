@@ -36,9 +36,13 @@ type lease struct {
 	holder string
 	ttl    time.Duration
 	lost   error // what hold returns (wrapped) when the lease may be lost
+	// beforeRenew, when set, runs before every renewal (tests hold it to
+	// pause a holder).
+	beforeRenew func()
 
-	mu  sync.Mutex
-	rev uint64
+	mu      sync.Mutex
+	rev     uint64
+	renewed time.Time // when rev was last confirmed by the bucket
 }
 
 // leaseKey is a KV-safe key for a journal, named by its sequencer's
@@ -97,7 +101,7 @@ func (c *Conn) acquireKey(ctx context.Context, bucket, what, key, tenant, holder
 	if err != nil {
 		return nil, fmt.Errorf("cluster: lease of tenant %s: %w", tenant, err)
 	}
-	l.rev = rev
+	l.rev, l.renewed = rev, time.Now()
 	return l, nil
 }
 
@@ -105,7 +109,6 @@ func (c *Conn) acquireKey(ctx context.Context, bucket, what, key, tenant, holder
 // error, having stopped renewing, when the lease may have been lost: the
 // caller must stop writing at once.
 func (l *lease) hold(ctx context.Context) error {
-	renewed := time.Now()
 	wait := l.ttl / 3
 	for {
 		t := time.NewTimer(wait)
@@ -116,33 +119,77 @@ func (l *lease) hold(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, l.ttl/6)
-		l.mu.Lock()
-		rev, err := l.kv.Update(rctx, l.key, []byte(l.holder), l.rev)
-		if err == nil {
-			l.rev = rev
+		if l.beforeRenew != nil {
+			l.beforeRenew()
 		}
-		l.mu.Unlock()
-		cancel()
+		err := l.renew(ctx)
 		if err == nil {
-			renewed, wait = time.Now(), l.ttl/3
+			wait = l.ttl / 3
 			continue
 		}
 		if ctx.Err() != nil {
 			l.release()
 			return nil
 		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return fmt.Errorf("%w to another node: %v", l.lost, err)
+		if lost := l.lostErr(err); lost != nil {
+			return lost
 		}
-		// Give up well before the lease could expire, so that two writers
-		// never overlap; retry quickly until then.
-		if time.Since(renewed) > l.ttl/2 {
-			return fmt.Errorf("%w: not renewed for %v: %v", l.lost, time.Since(renewed).Round(time.Millisecond), err)
-		}
+		// Retry quickly until the lease could be lost.
 		wait = l.ttl / 15
 	}
+}
+
+// renew updates the lease if it is still this holder's revision.
+func (l *lease) renew(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, l.ttl/6)
+	defer cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rev, err := l.kv.Update(rctx, l.key, []byte(l.holder), l.rev)
+	if err == nil {
+		l.rev, l.renewed = rev, time.Now()
+	}
+	return err
+}
+
+// lostErr is the error a holder stops with after renewing failed with
+// err, or nil while the lease cannot have expired yet: another holder
+// wrote it, or it was not renewed for half its TTL (given up well before
+// it could expire, so that two writers never overlap).
+func (l *lease) lostErr(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return fmt.Errorf("%w to another node: %v", l.lost, err)
+	}
+	l.mu.Lock()
+	since := time.Since(l.renewed)
+	l.mu.Unlock()
+	if since > l.ttl/2 {
+		return fmt.Errorf("%w: not renewed for %v: %v", l.lost, since.Round(time.Millisecond), err)
+	}
+	return nil
+}
+
+// confirm makes sure the lease is still held before a write: when it was
+// last confirmed more than TTL/15 ago (a holder waking from a pause finds
+// its renewals long past, whatever its renewal goroutine believes), it is
+// renewed first. It returns the lost error when another holder took it or
+// it cannot have been held for a while.
+func (l *lease) confirm(ctx context.Context) error {
+	l.mu.Lock()
+	since := time.Since(l.renewed)
+	l.mu.Unlock()
+	if since < l.ttl/15 {
+		return nil
+	}
+	err := l.renew(ctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if lost := l.lostErr(err); lost != nil {
+		return lost
+	}
+	return nil
 }
 
 func (l *lease) release() {

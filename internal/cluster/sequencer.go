@@ -58,8 +58,18 @@ type SequencerOptions struct {
 	// lease and with false when Run gives it up (the journal node answers
 	// the cluster's journal queries meanwhile).
 	OnLease func(held bool)
-	Logger  *slog.Logger
+	// AcceptGap lets the sequencer start although the stream no longer
+	// holds messages after the journal's position (ErrStreamGap): the
+	// operator accepts that records among them are missing from the
+	// journal. Without it, Run refuses to start.
+	AcceptGap bool
+	Logger    *slog.Logger
 }
+
+// ErrStreamGap: the stream discarded messages after the journal's
+// position before they were journaled; Run refuses to start (unless
+// SequencerOptions.AcceptGap) rather than leave a silent gap.
+var ErrStreamGap = errors.New("cluster: the stream no longer holds what the journal is missing")
 
 // SequencerStats counts what a sequencer did since it was made.
 type SequencerStats struct {
@@ -68,9 +78,13 @@ type SequencerStats struct {
 	Quarantined uint64
 	Resets      uint64 // consumer re-created after a lost delivery or a stale ack
 	Position    uint64 // every tenant message at or below this stream sequence is journaled
-	// Gap is non-zero when the stream had expired messages past Position
-	// before they were journaled: records of this tenant may be missing.
+	// Gap is non-zero when the stream had discarded messages past
+	// Position before they were journaled (accepted with AcceptGap): the
+	// last sequence discarded; records of this tenant may be missing.
 	Gap uint64
+	// Fenced counts commits not made because the lease, confirmed before
+	// the commit, had been lost (a pause outlived it): Run then stopped.
+	Fenced uint64
 }
 
 // Sequencer appends one tenant's records to its journal in stream order.
@@ -91,6 +105,16 @@ type Sequencer struct {
 	quarantined  atomic.Uint64
 	resets       atomic.Uint64
 	gap          atomic.Uint64
+	fenced       atomic.Uint64
+	// fresh: the journal is empty and no consumer of this journal exists,
+	// so no record of the stream was ever journaled for it.
+	fresh bool
+	// lease is the journal lease while Run holds it: every commit confirms
+	// it first.
+	lease *lease
+	// Tests pause a sequencer with these: before a commit, and before its
+	// lease renewals.
+	beforeCommit, pauseRenew func()
 }
 
 // NewSequencer prepares the sequencer of opts.Tenant; Run starts it.
@@ -131,7 +155,7 @@ func (c *Conn) NewSequencer(opts SequencerOptions) (*Sequencer, error) {
 // Stats returns the sequencer's counters.
 func (s *Sequencer) Stats() SequencerStats {
 	return SequencerStats{Appended: s.appended.Load(), Duplicates: s.dups.Load(), Quarantined: s.quarantined.Load(),
-		Resets: s.resets.Load(), Position: s.pos.Load(), Gap: s.gap.Load()}
+		Resets: s.resets.Load(), Position: s.pos.Load(), Gap: s.gap.Load(), Fenced: s.fenced.Load()}
 }
 
 // originSuffix marks a journal entry with the stream sequence it came
@@ -140,26 +164,39 @@ func (s *Sequencer) originSuffix(seq uint64) string {
 	return " @" + s.c.opts.Stream + ":" + strconv.FormatUint(seq, 10)
 }
 
-// recorded is the stream sequence recorded in the journal's last entry, 0
-// when it has none from this stream.
+// recorded is the stream sequence recorded in the journal's last entry
+// that came from this stream (entries the node wrote itself, such as
+// triage notes, carry none), 0 when it has none.
 func (s *Sequencer) recorded(ctx context.Context) (uint64, error) {
-	n := s.o.Journal.Size()
-	if n == 0 {
-		return 0, nil
-	}
-	var seq uint64
-	err := s.o.Journal.Read(ctx, n-1, func(_ uint64, e *journal.Entry) error {
-		mark := " @" + s.c.opts.Stream + ":"
-		if i := strings.LastIndex(e.Origin, mark); i >= 0 {
-			seq, _ = strconv.ParseUint(e.Origin[i+len(mark):], 10, 64)
+	mark := " @" + s.c.opts.Stream + ":"
+	for i := s.o.Journal.Size(); i > 0; i-- {
+		var seq uint64
+		found := false
+		err := s.o.Journal.Read(ctx, i-1, func(index uint64, e *journal.Entry) error {
+			if index != i-1 {
+				return errStopRead
+			}
+			if k := strings.LastIndex(e.Origin, mark); k >= 0 {
+				n, err := strconv.ParseUint(e.Origin[k+len(mark):], 10, 64)
+				if err != nil {
+					return fmt.Errorf("entry %d: origin %q: %w", index, e.Origin, err)
+				}
+				seq, found = n, true
+			}
+			return errStopRead
+		})
+		if err != nil && !errors.Is(err, errStopRead) {
+			return 0, fmt.Errorf("cluster: reading the journal's position: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("cluster: reading the journal's position: %w", err)
+		if found {
+			return seq, nil
+		}
 	}
-	return seq, nil
+	return 0, nil
 }
+
+// errStopRead ends a journal Read after the entry wanted.
+var errStopRead = errors.New("stop")
 
 // Run appends the tenant's records until ctx ends, the journal fails or
 // the tenant's journal lease is lost. It returns nil when ctx ends, and
@@ -170,6 +207,8 @@ func (s *Sequencer) Run(ctx context.Context) error {
 	if err != nil {
 		return nilOnDone(ctx, err)
 	}
+	l.beforeRenew = s.pauseRenew
+	s.lease = l
 	if s.o.OnLease != nil {
 		s.o.OnLease(true)
 		defer s.o.OnLease(false)
@@ -218,13 +257,28 @@ func (s *Sequencer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The durable consumer's ack floor is also safe: messages are acked
-	// only after the commit that holds them, and in order.
-	if cons, err := s.c.js.Consumer(ctx, s.c.opts.Stream, s.name); err == nil {
-		if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream > pos {
-			pos = info.AckFloor.Stream
+	// The journal's own position, never the durable consumer's ack floor:
+	// the consumer outlives a lost journal, and a journal rebuilt on an
+	// empty disk must read the stream from its beginning.
+	// A consumer that cannot answer now (no leader after a node loss) is
+	// re-created below anyway: only the gap check's exemption for a first
+	// journal depends on it, and it is then not granted.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cons, err := s.c.js.Consumer(lctx, s.c.opts.Stream, s.name)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		// No journal of this tenant was written from this stream before
+		// (the consumer is created with the first one).
+		s.fresh = pos == 0
+	case err != nil:
+		s.log.Warn("cluster: the sequencer's consumer did not answer; re-creating it", "consumer", s.name, "err", err)
+	default:
+		if info, err := cons.Info(lctx); err == nil && info.AckFloor.Stream > pos {
+			s.log.Warn("cluster: the journal ends before what the stream's consumer acknowledged; reading the stream again from the journal's position",
+				"journal_position", pos, "acknowledged", info.AckFloor.Stream)
 		}
 	}
+	cancel()
 	s.pos.Store(pos)
 	s.log.Info("cluster: sequencer starting", "stream", s.c.opts.Stream, "position", pos)
 	if err := s.reset(ctx); err != nil {
@@ -290,7 +344,7 @@ func (s *Sequencer) reset(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrStreamGap) {
 			return err
 		}
 		s.log.Warn("cluster: sequencer consumer not ready, retrying", "err", err)
@@ -311,10 +365,8 @@ func (s *Sequencer) recreate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: stream info: %w", err)
 	}
-	if first := info.State.FirstSeq; pos > 0 && first > pos+1 && s.gap.Load() != pos {
-		s.gap.Store(pos)
-		s.log.Error("cluster: the stream expired messages this journal had not recorded; records of this tenant may be missing",
-			"position", pos, "stream_first", first)
+	if err := s.checkGap(pos, info.State.FirstSeq, info.State.LastSeq); err != nil {
+		return err
 	}
 	if err := s.c.js.DeleteConsumer(ctx, s.c.opts.Stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("cluster: delete consumer %s: %w", s.name, err)
@@ -335,7 +387,43 @@ func (s *Sequencer) recreate(ctx context.Context) error {
 	}
 	s.cons = cons
 	s.nextDelivery = 1
+	s.fresh = false
 	return nil
+}
+
+// checkGap refuses to read the stream when it no longer holds messages
+// after the journal's position pos (first is the stream's first
+// sequence, last its last): records of the tenant among them would be
+// missing from the journal without a trace. A journal that was never
+// written from this stream starts wherever the stream starts; an operator
+// accepts a gap with AcceptGap.
+func (s *Sequencer) checkGap(pos, first, last uint64) error {
+	if pos > last {
+		return fmt.Errorf("%w: the journal recorded stream %s sequence %d, but the stream ends at %d: it is not the stream this journal was filled from (was it deleted and created again?); restore the stream or start the journal node on an empty data directory",
+			ErrStreamGap, s.c.opts.Stream, pos, last)
+	}
+	if first <= pos+1 {
+		return nil
+	}
+	missing := fmt.Sprintf("%d to %d", pos+1, first-1)
+	if pos+1 == first-1 {
+		missing = strconv.FormatUint(pos+1, 10)
+	}
+	switch {
+	case s.fresh:
+		s.log.Warn("cluster: the tenant's first journal starts where the stream starts; no journal of it was written from the messages the stream no longer holds",
+			"discarded", missing, "stream_first", first)
+		return nil
+	case s.o.AcceptGap:
+		if s.gap.Load() != first-1 {
+			s.gap.Store(first - 1)
+			s.log.Error("cluster: the stream no longer holds messages this journal has not recorded; accepted: records of this tenant among them are missing from the journal",
+				"missing", missing, "position", pos, "stream_first", first)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: stream %s no longer holds sequences %s (its limits discarded them; it starts at %d) and tenant %s's journal ends at sequence %d: records among them would be missing from the journal. Restore the journal directory from a backup that reaches sequence %d or later and start again; or, to accept that those records are missing, start once with --accept-stream-gap",
+		ErrStreamGap, s.c.opts.Stream, missing, first, s.o.Tenant, pos, first-1)
 }
 
 // apply journals msgs (one fetch) in order. ok is false when a delivery
@@ -382,6 +470,20 @@ func (s *Sequencer) apply(ctx context.Context, msgs []jetstream.Msg) (ok bool, e
 		entries = append(entries, e)
 	}
 	if len(entries) > 0 {
+		if s.beforeCommit != nil {
+			s.beforeCommit()
+		}
+		// A node that paused long enough to lose its lease (another may
+		// write the tenant's journal now) appends nothing more.
+		if s.lease != nil {
+			if err := s.lease.confirm(ctx); err != nil {
+				if errors.Is(err, ErrLeaseLost) {
+					s.fenced.Add(1)
+					s.log.Error("cluster: the journal lease was lost while this node was not renewing it; not appending", "entries", len(entries), "err", err)
+				}
+				return false, err
+			}
+		}
 		// A stop must not leave a commit whose outcome is unknown: the
 		// append finishes, then its messages are acked.
 		acks, err := s.o.Journal.AppendBatch(context.WithoutCancel(ctx), entries)

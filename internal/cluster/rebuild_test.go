@@ -1,0 +1,343 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-audit/vigil/internal/cluster/natstest"
+	"github.com/vigil-audit/vigil/internal/journal"
+)
+
+// readAll returns every entry of the journal at dir.
+func readAll(t *testing.T, j journal.Log) []journal.Entry {
+	t.Helper()
+	var out []journal.Entry
+	err := j.Read(t.Context(), 0, func(_ uint64, e *journal.Entry) error {
+		c := *e
+		c.Raw = append([]byte(nil), e.Raw...)
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestJournalRebuiltFromStream: the journal node's disk is lost (its
+// journal directory deleted) while the durable consumer it used is still
+// in the cluster; a new journal node on an empty directory fills its
+// journal from the stream: the same entries in the same order, hence the
+// same Merkle root at the same size, and it verifies; then it appends
+// what arrives next.
+func TestJournalRebuiltFromStream(t *testing.T) {
+	entries := simEntries(t, 10, 1)
+	c := natstest.Start(t, 3)
+	conn := connect(t, c, "node")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	half := len(entries) / 2
+	if _, err := conn.Publish(ctx, tenant, entries[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// Another tenant's records interleave in the same stream.
+	if _, err := conn.Publish(ctx, "other", entries[:100]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Publish(ctx, tenant, entries[half:len(entries)-100]); err != nil {
+		t.Fatal(err)
+	}
+	open := func(dir string) *journal.Journal {
+		j, err := journal.Open(ctx, dir, journal.Options{Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	q := &memQuarantine{}
+	lost := t.TempDir()
+	j1 := open(lost)
+	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", Batch: 64, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSequencer(t, s1)
+	want := uint64(len(entries) - 100)
+	waitFor(t, 30*time.Second, "first journal node caught up", func() error {
+		if j1.Size() < want {
+			return errorf("journal %d of %d", j1.Size(), want)
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	size1, root1 := j1.Root()
+	entries1 := readAll(t, j1)
+	if err := j1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The disk is lost; the durable consumer stays in the cluster.
+	if err := os.RemoveAll(lost); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.js.Consumer(ctx, DefaultStream, s1.name); err != nil {
+		t.Fatalf("the lost node's consumer: %v", err)
+	}
+
+	dir := t.TempDir()
+	j2 := open(dir)
+	s2, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j2, Quarantine: q.keep, Holder: "node-2", Batch: 64, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runSequencer(t, s2)
+	waitFor(t, 30*time.Second, "new journal node refilled from the stream", func() error {
+		if j2.Size() < size1 {
+			return errorf("journal %d of %d (%+v)", j2.Size(), size1, s2.Stats())
+		}
+		return nil
+	})
+	root2, err := j2.RootAt(size1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root2 != root1 {
+		t.Fatalf("rebuilt journal's root at %d is %x, the lost one's %x", size1, root2, root1)
+	}
+	if got := readAll(t, j2); !reflect.DeepEqual(got, entries1) {
+		t.Fatalf("rebuilt journal differs from the lost one (%d entries, %d before)", len(got), len(entries1))
+	}
+	// It goes on with what arrives next.
+	if _, err := conn.Publish(ctx, tenant, entries[len(entries)-100:]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "new records journaled", func() error {
+		if j2.Size() < uint64(len(entries)) {
+			return errorf("journal %d of %d", j2.Size(), len(entries))
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s2.Stats(); st.Duplicates != 0 || st.Appended != uint64(len(entries)) {
+		t.Fatalf("rebuilding sequencer %+v: want %d appended, none repeated", st, len(entries))
+	}
+	if len(q.list()) != 0 {
+		t.Fatalf("quarantined %+v", q.list())
+	}
+	if err := j2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, dir, entries)
+}
+
+// TestJournalRebuildRefusesStreamGap: a journal node whose journal ends
+// before the stream's first message (the stream's limits discarded what
+// it never journaled, here by a purge) refuses to start, naming the
+// missing sequences and what to do, and starts once the operator
+// accepted the gap.
+func TestJournalRebuildRefusesStreamGap(t *testing.T) {
+	entries := simEntries(t, 10, 1)[:300]
+	c := natstest.Start(t, 3)
+	conn := connect(t, c, "node")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := conn.Publish(ctx, tenant, entries[:200]); err != nil {
+		t.Fatal(err)
+	}
+	q := &memQuarantine{}
+	j1, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSequencer(t, s1)
+	waitFor(t, 30*time.Second, "first journal node caught up", func() error {
+		if j1.Size() < 200 {
+			return errorf("journal %d of 200", j1.Size())
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	j1.Close()
+	// The stream no longer holds its first 150 messages.
+	if err := conn.stream.Purge(ctx, jetstream.WithPurgeSequence(151)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Publish(ctx, tenant, entries[200:]); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	j2, err := journal.Open(ctx, dir, journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	s2, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j2, Quarantine: q.keep, Holder: "node-2", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = s2.Run(rctx)
+	rcancel()
+	if !errors.Is(err, ErrStreamGap) {
+		t.Fatalf("sequencer on an empty journal with the stream's start discarded: %v, want ErrStreamGap", err)
+	}
+	for _, want := range []string{"1 to 150", "backup", "accept"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if j2.Size() != 0 {
+		t.Fatalf("the refusing sequencer appended %d entries", j2.Size())
+	}
+
+	// Accepted: it journals what the stream still holds.
+	s3, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j2, Quarantine: q.keep, Holder: "node-2", AcceptGap: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runSequencer(t, s3)
+	waitFor(t, 30*time.Second, "journal after the accepted gap", func() error {
+		if j2.Size() < 150 {
+			return errorf("journal %d of 150", j2.Size())
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s3.Stats(); st.Gap != 150 || j2.Size() != 150 {
+		t.Fatalf("after the accepted gap: %+v, journal %d; want the gap at 150 and the 150 records the stream held", st, j2.Size())
+	}
+}
+
+// TestJournalLeaseFencesStalePausedNode: a journal node pauses with a
+// fetched batch not yet committed, its lease renewals paused with it;
+// the lease expires and another journal node takes the tenant's journal
+// and fills it. When the paused node wakes up it appends nothing more:
+// its commit confirms the lease first, finds it taken, and it stops.
+func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
+	entries := simEntries(t, 10, 1)[:400]
+	c := natstest.Start(t, 3)
+	conn := connect(t, c, "node")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	if _, err := conn.Publish(ctx, tenant, entries[:300]); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 3 * time.Second
+	q := &memQuarantine{}
+	j1, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j1.Close()
+	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	paused, wake, wakeRenew := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var woke, renewWoke sync.Once
+	defer func() { woke.Do(func() { close(wake) }); renewWoke.Do(func() { close(wakeRenew) }) }()
+	s1.beforeCommit = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(paused)
+			<-wake
+		}
+	}
+	s1.pauseRenew = func() {
+		select {
+		case <-paused:
+			<-wakeRenew
+		default:
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s1.Run(ctx) }()
+	waitFor(t, 30*time.Second, "node-1 journaling", func() error {
+		if j1.Size() < 300 {
+			return errorf("journal %d of 300", j1.Size())
+		}
+		return nil
+	})
+	armed.Store(true)
+	if _, err := conn.Publish(ctx, tenant, entries[300:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-paused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not fetch the next records")
+	}
+	// The lease expires while node-1 is paused; node-2 takes it.
+	kv, err := conn.js.KeyValue(ctx, LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 4*ttl, "node-1's lease expiring", func() error {
+		if _, err := kv.Get(ctx, leaseKey(s1.name)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return errorf("lease still there: %v", err)
+		}
+		return nil
+	})
+	dir2 := t.TempDir()
+	j2, err := journal.Open(ctx, dir2, journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j2, Quarantine: q.keep, Holder: "node-2", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2 := runSequencer(t, s2)
+	waitFor(t, 30*time.Second, "node-2 journaling the stream", func() error {
+		if j2.Size() < 400 {
+			return errorf("journal %d of 400", j2.Size())
+		}
+		return nil
+	})
+	// Node-1 wakes up with its batch; its renewals still wait.
+	woke.Do(func() { close(wake) })
+	waitFor(t, 30*time.Second, "node-1's commit refused", func() error {
+		if st := s1.Stats(); st.Fenced == 0 {
+			return errorf("%+v", st)
+		}
+		return nil
+	})
+	renewWoke.Do(func() { close(wakeRenew) })
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "another node") {
+			t.Fatalf("node-1 woke up and ended with %v, want its lease lost to another node", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not stop after waking up")
+	}
+	if n := j1.Size(); n != 300 {
+		t.Fatalf("node-1 holds %d entries after waking up; it had 300 when it paused", n)
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	j2.Close()
+	checkExactlyOnce(t, dir2, entries)
+}
