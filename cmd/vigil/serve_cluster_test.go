@@ -178,12 +178,38 @@ func TestServeCluster(t *testing.T) {
 	// The journal's own routes answer on the ingest and the detect node
 	// too, from the journal node.
 	first := checkJournalRoutes(t, jn, []*servedVigil{in, dn}, uint64(res.Accepted))
+	// Triage made on the ingest node goes through the stream: the journal
+	// node journals it and shows it; the ingest node shows it from there.
+	var triaged string
+	for _, inc := range incs {
+		if inc.Severity == "critical" || inc.Severity == "high" {
+			triaged = inc.ID
+			break
+		}
+	}
+	uiLogin(t, in, triaged).triage(t, triaged, "acknowledged", "triaged on the ingest node")
+	var afterTriage struct{ Size uint64 }
+	for deadline := time.Now().Add(30 * time.Second); afterTriage.Size != uint64(res.Accepted)+1; time.Sleep(50 * time.Millisecond) {
+		jn.get(t, "/api/v1/checkpoint", &afterTriage)
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal node holds %d entries after a triage on the ingest node; want %d", afterTriage.Size, res.Accepted+1)
+		}
+	}
+	showsTriage := func(s *servedVigil, node string) {
+		t.Helper()
+		page := uiLogin(t, s, triaged).page(t, "/ui/incidents/"+triaged)
+		if !strings.Contains(page, `id="status">acknowledged<`) || !strings.Contains(page, "triaged on the ingest node") {
+			t.Errorf("the %s's page of incident %s does not show the triage made on the ingest node", node, triaged)
+		}
+	}
+	showsTriage(jn, "journal node")
+	showsTriage(in, "ingest node")
 	// A rule disabled on the journal node goes through the stream to the
 	// detect nodes, which stop alerting on it from its place in the
 	// stream on; the journal node shows it disabled once it has come back
 	// through its journal.
 	const fwdRule = "c0c13f2f-ef23-441b-8c82-41c6d73bf0ce" // Set-Mailbox forwarding (rules/vigil)
-	streamEnd := float64(res.Accepted)
+	streamEnd := float64(res.Accepted) + 1 // and the triage
 	pushOne := func(id string) {
 		t.Helper()
 		rec := fmt.Sprintf(`{"CreationTime":"%s","Id":"%s","Operation":"Set-Mailbox","OrganizationId":"11111111-2222-3333-4444-555555555555","RecordType":1,"ResultStatus":"True","UserKey":"1","UserType":0,"Version":1,"Workload":"Exchange","ClientIP":"203.0.113.9","ObjectId":"user1@contoso.example","UserId":"user1@contoso.example","Parameters":[{"Name":"Identity","Value":"user1@contoso.example"},{"Name":"ForwardingSmtpAddress","Value":"smtp:drop@exfil.example"}]}`,
@@ -388,6 +414,17 @@ func TestServeCluster(t *testing.T) {
 	}
 	if cp := waitSize(back.Size); cp.Root != back.Root {
 		t.Fatalf("the rebuilt journal's root at %d is %s, the lost one's %s", cp.Size, cp.Root, back.Root)
+	}
+	// The triage was journaled from the stream too.
+	rebuilt := uiLogin(t, jn3, "")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// 404 until the node has followed the alert stream to the incident.
+		if page, _ := rebuilt.tryPage(t, "/ui/incidents/"+triaged); strings.Contains(page, `id="status">acknowledged<`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rebuilt journal node does not show the triage of %s", triaged)
+		}
 	}
 	in = in2 // pushOne's ingest node
 	pushOne("after-rebuild")

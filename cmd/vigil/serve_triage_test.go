@@ -17,7 +17,7 @@ type uiSession struct {
 }
 
 // uiLogin logs in with the server's admin key and takes the session's
-// CSRF token from the page of incident id.
+// CSRF token from the page of incident id ("": no token, for reading).
 func uiLogin(t *testing.T, s *servedVigil, id string) *uiSession {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
@@ -31,6 +31,9 @@ func uiLogin(t *testing.T, s *servedVigil, id string) *uiSession {
 		t.Fatalf("login: %d", resp.StatusCode)
 	}
 	u := &uiSession{s: s, c: c}
+	if id == "" {
+		return u
+	}
 	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(u.page(t, "/ui/incidents/"+id))
 	if m == nil {
 		t.Fatalf("no CSRF token on the page of incident %s", id)
@@ -42,16 +45,23 @@ func uiLogin(t *testing.T, s *servedVigil, id string) *uiSession {
 // page gets a page of the web interface.
 func (u *uiSession) page(t *testing.T, path string) string {
 	t.Helper()
+	b, code := u.tryPage(t, path)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", path, code, b)
+	}
+	return b
+}
+
+// tryPage gets a page and its status.
+func (u *uiSession) tryPage(t *testing.T, path string) (string, int) {
+	t.Helper()
 	resp, err := u.c.Get(u.s.url + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d\n%s", path, resp.StatusCode, b)
-	}
-	return string(b)
+	return string(b), resp.StatusCode
 }
 
 // triage sets incident id's status with a note, as the incident page's
