@@ -219,12 +219,18 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	switches := server.NewRuleSwitches()
 	det.mute = switches.Mute
 	// A journal node whose detection runs on detect nodes serves their
-	// alerts; its rule switches go through the stream to them (and come
-	// back through its journal, where its pages read them).
+	// alerts. In a cluster, rule switches and triage go through the stream
+	// as records do: detect nodes read the switches there, the journal
+	// node journals both (so a journal rebuilt from the stream holds
+	// them) and its pages read them back from its journal; the other
+	// nodes' pages ask it.
 	var feed server.AlertFeed
 	var switchLog journal.Log
-	if node != nil && node.detection == "workers" && node.role != "detect" {
-		feed, switchLog = node.alertFeed(), node.log
+	if node != nil {
+		switchLog = node.log
+		if node.detection == "workers" && node.role != "detect" {
+			feed = node.alertFeed()
+		}
 	}
 	if node != nil && node.role == "detect" {
 		node.switches = switches
@@ -235,14 +241,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if node != nil && node.role != "journal" {
 		forward = node.forwarder()
 	}
-	// Triage goes through the stream in a cluster, as records do: the
-	// journal node journals it, so a journal rebuilt from the stream
-	// holds it, and the other nodes' pages read it from there.
-	var triageLog journal.Log
-	if node != nil {
-		triageLog = node.log
-	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, uiLogs{switches: switchLog, triage: triageLog}, forward, o.demo, logger)
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, uiLogs{switches: switchLog, triage: switchLog}, forward, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {
