@@ -209,7 +209,7 @@ func TestServeCluster(t *testing.T) {
 	// stream on; the journal node shows it disabled once it has come back
 	// through its journal.
 	const fwdRule = "c0c13f2f-ef23-441b-8c82-41c6d73bf0ce" // Set-Mailbox forwarding (rules/vigil)
-	streamEnd := float64(res.Accepted) + 1 // and the triage
+	streamEnd := float64(res.Accepted) + 1                 // and the triage
 	pushOne := func(id string) {
 		t.Helper()
 		rec := fmt.Sprintf(`{"CreationTime":"%s","Id":"%s","Operation":"Set-Mailbox","OrganizationId":"11111111-2222-3333-4444-555555555555","RecordType":1,"ResultStatus":"True","UserKey":"1","UserType":0,"Version":1,"Workload":"Exchange","ClientIP":"203.0.113.9","ObjectId":"user1@contoso.example","UserId":"user1@contoso.example","Parameters":[{"Name":"Identity","Value":"user1@contoso.example"},{"Name":"ForwardingSmtpAddress","Value":"smtp:drop@exfil.example"}]}`,
