@@ -124,13 +124,7 @@ const batchRecords = 512
 // and listed in Stats.Damaged, and ReadPaths returns a *DamagedError once
 // every input was read.
 func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*event.Event) error) (Stats, error) {
-	st := Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
-	if err := opts.Limits.Validate(); err != nil {
-		return st, err
-	}
-	opts.Limits = opts.Limits.withDefaults()
-	files, skipped, err := Walk(paths)
-	st.Skipped = skipped
+	st, files, err := startRead(paths, &opts)
 	if err != nil {
 		return st, err
 	}
@@ -154,6 +148,19 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 	return c.finish(ctx, d)
 }
 
+// startRead checks opts' limits (filling in the defaults) and lists the
+// input files, for ReadPaths and ReadMerged.
+func startRead(paths []string, opts *Options) (Stats, []string, error) {
+	st := Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
+	if err := opts.Limits.Validate(); err != nil {
+		return st, nil, err
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	files, skipped, err := Walk(paths)
+	st.Skipped = skipped
+	return st, files, err
+}
+
 // MaxMerged is the most inputs ReadMerged reads at once: each has its
 // own decoding goroutines and batches in flight.
 const MaxMerged = 64
@@ -168,13 +175,7 @@ const MaxMerged = 64
 // called from several goroutines. More than MaxMerged inputs, or stdin,
 // are an error: read them with ReadPaths.
 func ReadMerged(ctx context.Context, paths []string, opts Options, emit func(*event.Event) error) (Stats, error) {
-	st := Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}
-	if err := opts.Limits.Validate(); err != nil {
-		return st, err
-	}
-	opts.Limits = opts.Limits.withDefaults()
-	files, skipped, err := Walk(paths)
-	st.Skipped = skipped
+	st, files, err := startRead(paths, &opts)
 	if err != nil {
 		return st, err
 	}
