@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -445,15 +444,7 @@ func TestServeCluster(t *testing.T) {
 // the detect nodes' own).
 func lastAlertSeq(t *testing.T, c *natstest.Cluster) float64 {
 	t.Helper()
-	nc, err := nats.Connect(c.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := c.JetStream()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, cluster.AlertStream)
@@ -726,15 +717,7 @@ func TestServeClusterRefusesStreamGap(t *testing.T) {
 	jn.stop(t)
 
 	// The stream discards its first five records; the disk is lost.
-	nc, err := nats.Connect(c.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := c.JetStream()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, cluster.DefaultStream)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Cluster is a running in-process JetStream cluster.
@@ -259,4 +261,20 @@ func (c *Cluster) Shutdown() {
 	for _, nd := range c.nodes {
 		c.Kill(nd.name)
 	}
+}
+
+// JetStream connects a client to the cluster (closed when the test ends)
+// and returns its JetStream API.
+func (c *Cluster) JetStream(opts ...nats.Option) jetstream.JetStream {
+	c.t.Helper()
+	nc, err := nats.Connect(c.URLs(), opts...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return js
 }
