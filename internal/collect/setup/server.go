@@ -33,7 +33,7 @@ type Server struct {
 	// --index-memory (such as "2GiB"; "" for the default).
 	IndexMemory string `yaml:"index_memory"`
 	// MaxDetectionDelay is how far detection may fall behind what ingest
-	// acknowledged before pushes are answered 429 (default 3s): the
+	// acknowledged before pushes are answered 429 (default 1s): the
 	// bound on how late an alert can be under load.
 	MaxDetectionDelay time.Duration `yaml:"max_detection_delay"`
 	// Notifications are vendor push endpoints that wake a tenant's
