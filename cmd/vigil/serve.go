@@ -225,9 +225,9 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	// them) and its pages read them back from its journal; the other
 	// nodes' pages ask it.
 	var feed server.AlertFeed
-	var switchLog journal.Log
+	var changeLog journal.Log
 	if node != nil {
-		switchLog = node.log
+		changeLog = node.log
 		if node.detection == "workers" && node.role != "detect" {
 			feed = node.alertFeed()
 		}
@@ -241,7 +241,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if node != nil && node.role != "journal" {
 		forward = node.forwarder()
 	}
-	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, uiLogs{switches: switchLog, triage: switchLog}, forward, o.demo, logger)
+	uiData := serveUIData(j, live.follower(), rs, bcfg, cfg, sinks, outbox, switches, changeLog, forward, o.demo, logger)
 	// Detection's alerts and incidents go to the index's tables too.
 	var detIdx *server.DetectionIndex
 	if f := live.follower(); f != nil {

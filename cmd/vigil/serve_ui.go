@@ -23,12 +23,8 @@ import (
 // watcher's live views, the journal, the rules and the sinks; searches and
 // timelines through the followed index (nil with --no-index: an in-memory
 // scan of what detection read).
-// uiLogs are where the web interface appends rule switches and triage
-// changes instead of the journal (nil: the journal): a cluster's stream.
-type uiLogs struct{ switches, triage journal.Log }
-
 func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg *behavior.Config, cfg *setup.Config, sinks []sink.Sink,
-	outbox *sink.Outbox, switches *server.RuleSwitches, logs uiLogs, forward server.Forwarder, replay bool, logger *slog.Logger) *server.UIData {
+	outbox *sink.Outbox, switches *server.RuleSwitches, changeLog journal.Log, forward server.Forwarder, replay bool, logger *slog.Logger) *server.UIData {
 	var rows []ui.Rule
 	for _, r := range rs.Rules() {
 		rows = append(rows, ui.Rule{ID: r.ID, Title: r.Title, Level: r.Level, Kind: "sigma", Loaded: true, Enabled: true})
@@ -63,7 +59,7 @@ func serveUIData(j server.Journal, idx *index.Follower, rs *sigma.Ruleset, bcfg 
 			info = append(info, ui.Sink{Name: name, Kind: k.Type, Target: target})
 		}
 	}
-	return server.NewUIData(server.UIOptions{Journal: j, Index: idx, Rules: rows, Switches: switches, SwitchLog: logs.switches, TriageLog: logs.triage, Sinks: sinks, SinkInfo: info, Outbox: outbox,
+	return server.NewUIData(server.UIOptions{Journal: j, Index: idx, Rules: rows, Switches: switches, ChangeLog: changeLog, Sinks: sinks, SinkInfo: info, Outbox: outbox,
 		Forward: forward, Learning: bcfg.Learning.D(), ReplayClock: replay, Logger: logger})
 }
 

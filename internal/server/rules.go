@@ -243,11 +243,7 @@ func (d *UIData) SetRule(ctx context.Context, ch *ui.RuleChange) error {
 		}
 		return fmt.Errorf("rule %q is already %s: %w", ch.Rule, state, ui.ErrConflict)
 	}
-	log := journal.Log(d.o.Journal)
-	if d.o.SwitchLog != nil {
-		log = d.o.SwitchLog
-	}
-	acks, err := log.AppendBatch(ctx, []journal.Entry{{Source: RuleSource, Origin: "vigil serve: rules", RecordID: rec.ID, Raw: raw}})
+	acks, err := d.changeLog().AppendBatch(ctx, []journal.Entry{{Source: RuleSource, Origin: "vigil serve: rules", RecordID: rec.ID, Raw: raw}})
 	if err != nil {
 		return fmt.Errorf("journaling the rule switch: %w", err)
 	}
@@ -265,7 +261,7 @@ func (d *UIData) ruleTarget(w *Watcher, id string) (enabled bool, pending *ui.Ru
 		applied, _, _ := d.o.Switches.State(id)
 		// Through the cluster's stream the entry's place in the journal is
 		// not known at once: it is applied when its switch is.
-		if applied.ID != p.ID && (d.o.SwitchLog != nil || p.Index >= w.Offset()) {
+		if applied.ID != p.ID && (d.o.ChangeLog != nil || p.Index >= w.Offset()) {
 			return p.Enabled, &p
 		}
 		delete(d.pendingRules, id)

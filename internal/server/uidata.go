@@ -42,15 +42,12 @@ type UIOptions struct {
 	// FixedWhy says why the rules are fixed (Switches nil), for the
 	// refusal of a switch.
 	FixedWhy string
-	// SwitchLog, when set, is where rule switches are appended instead of
-	// Journal: a cluster's stream, from which detect nodes read them and
-	// the journal node's sequencer journals them.
-	SwitchLog journal.Log
-	// TriageLog, when set, is where triage changes are appended instead of
-	// Journal: a cluster's stream, which the journal node's sequencer
-	// journals, so that the journal rebuilt from the stream holds them and
-	// the change made on any node reaches the journal node's pages.
-	TriageLog journal.Log
+	// ChangeLog, when set, is where rule switches and triage changes are
+	// appended instead of Journal: a cluster's stream, from which detect
+	// nodes read the switches and the journal node's sequencer journals
+	// both, so that a journal rebuilt from the stream holds them and a
+	// change made on any node reaches the journal node's pages.
+	ChangeLog journal.Log
 	// Sinks deliver test messages; SinkInfo describes them for the admin
 	// page (name, kind, target); Outbox says what each has pending.
 	Sinks    []sink.Sink
@@ -398,10 +395,7 @@ func (d *UIData) Triage(ctx context.Context, ch ui.Change) error {
 		return err
 	}
 	ch.ID = tr.ID
-	log := journal.Log(d.o.Journal)
-	if d.o.TriageLog != nil {
-		log = d.o.TriageLog
-	}
+	log := d.changeLog()
 	// Marked before the append, so detection cannot read the entry before
 	// it is marked.
 	d.mu.Lock()
@@ -422,6 +416,14 @@ func (d *UIData) Triage(ctx context.Context, ch ui.Change) error {
 	}
 	w.Wake()
 	return nil
+}
+
+// changeLog is where the web interface's changes are appended.
+func (d *UIData) changeLog() journal.Log {
+	if d.o.ChangeLog != nil {
+		return d.o.ChangeLog
+	}
+	return d.o.Journal
 }
 
 // maxPending bounds the changes a node that does not read the journal

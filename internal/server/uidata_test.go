@@ -620,7 +620,7 @@ func TestTriageThroughTheStream(t *testing.T) {
 	}
 	stream := &relay{}
 	jj, ij := open(), open() // the journal node's journal; the ingest node's own (unused in a cluster)
-	jd := NewUIData(UIOptions{Journal: jj, TriageLog: stream, Logger: quiet})
+	jd := NewUIData(UIOptions{Journal: jj, ChangeLog: stream, Logger: quiet})
 	withIncident(jd, jj)
 	journalUp := true
 	forward := func(ctx context.Context, q JournalQuery) (JournalAnswer, error) {
@@ -633,7 +633,7 @@ func TestTriageThroughTheStream(t *testing.T) {
 		}
 		return a, nil
 	}
-	id := NewUIData(UIOptions{Journal: ij, TriageLog: stream, Forward: forward, Logger: quiet})
+	id := NewUIData(UIOptions{Journal: ij, ChangeLog: stream, Forward: forward, Logger: quiet})
 	withIncident(id, ij)
 	want := func(d *UIData, node, status, owner string, notes ...string) {
 		t.Helper()
