@@ -139,16 +139,7 @@ func TestReorderWindow(t *testing.T) {
 	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })
 	run := func(evs []*event.Event) []string {
 		cfg := behavior.DefaultConfig()
-		pl := New(Config{Behaviours: behavior.New(cfg, behavior.Options{})}, nil)
-		for _, e := range evs {
-			if err := pl.Process(e); err != nil {
-				t.Fatal(err)
-			}
-		}
-		res, err := pl.Close(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := processAll(t, New(Config{Behaviours: behavior.New(cfg, behavior.Options{})}, nil), evs)
 		if res.Stats.Late != 0 {
 			t.Errorf("%d events late", res.Stats.Late)
 		}

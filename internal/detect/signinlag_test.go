@@ -20,13 +20,18 @@ import (
 func journalRun(t *testing.T, evs []*event.Event, nets behavior.Networks, cfg *behavior.Config) *Result {
 	t.Helper()
 	ic := cfg.IncidentConfig()
-	pl := New(Config{Behaviours: behavior.New(cfg, behavior.Options{Networks: nets, TempDir: t.TempDir()}), Incidents: &ic, TempDir: t.TempDir()}, nil)
+	return processAll(t, New(Config{Behaviours: behavior.New(cfg, behavior.Options{Networks: nets, TempDir: t.TempDir()}), Incidents: &ic, TempDir: t.TempDir()}, nil), evs)
+}
+
+// processAll feeds evs to p in order and closes it.
+func processAll(t *testing.T, p *Pipeline, evs []*event.Event) *Result {
+	t.Helper()
 	for _, e := range evs {
-		if err := pl.Process(e); err != nil {
+		if err := p.Process(e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	res, err := pl.Close(t.Context())
+	res, err := p.Close(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
