@@ -74,6 +74,24 @@ func newDetectFixtureTB(t testing.TB, users, days int) *detectFixture {
 	return &detectFixture{entries: entries, nets: nets}
 }
 
+// publishHalf publishes the first half of the tenant's records and waits
+// until w (worker-1, holding the tenant) has detected and snapshotted it;
+// it returns the half's length.
+func (f *detectFixture) publishHalf(t *testing.T, admin *Conn, tenant string, w *Detector) int {
+	t.Helper()
+	half := len(f.entries) / 2
+	if _, err := admin.Publish(t.Context(), tenant, f.entries[:half]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "worker-1 detecting the first half and snapshotting", func() error {
+		if st := w.Stats()[tenant]; st.SnapshotSeq < uint64(half) {
+			return errorf("%+v", st)
+		}
+		return nil
+	})
+	return half
+}
+
 func (f *detectFixture) pipeline(t testing.TB, tmp string, s detect.Sink) *detect.Pipeline {
 	rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
 	if err != nil {
@@ -194,16 +212,7 @@ func TestDetectionWorkerCrash(t *testing.T) {
 	})
 	stop2 := runDetector(t, w2)
 
-	half := len(f.entries) / 2
-	if _, err := admin.Publish(t.Context(), tenant, f.entries[:half]); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 60*time.Second, "worker-1 detecting the first half and snapshotting", func() error {
-		if st := w1.Stats()[tenant]; st.SnapshotSeq < uint64(half) {
-			return errorf("%+v", st)
-		}
-		return nil
-	})
+	half := f.publishHalf(t, admin, tenant, w1)
 	// The rest arrives in pushes of 50 while worker-1 crashes.
 	pubDone := make(chan error, 1)
 	go func() {

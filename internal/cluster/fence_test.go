@@ -79,16 +79,7 @@ func TestDetectionStaleHolderFenced(t *testing.T) {
 			w2 := newWorker("worker-2")
 			stop2 := runDetector(t, w2)
 
-			half := len(f.entries) / 2
-			if _, err := admin.Publish(t.Context(), tenant, f.entries[:half]); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, 60*time.Second, "worker-1 detecting the first half and snapshotting", func() error {
-				if st := w1.Stats()[tenant]; st.SnapshotSeq < uint64(half) {
-					return errorf("%+v", st)
-				}
-				return nil
-			})
+			half := f.publishHalf(t, admin, tenant, w1)
 			armed.Store(true)
 			if _, err := admin.Publish(t.Context(), tenant, f.entries[half:]); err != nil {
 				t.Fatal(err)
