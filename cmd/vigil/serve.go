@@ -283,6 +283,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 			detIdx.Alert(a)
 		},
 		OnIncident: detIdx.Incident,
+		OnGrouping: detIdx.Grouping,
 		Rules:      switches,
 		Feed:       feed,
 		OnDecoded:  live.offer(),

@@ -187,7 +187,7 @@ func BenchmarkIncremental(b *testing.B) {
 				}
 				return
 			}
-			if err := x.PutDetections(ctx, pending, nil); err != nil {
+			if err := x.PutDetections(ctx, pending, nil, nil); err != nil {
 				b.Fatal(err)
 			}
 			pending = pending[:0]

@@ -28,6 +28,14 @@ const (
 	// StatusMerged: the incident's alerts all belong to other incidents
 	// now (the grouping chained them to a later actor).
 	StatusMerged = "merged"
+	// StatusDissolved: the grouping no longer names the incident and it did
+	// not merge (its alerts no longer make an incident, e.g. the address
+	// they shared turned out to be shared by many users). Its alerts keep
+	// naming it: they were its alerts.
+	StatusDissolved = "dissolved"
+	// StatusReturned: a grouping names again an incident that had merged
+	// or dissolved, in its state then.
+	StatusReturned = "returned"
 )
 
 // IncidentUpdate is one incident as detection last reported it.
@@ -44,11 +52,16 @@ type IncidentUpdate struct {
 // state; its alerts' incident column names it). Alerts are linked to the
 // event they were raised on through their record id; those whose event is
 // not indexed yet are linked by the Update that indexes it.
-func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []IncidentUpdate) error {
+//
+// current, when not nil, is every incident of detection's grouping after
+// the updates in incs: incidents it does not name are marked dissolved
+// (unless they merged), and those it names again after they merged or
+// dissolved are written back in their current state, as returned.
+func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []IncidentUpdate, current []*incident.Incident) error {
 	if x.readOnly {
 		return errors.New("index: opened read-only")
 	}
-	if len(alerts) == 0 && len(incs) == 0 {
+	if len(alerts) == 0 && len(incs) == 0 && current == nil {
 		return nil
 	}
 	x.detMu.Lock()
@@ -63,6 +76,11 @@ func (x *Index) PutDetections(ctx context.Context, alerts []alert.Alert, incs []
 	}
 	if err := x.putIncidents(ctx, tx, incs); err != nil {
 		return err
+	}
+	if current != nil {
+		if err := x.putGrouping(ctx, tx, current); err != nil {
+			return err
+		}
 	}
 	if len(alerts) > 0 {
 		ids := make([]string, len(alerts))
@@ -235,9 +253,46 @@ func (x *Index) putIncidents(ctx context.Context, tx *sql.Tx, incs []IncidentUpd
 		}
 	}
 	// An incident whose alerts all went to others merged into them.
-	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ? WHERE status <> ? AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.incident = incidents.id)`,
-		StatusMerged, StatusMerged); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ? WHERE status NOT IN (?, ?) AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.incident = incidents.id)`,
+		StatusMerged, StatusMerged, StatusDissolved); err != nil {
 		return fmt.Errorf("index: incidents: %w", err)
+	}
+	return nil
+}
+
+// putGrouping makes the incidents table follow a grouping: current is
+// every incident detection holds now.
+func (x *Index) putGrouping(ctx context.Context, tx *sql.Tx, current []*incident.Incident) error {
+	byID := make(map[string]*incident.Incident, len(current))
+	ids := make([]string, 0, len(current))
+	for _, inc := range current {
+		byID[inc.ID] = inc
+		ids = append(ids, inc.ID)
+	}
+	named := listLiteral(ids)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM incidents WHERE status IN (?, ?) AND list_contains(?::VARCHAR[], id) ORDER BY id`,
+		StatusMerged, StatusDissolved, named)
+	if err != nil {
+		return fmt.Errorf("index: incidents back in the grouping: %w", err)
+	}
+	var back []IncidentUpdate
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("index: incidents back in the grouping: %w", err)
+		}
+		back = append(back, IncidentUpdate{Status: StatusReturned, Incident: byID[id]})
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("index: incidents back in the grouping: %w", err)
+	}
+	if err := x.putIncidents(ctx, tx, back); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET status = ? WHERE status NOT IN (?, ?) AND NOT list_contains(?::VARCHAR[], id)`,
+		StatusDissolved, StatusMerged, StatusDissolved, named); err != nil {
+		return fmt.Errorf("index: dissolved incidents: %w", err)
 	}
 	return nil
 }

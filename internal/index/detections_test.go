@@ -72,7 +72,7 @@ func TestDetectionsWrittenLinkedAndSearched(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	if err := x.PutDetections(ctx, all, []IncidentUpdate{{Status: StatusOpened, Incident: inc}}); err != nil {
+	if err := x.PutDetections(ctx, all, []IncidentUpdate{{Status: StatusOpened, Incident: inc}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if d, err := x.DetectionCounts(ctx); err != nil || d != (Detections{Alerts: 4, Linked: 0, Incidents: 1}) {
@@ -88,7 +88,7 @@ func TestDetectionsWrittenLinkedAndSearched(t *testing.T) {
 	// state replaces its row.
 	inc2 := *inc
 	inc2.Impact.MessageCount = 9
-	if err := x.PutDetections(ctx, all, []IncidentUpdate{{Status: StatusGrew, Incident: inc}, {Status: StatusImpactChanged, Incident: &inc2}}); err != nil {
+	if err := x.PutDetections(ctx, all, []IncidentUpdate{{Status: StatusGrew, Incident: inc}, {Status: StatusImpactChanged, Incident: &inc2}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if d, err := x.DetectionCounts(ctx); err != nil || d != (Detections{Alerts: 4, Linked: 3, Incidents: 1}) {
@@ -187,7 +187,7 @@ func TestDetectionsWrittenLinkedAndSearched(t *testing.T) {
 	// An incident whose alerts another took over merged into it. The
 	// other comes from a detect node: its alerts by id, not carried.
 	inc3 := &incident.Incident{ID: "inc-2", Severity: alert.Critical, AlertCount: 2}
-	if err := x.PutDetections(ctx, nil, []IncidentUpdate{{Status: StatusOpened, Incident: inc3, AlertIDs: []string{crit[0].ID(), crit[1].ID()}}}); err != nil {
+	if err := x.PutDetections(ctx, nil, []IncidentUpdate{{Status: StatusOpened, Incident: inc3, AlertIDs: []string{crit[0].ID(), crit[1].ID()}}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	res, err = x.query(ctx, `SELECT id, status FROM incidents ORDER BY id`)
@@ -219,7 +219,7 @@ func TestAlertsGroupBy(t *testing.T) {
 	at := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 	as := []alert.Alert{{Time: at, Signal: "D1", Title: "a", Level: alert.High}, {Time: at, Signal: "D1", Title: "b", Level: alert.High},
 		{Time: at, Signal: "D4", Title: "c", Level: alert.Medium}}
-	if err := x.PutDetections(ctx, as, nil); err != nil {
+	if err := x.PutDetections(ctx, as, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ by, want string }{{"level", "[[high 2] [medium 1]]"}, {"rule", "[[D1 2] [D4 1]]"}} {
@@ -230,5 +230,64 @@ func TestAlertsGroupBy(t *testing.T) {
 	}
 	if _, err := x.Search(ctx, Request{Table: Alerts, GroupBy: "country"}); err == nil || !strings.Contains(err.Error(), "level, rule") {
 		t.Errorf("group by country over alerts: %v", err)
+	}
+}
+
+// A grouping marks the incidents it does not name dissolved (not those
+// that merged), leaves their alerts naming them, and writes one it names
+// again back in its state then, as returned; an incident updated alone
+// is not touched by a grouping that lists it.
+func TestGroupingDissolvesAndReturns(t *testing.T) {
+	ctx := context.Background()
+	x, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	at := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	as := []alert.Alert{{Time: at, Signal: "D1", Title: "a", Level: alert.High, User: "a@x"}, {Time: at, Signal: "D3", Title: "b", Level: alert.High, User: "b@x"},
+		{Time: at, Signal: "D4", Title: "c", Level: alert.High, User: "c@x"}}
+	one := &incident.Incident{ID: "inc-1", Severity: alert.High, AlertCount: 1, Alerts: as[:1]}
+	two := &incident.Incident{ID: "inc-2", Severity: alert.High, AlertCount: 1, Alerts: as[1:2]}
+	three := &incident.Incident{ID: "inc-3", Severity: alert.High, AlertCount: 1, Alerts: as[2:]}
+	rows := func() string {
+		t.Helper()
+		res, err := x.query(ctx, `SELECT i.id, i.status, i.severity, (SELECT string_agg(a.title, ',' ORDER BY a.title) FROM alerts a WHERE a.incident = i.id) FROM incidents i ORDER BY i.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(res.Rows)
+	}
+	steps := []struct {
+		name    string
+		updates []IncidentUpdate
+		current []*incident.Incident
+		want    string
+	}{
+		{"three open", []IncidentUpdate{{StatusOpened, one, nil}, {StatusOpened, two, nil}, {StatusOpened, three, nil}}, nil,
+			"[[inc-1 opened high a] [inc-2 opened high b] [inc-3 opened high c]]"},
+		// inc-3 takes inc-2's alert (merged); inc-1 leaves the grouping.
+		{"merge and dissolve", []IncidentUpdate{{StatusGrew, &incident.Incident{ID: "inc-3", Severity: alert.Critical, AlertCount: 2, Alerts: as[1:]}, nil}},
+			[]*incident.Incident{three},
+			"[[inc-1 dissolved high a] [inc-2 merged high <nil>] [inc-3 grew critical b,c]]"},
+		{"no grouping: nothing changes", nil, nil,
+			"[[inc-1 dissolved high a] [inc-2 merged high <nil>] [inc-3 grew critical b,c]]"},
+		// inc-1 is named again, in a later state.
+		{"return", nil, []*incident.Incident{{ID: "inc-1", Severity: alert.Critical, AlertCount: 1, Alerts: as[:1]}, three},
+			"[[inc-1 returned critical a] [inc-2 merged high <nil>] [inc-3 grew critical b,c]]"},
+		{"empty grouping", nil, []*incident.Incident{},
+			"[[inc-1 dissolved critical a] [inc-2 merged high <nil>] [inc-3 dissolved critical b,c]]"},
+	}
+	for i, s := range steps {
+		var put []alert.Alert
+		if i == 0 {
+			put = as
+		}
+		if err := x.PutDetections(ctx, put, s.updates, s.current); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := rows(); got != s.want {
+			t.Fatalf("%s: incidents %s\nwant %s", s.name, got, s.want)
+		}
 	}
 }

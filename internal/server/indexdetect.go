@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
@@ -30,11 +31,15 @@ type DetectionIndex struct {
 	// overwrites a newer one.
 	flushMu sync.Mutex
 
-	mu      sync.Mutex
-	alerts  []alert.Alert
-	incs    []index.IncidentUpdate
-	incAt   map[string]int // incident id → its place in incs
-	written uint64         // alerts written by this process
+	mu     sync.Mutex
+	alerts []alert.Alert
+	incs   []index.IncidentUpdate
+	incAt  map[string]int // incident id → its place in incs
+	// current is the latest grouping not written yet (nil: none): every
+	// incident detection holds, with those updated since added.
+	current []*incident.Incident
+	curAt   map[string]int
+	written uint64 // alerts written by this process
 }
 
 // maxPendingAlerts bounds the alerts waiting for a write.
@@ -84,7 +89,38 @@ func (d *DetectionIndex) Incident(u detect.Update) {
 		d.incAt[u.Incident.ID] = len(d.incs)
 		d.incs = append(d.incs, up)
 	}
+	// An update after the grouping waiting: the incident is in the
+	// grouping it belongs to, whatever the one waiting says.
+	if d.current != nil {
+		d.addCurrent(u.Incident)
+	}
 	d.mu.Unlock()
+}
+
+// Grouping queues detection's grouping as it stands after a refresh
+// (for WatcherOptions.OnGrouping): the incidents table marks those it
+// no longer names as dissolved (or merged), and writes back those it
+// names again.
+func (d *DetectionIndex) Grouping(current []*incident.Incident) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.current, d.curAt = make([]*incident.Incident, 0, len(current)), make(map[string]int, len(current))
+	for _, inc := range current {
+		d.addCurrent(inc)
+	}
+	d.mu.Unlock()
+}
+
+// addCurrent puts inc in the grouping waiting. d.mu is held.
+func (d *DetectionIndex) addCurrent(inc *incident.Incident) {
+	if i, ok := d.curAt[inc.ID]; ok {
+		d.current[i] = inc
+		return
+	}
+	d.curAt[inc.ID] = len(d.current)
+	d.current = append(d.current, inc)
 }
 
 // Flush writes what waits. On failure the batch is kept for the next
@@ -97,13 +133,13 @@ func (d *DetectionIndex) Flush(ctx context.Context) error {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
 	d.mu.Lock()
-	as, incs := d.alerts, d.incs
-	d.alerts, d.incs, d.incAt = nil, nil, map[string]int{}
+	as, incs, cur := d.alerts, d.incs, d.current
+	d.alerts, d.incs, d.incAt, d.current, d.curAt = nil, nil, map[string]int{}, nil, nil
 	d.mu.Unlock()
-	if len(as) == 0 && len(incs) == 0 {
+	if len(as) == 0 && len(incs) == 0 && cur == nil {
 		return nil
 	}
-	err := d.x.PutDetections(ctx, as, incs)
+	err := d.x.PutDetections(ctx, as, incs, cur)
 	if err == nil {
 		d.mu.Lock()
 		d.written += uint64(len(as))
@@ -127,6 +163,16 @@ func (d *DetectionIndex) Flush(ctx context.Context) error {
 		} else {
 			d.incAt[u.Incident.ID] = len(d.incs)
 			d.incs = append(d.incs, u)
+		}
+	}
+	// A grouping that came meanwhile is newer than the one given back.
+	if d.current == nil && cur != nil {
+		d.current, d.curAt = nil, map[string]int{}
+		for _, inc := range cur {
+			d.addCurrent(inc)
+		}
+		if d.current == nil {
+			d.current = []*incident.Incident{}
 		}
 	}
 	return err
@@ -212,9 +258,11 @@ func DetectJournal(ctx context.Context, dataDir string, from uint64, newPipeline
 	if err != nil {
 		return st, fmt.Errorf("detection: reading the journal: %w", err)
 	}
-	if _, err := p.Close(ctx); err != nil {
+	res, err := p.Close(ctx)
+	if err != nil {
 		return st, fmt.Errorf("detection: %w", err)
 	}
+	d.Grouping(res.Incidents)
 	return st, d.Flush(ctx)
 }
 

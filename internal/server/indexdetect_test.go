@@ -3,8 +3,10 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/detect/sigma"
+	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/index"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/source"
@@ -192,4 +195,154 @@ func TestDetectJournalAppliesRuleSwitches(t *testing.T) {
 	if _, suppressed, ok := sw.State("D4"); !ok || suppressed != d4 {
 		t.Errorf("switch state %v, %d suppressed; want %d", ok, suppressed, d4)
 	}
+}
+
+// The index's incidents table follows the grouping: an incident that
+// dissolves (its alerts stop linking when their address turns out to be
+// shared) is marked dissolved, not left listed as open, through a local
+// watcher restarted between steps and through one fed from elsewhere.
+func TestDetectionIndexFollowsDissolution(t *testing.T) {
+	ctx := t.Context()
+	steps := []struct{ user, ip string }{
+		{"alice@contoso.com", "198.51.100.7"}, // a medium alert: no incident
+		{"bob@contoso.com", "198.51.100.7"},   // bob's high alert makes one of alice's and bob's
+		{"carol@contoso.com", "203.0.113.9"},  // an incident of carol's own
+		{"dave@contoso.com", "198.51.100.7"},  // the address is shared: that incident dissolves
+		{"erin@contoso.com", "203.0.113.9"},   // carol's grows
+	}
+	// reopen closes the writer x (the engine allows no reader beside a
+	// writer) and opens path for writing again.
+	reopen := func(t *testing.T, x **index.Index, det **DetectionIndex, path string, read func(ro *index.Index)) {
+		t.Helper()
+		if err := (*x).Close(); err != nil {
+			t.Fatal(err)
+		}
+		ro, err := index.Open(ctx, path, index.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(ro)
+		ro.Close()
+		if *x, err = index.Open(ctx, path, index.Options{MemoryLimit: 256 << 20}); err != nil {
+			t.Fatal(err)
+		}
+		*det = NewDetectionIndex(*x, nil)
+	}
+	status := func(t *testing.T, ro *index.Index, st string) []string {
+		t.Helper()
+		res, err := ro.SQL(ctx, fmt.Sprintf(`SELECT id FROM incidents WHERE status %s ORDER BY id`, st), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{}
+		for _, row := range res.Rows {
+			ids = append(ids, fmt.Sprint(row[0]))
+		}
+		return ids
+	}
+	// check compares the incidents the index holds as current (neither
+	// merged nor dissolved) with detection's, and returns those marked
+	// dissolved.
+	check := func(t *testing.T, x **index.Index, det **DetectionIndex, path string, step int, want []string) (dissolved []string) {
+		t.Helper()
+		reopen(t, x, det, path, func(ro *index.Index) {
+			if got := status(t, ro, `NOT IN ('merged', 'dissolved')`); !slices.Equal(got, want) {
+				t.Fatalf("after step %d the index lists %v as current; detection holds %v", step, got, want)
+			}
+			dissolved = status(t, ro, `= 'dissolved'`)
+		})
+		return dissolved
+	}
+
+	t.Run("local", func(t *testing.T) {
+		j, err := journal.Open(ctx, filepath.Join(t.TempDir(), "journal"), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		path := filepath.Join(t.TempDir(), "index.duckdb")
+		x, err := index.Open(ctx, path, index.Options{MemoryLimit: 256 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { x.Close() }()
+		det := NewDetectionIndex(x, nil)
+		state := t.TempDir()
+		var first string
+		for i, s := range steps {
+			if _, err := j.AppendBatch(ctx, []journal.Entry{{Source: "m365.ual", Origin: "test", RecordID: fmt.Sprintf("read-%d", i), Raw: mailReadRecord(t, i, s.user, s.ip)}}); err != nil {
+				t.Fatal(err)
+			}
+			var heard [][]string
+			w := NewWatcher(j, WatcherOptions{NewPipeline: func(s detect.Sink) *detect.Pipeline { return groupingPipeline(t, s) },
+				Logger: slog.New(slog.DiscardHandler), StateDir: state, Refresh: 10 * time.Millisecond, SnapshotEvery: time.Nanosecond,
+				OnAlert: det.Alert, OnIncident: det.Incident,
+				OnGrouping: func(incs []*incident.Incident) { heard = append(heard, incidentIDs(incs)); det.Grouping(incs) }})
+			runUntil(t, w, func() bool { return w.Ready() == nil && w.Lag() == 0 })
+			if err := det.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := incidentIDs(w.IncidentList())
+			if len(heard) == 0 || !slices.Equal(heard[len(heard)-1], want) {
+				t.Fatalf("step %d: the grouping heard %v; the watcher lists %v", i, heard, want)
+			}
+			if i == 1 {
+				first = want[0]
+			}
+			dissolved := check(t, &x, &det, path, i, want)
+			if i < 3 && len(dissolved) > 0 || i >= 3 && !slices.Equal(dissolved, []string{first}) {
+				t.Fatalf("after step %d the index marks %v dissolved; the first incident is %s", i, dissolved, first)
+			}
+		}
+	})
+
+	t.Run("fed", func(t *testing.T) {
+		sink := &recordSink{}
+		p := groupingPipeline(t, sink)
+		var msgs []RemoteDetection
+		var want [][]string
+		var cut []int
+		for i, s := range steps {
+			if err := p.Process(mailRead(t, i, s.user, s.ip)); err != nil {
+				t.Fatal(err)
+			}
+			incs, err := p.Refresh(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range sink.msgs {
+				msgs = append(msgs, m.wire(t))
+			}
+			sink.msgs = nil
+			msgs = append(msgs, RemoteDetection{Current: incidentIDs(incs)})
+			want, cut = append(want, incidentIDs(incs)), append(cut, len(msgs))
+		}
+		j, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		path := filepath.Join(t.TempDir(), "index.duckdb")
+		x, err := index.Open(ctx, path, index.Options{MemoryLimit: 256 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { x.Close() }()
+		det := NewDetectionIndex(x, nil)
+		state := t.TempDir()
+		var starts []uint64
+		for step := range steps {
+			w := NewWatcher(j, WatcherOptions{Feed: sliceFeed(msgs, cut[step], &starts), Logger: slog.New(slog.DiscardHandler),
+				StateDir: state, Refresh: 10 * time.Millisecond, SnapshotEvery: time.Nanosecond,
+				OnAlert: det.Alert, OnIncident: det.Incident, OnGrouping: det.Grouping})
+			runUntil(t, w, func() bool { return w.remoteSeq() == uint64(cut[step]) })
+			if err := det.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			dissolved := check(t, &x, &det, path, step, want[step])
+			if step < 3 && len(dissolved) > 0 || step >= 3 && !slices.Equal(dissolved, want[1]) {
+				t.Fatalf("after step %d the index marks %v dissolved; the first incident is %v", step, dissolved, want[1])
+			}
+		}
+	})
 }

@@ -224,11 +224,16 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 		w.Incident(u)
 	case d.Current != nil:
 		w.mu.Lock()
+		before := maps.Clone(w.incidents)
 		missing := w.regroupRemote(d.Current)
 		if len(missing) > 0 {
 			w.remote.errors++
 		}
+		changed := !sameIDs(before, w.incidents)
 		w.mu.Unlock()
+		if changed || !w.grouped {
+			w.tellGrouping()
+		}
 		if len(missing) > 0 {
 			w.log.Error("alert feed names incidents this server never had an update of", "position", d.Seq, "incidents", missing)
 		}

@@ -188,6 +188,16 @@ func groupingPipeline(t *testing.T, s detect.Sink) *detect.Pipeline {
 // mailRead is a decoded MailItemsAccessed record of user from ip.
 func mailRead(t *testing.T, i int, user, ip string) *event.Event {
 	t.Helper()
+	evs, err := source.NewDecoder(nil, nil).Decode(mailReadRecord(t, i, user, ip), event.Origin{File: "test", Line: i + 1})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("record %d: %d events (%v)", i, len(evs), err)
+	}
+	return evs[0]
+}
+
+// mailReadRecord is the record of mailRead.
+func mailReadRecord(t *testing.T, i int, user, ip string) []byte {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "source", "testdata", "ual_mailitemsaccessed.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -201,12 +211,11 @@ func mailRead(t *testing.T, i int, user, ip string) *event.Event {
 	rec["CreationTime"] = time.Date(2026, 3, 2, 9, i, 0, 0, time.UTC).Format("2006-01-02T15:04:05")
 	rec["UserId"], rec["MailboxOwnerUPN"] = user, user
 	rec["ClientIP"], rec["ClientIPAddress"] = ip, ip
-	raw, _ := json.Marshal(rec)
-	evs, err := source.NewDecoder(nil, nil).Decode(raw, event.Origin{File: "test", Line: i + 1})
-	if err != nil || len(evs) != 1 {
-		t.Fatalf("record %d: %d events (%v)", i, len(evs), err)
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return evs[0]
+	return raw
 }
 
 // recordSink keeps a pipeline's sink calls as a detect node sends them.

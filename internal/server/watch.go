@@ -81,6 +81,8 @@ type Watcher struct {
 	onEntry    func(index uint64, en *journal.Entry, evs []*event.Event)
 	onAlert    func(*alert.Alert)
 	onIncident func(detect.Update)
+	onGrouping func([]*incident.Incident)
+	grouped    bool // onGrouping heard the grouping since the start
 	onDecoded  func(index uint64, en *journal.Entry, evs []*event.Event, err error)
 	rules      *RuleSwitches
 
@@ -136,6 +138,12 @@ type WatcherOptions struct {
 	// OnIncident hears every incident update, on the detection goroutine
 	// (the investigation index keeps its incidents table with it).
 	OnIncident func(detect.Update)
+	// OnGrouping hears every incident detection holds (sorted by id) after
+	// a refresh that changed which incidents exist, and after the first
+	// refresh of each start, on the detection goroutine; it must not
+	// modify them. The investigation index marks with it the incidents
+	// that dissolved.
+	OnGrouping func([]*incident.Incident)
 	// OnDecoded hears every journal entry detection decodes, with its
 	// events (or the error that kept it from decoding), on the decoding
 	// goroutines, in no particular order, before detection sees them; it
@@ -177,7 +185,7 @@ func NewWatcher(j journal.Log, o WatcherOptions) *Watcher {
 	return &Watcher{workers: o.Workers, j: j, newPipeline: o.NewPipeline, newDecoder: o.NewDecoder, outbox: o.Outbox, log: o.Logger,
 		refresh: o.Refresh, maxAlerts: o.MaxAlerts, stateDir: o.StateDir, snapEvery: o.SnapshotEvery, wake: make(chan struct{}, 1),
 		incidents: map[string]*incident.Incident{}, sources: map[string]*SourceStat{},
-		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, onDecoded: o.OnDecoded, rules: o.Rules,
+		onEntry: o.OnEntry, onAlert: o.OnAlert, onIncident: o.OnIncident, onGrouping: o.OnGrouping, onDecoded: o.OnDecoded, rules: o.Rules,
 		feed: o.Feed, remote: newRemoteView(), handoff: o.Handoff}
 }
 
@@ -368,8 +376,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 				cur[inc.ID] = inc
 			}
 			w.mu.Lock()
+			changed := !sameIDs(w.incidents, cur)
 			w.incidents = cur
 			w.mu.Unlock()
+			if changed || !w.grouped {
+				w.tellGrouping()
+			}
 		}
 		lastRefresh, dirty = time.Now(), false
 		// A snapshot stops detection while it is written: at most a
@@ -883,6 +895,35 @@ func (w *Watcher) setErr(err error) {
 	w.mu.Lock()
 	w.lastErr = err.Error()
 	w.mu.Unlock()
+}
+
+// sameIDs reports whether a and b hold the same incident ids.
+func sameIDs(a, b map[string]*incident.Incident) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for id := range a {
+		if _, ok := b[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// tellGrouping gives OnGrouping the incidents as they stand.
+func (w *Watcher) tellGrouping() {
+	w.grouped = true
+	if w.onGrouping == nil {
+		return
+	}
+	w.mu.RLock()
+	incs := make([]*incident.Incident, 0, len(w.incidents))
+	for _, inc := range w.incidents {
+		incs = append(incs, inc)
+	}
+	w.mu.RUnlock()
+	slices.SortFunc(incs, func(a, b *incident.Incident) int { return strings.Compare(a.ID, b.ID) })
+	w.onGrouping(incs)
 }
 
 // Alert implements detect.Sink.
