@@ -71,10 +71,7 @@ func (f *Follower) Offer(idx uint64, en *journal.Entry, evs []*event.Event, err 
 	if idx < next {
 		return
 	}
-	if idx-next >= sharedMax {
-		f.shared.mu.Lock()
-		f.shared.dropped++
-		f.shared.mu.Unlock()
+	if !f.shared.room(idx, next) {
 		return
 	}
 	f.shared.offer(idx, &Rows{rowsOf(idx, en, evs, err, f.x.enrich)})

@@ -162,6 +162,110 @@ func TestFollowerTakesOfferedRows(t *testing.T) {
 	}
 }
 
+// TestFollowerPacedMixesOfferedAndRead: a follower paced by detection
+// takes the offered entries' rows without reading the journal for them and
+// reads the runs of entries nobody offered, stopping at the pace; the
+// index equals a rebuild, and every offered entry was taken.
+func TestFollowerPacedMixesOfferedAndRead(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	entries := entriesOf(t, tenantFiles(t))
+	j, x, f := newFollowRig(t, data)
+	if _, err := j.AppendBatch(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	size := j.Size()
+	// Runs of 50 entries offered, then 50 not; the first entry is not
+	// offered, so the update starts with a journal read.
+	offered := func(i uint64) bool { return i > 0 && (i/50)%2 == 0 }
+	var want uint64
+	dec := source.NewDecoder(nil, event.MailAccessFields)
+	if err := j.Read(ctx, 0, func(i uint64, en *journal.Entry) error {
+		if !offered(i) {
+			return nil
+		}
+		want++
+		dec.SetObserved(en.Received)
+		evs, err := dec.Decode(en.Raw, event.Origin{File: "journal:" + en.Origin, Index: int(i)})
+		f.Offer(i, en, evs, err)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The follower reads the journal through a log that records what it
+	// gave out.
+	counted := &readCounter{Log: j, read: map[uint64]bool{}}
+	f.j = counted
+	pace := size/2 + 25 // inside an offered run
+	f.SetPace(func() uint64 { return pace }, time.Hour)
+	if err := f.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if next, _, _ := f.Position(); next != pace {
+		t.Fatalf("paced at %d, the index holds [0, %d)", pace, next)
+	}
+	pace = size
+	if err := f.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if used, dropped := f.Shared(); used != want || dropped != 0 {
+		t.Fatalf("%d entries indexed from offered rows, %d offered; %d offers refused", used, want, dropped)
+	}
+	for i := range size {
+		if offered(i) == counted.read[i] {
+			t.Fatalf("entry %d: offered %v, read from the journal %v", i, offered(i), counted.read[i])
+		}
+	}
+	full, _ := rebuilt(t, data, Options{})
+	a := sameRows(t, x, full, "the index from offered rows and the journal", "events", "mail_access", "signins", "audits", "unindexed")
+	if len(a["events"]) == 0 || len(a["mail_access"]) == 0 {
+		t.Fatalf("nothing indexed: %d events, %d mail rows", len(a["events"]), len(a["mail_access"]))
+	}
+}
+
+// readCounter is a journal that records which entries Read gave out.
+type readCounter struct {
+	journal.Log
+	read map[uint64]bool
+}
+
+func (r *readCounter) Read(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
+	return r.Log.Read(ctx, from, func(i uint64, e *journal.Entry) error {
+		err := fn(i, e)
+		if err == nil {
+			r.read[i] = true
+		}
+		return err
+	})
+}
+
+// TestRowCacheWindow: offers are held up to sharedMax entries past the
+// index's position, or past what an update in progress has taken when
+// that is further.
+func TestRowCacheWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		next, floor, idx uint64
+		held             bool
+	}{
+		{"next to the position", 100, 0, 100, true},
+		{"last in the window", 100, 0, 100 + sharedMax - 1, true},
+		{"past the window", 100, 0, 100 + sharedMax, false},
+		{"past the position, in the window of what was taken", 100, 50_000, 100 + sharedMax, true},
+		{"past what was taken", 100, 50_000, 50_000 + sharedMax, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &rowCache{floor: tc.floor}
+			if got := c.room(tc.idx, tc.next); got != tc.held {
+				t.Fatalf("entry %d with the index at %d and %d taken: held %v, want %v", tc.idx, tc.next, tc.floor, got, tc.held)
+			}
+			if want := map[bool]uint64{true: 0, false: 1}[tc.held]; c.dropped != want {
+				t.Fatalf("%d refusals counted, want %d", c.dropped, want)
+			}
+		})
+	}
+}
+
 // TestFollowerWaitGivesUp: WaitFor for entries the journal never gets
 // ends with the caller's context.
 func TestFollowerWaitGivesUp(t *testing.T) {

@@ -413,8 +413,47 @@ func (x *Index) bulk(ctx context.Context) (restore func() error, err error) {
 	}, nil
 }
 
-// errLimit ends a read at update's limit.
-var errLimit = errors.New("index: read limit")
+// errLimit ends a read at update's limit; errCached ends it at an entry
+// whose rows are offered.
+var (
+	errLimit  = errors.New("index: read limit")
+	errCached = errors.New("index: rows offered")
+)
+
+// readUpTo gives p the entries [from, limit): the rows offered for them
+// from cache, the others read from the journal. Offered rows need no
+// journal read at all; a run of entries not offered (a restart, a backlog,
+// an entry detection did not reach in time) is read from the journal up
+// to the next offered entry.
+func readUpTo(ctx context.Context, read readFunc, cache *rowCache, p *pipeline, from, limit uint64) error {
+	for i := from; i < limit; {
+		if r, ok := cache.take(i); ok {
+			if err := p.addRows(i, r); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		start := i
+		err := read(ctx, i, func(idx uint64, e *journal.Entry) error {
+			if idx >= limit {
+				return errLimit
+			}
+			if idx > start && cache.has(idx) {
+				return errCached
+			}
+			i = idx + 1
+			return p.add(idx, e)
+		})
+		if err != nil && !errors.Is(err, errLimit) && !errors.Is(err, errCached) {
+			return err
+		}
+		if i == start {
+			return fmt.Errorf("index: journal entry %d: not readable though detection read up to %d", start, limit)
+		}
+	}
+	return nil
+}
 
 // update indexes the entries from the recorded position on: up to limit
 // (0: every entry read gives), taking rows from cache where it has them.
@@ -486,18 +525,10 @@ func (x *Index) update(ctx context.Context, dataDir string, read readFunc, cache
 	}
 	done = x.step("read, decode, stage")
 	p := newPipeline(ctx, w, cache, commitEvery, commit)
-	add := p.add
 	if limit > 0 {
-		add = func(i uint64, e *journal.Entry) error {
-			if i >= limit {
-				return errLimit
-			}
-			return p.add(i, e)
-		}
-	}
-	err = read(ctx, next, add)
-	if errors.Is(err, errLimit) {
-		err = nil
+		err = readUpTo(ctx, read, cache, p, next, limit)
+	} else {
+		err = read(ctx, next, p.add)
 	}
 	if err2 := p.finish(); err == nil {
 		err = err2

@@ -127,16 +127,23 @@ func writeBatch(w *writer, b *batch) error {
 // add is journal.Replay's callback: e and its Raw are only valid during
 // the call, so they are copied.
 func (p *pipeline) add(i uint64, e *journal.Entry) error {
-	if p.cur == nil {
-		p.cur = &batch{first: i, done: make(chan struct{})}
+	if r, ok := p.cache.take(i); ok {
+		return p.addRows(i, r)
 	}
 	c := *e
-	r, ok := p.cache.take(i)
-	if ok {
-		p.shared++
-		c.Raw = nil // not decoded here
-	} else {
-		c.Raw = append([]byte(nil), e.Raw...)
+	c.Raw = append([]byte(nil), e.Raw...)
+	return p.push(i, c, nil)
+}
+
+// addRows adds entry i by the rows offered for it: it is not decoded here.
+func (p *pipeline) addRows(i uint64, r *Rows) error {
+	p.shared++
+	return p.push(i, journal.Entry{}, r)
+}
+
+func (p *pipeline) push(i uint64, c journal.Entry, r *Rows) error {
+	if p.cur == nil {
+		p.cur = &batch{first: i, done: make(chan struct{})}
 	}
 	p.cur.recv = append(p.cur.recv, c)
 	p.cur.pre = append(p.cur.pre, r)

@@ -46,12 +46,8 @@ func rowsOf(idx uint64, en *journal.Entry, evs []*event.Event, err error, enrich
 }
 
 // sharedMax bounds the rows waiting for the follower (about 1.5 KB an
-// entry of mail reads, some 100 MB): entries further ahead of it than this
-// are decoded by the follower itself when it gets there. Under a sustained
-// push the index runs a round or two of its own behind detection, and
-// about half the offers fall outside; twice the window took 98 % of the
-// entries from offers, but measured no CPU saving under bench/load.sh for
-// another 100 MB.
+// entry of mail reads, some 100 MB): entries further ahead of what it has
+// taken than this are decoded by the follower itself when it gets there.
 const sharedMax = 65536
 
 // rowCache holds offered rows by journal index until the follower takes
@@ -61,6 +57,29 @@ type rowCache struct {
 	m       map[uint64]*Rows
 	floor   uint64 // rows below it will not be taken
 	dropped uint64 // offers refused because the cache was full
+}
+
+// room reports whether rows for entry idx would be held, counting a
+// refusal: idx must be less than sharedMax past next (the index's
+// position) and past what the follower has taken of an update in
+// progress, so the window moves on while a long update runs.
+func (c *rowCache) room(idx, next uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	base := max(next, c.floor)
+	if idx < base || idx-base < sharedMax {
+		return true // below base: offer ignores it
+	}
+	c.dropped++
+	return false
+}
+
+// has reports whether rows for entry idx are held.
+func (c *rowCache) has(idx uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[idx]
+	return ok
 }
 
 func (c *rowCache) offer(idx uint64, r *Rows) {
