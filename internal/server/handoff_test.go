@@ -21,7 +21,7 @@ import (
 
 // detectionHot is the hot field list vigil serve's detection decodes
 // with: the built-in rules' fields and the behaviours'.
-func detectionHot(t *testing.T) []event.Sym {
+func detectionHot(t testing.TB) []event.Sym {
 	t.Helper()
 	rs, _, err := sigma.Load(rules.FS, sigma.Options{}, rules.Dirs...)
 	if err != nil {

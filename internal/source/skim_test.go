@@ -130,6 +130,8 @@ var skimCases = []struct {
 	{"not a list", folderRecord(`{"FolderItems":[` + longItems + `],"Path":"\\Inbox"}`), false},
 	{"deep", folderRecord(strings.Repeat("[", 70) + `{"FolderItems":[` + longItems + `],"Path":"\\Inbox"}` + strings.Repeat("]", 70)), false},
 	{"short list", folderRecord(`[{"FolderItems":[{"InternetMessageId":"<a@c>"}],"Path":"\\Inbox"}]`), false},
+	{"short list last", []byte(`{"CreationTime":"2026-01-05T10:00:00","Id":"11111111-0000-4000-8000-000000000001","Operation":"MailItemsAccessed","OrganizationId":"t1","RecordType":50,"ResultStatus":"Succeeded","UserId":"alice@contoso.com","ClientIPAddress":"203.0.113.7","MailboxOwnerUPN":"alice@contoso.com","OperationProperties":[{"Name":"MailAccessType","Value":"Bind"}],"Folders":[{"FolderItems":[{"InternetMessageId":"<a@c>","SizeInBytes":2000}],"Id":"LgA","Path":"\\Inbox"}]}`), false},
+	{"long list last", []byte(`{"CreationTime":"2026-01-05T10:00:00","Operation":"MailItemsAccessed","RecordType":50,"UserId":"a@c","Folders":[{"FolderItems":[` + longItems + `],"Path":"\\Inbox"}]}`), true},
 	{"graph query shape", []byte(`{"id":"q1","createdDateTime":"2026-01-05T10:00:00Z","auditLogRecordType":"ExchangeItemAggregated","operation":"MailItemsAccessed","auditData":{"CreationTime":"2026-01-05T10:00:00","Operation":"MailItemsAccessed","RecordType":50,"Folders":[{"FolderItems":[` + longItems + `],"Path":"\\Inbox"}]}}`), false},
 	{"sentinel shape", []byte(`{"TimeGenerated":"2026-01-05T10:00:00Z","OfficeWorkload":"Exchange","Operation":"MailItemsAccessed","Folders":[{"FolderItems":[` + longItems + `],"Path":"\\Inbox"}]}`), false},
 	{"workspace shape", []byte(`{"kind":"admin#reports#activity","id":{"time":"2026-01-05T10:00:00Z","applicationName":"gmail"},"events":[{"name":"x"}],"CreationTime":"2026-01-05T10:00:00","Operation":"x","RecordType":1,"Folders":[{"FolderItems":[` + longItems + `],"Path":"\\Inbox"}]}`), false},
@@ -158,7 +160,7 @@ func TestSkimDecodesAsParsed(t *testing.T) {
 func TestSkimFoldersForAccess(t *testing.T) {
 	plain := map[string]bool{"plain": true, "two folders": true, "escapes": true, "whitespace": true,
 		"path first, repeated keys": true, "repeated id key": true, "empty strings and lists": true,
-		"numbers": true, "folders first": true, "invalid time": true, "control character": true}
+		"numbers": true, "folders first": true, "invalid time": true, "control character": true, "long list last": true}
 	cases := append(skimCases[:len(skimCases):len(skimCases)], []struct {
 		name string
 		rec  []byte

@@ -54,7 +54,13 @@ const minSkim = 256
 // exactly, it returns the record with that array replaced by [] and true;
 // else raw and false. The returned bytes are valid until the next call.
 func (s *Skim) Record(raw []byte) ([]byte, bool) {
-	if len(raw) < minSkim || !bytes.Contains(raw, foldersKey) {
+	if len(raw) < minSkim {
+		return raw, false
+	}
+	// The value of a top-level Folders key lies after the key's first
+	// occurrence: when what follows is too short, the scan is not worth it
+	// (a MailItemsAccessed Bind of one message with Folders last).
+	if k := bytes.Index(raw, foldersKey); k < 0 || len(raw)-k-len(foldersKey) < minSkim {
 		return raw, false
 	}
 	start, end, ok := s.scan(raw)
