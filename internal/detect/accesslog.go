@@ -221,7 +221,8 @@ var errAccessLog = errors.New("damaged record")
 // appendAccess appends a's record: its length, then the fields in
 // declaration order (strings and lists length-prefixed, the time in Unix
 // nanoseconds). A hand-written encoding: gob spent more CPU on the log
-// than the detectors on the accesses.
+// than the detectors on the accesses. b grows once: the body is written
+// behind room for its length, then moved up against the length.
 func appendAccess(b []byte, a *event.MailAccess) []byte {
 	var t int64
 	var flags uint64
@@ -230,13 +231,18 @@ func appendAccess(b []byte, a *event.MailAccess) []byte {
 	} else {
 		t = a.Time.UnixNano()
 	}
-	body := binary.AppendVarint(nil, t)
-	for _, s := range [...]string{a.Tenant, a.User, a.Mailbox, a.AppID, a.ClientApp, a.IP, a.TokenID, a.RecordID} {
-		body = appendString(body, s)
+	strs := [...]string{a.Tenant, a.User, a.Mailbox, a.AppID, a.ClientApp, a.IP, a.TokenID, a.RecordID}
+	b = slices.Grow(b, accessBound(a, strs[:]))
+	at := len(b)
+	b = append(b, make([]byte, binary.MaxVarintLen64)...)
+	start := len(b)
+	b = binary.AppendVarint(b, t)
+	for _, s := range strs {
+		b = appendString(b, s)
 	}
-	body = binary.AppendUvarint(body, uint64(len(a.SessionIDs)))
+	b = binary.AppendUvarint(b, uint64(len(a.SessionIDs)))
 	for _, s := range a.SessionIDs {
-		body = appendString(body, s)
+		b = appendString(b, s)
 	}
 	if a.Sync {
 		flags |= 1
@@ -244,18 +250,40 @@ func appendAccess(b []byte, a *event.MailAccess) []byte {
 	if a.Throttled {
 		flags |= 2
 	}
-	body = binary.AppendUvarint(body, flags)
-	body = binary.AppendVarint(body, int64(a.Items))
-	body = binary.AppendUvarint(body, uint64(len(a.Folders)))
+	b = binary.AppendUvarint(b, flags)
+	b = binary.AppendVarint(b, int64(a.Items))
+	b = binary.AppendUvarint(b, uint64(len(a.Folders)))
 	for _, f := range a.Folders {
-		body = appendString(body, f.Path)
-		body = binary.AppendUvarint(body, uint64(len(f.Messages)))
+		b = appendString(b, f.Path)
+		b = binary.AppendUvarint(b, uint64(len(f.Messages)))
 		for _, m := range f.Messages {
-			body = appendString(body, m)
+			b = appendString(b, m)
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(body)))
-	return append(b, body...)
+	n := len(b) - start
+	k := binary.PutUvarint(b[at:], uint64(n))
+	copy(b[at+k:], b[start:])
+	return b[:at+k+n]
+}
+
+// accessBound is at least the bytes appendAccess appends for a, whose
+// strings up to the session ids are strs.
+func accessBound(a *event.MailAccess, strs []string) int {
+	const v = binary.MaxVarintLen64
+	n := 6*v + len(strs)*v
+	for _, s := range strs {
+		n += len(s)
+	}
+	for _, s := range a.SessionIDs {
+		n += v + len(s)
+	}
+	for _, f := range a.Folders {
+		n += 2*v + len(f.Path)
+		for _, m := range f.Messages {
+			n += v + len(m)
+		}
+	}
+	return n
 }
 
 // parseAccess reads what appendAccess wrote after the length.

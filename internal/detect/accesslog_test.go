@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -41,6 +43,47 @@ func TestAccessLogRoundTrip(t *testing.T) {
 			add(l, &testAccesses[i])
 		}
 		want = append(slices.Clone(want), testAccesses...)
+	}
+}
+
+// appendAccess appends after what b holds, records of every size of
+// length prefix (one, two and three bytes) read back one after another,
+// and each is what encoding it alone gives.
+func TestAppendAccessAppends(t *testing.T) {
+	long := func(n int) event.MailAccess {
+		a := testAccesses[1]
+		a.Folders = []event.FolderRead{{Path: `\Inbox`, Messages: make([]string, n)}}
+		for i := range a.Folders[0].Messages {
+			a.Folders[0].Messages[i] = fmt.Sprintf("<message-%d@contoso.example>", i)
+		}
+		return a
+	}
+	all := append(slices.Clone(testAccesses), long(5), long(1000))
+	b := []byte("head")
+	for i := range all {
+		b = appendAccess(b, &all[i])
+	}
+	if !bytes.HasPrefix(b, []byte("head")) {
+		t.Fatalf("what b held was overwritten: %q", b[:4])
+	}
+	rest := b[4:]
+	for i := range all {
+		alone := appendAccess(nil, &all[i])
+		if !bytes.HasPrefix(rest, alone) {
+			t.Fatalf("access %d: appended encoding differs from its encoding alone", i)
+		}
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < n {
+			t.Fatalf("access %d: bad length prefix", i)
+		}
+		got, err := parseAccess(rest[k : k+int(n)])
+		if err != nil || !reflect.DeepEqual(got, all[i]) {
+			t.Fatalf("access %d: read back %+v, %v", i, got, err)
+		}
+		rest = rest[k+int(n):]
+	}
+	if len(rest) != 0 {
+		t.Fatalf("%d bytes left after the accesses", len(rest))
 	}
 }
 
