@@ -119,15 +119,16 @@ func rowOf(idx uint64, sub int, received time.Time, e *event.Event) eventRow {
 	return r
 }
 
-// mailRowsOf returns the mail_access rows of a mail-read event: one per
-// message of a Bind, one per folder of a Sync (message id empty). A read
-// whose record names no folder or message still gets one row, so every
-// mail read is in the table.
-func mailRowsOf(r *eventRow, e *event.Event) []mailRow {
+// appendMailRows appends the mail_access rows of a mail-read event to
+// out: one per message of a Bind, one per folder of a Sync (message id
+// empty). A read whose record names no folder or message still gets one
+// row, so every mail read is in the table.
+func appendMailRows(out []mailRow, r *eventRow, e *event.Event) []mailRow {
 	a, ok := event.MailAccessOf(e)
 	if !ok {
-		return nil
+		return out
 	}
+	first := len(out)
 	base := mailRow{
 		idx: r.idx, sub: r.sub, time: r.time, mailbox: a.Mailbox, accessType: "Bind", throttled: a.Throttled,
 		actor: r.actor, app: r.app, clientApp: r.clientApp, ip: r.ip, ipHi: r.ipHi, ipLo: r.ipLo, hasIP: r.hasIP, asn: r.asn, country: r.country,
@@ -139,7 +140,6 @@ func mailRowsOf(r *eventRow, e *event.Event) []mailRow {
 	if base.session == "" && len(a.SessionIDs) > 0 {
 		base.session = a.SessionIDs[0]
 	}
-	var out []mailRow
 	for _, f := range a.Folders {
 		if len(f.Messages) == 0 {
 			m := base
@@ -153,11 +153,11 @@ func mailRowsOf(r *eventRow, e *event.Event) []mailRow {
 			out = append(out, m)
 		}
 	}
-	if len(out) == 0 {
+	if len(out) == first {
 		out = append(out, base)
 	}
-	for i := range out {
-		out[i].n = int32(i)
+	for i := first; i < len(out); i++ {
+		out[i].n = int32(i - first)
 	}
 	return out
 }

@@ -34,12 +34,13 @@ func rowsOf(idx uint64, en *journal.Entry, evs []*event.Event, err error, enrich
 		d.reason = "record holds no event"
 		return d
 	}
+	d.events = make([]eventRow, 0, len(evs))
 	for k, e := range evs {
 		r := rowOf(idx, k, en.Received, e)
 		enrichRow(&r, enrich)
 		d.events = append(d.events, r)
 		if r.kind == KindMail {
-			d.mail = append(d.mail, mailRowsOf(&r, e)...)
+			d.mail = appendMailRows(d.mail, &r, e)
 		}
 	}
 	return d
