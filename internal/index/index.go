@@ -757,6 +757,14 @@ type writer struct {
 	conn *sql.Conn           // the appenders' connection
 	apps [3]*duckdb.Appender // events, mail_access, unindexed
 	rows [3]int              // appended since the last flush
+
+	// The cells of the last event row and of a mail row. A cell is a
+	// value boxed in an interface, an allocation each: a mail row takes
+	// the cells it shares with its event's row (the actor, the address,
+	// the session...) from there.
+	ev   [25]driver.Value
+	last *eventRow // the row ev holds
+	mr   [20]driver.Value
 }
 
 var writerTables = [3]string{"events", "mail_access", "unindexed"}
@@ -837,28 +845,66 @@ func (w *writer) appendEvent(r *eventRow) error {
 	}
 	w.events++
 	w.rows[0]++
-	return w.apps[0].AppendRow(r.idx, r.sub, timeOrNull(r.time), timeOrNull(r.received), r.kind, orNull(r.tenant), orNull(r.source),
+	w.ev = [25]driver.Value{r.idx, r.sub, timeOrNull(r.time), timeOrNull(r.received), r.kind, orNull(r.tenant), orNull(r.source),
 		orNull(r.op), orNull(r.result), r.failed, orNull(r.actor), orNull(r.app), orNull(r.clientApp), orNull(r.servicePrincipal),
 		orNull(r.ip), hi, lo, asn, orNull(r.country), orNull(r.userAgent),
-		orNull(r.session), orNull(r.token), orNull(r.mailbox), orNull(r.recordID), r.items)
+		orNull(r.session), orNull(r.token), orNull(r.mailbox), orNull(r.recordID), r.items}
+	w.last = r
+	return w.apps[0].AppendRow(w.ev[:]...)
 }
+
+// noRow stands for the event row when a mail row's event is not the last
+// appended: nothing is shared.
+var noRow eventRow
+
+// The cells of events (writer.ev) a mail row may share.
+const (
+	evTime    = 2
+	evActor   = 10
+	evApp     = 11
+	evClient  = 12
+	evIP      = 14
+	evCountry = 18
+	evSession = 20
+	evToken   = 21
+)
 
 func (w *writer) appendMail(m *mailRow) error {
 	var hi, lo, asn, key any
-	if m.hasIP {
-		hi, lo = m.ipHi, m.ipLo
-	}
-	if m.asn != 0 {
-		asn = m.asn
-	}
 	if m.messageID != "" {
 		key = messageKey(m.messageID)
 	}
 	w.mail++
 	w.rows[1]++
-	return w.apps[1].AppendRow(m.idx, m.sub, m.n, timeOrNull(m.time), orNull(m.mailbox), orNull(m.folder), orNull(m.messageID), key,
-		m.accessType, m.throttled, orNull(m.actor), orNull(m.app), orNull(m.clientApp), orNull(m.ip), hi, lo, asn,
-		orNull(m.country), orNull(m.session), orNull(m.token))
+	// cell is the event row's cell i when the mail row has the same value
+	// (its event was the last appended), else s's own.
+	r := w.last
+	ev := r != nil && r.idx == m.idx && r.sub == m.sub
+	if !ev {
+		r = &noRow
+	}
+	cell := func(i int, s, evs string) any {
+		if ev && s == evs {
+			return w.ev[i]
+		}
+		return orNull(s)
+	}
+	t := timeOrNull(m.time)
+	if ev && m.time.Equal(r.time) && m.hasIP == r.hasIP && m.ipHi == r.ipHi && m.ipLo == r.ipLo && m.asn == r.asn {
+		t, hi, lo, asn = w.ev[evTime], w.ev[evIP+1], w.ev[evIP+2], w.ev[evIP+3]
+	} else {
+		if m.hasIP {
+			hi, lo = m.ipHi, m.ipLo
+		}
+		if m.asn != 0 {
+			asn = m.asn
+		}
+	}
+	w.mr = [20]driver.Value{m.idx, m.sub, m.n, t, orNull(m.mailbox), orNull(m.folder), orNull(m.messageID), key,
+		m.accessType, m.throttled, cell(evActor, m.actor, r.actor), cell(evApp, m.app, r.app), cell(evClient, m.clientApp, r.clientApp),
+		cell(evIP, m.ip, r.ip), hi, lo, asn, cell(evCountry, m.country, r.country), cell(evSession, m.session, r.session),
+		cell(evToken, m.token, r.token)}
+	return w.apps[1].AppendRow(w.mr[:]...)
 }
 
 func (w *writer) appendUnindexed(idx uint64, source, reason string) error {

@@ -144,6 +144,34 @@ func rebuilt(t *testing.T, data string, opts Options) (*Index, UpdateStats) {
 	return x, st
 }
 
+// TestMailRowsAgreeWithTheirEvents: a mail read's rows in mail_access
+// carry its event's actor, apps, address, token, time and session (the
+// writer shares those cells between the two tables' rows), and the
+// fixture's mail reads have them.
+func TestMailRowsAgreeWithTheirEvents(t *testing.T) {
+	data := t.TempDir()
+	ingest(t, data, tenantFiles(t), 3000, nil)
+	x, _ := rebuilt(t, data, Options{})
+	var rows, differ, actors, ips, times int
+	err := x.db.QueryRowContext(t.Context(), `SELECT count(*),
+		count(*) FILTER (WHERE m.actor IS DISTINCT FROM e.actor OR m.app IS DISTINCT FROM e.app
+			OR m.client_app IS DISTINCT FROM e.client_app OR m.ip IS DISTINCT FROM e.ip
+			OR m.ip_hi IS DISTINCT FROM e.ip_hi OR m.ip_lo IS DISTINCT FROM e.ip_lo OR m.asn IS DISTINCT FROM e.asn
+			OR m.country IS DISTINCT FROM e.country OR m.token IS DISTINCT FROM e.token OR m.time IS DISTINCT FROM e.time
+			OR (e.session IS NOT NULL AND m.session IS DISTINCT FROM e.session)),
+		count(m.actor), count(m.ip), count(m.time)
+		FROM mail_access m JOIN events e USING (idx, sub)`).Scan(&rows, &differ, &actors, &ips, &times)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if differ != 0 {
+		t.Errorf("%d of %d mail rows differ from their event's row", differ, rows)
+	}
+	if rows == 0 || actors != rows || ips == 0 || times != rows {
+		t.Errorf("%d mail rows: %d with an actor, %d with an address, %d with a time", rows, actors, ips, times)
+	}
+}
+
 func TestReindexEqualsIncremental(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
