@@ -1001,13 +1001,13 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 	rec := holderRecord{Tenant: w.tenant, Holder: w.d.o.Holder, Holding: w.holding, Snapshot: name, Seq: w.pos, At: time.Now().UTC()}
 	fence, err := w.d.c.writeHolder(ctx, rec, w.out.fence)
 	if err != nil {
-		w.deleteSnap(name)
+		w.deleteSnap(name, true)
 		return fmt.Errorf("cluster: detection snapshot at %d not committed: %w", w.pos, err)
 	}
 	prev := w.holder.Snapshot
 	w.holder, w.out.fence = rec, fence
 	if prev != "" && prev != name {
-		w.deleteSnap(prev)
+		w.deleteSnap(prev, false)
 	}
 	w.snap = w.pos
 	w.d.update(w.tenant, func(s *TenantStats) { s.Snapshots++; s.SnapshotSeq = w.pos; s.SnapshotLen = int64(info.Size) })
@@ -1015,12 +1015,29 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 }
 
 // deleteSnap removes a snapshot object no holder record names (any more);
-// one left behind by a failure is removed at the next takeover.
-func (w *tenantWorker) deleteSnap(name string) {
+// one left behind by a failure is removed at the next takeover. written:
+// this worker has just stored it. The object store reads an object's
+// metadata with a direct get, which any replica answers, so one that has
+// not caught up with the write yet says the object does not exist: then
+// the delete is tried again.
+func (w *tenantWorker) deleteSnap(name string, written bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.d.snaps.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-		w.log.Warn("cluster: removing a detection snapshot no holder record names failed", "object", name, "err", err)
+	backoff := 20 * time.Millisecond
+	for {
+		err := w.d.snaps.Delete(ctx, name)
+		if err == nil || (errors.Is(err, jetstream.ErrObjectNotFound) && !written) {
+			return
+		}
+		if !errors.Is(err, jetstream.ErrObjectNotFound) || ctx.Err() != nil {
+			w.log.Warn("cluster: removing a detection snapshot no holder record names failed", "object", name, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -1077,7 +1094,7 @@ func (w *tenantWorker) removeStale(ctx context.Context) {
 	}
 	for _, o := range objs {
 		if isSnapOf(w.tenant, o.Name) && o.Name != w.holder.Snapshot {
-			w.deleteSnap(o.Name)
+			w.deleteSnap(o.Name, false)
 		}
 	}
 }
@@ -1410,6 +1427,7 @@ func (o *alertOut) flush(ctx context.Context) error {
 		s.Alerts += alerts
 		s.Updates += updates
 		s.Groupings += lists
+		s.Batches += uint64(res.Batches)
 	})
 	return nil
 }
