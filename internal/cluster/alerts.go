@@ -31,12 +31,22 @@ func (c *Conn) alertStreamConfig() jetstream.StreamConfig {
 		// and never expires.
 		AllowRollup: true,
 		AllowMsgTTL: true,
+		// A flush of alerts goes out as one atomic batch (fence.go).
+		AllowAtomicPublish: true,
 	}
 }
 
 func (c *Conn) ensureAlertStream(ctx context.Context) error {
-	if _, err := c.js.CreateOrUpdateStream(ctx, c.alertStreamConfig()); err != nil {
+	s, err := c.js.CreateOrUpdateStream(ctx, c.alertStreamConfig())
+	if err != nil {
 		return fmt.Errorf("alert stream: %w", err)
+	}
+	// A server older than 2.12 ignores allow_atomic, and would store a
+	// batch's messages as single publishes: alerts then go one at a time.
+	if !s.CachedInfo().Config.AllowAtomicPublish {
+		if c.noBatches.CompareAndSwap(false, true) {
+			c.opts.Logger.Warn("cluster: the alert stream takes no atomic batches (NATS servers older than 2.12); alerts go out one at a time", "stream", AlertStream)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,6 +94,8 @@ type Conn struct {
 	// client's limit: past it the client fails publishes ("stalled"), and
 	// their retries land after later records, out of push order.
 	slots *semaphore.Weighted
+	// noBatches: the alert stream takes no atomic batches (fence.go).
+	noBatches atomic.Bool
 }
 
 // Connect connects to the cluster and creates or updates the raw stream.

@@ -115,6 +115,7 @@ type TenantStats struct {
 	Updates     uint64 // incident updates sent
 	Groupings   uint64 // incident lists sent (after a refresh that changed which incidents exist)
 	Repeats     uint64 // alerts and updates not sent again (the guard or the stream knew them)
+	Batches     uint64 // atomic batches the alerts, updates and lists went out in (the others one at a time)
 	Takeovers   uint64 // times the worker took the lease
 	RestoreErr  string // the last snapshot that could not be used, and why
 	Fenced      uint64 // times a write was refused because another worker had taken the tenant over (the worker then stopped it)

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,52 +136,212 @@ func (c *Conn) writeHolder(ctx context.Context, rec holderRecord, expect uint64)
 	}
 }
 
-// publishFenced publishes msgs to the alert stream one at a time, each
-// only while the tenant's holder record is still the one at sequence
-// fence (the stream checks one conditional write on a subject at a
-// time, so they cannot be in flight together). Failures a retry can fix
-// are retried (same Nats-Msg-Id) until ctx ends; a moved fence returns
-// ErrFenced (wrapped) with what was published before it.
+// Atomic batches. A clustered stream checks one conditional write on a
+// subject at a time: while one expecting the holder record is proposed
+// and not yet applied, the next is refused as busy (10164), so single
+// publishes expecting the holder record cannot be in flight together;
+// one at a time, a flush costs a round trip through the stream's quorum
+// per message. An atomic batch (nats-server 2.12+, the stream's
+// allow_atomic) is checked as a whole at its commit and proposed as one:
+// every message in it expects the holder record, so a stale holder's
+// batch is refused whole, and a flush costs one round trip per batch.
+const (
+	batchIDHeader     = "Nats-Batch-Id"
+	batchSeqHeader    = "Nats-Batch-Sequence"
+	batchCommitHeader = "Nats-Batch-Commit"
+	// maxBatch is the most messages in one atomic batch (the server's
+	// default limit is 1,000).
+	maxBatch = 256
+	// codeBatchDuplicate: a message of the batch is already in the
+	// stream (its Nats-Msg-Id within the duplicate window): the whole
+	// batch is refused.
+	codeBatchDuplicate = 10201
+	// codeDuplicateInProcess: a message with the same id is proposed, not
+	// yet applied (an earlier try of the same batch): try again.
+	codeDuplicateInProcess = 10158
+	// codeAtomicDisabled and codeBatchTooLarge: the stream does not take
+	// atomic batches (a server older than 2.12, or allow_atomic off), or
+	// not this large (the server's max_batch_size).
+	codeAtomicDisabled = 10174
+	codeBatchTooLarge  = 10199
+)
+
+// publishFenced publishes msgs to the alert stream in order, each only
+// while the tenant's holder record is still the one at sequence fence:
+// in atomic batches of up to maxBatch, one at a time where a batch cannot
+// be used (a single message; a batch refused because it holds a message
+// already stored, which one at a time tells apart; a stream that takes
+// no batches). Failures a retry can fix are retried (same Nats-Msg-Id)
+// until ctx ends; a moved fence returns ErrFenced (wrapped) with what was
+// published before it.
 func (c *Conn) publishFenced(ctx context.Context, tenant string, fence uint64, msgs []*nats.Msg, acks []journal.Ack, res *PublishResult) error {
 	subj := holderSubject(tenant)
-	for i, m := range msgs {
+	for _, m := range msgs {
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fence, 10))
 		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, subj)
-		backoff := 20 * time.Millisecond
-		for attempt := 0; ; attempt++ {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			ack, err := c.js.PublishMsg(pctx, m, jetstream.WithExpectStream(AlertStream))
-			cancel()
-			if err == nil {
-				acks[i] = journal.Ack{Index: ack.Sequence, Duplicate: ack.Duplicate}
-				if ack.Duplicate {
-					res.Duplicates++
-				} else {
-					res.Accepted++
-				}
-				break
-			}
-			switch code := apiCode(err); {
-			case code == codeWrongLastSeq:
-				return fmt.Errorf("%w: alert stream refused %s (expected the holder record at sequence %d): %v", ErrFenced, m.Subject, fence, err)
-			case isPermanent(err):
-				return fmt.Errorf("cluster: publish to %s: %w", AlertStream, err)
-			case ctx.Err() != nil:
-				return fmt.Errorf("cluster: publish: %w (last error: %v)", ctx.Err(), err)
-			case code != codeWrongLastSeqBusy:
-				res.Retries++
-				if attempt > 0 && attempt%10 == 0 {
-					c.opts.Logger.Warn("cluster: alert publish not acknowledged, retrying", "tenant", tenant, "attempt", attempt, "err", err)
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+	}
+	done := 0
+	for len(msgs)-done > 1 && !c.noBatches.Load() {
+		n := min(len(msgs)-done, maxBatch)
+		ok, err := c.publishBatch(ctx, tenant, fence, msgs[done:done+n], acks[done:done+n], res)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		done += n
+	}
+	for i := done; i < len(msgs); i++ {
+		if err := c.publishOneFenced(ctx, tenant, fence, msgs[i], &acks[i], res); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// publishOneFenced publishes m alone, retrying until the stream answers.
+func (c *Conn) publishOneFenced(ctx context.Context, tenant string, fence uint64, m *nats.Msg, ack *journal.Ack, res *PublishResult) error {
+	backoff := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pa, err := c.js.PublishMsg(pctx, m, jetstream.WithExpectStream(AlertStream))
+		cancel()
+		if err == nil {
+			*ack = journal.Ack{Index: pa.Sequence, Duplicate: pa.Duplicate}
+			if pa.Duplicate {
+				res.Duplicates++
+			} else {
+				res.Accepted++
+			}
+			return nil
+		}
+		switch code := apiCode(err); {
+		case code == codeWrongLastSeq:
+			return fmt.Errorf("%w: alert stream refused %s (expected the holder record at sequence %d): %v", ErrFenced, m.Subject, fence, err)
+		case isPermanent(err):
+			return fmt.Errorf("cluster: publish to %s: %w", AlertStream, err)
+		case ctx.Err() != nil:
+			return fmt.Errorf("cluster: publish: %w (last error: %v)", ctx.Err(), err)
+		case code != codeWrongLastSeqBusy:
+			res.Retries++
+			if attempt > 0 && attempt%10 == 0 {
+				c.opts.Logger.Warn("cluster: alert publish not acknowledged, retrying", "tenant", tenant, "attempt", attempt, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// batchAck is the stream's answer to a batch's commit.
+type batchAck struct {
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Batch  string              `json:"batch"`
+	Count  int                 `json:"count"`
+	Error  *jetstream.APIError `json:"error"`
+}
+
+// publishBatch publishes msgs (at least two) as one atomic batch, stored
+// whole or not at all, retrying what a retry can fix with a new batch id.
+// It returns false, and nothing stored, when the stream refused the batch
+// for a message it already holds or takes no batches: the caller sends
+// them one at a time.
+func (c *Conn) publishBatch(ctx context.Context, tenant string, fence uint64, msgs []*nats.Msg, acks []journal.Ack, res *PublishResult) (bool, error) {
+	// The batch headers go before the messages are sent one at a time.
+	defer func() {
+		for _, m := range msgs {
+			m.Header.Del(batchIDHeader)
+			m.Header.Del(batchSeqHeader)
+			m.Header.Del(batchCommitHeader)
+			m.Header.Del(jetstream.ExpectedStreamHeader)
+		}
+	}()
+	backoff := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		ack, err := c.sendBatch(ctx, msgs)
+		if err == nil {
+			first := ack.Seq + 1 - uint64(len(msgs))
+			for i := range acks {
+				acks[i] = journal.Ack{Index: first + uint64(i)}
+			}
+			res.Accepted += int64(len(msgs))
+			res.Batches++
+			return true, nil
+		}
+		switch code := apiCode(err); {
+		case code == codeWrongLastSeq:
+			return false, fmt.Errorf("%w: alert stream refused a batch of %d messages (expected the holder record at sequence %d): %v", ErrFenced, len(msgs), fence, err)
+		case code == codeBatchDuplicate:
+			return false, nil
+		case code == codeAtomicDisabled || code == codeBatchTooLarge:
+			if c.noBatches.CompareAndSwap(false, true) {
+				c.opts.Logger.Warn("cluster: the alert stream takes no atomic batches of this size; alerts go out one at a time (upgrade the NATS servers to 2.12 or later, or raise max_batch_size)",
+					"stream", AlertStream, "batch", len(msgs), "err", err)
+			}
+			return false, nil
+		case isPermanent(err):
+			return false, fmt.Errorf("cluster: publish to %s: %w", AlertStream, err)
+		case ctx.Err() != nil:
+			return false, fmt.Errorf("cluster: publish: %w (last error: %v)", ctx.Err(), err)
+		case code != codeWrongLastSeqBusy && code != codeDuplicateInProcess:
+			res.Retries++
+			if attempt > 0 && attempt%10 == 0 {
+				c.opts.Logger.Warn("cluster: alert batch not acknowledged, retrying", "tenant", tenant, "attempt", attempt, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// sendBatch sends msgs as an atomic batch with a new id: all but the last
+// without waiting (the stream leader stages them; one lost makes the
+// commit fail as incomplete), the last as the commit, whose answer it
+// returns.
+func (c *Conn) sendBatch(ctx context.Context, msgs []*nats.Msg) (batchAck, error) {
+	var ack batchAck
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return ack, fmt.Errorf("cluster: batch id: %w", err)
+	}
+	id := hex.EncodeToString(b[:])
+	for i, m := range msgs {
+		m.Header.Set(batchIDHeader, id)
+		m.Header.Set(batchSeqHeader, strconv.Itoa(i+1))
+		m.Header.Set(jetstream.ExpectedStreamHeader, AlertStream)
+		m.Header.Del(batchCommitHeader)
+	}
+	last := msgs[len(msgs)-1]
+	last.Header.Set(batchCommitHeader, "1")
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := c.nc.PublishMsg(m); err != nil {
+			return ack, fmt.Errorf("cluster: batch %s: %w", id, err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.nc.RequestMsgWithContext(rctx, last)
+	if err != nil {
+		return ack, fmt.Errorf("cluster: batch %s: %w", id, err)
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return ack, fmt.Errorf("cluster: batch %s: answer %q: %w", id, resp.Data, err)
+	}
+	if ack.Error != nil {
+		return ack, fmt.Errorf("cluster: batch %s: %w", id, ack.Error)
+	}
+	if ack.Stream != AlertStream || ack.Batch != id || ack.Count != len(msgs) || ack.Seq < uint64(len(msgs)) {
+		return ack, fmt.Errorf("cluster: batch %s of %d messages: the stream acknowledged %q", id, len(msgs), resp.Data)
+	}
+	return ack, nil
 }
 
 // snapPrefix starts the names of a tenant's snapshot objects.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,15 +113,22 @@ func TestDetectionStaleHolderFenced(t *testing.T) {
 			}
 			// A write expecting worker-1's holder record is refused; one
 			// expecting worker-2's is not.
-			probe := func(fence uint64, id string) error {
-				m := nats.NewMsg("alerts." + token(tenant) + ".alert")
-				m.Header.Set(jetstream.MsgIDHeader, id)
-				m.Data = []byte(`{}`)
+			probe := func(fence uint64, ids ...string) error {
+				var msgs []*nats.Msg
+				for _, id := range ids {
+					m := nats.NewMsg("alerts." + token(tenant) + ".alert")
+					m.Header.Set(jetstream.MsgIDHeader, id)
+					m.Data = []byte(`{}`)
+					msgs = append(msgs, m)
+				}
 				var res PublishResult
-				return admin.publishFenced(t.Context(), tenant, fence, []*nats.Msg{m}, make([]journal.Ack, 1), &res)
+				return admin.publishFenced(t.Context(), tenant, fence, msgs, make([]journal.Ack, len(msgs)), &res)
 			}
 			if err := probe(staleFence, "probe-stale"); !errors.Is(err, ErrFenced) {
 				t.Fatalf("a publish expecting worker-1's holder record: %v, want ErrFenced", err)
+			}
+			if err := probe(staleFence, "probe-stale-1", "probe-stale-2", "probe-stale-3"); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "batch of 3") {
+				t.Fatalf("a batch expecting worker-1's holder record: %v, want ErrFenced refusing the batch", err)
 			}
 			// Worker-1 wakes up with its write; its lease renewals still
 			// wait, so it believes it holds the tenant.
@@ -259,8 +269,132 @@ func TestDetectionStaleHolderFenced(t *testing.T) {
 			if got := slices.Sorted(maps.Keys(listed)); !slices.Equal(got, slices.Sorted(slices.Values(refIDs))) {
 				t.Errorf("a reader of the alert stream lists incidents %v; the single process %v", got, slices.Sorted(slices.Values(refIDs)))
 			}
+			if st1.Batches+st2.Batches == 0 {
+				t.Errorf("the workers sent %d alerts and %d updates, none in an atomic batch", st1.Alerts+st2.Alerts, st1.Updates+st2.Updates)
+			}
 			b, _ := json.Marshal(st1)
-			t.Logf("worker-1 %s; worker-2 sent %d alerts, %d updates, %d lists, %d repeats not sent", b, st2.Alerts, st2.Updates, st2.Groupings, st2.Repeats)
+			t.Logf("worker-1 %s; worker-2 sent %d alerts, %d updates, %d lists in %d batches (the rest one at a time), %d repeats not sent", b, st2.Alerts, st2.Updates, st2.Groupings, st2.Batches, st2.Repeats)
 		})
+	}
+}
+
+// TestPublishFencedBatches: a flush's messages go out in atomic batches,
+// each message expecting the holder record: an alert stream made before
+// batches is updated to take them; a flush of 600 is stored in three
+// batches, in order; a flush repeating messages already stored is
+// refused as a batch and sent one at a time, the repeats reported as
+// duplicates and stored once; a flush expecting a holder record that is
+// no longer the last is refused whole, nothing of it stored.
+func TestPublishFencedBatches(t *testing.T) {
+	c := natstest.Start(t, 3)
+	admin := connect(t, c, "admin")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const ten = "batches"
+	old := admin.alertStreamConfig()
+	old.AllowAtomicPublish = false
+	if _, err := admin.js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ensureAlertStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := admin.js.Stream(ctx, AlertStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.CachedInfo().Config.AllowAtomicPublish || admin.noBatches.Load() {
+		t.Fatal("the alert stream made before batches was not updated to take them")
+	}
+	fence, err := admin.writeHolder(ctx, holderRecord{Tenant: ten, Holder: "w1", Holding: "h1", At: time.Now()}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := func(from, to int) []*nats.Msg {
+		var out []*nats.Msg
+		for i := from; i < to; i++ {
+			m := nats.NewMsg("alerts." + token(ten) + ".alert")
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", ten, i))
+			m.Data = []byte(strconv.Itoa(i))
+			out = append(out, m)
+		}
+		return out
+	}
+	count := func() uint64 {
+		t.Helper()
+		subj := "alerts." + token(ten) + ".alert"
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[subj]
+	}
+	// readAlerts returns the tenant's alert messages' bodies in stream order.
+	readAlerts := func() []string {
+		t.Helper()
+		var out []string
+		for seq := uint64(1); ; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return out
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Subject == "alerts."+token(ten)+".alert" {
+				out = append(out, string(m.Data))
+			}
+		}
+	}
+
+	var res PublishResult
+	first := msgs(0, 600)
+	acks := make([]journal.Ack, len(first))
+	if err := admin.publishFenced(ctx, ten, fence, first, acks, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 600 || res.Duplicates != 0 || res.Batches != 3 {
+		t.Fatalf("a flush of 600: %+v, want 600 accepted in 3 batches", res)
+	}
+	for i := 1; i < len(acks); i++ {
+		if acks[i].Index <= acks[i-1].Index {
+			t.Fatalf("acknowledged sequences %d then %d", acks[i-1].Index, acks[i].Index)
+		}
+	}
+	got := readAlerts()
+	if len(got) != 600 {
+		t.Fatalf("%d alert messages stored, want 600", len(got))
+	}
+	for i, b := range got {
+		if b != strconv.Itoa(i) {
+			t.Fatalf("alert message %d is %q: out of order", i, b)
+		}
+	}
+
+	// Ten repeats and five new messages.
+	res = PublishResult{}
+	again := append(msgs(590, 600), msgs(600, 605)...)
+	if err := admin.publishFenced(ctx, ten, fence, again, make([]journal.Ack, len(again)), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 5 || res.Duplicates != 10 || res.Batches != 0 {
+		t.Fatalf("a flush of 10 repeats and 5 new messages: %+v, want 5 accepted and 10 duplicates, one at a time", res)
+	}
+	if n := count(); n != 605 {
+		t.Fatalf("%d alert messages stored, want 605", n)
+	}
+
+	// Another holder: a flush expecting the first's record is refused whole.
+	if _, err := admin.writeHolder(ctx, holderRecord{Tenant: ten, Holder: "w2", Holding: "h2", At: time.Now()}, fence); err != nil {
+		t.Fatal(err)
+	}
+	res = PublishResult{}
+	stale := msgs(605, 705)
+	err = admin.publishFenced(ctx, ten, fence, stale, make([]journal.Ack, len(stale)), &res)
+	if !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "batch of 100") {
+		t.Fatalf("a stale holder's flush of 100: %v, want ErrFenced refusing the batch", err)
+	}
+	if n := count(); n != 605 || res.Accepted != 0 {
+		t.Fatalf("a refused flush stored %d messages (%+v)", n-605, res)
 	}
 }

@@ -22,6 +22,8 @@ type PublishResult struct {
 	// Retries counts publishes sent again after a failure or a missing
 	// acknowledgement (leader change, lost connection).
 	Retries int64
+	// Batches counts atomic batches stored (alert publishes).
+	Batches int64
 }
 
 // maxInFlight bounds unacknowledged publishes per Publish call, so a large
