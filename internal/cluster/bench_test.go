@@ -1,11 +1,16 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-audit/vigil/internal/cluster/natstest"
 	"github.com/vigil-audit/vigil/internal/detect"
@@ -84,6 +89,7 @@ func BenchmarkDetectWorker(b *testing.B) {
 	}
 	defer conn.Close()
 	var total, cpu time.Duration
+	var sent, batches uint64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		benchTenants++
@@ -130,6 +136,9 @@ func BenchmarkDetectWorker(b *testing.B) {
 		total += time.Since(start)
 		cpu += processCPU(b) - cpu0
 		b.StopTimer()
+		st := d.Stats()[ten]
+		sent += st.Alerts + st.Updates + st.Groupings
+		batches += st.Batches
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)
@@ -140,6 +149,62 @@ func BenchmarkDetectWorker(b *testing.B) {
 	// worker's reads and alerts cost them is part of detection's cost.
 	b.ReportMetric(float64(len(f.entries)*b.N)/cpu.Seconds(), "records/cpu-s")
 	b.ReportMetric(float64(len(f.entries)), "records/op")
+	b.ReportMetric(float64(sent)/float64(b.N), "alert-msgs/op")
+	b.ReportMetric(float64(batches)/float64(b.N), "batches/op")
+}
+
+// BenchmarkAlertFlush publishes flushes of alert messages to the alert
+// stream of an in-process R3 cluster, each message expecting the holder
+// record, as atomic batches ("batch") and one at a time ("single", what a
+// stream without batches gets): messages per second, and per second of
+// the process's CPU (the three NATS servers' included).
+func BenchmarkAlertFlush(b *testing.B) {
+	c := natstest.Start(b, 3)
+	ctx := context.Background()
+	conn, err := Connect(ctx, Options{URLs: splitURLs(c.URLs()), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.ensureAlertStream(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const ten = "flush-bench"
+	fence, err := conn.writeHolder(ctx, holderRecord{Tenant: ten, Holder: "bench", Holding: "bench", At: time.Now()}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("x"), 1500) // about an alert's JSON
+	n := 0
+	for _, size := range []int{8, 64} {
+		for _, mode := range []string{"batch", "single"} {
+			b.Run(fmt.Sprintf("%s-%d", mode, size), func(b *testing.B) {
+				conn.noBatches.Store(mode == "single")
+				defer conn.noBatches.Store(false)
+				cpu0, start := processCPU(b), time.Now()
+				for i := 0; i < b.N; i++ {
+					msgs := make([]*nats.Msg, size)
+					for k := range msgs {
+						n++
+						m := nats.NewMsg("alerts." + token(ten) + ".alert")
+						m.Header.Set(jetstream.MsgIDHeader, "flush-bench-"+strconv.Itoa(n))
+						m.Data = body
+						msgs[k] = m
+					}
+					var res PublishResult
+					if err := conn.publishFenced(ctx, ten, fence, msgs, make([]journal.Ack, size), &res); err != nil {
+						b.Fatal(err)
+					}
+					if res.Accepted != int64(size) {
+						b.Fatalf("%+v", res)
+					}
+				}
+				msgs := float64(b.N * size)
+				b.ReportMetric(msgs/time.Since(start).Seconds(), "msgs/s")
+				b.ReportMetric(msgs/(processCPU(b)-cpu0).Seconds(), "msgs/cpu-s")
+			})
+		}
+	}
 }
 
 // processCPU is the user and system time of the process so far.
