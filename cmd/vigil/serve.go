@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg *setup.Config, scfg *setup.Server, o serveOp
 	if err != nil {
 		return usageError("%v", err)
 	}
-	outbox, err := sink.NewOutbox(filepath.Join(srvDir, "outbox"), sinks, sink.OutboxOptions{Logger: logger})
+	outbox, err := sink.NewOutbox(filepath.Join(srvDir, "outbox"), sinks, sink.OutboxOptions{Logger: logger, Ready: node.deliveryGate()})
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,29 @@ type clusterNode struct {
 	// answer is the journal node's API for journal queries from the
 	// other nodes, served while it holds the journal lease.
 	answer func(context.Context, server.JournalQuery) server.JournalAnswer
+	// seq is the journal node's current sequencer.
+	seq atomic.Pointer[cluster.Sequencer]
+}
+
+// confirmJournal: this journal node still holds the journal lease
+// (Sequencer.ConfirmLease), asked before it answers for the journal.
+func (n *clusterNode) confirmJournal(ctx context.Context) error {
+	s := n.seq.Load()
+	if s == nil {
+		return cluster.ErrNoLease
+	}
+	return s.ConfirmLease(ctx)
+}
+
+// deliveryGate is the outbox's Ready: a journal node hands its sinks
+// nothing while it does not hold the journal lease (one waking from a
+// pause that outlived it, one whose lease another node took). Nil without
+// a cluster and on other roles.
+func (n *clusterNode) deliveryGate() func(context.Context) error {
+	if n == nil || n.role != "journal" {
+		return nil
+	}
+	return n.confirmJournal
 }
 
 // detectionMetrics are a detect node's gauges: where its worker stands in
@@ -158,6 +181,7 @@ func (n *clusterNode) run(ctx context.Context, wake func()) error {
 		if err != nil {
 			return err
 		}
+		n.seq.Store(s)
 		err = s.Run(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -189,7 +213,7 @@ func (n *clusterNode) serveQueries() func(held bool) {
 			return
 		}
 		var err error
-		stop, err = n.conn.ServeJournalQueries(n.tenant, server.ForwardTimeout, func(ctx context.Context, path, query string) cluster.QueryAnswer {
+		stop, err = n.conn.ServeJournalQueries(n.tenant, server.ForwardTimeout, n.confirmJournal, func(ctx context.Context, path, query string) cluster.QueryAnswer {
 			a := n.answer(ctx, server.JournalQuery{Path: path, Query: query})
 			return cluster.QueryAnswer{Status: a.Status, Header: a.Header, Body: a.Body}
 		})

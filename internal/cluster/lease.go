@@ -141,10 +141,14 @@ func (l *lease) hold(ctx context.Context) error {
 
 // renew updates the lease if it is still this holder's revision.
 func (l *lease) renew(ctx context.Context) error {
-	rctx, cancel := context.WithTimeout(ctx, l.ttl/6)
-	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.renewLocked(ctx)
+}
+
+func (l *lease) renewLocked(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, l.ttl/6)
+	defer cancel()
 	rev, err := l.kv.Update(rctx, l.key, []byte(l.holder), l.rev)
 	if err == nil {
 		l.rev, l.renewed = rev, time.Now()
@@ -174,15 +178,16 @@ func (l *lease) lostErr(err error) error {
 // last confirmed more than TTL/15 ago (a holder waking from a pause finds
 // its renewals long past, whatever its renewal goroutine believes), it is
 // renewed first. It returns the lost error when another holder took it or
-// it cannot have been held for a while.
+// it cannot have been held for a while. Confirmations at once (journal
+// queries, sink deliveries) wait for one renewal.
 func (l *lease) confirm(ctx context.Context) error {
 	l.mu.Lock()
-	since := time.Since(l.renewed)
-	l.mu.Unlock()
-	if since < l.ttl/15 {
+	if time.Since(l.renewed) < l.ttl/15 {
+		l.mu.Unlock()
 		return nil
 	}
-	err := l.renew(ctx)
+	err := l.renewLocked(ctx)
+	l.mu.Unlock()
 	if err == nil || ctx.Err() != nil {
 		return err
 	}

@@ -44,8 +44,11 @@ func journalQuerySubject(tenant string) string { return "vigil.journal." + token
 // ServeJournalQueries answers the tenant's journal queries with answer,
 // each under a context of at most timeout, until stop is called. Only the
 // node holding the tenant's journal serves them (they join one queue
-// group, so a query is answered once).
-func (c *Conn) ServeJournalQueries(tenant string, timeout time.Duration, answer func(ctx context.Context, path, query string) QueryAnswer) (stop func(), err error) {
+// group, so a query is answered once). confirm, when set, is asked before
+// every answer (Sequencer.ConfirmLease): a node that lost the journal
+// lease answers 503 with Retry-After rather than from a journal another
+// node now writes.
+func (c *Conn) ServeJournalQueries(tenant string, timeout time.Duration, confirm func(context.Context) error, answer func(ctx context.Context, path, query string) QueryAnswer) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	slots := make(chan struct{}, maxConcurrentQueries)
 	sub, err := c.nc.QueueSubscribe(journalQuerySubject(tenant), "vigil-journal", func(m *nats.Msg) {
@@ -70,6 +73,14 @@ func (c *Conn) ServeJournalQueries(tenant string, timeout time.Duration, answer 
 			defer func() { <-slots }()
 			qctx, qcancel := context.WithTimeout(ctx, timeout)
 			defer qcancel()
+			if confirm != nil {
+				if err := confirm(qctx); err != nil {
+					a := errorAnswer(http.StatusServiceUnavailable, "the journal node could not confirm it still holds the journal of tenant "+tenant)
+					a.Header.Set("Retry-After", "1")
+					c.respond(m, a)
+					return
+				}
+			}
 			c.respond(m, answer(qctx, q.Path, q.Query))
 		}()
 	})

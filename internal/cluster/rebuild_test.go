@@ -3,8 +3,11 @@ package cluster
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/vigil-audit/vigil/internal/cluster/natstest"
 	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/server/sink"
 )
 
 // readAll returns every entry of the journal at dir.
@@ -340,4 +344,181 @@ func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
 	}
 	j2.Close()
 	checkExactlyOnce(t, dir2, entries)
+}
+
+// recSink records what an outbox delivers to it.
+type recSink struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (s *recSink) Name() string { return "rec" }
+func (s *recSink) Deliver(_ context.Context, m sink.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids = append(s.ids, m.ID)
+	return nil
+}
+func (s *recSink) delivered() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ids)
+}
+
+// TestJournalLeaseFencesStaleAnswers: a journal node answers the other
+// nodes' journal queries and delivers its outbox to its sinks. It pauses
+// with a fetched batch not yet committed, its lease renewals paused with
+// it; the lease expires and another node takes the tenant's journal. In
+// the moments after it wakes up, before its next commit (its sequencer
+// and its renewals still held), a journal query reaches it and its
+// outbox has a message due: it answers 503 instead of from its journal,
+// delivers nothing, and stops.
+func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
+	entries := simEntries(t, 10, 1)[:400]
+	c := natstest.Start(t, 3)
+	conn := connect(t, c, "node-1")
+	asker := connect(t, c, "ingest")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	if _, err := asker.Publish(ctx, tenant, entries[:300]); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 3 * time.Second
+	q := &memQuarantine{}
+	j1, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j1.Close()
+	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopQueries, err := conn.ServeJournalQueries(tenant, 10*time.Second, s1.ConfirmLease, func(context.Context, string, string) QueryAnswer {
+		return QueryAnswer{Status: 200, Header: http.Header{}, Body: []byte(strconv.FormatUint(j1.Size(), 10))}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopQueries()
+	rec := &recSink{}
+	outbox, err := sink.NewOutbox(t.TempDir(), []sink.Sink{rec}, sink.OutboxOptions{Ready: s1.ConfirmLease, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	paused, wake, wakeRenew := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var woke, renewWoke sync.Once
+	defer func() { woke.Do(func() { close(wake) }); renewWoke.Do(func() { close(wakeRenew) }) }()
+	s1.beforeCommit = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(paused)
+			<-wake
+		}
+	}
+	s1.pauseRenew = func() {
+		select {
+		case <-paused:
+			<-wakeRenew
+		default:
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s1.Run(ctx) }()
+	waitFor(t, 30*time.Second, "node-1 journaling", func() error {
+		if j1.Size() < 300 {
+			return errorf("journal %d of 300", j1.Size())
+		}
+		return nil
+	})
+	// While it holds the lease it answers and delivers.
+	if a, err := asker.AskJournal(ctx, tenant, "/size", ""); err != nil || a.Status != 200 || string(a.Body) != "300" {
+		t.Fatalf("node-1 holding the lease answered %d %q (%v), want 200 300", a.Status, a.Body, err)
+	}
+	if _, err := outbox.Enqueue(sink.Message{ID: "before", Type: "test", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Flush(ctx); err != nil || !slices.Equal(rec.delivered(), []string{"before"}) {
+		t.Fatalf("node-1 holding the lease delivered %v (%v)", rec.delivered(), err)
+	}
+
+	armed.Store(true)
+	if _, err := asker.Publish(ctx, tenant, entries[300:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-paused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not fetch the next records")
+	}
+	kv, err := conn.js.KeyValue(ctx, LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 4*ttl, "node-1's lease expiring", func() error {
+		if _, err := kv.Get(ctx, leaseKey(s1.name)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return errorf("lease still there: %v", err)
+		}
+		return nil
+	})
+	j2, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	s2, err := connect(t, c, "node-2").NewSequencer(SequencerOptions{Tenant: tenant, Journal: j2, Quarantine: q.keep, Holder: "node-2", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2 := runSequencer(t, s2)
+	waitFor(t, 30*time.Second, "node-2 journaling the stream", func() error {
+		if j2.Size() < 400 {
+			return errorf("journal %d of 400", j2.Size())
+		}
+		return nil
+	})
+
+	// Node-1 wakes up: before its sequencer commits (still held), a query
+	// and a due message.
+	a, err := asker.AskJournal(ctx, tenant, "/size", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != http.StatusServiceUnavailable || a.Header.Get("Retry-After") == "" || !strings.Contains(string(a.Body), "could not confirm it still holds the journal") {
+		t.Fatalf("node-1 after losing its lease answered %d %v %q, want 503 with Retry-After", a.Status, a.Header, a.Body)
+	}
+	if _, err := outbox.Enqueue(sink.Message{ID: "after", Type: "test", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.delivered(); !slices.Equal(got, []string{"before"}) {
+		t.Fatalf("node-1 after losing its lease delivered %v", got)
+	}
+	if st := outbox.Status(); st[0].Pending != 1 || st[0].Failures != 0 {
+		t.Fatalf("outbox %+v, want the message pending, no failed attempt", st[0])
+	}
+	if st := s1.Stats(); st.Fenced == 0 {
+		t.Fatalf("node-1's refusals not counted: %+v", st)
+	}
+	woke.Do(func() { close(wake) })
+	renewWoke.Do(func() { close(wakeRenew) })
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "another node") {
+			t.Fatalf("node-1 ended with %v, want its lease lost to another node", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not stop")
+	}
+	if n := j1.Size(); n != 300 {
+		t.Fatalf("node-1 holds %d entries; it had 300 when it paused", n)
+	}
+	if err := s1.ConfirmLease(ctx); !errors.Is(err, ErrNoLease) {
+		t.Fatalf("node-1 stopped: ConfirmLease %v, want ErrNoLease", err)
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
 }

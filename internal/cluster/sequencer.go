@@ -82,8 +82,9 @@ type SequencerStats struct {
 	// Position before they were journaled (accepted with AcceptGap): the
 	// last sequence discarded; records of this tenant may be missing.
 	Gap uint64
-	// Fenced counts commits not made because the lease, confirmed before
-	// the commit, had been lost (a pause outlived it): Run then stopped.
+	// Fenced counts commits not made, and journal query answers and sink
+	// deliveries refused (ConfirmLease), because the lease, confirmed
+	// first, had been lost (a pause outlived it): Run then stopped.
 	Fenced uint64
 }
 
@@ -112,6 +113,9 @@ type Sequencer struct {
 	// lease is the journal lease while Run holds it: every commit confirms
 	// it first.
 	lease *lease
+	// held is the lease and what stops Run, while Run holds it: what
+	// ConfirmLease asks from other goroutines.
+	held atomic.Pointer[heldLease]
 	// Tests pause a sequencer with these: before a commit, and before its
 	// lease renewals.
 	beforeCommit, pauseRenew func()
@@ -213,19 +217,57 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		s.o.OnLease(true)
 		defer s.o.OnLease(false)
 	}
-	ctx, stop := context.WithCancel(ctx)
+	parent := ctx
+	ctx, stop := context.WithCancelCause(ctx)
+	s.held.Store(&heldLease{l: l, stop: stop})
+	defer s.held.Store(nil)
 	held := make(chan error, 1)
 	go func() {
 		err := l.hold(ctx)
 		if err != nil {
-			stop()
+			stop(err)
 		}
 		held <- err
 	}()
 	err = s.run(ctx)
-	stop()
+	stop(nil)
 	if lerr := <-held; lerr != nil {
 		return lerr
+	}
+	// ConfirmLease found the lease lost.
+	if cause := context.Cause(ctx); parent.Err() == nil && errors.Is(cause, ErrLeaseLost) {
+		return cause
+	}
+	return err
+}
+
+type heldLease struct {
+	l    *lease
+	stop context.CancelCauseFunc
+}
+
+// ErrNoLease: this node does not hold the tenant's journal lease now (Run
+// has not taken it yet, or gave it up).
+var ErrNoLease = errors.New("cluster: this node does not hold the journal lease")
+
+// ConfirmLease makes sure this node still holds the tenant's journal
+// lease before it speaks for the journal outside a commit: an answer to
+// another node's journal query, a delivery to a sink. It is the check a
+// commit makes (renewed first when the last renewal is more than TTL/15
+// old), so a node waking from a pause that outlived its lease answers
+// and delivers nothing from its stale journal. It returns ErrLeaseLost
+// (wrapped) when the lease was lost, and Run then stops; ErrNoLease when
+// Run does not hold it.
+func (s *Sequencer) ConfirmLease(ctx context.Context) error {
+	h := s.held.Load()
+	if h == nil {
+		return ErrNoLease
+	}
+	err := h.l.confirm(ctx)
+	if errors.Is(err, ErrLeaseLost) {
+		s.fenced.Add(1)
+		s.log.Error("cluster: the journal lease was lost while this node was not renewing it; not answering for the journal", "err", err)
+		h.stop(err)
 	}
 	return err
 }

@@ -36,10 +36,13 @@ type Outbox struct {
 	horizon time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	ready   func(context.Context) error
 
 	mu    sync.Mutex
 	wake  map[string]chan struct{}
 	stats map[string]*Status
+	// held names the sinks whose deliveries wait for ready.
+	held map[string]bool
 }
 
 // Status is one sink's delivery state.
@@ -60,7 +63,15 @@ type OutboxOptions struct {
 	Horizon time.Duration    // how long delivered ids are remembered; default 30 days
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger
+	// Ready, when set, is asked before every delivery: while it fails,
+	// messages stay pending (no attempt counted) and are tried again
+	// after ReadyRetry. A cluster's journal node delivers only while it
+	// holds the journal lease.
+	Ready func(context.Context) error
 }
+
+// ReadyRetry is how long deliveries wait after OutboxOptions.Ready failed.
+const ReadyRetry = time.Second
 
 type queued struct {
 	Message  Message   `json:"message"`
@@ -71,8 +82,8 @@ type queued struct {
 
 // NewOutbox opens (creating) the outbox directory for sinks.
 func NewOutbox(dir string, sinks []Sink, opt OutboxOptions) (*Outbox, error) {
-	o := &Outbox{dir: dir, sinks: sinks, ladder: opt.Ladder, horizon: opt.Horizon, now: opt.Now, log: opt.Logger,
-		wake: map[string]chan struct{}{}, stats: map[string]*Status{}}
+	o := &Outbox{dir: dir, sinks: sinks, ladder: opt.Ladder, horizon: opt.Horizon, now: opt.Now, log: opt.Logger, ready: opt.Ready,
+		wake: map[string]chan struct{}{}, stats: map[string]*Status{}, held: map[string]bool{}}
 	if len(o.ladder) == 0 {
 		o.ladder = Ladder
 	}
@@ -223,6 +234,9 @@ func (o *Outbox) deliverDue(ctx context.Context, s Sink) (time.Time, error) {
 		if it.q.Next.After(now) {
 			return it.q.Next, firstErr
 		}
+		if !o.isReady(ctx, s.Name(), len(items)-i) {
+			return now.Add(ReadyRetry), firstErr
+		}
 		err := s.Deliver(ctx, it.q.Message)
 		if err == nil {
 			_ = os.WriteFile(filepath.Join(base, "sent", strings.TrimSuffix(filepath.Base(it.path), ".json")), nil, 0o600)
@@ -273,6 +287,26 @@ func (o *Outbox) deliverDue(ctx context.Context, s Sink) (time.Time, error) {
 		return it.q.Next, firstErr
 	}
 	return time.Time{}, firstErr
+}
+
+// isReady asks OutboxOptions.Ready before a delivery to sink, logging
+// when deliveries start and stop waiting for it.
+func (o *Outbox) isReady(ctx context.Context, sink string, pending int) bool {
+	if o.ready == nil {
+		return true
+	}
+	err := o.ready(ctx)
+	o.mu.Lock()
+	was := o.held[sink]
+	o.held[sink] = err != nil
+	o.mu.Unlock()
+	switch {
+	case err != nil && !was:
+		o.log.Warn("sink deliveries wait: this node may not deliver now", "sink", sink, "pending", pending, "err", err)
+	case err == nil && was:
+		o.log.Info("sink deliveries resume", "sink", sink, "pending", pending)
+	}
+	return err == nil
 }
 
 // prune forgets delivered ids older than the horizon, so the dedup set is

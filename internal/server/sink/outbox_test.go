@@ -169,3 +169,40 @@ func TestOutboxRunWakesOnEnqueue(t *testing.T) {
 }
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// TestOutboxWaitsForReady: while Ready fails (a cluster's journal node
+// that does not hold the journal lease) nothing is delivered and no
+// attempt is counted; once it succeeds the messages go out in order.
+func TestOutboxWaitsForReady(t *testing.T) {
+	s := &fakeSink{name: "a"}
+	c := &clock{time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
+	var notReady error = errors.New("no lease")
+	o, err := NewOutbox(t.TempDir(), []Sink{s}, OutboxOptions{Logger: quiet, Now: c.now,
+		Ready: func(context.Context) error { return notReady }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"i1/opened", "i2/opened"} {
+		if _, err := o.Enqueue(msg(id)); err != nil {
+			t.Fatal(err)
+		}
+		c.t = c.t.Add(time.Millisecond)
+	}
+	next, err := o.deliverDue(t.Context(), s)
+	if err != nil || len(s.got) != 0 {
+		t.Fatalf("delivered %v (%v) while not ready", s.got, err)
+	}
+	if want := c.t.Add(ReadyRetry); !next.Equal(want) {
+		t.Fatalf("next try at %v, want %v", next, want)
+	}
+	if st := o.Status()[0]; st.Pending != 2 || st.Failures != 0 {
+		t.Fatalf("status %+v, want 2 pending and no failure", st)
+	}
+	notReady = nil
+	if err := o.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(s.got) != "[i1/opened i2/opened]" {
+		t.Fatalf("delivered %v once ready", s.got)
+	}
+}
