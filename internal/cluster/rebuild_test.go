@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"reflect"
@@ -520,5 +521,110 @@ func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
 	}
 	if err := stop2(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalGapCheckPerTenant: two tenants share the stream. The quiet
+// one is journaled, then only the busy one publishes, and the stream
+// discards everything before some of the busy tenant's messages (the
+// quiet tenant's among them, all journaled): the quiet tenant's journal
+// node starts again without a gap, its mark saying its journal held every
+// one of its messages up to past what was discarded. Then that node
+// stops, both tenants publish, and the stream discards the quiet
+// tenant's new messages before they were journaled: the start is
+// refused, naming the sequences from the mark on.
+func TestJournalGapCheckPerTenant(t *testing.T) {
+	all := simEntries(t, 10, 1)
+	const quiet, busy = "quiet.example", "busy.example"
+	qEntries := all[:80]
+	bEntries := slices.Clone(all[80:380])
+	for i := range bEntries {
+		bEntries[i].RecordID = "busy/" + bEntries[i].RecordID
+	}
+	c := natstest.Start(t, 3)
+	conn := connect(t, c, "node")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	publish := func(ten string, es []journal.Entry) uint64 {
+		t.Helper()
+		if _, err := conn.Publish(ctx, ten, es); err != nil {
+			t.Fatal(err)
+		}
+		last, err := streamLastSeq(ctx, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	j, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	q := &memQuarantine{}
+	newSequencer := func() *Sequencer {
+		s, err := conn.NewSequencer(SequencerOptions{Tenant: quiet, Journal: j, Quarantine: q.keep, Holder: "node-1", Idle: 200 * time.Millisecond, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.markEvery = 0
+		return s
+	}
+	caughtUp := func(s *Sequencer, size, through uint64) {
+		t.Helper()
+		waitFor(t, 30*time.Second, "the quiet tenant's journal caught up", func() error {
+			if st := s.Stats(); j.Size() < size || st.Through < through {
+				return errorf("journal %d of %d, %+v, stream at %d", j.Size(), size, st, through)
+			}
+			return nil
+		})
+	}
+
+	publish(quiet, qEntries[:50])
+	publish(busy, bEntries[:100])
+	s1 := newSequencer()
+	stop := runSequencer(t, s1)
+	last := publish(busy, bEntries[100:200])
+	caughtUp(s1, 50, last)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	pos := s1.Stats().Position
+	// The stream no longer holds the quiet tenant's messages, nor the
+	// busy one's first 150.
+	if err := conn.stream.Purge(ctx, jetstream.WithPurgeSequence(201)); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newSequencer()
+	stop = runSequencer(t, s2)
+	last = publish(quiet, qEntries[50:60])
+	caughtUp(s2, 60, last)
+	if err := stop(); err != nil {
+		t.Fatalf("the quiet tenant's journal node (position %d, the stream starting at 201): %v", pos, err)
+	}
+	if st := s2.Stats(); st.Gap != 0 || j.Size() != 60 {
+		t.Fatalf("after a quiet spell: %+v, journal %d; want no gap and 60 entries", st, j.Size())
+	}
+
+	// Its node stopped, the quiet tenant publishes 20 records; the stream
+	// discards them before they are journaled.
+	through := s2.Stats().Through
+	publish(quiet, qEntries[60:80])
+	first := publish(busy, bEntries[200:300]) - 99
+	if err := conn.stream.Purge(ctx, jetstream.WithPurgeSequence(first)); err != nil {
+		t.Fatal(err)
+	}
+	s3 := newSequencer()
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = s3.Run(rctx)
+	rcancel()
+	if !errors.Is(err, ErrStreamGap) {
+		t.Fatalf("the quiet tenant's messages discarded before they were journaled: %v, want ErrStreamGap", err)
+	}
+	if want := fmt.Sprintf("%d to %d", through+1, first-1); !strings.Contains(err.Error(), want) {
+		t.Fatalf("refusal %q does not name sequences %s", err, want)
+	}
+	if j.Size() != 60 {
+		t.Fatalf("the refusing sequencer appended %d entries", j.Size()-60)
 	}
 }

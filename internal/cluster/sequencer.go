@@ -82,6 +82,10 @@ type SequencerStats struct {
 	// Position before they were journaled (accepted with AcceptGap): the
 	// last sequence discarded; records of this tenant may be missing.
 	Gap uint64
+	// Through: every tenant message at or below this stream sequence is
+	// journaled (Position, or past it once the sequencer found nothing
+	// more of the tenant in the stream); the gap check starts from it.
+	Through uint64
 	// Fenced counts commits not made, and journal query answers and sink
 	// deliveries refused (ConfirmLease), because the lease, confirmed
 	// first, had been lost (a pause outlived it): Run then stopped.
@@ -116,6 +120,11 @@ type Sequencer struct {
 	// held is the lease and what stops Run, while Run holds it: what
 	// ConfirmLease asks from other goroutines.
 	held atomic.Pointer[heldLease]
+	// through, marks, markedAt, markEvery: the journal's mark (mark.go).
+	through   atomic.Uint64
+	marks     jetstream.KeyValue
+	markedAt  time.Time
+	markEvery time.Duration
 	// Tests pause a sequencer with these: before a commit, and before its
 	// lease renewals.
 	beforeCommit, pauseRenew func()
@@ -152,14 +161,14 @@ func (c *Conn) NewSequencer(opts SequencerOptions) (*Sequencer, error) {
 	if opts.Replica != "" {
 		name += "_" + token(opts.Replica)
 	}
-	return &Sequencer{c: c, o: opts, name: name,
+	return &Sequencer{c: c, o: opts, name: name, markEvery: defaultMarkEvery,
 		log: opts.Logger.With("tenant", opts.Tenant)}, nil
 }
 
 // Stats returns the sequencer's counters.
 func (s *Sequencer) Stats() SequencerStats {
 	return SequencerStats{Appended: s.appended.Load(), Duplicates: s.dups.Load(), Quarantined: s.quarantined.Load(),
-		Resets: s.resets.Load(), Position: s.pos.Load(), Gap: s.gap.Load(), Fenced: s.fenced.Load()}
+		Resets: s.resets.Load(), Position: s.pos.Load(), Through: max(s.pos.Load(), s.through.Load()), Gap: s.gap.Load(), Fenced: s.fenced.Load()}
 }
 
 // originSuffix marks a journal entry with the stream sequence it came
@@ -299,13 +308,24 @@ func (s *Sequencer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The mark says how far past its position the journal is complete
+	// (mark.go); without the bucket the check starts at the position.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if s.marks, err = s.c.openMarks(lctx); err != nil {
+		s.log.Warn("cluster: journal marks unavailable; the stream gap check starts at the journal's position", "err", err)
+	} else if t, err := s.loadMark(lctx); err != nil {
+		s.log.Warn("cluster: journal mark unreadable; the stream gap check starts at the journal's position", "err", err)
+	} else {
+		s.through.Store(t)
+	}
+	cancel()
 	// The journal's own position, never the durable consumer's ack floor:
 	// the consumer outlives a lost journal, and a journal rebuilt on an
 	// empty disk must read the stream from its beginning.
 	// A consumer that cannot answer now (no leader after a node loss) is
 	// re-created below anyway: only the gap check's exemption for a first
 	// journal depends on it, and it is then not granted.
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	lctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 	cons, err := s.c.js.Consumer(lctx, s.c.opts.Stream, s.name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -315,14 +335,14 @@ func (s *Sequencer) run(ctx context.Context) error {
 	case err != nil:
 		s.log.Warn("cluster: the sequencer's consumer did not answer; re-creating it", "consumer", s.name, "err", err)
 	default:
-		if info, err := cons.Info(lctx); err == nil && info.AckFloor.Stream > pos {
+		if info, err := cons.Info(lctx); err == nil && info.AckFloor.Stream > max(pos, s.through.Load()) {
 			s.log.Warn("cluster: the journal ends before what the stream's consumer acknowledged; reading the stream again from the journal's position",
 				"journal_position", pos, "acknowledged", info.AckFloor.Stream)
 		}
 	}
 	cancel()
 	s.pos.Store(pos)
-	s.log.Info("cluster: sequencer starting", "stream", s.c.opts.Stream, "position", pos)
+	s.log.Info("cluster: sequencer starting", "stream", s.c.opts.Stream, "position", pos, "complete_through", s.through.Load())
 	if err := s.reset(ctx); err != nil {
 		return nilOnDone(ctx, err)
 	}
@@ -346,10 +366,23 @@ func (s *Sequencer) run(ctx context.Context) error {
 		}
 		stale := false
 		if ok && len(msgs) == 0 {
+			// The stream's last sequence before the consumer says nothing
+			// is left: every tenant message up to it is then journaled.
+			var last uint64
+			if time.Since(s.markedAt) >= s.markEvery {
+				if si, err := s.c.stream.Info(ctx); err == nil {
+					last = si.State.LastSeq
+				}
+			}
 			// Nothing came: deliveries acknowledged by no one (lost in a
 			// disconnect) would hold the consumer until AckWait.
-			if info, err := s.cons.Info(ctx); err == nil && info.NumAckPending > 0 {
-				stale = true
+			if info, err := s.cons.Info(ctx); err == nil {
+				switch {
+				case info.NumAckPending > 0:
+					stale = true
+				case info.NumPending == 0 && last > 0:
+					s.mark(ctx, last)
+				}
 			}
 		}
 		if !ok || stale || (fetchErr != nil && !errors.Is(fetchErr, context.DeadlineExceeded) && !isTimeout(fetchErr)) {
@@ -440,9 +473,16 @@ func (s *Sequencer) recreate(ctx context.Context) error {
 // written from this stream starts wherever the stream starts; an operator
 // accepts a gap with AcceptGap.
 func (s *Sequencer) checkGap(pos, first, last uint64) error {
-	if pos > last {
+	// A journal complete past its position (its tenant was quiet while
+	// other tenants' messages went by) is checked from there, unless the
+	// stream is not the one marked.
+	journalPos := pos
+	if t := s.through.Load(); t > pos && t <= last {
+		pos = t
+	}
+	if journalPos > last {
 		return fmt.Errorf("%w: the journal recorded stream %s sequence %d, but the stream ends at %d: it is not the stream this journal was filled from (was it deleted and created again?); restore the stream or start the journal node on an empty data directory",
-			ErrStreamGap, s.c.opts.Stream, pos, last)
+			ErrStreamGap, s.c.opts.Stream, journalPos, last)
 	}
 	if first <= pos+1 {
 		return nil
@@ -464,7 +504,7 @@ func (s *Sequencer) checkGap(pos, first, last uint64) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: stream %s no longer holds sequences %s (its limits discarded them; it starts at %d) and tenant %s's journal ends at sequence %d: records among them would be missing from the journal. Restore the journal directory from a backup that reaches sequence %d or later and start again; or, to accept that those records are missing, start once with --accept-stream-gap",
+	return fmt.Errorf("%w: stream %s no longer holds sequences %s (its limits discarded them; it starts at %d) and tenant %s's journal holds its messages up to sequence %d: records among them would be missing from the journal. Restore the journal directory from a backup that reaches sequence %d or later and start again; or, to accept that those records are missing, start once with --accept-stream-gap",
 		ErrStreamGap, s.c.opts.Stream, missing, first, s.o.Tenant, pos, first-1)
 }
 
