@@ -15,12 +15,17 @@
 //     a message only after the journal commit that holds it. Every journal
 //     entry it writes records the stream sequence it came from, so a
 //     restarted sequencer knows where the journal stands; redeliveries are
-//     absorbed by the journal's own dedupe by record id.
+//     absorbed by the journal's own dedupe by record id. It confirms its
+//     lease before every commit, journal query answer and sink delivery
+//     (ConfirmLease), and when caught up marks how far its journal holds
+//     the tenant's messages (bucket vigil_journal_marks), which the check
+//     for messages the stream discarded starts from.
 //   - A Detector is a detection worker. Per tenant it takes a lease
 //     (bucket vigil_detect_leases), reads the tenant's subjects in stream
 //     order through a consumer of its own (fetching ahead, decoding and
 //     preparing on every core) into a detect.Pipeline, and sends
-//     alerts and incident updates to the stream VIGIL_ALERTS, each with a
+//     alerts and incident updates to the stream VIGIL_ALERTS in atomic
+//     batches fenced by its holder record, each with a
 //     stable Nats-Msg-Id and guarded past the duplicate window by a
 //     first-writer-wins KV bucket (vigil_alert_ids). It snapshots the
 //     pipeline (portable: the access log's contents included) with its
@@ -30,7 +35,8 @@
 //     list, so readers drop incidents that merged or dissolved.
 //   - The journal's read routes (checkpoint, proof, search, timeline) are
 //     answered by the node holding the journal lease on the subject
-//     vigil.journal.<tenant>.query (ServeJournalQueries); other nodes ask
+//     vigil.journal.<tenant>.query (ServeJournalQueries), only while it
+//     can confirm that lease; other nodes ask
 //     it (AskJournal) after authenticating the caller themselves.
 //
 // The journal stays the truth: proofs, checkpoints and vigil verify work
