@@ -1008,7 +1008,7 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 	prev := w.holder.Snapshot
 	w.holder, w.out.fence = rec, fence
 	if prev != "" && prev != name {
-		w.deleteSnap(prev, false)
+		w.deleteSnap(prev, true)
 	}
 	w.snap = w.pos
 	w.d.update(w.tenant, func(s *TenantStats) { s.Snapshots++; s.SnapshotSeq = w.pos; s.SnapshotLen = int64(info.Size) })
@@ -1017,10 +1017,11 @@ func (w *tenantWorker) checkpoint(ctx context.Context) error {
 
 // deleteSnap removes a snapshot object no holder record names (any more);
 // one left behind by a failure is removed at the next takeover. written:
-// this worker has just stored it. The object store reads an object's
-// metadata with a direct get, which any replica answers, so one that has
-// not caught up with the write yet says the object does not exist: then
-// the delete is tried again.
+// this worker knows it exists (it has just stored it, or its holder
+// record named it). The object store reads an object's metadata with a
+// direct get, which any replica answers, so one that has not caught up
+// with the write yet says the object does not exist: then the delete is
+// tried again.
 func (w *tenantWorker) deleteSnap(name string, written bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
