@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -71,16 +70,16 @@ func (s *Sequencer) loadMark(ctx context.Context) (uint64, error) {
 	if !ok || s.marks == nil {
 		return 0, nil
 	}
-	e, err := s.marks.Get(ctx, leaseKey(s.name))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
+	val, found, err := s.c.leaderLast(ctx, "KV_"+JournalMarkBucket, "$KV."+JournalMarkBucket+"."+leaseKey(s.name))
 	if err != nil {
 		return 0, fmt.Errorf("cluster: journal mark: %w", err)
 	}
+	if !found {
+		return 0, nil
+	}
 	var m journalMark
-	if err := json.Unmarshal(e.Value(), &m); err != nil {
-		return 0, fmt.Errorf("cluster: journal mark %q does not decode: %w", e.Value(), err)
+	if err := json.Unmarshal(val, &m); err != nil {
+		return 0, fmt.Errorf("cluster: journal mark %q does not decode: %w", val, err)
 	}
 	size, _ := rj.Root()
 	if m.Stream != s.c.opts.Stream || m.Size > size {
@@ -114,9 +113,44 @@ func (s *Sequencer) mark(ctx context.Context, through uint64) {
 	if err != nil {
 		return
 	}
-	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A stop right after does not lose what was found.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := s.marks.Put(mctx, leaseKey(s.name), b); err != nil {
 		s.log.Warn("cluster: journal mark not recorded", "through", through, "err", err)
 	}
+}
+
+// leaderLast reads the last message on subject from the stream's leader.
+// A KV bucket's Get is a direct get, which any replica answers, and one
+// that has not caught up gives an older mark.
+func (c *Conn) leaderLast(ctx context.Context, stream, subject string) ([]byte, bool, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return nil, false, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, false, err
+	}
+	var r struct {
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, false, fmt.Errorf("answer %q: %w", resp.Data, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, false, nil
+	case r.Error != nil:
+		return nil, false, r.Error
+	case r.Message == nil:
+		return nil, false, fmt.Errorf("answer %q holds no message", resp.Data)
+	}
+	return r.Message.Data, true, nil
 }

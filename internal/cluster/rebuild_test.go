@@ -572,9 +572,10 @@ func TestJournalGapCheckPerTenant(t *testing.T) {
 	}
 	caughtUp := func(s *Sequencer, size, through uint64) {
 		t.Helper()
+		// Caught up and marked so.
 		waitFor(t, 30*time.Second, "the quiet tenant's journal caught up", func() error {
-			if st := s.Stats(); j.Size() < size || st.Through < through {
-				return errorf("journal %d of %d, %+v, stream at %d", j.Size(), size, st, through)
+			if st := s.Stats(); j.Size() < size || st.Through < through || s.through.Load() < through {
+				return errorf("journal %d of %d, %+v, marked through %d, stream at %d", j.Size(), size, st, s.through.Load(), through)
 			}
 			return nil
 		})
@@ -626,5 +627,32 @@ func TestJournalGapCheckPerTenant(t *testing.T) {
 	}
 	if j.Size() != 60 {
 		t.Fatalf("the refusing sequencer appended %d entries", j.Size()-60)
+	}
+
+	// The mark counts only for a journal that holds the marked one: not
+	// for another journal of the same size (a restored or forked one).
+	other, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.AppendBatch(ctx, bEntries[200:270]); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		j    journal.Log
+		want uint64
+	}{{"the marked journal", j, through}, {"another journal", other, 0}} {
+		s, err := conn.NewSequencer(SequencerOptions{Tenant: quiet, Journal: c.j, Quarantine: q.keep, Holder: "node-1", Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.marks, err = conn.openMarks(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.loadMark(ctx); err != nil || got != c.want {
+			t.Errorf("%s: the mark says complete through %d (%v), want %d", c.name, got, err, c.want)
+		}
 	}
 }
