@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,27 @@ var testAccesses = []event.MailAccess{
 		Folders:  []event.FolderRead{{Path: `\Inbox`, Messages: []string{"<a@x>", "<b@x>"}}, {Path: `\Sent Items`}},
 		RecordID: "rec"},
 	{Time: time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC), Items: 7, Folders: []event.FolderRead{{Messages: []string{""}}}},
+	// Lengths and counts that take more than one varint byte.
+	{Time: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC), Items: 1 << 20, User: strings.Repeat("u", 200),
+		Folders: []event.FolderRead{{Path: strings.Repeat("p", 129), Messages: slices.Repeat([]string{strings.Repeat("m", 300)}, 130)}}},
+}
+
+// A record is written with one allocation whatever it holds: its size is
+// counted before it is written.
+func TestAppendAccessAllocatesOnce(t *testing.T) {
+	for i := range testAccesses {
+		b := appendAccess(nil, &testAccesses[i])
+		size, n := binary.Uvarint(b)
+		if int(size) != len(b)-n {
+			t.Errorf("access %d: the record says %d bytes and has %d", i, size, len(b)-n)
+		}
+		if got, err := parseAccess(b[n:]); err != nil || !reflect.DeepEqual(got, testAccesses[i]) {
+			t.Errorf("access %d: parses as %+v, %v", i, got, err)
+		}
+		if allocs := testing.AllocsPerRun(10, func() { appendAccess(nil, &testAccesses[i]) }); allocs != 1 {
+			t.Errorf("access %d: %v allocations, want 1", i, allocs)
+		}
+	}
 }
 
 // The access log gives back exactly what was logged, in order, and stays

@@ -167,7 +167,8 @@ func (nopSink) Incident(Update)    {}
 type Item struct {
 	Ev    *event.Event
 	read  bool              // a mail access
-	acc   *event.MailAccess // its facts, when a detector needs them
+	acc   *event.MailAccess // its facts, when a detector needs them (&accv)
+	accv  event.MailAccess  // held in the item: one allocation, not two
 	enc   []byte            // acc as the access log keeps it
 	sigma sigma.Matches
 }
@@ -180,12 +181,12 @@ func (p *Pipeline) Prepare(ev *event.Event) *Item {
 	if it.read {
 		switch {
 		case p.cfg.Incidents != nil:
-			a, _ := event.MailAccessOf(ev)
-			it.acc = &a
-			it.enc = appendAccess(nil, &a)
+			it.accv, _ = event.MailAccessOf(ev)
+			it.acc = &it.accv
+			it.enc = appendAccess(nil, it.acc)
 		case p.cfg.Behaviours != nil:
-			a, _ := event.MailAccessHeader(ev)
-			it.acc = &a
+			it.accv, _ = event.MailAccessHeader(ev)
+			it.acc = &it.accv
 		}
 	}
 	if p.cfg.Rules != nil {

@@ -646,7 +646,10 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 		return
 	}
 	hi := p.Time.Add(c.D1.Skew.D())
-	var matched []SignIn
+	// Most accesses match a sign-in or two: kept on the stack, this was
+	// one allocation per access.
+	var buf [4]SignIn
+	matched := buf[:0]
 	how := ""
 	if p.Token != "" {
 		if si, ok := e.st.Tokens[p.Token]; ok && !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.TokenLifetime.D())) {

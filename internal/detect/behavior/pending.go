@@ -117,6 +117,14 @@ func insertNearEnd(s *[]pending, p pending) bool {
 			return false
 		}
 	}
+	if len(v) == cap(v) {
+		// The head is popped from its front, which append's growth does
+		// not see: grown by append, a head an hour long was copied several
+		// times over per access. Twice the length is copied once.
+		w := make([]pending, len(v), 2*len(v)+16)
+		copy(w, v)
+		v = w
+	}
 	v = append(v, pending{})
 	copy(v[i+1:], v[i:])
 	v[i] = p
