@@ -23,7 +23,7 @@ func (p *Pipeline) Refresh(ctx context.Context) ([]*incident.Incident, error) {
 	if p.cfg.Incidents == nil {
 		return nil, nil
 	}
-	incs := p.regroup()
+	incs := p.regroup(p.released)
 	if len(incs) == 0 {
 		return nil, nil
 	}

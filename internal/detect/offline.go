@@ -17,6 +17,7 @@ import (
 // beforeClose, if set, runs after the last event is processed and before
 // the detectors are flushed: the moment to SaveState for a later run.
 func RunOffline(ctx context.Context, p *Pipeline, sorter *Sorter, read func(emit func(*event.Event) error) error, beforeClose func() error) (*Result, error) {
+	defer p.goSplit()()
 	if sorter == nil {
 		if err := read(p.Process); err != nil {
 			return nil, err
@@ -31,6 +32,17 @@ func RunOffline(ctx context.Context, p *Pipeline, sorter *Sorter, read func(emit
 		}
 	}
 	return closeOffline(ctx, p, beforeClose)
+}
+
+// goSplit gives the behaviours a goroutine of their own for an offline
+// run, unless the configuration or a single CPU says not to; the function
+// it returns ends that.
+func (p *Pipeline) goSplit() func() {
+	if p.cfg.Sequential || runtime.GOMAXPROCS(0) < 2 {
+		return func() {}
+	}
+	p.startSplit()
+	return p.stopSplit
 }
 
 func closeOffline(ctx context.Context, p *Pipeline, beforeClose func() error) (*Result, error) {
@@ -58,6 +70,7 @@ var ErrNotOrdered = errors.New("input not in event-time order")
 // seen part of the input and is spent; run again with a fresh pipeline
 // and a Sorter.
 func RunOrdered(ctx context.Context, p *Pipeline, read func(emit func(*event.Event) error) error, beforeClose func() error) (*Result, error) {
+	defer p.goSplit()()
 	err := parallel.InOrder(ctx, runtime.GOMAXPROCS(0), read, func() func(*event.Event) (*Item, error) {
 		return func(ev *event.Event) (*Item, error) { return p.Prepare(ev), nil }
 	}, func(it *Item) error {

@@ -88,6 +88,11 @@ type Config struct {
 	MaxFuture time.Duration
 	// Now is the wall clock (time.Now if nil).
 	Now func() time.Time
+	// Sequential keeps the behaviours on the ordered stage's goroutine in
+	// offline runs (RunOffline, RunOrdered), which otherwise give them a
+	// goroutine of their own when there is more than one CPU. The result
+	// is the same either way.
+	Sequential bool
 }
 
 // Stats describe the events a pipeline saw.
@@ -131,6 +136,12 @@ type Pipeline struct {
 	fullMeasures int // refreshes that read the whole access log
 	stats        Stats
 	closed       bool
+	// split runs the behaviours on a goroutine of their own (offline
+	// runs, split.go); collect then takes the Sigma alerts of the event
+	// being run, to be raised in order with the behaviours'.
+	split        *split
+	collect      *[]alert.Alert
+	splitBatches int // sent to the behaviours' goroutine
 }
 
 type incState struct {
@@ -230,11 +241,12 @@ func (p *Pipeline) ProcessItem(it *Item) error {
 }
 
 // Drain processes every buffered event, as if the stream had moved past
-// the reordering window.
+// the reordering window, and raises every alert they make.
 func (p *Pipeline) Drain() {
 	for p.buf.Len() > 0 {
 		p.run(p.buf.pop())
 	}
+	p.syncSplit()
 }
 
 func (p *Pipeline) run(it *Item) {
@@ -259,6 +271,19 @@ func (p *Pipeline) run(it *Item) {
 			p.logAccess(it.enc)
 		}
 	}
+	if s := p.split; s != nil {
+		e := s.entry()
+		e.it, e.released, e.check = it, p.released, true
+		if p.cfg.Rules != nil {
+			p.collect = &e.sigma
+			p.cfg.Rules.Apply(ev, it.sigma, p.sigma)
+			p.collect = nil
+		}
+		if s.full() {
+			p.sendSplit()
+		}
+		return
+	}
 	if p.cfg.Rules != nil {
 		p.cfg.Rules.Apply(ev, it.sigma, p.sigma)
 	}
@@ -268,11 +293,16 @@ func (p *Pipeline) run(it *Item) {
 			p.raise(a)
 		}
 	}
-	// Regrouping costs the alerts so far: at most hourly in event time
-	// when an alert that can open or change an incident came, daily for
-	// alerts that only enrich.
-	if since := p.released.Sub(p.grouped); p.fresh && !p.cfg.ResultOnly && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
-		p.regroup()
+	p.maybeRegroup(p.released)
+}
+
+// maybeRegroup regroups if it is time to, after an event released at
+// released. Regrouping costs the alerts so far: at most hourly in event
+// time when an alert that can open or change an incident came, daily for
+// alerts that only enrich.
+func (p *Pipeline) maybeRegroup(released time.Time) {
+	if since := released.Sub(p.grouped); p.fresh && !p.cfg.ResultOnly && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
+		p.regroup(released)
 	}
 }
 
@@ -287,12 +317,30 @@ func (p *Pipeline) future(it *Item) {
 	st.Events++
 	st.Future++
 	st.Sources[it.Ev.Source]++
-	if p.cfg.Rules != nil {
-		it.sigma.EmitSingle(p.sigma)
+	if p.cfg.Rules == nil {
+		return
 	}
+	if s := p.split; s != nil {
+		// In line with the events released before it.
+		e := s.entry()
+		p.collect = &e.sigma
+		it.sigma.EmitSingle(p.sigma)
+		p.collect = nil
+		if s.full() {
+			p.sendSplit()
+		}
+		return
+	}
+	it.sigma.EmitSingle(p.sigma)
 }
 
-func (p *Pipeline) sigma(d sigma.Detection) { p.raise(sigmaAlert(d)) }
+func (p *Pipeline) sigma(d sigma.Detection) {
+	if p.collect != nil {
+		*p.collect = append(*p.collect, sigmaAlert(d))
+		return
+	}
+	p.raise(sigmaAlert(d))
+}
 
 func (p *Pipeline) raise(a alert.Alert) {
 	if p.cfg.Mute != nil && p.cfg.Mute(&a) {
@@ -306,9 +354,10 @@ func (p *Pipeline) raise(a alert.Alert) {
 	p.sink.Alert(&p.alerts[len(p.alerts)-1])
 }
 
-// regroup groups the alerts so far and reports what opened or changed.
-func (p *Pipeline) regroup() []*incident.Incident {
-	p.fresh, p.counting, p.grouped = false, false, p.released
+// regroup groups the alerts so far and reports what opened or changed;
+// at is the event time it is as of.
+func (p *Pipeline) regroup(at time.Time) []*incident.Incident {
+	p.fresh, p.counting, p.grouped = false, false, at
 	if p.cfg.Incidents == nil {
 		return nil
 	}
@@ -370,7 +419,7 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 		}
 	}
 	res := &Result{Stats: p.stats}
-	incs := p.regroup()
+	incs := p.regroup(p.released)
 	if err := p.assess(ctx, incs); err != nil {
 		return nil, err
 	}

@@ -646,28 +646,39 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 		return
 	}
 	hi := p.Time.Add(c.D1.Skew.D())
-	// Most accesses match a sign-in or two: kept on the stack, this was
-	// one allocation per access.
-	var buf [4]SignIn
-	matched := buf[:0]
-	how := ""
+	// The sign-ins that could have issued the token or session, the
+	// token's first. They are walked again below rather than collected:
+	// a session holds up to 32, and a list of them was an allocation per
+	// access.
+	var tokenSI SignIn
+	byToken := false
 	if p.Token != "" {
-		if si, ok := e.st.Tokens[p.Token]; ok && !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.TokenLifetime.D())) {
-			matched = append(matched, si)
-			how = "token"
-		}
+		si, ok := e.st.Tokens[p.Token]
+		tokenSI, byToken = si, ok && !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.TokenLifetime.D()))
 	}
-	for _, s := range p.Sessions {
-		for _, si := range e.st.Sessions[s] {
-			if !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.SessionLifetime.D())) {
-				matched = append(matched, si)
-				if how == "" {
-					how = "session"
+	matches := func(yield func(SignIn) bool) {
+		if byToken && !yield(tokenSI) {
+			return
+		}
+		for _, s := range p.Sessions {
+			for _, si := range e.st.Sessions[s] {
+				if !si.Time.After(hi) && !si.Time.Before(p.Time.Add(-c.D1.SessionLifetime.D())) && !yield(si) {
+					return
 				}
 			}
 		}
 	}
-	if len(matched) == 0 {
+	var first SignIn
+	matched := false
+	for si := range matches {
+		first, matched = si, true
+		break
+	}
+	how := "session"
+	if byToken {
+		how = "token"
+	}
+	if !matched {
 		// Tokens with no sign-in record are common in real tenants
 		// (non-interactive sign-ins are aggregated and sampled; refresh
 		// redemptions leave none): alone, with everything else about the
@@ -701,12 +712,12 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 	if !ok || info.ASN == 0 {
 		return
 	}
-	for _, si := range matched {
+	for si := range matches {
 		if si.IP == p.IP || si.ASN == 0 || si.ASN == info.ASN {
 			return
 		}
 	}
-	title := "Mail read with a " + how + " issued to another network (AS" + strconv.FormatUint(uint64(matched[0].ASN), 10) + ", used from AS" + strconv.FormatUint(uint64(info.ASN), 10) + ")"
+	title := "Mail read with a " + how + " issued to another network (AS" + strconv.FormatUint(uint64(first.ASN), 10) + ", used from AS" + strconv.FormatUint(uint64(info.ASN), 10) + ")"
 	// A session that moves between the user's own networks (office,
 	// VPN egress, home) is roaming, not replay.
 	why := e.corroboration(ten, p)
@@ -720,7 +731,7 @@ func (e *Engine) orphanToken(ten *tenantState, p *pending) {
 	a.Set("corroboration", strings.Join(why, "; "))
 	e.idActors(&a, p)
 	a.AddActor(alert.ActorIP, p.IP)
-	a.Fields["signin_ip"] = matched[0].IP
+	a.Fields["signin_ip"] = first.IP
 	e.raise(a)
 }
 
