@@ -266,6 +266,7 @@ func (e *Engine) indexSignIn(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 	if si.User != "" {
 		u := e.user(ten, si.User)
+		u.touched(t) // every entry written below is last seen at t or later
 		if ev.IP != "" {
 			u.IPs[ev.IP] = seenAt(u.IPs[ev.IP], t)
 		}
@@ -442,27 +443,43 @@ func (e *Engine) prune() {
 	held := e.cfg.D1.Grace.D() + lag
 	hist := e.cfg.D4.History.D() + held
 	for _, ten := range st.Tenants {
+		cut := w.Add(-hist)
 		for _, u := range ten.Users {
+			if u.oldestOK && !u.oldest.Before(cut) {
+				continue // nothing to prune
+			}
+			// What is kept bounds oldest anew.
+			var oldest time.Time
+			keep := func(last time.Time) bool {
+				if last.Before(cut) {
+					return false
+				}
+				if oldest.IsZero() || last.Before(oldest) {
+					oldest = last
+				}
+				return true
+			}
 			for ip, s := range u.IPs {
-				if s.Last.Before(w.Add(-hist)) {
+				if !keep(s.Last) {
 					delete(u.IPs, ip)
 				}
 			}
 			for a, s := range u.ASNs {
-				if s.Last.Before(w.Add(-hist)) {
+				if !keep(s.Last) {
 					delete(u.ASNs, a)
 				}
 			}
 			for a, s := range u.UAs {
-				if s.Last.Before(w.Add(-hist)) {
+				if !keep(s.Last) {
 					delete(u.UAs, a)
 				}
 			}
 			for ip, lt := range u.OwnIPs {
-				if lt.Before(w.Add(-hist)) {
+				if !keep(lt) {
 					delete(u.OwnIPs, ip)
 				}
 			}
+			u.oldest, u.oldestOK = oldest, !oldest.IsZero()
 		}
 		for ip, lt := range ten.IPSeen {
 			if lt.Before(w.Add(-hist)) {

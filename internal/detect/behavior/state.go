@@ -80,6 +80,18 @@ type userState struct {
 	// OwnIPs are addresses the user signed in from with a user agent
 	// they had used for a while: their own device on a new network.
 	OwnIPs map[string]time.Time
+	// No entry of the four maps was last seen before oldest, when
+	// oldestOK: prune skips the user while oldest is inside the history
+	// (most users, most hours). Not saved: a restored user is scanned.
+	oldest   time.Time
+	oldestOK bool
+}
+
+// touched notes an entry of u's maps last seen at t.
+func (u *userState) touched(t time.Time) {
+	if u.oldestOK && t.Before(u.oldest) {
+		u.oldest = t
+	}
 }
 
 type seen struct{ First, Last time.Time }
