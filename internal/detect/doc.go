@@ -23,7 +23,10 @@
 //     only what the incidents' actors read.
 //   - Two halves: Prepare (rule matching, mail-access facts) needs no
 //     state and runs on many goroutines; ProcessItem sees the events in
-//     order. parallel.InOrder joins them.
+//     order. parallel.InOrder joins them. In offline runs the ordered
+//     half is itself on two goroutines (split.go): the behaviours on one,
+//     the rest on the caller's, their alerts raised in the sequential
+//     order, so the result is the same as on one.
 //   - Snapshot and resume: SaveState after the last event of a run and
 //     LoadState before the first of the next give the same alerts as one
 //     run over both.
