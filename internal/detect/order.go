@@ -12,6 +12,9 @@ import (
 // source, record id and the verbatim bytes, so that equal times do not
 // fall back on arrival order.
 func eventLess(a, b *event.Event) bool {
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c < 0 // most events differ in time: no key to build
+	}
 	return compareKey(keyOf(a), keyOf(b)) < 0
 }
 

@@ -932,6 +932,9 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 // D2.
 func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 	c := e.cfg
+	if mb.lastPairOK && p.AppID == mb.lastApp && p.ClientApp == mb.lastClient {
+		return // the mailbox's usual client: known to both, nothing to say
+	}
 	key := pairKey(p.AppID, p.ClientApp)
 	_, inTenant := ten.Pairs[key]
 	_, inMailbox := mb.Pairs[key]
@@ -941,6 +944,8 @@ func (e *Engine) firstSeenApp(ten *tenantState, mb *mailboxState, p *pending) {
 	if !inMailbox {
 		mb.Pairs[key] = p.Time
 	}
+	// Pairs are never forgotten: from now on this pair is in both.
+	mb.lastApp, mb.lastClient, mb.lastPairOK = p.AppID, p.ClientApp, true
 	if !c.D2.Enabled || (inTenant && inMailbox) || !e.learned(ten, p.Time) {
 		return
 	}

@@ -123,6 +123,11 @@ type mailboxState struct {
 	Days          []int64 // D9: distinct active days (Unix day numbers), recent first trimmed
 	LastRead      time.Time
 	Silent        bool // D9: silence already reported
+	// The AppId and ClientAppId last read with, when lastPairOK: a pair
+	// in both the tenant's and the mailbox's Pairs, so D2 has nothing to
+	// look up for it (a mailbox is mostly read by one client). Not saved.
+	lastApp, lastClient string
+	lastPairOK          bool
 }
 
 // sourceState is one source of a tenant (D9), or one of its sign-in
