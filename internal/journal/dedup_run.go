@@ -417,32 +417,37 @@ func loadRuns(dir string, n uint64, log *slog.Logger) ([]*dedupRun, uint64, erro
 		}
 		cands = append(cands, r)
 	}
-	// By start, and the widest first: a merge's output before its inputs.
-	slices.SortFunc(cands, func(a, b *dedupRun) int {
-		if c := cmp.Compare(a.lo, b.lo); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.hi, a.hi)
-	})
-	var chain []*dedupRun
-	cur := uint64(0)
-	for i, r := range cands {
-		if r.lo == cur {
-			chain = append(chain, r)
-			cur = r.hi
-			continue
-		}
-		why := "a merged run covers it"
-		if r.lo > cur {
-			why = fmt.Sprintf("no run covers entries [%d, %d)", cur, r.lo)
-		}
+	chain, rest, cur := chainRuns(cands)
+	for i, r := range rest {
 		r.close()
-		if err := remove(r.path, why); err != nil {
-			for _, c := range append(chain, cands[i+1:]...) {
+		if err := remove(r.path, "not in the chain of runs from entry 0 (a merge replaced it, or it follows a gap)"); err != nil {
+			for _, c := range append(chain, rest[i+1:]...) {
 				c.close()
 			}
 			return nil, 0, err
 		}
 	}
 	return chain, cur, nil
+}
+
+// chainRuns picks from runs the chain that starts at entry 0, each run
+// starting where the one before ends, preferring the widest run at each
+// start (a merge's output over its inputs); it returns the chain, the
+// runs left out and the entry where the chain ends.
+func chainRuns(runs []*dedupRun) (chain, rest []*dedupRun, end uint64) {
+	slices.SortFunc(runs, func(a, b *dedupRun) int {
+		if c := cmp.Compare(a.lo, b.lo); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.hi, a.hi)
+	})
+	for _, r := range runs {
+		if r.lo == end {
+			chain = append(chain, r)
+			end = r.hi
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	return chain, rest, end
 }
