@@ -1,11 +1,14 @@
 package journal
 
 import (
+	"bufio"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"math/bits"
 	"os"
@@ -18,11 +21,13 @@ import (
 )
 
 // A dedup run holds the keys of entries [lo, hi) that left the in-memory
-// table, sorted, in one file under DIR/dedup, mapped read-only so that its
-// pages are the kernel's page cache (reclaimable) rather than Go heap:
+// table, sorted, in one file under DIR/dedup. Its filter is mapped
+// read-only, so its pages are the kernel's page cache (reclaimable) rather
+// than Go heap; its records are read only when the filter passes a key:
 //
 //	header  "VGDDRUN1" | lo u64 | hi u64 | count u64 | filter blocks u64 |
-//	        body CRC32C u32 | 16 zero bytes | header CRC32C u32   (64 bytes)
+//	        filter CRC32C u32 | records CRC32C u32 | 12 zero bytes |
+//	        header CRC32C u32                                     (64 bytes)
 //	filter  blocks × 64 bytes: a blocked Bloom filter, one cache line a key
 //	records count × (key 16 bytes | entry index u64), sorted by key
 //
@@ -39,18 +44,19 @@ const (
 	bloomBitsPerKey = 16
 )
 
-// Records and filter words are read in place through unsafe views of the
-// mapping, so the file's little-endian layout must be the machine's.
+// Filter words are read in place through an unsafe view of the mapping,
+// so the file's little-endian layout must be the machine's.
 var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 type dedupRun struct {
 	name   string
 	path   string
 	lo, hi uint64
+	count  uint64
+	recOff int64 // where the records start
 	f      *os.File
-	data   []byte
-	filter []uint64
-	recs   []dedupSlot
+	data   []byte   // the header and filter, mapped
+	filter []uint64 // a view of data
 }
 
 func runName(lo, hi uint64) string { return fmt.Sprintf("%020d-%020d.run", lo, hi) }
@@ -78,12 +84,16 @@ func runFileSize(count uint64) uint64 {
 	return runHeaderSize + filterBlocks(count)*bloomBlockBytes + count*runRecordSize
 }
 
-// The block comes from the high bits of k[1] (the in-memory table uses
-// its low bits), the eight bit positions from k[0] above its forced bit.
-func bloomAdd(f []uint64, k dedupKey) {
-	hi, _ := bits.Mul64(k[1], uint64(len(f)/8))
-	blk := f[hi*8 : hi*8+8 : hi*8+8]
-	x := k[0] >> 1
+// The block comes from the high bits of k[0], the key's sort order, so a
+// run's filter is written front to back as its sorted records are; the
+// eight bit positions, one in each word of the block, come from k[1].
+func bloomBlock(k dedupKey, blocks uint64) uint64 {
+	hi, _ := bits.Mul64(k[0], blocks)
+	return hi
+}
+
+func bloomSet(blk *[8]uint64, k dedupKey) {
+	x := k[1]
 	for w := range blk {
 		blk[w] |= 1 << (x & 63)
 		x >>= 6
@@ -91,9 +101,9 @@ func bloomAdd(f []uint64, k dedupKey) {
 }
 
 func bloomHas(f []uint64, k dedupKey) bool {
-	hi, _ := bits.Mul64(k[1], uint64(len(f)/8))
-	blk := f[hi*8 : hi*8+8 : hi*8+8]
-	x := k[0] >> 1
+	b := bloomBlock(k, uint64(len(f)/8))
+	blk := f[b*8 : b*8+8 : b*8+8]
+	x := k[1]
 	for w := range blk {
 		if blk[w]&(1<<(x&63)) == 0 {
 			return false
@@ -112,46 +122,105 @@ func cmpKey(a, b dedupKey) int {
 
 func cmpSlot(a, b dedupSlot) int { return cmpKey(a.key, b.key) }
 
+func lessKey(a, b dedupKey) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
+
+// searchWindow is how many records a search reads at a time (3 KiB).
+const searchWindow = 128
+
 // lookup returns the index of the entry that carried k, if the run holds
-// it. Keys are uniform (SHA-256), so interpolation on k[0] finds a key in
-// a few probes, usually within one or two pages.
-func (r *dedupRun) lookup(k dedupKey) (uint64, bool) {
+// it. The records are not mapped but read (pread) only for the keys the
+// filter passes, so they stay in the page cache and out of the process's
+// resident memory. Keys are uniform (SHA-256), so interpolation on k[0]
+// lands near the key: a search reads two or three windows.
+func (r *dedupRun) lookup(k dedupKey) (uint64, bool, error) {
 	if !bloomHas(r.filter, k) {
-		return 0, false
+		return 0, false, nil
 	}
-	recs := r.recs
-	lo, hi := 0, len(recs) // search [lo, hi)
+	return r.search(k)
+}
+
+// search finds k in the records.
+func (r *dedupRun) search(k dedupKey) (uint64, bool, error) {
+	var buf [searchWindow * runRecordSize]byte
+	rec := func(i uint64) dedupSlot {
+		p := buf[i*runRecordSize:]
+		return dedupSlot{getKey(p), binary.LittleEndian.Uint64(p[16:])}
+	}
+	lo, hi := uint64(0), r.count // search [lo, hi)
 	klo, khi := uint64(0), uint64(1<<64-1)
-	for probes := 0; hi-lo > 8; probes++ {
-		var mid int
-		if probes < 8 && khi > klo && k[0] >= klo && k[0] <= khi {
-			ph, pl := bits.Mul64(k[0]-klo, uint64(hi-lo-1))
-			q, _ := bits.Div64(ph, pl, khi-klo)
-			mid = lo + int(q)
-		} else {
-			mid = lo + (hi-lo)/2 // not uniform after all: bisect
+	for probes := 0; ; probes++ {
+		wlo, whi := lo, hi
+		if hi-lo > searchWindow {
+			mid := lo + (hi-lo)/2 // not uniform after all: bisect
+			if probes < 8 && khi > klo && k[0] >= klo && k[0] <= khi {
+				ph, pl := bits.Mul64(k[0]-klo, hi-lo-1)
+				q, _ := bits.Div64(ph, pl, khi-klo)
+				mid = lo + q
+			}
+			wlo = min(max(lo, mid-min(mid, searchWindow/2)), hi-searchWindow)
+			whi = wlo + searchWindow
 		}
-		switch c := cmpKey(k, recs[mid].key); {
-		case c == 0:
-			return recs[mid].index, true
-		case c < 0:
-			hi, khi = mid, recs[mid].key[0]
+		n := whi - wlo
+		if _, err := r.f.ReadAt(buf[:n*runRecordSize], r.recOff+int64(wlo*runRecordSize)); err != nil {
+			return 0, false, fmt.Errorf("read dedup run %s: %w", r.name, err)
+		}
+		first, last := rec(0), rec(n-1)
+		switch {
+		case lessKey(k, first.key):
+			if wlo == lo {
+				return 0, false, nil
+			}
+			hi, khi = wlo, first.key[0]
+		case lessKey(last.key, k):
+			if whi == hi {
+				return 0, false, nil
+			}
+			lo, klo = whi, last.key[0]
 		default:
-			lo, klo = mid+1, recs[mid].key[0]
+			i, j := uint64(0), n
+			for i < j {
+				m := (i + j) / 2
+				if lessKey(rec(m).key, k) {
+					i = m + 1
+				} else {
+					j = m
+				}
+			}
+			if s := rec(i); i < n && s.key == k {
+				return s.index, true, nil
+			}
+			return 0, false, nil
 		}
 	}
-	for i := lo; i < hi; i++ {
-		if recs[i].key == k {
-			return recs[i].index, true
-		}
+}
+
+// runReader reads a run's records in order.
+type runReader struct {
+	br   *bufio.Reader
+	left uint64
+}
+
+func (r *dedupRun) reader() *runReader {
+	return &runReader{br: bufio.NewReaderSize(io.NewSectionReader(r.f, r.recOff, int64(r.count*runRecordSize)), 256<<10), left: r.count}
+}
+
+// next returns the next record; ok is false at the end.
+func (rr *runReader) next() (s dedupSlot, ok bool, err error) {
+	if rr.left == 0 {
+		return s, false, nil
 	}
-	return 0, false
+	var b [runRecordSize]byte
+	if _, err := io.ReadFull(rr.br, b[:]); err != nil {
+		return s, false, fmt.Errorf("read dedup run: %w", err)
+	}
+	rr.left--
+	return dedupSlot{getKey(b[:]), binary.LittleEndian.Uint64(b[16:])}, true, nil
 }
 
 func (r *dedupRun) close() {
 	if r.data != nil {
 		unmapFile(r.f, r.data, false)
-		r.data, r.filter, r.recs = nil, nil, nil
+		r.data, r.filter = nil, nil
 	}
 	if r.f != nil {
 		r.f.Close()
@@ -206,30 +275,41 @@ func (r *dedupRun) load(checkBody bool) error {
 	if want := runFileSize(count); uint64(st.Size()) != want {
 		return fmt.Errorf("%w %s: %d bytes, want %d", errRunDamaged, r.name, st.Size(), want)
 	}
-	if r.data, err = mapFile(r.f, int(st.Size()), false); err != nil {
+	r.count, r.recOff = count, int64(runHeaderSize+blocks*bloomBlockBytes)
+	if r.data, err = mapFile(r.f, int(r.recOff), false); err != nil {
 		return err
 	}
-	if checkBody && crc32.Checksum(r.data[runHeaderSize:], castagnoli) != binary.LittleEndian.Uint32(h[40:]) {
-		return fmt.Errorf("%w %s: body checksum mismatch", errRunDamaged, r.name)
+	r.filter = unsafe.Slice((*uint64)(unsafe.Pointer(&r.data[runHeaderSize])), blocks*bloomBlockBytes/8)
+	if checkBody {
+		if crc32.Checksum(r.data[runHeaderSize:], castagnoli) != binary.LittleEndian.Uint32(h[40:]) {
+			return fmt.Errorf("%w %s: filter checksum mismatch", errRunDamaged, r.name)
+		}
+		c := crc32.New(castagnoli)
+		if _, err := io.Copy(c, io.NewSectionReader(r.f, r.recOff, int64(count*runRecordSize))); err != nil {
+			return fmt.Errorf("read dedup run %s: %w", r.name, err)
+		}
+		if c.Sum32() != binary.LittleEndian.Uint32(h[44:]) {
+			return fmt.Errorf("%w %s: records checksum mismatch", errRunDamaged, r.name)
+		}
 	}
-	r.setViews(blocks, count)
 	return nil
 }
 
-func (r *dedupRun) setViews(blocks, count uint64) {
-	r.filter = unsafe.Slice((*uint64)(unsafe.Pointer(&r.data[runHeaderSize])), blocks*bloomBlockBytes/8)
-	r.recs = nil
-	if count > 0 {
-		r.recs = unsafe.Slice((*dedupSlot)(unsafe.Pointer(&r.data[runHeaderSize+blocks*bloomBlockBytes])), count)
-	}
-}
-
-// runWriter builds a run in DIR/dedup/NAME.tmp through a shared writable
-// mapping; finish makes it durable and renames it into place.
+// runWriter streams a run into DIR/dedup/NAME.tmp: keys arrive in order,
+// records and filter blocks are written front to back (the filter block
+// of a key is the top of its k[0]), so nothing is held in memory but two
+// write buffers; finish makes the file durable and renames it into place.
 type runWriter struct {
-	run   *dedupRun
-	tmp   string
-	count uint64
+	f              *os.File
+	name, path     string
+	lo, hi         uint64
+	count, n       uint64
+	blocks, cur    uint64
+	blk            [8]uint64
+	last           dedupKey
+	recs, filt     *bufio.Writer
+	recCRC, filCRC hash.Hash32
+	scratch        [bloomBlockBytes]byte
 }
 
 func createRun(dir string, lo, hi, count uint64) (*runWriter, error) {
@@ -238,91 +318,150 @@ func createRun(dir string, lo, hi, count uint64) (*runWriter, error) {
 	}
 	name := runName(lo, hi)
 	path := filepath.Join(dir, dedupDir, name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create dedup run: %w", err)
 	}
-	r := &dedupRun{name: name, path: path, lo: lo, hi: hi, f: f}
-	w := &runWriter{run: r, tmp: tmp, count: count}
-	size := runFileSize(count)
-	if err := f.Truncate(int64(size)); err != nil {
-		w.abort()
-		return nil, fmt.Errorf("size dedup run %s: %w", name, err)
-	}
-	if r.data, err = mapFile(f, int(size), true); err != nil {
-		w.abort()
-		return nil, err
-	}
-	r.setViews(filterBlocks(count), count)
+	w := &runWriter{f: f, name: name, path: path, lo: lo, hi: hi, count: count, blocks: filterBlocks(count),
+		recCRC: crc32.New(castagnoli), filCRC: crc32.New(castagnoli)}
+	w.filt = bufio.NewWriterSize(io.MultiWriter(io.NewOffsetWriter(f, runHeaderSize), w.filCRC), 256<<10)
+	w.recs = bufio.NewWriterSize(io.MultiWriter(io.NewOffsetWriter(f, int64(runHeaderSize+w.blocks*bloomBlockBytes)), w.recCRC), 256<<10)
 	return w, nil
 }
 
-func (w *runWriter) abort() {
-	if w.run.data != nil {
-		unmapFile(w.run.f, w.run.data, false)
-		w.run.data = nil
+// add appends the next key in order.
+func (w *runWriter) add(s dedupSlot) error {
+	if w.n > 0 && !lessKey(w.last, s.key) || w.n >= w.count {
+		return fmt.Errorf("journal: dedup run %s: key of entry %d repeats, is out of order or is one too many", w.name, s.index)
 	}
-	w.run.f.Close()
-	os.Remove(w.tmp)
+	w.last = s.key
+	w.n++
+	var b [runRecordSize]byte
+	putKey(b[:], s.key)
+	binary.LittleEndian.PutUint64(b[16:], s.index)
+	w.recs.Write(b[:])
+	for b := bloomBlock(s.key, w.blocks); w.cur < b; {
+		w.flushBlock()
+	}
+	bloomSet(&w.blk, s.key)
+	return nil
 }
 
-// finish fills the filter from the sorted records, writes the header,
-// syncs, renames the file into place and maps it read-only.
+func (w *runWriter) flushBlock() {
+	for i, v := range w.blk {
+		binary.LittleEndian.PutUint64(w.scratch[i*8:], v)
+	}
+	w.filt.Write(w.scratch[:])
+	w.blk = [8]uint64{}
+	w.cur++
+}
+
+func (w *runWriter) abort() {
+	w.f.Close()
+	os.Remove(w.path + ".tmp")
+}
+
+// finish completes the file, syncs it, renames it into place and maps it.
 func (w *runWriter) finish() (*dedupRun, error) {
-	r := w.run
-	for i := 1; i < len(r.recs); i++ {
-		if cmpSlot(r.recs[i-1], r.recs[i]) >= 0 {
-			w.abort()
-			return nil, fmt.Errorf("journal: dedup run %s: key of entry %d repeats or is out of order", r.name, r.recs[i].index)
-		}
+	if w.n != w.count {
+		w.abort()
+		return nil, fmt.Errorf("journal: dedup run %s: %d keys written, %d announced", w.name, w.n, w.count)
 	}
-	for i := range r.recs {
-		bloomAdd(r.filter, r.recs[i].key)
+	for w.cur < w.blocks {
+		w.flushBlock()
 	}
-	h := r.data[:runHeaderSize]
-	copy(h, runMagic)
-	binary.LittleEndian.PutUint64(h[8:], r.lo)
-	binary.LittleEndian.PutUint64(h[16:], r.hi)
+	err := w.filt.Flush()
+	if err == nil {
+		err = w.recs.Flush()
+	}
+	var h [runHeaderSize]byte
+	copy(h[:], runMagic)
+	binary.LittleEndian.PutUint64(h[8:], w.lo)
+	binary.LittleEndian.PutUint64(h[16:], w.hi)
 	binary.LittleEndian.PutUint64(h[24:], w.count)
-	binary.LittleEndian.PutUint64(h[32:], filterBlocks(w.count))
-	binary.LittleEndian.PutUint32(h[40:], crc32.Checksum(r.data[runHeaderSize:], castagnoli))
+	binary.LittleEndian.PutUint64(h[32:], w.blocks)
+	binary.LittleEndian.PutUint32(h[40:], w.filCRC.Sum32())
+	binary.LittleEndian.PutUint32(h[44:], w.recCRC.Sum32())
 	binary.LittleEndian.PutUint32(h[60:], crc32.Checksum(h[:60], castagnoli))
-	err := unmapFile(r.f, r.data, true)
-	r.data = nil
 	if err == nil {
-		err = r.f.Sync()
+		_, err = w.f.WriteAt(h[:], 0)
 	}
 	if err == nil {
-		err = os.Rename(w.tmp, r.path)
+		err = w.f.Sync()
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(r.path))
+		err = w.f.Close()
+	}
+	if err == nil {
+		err = os.Rename(w.path+".tmp", w.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(w.path))
 	}
 	if err != nil {
 		w.abort()
-		return nil, fmt.Errorf("write dedup run %s: %w", r.name, err)
+		return nil, fmt.Errorf("write dedup run %s: %w", w.name, err)
 	}
-	r.f.Close()
-	r.f = nil
-	return openRun(r.path, false)
+	return openRun(w.path, false)
 }
 
 // writeRunFromTable writes the keys of t, which carried entries [lo, hi),
 // as a run. t is only read, so the committer may keep using it meanwhile.
+//
+// A key's home slot in t is the top of its k[0] and linear probing moves
+// it only within its cluster (a maximal stretch of full slots), so the
+// clusters, taken in slot order and each sorted, give the keys in order.
+// The one exception is the cluster that wraps around the end of the
+// table: its keys at the start whose home is behind them came from the
+// end and go last.
 func writeRunFromTable(dir string, lo, hi uint64, t *dedupIndex) (*dedupRun, error) {
 	w, err := createRun(dir, lo, hi, uint64(t.n))
 	if err != nil {
 		return nil, err
 	}
-	i := 0
-	for _, s := range t.slots {
-		if !s.key.isZero() {
-			w.run.recs[i] = s
-			i++
+	var cluster, wrapped []dedupSlot
+	emit := func() error {
+		if len(cluster) > 32 {
+			slices.SortFunc(cluster, cmpSlot)
+		} else {
+			for i := 1; i < len(cluster); i++ {
+				for k := i; k > 0 && lessKey(cluster[k].key, cluster[k-1].key); k-- {
+					cluster[k], cluster[k-1] = cluster[k-1], cluster[k]
+				}
+			}
+		}
+		for _, s := range cluster {
+			if err := w.add(s); err != nil {
+				return err
+			}
+		}
+		cluster = cluster[:0]
+		return nil
+	}
+	p := 0
+	for ; p < len(t.slots) && !t.slots[p].key.isZero(); p++ {
+		if s := t.slots[p]; t.home(s.key) > uint64(p) {
+			wrapped = append(wrapped, s)
+		} else {
+			cluster = append(cluster, s)
 		}
 	}
-	slices.SortFunc(w.run.recs, cmpSlot)
+	for ; ; p++ {
+		if p == len(t.slots) || t.slots[p].key.isZero() {
+			if p == len(t.slots) {
+				cluster = append(cluster, wrapped...)
+			}
+			if err := emit(); err != nil {
+				w.abort()
+				return nil, err
+			}
+			if p == len(t.slots) {
+				break
+			}
+			continue
+		}
+		cluster = append(cluster, t.slots[p])
+	}
 	return w.finish()
 }
 
@@ -335,21 +474,38 @@ func mergeRuns(dir string, a, b *dedupRun, stop *atomic.Bool) (*dedupRun, error)
 	if a.hi != b.lo {
 		return nil, fmt.Errorf("journal: dedup runs %s and %s are not adjacent", a.name, b.name)
 	}
-	w, err := createRun(dir, a.lo, b.hi, uint64(len(a.recs)+len(b.recs)))
+	w, err := createRun(dir, a.lo, b.hi, a.count+b.count)
 	if err != nil {
 		return nil, err
 	}
-	out, x, y := w.run.recs, a.recs, b.recs
-	for o := range out {
+	ra, rb := a.reader(), b.reader()
+	x, okx, errx := ra.next()
+	y, oky, erry := rb.next()
+	for o := 0; okx || oky; o++ {
+		if errx != nil || erry != nil {
+			w.abort()
+			return nil, errors.Join(errx, erry)
+		}
 		if o&0xffff == 0 && stop.Load() {
 			w.abort()
 			return nil, errStopped
 		}
-		if len(y) == 0 || (len(x) > 0 && cmpSlot(x[0], y[0]) < 0) {
-			out[o], x = x[0], x[1:]
+		var s dedupSlot
+		if !oky || okx && lessKey(x.key, y.key) {
+			s = x
+			x, okx, errx = ra.next()
 		} else {
-			out[o], y = y[0], y[1:]
+			s = y
+			y, oky, erry = rb.next()
 		}
+		if err := w.add(s); err != nil {
+			w.abort()
+			return nil, err
+		}
+	}
+	if errx != nil || erry != nil {
+		w.abort()
+		return nil, errors.Join(errx, erry)
 	}
 	return w.finish()
 }

@@ -118,7 +118,7 @@ func rewriteRun(t *testing.T, path string, edit func(recs []dedupSlot)) {
 		putKey(p, r.key)
 		binary.LittleEndian.PutUint64(p[16:], r.index)
 	}
-	binary.LittleEndian.PutUint32(b[40:], crc32.Checksum(b[runHeaderSize:], castagnoli))
+	binary.LittleEndian.PutUint32(b[44:], crc32.Checksum(b[off:], castagnoli))
 	binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -204,8 +204,13 @@ func TestDedupRuns(t *testing.T) {
 			opts := quietOptions()
 			opts.DedupMemoryKeys = bound
 			j := mustOpen(t, dir, opts)
-			es := dedupEntries("r", 2500) // 2142 keys: runs of 1600 and 400, 142 recent
-			acks := appendAll(t, j, es, 61)
+			// 2142 keys, settled into runs (each at least twice the next
+			// newer one) of 2000 keys and 142 recent ones, then one more
+			// run of 200: at least two runs, however the merges went.
+			es := dedupEntries("r", 2800)
+			acks := appendAll(t, j, es[:2500], 61)
+			waitDedupIdle(t, j)
+			acks = append(acks, appendAll(t, j, es[2500:], 61)...)
 			waitDedupIdle(t, j)
 			runs, keys := j.dedup.runCount()
 			if runs < 2 || keys < 1600 {
@@ -286,8 +291,9 @@ func TestDedupRunForged(t *testing.T) {
 }
 
 // TestDedupRunLookup: every key of a run is found with its index, keys
-// not in it are not (the filter lets few through to the search), also
-// when keys share k[0] and interpolation cannot help.
+// not in it are not, neither by the filter (which lets few through) nor
+// by the search behind it, also when keys share k[0] and interpolation
+// cannot help.
 func TestDedupRunLookup(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -325,13 +331,13 @@ func TestDedupRunLookup(t *testing.T) {
 			}
 			defer r.close()
 			for k, idx := range want {
-				if got, ok := r.lookup(k); !ok || got != idx {
-					t.Fatalf("key %x: %d %v, want %d", k, got, ok, idx)
+				if got, ok, err := r.lookup(k); !ok || got != idx || err != nil {
+					t.Fatalf("key %x: %d %v %v, want %d", k, got, ok, err, idx)
 				}
 			}
 			const absent = 200_000
 			passed := 0
-			for range absent {
+			for i := range absent {
 				k := key()
 				if _, ok := want[k]; ok {
 					continue
@@ -339,8 +345,12 @@ func TestDedupRunLookup(t *testing.T) {
 				if bloomHas(r.filter, k) {
 					passed++
 				}
-				if idx, ok := r.lookup(k); ok {
-					t.Fatalf("absent key %x found at %d", k, idx)
+				// The search itself, past the filter, must not find it.
+				if i%8 != 0 {
+					continue
+				}
+				if idx, ok, err := r.search(k); ok || err != nil {
+					t.Fatalf("absent key %x found at %d (%v)", k, idx, err)
 				}
 			}
 			// (Keys sharing k[0] share their filter bits; real keys are uniform.)
@@ -381,7 +391,7 @@ func TestDedupMemoryBounded(t *testing.T) {
 	at400k := heap()
 	runs, keys := j.dedup.runCount()
 	for _, r := range j.dedup.runs {
-		t.Logf("run %s: %d keys", r.name, len(r.recs))
+		t.Logf("run %s: %d keys", r.name, r.count)
 	}
 	t.Logf("heap in use %.1f MiB at 100k keys, %.1f MiB at 400k; %d runs hold %d keys, %d in memory",
 		float64(at100k)/(1<<20), float64(at400k)/(1<<20), runs, keys, j.dedup.recent.n)

@@ -63,9 +63,10 @@ type Options struct {
 	// MaxBatchBytes bounds one group commit (default 8 MiB).
 	MaxBatchBytes int
 	// DedupMemoryKeys bounds the (source, record id) keys deduplication
-	// keeps in memory (default DefaultDedupMemoryKeys, a 96 MiB table).
-	// Older keys are moved to sorted, filtered run files under DIR/dedup,
-	// which are mapped rather than read into the heap.
+	// keeps in memory (default DefaultDedupMemoryKeys: two 96 MiB tables
+	// taking turns once the first is full). Older keys are moved to
+	// sorted run files under DIR/dedup whose Bloom filters are mapped
+	// rather than read into the heap.
 	DedupMemoryKeys int
 	// Origin names the log in its checkpoints; used only when the signing
 	// key is created (default "vigil.local/journal/<random>").

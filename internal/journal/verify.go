@@ -716,10 +716,20 @@ func verifyDedupRuns(ctx context.Context, dir string, ids *os.File, idsN uint64,
 		bad := func(entry uint64, detail string) error {
 			return &Damage{Kind: "dedup run mismatch", Offset: -1, Entry: int64(entry), Detail: "dedup run " + r.name + ": " + detail}
 		}
-		for i, rec := range r.recs {
-			if i > 0 && cmpSlot(r.recs[i-1], rec) >= 0 {
+		rr := r.reader()
+		var prev dedupKey
+		for i := uint64(0); ; i++ {
+			rec, ok, err := rr.next()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			if i > 0 && !lessKey(prev, rec.key) {
 				return bad(rec.index, fmt.Sprintf("record %d is out of order", i))
 			}
+			prev = rec.key
 			if rec.index < r.lo || rec.index >= r.hi {
 				return bad(rec.index, fmt.Sprintf("record %d names an entry outside [%d, %d)", i, r.lo, r.hi))
 			}
@@ -732,14 +742,14 @@ func verifyDedupRuns(ctx context.Context, dir string, ids *os.File, idsN uint64,
 		}
 		// Distinct keys at distinct entries of the range: the run holds
 		// them all if it holds as many as the range has.
-		keys := 0
+		keys := uint64(0)
 		for i := r.lo; i < r.hi; i++ {
 			if !getKey(idsData[i*idSize:]).isZero() {
 				keys++
 			}
 		}
-		if keys != len(r.recs) {
-			return bad(r.lo, fmt.Sprintf("holds %d keys, the ids file has %d for entries [%d, %d)", len(r.recs), keys, r.lo, r.hi))
+		if keys != r.count {
+			return bad(r.lo, fmt.Sprintf("holds %d keys, the ids file has %d for entries [%d, %d)", r.count, keys, r.lo, r.hi))
 		}
 	}
 	res.DedupRuns = len(chain)
