@@ -26,9 +26,10 @@ import (
 // than Go heap; its records are read only when the filter passes a key:
 //
 //	header  "VGDDRUN1" | lo u64 | hi u64 | count u64 | filter blocks u64 |
-//	        filter CRC32C u32 | records CRC32C u32 | 12 zero bytes |
-//	        header CRC32C u32                                     (64 bytes)
+//	        filter CRC32C u32 | records CRC32C u32 | fences CRC32C u32 |
+//	        8 zero bytes | header CRC32C u32                      (64 bytes)
 //	filter  blocks × 64 bytes: a blocked Bloom filter, one cache line a key
+//	fences  k[0] u64 of every searchWindow-th record
 //	records count × (key 16 bytes | entry index u64), sorted by key
 //
 // Runs are derived from the ids file and rebuilt from it when missing or
@@ -55,8 +56,9 @@ type dedupRun struct {
 	count  uint64
 	recOff int64 // where the records start
 	f      *os.File
-	data   []byte   // the header and filter, mapped
+	data   []byte   // the header, filter and fences, mapped
 	filter []uint64 // a view of data
+	fences []uint64 // a view of data
 }
 
 func runName(lo, hi uint64) string { return fmt.Sprintf("%020d-%020d.run", lo, hi) }
@@ -80,8 +82,17 @@ func filterBlocks(count uint64) uint64 {
 	return max(1, (count*bloomBitsPerKey+bloomBlockBytes*8-1)/(bloomBlockBytes*8))
 }
 
+func fenceCount(count uint64) uint64 { return (count + searchWindow - 1) / searchWindow }
+
+// runOffsets returns where a run's fences and records start.
+func runOffsets(count uint64) (fences, recs uint64) {
+	fences = runHeaderSize + filterBlocks(count)*bloomBlockBytes
+	return fences, fences + fenceCount(count)*8
+}
+
 func runFileSize(count uint64) uint64 {
-	return runHeaderSize + filterBlocks(count)*bloomBlockBytes + count*runRecordSize
+	_, recs := runOffsets(count)
+	return recs + count*runRecordSize
 }
 
 // The block comes from the high bits of k[0], the key's sort order, so a
@@ -124,14 +135,15 @@ func cmpSlot(a, b dedupSlot) int { return cmpKey(a.key, b.key) }
 
 func lessKey(a, b dedupKey) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 
-// searchWindow is how many records a search reads at a time (3 KiB).
+// searchWindow is how many records a search reads (3 KiB); the fences
+// name the first key of each window.
 const searchWindow = 128
 
 // lookup returns the index of the entry that carried k, if the run holds
 // it. The records are not mapped but read (pread) only for the keys the
 // filter passes, so they stay in the page cache and out of the process's
-// resident memory. Keys are uniform (SHA-256), so interpolation on k[0]
-// lands near the key: a search reads two or three windows.
+// resident memory; the mapped fences say which window to read, so a
+// search is one read.
 func (r *dedupRun) lookup(k dedupKey) (uint64, bool, error) {
 	if !bloomHas(r.filter, k) {
 		return 0, false, nil
@@ -141,57 +153,39 @@ func (r *dedupRun) lookup(k dedupKey) (uint64, bool, error) {
 
 // search finds k in the records.
 func (r *dedupRun) search(k dedupKey) (uint64, bool, error) {
+	f := r.fences
+	// The last window starting below k[0]; keys sharing k[0] (never seen
+	// with SHA-256, but possible) may continue into the windows after it.
+	w, _ := slices.BinarySearch(f, k[0])
+	w = max(w, 1) - 1
 	var buf [searchWindow * runRecordSize]byte
-	rec := func(i uint64) dedupSlot {
-		p := buf[i*runRecordSize:]
-		return dedupSlot{getKey(p), binary.LittleEndian.Uint64(p[16:])}
-	}
-	lo, hi := uint64(0), r.count // search [lo, hi)
-	klo, khi := uint64(0), uint64(1<<64-1)
-	for probes := 0; ; probes++ {
-		wlo, whi := lo, hi
-		if hi-lo > searchWindow {
-			mid := lo + (hi-lo)/2 // not uniform after all: bisect
-			if probes < 8 && khi > klo && k[0] >= klo && k[0] <= khi {
-				ph, pl := bits.Mul64(k[0]-klo, hi-lo-1)
-				q, _ := bits.Div64(ph, pl, khi-klo)
-				mid = lo + q
-			}
-			wlo = min(max(lo, mid-min(mid, searchWindow/2)), hi-searchWindow)
-			whi = wlo + searchWindow
-		}
-		n := whi - wlo
-		if _, err := r.f.ReadAt(buf[:n*runRecordSize], r.recOff+int64(wlo*runRecordSize)); err != nil {
+	for ; w < len(f); w++ {
+		lo := uint64(w) * searchWindow
+		n := min(searchWindow, r.count-lo)
+		if _, err := r.f.ReadAt(buf[:n*runRecordSize], r.recOff+int64(lo*runRecordSize)); err != nil {
 			return 0, false, fmt.Errorf("read dedup run %s: %w", r.name, err)
 		}
-		first, last := rec(0), rec(n-1)
-		switch {
-		case lessKey(k, first.key):
-			if wlo == lo {
-				return 0, false, nil
+		i, j := uint64(0), n
+		for i < j {
+			m := (i + j) / 2
+			if lessKey(getKey(buf[m*runRecordSize:]), k) {
+				i = m + 1
+			} else {
+				j = m
 			}
-			hi, khi = wlo, first.key[0]
-		case lessKey(last.key, k):
-			if whi == hi {
-				return 0, false, nil
-			}
-			lo, klo = whi, last.key[0]
-		default:
-			i, j := uint64(0), n
-			for i < j {
-				m := (i + j) / 2
-				if lessKey(rec(m).key, k) {
-					i = m + 1
-				} else {
-					j = m
-				}
-			}
-			if s := rec(i); i < n && s.key == k {
-				return s.index, true, nil
+		}
+		if i < n {
+			p := buf[i*runRecordSize:]
+			if getKey(p) == k {
+				return binary.LittleEndian.Uint64(p[16:]), true, nil
 			}
 			return 0, false, nil
 		}
+		if w+1 < len(f) && f[w+1] > k[0] {
+			return 0, false, nil
+		}
 	}
+	return 0, false, nil
 }
 
 // runReader reads a run's records in order.
@@ -219,8 +213,8 @@ func (rr *runReader) next() (s dedupSlot, ok bool, err error) {
 
 func (r *dedupRun) close() {
 	if r.data != nil {
-		unmapFile(r.f, r.data, false)
-		r.data, r.filter = nil, nil
+		unmapFile(r.data)
+		r.data, r.filter, r.fences = nil, nil, nil
 	}
 	if r.f != nil {
 		r.f.Close()
@@ -275,14 +269,19 @@ func (r *dedupRun) load(checkBody bool) error {
 	if want := runFileSize(count); uint64(st.Size()) != want {
 		return fmt.Errorf("%w %s: %d bytes, want %d", errRunDamaged, r.name, st.Size(), want)
 	}
-	r.count, r.recOff = count, int64(runHeaderSize+blocks*bloomBlockBytes)
-	if r.data, err = mapFile(r.f, int(r.recOff), false); err != nil {
+	fenceOff, recOff := runOffsets(count)
+	r.count, r.recOff = count, int64(recOff)
+	if r.data, err = mapFile(r.f, int(r.recOff)); err != nil {
 		return err
 	}
 	r.filter = unsafe.Slice((*uint64)(unsafe.Pointer(&r.data[runHeaderSize])), blocks*bloomBlockBytes/8)
+	if nf := fenceCount(count); nf > 0 {
+		r.fences = unsafe.Slice((*uint64)(unsafe.Pointer(&r.data[fenceOff])), nf)
+	}
 	if checkBody {
-		if crc32.Checksum(r.data[runHeaderSize:], castagnoli) != binary.LittleEndian.Uint32(h[40:]) {
-			return fmt.Errorf("%w %s: filter checksum mismatch", errRunDamaged, r.name)
+		if crc32.Checksum(r.data[runHeaderSize:fenceOff], castagnoli) != binary.LittleEndian.Uint32(h[40:]) ||
+			crc32.Checksum(r.data[fenceOff:], castagnoli) != binary.LittleEndian.Uint32(h[48:]) {
+			return fmt.Errorf("%w %s: filter or fences checksum mismatch", errRunDamaged, r.name)
 		}
 		c := crc32.New(castagnoli)
 		if _, err := io.Copy(c, io.NewSectionReader(r.f, r.recOff, int64(count*runRecordSize))); err != nil {
@@ -300,16 +299,16 @@ func (r *dedupRun) load(checkBody bool) error {
 // of a key is the top of its k[0]), so nothing is held in memory but two
 // write buffers; finish makes the file durable and renames it into place.
 type runWriter struct {
-	f              *os.File
-	name, path     string
-	lo, hi         uint64
-	count, n       uint64
-	blocks, cur    uint64
-	blk            [8]uint64
-	last           dedupKey
-	recs, filt     *bufio.Writer
-	recCRC, filCRC hash.Hash32
-	scratch        [bloomBlockBytes]byte
+	f                      *os.File
+	name, path             string
+	lo, hi                 uint64
+	count, n               uint64
+	blocks, cur            uint64
+	blk                    [8]uint64
+	last                   dedupKey
+	recs, filt, fen        *bufio.Writer
+	recCRC, filCRC, fenCRC hash.Hash32
+	scratch                [bloomBlockBytes]byte
 }
 
 func createRun(dir string, lo, hi, count uint64) (*runWriter, error) {
@@ -323,9 +322,11 @@ func createRun(dir string, lo, hi, count uint64) (*runWriter, error) {
 		return nil, fmt.Errorf("create dedup run: %w", err)
 	}
 	w := &runWriter{f: f, name: name, path: path, lo: lo, hi: hi, count: count, blocks: filterBlocks(count),
-		recCRC: crc32.New(castagnoli), filCRC: crc32.New(castagnoli)}
+		recCRC: crc32.New(castagnoli), filCRC: crc32.New(castagnoli), fenCRC: crc32.New(castagnoli)}
+	fenceOff, recOff := runOffsets(count)
 	w.filt = bufio.NewWriterSize(io.MultiWriter(io.NewOffsetWriter(f, runHeaderSize), w.filCRC), 256<<10)
-	w.recs = bufio.NewWriterSize(io.MultiWriter(io.NewOffsetWriter(f, int64(runHeaderSize+w.blocks*bloomBlockBytes)), w.recCRC), 256<<10)
+	w.fen = bufio.NewWriterSize(io.MultiWriter(io.NewOffsetWriter(f, int64(fenceOff)), w.fenCRC), 64<<10)
+	w.recs = bufio.NewWriterSize(io.MultiWriter(io.NewOffsetWriter(f, int64(recOff)), w.recCRC), 256<<10)
 	return w, nil
 }
 
@@ -335,8 +336,12 @@ func (w *runWriter) add(s dedupSlot) error {
 		return fmt.Errorf("journal: dedup run %s: key of entry %d repeats, is out of order or is one too many", w.name, s.index)
 	}
 	w.last = s.key
-	w.n++
 	var b [runRecordSize]byte
+	if w.n%searchWindow == 0 {
+		binary.LittleEndian.PutUint64(b[:], s.key[0])
+		w.fen.Write(b[:8])
+	}
+	w.n++
 	putKey(b[:], s.key)
 	binary.LittleEndian.PutUint64(b[16:], s.index)
 	w.recs.Write(b[:])
@@ -372,6 +377,9 @@ func (w *runWriter) finish() (*dedupRun, error) {
 	}
 	err := w.filt.Flush()
 	if err == nil {
+		err = w.fen.Flush()
+	}
+	if err == nil {
 		err = w.recs.Flush()
 	}
 	var h [runHeaderSize]byte
@@ -382,6 +390,7 @@ func (w *runWriter) finish() (*dedupRun, error) {
 	binary.LittleEndian.PutUint64(h[32:], w.blocks)
 	binary.LittleEndian.PutUint32(h[40:], w.filCRC.Sum32())
 	binary.LittleEndian.PutUint32(h[44:], w.recCRC.Sum32())
+	binary.LittleEndian.PutUint32(h[48:], w.fenCRC.Sum32())
 	binary.LittleEndian.PutUint32(h[60:], crc32.Checksum(h[:60], castagnoli))
 	if err == nil {
 		_, err = w.f.WriteAt(h[:], 0)

@@ -107,7 +107,10 @@ func rewriteRun(t *testing.T, path string, edit func(recs []dedupSlot)) {
 	}
 	count, blocks := binary.LittleEndian.Uint64(b[24:]), binary.LittleEndian.Uint64(b[32:])
 	recs := make([]dedupSlot, count)
-	off := runHeaderSize + blocks*bloomBlockBytes
+	_, off := runOffsets(count)
+	if blocks != filterBlocks(count) {
+		t.Fatalf("%s: %d filter blocks for %d keys", path, blocks, count)
+	}
 	for i := range recs {
 		p := b[off+uint64(i)*runRecordSize:]
 		recs[i] = dedupSlot{getKey(p), binary.LittleEndian.Uint64(p[16:])}

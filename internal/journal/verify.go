@@ -652,7 +652,8 @@ var errStopLocate = errors.New("stop")
 // file, which Verify has already checked against the segments and the
 // expiry note: each run holds exactly the non-zero keys of its entries,
 // each with the index of the entry the ids file gives it, strictly
-// increasing, and its filter passes every one. A run that disagrees is
+// increasing, its filter passes every one and its fences name the first
+// key of each search window. A run that disagrees is
 // damage, since Open would trust it. Runs Open would discard and rebuild
 // (unfinished, torn, replaced by a merge, past the ids file) are notes.
 func verifyDedupRuns(ctx context.Context, dir string, ids *os.File, idsN uint64, res *VerifyResult) error {
@@ -704,11 +705,11 @@ func verifyDedupRuns(ctx context.Context, dir string, ids *os.File, idsN uint64,
 	if len(chain) == 0 {
 		return nil
 	}
-	idsData, err := mapFile(ids, int(idsN*idSize), false)
+	idsData, err := mapFile(ids, int(idsN*idSize))
 	if err != nil {
 		return err
 	}
-	defer unmapFile(ids, idsData, false)
+	defer unmapFile(idsData)
 	for _, r := range chain {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -738,6 +739,9 @@ func verifyDedupRuns(ctx context.Context, dir string, ids *os.File, idsN uint64,
 			}
 			if !bloomHas(r.filter, rec.key) {
 				return bad(rec.index, fmt.Sprintf("the filter does not pass record %d's key", i))
+			}
+			if i%searchWindow == 0 && r.fences[i/searchWindow] != rec.key[0] {
+				return bad(rec.index, fmt.Sprintf("the fence of record %d disagrees with its key", i))
 			}
 		}
 		// Distinct keys at distinct entries of the range: the run holds
