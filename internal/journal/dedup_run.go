@@ -295,9 +295,10 @@ func (r *dedupRun) load(checkBody bool) error {
 }
 
 // runWriter streams a run into DIR/dedup/NAME.tmp: keys arrive in order,
-// records and filter blocks are written front to back (the filter block
-// of a key is the top of its k[0]), so nothing is held in memory but two
-// write buffers; finish makes the file durable and renames it into place.
+// records, fences and filter blocks are written front to back (the filter
+// block of a key is the top of its k[0]), so nothing is held in memory but
+// three write buffers; finish makes the file durable and renames it into
+// place.
 type runWriter struct {
 	f                      *os.File
 	name, path             string
