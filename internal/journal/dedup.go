@@ -136,8 +136,9 @@ func getKey(b []byte) dedupKey {
 //     recentLo), contiguous and in order, merged by the compactor so that
 //     there are about log2(entries/bound) of them.
 //
-// The Go heap holds the two tables and a few words per run; the runs'
-// filters and records are page cache.
+// The Go heap holds the two tables and a few words per run, nothing per
+// entry; the runs' filters and fences are mapped (page cache) and their
+// records are read only for keys a filter passes.
 type dedupSet struct {
 	dir   string
 	bound int
@@ -176,7 +177,8 @@ type dedupSet struct {
 // DefaultDedupMemoryKeys bounds the recent dedup table: 2^21 keys fill a
 // table of 2^22 24-byte slots (96 MiB) to half its slots, where a key not
 // in it costs 2.5 probes on average (8.5 at the 3/4 load it grows at).
-// Two such tables exist while one is being written out.
+// Once the first fills, two such tables take turns: one takes new keys
+// while the other is written out, then emptied for the next turn.
 const DefaultDedupMemoryKeys = 1 << 21
 
 func newDedupSet(dir string, bound int) *dedupSet {
