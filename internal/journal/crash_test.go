@@ -28,6 +28,9 @@ const (
 	crashEnv     = "VIGIL_JOURNAL_CRASH_DIR"
 	crashSeedEnv = "VIGIL_JOURNAL_CRASH_SEED"
 	crashRounds  = 120
+	// A small dedup bound freezes and merges dedup runs every few
+	// batches, so crashes land inside freezes and merges too.
+	crashDedupKeys = 128
 )
 
 // crashRaw derives a record's bytes from its id, so the parent can check
@@ -42,6 +45,7 @@ func crashOptions(rng *rand.Rand) Options {
 	o := quietOptions()
 	o.SegmentSize = 64 << 10 // rotate often: rotation is a crash window too
 	o.Compress = rng.IntN(3) == 0
+	o.DedupMemoryKeys = crashDedupKeys
 	return o
 }
 
@@ -104,7 +108,10 @@ func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(42, 42))
 	var prevCheckpoint []byte
-	totalAcks, cutTails := 0, 0
+	totalAcks, cutTails, runDebris := 0, 0, 0
+	// Every record id stored, with its index: none may be stored twice.
+	stored := map[string]uint64{}
+	checked := uint64(0)
 	for round := 0; round < crashRounds; round++ {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashSeedEnv+"="+strconv.Itoa(round))
@@ -167,11 +174,27 @@ func TestCrashRecovery(t *testing.T) {
 			if strings.Contains(n, "torn tail") {
 				cutTails++
 			}
+			if strings.Contains(n, "dedup run") {
+				runDebris++ // a crash inside a freeze or a merge
+			}
 		}
-		j, err := Open(t.Context(), dir, quietOptions())
+		opts := quietOptions()
+		opts.DedupMemoryKeys = crashDedupKeys
+		j, err := Open(t.Context(), dir, opts)
 		if err != nil {
 			t.Fatalf("round %d: open after crash: %v", round, err)
 		}
+		err = j.Read(t.Context(), checked, func(i uint64, e *Entry) error {
+			if first, ok := stored[e.RecordID]; ok {
+				return fmt.Errorf("record %q stored twice, at %d and %d", e.RecordID, first, i)
+			}
+			stored[e.RecordID] = i
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		checked = j.Size()
 		for idx := range acks {
 			if idx >= j.Size() {
 				t.Fatalf("round %d: acknowledged index %d missing (size %d)", round, idx, j.Size())
@@ -204,7 +227,7 @@ func TestCrashRecovery(t *testing.T) {
 		prevCheckpoint = cp.Note
 	}
 	res := mustVerify(t, dir)
-	t.Logf("%d rounds, %d acknowledged appends, %d entries, %d torn tails seen", crashRounds, totalAcks, res.Entries, cutTails)
+	t.Logf("%d rounds, %d acknowledged appends, %d entries, %d torn tails seen, %d dedup runs (%d left half-done by a crash)", crashRounds, totalAcks, res.Entries, cutTails, res.DedupRuns, runDebris)
 	if totalAcks == 0 {
 		t.Fatal("no child ever acknowledged an append")
 	}

@@ -62,6 +62,12 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// MaxBatchBytes bounds one group commit (default 8 MiB).
 	MaxBatchBytes int
+	// DedupMemoryKeys bounds the (source, record id) keys deduplication
+	// keeps in memory (default DefaultDedupMemoryKeys: two 96 MiB tables
+	// taking turns once the first is full). Older keys are moved to
+	// sorted run files under DIR/dedup whose Bloom filters are mapped
+	// rather than read into the heap.
+	DedupMemoryKeys int
 	// Origin names the log in its checkpoints; used only when the signing
 	// key is created (default "vigil.local/journal/<random>").
 	Origin string
@@ -88,6 +94,9 @@ func (o *Options) fill() {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.DedupMemoryKeys <= 0 {
+		o.DedupMemoryKeys = DefaultDedupMemoryKeys
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -134,7 +143,7 @@ type Journal struct {
 	segEntries uint64
 	wbuf, zbuf []byte
 	zenc       *zstd.Encoder
-	dedup      dedupIndex
+	dedup      *dedupSet
 	next       uint64
 	written    chan *commitGroup // committer → syncLoop
 	unwritten  atomic.Int64      // requests sent to the committer and not yet handed to syncLoop
@@ -207,12 +216,18 @@ func Open(ctx context.Context, dir string, opts Options) (*Journal, error) {
 	j.stop = make(chan struct{})
 	j.done = make(chan struct{})
 	j.cpDone = make(chan struct{})
+	j.dedup.fail = func(err error) { j.fail(err) }
+	j.dedup.confirm = j.confirmKey
+	j.dedup.start()
 	go j.run()
 	go j.checkpointLoop()
 	return j, nil
 }
 
 func (j *Journal) closeFiles() {
+	if j.dedup != nil {
+		j.dedup.close()
+	}
 	for _, f := range []*os.File{j.seg, j.ids, j.cpFile, j.lock} {
 		if f != nil {
 			f.Close()
@@ -559,19 +574,61 @@ func (j *Journal) catchUp(ctx context.Context, segs []segFile, from, n, active u
 	return nil
 }
 
+// loadDedup opens the dedup runs that cover the oldest entries and reads
+// the keys of the rest from the ids file into the recent table, freezing
+// it into runs whenever it fills. The ids file is complete here.
 func (j *Journal) loadDedup() error {
+	d := newDedupSet(j.dir, j.opts.DedupMemoryKeys)
+	d.log = j.log
+	j.dedup = d
+	runs, from, err := loadRuns(j.dir, j.idsN, j.log)
+	if err != nil {
+		return err
+	}
+	d.runs, d.recentLo = runs, from
 	buf := make([]byte, 1<<20)
-	for off := uint64(0); off < j.idsN*idSize; {
+	for off := from * idSize; off < j.idsN*idSize; {
 		n := min(uint64(len(buf)), j.idsN*idSize-off)
 		if _, err := j.ids.ReadAt(buf[:n], int64(off)); err != nil {
 			return fmt.Errorf("read ids: %w", err)
 		}
 		for p := uint64(0); p < n; p += idSize {
-			if k := getKey(buf[p:]); !k.isZero() {
-				j.dedup.insert(k, (off+p)/idSize)
+			k := getKey(buf[p:])
+			if k.isZero() {
+				continue
 			}
+			i := (off + p) / idSize
+			if d.recent.n >= d.bound {
+				r, err := writeRunFromTable(j.dir, d.recentLo, i, d.recent)
+				if err != nil {
+					return fmt.Errorf("journal: rebuild dedup run: %w", err)
+				}
+				d.runs = append(d.runs, r)
+				d.recent.reset()
+				d.recentLo = i
+			}
+			d.recent.insert(k, i)
 		}
 		off += n
+	}
+	return nil
+}
+
+// confirmKey checks that entry index carried k, as a dedup run says.
+func (j *Journal) confirmKey(k dedupKey, index uint64) error {
+	j.mu.RLock()
+	n := j.idsN
+	j.mu.RUnlock()
+	if index >= n {
+		// Not recorded yet: the run was written from the table moments ago.
+		return nil
+	}
+	var b [idSize]byte
+	if _, err := j.ids.ReadAt(b[:], int64(index)*idSize); err != nil {
+		return fmt.Errorf("read ids: %w", err)
+	}
+	if getKey(b[:]) != k {
+		return fmt.Errorf("it names entry %d for a key the ids file does not hold there; remove the run and reopen the journal to rebuild it", index)
 	}
 	return nil
 }
@@ -874,33 +931,48 @@ func (j *Journal) commit(batch []*appendReq) {
 	w := append(j.wbuf[:0], make([]byte, frameHeader)...)
 	minR, maxR := j.segMinRecv, j.segMaxRecv
 	var dups uint64
-	for _, r := range batch {
-		r.acks = r.acks[:0]
-		start := 0
-		for i, end := range r.ends {
-			k := r.keys[i]
-			if !k.isZero() {
-				if idx, ok := j.dedup.lookup(k); ok {
-					r.acks = append(r.acks, Ack{Index: idx, Duplicate: true})
-					start = end
-					dups++
-					continue
+	j.dedup.begin()
+	err := func() error {
+		for _, r := range batch {
+			r.acks = r.acks[:0]
+			start := 0
+			for i, end := range r.ends {
+				k := r.keys[i]
+				if !k.isZero() {
+					idx, ok, err := j.dedup.lookup(k)
+					if err != nil {
+						return err
+					}
+					if ok {
+						r.acks = append(r.acks, Ack{Index: idx, Duplicate: true})
+						start = end
+						dups++
+						continue
+					}
+					// Inserted before the write: if the write fails the
+					// journal fails as a whole, so no stale key survives.
+					if err := j.dedup.insert(k, next); err != nil {
+						return err
+					}
 				}
-				// Inserted before the write: if the write fails the
-				// journal fails as a whole, so no stale key survives.
-				j.dedup.insert(k, next)
+				w = append(w, r.buf[start:end]...)
+				if rv := r.recv[i]; minR == 0 || rv < minR {
+					minR = rv
+				}
+				maxR = max(maxR, r.recv[i])
+				r.acks = append(r.acks, Ack{Index: next})
+				next++
+				start = end
 			}
-			w = append(w, r.buf[start:end]...)
-			if rv := r.recv[i]; minR == 0 || rv < minR {
-				minR = rv
-			}
-			maxR = max(maxR, r.recv[i])
-			r.acks = append(r.acks, Ack{Index: next})
-			next++
-			start = end
 		}
-	}
+		return nil
+	}()
+	j.dedup.end()
 	j.wbuf = w
+	if err != nil {
+		g.err = j.fail(err)
+		return
+	}
 	g.dups = dups
 	count := next - first
 	if count == 0 {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -43,6 +44,7 @@ type VerifyResult struct {
 	// proof from it to Entries.
 	Given            *Checkpoint
 	ConsistencyProof []Hash
+	DedupRuns        int      // dedup run files checked against the ids file
 	Notes            []string // benign findings: a torn tail, entries newer than the latest checkpoint
 }
 
@@ -266,6 +268,9 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (VerifyResult, 
 		return res, err
 	}
 	res.Entries, res.Root = n, sw.tree.root()
+	if err := verifyDedupRuns(ctx, dir, ids, min(idsN, n), &res); err != nil {
+		return res, err
+	}
 	if res.Latest.Size < n {
 		res.Notes = append(res.Notes, fmt.Sprintf("entries [%d, %d) are newer than the latest signed checkpoint", res.Latest.Size, n))
 	}
@@ -642,3 +647,115 @@ func locateDamage(d *Damage, data []byte, leaves *hashFile) *Damage {
 }
 
 var errStopLocate = errors.New("stop")
+
+// verifyDedupRuns checks the dedup runs Open would use against the ids
+// file, which Verify has already checked against the segments and the
+// expiry note: each run holds exactly the non-zero keys of its entries,
+// each with the index of the entry the ids file gives it, strictly
+// increasing, its filter passes every one and its fences name the first
+// key of each search window. A run that disagrees is
+// damage, since Open would trust it. Runs Open would discard and rebuild
+// (unfinished, torn, replaced by a merge, past the ids file) are notes.
+func verifyDedupRuns(ctx context.Context, dir string, ids *os.File, idsN uint64, res *VerifyResult) error {
+	ddir := filepath.Join(dir, dedupDir)
+	ents, err := os.ReadDir(ddir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list dedup runs: %w", err)
+	}
+	var cands []*dedupRun
+	defer func() {
+		for _, r := range cands {
+			r.close()
+		}
+	}()
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasSuffix(name, ".run.tmp") {
+			res.Notes = append(res.Notes, fmt.Sprintf("unfinished dedup run %s (Open removes it)", name))
+			continue
+		}
+		_, hi, ok := parseRunName(name)
+		if !ok {
+			continue
+		}
+		if hi > idsN {
+			res.Notes = append(res.Notes, fmt.Sprintf("dedup run %s covers entries the ids file does not hold yet (Open removes and rebuilds it)", name))
+			continue
+		}
+		r, err := openRun(filepath.Join(ddir, name), true)
+		if errors.Is(err, errRunDamaged) {
+			res.Notes = append(res.Notes, fmt.Sprintf("%v (Open removes and rebuilds it)", err))
+			continue
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			continue // merged away by a running journal
+		}
+		if err != nil {
+			return err
+		}
+		cands = append(cands, r)
+	}
+	chain, rest, _ := chainRuns(cands)
+	for _, r := range rest {
+		res.Notes = append(res.Notes, fmt.Sprintf("dedup run %s is not in the chain of runs from entry 0 (Open removes it)", r.name))
+	}
+	if len(chain) == 0 {
+		return nil
+	}
+	idsData, err := mapFile(ids, int(idsN*idSize))
+	if err != nil {
+		return err
+	}
+	defer unmapFile(idsData)
+	for _, r := range chain {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		bad := func(entry uint64, detail string) error {
+			return &Damage{Kind: "dedup run mismatch", Offset: -1, Entry: int64(entry), Detail: "dedup run " + r.name + ": " + detail}
+		}
+		rr := r.reader()
+		var prev dedupKey
+		for i := uint64(0); ; i++ {
+			rec, ok, err := rr.next()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			if i > 0 && !lessKey(prev, rec.key) {
+				return bad(rec.index, fmt.Sprintf("record %d is out of order", i))
+			}
+			prev = rec.key
+			if rec.index < r.lo || rec.index >= r.hi {
+				return bad(rec.index, fmt.Sprintf("record %d names an entry outside [%d, %d)", i, r.lo, r.hi))
+			}
+			if getKey(idsData[rec.index*idSize:]) != rec.key {
+				return bad(rec.index, fmt.Sprintf("record %d's key is not the one the ids file holds for its entry", i))
+			}
+			if !bloomHas(r.filter, rec.key) {
+				return bad(rec.index, fmt.Sprintf("the filter does not pass record %d's key", i))
+			}
+			if i%searchWindow == 0 && r.fences[i/searchWindow] != rec.key[0] {
+				return bad(rec.index, fmt.Sprintf("the fence of record %d disagrees with its key", i))
+			}
+		}
+		// Distinct keys at distinct entries of the range: the run holds
+		// them all if it holds as many as the range has.
+		keys := uint64(0)
+		for i := r.lo; i < r.hi; i++ {
+			if !getKey(idsData[i*idSize:]).isZero() {
+				keys++
+			}
+		}
+		if keys != r.count {
+			return bad(r.lo, fmt.Sprintf("holds %d keys, the ids file has %d for entries [%d, %d)", r.count, keys, r.lo, r.hi))
+		}
+	}
+	res.DedupRuns = len(chain)
+	return nil
+}
