@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -177,7 +178,19 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}()
 	cur := make([]journal.Entry, 0, batchSize)
 	var prev *event.Event
-	st, rerr := source.ReadPaths(ctx, inputs, srcOpts, func(e *event.Event) error {
+	// Detection over the journal (vigil serve, vigil reindex) reads it in
+	// order, and judges a mail read against the sign-ins held then: the
+	// inputs of one ingest (a tenant's mail and sign-in exports, each in
+	// time order) are appended merged by event time, as hunt reads them,
+	// not one file after the other (a mail export appended after a month
+	// of sign-ins would find their tokens long forgotten). An input not in
+	// order comes out merged as it is; stdin and more than
+	// source.MaxMerged inputs are read one after the other.
+	read := source.ReadPaths
+	if len(inputs) > 1 && len(inputs) <= source.MaxMerged && !slices.Contains(inputs, "-") {
+		read = source.ReadMerged
+	}
+	st, rerr := read(ctx, inputs, srcOpts, func(e *event.Event) error {
 		// The journal keeps records, not events: the events of one
 		// record (a Workspace activity's events[]) share its Raw and make
 		// one entry.

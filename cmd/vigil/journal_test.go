@@ -4,11 +4,18 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/journal"
+	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -160,5 +167,47 @@ func TestJournalCommandUsage(t *testing.T) {
 		if code, _, _ := runVigil(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// The inputs of one ingest are appended merged by event time: a tenant's
+// sign-in and mail exports do not land one file after the other, which
+// made detection over the journal (serve, reindex) judge a month of mail
+// reads after the sign-ins that issued their tokens had been forgotten.
+func TestIngestMergesInputsByTime(t *testing.T) {
+	logs := filepath.Join(t.TempDir(), "logs")
+	if _, err := simulate.Run(t.Context(), simulate.Config{Users: 10, Days: 5, Seed: 4, Campaigns: []string{simulate.CampaignForgedToken}}, logs); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "journal")
+	if code, out, errs := runVigil(t, "ingest", "--data", dir, "--quiet", "--no-index", logs); code != 0 {
+		t.Fatalf("ingest: exit %d: %s%s", code, out, errs)
+	}
+	dec := source.NewDecoder(nil, nil)
+	var newest time.Time
+	var back, entries int
+	sources := map[string]int{}
+	if err := journal.Replay(t.Context(), dir, 0, func(idx uint64, en *journal.Entry) error {
+		evs, err := dec.Decode(en.Raw, event.Origin{Index: int(idx)})
+		if err != nil || len(evs) == 0 {
+			return fmt.Errorf("entry %d: %d events (%v)", idx, len(evs), err)
+		}
+		entries++
+		sources[evs[0].Source]++
+		// The simulated files are each in time order to within seconds.
+		if at := evs[0].Time; at.Before(newest.Add(-time.Minute)) {
+			back++
+		} else if at.After(newest) {
+			newest = at
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sources) < 3 || sources["entra.signin"] == 0 || sources["m365.ual"] == 0 {
+		t.Fatalf("the journal holds %v", sources)
+	}
+	if back > 0 {
+		t.Fatalf("%d of %d journal entries are more than a minute older than an entry before them: the inputs were not merged by time", back, entries)
 	}
 }
