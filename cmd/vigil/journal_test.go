@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +211,66 @@ func TestIngestMergesInputsByTime(t *testing.T) {
 	}
 	if back > 0 {
 		t.Fatalf("%d of %d journal entries are more than a minute older than an entry before them: the inputs were not merged by time", back, entries)
+	}
+}
+
+// A simulated tenant's exports ingested into a journal and detected there
+// by vigil reindex (vigil serve's detection, in journal order) give the
+// alerts and incidents vigil hunt finds over the files themselves.
+func TestReindexAfterIngestFindsWhatHuntFinds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates, ingests, indexes and detects a tenant")
+	}
+	logs := filepath.Join(t.TempDir(), "logs")
+	if _, err := simulate.Run(t.Context(), simulate.Config{Users: 15, Days: 14, Seed: 3, Campaigns: []string{simulate.CampaignForgedToken}, Confounders: simulate.ConfounderNames}, logs); err != nil {
+		t.Fatal(err)
+	}
+	nets := filepath.Join(logs, simulate.NetworksFile)
+	rep := filepath.Join(t.TempDir(), "report")
+	code, out, errs := runVigil(t, "hunt", "--quiet", "--behaviours", "--report", rep, "--networks", nets, logs)
+	if code != 0 && code != 1 {
+		t.Fatalf("hunt: exit %d: %s%s", code, out, errs)
+	}
+	var huntIncs []struct {
+		ID string `json:"id"`
+	}
+	b, err := os.ReadFile(filepath.Join(rep, "incidents.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &huntIncs); err != nil {
+		t.Fatal(err)
+	}
+	dets, err := os.ReadFile(filepath.Join(rep, "detections.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	huntAlerts := strconv.Itoa(bytes.Count(dets, []byte("\n")))
+	if len(huntIncs) == 0 || huntAlerts == "0" {
+		t.Fatalf("hunt found %d incidents, %s alerts", len(huntIncs), huntAlerts)
+	}
+
+	dir := filepath.Join(t.TempDir(), "journal")
+	if code, out, errs := runVigil(t, "ingest", "--data", dir, "--quiet", "--no-index", logs); code != 0 {
+		t.Fatalf("ingest: exit %d: %s%s", code, out, errs)
+	}
+	code, out, errs = runVigil(t, "reindex", "--data", dir, "--networks", nets, "--index-memory", "256MiB")
+	if code != 0 {
+		t.Fatalf("reindex: exit %d: %s%s", code, out, errs)
+	}
+	if a := regexp.MustCompile(`: (\d+) alerts \(`).FindStringSubmatch(out); a == nil || a[1] != huntAlerts {
+		t.Errorf("reindex raised %v alerts; hunt %s: %s", a, huntAlerts, out)
+	}
+	code, out, errs = runVigil(t, "search", "--data", dir, "--format", "csv", "--sql", `SELECT id FROM incidents WHERE status NOT IN ('merged', 'dissolved') ORDER BY id`)
+	if code != 0 {
+		t.Fatalf("search: exit %d: %s%s", code, out, errs)
+	}
+	var want []string
+	for _, inc := range huntIncs {
+		want = append(want, inc.ID)
+	}
+	slices.Sort(want)
+	if got := strings.Fields(strings.TrimPrefix(out, "id\n")); !slices.Equal(got, want) {
+		t.Errorf("reindex's incidents %v; hunt's %v", got, want)
 	}
 }
