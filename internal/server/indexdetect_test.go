@@ -203,13 +203,7 @@ func TestDetectJournalAppliesRuleSwitches(t *testing.T) {
 // watcher restarted between steps and through one fed from elsewhere.
 func TestDetectionIndexFollowsDissolution(t *testing.T) {
 	ctx := t.Context()
-	steps := []struct{ user, ip string }{
-		{"alice@contoso.com", "198.51.100.7"}, // a medium alert: no incident
-		{"bob@contoso.com", "198.51.100.7"},   // bob's high alert makes one of alice's and bob's
-		{"carol@contoso.com", "203.0.113.9"},  // an incident of carol's own
-		{"dave@contoso.com", "198.51.100.7"},  // the address is shared: that incident dissolves
-		{"erin@contoso.com", "203.0.113.9"},   // carol's grows
-	}
+	steps := dissolutionSteps
 	// reopen closes the writer x (the engine allows no reader beside a
 	// writer) and opens path for writing again.
 	reopen := func(t *testing.T, x **index.Index, det **DetectionIndex, path string, read func(ro *index.Index)) {
@@ -254,19 +248,26 @@ func TestDetectionIndexFollowsDissolution(t *testing.T) {
 		return dissolved
 	}
 
-	t.Run("local", func(t *testing.T) {
+	// open gives a journal, an index for detection to write and the
+	// index's path.
+	open := func(t *testing.T) (*journal.Journal, *index.Index, *DetectionIndex, string) {
+		t.Helper()
 		j, err := journal.Open(ctx, filepath.Join(t.TempDir(), "journal"), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer j.Close()
+		t.Cleanup(func() { j.Close() })
 		path := filepath.Join(t.TempDir(), "index.duckdb")
 		x, err := index.Open(ctx, path, index.Options{MemoryLimit: 256 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
+		return j, x, NewDetectionIndex(x, nil), path
+	}
+
+	t.Run("local", func(t *testing.T) {
+		j, x, det, path := open(t)
 		defer func() { x.Close() }()
-		det := NewDetectionIndex(x, nil)
 		state := t.TempDir()
 		var first string
 		for i, s := range steps {
@@ -297,38 +298,9 @@ func TestDetectionIndexFollowsDissolution(t *testing.T) {
 	})
 
 	t.Run("fed", func(t *testing.T) {
-		sink := &recordSink{}
-		p := groupingPipeline(t, sink)
-		var msgs []RemoteDetection
-		var want [][]string
-		var cut []int
-		for i, s := range steps {
-			if err := p.Process(mailRead(t, i, s.user, s.ip)); err != nil {
-				t.Fatal(err)
-			}
-			incs, err := p.Refresh(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range sink.msgs {
-				msgs = append(msgs, m.wire(t))
-			}
-			sink.msgs = nil
-			msgs = append(msgs, RemoteDetection{Current: incidentIDs(incs)})
-			want, cut = append(want, incidentIDs(incs)), append(cut, len(msgs))
-		}
-		j, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer j.Close()
-		path := filepath.Join(t.TempDir(), "index.duckdb")
-		x, err := index.Open(ctx, path, index.Options{MemoryLimit: 256 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
+		msgs, want, cut := detectNodeFeed(t, steps)
+		j, x, det, path := open(t)
 		defer func() { x.Close() }()
-		det := NewDetectionIndex(x, nil)
 		state := t.TempDir()
 		var starts []uint64
 		for step := range steps {

@@ -237,23 +237,24 @@ func incidentIDs(incs []*incident.Incident) []string {
 	return ids
 }
 
-// A watcher fed from elsewhere lists the incidents the detect node's
-// grouping holds after every refresh, including when one dissolves
-// without its alerts going to another (an address shared by more users
-// stops linking them), and across a restart from its snapshot.
-func TestWatcherFedFollowsDissolution(t *testing.T) {
+// dissolutionSteps are mail reads by user from ip, one a step, whose
+// grouping makes an incident and then dissolves it.
+var dissolutionSteps = []struct{ user, ip string }{
+	{"alice@contoso.com", "198.51.100.7"}, // a medium alert: no incident
+	{"bob@contoso.com", "198.51.100.7"},   // bob's high alert makes one of alice's and bob's, linked by the address
+	{"carol@contoso.com", "203.0.113.9"},  // an incident of carol's own
+	{"dave@contoso.com", "198.51.100.7"},  // the address is shared: that incident dissolves, bob's high alert makes one alone
+	{"erin@contoso.com", "203.0.113.9"},   // carol's grows
+}
+
+// detectNodeFeed runs groupingPipeline over steps, a refresh after each,
+// and returns what a detect node sends (its sink's messages, then the
+// incident list of each refresh), the incidents after each step and the
+// feed's length after each.
+func detectNodeFeed(t *testing.T, steps []struct{ user, ip string }) (msgs []RemoteDetection, want [][]string, cut []int) {
+	t.Helper()
 	sink := &recordSink{}
 	p := groupingPipeline(t, sink)
-	var msgs []RemoteDetection
-	var want [][]string // the detect node's incidents after each step
-	var cut []int       // feed length after each step
-	steps := []struct{ user, ip string }{
-		{"alice@contoso.com", "198.51.100.7"}, // a medium alert: no incident
-		{"bob@contoso.com", "198.51.100.7"},   // bob's high alert makes one of alice's and bob's, linked by the address
-		{"carol@contoso.com", "203.0.113.9"},  // an incident of carol's own
-		{"dave@contoso.com", "198.51.100.7"},  // the address is shared: that incident dissolves, bob's high alert makes one alone
-		{"erin@contoso.com", "203.0.113.9"},   // carol's grows
-	}
 	for i, s := range steps {
 		if err := p.Process(mailRead(t, i, s.user, s.ip)); err != nil {
 			t.Fatal(err)
@@ -270,6 +271,16 @@ func TestWatcherFedFollowsDissolution(t *testing.T) {
 		msgs = append(msgs, RemoteDetection{Current: incidentIDs(incs)})
 		want, cut = append(want, incidentIDs(incs)), append(cut, len(msgs))
 	}
+	return msgs, want, cut
+}
+
+// A watcher fed from elsewhere lists the incidents the detect node's
+// grouping holds after every refresh, including when one dissolves
+// without its alerts going to another (an address shared by more users
+// stops linking them), and across a restart from its snapshot.
+func TestWatcherFedFollowsDissolution(t *testing.T) {
+	steps := dissolutionSteps
+	msgs, want, cut := detectNodeFeed(t, steps)
 	if len(want[1]) != 1 || len(want[3]) != 2 || slices.Contains(want[3], want[1][0]) || !slices.Equal(want[4], want[3]) {
 		t.Fatalf("the scenario does not dissolve an incident: %v", want)
 	}
