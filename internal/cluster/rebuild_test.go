@@ -259,23 +259,8 @@ func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var armed atomic.Bool
-	paused, wake, wakeRenew := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	var woke, renewWoke sync.Once
-	defer func() { woke.Do(func() { close(wake) }); renewWoke.Do(func() { close(wakeRenew) }) }()
-	s1.beforeCommit = func() {
-		if armed.CompareAndSwap(true, false) {
-			close(paused)
-			<-wake
-		}
-	}
-	s1.pauseRenew = func() {
-		select {
-		case <-paused:
-			<-wakeRenew
-		default:
-		}
-	}
+	pz := pauseAtCommit(s1)
+	defer pz.release()
 	done := make(chan error, 1)
 	go func() { done <- s1.Run(ctx) }()
 	waitFor(t, 30*time.Second, "node-1 journaling", func() error {
@@ -284,12 +269,12 @@ func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
 		}
 		return nil
 	})
-	armed.Store(true)
+	pz.armed.Store(true)
 	if _, err := conn.Publish(ctx, tenant, entries[300:]); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-paused:
+	case <-pz.paused:
 	case <-time.After(30 * time.Second):
 		t.Fatal("node-1 did not fetch the next records")
 	}
@@ -321,14 +306,14 @@ func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
 		return nil
 	})
 	// Node-1 wakes up with its batch; its renewals still wait.
-	woke.Do(func() { close(wake) })
+	pz.wakeCommit()
 	waitFor(t, 30*time.Second, "node-1's commit refused", func() error {
 		if st := s1.Stats(); st.Fenced == 0 {
 			return errorf("%+v", st)
 		}
 		return nil
 	})
-	renewWoke.Do(func() { close(wakeRenew) })
+	pz.wakeRenewals()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "another node") {
@@ -407,23 +392,8 @@ func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var armed atomic.Bool
-	paused, wake, wakeRenew := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	var woke, renewWoke sync.Once
-	defer func() { woke.Do(func() { close(wake) }); renewWoke.Do(func() { close(wakeRenew) }) }()
-	s1.beforeCommit = func() {
-		if armed.CompareAndSwap(true, false) {
-			close(paused)
-			<-wake
-		}
-	}
-	s1.pauseRenew = func() {
-		select {
-		case <-paused:
-			<-wakeRenew
-		default:
-		}
-	}
+	pz := pauseAtCommit(s1)
+	defer pz.release()
 	done := make(chan error, 1)
 	go func() { done <- s1.Run(ctx) }()
 	waitFor(t, 30*time.Second, "node-1 journaling", func() error {
@@ -443,12 +413,12 @@ func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
 		t.Fatalf("node-1 holding the lease delivered %v (%v)", rec.delivered(), err)
 	}
 
-	armed.Store(true)
+	pz.armed.Store(true)
 	if _, err := asker.Publish(ctx, tenant, entries[300:]); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-paused:
+	case <-pz.paused:
 	case <-time.After(30 * time.Second):
 		t.Fatal("node-1 did not fetch the next records")
 	}
@@ -503,8 +473,8 @@ func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
 	if st := s1.Stats(); st.Fenced == 0 {
 		t.Fatalf("node-1's refusals not counted: %+v", st)
 	}
-	woke.Do(func() { close(wake) })
-	renewWoke.Do(func() { close(wakeRenew) })
+	pz.wakeCommit()
+	pz.wakeRenewals()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "another node") {
@@ -656,3 +626,37 @@ func TestJournalGapCheckPerTenant(t *testing.T) {
 		}
 	}
 }
+
+// commitPause holds a sequencer, once armed, before its next commit, and
+// its lease renewals from then on, until woken.
+type commitPause struct {
+	armed                 atomic.Bool
+	paused, wake, renew   chan struct{}
+	wokeOnce, renewedOnce sync.Once
+}
+
+func pauseAtCommit(s *Sequencer) *commitPause {
+	p := &commitPause{paused: make(chan struct{}), wake: make(chan struct{}), renew: make(chan struct{})}
+	s.beforeCommit = func() {
+		if p.armed.CompareAndSwap(true, false) {
+			close(p.paused)
+			<-p.wake
+		}
+	}
+	s.pauseRenew = func() {
+		select {
+		case <-p.paused:
+			<-p.renew
+		default:
+		}
+	}
+	return p
+}
+
+// wakeCommit lets the paused commit go on; its renewals still wait.
+func (p *commitPause) wakeCommit() { p.wokeOnce.Do(func() { close(p.wake) }) }
+
+// wakeRenewals lets the lease renewals go on.
+func (p *commitPause) wakeRenewals() { p.renewedOnce.Do(func() { close(p.renew) }) }
+
+func (p *commitPause) release() { p.wakeCommit(); p.wakeRenewals() }
