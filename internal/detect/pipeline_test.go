@@ -167,7 +167,9 @@ func TestReorderWindow(t *testing.T) {
 }
 
 // Cutting the stream (SaveState after the first part, LoadState before
-// the second) gives the same alerts as one run over both.
+// the second) gives the same alerts as one sequential run over both, also
+// with the behaviours on a goroutine of their own (SaveState waits for the
+// events in flight).
 func TestCutTheStream(t *testing.T) {
 	dir, _ := scenario(t)
 	var evs []*event.Event
@@ -198,32 +200,49 @@ func TestCutTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := len(evs) / 2
-	first := newP()
-	var alerts []alert.Alert
-	sink := sinkFunc(func(a *alert.Alert) { alerts = append(alerts, *a) })
-	first.sink = sink
-	for _, e := range evs[:cut] {
-		first.Process(e)
-	}
-	var state bytes.Buffer
-	if err := first.SaveState(&state); err != nil {
-		t.Fatal(err)
-	}
-	second := newP()
-	second.sink = sink
-	if err := second.LoadState(&state); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range evs[cut:] {
-		second.Process(e)
-	}
-	if _, err := second.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	alert.Sort(alerts)
-	if got, want := keys(alerts), keys(whole.Alerts); !slices.Equal(got, want) {
-		t.Errorf("cut stream: %d alerts, one run %d", len(got), len(want))
+	for _, split := range []bool{false, true} {
+		var alerts []alert.Alert
+		sink := sinkFunc(func(a *alert.Alert) { alerts = append(alerts, *a) })
+		cut := len(evs) / 2
+		if split {
+			// Cut where a batch is part filled, with earlier ones in flight.
+			cut += splitBatchLen / 2
+		}
+		first := newP()
+		first.sink = sink
+		if split {
+			first.startSplit()
+		}
+		for _, e := range evs[:cut] {
+			first.Process(e)
+		}
+		var state bytes.Buffer
+		if err := first.SaveState(&state); err != nil {
+			t.Fatal(err)
+		}
+		first.stopSplit()
+		second := newP()
+		second.sink = sink
+		if err := second.LoadState(&state); err != nil {
+			t.Fatal(err)
+		}
+		if split {
+			second.startSplit()
+		}
+		for _, e := range evs[cut:] {
+			second.Process(e)
+		}
+		if _, err := second.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		second.stopSplit()
+		if split && (first.splitBatches == 0 || second.splitBatches == 0) {
+			t.Fatalf("batches to the behaviours' goroutine: %d, %d", first.splitBatches, second.splitBatches)
+		}
+		alert.Sort(alerts)
+		if got, want := keys(alerts), keys(whole.Alerts); len(want) == 0 || !slices.Equal(got, want) {
+			t.Errorf("cut stream (behaviours on a goroutine of their own: %v): %d alerts, one sequential run %d", split, len(got), len(want))
+		}
 	}
 }
 
