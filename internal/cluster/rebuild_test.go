@@ -269,26 +269,9 @@ func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
 		}
 		return nil
 	})
-	pz.armed.Store(true)
-	if _, err := conn.Publish(ctx, tenant, entries[300:]); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-pz.paused:
-	case <-time.After(30 * time.Second):
-		t.Fatal("node-1 did not fetch the next records")
-	}
+	pz.pauseOn(t, func() error { _, err := conn.Publish(ctx, tenant, entries[300:]); return err })
 	// The lease expires while node-1 is paused; node-2 takes it.
-	kv, err := conn.js.KeyValue(ctx, LeaseBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 4*ttl, "node-1's lease expiring", func() error {
-		if _, err := kv.Get(ctx, leaseKey(s1.name)); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return errorf("lease still there: %v", err)
-		}
-		return nil
-	})
+	waitLeaseGone(t, conn, s1, 4*ttl)
 	dir2 := t.TempDir()
 	j2, err := journal.Open(ctx, dir2, journal.Options{Logger: testLogger(t)})
 	if err != nil {
@@ -413,25 +396,8 @@ func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
 		t.Fatalf("node-1 holding the lease delivered %v (%v)", rec.delivered(), err)
 	}
 
-	pz.armed.Store(true)
-	if _, err := asker.Publish(ctx, tenant, entries[300:]); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-pz.paused:
-	case <-time.After(30 * time.Second):
-		t.Fatal("node-1 did not fetch the next records")
-	}
-	kv, err := conn.js.KeyValue(ctx, LeaseBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 4*ttl, "node-1's lease expiring", func() error {
-		if _, err := kv.Get(ctx, leaseKey(s1.name)); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return errorf("lease still there: %v", err)
-		}
-		return nil
-	})
+	pz.pauseOn(t, func() error { _, err := asker.Publish(ctx, tenant, entries[300:]); return err })
+	waitLeaseGone(t, conn, s1, 4*ttl)
 	j2, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -660,3 +626,33 @@ func (p *commitPause) wakeCommit() { p.wokeOnce.Do(func() { close(p.wake) }) }
 func (p *commitPause) wakeRenewals() { p.renewedOnce.Do(func() { close(p.renew) }) }
 
 func (p *commitPause) release() { p.wakeCommit(); p.wakeRenewals() }
+
+// pauseOn arms the pause and calls publish, then waits until the
+// sequencer has fetched what it published and paused before committing it.
+func (p *commitPause) pauseOn(t *testing.T, publish func() error) {
+	t.Helper()
+	p.armed.Store(true)
+	if err := publish(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.paused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not fetch the next records")
+	}
+}
+
+// waitLeaseGone waits up to d for s's journal lease to expire.
+func waitLeaseGone(t *testing.T, conn *Conn, s *Sequencer, d time.Duration) {
+	t.Helper()
+	kv, err := conn.js.KeyValue(t.Context(), LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, d, "node-1's lease expiring", func() error {
+		if _, err := kv.Get(t.Context(), leaseKey(s.name)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return errorf("lease still there: %v", err)
+		}
+		return nil
+	})
+}
