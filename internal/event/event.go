@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,49 @@ type Event struct {
 	arg   int
 	top   []Sym // sorted Syms of the record's top-level names; nil: unknown
 	eager []Field
-	once  sync.Once
+	// missing are names known, from the decoder's parse, to have no value.
+	missing []Missing
+	once    sync.Once
+	flat    atomic.Bool // a lazy event was flattened
+}
+
+// Missing is a name a lazy event's record has no field of, read from the
+// decoder's parse of it (Walk), so lookups of it need no flattening.
+type Missing struct {
+	Sym Sym
+	// Below: nor any field named below it (Sym's name, a dot, more).
+	Below bool
+}
+
+// SetMissing supplies names the record is known to have no field of; ms is
+// kept, not copied.
+func (e *Event) SetMissing(ms []Missing) { e.missing = ms }
+
+// Flattened reports whether the event's source fields have been built: a
+// lazy event is flattened on the first lookup its shortcuts (top-level
+// keys, eager fields, missing names) cannot answer.
+func (e *Event) Flattened() bool {
+	return e.lazy == nil || e.flat.Load()
+}
+
+// NoneBelow reports whether the record certainly has no source field whose
+// name starts with s's name and a dot, known without flattening. False
+// means only that it does not know.
+func (e *Event) NoneBelow(s Sym) bool {
+	if s == 0 || e.lazy == nil {
+		return false
+	}
+	if e.top != nil {
+		if _, found := slices.BinarySearch(e.top, s.First()); !found {
+			return true
+		}
+	}
+	for _, m := range e.missing {
+		if m.Sym == s {
+			return m.Below
+		}
+	}
+	return false
 }
 
 // SetTopKeys records the sorted Syms of every top-level field name the
@@ -97,7 +140,14 @@ func (e *Event) SetTopKeys(syms []Sym) { e.top = syms }
 func TopKeys(keys []string) []Sym {
 	out := make([]Sym, 0, len(keys))
 	for _, k := range keys {
-		if s := InternData(k); s != 0 {
+		s := InternData(k)
+		if s == 0 {
+			// Past maxDataSyms a new dotted name is not interned; its first
+			// segment may be (a name rules look up).
+			seg, _, _ := strings.Cut(k, ".")
+			s = InternData(seg)
+		}
+		if s != 0 {
 			out = append(out, s.First())
 		}
 	}
@@ -149,6 +199,7 @@ func (e *Event) materialize() {
 		b.Reset()
 		builderPool.Put(b)
 		parserPool.Put(p)
+		e.flat.Store(true)
 	})
 }
 
@@ -191,6 +242,11 @@ func (e *Event) Values(s Sym) []Field {
 		for i := range e.eager {
 			if e.eager[i].Sym == s {
 				return e.eager[i : i+1]
+			}
+		}
+		for i := range e.missing {
+			if e.missing[i].Sym == s {
+				return e.normValues(s)
 			}
 		}
 		if e.top != nil {

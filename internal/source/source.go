@@ -827,7 +827,11 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 	shape := func(e *event.Event, hoisted *fastjson.Value) *record.Shape {
 		sh := d.cache.Shape(v, hoisted)
 		e.SetTopKeys(sh.Top)
-		e.SetEager(d.cache.Eager(sh, v))
+		// A skimmed parse lacks the list it skimmed: what it misses, Raw
+		// may hold.
+		eager, missing := d.cache.Eager(sh, v, !skimmed)
+		e.SetEager(eager)
+		e.SetMissing(missing)
 		return sh
 	}
 	if d.mapping != nil && d.mapping.Force {

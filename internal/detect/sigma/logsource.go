@@ -272,6 +272,18 @@ func (r *resolver) values(e *event.Event, buf []event.Field) []event.Field {
 	}
 	switch n {
 	case 0:
+		// The leaves below the names. When the decoder's parse shows there
+		// are none, the record is not flattened to find that out.
+		none := true
+		for _, s := range r.syms {
+			if !e.NoneBelow(s) {
+				none = false
+				break
+			}
+		}
+		if none {
+			return buf
+		}
 		for _, f := range e.Fields() {
 			for _, p := range r.prefixes {
 				if len(f.Name) > len(p) && equalFoldASCII(f.Name[:len(p)], p) {

@@ -19,9 +19,17 @@ type Cache struct {
 	shapes map[uint64]*Shape
 	keys   []string
 	nfirst int
-	hot    map[event.Sym]bool
+	hot    []hotName
 	spans  []eagerSpan // scratch for Eager
+	miss   []event.Missing
 	buf    []byte
+	path   []byte
+}
+
+// hotName is a name rules look up, split in canonical segments.
+type hotName struct {
+	sym  event.Sym
+	segs []string
 }
 
 var shapeSeed = maphash.MakeSeed()
@@ -56,18 +64,27 @@ func (sh *Shape) Single(s event.Sym) bool {
 	return found
 }
 
+// hotKey is a hot name whose first segment is one key of the first
+// object, at pos.
 type hotKey struct {
 	pos  int
 	sym  event.Sym
-	name string
+	key  string   // the key as spelled
+	segs []string // the name's segments after the first
 }
 
 // SetHot names the fields worth reading while a record is parsed anyway
-// (the fields rules look up); Eager reads those that are top-level keys.
+// (the fields rules look up); Eager reads those below a key of the
+// record's first object by path.
 func (c *Cache) SetHot(syms []event.Sym) {
-	c.hot = map[event.Sym]bool{}
+	c.hot = c.hot[:0]
+	seen := map[event.Sym]bool{}
 	for _, s := range syms {
-		c.hot[s] = true
+		if s == 0 || seen[s] {
+			continue
+		}
+		seen[s] = true
+		c.hot = append(c.hot, hotName{sym: s, segs: strings.Split(s.String(), ".")})
 	}
 	clear(c.shapes)
 }
@@ -112,10 +129,6 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	if slices.Contains(c.keys, "") {
 		sh.Top = nil
 	}
-	// A key is hot when rules look it up and no other key of the record
-	// has the same (case-insensitive) name: then it has exactly one value.
-	// Keys holding a dot are never hot: "a.b" and "a":{"b":..} flatten to
-	// the same name.
 	count := map[event.Sym]int{}
 	for _, k := range c.keys {
 		count[event.InternData(k)]++
@@ -127,11 +140,7 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	}
 	slices.Sort(sh.dup)
 	if first >= 0 && sh.Top != nil {
-		for pos, k := range c.keys[:c.nfirst] {
-			if s := event.InternData(k); c.hot[s] && count[s] == 1 && !strings.Contains(k, ".") {
-				sh.hot = append(sh.hot, hotKey{pos: pos, sym: s, name: k})
-			}
-		}
+		sh.hot = c.hotKeys()
 	}
 	if len(c.shapes) >= 4096 {
 		clear(c.shapes)
@@ -140,40 +149,76 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 	return sh
 }
 
-// Eager returns the scalar values of v's hot keys (v being the first
-// object given to Shape) as fields, exactly as flattening v with
-// event.Builder would produce them. Objects, arrays and strings holding
-// JSON are left to flattening. The values share one new string: one
-// allocation per record whatever the number of fields.
-func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
+// hotKeys returns the hot names Eager can answer for the key set in
+// c.keys, by position of their first segment's key in the first object:
+// those whose first segment is the canonical name of exactly one key, of
+// the first object, and no other key flattens below it ("a.b" and
+// "a":{"b":..} flatten to the same name; "A" and "a" too).
+func (c *Cache) hotKeys() []hotKey {
+	type keyInfo struct {
+		canon, key string
+		pos        int
+	}
+	bySeg := map[string][]keyInfo{} // first canonical segment -> keys
+	for pos, k := range c.keys {
+		canon := event.CanonicalName(k)
+		seg, _, _ := strings.Cut(canon, ".")
+		bySeg[seg] = append(bySeg[seg], keyInfo{canon, k, pos})
+	}
+	var out []hotKey
+	for _, h := range c.hot {
+		ks := bySeg[h.segs[0]]
+		if len(ks) != 1 || ks[0].canon != h.segs[0] || ks[0].pos >= c.nfirst {
+			continue
+		}
+		out = append(out, hotKey{pos: ks[0].pos, sym: h.sym, key: ks[0].key, segs: h.segs[1:]})
+	}
+	slices.SortStableFunc(out, func(a, b hotKey) int { return a.pos - b.pos })
+	return out
+}
+
+// Eager reads v's hot names (v being the first object given to Shape) by
+// path from the parse: a name with exactly one scalar value becomes a
+// field, exactly as flattening v with event.Builder would produce it; a
+// name the record has no field of becomes a Missing, when missing is set
+// (v is then the whole record). Names below arrays or JSON held in strings
+// are left to flattening (event.Walk). The values share one new string:
+// one allocation per record whatever the number of fields.
+func (c *Cache) Eager(sh *Shape, v *fastjson.Value, missing bool) ([]event.Field, []event.Missing) {
 	if len(sh.hot) == 0 {
-		return nil
+		return nil, nil
 	}
 	o, err := v.Object()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	spans := c.spans[:0]
+	miss := c.miss[:0]
 	buf := c.buf[:0]
 	pos, next := 0, 0
-	o.Visit(func(_ []byte, x *fastjson.Value) {
-		if next < len(sh.hot) && sh.hot[next].pos == pos {
-			hk := sh.hot[next]
+	o.Visit(func(k []byte, x *fastjson.Value) {
+		for next < len(sh.hot) && sh.hot[next].pos == pos {
+			hk := &sh.hot[next]
 			next++
+			path, leaf, found := event.Walk(append(c.path[:0], k...), x, hk.segs)
+			c.path = path
+			switch found {
+			case event.NoValue, event.Nothing:
+				if missing {
+					miss = append(miss, event.Missing{Sym: hk.sym, Below: found == event.Nothing})
+				}
+				continue
+			case event.Unknown:
+				continue
+			}
 			off := len(buf)
 			kind := event.String
-			switch x.Type() {
+			switch leaf.Type() {
 			case fastjson.TypeString:
-				b, _ := x.StringBytes()
-				if len(b) > 1 && (b[0] == '{' || b[0] == '[') {
-					// Flattening also adds the JSON held in the string
-					// (an array's elements under this same name).
-					pos++
-					return
-				}
+				b, _ := leaf.StringBytes()
 				buf = append(buf, b...)
 			case fastjson.TypeNumber:
-				buf = x.MarshalTo(buf)
+				buf = leaf.MarshalTo(buf)
 				kind = event.Number
 			case fastjson.TypeTrue:
 				buf = append(buf, "true"...)
@@ -183,23 +228,30 @@ func (c *Cache) Eager(sh *Shape, v *fastjson.Value) []event.Field {
 				kind = event.Bool
 			case fastjson.TypeNull:
 				kind = event.Null
-			default:
-				pos++
-				return
 			}
-			spans = append(spans, eagerSpan{sym: hk.sym, name: hk.name, off: off, n: len(buf) - off, kind: kind})
+			name := hk.key
+			if len(hk.segs) > 0 {
+				name = c.Bytes(path)
+			}
+			spans = append(spans, eagerSpan{sym: hk.sym, name: name, off: off, n: len(buf) - off, kind: kind})
 		}
 		pos++
 	})
-	c.spans, c.buf = spans, buf
-	backing := string(buf)
-	// Room for the decoders' own up-front fields (event.AddEager), so
-	// adding them does not copy the slice.
-	out := make([]event.Field, len(spans), len(spans)+2)
-	for i, sp := range spans {
-		out[i] = event.Field{Sym: sp.sym, Name: sp.name, Value: backing[sp.off : sp.off+sp.n], Kind: sp.kind}
+	c.spans, c.miss, c.buf = spans, miss, buf
+	var out []event.Field
+	if len(spans) > 0 {
+		backing := string(buf)
+		// Room for the decoders' own up-front fields (event.AddEager), so
+		// adding them does not copy the slice.
+		out = make([]event.Field, len(spans), len(spans)+2)
+		for i, sp := range spans {
+			out[i] = event.Field{Sym: sp.sym, Name: sp.name, Value: backing[sp.off : sp.off+sp.n], Kind: sp.kind}
+		}
 	}
-	return out
+	if len(miss) == 0 {
+		return out, nil
+	}
+	return out, slices.Clone(miss)
 }
 
 type eagerSpan struct {
