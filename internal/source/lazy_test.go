@@ -11,9 +11,10 @@ import (
 )
 
 // TestLazyLookupsMatchFlattened checks that the shortcuts a lazy event
-// answers lookups with (exact normalized fields, eager fields, the
-// top-level key filter) give what full flattening gives, for every field
-// name of every fixture record and for names the records lack.
+// answers lookups with (exact normalized fields, eager fields read by
+// path, names known missing, the top-level key filter) give what full
+// flattening gives, for every field name of every fixture record, the
+// objects above them, and names the records lack.
 func TestLazyLookupsMatchFlattened(t *testing.T) {
 	inputs, _ := filepath.Glob("testdata/*.json*")
 	if dir, err := filepath.Abs("../../../shared/data"); err == nil {
@@ -42,7 +43,9 @@ func TestLazyLookupsMatchFlattened(t *testing.T) {
 		var hot []event.Sym
 		for _, e := range full {
 			for _, fl := range e.Fields() {
-				hot = append(hot, fl.Sym)
+				for _, n := range withParents(fl.Name) {
+					hot = append(hot, event.Intern(n))
+				}
 			}
 		}
 		for _, n := range probe {
@@ -67,7 +70,7 @@ func TestLazyLookupsMatchFlattened(t *testing.T) {
 		for i := range full {
 			names := append([]string(nil), probe...)
 			for _, fl := range full[i].Fields() {
-				names = append(names, fl.Name)
+				names = append(names, withParents(fl.Name)...)
 			}
 			all := full[i].Fields()
 			for _, n := range names {
@@ -85,19 +88,39 @@ func TestLazyLookupsMatchFlattened(t *testing.T) {
 						a = []event.Field{{Value: v}}
 					}
 				}
+				if lazy[i].NoneBelow(s) {
+					for _, fl := range all {
+						if strings.HasPrefix(fl.Sym.String(), s.String()+".") {
+							t.Errorf("%s record %d: nothing said to be below %s, but flattening has %s", f, i, n, fl.Name)
+						}
+					}
+				}
 				b := lazy[i].Values(s)
 				if len(a) != len(b) {
 					t.Errorf("%s record %d field %s: flattened %d values, lazy %d", f, i, n, len(a), len(b))
 					continue
 				}
 				for j := range a {
-					if a[j].Value != b[j].Value {
-						t.Errorf("%s record %d field %s[%d]: %q vs %q", f, i, n, j, a[j].Value, b[j].Value)
+					// The expected normalized value carries no name or kind.
+					if a[j].Value != b[j].Value || a[j].Sym != 0 && (a[j].Name != b[j].Name || a[j].Kind != b[j].Kind) {
+						t.Errorf("%s record %d field %s[%d]: %+v vs %+v", f, i, n, j, a[j], b[j])
 					}
 				}
 			}
 		}
 	}
+}
+
+// withParents returns a dotted name, the names above it ("a.b.c": "a",
+// "a.b") and one below it that no record has.
+func withParents(name string) []string {
+	out := []string{name, name + ".nope"}
+	for i := range len(name) {
+		if name[i] == '.' {
+			out = append(out, name[:i])
+		}
+	}
+	return out
 }
 
 // normalized returns the struct field behind a normalized name.

@@ -829,7 +829,7 @@ func (d *decoder) decodeValue(r *rawRecord, v *fastjson.Value, raw []byte, skimm
 		e.SetTopKeys(sh.Top)
 		// A skimmed parse lacks the list it skimmed: what it misses, Raw
 		// may hold.
-		eager, missing := d.cache.Eager(sh, v, !skimmed)
+		eager, missing := d.cache.Eager(sh, v, hoisted, !skimmed)
 		e.SetEager(eager)
 		e.SetMissing(missing)
 		return sh

@@ -18,7 +18,6 @@ type Cache struct {
 	m      map[string]string
 	shapes map[uint64]*Shape
 	keys   []string
-	nfirst int
 	hot    []hotName
 	spans  []eagerSpan // scratch for Eager
 	miss   []event.Missing
@@ -49,7 +48,7 @@ func NewCache() *Cache {
 // between events: they must not be modified.
 type Shape struct {
 	Top []event.Sym // sorted Syms of the top-level names (first path segments)
-	hot []hotKey    // positions of hot keys in the first object, in order
+	hot []hotKey    // hot names by position of their key, in order
 	dup []event.Sym // sorted Syms that more than one key flattens to
 }
 
@@ -64,8 +63,8 @@ func (sh *Shape) Single(s event.Sym) bool {
 	return found
 }
 
-// hotKey is a hot name whose first segment is one key of the first
-// object, at pos.
+// hotKey is a hot name whose first segment is one key of the record, at
+// pos in the key sequence Shape hashed.
 type hotKey struct {
 	pos  int
 	sym  event.Sym
@@ -74,8 +73,7 @@ type hotKey struct {
 }
 
 // SetHot names the fields worth reading while a record is parsed anyway
-// (the fields rules look up); Eager reads those below a key of the
-// record's first object by path.
+// (the fields rules look up); Eager reads them by path.
 func (c *Cache) SetHot(syms []event.Sym) {
 	c.hot = c.hot[:0]
 	seen := map[event.Sym]bool{}
@@ -108,19 +106,14 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 		return sh
 	}
 	c.keys = c.keys[:0]
-	first := -1
-	for i, v := range vs {
+	objects := 0
+	for _, v := range vs {
 		if v == nil || v.Type() != fastjson.TypeObject {
 			continue
 		}
-		if first < 0 {
-			first = i
-		}
+		objects++
 		o, _ := v.Object()
 		o.Visit(func(k []byte, _ *fastjson.Value) { c.keys = append(c.keys, string(k)) })
-		if i == first {
-			c.nfirst = len(c.keys)
-		}
 	}
 	sh := &Shape{Top: event.TopKeys(c.keys)}
 	// An empty key flattens its children to the top level under their own
@@ -139,7 +132,7 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 		}
 	}
 	slices.Sort(sh.dup)
-	if first >= 0 && sh.Top != nil {
+	if objects > 0 && sh.Top != nil {
 		sh.hot = c.hotKeys()
 	}
 	if len(c.shapes) >= 4096 {
@@ -150,10 +143,10 @@ func (c *Cache) Shape(vs ...*fastjson.Value) *Shape {
 }
 
 // hotKeys returns the hot names Eager can answer for the key set in
-// c.keys, by position of their first segment's key in the first object:
-// those whose first segment is the canonical name of exactly one key, of
-// the first object, and no other key flattens below it ("a.b" and
-// "a":{"b":..} flatten to the same name; "A" and "a" too).
+// c.keys, by position of their first segment's key: those whose first
+// segment is the canonical name of exactly one key of the objects
+// flattened to the top level, and no other key flattens below it ("a.b"
+// and "a":{"b":..} flatten to the same name; "A" and "a" too).
 func (c *Cache) hotKeys() []hotKey {
 	type keyInfo struct {
 		canon, key string
@@ -168,7 +161,7 @@ func (c *Cache) hotKeys() []hotKey {
 	var out []hotKey
 	for _, h := range c.hot {
 		ks := bySeg[h.segs[0]]
-		if len(ks) != 1 || ks[0].canon != h.segs[0] || ks[0].pos >= c.nfirst {
+		if len(ks) != 1 || ks[0].canon != h.segs[0] {
 			continue
 		}
 		out = append(out, hotKey{pos: ks[0].pos, sym: h.sym, key: ks[0].key, segs: h.segs[1:]})
@@ -177,26 +170,23 @@ func (c *Cache) hotKeys() []hotKey {
 	return out
 }
 
-// Eager reads v's hot names (v being the first object given to Shape) by
-// path from the parse: a name with exactly one scalar value becomes a
-// field, exactly as flattening v with event.Builder would produce it; a
-// name the record has no field of becomes a Missing, when missing is set
-// (v is then the whole record). Names below arrays or JSON held in strings
-// are left to flattening (event.Walk). The values share one new string:
-// one allocation per record whatever the number of fields.
-func (c *Cache) Eager(sh *Shape, v *fastjson.Value, missing bool) ([]event.Field, []event.Missing) {
+// Eager reads the hot names of a record whose Shape is sh (v and hoisted
+// being the objects given to Shape) by path from the parse: a name with
+// exactly one scalar value becomes a field, exactly as flattening them
+// with event.Builder would produce it; a name the record has no field of
+// becomes a Missing, when missing is set (the parse is then the whole
+// record). Names below arrays or JSON held in strings are left to
+// flattening (event.Walk). The values share one new string: one
+// allocation per record whatever the number of fields.
+func (c *Cache) Eager(sh *Shape, v, hoisted *fastjson.Value, missing bool) ([]event.Field, []event.Missing) {
 	if len(sh.hot) == 0 {
-		return nil, nil
-	}
-	o, err := v.Object()
-	if err != nil {
 		return nil, nil
 	}
 	spans := c.spans[:0]
 	miss := c.miss[:0]
 	buf := c.buf[:0]
 	pos, next := 0, 0
-	o.Visit(func(k []byte, x *fastjson.Value) {
+	visit := func(k []byte, x *fastjson.Value) {
 		for next < len(sh.hot) && sh.hot[next].pos == pos {
 			hk := &sh.hot[next]
 			next++
@@ -236,7 +226,13 @@ func (c *Cache) Eager(sh *Shape, v *fastjson.Value, missing bool) ([]event.Field
 			spans = append(spans, eagerSpan{sym: hk.sym, name: name, off: off, n: len(buf) - off, kind: kind})
 		}
 		pos++
-	})
+	}
+	for _, r := range [2]*fastjson.Value{v, hoisted} {
+		if r != nil && r.Type() == fastjson.TypeObject && next < len(sh.hot) {
+			o, _ := r.Object()
+			o.Visit(visit)
+		}
+	}
 	c.spans, c.miss, c.buf = spans, miss, buf
 	var out []event.Field
 	if len(spans) > 0 {
