@@ -24,6 +24,10 @@
 //   - null matches an absent field or a JSON null; ” matches an empty
 //     value.
 //   - Keywords search the values of every flattened source field.
+//   - A name with no value of its own matches against the values beneath
+//     it (Graph's status object); a lazily flattened event is not
+//     flattened to look when its decoder saw nothing beneath the name
+//     (event.Event.NoneBelow).
 //   - Correlation windows are kept per group in event time; events older
 //     than a group's newest event minus the timespan are not counted
 //     (Stats.Late). Conditions with an upper bound (lt, lte, eq) are

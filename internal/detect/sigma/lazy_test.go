@@ -12,17 +12,6 @@ import (
 	"github.com/vigil-audit/vigil/internal/source"
 )
 
-// graphSignIn is a Graph sign-in as `vigil simulate` and the Graph API
-// write them: status and deviceDetail are objects, most lists empty.
-const graphSignIn = `{"id":"f6cf5a2b-bbea-4237-9403-caf3f645a3d2","createdDateTime":"2026-03-02T01:00:19Z",` +
-	`"userPrincipalName":"alice@contoso.com","appId":"c097e870-babc-4c5c-bef3-7c016294df40","ipAddress":"198.18.173.91",` +
-	`"clientAppUsed":"Browser","userAgent":"Mozilla/5.0","conditionalAccessStatus":"success","isInteractive":true,` +
-	`"riskState":"atRisk","resourceDisplayName":"Microsoft Graph","authenticationRequirement":"singleFactorAuthentication",` +
-	`"status":{"errorCode":0,"failureReason":"Other.","additionalDetails":null},` +
-	`"deviceDetail":{"deviceId":"","displayName":"","operatingSystem":"Windows","browser":"Edge","isCompliant":false,"trustType":""},` +
-	`"location":{"city":"Boydton","countryOrRegion":"US","geoCoordinates":{"latitude":36.67}},` +
-	`"networkLocationDetails":[],"authenticationDetails":[]}`
-
 // decodeLazy decodes records as hunt does: lazily, reading the names
 // rules look up (hot) while each record is parsed.
 func decodeLazy(t *testing.T, hot []event.Sym, js string) []*event.Event {
@@ -153,5 +142,22 @@ func TestLazyDetectionsEqualFlattened(t *testing.T) {
 			}
 			t.Logf("%d events, %d detections, %d events flattened when lazy", events, len(flat), flattened)
 		})
+	}
+}
+
+// TestKeywordsStillSearchEveryField: a keyword rule needs every field of
+// a lazily decoded sign-in, so it flattens the record and finds a value
+// nested in an object no lookup read.
+func TestKeywordsStillSearchEveryField(t *testing.T) {
+	rs := mustCompile(t, "title: K\nid: 00000000-0000-4000-8000-000000000002\nlogsource:\n    product: azure\n"+
+		"    service: signinlogs\ndetection:\n    keywords:\n        - boydton\n    condition: keywords\nlevel: low\n")
+	e := decodeLazy(t, rs.FieldSyms(), graphSignIn)[0]
+	var got []MatchedField
+	rs.Match(e, func(d Detection) { got = append(got, d.Fields...) })
+	if len(got) != 1 || got[0].Field != "location.city" || got[0].Value != "Boydton" {
+		t.Errorf("keyword matches %+v, want location.city Boydton", got)
+	}
+	if !e.Flattened() {
+		t.Error("a keyword search did not flatten the record")
 	}
 }
