@@ -10,7 +10,7 @@ import (
 // walkRecord looks name up in the record js as a decoder does: the one
 // top-level key of the name's first segment (none when another key clashes
 // with it), then Walk below it.
-func walkRecord(t *testing.T, js, name string) (string, *fastjson.Value, Found) {
+func walkRecord(t testing.TB, js, name string) (string, *fastjson.Value, Found) {
 	t.Helper()
 	var p fastjson.Parser
 	v, err := p.Parse(js)
@@ -23,6 +23,9 @@ func walkRecord(t *testing.T, js, name string) (string, *fastjson.Value, Found) 
 	var val *fastjson.Value
 	n, clash := 0, false
 	o.Visit(func(k []byte, c *fastjson.Value) {
+		// An empty top-level key flattens its children to the top level:
+		// decoders then know nothing of the record's names.
+		clash = clash || len(k) == 0
 		switch keyMatch(k, segs[0]) {
 		case keyEqual:
 			n++
@@ -160,4 +163,61 @@ func TestMissingAnswersWithoutFlattening(t *testing.T) {
 	if !e.Flattened() || flattened != 1 {
 		t.Errorf("a present name was not read by flattening (%d)", flattened)
 	}
+}
+
+// FuzzWalk: for every name a record flattens to, the objects above it and
+// a name below it, Walk's answer (when it gives one) is flattening's.
+func FuzzWalk(f *testing.F) {
+	for _, s := range []string{
+		`{"status":{"errorCode":0,"failureReason":"Other.","additionalDetails":null},"a":[]}`,
+		`{"a":{"b":1,"B":{"c":"{\"d\":1}"}},"a.b":2}`,
+		`{"a":{"b[]":[{"Name":"n","Value":"v"}],"":{"x":true}},"k":{"\u212a":1,"Ä":{}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p fastjson.Parser
+		v, err := p.ParseBytes(data)
+		if err != nil || v.Type() != fastjson.TypeObject {
+			return
+		}
+		js := string(data)
+		b := NewBuilder()
+		b.Flatten("", v)
+		e := &Event{}
+		b.Finish(e)
+		all := e.Fields()
+		var names []string
+		for _, fl := range all {
+			names = append(names, fl.Name, fl.Name+".nope")
+			for i := range len(fl.Name) {
+				if fl.Name[i] == '.' {
+					names = append(names, fl.Name[:i])
+				}
+			}
+		}
+		for _, n := range names {
+			s := Intern(n)
+			canon := CanonicalName(n)
+			var flat []Field
+			below := false
+			for _, fl := range all {
+				if fl.Sym == s {
+					flat = append(flat, fl)
+				}
+				below = below || strings.HasPrefix(fl.Sym.String(), canon+".")
+			}
+			path, leaf, found := walkRecord(t, js, n)
+			switch found {
+			case One:
+				if len(flat) != 1 || path != flat[0].Name || leafString(leaf) != flat[0].Value {
+					t.Fatalf("%s: walk found %q=%q, flattening %v", n, path, leafString(leaf), flat)
+				}
+			case NoValue, Nothing:
+				if len(flat) != 0 || found == Nothing && below {
+					t.Fatalf("%s: walk found %d, flattening %v (below: %v)", n, found, flat, below)
+				}
+			}
+		}
+	})
 }
