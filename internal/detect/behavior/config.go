@@ -76,6 +76,7 @@ type Config struct {
 		Grace           Duration `yaml:"grace"`
 		Coverage        Duration `yaml:"coverage"`
 		MaxSourceLag    Duration `yaml:"max_source_lag"`
+		MaxMailLag      Duration `yaml:"max_mail_lag"`
 		AllowApps       []string `yaml:"allow_apps"`
 	} `yaml:"orphan_token"`
 
@@ -206,6 +207,7 @@ func ParseConfig(b []byte) (*Config, error) {
 	var has struct {
 		D1 struct {
 			MaxSourceLag *Duration `yaml:"max_source_lag"`
+			MaxMailLag   *Duration `yaml:"max_mail_lag"`
 		} `yaml:"orphan_token"`
 	}
 	if err := yaml.Unmarshal(b, &has); err != nil {
@@ -213,6 +215,11 @@ func ParseConfig(b []byte) (*Config, error) {
 	}
 	if has.D1.MaxSourceLag == nil {
 		return nil, errors.New("orphan_token.max_source_lag is missing: add it (the built-in default is 6h; 0 judges mail accesses without waiting for a late sign-in log)")
+	}
+	// Likewise max_mail_lag: 0 would forget the sign-ins a late mail log
+	// is judged against as soon as the sign-in log has passed them.
+	if has.D1.MaxMailLag == nil {
+		return nil, errors.New("orphan_token.max_mail_lag is missing: add it (the built-in default is 36h; 0 keeps no sign-in evidence for a mail log that arrives after the sign-in log)")
 	}
 	return &c, nil
 }

@@ -25,6 +25,9 @@ func (e *Engine) trackSource(ten *tenantState, ev *event.Event, t time.Time) {
 		ten.Sources[k] = s
 		return
 	}
+	// How far behind the tenant's other sources it arrives: a mail log a
+	// day behind the sign-in log is late, not silent.
+	s.delayed(ten.Newest, t)
 	if t.After(s.Last) {
 		// Gaps seen while learning set the source's normal rhythm.
 		if gap := t.Sub(s.Last); !e.learned(ten, t) && gap > s.MaxGap {
@@ -303,7 +306,10 @@ func (e *Engine) coverageChecks(final bool) {
 			if 2*s.MaxGap > limit {
 				limit = 2 * s.MaxGap
 			}
-			if s.Alerted || latest.Sub(s.Last) <= limit {
+			// A source that usually arrives late (the unified audit log
+			// lags the sign-in log by up to a day) is silent only beyond
+			// its usual delay.
+			if s.Alerted || latest.Sub(s.Last)-s.delay() <= limit {
 				continue
 			}
 			s.Alerted = true

@@ -119,6 +119,10 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	if t.After(ten.Newest) {
 		ten.Newest = t
 	}
+	mail := event.IsMailAccess(ev)
+	if (mail || strings.EqualFold(ev.Operation, "SearchQueryInitiatedExchange")) && t.After(ten.MailNewest) {
+		ten.MailNewest = t
+	}
 	if isSignIn(ev) {
 		e.indexSignIn(ten, ev, t)
 	} else if isFailedSignIn(ev) {
@@ -126,7 +130,7 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	}
 	e.advance(t)
 	switch {
-	case event.IsMailAccess(ev):
+	case mail:
 		if acc == nil {
 			a, _ := event.MailAccessHeader(ev)
 			acc = &a
@@ -285,8 +289,13 @@ func (e *Engine) indexSignIn(ten *tenantState, ev *event.Event, t time.Time) {
 			info, _ := e.lookup(ev.IP)
 			own = info.Kind != "hosting"
 		}
-		if own && ev.IP != "" && u.OwnIPs[ev.IP].Before(t) {
-			u.OwnIPs[ev.IP] = t
+		if own && ev.IP != "" {
+			if u.OwnIPs[ev.IP].Before(t) {
+				u.OwnIPs[ev.IP] = t
+			}
+			if f, ok := u.OwnFrom[ev.IP]; !ok || t.Before(f) {
+				u.OwnFrom[ev.IP] = t
+			}
 		}
 		if asn != 0 {
 			u.ASNs[asn] = seenAt(u.ASNs[asn], t)
@@ -323,7 +332,7 @@ func contains(l []string, s string) bool {
 func (e *Engine) user(ten *tenantState, upn string) *userState {
 	u := ten.Users[upn]
 	if u == nil {
-		u = &userState{IPs: map[string]seen{}, ASNs: map[uint32]seen{}, UAs: map[string]seen{}, OwnIPs: map[string]time.Time{}}
+		u = &userState{IPs: map[string]seen{}, ASNs: map[uint32]seen{}, UAs: map[string]seen{}, OwnIPs: map[string]time.Time{}, OwnFrom: map[string]time.Time{}}
 		ten.Users[upn] = u
 	}
 	return u
@@ -415,35 +424,80 @@ func (e *Engine) periodic(final bool) {
 	e.prune()
 }
 
+// evidenceMargin is how far past an access's time the sign-in evidence
+// it is judged against reaches: it is held for grace, and judged at most
+// max_source_lag after that against sign-ins up to grace + skew later.
+func (e *Engine) evidenceMargin() time.Duration {
+	return 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D() + e.cfg.D1.MaxSourceLag.D()
+}
+
+// mailRef is the tenant's reference time for keeping the sign-in
+// evidence its mail reads are judged against: its mail log's newest
+// record (the unified audit log routinely arrives hours after the
+// sign-ins that issued its tokens), but never more than max_mail_lag
+// behind the newest event of all, nor ahead of it. A tenant whose mail
+// log has not arrived yet keeps max_mail_lag.
+func (e *Engine) mailRef(ten *tenantState) time.Time {
+	w := e.st.Watermark
+	floor := w.Add(-e.cfg.D1.MaxMailLag.D())
+	if ten.MailNewest.After(w) {
+		return w
+	}
+	return latest(ten.MailNewest, floor)
+}
+
+// mailTime is the tenant's mail log's own clock: what is remembered of
+// its reads and searches (D2 roll-outs, D3 windows, D4 de-duplication,
+// D8 searches) expires against it, not against sign-ins ahead of it.
+func (e *Engine) mailTime(ten *tenantState) time.Time {
+	if ten.MailNewest.IsZero() || ten.MailNewest.After(e.st.Watermark) {
+		return e.st.Watermark
+	}
+	return ten.MailNewest
+}
+
 func (e *Engine) prune() {
 	st := e.st
-	w := st.Watermark
+	// Sign-in evidence is kept relative to the mail log it is judged for
+	// (mailRef); tokens, sessions and failures are not per tenant, so the
+	// tenant furthest behind sets their cut (at most max_mail_lag).
+	ref := st.Watermark
+	for _, ten := range st.Tenants {
+		if r := e.mailRef(ten); r.Before(ref) {
+			ref = r
+		}
+	}
 	// An access may be judged max_source_lag after its grace period (a
 	// lagging sign-in log): what it joins with is kept that much longer.
-	lag := e.cfg.D1.MaxSourceLag.D()
-	keep := e.cfg.D1.TokenLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D() + lag
+	m := e.evidenceMargin()
+	keep := e.cfg.D1.TokenLifetime.D() + m
 	for k, si := range st.Tokens {
-		if si.Time.Before(w.Add(-keep)) {
+		if si.Time.Before(ref.Add(-keep)) {
 			delete(st.Tokens, k)
 		}
 	}
-	skeep := e.cfg.D1.SessionLifetime.D() + 2*e.cfg.D1.Grace.D() + e.cfg.D1.Skew.D() + lag
+	skeep := e.cfg.D1.SessionLifetime.D() + m
 	for k, l := range st.Sessions {
-		if l[len(l)-1].Time.Before(w.Add(-skeep)) {
+		if l[len(l)-1].Time.Before(ref.Add(-skeep)) {
 			delete(st.Sessions, k)
 		}
 	}
 	for ip, f := range st.Failures {
-		if f.Last.Before(w.Add(-e.cfg.D4.Nearby.D() - e.cfg.D1.Grace.D() - lag)) {
+		if f.Last.Before(ref.Add(-e.cfg.D4.Nearby.D() - m)) {
 			delete(st.Failures, ip)
 		}
 	}
 	// What the judgement of a held access looks back on is kept from
 	// when the oldest access that may still be held happened.
-	held := e.cfg.D1.Grace.D() + lag
-	hist := e.cfg.D4.History.D() + held
+	held := e.cfg.D1.Grace.D() + e.cfg.D1.MaxSourceLag.D()
+	hist := e.cfg.D4.History.D() + m
 	for _, ten := range st.Tenants {
-		cut := w.Add(-hist)
+		r := e.mailRef(ten)
+		// Reads before this are judged without sign-in evidence.
+		if from := r.Add(-m); from.After(ten.EvidenceFrom) {
+			ten.EvidenceFrom = from
+		}
+		cut := r.Add(-hist)
 		for _, u := range ten.Users {
 			if u.oldestOK && !u.oldest.Before(cut) {
 				continue // nothing to prune
@@ -477,39 +531,41 @@ func (e *Engine) prune() {
 			for ip, lt := range u.OwnIPs {
 				if !keep(lt) {
 					delete(u.OwnIPs, ip)
+					delete(u.OwnFrom, ip)
 				}
 			}
 			u.oldest, u.oldestOK = oldest, !oldest.IsZero()
 		}
 		for ip, lt := range ten.IPSeen {
-			if lt.Before(w.Add(-hist)) {
+			if lt.Before(cut) {
 				delete(ten.IPSeen, ip)
 			}
 		}
+		mw := e.mailTime(ten)
 		for k, lt := range ten.D4Alerted {
-			if lt.Before(w.Add(-24*time.Hour - held)) {
+			if lt.Before(mw.Add(-24*time.Hour - held)) {
 				delete(ten.D4Alerted, k)
 			}
 		}
 		for k, np := range ten.NewPairs {
-			if np.First.Before(w.Add(-e.cfg.D2.RolloutWindow.D())) && !np.Done {
+			if np.First.Before(mw.Add(-e.cfg.D2.RolloutWindow.D())) && !np.Done {
 				delete(ten.NewPairs, k)
 			}
 		}
-		for k, m := range ten.Multi {
-			cut := w.Add(-e.cfg.D3.MultiMailboxWindow.D())
-			for mbx, t := range m {
+		for k, mm := range ten.Multi {
+			cut := mw.Add(-e.cfg.D3.MultiMailboxWindow.D())
+			for mbx, t := range mm {
 				if t.Before(cut) {
-					delete(m, mbx)
+					delete(mm, mbx)
 				}
 			}
-			if len(m) == 0 {
+			if len(mm) == 0 {
 				delete(ten.Multi, k)
 			}
 		}
 		ss := ten.Searches[:0]
 		for _, s := range ten.Searches {
-			if !s.Time.Before(w.Add(-e.cfg.D8.Follow.D())) {
+			if !s.Time.Before(mw.Add(-e.cfg.D8.Follow.D())) {
 				ss = append(ss, s)
 			}
 		}
@@ -629,12 +685,23 @@ func (e *Engine) judge(p *pending) {
 	}
 	silent := e.silentSources(ten, p)
 	n := len(e.alerts)
-	if e.cfg.D1.Enabled {
+	// A read older than the sign-in evidence still kept (its mail log
+	// arrives later than max_mail_lag) is judged as a tenant's first mail
+	// export before any sign-ins: D1 has nothing to look its token up in
+	// and stays quiet; D4's network history reaches back far enough.
+	forgotten := p.Time.Before(ten.EvidenceFrom)
+	if e.cfg.D1.Enabled && !forgotten {
 		e.orphanToken(ten, p)
 	}
 	if e.cfg.D4.Enabled {
 		e.network(ten, p)
 	}
+	if forgotten {
+		for i := range e.alerts[n:] {
+			e.alerts[n+i].Set("mail_lag", "read "+roundHours(e.st.Watermark.Sub(p.Time))+" before the newest event, beyond max_mail_lag: judged without the sign-ins of its day")
+		}
+	}
+	e.mailLag(ten, p, forgotten)
 	if len(silent) == 0 {
 		return
 	}
@@ -647,6 +714,35 @@ func (e *Engine) judge(p *pending) {
 		}
 	}
 	e.silentSignIns(ten, p, silent)
+}
+
+// mailLag reports (D9), once per episode, that the tenant's mail log
+// arrives later than the sign-in evidence is kept (max_mail_lag), so its
+// reads are judged without it; a read judged with its evidence again
+// ends the episode.
+func (e *Engine) mailLag(ten *tenantState, p *pending, forgotten bool) {
+	if !forgotten || ten.MailLagging {
+		ten.MailLagging = ten.MailLagging && forgotten
+		return
+	}
+	ten.MailLagging = true
+	c := e.cfg
+	if !c.D9.Enabled {
+		return
+	}
+	lag := e.st.Watermark.Sub(p.Time)
+	e.raise(alert.Alert{
+		Time: p.Time, Signal: "D9", Level: alert.Medium, Tenant: p.Tenant, Source: p.Source, Operation: p.Operation, Posture: true,
+		Title: "Mail log arrives " + roundHours(lag) + " after the sign-in log: mail reads older than " + ten.EvidenceFrom.UTC().Format(time.RFC3339) +
+			" are judged without sign-in evidence (D1 does not judge them; max_mail_lag " + c.D1.MaxMailLag.D().String() + ")",
+		Fields: map[string]string{"source": p.Source, "mail_lag": lag.Round(time.Minute).String(), "evidence_from": ten.EvidenceFrom.UTC().Format(time.RFC3339),
+			"newest_event": e.st.Watermark.UTC().Format(time.RFC3339), "max_mail_lag": c.D1.MaxMailLag.D().String()},
+	})
+}
+
+// roundHours writes d in whole hours ("30 h").
+func roundHours(d time.Duration) string {
+	return strconv.FormatInt(int64(d.Round(time.Hour)/time.Hour), 10) + " h"
 }
 
 // D1.
@@ -782,7 +878,7 @@ func (e *Engine) corroboration(ten *tenantState, p *pending) []string {
 		// lifetime (a new cloud PC, a new office): their network now,
 		// even before it is established.
 		current := ok && !s.First.After(p.Time) && !s.Last.Before(p.Time.Add(-c.D1.SessionLifetime.D()))
-		familiar = established(s, ok) || current || !u.OwnIPs[p.IP].Before(since)
+		familiar = established(s, ok) || current || u.ownIP(p.IP, since, p.Due)
 		if info.ASN != 0 {
 			s, ok := u.ASNs[info.ASN]
 			familiar = familiar || established(s, ok)
@@ -893,7 +989,7 @@ func (e *Engine) network(ten *tenantState, p *pending) {
 	}
 	// The user's own, long-used device signed in from this address: a
 	// new network of theirs (a VPN change, a hotel), not an intruder's.
-	if u != nil && !u.OwnIPs[p.IP].Before(since) && iocHit == nil && spray < c.D4.SprayAccounts {
+	if u != nil && u.ownIP(p.IP, since, p.Due) && iocHit == nil && spray < c.D4.SprayAccounts {
 		return
 	}
 	k := p.Mailbox + "|" + p.IP

@@ -61,6 +61,8 @@ func TestConfigErrors(t *testing.T) {
 		// A file from before the setting: not silently 0 (no waiting).
 		"no max_source_lag": replace(good, "max_source_lag: 6h", "# max_source_lag: 6h"),
 		"max_source_lag":    replace(good, "max_source_lag: 6h", "max_source_lag: -1h"),
+		"no max_mail_lag":   replace(good, "max_mail_lag: 36h", "# max_mail_lag: 36h"),
+		"max_mail_lag":      replace(good, "max_mail_lag: 36h", "max_mail_lag: -1h"),
 	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("%s accepted", name)
@@ -69,6 +71,10 @@ func TestConfigErrors(t *testing.T) {
 	old := replace(good, "max_source_lag: 6h", "# max_source_lag: 6h")
 	if _, err := ParseConfig([]byte(old)); err == nil || !strings.Contains(err.Error(), "orphan_token.max_source_lag is missing") {
 		t.Errorf("a settings file without max_source_lag: %v, want it named as missing", err)
+	}
+	old = replace(good, "max_mail_lag: 36h", "# max_mail_lag: 36h")
+	if _, err := ParseConfig([]byte(old)); err == nil || !strings.Contains(err.Error(), "orphan_token.max_mail_lag is missing") {
+		t.Errorf("a settings file without max_mail_lag: %v, want it named as missing", err)
 	}
 }
 

@@ -60,6 +60,16 @@ type tenantState struct {
 	Multi       map[string]map[string]time.Time // D3: app|accessor → mailbox → latest read in the window
 	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
 	Searches    []search                        // D8: sensitive searches awaiting reads
+	// MailNewest is the latest time of the tenant's mail log (mail
+	// accesses and searches): the sign-in evidence its reads are judged
+	// against is kept until it has passed it (Engine.mailRef). Zero in a
+	// state saved before it existed: such a tenant keeps max_mail_lag.
+	MailNewest time.Time
+	// EvidenceFrom: sign-in evidence for reads before it may be gone
+	// (pruned against a mail log later than max_mail_lag); D1 does not
+	// judge them, and D9 says so once per episode (MailLagging).
+	EvidenceFrom time.Time
+	MailLagging  bool
 }
 
 type failures struct {
@@ -80,6 +90,12 @@ type userState struct {
 	// OwnIPs are addresses the user signed in from with a user agent
 	// they had used for a while: their own device on a new network.
 	OwnIPs map[string]time.Time
+	// OwnFrom is when each of OwnIPs first became the user's own, so a
+	// read is not excused by the user's device signing in there only
+	// after it: a mail log that arrives a day late is judged with a
+	// day of later sign-ins in. Nil in a state saved before it existed
+	// (an address missing from it counts from the start).
+	OwnFrom map[string]time.Time
 	// No entry of the four maps was last seen before oldest, when
 	// oldestOK: prune skips the user while oldest is inside the history
 	// (most users, most hours). Not saved: a restored user is scanned.
@@ -92,6 +108,13 @@ func (u *userState) touched(t time.Time) {
 	if u.oldestOK && t.Before(u.oldest) {
 		u.oldest = t
 	}
+}
+
+// ownIP says whether ip was the user's own network (OwnIPs) at some
+// time from since until by: signed in from by their own device within
+// the history, and first before the verdict's horizon.
+func (u *userState) ownIP(ip string, since, by time.Time) bool {
+	return !u.OwnIPs[ip].Before(since) && !u.OwnFrom[ip].After(by)
 }
 
 type seen struct{ First, Last time.Time }
@@ -394,6 +417,9 @@ func (t *tenantState) fill() {
 		}
 		if u.OwnIPs == nil {
 			u.OwnIPs = map[string]time.Time{}
+		}
+		if u.OwnFrom == nil {
+			u.OwnFrom = map[string]time.Time{}
 		}
 	}
 	if t.Mailboxes == nil {

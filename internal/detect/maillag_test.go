@@ -1,0 +1,122 @@
+package detect
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/detect/behavior"
+	"github.com/vigil-audit/vigil/internal/event"
+	"github.com/vigil-audit/vigil/internal/simulate"
+	"github.com/vigil-audit/vigil/internal/source"
+)
+
+// mailDelay delays a tenant's unified audit log (mail accesses, searches,
+// directory audit) by d: the UAL's documented latency is 30 minutes to a
+// day, the sign-in log's minutes.
+func mailDelay(d time.Duration) func(*event.Event) time.Duration {
+	return func(e *event.Event) time.Duration {
+		if e.Source == "m365.ual" {
+			return d
+		}
+		return 0
+	}
+}
+
+// A tenant's mail log that reaches the journal hours after its sign-in
+// log (the UAL's usual latency) gives the same incidents, impact and
+// alerts as the logs in event time, up to max_mail_lag: the sign-in
+// evidence its reads are judged against is kept until the mail log has
+// passed it. Beyond the bound the reads are judged without sign-in
+// evidence, which D9 says once, and D1 stays quiet rather than flag
+// every read "no sign-in issued".
+func TestMailLogLagsTheSignInLog(t *testing.T) {
+	dir, truth := scenario(t)
+	var evs []*event.Event
+	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
+	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := map[string]bool{}
+	for _, c := range truth.Campaigns {
+		if c.Name == simulate.CampaignForgedToken {
+			for _, r := range c.Records {
+				forged[r.ID] = true
+			}
+		}
+	}
+	if len(forged) == 0 {
+		t.Fatal("the scenario has no forged-token campaign")
+	}
+	// forgedIncidents counts the incidents holding a D1 alert on a
+	// forged-token read.
+	forgedIncidents := func(res *Result) int {
+		n := 0
+		for _, inc := range res.Incidents {
+			if slices.ContainsFunc(inc.Alerts, func(a alert.Alert) bool {
+				return a.Signal == "D1" && slices.ContainsFunc(a.RecordIDs, func(id string) bool { return forged[id] })
+			}) {
+				n++
+			}
+		}
+		return n
+	}
+
+	want := journalRun(t, evs, nets, behavior.DefaultConfig())
+	if forgedIncidents(want) != 1 {
+		t.Fatalf("in event-time order the forged-token intrusion makes %d incidents, want 1: nothing to compare", forgedIncidents(want))
+	}
+	wantInc, wantAll := incidentsJSON(t, want), alertsOf(want, "")
+
+	for _, d := range []time.Duration{3 * time.Hour, 12 * time.Hour, 30 * time.Hour} {
+		t.Run("mail log "+d.String()+" after the sign-ins", func(t *testing.T) {
+			got := journalRun(t, arrival(evs, mailDelay(d)), nets, behavior.DefaultConfig())
+			if got.Stats.Late == 0 {
+				t.Fatal("no event arrived behind the reordering window: the order does not exercise the lag")
+			}
+			if n := forgedIncidents(got); n != 1 {
+				t.Errorf("the forged-token intrusion makes %d incidents, want 1", n)
+			}
+			if all := alertsOf(got, ""); !slices.Equal(all, wantAll) {
+				extra, missing := diff(all, wantAll), diff(wantAll, all)
+				t.Errorf("%d alerts, in event-time order %d; %d extra (first %.300q), %d missing (%.900q)", len(all), len(wantAll), len(extra), first(extra), len(missing), missing)
+			}
+			if inc := incidentsJSON(t, got); inc != wantInc {
+				t.Errorf("incidents differ from event-time order:\n%.3000s\nwant\n%.3000s", inc, wantInc)
+			}
+		})
+	}
+
+	// Beyond max_mail_lag: judged without the sign-ins, and said so.
+	cfg := behavior.DefaultConfig()
+	cfg.D1.MaxMailLag = behavior.Duration(12 * time.Hour)
+	got := journalRun(t, arrival(evs, mailDelay(30*time.Hour)), nets, cfg)
+	if extra := diff(alertsOf(got, "D1"), alertsOf(want, "D1")); len(extra) > 0 {
+		t.Errorf("mail 30 h late with max_mail_lag 12h: %d D1 alerts event-time order does not raise (first %s)", len(extra), extra[0])
+	}
+	var notices []alert.Alert
+	for _, a := range got.Alerts {
+		if a.Signal == "D9" && strings.Contains(a.Title, "judged without sign-in evidence") {
+			notices = append(notices, a)
+		}
+	}
+	if len(notices) != 1 {
+		t.Fatalf("%d D9 notices that mail reads were judged without sign-in evidence, want 1: %+v", len(notices), notices)
+	}
+	// Said in whole hours of the sign-in log's newest record, which may
+	// be an hour or so older than the read's arrival (a quiet night).
+	n := notices[0]
+	if lag, err := time.ParseDuration(n.Fields["mail_lag"]); err != nil || lag < 28*time.Hour || lag > 30*time.Hour || !strings.Contains(n.Title, fmt.Sprintf("Mail log arrives %d h after the sign-in log", lag.Round(time.Hour)/time.Hour)) {
+		t.Errorf("notice %q (mail_lag %q) does not say the mail log arrives about 30 h late", n.Title, n.Fields["mail_lag"])
+	}
+	t.Logf("mail 30 h late, max_mail_lag 12h: %d D1 alerts (event-time order %d), forged-token intrusion in %d incidents", len(alertsOf(got, "D1")), len(alertsOf(want, "D1")), forgedIncidents(got))
+}
