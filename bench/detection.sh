@@ -15,7 +15,9 @@
 # Further flags go to the bench: -signin-delay 3h feeds the records in
 # journal order (as vigil serve and reindex read them) with the sign-ins
 # arriving 3 h after the other logs; -max-source-lag 0 judges without
-# waiting for a late sign-in log.
+# waiting for a late sign-in log; -mail-delay 24h has the unified audit
+# log arrive a day after the others; -max-mail-lag overrides how long
+# sign-in evidence is kept for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-1,2,3}

@@ -44,6 +44,8 @@ func main() {
 	verbose := flag.Bool("v", false, "list every incident and miss")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.DurationVar(&signInDelay, "signin-delay", 0, "feed the records in journal order (as vigil serve and reindex read them) with the sign-ins arriving this long after the other logs, instead of sorted as hunt does")
+	flag.DurationVar(&mailDelay, "mail-delay", 0, "feed the records in journal order with the unified audit log (mail accesses, searches, directory audit) arriving this long after the other logs: the UAL's documented latency is 30 min to 24 h")
+	flag.DurationVar(&maxMailLag, "max-mail-lag", -1, "override orphan_token.max_mail_lag (0: keep no sign-in evidence for a late mail log)")
 	flag.DurationVar(&maxSourceLag, "max-source-lag", -1, "override orphan_token.max_source_lag (0: judge without waiting for a late sign-in log)")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -278,25 +280,29 @@ func detect(ctx context.Context, dir string) (*pipeline.Result, int, error) {
 	return res, int(st.Events), nil
 }
 
-// signInDelay, when positive, feeds the records in journal order with the
-// sign-ins arriving that long after the other logs (-signin-delay);
-// maxSourceLag, when not negative, overrides the setting.
-var signInDelay, maxSourceLag time.Duration
+// signInDelay and mailDelay, when positive, feed the records in journal
+// order with the sign-ins (-signin-delay) or the unified audit log
+// (-mail-delay) arriving that long after the other logs; maxSourceLag and
+// maxMailLag, when not negative, override the settings.
+var signInDelay, mailDelay, maxSourceLag, maxMailLag time.Duration
 
 // runPipeline decodes paths and runs the behaviours, incident grouping
 // and impact over them in event-time order, or in the journal order
-// signInDelay makes.
+// signInDelay and mailDelay make.
 func runPipeline(ctx context.Context, paths []string, opts behavior.Options, quarantine io.Writer) (*pipeline.Result, source.Stats, error) {
 	cfg := behavior.DefaultConfig()
 	if maxSourceLag >= 0 {
 		cfg.D1.MaxSourceLag = behavior.Duration(maxSourceLag)
+	}
+	if maxMailLag >= 0 {
+		cfg.D1.MaxMailLag = behavior.Duration(maxMailLag)
 	}
 	ic := cfg.IncidentConfig()
 	newPipeline := func() *pipeline.Pipeline {
 		return pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
 	}
 	pl := newPipeline()
-	if signInDelay > 0 {
+	if signInDelay > 0 || mailDelay > 0 {
 		// Holds every event: a bench of the journal order, for the sizes
 		// the quick run uses.
 		var evs []*event.Event
@@ -308,8 +314,11 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 			return nil, st, err
 		}
 		arrival := func(e *event.Event) time.Time {
-			if e.Source == "entra.signin" {
+			switch e.Source {
+			case "entra.signin":
 				return e.Time.Add(signInDelay)
+			case "m365.ual":
+				return e.Time.Add(mailDelay)
 			}
 			return e.Time
 		}
