@@ -460,9 +460,13 @@ func (e *Engine) prune() {
 	st := e.st
 	// Sign-in evidence is kept relative to the mail log it is judged for
 	// (mailRef); tokens, sessions and failures are not per tenant, so the
-	// tenant furthest behind sets their cut (at most max_mail_lag).
+	// tenant furthest behind sets their cut (at most max_mail_lag). A
+	// tenant with no sign-ins (a Workspace tenant) has none to keep.
 	ref := st.Watermark
 	for _, ten := range st.Tenants {
+		if ten.FirstSignin.IsZero() {
+			continue
+		}
 		if r := e.mailRef(ten); r.Before(ref) {
 			ref = r
 		}
