@@ -116,12 +116,12 @@ func (e *Engine) ProcessAccess(ev *event.Event, acc *event.MailAccess) {
 	ten := e.tenant(ev.Tenant, t)
 	e.trackSource(ten, ev, t)
 	e.trackSignIns(ten, ev, t)
+	mail := event.IsMailAccess(ev)
+	if mail || strings.EqualFold(ev.Operation, "SearchQueryInitiatedExchange") {
+		e.trackMail(ten, t)
+	}
 	if t.After(ten.Newest) {
 		ten.Newest = t
-	}
-	mail := event.IsMailAccess(ev)
-	if (mail || strings.EqualFold(ev.Operation, "SearchQueryInitiatedExchange")) && t.After(ten.MailNewest) {
-		ten.MailNewest = t
 	}
 	if isSignIn(ev) {
 		e.indexSignIn(ten, ev, t)
@@ -440,20 +440,44 @@ func (e *Engine) evidenceMargin() time.Duration {
 func (e *Engine) mailRef(ten *tenantState) time.Time {
 	w := e.st.Watermark
 	floor := w.Add(-e.cfg.D1.MaxMailLag.D())
-	if ten.MailNewest.After(w) {
-		return w
+	if ten.Mail == nil {
+		return floor
 	}
-	return latest(ten.MailNewest, floor)
+	return latest(e.mailTime(ten), floor)
 }
 
-// mailTime is the tenant's mail log's own clock: what is remembered of
-// its reads and searches (D2 roll-outs, D3 windows, D4 de-duplication,
-// D8 searches) expires against it, not against sign-ins ahead of it.
+// mailTime is how far the tenant's mail log is complete: its newest
+// record, or less by its usual delay behind the tenant's newest event
+// (the unified audit log delivers records 30 minutes to a day late, not
+// in order), never past the watermark. What is remembered of its reads
+// and searches (D2 roll-outs, D3 windows, D4 de-duplication, D8
+// searches) expires against it, not against sign-ins ahead of it.
 func (e *Engine) mailTime(ten *tenantState) time.Time {
-	if ten.MailNewest.IsZero() || ten.MailNewest.After(e.st.Watermark) {
-		return e.st.Watermark
+	w := e.st.Watermark
+	if ten.Mail == nil {
+		return w
 	}
-	return ten.MailNewest
+	c := ten.Mail.Last
+	if d := ten.Newest.Add(-ten.Mail.delay()); d.Before(c) {
+		c = d
+	}
+	if c.After(w) {
+		return w
+	}
+	return c
+}
+
+// trackMail notes a record of the tenant's mail log at t: its newest
+// time and how far behind the tenant's newest event it arrived. Call it
+// before the tenant's newest event time takes t in.
+func (e *Engine) trackMail(ten *tenantState, t time.Time) {
+	if ten.Mail == nil {
+		ten.Mail = &sourceState{Last: t}
+	}
+	ten.Mail.delayed(ten.Newest, t)
+	if t.After(ten.Mail.Last) {
+		ten.Mail.Last = t
+	}
 }
 
 func (e *Engine) prune() {

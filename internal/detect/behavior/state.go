@@ -60,11 +60,13 @@ type tenantState struct {
 	Multi       map[string]map[string]time.Time // D3: app|accessor → mailbox → latest read in the window
 	MultiAlert  map[string]time.Time            // D3: app|accessor → last alert
 	Searches    []search                        // D8: sensitive searches awaiting reads
-	// MailNewest is the latest time of the tenant's mail log (mail
-	// accesses and searches): the sign-in evidence its reads are judged
-	// against is kept until it has passed it (Engine.mailRef). Zero in a
-	// state saved before it existed: such a tenant keeps max_mail_lag.
-	MailNewest time.Time
+	// Mail is the tenant's mail log (mail accesses and searches): its
+	// newest record and how far behind the tenant's newest event its
+	// records arrive. The sign-in evidence its reads are judged against
+	// is kept until it is complete past it (Engine.mailRef). Nil until
+	// the tenant's first read, and in a state saved before it existed:
+	// such a tenant keeps max_mail_lag.
+	Mail *sourceState
 	// EvidenceFrom: sign-in evidence for reads before it may be gone
 	// (pruned against a mail log later than max_mail_lag); D1 does not
 	// judge them, and D9 says so once per episode (MailLagging).
