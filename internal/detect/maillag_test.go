@@ -3,7 +3,6 @@ package detect
 import (
 	"fmt"
 	"hash/fnv"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
 	"github.com/vigil-audit/vigil/internal/event"
-	"github.com/vigil-audit/vigil/internal/simulate"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // mailDelay delays a tenant's unified audit log (mail accesses, searches,
@@ -36,28 +33,7 @@ func mailDelay(d time.Duration) func(*event.Event) time.Duration {
 // evidence, which D9 says once, and D1 stays quiet rather than flag
 // every read "no sign-in issued".
 func TestMailLogLagsTheSignInLog(t *testing.T) {
-	dir, truth := scenario(t)
-	var evs []*event.Event
-	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
-	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := map[string]bool{}
-	for _, c := range truth.Campaigns {
-		if c.Name == simulate.CampaignForgedToken {
-			for _, r := range c.Records {
-				forged[r.ID] = true
-			}
-		}
-	}
-	if len(forged) == 0 {
-		t.Fatal("the scenario has no forged-token campaign")
-	}
+	evs, nets, forged := scenarioInOrder(t)
 	// forgedIncidents counts the incidents holding a D1 alert on a
 	// forged-token read.
 	forgedIncidents := func(res *Result) int {

@@ -97,29 +97,7 @@ func fileByFile(evs []*event.Event, period time.Duration) []*event.Event {
 // the sign-in log (max_source_lag 0) the same journal raises D1 on
 // ordinary reads: the test exercises the problem it guards against.
 func TestSignInLogLagsTheMailLog(t *testing.T) {
-	dir, truth := scenario(t)
-	var evs []*event.Event
-	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
-	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var forged map[string]bool
-	for _, c := range truth.Campaigns {
-		if c.Name == simulate.CampaignForgedToken {
-			forged = map[string]bool{}
-			for _, r := range c.Records {
-				forged[r.ID] = true
-			}
-		}
-	}
-	if forged == nil {
-		t.Fatal("the scenario has no forged-token campaign")
-	}
+	evs, nets, forged := scenarioInOrder(t)
 	caught := func(res *Result) bool {
 		for _, inc := range res.Incidents {
 			for _, a := range inc.Alerts {
@@ -224,4 +202,33 @@ func first(l []string) string {
 		return ""
 	}
 	return l[0]
+}
+
+// scenarioInOrder is the scenario's events in event-time order, its
+// network table and the record ids of its forged-token campaign.
+func scenarioInOrder(t *testing.T) ([]*event.Event, *behavior.NetTable, map[string]bool) {
+	t.Helper()
+	dir, truth := scenario(t)
+	var evs []*event.Event
+	paths := []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}
+	if _, err := source.ReadPaths(t.Context(), paths, source.Options{}, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(evs, func(a, b *event.Event) int { return compareKey(keyOf(a), keyOf(b)) })
+	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := map[string]bool{}
+	for _, c := range truth.Campaigns {
+		if c.Name == simulate.CampaignForgedToken {
+			for _, r := range c.Records {
+				forged[r.ID] = true
+			}
+		}
+	}
+	if len(forged) == 0 {
+		t.Fatal("the scenario has no forged-token campaign")
+	}
+	return evs, nets, forged
 }
