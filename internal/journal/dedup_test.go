@@ -207,17 +207,25 @@ func TestDedupRuns(t *testing.T) {
 			opts := quietOptions()
 			opts.DedupMemoryKeys = bound
 			j := mustOpen(t, dir, opts)
-			// 2142 keys, settled into runs (each at least twice the next
-			// newer one) of 2000 keys and 142 recent ones, then one more
-			// run of 200: at least two runs, however the merges went.
-			es := dedupEntries("r", 2800)
+			// 2500 keys settle into runs (each at least twice the next
+			// newer one) and recent ones; then 300 more at a time until
+			// at least two runs hold them. How many freezes there were,
+			// and so the runs' sizes, depends on timing: 300 more after
+			// one run of 2200 leave two.
+			es := dedupEntries("r", 4000)
 			acks := appendAll(t, j, es[:2500], 61)
 			waitDedupIdle(t, j)
-			acks = append(acks, appendAll(t, j, es[2500:], 61)...)
-			waitDedupIdle(t, j)
-			runs, keys := j.dedup.runCount()
-			if runs < 2 || keys < 1600 {
-				t.Fatalf("%d runs holding %d keys; the test needs keys in several runs", runs, keys)
+			for n := 2500; ; n += 300 {
+				acks = append(acks, appendAll(t, j, es[n:n+300], 61)...)
+				waitDedupIdle(t, j)
+				if runs, keys := j.dedup.runCount(); runs >= 2 && keys >= 1600 {
+					es = es[:n+300]
+					break
+				}
+				if n+600 > len(es) {
+					runs, keys := j.dedup.runCount()
+					t.Fatalf("%d runs holding %d keys after %d entries; the test needs keys in several runs", runs, keys, n+300)
+				}
 			}
 			if tc.reopen {
 				n := j.Size()
