@@ -249,16 +249,7 @@ func TestJournalLeaseFencesStalePausedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 3 * time.Second
-	q := &memQuarantine{}
-	j1, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j1.Close()
-	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", LeaseTTL: ttl, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j1, s1, q := node1Sequencer(t, conn, ttl)
 	pz := pauseAtCommit(s1)
 	defer pz.release()
 	done := make(chan error, 1)
@@ -353,16 +344,7 @@ func TestJournalLeaseFencesStaleAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 3 * time.Second
-	q := &memQuarantine{}
-	j1, err := journal.Open(ctx, t.TempDir(), journal.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j1.Close()
-	s1, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j1, Quarantine: q.keep, Holder: "node-1", LeaseTTL: ttl, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j1, s1, q := node1Sequencer(t, conn, ttl)
 	stopQueries, err := conn.ServeJournalQueries(tenant, 10*time.Second, s1.ConfirmLease, func(context.Context, string, string) QueryAnswer {
 		return QueryAnswer{Status: 200, Header: http.Header{}, Body: []byte(strconv.FormatUint(j1.Size(), 10))}
 	})
@@ -655,4 +637,21 @@ func waitLeaseGone(t *testing.T, conn *Conn, s *Sequencer, d time.Duration) {
 		}
 		return nil
 	})
+}
+
+// node1Sequencer is node-1's journal (closed at the test's end) and its
+// sequencer for the tenant, with the lease TTL ttl, quarantining into q.
+func node1Sequencer(t *testing.T, conn *Conn, ttl time.Duration) (*journal.Journal, *Sequencer, *memQuarantine) {
+	t.Helper()
+	q := &memQuarantine{}
+	j, err := journal.Open(t.Context(), t.TempDir(), journal.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	s, err := conn.NewSequencer(SequencerOptions{Tenant: tenant, Journal: j, Quarantine: q.keep, Holder: "node-1", LeaseTTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, s, q
 }
