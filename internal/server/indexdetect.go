@@ -81,14 +81,8 @@ func (d *DetectionIndex) Incident(u detect.Update) {
 	if d == nil {
 		return
 	}
-	up := index.IncidentUpdate{Status: incidentStatus[u.Kind], Incident: u.Incident, AlertIDs: u.AlertIDs}
 	d.mu.Lock()
-	if i, ok := d.incAt[u.Incident.ID]; ok {
-		d.incs[i] = up
-	} else {
-		d.incAt[u.Incident.ID] = len(d.incs)
-		d.incs = append(d.incs, up)
-	}
+	d.putIncident(index.IncidentUpdate{Status: incidentStatus[u.Kind], Incident: u.Incident, AlertIDs: u.AlertIDs})
 	// An update after the grouping waiting: the incident is in the
 	// grouping it belongs to, whatever the one waiting says.
 	if d.current != nil {
@@ -106,11 +100,27 @@ func (d *DetectionIndex) Grouping(current []*incident.Incident) {
 		return
 	}
 	d.mu.Lock()
+	d.setGrouping(current)
+	d.mu.Unlock()
+}
+
+// putIncident queues u, in place of the incident's state waiting. d.mu
+// is held.
+func (d *DetectionIndex) putIncident(u index.IncidentUpdate) {
+	if i, ok := d.incAt[u.Incident.ID]; ok {
+		d.incs[i] = u
+		return
+	}
+	d.incAt[u.Incident.ID] = len(d.incs)
+	d.incs = append(d.incs, u)
+}
+
+// setGrouping makes current the grouping waiting. d.mu is held.
+func (d *DetectionIndex) setGrouping(current []*incident.Incident) {
 	d.current, d.curAt = make([]*incident.Incident, 0, len(current)), make(map[string]int, len(current))
 	for _, inc := range current {
 		d.addCurrent(inc)
 	}
-	d.mu.Unlock()
 }
 
 // addCurrent puts inc in the grouping waiting. d.mu is held.
@@ -158,22 +168,11 @@ func (d *DetectionIndex) Flush(ctx context.Context) error {
 	newer := d.incs
 	d.alerts, d.incs, d.incAt = as, nil, map[string]int{}
 	for _, u := range append(incs, newer...) {
-		if i, ok := d.incAt[u.Incident.ID]; ok {
-			d.incs[i] = u
-		} else {
-			d.incAt[u.Incident.ID] = len(d.incs)
-			d.incs = append(d.incs, u)
-		}
+		d.putIncident(u)
 	}
 	// A grouping that came meanwhile is newer than the one given back.
 	if d.current == nil && cur != nil {
-		d.current, d.curAt = nil, map[string]int{}
-		for _, inc := range cur {
-			d.addCurrent(inc)
-		}
-		if d.current == nil {
-			d.current = []*incident.Incident{}
-		}
+		d.setGrouping(cur)
 	}
 	return err
 }
