@@ -224,12 +224,10 @@ func (w *Watcher) applyRemote(d RemoteDetection) {
 		w.Incident(u)
 	case d.Current != nil:
 		w.mu.Lock()
-		before := maps.Clone(w.incidents)
-		missing := w.regroupRemote(d.Current)
+		missing, changed := w.regroupRemote(d.Current)
 		if len(missing) > 0 {
 			w.remote.errors++
 		}
-		changed := !sameIDs(before, w.incidents)
 		w.mu.Unlock()
 		if changed || !w.grouped {
 			w.tellGrouping()
@@ -259,8 +257,9 @@ func (w *Watcher) leave(id string) {
 
 // regroupRemote makes the incidents listed those of a grouping elsewhere
 // (every update of that refresh came before it in the feed), and returns
-// those named that this server has no state of. w.mu is held.
-func (w *Watcher) regroupRemote(ids []string) (missing []string) {
+// those named that this server has no state of, and whether the incidents
+// listed changed. w.mu is held.
+func (w *Watcher) regroupRemote(ids []string) (missing []string, changed bool) {
 	named := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		named[id] = true
@@ -270,6 +269,7 @@ func (w *Watcher) regroupRemote(ids []string) (missing []string) {
 		if inc, ok := w.remote.gone[id]; ok {
 			w.incidents[id] = inc
 			delete(w.remote.gone, id)
+			changed = true
 			continue
 		}
 		missing = append(missing, id)
@@ -277,7 +277,8 @@ func (w *Watcher) regroupRemote(ids []string) (missing []string) {
 	for id := range w.incidents {
 		if !named[id] {
 			w.leave(id)
+			changed = true
 		}
 	}
-	return missing
+	return missing, changed
 }
