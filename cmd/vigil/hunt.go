@@ -158,7 +158,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// newest first), the run starts again and sorts them in bounded
 	// memory, spilling to the temporary directory. A journal or stdin is
 	// read once, so it is sorted from the start.
-	merge := behaviours && o.journalDir == "" && len(inputs) <= source.MaxMerged && !slices.Contains(inputs, "-")
+	merge := behaviours && o.journalDir == "" && source.Mergeable(inputs)
 	var learning time.Duration
 	start := time.Now()
 	st := source.Stats{Reasons: map[string]int64{}, Sources: map[string]int64{}}

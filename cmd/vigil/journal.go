@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -187,7 +186,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// order comes out merged as it is; stdin and more than
 	// source.MaxMerged inputs are read one after the other.
 	read := source.ReadPaths
-	if len(inputs) > 1 && len(inputs) <= source.MaxMerged && !slices.Contains(inputs, "-") {
+	if len(inputs) > 1 && source.Mergeable(inputs) {
 		read = source.ReadMerged
 	}
 	st, rerr := read(ctx, inputs, srcOpts, func(e *event.Event) error {

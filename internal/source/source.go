@@ -165,6 +165,12 @@ func startRead(paths []string, opts *Options) (Stats, []string, error) {
 // own decoding goroutines and batches in flight.
 const MaxMerged = 64
 
+// Mergeable reports whether ReadMerged takes these input files: at most
+// MaxMerged of them, and not stdin.
+func Mergeable(files []string) bool {
+	return len(files) <= MaxMerged && !slices.Contains(files, "-")
+}
+
 // ReadMerged is ReadPaths for inputs each in event-time order, or nearly
 // (exports of one log, oldest first): it reads every input at once, each
 // on goroutines of its own, and calls emit with the events of all of them
