@@ -33,11 +33,7 @@ func huntFiles(t *testing.T, dir string, paths []string, sorted bool, runEvents 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := sigma.NewCompiler(sigma.Options{})
-	if err := c.AddFS(rules.FS, "."); err != nil {
-		t.Fatal(err)
-	}
-	rs, _ := c.Compile()
+	rs := builtinRules(t)
 	cfg := behavior.DefaultConfig()
 	ic := cfg.IncidentConfig()
 	pl := New(Config{Rules: rs, Behaviours: behavior.New(cfg, behavior.Options{Networks: nets}), Incidents: &ic, TempDir: t.TempDir(), ResultOnly: true}, nil)
@@ -131,4 +127,15 @@ func TestMergedRefusesDisorder(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, err, ErrNotOrdered)
 		}
 	}
+}
+
+// builtinRules compiles the Sigma rules vigil ships, as hunt does.
+func builtinRules(t *testing.T) *sigma.Ruleset {
+	t.Helper()
+	c := sigma.NewCompiler(sigma.Options{})
+	if err := c.AddFS(rules.FS, "."); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := c.Compile()
+	return rs
 }

@@ -12,11 +12,9 @@ import (
 
 	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/simulate"
 	"github.com/vigil-audit/vigil/internal/source"
-	"github.com/vigil-audit/vigil/rules"
 )
 
 // orderSink records everything a sink hears, in the order it hears it.
@@ -73,11 +71,7 @@ func runSplit(t *testing.T, nets string, paths []string, merged, sequential bool
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := sigma.NewCompiler(sigma.Options{})
-	if err := c.AddFS(rules.FS, "."); err != nil {
-		t.Fatal(err)
-	}
-	rs, _ := c.Compile()
+	rs := builtinRules(t)
 	cfg := behavior.DefaultConfig()
 	ic := cfg.IncidentConfig()
 	sink := &orderSink{}
