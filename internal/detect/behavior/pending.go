@@ -1,10 +1,8 @@
 package behavior
 
 import (
-	"bytes"
 	"container/heap"
 	"encoding/binary"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
@@ -38,8 +36,8 @@ type pendingQueue struct {
 	err    error
 }
 
-// pendSeg is one segment file: chunks of accesses, each a length and a
-// gob-encoded []pending.
+// pendSeg is one segment file: chunks of accesses, each a length and the
+// accesses (pendingcodec.go).
 type pendSeg struct {
 	path   string
 	f      *os.File
@@ -164,14 +162,12 @@ func (q *pendingQueue) writeTail() {
 		q.segs = append(q.segs, &pendSeg{path: f.Name(), f: f})
 	}
 	sg := q.segs[len(q.segs)-1]
-	var buf bytes.Buffer
-	buf.Write(make([]byte, 4))
-	if err := gob.NewEncoder(&buf).Encode(q.tail); err != nil {
-		q.err = fmt.Errorf("pending accesses: %w", err)
+	b := encodeChunk(make([]byte, 4), q.tail)
+	if len(b)-4 > maxChunkBody {
+		q.err = fmt.Errorf("pending accesses: a chunk of %d accesses takes %d bytes", len(q.tail), len(b)-4)
 		return
 	}
-	b := buf.Bytes()
-	binary.LittleEndian.PutUint32(b, uint32(len(b)-4))
+	binary.LittleEndian.PutUint32(b, uint32(len(b)-4)|chunkBinary)
 	if _, err := sg.f.WriteAt(b, sg.size); err != nil {
 		q.err = fmt.Errorf("pending accesses: %w", err)
 		return
@@ -227,13 +223,18 @@ func readChunk(f *os.File, off int64) ([]pending, int64, error) {
 	if _, err := f.ReadAt(hdr[:], off); err != nil {
 		return nil, 0, err
 	}
-	b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+	word := binary.LittleEndian.Uint32(hdr[:])
+	size := word &^ chunkBinary
+	if size > maxChunkBody {
+		return nil, 0, fmt.Errorf("%s: the chunk at offset %d claims %d bytes", f.Name(), off, size)
+	}
+	b := make([]byte, size)
 	if _, err := f.ReadAt(b, off+4); err != nil {
 		return nil, 0, err
 	}
-	var chunk []pending
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&chunk); err != nil {
-		return nil, 0, err
+	chunk, err := decodeChunkBody(word, b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: the chunk at offset %d: %w", f.Name(), off, err)
 	}
 	return chunk, off + 4 + int64(len(b)), nil
 }
