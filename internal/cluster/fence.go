@@ -202,8 +202,8 @@ func (c *Conn) publishFenced(ctx context.Context, tenant string, fence uint64, m
 
 // publishOneFenced publishes m alone, retrying until the stream answers.
 func (c *Conn) publishOneFenced(ctx context.Context, tenant string, fence uint64, m *nats.Msg, ack *journal.Ack, res *PublishResult) error {
-	backoff := 20 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	r := retrier{backoff: 20 * time.Millisecond}
+	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		pa, err := c.js.PublishMsg(pctx, m, jetstream.WithExpectStream(AlertStream))
 		cancel()
@@ -216,25 +216,45 @@ func (c *Conn) publishOneFenced(ctx context.Context, tenant string, fence uint64
 			}
 			return nil
 		}
-		switch code := apiCode(err); {
-		case code == codeWrongLastSeq:
+		code := apiCode(err)
+		if code == codeWrongLastSeq {
 			return fmt.Errorf("%w: alert stream refused %s (expected the holder record at sequence %d): %v", ErrFenced, m.Subject, fence, err)
-		case isPermanent(err):
-			return fmt.Errorf("cluster: publish to %s: %w", AlertStream, err)
-		case ctx.Err() != nil:
-			return fmt.Errorf("cluster: publish: %w (last error: %v)", ctx.Err(), err)
-		case code != codeWrongLastSeqBusy:
-			res.Retries++
-			if attempt > 0 && attempt%10 == 0 {
-				c.opts.Logger.Warn("cluster: alert publish not acknowledged, retrying", "tenant", tenant, "attempt", attempt, "err", err)
-			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
+		if err := r.wait(ctx, c, err, code == codeWrongLastSeqBusy, "cluster: alert publish not acknowledged, retrying", tenant, res); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// retrier paces the retries of a fenced publish, once the caller has
+// handled the answers particular to what it sent.
+type retrier struct {
+	backoff time.Duration
+	attempt int
+}
+
+// wait ends the attempts on a permanent error or a cancelled context;
+// otherwise it counts the retry (unless busy: the stream clears that by
+// itself), warns every tenth attempt, and backs off.
+func (r *retrier) wait(ctx context.Context, c *Conn, err error, busy bool, warning, tenant string, res *PublishResult) error {
+	switch {
+	case isPermanent(err):
+		return fmt.Errorf("cluster: publish to %s: %w", AlertStream, err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("cluster: publish: %w (last error: %v)", ctx.Err(), err)
+	case !busy:
+		res.Retries++
+		if r.attempt > 0 && r.attempt%10 == 0 {
+			c.opts.Logger.Warn(warning, "tenant", tenant, "attempt", r.attempt, "err", err)
+		}
+	}
+	r.attempt++
+	select {
+	case <-ctx.Done():
+	case <-time.After(r.backoff):
+	}
+	r.backoff = min(2*r.backoff, 2*time.Second)
+	return nil
 }
 
 // batchAck is the stream's answer to a batch's commit.
@@ -261,8 +281,8 @@ func (c *Conn) publishBatch(ctx context.Context, tenant string, fence uint64, ms
 			m.Header.Del(jetstream.ExpectedStreamHeader)
 		}
 	}()
-	backoff := 20 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	r := retrier{backoff: 20 * time.Millisecond}
+	for {
 		ack, err := c.sendBatch(ctx, msgs)
 		if err == nil {
 			first := ack.Seq + 1 - uint64(len(msgs))
@@ -273,7 +293,8 @@ func (c *Conn) publishBatch(ctx context.Context, tenant string, fence uint64, ms
 			res.Batches++
 			return true, nil
 		}
-		switch code := apiCode(err); {
+		code := apiCode(err)
+		switch {
 		case code == codeWrongLastSeq:
 			return false, fmt.Errorf("%w: alert stream refused a batch of %d messages (expected the holder record at sequence %d): %v", ErrFenced, len(msgs), fence, err)
 		case code == codeBatchDuplicate:
@@ -284,21 +305,11 @@ func (c *Conn) publishBatch(ctx context.Context, tenant string, fence uint64, ms
 					"stream", AlertStream, "batch", len(msgs), "err", err)
 			}
 			return false, nil
-		case isPermanent(err):
-			return false, fmt.Errorf("cluster: publish to %s: %w", AlertStream, err)
-		case ctx.Err() != nil:
-			return false, fmt.Errorf("cluster: publish: %w (last error: %v)", ctx.Err(), err)
-		case code != codeWrongLastSeqBusy && code != codeDuplicateInProcess:
-			res.Retries++
-			if attempt > 0 && attempt%10 == 0 {
-				c.opts.Logger.Warn("cluster: alert batch not acknowledged, retrying", "tenant", tenant, "attempt", attempt, "err", err)
-			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
+		busy := code == codeWrongLastSeqBusy || code == codeDuplicateInProcess
+		if err := r.wait(ctx, c, err, busy, "cluster: alert batch not acknowledged, retrying", tenant, res); err != nil {
+			return false, err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
