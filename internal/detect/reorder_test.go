@@ -53,4 +53,72 @@ func TestReorderBufIsAHeap(t *testing.T) {
 
 // sameKey: events with equal keys may come out in either order (they are
 // the same record).
+// Concurrent pushers interleave ordered batches: up to maxRuns of them
+// never touch the heap, more still give the heap's order.
+func TestReorderBufInterleavedPushers(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, pushers := range []int{1, 4, 8, 12} {
+		r := rand.New(rand.NewPCG(uint64(pushers), 3))
+		var b reorderBuf
+		var h evHeap
+		next := make([]time.Duration, pushers) // each pusher's clock
+		for step := range 400 {
+			p := r.IntN(pushers)
+			for range 50 { // one batch, in order
+				next[p] += time.Duration(r.IntN(40)) * time.Millisecond
+				ev := &event.Event{Time: t0.Add(next[p]), Source: "m365.ual", RecordID: fmt.Sprint(p, step)}
+				b.push(&Item{Ev: ev})
+				heap.Push(&h, &Item{Ev: ev})
+			}
+			for r.IntN(2) == 0 && h.Len() > 0 {
+				want := heap.Pop(&h).(*Item)
+				if got := b.pop(); !sameKey(got, want) {
+					t.Fatalf("%d pushers, batch %d: pop differs from the heap's", pushers, step)
+				}
+			}
+		}
+		for h.Len() > 0 {
+			if got, want := b.pop(), heap.Pop(&h).(*Item); !sameKey(got, want) {
+				t.Fatalf("%d pushers: draining differs", pushers)
+			}
+		}
+		if b.Len() != 0 {
+			t.Fatalf("%d pushers: %d left", pushers, b.Len())
+		}
+		if pushers <= 8 && b.odd.Len()+cap(b.odd) != 0 {
+			t.Errorf("%d pushers: the heap was used", pushers)
+		}
+	}
+}
+
 func sameKey(a, b *Item) bool { return compareKey(keyOf(a.Ev), keyOf(b.Ev)) == 0 }
+
+// BenchmarkReorderBuf: four pushers' batches of 5000 interleaved, with a
+// window of 20,000 events held, as vigil serve holds them under push.
+func BenchmarkReorderBuf(b *testing.B) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewPCG(1, 1))
+	const pushers, batch = 4, 5000
+	var evs []*Item
+	next := make([]time.Duration, pushers)
+	for step := range 40 {
+		p := step % pushers
+		for range batch {
+			next[p] += time.Duration(r.IntN(400)) * time.Microsecond
+			evs = append(evs, &Item{Ev: &event.Event{Time: t0.Add(next[p]), Source: "m365.ual", RecordID: fmt.Sprint(p, step)}})
+		}
+	}
+	for b.Loop() {
+		var buf reorderBuf
+		for _, it := range evs {
+			buf.push(it)
+			if buf.Len() > 20000 {
+				buf.pop()
+			}
+		}
+		for buf.Len() > 0 {
+			buf.pop()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+}
