@@ -9,7 +9,8 @@
 # Work files go to ${WORK:-$TMPDIR/vigil-search-bench} (1.7 GB of JSON and
 # 1.8 GB of journal per million events); they are removed at the end unless
 # KEEP=1; with REUSE=1 a kept tenant of the same size is indexed and queried
-# again without simulating and ingesting it anew. Reports wall and CPU
+# again without simulating and ingesting it anew; REINDEX_FLAGS adds flags to
+# vigil reindex (e.g. --no-detect). Reports wall and CPU
 # seconds: on a shared machine the CPU time is the steadier number.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,13 +108,17 @@ while [ $i -lt ${#sizes[@]} ]; do
 	# Detection uses the simulator's network table, as vigil serve would use
 	# the tenant's (without it the simulated VPN, travel and cloud egress
 	# confounders raise alerts by the hundred thousand).
-	/usr/bin/time -f '%e %U %S' -o "$work/t.index" "$bin" reindex --data "$data" --networks "$sim/networks.csv" >"$work/reindex.txt"
+	# REINDEX_FLAGS adds flags, such as --no-detect or --cpuprofile FILE.
+	# shellcheck disable=SC2086
+	/usr/bin/time -f '%e %U %S' -o "$work/t.index" "$bin" reindex --data "$data" --networks "$sim/networks.csv" ${REINDEX_FLAGS:-} >"$work/reindex.txt"
 	events=$(sed -n 's/.*: \([0-9]*\) events, .*/\1/p' "$work/reindex.txt")
 	bytes=$(du -sb "$data/index" | cut -f1)
 	read -r iw iu is <"$work/t.index"
 	echo
 	echo "== $users users x $days days: $events events"
-	printf "index build, detection included: %.1f s wall (%.0f events/s), %.1f s CPU (%.0f events per CPU-second); %d bytes on disk, %.1f per event\n" \
+	what="detection included"
+	case " ${REINDEX_FLAGS:-} " in *" --no-detect "*) what="no detection" ;; esac
+	printf "index build, $what: %.1f s wall (%.0f events/s), %.1f s CPU (%.0f events per CPU-second); %d bytes on disk, %.1f per event\n" \
 		"$iw" "$(echo "$events / $iw" | bc -l)" "$(echo "$iu + $is" | bc -l)" "$(echo "$events / ($iu + $is)" | bc -l)" "$bytes" "$(echo "$bytes / $events" | bc -l)"
 	# vigil reindex's own lines: the index's load (and its size before
 	# detection's alerts), then detection.
