@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/collect/setup"
@@ -28,7 +29,8 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fset.Var(&netFiles, "networks", "also use this network table (CSV or MaxMind .mmdb) for detection and for the ASN/country of records that carry neither, as server: networks does (repeatable; default: the tables the index used)")
 	noDetect := fset.Bool("no-detect", false, "leave the alerts and incidents tables empty instead of running detection over the journal")
 	memFlag := indexMemoryFlag(fset)
-	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR [--retention-days N] [--config FILE] [--networks FILE]... [--no-detect]",
+	cpuProfile := fset.String("cpuprofile", "", "write a Go CPU profile of the rebuild and detection to this file (the engine's own threads show as cgo calls or not at all)")
+	setHelp(fset, stderr, helpText{synopsis: "reindex --data DIR [--retention-days N] [--config FILE] [--networks FILE]... [--no-detect] [--cpuprofile FILE]",
 		summary: "throws the investigation index away and builds it again from every journal entry (the journal is not changed), then runs vigil serve's detection over the journal to fill the alerts and incidents tables."})
 	if err := parseNoArgs(fset, args, data); err != nil {
 		return err
@@ -42,6 +44,17 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
 		return usageError("--data %s: not a journal: %v", *data, err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	files := []string(netFiles)
 	if *config != "" {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -246,5 +248,39 @@ func TestParseIndexMemory(t *testing.T) {
 		if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%q: %d, %v; want an error saying %q", c.in, got, err, c.err)
 		}
+	}
+}
+
+// vigil reindex --cpuprofile writes a Go CPU profile (gzipped protobuf
+// whose string table names the cpu/nanoseconds sample type, what go tool
+// pprof reads), and an unwritable path is refused before any work.
+func TestReindexCPUProfile(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "journal")
+	ual := filepath.Join(decoderFixtures, "ual_mailitemsaccessed.jsonl")
+	if code, _, errs := runVigil(t, "ingest", "--data", data, "--quiet", "--no-index", "--quarantine", filepath.Join(dir, "q.jsonl"), ual); code != 0 {
+		t.Fatalf("ingest: exit %d: %s", code, errs)
+	}
+	prof := filepath.Join(dir, "cpu.pprof")
+	if code, out, errs := runVigil(t, "reindex", "--data", data, "--no-detect", "--cpuprofile", prof); code != 0 {
+		t.Fatalf("reindex: exit %d: %s%s", code, out, errs)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatalf("no profile: %v", err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile is not gzipped: %v", err)
+	}
+	b, err := io.ReadAll(z)
+	if err != nil || !bytes.Contains(b, []byte("nanoseconds")) || !bytes.Contains(b, []byte("cpu")) {
+		t.Fatalf("profile holds no CPU sample type (%d bytes, %v)", len(b), err)
+	}
+
+	code, out, errs := runVigil(t, "reindex", "--data", data, "--no-detect", "--cpuprofile", filepath.Join(dir, "no", "such", "dir", "p"))
+	if code == 0 || !strings.Contains(errs, "--cpuprofile") {
+		t.Fatalf("unwritable profile: exit %d: %s%s", code, out, errs)
 	}
 }
