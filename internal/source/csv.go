@@ -169,7 +169,11 @@ func (f *framer) rows(br *bufio.Reader, tee *rowTee, r *csv.Reader, base int64, 
 			line := 0
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				line = lines + pe.StartLine
+				// The reader counts from where it started (the input, or
+				// where framing resumed): say the input's lines.
+				pe.StartLine += lines
+				pe.Line += lines
+				line = pe.StartLine
 			}
 			if ferr := f.emit(rawRecord{raw: raw, line: line, offset: start, err: fmt.Errorf("malformed CSV row: %w", err)}); ferr != nil {
 				return ferr

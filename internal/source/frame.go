@@ -55,6 +55,7 @@ type framer struct {
 	// between two records: the end of a top-level array is not judged.
 	segment bool
 	header  *csvHeader // the CSV header, once read
+	inArray bool       // structural: the values are a top-level array's
 }
 
 // frameMode is how an input is split into records.
@@ -564,6 +565,7 @@ func (f *framer) structural(br *bufio.Reader) error {
 	if inArray {
 		s.consume(1, []byte{c})
 	}
+	f.inArray = inArray
 	return f.values(s, inArray)
 }
 
