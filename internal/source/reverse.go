@@ -389,7 +389,7 @@ func (rv *reversal) read(ctx context.Context, lim Limits, st *Stats, add func(ra
 // and lists it.
 func (rv *reversal) damaged(st *Stats, add func(rawRecord) error, end int64, err error) error {
 	reason := err.Error()
-	st.Damaged = append(st.Damaged, Damage{File: rv.file, Read: rv.size - end, Reason: reason})
+	st.Damaged = append(st.Damaged, Damage{File: rv.file, Read: rv.size - end, Reason: reason, Backwards: true})
 	return add(rawRecord{file: rv.file, offset: rv.skipped + end,
 		err: reject("damaged input", fmt.Errorf("input not read to its end: %s; read back to front, records were framed from its last %d bytes, the first %d bytes are not read", reason, rv.size-end, rv.skipped+end))})
 }
