@@ -168,7 +168,7 @@ func tailTime(fh *os.File, size int64, f *framer, dec *decoder) (time.Time, erro
 			recs = lastLines(b, start == 0, probeRecords)
 		}
 		for _, raw := range recs {
-			r := rawRecord{raw: raw, file: f.file}
+			r := rawRecord{raw: raw, file: f.file, offset: start + int64(cap(b)-cap(raw))}
 			if f.mode == modeCSV {
 				row, err := csv.NewReader(bytes.NewReader(raw)).Read()
 				if err != nil || len(row) != len(f.header.cols) {

@@ -1,13 +1,20 @@
 package source
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/vigil-audit/vigil/internal/event"
 )
 
 // framed is what framing said of one record, comparable.
@@ -254,5 +261,82 @@ func TestProbe(t *testing.T) {
 	}
 	if got, err := probe(writeTemp(t, "desc.jsonl.gz", gzipped(t, []byte(strings.Join(desc, "\n")))), Options{Limits: Limits{}.withDefaults()}); got || err != nil {
 		t.Fatalf("probe of a gzip input newest first = %v, %v; want it read forwards", got, err)
+	}
+}
+
+// TestReadMergedBackwardsDecodesOnce: ReadMerged with Reverse reads an
+// input newest first back to front, merged with one oldest first, in
+// event-time order, decoding each record once (plus the probe's few at
+// each end of each input), and quarantines a bad record as the forward
+// read names it.
+func TestReadMergedBackwardsDecodesOnce(t *testing.T) {
+	rec := func(i int) string {
+		ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute).Format("2006-01-02T15:04:05")
+		return `{"CreationTime":"` + ts + `","Id":"r` + strconv.Itoa(i) + `","Operation":"UserLoggedIn","RecordType":15,"UserId":"u@x","Workload":"AzureActiveDirectory"}`
+	}
+	var asc, desc []string
+	for i := 0; i < 3000; i++ {
+		if i%2 == 0 {
+			asc = append(asc, rec(i))
+		} else {
+			desc = append(desc, rec(i))
+		}
+	}
+	slices.Reverse(desc)
+	desc = slices.Insert(desc, 700, `{"CreationTime":"2024-01-01T10:00:00","Id":`)
+	dir := t.TempDir()
+	ap, dp := filepath.Join(dir, "asc.jsonl"), filepath.Join(dir, "desc.jsonl")
+	os.WriteFile(ap, []byte(strings.Join(asc, "\n")+"\n"), 0o600)
+	os.WriteFile(dp, []byte(strings.Join(desc, "\n")+"\n"), 0o600)
+
+	var mu sync.Mutex
+	decodes := map[string]int{}
+	decodeHook = func(r *rawRecord) {
+		mu.Lock()
+		decodes[fmt.Sprintf("%s@%d", r.file, r.offset)]++
+		mu.Unlock()
+	}
+	defer func() { decodeHook = nil }()
+	var q bytes.Buffer
+	var got []string
+	st, err := ReadMerged(context.Background(), []string{ap, dp}, Options{Reverse: true, Quarantine: &q}, func(e *event.Event) error {
+		got = append(got, e.RecordID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3000 {
+		t.Fatalf("%d events, want 3000", len(got))
+	}
+	for i, id := range got {
+		if id != "r"+strconv.Itoa(i) {
+			t.Fatalf("event %d is %s: not merged in time order", i, id)
+		}
+	}
+	if !slices.Equal(st.Reversed, []string{dp}) {
+		t.Errorf("read back to front: %v, want %s", st.Reversed, dp)
+	}
+	twice := 0
+	for k, n := range decodes {
+		if n > 1 {
+			twice++
+			if n > 2 {
+				t.Errorf("%s decoded %d times", k, n)
+			}
+		}
+	}
+	// The probe decodes a record with a time at each end of each input.
+	if len(decodes) != 3001 || twice > 4 {
+		t.Errorf("%d records decoded, %d of them twice; want 3001 (with the bad one), at most 4 twice (the probes)", len(decodes), twice)
+	}
+	fwd := forwardRecords(t, dp, Limits{})
+	var r Reject
+	if err := json.Unmarshal(q.Bytes(), &r); err != nil {
+		t.Fatalf("quarantine %q: %v", q.String(), err)
+	}
+	bad := fwd[700]
+	if r.File != bad.file || r.Line != bad.line || r.Offset != bad.offset || r.Index != bad.index || r.Record != bad.raw || r.Line != 701 {
+		t.Errorf("quarantined %+v, the forward read frames it as %+v", r, bad)
 	}
 }

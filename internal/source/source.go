@@ -715,9 +715,15 @@ func (d *decoder) limitErr(sc *recordScan) error {
 	return nil
 }
 
+// decodeHook, when set (by tests), sees every record decoded.
+var decodeHook func(r *rawRecord)
+
 // decodeRecord decodes one framed record: a record, or an API page (a
 // top-level array, an envelope) whose elements are records each.
 func (d *decoder) decodeRecord(r *rawRecord, out sink) {
+	if decodeHook != nil {
+		decodeHook(r)
+	}
 	evs := d.evs[:0]
 	defer func() { d.evs = evs[:0] }()
 	fail := func(err error) { d.b.Reset(); out.rejected(r, r.raw, err) }
