@@ -75,7 +75,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&o.quiet, "quiet", false, "nothing on stderr but warnings and errors (no progress, no summary); the timeline stays")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a Go heap profile to this file when the events are processed (what the detectors keep, and all allocations)")
-	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; inputs each in event-time order are merged as they are read, others sorted in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
+	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; inputs each in event-time order are merged as they are read, plain files newest first read back to front, others sorted in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
 	limits := addLimitFlags(fs)
