@@ -313,11 +313,13 @@ func index(file string, lim Limits, seg int64) (*reversal, error) {
 			return fmt.Errorf("record %d (line %d) is framed before any record starts: %v", r.index, r.line, r.err)
 		}
 		var re *rejectErr
-		if f.mode == modeCSV && errors.As(r.err, &re) && re.category == "record too large" {
+		if f.mode != modeStructural && errors.As(r.err, &re) && re.category == "record too large" {
 			// Past its limit a CSV row is skipped to the end of the line
-			// the reader stopped in, which depends on how far it read:
-			// framing from another point could resume elsewhere.
-			return fmt.Errorf("line %d: a CSV row larger than the maximum record size", r.line)
+			// the reader stopped in, and a JSON line is judged as it is
+			// when its end is in the chunk read or not: both depend on how
+			// far the read had got, so framing from another point could
+			// frame otherwise.
+			return fmt.Errorf("line %d: a record larger than the maximum record size", r.line)
 		}
 		return nil
 	}
