@@ -160,7 +160,7 @@ func (f *framer) rows(br *bufio.Reader, tee *rowTee, r *csv.Reader, base int64, 
 		next += bytes.Count(tee.span(start, end), []byte{'\n'})
 		raw := bytes.TrimRight(tee.span(start, end), "\r\n")
 		if len(arena)+len(raw) > cap(arena) {
-			arena = make([]byte, 0, max(chunkSize, len(raw)))
+			arena = make([]byte, 0, max(f.chunkSize(), len(raw)))
 		}
 		arena = append(arena, raw...)
 		raw = arena[len(arena)-len(raw) : len(arena) : len(arena)]

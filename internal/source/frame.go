@@ -56,6 +56,17 @@ type framer struct {
 	segment bool
 	header  *csvHeader // the CSV header, once read
 	inArray bool       // structural: the values are a top-level array's
+	// chunk, when set, replaces chunkSize for the buffers records are
+	// sliced from: a segment read back to front fits one exactly.
+	chunk int
+}
+
+// chunkSize is how much input the records of one buffer share.
+func (f *framer) chunkSize() int {
+	if f.chunk > 0 {
+		return f.chunk
+	}
+	return chunkSize
 }
 
 // frameMode is how an input is split into records.
@@ -233,7 +244,7 @@ func (f *framer) lines(br *bufio.Reader, offset int64, line int) error {
 		maxRec = f.lim.MaxRecordBytes
 	)
 	for {
-		size := max(chunkSize, len(carry))
+		size := max(f.chunkSize(), len(carry))
 		chunk := make([]byte, len(carry), len(carry)+size)
 		copy(chunk, carry)
 		n, rerr := fill(br, chunk[len(carry):cap(chunk)])

@@ -358,7 +358,10 @@ func (rv *reversal) read(ctx context.Context, lim Limits, st *Stats, add func(ra
 		}
 		br.Reset(io.NewSectionReader(fh, rv.skipped+p.offset, end-p.offset))
 		recs = recs[:0]
+		// One buffer holds the segment's records, and one more byte, so the
+		// read sees the segment's end without asking for another.
 		f := &framer{file: rv.file, lim: lim, index: p.index, segment: i+1 < len(rv.points), header: rv.header,
+			chunk: int(end-p.offset) + 1,
 			fn: func(r rawRecord) error {
 				r.offset += rv.skipped
 				recs = append(recs, r)
