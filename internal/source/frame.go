@@ -56,6 +56,9 @@ type framer struct {
 	segment bool
 	header  *csvHeader // the CSV header, once read
 	inArray bool       // structural: the values are a top-level array's
+	// discard says fn keeps no record's bytes (it only counts them), so
+	// buffers can be used again.
+	discard bool
 	// chunk, when set, replaces chunkSize for the buffers records are
 	// sliced from: a segment read back to front fits one exactly.
 	chunk int
@@ -243,9 +246,18 @@ func (f *framer) lines(br *bufio.Reader, offset int64, line int) error {
 		carry  []byte
 		maxRec = f.lim.MaxRecordBytes
 	)
+	var spare []byte // with f.discard, the last chunk, used again
 	for {
 		size := max(f.chunkSize(), len(carry))
-		chunk := make([]byte, len(carry), len(carry)+size)
+		var chunk []byte
+		if cap(spare) >= len(carry)+size {
+			chunk = spare[:len(carry)]
+		} else {
+			chunk = make([]byte, len(carry), len(carry)+size)
+			if f.discard {
+				spare = chunk
+			}
+		}
 		copy(chunk, carry)
 		n, rerr := fill(br, chunk[len(carry):cap(chunk)])
 		chunk = chunk[:len(carry)+n]

@@ -289,7 +289,7 @@ func index(file string, lim Limits, seg int64) (*reversal, error) {
 		return nil, err
 	}
 	rv := &reversal{file: file, skipped: skipped}
-	f := &framer{file: file, lim: lim}
+	f := &framer{file: file, lim: lim, discard: true}
 	last := int64(0)
 	f.mark = func(off int64, line int) {
 		if len(rv.points) > 0 && off-last < seg {
