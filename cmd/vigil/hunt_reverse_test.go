@@ -150,3 +150,37 @@ func TestHuntReadsNewestFirstBackwards(t *testing.T) {
 		})
 	}
 }
+
+// The real Graph exports (PowerShell's pretty-printed JSON arrays, newest
+// first) are read back to front, with the timeline sorting them gives.
+func TestHuntReadsRealExportsBackwards(t *testing.T) {
+	dir, err := filepath.Abs("../../../shared/data/invictus-microsoft-extractor-suite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("shared real-data fixtures not found at %s: %v", dir, err)
+	}
+	inputs := []string{filepath.Join(dir, "20250502131826-AuditLogs.json"), filepath.Join(dir, "20250502132320-servicePrincipal-SignInLogs.json")}
+	hunt := func(backwards bool) (string, string) {
+		readBackwards = backwards
+		defer func() { readBackwards = true }()
+		args := append([]string{"hunt", "--behaviours", "--format", "jsonl", "--quarantine", filepath.Join(t.TempDir(), "q.jsonl")}, inputs...)
+		code, out, errs := runVigil(t, args...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		return out, errs
+	}
+	back, errs := hunt(true)
+	if strings.Contains(errs, "sorting the inputs") || !strings.Contains(errs, "2 input(s) read back to front") {
+		t.Errorf("the Graph exports were not read back to front:\n%s", errs)
+	}
+	sorted, errs := hunt(false)
+	if !strings.Contains(errs, "sorting the inputs instead") {
+		t.Errorf("without reading back to front the exports were not sorted:\n%s", errs)
+	}
+	if back == "" || back != sorted {
+		t.Errorf("timeline read back to front:\n%.2000s\nsorted:\n%.2000s", back, sorted)
+	}
+}
