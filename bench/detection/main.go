@@ -336,7 +336,7 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		return func(emit func(*event.Event) error) error {
 			var err error
 			if merged {
-				st, err = source.ReadMerged(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
+				st, err = source.ReadMerged(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields, Reverse: true}, emit)
 			} else {
 				st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
 			}
@@ -344,12 +344,13 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		}
 	}
 	// As hunt --report: logs each in time order (vigil simulate's) are
-	// merged as they are read; others are sorted, by a fresh pipeline.
+	// merged as they are read, those newest first read back to front;
+	// others are sorted, by a fresh pipeline.
 	// Inputs that quarantine (the real samples) are sorted from the
 	// start, so nothing is quarantined twice.
 	if quarantine == nil {
 		res, err := pipeline.RunOrdered(ctx, pl, read(true), nil)
-		if !errors.Is(err, pipeline.ErrNotOrdered) {
+		if !errors.Is(err, pipeline.ErrNotOrdered) && !errors.Is(err, source.ErrNotReversible) {
 			return res, st, err
 		}
 		pl = newPipeline()

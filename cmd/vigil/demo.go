@@ -77,10 +77,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	pl := detect.New(detect.Config{Rules: rs, Behaviours: behavior.New(behavior.DefaultConfig(), behavior.Options{Networks: nets}), Incidents: &ic}, nil)
 	res, err := detect.RunOrdered(ctx, pl, func(emit func(*event.Event) error) error {
 		var err error
-		st, err = source.ReadMerged(ctx, paths, source.Options{Hot: hot}, emit)
+		st, err = source.ReadMerged(ctx, paths, source.Options{Hot: hot, Reverse: true}, emit)
 		return err
 	}, decoded)
-	if errors.Is(err, detect.ErrNotOrdered) {
+	if errors.Is(err, detect.ErrNotOrdered) || errors.Is(err, source.ErrNotReversible) {
 		if rs, err = demoRules(); err != nil {
 			return err
 		}

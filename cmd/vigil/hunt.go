@@ -75,7 +75,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&o.quiet, "quiet", false, "nothing on stderr but warnings and errors (no progress, no summary); the timeline stays")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the hunt to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a Go heap profile to this file when the events are processed (what the detectors keep, and all allocations)")
-	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; inputs each in event-time order are merged as they are read, others sorted in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
+	fs.BoolVar(&o.behaviours, "behaviours", false, "also run the behavioural detections (D1-D11; inputs each in event-time order are merged as they are read, plain files newest first read back to front, others sorted in bounded memory, spilling to the temporary directory; implied by --report, --iocs, --networks, --config and --state)")
 	fs.StringVar(&o.journalDir, "journal", "", "also hunt over the records of this vigil journal (--data DIR of vigil ingest)")
 	report := addHuntReportFlags(fs)
 	limits := addLimitFlags(fs)
@@ -154,10 +154,12 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// The behaviours need event-time order. Exports each in time order
 	// (vigil simulate's, API pulls) are merged as they are read, every
-	// record decoded once; when they prove not to be (Purview exports are
-	// newest first), the run starts again and sorts them in bounded
-	// memory, spilling to the temporary directory. A journal or stdin is
-	// read once, so it is sorted from the start.
+	// record decoded once; so are exports wholly newest first (Purview's,
+	// Graph's), read back to front. An input newest first that cannot be
+	// read so (gzip, zip) or that proves out of order starts the run again,
+	// sorting the inputs in bounded memory, spilling to the temporary
+	// directory. A journal or stdin is read once, so it is sorted from the
+	// start.
 	merge := behaviours && o.journalDir == "" && source.Mergeable(inputs)
 	var learning time.Duration
 	start := time.Now()
@@ -208,7 +210,9 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			var err error
 			if len(inputs) > 0 {
 				if merged {
-					st, err = source.ReadMerged(ctx, inputs, srcOpts, count)
+					o := srcOpts
+					o.Reverse = readBackwards
+					st, err = source.ReadMerged(ctx, inputs, o, count)
 				} else {
 					st, err = source.ReadPaths(ctx, inputs, srcOpts, count)
 				}
@@ -241,7 +245,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return detect.RunOffline(ctx, pl, sorter, read, beforeClose)
 	}
 	res, err := run(merge, false)
-	if merge && errors.Is(err, detect.ErrNotOrdered) {
+	if merge && (errors.Is(err, detect.ErrNotOrdered) || errors.Is(err, source.ErrNotReversible)) {
 		if !o.quiet {
 			fmt.Fprintf(stderr, "vigil hunt: %v; sorting the inputs instead\n", sanitize.Line(err.Error()))
 		}
@@ -299,6 +303,10 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	return inputsErr(st)
 }
+
+// readBackwards says whether hunt reads inputs newest first back to front
+// (tests turn it off to compare with sorting them).
+var readBackwards = true
 
 // inputFiles expands paths like source.ReadPaths, leaving out the files a
 // command writes (hunt's quarantine and timeline, ingest's quarantine)

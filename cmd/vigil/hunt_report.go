@@ -81,7 +81,7 @@ func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig, in re
 	in.Late, in.Future = res.Stats.Late, res.Stats.Future
 	r := &report.Report{Title: cfg.title, Alerts: res.Alerts, Incidents: res.Incidents, Reads: res.Stats.Reads,
 		Events: int(res.Stats.Events), Sources: res.Stats.Sources, From: res.Stats.From, To: res.Stats.To, DescribeIP: describeIP(nets),
-		Inputs: in, Learning: learning, Version: version, Generated: time.Now()}
+		Inputs: in, Learning: learning, Version: version, Generated: reportNow()}
 	if err := report.Write(dir, r); err != nil {
 		return nil, err
 	}
@@ -89,6 +89,9 @@ func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig, in re
 }
 
 // reportInputs says what a run read, for the report.
+// reportNow is when a report says it was generated (tests pin it).
+var reportNow = time.Now
+
 func reportInputs(files []string, st source.Stats, quarantine string) report.Inputs {
 	in := report.Inputs{Files: files, Records: st.Records, Quarantined: st.Quarantined, Reasons: st.Reasons, Skipped: st.Skipped, Damaged: st.Damaged}
 	if st.Quarantined > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"os"
@@ -332,10 +333,11 @@ func TestHuntSaysWhenRulesRepeatBuiltins(t *testing.T) {
 	}
 }
 
-// Logs each in time order are merged as they are read; logs newest first
-// (a Purview export) are not, and the hunt starts again and sorts them.
-// Both give the same timeline, and the quarantine holds a bad record once
-// (the first attempt's quarantine is dropped).
+// Logs each in time order are merged as they are read, and so are logs
+// newest first (a Purview export), read back to front; logs in neither
+// order, or newest first in gzip, are not, and the hunt starts again and
+// sorts them. All give the same timeline, and the quarantine holds a bad
+// record once (the first attempt's quarantine is dropped).
 func TestHuntMergesOrderedLogsAndSortsOthers(t *testing.T) {
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
@@ -343,7 +345,7 @@ func TestHuntMergesOrderedLogsAndSortsOthers(t *testing.T) {
 		t.Fatalf("simulate: exit %d: %s", code, errs)
 	}
 	const bad = `{"CreationTime":"2026-03-05T06:00:01","Id":"broken",`
-	hunt := func(name string, perm func([][]byte)) (timeline, errs, quarantine string) {
+	hunt := func(name string, perm func([][]byte), gz bool) (timeline, errs, quarantine string) {
 		in := filepath.Join(dir, name)
 		if err := os.Mkdir(in, 0o755); err != nil {
 			t.Fatal(err)
@@ -360,7 +362,15 @@ func TestHuntMergesOrderedLogsAndSortsOthers(t *testing.T) {
 			}
 			perm(lines)
 			p := filepath.Join(in, f)
-			if err := os.WriteFile(p, append(bytes.Join(lines, []byte("\n")), '\n'), 0o600); err != nil {
+			data := append(bytes.Join(lines, []byte("\n")), '\n')
+			if gz {
+				var b bytes.Buffer
+				w := gzip.NewWriter(&b)
+				w.Write(data)
+				w.Close()
+				p, data = p+".gz", b.Bytes()
+			}
+			if err := os.WriteFile(p, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			paths = append(paths, p)
@@ -377,7 +387,7 @@ func TestHuntMergesOrderedLogsAndSortsOthers(t *testing.T) {
 		}
 		return out, errs, string(qb)
 	}
-	inOrder, errs, q := hunt("in-order", func([][]byte) {})
+	inOrder, errs, q := hunt("in-order", func([][]byte) {}, false)
 	if strings.Contains(errs, "sorting the inputs") {
 		t.Errorf("logs in time order were sorted:\n%s", errs)
 	}
@@ -387,17 +397,32 @@ func TestHuntMergesOrderedLogsAndSortsOthers(t *testing.T) {
 	if !strings.Contains(inOrder, `"rule_id":"D1"`) {
 		t.Fatalf("no D1 alert to compare:\n%.2000s", inOrder)
 	}
-	reversed, errs, q := hunt("newest-first", slices.Reverse[[][]byte])
-	if !strings.Contains(errs, "not in event-time order") || !strings.Contains(errs, "sorting the inputs instead") {
-		t.Errorf("newest first: the hunt does not say it sorted:\n%s", errs)
+	reversed, errs, q := hunt("newest-first", slices.Reverse[[][]byte], false)
+	if strings.Contains(errs, "sorting the inputs") || !strings.Contains(errs, "3 input(s) read back to front") {
+		t.Errorf("newest first: the hunt does not say it read the inputs back to front:\n%s", errs)
 	}
 	if n := strings.Count(q, `\"Id\":\"broken\"`); n != 1 || strings.Count(q, "\n") != 1 {
 		t.Errorf("newest first: quarantine holds the bad record %d times:\n%s", n, q)
 	}
+	// Newest first but its two halves swapped: its first record is newer
+	// than its last, and still it is in no order.
+	rotated, errs, q := hunt("rotated", func(l [][]byte) { slices.Reverse(l); slices.Reverse(l[:len(l)/2]); slices.Reverse(l[len(l)/2:]) }, false)
+	if !strings.Contains(errs, "not in event-time order") || !strings.Contains(errs, "sorting the inputs instead") {
+		t.Errorf("in no order: the hunt does not say it sorted:\n%s", errs)
+	}
+	if n := strings.Count(q, `\"Id\":\"broken\"`); n != 1 || strings.Count(q, "\n") != 1 {
+		t.Errorf("in no order: quarantine holds the bad record %d times:\n%s", n, q)
+	}
+	gzipped, errs, _ := hunt("newest-first-gzip", slices.Reverse[[][]byte], true)
+	if strings.Contains(errs, "read back to front") || !strings.Contains(errs, "sorting the inputs instead") {
+		t.Errorf("newest first in gzip: the hunt does not say it sorted:\n%s", errs)
+	}
 	// Alerts name their record's file and line, which differ.
 	where := regexp.MustCompile(`"file":"[^"]*","line":[0-9]+,`)
-	reversed, inOrder = where.ReplaceAllString(reversed, ""), where.ReplaceAllString(inOrder, "")
-	if reversed != inOrder {
-		t.Errorf("newest first: timeline differs from the one in order:\n%.2000s\nwant\n%.2000s", reversed, inOrder)
+	inOrder = where.ReplaceAllString(inOrder, "")
+	for name, got := range map[string]string{"newest first": reversed, "in no order": rotated, "newest first in gzip": gzipped} {
+		if got = where.ReplaceAllString(got, ""); got != inOrder {
+			t.Errorf("%s: timeline differs from the one in order:\n%.2000s\nwant\n%.2000s", name, got, inOrder)
+		}
 	}
 }

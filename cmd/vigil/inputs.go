@@ -68,7 +68,21 @@ func printInputs(w io.Writer, st source.Stats) {
 	if n := len(st.Damaged); n > 0 {
 		fmt.Fprintf(w, "  damaged:     %d input(s) not read to their end\n", n)
 		for _, d := range st.Damaged {
-			fmt.Fprintf(w, "               %s: %s; records were framed from its first %d bytes\n", sanitize.Line(d.File), sanitize.Line(d.Reason), d.Read)
+			part := "first"
+			if d.Backwards {
+				part = "last"
+			}
+			fmt.Fprintf(w, "               %s: %s; records were framed from its %s %d bytes\n", sanitize.Line(d.File), sanitize.Line(d.Reason), part, d.Read)
+		}
+	}
+	if n := len(st.Reversed); n > 0 {
+		fmt.Fprintf(w, "  newest first: %d input(s) read back to front\n", n)
+		for i, f := range st.Reversed {
+			if i == maxListed {
+				fmt.Fprintf(w, "               … and %d more\n", n-maxListed)
+				break
+			}
+			fmt.Fprintf(w, "               %s\n", sanitize.Line(f))
 		}
 	}
 }

@@ -11,8 +11,10 @@
 //     order they arrive in, as long as disorder stays inside the
 //     reordering window. Offline runs over inputs each in order merge
 //     them as they are decoded (RunOrdered, which refuses an event the
-//     window would misplace); over unordered exports they put the input
-//     in order first with Sorter, which spills sorted runs to a temporary
+//     window would misplace); source.ReadMerged reads exports newest
+//     first back to front, so they are such inputs too. Over unordered
+//     exports (and gzip ones newest first) runs put the input in order
+//     first with Sorter, which spills sorted runs to a temporary
 //     directory and merges them, in memory bounded by the run size, not
 //     the input. Both give the same result.
 //   - Memory bounded by entities, not events: the behaviours keep state

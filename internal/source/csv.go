@@ -101,18 +101,32 @@ func (f *framer) csv(br *bufio.Reader) error {
 		return f.emit(rawRecord{raw: prefix(firstLine(tee.buf)), line: 1,
 			err: errors.New("not JSON, and not CSV with a header row (fewer than two columns); the rest of the input is not read")})
 	}
-	h := newCSVHeader(header)
-	var (
-		arena []byte // the rows of a batch share it
-		base  int64  // offset of the current CSV reader's input
-		lines int    // lines before it
-		// next is the line the next row starts on: one more than the
-		// newlines read so far (a too-large row cannot ask the reader).
-		next = 1 + bytes.Count(tee.span(0, r.InputOffset()), []byte{'\n'})
-	)
+	f.header = newCSVHeader(header)
+	next := 1 + bytes.Count(tee.span(0, r.InputOffset()), []byte{'\n'})
 	tee.drop(r.InputOffset())
+	return f.rows(br, tee, r, 0, 0, next)
+}
+
+// csvFrom frames the rows of a CSV input whose header f.header holds
+// from br on, br starting at offset, on line line, where a row starts.
+func (f *framer) csvFrom(br *bufio.Reader, offset int64, line int) error {
+	tee := &rowTee{r: br, base: offset, limit: f.lim.MaxRecordBytes + 64<<10}
+	return f.rows(br, tee, newCSVReader(tee), offset, line-1, line)
+}
+
+// rows frames CSV rows read by r from tee (which reads br), r's input
+// starting at offset base, after lines lines; next is the line the next
+// row starts on: one more than the newlines read so far (a too-large row
+// cannot ask the reader).
+func (f *framer) rows(br *bufio.Reader, tee *rowTee, r *csv.Reader, base int64, lines, next int) error {
+	maxRec := f.lim.MaxRecordBytes
+	h, header := f.header, f.header.cols
+	var arena []byte // the rows of a batch share it
 	for {
 		start := base + r.InputOffset()
+		if f.mark != nil {
+			f.mark(start, next)
+		}
 		row, err := r.Read()
 		if err == io.EOF {
 			return nil
@@ -146,7 +160,7 @@ func (f *framer) csv(br *bufio.Reader) error {
 		next += bytes.Count(tee.span(start, end), []byte{'\n'})
 		raw := bytes.TrimRight(tee.span(start, end), "\r\n")
 		if len(arena)+len(raw) > cap(arena) {
-			arena = make([]byte, 0, max(chunkSize, len(raw)))
+			arena = make([]byte, 0, max(f.chunkSize(), len(raw)))
 		}
 		arena = append(arena, raw...)
 		raw = arena[len(arena)-len(raw) : len(arena) : len(arena)]
@@ -155,7 +169,11 @@ func (f *framer) csv(br *bufio.Reader) error {
 			line := 0
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				line = lines + pe.StartLine
+				// The reader counts from where it started (the input, or
+				// where framing resumed): say the input's lines.
+				pe.StartLine += lines
+				pe.Line += lines
+				line = pe.StartLine
 			}
 			if ferr := f.emit(rawRecord{raw: raw, line: line, offset: start, err: fmt.Errorf("malformed CSV row: %w", err)}); ferr != nil {
 				return ferr

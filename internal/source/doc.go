@@ -19,5 +19,8 @@
 //     read.
 //
 // Decoding runs on several goroutines; ReadPaths still hands events to its
-// callback one at a time, in input order.
+// callback one at a time, in input order. ReadMerged merges inputs each in
+// time order by event time; with Options.Reverse it reads inputs newest
+// first back to front (reverse.go), with the records and rejects of a
+// forward read, last first.
 package source

@@ -45,7 +45,42 @@ type framer struct {
 	lim   Limits
 	fn    frameFn
 	index int
+	mode  frameMode // how frame split the input
+	// mark, when set, is called where framing could start again with
+	// the same records to follow: offset and line of a record's start
+	// (before any blank lines or separators the record's framing skips),
+	// with the framer's index then (see reverse.go).
+	mark func(offset int64, line int)
+	// segment says the input ends where a segment of a longer one does,
+	// between two records: the end of a top-level array is not judged.
+	segment bool
+	header  *csvHeader // the CSV header, once read
+	inArray bool       // structural: the values are a top-level array's
+	// discard says fn keeps no record's bytes (it only counts them), so
+	// buffers can be used again.
+	discard bool
+	// chunk, when set, replaces chunkSize for the buffers records are
+	// sliced from: a segment read back to front fits one exactly.
+	chunk int
 }
+
+// chunkSize is how much input the records of one buffer share.
+func (f *framer) chunkSize() int {
+	if f.chunk > 0 {
+		return f.chunk
+	}
+	return chunkSize
+}
+
+// frameMode is how an input is split into records.
+type frameMode int
+
+const (
+	modeNone       frameMode = iota // nothing to frame (empty input)
+	modeLines                       // JSON lines
+	modeStructural                  // a JSON array or concatenated (pretty-printed) values
+	modeCSV                         // CSV with a header row
+)
 
 func (f *framer) emit(r rawRecord) error {
 	r.file, r.index = f.file, f.index
@@ -64,12 +99,34 @@ func prefix(b []byte) []byte {
 // frame splits one input into records and calls fn for each.
 func frame(file string, br *bufio.Reader, lim Limits, fn frameFn) error {
 	f := &framer{file: file, lim: lim, fn: fn}
+	return f.frame(br)
+}
+
+func (f *framer) frame(br *bufio.Reader) error {
+	mode, br, err := chooseMode(br, f.lim)
+	f.mode = mode
+	switch {
+	case err != nil:
+		return err
+	case mode == modeLines:
+		return f.lines(br, 0, 1)
+	case mode == modeStructural:
+		return f.structural(br)
+	case mode == modeCSV:
+		return f.csv(br)
+	}
+	return nil // empty file: nothing to decode
+}
+
+// chooseMode says how the input br starts is split, and returns the
+// reader to frame it from.
+func chooseMode(br *bufio.Reader, lim Limits) (frameMode, *bufio.Reader, error) {
 	first, err := firstByte(br)
 	if err == io.EOF {
-		return nil // empty file: nothing to decode
+		return modeNone, br, nil
 	}
 	if err != nil {
-		return &cutError{err: err, line: 1}
+		return modeNone, br, &cutError{err: err, line: 1}
 	}
 	switch first {
 	case '[', '{':
@@ -82,20 +139,20 @@ func frame(file string, br *bufio.Reader, lim Limits, fn frameFn) error {
 		if !whole {
 			head, fits, err := readHead(br, lim.MaxRecordBytes)
 			if err != nil {
-				return &cutError{err: err, line: 1}
+				return modeNone, br, &cutError{err: err, line: 1}
 			}
 			br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), br), br.Size())
 			if !fits {
-				return f.structural(br)
+				return modeStructural, br, nil
 			}
 			line = head
 		}
 		if len(line) <= lim.MaxRecordBytes && oneValue(line) {
-			return f.lines(br)
+			return modeLines, br, nil
 		}
-		return f.structural(br)
+		return modeStructural, br, nil
 	default:
-		return f.csv(br)
+		return modeCSV, br, nil
 	}
 }
 
@@ -184,16 +241,23 @@ const chunkSize = 1 << 20
 // of records costs one allocation; a line longer than a chunk grows its
 // buffer by doubling (linear work), and one past the maximum record size
 // is quarantined with its start and skipped.
-func (f *framer) lines(br *bufio.Reader) error {
+func (f *framer) lines(br *bufio.Reader, offset int64, line int) error {
 	var (
-		offset int64
-		line   = 1
 		carry  []byte
 		maxRec = f.lim.MaxRecordBytes
 	)
+	var spare []byte // with f.discard, the last chunk, used again
 	for {
-		size := max(chunkSize, len(carry))
-		chunk := make([]byte, len(carry), len(carry)+size)
+		size := max(f.chunkSize(), len(carry))
+		var chunk []byte
+		if cap(spare) >= len(carry)+size {
+			chunk = spare[:len(carry)]
+		} else {
+			chunk = make([]byte, len(carry), len(carry)+size)
+			if f.discard {
+				spare = chunk
+			}
+		}
 		copy(chunk, carry)
 		n, rerr := fill(br, chunk[len(carry):cap(chunk)])
 		chunk = chunk[:len(carry)+n]
@@ -209,6 +273,9 @@ func (f *framer) lines(br *bufio.Reader) error {
 					continue
 				}
 				// Past the maximum: keep the start, skip to the line's end.
+				if f.mark != nil {
+					f.mark(offset, line)
+				}
 				skipped, nl, serr := skipLine(br)
 				size := int64(len(chunk)) + skipped
 				if err := f.emit(rawRecord{raw: prefix(chunk), line: line, offset: offset,
@@ -247,6 +314,9 @@ func (f *framer) lines(br *bufio.Reader) error {
 			}
 			t := bytes.TrimRight(l, "\r")
 			if len(bytes.TrimSpace(t)) > 0 {
+				if f.mark != nil {
+					f.mark(start, line)
+				}
 				r := rawRecord{raw: t, line: line, offset: start}
 				if len(t) > maxRec {
 					r.raw, r.err = prefix(t), reject("record too large", tooLarge(int64(len(t)), maxRec, true))
@@ -509,7 +579,6 @@ func (s *stream) rest() (int64, error) {
 // record it keeps.
 func (f *framer) structural(br *bufio.Reader) error {
 	s := &stream{br: br, line: 1, arena: make([]byte, 0, 64<<10)}
-	maxRec := f.lim.MaxRecordBytes
 	cut := func(err error) error { return &cutError{offset: s.off, line: s.line, err: err} }
 	c, err := s.skipSpace()
 	if err != nil && err != io.EOF {
@@ -519,6 +588,15 @@ func (f *framer) structural(br *bufio.Reader) error {
 	if inArray {
 		s.consume(1, []byte{c})
 	}
+	f.inArray = inArray
+	return f.values(s, inArray)
+}
+
+// values frames the values of a structural input from s on, inside its
+// top-level array or not.
+func (f *framer) values(s *stream, inArray bool) error {
+	maxRec := f.lim.MaxRecordBytes
+	cut := func(err error) error { return &cutError{offset: s.off, line: s.line, err: err} }
 	for {
 		c, err := s.skipSpace()
 		if inArray && err == nil && c == ',' {
@@ -526,7 +604,7 @@ func (f *framer) structural(br *bufio.Reader) error {
 			c, err = s.skipSpace()
 		}
 		if err == io.EOF {
-			if inArray {
+			if inArray && !f.segment {
 				return f.emit(rawRecord{line: s.line, offset: s.off,
 					err: errors.New("truncated JSON: the top-level array is not closed")})
 			}
@@ -552,6 +630,11 @@ func (f *framer) structural(br *bufio.Reader) error {
 			return nil
 		}
 		start, line := s.off, s.line
+		if f.mark != nil && c != ',' && c != ']' && c != '}' {
+			// Framing started again here (in the same array or not) reads
+			// the same values; at a stray separator it would not.
+			f.mark(start, line)
+		}
 		raw, size, verr := s.value(maxRec, f.lim.MaxDepth)
 		var de depthError
 		if errors.As(verr, &de) {

@@ -27,9 +27,12 @@ type Skipped struct {
 // not.
 type Damage struct {
 	File string `json:"file"`
-	// Read is how many (decompressed) bytes were framed before the damage.
-	Read   int64  `json:"read"`
-	Reason string `json:"reason"`
+	// Read is how many (decompressed) bytes were framed before the damage:
+	// the input's first ones, or its last ones when it was read back to
+	// front (Backwards).
+	Read      int64  `json:"read"`
+	Reason    string `json:"reason"`
+	Backwards bool   `json:"backwards,omitempty"`
 }
 
 // DamagedError is returned by ReadPaths, after every input was read, when

@@ -61,6 +61,13 @@ type Options struct {
 	// modification time.
 	Observed time.Time
 
+	// Reverse makes ReadMerged read back to front each input that is a
+	// regular, uncompressed file whose first record with a time is newer
+	// than its last (an export newest first), so that it too is in
+	// event-time order. Each record is still decoded once; the probe
+	// decodes up to probeRecords more at each end of every input.
+	Reverse bool
+
 	noSkim bool // tests: never skim Folders lists (see m365.Skim)
 }
 
@@ -77,6 +84,7 @@ type Stats struct {
 	Sources     map[string]int64 // events by source
 	Skipped     []Skipped        // directory and archive entries not read, with the reason
 	Damaged     []Damage         // inputs not read to their end
+	Reversed    []string         // inputs read back to front (Options.Reverse)
 }
 
 // Reject is one quarantined record, as written to Options.Quarantine.
@@ -130,7 +138,7 @@ func ReadPaths(ctx context.Context, paths []string, opts Options, emit func(*eve
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := startDecoding(ctx, files, opts, totalSize(files))
+	d := startDecoding(ctx, files, opts, totalSize(files), nil)
 	c := consumer{st: &st, cancel: cancel, emit: emit}
 	if opts.Quarantine != nil {
 		c.qenc = json.NewEncoder(opts.Quarantine)
@@ -176,10 +184,13 @@ func Mergeable(files []string) bool {
 // on goroutines of its own, and calls emit with the events of all of them
 // merged by time: the input whose next event is earliest goes first (the
 // first named on a tie). Records and events are counted, and rejects
-// quarantined, in that merged order. It does not check the order: an
-// input that is not in order comes out merged as it is. Progress may be
-// called from several goroutines. More than MaxMerged inputs, or stdin,
-// are an error: read them with ReadPaths.
+// quarantined, in that merged order. With opts.Reverse, inputs newest
+// first are read back to front (see reversible; the records and rejects
+// are those of the forward read, in reverse); one that cannot be is an
+// error wrapping ErrNotReversible, returned before any event is emitted.
+// It does not check the order: an input that is not in order comes out
+// merged as it is. Progress may be called from several goroutines. More
+// than MaxMerged inputs, or stdin, are an error: read them with ReadPaths.
 func ReadMerged(ctx context.Context, paths []string, opts Options, emit func(*event.Event) error) (Stats, error) {
 	st, files, err := startRead(paths, &opts)
 	if err != nil {
@@ -190,6 +201,17 @@ func ReadMerged(ctx context.Context, paths []string, opts Options, emit func(*ev
 	}
 	if len(files) > MaxMerged {
 		return st, fmt.Errorf("%d inputs: at most %d are merged", len(files), MaxMerged)
+	}
+	revs := make([]*reversal, len(files))
+	if opts.Reverse {
+		for i, f := range files {
+			if revs[i], err = reversible(f, opts); err != nil {
+				return st, err
+			}
+			if revs[i] != nil {
+				st.Reversed = append(st.Reversed, f)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -212,7 +234,7 @@ func ReadMerged(ctx context.Context, paths []string, opts Options, emit func(*ev
 				mu.Unlock()
 			}
 		}
-		ds[i] = startDecoding(ctx, []string{f}, o, total)
+		ds[i] = startDecoding(ctx, []string{f}, o, total, revs[i])
 	}
 	c := consumer{st: &st, cancel: cancel, emit: emit}
 	if opts.Quarantine != nil {
@@ -288,7 +310,9 @@ type decoding struct {
 	pst      Stats // the producer's counters, read once prodDone is closed
 }
 
-func startDecoding(ctx context.Context, files []string, opts Options, total int64) *decoding {
+// startDecoding reads files in order, or, with rv, its one input back to
+// front.
+func startDecoding(ctx context.Context, files []string, opts Options, total int64, rv *reversal) *decoding {
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -298,7 +322,7 @@ func startDecoding(ctx context.Context, files []string, opts Options, total int6
 	go func() {
 		defer close(d.prodDone)
 		defer close(work)
-		d.prodErr = produce(ctx, files, opts, work, &d.pst, total)
+		d.prodErr = produce(ctx, files, opts, work, &d.pst, total, rv)
 	}()
 	var wg sync.WaitGroup
 	for range workers {
@@ -425,7 +449,7 @@ func (c *consumer) finish(ctx context.Context, ds ...*decoding) (Stats, error) {
 // produce frames every file into batches. A damaged input is recorded in
 // st.Damaged and quarantined (as the one piece not read), and the next
 // input is read.
-func produce(ctx context.Context, files []string, opts Options, work chan<- *batch, st *Stats, total int64) error {
+func produce(ctx context.Context, files []string, opts Options, work chan<- *batch, st *Stats, total int64, rv *reversal) error {
 	var bytesRead int64
 	seq := 0
 	cur := &batch{}
@@ -483,6 +507,13 @@ func produce(ctx context.Context, files []string, opts Options, work chan<- *bat
 		var ce *cutError
 		if errors.As(err, &ce) {
 			return damaged(name, ce.offset+skipped, ce.line, ce.err)
+		}
+		return err
+	}
+	if rv != nil {
+		err := rv.read(ctx, opts.Limits, st, add, func(n int64) { bytesRead += n })
+		if ferr := flush(); ferr != nil {
+			return ferr
 		}
 		return err
 	}
@@ -684,9 +715,15 @@ func (d *decoder) limitErr(sc *recordScan) error {
 	return nil
 }
 
+// decodeHook, when set (by tests), sees every record decoded.
+var decodeHook func(r *rawRecord)
+
 // decodeRecord decodes one framed record: a record, or an API page (a
 // top-level array, an envelope) whose elements are records each.
 func (d *decoder) decodeRecord(r *rawRecord, out sink) {
+	if decodeHook != nil {
+		decodeHook(r)
+	}
 	evs := d.evs[:0]
 	defer func() { d.evs = evs[:0] }()
 	fail := func(err error) { d.b.Reset(); out.rejected(r, r.raw, err) }
