@@ -121,8 +121,8 @@ type Stats struct {
 	// held only.
 	SettledLate int64
 	From        time.Time // event-time range
-	To      time.Time
-	Reads   incident.Histogram // mail reads over time
+	To          time.Time
+	Reads       incident.Histogram // mail reads over time
 }
 
 // Result is everything a finished run found.
@@ -152,8 +152,8 @@ type Pipeline struct {
 	horizon   time.Time
 	settledAt time.Time
 	spool     *alertSpool
-	log      *accessLog
-	impact   map[string]int // accesses per incident last reported (Refresh)
+	log       *accessLog
+	impact    map[string]int // accesses per incident last reported (Refresh)
 	// Refresh's impact measure, carried from one refresh to the next.
 	live         *incident.Assessor
 	liveIncs     []*incident.Incident
