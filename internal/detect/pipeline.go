@@ -151,6 +151,7 @@ type Pipeline struct {
 	tally     incident.Tally
 	horizon   time.Time
 	settledAt time.Time
+	alerted   time.Time // the newest alert's time
 	spool     *alertSpool
 	log       *accessLog
 	impact    map[string]int // accesses per incident last reported (Refresh)
@@ -383,6 +384,9 @@ func (p *Pipeline) raise(a alert.Alert) {
 	}
 	if !p.horizon.IsZero() && a.Time.Before(p.horizon) {
 		p.stats.SettledLate++
+	}
+	if a.Time.After(p.alerted) && !a.Time.After(p.newest) {
+		p.alerted = a.Time // future-dated alerts aside (Pipeline.future)
 	}
 	p.alerts = append(p.alerts, a)
 	p.fresh = true

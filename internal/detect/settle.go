@@ -28,7 +28,8 @@ func (p *Pipeline) settleAfter() time.Duration {
 
 // group groups the alerts held as of event time at (zero: the end of the
 // input) and settles the groups no alert still to come can reach: the
-// alert raised next is dated at the earliest at less settleAfter, and
+// alert raised next is dated at the earliest at (or the newest alert's
+// time, if older) less settleAfter, and
 // links only to alerts within the incident window of it. A settled group
 // that qualifies stays as a final incident; its alerts, and those of a
 // settled group that does not, leave the held alerts (to the spool, or
@@ -36,8 +37,14 @@ func (p *Pipeline) settleAfter() time.Duration {
 // order.
 func (p *Pipeline) group(at time.Time) ([]*incident.Incident, error) {
 	cfg := *p.cfg.Incidents
+	// Measured from the newest alert when it is older: one event dated
+	// far ahead of the stream (a clock gone wrong, a record written now
+	// among a backfill) must not settle every group behind it.
 	var horizon time.Time
-	if d := p.settleAfter(); !at.IsZero() && d >= 0 {
+	if d := p.settleAfter(); !at.IsZero() && d >= 0 && !p.alerted.IsZero() {
+		if p.alerted.Before(at) {
+			at = p.alerted
+		}
 		horizon = at.Add(-d)
 	}
 	g := incident.GroupUntil(cfg, p.alerts, &p.tally, horizon)
@@ -184,7 +191,7 @@ type settledIncident struct {
 // impact is left out: a restored pipeline measures it again from the
 // access log.
 func (p *Pipeline) saveSettled(s *snapshot) error {
-	s.Tally, s.Horizon, s.SettledAt = p.tally, p.horizon, p.settledAt
+	s.Tally, s.Horizon, s.SettledAt, s.Alerted = p.tally, p.horizon, p.settledAt, p.alerted
 	for _, inc := range p.settled {
 		c := *inc
 		c.Impact = incident.Impact{}
@@ -200,7 +207,7 @@ func (p *Pipeline) saveSettled(s *snapshot) error {
 
 // restoreSettled takes the settled state from a snapshot.
 func (p *Pipeline) restoreSettled(s *snapshot) error {
-	p.tally, p.horizon, p.settledAt = s.Tally, s.Horizon, s.SettledAt
+	p.tally, p.horizon, p.settledAt, p.alerted = s.Tally, s.Horizon, s.SettledAt, s.Alerted
 	p.settled = nil
 	for _, si := range s.Settled {
 		inc := si.Incident

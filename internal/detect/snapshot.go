@@ -34,6 +34,7 @@ type snapshot struct {
 	Settled            []settledIncident
 	Tally              incident.Tally
 	Horizon, SettledAt time.Time
+	Alerted            time.Time
 	Spooled            []alert.Alert
 }
 
