@@ -43,7 +43,9 @@ func (d *serveDetection) newPipeline(s detect.Sink) *detect.Pipeline {
 		opts.Networks = behavior.CombineNetworks(d.nets...)
 	}
 	ic := d.bcfg.IncidentConfig()
-	return detect.New(detect.Config{Rules: d.rules, Behaviours: behavior.New(d.bcfg, opts), Incidents: &ic, TempDir: d.temp, Mute: d.mute}, s)
+	return detect.New(detect.Config{Rules: d.rules, Behaviours: behavior.New(d.bcfg, opts), Incidents: &ic, TempDir: d.temp, Mute: d.mute,
+		// The sink (the investigation index) keeps every alert.
+		ForgetSettled: true}, s)
 }
 
 func (d *serveDetection) newDecoder() *source.Decoder {

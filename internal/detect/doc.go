@@ -20,9 +20,15 @@
 //   - Memory bounded by entities, not events: the behaviours keep state
 //     per tenant, mailbox, app, network and token/session (with expiry),
 //     and the accesses awaiting late sign-ins beyond a few thousand on
-//     disk; the pipeline keeps alerts and open incidents; mail accesses go
-//     to an access log on disk that the impact pass reads back, keeping
-//     only what the incidents' actors read.
+//     disk; the pipeline keeps the alerts of incident groups that may still
+//     change and the incidents (settle.go): a group whose alerts are all
+//     older than the incident window plus Config.Settle (how late an alert
+//     may still be dated) settles, its alerts leave memory (to a spool
+//     file Close reads back, or forgotten with ForgetSettled), an incident
+//     stays final, and a Tally keeps the actors' breadth for the groups
+//     still held; mail accesses go to an access log on disk that the
+//     impact pass reads back, keeping only what the incidents' actors
+//     read.
 //   - Two halves: Prepare (rule matching, mail-access facts) needs no
 //     state and runs on many goroutines; ProcessItem sees the events in
 //     order. parallel.InOrder joins them. In offline runs the ordered

@@ -24,6 +24,9 @@ func (p *Pipeline) Refresh(ctx context.Context) ([]*incident.Incident, error) {
 		return nil, nil
 	}
 	incs := p.regroup(p.released)
+	if p.err != nil {
+		return nil, p.err
+	}
 	if len(incs) == 0 {
 		return nil, nil
 	}

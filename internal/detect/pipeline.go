@@ -88,6 +88,18 @@ type Config struct {
 	MaxFuture time.Duration
 	// Now is the wall clock (time.Now if nil).
 	Now func() time.Time
+	// Settle is how far before the latest processed event an alert may
+	// still be raised dated (late judgements, late logs, hourly checks):
+	// the incident groups whose alerts are all older than that and the
+	// incident window can gain no alert, so they settle and leave memory
+	// (settle.go). Zero: the reordering window plus the behaviours'
+	// AlertDelay; negative: nothing settles.
+	Settle time.Duration
+	// ForgetSettled: the alerts of settled groups leave the pipeline for
+	// good, and Close's Result lists only the alerts still held (vigil
+	// serve, whose sink keeps every alert). Otherwise they are written to
+	// a file under TempDir that Close reads back.
+	ForgetSettled bool
 	// Sequential keeps the behaviours on the ordered stage's goroutine in
 	// offline runs (RunOffline, RunOrdered), which otherwise give them a
 	// goroutine of their own when there is more than one CPU. The result
@@ -103,9 +115,14 @@ type Stats struct {
 	// clock: matched by the single-event rules only (DefaultMaxFuture).
 	Future  int64
 	Sources map[string]int
-	From    time.Time // event-time range
-	To      time.Time
-	Reads   incident.Histogram // mail reads over time
+	// SettledLate alerts were raised dated before a horizon that had
+	// already settled groups (an event beyond the reordering window, or a
+	// detector later than Config.Settle): grouped with the alerts still
+	// held only.
+	SettledLate int64
+	From        time.Time // event-time range
+	To          time.Time
+	Reads       incident.Histogram // mail reads over time
 }
 
 // Result is everything a finished run found.
@@ -127,8 +144,17 @@ type Pipeline struct {
 	counting bool // of which one counts towards an incident
 	grouped  time.Time
 	open     map[string]incState
-	log      *accessLog
-	impact   map[string]int // accesses per incident last reported (Refresh)
+	// Settled state (settle.go): the final incidents, the breadth of the
+	// actors of the alerts let go, the horizon settled so far, when
+	// an offline run last settled, and the settled alerts kept for Close.
+	settled   []*incident.Incident
+	tally     incident.Tally
+	horizon   time.Time
+	settledAt time.Time
+	alerted   time.Time // the newest alert's time
+	spool     *alertSpool
+	log       *accessLog
+	impact    map[string]int // accesses per incident last reported (Refresh)
 	// Refresh's impact measure, carried from one refresh to the next.
 	live         *incident.Assessor
 	liveIncs     []*incident.Incident
@@ -136,6 +162,7 @@ type Pipeline struct {
 	fullMeasures int // refreshes that read the whole access log
 	stats        Stats
 	closed       bool
+	err          error // a failure where none could be returned (fail)
 	// split runs the behaviours on a goroutine of their own (offline
 	// runs, split.go); collect then takes the Sigma alerts of the event
 	// being run, to be raised in order with the behaviours'.
@@ -303,6 +330,15 @@ func (p *Pipeline) run(it *Item) {
 func (p *Pipeline) maybeRegroup(released time.Time) {
 	if since := released.Sub(p.grouped); p.fresh && !p.cfg.ResultOnly && (p.counting && since >= time.Hour || since >= 24*time.Hour) {
 		p.regroup(released)
+		return
+	}
+	if p.cfg.ResultOnly && p.cfg.Incidents != nil && p.settleAfter() >= 0 && released.Sub(p.settledAt) >= 24*time.Hour {
+		// An offline run groups once, at Close; settling daily keeps
+		// what it holds to the alerts of the last days.
+		p.settledAt = released
+		if _, err := p.group(released); err != nil {
+			p.fail(err)
+		}
 	}
 }
 
@@ -346,6 +382,12 @@ func (p *Pipeline) raise(a alert.Alert) {
 	if p.cfg.Mute != nil && p.cfg.Mute(&a) {
 		return
 	}
+	if !p.horizon.IsZero() && a.Time.Before(p.horizon) {
+		p.stats.SettledLate++
+	}
+	if a.Time.After(p.alerted) && !a.Time.After(p.newest) {
+		p.alerted = a.Time // future-dated alerts aside (Pipeline.future)
+	}
 	p.alerts = append(p.alerts, a)
 	p.fresh = true
 	if c := p.cfg.Incidents; c != nil && c.Counts(&a) {
@@ -361,7 +403,10 @@ func (p *Pipeline) regroup(at time.Time) []*incident.Incident {
 	if p.cfg.Incidents == nil {
 		return nil
 	}
-	incs := incident.Group(*p.cfg.Incidents, p.alerts)
+	incs, err := p.group(at)
+	if err != nil {
+		p.fail(err)
+	}
 	for _, inc := range incs {
 		old, ok := p.open[inc.ID]
 		now := incState{alerts: inc.AlertCount, severity: inc.Severity}
@@ -404,6 +449,7 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 	if p.closed {
 		return nil, errors.New("detect: Close twice")
 	}
+	defer p.spool.remove()
 	p.Drain()
 	p.closed = true
 	if p.cfg.Rules != nil {
@@ -418,8 +464,11 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 			return nil, fmt.Errorf("detect: %w", err)
 		}
 	}
+	incs := p.regroup(time.Time{}) // the end: nothing more can come
+	if p.err != nil {
+		return nil, p.err
+	}
 	res := &Result{Stats: p.stats}
-	incs := p.regroup(p.released)
 	if err := p.assess(ctx, incs); err != nil {
 		return nil, err
 	}
@@ -428,8 +477,13 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 			p.sink.Incident(Update{Kind: ImpactChanged, Incident: inc})
 		}
 	}
-	alert.Sort(p.alerts)
-	res.Alerts, res.Incidents = p.alerts, incs
+	all, err := p.spool.readAll(p.alerts)
+	if err != nil {
+		return nil, err
+	}
+	alert.Sort(all)
+	p.alerts = all
+	res.Alerts, res.Incidents = all, incs
 	return res, nil
 }
 

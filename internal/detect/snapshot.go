@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
+	"github.com/vigil-audit/vigil/internal/incident"
 )
 
 // snapshotVersion names the layout Snapshot writes.
-const snapshotVersion = 1
+// Version 2 holds the settled state (settle.go) beside the alerts still
+// held.
+const snapshotVersion = 2
 
 type snapshot struct {
 	Version                   int
@@ -25,6 +28,14 @@ type snapshot struct {
 	Log                       []logSeg
 	Behaviours                []byte
 	Rules                     []byte
+	// Settled state: final incidents, the breadth of the alerts let go,
+	// the horizon settled, when an offline run last settled, and the
+	// settled alerts kept for Close (none with Config.ForgetSettled).
+	Settled            []settledIncident
+	Tally              incident.Tally
+	Horizon, SettledAt time.Time
+	Alerted            time.Time
+	Spooled            []alert.Alert
 }
 
 type openState struct {
@@ -52,6 +63,9 @@ func (p *Pipeline) snapshot(w io.Writer, portable bool) error {
 		Open: make(map[string]openState, len(p.open))}
 	for id, o := range p.open {
 		s.Open[id] = openState{o.alerts, o.severity}
+	}
+	if err := p.saveSettled(&s); err != nil {
+		return fmt.Errorf("detect: snapshot: %w", err)
 	}
 	if p.log != nil {
 		segs, err := p.log.seal()
@@ -95,7 +109,8 @@ func (p *Pipeline) Restore(r io.Reader) error {
 	if err := gob.NewDecoder(r).Decode(&s); err != nil {
 		return fmt.Errorf("detect: restore: %w", err)
 	}
-	if s.Version != snapshotVersion {
+	// Version 1 is version 2 with nothing settled.
+	if s.Version != snapshotVersion && s.Version != 1 {
 		return fmt.Errorf("detect: restore: snapshot version %d, want %d", s.Version, snapshotVersion)
 	}
 	if (s.Behaviours != nil) != (p.cfg.Behaviours != nil) || (s.Rules != nil) != (p.cfg.Rules != nil) {
@@ -120,6 +135,9 @@ func (p *Pipeline) Restore(r io.Reader) error {
 		if err := rs.LoadState(bytes.NewReader(s.Rules)); err != nil {
 			return fmt.Errorf("detect: restore: %w", err)
 		}
+	}
+	if err := p.restoreSettled(&s); err != nil {
+		return fmt.Errorf("detect: restore: %w", err)
 	}
 	p.log = log
 	p.newest, p.released, p.grouped = s.Newest, s.Released, s.Grouped

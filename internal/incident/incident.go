@@ -134,6 +134,26 @@ func (c *Config) counts(a *alert.Alert) bool {
 // result depends only on the set of alerts. Alerts that make no incident
 // are not returned; they remain detections.
 func Group(cfg Config, alerts []alert.Alert) []*Incident {
+	return GroupUntil(cfg, alerts, nil, time.Time{}).Incidents
+}
+
+// Grouping is what GroupUntil found.
+type Grouping struct {
+	// Incidents are the qualifying groups, as Group returns them.
+	Incidents []*Incident
+	// Settled[i] says Incidents[i] can no longer change.
+	Settled []bool
+	// Held are the alerts of the groups that may still change, sorted;
+	// Left those of the settled groups, sorted.
+	Held, Left []alert.Alert
+}
+
+// GroupUntil groups alerts as Group does, seeing the actors' breadth of
+// prior (alerts grouped before and let go; nil for none) as well, and
+// settles every group whose alerts are all before horizon less
+// cfg.Window: an alert at or after horizon can link to none of them. A
+// zero horizon settles nothing.
+func GroupUntil(cfg Config, alerts []alert.Alert, prior *Tally, horizon time.Time) Grouping {
 	as := append([]alert.Alert(nil), alerts...)
 	alert.Sort(as)
 	n := len(as)
@@ -160,7 +180,7 @@ func Group(cfg Config, alerts []alert.Alert) []*Incident {
 		}
 	}
 
-	broad := broadActors(cfg, as)
+	broad := broadActors(cfg, as, prior)
 	// Alerts sharing an actor link when close in time; chaining lets a
 	// slow campaign stay one incident.
 	byKey := map[string][]int{}
@@ -275,36 +295,78 @@ func Group(cfg Config, alerts []alert.Alert) []*Incident {
 		}
 		groups[r] = append(groups[r], i)
 	}
-	var out []*Incident
+	var g Grouping
+	settleBy := horizon.Add(-cfg.Window)
+	settled := map[int]bool{}
 	for _, r := range roots {
 		members := groups[r]
+		done := !horizon.IsZero()
+		for _, i := range members {
+			if !as[i].Time.Before(settleBy) {
+				done = false
+				break
+			}
+		}
+		if done {
+			settled[r] = true
+		}
 		raised, ok := qualifies(cfg, as, members)
 		if !ok {
 			continue
 		}
 		inc := build(cfg, as, members, broad)
 		inc.Raised = raised
-		out = append(out, inc)
+		g.Incidents = append(g.Incidents, inc)
+		g.Settled = append(g.Settled, done)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].FirstSeen.Equal(out[j].FirstSeen) {
-			return out[i].FirstSeen.Before(out[j].FirstSeen)
+	if !horizon.IsZero() {
+		for i := range as {
+			if settled[find(i)] {
+				g.Left = append(g.Left, as[i])
+			} else {
+				g.Held = append(g.Held, as[i])
+			}
 		}
-		return out[i].ID < out[j].ID
-	})
-	return out
+	} else {
+		g.Held = as
+	}
+	sort.Stable(byFirstSeen(g))
+	return g
+}
+
+// byFirstSeen orders a Grouping's incidents (and their Settled flags) by
+// first alert, then id.
+type byFirstSeen Grouping
+
+func (g byFirstSeen) Len() int { return len(g.Incidents) }
+func (g byFirstSeen) Less(i, j int) bool {
+	return IncidentLess(g.Incidents[i], g.Incidents[j])
+}
+func (g byFirstSeen) Swap(i, j int) {
+	g.Incidents[i], g.Incidents[j] = g.Incidents[j], g.Incidents[i]
+	g.Settled[i], g.Settled[j] = g.Settled[j], g.Settled[i]
+}
+
+// IncidentLess is the order Group returns incidents in: by first alert,
+// then id.
+func IncidentLess(a, b *Incident) bool {
+	if !a.FirstSeen.Equal(b.FirstSeen) {
+		return a.FirstSeen.Before(b.FirstSeen)
+	}
+	return a.ID < b.ID
 }
 
 // broadActors finds actors seen in alerts of more than BroadActorUsers
 // accessing users: a client every user adopts is not an intruder, while
 // one app reading many mailboxes is still one accessor.
-func broadActors(cfg Config, as []alert.Alert) map[alert.Actor]bool {
+func broadActors(cfg Config, as []alert.Alert, prior *Tally) map[alert.Actor]bool {
+	out := map[alert.Actor]bool{}
+	if cfg.BroadActorUsers <= 0 {
+		return out
+	}
 	users := map[alert.Actor]map[string]bool{}
 	for i := range as {
-		u := as[i].User
-		if u == "" {
-			u = as[i].Mailbox
-		}
+		u := alertUser(&as[i])
 		if u == "" {
 			continue
 		}
@@ -312,14 +374,13 @@ func broadActors(cfg Config, as []alert.Alert) map[alert.Actor]bool {
 			m := users[ac]
 			if m == nil {
 				m = map[string]bool{}
+				for _, pu := range prior.users(ac) {
+					m[pu] = true
+				}
 				users[ac] = m
 			}
 			m[u] = true
 		}
-	}
-	out := map[alert.Actor]bool{}
-	if cfg.BroadActorUsers <= 0 {
-		return out
 	}
 	for ac, m := range users {
 		if len(m) > cfg.BroadActorUsers {
@@ -327,6 +388,15 @@ func broadActors(cfg Config, as []alert.Alert) map[alert.Actor]bool {
 		}
 	}
 	return out
+}
+
+// alertUser is the accessing user an alert counts towards an actor's
+// breadth.
+func alertUser(a *alert.Alert) string {
+	if a.User != "" {
+		return a.User
+	}
+	return a.Mailbox
 }
 
 // qualifies applies the incident criterion to a group and returns the
@@ -526,4 +596,23 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ImpactActors are the actors whose accesses make the incident's impact,
+// sorted (for a snapshot of the incident, with SetImpactActors).
+func (inc *Incident) ImpactActors() []alert.Actor {
+	out := make([]alert.Actor, 0, len(inc.impactActor))
+	for ac := range inc.impactActor {
+		out = append(out, ac)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// SetImpactActors restores what ImpactActors returned.
+func (inc *Incident) SetImpactActors(acs []alert.Actor) {
+	inc.impactActor = make(map[alert.Actor]bool, len(acs))
+	for _, ac := range acs {
+		inc.impactActor[ac] = true
+	}
 }

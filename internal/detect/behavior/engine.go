@@ -1382,3 +1382,15 @@ func (e *Engine) consent(ten *tenantState, ev *event.Event, t time.Time) {
 		ten.Consents[strings.ToLower(id)] = consent{Time: t, User: strings.ToLower(ev.User)}
 	}
 }
+
+// AlertDelay bounds how far before the newest event an alert the engine
+// raises from now on may be dated: an access is judged up to the evidence
+// margin after it, a late mail log is waited for up to max_mail_lag, a
+// silent mailbox or source is reported dated its last record once the
+// gap passes, and the hourly checks and hour closings add up to a day.
+// Incident grouping settles the groups older than this (detect.Pipeline).
+func (e *Engine) AlertDelay() time.Duration {
+	c := e.cfg
+	d := max(e.evidenceMargin(), c.D1.MaxMailLag.D(), c.D9.MailboxGap.D(), c.D9.SourceGap.D())
+	return d + 24*time.Hour
+}
