@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -281,4 +282,143 @@ func cpuTime() time.Duration {
 		panic(fmt.Sprintf("getrusage: %v", err))
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkWrite measures the index's write path alone, as vigil serve's
+// follower runs it: detection has decoded every entry and offered its rows
+// (Follower.Offer), so an update only appends them and commits. The
+// journal is $VIGIL_BENCH_JOURNAL (a directory `vigil ingest --no-index`
+// wrote) or the tests' small tenant. The first half is indexed
+// unmeasured, then the second half by updates of $VIGIL_BENCH_CHUNK
+// entries (default gatherEntries, what a follower under load takes at a
+// time), each chunk decoded and offered unmeasured before its update. It
+// reports the CPU (user + system of the process, engine threads included)
+// of the updates and of a final checkpoint per event indexed, and each
+// step's CPU per event. Run with -benchtime=1x: one iteration is the whole
+// journal.
+func BenchmarkWrite(b *testing.B) {
+	ctx := context.Background()
+	data := os.Getenv("VIGIL_BENCH_JOURNAL")
+	if data == "" {
+		data = b.TempDir()
+		ingest(b, data, tenantFiles(b), 5000, nil)
+	}
+	chunk := uint64(gatherEntries)
+	if v := os.Getenv("VIGIL_BENCH_CHUNK"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			b.Fatalf("VIGIL_BENCH_CHUNK=%q: want a positive number", v)
+		}
+		chunk = n
+	}
+	total, err := JournalSize(data)
+	if err != nil || total == 0 {
+		b.Fatalf("journal %s: %d entries, %v", data, total, err)
+	}
+	half := total / 2
+	read := func(ctx context.Context, from uint64, fn func(uint64, *journal.Entry) error) error {
+		return journal.Replay(ctx, data, from, fn)
+	}
+	// offer decodes the entries [from, to) and offers their rows, as
+	// detection does.
+	dec := source.NewDecoder(nil, nil)
+	offer := func(cache *rowCache, from, to uint64) {
+		err := journal.Replay(ctx, data, from, func(i uint64, e *journal.Entry) error {
+			if i >= to {
+				return errLimit
+			}
+			cache.offer(i, &Rows{decodeEntry(dec, i, e, nil)})
+			return nil
+		})
+		if err != nil && !errors.Is(err, errLimit) {
+			b.Fatal(err)
+		}
+	}
+	var (
+		steps  = map[string]time.Duration{}
+		order  []string
+		upd    time.Duration
+		ckpt   time.Duration
+		events uint64
+		rounds int
+		bytes  float64
+	)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		x, err := Open(ctx, filepath.Join(b.TempDir(), "idx"), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var cache rowCache
+		// The cache holds at most sharedMax entries.
+		for next := uint64(0); next < half; {
+			to := min(next+sharedMax/2, half)
+			offer(&cache, next, to)
+			if _, err := x.update(ctx, data, read, &cache, to); err != nil {
+				b.Fatal(err)
+			}
+			next = to
+		}
+		if os.Getenv("VIGIL_BENCH_MARK") != "" {
+			// For a profiler recording the whole run: where the measured part begins.
+			fmt.Fprintf(os.Stderr, "measured updates begin at %s\n", time.Now().Format(time.RFC3339Nano))
+		}
+		x.stepHook = func(step string) func() {
+			c0 := cpuTime()
+			return func() {
+				if _, ok := steps[step]; !ok {
+					order = append(order, step)
+				}
+				steps[step] += cpuTime() - c0
+			}
+		}
+		for next := half; next < total; {
+			to := min(next+chunk, total)
+			offer(&cache, next, to)
+			b.StartTimer()
+			c0 := cpuTime()
+			st, err := x.update(ctx, data, read, &cache, to)
+			upd += cpuTime() - c0
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.Shared != to-next {
+				b.Fatalf("update took %d offered entries of %d", st.Shared, to-next)
+			}
+			events += st.Events
+			rounds++
+			next = to
+		}
+		x.stepHook = nil
+		b.StartTimer()
+		c0 := cpuTime()
+		if _, err := x.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+			b.Fatal(err)
+		}
+		ckpt += cpuTime() - c0
+		b.StopTimer()
+		var all uint64
+		if err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&all); err != nil {
+			b.Fatal(err)
+		}
+		if fi, err := os.Stat(filepath.Join(x.path, dbFile)); err == nil {
+			bytes = float64(fi.Size()) / float64(all)
+		}
+		if err := x.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if events == 0 {
+		b.Fatal("no event indexed by a measured update")
+	}
+	ev := float64(events)
+	b.ReportMetric(float64((upd+ckpt).Microseconds())/ev, "cpu-µs/event")
+	b.ReportMetric(float64(ckpt.Microseconds())/ev, "final_checkpoint-cpu-µs/event")
+	b.ReportMetric(ev/float64(rounds), "events/update")
+	b.ReportMetric(bytes, "file-bytes/event")
+	for _, s := range order {
+		b.ReportMetric(float64(steps[s].Microseconds())/ev, strings.ReplaceAll(s, " ", "_")+"-cpu-µs/event")
+	}
 }
