@@ -112,16 +112,11 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	// Read the fields the rules look up while each record is parsed anyway
 	// (the same fields for rules compiled again).

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/collect/setup"
@@ -45,17 +44,11 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := os.Stat(filepath.Join(*data, "segments")); err != nil {
 		return usageError("--data %s: not a journal: %v", *data, err)
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	files := []string(netFiles)
 	if *config != "" {
 		cfg, err := setup.Load(*config)
