@@ -3,16 +3,11 @@ package detect
 import (
 	"bytes"
 	"encoding/gob"
-	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/vigil-audit/vigil/internal/alert"
-	"github.com/vigil-audit/vigil/internal/detect/behavior"
-	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/simulate"
-	"github.com/vigil-audit/vigil/internal/source"
 )
 
 // countSink counts the alerts it hears.
@@ -51,16 +46,7 @@ func TestLiveMemoryBoundedByDays(t *testing.T) {
 	if _, err := simulate.Run(t.Context(), simulate.Config{Users: 20, Days: days, Seed: 3}, dir); err != nil {
 		t.Fatal(err)
 	}
-	var evs []*event.Event
-	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}, source.Options{},
-		func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	slices.SortStableFunc(evs, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
-	nets, err := behavior.LoadNetTableFile(filepath.Join(dir, simulate.NetworksFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, nets := simulatedInOrder(t, dir)
 	sink := &countSink{}
 	p := fullPipeline(t, nets, t.TempDir(), sink)
 	p.cfg.ForgetSettled = true

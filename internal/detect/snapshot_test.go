@@ -22,6 +22,13 @@ import (
 func scenarioStream(t *testing.T) ([]*event.Event, *behavior.NetTable) {
 	t.Helper()
 	dir, _ := scenario(t)
+	return simulatedInOrder(t, dir)
+}
+
+// simulatedInOrder is a vigil simulate tenant's events from all three
+// logs in time order, and its network table.
+func simulatedInOrder(t *testing.T, dir string) ([]*event.Event, *behavior.NetTable) {
+	t.Helper()
 	var evs []*event.Event
 	if _, err := source.ReadPaths(t.Context(), []string{filepath.Join(dir, "ual.jsonl"), filepath.Join(dir, "signins.jsonl"), filepath.Join(dir, "gws.jsonl")}, source.Options{},
 		func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {

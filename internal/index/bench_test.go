@@ -39,15 +39,7 @@ func BenchmarkRebuild(b *testing.B) {
 	defer x.Close()
 	steps := map[string]time.Duration{}
 	var order []string
-	x.stepHook = func(step string) func() {
-		c0 := cpuTime()
-		return func() {
-			if _, ok := steps[step]; !ok {
-				order = append(order, step)
-			}
-			steps[step] += cpuTime() - c0
-		}
-	}
+	x.stepHook = stepCPU(steps, &order)
 	runtime.GC()
 	b.ResetTimer()
 	c0 := cpuTime()
@@ -364,15 +356,7 @@ func BenchmarkWrite(b *testing.B) {
 			// For a profiler recording the whole run: where the measured part begins.
 			fmt.Fprintf(os.Stderr, "measured updates begin at %s\n", time.Now().Format(time.RFC3339Nano))
 		}
-		x.stepHook = func(step string) func() {
-			c0 := cpuTime()
-			return func() {
-				if _, ok := steps[step]; !ok {
-					order = append(order, step)
-				}
-				steps[step] += cpuTime() - c0
-			}
-		}
+		x.stepHook = stepCPU(steps, &order)
 		for next := half; next < total; {
 			to := min(next+chunk, total)
 			offer(&cache, next, to)
@@ -420,5 +404,19 @@ func BenchmarkWrite(b *testing.B) {
 	b.ReportMetric(bytes, "file-bytes/event")
 	for _, s := range order {
 		b.ReportMetric(float64(steps[s].Microseconds())/ev, strings.ReplaceAll(s, " ", "_")+"-cpu-µs/event")
+	}
+}
+
+// stepCPU is a stepHook adding each step's CPU time to steps, the steps
+// listed in *order as first seen.
+func stepCPU(steps map[string]time.Duration, order *[]string) func(string) func() {
+	return func(step string) func() {
+		c0 := cpuTime()
+		return func() {
+			if _, ok := steps[step]; !ok {
+				*order = append(*order, step)
+			}
+			steps[step] += cpuTime() - c0
+		}
 	}
 }
