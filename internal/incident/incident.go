@@ -231,7 +231,7 @@ func GroupUntil(cfg Config, alerts []alert.Alert, prior *Tally, horizon time.Tim
 		m := fpUsers[fp]
 		if m == nil {
 			m = map[string]bool{}
-			fpUsers[fps[i]] = m
+			fpUsers[fp] = m
 		}
 		m[a.Mailbox] = true
 	}

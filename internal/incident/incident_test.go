@@ -134,3 +134,42 @@ func TestRotatingAttackerIsOneIncident(t *testing.T) {
 		t.Fatalf("two actors on one mailbox: %d incidents, want 2", len(got))
 	}
 }
+
+// A client fingerprint seen in the counting alerts of more than
+// BroadActorUsers mailboxes is what everyone runs: it must not chain one
+// mailbox's alerts from unrelated actors into one incident.
+func TestBroadFingerprintLinksNothing(t *testing.T) {
+	fp := func(a alert.Alert) alert.Alert {
+		a.Fields = map[string]string{"client_app_id": "d3590ed6-52b3-4102-aeff-aad2292ab01c", "user_agent": "Client=MSExchangeRPC"}
+		return a
+	}
+	tok := func(v string) alert.Actor { return alert.Actor{Kind: alert.ActorToken, Value: v} }
+	vip := []alert.Alert{
+		fp(al(0, "D1", "high", "vip@x", tok("A"))),
+		fp(al(20*time.Hour, "D1", "high", "vip@x", tok("B"))),
+	}
+	cfg := DefaultConfig()
+	for _, c := range []struct {
+		others int // other mailboxes whose alerts carry the same fingerprint
+		want   int // incidents holding vip@x's alerts
+	}{
+		{cfg.BroadActorUsers - 1, 1}, // vip@x plus 9: narrow, links
+		{cfg.BroadActorUsers, 2},     // vip@x plus 10: broad, links nothing
+	} {
+		as := append([]alert.Alert(nil), vip...)
+		for u := range c.others {
+			as = append(as, fp(al(time.Duration(u)*time.Minute, "D1", "high", fmt.Sprintf("u%d@x", u), tok(fmt.Sprintf("u%d", u)))))
+		}
+		n := 0
+		for _, inc := range Group(cfg, as) {
+			for _, m := range inc.Mailboxes {
+				if m == "vip@x" {
+					n++
+				}
+			}
+		}
+		if n != c.want {
+			t.Errorf("fingerprint on %d mailboxes: vip@x's alerts in %d incidents, want %d", c.others+1, n, c.want)
+		}
+	}
+}
