@@ -557,6 +557,25 @@ func TestSanctionedApp(t *testing.T) {
 	if sanctioned(phone) == 0 || incidents(phone) != 0 {
 		t.Errorf("grant after a sign-in from a new address in the admin's network: %d notices, %d incidents", sanctioned(phone), incidents(phone))
 	}
+	// The admin joins the organisation's VPN (an egress many colleagues
+	// have signed in from for days) just before the grant: at work. The
+	// same VPN provider used by one colleague only is not the
+	// organisation's, and sanctions nothing.
+	viaVPN := func(colleagues int) []alert.Alert {
+		return runAfter(t, func(e *Engine, g time.Time) {
+			for i := range colleagues {
+				e.Process(signin{at: g.Add(-48 * time.Hour), user: fmt.Sprintf("staff%d@contoso.com", i), ip: fmt.Sprintf("198.18.12.%d", 1+i%2), asn: 53813, token: fmt.Sprint("vpn", i)}.event(t))
+			}
+			e.Process(signin{at: g.Add(-time.Minute), user: users[0], ip: "198.18.12.1", asn: 53813, token: "admin-vpn"}.event(t))
+		}, ownReads)
+	}
+	prevalent := DefaultConfig().D4.PrevalentUsers
+	if vpn := viaVPN(prevalent); sanctioned(vpn) == 0 || incidents(vpn) != 0 {
+		t.Errorf("grant from the organisation's VPN egress: %d notices, %d incidents", sanctioned(vpn), incidents(vpn))
+	}
+	if rare := viaVPN(1); sanctioned(rare) != 0 {
+		t.Errorf("grant from a VPN one colleague uses: %d notices", sanctioned(rare))
+	}
 	// An intruder's session from a data centre in the hour before the
 	// grant sanctions nothing, even when the admin's own device signed
 	// in last.

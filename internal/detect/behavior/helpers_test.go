@@ -138,7 +138,8 @@ func nets(t testing.TB) Networks {
 		"198.18.1.0/24,3320,Deutsche Telekom,DE,Berlin,isp\n" +
 		"198.18.9.0/24,16276,OVH SAS,FR,Roubaix,hosting\n" +
 		"198.18.11.0/24,14061,DigitalOcean,US,New York,hosting\n" +
-		"198.18.10.0/24,64500,Contoso,US,New York,corporate\n"))
+		"198.18.10.0/24,64500,Contoso,US,New York,corporate\n" +
+		"198.18.12.0/24,53813,Zscaler,US,San Jose,vpn\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

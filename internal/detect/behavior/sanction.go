@@ -106,8 +106,11 @@ func (e *Engine) sanction(ten *tenantState, ev *event.Event, t time.Time) {
 	}
 	settled := t.Add(-e.cfg.D4.Nearby.D())
 	// familiar: an address the admin has signed in from for a while, or
-	// a new one in a network (ASN) they have, not a data centre (phones
-	// and home routers change addresses within their carrier's ranges).
+	// a new one in a network (ASN) they have or the organisation's own
+	// egress (as D4 counts it: many colleagues sign in from it; an admin
+	// who joins the corporate VPN just before the grant is at work), not
+	// a data centre (phones and home routers change addresses within
+	// their carrier's ranges).
 	familiar := func(ip string) bool {
 		if s, ok := u.IPs[ip]; ok && s.First.Before(settled) {
 			return true
@@ -116,8 +119,10 @@ func (e *Engine) sanction(ten *tenantState, ev *event.Event, t time.Time) {
 		if !ok || info.ASN == 0 || info.Kind == "hosting" {
 			return false
 		}
-		s, ok := u.ASNs[info.ASN]
-		return ok && s.First.Before(settled)
+		if s, ok := u.ASNs[info.ASN]; ok && s.First.Before(settled) {
+			return true
+		}
+		return len(ten.ASNUsers[info.ASN]) >= e.cfg.D4.PrevalentUsers
 	}
 	if ev.IP != "" {
 		if !familiar(ev.IP) {
