@@ -54,7 +54,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for name, bad := range map[string]string{
 		"unknown key":  good + "\nextra: 1\n",
-		"bad duration": replace(good, "grace: 1h", "grace: soon"),
+		"bad duration": replace(good, "grace: 1h40m", "grace: soon"),
 		"bad level":    replace(good, "tenant_level: high", "tenant_level: severe"),
 		"bad regexp":   replace(good, "'PowerShell'", "'(unclosed'"),
 		"version":      replace(good, "version: 1", "version: 2"),
