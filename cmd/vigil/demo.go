@@ -95,8 +95,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("detecting: %w", err)
 	}
+	defer res.Close()
 	dir := filepath.Join(*out, "report")
-	an := &huntResult{alerts: res.Alerts, incidents: res.Incidents, dir: dir}
+	an := &huntResult{alerts: res.Alerts.Len(), incidents: res.Incidents, dir: dir}
 	in := reportInputs(paths, st, "")
 	if _, err := writeHuntReport(dir, res, huntReportConfig{title: "vigil demo: forged-token mail access", networks: multiFlag{filepath.Join(logs, simulate.NetworksFile)}}, in, behavior.DefaultConfig().Learning.D()); err != nil {
 		return err

@@ -253,12 +253,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return fmt.Errorf("reading input: %w", err)
 	}
-	var hits []alert.Alert
-	for _, a := range res.Alerts {
-		if a.Level >= minLevel {
-			hits = append(hits, a)
-		}
-	}
+	defer res.Close()
 
 	w := stdout
 	if o.out != "" {
@@ -269,7 +264,21 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer f.Close()
 		w = f
 	}
-	if err := timeline.Write(w, o.format, hits); err != nil {
+	// The timeline is written as the alerts are read back: a month of
+	// them is not held.
+	hits := map[string]int64{} // by level
+	nHits := 0
+	err = timeline.WriteEach(w, o.format, func(fn func(*alert.Alert) error) error {
+		return res.Alerts.Each(func(a *alert.Alert) error {
+			if a.Level < minLevel {
+				return nil
+			}
+			nHits++
+			hits[a.Level.String()]++
+			return fn(a)
+		})
+	})
+	if err != nil {
 		return fmt.Errorf("writing timeline: %w", err)
 	}
 	if o.out != "" {
@@ -281,7 +290,7 @@ func runHunt(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("quarantine: %w", err)
 	}
 	if !o.quiet {
-		printHuntSummary(stderr, st, hits, rs, elapsed, q)
+		printHuntSummary(stderr, st, nHits, hits, rs, elapsed, q)
 	}
 	if report.enabled() {
 		if o.journalDir != "" {
@@ -421,7 +430,7 @@ func loadHuntRules(o huntOptions, stderr io.Writer) (*sigma.Ruleset, error) {
 	return rs, nil
 }
 
-func printHuntSummary(w io.Writer, st source.Stats, hits []alert.Alert, rs *sigma.Ruleset, elapsed time.Duration, q *lazyFile) {
+func printHuntSummary(w io.Writer, st source.Stats, hits int, byLevel map[string]int64, rs *sigma.Ruleset, elapsed time.Duration, q *lazyFile) {
 	secs := max(elapsed.Seconds(), 1e-9)
 	fmt.Fprintf(w, "vigil hunt: %d files, %d records, %s in %.2fs (%.0f events/s, %.1f MB/s), %d rules\n",
 		st.Files, st.Records, progress.Bytes(st.Bytes), elapsed.Seconds(), float64(st.Events)/secs, float64(st.Bytes)/1e6/secs, rs.Len())
@@ -432,11 +441,7 @@ func printHuntSummary(w io.Writer, st source.Stats, hits []alert.Alert, rs *sigm
 		fmt.Fprintf(w, "  quarantined: 0\n")
 	}
 	printInputs(w, st)
-	byLevel := map[string]int64{}
-	for _, h := range hits {
-		byLevel[h.Level.String()]++
-	}
-	fmt.Fprintf(w, "  detections:  %d%s\n", len(hits), countList(byLevel))
+	fmt.Fprintf(w, "  detections:  %d%s\n", hits, countList(byLevel))
 	if cs := rs.Stats(); cs.Late+cs.Untimed+cs.NoGroupValue > 0 {
 		fmt.Fprintf(w, "  correlation inputs skipped: %d late, %d without time, %d without group value\n", cs.Late, cs.Untimed, cs.NoGroupValue)
 	}

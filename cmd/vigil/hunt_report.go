@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-audit/vigil/internal/alert"
 	"github.com/vigil-audit/vigil/internal/source"
 
 	"github.com/vigil-audit/vigil/internal/detect"
@@ -67,7 +66,7 @@ const stateFile = "behavior.state"
 
 // huntResult is what a report run found, for summaries and tests.
 type huntResult struct {
-	alerts    []alert.Alert
+	alerts    int
 	incidents []*incident.Incident
 	dir       string
 }
@@ -85,7 +84,7 @@ func writeHuntReport(dir string, res *detect.Result, cfg huntReportConfig, in re
 	if err := report.Write(dir, r); err != nil {
 		return nil, err
 	}
-	return &huntResult{alerts: res.Alerts, incidents: res.Incidents, dir: dir}, nil
+	return &huntResult{alerts: res.Alerts.Len(), incidents: res.Incidents, dir: dir}, nil
 }
 
 // reportInputs says what a run read, for the report.
@@ -231,7 +230,7 @@ func printReportSummary(w io.Writer, r *huntResult) {
 			incomplete++
 		}
 	}
-	fmt.Fprintf(w, "%d %s, %d %s\n", len(r.alerts), nounFor(len(r.alerts), "detection"), len(r.incidents), nounFor(len(r.incidents), "incident"))
+	fmt.Fprintf(w, "%d %s, %d %s\n", r.alerts, nounFor(r.alerts, "detection"), len(r.incidents), nounFor(len(r.incidents), "incident"))
 	for _, inc := range r.incidents {
 		ev := "evidence complete"
 		if !inc.Impact.EvidenceComplete {

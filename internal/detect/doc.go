@@ -24,7 +24,9 @@
 //     change and the incidents (settle.go): a group whose alerts are all
 //     older than the incident window plus Config.Settle (how late an alert
 //     may still be dated) settles, its alerts leave memory (to a spool
-//     file Close reads back, or forgotten with ForgetSettled), an incident
+//     file of sorted runs that the Result's Alerts merge as a report
+//     walks them, never all in memory; or forgotten with
+//     ForgetSettled), an incident
 //     stays final, and a Tally keeps the actors' breadth for the groups
 //     still held; mail accesses go to an access log on disk that the
 //     impact pass reads back, keeping only what the incidents' actors

@@ -52,7 +52,7 @@ func TestMailLogLagsTheSignInLog(t *testing.T) {
 	if forgedIncidents(want) != 1 {
 		t.Fatalf("in event-time order the forged-token intrusion makes %d incidents, want 1: nothing to compare", forgedIncidents(want))
 	}
-	wantInc, wantAll := incidentsJSON(t, want), alertsOf(want, "")
+	wantInc, wantAll := incidentsJSON(t, want), alertsOf(t, want, "")
 
 	cases := []struct {
 		name  string
@@ -86,7 +86,7 @@ func TestMailLogLagsTheSignInLog(t *testing.T) {
 			}
 			if c.only != nil {
 				for _, sig := range c.only {
-					if a, w := alertsOf(got, sig), alertsOf(want, sig); !slices.Equal(a, w) {
+					if a, w := alertsOf(t, got, sig), alertsOf(t, want, sig); !slices.Equal(a, w) {
 						extra, missing := diff(a, w), diff(w, a)
 						t.Errorf("%s: %d alerts, in event-time order %d; %d extra (first %.300q), %d missing (first %.300q)", sig, len(a), len(w), len(extra), first(extra), len(missing), first(missing))
 					}
@@ -99,7 +99,7 @@ func TestMailLogLagsTheSignInLog(t *testing.T) {
 			if n := forgedIncidents(got); n != 1 {
 				t.Errorf("the forged-token intrusion makes %d incidents, want 1", n)
 			}
-			if all := alertsOf(got, ""); !slices.Equal(all, wantAll) {
+			if all := alertsOf(t, got, ""); !slices.Equal(all, wantAll) {
 				extra, missing := diff(all, wantAll), diff(wantAll, all)
 				t.Errorf("%d alerts, in event-time order %d; %d extra (first %.300q), %d missing (%.900q)", len(all), len(wantAll), len(extra), first(extra), len(missing), missing)
 			}
@@ -111,7 +111,7 @@ func TestMailLogLagsTheSignInLog(t *testing.T) {
 
 	notices := func(res *Result) []alert.Alert {
 		var out []alert.Alert
-		for _, a := range res.Alerts {
+		for _, a := range allAlerts(t, res) {
 			if a.Signal == "D9" && strings.Contains(a.Title, "judged without sign-in evidence") {
 				out = append(out, a)
 			}
@@ -130,19 +130,19 @@ func TestMailLogLagsTheSignInLog(t *testing.T) {
 		return boolCmp(a.Source == "m365.ual", b.Source == "m365.ual")
 	})
 	ext := journalRun(t, appended, nets, behavior.DefaultConfig())
-	if extra := diff(alertsOf(ext, "D1"), alertsOf(want, "D1")); len(extra) > 0 {
+	if extra := diff(alertsOf(t, ext, "D1"), alertsOf(t, want, "D1")); len(extra) > 0 {
 		t.Errorf("mail export after the sign-ins: %d D1 alerts event-time order does not raise (first %s)", len(extra), extra[0])
 	}
 	if n := notices(ext); len(n) != 1 {
 		t.Errorf("mail export after the sign-ins: %d D9 notices that reads were judged without sign-in evidence, want 1", len(n))
 	}
-	t.Logf("mail export after the sign-ins: %d alerts in %d incidents (event-time order %d in %d)", len(ext.Alerts), len(ext.Incidents), len(want.Alerts), len(want.Incidents))
+	t.Logf("mail export after the sign-ins: %d alerts in %d incidents (event-time order %d in %d)", len(allAlerts(t, ext)), len(ext.Incidents), len(allAlerts(t, want)), len(want.Incidents))
 
 	// Beyond max_mail_lag: judged without the sign-ins, and said so.
 	cfg := behavior.DefaultConfig()
 	cfg.D1.MaxMailLag = behavior.Duration(12 * time.Hour)
 	got := journalRun(t, arrival(evs, mailDelay(30*time.Hour)), nets, cfg)
-	if extra := diff(alertsOf(got, "D1"), alertsOf(want, "D1")); len(extra) > 0 {
+	if extra := diff(alertsOf(t, got, "D1"), alertsOf(t, want, "D1")); len(extra) > 0 {
 		t.Errorf("mail 30 h late with max_mail_lag 12h: %d D1 alerts event-time order does not raise (first %s)", len(extra), extra[0])
 	}
 	notices30 := notices(got)
@@ -155,7 +155,7 @@ func TestMailLogLagsTheSignInLog(t *testing.T) {
 	if lag, err := time.ParseDuration(n.Fields["mail_lag"]); err != nil || lag < 28*time.Hour || lag > 30*time.Hour || !strings.Contains(n.Title, fmt.Sprintf("Mail log arrives %d h after the sign-in log", lag.Round(time.Hour)/time.Hour)) {
 		t.Errorf("notice %q (mail_lag %q) does not say the mail log arrives about 30 h late", n.Title, n.Fields["mail_lag"])
 	}
-	t.Logf("mail 30 h late, max_mail_lag 12h: %d D1 alerts (event-time order %d), forged-token intrusion in %d incidents", len(alertsOf(got, "D1")), len(alertsOf(want, "D1")), forgedIncidents(got))
+	t.Logf("mail 30 h late, max_mail_lag 12h: %d D1 alerts (event-time order %d), forged-token intrusion in %d incidents", len(alertsOf(t, got, "D1")), len(alertsOf(t, want, "D1")), forgedIncidents(got))
 }
 
 func boolCmp(a, b bool) int {

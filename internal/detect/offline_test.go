@@ -56,7 +56,7 @@ func huntFiles(t *testing.T, dir string, paths []string, sorted bool, runEvents 
 		return huntResult{}, err
 	}
 	var out huntResult
-	if out.alerts, err = json.Marshal(res.Alerts); err != nil {
+	if out.alerts, err = json.Marshal(allAlerts(t, res)); err != nil {
 		t.Fatal(err)
 	}
 	if out.incidents, err = json.Marshal(res.Incidents); err != nil {

@@ -98,7 +98,8 @@ type Config struct {
 	// ForgetSettled: the alerts of settled groups leave the pipeline for
 	// good, and Close's Result lists only the alerts still held (vigil
 	// serve, whose sink keeps every alert). Otherwise they are written to
-	// a file under TempDir that Close reads back.
+	// a file under TempDir in sorted runs that the Result's Alerts merge
+	// as they are walked (Result.Close removes it).
 	ForgetSettled bool
 	// Sequential keeps the behaviours on the ordered stage's goroutine in
 	// offline runs (RunOffline, RunOrdered), which otherwise give them a
@@ -125,11 +126,19 @@ type Stats struct {
 	Reads       incident.Histogram // mail reads over time
 }
 
-// Result is everything a finished run found.
+// Result is everything a finished run found. Its Alerts may be read
+// from a temporary file: Close removes it.
 type Result struct {
-	Alerts    []alert.Alert // sorted
+	Alerts    *Alerts
 	Incidents []*incident.Incident
 	Stats     Stats
+}
+
+// Close removes the temporary file of the result's alerts.
+func (r *Result) Close() {
+	if r != nil {
+		r.Alerts.Close()
+	}
 }
 
 // Pipeline runs detectors over a stream of events.
@@ -449,7 +458,12 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 	if p.closed {
 		return nil, errors.New("detect: Close twice")
 	}
-	defer p.spool.remove()
+	done := false
+	defer func() {
+		if !done {
+			p.spool.remove()
+		}
+	}()
 	p.Drain()
 	p.closed = true
 	if p.cfg.Rules != nil {
@@ -477,13 +491,11 @@ func (p *Pipeline) Close(ctx context.Context) (*Result, error) {
 			p.sink.Incident(Update{Kind: ImpactChanged, Incident: inc})
 		}
 	}
-	all, err := p.spool.readAll(p.alerts)
-	if err != nil {
-		return nil, err
-	}
-	alert.Sort(all)
-	p.alerts = all
-	res.Alerts, res.Incidents = all, incs
+	// The result owns the spool from here: its alerts are read back as
+	// they are walked, not all at once.
+	res.Alerts, res.Incidents = &Alerts{spool: p.spool, held: p.alerts}, incs
+	p.spool, p.alerts = nil, nil
+	done = true
 	return res, nil
 }
 

@@ -84,7 +84,7 @@ func TestSnapshotPortableRestore(t *testing.T) {
 		}
 	}
 	got := finish(t, p, evs[cut:], want, "after a portable restore")
-	gk, wk := alertKeys(got), alertKeys(want)
+	gk, wk := alertKeys(t, got), alertKeys(t, want)
 	if !slices.Equal(gk, wk) {
 		t.Errorf("%d alerts after a portable restore, %d uninterrupted", len(gk), len(wk))
 	}
@@ -96,10 +96,10 @@ func TestSnapshotPortableRestore(t *testing.T) {
 	}
 }
 
-func alertKeys(r *Result) []string {
+func alertKeys(t testing.TB, r *Result) []string {
 	var out []string
-	for i := range r.Alerts {
-		out = append(out, r.Alerts[i].Key())
+	for _, a := range allAlerts(t, r) {
+		out = append(out, a.Key())
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bufio"
+	"container/heap"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -90,13 +91,38 @@ func (p *Pipeline) fail(err error) {
 
 // alertSpool holds settled alerts on disk for Close's result, so that an
 // offline run's memory follows the alerts of its last days, not of the
-// whole input.
+// whole input. Each write is a run sorted in alert order, gob-encoded on
+// its own (a decoder can start at any run); the result merges the runs,
+// so reading them back holds one alert per run. Past maxSpoolRuns the
+// runs are merged into one, so the merge's buffers stay bounded too.
 type alertSpool struct {
-	dir string
-	f   *os.File
-	w   *bufio.Writer
-	enc *gob.Encoder
+	dir  string
+	f    *os.File
+	w    *bufio.Writer
+	cw   *countWriter
+	runs []spoolRun
+	n    int
+}
+
+// spoolRun is one sorted run: where it starts and how many alerts.
+type spoolRun struct {
+	off int64
 	n   int
+}
+
+// maxSpoolRuns bounds the runs a merge reads at once (64 KiB of buffer
+// each).
+const maxSpoolRuns = 64
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // spooled is one alert in the spool.
@@ -105,70 +131,181 @@ type spooled struct {
 	EmptyTags bool
 }
 
+// write adds as (which it sorts) as one run.
 func (s *alertSpool) write(as []alert.Alert) error {
+	if len(as) == 0 {
+		return nil
+	}
 	if s.f == nil {
 		f, err := os.CreateTemp(s.dir, "vigil-alerts-*.gob")
 		if err != nil {
 			return fmt.Errorf("settled alerts: %w", err)
 		}
-		s.f, s.w = f, bufio.NewWriter(f)
-		s.enc = gob.NewEncoder(s.w)
+		s.f, s.cw = f, &countWriter{w: f}
+		s.w = bufio.NewWriter(s.cw)
 	}
+	alert.Sort(as)
+	s.runs = append(s.runs, spoolRun{off: s.cw.n + int64(s.w.Buffered()), n: len(as)})
+	enc := gob.NewEncoder(s.w)
 	for i := range as {
 		// gob sends no empty slice: say so, for the JSON of Tags.
 		r := spooled{A: as[i], EmptyTags: as[i].Tags != nil && len(as[i].Tags) == 0}
-		if err := s.enc.Encode(&r); err != nil {
+		if err := enc.Encode(&r); err != nil {
 			return fmt.Errorf("settled alerts %s: %w", s.f.Name(), err)
 		}
 	}
 	s.n += len(as)
+	if len(s.runs) > maxSpoolRuns {
+		return s.compact()
+	}
 	return nil
 }
 
-// readAll returns the spooled alerts followed by held, and removes the
-// spool. A nil spool returns held.
-func (s *alertSpool) readAll(held []alert.Alert) ([]alert.Alert, error) {
-	if s == nil || s.f == nil {
-		return held, nil
-	}
-	defer s.remove()
-	out, err := s.contents(len(held))
+// compact merges every run into one, in a new file.
+func (s *alertSpool) compact() error {
+	f, err := os.CreateTemp(s.dir, "vigil-alerts-*.gob")
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("settled alerts: %w", err)
 	}
-	return append(out, held...), nil
+	cw := &countWriter{w: f}
+	w := bufio.NewWriter(cw)
+	enc := gob.NewEncoder(w)
+	err = s.each(nil, func(a *alert.Alert) error {
+		return enc.Encode(&spooled{A: *a, EmptyTags: a.Tags != nil && len(a.Tags) == 0})
+	})
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("settled alerts %s: %w", f.Name(), err)
+	}
+	n := s.n
+	s.remove()
+	s.f, s.cw, s.w = f, cw, w
+	s.runs, s.n = []spoolRun{{off: 0, n: n}}, n
+	return nil
 }
 
-// contents reads the spooled alerts back, with room for more; the spool
-// stays as it is.
-func (s *alertSpool) contents(more int) ([]alert.Alert, error) {
+// each calls fn with every spooled alert and every alert of held (sorted
+// in place), in alert order. The spool stays as it is.
+func (s *alertSpool) each(held []alert.Alert, fn func(*alert.Alert) error) error {
+	alert.Sort(held)
+	var rs []*runReader
+	if s != nil && s.f != nil {
+		if err := s.w.Flush(); err != nil {
+			return fmt.Errorf("settled alerts %s: %w", s.f.Name(), err)
+		}
+		f, err := os.Open(s.f.Name())
+		if err != nil {
+			return fmt.Errorf("settled alerts: %w", err)
+		}
+		defer f.Close()
+		for _, r := range s.runs {
+			rr := &runReader{left: r.n, dec: gob.NewDecoder(bufio.NewReaderSize(io.NewSectionReader(f, r.off, 1<<62), 64<<10)), name: s.f.Name()}
+			if err := rr.next(); err != nil {
+				return err
+			}
+			rs = append(rs, rr)
+		}
+	}
+	h := &alertMerge{}
+	for _, rr := range rs {
+		if rr.ok {
+			h.items = append(h.items, rr)
+		}
+	}
+	if len(held) > 0 {
+		h.items = append(h.items, &runReader{held: held, ok: true, cur: held[0], key: held[0].Key()})
+	}
+	heap.Init(h)
+	for h.Len() > 0 {
+		rr := h.items[0]
+		a := rr.cur
+		if err := fn(&a); err != nil {
+			return err
+		}
+		if err := rr.next(); err != nil {
+			return err
+		}
+		if rr.ok {
+			heap.Fix(h, 0)
+		} else {
+			heap.Pop(h)
+		}
+	}
+	return nil
+}
+
+// runReader is one run being merged: spooled, or the held alerts.
+type runReader struct {
+	dec  *gob.Decoder
+	left int
+	name string
+	held []alert.Alert
+	cur  alert.Alert
+	key  string
+	ok   bool
+}
+
+func (r *runReader) next() error {
+	if r.dec == nil { // the held alerts
+		r.held = r.held[1:]
+		r.ok = len(r.held) > 0
+		if r.ok {
+			r.cur, r.key = r.held[0], r.held[0].Key()
+		}
+		return nil
+	}
+	if r.left == 0 {
+		r.ok = false
+		return nil
+	}
+	var sp spooled
+	if err := r.dec.Decode(&sp); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("settled alerts %s: %w", r.name, err)
+	}
+	if sp.EmptyTags {
+		sp.A.Tags = []string{}
+	}
+	r.left--
+	r.cur, r.key, r.ok = sp.A, sp.A.Key(), true
+	return nil
+}
+
+// alertMerge orders runs by their current alert, as alert.Sort does.
+type alertMerge struct{ items []*runReader }
+
+func (h *alertMerge) Len() int { return len(h.items) }
+func (h *alertMerge) Less(i, j int) bool {
+	a, b := h.items[i], h.items[j]
+	if !a.cur.Time.Equal(b.cur.Time) {
+		return a.cur.Time.Before(b.cur.Time)
+	}
+	return a.key < b.key
+}
+func (h *alertMerge) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *alertMerge) Push(x any)    { h.items = append(h.items, x.(*runReader)) }
+func (h *alertMerge) Pop() any {
+	n := len(h.items)
+	x := h.items[n-1]
+	h.items = h.items[:n-1]
+	return x
+}
+
+// contents reads the spooled alerts back in alert order; the spool stays
+// as it is.
+func (s *alertSpool) contents() ([]alert.Alert, error) {
 	if s == nil || s.f == nil {
 		return nil, nil
 	}
-	if err := s.w.Flush(); err != nil {
-		return nil, fmt.Errorf("settled alerts %s: %w", s.f.Name(), err)
-	}
-	f, err := os.Open(s.f.Name())
-	if err != nil {
-		return nil, fmt.Errorf("settled alerts: %w", err)
-	}
-	defer f.Close()
-	out := make([]alert.Alert, 0, s.n+more)
-	dec := gob.NewDecoder(bufio.NewReader(f))
-	for range s.n {
-		var r spooled
-		if err := dec.Decode(&r); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("settled alerts %s: %w", s.f.Name(), err)
-		}
-		if r.EmptyTags {
-			r.A.Tags = []string{}
-		}
-		out = append(out, r.A)
-	}
-	return out, nil
+	out := make([]alert.Alert, 0, s.n)
+	err := s.each(nil, func(a *alert.Alert) error {
+		out = append(out, *a)
+		return nil
+	})
+	return out, err
 }
 
 func (s *alertSpool) remove() {
@@ -178,6 +315,53 @@ func (s *alertSpool) remove() {
 	s.f.Close()
 	os.Remove(s.f.Name())
 	s.f = nil
+	s.runs, s.n = nil, 0
+}
+
+// Alerts is every alert of a finished run in alert order (time, then
+// Key): those still held in memory and those settled to a temporary
+// file, read back as Each walks them, so that a report over months of
+// events does not hold them all. Close removes the file.
+type Alerts struct {
+	spool *alertSpool
+	held  []alert.Alert
+}
+
+// Len is how many alerts there are.
+func (a *Alerts) Len() int {
+	if a == nil {
+		return 0
+	}
+	n := len(a.held)
+	if a.spool != nil {
+		n += a.spool.n
+	}
+	return n
+}
+
+// Each calls fn with every alert in order; fn must not keep the pointer.
+func (a *Alerts) Each(fn func(*alert.Alert) error) error {
+	if a == nil {
+		return nil
+	}
+	return a.spool.each(a.held, fn)
+}
+
+// All reads every alert into memory: for small runs and tests.
+func (a *Alerts) All() ([]alert.Alert, error) {
+	out := make([]alert.Alert, 0, a.Len())
+	err := a.Each(func(x *alert.Alert) error {
+		out = append(out, *x)
+		return nil
+	})
+	return out, err
+}
+
+// Close removes the settled alerts' file.
+func (a *Alerts) Close() {
+	if a != nil {
+		a.spool.remove()
+	}
 }
 
 // settledIncident is a settled incident in a snapshot: what Incident
@@ -197,7 +381,7 @@ func (p *Pipeline) saveSettled(s *snapshot) error {
 		c.Impact = incident.Impact{}
 		s.Settled = append(s.Settled, settledIncident{Incident: c, ImpactActors: inc.ImpactActors()})
 	}
-	as, err := p.spool.contents(0)
+	as, err := p.spool.contents()
 	if err != nil {
 		return err
 	}

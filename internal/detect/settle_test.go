@@ -3,6 +3,11 @@ package detect
 import (
 	"bytes"
 	"encoding/gob"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -90,5 +95,75 @@ func TestLiveMemoryBoundedByDays(t *testing.T) {
 	}
 	if end.snapshot > then.snapshot*2 {
 		t.Errorf("the snapshot's alerts and incidents: %d bytes at day 15, %d at the end: they grow with the run", then.snapshot, end.snapshot)
+	}
+}
+
+// The settled alerts come back merged in alert order from runs written
+// in any order, through compactions past maxSpoolRuns, with the held
+// alerts among them; Each holds one alert per run, and Close removes the
+// file.
+func TestAlertSpoolMergesRuns(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 7))
+	t0 := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	mk := func(i int) alert.Alert {
+		a := alert.Alert{Time: t0.Add(time.Duration(rng.IntN(90*24)) * time.Hour), Signal: fmt.Sprint("D", 1+rng.IntN(9)), Level: alert.Medium,
+			Mailbox: fmt.Sprintf("u%d@x", rng.IntN(50)), RecordIDs: []string{fmt.Sprint("r", i)}, Title: "t", Fields: map[string]string{"src_ip": "198.18.0.1"}}
+		if i%5 == 0 {
+			a.Tags = []string{} // an empty list must come back empty, not nil
+		}
+		return a
+	}
+	var want []alert.Alert
+	s := &alertSpool{dir: dir}
+	n := 0
+	for run := range 2*maxSpoolRuns + 7 {
+		batch := make([]alert.Alert, 1+rng.IntN(40))
+		for i := range batch {
+			batch[i] = mk(n)
+			n++
+		}
+		want = append(want, batch...)
+		if err := s.write(batch); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if len(s.runs) > maxSpoolRuns {
+			t.Fatalf("run %d: %d runs kept, at most %d", run, len(s.runs), maxSpoolRuns)
+		}
+	}
+	held := make([]alert.Alert, 25)
+	for i := range held {
+		held[i] = mk(n)
+		n++
+	}
+	want = append(want, held...)
+	alert.Sort(want)
+	res := &Alerts{spool: s, held: held}
+	if res.Len() != len(want) {
+		t.Fatalf("Len %d, want %d", res.Len(), len(want))
+	}
+	got, err := res.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d alerts back, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Fatalf("alert %d: %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+	stop := errors.New("stop")
+	if err := res.Each(func(*alert.Alert) error { return stop }); err != stop {
+		t.Fatalf("Each did not return fn's error: %v", err)
+	}
+	name := s.f.Name()
+	res.Close()
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
+		t.Fatalf("the spool %s is still there after Close: %v", name, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
 	}
 }

@@ -56,9 +56,9 @@ func incidentsJSON(t *testing.T, res *Result) string {
 	return strings.Join(out, "\n")
 }
 
-func alertsOf(res *Result, signal string) []string {
+func alertsOf(t testing.TB, res *Result, signal string) []string {
 	var out []string
-	for _, a := range res.Alerts {
+	for _, a := range allAlerts(t, res) {
 		if signal == "" || a.Signal == signal {
 			out = append(out, a.Key()+"|"+a.Level.String())
 		}
@@ -113,7 +113,7 @@ func TestSignInLogLagsTheMailLog(t *testing.T) {
 	if !caught(want) {
 		t.Fatal("in event-time order the forged-token intrusion makes no incident: nothing to compare")
 	}
-	wantInc, wantD1, wantAll := incidentsJSON(t, want), alertsOf(want, "D1"), alertsOf(want, "")
+	wantInc, wantD1, wantAll := incidentsJSON(t, want), alertsOf(t, want, "D1"), alertsOf(t, want, "")
 
 	signInDelay := func(d time.Duration) func(*event.Event) time.Duration {
 		return func(e *event.Event) time.Duration {
@@ -149,18 +149,18 @@ func TestSignInLogLagsTheMailLog(t *testing.T) {
 			if !caught(got) {
 				t.Error("the forged-token intrusion makes no incident")
 			}
-			if d1 := alertsOf(got, "D1"); !slices.Equal(d1, wantD1) {
+			if d1 := alertsOf(t, got, "D1"); !slices.Equal(d1, wantD1) {
 				extra, missing := diff(d1, wantD1), diff(wantD1, d1)
 				t.Errorf("D1: %d alerts, in event-time order %d; %d extra (first %.300s), %d missing (first %.300s)", len(d1), len(wantD1), len(extra), first(extra), len(missing), first(missing))
 			}
-			if all := alertsOf(got, ""); !slices.Equal(all, wantAll) {
+			if all := alertsOf(t, got, ""); !slices.Equal(all, wantAll) {
 				extra, missing := diff(all, wantAll), diff(wantAll, all)
 				t.Errorf("%d alerts, in event-time order %d; extra %.300q, missing %.300q", len(all), len(wantAll), extra, missing)
 			}
 			if inc := incidentsJSON(t, got); inc != wantInc {
 				t.Errorf("incidents differ from event-time order:\n%.3000s\nwant\n%.3000s", inc, wantInc)
 			}
-			for _, a := range got.Alerts {
+			for _, a := range allAlerts(t, got) {
 				if a.Fields["signin_lag"] != "" {
 					t.Errorf("judged without a sign-in log that lagged within the bound: %s %s: %s", a.Time, a.Title, a.Fields["signin_lag"])
 					break
@@ -173,7 +173,7 @@ func TestSignInLogLagsTheMailLog(t *testing.T) {
 	nowait := behavior.DefaultConfig()
 	nowait.D1.MaxSourceLag = 0
 	got := journalRun(t, delayed, nets, nowait)
-	extra := diff(alertsOf(got, "D1"), wantD1)
+	extra := diff(alertsOf(t, got, "D1"), wantD1)
 	if len(extra) < 10 {
 		t.Errorf("without waiting, sign-ins 3 h late add %d D1 alerts: the test does not exercise late sign-ins", len(extra))
 	}

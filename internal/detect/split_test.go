@@ -95,7 +95,7 @@ func runSplit(t *testing.T, nets string, paths []string, merged, sequential bool
 		t.Fatal(err)
 	}
 	out := splitRun{heard: sink.heard, stats: res.Stats, batches: pl.splitBatches}
-	if out.alerts, err = json.Marshal(res.Alerts); err != nil {
+	if out.alerts, err = json.Marshal(allAlerts(t, res)); err != nil {
 		t.Fatal(err)
 	}
 	if out.incidents, err = json.Marshal(res.Incidents); err != nil {

@@ -131,7 +131,8 @@ const maxOutsideRows = 20
 // keyFields are the values that say who did it, shown per rule.
 var keyFields = []string{"src_ip", "client_app_id", "app_id", "user_agent", "asn", "country", "network_kind", "mailboxes", "query"}
 
-func outside(as []alert.Alert, incs []*incident.Incident) ([]ruleGroup, int) {
+// outside groups by rule the alerts each walks that no incident holds.
+func outside(each func(func(*alert.Alert) error) error, incs []*incident.Incident, also func(*alert.Alert)) ([]ruleGroup, int, error) {
 	in := map[string]bool{}
 	for _, inc := range incs {
 		for i := range inc.Alerts {
@@ -142,10 +143,10 @@ func outside(as []alert.Alert, incs []*incident.Incident) ([]ruleGroup, int) {
 	users := map[string]map[string]bool{}
 	values := map[string]map[string]int{}
 	urgent := 0
-	for i := range as {
-		a := &as[i]
+	err := each(func(a *alert.Alert) error {
+		also(a)
 		if in[a.Key()] || a.Posture {
-			continue
+			return nil
 		}
 		if a.Level >= alert.High {
 			urgent++
@@ -182,6 +183,10 @@ func outside(as []alert.Alert, incs []*incident.Incident) ([]ruleGroup, int) {
 		if len(g.Rows) < maxOutsideRows {
 			g.Rows = append(g.Rows, *a)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	var out []ruleGroup
 	for sig, g := range groups {
@@ -209,7 +214,7 @@ func outside(as []alert.Alert, incs []*incident.Incident) ([]ruleGroup, int) {
 		}
 		return out[i].Signal < out[j].Signal
 	})
-	return out, urgent
+	return out, urgent, nil
 }
 
 var signalNames = map[string]string{
@@ -220,7 +225,10 @@ var signalNames = map[string]string{
 
 // WriteHTML renders the self-contained report page.
 func WriteHTML(w io.Writer, r *Report) error {
-	p := htmlPage{Title: r.Title, Events: r.Events, AlertCount: len(r.Alerts), MaxMessages: MaxMessagesShown, Inputs: r.Inputs, Version: r.Version}
+	p := htmlPage{Title: r.Title, Events: r.Events, MaxMessages: MaxMessagesShown, Inputs: r.Inputs, Version: r.Version}
+	if r.Alerts != nil {
+		p.AlertCount = r.Alerts.Len()
+	}
 	if p.Version == "" {
 		p.Version = "dev"
 	}
@@ -239,7 +247,23 @@ func WriteHTML(w io.Writer, r *Report) error {
 			p.Baseline += " The input ends before that: only D1, D8, D9 and D11 and the Sigma rules judged it."
 		}
 	}
-	p.Outside, p.UrgentOut = outside(r.Alerts, r.Incidents)
+	// One walk of the alerts: the rules outside incidents, the count per
+	// signal and the first posture findings.
+	bySig := map[string]int{}
+	titles := map[string]string{}
+	var err error
+	p.Outside, p.UrgentOut, err = outside(r.each, r.Incidents, func(a *alert.Alert) {
+		bySig[a.Signal]++
+		if _, ok := titles[a.Signal]; !ok {
+			titles[a.Signal] = a.Title
+		}
+		if a.Posture && len(p.Posture) < 50 {
+			p.Posture = append(p.Posture, *a)
+		}
+	})
+	if err != nil {
+		return err
+	}
 	if p.Title == "" {
 		p.Title = "vigil hunt report"
 	}
@@ -249,26 +273,12 @@ func WriteHTML(w io.Writer, r *Report) error {
 	for _, k := range slices.Sorted(maps.Keys(r.Sources)) {
 		p.Sources = append(p.Sources, signalCount{Signal: k, Count: r.Sources[k]})
 	}
-	bySig := map[string]int{}
-	titles := map[string]string{}
-	for _, a := range r.Alerts {
-		bySig[a.Signal]++
-		if _, ok := titles[a.Signal]; !ok {
-			titles[a.Signal] = a.Title
-		}
-		if a.Posture {
-			p.Posture = append(p.Posture, a)
-		}
-	}
 	for _, k := range slices.Sorted(maps.Keys(bySig)) {
 		t := signalNames[k]
 		if t == "" {
 			t = titles[k] // a Sigma rule: its title
 		}
 		p.BySignal = append(p.BySignal, signalCount{Signal: k, Title: t, Count: bySig[k]})
-	}
-	if len(p.Posture) > 50 {
-		p.Posture = p.Posture[:50]
 	}
 	mbs := map[string]bool{}
 	msgs := map[string]bool{} // a message two incidents read counts once

@@ -23,7 +23,7 @@ import (
 // Report is everything one hunt found.
 type Report struct {
 	Title     string
-	Alerts    []alert.Alert        // every detection, sorted
+	Alerts    Alerts               // every detection, walked in time order
 	Incidents []*incident.Incident // with impact assessed
 	Reads     incident.Histogram   // every mail read over time, for the chart
 	Events    int                  // events examined
@@ -38,6 +38,39 @@ type Report struct {
 	Learning  time.Duration
 	Version   string
 	Generated time.Time
+}
+
+// Alerts is a run's detections, walked in time order (then Key) without
+// holding them all: a month of a tenant's alerts is read back from disk.
+type Alerts interface {
+	Len() int
+	Each(fn func(*alert.Alert) error) error
+}
+
+// AlertSlice is alerts held in memory; Each walks them sorted.
+type AlertSlice []alert.Alert
+
+// Len is the number of alerts.
+func (s AlertSlice) Len() int { return len(s) }
+
+// Each calls fn with each alert in time order.
+func (s AlertSlice) Each(fn func(*alert.Alert) error) error {
+	as := append([]alert.Alert(nil), s...)
+	alert.Sort(as)
+	for i := range as {
+		if err := fn(&as[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// each walks r's alerts; a report without any has none.
+func (r *Report) each(fn func(*alert.Alert) error) error {
+	if r.Alerts == nil {
+		return nil
+	}
+	return r.Alerts.Each(fn)
 }
 
 // Inputs say what a report was made from.
@@ -73,7 +106,7 @@ func Write(dir string, r *Report) error {
 		name string
 		fn   func(io.Writer) error
 	}{
-		{DetectionsFile, func(w io.Writer) error { return WriteDetections(w, r.Alerts, r.Incidents) }},
+		{DetectionsFile, func(w io.Writer) error { return WriteDetections(w, r.each, r.Incidents) }},
 		{IncidentsFile, func(w io.Writer) error { return WriteIncidents(w, r.Incidents) }},
 		{ImpactFile, func(w io.Writer) error { return WriteImpactCSV(w, r.Incidents) }},
 		{HTMLFile, func(w io.Writer) error { return WriteHTML(w, r) }},
@@ -178,26 +211,22 @@ type detectionLine struct {
 	IncidentID string `json:"incident_id,omitempty"`
 }
 
-// WriteDetections writes one JSON object per alert, in time order, each
-// naming the incident it belongs to, if any.
-func WriteDetections(w io.Writer, alerts []alert.Alert, incs []*incident.Incident) error {
+// WriteDetections writes one JSON object per alert, in the order each
+// walks them (time order), each naming the incident it belongs to, if
+// any.
+func WriteDetections(w io.Writer, each func(func(*alert.Alert) error) error, incs []*incident.Incident) error {
 	owner := map[string]string{}
 	for _, inc := range incs {
 		for i := range inc.Alerts {
 			owner[inc.Alerts[i].Key()] = inc.ID
 		}
 	}
-	as := append([]alert.Alert(nil), alerts...)
-	alert.Sort(as)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	for i := range as {
-		l := detectionLine{Line: timeline.NewLine(as[i]), IncidentID: owner[as[i].Key()]}
-		if err := enc.Encode(&l); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(func(a *alert.Alert) error {
+		l := detectionLine{Line: timeline.NewLine(*a), IncidentID: owner[a.Key()]}
+		return enc.Encode(&l)
+	})
 }
 
 // WriteIncidents writes the incidents as one indented JSON array ("[]"

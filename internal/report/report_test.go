@@ -41,7 +41,7 @@ func sample(t *testing.T) *Report {
 			Folders: []event.FolderRead{{Path: `\Inbox`, Messages: []string{"<b@x>"}}}},
 	}
 	incident.Assess(incs, acc)
-	return &Report{Title: "test", Alerts: alerts, Incidents: incs, Reads: reads(acc), Events: 10, Sources: map[string]int{"m365.ual": 10}, From: t0, To: t0.Add(3 * time.Hour)}
+	return &Report{Title: "test", Alerts: AlertSlice(alerts), Incidents: incs, Reads: reads(acc), Events: 10, Sources: map[string]int{"m365.ual": 10}, From: t0, To: t0.Add(3 * time.Hour)}
 }
 
 func reads(acc []event.MailAccess) incident.Histogram {
@@ -292,7 +292,7 @@ func TestDetectionsOutsideIncidents(t *testing.T) {
 			Fields: map[string]string{"src_ip": "198.18.9.9", "asn": "16276"}})
 	}
 	var buf bytes.Buffer
-	if err := WriteHTML(&buf, &Report{Alerts: as, Events: 100}); err != nil {
+	if err := WriteHTML(&buf, &Report{Alerts: AlertSlice(as), Events: 100}); err != nil {
 		t.Fatal(err)
 	}
 	page := buf.String()

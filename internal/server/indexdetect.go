@@ -261,6 +261,7 @@ func DetectJournal(ctx context.Context, dataDir string, from uint64, newPipeline
 	if err != nil {
 		return st, fmt.Errorf("detection: %w", err)
 	}
+	defer res.Close()
 	d.Grouping(res.Incidents)
 	return st, d.Flush(ctx)
 }

@@ -23,18 +23,43 @@ var Formats = []string{"table", "csv", "jsonl", "html"}
 
 // Write renders ds in format to w.
 func Write(w io.Writer, format string, ds []alert.Alert) error {
+	return WriteEach(w, format, func(fn func(*alert.Alert) error) error {
+		for i := range ds {
+			if err := fn(&ds[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// WriteEach renders the alerts each walks, in its order, in format to w.
+// The table, CSV and JSONL are written as the alerts come (the table
+// aligns its columns per block of tableBlock rows); the HTML page charts
+// every alert and holds them all.
+func WriteEach(w io.Writer, format string, each func(func(*alert.Alert) error) error) error {
 	switch format {
 	case "table":
-		return writeTable(w, ds)
+		return writeTable(w, each)
 	case "csv":
-		return writeCSV(w, ds)
+		return writeCSV(w, each)
 	case "jsonl":
-		return writeJSONL(w, ds)
+		return writeJSONL(w, each)
 	case "html":
+		var ds []alert.Alert
+		if err := each(func(a *alert.Alert) error {
+			ds = append(ds, *a)
+			return nil
+		}); err != nil {
+			return err
+		}
 		return writeHTML(w, ds)
 	}
 	return fmt.Errorf("unknown format %q (want one of %s)", format, strings.Join(Formats, ", "))
 }
+
+// tableBlock is how many table rows are aligned together.
+const tableBlock = 4096
 
 const timeLayout = "2006-01-02T15:04:05Z07:00"
 
@@ -51,17 +76,24 @@ func fieldsString(a *alert.Alert) string {
 	return strings.Join(parts, " ")
 }
 
-func writeTable(w io.Writer, ds []alert.Alert) error {
+func writeTable(w io.Writer, each func(func(*alert.Alert) error) error) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tLEVEL\tTITLE\tSOURCE\tUSER\tOPERATION\tMATCHED")
-	for i := range ds {
-		d := &ds[i]
+	rows := 0
+	err := each(func(d *alert.Alert) error {
 		user := d.User
 		if d.Group != "" {
 			user = d.Group
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.UTC().Format(timeLayout), d.Level, clip(d.Title, 60),
 			clip(d.Source, 40), clip(user, 40), clip(d.Operation, 40), clip(fieldsString(d), 100))
+		if rows++; rows%tableBlock == 0 {
+			return tw.Flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return tw.Flush()
 }
@@ -93,11 +125,10 @@ func prefix(s string, n int) string {
 
 // writeCSV writes one row per detection; every cell goes through
 // sanitize.CSVCell, so a record cannot plant a formula in a spreadsheet.
-func writeCSV(w io.Writer, ds []alert.Alert) error {
+func writeCSV(w io.Writer, each func(func(*alert.Alert) error) error) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"time", "rule_id", "title", "level", "tags", "source", "tenant", "user", "operation", "record_id", "ip", "group", "count", "matched", "file", "line", "author"})
-	for i := range ds {
-		d := &ds[i]
+	err := each(func(d *alert.Alert) error {
 		count := ""
 		if d.Count > 0 {
 			count = fmt.Sprint(d.Count)
@@ -106,8 +137,11 @@ func writeCSV(w io.Writer, ds []alert.Alert) error {
 		if d.Line > 0 {
 			line = fmt.Sprint(d.Line)
 		}
-		_ = cw.Write(sanitize.CSVRow([]string{d.Time.UTC().Format(time.RFC3339Nano), d.Signal, d.Title, d.Level.String(), strings.Join(d.Tags, " "),
+		return cw.Write(sanitize.CSVRow([]string{d.Time.UTC().Format(time.RFC3339Nano), d.Signal, d.Title, d.Level.String(), strings.Join(d.Tags, " "),
 			d.Source, d.Tenant, d.User, d.Operation, d.RecordID(), d.IP, d.Group, count, fieldsString(d), d.File, line, d.Author}))
+	})
+	if err != nil {
+		return err
 	}
 	cw.Flush()
 	return cw.Error()
@@ -130,14 +164,11 @@ func NewLine(a alert.Alert) Line {
 	return Line{Alert: a, RecordID: a.RecordID()}
 }
 
-func writeJSONL(w io.Writer, ds []alert.Alert) error {
+func writeJSONL(w io.Writer, each func(func(*alert.Alert) error) error) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	for i := range ds {
-		l := NewLine(ds[i])
-		if err := enc.Encode(&l); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(func(a *alert.Alert) error {
+		l := NewLine(*a)
+		return enc.Encode(&l)
+	})
 }

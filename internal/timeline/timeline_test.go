@@ -222,3 +222,40 @@ func TestHTMLChartSaysNone(t *testing.T) {
 		t.Error("a chart with nothing to draw does not say none")
 	}
 }
+
+// The table, CSV and JSONL are written while the alerts are walked, not
+// after: a month of alerts read back from disk is never held.
+func TestWriteEachStreams(t *testing.T) {
+	a := alert.Alert{Time: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), Signal: "D1", Level: alert.High, Title: "t", RecordIDs: []string{"r"}}
+	for _, format := range []string{"table", "csv", "jsonl"} {
+		var out bytes.Buffer
+		n, before := 0, -1
+		err := WriteEach(&out, format, func(fn func(*alert.Alert) error) error {
+			for range 3 * tableBlock {
+				if err := fn(&a); err != nil {
+					return err
+				}
+				if n++; n == 2*tableBlock {
+					before = out.Len()
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Count(out.String(), "\n"); lines != 3*tableBlock+boolInt(format != "jsonl") {
+			t.Errorf("%s: %d lines for %d alerts", format, lines, 3*tableBlock)
+		}
+		if before < out.Len()/3 {
+			t.Errorf("%s: %d of %d bytes written after two thirds of the alerts: the output was held", format, before, out.Len())
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

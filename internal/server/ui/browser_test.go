@@ -89,7 +89,11 @@ func simulateTenant(t *testing.T) *demoTenant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.incidents, d.alerts = res.Incidents, res.Alerts
+	defer res.Close()
+	d.incidents = res.Incidents
+	if d.alerts, err = res.Alerts.All(); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range rs.Rules() {
 		d.rules = append(d.rules, ui.Rule{ID: r.ID, Title: r.Title, Level: r.Level, Kind: "sigma", Loaded: true, Enabled: true})
 	}
