@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/journal"
 	"github.com/vigil-audit/vigil/internal/progress"
@@ -182,14 +183,29 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// inputs of one ingest (a tenant's mail and sign-in exports, each in
 	// time order) are appended merged by event time, as hunt reads them,
 	// not one file after the other (a mail export appended after a month
-	// of sign-ins would find their tokens long forgotten). An input not in
-	// order comes out merged as it is; stdin and more than
-	// source.MaxMerged inputs are read one after the other.
+	// of sign-ins would find their tokens long forgotten). An export
+	// newest first (Purview's, Graph's) is read back to front, as hunt
+	// reads it; one that cannot be (compressed) is appended as it is, and
+	// said so. Another input not in order comes out merged as it is;
+	// stdin and more than source.MaxMerged inputs are read one after the
+	// other.
 	read := source.ReadPaths
-	if len(inputs) > 1 && source.Mergeable(inputs) {
+	if source.Mergeable(inputs) {
 		read = source.ReadMerged
+		srcOpts.Reverse = true
 	}
-	st, rerr := read(ctx, inputs, srcOpts, func(e *event.Event) error {
+	// Records more than the reordering window behind the newest before
+	// them are late for detection over the journal: counted and said.
+	var newest time.Time
+	var behind int64
+	emit := func(e *event.Event) error {
+		if !e.Time.IsZero() {
+			if e.Time.Before(newest.Add(-detect.DefaultReorder)) {
+				behind++
+			} else if e.Time.After(newest) {
+				newest = e.Time
+			}
+		}
 		// The journal keeps records, not events: the events of one
 		// record (a Workspace activity's events[]) share its Raw and make
 		// one entry.
@@ -207,7 +223,14 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			cur = make([]journal.Entry, 0, batchSize)
 		}
 		return nil
-	})
+	}
+	st, rerr := read(ctx, inputs, srcOpts, emit)
+	if errors.Is(rerr, source.ErrNotReversible) {
+		// Nothing was emitted: read again, forwards.
+		fmt.Fprintf(stderr, "vigil ingest: %s; appending it as it is\n", sanitize.Line(rerr.Error()))
+		srcOpts.Reverse = false
+		st, rerr = read(ctx, inputs, srcOpts, emit)
+	}
 	if len(cur) > 0 {
 		batches <- cur
 	}
@@ -241,6 +264,10 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintln(stdout)
 	printInputs(stdout, st)
+	if behind > 0 {
+		// A compressed export newest first cannot be read back to front.
+		fmt.Fprintf(stderr, "vigil ingest: %d records came more than %s behind a newer one (an input newest first, compressed, or not in time order): detection over the journal (vigil serve, vigil reindex) counts them late; decompress such an export and ingest it into a new data directory to append it in time order\n", behind, detect.DefaultReorder)
+	}
 	if expired > 0 {
 		fmt.Fprintf(stdout, "expired raw bytes of %d entries older than %d days (their hashes are kept)\n", expired, *retentionDays)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -181,8 +182,67 @@ func TestIngestMergesInputsByTime(t *testing.T) {
 	if _, err := simulate.Run(t.Context(), simulate.Config{Users: 10, Days: 5, Seed: 4, Campaigns: []string{simulate.CampaignForgedToken}}, logs); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("in order", func(t *testing.T) { ingestInTimeOrder(t, logs) })
+	// Purview exports come newest first: read back to front.
+	newest := filepath.Join(t.TempDir(), "newest-first")
+	if err := os.MkdirAll(newest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ual.jsonl", "signins.jsonl", "gws.jsonl"} {
+		b, err := os.ReadFile(filepath.Join(logs, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+		if f == "ual.jsonl" {
+			lines[len(lines)-1] += "\n"
+			slices.Reverse(lines)
+		}
+		if err := os.WriteFile(filepath.Join(newest, f), []byte(strings.Join(lines, "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("mail export newest first", func(t *testing.T) {
+		out := ingestInTimeOrder(t, newest)
+		if !strings.Contains(out, "newest first: 1 input(s) read back to front") || !strings.Contains(out, "ual.jsonl") {
+			t.Errorf("ingest did not say it read the export back to front:\n%s", out)
+		}
+	})
+	// Compressed, it cannot be read back to front: appended as it is,
+	// every record, and ingest says how many came late.
+	t.Run("compressed newest first", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(newest, "ual.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gz := filepath.Join(t.TempDir(), "ual.jsonl.gz")
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(raw)
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(gz, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "journal")
+		code, out, errs := runVigil(t, "ingest", "--data", dir, "--quiet", "--no-index", gz, filepath.Join(newest, "signins.jsonl"))
+		if code != 0 || !strings.Contains(errs, "records came more than 10m0s behind a newer one") {
+			t.Fatalf("ingest: exit %d: %s%s", code, out, errs)
+		}
+		m := regexp.MustCompile(`ingested 2 files, (\d+) records: appended (\d+), duplicate 0, quarantined 0`).FindStringSubmatch(out)
+		if m == nil || m[1] != m[2] || m[1] == "0" {
+			t.Errorf("want every record appended:\n%s", out)
+		}
+	})
+}
+
+// ingestInTimeOrder ingests logs and checks the journal's entries are in
+// event time order; it returns ingest's output.
+func ingestInTimeOrder(t *testing.T, logs string) string {
 	dir := filepath.Join(t.TempDir(), "journal")
-	if code, out, errs := runVigil(t, "ingest", "--data", dir, "--quiet", "--no-index", logs); code != 0 {
+	code, out, errs := runVigil(t, "ingest", "--data", dir, "--quiet", "--no-index", logs)
+	if code != 0 {
 		t.Fatalf("ingest: exit %d: %s%s", code, out, errs)
 	}
 	dec := source.NewDecoder(nil, nil)
@@ -212,6 +272,7 @@ func TestIngestMergesInputsByTime(t *testing.T) {
 	if back > 0 {
 		t.Fatalf("%d of %d journal entries are more than a minute older than an entry before them: the inputs were not merged by time", back, entries)
 	}
+	return out
 }
 
 // A simulated tenant's exports ingested into a journal and detected there
