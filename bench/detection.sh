@@ -2,7 +2,7 @@
 # Detection-quality benchmark: simulates tenants of several sizes and
 # seeds, each with every campaign (forged-token, token-replay,
 # consent-phish, password-spray) and every benign confounder, runs them
-# through the detection pipeline (internal/detect: ordering, behaviours,
+# through the detection pipeline (internal/detect: ordering, the built-in Sigma rules, behaviours,
 # incidents, impact), as hunt --report does, and scores them against the
 # simulator's ground truth: per campaign recall, precision (incidents that
 # match only that campaign), incidents per intrusion (target 1), message

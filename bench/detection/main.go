@@ -29,10 +29,12 @@ import (
 
 	pipeline "github.com/vigil-audit/vigil/internal/detect"
 	"github.com/vigil-audit/vigil/internal/detect/behavior"
+	"github.com/vigil-audit/vigil/internal/detect/sigma"
 	"github.com/vigil-audit/vigil/internal/event"
 	"github.com/vigil-audit/vigil/internal/incident"
 	"github.com/vigil-audit/vigil/internal/simulate"
 	"github.com/vigil-audit/vigil/internal/source"
+	"github.com/vigil-audit/vigil/rules"
 )
 
 func main() {
@@ -299,15 +301,31 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		cfg.D1.MaxMailLag = behavior.Duration(maxMailLag)
 	}
 	ic := cfg.IncidentConfig()
-	newPipeline := func() *pipeline.Pipeline {
-		return pipeline.New(pipeline.Config{Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil)
+	// The built-in Sigma rules run too, as in hunt --report: a high one
+	// (forwarding to an outside address) pairs with a behavioural alert
+	// of the same actor. A ruleset holds correlation state: one each.
+	var hot []event.Sym
+	newPipeline := func() (*pipeline.Pipeline, error) {
+		c := sigma.NewCompiler(sigma.Options{})
+		if err := c.AddFS(rules.FS, "."); err != nil {
+			return nil, fmt.Errorf("built-in rules: %w", err)
+		}
+		rs, refused := c.Compile()
+		if len(refused) > 0 {
+			return nil, fmt.Errorf("built-in rules: %d refused, first %s: %s", len(refused), refused[0].File, refused[0].Reason)
+		}
+		hot = append(rs.FieldSyms(), event.HotFields...)
+		return pipeline.New(pipeline.Config{Rules: rs, Behaviours: behavior.New(cfg, opts), Incidents: &ic}, nil), nil
 	}
-	pl := newPipeline()
+	pl, err := newPipeline()
+	if err != nil {
+		return nil, source.Stats{}, err
+	}
 	if signInDelay > 0 || mailDelay > 0 {
 		// Holds every event: a bench of the journal order, for the sizes
 		// the quick run uses.
 		var evs []*event.Event
-		st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, func(e *event.Event) error {
+		st, err := source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: hot}, func(e *event.Event) error {
 			evs = append(evs, e)
 			return nil
 		})
@@ -337,9 +355,9 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		return func(emit func(*event.Event) error) error {
 			var err error
 			if merged {
-				st, err = source.ReadMerged(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields, Reverse: true}, emit)
+				st, err = source.ReadMerged(ctx, paths, source.Options{Quarantine: quarantine, Hot: hot, Reverse: true}, emit)
 			} else {
-				st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: event.HotFields}, emit)
+				st, err = source.ReadPaths(ctx, paths, source.Options{Quarantine: quarantine, Hot: hot}, emit)
 			}
 			return err
 		}
@@ -354,9 +372,11 @@ func runPipeline(ctx context.Context, paths []string, opts behavior.Options, qua
 		if !errors.Is(err, pipeline.ErrNotOrdered) && !errors.Is(err, source.ErrNotReversible) {
 			return res, st, err
 		}
-		pl = newPipeline()
+		if pl, err = newPipeline(); err != nil {
+			return nil, st, err
+		}
 	}
-	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, event.HotFields) })
+	sorter := pipeline.NewSorter("", func() pipeline.Decoder { return source.NewDecoder(nil, hot) })
 	res, err := pipeline.RunOffline(ctx, pl, sorter, read(false), nil)
 	return res, st, err
 }

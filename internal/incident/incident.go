@@ -24,6 +24,13 @@ type Config struct {
 	// SigmaCounts lets Sigma detections (any signal not named D1..D11)
 	// count as core signals.
 	SigmaCounts bool `yaml:"sigma_counts"`
+	// SigmaPairLevel: a Sigma detection at or above this level, grouped
+	// with an alert that counts (they share an actor), pairs with it for
+	// the two-signals rule on the alert's mailbox (or its user's): an
+	// intruder who reads mail from a VPN range and sets forwarding to an
+	// outside address is one. Two such Sigma detections never pair alone
+	// ("": none pair).
+	SigmaPairLevel string `yaml:"sigma_pair_level"`
 	// MinLevel is the lowest alert level that counts towards making an
 	// incident; lower alerts only enrich.
 	MinLevel string `yaml:"min_level"`
@@ -48,6 +55,7 @@ func DefaultConfig() Config {
 		CoreSignals:     []string{"D1", "D2", "D4", "D5", "D7"},
 		MinLevel:        "medium",
 		SingleLevel:     "critical",
+		SigmaPairLevel:  "high",
 		BroadActorUsers: 10,
 		MaxTimeline:     200,
 	}
@@ -128,6 +136,12 @@ func (c *Config) Counts(a *alert.Alert) bool { return c.counts(a) }
 
 func (c *Config) counts(a *alert.Alert) bool {
 	return !a.Posture && a.Level >= alert.MustLevel(c.MinLevel) && (c.isCore(a.Signal) || c.isSingle(a.Signal))
+}
+
+// pairs reports whether a is a Sigma detection that pairs with a
+// behavioural alert (SigmaPairLevel).
+func (c *Config) pairs(a *alert.Alert) bool {
+	return c.SigmaPairLevel != "" && !a.Posture && !isBehaviour(a.Signal) && a.Level >= alert.MustLevel(c.SigmaPairLevel)
 }
 
 // Group turns alerts into incidents. Alerts are sorted first, so the
@@ -403,8 +417,9 @@ func alertUser(a *alert.Alert) string {
 // event time at which it was first met (the alert latency).
 func qualifies(cfg Config, as []alert.Alert, members []int) (time.Time, bool) {
 	type sigAt struct {
-		sig string
-		t   time.Time
+		sig  string
+		t    time.Time
+		core bool // counts; otherwise a Sigma detection that only pairs
 	}
 	byMailbox := map[string][]sigAt{}
 	var best time.Time
@@ -416,23 +431,32 @@ func qualifies(cfg Config, as []alert.Alert, members []int) (time.Time, bool) {
 	}
 	for _, i := range members {
 		a := &as[i]
-		if !cfg.counts(a) {
-			continue
+		mb := a.Mailbox
+		core := cfg.counts(a)
+		if !core {
+			if !cfg.pairs(a) {
+				continue
+			}
+			// A Sigma detection on a mailbox's settings (forwarding, a
+			// rule) names the user who changed them.
+			if mb == "" {
+				mb = a.User
+			}
 		}
 		raised := a.Raised
 		if raised.IsZero() {
 			raised = a.Time
 		}
-		if cfg.isSingle(a.Signal) || (cfg.SingleLevel != "" && a.Level >= alert.MustLevel(cfg.SingleLevel)) {
+		if core && (cfg.isSingle(a.Signal) || (cfg.SingleLevel != "" && a.Level >= alert.MustLevel(cfg.SingleLevel))) {
 			note(raised)
 			continue
 		}
-		if a.Mailbox == "" {
+		if mb == "" {
 			continue
 		}
-		byMailbox[a.Mailbox] = append(byMailbox[a.Mailbox], sigAt{a.Signal, a.Time})
-		for _, prev := range byMailbox[a.Mailbox] {
-			if prev.sig != a.Signal && absDur(a.Time.Sub(prev.t)) <= cfg.Window {
+		byMailbox[mb] = append(byMailbox[mb], sigAt{a.Signal, a.Time, core})
+		for _, prev := range byMailbox[mb] {
+			if prev.sig != a.Signal && (prev.core || core) && absDur(a.Time.Sub(prev.t)) <= cfg.Window {
 				note(raised)
 				break
 			}

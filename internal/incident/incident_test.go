@@ -173,3 +173,34 @@ func TestBroadFingerprintLinksNothing(t *testing.T) {
 		}
 	}
 }
+
+// A high Sigma detection by the same actor as a behavioural alert pairs
+// with it (an intruder who reads mail from a VPN range and sets
+// forwarding to an outside address); two Sigma detections never pair,
+// nor does a medium one, nor any with SigmaPairLevel "".
+func TestSigmaPairsWithBehaviour(t *testing.T) {
+	d4 := al(0, "D4", "high", "vip@x", ipX)
+	sig := func(rule, level string) alert.Alert {
+		a := al(30*time.Minute, rule, level, "", ipX)
+		a.User = "vip@x" // Set-Mailbox names who changed it, not a mailbox
+		return a
+	}
+	none := DefaultConfig()
+	none.SigmaPairLevel = ""
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		alerts []alert.Alert
+		want   int
+	}{
+		{"D4 high alone", DefaultConfig(), []alert.Alert{d4}, 0},
+		{"D4 and a high Sigma rule by one actor", DefaultConfig(), []alert.Alert{d4, sig("forwarding-rule", "high")}, 1},
+		{"D4 and a medium Sigma rule", DefaultConfig(), []alert.Alert{d4, sig("forwarding-rule", "medium")}, 0},
+		{"two high Sigma rules", DefaultConfig(), []alert.Alert{sig("forwarding-rule", "high"), sig("spray-rule", "high")}, 0},
+		{"pairing off", none, []alert.Alert{d4, sig("forwarding-rule", "high")}, 0},
+	} {
+		if got := Group(c.cfg, c.alerts); len(got) != c.want {
+			t.Errorf("%s: %d incidents, want %d", c.name, len(got), c.want)
+		}
+	}
+}

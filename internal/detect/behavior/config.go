@@ -142,6 +142,7 @@ type Config struct {
 		SingleSignals   []string `yaml:"single_signals"`
 		CoreSignals     []string `yaml:"core_signals"`
 		SigmaCounts     bool     `yaml:"sigma_counts"`
+		SigmaPairLevel  string   `yaml:"sigma_pair_level"`
 		MinLevel        string   `yaml:"min_level"`
 		SingleLevel     string   `yaml:"single_level"`
 		BroadActorUsers int      `yaml:"broad_actor_users"`
@@ -209,6 +210,9 @@ func ParseConfig(b []byte) (*Config, error) {
 			MaxSourceLag *Duration `yaml:"max_source_lag"`
 			MaxMailLag   *Duration `yaml:"max_mail_lag"`
 		} `yaml:"orphan_token"`
+		Incident struct {
+			SigmaPairLevel *string `yaml:"sigma_pair_level"`
+		} `yaml:"incident"`
 	}
 	if err := yaml.Unmarshal(b, &has); err != nil {
 		return nil, err
@@ -220,6 +224,10 @@ func ParseConfig(b []byte) (*Config, error) {
 	// is judged against as soon as the sign-in log has passed them.
 	if has.D1.MaxMailLag == nil {
 		return nil, errors.New("orphan_token.max_mail_lag is missing: add it (the built-in default is 36h; 0 keeps no sign-in evidence for a mail log that arrives after the sign-in log)")
+	}
+	// And sigma_pair_level: "" would pair no Sigma detection.
+	if has.Incident.SigmaPairLevel == nil {
+		return nil, errors.New("incident.sigma_pair_level is missing: add it (the built-in default is high; \"\" lets no Sigma detection pair with a behavioural alert)")
 	}
 	return &c, nil
 }
@@ -237,6 +245,9 @@ func (c *Config) compile() error {
 		if _, ok := map[string]bool{"informational": true, "low": true, "medium": true, "high": true, "critical": true}[lv.v]; !ok {
 			return fmt.Errorf("%s: %q is not a level (informational, low, medium, high, critical)", lv.name, lv.v)
 		}
+	}
+	if v := c.Incident.SigmaPairLevel; v != "" && !map[string]bool{"informational": true, "low": true, "medium": true, "high": true, "critical": true}[v] {
+		return fmt.Errorf("incident.sigma_pair_level: %q is not a level (informational, low, medium, high, critical) or \"\"", v)
 	}
 	pos := []struct {
 		name string
@@ -299,6 +310,7 @@ func (c *Config) IncidentConfig() incident.Config {
 		SingleSignals:   c.Incident.SingleSignals,
 		CoreSignals:     c.Incident.CoreSignals,
 		SigmaCounts:     c.Incident.SigmaCounts,
+		SigmaPairLevel:  c.Incident.SigmaPairLevel,
 		MinLevel:        c.Incident.MinLevel,
 		SingleLevel:     c.Incident.SingleLevel,
 		BroadActorUsers: c.Incident.BroadActorUsers,

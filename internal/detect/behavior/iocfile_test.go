@@ -1,6 +1,7 @@
 package behavior
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -59,10 +60,12 @@ func TestConfigErrors(t *testing.T) {
 		"bad regexp":   replace(good, "'PowerShell'", "'(unclosed'"),
 		"version":      replace(good, "version: 1", "version: 2"),
 		// A file from before the setting: not silently 0 (no waiting).
-		"no max_source_lag": replace(good, "max_source_lag: 6h", "# max_source_lag: 6h"),
-		"max_source_lag":    replace(good, "max_source_lag: 6h", "max_source_lag: -1h"),
-		"no max_mail_lag":   replace(good, "max_mail_lag: 36h", "# max_mail_lag: 36h"),
-		"max_mail_lag":      replace(good, "max_mail_lag: 36h", "max_mail_lag: -1h"),
+		"no max_source_lag":    replace(good, "max_source_lag: 6h", "# max_source_lag: 6h"),
+		"no sigma_pair_level":  replace(good, "sigma_pair_level: high", "# sigma_pair_level: high"),
+		"bad sigma_pair_level": replace(good, "sigma_pair_level: high", "sigma_pair_level: loud"),
+		"max_source_lag":       replace(good, "max_source_lag: 6h", "max_source_lag: -1h"),
+		"no max_mail_lag":      replace(good, "max_mail_lag: 36h", "# max_mail_lag: 36h"),
+		"max_mail_lag":         replace(good, "max_mail_lag: 36h", "max_mail_lag: -1h"),
 	} {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("%s accepted", name)
@@ -72,20 +75,28 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := ParseConfig([]byte(old)); err == nil || !strings.Contains(err.Error(), "orphan_token.max_source_lag is missing") {
 		t.Errorf("a settings file without max_source_lag: %v, want it named as missing", err)
 	}
+	for edit, want := range map[string]string{"# sigma_pair_level: high": "incident.sigma_pair_level is missing", "sigma_pair_level: loud": `incident.sigma_pair_level: "loud" is not a level`} {
+		if _, err := ParseConfig([]byte(replace(good, "sigma_pair_level: high", edit))); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", edit, err, want)
+		}
+	}
+	if c, err := ParseConfig([]byte(replace(good, "sigma_pair_level: high", `sigma_pair_level: ""`))); err != nil || c.IncidentConfig().SigmaPairLevel != "" {
+		t.Errorf(`sigma_pair_level "": %v`, err)
+	}
 	old = replace(good, "max_mail_lag: 36h", "# max_mail_lag: 36h")
 	if _, err := ParseConfig([]byte(old)); err == nil || !strings.Contains(err.Error(), "orphan_token.max_mail_lag is missing") {
 		t.Errorf("a settings file without max_mail_lag: %v, want it named as missing", err)
 	}
 }
 
+// replace replaces the first old in s; an old not there is a broken
+// test case (it would fail to parse for the wrong reason).
 func replace(s, old, new string) string {
-	out := ""
-	for i := 0; i+len(old) <= len(s); i++ {
-		if s[i:i+len(old)] == old {
-			return s[:i] + new + s[i+len(old):]
-		}
+	i := strings.Index(s, old)
+	if i < 0 {
+		panic(fmt.Sprintf("replace: %q is not in the settings", old))
 	}
-	return out
+	return s[:i] + new + s[i+len(old):]
 }
 
 // TestIncidentDefaultsAgree keeps the incident section of default.yaml and
