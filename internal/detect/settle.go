@@ -99,7 +99,6 @@ type alertSpool struct {
 	dir  string
 	f    *os.File
 	w    *bufio.Writer
-	cw   *countWriter
 	runs []spoolRun
 	n    int
 }
@@ -113,17 +112,6 @@ type spoolRun struct {
 // maxSpoolRuns bounds the runs a merge reads at once (64 KiB of buffer
 // each).
 const maxSpoolRuns = 64
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
-}
 
 // spooled is one alert in the spool.
 type spooled struct {
@@ -141,11 +129,15 @@ func (s *alertSpool) write(as []alert.Alert) error {
 		if err != nil {
 			return fmt.Errorf("settled alerts: %w", err)
 		}
-		s.f, s.cw = f, &countWriter{w: f}
-		s.w = bufio.NewWriter(s.cw)
+		s.f, s.w = f, bufio.NewWriter(f)
 	}
 	alert.Sort(as)
-	s.runs = append(s.runs, spoolRun{off: s.cw.n + int64(s.w.Buffered()), n: len(as)})
+	// The run starts where the file is written to, past what is buffered.
+	at, err := s.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("settled alerts %s: %w", s.f.Name(), err)
+	}
+	s.runs = append(s.runs, spoolRun{off: at + int64(s.w.Buffered()), n: len(as)})
 	enc := gob.NewEncoder(s.w)
 	for i := range as {
 		// gob sends no empty slice: say so, for the JSON of Tags.
@@ -167,8 +159,7 @@ func (s *alertSpool) compact() error {
 	if err != nil {
 		return fmt.Errorf("settled alerts: %w", err)
 	}
-	cw := &countWriter{w: f}
-	w := bufio.NewWriter(cw)
+	w := bufio.NewWriter(f)
 	enc := gob.NewEncoder(w)
 	err = s.each(nil, func(a *alert.Alert) error {
 		return enc.Encode(&spooled{A: *a, EmptyTags: a.Tags != nil && len(a.Tags) == 0})
@@ -180,7 +171,7 @@ func (s *alertSpool) compact() error {
 	}
 	n := s.n
 	s.remove()
-	s.f, s.cw, s.w = f, cw, w
+	s.f, s.w = f, w
 	s.runs, s.n = []spoolRun{{off: 0, n: n}}, n
 	return nil
 }
